@@ -1,0 +1,275 @@
+//! The command line: clap types and what each command does with the library. Errors gain context
+//! here (`anyhow`); exit codes come from [`crate::report`].
+
+use std::io::IsTerminal as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Config, TargetKind};
+use crate::plan::render::Format;
+use crate::reconcile::Mode;
+use crate::report;
+use crate::run::{RunOptions, run as run_targets};
+use crate::telemetry::LogFormat;
+
+/// The seed `roster demo` and `roster sim` use when none is given: a few groups and users.
+pub const DEFAULT_SEED: &str = include_str!("../config/sim-seed.toml");
+
+/// roster keeps the groups of application APIs true to your directory or TOML files.
+#[derive(Debug, Parser)]
+#[command(name = "roster", version, about)]
+pub struct Cli {
+    /// The config file [default: roster.toml, then /etc/roster/roster.toml].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Log as human-readable text or JSON lines (to standard error; level from RUST_LOG).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the config and every desired-state file; touches no network.
+    Validate,
+    /// Show what apply would change; writes nothing.
+    Plan(PlanArgs),
+    /// Plan, check the safety limits, and apply.
+    Apply(ApplyArgs),
+    /// Serve the target simulators on loopback until stopped.
+    Sim(SimArgs),
+    /// Try roster: start the simulator, plan and apply the example config, and plan again.
+    Demo(SimSeedArg),
+}
+
+/// Arguments of `roster plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Only this target (repeatable).
+    #[arg(long = "target", value_name = "NAME")]
+    pub targets: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Write the plan to this file instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Exit 0 when in sync, 2 when changes are pending, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+/// Arguments of `roster apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Only this target (repeatable).
+    #[arg(long = "target", value_name = "NAME")]
+    pub targets: Vec<String>,
+    /// Allow this many removals for this run, instead of each target's max_deletes.
+    #[arg(long, value_name = "N")]
+    pub max_deletes: Option<usize>,
+}
+
+/// Arguments of `roster sim`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Where to listen; keep it on loopback.
+    #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    seed: SimSeedArg,
+}
+
+/// The seed of the simulators.
+#[derive(Debug, Args)]
+pub struct SimSeedArg {
+    /// Seed file (TOML) with the simulators' users, groups, behaviour switches and faults
+    /// [default: a small built-in example].
+    #[arg(long, value_name = "FILE")]
+    pub seed: Option<PathBuf>,
+}
+
+/// Runs a parsed command line; returns the exit code.
+pub async fn run(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Validate => validate(&config_path(cli.config)).await,
+        Command::Plan(a) => {
+            let config = load(&config_path(cli.config))?;
+            plan(&config, a).await
+        }
+        Command::Apply(a) => {
+            let config = load(&config_path(cli.config))?;
+            apply(&config, a).await
+        }
+        Command::Sim(a) => {
+            let seed = seed(a.seed.seed.as_deref())?;
+            crate::sim::serve_until(seed, a.listen, shutdown_signal())
+                .await
+                .context("simulator")?;
+            Ok(report::EXIT_OK)
+        }
+        Command::Demo(a) => {
+            let path = cli.config.unwrap_or_else(|| PathBuf::from("config/roster.toml"));
+            demo(&path, a.seed.as_deref()).await
+        }
+    }
+}
+
+fn config_path(given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(config::default_path)
+}
+
+fn load(path: &Path) -> Result<Config> {
+    let config = config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for w in &config.warnings {
+        eprintln!("{w}");
+    }
+    Ok(config)
+}
+
+async fn validate(path: &Path) -> Result<u8> {
+    let config = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(report::EXIT_ERROR);
+        }
+    };
+    for w in &config.warnings {
+        eprintln!("{w}");
+    }
+    match crate::source::load_desired(&config.sources).await {
+        Ok(desired) => {
+            println!(
+                "{}: valid: {} sources, {} targets, {} groups",
+                path.display(),
+                config.sources.len(),
+                config.targets.len(),
+                desired.groups.len()
+            );
+            Ok(report::EXIT_OK)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(report::EXIT_ERROR)
+        }
+    }
+}
+
+async fn plan(config: &Config, a: PlanArgs) -> Result<u8> {
+    let opts = RunOptions {
+        mode: Mode::Plan,
+        targets: a.targets,
+        ..RunOptions::default()
+    };
+    let run = run_targets(config, &opts).await?;
+    let text = report::plans(&run, a.format);
+    match &a.out {
+        Some(path) => std::fs::write(path, &text)
+            .with_context(|| format!("writing the plan to {}", path.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(report::plan_exit(&run, a.detailed_exitcode))
+}
+
+async fn apply(config: &Config, a: ApplyArgs) -> Result<u8> {
+    let opts = RunOptions {
+        mode: Mode::Apply,
+        targets: a.targets,
+        max_deletes: a.max_deletes,
+        progress: std::io::stderr().is_terminal(),
+        ..RunOptions::default()
+    };
+    let run = run_targets(config, &opts).await?;
+    print!("{}", report::applied(&run));
+    Ok(report::apply_exit(&run))
+}
+
+fn seed(path: Option<&Path>) -> Result<crate::sim::Seed> {
+    Ok(match path {
+        Some(p) => crate::sim::load_seed(p)?,
+        None => crate::sim::parse_seed(DEFAULT_SEED, "built-in seed")?,
+    })
+}
+
+async fn demo(config_path: &Path, seed_path: Option<&Path>) -> Result<u8> {
+    let mut config = load(config_path)?;
+    let sim = crate::sim::start(seed(seed_path)?, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .context("starting the simulator")?;
+    println!("Contensis simulator listening on {}\n", sim.url());
+    for t in &mut config.targets {
+        match &mut t.kind {
+            TargetKind::Contensis(c) => c.url = sim.url(),
+        }
+    }
+    println!("$ roster plan");
+    let code = plan(&config, plan_args()).await?;
+    if code == report::EXIT_ERROR {
+        bail!("the first plan failed");
+    }
+    println!("\n$ roster apply");
+    let code = apply(
+        &config,
+        ApplyArgs {
+            targets: Vec::new(),
+            max_deletes: None,
+        },
+    )
+    .await?;
+    if code != report::EXIT_OK {
+        bail!("the apply did not complete (exit code {code})");
+    }
+    println!("\n$ roster plan --detailed-exitcode");
+    let code = plan(
+        &config,
+        PlanArgs {
+            detailed_exitcode: true,
+            ..plan_args()
+        },
+    )
+    .await?;
+    sim.shutdown().await;
+    if code != report::EXIT_OK {
+        bail!("the plan after apply is not empty (exit code {code})");
+    }
+    println!("\nThe second plan is empty: the simulator now holds the desired groups.");
+    Ok(report::EXIT_OK)
+}
+
+fn plan_args() -> PlanArgs {
+    PlanArgs {
+        targets: Vec::new(),
+        format: Format::Text,
+        out: None,
+        detailed_exitcode: false,
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

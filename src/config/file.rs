@@ -1,0 +1,570 @@
+//! The shapes of `roster.toml` as serde reads them, and the hand-written dispatch on `type`.
+//!
+//! Why by hand: with serde's `tag = "type"` (or `untagged`, or `flatten`) serde buffers the whole
+//! table before it knows the variant, and the toml crate can then only point at the table header
+//! (`[[target]]`) instead of the misspelt key (toml-rs/toml #535, #748, #593). So the document is
+//! parsed into spanned toml values ([`DeTable`]), `type` is read from each `[[source]]` and
+//! `[[target]]` table, and the table is split into the keys every component of that kind has and
+//! the keys of its type. Each part is then deserialized into a `deny_unknown_fields` struct through
+//! its own [`Spanned<DeValue>`] deserializer, so every error keeps the position of the key or value
+//! it is about.
+//!
+//! [`Resolver`] collects the diagnostics of one file, resolves relative paths against the config
+//! file's folder and reads secrets. A connector's keys are a struct implementing [`TargetKeys`];
+//! adding a connector is one such struct and one match arm in [`super::parse`].
+
+use std::collections::BTreeSet;
+use std::num::NonZeroUsize;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, IntoDeserializer};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::diag::{Diagnostic, TextFile};
+use super::secret::{Secret, SecretKeys};
+use crate::plan::MembershipMode;
+
+/// Marks that a problem was found and already recorded as a diagnostic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Reported;
+
+/// Turns one config file's serde shapes into checked values, collecting every problem on the way.
+#[derive(Debug)]
+pub(crate) struct Resolver<'a> {
+    file: TextFile<'a>,
+    base: &'a Path,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl<'a> Resolver<'a> {
+    /// A resolver for `file`, whose relative paths are relative to `base`.
+    pub fn new(file: TextFile<'a>, base: &'a Path) -> Self {
+        Self {
+            file,
+            base,
+            diagnostics: Vec::new(),
+        }
+    }
+
+    /// The file being read.
+    pub fn file(&self) -> TextFile<'a> {
+        self.file
+    }
+
+    /// Records an error at `span`.
+    pub fn error(&mut self, span: Range<usize>, message: impl Into<String>) -> Reported {
+        let d = self.file.error(span, message);
+        self.diagnostics.push(d);
+        Reported
+    }
+
+    /// Records a warning at `span`.
+    pub fn warn(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let d = self.file.warning(span, message);
+        self.diagnostics.push(d);
+    }
+
+    /// Whether any error (not warning) was recorded.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    /// The diagnostics recorded, in the order of their positions in the file.
+    pub fn into_diagnostics(mut self) -> Vec<Diagnostic> {
+        self.diagnostics.sort_by_key(|d| (d.line, d.col));
+        self.diagnostics
+    }
+
+    /// Deserializes a spanned toml value, recording the error (at its position) if it fails.
+    pub fn deserialize<T: DeserializeOwned>(
+        &mut self,
+        value: Spanned<DeValue<'_>>,
+    ) -> Result<T, Reported> {
+        T::deserialize(value.into_deserializer()).map_err(|e| {
+            let d = self.file.toml_error(&e);
+            self.diagnostics.push(d);
+            Reported
+        })
+    }
+
+    /// A path from the config, made absolute against the config file's folder.
+    pub fn path(&self, path: &Path) -> PathBuf {
+        self.base.join(path)
+    }
+
+    /// Reads the secret the keys point at: `Ok(None)` when none of the three keys is set.
+    ///
+    /// Records an error when more than one is set, when a file cannot be read, when a variable is
+    /// not set, or when the secret is empty; records a warning for a secret written in the config
+    /// and for a secret file readable by group or others.
+    pub fn secret(&mut self, keys: &SecretKeys) -> Result<Option<Secret>, Reported> {
+        let given = keys.given();
+        if let [(first, _), (second, span), ..] = given.as_slice() {
+            return Err(self.error(
+                span.clone(),
+                format!("`{second}` conflicts with `{first}`: give the secret one way only"),
+            ));
+        }
+        let secret = if let Some(file) = &keys.file {
+            let path = self.path(file.get_ref());
+            match Secret::from_file(&path) {
+                Err(e) => {
+                    return Err(self.error(
+                        file.span(),
+                        format!("cannot read secret file {}: {e}", path.display()),
+                    ));
+                }
+                Ok((secret, loose)) => {
+                    if let Some(mode) = loose {
+                        self.warn(
+                            file.span(),
+                            format!(
+                                "secret file {} can be read by group or others (mode {mode:03o}); \
+                                 restrict it with `chmod 600`",
+                                path.display()
+                            ),
+                        );
+                    }
+                    if secret.expose().is_empty() {
+                        return Err(self.error(
+                            file.span(),
+                            format!("secret file {} is empty", path.display()),
+                        ));
+                    }
+                    secret
+                }
+            }
+        } else if let Some(var) = &keys.env {
+            let name = var.get_ref();
+            match Secret::from_env(name) {
+                Err(std::env::VarError::NotPresent) => {
+                    return Err(self.error(
+                        var.span(),
+                        format!("environment variable `{name}` is not set"),
+                    ));
+                }
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    return Err(self.error(
+                        var.span(),
+                        format!("environment variable `{name}` is not valid UTF-8"),
+                    ));
+                }
+                Ok(s) if s.expose().is_empty() => {
+                    return Err(self.error(
+                        var.span(),
+                        format!("environment variable `{name}` is empty"),
+                    ));
+                }
+                Ok(s) => s,
+            }
+        } else if let Some(literal) = &keys.literal {
+            let key = keys.key;
+            if literal.get_ref().is_empty() {
+                return Err(self.error(literal.span(), format!("`{key}` is empty")));
+            }
+            self.warn(
+                literal.span(),
+                format!(
+                    "`{key}` is written in the config file; \
+                     prefer `{key}_file` or `{key}_env`"
+                ),
+            );
+            Secret::new(literal.get_ref().clone())
+        } else {
+            return Ok(None);
+        };
+        Ok(Some(secret))
+    }
+}
+
+/// The connector keys of a `[[target]]` table of one type, as serde reads them
+/// (`deny_unknown_fields`, a doc comment on every field: they are the user documentation).
+pub(crate) trait TargetKeys: DeserializeOwned {
+    /// The checked configuration the keys become.
+    type Config;
+
+    /// Checks the keys and reads what they point at (secrets). `table` is the span of the
+    /// `[[target]]` header, for problems with no key to point at (a missing key). Every problem is
+    /// recorded in `r`.
+    fn resolve(self, r: &mut Resolver<'_>, table: Range<usize>) -> Result<Self::Config, Reported>;
+}
+
+/// The keys every `[[target]]` table has, whatever its `type`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TargetFile {
+    /// The target's name, used in plans, reports, metrics and `--target`. Must be unique.
+    pub name: Spanned<String>,
+    /// The connector: one of `contensis`. (Read by hand before this struct, to choose the
+    /// connector's keys; listed here so that it is a known key.)
+    #[serde(rename = "type")]
+    pub _kind: serde::de::IgnoredAny,
+    /// The managed scope: glob patterns over group names (`*`, `?`, `[abc]`, `{a,b}`). roster
+    /// creates, changes and (with `prune`) deletes only groups whose names match. Default: exactly
+    /// the groups of the desired state, so nothing else on the target is ever touched.
+    pub groups: Option<Vec<Spanned<String>>>,
+    /// `authoritative` (default): members and children not in the desired state are removed.
+    /// `additive`: roster only adds.
+    #[serde(default)]
+    pub membership: MembershipFile,
+    /// Whether managed groups that the desired state no longer names are deleted. Default
+    /// `false`.
+    #[serde(default)]
+    pub prune: bool,
+    /// An apply whose removals (members, children and groups) exceed this is refused, unless
+    /// raised for one run with `--max-deletes`. Default 100.
+    #[serde(default = "default_max_deletes")]
+    pub max_deletes: usize,
+    /// How many API calls may be in flight at once on this target. Default 8.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: NonZeroUsize,
+    /// How long one API call may take, as a duration such as `"30s"` or `"2m"`. Default 30s.
+    pub timeout: Option<Spanned<String>>,
+    /// How many times a failed call is retried, when retrying is safe. Default 4.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Allow applying an empty desired state to a target whose scope holds groups (which would
+    /// empty or, with `prune`, delete them). Default `false`.
+    #[serde(default)]
+    pub allow_empty_source: bool,
+    /// A PEM file of CA certificates to trust, in addition to the system's, relative to the
+    /// config file.
+    pub ca_file: Option<Spanned<PathBuf>>,
+}
+
+/// The default of [`TargetFile::max_deletes`].
+pub(crate) const DEFAULT_MAX_DELETES: usize = 100;
+/// The default of [`TargetFile::concurrency`].
+pub(crate) const DEFAULT_CONCURRENCY: usize = 8;
+/// The default of [`TargetFile::retries`].
+pub(crate) const DEFAULT_RETRIES: u32 = 4;
+/// The default of [`TargetFile::timeout`].
+pub(crate) const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn default_max_deletes() -> usize {
+    DEFAULT_MAX_DELETES
+}
+
+fn default_concurrency() -> NonZeroUsize {
+    NonZeroUsize::new(DEFAULT_CONCURRENCY).unwrap_or(NonZeroUsize::MIN)
+}
+
+fn default_retries() -> u32 {
+    DEFAULT_RETRIES
+}
+
+/// The `membership` key.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum MembershipFile {
+    /// Members and children not in the desired state are removed.
+    #[default]
+    Authoritative,
+    /// roster only adds.
+    Additive,
+}
+
+impl From<MembershipFile> for MembershipMode {
+    fn from(m: MembershipFile) -> Self {
+        match m {
+            MembershipFile::Authoritative => MembershipMode::Authoritative,
+            MembershipFile::Additive => MembershipMode::Additive,
+        }
+    }
+}
+
+/// The keys every `[[source]]` table has, whatever its `type`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SourceFile {
+    /// The kind of source: one of `toml`. (Read by hand before this struct, to choose the
+    /// source's keys; listed here so that it is a known key.)
+    #[serde(rename = "type")]
+    pub _kind: serde::de::IgnoredAny,
+}
+
+/// The keys of a `[[source]]` table of `type = "toml"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TomlSourceFile {
+    /// A desired-state file, or a folder whose `*.toml` files are read in name order; relative to
+    /// the config file.
+    pub path: Spanned<PathBuf>,
+}
+
+/// One `[[source]]` or `[[target]]` table of the document: its header's span and its keys.
+pub(crate) struct RawTable<'i> {
+    /// The span of the `[[…]]` header.
+    pub span: Range<usize>,
+    /// The keys.
+    pub table: DeTable<'i>,
+}
+
+/// The top level of `roster.toml`, split by hand so that every key is checked.
+#[derive(Default)]
+pub(crate) struct RootFile<'i> {
+    /// The `[[source]]` tables, in file order.
+    pub sources: Vec<RawTable<'i>>,
+    /// The `[[target]]` tables, in file order.
+    pub targets: Vec<RawTable<'i>>,
+}
+
+/// The top-level keys of `roster.toml`.
+const ROOT_KEYS: &[&str] = &["source", "target"];
+
+impl<'i> RootFile<'i> {
+    /// Splits the parsed document into its `[[source]]` and `[[target]]` tables, recording an
+    /// error for any other key and for a `source` or `target` that is not an array of tables.
+    pub fn split(root: DeTable<'i>, r: &mut Resolver<'_>) -> Self {
+        let mut out = Self::default();
+        for (key, value) in root {
+            let name = key.get_ref().as_ref();
+            let list = match name {
+                "source" => &mut out.sources,
+                "target" => &mut out.targets,
+                _ => {
+                    r.error(key.span(), unknown_key(name, "the top level", ROOT_KEYS));
+                    continue;
+                }
+            };
+            let span = value.span();
+            match value.into_inner() {
+                DeValue::Array(items) => {
+                    for item in items {
+                        let span = item.span();
+                        match item.into_inner() {
+                            DeValue::Table(table) => list.push(RawTable { span, table }),
+                            _ => {
+                                r.error(span, format!("`{name}` must be a list of tables: write [[{name}]] sections"));
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    r.error(
+                        span,
+                        format!("`{name}` must be a list of tables: write [[{name}]], not [{name}]"),
+                    );
+                }
+            }
+        }
+        out
+    }
+}
+
+impl<'i> RawTable<'i> {
+    /// The table's `type`, with its span; records an error (listing `known`) when it is missing
+    /// or not a string.
+    pub fn kind(
+        &self,
+        what: &str,
+        known: &[&str],
+        r: &mut Resolver<'_>,
+    ) -> Result<Spanned<String>, Reported> {
+        match self.table.get("type") {
+            None => Err(r.error(
+                self.span.clone(),
+                format!(
+                    "[[{what}]] without `type`: set one of {}",
+                    backticked(known)
+                ),
+            )),
+            Some(v) => match v.get_ref().as_str() {
+                Some(s) => Ok(Spanned::new(v.span(), s.to_owned())),
+                None => Err(r.error(
+                    v.span(),
+                    format!(
+                        "`type` must be a string, one of {}",
+                        backticked(known)
+                    ),
+                )),
+            },
+        }
+    }
+
+    /// Deserializes the table into `T`, recording an error for each key `T` does not have (and
+    /// ignoring that key, so that the rest of the table is still checked).
+    pub fn read<T: DeserializeOwned>(self, what: &str, r: &mut Resolver<'_>) -> Result<T, Reported> {
+        let keys = keys_of::<T>();
+        let mut known = DeTable::new();
+        for (key, value) in self.table {
+            let name = key.get_ref().as_ref();
+            if keys.contains(&name) {
+                known.insert(key, value);
+            } else {
+                r.error(key.span(), unknown_key(name, what, keys));
+            }
+        }
+        r.deserialize(Spanned::new(self.span, DeValue::Table(known)))
+    }
+
+    /// Splits the table into the keys of `C` (common to every component of its kind) and those
+    /// of `K` (of its type), deserializes both, and records an error for each key that is in
+    /// neither. Both parts are attempted, so that all their errors are reported at once.
+    pub fn split<C: DeserializeOwned, K: DeserializeOwned>(
+        self,
+        what: &str,
+        r: &mut Resolver<'_>,
+    ) -> (Result<C, Reported>, Result<K, Reported>) {
+        let common_keys = keys_of::<C>();
+        let kind_keys = keys_of::<K>();
+        let mut common = DeTable::new();
+        let mut kind = DeTable::new();
+        for (key, value) in self.table {
+            let name = key.get_ref().as_ref();
+            if common_keys.contains(&name) {
+                common.insert(key, value);
+            } else if kind_keys.contains(&name) {
+                kind.insert(key, value);
+            } else {
+                let all: Vec<&str> = common_keys.iter().chain(kind_keys).copied().collect();
+                r.error(key.span(), unknown_key(name, what, &all));
+            }
+        }
+        let c = r.deserialize(Spanned::new(self.span.clone(), DeValue::Table(common)));
+        let k = r.deserialize(Spanned::new(self.span, DeValue::Table(kind)));
+        (c, k)
+    }
+}
+
+/// The message for a key that is not allowed where it is: names the key, a likely intended key,
+/// and every allowed one.
+pub(crate) fn unknown_key(key: &str, place: &str, expected: &[&str]) -> String {
+    let hint = closest(key, expected)
+        .map(|k| format!(" (did you mean `{k}`?)"))
+        .unwrap_or_default();
+    format!(
+        "unknown key `{key}` in {place}{hint}; expected one of {}",
+        backticked(expected)
+    )
+}
+
+/// `a`, `b`, `c`: for lists of keys and names in messages.
+pub(crate) fn backticked(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The candidate nearest to `word` by edit distance, if it is near enough to be a likely typo.
+fn closest<'k>(word: &str, candidates: &[&'k str]) -> Option<&'k str> {
+    let limit = (word.chars().count() / 3).max(1);
+    candidates
+        .iter()
+        .map(|c| (edit_distance(word, c), *c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance, counting an exchange of two neighbouring characters as one edit.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// The keys a `deny_unknown_fields` struct accepts, as its derived `Deserialize` declares them.
+///
+/// Asking serde keeps one list of keys (the struct's fields), instead of a hand-kept copy that
+/// could drift from it.
+pub(crate) fn keys_of<T: DeserializeOwned>() -> &'static [&'static str] {
+    let mut keys: &'static [&'static str] = &[];
+    // The probe always fails: it only records the field list serde passes to it.
+    let _ = T::deserialize(KeyProbe(&mut keys));
+    keys
+}
+
+/// A deserializer that records the fields of the struct asked of it, then gives up.
+struct KeyProbe<'a>(&'a mut &'static [&'static str]);
+
+impl<'de> serde::Deserializer<'de> for KeyProbe<'_> {
+    type Error = serde::de::value::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(serde::de::Error::custom("not a struct"))
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        *self.0 = fields;
+        Err(serde::de::Error::custom("probed"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
+}
+
+/// Glob patterns as [`crate::plan::Scope`] builds them; checked here so that a bad one is an
+/// error at its position in the config, not a failure at run time.
+pub(crate) fn check_globs(patterns: &[Spanned<String>], r: &mut Resolver<'_>) -> bool {
+    let mut ok = true;
+    let mut seen = BTreeSet::new();
+    for p in patterns {
+        if let Err(e) = globset::GlobBuilder::new(p.get_ref())
+            .literal_separator(false)
+            .build()
+        {
+            r.error(p.span(), format!("invalid glob `{}`: {}", p.get_ref(), e.kind()));
+            ok = false;
+        } else if !seen.insert(p.get_ref().as_str()) {
+            r.warn(p.span(), format!("glob `{}` is listed twice", p.get_ref()));
+        }
+    }
+    ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_come_from_the_struct() {
+        assert_eq!(keys_of::<SourceFile>(), ["type"]);
+        assert_eq!(keys_of::<TomlSourceFile>(), ["path"]);
+        let target = keys_of::<TargetFile>();
+        assert_eq!(target[0], "name");
+        assert!(target.contains(&"type") && target.contains(&"ca_file"));
+    }
+
+    #[test]
+    fn typos_find_the_intended_key() {
+        let keys = ["url", "client_id", "client_secret", "scope"];
+        assert_eq!(closest("clinet_id", &keys), Some("client_id"));
+        assert_eq!(closest("urll", &keys), Some("url"));
+        assert_eq!(closest("banana", &keys), None);
+        assert_eq!(edit_distance("ab", "ba"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+}

@@ -1,0 +1,386 @@
+//! Configuration: `roster.toml`, read into a checked, typed [`Config`].
+//!
+//! Loading is the pure "validate" phase: it reads the config file and the secret files it names,
+//! checks every key, path, glob and secret, and reports *every* problem at once as a
+//! `file:line:col: message` [`Diagnostic`], so that `roster validate` (and a reload) can refuse a
+//! broken config with precise pointers before anything touches the network. Nothing here builds a
+//! client or opens a socket.
+//!
+//! ```toml
+//! [[source]]
+//! type = "toml"
+//! path = "groups"                # a file, or a folder of *.toml files; relative to this file
+//!
+//! [[target]]
+//! name = "cms"                   # used in plans, reports and --target
+//! type = "contensis"
+//! url = "https://cms.example.com"
+//! client_id = "roster"
+//! client_secret_file = "secrets/contensis"
+//! groups = ["*"]                 # managed scope; default: the desired groups only
+//! membership = "authoritative"   # or "additive"
+//! prune = false
+//! max_deletes = 100
+//! concurrency = 8
+//! timeout = "30s"
+//! retries = 4
+//! ```
+//!
+//! `[[source]]` and `[[target]]` tables are dispatched on `type` by hand (see [`file`]) so that
+//! errors keep their positions. Adding a source or target type is one match arm in [`parse`].
+
+pub mod diag;
+pub(crate) mod file;
+pub mod secret;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+use toml::de::DeTable;
+
+pub use diag::{Diagnostic, Severity, TextFile, locate};
+pub use secret::Secret;
+
+use crate::model::Origin;
+use crate::plan::MembershipMode;
+use crate::target::contensis::config::{ContensisConfig, ContensisKeys};
+use file::{RawTable, Reported, Resolver, RootFile, SourceFile, TargetFile, TargetKeys};
+
+/// The source types `[[source]] type = "…"` accepts.
+pub const SOURCE_TYPES: &[&str] = &["toml"];
+/// The target types `[[target]] type = "…"` accepts.
+pub const TARGET_TYPES: &[&str] = &["contensis"];
+
+/// A checked configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Where the desired state comes from, in file order; at least one.
+    pub sources: Vec<SourceConfig>,
+    /// The systems to reconcile, in file order; names are unique.
+    pub targets: Vec<TargetConfig>,
+    /// Problems that do not prevent running (a secret written in the file, say).
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Config {
+    /// The target of this name.
+    pub fn target(&self, name: &str) -> Option<&TargetConfig> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+}
+
+/// One `[[source]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceConfig {
+    /// `type = "toml"`: desired-state files.
+    Toml(TomlSourceConfig),
+}
+
+/// A `[[source]]` of `type = "toml"`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TomlSourceConfig {
+    /// The desired-state file, or folder of `*.toml` files, resolved against the config file's
+    /// folder.
+    pub path: PathBuf,
+    /// Where the config names it (the `path` value), for errors about the path itself.
+    pub origin: Origin,
+}
+
+/// One `[[target]]`: the keys every target has, and its connector's.
+#[derive(Clone, Debug)]
+pub struct TargetConfig {
+    /// The target's name, unique in the config.
+    pub name: String,
+    /// Glob patterns of the managed groups; `None`: exactly the desired groups.
+    pub groups: Option<Vec<String>>,
+    /// Authoritative or additive membership.
+    pub membership: MembershipMode,
+    /// Whether managed groups absent from the desired state are deleted.
+    pub prune: bool,
+    /// Removals above this refuse an apply.
+    pub max_deletes: usize,
+    /// Calls in flight at once.
+    pub concurrency: NonZeroUsize,
+    /// The time limit of one call.
+    pub timeout: Duration,
+    /// How many times a failed call is retried (when that is safe).
+    pub retries: u32,
+    /// Whether an empty desired state may be applied to a target with managed groups.
+    pub allow_empty_source: bool,
+    /// Extra CA certificates (PEM) to trust, resolved against the config file's folder.
+    pub ca_file: Option<PathBuf>,
+    /// The connector and its settings.
+    pub kind: TargetKind,
+}
+
+/// A target's connector and its own settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetKind {
+    /// `type = "contensis"`.
+    Contensis(ContensisConfig),
+}
+
+impl TargetKind {
+    /// The `type` value that selects this connector.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            TargetKind::Contensis(_) => "contensis",
+        }
+    }
+}
+
+/// Everything wrong with a config: errors, and the warnings found along the way, in file order.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<Diagnostic>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The config path to use when none is given: `roster.toml` in the current folder if there is
+/// one, else `/etc/roster/roster.toml`.
+pub fn default_path() -> PathBuf {
+    let local = PathBuf::from("roster.toml");
+    if local.exists() {
+        local
+    } else {
+        PathBuf::from("/etc/roster/roster.toml")
+    }
+}
+
+/// Reads and checks the config at `path`, with the secret files it names.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![Diagnostic::error(
+            path,
+            0,
+            0,
+            format!("cannot read config: {e}"),
+        )])
+    })?;
+    parse(&text, path)
+}
+
+/// Checks config `text` as if read from `path`: relative paths are resolved against
+/// `path.parent()`, and the secret files they name are read.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    let file = TextFile::new(path, text);
+    let root = match DeTable::parse(text) {
+        Ok(root) => root,
+        Err(e) => return Err(ConfigErrors(vec![file.toml_error(&e)])),
+    };
+    let base = path.parent().unwrap_or(Path::new(""));
+    let mut r = Resolver::new(file, base);
+    let root = RootFile::split(root.into_inner(), &mut r);
+
+    if root.sources.is_empty() {
+        r.error(
+            0..0,
+            "no [[source]]: add one, such as [[source]] with type = \"toml\" and path = \"groups\"",
+        );
+    }
+    if root.targets.is_empty() {
+        r.warn(0..0, "no [[target]]: there is nothing to reconcile");
+    }
+
+    let sources: Vec<_> = root
+        .sources
+        .into_iter()
+        .filter_map(|t| source(t, &mut r).ok())
+        .collect();
+
+    let mut targets = Vec::new();
+    let mut names: BTreeMap<String, Range<usize>> = BTreeMap::new();
+    for table in root.targets {
+        let Ok((name, target)) = target(table, &mut r) else {
+            continue;
+        };
+        if let Some(first) = names.get(name.get_ref()) {
+            let (line, col) = locate(text, first.start);
+            r.error(
+                name.span(),
+                format!(
+                    "duplicate target name `{}`; the first is at {}:{line}:{col}",
+                    name.get_ref(),
+                    path.display()
+                ),
+            );
+            continue;
+        }
+        names.insert(name.get_ref().clone(), name.span());
+        targets.push(target);
+    }
+
+    let failed = r.has_errors();
+    let diagnostics = r.into_diagnostics();
+    if failed {
+        return Err(ConfigErrors(diagnostics));
+    }
+    Ok(Config {
+        path: path.to_path_buf(),
+        sources,
+        targets,
+        warnings: diagnostics,
+    })
+}
+
+/// One `[[source]]` table: dispatch on `type`.
+fn source(table: RawTable<'_>, r: &mut Resolver<'_>) -> Result<SourceConfig, Reported> {
+    let kind = table.kind("source", SOURCE_TYPES, r)?;
+    match kind.get_ref().as_str() {
+        "toml" => {
+            let (_, keys) = table.split::<SourceFile, file::TomlSourceFile>("[[source]]", r);
+            let keys = keys?;
+            Ok(SourceConfig::Toml(TomlSourceConfig {
+                path: r.path(keys.path.get_ref()),
+                origin: r.file().origin(keys.path.span()),
+            }))
+        }
+        other => Err(unknown_type(&kind, other, "source", SOURCE_TYPES, r)),
+    }
+}
+
+/// One `[[target]]` table: dispatch on `type`, then the common keys. Returns the spanned name
+/// for the uniqueness check.
+fn target(
+    table: RawTable<'_>,
+    r: &mut Resolver<'_>,
+) -> Result<(Spanned<String>, TargetConfig), Reported> {
+    let kind = table.kind("target", TARGET_TYPES, r)?;
+    let span = table.span.clone();
+    let (common, kind) = match kind.get_ref().as_str() {
+        "contensis" => connector::<ContensisKeys>(table, r, TargetKind::Contensis),
+        other => return Err(unknown_type(&kind, other, "target", TARGET_TYPES, r)),
+    };
+    let common = common?;
+    let name = common.name.clone();
+    let config = common_keys(common, kind, span, r)?;
+    Ok((name, config))
+}
+
+/// Reads a `[[target]]` table whose connector keys are `K`, and wraps the connector's config in
+/// its [`TargetKind`] variant.
+fn connector<K: TargetKeys>(
+    table: RawTable<'_>,
+    r: &mut Resolver<'_>,
+    variant: fn(K::Config) -> TargetKind,
+) -> (Result<TargetFile, Reported>, Result<TargetKind, Reported>) {
+    let span = table.span.clone();
+    let (common, keys) = table.split::<TargetFile, K>("[[target]]", r);
+    let kind = keys.and_then(|k| k.resolve(r, span)).map(variant);
+    (common, kind)
+}
+
+fn unknown_type(
+    kind: &Spanned<String>,
+    name: &str,
+    what: &str,
+    known: &[&str],
+    r: &mut Resolver<'_>,
+) -> Reported {
+    r.error(
+        kind.span(),
+        format!(
+            "unknown {what} type `{name}`; known types: {}",
+            file::backticked(known)
+        ),
+    )
+}
+
+/// Checks the keys every target has and assembles the [`TargetConfig`].
+fn common_keys(
+    t: TargetFile,
+    kind: Result<TargetKind, Reported>,
+    table: Range<usize>,
+    r: &mut Resolver<'_>,
+) -> Result<TargetConfig, Reported> {
+    let mut ok = true;
+    if t.name.get_ref().trim().is_empty() {
+        r.error(t.name.span(), "target name is empty");
+        ok = false;
+    }
+    if let Some(groups) = &t.groups {
+        ok &= file::check_globs(groups, r);
+        if groups.is_empty() {
+            r.warn(
+                table,
+                "`groups` is empty: roster will manage no group on this target",
+            );
+        }
+    }
+    let timeout = match &t.timeout {
+        None => file::DEFAULT_TIMEOUT,
+        Some(s) => match humantime::parse_duration(s.get_ref()) {
+            Ok(d) if d.is_zero() => {
+                r.error(s.span(), "`timeout` must be longer than zero");
+                ok = false;
+                Duration::ZERO
+            }
+            Ok(d) => d,
+            Err(e) => {
+                r.error(
+                    s.span(),
+                    format!(
+                        "invalid duration `{}`: {e}; write it like \"30s\" or \"2m\"",
+                        s.get_ref()
+                    ),
+                );
+                ok = false;
+                Duration::ZERO
+            }
+        },
+    };
+    let ca_file = t.ca_file.as_ref().map(|f| {
+        let path = r.path(f.get_ref());
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => {
+                r.error(f.span(), format!("CA file {} is not a file", path.display()));
+                ok = false;
+            }
+            Err(e) => {
+                r.error(
+                    f.span(),
+                    format!("cannot read CA file {}: {e}", path.display()),
+                );
+                ok = false;
+            }
+        }
+        path
+    });
+    let kind = kind?;
+    if !ok {
+        return Err(Reported);
+    }
+    Ok(TargetConfig {
+        name: t.name.into_inner(),
+        groups: t
+            .groups
+            .map(|g| g.into_iter().map(Spanned::into_inner).collect()),
+        membership: t.membership.into(),
+        prune: t.prune,
+        max_deletes: t.max_deletes,
+        concurrency: t.concurrency,
+        timeout,
+        retries: t.retries,
+        allow_empty_source: t.allow_empty_source,
+        ca_file,
+        kind,
+    })
+}
+

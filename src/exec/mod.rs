@@ -1,0 +1,211 @@
+//! The executor: carries out a target's compiled calls in stage order, with bounded concurrency
+//! and retries, and reports what became of every planned change.
+//!
+//! It knows no API. It orders calls by [`Stage`] (creates before the member and child calls that
+//! need them, deletes last), runs up to `concurrency` calls at once, retries only what
+//! [`RetrySafety`] and [`CallError::is_transient`] allow, and skips calls that need a group whose
+//! creation failed. One failed call never stops independent ones.
+
+pub mod retry;
+
+use std::collections::{BTreeMap, HashSet};
+use std::num::NonZeroUsize;
+use std::time::Instant;
+
+use futures::StreamExt;
+use indicatif::ProgressBar;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::model::GroupName;
+use crate::target::{Call, CallError, RetrySafety, Sent, Stage, Target};
+
+pub use retry::RetryPolicy;
+
+/// What became of one planned change.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "outcome", content = "detail", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The API made the change.
+    Applied,
+    /// The API reported it already in effect (an adopted group, a member already gone).
+    AlreadyDone(String),
+    /// The call failed; the message names target, group, method, path and the server's words.
+    Failed(String),
+    /// Not attempted, because a change it depends on failed or the run was stopped.
+    Skipped(String),
+}
+
+impl Outcome {
+    /// Whether the desired effect holds.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Outcome::Applied | Outcome::AlreadyDone(_))
+    }
+}
+
+/// The result of executing one target's calls.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// The outcome of each planned change, by its index in the plan.
+    pub outcomes: BTreeMap<usize, Outcome>,
+    /// Calls sent, counting every attempt.
+    pub attempts: usize,
+}
+
+impl ApplyReport {
+    /// How many changes failed or were skipped.
+    pub fn failures(&self) -> usize {
+        self.outcomes.values().filter(|o| !o.is_ok()).count()
+    }
+}
+
+/// Carries out calls against one target. See the module documentation.
+#[derive(Clone, Debug)]
+pub struct Executor {
+    /// When failed calls are sent again.
+    pub retry: RetryPolicy,
+    /// How many calls may be in flight at once.
+    pub concurrency: NonZeroUsize,
+    /// Cancelled when the run must stop: calls not yet started are skipped.
+    pub stop: CancellationToken,
+    /// Advanced once per call finished; hidden unless a terminal shows it.
+    pub progress: ProgressBar,
+}
+
+impl Executor {
+    /// An executor with the given retry rules and concurrency, no progress bar, never stopped.
+    pub fn new(retry: RetryPolicy, concurrency: NonZeroUsize) -> Self {
+        Self {
+            retry,
+            concurrency,
+            stop: CancellationToken::new(),
+            progress: ProgressBar::hidden(),
+        }
+    }
+
+    /// Sends `calls` stage by stage and reports the outcome of every change they cover.
+    pub async fn execute<T: Target>(&self, target: &T, calls: Vec<T::Call>) -> ApplyReport {
+        let mut stages: BTreeMap<Stage, Vec<T::Call>> = BTreeMap::new();
+        for c in calls {
+            stages.entry(c.stage()).or_default().push(c);
+        }
+        self.progress
+            .set_length(stages.values().map(Vec::len).sum::<usize>() as u64);
+        let mut report = ApplyReport::default();
+        let mut failed_creates: HashSet<GroupName> = HashSet::new();
+
+        for (stage, calls) in stages {
+            let mut runnable = Vec::new();
+            for call in calls {
+                let blocked = call.needs().into_iter().find(|g| failed_creates.contains(*g));
+                if let Some(g) = blocked {
+                    let why = format!("group \"{g}\" could not be created");
+                    record(&mut report, &call, Outcome::Skipped(why));
+                    self.progress.inc(1);
+                } else {
+                    runnable.push(call);
+                }
+            }
+            let results: Vec<(T::Call, Outcome, usize)> = futures::stream::iter(runnable)
+                .map(|call| async move {
+                    let (outcome, attempts) = self.run_one(target, &call).await;
+                    self.progress.inc(1);
+                    (call, outcome, attempts)
+                })
+                .buffer_unordered(self.concurrency.get())
+                .collect()
+                .await;
+            for (call, outcome, attempts) in results {
+                report.attempts += attempts;
+                if stage == Stage::CreateGroup && !outcome.is_ok() {
+                    failed_creates.insert(call.group().clone());
+                }
+                record(&mut report, &call, outcome);
+            }
+        }
+        report
+    }
+
+    /// Sends one call until it succeeds, fails for good, or runs out of retries or time.
+    async fn run_one<T: Target>(&self, target: &T, call: &T::Call) -> (Outcome, usize) {
+        let start = Instant::now();
+        let mut delays = self.retry.delays();
+        let mut attempts = 0;
+        let mut last: Option<CallError> = None;
+        loop {
+            if self.stop.is_cancelled() {
+                let why = match &last {
+                    Some(e) => format!("run stopped after: {e}"),
+                    None => "run stopped".to_owned(),
+                };
+                return (Outcome::Skipped(why), attempts);
+            }
+            // A call that may have landed although it failed is checked before it is sent again,
+            // so that a create is never made twice.
+            if let Some(e) = &last
+                && call.retry() == RetrySafety::AfterRecheck
+                && e.is_ambiguous()
+            {
+                attempts += 1;
+                match target.recheck(call).await {
+                    Ok(Some(sent)) => return (outcome_of(sent), attempts),
+                    Ok(None) => {}
+                    Err(e) => {
+                        warn!(error = %e, "recheck failed");
+                        match self.wait(&e, &mut delays, start).await {
+                            true => {
+                                last = Some(e);
+                                continue;
+                            }
+                            false => return (Outcome::Failed(e.to_string()), attempts),
+                        }
+                    }
+                }
+            }
+            attempts += 1;
+            match target.send(call).await {
+                Ok(sent) => return (outcome_of(sent), attempts),
+                Err(e) => {
+                    if !e.is_transient() || !self.wait(&e, &mut delays, start).await {
+                        warn!(error = %e, attempts, "call failed");
+                        return (Outcome::Failed(e.to_string()), attempts);
+                    }
+                    debug!(error = %e, attempts, "call failed; retrying");
+                    last = Some(e);
+                }
+            }
+        }
+    }
+
+    /// Waits before the next attempt; `false` when no attempt is left (count, time or stop).
+    async fn wait(
+        &self,
+        e: &CallError,
+        delays: &mut (impl Iterator<Item = std::time::Duration> + Send),
+        start: Instant,
+    ) -> bool {
+        let Some(wait) = self
+            .retry
+            .next_wait(delays.next(), e.retry_after(), start.elapsed())
+        else {
+            return false;
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => true,
+            () = self.stop.cancelled() => false,
+        }
+    }
+}
+
+fn outcome_of(sent: Sent) -> Outcome {
+    match sent {
+        Sent::Done => Outcome::Applied,
+        Sent::AlreadyDone(why) => Outcome::AlreadyDone(why),
+    }
+}
+
+fn record<C: Call>(report: &mut ApplyReport, call: &C, outcome: Outcome) {
+    for i in call.covers() {
+        report.outcomes.insert(*i, outcome.clone());
+    }
+}

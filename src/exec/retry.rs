@@ -1,0 +1,102 @@
+//! When a failed call is sent again: only transient failures, with exponential backoff and jitter,
+//! never sooner than the server's `Retry-After`, bounded in count and in time.
+
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+
+/// The retry rules of one target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// How many times one call may be sent again after its first attempt.
+    pub max_retries: u32,
+    /// The first backoff delay; later ones double.
+    pub min_delay: Duration,
+    /// The longest backoff delay.
+    pub max_delay: Duration,
+    /// The longest time one call may take across all its attempts; past it the call fails.
+    pub budget: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: 4,
+            min_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(30),
+            budget: Duration::from_secs(120),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// A fresh sequence of backoff delays for one call (jittered, so that calls that failed
+    /// together do not come back together).
+    pub fn delays(&self) -> impl Iterator<Item = Duration> + Send + use<> {
+        ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_max_times(self.max_retries as usize)
+            .with_jitter()
+            .build()
+    }
+
+    /// The wait before the next attempt: the backoff delay, or the server's `Retry-After` when
+    /// that is longer. `None` when the attempts or the time budget are used up.
+    pub fn next_wait(
+        &self,
+        backoff: Option<Duration>,
+        retry_after: Option<Duration>,
+        elapsed: Duration,
+    ) -> Option<Duration> {
+        let wait = backoff?.max(retry_after.unwrap_or_default());
+        (elapsed + wait <= self.budget).then_some(wait)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_wins_over_a_shorter_backoff() {
+        let p = RetryPolicy::default();
+        let w = p.next_wait(
+            Some(Duration::from_millis(200)),
+            Some(Duration::from_secs(3)),
+            Duration::ZERO,
+        );
+        assert_eq!(w, Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn the_budget_bounds_the_wait() {
+        let p = RetryPolicy {
+            budget: Duration::from_secs(5),
+            ..RetryPolicy::default()
+        };
+        assert_eq!(
+            p.next_wait(Some(Duration::from_secs(1)), Some(Duration::from_secs(10)), Duration::ZERO),
+            None
+        );
+        assert_eq!(
+            p.next_wait(Some(Duration::from_secs(1)), None, Duration::from_secs(4)),
+            Some(Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn attempts_are_bounded_and_jittered_within_limits() {
+        let p = RetryPolicy {
+            max_retries: 3,
+            min_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(250),
+            budget: Duration::from_secs(60),
+        };
+        let d: Vec<Duration> = p.delays().collect();
+        assert_eq!(d.len(), 3);
+        assert!(d.iter().all(|x| *x >= Duration::from_millis(100)));
+        // backon's jitter adds up to one more delay on top of the capped one.
+        assert!(d.iter().all(|x| *x <= Duration::from_millis(500)), "{d:?}");
+    }
+}

@@ -1,0 +1,32 @@
+//! roster keeps the groups of application APIs true to the groups an organisation keeps in LDAP or
+//! in TOML files.
+//!
+//! The data flows one way (see `ARCHITECTURE.md`):
+//!
+//! ```text
+//! roster.toml → config → source → Desired ─┐
+//!                target::observe → Observed ┴→ plan (pure) → guard → target::compile → exec → report
+//! ```
+//!
+//! - [`config`]: the typed `roster.toml`, with `file:line:col` errors and secrets.
+//! - [`source`]: reads the desired state (TOML files).
+//! - [`model`]: groups, desired and observed state, target capabilities.
+//! - [`plan`]: the pure planner, the safety guard, and plan rendering.
+//! - [`target`]: the connector seam and the connectors (Contensis), each with its simulator.
+//! - [`exec`]: order, concurrency and retries of calls; knows no API.
+//! - [`reconcile`], [`run`]: one target, then all targets, for one run.
+//! - [`report`]: what people read and the exit codes.
+//! - [`sim`]: `roster sim`, serving the simulators from a seed file.
+
+pub mod cli;
+pub mod config;
+pub mod exec;
+pub mod model;
+pub mod plan;
+pub mod reconcile;
+pub mod report;
+pub mod run;
+pub mod sim;
+pub mod source;
+pub mod target;
+pub mod telemetry;

@@ -1,0 +1,194 @@
+//! The domain model shared by every layer: group and user names, groups, the desired and the
+//! observed state, and what a target's API can express.
+//!
+//! These are plain values. Sources produce [`Desired`], connectors produce [`Observed`], the planner
+//! compares the two. `BTreeMap`/`BTreeSet` are used wherever order reaches a user, so that plans and
+//! reports come out the same on every run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// The name of a group, as the desired state or the target spells it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct GroupName(pub String);
+
+/// A user key: the identifier the desired state names a user by (a username, a uid, an e-mail).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct UserKey(pub String);
+
+macro_rules! string_newtype {
+    ($t:ty) => {
+        impl $t {
+            /// The name as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl From<&str> for $t {
+            fn from(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+        }
+        impl From<String> for $t {
+            fn from(s: String) -> Self {
+                Self(s)
+            }
+        }
+    };
+}
+string_newtype!(GroupName);
+string_newtype!(UserKey);
+
+/// Per-target-type attributes of a group, such as Contensis `custom`.
+///
+/// Keys are attribute names; only the attributes the desired state sets are managed, so a target
+/// attribute roster was never told about is left as it is.
+pub type Attributes = BTreeMap<String, serde_json::Value>;
+
+/// One group: its name, description, direct members and direct child groups.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Group {
+    /// The group's name, unique within a target.
+    pub name: GroupName,
+    /// The description; `None` in the desired state means "leave it as the target has it".
+    pub description: Option<String>,
+    /// Direct user members.
+    pub members: BTreeSet<UserKey>,
+    /// Direct child groups.
+    pub children: BTreeSet<GroupName>,
+    /// Attributes for each target type (`"contensis"` → `{"custom": {...}}`).
+    pub extras: BTreeMap<String, Attributes>,
+}
+
+impl Group {
+    /// A group with a name and nothing else.
+    pub fn named(name: impl Into<GroupName>) -> Self {
+        Self {
+            name: name.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// Where a desired group was defined, so that messages can point at it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A `[[group]]` table in a desired-state file.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the table.
+        line: usize,
+        /// 1-based column of the table.
+        col: usize,
+    },
+    /// An LDAP entry.
+    Ldap {
+        /// The entry's distinguished name.
+        dn: String,
+    },
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File { path, line, col } => write!(f, "{}:{line}:{col}", path.display()),
+            Origin::Ldap { dn } => write!(f, "ldap entry {dn}"),
+        }
+    }
+}
+
+/// The desired state: every group the sources define, by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Desired {
+    /// The groups, by name.
+    pub groups: BTreeMap<GroupName, Group>,
+    /// Where each group was defined.
+    pub origins: BTreeMap<GroupName, Origin>,
+}
+
+impl Desired {
+    /// Every user key named as a member of any desired group.
+    pub fn user_keys(&self) -> BTreeSet<UserKey> {
+        self.groups
+            .values()
+            .flat_map(|g| g.members.iter().cloned())
+            .collect()
+    }
+}
+
+/// The target's own identifier for a group (a GUID for Contensis).
+pub type TargetGroupId = String;
+/// The target's own identifier for a user.
+pub type TargetUserId = String;
+
+/// How a target treats a group roster can see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupKind {
+    /// An ordinary group, which roster may change.
+    Managed,
+    /// A built-in group of the target (Contensis `sys`): never changed.
+    System,
+    /// A group owned by an external identity provider (Contensis `external`): never changed.
+    External,
+}
+
+/// One group as a target reported it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedGroup {
+    /// The target's identifier for the group.
+    pub id: TargetGroupId,
+    /// The group's fields, members and children as the target holds them. Attributes are keyed as
+    /// the desired state's `extras` for this target type.
+    pub group: Group,
+    /// Whether roster may change it.
+    pub kind: GroupKind,
+}
+
+/// What a target holds: every group in scope, completely read, plus what roster needs to address
+/// users.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Groups in the managed scope, with members and children, by name.
+    pub groups: BTreeMap<GroupName, ObservedGroup>,
+    /// Names of every other group the target has (out of scope), so that a child reference or a
+    /// create can be checked against them.
+    pub others: BTreeSet<GroupName>,
+    /// Target ids of the desired user keys that exist on the target.
+    pub users: BTreeMap<UserKey, TargetUserId>,
+    /// Desired user keys the target does not know; they are warned about, never added.
+    pub unknown_users: BTreeSet<UserKey>,
+}
+
+/// How a target's API writes membership; the connector compiles changes to fit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MembershipWrites {
+    /// One call per member added or removed.
+    PerMember,
+    /// The whole member list is replaced in one call.
+    FullReplace,
+    /// One call carries lists of additions and removals.
+    AddRemoveBatch,
+}
+
+/// What a target's API can express; the planner and the executor shape their work to fit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Whether groups may contain groups. Without it the planner flattens children into members.
+    pub nested_groups: bool,
+    /// How membership is written.
+    pub membership: MembershipWrites,
+    /// Whether the target compares group names and user keys without regard to case.
+    pub case_insensitive_names: bool,
+}

@@ -1,0 +1,206 @@
+//! The plan's vocabulary: the changes roster can make, the warnings it raises, and the summary.
+//!
+//! These types serialize to the JSON plan contract (`"op"`, `"group"`, `"member"`, `"child"`,
+//! `"fields"`), which is why they, and nothing else, carry serde names such as `add_member`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::model::{Attributes, GroupName, UserKey};
+
+/// One field of an update: what the target has and what it will have.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldChange {
+    /// The target's current value (`null` when unset).
+    pub from: serde_json::Value,
+    /// The desired value.
+    pub to: serde_json::Value,
+}
+
+/// One change to one target.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Change {
+    /// Create a group (its members and children follow as their own changes).
+    CreateGroup {
+        /// The new group.
+        group: GroupName,
+        /// Its description, if the desired state sets one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+        /// Its target-type attributes, if any.
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        attributes: Attributes,
+    },
+    /// Change fields of an existing group (`name`, `description`, or a target attribute).
+    UpdateGroup {
+        /// The group, by its current name on the target.
+        group: GroupName,
+        /// Each changed field, by name.
+        fields: BTreeMap<String, FieldChange>,
+    },
+    /// Add a user as a direct member.
+    AddMember {
+        /// The group.
+        group: GroupName,
+        /// The user.
+        member: UserKey,
+    },
+    /// Remove a direct member.
+    RemoveMember {
+        /// The group.
+        group: GroupName,
+        /// The user.
+        member: UserKey,
+    },
+    /// Make a group a direct child.
+    AddChild {
+        /// The parent group.
+        group: GroupName,
+        /// The child group.
+        child: GroupName,
+    },
+    /// Remove a direct child group.
+    RemoveChild {
+        /// The parent group.
+        group: GroupName,
+        /// The child group.
+        child: GroupName,
+    },
+    /// Delete a managed group that the desired state no longer has (only with `prune = true`).
+    DeleteGroup {
+        /// The group.
+        group: GroupName,
+    },
+}
+
+/// Which column of the summary a change counts in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Something is added: a group, a member, a child.
+    Add,
+    /// Something is changed in place.
+    Change,
+    /// Something is removed: a member, a child, a group.
+    Remove,
+}
+
+impl Change {
+    /// The group this change is about.
+    pub fn group(&self) -> &GroupName {
+        match self {
+            Change::CreateGroup { group, .. }
+            | Change::UpdateGroup { group, .. }
+            | Change::AddMember { group, .. }
+            | Change::RemoveMember { group, .. }
+            | Change::AddChild { group, .. }
+            | Change::RemoveChild { group, .. }
+            | Change::DeleteGroup { group } => group,
+        }
+    }
+
+    /// Whether the change adds, changes or removes.
+    pub fn effect(&self) -> Effect {
+        match self {
+            Change::CreateGroup { .. } | Change::AddMember { .. } | Change::AddChild { .. } => {
+                Effect::Add
+            }
+            Change::UpdateGroup { .. } => Effect::Change,
+            Change::RemoveMember { .. } | Change::RemoveChild { .. } | Change::DeleteGroup { .. } => {
+                Effect::Remove
+            }
+        }
+    }
+
+    /// The contract's name for this kind of change (`"add_member"`, ...), for logs and metrics.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Change::CreateGroup { .. } => "create_group",
+            Change::UpdateGroup { .. } => "update_group",
+            Change::AddMember { .. } => "add_member",
+            Change::RemoveMember { .. } => "remove_member",
+            Change::AddChild { .. } => "add_child",
+            Change::RemoveChild { .. } => "remove_child",
+            Change::DeleteGroup { .. } => "delete_group",
+        }
+    }
+}
+
+/// Why the planner left something out or wants a human to look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarningKind {
+    /// A desired member does not exist on the target; it is not added.
+    UnknownUser,
+    /// A group the target owns (system or external) was left alone.
+    SkippedGroup,
+    /// A cycle of child groups was found and not followed.
+    DroppedCycle,
+    /// A desired child group is outside the managed scope and absent from the target.
+    UnknownChild,
+    /// A desired group is outside the target's managed scope; it is left alone.
+    OutOfScope,
+}
+
+/// A warning attached to a plan.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Warning {
+    /// What kind of warning.
+    pub kind: WarningKind,
+    /// The group it concerns.
+    pub group: GroupName,
+    /// A sentence for the reader.
+    pub message: String,
+}
+
+/// Counts of changes by effect, as in `Plan: 3 to add, 1 to change, 2 to remove.`
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Groups created, members and children added.
+    pub add: usize,
+    /// Groups updated.
+    pub change: usize,
+    /// Members and children removed, groups deleted.
+    pub remove: usize,
+}
+
+impl Summary {
+    /// Counts the changes.
+    pub fn of(changes: &[Change]) -> Self {
+        let mut s = Summary::default();
+        for c in changes {
+            match c.effect() {
+                Effect::Add => s.add += 1,
+                Effect::Change => s.change += 1,
+                Effect::Remove => s.remove += 1,
+            }
+        }
+        s
+    }
+}
+
+/// The plan for one target: ordered changes, warnings and a summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// The target's name from the config.
+    pub target: String,
+    /// The changes, in a deterministic order: group by group, creates and updates first.
+    pub changes: Vec<Change>,
+    /// Warnings, sorted.
+    pub warnings: Vec<Warning>,
+    /// Counts of the changes.
+    pub summary: Summary,
+}
+
+impl Plan {
+    /// Whether the plan changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// How many removals (members, children and groups) the plan makes: what `max_deletes` limits.
+    pub fn removals(&self) -> usize {
+        self.summary.remove
+    }
+}

@@ -1,0 +1,171 @@
+//! Rendering plans for people (text in Terraform's manner, Markdown for pull requests) and for
+//! machines (JSON). Pure: values in, a string out.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::plan::change::{Change, Plan, Summary};
+
+/// An output format of `roster plan`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// `+ - ~` lines and a summary, for a terminal.
+    Text,
+    /// The JSON plan contract, for machines.
+    Json,
+    /// Markdown, for a pull-request comment.
+    Markdown,
+}
+
+/// A target that could not be planned, shown beside the plans of the others.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Failed {
+    /// The target's name.
+    pub target: String,
+    /// Why.
+    pub error: String,
+}
+
+/// Renders the plans (and failures) of a run in `format`.
+pub fn render(plans: &[Plan], failed: &[Failed], format: Format) -> String {
+    match format {
+        Format::Text => text(plans, failed),
+        Format::Json => json(plans, failed),
+        Format::Markdown => markdown(plans, failed),
+    }
+}
+
+/// One change as a line without its sign, e.g. `member "alice" in "Eng"`.
+fn describe(change: &Change) -> String {
+    match change {
+        Change::CreateGroup { group, .. } => format!("create group \"{group}\""),
+        Change::UpdateGroup { group, fields } => {
+            let parts: Vec<String> = fields
+                .iter()
+                .map(|(k, f)| format!("{k} {} → {}", show(&f.from), show(&f.to)))
+                .collect();
+            format!("update group \"{group}\": {}", parts.join(", "))
+        }
+        Change::AddMember { group, member } | Change::RemoveMember { group, member } => {
+            format!("member \"{member}\" in \"{group}\"")
+        }
+        Change::AddChild { group, child } | Change::RemoveChild { group, child } => {
+            format!("child \"{child}\" in \"{group}\"")
+        }
+        Change::DeleteGroup { group } => format!("delete group \"{group}\""),
+    }
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::Null => "(none)".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// The sign of a change: `+` adds, `~` changes, `-` removes.
+pub fn sign(change: &Change) -> char {
+    match change.effect() {
+        crate::plan::change::Effect::Add => '+',
+        crate::plan::change::Effect::Change => '~',
+        crate::plan::change::Effect::Remove => '-',
+    }
+}
+
+/// The `+ member "alice" in "Eng"` line of a change.
+pub fn line(change: &Change) -> String {
+    format!("{} {}", sign(change), describe(change))
+}
+
+fn total(plans: &[Plan]) -> Summary {
+    plans.iter().fold(Summary::default(), |a, p| Summary {
+        add: a.add + p.summary.add,
+        change: a.change + p.summary.change,
+        remove: a.remove + p.summary.remove,
+    })
+}
+
+fn summary_line(plans: &[Plan]) -> String {
+    let t = total(plans);
+    if t.add + t.change + t.remove == 0 {
+        "No changes. Targets are in sync.".to_owned()
+    } else {
+        format!(
+            "Plan: {} to add, {} to change, {} to remove.",
+            t.add, t.change, t.remove
+        )
+    }
+}
+
+fn text(plans: &[Plan], failed: &[Failed]) -> String {
+    let mut out = String::new();
+    for p in plans {
+        if p.changes.is_empty() {
+            let _ = writeln!(out, "{}: in sync", p.target);
+        } else {
+            let _ = writeln!(out, "{}:", p.target);
+        }
+        for c in &p.changes {
+            let _ = writeln!(out, "  {}", line(c));
+        }
+        for w in &p.warnings {
+            let _ = writeln!(out, "  ! {}", w.message);
+        }
+    }
+    for f in failed {
+        let _ = writeln!(out, "{}: not planned: {}", f.target, f.error);
+    }
+    if !plans.is_empty() || !failed.is_empty() {
+        out.push('\n');
+    }
+    let _ = writeln!(out, "{}", summary_line(plans));
+    out
+}
+
+fn json(plans: &[Plan], failed: &[Failed]) -> String {
+    #[derive(Serialize)]
+    struct Doc<'a> {
+        targets: &'a [Plan],
+        #[serde(skip_serializing_if = "<[Failed]>::is_empty")]
+        failed: &'a [Failed],
+    }
+    // Serializing plain data to a String cannot fail; fall back to an empty document regardless.
+    serde_json::to_string_pretty(&Doc {
+        targets: plans,
+        failed,
+    })
+    .unwrap_or_else(|_| "{}".to_owned())
+        + "\n"
+}
+
+fn markdown(plans: &[Plan], failed: &[Failed]) -> String {
+    let mut out = String::from("### roster plan\n\n");
+    for p in plans {
+        let s = p.summary;
+        let _ = writeln!(
+            out,
+            "**{}**: {} to add, {} to change, {} to remove\n",
+            p.target, s.add, s.change, s.remove
+        );
+        if !p.changes.is_empty() {
+            out.push_str("```diff\n");
+            for c in &p.changes {
+                let _ = writeln!(out, "{}", line(c));
+            }
+            out.push_str("```\n\n");
+        }
+        for w in &p.warnings {
+            let _ = writeln!(out, "- ⚠️ {}", w.message);
+        }
+        if !p.warnings.is_empty() {
+            out.push('\n');
+        }
+    }
+    for f in failed {
+        let _ = writeln!(out, "**{}**: not planned: {}\n", f.target, f.error);
+    }
+    let _ = writeln!(out, "{}", summary_line(plans));
+    out
+}

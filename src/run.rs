@@ -1,0 +1,196 @@
+//! A whole run: load the desired state once, reconcile every selected target on its own, and
+//! collect the reports. One target's failure never stops the others.
+
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, TargetConfig, TargetKind};
+use crate::exec::{Executor, RetryPolicy};
+use crate::model::Desired;
+use crate::plan::{Policy, Scope};
+use crate::reconcile::{Mode, TargetOutcome, TargetReport, reconcile};
+use crate::source::{self, SourceError};
+use crate::target::contensis::ContensisTarget;
+use crate::target::http;
+
+/// What the caller asks of a run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Plan only, or apply.
+    pub mode: Mode,
+    /// Only these targets (by name); all when empty.
+    pub targets: Vec<String>,
+    /// Replaces every selected target's `max_deletes` for this run.
+    pub max_deletes: Option<usize>,
+    /// Show a progress bar on a terminal while applying.
+    pub progress: bool,
+    /// Cancelled to stop the run: calls not yet started are skipped.
+    pub stop: CancellationToken,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Plan,
+            targets: Vec::new(),
+            max_deletes: None,
+            progress: false,
+            stop: CancellationToken::new(),
+        }
+    }
+}
+
+/// A run that could not start at all.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The desired state could not be loaded; nothing is planned from half a source.
+    #[error("loading the desired state failed; nothing was planned or written:\n{0}")]
+    Source(#[from] SourceError),
+    /// `--target` named a target the config does not have.
+    #[error("no target named \"{0}\" in the config (targets: {1})")]
+    UnknownTarget(String, String),
+}
+
+/// What happened to every target of a run.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    /// One report per selected target, in config order.
+    pub targets: Vec<TargetReport>,
+}
+
+impl RunReport {
+    /// Whether any target failed to be read, or any change failed.
+    pub fn any_failed(&self) -> bool {
+        self.targets.iter().any(TargetReport::failed)
+    }
+
+    /// Whether a safety rule refused any target's plan.
+    pub fn any_refused(&self) -> bool {
+        self.targets
+            .iter()
+            .any(|t| matches!(t.outcome, TargetOutcome::Refused(_)))
+    }
+
+    /// Whether any plan has changes.
+    pub fn any_changes(&self) -> bool {
+        self.targets
+            .iter()
+            .any(|t| t.plan.as_ref().is_some_and(|p| !p.is_empty()))
+    }
+}
+
+/// A built connector: the closed list of target types, dispatched once, here.
+#[derive(Debug)]
+pub enum AnyTarget {
+    /// Contensis.
+    Contensis(ContensisTarget),
+}
+
+impl AnyTarget {
+    /// Builds the connector for one `[[target]]` table.
+    pub fn build(cfg: &TargetConfig) -> Result<Self, http::ClientError> {
+        let client = http::client(cfg.timeout, cfg.ca_file.as_deref())?;
+        Ok(match &cfg.kind {
+            TargetKind::Contensis(c) => {
+                AnyTarget::Contensis(ContensisTarget::new(&cfg.name, c, client, cfg.concurrency))
+            }
+        })
+    }
+
+    async fn reconcile(
+        &self,
+        type_name: &str,
+        desired: &Desired,
+        policy: &Policy,
+        exec: &Executor,
+        mode: Mode,
+    ) -> TargetReport {
+        match self {
+            AnyTarget::Contensis(t) => reconcile(t, type_name, desired, policy, exec, mode).await,
+        }
+    }
+}
+
+/// The policy of one target for this desired state.
+pub fn policy(cfg: &TargetConfig, desired: &Desired, case_insensitive: bool, max_deletes: Option<usize>) -> Policy {
+    // Patterns were checked when the config was loaded, so building the scope cannot fail here;
+    // should it, no group is in scope and nothing is touched.
+    let scope = Scope::new(cfg.groups.as_deref(), desired, case_insensitive)
+        .unwrap_or_else(|_| Scope::empty());
+    Policy {
+        scope,
+        membership: cfg.membership,
+        prune: cfg.prune,
+        max_deletes: max_deletes.unwrap_or(cfg.max_deletes),
+        allow_empty_source: cfg.allow_empty_source,
+    }
+}
+
+/// Loads the desired state and reconciles every selected target.
+pub async fn run(config: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
+    let selected: Vec<&TargetConfig> = if opts.targets.is_empty() {
+        config.targets.iter().collect()
+    } else {
+        let mut out = Vec::new();
+        for name in &opts.targets {
+            match config.targets.iter().find(|t| &t.name == name) {
+                Some(t) => out.push(t),
+                None => {
+                    let all: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
+                    return Err(RunError::UnknownTarget(name.clone(), all.join(", ")));
+                }
+            }
+        }
+        out
+    };
+    let desired = source::load_desired(&config.sources).await?;
+    let futures = selected.into_iter().map(|cfg| run_target(cfg, &desired, opts));
+    Ok(RunReport {
+        targets: futures::future::join_all(futures).await,
+    })
+}
+
+async fn run_target(cfg: &TargetConfig, desired: &Desired, opts: &RunOptions) -> TargetReport {
+    let target = match AnyTarget::build(cfg) {
+        Ok(t) => t,
+        Err(e) => {
+            return TargetReport {
+                target: cfg.name.clone(),
+                plan: None,
+                outcome: TargetOutcome::ObserveFailed(crate::target::ObserveError::Incomplete {
+                    target: cfg.name.clone(),
+                    message: e.to_string(),
+                }),
+            };
+        }
+    };
+    let caps = match &target {
+        AnyTarget::Contensis(t) => crate::target::Target::capabilities(t),
+    };
+    let policy = policy(cfg, desired, caps.case_insensitive_names, opts.max_deletes);
+    let mut exec = Executor::new(
+        RetryPolicy {
+            max_retries: cfg.retries,
+            budget: Duration::from_secs(120).max(cfg.timeout * 2),
+            ..RetryPolicy::default()
+        },
+        cfg.concurrency,
+    );
+    exec.stop = opts.stop.clone();
+    if opts.progress && opts.mode == Mode::Apply {
+        let bar = ProgressBar::new(0).with_prefix(cfg.name.clone());
+        if let Ok(style) =
+            ProgressStyle::with_template("{prefix}: [{bar:30}] {pos}/{len} calls {elapsed}")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        exec.progress = bar;
+    }
+    let report = target
+        .reconcile(cfg.kind.type_name(), desired, &policy, &exec, opts.mode)
+        .await;
+    exec.progress.finish_and_clear();
+    report
+}

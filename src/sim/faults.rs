@@ -1,0 +1,390 @@
+//! Fault injection shared by every simulator: slow answers, error statuses, throttling with
+//! `Retry-After`, failed writes, responses lost after a write was applied, and access tokens
+//! that stop working in the middle of a run.
+//!
+//! A simulator that only ever answers correctly cannot show that roster survives the failures a
+//! real API has, so every simulator wraps its API routes in [`inject`], an axum middleware that is
+//! generic over a [`FaultHost`]. The host says which requests are API calls, how its API spells an
+//! error body, and how to invalidate its tokens; everything else (the decision, the counters, the
+//! seeded random numbers) lives here, once.
+//!
+//! Decisions are deterministic: the rates draw from a [`StdRng`] seeded with [`Faults::seed`], and
+//! the one-shot counters ([`Faults::fail_writes`], [`Faults::drop_after_write`]) count down as
+//! they fire, so a test that sets the same faults sees the same failures in the same places.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// The faults a simulator injects, as written in a seed file (`[contensis.faults]`) or sent as
+/// JSON to a simulator's `PUT /_sim/faults`. Every field is optional; the default injects nothing.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Faults {
+    /// Delay before every request is handled, token calls included (humantime, e.g. `"20ms"`).
+    #[serde(with = "duration::option")]
+    pub latency: Option<Duration>,
+    /// Fraction (0.0 to 1.0) of API calls (not token calls) answered with `error_status`.
+    pub error_rate: f64,
+    /// Status used by `error_rate` and `fail_writes`; 500 unless set (503 is the other useful one).
+    pub error_status: u16,
+    /// Fraction (0.0 to 1.0) of API calls answered `429 Too Many Requests` with `Retry-After`.
+    pub throttle_rate: f64,
+    /// The wait a 429 asks for (humantime); sent in whole seconds, rounded up. Default `"1s"`.
+    #[serde(with = "duration")]
+    pub retry_after: Duration,
+    /// The next N successful writes (POST, PUT, PATCH, DELETE) are applied to the state, then
+    /// the connection is dropped before any of the response is sent.
+    pub drop_after_write: u32,
+    /// The next N writes are answered with `error_status` before they are applied.
+    pub fail_writes: u32,
+    /// When set, `error_rate`, `throttle_rate`, `fail_writes` and `drop_after_write` apply only
+    /// to requests whose path and query (as sent, still percent-encoded) contain this substring.
+    pub fail_path: Option<String>,
+    /// After this many API calls every token issued so far stops working (401), once; 0 = never.
+    pub expire_tokens_after: u32,
+    /// Seed of the random numbers behind the rates, so that a run can be repeated exactly.
+    pub seed: u64,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            latency: None,
+            error_rate: 0.0,
+            error_status: 500,
+            throttle_rate: 0.0,
+            retry_after: Duration::from_secs(1),
+            drop_after_write: 0,
+            fail_writes: 0,
+            fail_path: None,
+            expire_tokens_after: 0,
+            seed: 0,
+        }
+    }
+}
+
+impl Faults {
+    /// The value of a `Retry-After` header for `retry_after`: whole seconds, rounded up.
+    pub fn retry_after_header(&self) -> HeaderValue {
+        let d = self.retry_after;
+        let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        HeaderValue::from(secs)
+    }
+
+    /// The status to answer with when a call is failed on purpose. An out-of-range
+    /// `error_status` falls back to 500 rather than failing the simulator.
+    pub fn error_status(&self) -> StatusCode {
+        StatusCode::from_u16(self.error_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+/// What [`FaultInjector::before`] decided for one request, before it reaches the handler.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Handle the request normally.
+    Pass,
+    /// Answer with this error status without handling the request.
+    Fail(StatusCode),
+    /// Answer `429 Too Many Requests` with this `Retry-After` header value.
+    Throttle(HeaderValue),
+}
+
+/// The live fault state of one simulator: the configured [`Faults`], what is left of its one-shot
+/// counters, and its random number generator. Cloning shares the state.
+#[derive(Clone, Debug)]
+pub struct FaultInjector {
+    inner: Arc<Mutex<FaultState>>,
+}
+
+#[derive(Debug)]
+struct FaultState {
+    faults: Faults,
+    rng: StdRng,
+    api_calls: u64,
+    tokens_expired: bool,
+}
+
+impl FaultState {
+    fn new(faults: Faults) -> Self {
+        Self {
+            rng: StdRng::seed_from_u64(faults.seed),
+            faults,
+            api_calls: 0,
+            tokens_expired: false,
+        }
+    }
+
+    fn applies_to(&self, path_and_query: &str) -> bool {
+        self.faults
+            .fail_path
+            .as_deref()
+            .is_none_or(|p| path_and_query.contains(p))
+    }
+
+    fn draw(&mut self, rate: f64) -> bool {
+        rate > 0.0 && self.rng.random::<f64>() < rate
+    }
+}
+
+impl Default for FaultInjector {
+    fn default() -> Self {
+        Self::new(Faults::default())
+    }
+}
+
+impl FaultInjector {
+    /// An injector for `faults`, its counters full and its random numbers seeded from them.
+    pub fn new(faults: Faults) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(FaultState::new(faults))),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, FaultState> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces the faults, refilling the counters and reseeding the random numbers.
+    pub fn set(&self, faults: Faults) {
+        *self.lock() = FaultState::new(faults);
+    }
+
+    /// The faults as they stand now (the counters show what is left of them).
+    pub fn get(&self) -> Faults {
+        self.lock().faults.clone()
+    }
+
+    /// The delay to apply before handling any request.
+    pub fn latency(&self) -> Option<Duration> {
+        self.lock().faults.latency
+    }
+
+    /// Counts one API call and says whether tokens must be invalidated now: true exactly once,
+    /// on the first call after `expire_tokens_after` calls.
+    pub fn count_api_call(&self) -> bool {
+        let mut st = self.lock();
+        st.api_calls += 1;
+        let limit = u64::from(st.faults.expire_tokens_after);
+        if limit > 0 && !st.tokens_expired && st.api_calls > limit {
+            st.tokens_expired = true;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Decides whether an API call is throttled or failed before it is handled.
+    pub fn before(&self, path_and_query: &str, is_write: bool) -> Verdict {
+        let mut st = self.lock();
+        if !st.applies_to(path_and_query) {
+            return Verdict::Pass;
+        }
+        let throttle_rate = st.faults.throttle_rate;
+        if st.draw(throttle_rate) {
+            return Verdict::Throttle(st.faults.retry_after_header());
+        }
+        let error_rate = st.faults.error_rate;
+        if st.draw(error_rate) {
+            return Verdict::Fail(st.faults.error_status());
+        }
+        if is_write && st.faults.fail_writes > 0 {
+            st.faults.fail_writes -= 1;
+            return Verdict::Fail(st.faults.error_status());
+        }
+        Verdict::Pass
+    }
+
+    /// Called after a write was handled successfully: whether to drop the connection instead of
+    /// answering (consuming one of `drop_after_write`).
+    pub fn drop_after(&self, path_and_query: &str) -> bool {
+        let mut st = self.lock();
+        if st.faults.drop_after_write > 0 && st.applies_to(path_and_query) {
+            st.faults.drop_after_write -= 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// What a simulator tells [`inject`] about itself.
+pub trait FaultHost: Clone + Send + Sync + 'static {
+    /// The simulator's fault state.
+    fn injector(&self) -> &FaultInjector;
+    /// Whether a request path is an API call (subject to errors, throttling and token expiry),
+    /// as opposed to a token call, which only ever gets the latency.
+    fn is_api_call(&self, path: &str) -> bool;
+    /// The simulator's own error response for a failure injected with `status`.
+    fn fault_response(&self, status: StatusCode) -> Response;
+    /// Makes every access token issued so far invalid.
+    fn expire_tokens(&self);
+}
+
+/// The fault middleware: wrap a simulator's API routes with
+/// `axum::middleware::from_fn_with_state(host, inject::<Host>)`.
+pub async fn inject<H: FaultHost>(State(host): State<H>, req: Request, next: Next) -> Response {
+    let faults = host.injector();
+    if let Some(delay) = faults.latency() {
+        tokio::time::sleep(delay).await;
+    }
+    let path = req.uri().path().to_owned();
+    if !host.is_api_call(&path) {
+        return next.run(req).await;
+    }
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| path.clone(), |pq| pq.as_str().to_owned());
+    if faults.count_api_call() {
+        tracing::debug!("simulated token expiry");
+        host.expire_tokens();
+    }
+    let is_write = is_write(req.method());
+    match faults.before(&path_and_query, is_write) {
+        Verdict::Pass => {}
+        Verdict::Fail(status) => return host.fault_response(status),
+        Verdict::Throttle(retry_after) => {
+            let mut resp = host.fault_response(StatusCode::TOO_MANY_REQUESTS);
+            resp.headers_mut().insert(header::RETRY_AFTER, retry_after);
+            return resp;
+        }
+    }
+    let resp = next.run(req).await;
+    if is_write && resp.status().is_success() && faults.drop_after(&path_and_query) {
+        tracing::debug!(path = %path_and_query, "simulated connection drop after a write");
+        return dropped_connection();
+    }
+    resp
+}
+
+/// Whether a method changes state.
+pub fn is_write(method: &Method) -> bool {
+    [Method::POST, Method::PUT, Method::PATCH, Method::DELETE].contains(method)
+}
+
+/// A response that makes the server abort the connection before anything is written: its body
+/// fails at once, so hyper drops the connection with the response head still unsent, and the
+/// client sees a closed connection instead of an answer.
+pub fn dropped_connection() -> Response {
+    let body = futures::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "connection dropped by the simulator",
+        ))
+    });
+    let mut resp = Response::new(Body::from_stream(body));
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("1"));
+    resp
+}
+
+/// Serde adapter for a [`Duration`] written in humantime (`"250ms"`, `"1h 30m"`), for
+/// `#[serde(with = "crate::sim::faults::duration")]`.
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    /// Writes the duration in humantime.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*d))
+    }
+
+    /// Reads a humantime duration string.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map_err(|e| D::Error::custom(format!("invalid duration {text:?}: {e}")))
+    }
+
+    /// The same for an optional duration.
+    pub mod option {
+        use std::time::Duration;
+
+        use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+        /// Writes the duration in humantime, or nothing.
+        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => s.collect_str(&humantime::format_duration(*d)),
+                None => s.serialize_none(),
+            }
+        }
+
+        /// Reads an optional humantime duration string.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            let Some(text) = Option::<String>::deserialize(d)? else {
+                return Ok(None);
+            };
+            humantime::parse_duration(&text)
+                .map(Some)
+                .map_err(|e| D::Error::custom(format!("invalid duration {text:?}: {e}")))
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_humantime() {
+        let f: Faults = toml::from_str("latency = \"20ms\"\nretry_after = \"1500ms\"").unwrap();
+        assert_eq!(f.latency, Some(Duration::from_millis(20)));
+        assert_eq!(f.error_status, 500);
+        assert_eq!(f.retry_after_header(), HeaderValue::from(2u64));
+        let json = serde_json::to_value(&f).unwrap();
+        assert_eq!(json["latency"], "20ms");
+        let back: Faults = serde_json::from_value(json).unwrap();
+        assert_eq!(back, f);
+        assert!(toml::from_str::<Faults>("latncy = \"1s\"").is_err());
+    }
+
+    #[test]
+    fn seeded_rates_repeat() {
+        let faults = Faults {
+            error_rate: 0.5,
+            seed: 7,
+            ..Faults::default()
+        };
+        let run = || {
+            let inj = FaultInjector::new(faults.clone());
+            (0..32)
+                .map(|_| inj.before("/api/x", false) == Verdict::Pass)
+                .collect::<Vec<_>>()
+        };
+        let first = run();
+        assert_eq!(first, run());
+        assert!(first.iter().any(|p| *p) && first.iter().any(|p| !*p));
+    }
+
+    #[test]
+    fn counters_count_down() {
+        let inj = FaultInjector::new(Faults {
+            fail_writes: 1,
+            expire_tokens_after: 2,
+            fail_path: Some("/groups".into()),
+            ..Faults::default()
+        });
+        assert_eq!(inj.before("/api/users", true), Verdict::Pass);
+        assert_eq!(
+            inj.before("/api/groups", true),
+            Verdict::Fail(StatusCode::INTERNAL_SERVER_ERROR)
+        );
+        assert_eq!(inj.before("/api/groups", true), Verdict::Pass);
+        assert!(!inj.count_api_call());
+        assert!(!inj.count_api_call());
+        assert!(inj.count_api_call());
+        assert!(!inj.count_api_call());
+    }
+}

@@ -1,0 +1,204 @@
+//! The `toml` source: desired-state files.
+//!
+//! ```toml
+//! [[group]]
+//! name = "Paper Street Soap Company"
+//! description = "Employees of the Paper Street Soap Company"
+//! members = ["tdurden", "msinger"]        # user keys
+//! children = ["Liposuction Technicians"]  # names of other desired groups
+//! [group.contensis]
+//! custom = { clientId = "PSSC" }
+//! ```
+//!
+//! The source's `path` is one file, or a folder whose `*.toml` files (not hidden, not in
+//! subfolders) are read in name order, so that messages and origins come out the same on every
+//! run. Files are parsed with spans kept, so every problem is reported at its `file:line:col`,
+//! and all problems are collected before failing. A member listed twice in one group counts
+//! once.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::{ChildRef, Loaded, SourceError};
+use crate::config::TextFile;
+use crate::config::file::{RawTable, Resolver, unknown_key};
+use crate::model::{Attributes, Desired, Group, GroupName, UserKey};
+
+/// Reads desired-state files (one file, or a folder of `*.toml` files) and checks them, including
+/// their child references and cycles, as the only source.
+pub fn load(path: &Path) -> Result<Desired, SourceError> {
+    read(path)?.finish()
+}
+
+/// Reads desired-state files without the checks that need every source.
+pub(crate) fn read(path: &Path) -> Result<Loaded, SourceError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SourceError::Io { path, source }
+    };
+    let files = files(path).map_err(io(path))?;
+    let mut loaded = Loaded::default();
+    for file in files {
+        let text = fs::read_to_string(&file).map_err(io(&file))?;
+        read_file(&file, &text, &mut loaded);
+    }
+    Ok(loaded)
+}
+
+/// One `[[group]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupFile {
+    /// The group's name; unique across the desired state.
+    name: Spanned<String>,
+    /// The description; when absent, the target's is left as it is.
+    description: Option<String>,
+    /// User keys of the direct members.
+    #[serde(default)]
+    members: Vec<Spanned<String>>,
+    /// Names of the direct child groups, each a desired group.
+    #[serde(default)]
+    children: Vec<Spanned<String>>,
+    /// Contensis attributes.
+    contensis: Option<ContensisGroupFile>,
+}
+
+/// `[group.contensis]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContensisGroupFile {
+    /// The group's custom data (string values), such as `{ clientId = "PSSC" }`.
+    custom: Option<BTreeMap<String, String>>,
+}
+
+/// Reads one file's groups into `out`, recording every problem.
+fn read_file(path: &Path, text: &str, out: &mut Loaded) {
+    let file = TextFile::new(path, text);
+    let root = match DeTable::parse(text) {
+        Ok(root) => root,
+        Err(e) => {
+            out.diagnostics.push(file.toml_error(&e));
+            out.incomplete = true;
+            return;
+        }
+    };
+    let base = path.parent().unwrap_or(Path::new(""));
+    let mut r = Resolver::new(file, base);
+    for (key, value) in root.into_inner() {
+        let name = key.get_ref().as_ref();
+        if name != "group" {
+            r.error(key.span(), unknown_key(name, "the top level", &["group"]));
+            continue;
+        }
+        let span = value.span();
+        let DeValue::Array(items) = value.into_inner() else {
+            r.error(span, "`group` must be a list of tables: write [[group]] sections");
+            continue;
+        };
+        for item in items {
+            let span = item.span();
+            match item.into_inner() {
+                DeValue::Table(table) => group(RawTable { span, table }, &mut r, out),
+                _ => {
+                    r.error(span, "`group` must be a list of tables: write [[group]] sections");
+                }
+            }
+        }
+    }
+    out.diagnostics.extend(r.into_diagnostics());
+}
+
+/// One `[[group]]`: checks it and adds it to `out`.
+fn group(table: RawTable<'_>, r: &mut Resolver<'_>, out: &mut Loaded) {
+    let span = table.span.clone();
+    // The name, read before the rest, so that a reference to a group with another problem is not
+    // also reported as unknown.
+    let raw_name = table
+        .table
+        .get("name")
+        .and_then(|n| n.get_ref().as_str())
+        .map(GroupName::from);
+    let Ok(g) = table.read::<GroupFile>("[[group]]", r) else {
+        out.broken.extend(raw_name);
+        return;
+    };
+    let name = GroupName::from(g.name.get_ref().as_str());
+    if name.as_str().trim().is_empty() {
+        r.error(g.name.span(), "group name is empty");
+        return;
+    }
+    if let Some(first) = out.desired.origins.get(&name) {
+        r.error(
+            g.name.span(),
+            format!("duplicate group `{name}`; first defined at {first}"),
+        );
+        return;
+    }
+    let mut members = std::collections::BTreeSet::new();
+    for m in &g.members {
+        if m.get_ref().trim().is_empty() {
+            r.error(m.span(), format!("empty member in group `{name}`"));
+        } else {
+            members.insert(UserKey::from(m.get_ref().as_str()));
+        }
+    }
+    let mut children = std::collections::BTreeSet::new();
+    for c in &g.children {
+        let child = GroupName::from(c.get_ref().as_str());
+        if child.as_str().trim().is_empty() {
+            r.error(c.span(), format!("empty child name in group `{name}`"));
+            continue;
+        }
+        out.refs.push(ChildRef {
+            parent: name.clone(),
+            child: child.clone(),
+            at: r.file().origin(c.span()),
+        });
+        children.insert(child);
+    }
+    let mut extras = BTreeMap::new();
+    if let Some(custom) = g.contensis.and_then(|c| c.custom) {
+        let custom: serde_json::Map<String, serde_json::Value> = custom
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::Value::String(v)))
+            .collect();
+        let attributes = Attributes::from([("custom".to_owned(), custom.into())]);
+        extras.insert("contensis".to_owned(), attributes);
+    }
+    out.desired.origins.insert(name.clone(), r.file().origin(span));
+    out.desired.groups.insert(
+        name.clone(),
+        Group {
+            name,
+            description: g.description,
+            members,
+            children,
+            extras,
+        },
+    );
+}
+
+/// The desired-state files a source path stands for, in the order they are read.
+pub fn files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if !fs::metadata(path)?.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in fs::read_dir(path)? {
+        let file = entry?.path();
+        let visible = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| !n.starts_with('.'));
+        if visible && file.extension().is_some_and(|e| e == "toml") && file.is_file() {
+            files.push(file);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
