@@ -115,7 +115,9 @@ pub async fn run(cli: Cli) -> Result<u8> {
             Ok(report::EXIT_OK)
         }
         Command::Demo(a) => {
-            let path = cli.config.unwrap_or_else(|| PathBuf::from("config/roster.toml"));
+            let path = cli
+                .config
+                .unwrap_or_else(|| PathBuf::from("config/roster.toml"));
             demo(&path, a.seed.as_deref()).await
         }
     }

@@ -19,7 +19,11 @@ pub const EXIT_REFUSED: u8 = 3;
 
 /// The plans of a run, rendered; targets that could not be read are listed as failed.
 pub fn plans(report: &RunReport, format: Format) -> String {
-    let plans: Vec<_> = report.targets.iter().filter_map(|t| t.plan.clone()).collect();
+    let plans: Vec<_> = report
+        .targets
+        .iter()
+        .filter_map(|t| t.plan.clone())
+        .collect();
     let failed: Vec<Failed> = report
         .targets
         .iter()
@@ -63,7 +67,11 @@ pub fn applied(report: &RunReport) -> String {
     for t in &report.targets {
         match (&t.outcome, &t.plan) {
             (TargetOutcome::ObserveFailed(e), _) => {
-                let _ = writeln!(out, "{}: not applied, the target could not be read: {e}", t.target);
+                let _ = writeln!(
+                    out,
+                    "{}: not applied, the target could not be read: {e}",
+                    t.target
+                );
             }
             (TargetOutcome::Refused(r), _) => {
                 let _ = writeln!(out, "{}: refused, nothing written: {r}", t.target);
@@ -105,6 +113,9 @@ pub fn applied(report: &RunReport) -> String {
             (_, _) => {}
         }
     }
-    let _ = writeln!(out, "\nApply complete: {ok} changes applied, {failed} failed.");
+    let _ = writeln!(
+        out,
+        "\nApply complete: {ok} changes applied, {failed} failed."
+    );
     out
 }

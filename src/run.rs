@@ -92,10 +92,12 @@ impl AnyTarget {
     /// Builds the connector for one `[[target]]` table.
     pub fn build(cfg: &TargetConfig) -> Result<Self, http::ClientError> {
         let client = http::client(cfg.timeout, cfg.ca_file.as_deref())?;
+        let retry = retry_policy(cfg);
         Ok(match &cfg.kind {
-            TargetKind::Contensis(c) => {
-                AnyTarget::Contensis(ContensisTarget::new(&cfg.name, c, client, cfg.concurrency))
-            }
+            TargetKind::Contensis(c) => AnyTarget::Contensis(
+                ContensisTarget::new(&cfg.name, c, client, cfg.concurrency)
+                    .with_read_retries(retry),
+            ),
         })
     }
 
@@ -114,7 +116,12 @@ impl AnyTarget {
 }
 
 /// The policy of one target for this desired state.
-pub fn policy(cfg: &TargetConfig, desired: &Desired, case_insensitive: bool, max_deletes: Option<usize>) -> Policy {
+pub fn policy(
+    cfg: &TargetConfig,
+    desired: &Desired,
+    case_insensitive: bool,
+    max_deletes: Option<usize>,
+) -> Policy {
     // Patterns were checked when the config was loaded, so building the scope cannot fail here;
     // should it, no group is in scope and nothing is touched.
     let scope = Scope::new(cfg.groups.as_deref(), desired, case_insensitive)
@@ -125,6 +132,15 @@ pub fn policy(cfg: &TargetConfig, desired: &Desired, case_insensitive: bool, max
         prune: cfg.prune,
         max_deletes: max_deletes.unwrap_or(cfg.max_deletes),
         allow_empty_source: cfg.allow_empty_source,
+    }
+}
+
+/// The retry rules of one target, from its `retries` and `timeout`.
+pub fn retry_policy(cfg: &TargetConfig) -> RetryPolicy {
+    RetryPolicy {
+        max_retries: cfg.retries,
+        budget: Duration::from_secs(120).max(cfg.timeout * 2),
+        ..RetryPolicy::default()
     }
 }
 
@@ -146,7 +162,9 @@ pub async fn run(config: &Config, opts: &RunOptions) -> Result<RunReport, RunErr
         out
     };
     let desired = source::load_desired(&config.sources).await?;
-    let futures = selected.into_iter().map(|cfg| run_target(cfg, &desired, opts));
+    let futures = selected
+        .into_iter()
+        .map(|cfg| run_target(cfg, &desired, opts));
     Ok(RunReport {
         targets: futures::future::join_all(futures).await,
     })
@@ -170,14 +188,7 @@ async fn run_target(cfg: &TargetConfig, desired: &Desired, opts: &RunOptions) ->
         AnyTarget::Contensis(t) => crate::target::Target::capabilities(t),
     };
     let policy = policy(cfg, desired, caps.case_insensitive_names, opts.max_deletes);
-    let mut exec = Executor::new(
-        RetryPolicy {
-            max_retries: cfg.retries,
-            budget: Duration::from_secs(120).max(cfg.timeout * 2),
-            ..RetryPolicy::default()
-        },
-        cfg.concurrency,
-    );
+    let mut exec = Executor::new(retry_policy(cfg), cfg.concurrency);
     exec.stop = opts.stop.clone();
     if opts.progress && opts.mode == Mode::Apply {
         let bar = ProgressBar::new(0).with_prefix(cfg.name.clone());

@@ -1,7 +1,20 @@
-use std::path::Path;
-#[test]
-fn scratch() {
-    let base = r#"[[source]]
+//! The exact messages roster gives for broken configs and desired-state files.
+//!
+//! These are the user's interface to a mistake, so they are pinned whole: `file:line:col:
+//! message`, with every problem of a file reported at once.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use roster::config::{self, Config, ConfigErrors, SourceConfig, TargetKind, TomlSourceConfig};
+use roster::model::{GroupName, Origin};
+use roster::source::{self, SourceError};
+use roster::target::contensis::config::{ContensisAuth, DEFAULT_SCOPE};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// A config that is valid except for its literal secret (which only warns).
+const BASE: &str = r#"[[source]]
 type = "toml"
 path = "groups"
 
@@ -10,33 +23,585 @@ name = "cms"
 type = "contensis"
 url = "https://cms.example.com"
 client_id = "roster"
-client_secret = "x"
+client_secret = "s3cret"
 "#;
-    let cases = [
-        base.replace("client_id", "clinet_id"),
-        base.replace("\"contensis\"", "\"contensys\""),
-        base.replace("url = \"https://cms.example.com\"\n", ""),
-        format!("{base}\n{}", &base[base.find("[[target]]").unwrap()..]),
-        format!("{base}membership = \"authorative\"\n"),
-        format!("{base}timeout = \"30 parsecs\"\n"),
-        format!("{base}timeout = \"thirty\"\n"),
-        format!("{base}concurrency = 0\n"),
-        format!("{base}max_deletes = -1\n"),
-        format!("{base}prune = \"yes\"\n"),
-        format!("{base}groups = [\"[a\"]\n"),
-        base.replace("client_secret = \"x\"", "client_secret_file = \"/nonexistent/x\""),
-        base.replace("name = \"cms\"\n", ""),
-        base.replace("type = \"contensis\"\n", ""),
-        format!("{base}[target.x]\n"),
-        "[source]\ntype='toml'\npath='g'\n".to_string(),
-        "x = = 1".to_string(),
-        format!("{base}\n[foo]\n"),
-    ];
-    for c in cases {
-        match roster::config::parse(&c, Path::new("roster.toml")) {
-            Ok(cfg) => println!("OK warnings={:?}", cfg.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>()),
-            Err(e) => println!("ERR\n{e}"),
-        }
-        println!("---");
+
+/// Parses `text` as `roster.toml` (relative paths against the current folder).
+fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    config::parse(text, Path::new("roster.toml"))
+}
+
+/// The errors (and warnings) of an invalid config, one per line.
+fn errors(text: &str) -> String {
+    match parse(text) {
+        Ok(c) => panic!("expected errors, got a config: {c:?}"),
+        Err(e) => e.to_string(),
     }
+}
+
+/// `BASE` without its literal secret warning: the same target with a secret from `PATH`, which
+/// is always set.
+fn base_env() -> String {
+    BASE.replace(
+        r#"client_secret = "s3cret""#,
+        r#"client_secret_env = "PATH""#,
+    )
+}
+
+#[test]
+fn misspelt_key_is_reported_at_the_key_with_a_suggestion() {
+    let text = base_env().replace("client_id", "clinet_id");
+    assert_eq!(
+        errors(&text),
+        "roster.toml:9:1: unknown key `clinet_id` in [[target]] (did you mean `client_id`?); \
+         expected one of `name`, `type`, `groups`, `membership`, `prune`, `max_deletes`, \
+         `concurrency`, `timeout`, `retries`, `allow_empty_source`, `ca_file`, `url`, \
+         `client_id`, `client_secret_file`, `client_secret_env`, `client_secret`, `username`, \
+         `password_file`, `password_env`, `password`, `scope`"
+    );
+}
+
+#[test]
+fn unknown_target_type_lists_the_known_ones() {
+    let text = base_env().replace(r#""contensis""#, r#""contensys""#);
+    assert_eq!(
+        errors(&text),
+        "roster.toml:7:8: unknown target type `contensys`; known types: `contensis`"
+    );
+}
+
+#[test]
+fn missing_type_and_unknown_source_type() {
+    let text = base_env().replace("type = \"contensis\"\n", "");
+    assert_eq!(
+        errors(&text),
+        "roster.toml:5:1: missing key `type` in [[target]]; known types: `contensis`"
+    );
+    let text = base_env().replace(r#""toml""#, r#""ldap""#);
+    assert_eq!(
+        errors(&text),
+        "roster.toml:2:8: unknown source type `ldap`; known types: `toml`"
+    );
+}
+
+#[test]
+fn missing_url_points_at_the_target() {
+    let text = base_env().replace("url = \"https://cms.example.com\"\n", "");
+    assert_eq!(errors(&text), "roster.toml:5:1: missing key `url`");
+}
+
+#[test]
+fn duplicate_target_name_points_at_the_second() {
+    let text = format!(
+        "{}\n{}",
+        base_env(),
+        &base_env()[BASE.find("[[target]]").unwrap_or(0)..]
+    );
+    assert_eq!(
+        errors(&text),
+        "roster.toml:13:8: duplicate target name `cms`; the first is at roster.toml:6:8"
+    );
+}
+
+#[test]
+fn bad_membership_value() {
+    let text = format!("{}membership = \"authorative\"\n", base_env());
+    assert_eq!(
+        errors(&text),
+        "roster.toml:11:14: unknown value `authorative`, expected `authoritative` or `additive`"
+    );
+}
+
+#[test]
+fn bad_duration() {
+    let text = format!("{}timeout = \"30 parsecs\"\n", base_env());
+    assert_eq!(
+        errors(&text),
+        "roster.toml:11:11: invalid duration `30 parsecs`: unknown time unit \"parsecs\", \
+         supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years \
+         (and few variations); write it like \"30s\" or \"2m\""
+    );
+    let text = format!("{}timeout = \"0s\"\n", base_env());
+    assert_eq!(
+        errors(&text),
+        "roster.toml:11:11: `timeout` must be longer than zero"
+    );
+}
+
+#[test]
+fn bad_values_of_common_keys() {
+    let text = format!("{}concurrency = 0\n", base_env());
+    assert_eq!(
+        errors(&text),
+        "roster.toml:11:15: invalid value: integer `0`, expected a nonzero usize"
+    );
+    let text = format!("{}groups = [\"Eng*\", \"[a\"]\n", base_env());
+    assert_eq!(
+        errors(&text),
+        "roster.toml:11:21: invalid glob `[a`: unclosed character class; missing ']'"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = r#"[[source]]
+type = "toml"
+pth = "groups"
+
+[[target]]
+name = "a"
+type = "contensis"
+url = "cms.example.com"
+client_id = "roster"
+client_secret_env = "ROSTER_TEST_SURELY_UNSET_VARIABLE"
+prune = "yes"
+
+[[target]]
+name = "b"
+type = "vinyl"
+"#;
+    assert_eq!(
+        errors(text),
+        "roster.toml:1:1: missing key `path`\n\
+         roster.toml:3:1: unknown key `pth` in [[source]] (did you mean `path`?); expected one of `type`, `path`\n\
+         roster.toml:8:7: invalid url `cms.example.com`: it must start with https:// or http://\n\
+         roster.toml:10:21: environment variable `ROSTER_TEST_SURELY_UNSET_VARIABLE` is not set\n\
+         roster.toml:11:9: invalid type: string \"yes\", expected a boolean\n\
+         roster.toml:15:8: unknown target type `vinyl`; known types: `contensis`"
+    );
+}
+
+#[test]
+fn credentials_must_be_one_complete_pair() {
+    let none = base_env()
+        .replace("client_id = \"roster\"\n", "")
+        .replace("client_secret_env = \"PATH\"\n", "");
+    assert_eq!(
+        errors(&none),
+        "roster.toml:5:1: no credentials: set `client_id` and `client_secret_file` \
+         (or `username` and `password_file`)"
+    );
+    let both = format!(
+        "{}username = \"bob\"\npassword_env = \"PATH\"\n",
+        base_env()
+    );
+    assert_eq!(
+        errors(&both),
+        "roster.toml:11:12: give either `client_id` with a client secret or `username` with a \
+         password, not both"
+    );
+    let no_secret = base_env().replace("client_secret_env = \"PATH\"\n", "");
+    assert_eq!(
+        errors(&no_secret),
+        "roster.toml:9:13: `client_id` needs a secret: set `client_secret_file`, \
+         `client_secret_env` or `client_secret`"
+    );
+    let two_ways = format!("{}client_secret_file = \"x\"\n", base_env());
+    assert_eq!(
+        errors(&two_ways),
+        "roster.toml:10:21: `client_secret_env` conflicts with `client_secret_file`: give the \
+         secret one way only"
+    );
+}
+
+#[test]
+fn password_grant() -> TestResult {
+    let text = base_env()
+        .replace("client_id = \"roster\"", "username = \"bob\"")
+        .replace("client_secret_env", "password_env");
+    let config = parse(&text)?;
+    let TargetKind::Contensis(c) = &config.targets[0].kind;
+    let ContensisAuth::Password { username, password } = &c.auth else {
+        panic!("expected the password grant: {c:?}");
+    };
+    assert_eq!(username, "bob");
+    assert_eq!(password.expose(), std::env::var("PATH")?);
+    Ok(())
+}
+
+#[test]
+fn missing_secret_file_is_an_error_at_its_value() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("roster.toml");
+    let text = BASE.replace(
+        r#"client_secret = "s3cret""#,
+        r#"client_secret_file = "secrets/contensis""#,
+    );
+    fs::write(&path, &text)?;
+    let err = config::load(&path).err().ok_or("expected an error")?;
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}:10:22: cannot read secret file {}: No such file or directory (os error 2)",
+            path.display(),
+            dir.path().join("secrets/contensis").display()
+        )
+    );
+    Ok(())
+}
+
+#[test]
+fn secret_file_is_read_relative_to_the_config_and_trimmed() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("roster.toml");
+    fs::create_dir(dir.path().join("secrets"))?;
+    let secret = dir.path().join("secrets/contensis");
+    fs::write(&secret, "roster-secret\n")?;
+    restrict(&secret)?;
+    let text = BASE.replace(
+        r#"client_secret = "s3cret""#,
+        r#"client_secret_file = "secrets/contensis""#,
+    );
+    fs::write(&path, &text)?;
+    let config = config::load(&path)?;
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    let TargetKind::Contensis(c) = &config.targets[0].kind;
+    let ContensisAuth::ClientCredentials {
+        client_id,
+        client_secret,
+    } = &c.auth
+    else {
+        panic!("expected client credentials: {c:?}");
+    };
+    assert_eq!(client_id, "roster");
+    assert_eq!(client_secret.expose(), "roster-secret");
+    assert_eq!(
+        config.sources,
+        [SourceConfig::Toml(TomlSourceConfig {
+            path: dir.path().join("groups"),
+            origin: Origin::File {
+                path: path.clone(),
+                line: 3,
+                col: 8
+            },
+        })]
+    );
+    Ok(())
+}
+
+#[cfg(unix)]
+fn restrict(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+}
+
+#[cfg(not(unix))]
+fn restrict(_: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(unix)]
+#[test]
+fn readable_secret_file_is_warned_about() -> TestResult {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("roster.toml");
+    let secret = dir.path().join("secret");
+    fs::write(&secret, "x\n")?;
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o644))?;
+    let text = BASE.replace(
+        r#"client_secret = "s3cret""#,
+        r#"client_secret_file = "secret""#,
+    );
+    let config = config::parse(&text, &path)?;
+    let warnings: Vec<String> = config.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [format!(
+            "{}:10:22: warning: secret file {} can be read by group or others (mode 644); \
+             restrict it with `chmod 600`",
+            path.display(),
+            secret.display()
+        )]
+    );
+    Ok(())
+}
+
+#[test]
+fn literal_secret_is_warned_about() -> TestResult {
+    let config = parse(BASE)?;
+    let warnings: Vec<String> = config.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "roster.toml:10:17: warning: `client_secret` is written in the config file; prefer \
+          `client_secret_file` or `client_secret_env`"
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn formatting_a_config_never_shows_a_secret() -> TestResult {
+    let config = parse(BASE)?;
+    let shown = format!("{config:?} {config:#?}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(shown.contains("[redacted]"));
+    Ok(())
+}
+
+#[test]
+fn defaults_and_every_common_key() -> TestResult {
+    let config = parse(&base_env())?;
+    let t = &config.targets[0];
+    assert_eq!(t.name, "cms");
+    assert_eq!(t.groups, None);
+    assert_eq!(t.membership, roster::plan::MembershipMode::Authoritative);
+    assert!(!t.prune && !t.allow_empty_source);
+    assert_eq!((t.max_deletes, t.concurrency.get(), t.retries), (100, 8, 4));
+    assert_eq!(t.timeout, std::time::Duration::from_secs(30));
+    assert_eq!(t.kind.type_name(), "contensis");
+    let TargetKind::Contensis(c) = &t.kind;
+    assert_eq!(c.scope, DEFAULT_SCOPE);
+
+    let dir = tempfile::tempdir()?;
+    fs::write(dir.path().join("ca.pem"), "")?;
+    let text = format!(
+        "{}groups = [\"*\"]\nmembership = \"additive\"\nprune = true\nmax_deletes = 5\n\
+         concurrency = 2\ntimeout = \"1m 30s\"\nretries = 0\nallow_empty_source = true\n\
+         ca_file = \"ca.pem\"\nscope = \"Security_Administrator\"\n",
+        base_env().replace("https://cms.example.com", "https://cms.example.com/")
+    );
+    let config = config::parse(&text, &dir.path().join("roster.toml"))?;
+    let t = &config.targets[0];
+    assert_eq!(t.groups.as_deref(), Some(&["*".to_owned()][..]));
+    assert_eq!(t.membership, roster::plan::MembershipMode::Additive);
+    assert!(t.prune && t.allow_empty_source);
+    assert_eq!((t.max_deletes, t.concurrency.get(), t.retries), (5, 2, 0));
+    assert_eq!(t.timeout, std::time::Duration::from_secs(90));
+    assert_eq!(t.ca_file, Some(dir.path().join("ca.pem")));
+    let TargetKind::Contensis(c) = &t.kind;
+    assert_eq!(c.url, "https://cms.example.com");
+    assert_eq!(c.scope, "Security_Administrator");
+    Ok(())
+}
+
+#[test]
+fn the_demo_config_is_valid() -> TestResult {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let config = config::load(&dir.join("roster.toml"))?;
+    // A checkout may leave the demo secret readable by others; nothing else may warn.
+    for w in &config.warnings {
+        assert!(w.message.contains("can be read by group or others"), "{w}");
+    }
+    assert_eq!(config.targets.len(), 1);
+    let desired = futures::executor::block_on(source::load_desired(&config.sources))?;
+    let pssc = &desired.groups[&GroupName::from("Paper Street Soap Company")];
+    assert!(
+        pssc.children
+            .contains(&GroupName::from("Liposuction Technicians"))
+    );
+    assert_eq!(desired.groups.len(), 6);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Desired-state files
+
+/// Writes `files` (name, content) into a fresh folder.
+fn folder(files: &[(&str, &str)]) -> Result<tempfile::TempDir, std::io::Error> {
+    let dir = tempfile::tempdir()?;
+    for (name, text) in files {
+        fs::write(dir.path().join(name), text)?;
+    }
+    Ok(dir)
+}
+
+/// The error of loading `dir` as a toml source, with the folder shown as `$DIR`.
+fn desired_errors(dir: &Path) -> String {
+    match source::toml::load(dir) {
+        Ok(d) => panic!("expected errors, got {d:?}"),
+        Err(e) => e.to_string().replace(&dir.display().to_string(), "$DIR"),
+    }
+}
+
+#[test]
+fn duplicate_group_across_two_files() -> TestResult {
+    let dir = folder(&[
+        ("a.toml", "[[group]]\nname = \"Eng\"\n"),
+        ("b.toml", "# again\n\n[[group]]\nname = \"Eng\"\n"),
+    ])?;
+    assert_eq!(
+        desired_errors(dir.path()),
+        "$DIR/b.toml:4:8: duplicate group `Eng`; first defined at $DIR/a.toml:1:1"
+    );
+    Ok(())
+}
+
+#[test]
+fn unknown_child_self_child_and_a_cycle_at_once() -> TestResult {
+    let dir = folder(&[(
+        "groups.toml",
+        r#"[[group]]
+name = "A"
+children = ["B"]
+
+[[group]]
+name = "B"
+children = ["C", "Nobody"]
+
+[[group]]
+name = "C"
+children = ["A"]
+
+[[group]]
+name = "Narcissus"
+children = ["Narcissus"]
+"#,
+    )])?;
+    assert_eq!(
+        desired_errors(dir.path()),
+        "$DIR/groups.toml:3:13: cycle: A → B → C → A\n\
+         $DIR/groups.toml:7:18: unknown child group `Nobody`: no desired group has this name\n\
+         $DIR/groups.toml:15:13: group `Narcissus` is its own child"
+    );
+    Ok(())
+}
+
+#[test]
+fn bad_group_keys_and_values() -> TestResult {
+    let dir = folder(&[(
+        "g.toml",
+        r#"[[group]]
+name = ""
+
+[[group]]
+name = "Eng"
+membrs = ["a"]
+
+[[group]]
+name = "Ops"
+members = ["a", 3]
+[group.contensis]
+custom = { clientId = 1 }
+"#,
+    )])?;
+    assert_eq!(
+        desired_errors(dir.path()),
+        "$DIR/g.toml:2:8: group name is empty\n\
+         $DIR/g.toml:6:1: unknown key `membrs` in [[group]] (did you mean `members`?); expected \
+         one of `name`, `description`, `members`, `children`, `contensis`\n\
+         $DIR/g.toml:10:17: invalid type: integer `3`, expected a string"
+    );
+    Ok(())
+}
+
+#[test]
+fn toml_syntax_error() -> TestResult {
+    let dir = folder(&[("g.toml", "[[group]]\nname = \"Eng\nmembers = []\n")])?;
+    assert_eq!(
+        desired_errors(dir.path()),
+        "$DIR/g.toml:2:12: invalid basic string, expected `\"`"
+    );
+    Ok(())
+}
+
+#[test]
+fn folder_is_read_in_name_order_and_maps_extras() -> TestResult {
+    let dir = folder(&[
+        (
+            "20-b.toml",
+            "[[group]]\nname = \"B\"\nmembers = [\"bob\", \"bob\"]\n",
+        ),
+        (
+            "10-a.toml",
+            r#"[[group]]
+name = "A"
+description = "first"
+members = ["tdurden", "msinger"]
+children = ["B"]
+[group.contensis]
+custom = { clientId = "PSSC", region = "EU" }
+"#,
+        ),
+        ("notes.txt", "not a group file"),
+        (".hidden.toml", "not toml at all ["),
+    ])?;
+    let desired = source::toml::load(dir.path())?;
+    let a = &desired.groups[&GroupName::from("A")];
+    assert_eq!(a.description.as_deref(), Some("first"));
+    assert_eq!(
+        serde_json::to_value(&a.extras)?,
+        serde_json::json!({"contensis": {"custom": {"clientId": "PSSC", "region": "EU"}}})
+    );
+    let b = &desired.groups[&GroupName::from("B")];
+    assert_eq!(b.members.len(), 1, "a repeated member counts once");
+    assert!(b.extras.is_empty());
+    assert_eq!(
+        desired.origins[&GroupName::from("B")],
+        Origin::File {
+            path: dir.path().join("20-b.toml"),
+            line: 1,
+            col: 1
+        }
+    );
+
+    // Order shows in which definition of a duplicate is "first".
+    let dir = folder(&[
+        ("b.toml", "[[group]]\nname = \"X\"\n"),
+        ("a.toml", "[[group]]\nname = \"X\"\n"),
+    ])?;
+    assert_eq!(
+        desired_errors(dir.path()),
+        "$DIR/b.toml:2:8: duplicate group `X`; first defined at $DIR/a.toml:1:1"
+    );
+    Ok(())
+}
+
+#[test]
+fn sources_merge_and_check_across_each_other() -> TestResult {
+    let one = folder(&[("a.toml", "[[group]]\nname = \"A\"\nchildren = [\"B\"]\n")])?;
+    let two = folder(&[(
+        "b.toml",
+        "[[group]]\nname = \"B\"\n\n[[group]]\nname = \"A\"\n",
+    )])?;
+    let config_path = PathBuf::from("roster.toml");
+    let sources = |dirs: &[&Path]| -> Vec<SourceConfig> {
+        dirs.iter()
+            .enumerate()
+            .map(|(i, d)| {
+                SourceConfig::Toml(TomlSourceConfig {
+                    path: d.to_path_buf(),
+                    origin: Origin::File {
+                        path: config_path.clone(),
+                        line: 3 + 4 * i,
+                        col: 8,
+                    },
+                })
+            })
+            .collect()
+    };
+    let err =
+        futures::executor::block_on(source::load_desired(&sources(&[one.path(), two.path()])))
+            .err()
+            .ok_or("expected an error")?;
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}/b.toml:4:1: group `A` is also defined by another source, at {}/a.toml:1:1",
+            two.path().display(),
+            one.path().display()
+        )
+    );
+
+    // Without the duplicate, A's child B comes from the other source.
+    fs::write(two.path().join("b.toml"), "[[group]]\nname = \"B\"\n")?;
+    let desired =
+        futures::executor::block_on(source::load_desired(&sources(&[one.path(), two.path()])))?;
+    assert_eq!(desired.groups.len(), 2);
+
+    // A source path that does not exist is an error at the config's `path`.
+    let missing = one.path().join("nope");
+    let err = futures::executor::block_on(source::load_desired(&sources(&[&missing])))
+        .err()
+        .ok_or("expected an error")?;
+    assert!(matches!(err, SourceError::Invalid(_)));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "roster.toml:3:8: cannot read source {}: No such file or directory (os error 2)",
+            missing.display()
+        )
+    );
+    Ok(())
 }

@@ -84,7 +84,13 @@ impl<'a> Resolver<'a> {
         value: Spanned<DeValue<'_>>,
     ) -> Result<T, Reported> {
         T::deserialize(value.into_deserializer()).map_err(|e| {
-            let d = self.file.toml_error(&e);
+            let mut d = self.file.toml_error(&e);
+            // serde speaks of fields and variants; a config has keys and values.
+            if let Some(rest) = d.message.strip_prefix("missing field ") {
+                d.message = format!("missing key {rest}");
+            } else if let Some(rest) = d.message.strip_prefix("unknown variant ") {
+                d.message = format!("unknown value {rest}");
+            }
             self.diagnostics.push(d);
             Reported
         })
@@ -310,6 +316,10 @@ pub(crate) struct RootFile<'i> {
     pub sources: Vec<RawTable<'i>>,
     /// The `[[target]]` tables, in file order.
     pub targets: Vec<RawTable<'i>>,
+    /// Whether the document has a `source` key at all (even a malformed one).
+    pub has_source_key: bool,
+    /// Whether the document has a `target` key at all (even a malformed one).
+    pub has_target_key: bool,
 }
 
 /// The top-level keys of `roster.toml`.
@@ -323,10 +333,16 @@ impl<'i> RootFile<'i> {
         for (key, value) in root {
             let name = key.get_ref().as_ref();
             let list = match name {
-                "source" => &mut out.sources,
-                "target" => &mut out.targets,
+                "source" => {
+                    out.has_source_key = true;
+                    &mut out.sources
+                }
+                "target" => {
+                    out.has_target_key = true;
+                    &mut out.targets
+                }
                 _ => {
-                    r.error(key.span(), unknown_key(name, "the top level", ROOT_KEYS));
+                    r.error(key.span(), unknown_key(name, "at the top level", ROOT_KEYS));
                     continue;
                 }
             };
@@ -346,7 +362,9 @@ impl<'i> RootFile<'i> {
                 _ => {
                     r.error(
                         span,
-                        format!("`{name}` must be a list of tables: write [[{name}]], not [{name}]"),
+                        format!(
+                            "`{name}` must be a list of tables: write [[{name}]], not [{name}]"
+                        ),
                     );
                 }
             }
@@ -368,7 +386,7 @@ impl<'i> RawTable<'i> {
             None => Err(r.error(
                 self.span.clone(),
                 format!(
-                    "[[{what}]] without `type`: set one of {}",
+                    "missing key `type` in [[{what}]]; known types: {}",
                     backticked(known)
                 ),
             )),
@@ -376,10 +394,7 @@ impl<'i> RawTable<'i> {
                 Some(s) => Ok(Spanned::new(v.span(), s.to_owned())),
                 None => Err(r.error(
                     v.span(),
-                    format!(
-                        "`type` must be a string, one of {}",
-                        backticked(known)
-                    ),
+                    format!("`type` must be a string, one of {}", backticked(known)),
                 )),
             },
         }
@@ -387,7 +402,11 @@ impl<'i> RawTable<'i> {
 
     /// Deserializes the table into `T`, recording an error for each key `T` does not have (and
     /// ignoring that key, so that the rest of the table is still checked).
-    pub fn read<T: DeserializeOwned>(self, what: &str, r: &mut Resolver<'_>) -> Result<T, Reported> {
+    pub fn read<T: DeserializeOwned>(
+        self,
+        what: &str,
+        r: &mut Resolver<'_>,
+    ) -> Result<T, Reported> {
         let keys = keys_of::<T>();
         let mut known = DeTable::new();
         for (key, value) in self.table {
@@ -395,7 +414,7 @@ impl<'i> RawTable<'i> {
             if keys.contains(&name) {
                 known.insert(key, value);
             } else {
-                r.error(key.span(), unknown_key(name, what, keys));
+                r.error(key.span(), unknown_key(name, &format!("in {what}"), keys));
             }
         }
         r.deserialize(Spanned::new(self.span, DeValue::Table(known)))
@@ -404,15 +423,19 @@ impl<'i> RawTable<'i> {
     /// Splits the table into the keys of `C` (common to every component of its kind) and those
     /// of `K` (of its type), deserializes both, and records an error for each key that is in
     /// neither. Both parts are attempted, so that all their errors are reported at once.
+    ///
+    /// The third value is whether every key was known: when one was not, it may have been meant
+    /// as a key that now seems missing, so checks across keys are best left until it is fixed.
     pub fn split<C: DeserializeOwned, K: DeserializeOwned>(
         self,
         what: &str,
         r: &mut Resolver<'_>,
-    ) -> (Result<C, Reported>, Result<K, Reported>) {
+    ) -> (Result<C, Reported>, Result<K, Reported>, bool) {
         let common_keys = keys_of::<C>();
         let kind_keys = keys_of::<K>();
         let mut common = DeTable::new();
         let mut kind = DeTable::new();
+        let mut clean = true;
         for (key, value) in self.table {
             let name = key.get_ref().as_ref();
             if common_keys.contains(&name) {
@@ -421,23 +444,24 @@ impl<'i> RawTable<'i> {
                 kind.insert(key, value);
             } else {
                 let all: Vec<&str> = common_keys.iter().chain(kind_keys).copied().collect();
-                r.error(key.span(), unknown_key(name, what, &all));
+                r.error(key.span(), unknown_key(name, &format!("in {what}"), &all));
+                clean = false;
             }
         }
         let c = r.deserialize(Spanned::new(self.span.clone(), DeValue::Table(common)));
         let k = r.deserialize(Spanned::new(self.span, DeValue::Table(kind)));
-        (c, k)
+        (c, k, clean)
     }
 }
 
-/// The message for a key that is not allowed where it is: names the key, a likely intended key,
-/// and every allowed one.
+/// The message for a key that is not allowed where it is (`place`: "in [[target]]", "at the top
+/// level"): names the key, a likely intended key, and every allowed one.
 pub(crate) fn unknown_key(key: &str, place: &str, expected: &[&str]) -> String {
     let hint = closest(key, expected)
         .map(|k| format!(" (did you mean `{k}`?)"))
         .unwrap_or_default();
     format!(
-        "unknown key `{key}` in {place}{hint}; expected one of {}",
+        "unknown key `{key}` {place}{hint}; expected one of {}",
         backticked(expected)
     )
 }
@@ -536,7 +560,10 @@ pub(crate) fn check_globs(patterns: &[Spanned<String>], r: &mut Resolver<'_>) ->
             .literal_separator(false)
             .build()
         {
-            r.error(p.span(), format!("invalid glob `{}`: {}", p.get_ref(), e.kind()));
+            r.error(
+                p.span(),
+                format!("invalid glob `{}`: {}", p.get_ref(), e.kind()),
+            );
             ok = false;
         } else if !seen.insert(p.get_ref().as_str()) {
             r.warn(p.span(), format!("glob `{}` is listed twice", p.get_ref()));

@@ -188,13 +188,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
     let mut r = Resolver::new(file, base);
     let root = RootFile::split(root.into_inner(), &mut r);
 
-    if root.sources.is_empty() {
+    if !root.has_source_key {
         r.error(
             0..0,
             "no [[source]]: add one, such as [[source]] with type = \"toml\" and path = \"groups\"",
         );
     }
-    if root.targets.is_empty() {
+    if !root.has_target_key {
         r.warn(0..0, "no [[target]]: there is nothing to reconcile");
     }
 
@@ -244,7 +244,7 @@ fn source(table: RawTable<'_>, r: &mut Resolver<'_>) -> Result<SourceConfig, Rep
     let kind = table.kind("source", SOURCE_TYPES, r)?;
     match kind.get_ref().as_str() {
         "toml" => {
-            let (_, keys) = table.split::<SourceFile, file::TomlSourceFile>("[[source]]", r);
+            let (_, keys, _) = table.split::<SourceFile, file::TomlSourceFile>("[[source]]", r);
             let keys = keys?;
             Ok(SourceConfig::Toml(TomlSourceConfig {
                 path: r.path(keys.path.get_ref()),
@@ -281,8 +281,11 @@ fn connector<K: TargetKeys>(
     variant: fn(K::Config) -> TargetKind,
 ) -> (Result<TargetFile, Reported>, Result<TargetKind, Reported>) {
     let span = table.span.clone();
-    let (common, keys) = table.split::<TargetFile, K>("[[target]]", r);
-    let kind = keys.and_then(|k| k.resolve(r, span)).map(variant);
+    let (common, keys, clean) = table.split::<TargetFile, K>("[[target]]", r);
+    let kind = match keys {
+        Ok(k) if clean => k.resolve(r, span).map(variant),
+        Ok(_) | Err(_) => Err(Reported),
+    };
     (common, kind)
 }
 
@@ -350,7 +353,10 @@ fn common_keys(
         match std::fs::metadata(&path) {
             Ok(m) if m.is_file() => {}
             Ok(_) => {
-                r.error(f.span(), format!("CA file {} is not a file", path.display()));
+                r.error(
+                    f.span(),
+                    format!("CA file {} is not a file", path.display()),
+                );
                 ok = false;
             }
             Err(e) => {
@@ -383,4 +389,3 @@ fn common_keys(
         kind,
     })
 }
-

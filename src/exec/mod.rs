@@ -97,7 +97,10 @@ impl Executor {
         for (stage, calls) in stages {
             let mut runnable = Vec::new();
             for call in calls {
-                let blocked = call.needs().into_iter().find(|g| failed_creates.contains(*g));
+                let blocked = call
+                    .needs()
+                    .into_iter()
+                    .find(|g| failed_creates.contains(*g));
                 if let Some(g) = blocked {
                     let why = format!("group \"{g}\" could not be created");
                     record(&mut report, &call, Outcome::Skipped(why));

@@ -1,9 +1,12 @@
 //! When a failed call is sent again: only transient failures, with exponential backoff and jitter,
 //! never sooner than the server's `Retry-After`, bounded in count and in time.
 
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+
+use crate::target::CallError;
 
 /// The retry rules of one target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +55,33 @@ impl RetryPolicy {
         let wait = backoff?.max(retry_after.unwrap_or_default());
         (elapsed + wait <= self.budget).then_some(wait)
     }
+
+    /// Runs an idempotent operation (a read), sending it again after transient failures as this
+    /// policy allows. Connectors use it for the reads of an observe; writes go through the
+    /// executor, which also rechecks calls that are not idempotent.
+    pub async fn retry_idempotent<T, F, Fut>(&self, mut op: F) -> Result<T, CallError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, CallError>>,
+    {
+        let start = Instant::now();
+        let mut delays = self.delays();
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_transient() => {
+                    let Some(wait) =
+                        self.next_wait(delays.next(), e.retry_after(), start.elapsed())
+                    else {
+                        return Err(e);
+                    };
+                    tracing::debug!(error = %e, ?wait, "read failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -76,7 +106,11 @@ mod tests {
             ..RetryPolicy::default()
         };
         assert_eq!(
-            p.next_wait(Some(Duration::from_secs(1)), Some(Duration::from_secs(10)), Duration::ZERO),
+            p.next_wait(
+                Some(Duration::from_secs(1)),
+                Some(Duration::from_secs(10)),
+                Duration::ZERO
+            ),
             None
         );
         assert_eq!(

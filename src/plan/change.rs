@@ -107,9 +107,9 @@ impl Change {
                 Effect::Add
             }
             Change::UpdateGroup { .. } => Effect::Change,
-            Change::RemoveMember { .. } | Change::RemoveChild { .. } | Change::DeleteGroup { .. } => {
-                Effect::Remove
-            }
+            Change::RemoveMember { .. }
+            | Change::RemoveChild { .. }
+            | Change::DeleteGroup { .. } => Effect::Remove,
         }
     }
 

@@ -141,7 +141,12 @@ pub enum Refusal {
 
 /// Applies the safety rules that can refuse a whole plan: the deletion limit and the empty-source
 /// guard. Pure.
-pub fn guard(plan: &Plan, desired: &Desired, observed: &Observed, policy: &Policy) -> Result<(), Refusal> {
+pub fn guard(
+    plan: &Plan,
+    desired: &Desired,
+    observed: &Observed,
+    policy: &Policy,
+) -> Result<(), Refusal> {
     let managed = observed
         .groups
         .values()
@@ -188,13 +193,21 @@ pub fn plan(
         .values()
         .map(|o| (fold(o.group.name.as_str(), ci), o))
         .collect();
-    let others: HashSet<String> = observed.others.iter().map(|n| fold(n.as_str(), ci)).collect();
+    let others: HashSet<String> = observed
+        .others
+        .iter()
+        .map(|n| fold(n.as_str(), ci))
+        .collect();
     let unknown: HashSet<String> = observed
         .unknown_users
         .iter()
         .map(|u| fold(u.as_str(), ci))
         .collect();
-    let desired_keys: HashSet<String> = desired.groups.keys().map(|n| fold(n.as_str(), ci)).collect();
+    let desired_keys: HashSet<String> = desired
+        .groups
+        .keys()
+        .map(|n| fold(n.as_str(), ci))
+        .collect();
     let additive = policy.membership == MembershipMode::Additive;
 
     // Each group's changes, keyed by the name shown in the plan, so the output is sorted by group.
@@ -251,7 +264,11 @@ pub fn plan(
                     fields.insert(
                         "description".to_owned(),
                         FieldChange {
-                            from: have.group.description.clone().map_or(Value::Null, Value::from),
+                            from: have
+                                .group
+                                .description
+                                .clone()
+                                .map_or(Value::Null, Value::from),
                             to: d.as_str().into(),
                         },
                     );
@@ -280,7 +297,13 @@ pub fn plan(
 
         // Members.
         let have_members: HashMap<String, &UserKey> = have
-            .map(|h| h.group.members.iter().map(|m| (fold(m.as_str(), ci), m)).collect())
+            .map(|h| {
+                h.group
+                    .members
+                    .iter()
+                    .map(|m| (fold(m.as_str(), ci), m))
+                    .collect()
+            })
             .unwrap_or_default();
         let mut want_members = HashSet::new();
         for m in &want.members {
@@ -293,7 +316,9 @@ pub fn plan(
                 warnings.push(Warning {
                     kind: WarningKind::UnknownUser,
                     group: name.clone(),
-                    message: format!("user \"{m}\" does not exist on the target; not added to \"{name}\""),
+                    message: format!(
+                        "user \"{m}\" does not exist on the target; not added to \"{name}\""
+                    ),
                 });
                 continue;
             }
@@ -318,7 +343,13 @@ pub fn plan(
         // Children (only where the target nests; otherwise they were flattened into members).
         if caps.nested_groups {
             let have_children: HashMap<String, &GroupName> = have
-                .map(|h| h.group.children.iter().map(|c| (fold(c.as_str(), ci), c)).collect())
+                .map(|h| {
+                    h.group
+                        .children
+                        .iter()
+                        .map(|c| (fold(c.as_str(), ci), c))
+                        .collect()
+                })
                 .unwrap_or_default();
             let mut want_children = HashSet::new();
             for c in &want.children {

@@ -104,9 +104,7 @@ pub fn load_seed(path: &Path) -> Result<Seed, SimError> {
 /// Parses and checks seed text; `origin` names it in errors (a path, or `<inline>`).
 pub fn parse_seed(text: &str, origin: &str) -> Result<Seed, SimError> {
     let seed: Seed = toml::from_str(text).map_err(|e| {
-        let (line, col) = e
-            .span()
-            .map_or((0, 0), |span| line_col(text, span.start));
+        let (line, col) = e.span().map_or((0, 0), |span| line_col(text, span.start));
         SimError::Parse {
             origin: origin.to_owned(),
             line,
@@ -202,10 +200,10 @@ pub async fn serve_until(
     if !listen.ip().is_loopback() {
         tracing::warn!(%listen, "the simulator's control endpoints have no authentication; serve it on loopback only");
     }
-    let client_id = seed
-        .contensis
-        .as_ref()
-        .map_or_else(|| ContensisSeed::default().client_id, |c| c.client_id.clone());
+    let client_id = seed.contensis.as_ref().map_or_else(
+        || ContensisSeed::default().client_id,
+        |c| c.client_id.clone(),
+    );
     let running = start(seed, listen).await?;
     tracing::info!(
         url = %running.url(),
@@ -214,9 +212,7 @@ pub async fn serve_until(
     );
     stop.await;
     tracing::info!("stopping the simulators");
-    let RunningSim {
-        stop: tx, task, ..
-    } = running;
+    let RunningSim { stop: tx, task, .. } = running;
     let _ = tx.send(());
     match task.await {
         Ok(result) => result.map_err(SimError::Serve),

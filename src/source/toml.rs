@@ -92,12 +92,18 @@ fn read_file(path: &Path, text: &str, out: &mut Loaded) {
     for (key, value) in root.into_inner() {
         let name = key.get_ref().as_ref();
         if name != "group" {
-            r.error(key.span(), unknown_key(name, "the top level", &["group"]));
+            r.error(
+                key.span(),
+                unknown_key(name, "at the top level", &["group"]),
+            );
             continue;
         }
         let span = value.span();
         let DeValue::Array(items) = value.into_inner() else {
-            r.error(span, "`group` must be a list of tables: write [[group]] sections");
+            r.error(
+                span,
+                "`group` must be a list of tables: write [[group]] sections",
+            );
             continue;
         };
         for item in items {
@@ -105,7 +111,10 @@ fn read_file(path: &Path, text: &str, out: &mut Loaded) {
             match item.into_inner() {
                 DeValue::Table(table) => group(RawTable { span, table }, &mut r, out),
                 _ => {
-                    r.error(span, "`group` must be a list of tables: write [[group]] sections");
+                    r.error(
+                        span,
+                        "`group` must be a list of tables: write [[group]] sections",
+                    );
                 }
             }
         }
@@ -170,7 +179,9 @@ fn group(table: RawTable<'_>, r: &mut Resolver<'_>, out: &mut Loaded) {
         let attributes = Attributes::from([("custom".to_owned(), custom.into())]);
         extras.insert("contensis".to_owned(), attributes);
     }
-    out.desired.origins.insert(name.clone(), r.file().origin(span));
+    out.desired
+        .origins
+        .insert(name.clone(), r.file().origin(span));
     out.desired.groups.insert(
         name.clone(),
         Group {
