@@ -1,6 +1,8 @@
 //! Logging: `tracing` to standard error, for people on a terminal or as JSON lines for machines.
 //! The level comes from `RUST_LOG` (default `info`).
 
+use std::io::IsTerminal as _;
+
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
@@ -18,7 +20,8 @@ pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
         LogFormat::Text => builder.compact().with_target(false).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -138,7 +138,7 @@ fn bad_values_of_common_keys() {
     let text = format!("{}groups = [\"Eng*\", \"[a\"]\n", base_env());
     assert_eq!(
         errors(&text),
-        "roster.toml:11:21: invalid glob `[a`: unclosed character class; missing ']'"
+        "roster.toml:11:19: invalid glob `[a`: unclosed character class; missing ']'"
     );
 }
 
@@ -155,6 +155,7 @@ url = "cms.example.com"
 client_id = "roster"
 client_secret_env = "ROSTER_TEST_SURELY_UNSET_VARIABLE"
 prune = "yes"
+membership = "sometimes"
 
 [[target]]
 name = "b"
@@ -167,7 +168,8 @@ type = "vinyl"
          roster.toml:8:7: invalid url `cms.example.com`: it must start with https:// or http://\n\
          roster.toml:10:21: environment variable `ROSTER_TEST_SURELY_UNSET_VARIABLE` is not set\n\
          roster.toml:11:9: invalid type: string \"yes\", expected a boolean\n\
-         roster.toml:15:8: unknown target type `vinyl`; known types: `contensis`"
+         roster.toml:12:14: unknown value `sometimes`, expected `authoritative` or `additive`\n\
+         roster.toml:16:8: unknown target type `vinyl`; known types: `contensis`"
     );
 }
 
@@ -468,6 +470,7 @@ name = ""
 [[group]]
 name = "Eng"
 membrs = ["a"]
+children = ["Ops"]   # Ops is broken, but not unknown
 
 [[group]]
 name = "Ops"
@@ -481,7 +484,8 @@ custom = { clientId = 1 }
         "$DIR/g.toml:2:8: group name is empty\n\
          $DIR/g.toml:6:1: unknown key `membrs` in [[group]] (did you mean `members`?); expected \
          one of `name`, `description`, `members`, `children`, `contensis`\n\
-         $DIR/g.toml:10:17: invalid type: integer `3`, expected a string"
+         $DIR/g.toml:11:17: invalid type: integer `3`, expected a string\n\
+         $DIR/g.toml:13:23: invalid type: integer `1`, expected a string"
     );
     Ok(())
 }

@@ -179,8 +179,8 @@ mod tests {
         assert_eq!(locate(text, 0), (1, 1));
         assert_eq!(locate(text, 4), (1, 5));
         assert_eq!(locate(text, 6), (2, 1));
-        // "é" is two bytes, one column.
-        assert_eq!(locate(text, 9), (2, 4));
+        // "é" is two bytes, one column: the space after it is column 3.
+        assert_eq!(locate(text, 9), (2, 3));
         // Inside the "é": its own column.
         assert_eq!(locate(text, 8), (2, 2));
         // Past the end: after the last newline.

@@ -79,21 +79,70 @@ impl<'a> Resolver<'a> {
     }
 
     /// Deserializes a spanned toml value, recording the error (at its position) if it fails.
+    ///
+    /// serde stops at the first bad value. For a table, so that every bad value is reported at
+    /// once, the key the error is in is then set aside and the rest is tried again, until it
+    /// succeeds or fails only for want of a key set aside.
     pub fn deserialize<T: DeserializeOwned>(
         &mut self,
         value: Spanned<DeValue<'_>>,
     ) -> Result<T, Reported> {
-        T::deserialize(value.into_deserializer()).map_err(|e| {
-            let mut d = self.file.toml_error(&e);
-            // serde speaks of fields and variants; a config has keys and values.
-            if let Some(rest) = d.message.strip_prefix("missing field ") {
-                d.message = format!("missing key {rest}");
-            } else if let Some(rest) = d.message.strip_prefix("unknown variant ") {
-                d.message = format!("unknown value {rest}");
+        let span = value.span();
+        let mut table = match value.into_inner() {
+            DeValue::Table(table) => table,
+            other => {
+                return T::deserialize(Spanned::new(span, other).into_deserializer())
+                    .map_err(|e| self.toml_error(&e));
             }
-            self.diagnostics.push(d);
-            Reported
-        })
+        };
+        let mut set_aside: Vec<String> = Vec::new();
+        let mut failed = false;
+        loop {
+            let attempt = Spanned::new(span.clone(), DeValue::Table(table.clone()));
+            let e = match T::deserialize(attempt.into_deserializer()) {
+                Ok(v) if !failed => return Ok(v),
+                Ok(_) => return Err(Reported),
+                Err(e) => e,
+            };
+            let missing_aside = set_aside
+                .iter()
+                .any(|k| e.message() == format!("missing field `{k}`"));
+            if missing_aside {
+                return Err(Reported);
+            }
+            self.toml_error(&e);
+            failed = true;
+            // The key the error is under: the last one that starts before it (a value written
+            // under a `[table.sub]` header comes after the header's key).
+            let at = e.span().map(|s| s.start);
+            let culprit = at.and_then(|at| {
+                table
+                    .keys()
+                    .filter(|k| k.span().start <= at)
+                    .max_by_key(|k| k.span().start)
+                    .cloned()
+            });
+            let Some(culprit) = culprit else {
+                return Err(Reported);
+            };
+            set_aside.push(culprit.get_ref().to_string());
+            table.remove(&culprit);
+        }
+    }
+
+    /// Records a toml error at its position, in a config's words.
+    fn toml_error(&mut self, e: &toml::de::Error) -> Reported {
+        let mut d = self.file.toml_error(e);
+        // serde speaks of fields and variants; a config has keys and values.
+        if let Some(rest) = d.message.strip_prefix("missing field ") {
+            d.message = format!("missing key {rest}");
+        } else if let Some(rest) = d.message.strip_prefix("unknown field ") {
+            d.message = format!("unknown key {rest}");
+        } else if let Some(rest) = d.message.strip_prefix("unknown variant ") {
+            d.message = format!("unknown value {rest}");
+        }
+        self.diagnostics.push(d);
+        Reported
     }
 
     /// A path from the config, made absolute against the config file's folder.
@@ -347,6 +396,7 @@ impl<'i> RootFile<'i> {
                 }
             };
             let span = value.span();
+            let sections = format!("`{name}` must be a list of tables: write [[{name}]] sections");
             match value.into_inner() {
                 DeValue::Array(items) => {
                     for item in items {
@@ -354,18 +404,16 @@ impl<'i> RootFile<'i> {
                         match item.into_inner() {
                             DeValue::Table(table) => list.push(RawTable { span, table }),
                             _ => {
-                                r.error(span, format!("`{name}` must be a list of tables: write [[{name}]] sections"));
+                                r.error(span, sections.clone());
                             }
                         }
                     }
                 }
+                DeValue::Table(_) => {
+                    r.error(span, format!("{sections}, not [{name}]"));
+                }
                 _ => {
-                    r.error(
-                        span,
-                        format!(
-                            "`{name}` must be a list of tables: write [[{name}]], not [{name}]"
-                        ),
-                    );
+                    r.error(span, sections);
                 }
             }
         }
@@ -494,8 +542,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {

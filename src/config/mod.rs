@@ -26,7 +26,7 @@
 //! retries = 4
 //! ```
 //!
-//! `[[source]]` and `[[target]]` tables are dispatched on `type` by hand (see [`file`]) so that
+//! `[[source]]` and `[[target]]` tables are dispatched on `type` by hand (see `file.rs`) so that
 //! errors keep their positions. Adding a source or target type is one match arm in [`parse`].
 
 pub mod diag;
@@ -388,4 +388,63 @@ fn common_keys(
         ca_file,
         kind,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONTENSIS: &str =
+        "url = \"https://cms.example.com\"\nclient_id = \"r\"\nclient_secret_env = \"PATH\"\n";
+
+    /// Every listed target type has a match arm (so the "known types" message does not lie).
+    #[test]
+    fn every_listed_target_type_is_dispatched() {
+        for t in TARGET_TYPES {
+            let keys = match *t {
+                "contensis" => CONTENSIS,
+                other => panic!("no test keys for target type {other}"),
+            };
+            let text = format!(
+                "[[source]]\ntype = \"toml\"\npath = \"g\"\n[[target]]\nname = \"t\"\ntype = \"{t}\"\n{keys}"
+            );
+            let config = parse(&text, Path::new("roster.toml"));
+            let config = match config {
+                Ok(c) => c,
+                Err(e) => panic!("{t}: {e}"),
+            };
+            assert_eq!(config.targets[0].kind.type_name(), *t);
+        }
+        for s in SOURCE_TYPES {
+            let text = format!("[[source]]\ntype = \"{s}\"\npath = \"g\"\n");
+            assert!(parse(&text, Path::new("r.toml")).is_ok(), "{s}");
+        }
+    }
+
+    #[test]
+    fn a_config_without_anything_says_what_is_missing() {
+        let err = parse("", Path::new("r.toml")).err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "r.toml:1:1: no [[source]]: add one, such as [[source]] with type = \"toml\" and \
+                 path = \"groups\"\nr.toml:1:1: warning: no [[target]]: there is nothing to \
+                 reconcile"
+            )
+        );
+    }
+
+    #[test]
+    fn a_single_bracket_table_is_explained() {
+        let err = parse("[source]\ntype = \"toml\"\n", Path::new("r.toml"))
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "r.toml:1:1: `source` must be a list of tables: write [[source]] sections, not [source]\n\
+                 r.toml:1:1: warning: no [[target]]: there is nothing to reconcile"
+            )
+        );
+    }
 }

@@ -11,7 +11,7 @@
 //! - `client_secret = "…"`: written in the config itself; allowed, with a warning, because the
 //!   config file is usually readable by more people than a secret should be.
 //!
-//! [`SecretKeys`] is those three keys as the config file gave them; the config loader resolves it
+//! `SecretKeys` is those three keys as the config file gave them; the config loader resolves it
 //! to a `Secret`, turning every problem into a diagnostic at the key's value.
 
 use std::fmt;

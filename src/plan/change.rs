@@ -141,6 +141,8 @@ pub enum WarningKind {
     UnknownChild,
     /// A desired group is outside the target's managed scope; it is left alone.
     OutOfScope,
+    /// Two desired groups differ only in case on a target that ignores case.
+    NameClash,
 }
 
 /// A warning attached to a plan.

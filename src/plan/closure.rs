@@ -14,15 +14,14 @@ use crate::plan::change::{Warning, WarningKind};
 pub fn flatten(desired: &Desired) -> (Desired, Vec<Warning>) {
     let mut memo: BTreeMap<GroupName, BTreeSet<UserKey>> = BTreeMap::new();
     let mut warnings = Vec::new();
-    for name in desired.groups.keys() {
-        let mut path = Vec::new();
-        members_below(desired, name, &mut memo, &mut path, &mut warnings);
-    }
     let mut out = desired.clone();
     for (name, g) in &mut out.groups {
-        g.members = memo.remove(name).unwrap_or_default();
+        let mut path = Vec::new();
+        g.members = members_below(desired, name, &mut memo, &mut path, &mut warnings);
         g.children.clear();
     }
+    warnings.sort();
+    warnings.dedup();
     (out, warnings)
 }
 

@@ -213,7 +213,19 @@ pub fn plan(
     // Each group's changes, keyed by the name shown in the plan, so the output is sorted by group.
     let mut per_group: BTreeMap<GroupName, Vec<Change>> = BTreeMap::new();
 
+    let mut seen: HashMap<String, &GroupName> = HashMap::new();
     for (name, want) in &desired.groups {
+        if let Some(first) = seen.insert(fold(name.as_str(), ci), name) {
+            warnings.push(Warning {
+                kind: WarningKind::NameClash,
+                group: name.clone(),
+                message: format!(
+                    "\"{name}\" and \"{first}\" differ only in case, which this target does not tell apart; \"{name}\" is left alone"
+                ),
+            });
+            seen.insert(fold(name.as_str(), ci), first);
+            continue;
+        }
         if !policy.scope.contains(name) {
             warnings.push(Warning {
                 kind: WarningKind::OutOfScope,
@@ -412,7 +424,8 @@ pub fn plan(
             });
             continue;
         }
-        if policy.prune {
+        // Additive mode never removes, and deleting a group removes all its members.
+        if policy.prune && !additive {
             per_group
                 .entry(have.group.name.clone())
                 .or_default()
@@ -452,3 +465,7 @@ fn same_attr(have: &Value, want: &Value) -> bool {
     };
     have == want || (empty(have) && empty(want))
 }
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;

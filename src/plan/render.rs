@@ -87,15 +87,24 @@ fn total(plans: &[Plan]) -> Summary {
     })
 }
 
-fn summary_line(plans: &[Plan]) -> String {
+fn summary_line(plans: &[Plan], failed: &[Failed]) -> String {
     let t = total(plans);
-    if t.add + t.change + t.remove == 0 {
-        "No changes. Targets are in sync.".to_owned()
+    let line = if t.add + t.change + t.remove == 0 {
+        if failed.is_empty() {
+            "No changes. Targets are in sync.".to_owned()
+        } else {
+            "No changes for the targets that could be read.".to_owned()
+        }
     } else {
         format!(
             "Plan: {} to add, {} to change, {} to remove.",
             t.add, t.change, t.remove
         )
+    };
+    match failed.len() {
+        0 => line,
+        1 => format!("{line} 1 target could not be planned."),
+        n => format!("{line} {n} targets could not be planned."),
     }
 }
 
@@ -120,7 +129,7 @@ fn text(plans: &[Plan], failed: &[Failed]) -> String {
     if !plans.is_empty() || !failed.is_empty() {
         out.push('\n');
     }
-    let _ = writeln!(out, "{}", summary_line(plans));
+    let _ = writeln!(out, "{}", summary_line(plans, failed));
     out
 }
 
@@ -166,6 +175,6 @@ fn markdown(plans: &[Plan], failed: &[Failed]) -> String {
     for f in failed {
         let _ = writeln!(out, "**{}**: not planned: {}\n", f.target, f.error);
     }
-    let _ = writeln!(out, "{}", summary_line(plans));
+    let _ = writeln!(out, "{}", summary_line(plans, failed));
     out
 }

@@ -8,7 +8,7 @@
 //! Checks that need the whole desired state (a child that names no group, a group that is its
 //! own child, a cycle, a group defined by two sources) run once, on the merged state, so that a
 //! group of one source may have a child from another. To point at the offending text, each
-//! source hands over, with its groups, where each child reference was written ([`Loaded`]).
+//! source hands over, with its groups, where each child reference was written (`Loaded`).
 
 pub mod toml;
 
@@ -320,4 +320,81 @@ fn shortest_cycle<'a>(
         }
     }
     vec![start, start]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Group;
+
+    fn desired(edges: &[(&str, &[&str])]) -> Loaded {
+        let mut loaded = Loaded::default();
+        for (name, children) in edges {
+            let mut g = Group::named(*name);
+            g.children = children.iter().map(|c| GroupName::from(*c)).collect();
+            for c in *children {
+                loaded.refs.push(ChildRef {
+                    parent: GroupName::from(*name),
+                    child: GroupName::from(*c),
+                    at: Origin::File {
+                        path: "g.toml".into(),
+                        line: 1,
+                        col: 1,
+                    },
+                });
+            }
+            loaded.desired.groups.insert(GroupName::from(*name), g);
+        }
+        loaded
+    }
+
+    fn messages(loaded: Loaded) -> Vec<String> {
+        match loaded.finish() {
+            Ok(_) => Vec::new(),
+            Err(SourceError::Invalid(d)) => d.into_iter().map(|d| d.message).collect(),
+            Err(e) => vec![e.to_string()],
+        }
+    }
+
+    #[test]
+    fn each_cycle_is_reported_once_starting_at_its_first_name() {
+        let loaded = desired(&[
+            ("C", &["A"]),
+            ("A", &["B"]),
+            ("B", &["C", "D"]),
+            ("D", &[]),
+            ("Y", &["X"]),
+            ("X", &["Y"]),
+        ]);
+        assert_eq!(
+            messages(loaded),
+            ["cycle: A → B → C → A", "cycle: X → Y → X"]
+        );
+    }
+
+    #[test]
+    fn the_shortest_cycle_is_named() {
+        // A → B → A and A → C → D → A share one component; the short one is named.
+        let loaded = desired(&[
+            ("A", &["C", "B"]),
+            ("B", &["A"]),
+            ("C", &["D"]),
+            ("D", &["A"]),
+        ]);
+        assert_eq!(messages(loaded), ["cycle: A → B → A"]);
+    }
+
+    #[test]
+    fn a_deep_hierarchy_is_fine() {
+        let names: Vec<String> = (0..20_000).map(|i| format!("g{i:05}")).collect();
+        let mut loaded = Loaded::default();
+        for (i, n) in names.iter().enumerate() {
+            let mut g = Group::named(n.as_str());
+            if let Some(next) = names.get(i + 1) {
+                g.children.insert(GroupName::from(next.as_str()));
+            }
+            loaded.desired.groups.insert(GroupName::from(n.as_str()), g);
+        }
+        assert!(loaded.finish().is_ok());
+    }
 }

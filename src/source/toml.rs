@@ -16,7 +16,7 @@
 //! and all problems are collected before failing. A member listed twice in one group counts
 //! once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -148,7 +148,7 @@ fn group(table: RawTable<'_>, r: &mut Resolver<'_>, out: &mut Loaded) {
         );
         return;
     }
-    let mut members = std::collections::BTreeSet::new();
+    let mut members = BTreeSet::new();
     for m in &g.members {
         if m.get_ref().trim().is_empty() {
             r.error(m.span(), format!("empty member in group `{name}`"));
@@ -156,7 +156,7 @@ fn group(table: RawTable<'_>, r: &mut Resolver<'_>, out: &mut Loaded) {
             members.insert(UserKey::from(m.get_ref().as_str()));
         }
     }
-    let mut children = std::collections::BTreeSet::new();
+    let mut children = BTreeSet::new();
     for c in &g.children {
         let child = GroupName::from(c.get_ref().as_str());
         if child.as_str().trim().is_empty() {
@@ -212,4 +212,46 @@ pub fn files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     }
     files.sort();
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        let mut loaded = Loaded::default();
+        read_file(Path::new("g.toml"), text, &mut loaded);
+        loaded.diagnostics.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn top_level_must_be_group_tables() {
+        assert_eq!(
+            problems("[group]\nname = \"A\"\n\n[grup]\n"),
+            [
+                "g.toml:1:1: `group` must be a list of tables: write [[group]] sections",
+                "g.toml:4:2: unknown key `grup` at the top level (did you mean `group`?); \
+                 expected one of `group`",
+            ]
+        );
+    }
+
+    #[test]
+    fn contensis_table_allows_only_custom() {
+        assert_eq!(
+            problems("[[group]]\nname = \"A\"\n[group.contensis]\ncustoms = {}\n"),
+            ["g.toml:4:1: unknown key `customs`, expected `custom`"]
+        );
+    }
+
+    #[test]
+    fn a_single_file_is_a_source() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("groups.toml");
+        fs::write(&path, "[[group]]\nname = \"A\"\nmembers = [\"x\", \"x\"]\n")?;
+        let desired = load(&path)?;
+        assert_eq!(desired.groups[&GroupName::from("A")].members.len(), 1);
+        assert_eq!(files(&path)?, [path]);
+        Ok(())
+    }
 }

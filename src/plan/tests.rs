@@ -1,0 +1,959 @@
+//! Example-based tests of the planner, the guard, the closure and the renderers, with insta
+//! snapshots of one rich plan in every output format.
+
+#![allow(clippy::unwrap_used)] // Tests unwrap: a panic is a failure with its place.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::model::{Group, MembershipWrites, TargetUserId, UserKey};
+use crate::plan::render::{Failed, Format, render};
+
+const TT: &str = "contensis";
+
+fn group(name: &str, members: &[&str], children: &[&str]) -> Group {
+    Group {
+        name: name.into(),
+        members: members.iter().map(|m| UserKey::from(*m)).collect(),
+        children: children.iter().map(|c| GroupName::from(*c)).collect(),
+        ..Group::default()
+    }
+}
+
+fn described(mut g: Group, description: &str) -> Group {
+    g.description = Some(description.to_owned());
+    g
+}
+
+fn with_attr(mut g: Group, key: &str, value: Value) -> Group {
+    g.extras
+        .entry(TT.to_owned())
+        .or_default()
+        .insert(key.to_owned(), value);
+    g
+}
+
+fn desired(groups: impl IntoIterator<Item = Group>) -> Desired {
+    Desired {
+        groups: groups.into_iter().map(|g| (g.name.clone(), g)).collect(),
+        origins: BTreeMap::new(),
+    }
+}
+
+fn of_kind(g: Group, kind: GroupKind) -> ObservedGroup {
+    ObservedGroup {
+        id: format!("id-{}", g.name),
+        group: g,
+        kind,
+    }
+}
+
+fn managed(g: Group) -> ObservedGroup {
+    of_kind(g, GroupKind::Managed)
+}
+
+/// An observed state holding these groups, every member known to the target.
+fn observed(groups: impl IntoIterator<Item = ObservedGroup>) -> Observed {
+    let groups: BTreeMap<GroupName, ObservedGroup> = groups
+        .into_iter()
+        .map(|g| (g.group.name.clone(), g))
+        .collect();
+    let users: BTreeMap<UserKey, TargetUserId> = groups
+        .values()
+        .flat_map(|g| g.group.members.iter())
+        .map(|u| (u.clone(), format!("uid-{u}")))
+        .collect();
+    Observed {
+        groups,
+        users,
+        ..Observed::default()
+    }
+}
+
+fn caps(nested_groups: bool, case_insensitive_names: bool) -> Capabilities {
+    Capabilities {
+        nested_groups,
+        membership: MembershipWrites::PerMember,
+        case_insensitive_names,
+    }
+}
+
+fn scope(patterns: Option<&[&str]>, desired: &Desired, ci: bool) -> Scope {
+    let patterns: Option<Vec<String>> =
+        patterns.map(|p| p.iter().map(|s| (*s).to_owned()).collect());
+    Scope::new(patterns.as_deref(), desired, ci).unwrap()
+}
+
+/// Authoritative, no prune, `max_deletes = 100`, empty source not allowed.
+fn policy(scope: Scope) -> Policy {
+    Policy {
+        scope,
+        membership: MembershipMode::Authoritative,
+        prune: false,
+        max_deletes: 100,
+        allow_empty_source: false,
+    }
+}
+
+fn all_groups(d: &Desired) -> Policy {
+    policy(scope(Some(&["*"]), d, false))
+}
+
+fn run(d: &Desired, o: &Observed, p: &Policy, c: Capabilities) -> Plan {
+    plan("prod", TT, d, o, p, c)
+}
+
+fn lines(p: &Plan) -> Vec<String> {
+    p.changes.iter().map(render::line).collect()
+}
+
+fn warnings_of(p: &Plan, kind: WarningKind) -> Vec<&str> {
+    p.warnings
+        .iter()
+        .filter(|w| w.kind == kind)
+        .map(|w| w.group.as_str())
+        .collect()
+}
+
+fn users(names: &[&str]) -> BTreeSet<UserKey> {
+    names.iter().map(|u| UserKey::from(*u)).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Basics
+
+#[test]
+fn plan_of_desired_against_itself_is_empty() {
+    let d = desired([
+        described(
+            group("eng", &["alice", "bob"], &["platform"]),
+            "Engineering",
+        ),
+        with_attr(
+            group("platform", &["carol"], &[]),
+            "custom",
+            json!({"k": 1}),
+        ),
+        group("empty", &[], &[]),
+    ]);
+    let o = observed(d.groups.values().cloned().map(managed));
+    let mut p = all_groups(&d);
+    p.prune = true;
+    let out = run(&d, &o, &p, caps(true, false));
+    assert!(out.is_empty(), "{:#?}", out.changes);
+    assert!(out.warnings.is_empty(), "{:#?}", out.warnings);
+    assert_eq!(out.summary, Summary::default());
+    assert_eq!(
+        render(&[out], &[], Format::Text),
+        "prod: in sync\n\nNo changes. Targets are in sync.\n"
+    );
+}
+
+#[test]
+fn changes_are_ordered_group_by_group_then_by_kind() {
+    let d = desired([
+        described(group("b", &["alice", "zed"], &["a", "c"]), "new"),
+        group("c", &["carol"], &[]),
+        group("a", &["bob"], &[]),
+    ]);
+    let o = observed([
+        managed(described(
+            group("b", &["mallory", "oscar"], &["old", "older"]),
+            "old",
+        )),
+        managed(group("old", &[], &[])),
+        managed(group("older", &[], &[])),
+        managed(group("zz-gone", &["eve"], &[])),
+    ]);
+    let mut p = all_groups(&d);
+    p.prune = true;
+    let out = run(&d, &o, &p, caps(true, false));
+    assert_eq!(
+        lines(&out),
+        [
+            "+ create group \"a\"",
+            "+ member \"bob\" in \"a\"",
+            "~ update group \"b\": description \"old\" → \"new\"",
+            "+ member \"alice\" in \"b\"",
+            "+ member \"zed\" in \"b\"",
+            "- member \"mallory\" in \"b\"",
+            "- member \"oscar\" in \"b\"",
+            "+ child \"a\" in \"b\"",
+            "+ child \"c\" in \"b\"",
+            "- child \"old\" in \"b\"",
+            "- child \"older\" in \"b\"",
+            "+ create group \"c\"",
+            "+ member \"carol\" in \"c\"",
+            "- delete group \"old\"",
+            "- delete group \"older\"",
+            "- delete group \"zz-gone\"",
+        ]
+    );
+    assert_eq!(
+        out.summary,
+        Summary {
+            add: 8,
+            change: 1,
+            remove: 7
+        }
+    );
+    assert_eq!(out.removals(), 7);
+}
+
+#[test]
+fn same_inputs_give_identical_plans() {
+    let d = desired([
+        group("x", &["u1", "u2", "u3"], &["y"]),
+        group("y", &["u4"], &[]),
+    ]);
+    let o = observed([
+        managed(group("x", &["u9", "u8", "u7", "u6"], &["q", "r", "s"])),
+        managed(group("q", &[], &[])),
+        managed(group("r", &[], &[])),
+        managed(group("s", &[], &[])),
+    ]);
+    let mut p = all_groups(&d);
+    p.prune = true;
+    let first = run(&d, &o, &p, caps(true, false));
+    for _ in 0..20 {
+        assert_eq!(run(&d, &o, &p, caps(true, false)), first);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Safety
+
+#[test]
+fn additive_mode_never_removes() {
+    let d = desired([
+        group("eng", &["alice"], &["platform"]),
+        group("platform", &[], &[]),
+    ]);
+    let o = observed([
+        managed(group("eng", &["bob", "mallory"], &["legacy"])),
+        managed(group("platform", &["carol"], &[])),
+        managed(group("legacy", &[], &[])),
+    ]);
+    let mut p = all_groups(&d);
+    p.membership = MembershipMode::Additive;
+    let out = run(&d, &o, &p, caps(true, false));
+    assert_eq!(
+        lines(&out),
+        [
+            "+ member \"alice\" in \"eng\"",
+            "+ child \"platform\" in \"eng\"",
+        ]
+    );
+    assert_eq!(out.removals(), 0);
+}
+
+/// The contract says additive mode plans no removal, and the config documents `additive` as "roster
+/// only adds"; yet with `prune = true` the planner deletes groups (which count as removals).
+#[test]
+fn additive_mode_with_prune_plans_no_deletes() {
+    let d = desired([group("eng", &["alice"], &[])]);
+    let o = observed([
+        managed(group("eng", &["alice"], &[])),
+        managed(group("legacy", &["bob"], &[])),
+    ]);
+    let mut p = all_groups(&d);
+    p.membership = MembershipMode::Additive;
+    p.prune = true;
+    let out = run(&d, &o, &p, caps(true, false));
+    assert_eq!(lines(&out), Vec::<String>::new());
+    assert_eq!(out.removals(), 0);
+}
+
+#[test]
+fn system_groups_are_warned_and_untouched() {
+    let d = desired([
+        group("sys-admins", &["alice"], &["eng"]),
+        described(group("ext-staff", &["bob"], &[]), "Staff"),
+        group("eng", &["carol"], &["sys-admins"]),
+    ]);
+    let o = observed([
+        of_kind(group("sys-admins", &["root"], &["ops"]), GroupKind::System),
+        of_kind(group("ext-staff", &["dave"], &[]), GroupKind::External),
+        of_kind(group("sys-everyone", &["root"], &[]), GroupKind::System),
+        managed(group("eng", &["carol"], &[])),
+        managed(group("ops", &[], &[])),
+    ]);
+    let mut p = all_groups(&d);
+    p.prune = true;
+    let out = run(&d, &o, &p, caps(true, false));
+    // Only the managed groups change; making a system group a child of a managed one is allowed.
+    assert_eq!(
+        lines(&out),
+        [
+            "+ child \"sys-admins\" in \"eng\"",
+            "- delete group \"ops\"",
+        ]
+    );
+    assert_eq!(
+        warnings_of(&out, WarningKind::SkippedGroup),
+        ["ext-staff", "sys-admins", "sys-everyone"]
+    );
+    let admin = out
+        .warnings
+        .iter()
+        .find(|w| w.group.as_str() == "sys-admins")
+        .unwrap();
+    assert_eq!(
+        admin.message,
+        "\"sys-admins\" is a system group of the target; roster does not change it"
+    );
+    assert!(out.warnings.iter().any(|w| w.message
+        == "\"ext-staff\" is a external group of the target; roster does not change it"));
+}
+
+#[test]
+fn unknown_users_are_warned_not_added() {
+    let d = desired([group("eng", &["alice", "ghost", "spook"], &[])]);
+    let mut o = observed([managed(group("eng", &["spook"], &[]))]);
+    o.unknown_users = users(&["ghost", "spook"]);
+    let out = run(&d, &o, &all_groups(&d), caps(true, false));
+    // "spook" is already a member: neither added nor warned about; "ghost" is warned about.
+    assert_eq!(lines(&out), ["+ member \"alice\" in \"eng\""]);
+    assert_eq!(
+        out.warnings,
+        [Warning {
+            kind: WarningKind::UnknownUser,
+            group: "eng".into(),
+            message: "user \"ghost\" does not exist on the target; not added to \"eng\"".to_owned(),
+        }]
+    );
+}
+
+#[test]
+fn unknown_users_are_matched_without_case_on_case_insensitive_targets() {
+    let d = desired([group("eng", &["Ghost"], &[])]);
+    let mut o = observed([managed(group("eng", &[], &[]))]);
+    o.unknown_users = users(&["ghost"]);
+    let p = policy(scope(Some(&["*"]), &d, true));
+    let out = run(&d, &o, &p, caps(true, true));
+    assert!(out.is_empty(), "{:?}", lines(&out));
+    assert_eq!(warnings_of(&out, WarningKind::UnknownUser), ["eng"]);
+}
+
+/// A group with `n` members on the target that the desired state empties: `n` removals.
+fn removals_fixture(n: usize) -> (Desired, Observed, Plan) {
+    let d = desired([group("eng", &[], &[])]);
+    let members: Vec<String> = (0..n).map(|i| format!("user{i:03}")).collect();
+    let refs: Vec<&str> = members.iter().map(String::as_str).collect();
+    let o = observed([managed(group("eng", &refs, &[]))]);
+    let out = run(&d, &o, &all_groups(&d), caps(true, false));
+    (d, o, out)
+}
+
+#[test]
+fn guard_refuses_101_removals_over_limit_100() {
+    let (d, o, out) = removals_fixture(101);
+    assert_eq!(out.removals(), 101);
+    let p = all_groups(&d);
+    assert_eq!(p.max_deletes, 100);
+    let refusal = guard(&out, &d, &o, &p).unwrap_err();
+    assert_eq!(
+        refusal,
+        Refusal::TooManyDeletes {
+            removals: 101,
+            limit: 100
+        }
+    );
+    assert!(
+        refusal.to_string().contains("--max-deletes 101"),
+        "{refusal}"
+    );
+}
+
+#[test]
+fn guard_accepts_exactly_the_limit() {
+    let (d, o, out) = removals_fixture(100);
+    assert_eq!(out.removals(), 100);
+    assert_eq!(guard(&out, &d, &o, &all_groups(&d)), Ok(()));
+}
+
+#[test]
+fn guard_counts_deletes_and_child_removals_too() {
+    // 1 member + 1 child + 1 group removed = 3; a limit of 2 refuses it.
+    let d = desired([group("eng", &[], &[])]);
+    let o = observed([
+        managed(group("eng", &["bob"], &["old"])),
+        managed(group("old", &[], &[])),
+    ]);
+    let mut p = all_groups(&d);
+    p.prune = true;
+    p.max_deletes = 2;
+    let out = run(&d, &o, &p, caps(true, false));
+    assert_eq!(out.removals(), 3);
+    assert_eq!(
+        guard(&out, &d, &o, &p),
+        Err(Refusal::TooManyDeletes {
+            removals: 3,
+            limit: 2
+        })
+    );
+    p.max_deletes = 3;
+    assert_eq!(guard(&out, &d, &o, &p), Ok(()));
+}
+
+#[test]
+fn empty_source_is_refused_when_target_has_managed_groups() {
+    let d = Desired::default();
+    let o = observed([
+        managed(group("eng", &["alice"], &[])),
+        managed(group("ops", &[], &[])),
+        of_kind(group("sys-admins", &[], &[]), GroupKind::System),
+    ]);
+    let mut p = all_groups(&d);
+    p.prune = true;
+    p.max_deletes = 1000;
+    let out = run(&d, &o, &p, caps(true, false));
+    assert_eq!(
+        guard(&out, &d, &o, &p),
+        Err(Refusal::EmptySource { managed: 2 })
+    );
+}
+
+#[test]
+fn empty_source_with_only_system_groups_is_not_refused() {
+    let d = Desired::default();
+    let o = observed([of_kind(
+        group("sys-admins", &["root"], &[]),
+        GroupKind::System,
+    )]);
+    let p = all_groups(&d);
+    let out = run(&d, &o, &p, caps(true, false));
+    assert!(out.is_empty());
+    assert_eq!(guard(&out, &d, &o, &p), Ok(()));
+}
+
+#[test]
+fn empty_source_allowed_when_configured() {
+    let d = Desired::default();
+    let o = observed([
+        managed(group("eng", &["alice"], &[])),
+        managed(group("ops", &[], &[])),
+    ]);
+    let mut p = all_groups(&d);
+    p.prune = true;
+    p.allow_empty_source = true;
+    let out = run(&d, &o, &p, caps(true, false));
+    assert_eq!(
+        lines(&out),
+        ["- delete group \"eng\"", "- delete group \"ops\""]
+    );
+    assert_eq!(guard(&out, &d, &o, &p), Ok(()));
+}
+
+#[test]
+fn prune_false_never_deletes() {
+    let d = desired([group("eng", &[], &[])]);
+    let o = observed([
+        managed(group("eng", &[], &[])),
+        managed(group("legacy", &["bob"], &[])),
+    ]);
+    let out = run(&d, &o, &all_groups(&d), caps(true, false));
+    assert!(out.is_empty(), "{:?}", lines(&out));
+}
+
+#[test]
+fn prune_true_deletes_only_managed_in_scope_groups_absent_from_desired() {
+    let d = desired([group("app-eng", &[], &[])]);
+    let o = observed([
+        managed(group("app-eng", &[], &[])),
+        managed(group("app-legacy", &["bob"], &[])),
+        of_kind(group("app-sys", &[], &[]), GroupKind::System),
+        // Out of scope; a connector would list it in `others`, but the planner must not touch it
+        // even if it arrives among the groups.
+        managed(group("finance", &[], &[])),
+    ]);
+    let mut p = policy(scope(Some(&["app-*"]), &d, false));
+    p.prune = true;
+    let out = run(&d, &o, &p, caps(true, false));
+    assert_eq!(lines(&out), ["- delete group \"app-legacy\""]);
+    assert_eq!(warnings_of(&out, WarningKind::SkippedGroup), ["app-sys"]);
+}
+
+#[test]
+fn default_scope_is_the_desired_groups() {
+    let d = desired([group("eng", &["alice"], &[])]);
+    let o = observed([
+        managed(group("eng", &[], &[])),
+        managed(group("other", &["bob"], &[])),
+    ]);
+    let mut p = policy(scope(None, &d, false));
+    p.prune = true;
+    let out = run(&d, &o, &p, caps(true, false));
+    assert_eq!(lines(&out), ["+ member \"alice\" in \"eng\""]);
+}
+
+#[test]
+fn out_of_scope_desired_group_is_warned() {
+    let d = desired([
+        group("eng-core", &["alice"], &["sales"]),
+        group("sales", &["bob"], &[]),
+    ]);
+    let mut o = observed([managed(group("eng-core", &[], &[]))]);
+    // "sales" exists on the target, outside the scope: the connector lists it in `others`.
+    o.others.insert("sales".into());
+    let mut p = policy(scope(Some(&["eng-*"]), &d, false));
+    p.prune = true;
+    let out = run(&d, &o, &p, caps(true, false));
+    // "sales" itself is left alone; an existing out-of-scope group may still be made a child.
+    assert_eq!(
+        lines(&out),
+        [
+            "+ member \"alice\" in \"eng-core\"",
+            "+ child \"sales\" in \"eng-core\"",
+        ]
+    );
+    assert_eq!(
+        out.warnings,
+        [Warning {
+            kind: WarningKind::OutOfScope,
+            group: "sales".into(),
+            message: "\"sales\" is outside this target's managed groups; left alone".to_owned(),
+        }]
+    );
+    assert!(out.changes.iter().all(|c| p.scope.contains(c.group())));
+}
+
+#[test]
+fn out_of_scope_child_absent_from_target_is_warned_not_added() {
+    let d = desired([
+        group("eng-core", &[], &["sales", "eng-new"]),
+        group("sales", &[], &[]),
+        group("eng-new", &[], &[]),
+    ]);
+    let o = observed([managed(group("eng-core", &[], &[]))]);
+    let p = policy(scope(Some(&["eng-*"]), &d, false));
+    let out = run(&d, &o, &p, caps(true, false));
+    assert_eq!(
+        lines(&out),
+        [
+            "+ child \"eng-new\" in \"eng-core\"",
+            "+ create group \"eng-new\"",
+        ]
+    );
+    assert_eq!(warnings_of(&out, WarningKind::UnknownChild), ["eng-core"]);
+    assert_eq!(warnings_of(&out, WarningKind::OutOfScope), ["sales"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Case-insensitive targets
+
+#[test]
+fn rename_by_case_only_is_an_update() {
+    let d = desired([
+        group("Eng", &["Alice"], &["Platform"]),
+        group("Platform", &[], &[]),
+    ]);
+    let o = observed([
+        managed(group("eng", &["alice"], &["platform"])),
+        managed(group("platform", &[], &[])),
+    ]);
+    let mut p = policy(scope(Some(&["*"]), &d, true));
+    p.prune = true;
+    let out = run(&d, &o, &p, caps(true, true));
+    // The group is addressed by its current name; members and children differing only in case
+    // are no change; nothing is created or deleted.
+    assert_eq!(
+        out.changes,
+        [
+            Change::UpdateGroup {
+                group: "eng".into(),
+                fields: BTreeMap::from([(
+                    "name".to_owned(),
+                    FieldChange {
+                        from: json!("eng"),
+                        to: json!("Eng"),
+                    }
+                )]),
+            },
+            Change::UpdateGroup {
+                group: "platform".into(),
+                fields: BTreeMap::from([(
+                    "name".to_owned(),
+                    FieldChange {
+                        from: json!("platform"),
+                        to: json!("Platform"),
+                    }
+                )]),
+            },
+        ]
+    );
+    assert_eq!(
+        lines(&out)[0],
+        "~ update group \"eng\": name \"eng\" → \"Eng\""
+    );
+}
+
+#[test]
+fn member_differing_only_in_case_is_no_change_on_case_insensitive_targets() {
+    let d = desired([group("eng", &["Alice", "BOB"], &[])]);
+    let o = observed([managed(group("eng", &["alice", "bob"], &[]))]);
+    let p = policy(scope(None, &d, true));
+    assert!(run(&d, &o, &p, caps(true, true)).is_empty());
+}
+
+#[test]
+fn case_matters_on_case_sensitive_targets() {
+    let d = desired([group("Eng", &["Alice"], &[])]);
+    let o = observed([managed(group("eng", &["alice"], &[]))]);
+    let mut p = all_groups(&d);
+    p.prune = true;
+    let out = run(&d, &o, &p, caps(true, false));
+    assert_eq!(
+        lines(&out),
+        [
+            "+ create group \"Eng\"",
+            "+ member \"Alice\" in \"Eng\"",
+            "- delete group \"eng\"",
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Targets that cannot nest
+
+fn names(set: &BTreeSet<UserKey>) -> Vec<&str> {
+    set.iter().map(UserKey::as_str).collect()
+}
+
+#[test]
+fn closure_flattens_and_reports_cycles() {
+    // Acyclic: top → mid → leaf, and top → leaf directly (a diamond).
+    let d = desired([
+        group("top", &["t"], &["mid", "leaf"]),
+        group("mid", &["m"], &["leaf"]),
+        group("leaf", &["l"], &[]),
+        // A cycle of two.
+        group("ping", &["p1"], &["pong"]),
+        group("pong", &["p2"], &["ping"]),
+        // A self-loop.
+        group("selfie", &["s"], &["selfie"]),
+    ]);
+    let (flat, warnings) = closure::flatten(&d);
+    assert_eq!(
+        names(&flat.groups[&GroupName::from("top")].members),
+        ["l", "m", "t"]
+    );
+    assert_eq!(
+        names(&flat.groups[&GroupName::from("mid")].members),
+        ["l", "m"]
+    );
+    assert_eq!(names(&flat.groups[&GroupName::from("leaf")].members), ["l"]);
+    assert!(flat.groups.values().all(|g| g.children.is_empty()));
+
+    let cycles: BTreeSet<&str> = warnings
+        .iter()
+        .filter(|w| w.kind == WarningKind::DroppedCycle)
+        .map(|w| w.group.as_str())
+        .collect();
+    assert_eq!(cycles, BTreeSet::from(["ping", "pong", "selfie"]));
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.message == "cycle of child groups ping → pong → ping; not followed"),
+        "{warnings:#?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.message == "cycle of child groups selfie → selfie; not followed"),
+        "{warnings:#?}"
+    );
+
+    // Through the planner: no child changes, children's members become direct members.
+    let o = observed([managed(group("top", &["t"], &[]))]);
+    let out = run(&d, &o, &all_groups(&d), caps(false, false));
+    assert!(
+        out.changes
+            .iter()
+            .all(|c| !matches!(c, Change::AddChild { .. } | Change::RemoveChild { .. }))
+    );
+    let top: Vec<String> = lines(&out)
+        .into_iter()
+        .filter(|l| l.ends_with("in \"top\""))
+        .collect();
+    assert_eq!(
+        top,
+        ["+ member \"l\" in \"top\"", "+ member \"m\" in \"top\""]
+    );
+    assert!(!warnings_of(&out, WarningKind::DroppedCycle).is_empty());
+}
+
+/// `closure::flatten` only keeps results it memoized, and it does not memoize a group whose
+/// walk met a cycle; so every group on a cycle, or above one, comes out with no members at all,
+/// not even its own direct members.
+#[test]
+fn closure_keeps_members_of_groups_on_and_above_a_cycle() {
+    let d = desired([
+        group("top", &["t"], &["ping"]),
+        group("ping", &["p1"], &["pong"]),
+        group("pong", &["p2"], &["ping"]),
+    ]);
+    let (flat, warnings) = closure::flatten(&d);
+    assert!(warnings.iter().any(|w| w.kind == WarningKind::DroppedCycle));
+    assert_eq!(
+        names(&flat.groups[&GroupName::from("ping")].members),
+        ["p1", "p2"]
+    );
+    assert_eq!(
+        names(&flat.groups[&GroupName::from("pong")].members),
+        ["p1", "p2"]
+    );
+    assert_eq!(
+        names(&flat.groups[&GroupName::from("top")].members),
+        ["p1", "p2", "t"]
+    );
+}
+
+/// The consequence of the bug above on a non-nesting target, authoritative: every member of the
+/// groups on or above the cycle is removed.
+#[test]
+fn non_nesting_plan_keeps_members_of_cyclic_groups() {
+    let d = desired([
+        group("top", &["t"], &["ping"]),
+        group("ping", &["p1"], &["pong"]),
+        group("pong", &["p2"], &["ping"]),
+    ]);
+    let o = observed([
+        managed(group("top", &["p1", "p2", "t"], &[])),
+        managed(group("ping", &["p1", "p2"], &[])),
+        managed(group("pong", &["p1", "p2"], &[])),
+    ]);
+    let out = run(&d, &o, &all_groups(&d), caps(false, false));
+    assert_eq!(lines(&out), Vec::<String>::new());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering
+
+/// A plan with every kind of change and warning.
+fn rich_plan() -> Plan {
+    let d = desired([
+        with_attr(
+            described(
+                group(
+                    "Engineering",
+                    &["alice", "dave"],
+                    &["Platform", "sys-admins"],
+                ),
+                "Engineering department",
+            ),
+            "custom",
+            json!({"cost": 2}),
+        ),
+        with_attr(
+            described(
+                group("Platform", &["bob", "carol", "ghost"], &[]),
+                "Platform team",
+            ),
+            "custom",
+            json!({"team": "platform"}),
+        ),
+        group("sys-admins", &["alice"], &[]),
+        group("Sales", &["erin"], &[]),
+    ]);
+    let mut o = observed([
+        managed(with_attr(
+            described(
+                group("Engineering", &["dave", "mallory"], &["Legacy"]),
+                "Eng",
+            ),
+            "custom",
+            json!({"cost": 1}),
+        )),
+        managed(group("Legacy", &["oscar"], &[])),
+        of_kind(group("sys-admins", &["root"], &[]), GroupKind::System),
+    ]);
+    o.unknown_users = users(&["ghost"]);
+    o.others.insert("Sales".into());
+    let mut p = policy(scope(
+        Some(&["Engineering", "Platform", "Legacy", "sys-*"]),
+        &d,
+        false,
+    ));
+    p.prune = true;
+    run(&d, &o, &p, caps(true, false))
+}
+
+fn in_sync_plan() -> Plan {
+    let d = desired([group("Engineering", &["alice"], &[])]);
+    let o = observed([managed(group("Engineering", &["alice"], &[]))]);
+    plan("staging", TT, &d, &o, &all_groups(&d), caps(true, false))
+}
+
+fn failed() -> Vec<Failed> {
+    vec![Failed {
+        target: "intranet".to_owned(),
+        error: "GET /api/security/groups: 503 Service Unavailable after 4 retries".to_owned(),
+    }]
+}
+
+#[test]
+fn rich_plan_has_every_kind_of_change_in_order() {
+    let out = rich_plan();
+    let ops: Vec<(&str, &str)> = out
+        .changes
+        .iter()
+        .map(|c| (c.group().as_str(), c.op()))
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            ("Engineering", "update_group"),
+            ("Engineering", "add_member"),
+            ("Engineering", "remove_member"),
+            ("Engineering", "add_child"),
+            ("Engineering", "add_child"),
+            ("Engineering", "remove_child"),
+            ("Legacy", "delete_group"),
+            ("Platform", "create_group"),
+            ("Platform", "add_member"),
+            ("Platform", "add_member"),
+        ]
+    );
+    assert_eq!(
+        out.summary,
+        Summary {
+            add: 6,
+            change: 1,
+            remove: 3
+        }
+    );
+    let kinds: Vec<WarningKind> = out.warnings.iter().map(|w| w.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            WarningKind::UnknownUser,
+            WarningKind::SkippedGroup,
+            WarningKind::OutOfScope
+        ]
+    );
+}
+
+#[test]
+fn text_rendering() {
+    let text = render(&[rich_plan(), in_sync_plan()], &failed(), Format::Text);
+    insta::assert_snapshot!("text", text);
+}
+
+#[test]
+fn text_rendering_without_changes() {
+    let text = render(&[in_sync_plan()], &[], Format::Text);
+    assert_eq!(
+        text,
+        "staging: in sync\n\nNo changes. Targets are in sync.\n"
+    );
+}
+
+/// A target that could not be planned is not "in sync"; the summary line must not say so.
+#[test]
+fn failed_target_is_not_reported_as_in_sync() {
+    for format in [Format::Text, Format::Markdown] {
+        let out = render(&[in_sync_plan()], &failed(), format);
+        assert!(out.contains("not planned"), "{out}");
+        assert!(!out.contains("Targets are in sync"), "{format:?}:\n{out}");
+    }
+}
+
+#[test]
+fn json_rendering() {
+    let json = render(&[rich_plan(), in_sync_plan()], &[], Format::Json);
+    insta::assert_snapshot!("json", json);
+}
+
+#[test]
+fn markdown_rendering() {
+    let md = render(&[rich_plan(), in_sync_plan()], &failed(), Format::Markdown);
+    insta::assert_snapshot!("markdown", md);
+}
+
+fn keys(v: &Value) -> BTreeSet<&str> {
+    v.as_object().unwrap().keys().map(String::as_str).collect()
+}
+
+#[test]
+fn json_matches_the_contract_shape() {
+    let plans = [rich_plan(), in_sync_plan()];
+    let doc: Value = serde_json::from_str(&render(&plans, &[], Format::Json)).unwrap();
+    assert_eq!(keys(&doc), BTreeSet::from(["targets"]));
+    let targets = doc["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 2);
+    for (t, p) in targets.iter().zip(&plans) {
+        assert_eq!(
+            keys(t),
+            BTreeSet::from(["target", "changes", "warnings", "summary"])
+        );
+        assert_eq!(t["target"], json!(p.target));
+        assert!(t["warnings"].is_array());
+        let changes = t["changes"].as_array().unwrap();
+        let mut counts = [0u64; 3];
+        for c in changes {
+            let op = c["op"].as_str().unwrap();
+            assert!(c["group"].is_string(), "{c}");
+            let k = keys(c);
+            match op {
+                "add_member" | "remove_member" => {
+                    assert_eq!(k, BTreeSet::from(["op", "group", "member"]));
+                    assert!(c["member"].is_string());
+                }
+                "add_child" | "remove_child" => {
+                    assert_eq!(k, BTreeSet::from(["op", "group", "child"]));
+                    assert!(c["child"].is_string());
+                }
+                "update_group" => {
+                    assert_eq!(k, BTreeSet::from(["op", "group", "fields"]));
+                    for f in c["fields"].as_object().unwrap().values() {
+                        assert_eq!(keys(f), BTreeSet::from(["from", "to"]));
+                    }
+                }
+                "delete_group" => assert_eq!(k, BTreeSet::from(["op", "group"])),
+                // A create carries what the new group starts with, when the desired state sets it.
+                "create_group" => {
+                    assert!(k.contains("op") && k.contains("group"));
+                    assert!(k.is_subset(&BTreeSet::from([
+                        "op",
+                        "group",
+                        "description",
+                        "attributes"
+                    ])));
+                }
+                other => panic!("op {other} is not in the contract"),
+            }
+            counts[match op {
+                "create_group" | "add_member" | "add_child" => 0,
+                "update_group" => 1,
+                _ => 2,
+            }] += 1;
+        }
+        assert_eq!(
+            t["summary"],
+            json!({"add": counts[0], "change": counts[1], "remove": counts[2]})
+        );
+    }
+    // The update carries each field's from and to.
+    assert_eq!(
+        targets[0]["changes"][0],
+        json!({
+            "op": "update_group",
+            "group": "Engineering",
+            "fields": {
+                "custom": {"from": {"cost": 1}, "to": {"cost": 2}},
+                "description": {"from": "Eng", "to": "Engineering department"},
+            }
+        })
+    );
+    // Failures are listed beside the targets only when there are some.
+    let with_failed: Value =
+        serde_json::from_str(&render(&plans, &failed(), Format::Json)).unwrap();
+    assert_eq!(keys(&with_failed), BTreeSet::from(["targets", "failed"]));
+    assert_eq!(
+        with_failed["failed"],
+        json!([{"target": "intranet", "error": failed()[0].error}])
+    );
+}
