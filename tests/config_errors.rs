@@ -609,3 +609,18 @@ fn sources_merge_and_check_across_each_other() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn prune_with_additive_membership_is_warned_as_having_no_effect() -> TestResult {
+    let text = base_env() + "membership = \"additive\"\nprune = true\n";
+    let config = parse(&text)?;
+    let warnings: Vec<String> = config.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "roster.toml:6:8: warning: `prune = true` has no effect with `membership = \"additive\"`, \
+          which never removes anything, groups included"
+        ]
+    );
+    Ok(())
+}

@@ -486,3 +486,142 @@ async fn secrets_never_reach_logs_plans_or_debug_output() {
     assert!(all.contains("authentication failed"), "{all}");
     assert!(!all.contains("wrong-secret-123"), "{all}");
 }
+
+/// Drives observe → plan → compile → execute by hand, so that the target can change in between,
+/// as another writer would change it.
+async fn plan_then(
+    w: &World,
+    between: impl AsyncFnOnce(&World),
+) -> (roster::plan::Plan, roster::exec::ApplyReport) {
+    use roster::target::Target;
+    let target = support::contensis(w);
+    let config = w.config();
+    let desired = roster::source::load_desired(&config.sources)
+        .await
+        .expect("desired");
+    let policy = roster::run::policy(&config.targets[0], &desired, true, None);
+    let observed = target
+        .observe(&policy.scope, &desired.user_keys())
+        .await
+        .expect("observe");
+    let plan = roster::plan::plan(
+        "cms",
+        "contensis",
+        &desired,
+        &observed,
+        &policy,
+        target.capabilities(),
+    );
+    between(w).await;
+    let calls = target.compile(&plan, &observed);
+    let exec = roster::exec::Executor::new(
+        roster::exec::RetryPolicy::default(),
+        config.targets[0].concurrency,
+    );
+    let report = exec.execute(&target, calls).await;
+    (plan, report)
+}
+
+/// Deletes a group through the simulator's API, as another administrator would.
+async fn delete_over_api(w: &World, id: &str) {
+    let http = reqwest::Client::new();
+    let token: serde_json::Value = http
+        .post(format!("{}/authenticate/connect/token", w.sim.url()))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "roster"),
+            ("client_secret", SECRET),
+        ])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("token json");
+    let status = http
+        .delete(format!("{}/api/security/groups/{id}", w.sim.url()))
+        .bearer_auth(token["access_token"].as_str().expect("access_token"))
+        .send()
+        .await
+        .expect("delete")
+        .status();
+    assert_eq!(status, 204);
+}
+
+#[tokio::test]
+async fn a_409_on_create_adopts_the_group_someone_else_made() {
+    let w = World::new(USERS, &group("Race", "mine", &["alice"], &[]), "").await;
+    let (plan, report) = plan_then(&w, async |w: &World| {
+        w.sim
+            .contensis
+            .insert_group("race", Some("theirs"), &[], &[]);
+    })
+    .await;
+    assert!(matches!(
+        plan.changes[0],
+        roster::plan::Change::CreateGroup { .. }
+    ));
+    assert!(
+        matches!(&report.outcomes[&0], Outcome::AlreadyDone(why) if why.contains("adopted")),
+        "{report:?}"
+    );
+    assert_eq!(report.failures(), 0, "{report:?}");
+    let names = w.sim.contensis.group_names();
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.eq_ignore_ascii_case("race"))
+            .count(),
+        1,
+        "{names:?}"
+    );
+    assert!(
+        w.sim
+            .contensis
+            .group("race")
+            .expect("race")
+            .members
+            .contains("alice")
+    );
+    // The adopted group's differences (name case, description) are planned next, then it converges.
+    assert!(!w.apply(None).await.any_failed());
+    assert!(!w.plan().await.any_changes());
+}
+
+#[tokio::test]
+async fn removing_a_member_someone_already_removed_counts_as_done() {
+    let seed =
+        format!("{USERS}\n[[contensis.group]]\nname = \"G\"\nmembers = [\"alice\", \"bob\"]\n");
+    let w = World::new(&seed, &group("G", "", &["alice"], &[]), "").await;
+    let (plan, report) = plan_then(&w, async |w: &World| {
+        w.sim.contensis.insert_group("G", None, &["alice"], &[]);
+    })
+    .await;
+    assert!(
+        matches!(
+            &plan.changes[..],
+            [roster::plan::Change::RemoveMember { .. }]
+        ),
+        "{plan:?}"
+    );
+    assert!(
+        matches!(&report.outcomes[&0], Outcome::AlreadyDone(why) if why == "not a member"),
+        "{report:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_remove_from_a_group_that_vanished_is_a_failure_not_success() {
+    let seed =
+        format!("{USERS}\n[[contensis.group]]\nname = \"G\"\nmembers = [\"alice\", \"bob\"]\n");
+    let w = World::new(&seed, &group("G", "", &["alice"], &[]), "").await;
+    let id = w.sim.contensis.group("G").expect("G").id;
+    let (_, report) = plan_then(&w, async |w: &World| delete_over_api(w, &id).await).await;
+    let Outcome::Failed(msg) = &report.outcomes[&0] else {
+        panic!("a 404 for a missing group was taken as success: {report:?}");
+    };
+    assert!(
+        msg.contains("404") && msg.contains("Group not found"),
+        "{msg}"
+    );
+}

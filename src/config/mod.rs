@@ -369,6 +369,13 @@ fn common_keys(
         }
         path
     });
+    if t.prune && matches!(t.membership, file::MembershipFile::Additive) {
+        r.warn(
+            t.name.span(),
+            "`prune = true` has no effect with `membership = \"additive\"`, which never removes \
+             anything, groups included",
+        );
+    }
     let kind = kind?;
     if !ok {
         return Err(Reported);

@@ -957,3 +957,21 @@ fn json_matches_the_contract_shape() {
         json!([{"target": "intranet", "error": failed()[0].error}])
     );
 }
+
+/// Two desired groups that a case-insensitive target cannot tell apart would collide on create;
+/// the second is left alone with a warning instead.
+#[test]
+fn names_differing_only_in_case_clash_on_case_insensitive_targets() {
+    let d = desired([group("Eng", &["alice"], &[]), group("eng", &["bob"], &[])]);
+    let o = observed([]);
+    let p = run(&d, &o, &all_groups(&d), caps(true, true));
+    assert_eq!(
+        lines(&p),
+        ["+ create group \"Eng\"", "+ member \"alice\" in \"Eng\""]
+    );
+    assert_eq!(warnings_of(&p, WarningKind::NameClash).len(), 1);
+    // A target that tells case apart creates both.
+    let p = run(&d, &o, &all_groups(&d), caps(true, false));
+    assert_eq!(p.summary.add, 4);
+    assert!(warnings_of(&p, WarningKind::NameClash).is_empty());
+}

@@ -131,3 +131,16 @@ pub fn group(name: &str, description: &str, members: &[&str], children: &[&str])
         q(children)
     )
 }
+
+/// A Contensis connector for the world's target, for tests that drive the phases one by one.
+pub fn contensis(w: &World) -> roster::target::contensis::ContensisTarget {
+    let config = w.config();
+    let t = &config.targets[0];
+    let roster::config::TargetKind::Contensis(c) = &t.kind;
+    roster::target::contensis::ContensisTarget::new(
+        &t.name,
+        c,
+        reqwest::Client::new(),
+        t.concurrency,
+    )
+}
