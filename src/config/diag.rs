@@ -212,3 +212,18 @@ mod tests {
         assert!(!d.message.contains('\n'), "{d}");
     }
 }
+
+/// Diagnostics shown one per line, as `validate` and every load error print them.
+pub struct Lines<'a>(pub &'a [Diagnostic]);
+
+impl fmt::Display for Lines<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}

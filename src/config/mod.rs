@@ -142,13 +142,7 @@ pub struct ConfigErrors(pub Vec<Diagnostic>);
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "{d}")?;
-        }
-        Ok(())
+        diag::Lines(&self.0).fmt(f)
     }
 }
 

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde_json::Value;
 
-use crate::model::{Capabilities, Desired, GroupKind, GroupName, Observed, ObservedGroup, UserKey};
+use crate::model::{Capabilities, Desired, GroupKind, GroupName, Observed, ObservedGroup};
 
 pub use change::{Change, FieldChange, Plan, Summary, Warning, WarningKind};
 
@@ -308,23 +308,9 @@ pub fn plan(
         }
 
         // Members.
-        let have_members: HashMap<String, &UserKey> = have
-            .map(|h| {
-                h.group
-                    .members
-                    .iter()
-                    .map(|m| (fold(m.as_str(), ci), m))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut want_members = HashSet::new();
-        for m in &want.members {
-            let k = fold(m.as_str(), ci);
-            want_members.insert(k.clone());
-            if have_members.contains_key(&k) {
-                continue;
-            }
-            if unknown.contains(&k) {
+        let (add, remove) = set_diff(have.map(|h| &h.group.members), &want.members, ci);
+        for m in add {
+            if unknown.contains(&fold(m.as_str(), ci)) {
                 warnings.push(Warning {
                     kind: WarningKind::UnknownUser,
                     group: name.clone(),
@@ -340,13 +326,7 @@ pub fn plan(
             });
         }
         if !additive {
-            let mut gone: Vec<&UserKey> = have_members
-                .iter()
-                .filter(|(k, _)| !want_members.contains(*k))
-                .map(|(_, m)| *m)
-                .collect();
-            gone.sort();
-            out.extend(gone.into_iter().map(|m| Change::RemoveMember {
+            out.extend(remove.into_iter().map(|m| Change::RemoveMember {
                 group: shown.clone(),
                 member: m.clone(),
             }));
@@ -354,22 +334,9 @@ pub fn plan(
 
         // Children (only where the target nests; otherwise they were flattened into members).
         if caps.nested_groups {
-            let have_children: HashMap<String, &GroupName> = have
-                .map(|h| {
-                    h.group
-                        .children
-                        .iter()
-                        .map(|c| (fold(c.as_str(), ci), c))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let mut want_children = HashSet::new();
-            for c in &want.children {
+            let (add, remove) = set_diff(have.map(|h| &h.group.children), &want.children, ci);
+            for c in add {
                 let k = fold(c.as_str(), ci);
-                want_children.insert(k.clone());
-                if have_children.contains_key(&k) {
-                    continue;
-                }
                 let will_exist = (desired_keys.contains(&k) && policy.scope.contains(c))
                     || by_key.contains_key(&k)
                     || others.contains(&k);
@@ -389,13 +356,7 @@ pub fn plan(
                 });
             }
             if !additive {
-                let mut gone: Vec<&GroupName> = have_children
-                    .iter()
-                    .filter(|(k, _)| !want_children.contains(*k))
-                    .map(|(_, c)| *c)
-                    .collect();
-                gone.sort();
-                out.extend(gone.into_iter().map(|c| Change::RemoveChild {
+                out.extend(remove.into_iter().map(|c| Change::RemoveChild {
                     group: shown.clone(),
                     child: c.clone(),
                 }));
@@ -444,6 +405,29 @@ pub fn plan(
         changes,
         warnings,
     }
+}
+
+/// What to add to and remove from `have` to make it `want`, comparing names as the target does.
+/// Both lists come out sorted: additions in `want`'s order, removals in `have`'s.
+fn set_diff<'a, T: AsRef<str> + Ord>(
+    have: Option<&'a BTreeSet<T>>,
+    want: &'a BTreeSet<T>,
+    ci: bool,
+) -> (Vec<&'a T>, Vec<&'a T>) {
+    let Some(have) = have else {
+        return (want.iter().collect(), Vec::new());
+    };
+    let have_keys: HashSet<String> = have.iter().map(|x| fold(x.as_ref(), ci)).collect();
+    let want_keys: HashSet<String> = want.iter().map(|x| fold(x.as_ref(), ci)).collect();
+    let add = want
+        .iter()
+        .filter(|x| !have_keys.contains(&fold(x.as_ref(), ci)))
+        .collect();
+    let remove = have
+        .iter()
+        .filter(|x| !want_keys.contains(&fold(x.as_ref(), ci)))
+        .collect();
+    (add, remove)
 }
 
 fn kind_word(kind: GroupKind) -> &'static str {

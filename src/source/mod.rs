@@ -13,7 +13,6 @@
 pub mod toml;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::path::PathBuf;
 
 use crate::config::{Diagnostic, SourceConfig};
@@ -24,7 +23,7 @@ use crate::model::{Desired, GroupName, Origin};
 pub enum SourceError {
     /// The sources could be read but define an invalid desired state: every problem, one per
     /// line, in file order.
-    #[error("{}", Lines(.0))]
+    #[error("{}", crate::config::diag::Lines(.0))]
     Invalid(Vec<Diagnostic>),
     /// A file or folder could not be read.
     #[error("cannot read {}: {source}", path.display())]
@@ -37,19 +36,6 @@ pub enum SourceError {
 }
 
 /// Displays diagnostics one per line.
-struct Lines<'a>(&'a [Diagnostic]);
-
-impl fmt::Display for Lines<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "{d}")?;
-        }
-        Ok(())
-    }
-}
 
 /// Reads every source and merges them into one desired state, then checks child references and
 /// cycles across the merged state.

@@ -1,0 +1,155 @@
+//! Contensis Management API wire shapes and paths: the only code that knows them.
+//!
+//! Group and user names are percent-encoded as whole path segments (`/`, `,`, `%`, `?` and `#`
+//! included), because a name is user data and the API also accepts names where ids go.
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// Everything but RFC 3986 unreserved characters is encoded.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The token endpoint (client credentials or `contensis_classic` password grant).
+pub const TOKEN: &str = "/authenticate/connect/token";
+/// The group collection (G1 list, G3 create).
+pub const GROUPS: &str = "/api/security/groups";
+
+/// One path segment, percent-encoded.
+pub fn seg(s: &str) -> String {
+    utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// `/api/security/groups/{group}` (G2 get, G4 update, G5 delete).
+pub fn group(group: &str) -> String {
+    format!("{GROUPS}/{}", seg(group))
+}
+
+/// `/api/security/groups/{group}/users` (M1 list direct members).
+pub fn group_users(group: &str) -> String {
+    format!("{GROUPS}/{}/users", seg(group))
+}
+
+/// `/api/security/groups/{group}/users/{user}` (M2 add, M4 remove).
+pub fn group_user(group: &str, user: &str) -> String {
+    format!("{GROUPS}/{}/users/{}", seg(group), seg(user))
+}
+
+/// `/api/security/groups/{group}/groups` (C1 list direct children).
+pub fn group_children(group: &str) -> String {
+    format!("{GROUPS}/{}/groups", seg(group))
+}
+
+/// `/api/security/groups/{group}/groups/{child}` (C2 add, C4 remove).
+pub fn group_child(group: &str, child: &str) -> String {
+    format!("{GROUPS}/{}/groups/{}", seg(group), seg(child))
+}
+
+/// `/api/security/users/{user}` (U1 get by id, username or e-mail).
+pub fn user(user: &str) -> String {
+    format!("/api/security/users/{}", seg(user))
+}
+
+/// The token response.
+#[derive(Debug, Deserialize)]
+pub struct TokenResponse {
+    /// The bearer token.
+    pub access_token: String,
+    /// Lifetime in seconds.
+    pub expires_in: u64,
+}
+
+/// `PagedList<T>`, with the items kept as JSON until each is read.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PagedList {
+    /// Zero-based page number.
+    pub page_index: u64,
+    /// Items on every page.
+    #[allow(dead_code)]
+    pub page_size: u64,
+    /// Items across all pages.
+    pub total_count: u64,
+    /// How many pages there are.
+    pub page_count: u64,
+    /// This page's items.
+    pub items: Vec<Value>,
+}
+
+/// A group as the API returns it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Group {
+    /// GUID.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// May be null.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `contensis`, `sys` or `external`.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// String-valued custom data.
+    #[serde(default)]
+    pub custom: Option<Map<String, Value>>,
+}
+
+/// A user as the API returns it (only what roster needs).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    /// GUID.
+    pub id: String,
+    /// Username, the user key roster matches on.
+    pub username: String,
+}
+
+/// The body of a group create (G3).
+pub fn create_body(name: &str, description: Option<&str>, custom: Option<&Value>) -> Value {
+    let mut body = Map::new();
+    body.insert("name".into(), name.into());
+    if let Some(d) = description {
+        body.insert("description".into(), d.into());
+    }
+    body.insert(
+        "custom".into(),
+        custom.cloned().unwrap_or_else(|| Value::Object(Map::new())),
+    );
+    Value::Object(body)
+}
+
+/// The body of a group update (G4): the whole group, since an omitted field may be cleared.
+pub fn update_body(
+    id: &str,
+    name: &str,
+    description: Option<&str>,
+    kind: &str,
+    custom: &Value,
+) -> Value {
+    serde_json::json!({
+        "id": id,
+        "name": name,
+        "description": description,
+        "type": kind,
+        "custom": custom,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_encoded_as_whole_segments() {
+        assert_eq!(
+            group_user("Paper Street/Soap, Co?#%", "t.durden"),
+            "/api/security/groups/Paper%20Street%2FSoap%2C%20Co%3F%23%25/users/t.durden"
+        );
+        assert_eq!(seg("Café"), "Caf%C3%A9");
+    }
+}

@@ -1,0 +1,155 @@
+//! What every HTTP connector shares: a client with verified TLS and timeouts, and turning an HTTP
+//! failure into a [`CallErrorKind`] that carries the server's own message and `Retry-After`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::{Response, StatusCode};
+
+use crate::target::CallErrorKind;
+
+/// Building an HTTP client failed (an unreadable or invalid CA file).
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {message}")]
+pub struct ClientError {
+    /// What was being set up.
+    pub what: String,
+    /// Why it failed.
+    pub message: String,
+}
+
+/// A client that verifies TLS against the system roots (and `ca_file`, when given), with a
+/// per-request timeout. Certificate checks cannot be turned off.
+pub fn client(timeout: Duration, ca_file: Option<&Path>) -> Result<reqwest::Client, ClientError> {
+    let mut b = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .user_agent(concat!("roster/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|e| ClientError {
+            what: format!("ca_file {}", path.display()),
+            message: e.to_string(),
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ClientError {
+            what: format!("ca_file {}", path.display()),
+            message: e.to_string(),
+        })?;
+        b = b.tls_certs_merge(certs);
+    }
+    b.build().map_err(|e| ClientError {
+        what: "HTTP client".to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Classifies a transport failure (no response, or a response that broke off).
+pub fn transport_error(e: &reqwest::Error) -> CallErrorKind {
+    if e.is_timeout() {
+        CallErrorKind::Timeout
+    } else if e.is_decode() {
+        CallErrorKind::Decode(error_chain(e))
+    } else {
+        CallErrorKind::Connect(error_chain(e))
+    }
+}
+
+/// The error and its causes on one line, so that "connection reset" is not hidden behind
+/// "error sending request".
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let next = c.to_string();
+        if !s.contains(&next) {
+            s.push_str(": ");
+            s.push_str(&next);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// Reads an error response: its status, the server's message (the `message` or `error` field of a
+/// JSON body, else the body's start), and `Retry-After` in seconds.
+pub async fn status_error(resp: Response) -> CallErrorKind {
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let body = resp.text().await.unwrap_or_default();
+    CallErrorKind::Status {
+        status: status.as_u16(),
+        message: server_message(status, &body),
+        retry_after,
+    }
+}
+
+/// The message a server gave in an error body, with any validation details it listed.
+pub fn server_message(status: StatusCode, body: &str) -> String {
+    let reason = status.canonical_reason().unwrap_or("error");
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        let t = body.trim();
+        return if t.is_empty() {
+            reason.to_owned()
+        } else {
+            format!("{reason}: {}", t.chars().take(300).collect::<String>())
+        };
+    };
+    let get = |o: &serde_json::Value, k: &str| -> Option<String> {
+        o.as_object()?
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(k))
+            .and_then(|(_, v)| v.as_str().map(str::to_owned))
+    };
+    let mut msg = get(&v, "message")
+        .or_else(|| get(&v, "error_description"))
+        .or_else(|| get(&v, "error"))
+        .unwrap_or_else(|| reason.to_owned());
+    if let Some(items) = v
+        .as_object()
+        .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case("data")))
+        .and_then(|(_, d)| d.as_array())
+    {
+        let details: Vec<String> = items
+            .iter()
+            .filter_map(|i| match (get(i, "field"), get(i, "message")) {
+                (Some(f), Some(m)) => Some(format!("{f}: {m}")),
+                (None, Some(m)) => Some(m),
+                _ => None,
+            })
+            .collect();
+        if !details.is_empty() {
+            msg = format!("{msg} ({})", details.join("; "));
+        }
+    }
+    if let Some(log_id) = get(&v, "logId") {
+        msg = format!("{msg} [logId {log_id}]");
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_details_are_read_whatever_their_casing() {
+        let body = r#"{"logId":"abc","message":"Validation error","data":[{"Field":"name","Message":"is required"}],"type":"error"}"#;
+        assert_eq!(
+            server_message(StatusCode::UNPROCESSABLE_ENTITY, body),
+            "Validation error (name: is required) [logId abc]"
+        );
+    }
+
+    #[test]
+    fn a_non_json_body_is_quoted_after_the_reason() {
+        assert_eq!(
+            server_message(StatusCode::BAD_GATEWAY, "upstream down"),
+            "Bad Gateway: upstream down"
+        );
+        assert_eq!(server_message(StatusCode::BAD_GATEWAY, ""), "Bad Gateway");
+    }
+}

@@ -1,0 +1,193 @@
+//! The seam between roster and a target system: the [`Target`] trait every connector implements,
+//! the [`Call`] it compiles a plan into, and the errors of observing and sending.
+//!
+//! A connector is the only code that knows its API's paths and JSON. It reads ([`Target::observe`]),
+//! turns a plan into the fewest calls its API allows ([`Target::compile`], pure), and sends one call
+//! once ([`Target::send`]). Ordering, concurrency and retries belong to [`crate::exec`].
+
+pub mod contensis;
+pub mod http;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use crate::model::{Capabilities, GroupName, Observed, UserKey};
+use crate::plan::Scope;
+use crate::plan::change::Plan;
+
+/// The phase of an apply a call belongs to; the executor finishes one stage before the next, so
+/// that a group exists before members are added to it and is emptied before it is deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stage {
+    /// Create groups.
+    CreateGroup,
+    /// Update group fields.
+    UpdateGroup,
+    /// Add or remove members.
+    Members,
+    /// Add or remove child groups.
+    Children,
+    /// Delete groups.
+    DeleteGroup,
+}
+
+/// Whether the executor may send a call again after a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetrySafety {
+    /// Sending it twice has the effect of sending it once (GET, PUT, DELETE).
+    Idempotent,
+    /// Not idempotent (a POST that creates): after an ambiguous failure, ask
+    /// [`Target::recheck`] whether it landed before sending it again.
+    AfterRecheck,
+}
+
+/// One API call, described in full before anything is sent.
+pub trait Call: fmt::Debug + Send + Sync {
+    /// The group the call writes to.
+    fn group(&self) -> &GroupName;
+    /// The stage it runs in.
+    fn stage(&self) -> Stage;
+    /// Whether and how it may be retried.
+    fn retry(&self) -> RetrySafety;
+    /// Indices into the plan's `changes` that this call carries out.
+    fn covers(&self) -> &[usize];
+    /// Groups this call needs to exist, so that it is skipped when creating one of them failed.
+    fn needs(&self) -> Vec<&GroupName>;
+}
+
+/// How a call that succeeded came out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// The API did what was asked.
+    Done,
+    /// The API said the work was already done (an existing group adopted after a 409, a member
+    /// already absent): the desired effect holds.
+    AlreadyDone(String),
+}
+
+/// What went wrong with one HTTP call, without the context of which call it was.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallErrorKind {
+    /// The server answered with an error status.
+    #[error("{status}: {message}")]
+    Status {
+        /// The HTTP status code.
+        status: u16,
+        /// The server's message (from its error body), or the status reason.
+        message: String,
+        /// The server's `Retry-After`, when it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// No answer in time.
+    #[error("timed out")]
+    Timeout,
+    /// The connection could not be made, or broke before an answer came.
+    #[error("connection failed: {0}")]
+    Connect(String),
+    /// The answer could not be read as the API documents it.
+    #[error("unexpected response: {0}")]
+    Decode(String),
+    /// Authentication with the target failed.
+    #[error("authentication failed: {0}")]
+    Auth(String),
+}
+
+/// A failed call, with where it went: target, group, method and path.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{target}: {method} {path}{}: {kind}", group.as_ref().map(|g| format!(" (group \"{g}\")")).unwrap_or_default())]
+pub struct CallError {
+    /// The target's name from the config.
+    pub target: String,
+    /// The group the call was about, if any.
+    pub group: Option<GroupName>,
+    /// The HTTP method.
+    pub method: String,
+    /// The request path, without query string or credentials.
+    pub path: String,
+    /// What went wrong.
+    pub kind: CallErrorKind,
+}
+
+impl CallError {
+    /// Whether sending the same call again might succeed: throttling, server errors, timeouts and
+    /// broken connections. A 4xx other than 408/429 will fail the same way again.
+    pub fn is_transient(&self) -> bool {
+        match &self.kind {
+            CallErrorKind::Status { status, .. } => {
+                matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+            }
+            CallErrorKind::Timeout | CallErrorKind::Connect(_) => true,
+            CallErrorKind::Decode(_) | CallErrorKind::Auth(_) => false,
+        }
+    }
+
+    /// Whether the call may have reached the server and taken effect although no success came
+    /// back (so a non-idempotent call must be rechecked before it is sent again).
+    pub fn is_ambiguous(&self) -> bool {
+        match &self.kind {
+            CallErrorKind::Status { status, .. } => *status >= 500 || *status == 408,
+            CallErrorKind::Timeout | CallErrorKind::Connect(_) | CallErrorKind::Decode(_) => true,
+            CallErrorKind::Auth(_) => false,
+        }
+    }
+
+    /// The server's `Retry-After`, if it sent one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match &self.kind {
+            CallErrorKind::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// Observing a target failed; nothing will be written to it this run.
+#[derive(Debug, thiserror::Error)]
+pub enum ObserveError {
+    /// A read call failed.
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// The reads succeeded but do not add up (a page short of `totalCount`, a duplicate group).
+    #[error("{target}: incomplete read: {message}")]
+    Incomplete {
+        /// The target's name.
+        target: String,
+        /// What did not add up.
+        message: String,
+    },
+}
+
+/// A connector: the only code that knows one API's paths and JSON.
+pub trait Target: Send + Sync {
+    /// One API call of this target.
+    type Call: Call + 'static;
+
+    /// The target's name from the config.
+    fn name(&self) -> &str;
+
+    /// What the API can express.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Reads every group in scope, every page, with direct members and children, and resolves the
+    /// `users` keys to target ids; or fails. It never returns part of the state.
+    fn observe(
+        &self,
+        scope: &Scope,
+        users: &BTreeSet<UserKey>,
+    ) -> impl Future<Output = Result<Observed, ObserveError>> + Send;
+
+    /// The fewest calls this API allows for `plan`. Pure: no I/O.
+    fn compile(&self, plan: &Plan, observed: &Observed) -> Vec<Self::Call>;
+
+    /// Sends one call, once. Retrying is the executor's decision.
+    fn send(&self, call: &Self::Call) -> impl Future<Output = Result<Sent, CallError>> + Send;
+
+    /// After an ambiguous failure of a call that is not idempotent: whether it landed after all
+    /// (`Some`), or did not (`None`, so it may be sent again).
+    fn recheck(
+        &self,
+        call: &Self::Call,
+    ) -> impl Future<Output = Result<Option<Sent>, CallError>> + Send;
+}
