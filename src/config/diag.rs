@@ -169,6 +169,21 @@ impl<'a> TextFile<'a> {
     }
 }
 
+/// Diagnostics shown one per line, as `validate` and every load error print them.
+pub struct Lines<'a>(pub &'a [Diagnostic]);
+
+impl fmt::Display for Lines<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,20 +225,5 @@ mod tests {
         let d = TextFile::new(Path::new("x.toml"), text).toml_error(&err);
         assert_eq!((d.line, d.col), (2, 5));
         assert!(!d.message.contains('\n'), "{d}");
-    }
-}
-
-/// Diagnostics shown one per line, as `validate` and every load error print them.
-pub struct Lines<'a>(pub &'a [Diagnostic]);
-
-impl fmt::Display for Lines<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "{d}")?;
-        }
-        Ok(())
     }
 }

@@ -35,8 +35,6 @@ pub enum SourceError {
     },
 }
 
-/// Displays diagnostics one per line.
-
 /// Reads every source and merges them into one desired state, then checks child references and
 /// cycles across the merged state.
 ///

@@ -1,0 +1,176 @@
+//! The `roster` binary as a user meets it: `sim` serving on a real port, and `validate`, `plan`
+//! and `apply` against a config written for it.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const BIN: &str = env!("CARGO_BIN_EXE_roster");
+
+/// Starts `roster sim` on a free port and returns the child and its URL (read from its log).
+async fn start_sim(seed: &std::path::Path) -> (tokio::process::Child, String) {
+    let mut child = tokio::process::Command::new(BIN)
+        .args([
+            "--log-format",
+            "json",
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--seed",
+        ])
+        .arg(seed)
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("roster sim starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let url = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if let Some(url) = v["url"].as_str() {
+                return url.to_owned();
+            }
+        }
+        panic!("roster sim ended without saying where it listens");
+    })
+    .await
+    .expect("roster sim says where it listens in time");
+    (child, url)
+}
+
+#[tokio::test]
+async fn sim_validate_plan_and_apply_work_together_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seed = dir.path().join("seed.toml");
+    std::fs::write(
+        &seed,
+        "[contensis]\nclient_id = \"me\"\nclient_secret = \"pw\"\nusers = [\"ann\", \"ben\"]\n",
+    )
+    .expect("seed");
+    let (mut sim, url) = start_sim(&seed).await;
+
+    std::fs::write(
+        dir.path().join("roster.toml"),
+        format!(
+            "[[source]]\ntype = \"toml\"\npath = \"desired.toml\"\n\n[[target]]\nname = \"cms\"\n\
+             type = \"contensis\"\nurl = \"{url}\"\nclient_id = \"me\"\nclient_secret_env = \"CMS_SECRET\"\n"
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        dir.path().join("desired.toml"),
+        "[[group]]\nname = \"Team\"\nmembers = [\"ann\", \"ben\"]\n",
+    )
+    .expect("desired");
+    let config = dir.path().join("roster.toml");
+    let run = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("CMS_SECRET", "pw")
+            .output()
+            .expect("roster runs")
+    };
+
+    let out = run(&["validate"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid: 1 sources, 1 targets, 1 groups"));
+
+    let out = run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Plan: 3 to add, 0 to change, 0 to remove.")
+    );
+
+    let out = run(&["apply"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("Apply complete: 3 changes applied, 0 failed.")
+    );
+
+    let out = run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // The simulator's control endpoint shows what roster wrote.
+    let state: serde_json::Value = reqwest::get(format!("{url}/_sim/state"))
+        .await
+        .expect("state")
+        .json()
+        .await
+        .expect("json");
+    assert!(state.to_string().contains("\"Team\""), "{state}");
+    sim.kill().await.expect("kill");
+}
+
+#[test]
+fn validate_reports_every_problem_with_its_position_and_exits_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("roster.toml");
+    std::fs::write(
+        &config,
+        "[[source]]\ntype = \"toml\"\npath = \"g.toml\"\n\n[[target]]\nname = \"cms\"\ntype = \"contensis\"\n\
+         url = \"https://cms.example.com\"\nclient_id = \"r\"\nclient_secret_env = \"HOME\"\nmax_delets = 5\n",
+    )
+    .expect("config");
+    let out = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("validate")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "roster.toml:11:1: unknown key `max_delets` in [[target]] (did you mean `max_deletes`?)"
+        ),
+        "{err}"
+    );
+
+    // A broken desired-state file is reported at its own line and column.
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .expect("read")
+            .replace("max_delets = 5\n", ""),
+    )
+    .expect("config");
+    std::fs::write(
+        dir.path().join("g.toml"),
+        "[[group]]\nname = \"A\"\nchildren = [\"B\"]\n\n[[group]]\nname = \"B\"\nchildren = [\"A\"]\n",
+    )
+    .expect("groups");
+    let out = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("validate")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("g.toml:3:13: cycle: A → B → A"), "{err}");
+}
