@@ -154,14 +154,13 @@ impl Executor {
                     Ok(Some(sent)) => return (outcome_of(sent), attempts),
                     Ok(None) => {}
                     Err(e) => {
+                        // Whether the call landed is still unknown, so the next attempt must
+                        // recheck again: the original ambiguous error stays in `last`.
                         warn!(error = %e, "recheck failed");
-                        match self.wait(&e, &mut delays, start).await {
-                            true => {
-                                last = Some(e);
-                                continue;
-                            }
-                            false => return (Outcome::Failed(e.to_string()), attempts),
+                        if e.is_transient() && self.wait(&e, &mut delays, start).await {
+                            continue;
                         }
+                        return (Outcome::Failed(e.to_string()), attempts);
                     }
                 }
             }
@@ -212,3 +211,5 @@ fn record<C: Call>(report: &mut ApplyReport, call: &C, outcome: Outcome) {
         report.outcomes.insert(*i, outcome.clone());
     }
 }
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,646 @@
+//! Unit tests of the [`Executor`] against a scripted in-memory [`Target`].
+//!
+//! The fake target answers each call from a script kept per call id (successive sends take
+//! successive entries; the last entry repeats), logs every send and recheck in order, and counts
+//! the sends in flight. The crate's tokio has no `test-util` feature, so time cannot be paused:
+//! retry delays are kept to a few milliseconds and only the `Retry-After` test really waits.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::*;
+use crate::model::{Capabilities, MembershipWrites, Observed, UserKey};
+use crate::plan::Scope;
+use crate::plan::change::Plan;
+use crate::target::{CallErrorKind, ObserveError};
+
+/// One call of the fake target.
+#[derive(Debug)]
+struct FakeCall {
+    id: String,
+    group: GroupName,
+    stage: Stage,
+    retry: RetrySafety,
+    covers: Vec<usize>,
+    needs: Vec<GroupName>,
+}
+
+impl FakeCall {
+    /// An idempotent call writing to `group` that covers change `index` and needs its own group.
+    fn new(id: &str, group: &str, stage: Stage, index: usize) -> Self {
+        Self {
+            id: id.to_owned(),
+            group: group.into(),
+            stage,
+            retry: RetrySafety::Idempotent,
+            covers: vec![index],
+            needs: if stage == Stage::CreateGroup {
+                Vec::new()
+            } else {
+                vec![group.into()]
+            },
+        }
+    }
+
+    fn after_recheck(mut self) -> Self {
+        self.retry = RetrySafety::AfterRecheck;
+        self
+    }
+
+    fn covering(mut self, covers: &[usize]) -> Self {
+        self.covers = covers.to_vec();
+        self
+    }
+}
+
+impl Call for FakeCall {
+    fn group(&self) -> &GroupName {
+        &self.group
+    }
+    fn stage(&self) -> Stage {
+        self.stage
+    }
+    fn retry(&self) -> RetrySafety {
+        self.retry
+    }
+    fn covers(&self) -> &[usize] {
+        &self.covers
+    }
+    fn needs(&self) -> Vec<&GroupName> {
+        self.needs.iter().collect()
+    }
+}
+
+/// What the fake target saw, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Event {
+    /// A send began.
+    Send,
+    /// A send finished (successfully or not).
+    SendEnd,
+    /// A recheck that answered (`Ok(_)`).
+    Recheck,
+    /// A recheck that failed.
+    RecheckFailed,
+}
+
+/// Scripted answers by call id, in the order they are given.
+type Script<T> = Mutex<HashMap<String, VecDeque<Result<T, CallErrorKind>>>>;
+
+/// A scripted in-memory target.
+#[derive(Default)]
+struct FakeTarget {
+    sends: Script<Sent>,
+    rechecks: Script<Option<Sent>>,
+    delays: HashMap<String, Duration>,
+    log: Mutex<Vec<(String, Event)>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+impl FakeTarget {
+    /// Scripts the answers to successive sends of call `id`; the last answer repeats.
+    fn on_send(self, id: &str, script: Vec<Result<Sent, CallErrorKind>>) -> Self {
+        self.sends
+            .lock()
+            .unwrap()
+            .insert(id.to_owned(), script.into());
+        self
+    }
+
+    /// Scripts the answers to successive rechecks of call `id`; the last answer repeats.
+    fn on_recheck(self, id: &str, script: Vec<Result<Option<Sent>, CallErrorKind>>) -> Self {
+        self.rechecks
+            .lock()
+            .unwrap()
+            .insert(id.to_owned(), script.into());
+        self
+    }
+
+    /// Makes every send of call `id` take `d`.
+    fn with_delay(mut self, id: &str, d: Duration) -> Self {
+        self.delays.insert(id.to_owned(), d);
+        self
+    }
+
+    fn log(&self) -> Vec<(String, Event)> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The events of call `id`, in order.
+    fn events(&self, id: &str) -> Vec<Event> {
+        self.log()
+            .into_iter()
+            .filter(|(c, _)| c == id)
+            .map(|(_, e)| e)
+            .collect()
+    }
+
+    fn sends_of(&self, id: &str) -> usize {
+        self.events(id)
+            .iter()
+            .filter(|e| **e == Event::Send)
+            .count()
+    }
+
+    fn push(&self, id: &str, e: Event) {
+        self.log.lock().unwrap().push((id.to_owned(), e));
+    }
+
+    /// The error the fake reports for `call`.
+    fn error(call: &FakeCall, kind: CallErrorKind) -> CallError {
+        CallError {
+            target: "fake".to_owned(),
+            group: Some(call.group.clone()),
+            method: "POST".to_owned(),
+            path: format!("/calls/{}", call.id),
+            kind,
+        }
+    }
+}
+
+/// Takes the next scripted answer: the front, or the last one for good.
+fn next<T: Clone>(script: &mut HashMap<String, VecDeque<T>>, id: &str) -> Option<T> {
+    let q = script.get_mut(id)?;
+    if q.len() > 1 {
+        q.pop_front()
+    } else {
+        q.front().cloned()
+    }
+}
+
+impl Target for FakeTarget {
+    type Call = FakeCall;
+
+    fn name(&self) -> &str {
+        "fake"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            nested_groups: true,
+            membership: MembershipWrites::PerMember,
+            case_insensitive_names: false,
+        }
+    }
+
+    async fn observe(
+        &self,
+        _scope: &Scope,
+        _users: &BTreeSet<UserKey>,
+    ) -> Result<Observed, ObserveError> {
+        Ok(Observed::default())
+    }
+
+    fn compile(&self, _plan: &Plan, _observed: &Observed) -> Vec<FakeCall> {
+        Vec::new()
+    }
+
+    async fn send(&self, call: &FakeCall) -> Result<Sent, CallError> {
+        self.push(&call.id, Event::Send);
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        if let Some(d) = self.delays.get(&call.id) {
+            tokio::time::sleep(*d).await;
+        } else {
+            tokio::task::yield_now().await;
+        }
+        let answer = next(&mut self.sends.lock().unwrap(), &call.id);
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.push(&call.id, Event::SendEnd);
+        match answer {
+            None => Ok(Sent::Done),
+            Some(Ok(sent)) => Ok(sent),
+            Some(Err(kind)) => Err(Self::error(call, kind)),
+        }
+    }
+
+    async fn recheck(&self, call: &FakeCall) -> Result<Option<Sent>, CallError> {
+        let answer = next(&mut self.rechecks.lock().unwrap(), &call.id);
+        match answer {
+            None => {
+                self.push(&call.id, Event::Recheck);
+                Ok(None)
+            }
+            Some(Ok(found)) => {
+                self.push(&call.id, Event::Recheck);
+                Ok(found)
+            }
+            Some(Err(kind)) => {
+                self.push(&call.id, Event::RecheckFailed);
+                Err(Self::error(call, kind))
+            }
+        }
+    }
+}
+
+fn status(status: u16) -> CallErrorKind {
+    CallErrorKind::Status {
+        status,
+        message: format!("status {status}"),
+        retry_after: None,
+    }
+}
+
+fn connect() -> CallErrorKind {
+    CallErrorKind::Connect("connection reset".to_owned())
+}
+
+/// A policy with millisecond delays and a budget no test reaches.
+fn quick(max_retries: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_retries,
+        min_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(5),
+        budget: Duration::from_secs(60),
+    }
+}
+
+fn executor(max_retries: u32, concurrency: usize) -> Executor {
+    Executor::new(quick(max_retries), NonZeroUsize::new(concurrency).unwrap())
+}
+
+fn outcome(report: &ApplyReport, index: usize) -> &Outcome {
+    report
+        .outcomes
+        .get(&index)
+        .unwrap_or_else(|| panic!("no outcome for change {index}: {report:?}"))
+}
+
+/// Positions in `log` of the events `e` of calls whose id starts with `prefix`.
+fn positions(log: &[(String, Event)], prefix: &str, e: &Event) -> Vec<usize> {
+    log.iter()
+        .enumerate()
+        .filter(|(_, (id, ev))| id.starts_with(prefix) && ev == e)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+#[tokio::test]
+async fn stages_run_in_order() {
+    // Slow creates and fast members, handed over in reverse stage order: only stage ordering
+    // can make every create finish before any member starts.
+    let ms = Duration::from_millis;
+    let target = FakeTarget::default()
+        .with_delay("create-A", ms(30))
+        .with_delay("create-B", ms(5))
+        .with_delay("update-A", ms(20))
+        .with_delay("member-A", ms(1))
+        .with_delay("member-B", ms(15))
+        .with_delay("child-A", ms(1));
+    let calls = vec![
+        FakeCall::new("delete-Z", "Z", Stage::DeleteGroup, 0),
+        FakeCall::new("child-A", "A", Stage::Children, 1),
+        FakeCall::new("member-A", "A", Stage::Members, 2),
+        FakeCall::new("member-B", "B", Stage::Members, 3),
+        FakeCall::new("update-A", "A", Stage::UpdateGroup, 4),
+        FakeCall::new("create-A", "A", Stage::CreateGroup, 5),
+        FakeCall::new("create-B", "B", Stage::CreateGroup, 6),
+    ];
+    let report = executor(0, 8).execute(&target, calls).await;
+
+    assert_eq!(report.failures(), 0, "{report:?}");
+    assert_eq!(report.attempts, 7);
+    let log = target.log();
+    let order = ["create-", "update-", "member-", "child-", "delete-"];
+    for pair in order.windows(2) {
+        let last_end = *positions(&log, pair[0], &Event::SendEnd)
+            .iter()
+            .max()
+            .unwrap();
+        let first_start = *positions(&log, pair[1], &Event::Send).iter().min().unwrap();
+        assert!(
+            last_end < first_start,
+            "a {} call started before every {} call finished: {log:?}",
+            pair[1],
+            pair[0]
+        );
+    }
+}
+
+#[tokio::test]
+async fn at_most_concurrency_calls_are_in_flight() {
+    let mut target = FakeTarget::default();
+    let mut calls = Vec::new();
+    for i in 0..50 {
+        let id = format!("member-{i}");
+        target = target.with_delay(&id, Duration::from_millis(10));
+        calls.push(FakeCall::new(&id, "G", Stage::Members, i));
+    }
+    let report = executor(0, 4).execute(&target, calls).await;
+
+    assert_eq!(report.outcomes.len(), 50);
+    assert!(report.outcomes.values().all(|o| *o == Outcome::Applied));
+    assert_eq!(report.attempts, 50);
+    assert_eq!(target.max_in_flight.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn a_transient_failure_is_retried() {
+    let target = FakeTarget::default().on_send("c", vec![Err(status(503)), Ok(Sent::Done)]);
+    let calls = vec![FakeCall::new("c", "G", Stage::Members, 0)];
+    let report = executor(3, 4).execute(&target, calls).await;
+
+    assert_eq!(*outcome(&report, 0), Outcome::Applied);
+    assert_eq!(report.attempts, 2);
+    assert_eq!(target.sends_of("c"), 2);
+}
+
+#[tokio::test]
+async fn a_client_error_is_not_retried() {
+    let target = FakeTarget::default().on_send("c", vec![Err(status(400)), Ok(Sent::Done)]);
+    let calls = vec![FakeCall::new("c", "G", Stage::Members, 0)];
+    let report = executor(3, 4).execute(&target, calls).await;
+
+    assert!(
+        matches!(outcome(&report, 0), Outcome::Failed(_)),
+        "{report:?}"
+    );
+    assert_eq!(report.attempts, 1);
+    assert_eq!(target.sends_of("c"), 1);
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let throttled = CallErrorKind::Status {
+        status: 429,
+        message: "slow down".to_owned(),
+        retry_after: Some(Duration::from_secs(3)),
+    };
+    let target = FakeTarget::default().on_send("c", vec![Err(throttled), Ok(Sent::Done)]);
+    let calls = vec![FakeCall::new("c", "G", Stage::Members, 0)];
+    let started = tokio::time::Instant::now();
+    let report = executor(3, 4).execute(&target, calls).await;
+
+    assert_eq!(*outcome(&report, 0), Outcome::Applied);
+    assert_eq!(report.attempts, 2);
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_wait_beyond_the_budget_is_not_made() {
+    let throttled = CallErrorKind::Status {
+        status: 429,
+        message: "slow down".to_owned(),
+        retry_after: Some(Duration::from_secs(10)),
+    };
+    let target = FakeTarget::default().on_send("c", vec![Err(throttled), Ok(Sent::Done)]);
+    let calls = vec![FakeCall::new("c", "G", Stage::Members, 0)];
+    let ex = Executor::new(
+        RetryPolicy {
+            budget: Duration::from_secs(5),
+            ..quick(3)
+        },
+        NonZeroUsize::new(1).unwrap(),
+    );
+    let started = tokio::time::Instant::now();
+    let report = ex.execute(&target, calls).await;
+
+    assert!(
+        matches!(outcome(&report, 0), Outcome::Failed(_)),
+        "{report:?}"
+    );
+    assert_eq!(report.attempts, 1);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn retries_are_bounded() {
+    let target = FakeTarget::default().on_send("c", vec![Err(status(503))]);
+    let calls = vec![FakeCall::new("c", "G", Stage::Members, 0)];
+    let report = executor(2, 4).execute(&target, calls).await;
+
+    assert!(
+        matches!(outcome(&report, 0), Outcome::Failed(_)),
+        "{report:?}"
+    );
+    assert_eq!(report.attempts, 3);
+    assert_eq!(target.sends_of("c"), 3);
+}
+
+#[tokio::test]
+async fn an_idempotent_call_is_resent_without_recheck() {
+    let target = FakeTarget::default().on_send("c", vec![Err(connect()), Ok(Sent::Done)]);
+    let calls = vec![FakeCall::new("c", "G", Stage::Members, 0)];
+    let report = executor(3, 4).execute(&target, calls).await;
+
+    assert_eq!(*outcome(&report, 0), Outcome::Applied);
+    assert_eq!(
+        target.events("c"),
+        [Event::Send, Event::SendEnd, Event::Send, Event::SendEnd]
+    );
+}
+
+#[tokio::test]
+async fn an_ambiguous_failure_that_landed_is_not_sent_again() {
+    let target = FakeTarget::default()
+        .on_send("create", vec![Err(connect()), Ok(Sent::Done)])
+        .on_recheck(
+            "create",
+            vec![Ok(Some(Sent::AlreadyDone("found".to_owned())))],
+        );
+    let calls = vec![FakeCall::new("create", "G", Stage::CreateGroup, 0).after_recheck()];
+    let report = executor(3, 4).execute(&target, calls).await;
+
+    assert_eq!(
+        *outcome(&report, 0),
+        Outcome::AlreadyDone("found".to_owned())
+    );
+    assert_eq!(
+        target.events("create"),
+        [Event::Send, Event::SendEnd, Event::Recheck]
+    );
+    assert_eq!(target.sends_of("create"), 1);
+}
+
+#[tokio::test]
+async fn an_ambiguous_failure_that_did_not_land_is_rechecked_then_sent_again() {
+    let target = FakeTarget::default()
+        .on_send("create", vec![Err(connect()), Ok(Sent::Done)])
+        .on_recheck("create", vec![Ok(None)]);
+    let calls = vec![FakeCall::new("create", "G", Stage::CreateGroup, 0).after_recheck()];
+    let report = executor(3, 4).execute(&target, calls).await;
+
+    assert_eq!(*outcome(&report, 0), Outcome::Applied);
+    assert_eq!(
+        target.events("create"),
+        [
+            Event::Send,
+            Event::SendEnd,
+            Event::Recheck,
+            Event::Send,
+            Event::SendEnd
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_throttled_after_recheck_call_is_resent_without_recheck() {
+    let target = FakeTarget::default()
+        .on_send("create", vec![Err(status(429)), Ok(Sent::Done)])
+        .on_recheck(
+            "create",
+            vec![Ok(Some(Sent::AlreadyDone("found".to_owned())))],
+        );
+    let calls = vec![FakeCall::new("create", "G", Stage::CreateGroup, 0).after_recheck()];
+    let report = executor(3, 4).execute(&target, calls).await;
+
+    assert_eq!(*outcome(&report, 0), Outcome::Applied);
+    assert_eq!(report.attempts, 2);
+    assert_eq!(
+        target.events("create"),
+        [Event::Send, Event::SendEnd, Event::Send, Event::SendEnd]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_recheck_never_leads_to_a_blind_resend() {
+    // The send may have landed (connection reset); the recheck is throttled, then answers
+    // "not there". The call must not be sent again before a recheck has answered.
+    let target = FakeTarget::default()
+        .on_send("create", vec![Err(connect()), Ok(Sent::Done)])
+        .on_recheck("create", vec![Err(status(429)), Ok(None)]);
+    let calls = vec![FakeCall::new("create", "G", Stage::CreateGroup, 0).after_recheck()];
+    let report = executor(3, 4).execute(&target, calls).await;
+
+    assert_eq!(*outcome(&report, 0), Outcome::Applied);
+    assert_eq!(
+        target.events("create"),
+        [
+            Event::Send,
+            Event::SendEnd,
+            Event::RecheckFailed,
+            Event::Recheck,
+            Event::Send,
+            Event::SendEnd
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_permanent_recheck_failure_fails_the_call() {
+    let target = FakeTarget::default()
+        .on_send("create", vec![Err(connect()), Ok(Sent::Done)])
+        .on_recheck(
+            "create",
+            vec![Err(CallErrorKind::Auth("token expired".to_owned()))],
+        );
+    let calls = vec![FakeCall::new("create", "G", Stage::CreateGroup, 0).after_recheck()];
+    let report = executor(3, 4).execute(&target, calls).await;
+
+    assert!(
+        matches!(outcome(&report, 0), Outcome::Failed(_)),
+        "{report:?}"
+    );
+    assert_eq!(
+        target.events("create"),
+        [Event::Send, Event::SendEnd, Event::RecheckFailed]
+    );
+}
+
+#[tokio::test]
+async fn calls_needing_a_group_whose_create_failed_are_skipped() {
+    let target = FakeTarget::default().on_send("create-G", vec![Err(status(400))]);
+    let calls = vec![
+        FakeCall::new("create-G", "G", Stage::CreateGroup, 0),
+        FakeCall::new("create-H", "H", Stage::CreateGroup, 1),
+        FakeCall::new("member-G", "G", Stage::Members, 2),
+        FakeCall::new("member-H", "H", Stage::Members, 3),
+    ];
+    let report = executor(3, 4).execute(&target, calls).await;
+
+    assert!(
+        matches!(outcome(&report, 0), Outcome::Failed(_)),
+        "{report:?}"
+    );
+    assert_eq!(*outcome(&report, 1), Outcome::Applied);
+    match outcome(&report, 2) {
+        Outcome::Skipped(why) => assert!(why.contains("\"G\""), "{why}"),
+        other => panic!("member-G: {other:?}"),
+    }
+    assert_eq!(*outcome(&report, 3), Outcome::Applied);
+    assert_eq!(target.sends_of("member-G"), 0);
+    assert_eq!(target.sends_of("member-H"), 1);
+    assert_eq!(report.failures(), 2);
+}
+
+#[tokio::test]
+async fn every_covered_change_gets_the_outcome() {
+    let target = FakeTarget::default().on_send("bad", vec![Err(status(400))]);
+    let calls = vec![
+        FakeCall::new("good", "G", Stage::Members, 0).covering(&[0, 2, 5]),
+        FakeCall::new("bad", "H", Stage::Members, 1).covering(&[1, 3]),
+    ];
+    let report = executor(3, 4).execute(&target, calls).await;
+
+    assert_eq!(
+        report.outcomes.keys().copied().collect::<Vec<_>>(),
+        [0, 1, 2, 3, 5]
+    );
+    for i in [0, 2, 5] {
+        assert_eq!(*outcome(&report, i), Outcome::Applied);
+    }
+    for i in [1, 3] {
+        assert!(
+            matches!(outcome(&report, i), Outcome::Failed(_)),
+            "{report:?}"
+        );
+    }
+    assert_eq!(report.attempts, 2);
+}
+
+#[tokio::test]
+async fn a_stopped_run_sends_nothing() {
+    let target = FakeTarget::default();
+    let calls = vec![
+        FakeCall::new("create-G", "G", Stage::CreateGroup, 0),
+        FakeCall::new("update-G", "G", Stage::UpdateGroup, 1),
+        FakeCall::new("member-H", "H", Stage::Members, 2),
+        FakeCall::new("child-H", "H", Stage::Children, 3),
+        FakeCall::new("delete-Z", "Z", Stage::DeleteGroup, 4),
+    ];
+    let ex = executor(3, 4);
+    ex.stop.cancel();
+    let report = ex.execute(&target, calls).await;
+
+    assert_eq!(report.outcomes.len(), 5);
+    assert!(
+        report
+            .outcomes
+            .values()
+            .all(|o| matches!(o, Outcome::Skipped(_))),
+        "{report:?}"
+    );
+    assert_eq!(report.attempts, 0);
+    assert!(target.log().is_empty(), "{:?}", target.log());
+}
+
+#[tokio::test]
+async fn a_failure_message_names_the_call() {
+    let kind = CallErrorKind::Status {
+        status: 400,
+        message: "name is invalid".to_owned(),
+        retry_after: None,
+    };
+    let target = FakeTarget::default().on_send("create-G", vec![Err(kind.clone())]);
+    let call = FakeCall::new("create-G", "G", Stage::CreateGroup, 0);
+    let expected = FakeTarget::error(&call, kind).to_string();
+    let report = executor(3, 4).execute(&target, vec![call]).await;
+
+    let Outcome::Failed(message) = outcome(&report, 0) else {
+        panic!("{report:?}");
+    };
+    assert!(message.contains(&expected), "{message}");
+    for part in ["fake", "POST", "/calls/create-G", "name is invalid"] {
+        assert!(message.contains(part), "{message} lacks {part}");
+    }
+}
