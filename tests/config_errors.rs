@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use roster::config::{self, Config, ConfigErrors, SourceConfig, TargetKind, TomlSourceConfig};
 use roster::model::{GroupName, Origin};
+use roster::source::ldap::{LdapScope, LdapSourceConfig, MemberKind};
 use roster::source::{self, SourceError};
 use roster::target::contensis::config::{ContensisAuth, DEFAULT_SCOPE};
 
@@ -77,10 +78,10 @@ fn missing_type_and_unknown_source_type() {
         errors(&text),
         "roster.toml:5:1: missing key `type` in [[target]]; known types: `contensis`"
     );
-    let text = base_env().replace(r#""toml""#, r#""ldap""#);
+    let text = base_env().replace(r#""toml""#, r#""ldif""#);
     assert_eq!(
         errors(&text),
-        "roster.toml:2:8: unknown source type `ldap`; known types: `toml`"
+        "roster.toml:2:8: unknown source type `ldif`; known types: `toml`, `ldap`"
     );
 }
 
@@ -622,5 +623,362 @@ fn prune_with_additive_membership_is_warned_as_having_no_effect() -> TestResult 
           which never removes anything, groups included"
         ]
     );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// LDAP sources
+
+/// An LDAP source with a password from `PATH` (always set), without a target.
+const LDAP: &str = r#"[[source]]
+type = "ldap"
+url = "ldaps://ldap.example.org"
+bind_dn = "cn=roster,ou=services,dc=example,dc=org"
+bind_password_env = "PATH"
+base_dn = "ou=groups,dc=example,dc=org"
+"#;
+
+/// `LDAP` with `extra` keys (from line 7) and `BASE`'s target (without its secret warning).
+fn ldap(extra: &str) -> String {
+    let env = base_env();
+    let target = &env[env.find("[[target]]").unwrap_or(0)..];
+    format!("{LDAP}{extra}\n{target}")
+}
+
+/// The one LDAP source of a valid config.
+fn ldap_source(config: &Config) -> &LdapSourceConfig {
+    match config.sources.as_slice() {
+        [SourceConfig::Ldap(c)] => c,
+        other => panic!("expected one ldap source: {other:?}"),
+    }
+}
+
+#[test]
+fn ldap_source_with_a_url_list_and_the_defaults() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("roster.toml");
+    fs::create_dir(dir.path().join("certs"))?;
+    fs::write(dir.path().join("certs/ca.pem"), "")?;
+    fs::write(dir.path().join("ldap-password"), "hunter2\n")?;
+    restrict(&dir.path().join("ldap-password"))?;
+    let text = ldap("")
+        .replace(
+            r#"url = "ldaps://ldap.example.org""#,
+            "url = [\"ldaps://ldap1.example.org\", \"ldaps://ldap2.example.org:636/\"]\n\
+             ca_file = \"certs/ca.pem\"",
+        )
+        .replace(
+            r#"bind_password_env = "PATH""#,
+            r#"bind_password_file = "ldap-password""#,
+        );
+    let config = config::parse(&text, &path)?;
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    let expected = LdapSourceConfig {
+        urls: vec![
+            "ldaps://ldap1.example.org".to_owned(),
+            "ldaps://ldap2.example.org:636".to_owned(),
+        ],
+        starttls: false,
+        ca_file: Some(dir.path().join("certs/ca.pem")),
+        bind_dn: Some("cn=roster,ou=services,dc=example,dc=org".to_owned()),
+        bind_password: Some(roster::config::Secret::new("hunter2")),
+        base_dn: "ou=groups,dc=example,dc=org".to_owned(),
+        scope: LdapScope::Sub,
+        group_filter: "(objectClass=groupOfNames)".to_owned(),
+        name_attr: "cn".to_owned(),
+        description_attr: "description".to_owned(),
+        member_attr: "member".to_owned(),
+        member_kind: MemberKind::Dn,
+        user_base_dn: None,
+        user_filter: "(objectClass=inetOrgPerson)".to_owned(),
+        user_key_attr: "uid".to_owned(),
+        nested: true,
+        page_size: 500,
+        timeout: std::time::Duration::from_secs(30),
+        origin: Origin::File {
+            path: path.clone(),
+            line: 2,
+            col: 8,
+        },
+    };
+    assert_eq!(config.sources, [SourceConfig::Ldap(expected)]);
+    assert_eq!(config.sources[0].type_name(), "ldap");
+    Ok(())
+}
+
+#[test]
+fn ldap_source_with_every_key() -> TestResult {
+    let text = ldap(
+        r#"starttls = false
+scope = "one"
+group_filter = "(objectClass=posixGroup)"
+name_attr = "cn"
+description_attr = "info"
+member_attr = "memberUid"
+member_kind = "uid"
+user_base_dn = "ou=people,dc=example,dc=org"
+user_filter = "(objectClass=posixAccount)"
+user_key_attr = "uid"
+nested = false
+page_size = 1000
+timeout = "1m"
+"#,
+    );
+    let config = parse(&text)?;
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    let c = ldap_source(&config);
+    assert_eq!(c.urls, ["ldaps://ldap.example.org"]);
+    assert_eq!(c.ca_file, None);
+    assert_eq!(c.scope, LdapScope::One);
+    assert_eq!(c.group_filter, "(objectClass=posixGroup)");
+    assert_eq!(
+        (c.description_attr.as_str(), c.member_attr.as_str()),
+        ("info", "memberUid")
+    );
+    assert_eq!(c.member_kind, MemberKind::Uid);
+    assert_eq!(
+        c.user_base_dn.as_deref(),
+        Some("ou=people,dc=example,dc=org")
+    );
+    assert_eq!(c.user_filter, "(objectClass=posixAccount)");
+    assert!(!c.nested && !c.starttls);
+    assert_eq!(c.page_size, 1000);
+    assert_eq!(c.timeout, std::time::Duration::from_secs(60));
+    assert_eq!(
+        c.bind_password.as_ref().map(|p| p.expose().to_owned()),
+        Some(std::env::var("PATH")?)
+    );
+
+    // Anonymous, StartTLS on a plain URL.
+    let anonymous = ldap("starttls = true\n")
+        .replace("ldaps://", "ldap://")
+        .replace(
+            "bind_dn = \"cn=roster,ou=services,dc=example,dc=org\"\n",
+            "",
+        )
+        .replace("bind_password_env = \"PATH\"\n", "");
+    let config = parse(&anonymous)?;
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    let c = ldap_source(&config);
+    assert!(c.starttls);
+    assert_eq!((&c.bind_dn, &c.bind_password), (&None, &None));
+    Ok(())
+}
+
+#[test]
+fn ldap_misspelt_key_is_reported_at_the_key_with_a_suggestion() {
+    let text = ldap("").replace("bind_dn =", "bind_dnn =");
+    assert_eq!(
+        errors(&text),
+        "roster.toml:4:1: unknown key `bind_dnn` in [[source]] (did you mean `bind_dn`?); \
+         expected one of `type`, `url`, `starttls`, `ca_file`, `bind_dn`, `bind_password_file`, \
+         `bind_password_env`, `bind_password`, `base_dn`, `scope`, `group_filter`, `name_attr`, \
+         `description_attr`, `member_attr`, `member_kind`, `user_base_dn`, `user_filter`, \
+         `user_key_attr`, `nested`, `page_size`, `timeout`"
+    );
+}
+
+#[test]
+fn ldap_bad_scope_and_member_kind_values_at_once() {
+    assert_eq!(
+        errors(&ldap("scope = \"base\"\nmember_kind = \"cn\"\n")),
+        "roster.toml:7:9: unknown value `base`, expected `sub` or `one`\n\
+         roster.toml:8:15: unknown value `cn`, expected `dn` or `uid`"
+    );
+}
+
+#[test]
+fn ldap_url_must_be_ldap_or_ldaps() {
+    let text = ldap("").replace(
+        r#"url = "ldaps://ldap.example.org""#,
+        r#"url = ["ldaps://ldap1.example.org", "https://ldap2.example.org"]"#,
+    );
+    assert_eq!(
+        errors(&text),
+        "roster.toml:3:37: invalid url `https://ldap2.example.org`: it must start with ldap:// \
+         or ldaps://"
+    );
+    let text = ldap("").replace(
+        r#""ldaps://ldap.example.org""#,
+        r#""ldaps://ldap.example.org/dc=example,dc=org""#,
+    );
+    assert_eq!(
+        errors(&text),
+        "roster.toml:3:7: invalid url `ldaps://ldap.example.org/dc=example,dc=org`: give the \
+         server only, as ldap://host or ldap://host:port; the search base is `base_dn`"
+    );
+    let text = ldap("").replace(r#""ldaps://ldap.example.org""#, "[]");
+    assert_eq!(
+        errors(&text),
+        "roster.toml:3:7: `url` is an empty list: give at least one ldap:// or ldaps:// URL"
+    );
+    let text = ldap("").replace(r#""ldaps://ldap.example.org""#, "389");
+    assert_eq!(
+        errors(&text),
+        "roster.toml:3:7: invalid type: integer `389`, expected a URL or an array of URLs"
+    );
+    let text = ldap("").replace(r#""ldaps://ldap.example.org""#, r#""ldap://:389""#);
+    assert_eq!(
+        errors(&text),
+        "roster.toml:3:7: invalid url `ldap://:389`: no host"
+    );
+    let text = ldap("").replace(r#""ldaps://ldap.example.org""#, r#""ldaps://ldap:6360x""#);
+    assert_eq!(
+        errors(&text),
+        "roster.toml:3:7: invalid url `ldaps://ldap:6360x`: invalid port `6360x`"
+    );
+}
+
+#[test]
+fn ldap_starttls_is_for_ldap_urls_only() {
+    assert_eq!(
+        errors(&ldap("starttls = true\n")),
+        "roster.toml:3:7: StartTLS is for ldap:// URLs, and `ldaps://ldap.example.org` is TLS \
+         from the start: drop `starttls = true` or use an ldap:// URL"
+    );
+}
+
+#[test]
+fn ldap_in_clear_to_another_machine_is_warned_about() -> TestResult {
+    let text = ldap("").replace(
+        r#"url = "ldaps://ldap.example.org""#,
+        r#"url = ["ldap://localhost", "ldap://[::1]:389", "ldap://127.0.0.1", "ldap://ldap.example.org"]"#,
+    );
+    let config = parse(&text)?;
+    let warnings: Vec<String> = config.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "roster.toml:3:68: warning: `ldap://ldap.example.org` is LDAP without TLS: the bind \
+             password and directory data cross the network in clear; use ldaps:// or \
+             `starttls = true`"
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn ldap_bind_dn_and_password_go_together() {
+    let no_password = ldap("").replace("bind_password_env = \"PATH\"\n", "");
+    assert_eq!(
+        errors(&no_password),
+        "roster.toml:4:11: `bind_dn` needs a password: set `bind_password_file`, \
+         `bind_password_env` or `bind_password`"
+    );
+    let no_dn = ldap("").replace(
+        "bind_dn = \"cn=roster,ou=services,dc=example,dc=org\"\n",
+        "",
+    );
+    assert_eq!(
+        errors(&no_dn),
+        "roster.toml:4:21: `bind_password_env` needs `bind_dn`: an anonymous bind takes no \
+         password"
+    );
+    let two_ways = ldap("bind_password = \"hunter2\"\n");
+    assert_eq!(
+        errors(&two_ways),
+        "roster.toml:7:17: `bind_password` conflicts with `bind_password_env`: give the secret \
+         one way only"
+    );
+}
+
+#[test]
+fn ldap_literal_bind_password_is_warned_about_and_never_shown() -> TestResult {
+    let text = ldap("").replace(
+        r#"bind_password_env = "PATH""#,
+        r#"bind_password = "hunter2""#,
+    );
+    let config = parse(&text)?;
+    let warnings: Vec<String> = config.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "roster.toml:5:17: warning: `bind_password` is written in the config file; prefer \
+             `bind_password_file` or `bind_password_env`"
+        ]
+    );
+    let c = ldap_source(&config);
+    assert_eq!(
+        c.bind_password.as_ref().map(|p| p.expose()),
+        Some("hunter2")
+    );
+    let shown = format!("{config:?} {config:#?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("[redacted]"));
+    Ok(())
+}
+
+#[test]
+fn ldap_bad_values_are_all_reported_at_once() {
+    let text = ldap(
+        r#"group_filter = "objectClass=groupOfNames"
+user_filter = ""
+name_attr = "common name"
+page_size = 0
+timeout = "0s"
+ca_file = "no-such-ca.pem"
+"#,
+    )
+    .replace(
+        r#"base_dn = "ou=groups,dc=example,dc=org""#,
+        r#"base_dn = " ""#,
+    );
+    assert_eq!(
+        errors(&text),
+        "roster.toml:6:11: `base_dn` is empty; give the DN groups are searched under, such \
+             as \"ou=groups,dc=example,dc=org\"\n\
+             roster.toml:7:16: invalid filter `objectClass=groupOfNames`: an LDAP filter is in \
+             parentheses, such as `(objectClass=groupOfNames)`\n\
+             roster.toml:8:15: `user_filter` is empty; leave it out to use the default, \
+             `(objectClass=inetOrgPerson)`\n\
+             roster.toml:9:13: invalid attribute name `common name`: use letters, digits, `-`, \
+             `.` and `;` only\n\
+             roster.toml:10:13: `page_size` must be between 1 and 2147483647\n\
+             roster.toml:11:11: `timeout` must be longer than zero\n\
+             roster.toml:12:11: cannot read CA file no-such-ca.pem: No such file or directory (os \
+             error 2)"
+    );
+    let text = ldap("page_size = 2147483648\ntimeout = \"soon\"\n");
+    assert_eq!(
+        errors(&text),
+        "roster.toml:7:13: `page_size` must be between 1 and 2147483647\n\
+         roster.toml:8:11: invalid duration `soon`: expected number at 0; write it like \"30s\" \
+         or \"2m\""
+    );
+}
+
+#[test]
+fn ldap_missing_keys_point_at_the_source() {
+    let text = ldap("").replace("url = \"ldaps://ldap.example.org\"\n", "");
+    assert_eq!(errors(&text), "roster.toml:1:1: missing key `url`");
+    let text = ldap("").replace("base_dn = \"ou=groups,dc=example,dc=org\"\n", "");
+    assert_eq!(errors(&text), "roster.toml:1:1: missing key `base_dn`");
+}
+
+#[test]
+fn the_ldap_example_config_is_valid() -> TestResult {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    // The example's password file is not in the repository: give it one.
+    let tmp = tempfile::tempdir()?;
+    let text = fs::read_to_string(dir.join("ldap-example.toml"))?;
+    fs::create_dir_all(tmp.path().join("secrets"))?;
+    fs::create_dir_all(tmp.path().join("certs"))?;
+    fs::write(tmp.path().join("secrets/ldap"), "x")?;
+    restrict(&tmp.path().join("secrets/ldap"))?;
+    fs::write(tmp.path().join("certs/ca.pem"), "")?;
+    fs::copy(
+        dir.join("secrets/contensis"),
+        tmp.path().join("secrets/contensis"),
+    )?;
+    restrict(&tmp.path().join("secrets/contensis"))?;
+    let config = config::parse(&text, &tmp.path().join("ldap-example.toml"))?;
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    let c = ldap_source(&config);
+    assert_eq!(c.urls, ["ldaps://ldap.example.org"]);
+    assert_eq!(
+        c.bind_dn.as_deref(),
+        Some("cn=roster,ou=services,dc=example,dc=org")
+    );
+    assert_eq!(config.targets.len(), 1);
     Ok(())
 }

@@ -78,6 +78,12 @@ impl Diagnostic {
         }
     }
 
+    /// The same diagnostic as a warning.
+    pub fn warning_level(mut self) -> Self {
+        self.severity = Severity::Warning;
+        self
+    }
+
     /// Whether this is an error (as opposed to a warning).
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error

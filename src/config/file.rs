@@ -17,6 +17,7 @@ use std::collections::BTreeSet;
 use std::num::NonZeroUsize;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, IntoDeserializer};
@@ -25,7 +26,9 @@ use toml::de::{DeTable, DeValue};
 
 use super::diag::{Diagnostic, TextFile};
 use super::secret::{Secret, SecretKeys};
+use crate::model::Origin;
 use crate::plan::MembershipMode;
+use crate::source::ldap::{LdapScope, LdapSourceConfig, MemberKind};
 
 /// Marks that a problem was found and already recorded as a diagnostic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -296,8 +299,8 @@ pub(crate) const DEFAULT_MAX_DELETES: usize = 100;
 pub(crate) const DEFAULT_CONCURRENCY: usize = 8;
 /// The default of [`TargetFile::retries`].
 pub(crate) const DEFAULT_RETRIES: u32 = 4;
-/// The default of [`TargetFile::timeout`].
-pub(crate) const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// The default of [`TargetFile::timeout`] and of [`LdapSourceFile::timeout`].
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn default_max_deletes() -> usize {
     DEFAULT_MAX_DELETES
@@ -335,7 +338,7 @@ impl From<MembershipFile> for MembershipMode {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SourceFile {
-    /// The kind of source: one of `toml`. (Read by hand before this struct, to choose the
+    /// The kind of source: `toml` or `ldap`. (Read by hand before this struct, to choose the
     /// source's keys; listed here so that it is a known key.)
     #[serde(rename = "type")]
     pub _kind: serde::de::IgnoredAny,
@@ -348,6 +351,511 @@ pub(crate) struct TomlSourceFile {
     /// A desired-state file, or a folder whose `*.toml` files are read in name order; relative to
     /// the config file.
     pub path: Spanned<PathBuf>,
+}
+
+/// The keys of a `[[source]]` table of `type = "ldap"`.
+///
+/// The desired groups are the entries under `base_dn` that match `group_filter`: each one's
+/// `name_attr` is the group's name, its `description_attr` the description, and its `member_attr`
+/// the members, as DNs (resolved to user keys through the users under `user_base_dn`) or, with
+/// `member_kind = "uid"`, as user keys already. The bind password follows the same rules as every
+/// secret: `bind_password_file`, `bind_password_env` or `bind_password` (warned about).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LdapSourceFile {
+    /// The server, as `ldap://host[:port]` or `ldaps://host[:port]`; or a list of them, tried in
+    /// order until one connects (failover). Required.
+    pub url: Spanned<Urls>,
+    /// Upgrade `ldap://` connections to TLS with StartTLS. Default `false`. Not for `ldaps://`
+    /// URLs, which are TLS from the start.
+    #[serde(default)]
+    pub starttls: bool,
+    /// A PEM file of CA certificates to trust in addition to the system's, relative to the
+    /// config file. It must exist.
+    pub ca_file: Option<Spanned<PathBuf>>,
+    /// The DN to bind as, such as `cn=roster,ou=services,dc=example,dc=org`; it needs a
+    /// password. Default: an anonymous bind.
+    pub bind_dn: Option<Spanned<String>>,
+    /// A file holding the bind password, relative to the config file.
+    pub bind_password_file: Option<Spanned<PathBuf>>,
+    /// An environment variable holding the bind password.
+    pub bind_password_env: Option<Spanned<String>>,
+    /// The bind password, written here (warned about: prefer the file or the variable).
+    pub bind_password: Option<Spanned<String>>,
+    /// Where groups are searched, such as `ou=groups,dc=example,dc=org`. Required.
+    pub base_dn: Spanned<String>,
+    /// `sub` (default): the whole subtree under `base_dn`; `one`: only the entries directly
+    /// under it.
+    #[serde(default)]
+    pub scope: LdapScopeFile,
+    /// The filter that selects the groups. Default `(objectClass=groupOfNames)`.
+    pub group_filter: Option<Spanned<String>>,
+    /// The attribute holding a group's name. Default `cn`.
+    pub name_attr: Option<Spanned<String>>,
+    /// The attribute holding a group's description. Default `description`.
+    pub description_attr: Option<Spanned<String>>,
+    /// The attribute holding a group's members. Default `member`; `uniqueMember` for
+    /// groupOfUniqueNames, `memberUid` for posixGroup.
+    pub member_attr: Option<Spanned<String>>,
+    /// `dn` (default): the member values are DNs of users or of groups; `uid`: they are user
+    /// keys already (posixGroup's `memberUid`).
+    #[serde(default)]
+    pub member_kind: MemberKindFile,
+    /// Where users are searched, to turn member DNs into user keys. Default: `base_dn`.
+    pub user_base_dn: Option<Spanned<String>>,
+    /// The filter that selects users. Default `(objectClass=inetOrgPerson)`.
+    pub user_filter: Option<Spanned<String>>,
+    /// The user attribute whose value is the user key handed to targets. Default `uid`.
+    pub user_key_attr: Option<Spanned<String>>,
+    /// Whether a member DN that is one of the groups read becomes a child group. Default `true`.
+    #[serde(default = "default_nested")]
+    pub nested: bool,
+    /// Entries per page of the paged search (Simple Paged Results), 1 to 2147483647. Default
+    /// 500.
+    pub page_size: Option<Spanned<i64>>,
+    /// How long connecting, and each LDAP operation, may take, as a duration such as `"30s"`.
+    /// Default 30s.
+    pub timeout: Option<Spanned<String>>,
+}
+
+/// The default of [`LdapSourceFile::group_filter`].
+pub(crate) const DEFAULT_GROUP_FILTER: &str = "(objectClass=groupOfNames)";
+/// The default of [`LdapSourceFile::name_attr`].
+pub(crate) const DEFAULT_NAME_ATTR: &str = "cn";
+/// The default of [`LdapSourceFile::description_attr`].
+pub(crate) const DEFAULT_DESCRIPTION_ATTR: &str = "description";
+/// The default of [`LdapSourceFile::member_attr`].
+pub(crate) const DEFAULT_MEMBER_ATTR: &str = "member";
+/// The default of [`LdapSourceFile::user_filter`].
+pub(crate) const DEFAULT_USER_FILTER: &str = "(objectClass=inetOrgPerson)";
+/// The default of [`LdapSourceFile::user_key_attr`].
+pub(crate) const DEFAULT_USER_KEY_ATTR: &str = "uid";
+/// The default of [`LdapSourceFile::page_size`].
+pub(crate) const DEFAULT_PAGE_SIZE: i32 = 500;
+
+fn default_nested() -> bool {
+    true
+}
+
+/// The `url` of an LDAP source: one URL, or a list of them.
+#[derive(Debug)]
+pub(crate) enum Urls {
+    /// `url = "ldap://…"`; its span is the enclosing `Spanned`'s.
+    One(String),
+    /// `url = ["ldap://…", …]`, each with its own span.
+    Many(Vec<Spanned<String>>),
+}
+
+impl<'de> Deserialize<'de> for Urls {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct UrlsVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for UrlsVisitor {
+            type Value = Urls;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a URL or an array of URLs")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Urls, E> {
+                Ok(Urls::One(v.to_owned()))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Urls, A::Error> {
+                let mut urls = Vec::new();
+                while let Some(url) = seq.next_element()? {
+                    urls.push(url);
+                }
+                Ok(Urls::Many(urls))
+            }
+        }
+
+        deserializer.deserialize_any(UrlsVisitor)
+    }
+}
+
+/// The `scope` key of an LDAP source.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LdapScopeFile {
+    /// The whole subtree.
+    #[default]
+    Sub,
+    /// One level.
+    One,
+}
+
+impl From<LdapScopeFile> for LdapScope {
+    fn from(s: LdapScopeFile) -> Self {
+        match s {
+            LdapScopeFile::Sub => LdapScope::Sub,
+            LdapScopeFile::One => LdapScope::One,
+        }
+    }
+}
+
+/// The `member_kind` key of an LDAP source.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum MemberKindFile {
+    /// Member values are DNs.
+    #[default]
+    Dn,
+    /// Member values are user keys.
+    Uid,
+}
+
+impl From<MemberKindFile> for MemberKind {
+    fn from(k: MemberKindFile) -> Self {
+        match k {
+            MemberKindFile::Dn => MemberKind::Dn,
+            MemberKindFile::Uid => MemberKind::Uid,
+        }
+    }
+}
+
+impl LdapSourceFile {
+    /// Checks the keys and reads the bind password. `origin` is where the source is defined (its
+    /// `type` value). `clean` is whether every key of the table was known: when one was not, it
+    /// may be a misspelt `bind_dn` or password key, so the check that the two go together is
+    /// left until it is fixed. Every problem is recorded in `r`.
+    pub fn resolve(
+        self,
+        origin: Origin,
+        clean: bool,
+        r: &mut Resolver<'_>,
+    ) -> Result<LdapSourceConfig, Reported> {
+        let urls = ldap_urls(self.url, self.starttls, r);
+        let ca_file = self.ca_file.map(|f| ca_file(&f, r)).transpose();
+        let password_keys = SecretKeys {
+            key: "bind_password",
+            literal: self.bind_password,
+            file: self.bind_password_file,
+            env: self.bind_password_env,
+        };
+        let password = r.secret(&password_keys);
+        let bind_dn = self
+            .bind_dn
+            .map(|dn| dn_value(dn, "bind_dn", "leave it out to bind anonymously", r))
+            .transpose();
+        let bind = bind_pair(bind_dn, password, &password_keys, clean, r);
+        let base_dn = dn_value(
+            self.base_dn,
+            "base_dn",
+            "give the DN groups are searched under, such as \"ou=groups,dc=example,dc=org\"",
+            r,
+        );
+        let user_base_dn = self
+            .user_base_dn
+            .map(|dn| {
+                dn_value(
+                    dn,
+                    "user_base_dn",
+                    "leave it out to search users under `base_dn`",
+                    r,
+                )
+            })
+            .transpose();
+        let group_filter = ldap_filter(self.group_filter, "group_filter", DEFAULT_GROUP_FILTER, r);
+        let user_filter = ldap_filter(self.user_filter, "user_filter", DEFAULT_USER_FILTER, r);
+        let name_attr = attribute(self.name_attr, "name_attr", DEFAULT_NAME_ATTR, r);
+        let description_attr = attribute(
+            self.description_attr,
+            "description_attr",
+            DEFAULT_DESCRIPTION_ATTR,
+            r,
+        );
+        let member_attr = attribute(self.member_attr, "member_attr", DEFAULT_MEMBER_ATTR, r);
+        let user_key_attr = attribute(
+            self.user_key_attr,
+            "user_key_attr",
+            DEFAULT_USER_KEY_ATTR,
+            r,
+        );
+        let page_size = match self.page_size {
+            None => Ok(DEFAULT_PAGE_SIZE),
+            Some(n) => match i32::try_from(*n.get_ref()) {
+                Ok(size) if size >= 1 => Ok(size),
+                Ok(_) | Err(_) => Err(r.error(
+                    n.span(),
+                    format!("`page_size` must be between 1 and {}", i32::MAX),
+                )),
+            },
+        };
+        let timeout = duration(self.timeout.as_ref(), "timeout", DEFAULT_TIMEOUT, r);
+        let (bind_dn, bind_password) = bind?;
+        Ok(LdapSourceConfig {
+            urls: urls?,
+            starttls: self.starttls,
+            ca_file: ca_file?,
+            bind_dn,
+            bind_password,
+            base_dn: base_dn?.into_inner(),
+            scope: self.scope.into(),
+            group_filter: group_filter?,
+            name_attr: name_attr?,
+            description_attr: description_attr?,
+            member_attr: member_attr?,
+            member_kind: self.member_kind.into(),
+            user_base_dn: user_base_dn?.map(Spanned::into_inner),
+            user_filter: user_filter?,
+            user_key_attr: user_key_attr?,
+            nested: self.nested,
+            page_size: page_size?,
+            timeout: timeout?,
+            origin,
+        })
+    }
+}
+
+/// Checks every URL of `url` (see [`ldap_url`]), reporting each bad one.
+fn ldap_urls(
+    url: Spanned<Urls>,
+    starttls: bool,
+    r: &mut Resolver<'_>,
+) -> Result<Vec<String>, Reported> {
+    let span = url.span();
+    let urls = match url.into_inner() {
+        Urls::One(u) => vec![Spanned::new(span, u)],
+        Urls::Many(urls) if urls.is_empty() => {
+            return Err(r.error(
+                span,
+                "`url` is an empty list: give at least one ldap:// or ldaps:// URL",
+            ));
+        }
+        Urls::Many(urls) => urls,
+    };
+    let checked: Vec<_> = urls.iter().map(|u| ldap_url(u, starttls, r)).collect();
+    checked.into_iter().collect()
+}
+
+/// Checks one server URL: `ldap://` or `ldaps://`, a host, an optional port and nothing else;
+/// StartTLS only on `ldap://`; a warning for `ldap://` in clear to another machine. Returns it
+/// without a trailing slash.
+fn ldap_url(
+    url: &Spanned<String>,
+    starttls: bool,
+    r: &mut Resolver<'_>,
+) -> Result<String, Reported> {
+    let raw = url.get_ref().trim();
+    let (tls, rest) = if let Some(rest) = raw.strip_prefix("ldaps://") {
+        (true, rest)
+    } else if let Some(rest) = raw.strip_prefix("ldap://") {
+        (false, rest)
+    } else {
+        return Err(r.error(
+            url.span(),
+            format!("invalid url `{raw}`: it must start with ldap:// or ldaps://"),
+        ));
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    if !(tail.is_empty() || tail == "/") {
+        return Err(r.error(
+            url.span(),
+            format!(
+                "invalid url `{raw}`: give the server only, as ldap://host or ldap://host:port; \
+                 the search base is `base_dn`"
+            ),
+        ));
+    }
+    let (host, port) = split_host_port(authority);
+    if host.is_empty() {
+        return Err(r.error(url.span(), format!("invalid url `{raw}`: no host")));
+    }
+    if let Some(port) = port.filter(|p| !p.parse::<u16>().is_ok_and(|p| p != 0)) {
+        return Err(r.error(
+            url.span(),
+            format!("invalid url `{raw}`: invalid port `{port}`"),
+        ));
+    }
+    if tls && starttls {
+        return Err(r.error(
+            url.span(),
+            format!(
+                "StartTLS is for ldap:// URLs, and `{raw}` is TLS from the start: drop \
+                 `starttls = true` or use an ldap:// URL"
+            ),
+        ));
+    }
+    if !tls && !starttls && !is_loopback(host) {
+        r.warn(
+            url.span(),
+            format!(
+                "`{raw}` is LDAP without TLS: the bind password and directory data cross the \
+                 network in clear; use ldaps:// or `starttls = true`"
+            ),
+        );
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
+}
+
+/// A URL authority's host (without the brackets of an IPv6 address) and port, if any.
+fn split_host_port(authority: &str) -> (&str, Option<&str>) {
+    if let Some(rest) = authority.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((host, after)) => (host, after.strip_prefix(':')),
+            None => (rest, None),
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    }
+}
+
+/// Whether a URL's host names this machine: `localhost` or a loopback address.
+pub(crate) fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A bind DN and a password go together: each without the other is an error (unless `clean`
+/// is false, see [`LdapSourceFile::resolve`]).
+fn bind_pair(
+    bind_dn: Result<Option<Spanned<String>>, Reported>,
+    password: Result<Option<Secret>, Reported>,
+    keys: &SecretKeys,
+    clean: bool,
+    r: &mut Resolver<'_>,
+) -> Result<(Option<String>, Option<Secret>), Reported> {
+    match (&bind_dn, keys.span()) {
+        (Ok(Some(dn)), None) if clean => {
+            let k = keys.key;
+            return Err(r.error(
+                dn.span(),
+                format!("`bind_dn` needs a password: set `{k}_file`, `{k}_env` or `{k}`"),
+            ));
+        }
+        (Ok(None), Some(span)) if clean => {
+            let given = keys.given_key().unwrap_or_else(|| keys.key.to_owned());
+            return Err(r.error(
+                span,
+                format!("`{given}` needs `bind_dn`: an anonymous bind takes no password"),
+            ));
+        }
+        _ => {}
+    }
+    match (bind_dn?, password?) {
+        (Some(dn), Some(password)) => Ok((Some(dn.into_inner()), Some(password))),
+        (None, None) => Ok((None, None)),
+        // Only when a key was unknown: that error is already reported.
+        (Some(_), None) | (None, Some(_)) => Err(Reported),
+    }
+}
+
+/// A DN that must not be empty; `hint` says what to do instead.
+fn dn_value(
+    dn: Spanned<String>,
+    key: &str,
+    hint: &str,
+    r: &mut Resolver<'_>,
+) -> Result<Spanned<String>, Reported> {
+    if dn.get_ref().trim().is_empty() {
+        return Err(r.error(dn.span(), format!("`{key}` is empty; {hint}")));
+    }
+    Ok(dn)
+}
+
+/// An LDAP search filter (or its default): not empty, in parentheses.
+fn ldap_filter(
+    filter: Option<Spanned<String>>,
+    key: &str,
+    default: &str,
+    r: &mut Resolver<'_>,
+) -> Result<String, Reported> {
+    let Some(filter) = filter else {
+        return Ok(default.to_owned());
+    };
+    let text = filter.get_ref();
+    if text.trim().is_empty() {
+        return Err(r.error(
+            filter.span(),
+            format!("`{key}` is empty; leave it out to use the default, `{default}`"),
+        ));
+    }
+    if !(text.starts_with('(') && text.ends_with(')')) {
+        return Err(r.error(
+            filter.span(),
+            format!(
+                "invalid filter `{text}`: an LDAP filter is in parentheses, such as `{default}`"
+            ),
+        ));
+    }
+    Ok(filter.into_inner())
+}
+
+/// An attribute name (or its default): not empty; letters, digits, `-`, `.` and `;` (an OID, or
+/// a name with options such as `cn;lang-en`).
+fn attribute(
+    name: Option<Spanned<String>>,
+    key: &str,
+    default: &str,
+    r: &mut Resolver<'_>,
+) -> Result<String, Reported> {
+    let Some(name) = name else {
+        return Ok(default.to_owned());
+    };
+    let text = name.get_ref();
+    if text.is_empty() {
+        return Err(r.error(
+            name.span(),
+            format!("`{key}` is empty; leave it out to use the default, `{default}`"),
+        ));
+    }
+    if !text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ';'))
+    {
+        return Err(r.error(
+            name.span(),
+            format!("invalid attribute name `{text}`: use letters, digits, `-`, `.` and `;` only"),
+        ));
+    }
+    Ok(name.into_inner())
+}
+
+/// A duration key (`timeout`) such as `"30s"` or `"2m"`, or `default` when it is not set; zero
+/// is refused.
+pub(crate) fn duration(
+    value: Option<&Spanned<String>>,
+    key: &str,
+    default: Duration,
+    r: &mut Resolver<'_>,
+) -> Result<Duration, Reported> {
+    let Some(s) = value else {
+        return Ok(default);
+    };
+    match humantime::parse_duration(s.get_ref()) {
+        Ok(d) if d.is_zero() => Err(r.error(s.span(), format!("`{key}` must be longer than zero"))),
+        Ok(d) => Ok(d),
+        Err(e) => Err(r.error(
+            s.span(),
+            format!(
+                "invalid duration `{}`: {e}; write it like \"30s\" or \"2m\"",
+                s.get_ref()
+            ),
+        )),
+    }
+}
+
+/// A `ca_file`: resolved against the config file's folder, and required to be a readable file.
+pub(crate) fn ca_file(file: &Spanned<PathBuf>, r: &mut Resolver<'_>) -> Result<PathBuf, Reported> {
+    let path = r.path(file.get_ref());
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() => Ok(path),
+        Ok(_) => Err(r.error(
+            file.span(),
+            format!("CA file {} is not a file", path.display()),
+        )),
+        Err(e) => Err(r.error(
+            file.span(),
+            format!("cannot read CA file {}: {e}", path.display()),
+        )),
+    }
 }
 
 /// One `[[source]]` or `[[target]]` table of the document: its header's span and its keys.

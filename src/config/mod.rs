@@ -11,6 +11,13 @@
 //! type = "toml"
 //! path = "groups"                # a file, or a folder of *.toml files; relative to this file
 //!
+//! [[source]]
+//! type = "ldap"
+//! url = "ldaps://ldap.example.org"  # or a list, tried in order
+//! bind_dn = "cn=roster,ou=services,dc=example,dc=org"
+//! bind_password_file = "secrets/ldap"
+//! base_dn = "ou=groups,dc=example,dc=org"
+//!
 //! [[target]]
 //! name = "cms"                   # used in plans, reports and --target
 //! type = "contensis"
@@ -48,11 +55,12 @@ pub use secret::Secret;
 
 use crate::model::Origin;
 use crate::plan::MembershipMode;
+use crate::source::ldap::LdapSourceConfig;
 use crate::target::contensis::config::{ContensisConfig, ContensisKeys};
 use file::{RawTable, Reported, Resolver, RootFile, SourceFile, TargetFile, TargetKeys};
 
 /// The source types `[[source]] type = "…"` accepts.
-pub const SOURCE_TYPES: &[&str] = &["toml"];
+pub const SOURCE_TYPES: &[&str] = &["toml", "ldap"];
 /// The target types `[[target]] type = "…"` accepts.
 pub const TARGET_TYPES: &[&str] = &["contensis"];
 
@@ -77,10 +85,81 @@ impl Config {
 }
 
 /// One `[[source]]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // a handful per config: boxing would buy nothing
 pub enum SourceConfig {
     /// `type = "toml"`: desired-state files.
     Toml(TomlSourceConfig),
+    /// `type = "ldap"`: groups read from an LDAP directory.
+    Ldap(LdapSourceConfig),
+}
+
+impl SourceConfig {
+    /// The `type` value that selects this source.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SourceConfig::Toml(_) => "toml",
+            SourceConfig::Ldap(_) => "ldap",
+        }
+    }
+}
+
+// By hand while `LdapSourceConfig` has no `PartialEq`: every field is compared (the destructuring
+// names them all, so a new field cannot be missed). A derive can replace this once it has one.
+impl PartialEq for SourceConfig {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (SourceConfig::Toml(a), SourceConfig::Toml(b)) => a == b,
+            (SourceConfig::Ldap(a), SourceConfig::Ldap(b)) => ldap_eq(a, b),
+            (SourceConfig::Toml(_), SourceConfig::Ldap(_))
+            | (SourceConfig::Ldap(_), SourceConfig::Toml(_)) => false,
+        }
+    }
+}
+
+impl Eq for SourceConfig {}
+
+fn ldap_eq(a: &LdapSourceConfig, b: &LdapSourceConfig) -> bool {
+    let LdapSourceConfig {
+        urls,
+        starttls,
+        ca_file,
+        bind_dn,
+        bind_password,
+        base_dn,
+        scope,
+        group_filter,
+        name_attr,
+        description_attr,
+        member_attr,
+        member_kind,
+        user_base_dn,
+        user_filter,
+        user_key_attr,
+        nested,
+        page_size,
+        timeout,
+        origin,
+    } = a;
+    *urls == b.urls
+        && *starttls == b.starttls
+        && *ca_file == b.ca_file
+        && *bind_dn == b.bind_dn
+        && *bind_password == b.bind_password
+        && *base_dn == b.base_dn
+        && *scope == b.scope
+        && *group_filter == b.group_filter
+        && *name_attr == b.name_attr
+        && *description_attr == b.description_attr
+        && *member_attr == b.member_attr
+        && *member_kind == b.member_kind
+        && *user_base_dn == b.user_base_dn
+        && *user_filter == b.user_filter
+        && *user_key_attr == b.user_key_attr
+        && *nested == b.nested
+        && *page_size == b.page_size
+        && *timeout == b.timeout
+        && *origin == b.origin
 }
 
 /// A `[[source]]` of `type = "toml"`.
@@ -245,6 +324,11 @@ fn source(table: RawTable<'_>, r: &mut Resolver<'_>) -> Result<SourceConfig, Rep
                 origin: r.file().origin(keys.path.span()),
             }))
         }
+        "ldap" => {
+            let (_, keys, clean) = table.split::<SourceFile, file::LdapSourceFile>("[[source]]", r);
+            let origin = r.file().origin(kind.span());
+            Ok(SourceConfig::Ldap(keys?.resolve(origin, clean, r)?))
+        }
         other => Err(unknown_type(&kind, other, "source", SOURCE_TYPES, r)),
     }
 }
@@ -320,49 +404,8 @@ fn common_keys(
             );
         }
     }
-    let timeout = match &t.timeout {
-        None => file::DEFAULT_TIMEOUT,
-        Some(s) => match humantime::parse_duration(s.get_ref()) {
-            Ok(d) if d.is_zero() => {
-                r.error(s.span(), "`timeout` must be longer than zero");
-                ok = false;
-                Duration::ZERO
-            }
-            Ok(d) => d,
-            Err(e) => {
-                r.error(
-                    s.span(),
-                    format!(
-                        "invalid duration `{}`: {e}; write it like \"30s\" or \"2m\"",
-                        s.get_ref()
-                    ),
-                );
-                ok = false;
-                Duration::ZERO
-            }
-        },
-    };
-    let ca_file = t.ca_file.as_ref().map(|f| {
-        let path = r.path(f.get_ref());
-        match std::fs::metadata(&path) {
-            Ok(m) if m.is_file() => {}
-            Ok(_) => {
-                r.error(
-                    f.span(),
-                    format!("CA file {} is not a file", path.display()),
-                );
-                ok = false;
-            }
-            Err(e) => {
-                r.error(
-                    f.span(),
-                    format!("cannot read CA file {}: {e}", path.display()),
-                );
-                ok = false;
-            }
-        }
-        path
-    });
+    let timeout = file::duration(t.timeout.as_ref(), "timeout", file::DEFAULT_TIMEOUT, r);
+    let ca_file = t.ca_file.as_ref().map(|f| file::ca_file(f, r)).transpose();
     if t.prune && matches!(t.membership, file::MembershipFile::Additive) {
         r.warn(
             t.name.span(),
@@ -370,7 +413,7 @@ fn common_keys(
              anything, groups included",
         );
     }
-    let kind = kind?;
+    let (kind, timeout, ca_file) = (kind?, timeout?, ca_file?);
     if !ok {
         return Err(Reported);
     }
@@ -417,8 +460,17 @@ mod tests {
             assert_eq!(config.targets[0].kind.type_name(), *t);
         }
         for s in SOURCE_TYPES {
-            let text = format!("[[source]]\ntype = \"{s}\"\npath = \"g\"\n");
-            assert!(parse(&text, Path::new("r.toml")).is_ok(), "{s}");
+            let keys = match *s {
+                "toml" => "path = \"g\"\n",
+                "ldap" => "url = \"ldap://localhost\"\nbase_dn = \"dc=example\"\n",
+                other => panic!("no test keys for source type {other}"),
+            };
+            let text = format!("[[source]]\ntype = \"{s}\"\n{keys}");
+            let config = match parse(&text, Path::new("r.toml")) {
+                Ok(c) => c,
+                Err(e) => panic!("{s}: {e}"),
+            };
+            assert_eq!(config.sources[0].type_name(), *s);
         }
     }
 

@@ -10,6 +10,7 @@
 //! group of one source may have a child from another. To point at the offending text, each
 //! source hands over, with its groups, where each child reference was written (`Loaded`).
 
+pub mod ldap;
 pub mod toml;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,6 +26,16 @@ pub enum SourceError {
     /// line, in file order.
     #[error("{}", crate::config::diag::Lines(.0))]
     Invalid(Vec<Diagnostic>),
+    /// An LDAP server could not be read completely: which server, doing what, what it said.
+    #[error("ldap source {server}: {doing}: {message}")]
+    Ldap {
+        /// The server URL (or the list tried).
+        server: String,
+        /// What roster was doing (binding, searching which base).
+        doing: String,
+        /// What went wrong, in LDAP's words where it gave any.
+        message: String,
+    },
     /// A file or folder could not be read.
     #[error("cannot read {}: {source}", path.display())]
     Io {
@@ -53,6 +64,7 @@ pub async fn load_desired(sources: &[SourceConfig]) -> Result<Desired, SourceErr
                 }
                 other => other?,
             },
+            SourceConfig::Ldap(c) => ldap::read(c).await?,
         };
         merged.merge(loaded);
     }
@@ -125,6 +137,9 @@ impl Loaded {
     pub fn finish(mut self) -> Result<Desired, SourceError> {
         self.check_references();
         self.check_cycles();
+        for w in self.diagnostics.iter().filter(|d| !d.is_error()) {
+            tracing::warn!("{w}");
+        }
         if self.diagnostics.iter().any(Diagnostic::is_error) {
             let mut d = self.diagnostics;
             d.sort_by(|a, b| (&a.path, a.line, a.col).cmp(&(&b.path, b.line, b.col)));

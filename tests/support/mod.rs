@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod ldif;
+pub mod slapd;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 

@@ -1,0 +1,644 @@
+//! The LDAP source: desired groups read from a directory with paged searches.
+//!
+//! A partial read is an error, never a smaller desired state: a search that ends with any result
+//! other than success (a size limit, a timeout, a broken connection) fails the whole load.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ldap3::adapters::{EntriesOnly, PagedResults};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use tracing::{debug, warn};
+
+use crate::config::diag::Diagnostic;
+use crate::config::secret::Secret;
+use crate::model::{Desired, Group, GroupName, Origin, UserKey};
+use crate::source::{ChildRef, Loaded, SourceError};
+
+/// The search scope of the group search.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LdapScope {
+    /// The whole subtree under `base_dn` (default).
+    #[default]
+    Sub,
+    /// Only the entries directly under `base_dn`.
+    One,
+}
+
+/// What the values of `member_attr` are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MemberKind {
+    /// Distinguished names of users or groups (`member`, `uniqueMember`); default.
+    #[default]
+    Dn,
+    /// User keys already (`memberUid` of posixGroup).
+    Uid,
+}
+
+/// A `[[source]]` of `type = "ldap"`, validated.
+#[derive(Clone, Debug)]
+pub struct LdapSourceConfig {
+    /// Server URLs (`ldap://` or `ldaps://`), tried in order until one connects.
+    pub urls: Vec<String>,
+    /// StartTLS on `ldap://` URLs.
+    pub starttls: bool,
+    /// A PEM file of CA certificates to trust in addition to the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// The DN to bind as; anonymous when `None`.
+    pub bind_dn: Option<String>,
+    /// The bind password.
+    pub bind_password: Option<Secret>,
+    /// Where groups are searched.
+    pub base_dn: String,
+    /// How deep groups are searched.
+    pub scope: LdapScope,
+    /// The filter that selects groups.
+    pub group_filter: String,
+    /// The attribute holding a group's name.
+    pub name_attr: String,
+    /// The attribute holding a group's description.
+    pub description_attr: String,
+    /// The attribute holding a group's members.
+    pub member_attr: String,
+    /// Whether member values are DNs or user keys.
+    pub member_kind: MemberKind,
+    /// Where users are searched (to map member DNs to user keys); `base_dn` when `None`.
+    pub user_base_dn: Option<String>,
+    /// The filter that selects users.
+    pub user_filter: String,
+    /// The user attribute whose value is the user key handed to targets.
+    pub user_key_attr: String,
+    /// Whether a member DN that is a group in the result becomes a child group.
+    pub nested: bool,
+    /// Entries per page of the Simple Paged Results control.
+    pub page_size: i32,
+    /// The time limit of connecting and of each operation.
+    pub timeout: Duration,
+    /// Where the config defines this source, for messages.
+    pub origin: Origin,
+}
+
+/// LDAP result code 49: the bind DN or password is wrong (failing over would not help).
+const INVALID_CREDENTIALS: u32 = 49;
+
+impl LdapSourceConfig {
+    fn error(&self, server: &str, doing: &str, message: impl Into<String>) -> SourceError {
+        SourceError::Ldap {
+            server: server.to_owned(),
+            doing: doing.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Reads the groups (and, for DN members, the users) and returns them with where each child
+/// reference came from; any short or broken read is an error.
+pub(crate) async fn read(cfg: &LdapSourceConfig) -> Result<Loaded, SourceError> {
+    let (mut ldap, server) = connect(cfg).await?;
+    let result = read_on(cfg, &mut ldap, &server).await;
+    let _ = ldap.unbind().await;
+    result
+}
+
+/// Connects to the first URL that answers and binds; a wrong password fails at once.
+async fn connect(cfg: &LdapSourceConfig) -> Result<(Ldap, String), SourceError> {
+    let tls = Arc::new(tls_config(cfg)?);
+    let mut failures = Vec::new();
+    for url in &cfg.urls {
+        let settings = LdapConnSettings::new()
+            .set_conn_timeout(cfg.timeout)
+            .set_starttls(cfg.starttls)
+            .set_config(tls.clone());
+        let (conn, mut ldap) = match LdapConnAsync::with_settings(settings, url).await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(server = %url, error = %e, "cannot connect; trying the next server");
+                failures.push(format!("{url}: {}", describe(&e)));
+                continue;
+            }
+        };
+        ldap3::drive!(conn);
+        let bound = match (&cfg.bind_dn, &cfg.bind_password) {
+            (Some(dn), Some(pw)) => {
+                ldap.with_timeout(cfg.timeout)
+                    .simple_bind(dn, pw.expose())
+                    .await
+            }
+            _ => Ok(ldap3::LdapResult {
+                rc: 0,
+                matched: String::new(),
+                text: String::new(),
+                refs: Vec::new(),
+                ctrls: Vec::new(),
+            }),
+        };
+        match bound {
+            Ok(r) if r.rc == 0 => {
+                debug!(server = %url, "bound");
+                return Ok((ldap, url.clone()));
+            }
+            Ok(r) if r.rc == INVALID_CREDENTIALS => {
+                return Err(cfg.error(
+                    url,
+                    &format!(
+                        "binding as {}",
+                        cfg.bind_dn.as_deref().unwrap_or("anonymous")
+                    ),
+                    format!("invalid credentials (result code 49){}", text_of(&r.text)),
+                ));
+            }
+            Ok(r) => failures.push(format!(
+                "{url}: bind failed with result code {}{}",
+                r.rc,
+                text_of(&r.text)
+            )),
+            Err(e) => failures.push(format!("{url}: bind failed: {}", describe(&e))),
+        }
+    }
+    Err(cfg.error(
+        &cfg.urls.join(", "),
+        "connecting",
+        format!("no server could be used: {}", failures.join("; ")),
+    ))
+}
+
+fn text_of(text: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(": {text}")
+    }
+}
+
+/// Every cause of an LDAP error on one line (a TLS failure is a cause of a connection error).
+fn describe(e: &LdapError) -> String {
+    crate::target::http::error_chain(e)
+}
+
+/// rustls with the system roots plus `ca_file`; certificates are always verified.
+fn tls_config(cfg: &LdapSourceConfig) -> Result<rustls::ClientConfig, SourceError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = &cfg.ca_file {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .and_then(|it| it.collect::<Result<_, _>>())
+            .map_err(|e| {
+                cfg.error(
+                    &cfg.urls.join(", "),
+                    &format!("reading ca_file {}", path.display()),
+                    e.to_string(),
+                )
+            })?;
+        if certs.is_empty() {
+            return Err(cfg.error(
+                &cfg.urls.join(", "),
+                &format!("reading ca_file {}", path.display()),
+                "no PEM certificate in it",
+            ));
+        }
+        for c in certs {
+            roots.add(c).map_err(|e| {
+                cfg.error(
+                    &cfg.urls.join(", "),
+                    &format!("reading ca_file {}", path.display()),
+                    e.to_string(),
+                )
+            })?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| cfg.error(&cfg.urls.join(", "), "setting up TLS", e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// All entries of a paged search; an error unless the search ended in success.
+async fn search(
+    cfg: &LdapSourceConfig,
+    ldap: &mut Ldap,
+    server: &str,
+    base: &str,
+    scope: Scope,
+    filter: &str,
+    attrs: Vec<String>,
+) -> Result<Vec<SearchEntry>, SourceError> {
+    let doing = format!("searching {base} for {filter}");
+    let adapters: Vec<Box<dyn ldap3::adapters::Adapter<_, _>>> = vec![
+        Box::new(EntriesOnly::new()),
+        Box::new(PagedResults::new(cfg.page_size)),
+    ];
+    let mut stream = ldap
+        .with_timeout(cfg.timeout)
+        .streaming_search_with(adapters, base, scope, filter, attrs)
+        .await
+        .map_err(|e| cfg.error(server, &doing, describe(&e)))?;
+    let mut entries = Vec::new();
+    loop {
+        match stream.next().await {
+            Ok(Some(entry)) => entries.push(SearchEntry::construct(entry)),
+            Ok(None) => break,
+            Err(e) => {
+                let _ = stream.finish().await;
+                return Err(cfg.error(
+                    server,
+                    &doing,
+                    format!("{}; the read is incomplete", describe(&e)),
+                ));
+            }
+        }
+    }
+    let done = stream.finish().await;
+    if done.rc != 0 {
+        let why = match done.rc {
+            3 => "time limit exceeded (result code 3)".to_owned(),
+            4 => {
+                "the server stopped at its size limit (result code 4, sizeLimitExceeded)".to_owned()
+            }
+            11 => "administrative limit exceeded (result code 11); lower page_size".to_owned(),
+            32 => "no such object (result code 32): check the base DN".to_owned(),
+            rc => format!("result code {rc}"),
+        };
+        return Err(cfg.error(
+            server,
+            &doing,
+            format!(
+                "{why}{} after {} entries; the read is incomplete",
+                text_of(&done.text),
+                entries.len()
+            ),
+        ));
+    }
+    debug!(%base, entries = entries.len(), "searched");
+    Ok(entries)
+}
+
+/// The values of an attribute, whatever the case the server spells its name in.
+fn values<'a>(entry: &'a SearchEntry, attr: &str) -> &'a [String] {
+    entry
+        .attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(attr))
+        .map_or(&[], |(_, v)| v.as_slice())
+}
+
+async fn read_on(
+    cfg: &LdapSourceConfig,
+    ldap: &mut Ldap,
+    server: &str,
+) -> Result<Loaded, SourceError> {
+    let scope = match cfg.scope {
+        LdapScope::Sub => Scope::Subtree,
+        LdapScope::One => Scope::OneLevel,
+    };
+    let attrs = vec![
+        cfg.name_attr.clone(),
+        cfg.description_attr.clone(),
+        cfg.member_attr.clone(),
+    ];
+    let entries = search(
+        cfg,
+        ldap,
+        server,
+        &cfg.base_dn,
+        scope,
+        &cfg.group_filter,
+        attrs,
+    )
+    .await?;
+
+    let mut loaded = Loaded::default();
+    let warn_at = |dn: &str, message: String| {
+        warn!(dn, "{message}");
+        Diagnostic::at_origin(&Origin::Ldap { dn: dn.to_owned() }, message).warning_level()
+    };
+
+    // Groups by normalised DN, so that members can be told apart from child groups.
+    let mut groups: Vec<(String, GroupName, &SearchEntry)> = Vec::new();
+    let mut by_dn: HashMap<String, GroupName> = HashMap::new();
+    for e in &entries {
+        let Some(name) = values(e, &cfg.name_attr).first() else {
+            loaded.diagnostics.push(warn_at(
+                &e.dn,
+                format!("no `{}` value; the entry is skipped", cfg.name_attr),
+            ));
+            continue;
+        };
+        let name = GroupName(name.clone());
+        let Some(norm) = normalize_dn(&e.dn) else {
+            loaded.diagnostics.push(warn_at(
+                &e.dn,
+                "the entry's DN cannot be parsed; skipped".to_owned(),
+            ));
+            continue;
+        };
+        by_dn.insert(norm.clone(), name.clone());
+        groups.push((norm, name, e));
+    }
+
+    let user_base =
+        normalize_dn(cfg.user_base_dn.as_deref().unwrap_or(&cfg.base_dn)).unwrap_or_default();
+    // (group index, member DN as written, normalised) of DNs that need the user search.
+    let mut pending: Vec<(usize, String, String)> = Vec::new();
+    let mut members: Vec<BTreeSet<UserKey>> = vec![BTreeSet::new(); groups.len()];
+    let mut children: Vec<BTreeSet<GroupName>> = vec![BTreeSet::new(); groups.len()];
+    for (i, (_, name, e)) in groups.iter().enumerate() {
+        for v in values(e, &cfg.member_attr) {
+            // An empty value is how schemas that require a member spell an empty group.
+            if v.trim().is_empty() {
+                continue;
+            }
+            if cfg.member_kind == MemberKind::Uid {
+                members[i].insert(UserKey(v.clone()));
+                continue;
+            }
+            let Some(norm) = normalize_dn(v) else {
+                loaded.diagnostics.push(warn_at(
+                    &e.dn,
+                    format!("member `{v}` is not a valid DN; skipped"),
+                ));
+                continue;
+            };
+            if let Some(child) = by_dn.get(&norm) {
+                if cfg.nested {
+                    children[i].insert(child.clone());
+                } else {
+                    loaded.diagnostics.push(warn_at(
+                        &e.dn,
+                        format!("member `{v}` of `{name}` is a group and nested = false; skipped"),
+                    ));
+                }
+                continue;
+            }
+            match first_rdn(v) {
+                Some((attr, value))
+                    if attr.eq_ignore_ascii_case(&cfg.user_key_attr)
+                        && is_under(&norm, &user_base) =>
+                {
+                    members[i].insert(UserKey(value));
+                }
+                _ => pending.push((i, v.clone(), norm)),
+            }
+        }
+    }
+
+    if !pending.is_empty() {
+        let users = search(
+            cfg,
+            ldap,
+            server,
+            cfg.user_base_dn.as_deref().unwrap_or(&cfg.base_dn),
+            Scope::Subtree,
+            &cfg.user_filter,
+            vec![cfg.user_key_attr.clone()],
+        )
+        .await?;
+        let keys: HashMap<String, String> = users
+            .iter()
+            .filter_map(|u| {
+                Some((
+                    normalize_dn(&u.dn)?,
+                    values(u, &cfg.user_key_attr).first()?.clone(),
+                ))
+            })
+            .collect();
+        for (i, written, norm) in pending {
+            match keys.get(&norm) {
+                Some(k) => {
+                    members[i].insert(UserKey(k.clone()));
+                }
+                None => loaded.diagnostics.push(warn_at(
+                    &groups[i].2.dn,
+                    format!("member `{written}` of `{}` is neither a user nor a group in the result; skipped", groups[i].1),
+                )),
+            }
+        }
+    }
+
+    let mut desired = Desired::default();
+    for (i, (_, name, e)) in groups.iter().enumerate() {
+        let origin = Origin::Ldap { dn: e.dn.clone() };
+        if let Some(first) = desired.origins.get(name) {
+            loaded.diagnostics.push(Diagnostic::at_origin(
+                &origin,
+                format!("duplicate group `{name}`; first defined at {first}"),
+            ));
+            continue;
+        }
+        let mut g = Group::named(name.clone());
+        g.description = values(e, &cfg.description_attr).first().cloned();
+        g.members = std::mem::take(&mut members[i]);
+        g.children = std::mem::take(&mut children[i]);
+        for c in &g.children {
+            loaded.refs.push(ChildRef {
+                parent: name.clone(),
+                child: c.clone(),
+                at: origin.clone(),
+            });
+        }
+        desired.origins.insert(name.clone(), origin);
+        desired.groups.insert(name.clone(), g);
+    }
+    loaded.desired = desired;
+    Ok(loaded)
+}
+
+/// Whether `dn` lies under `base` (both normalised).
+fn is_under(dn: &str, base: &str) -> bool {
+    base.is_empty() || dn == base || dn.ends_with(&format!(",{base}"))
+}
+
+/// One RDN component: attribute type and value, unescaped.
+type Ava = (String, String);
+
+/// Parses a DN string (RFC 4514) into RDNs of attribute-value pairs, unescaping values.
+pub fn parse_dn(dn: &str) -> Option<Vec<Vec<Ava>>> {
+    let mut rdns = Vec::new();
+    let mut rdn = Vec::new();
+    let mut chars = dn.trim().chars().peekable();
+    if chars.peek().is_none() {
+        return Some(rdns);
+    }
+    loop {
+        // Attribute type.
+        let mut attr = String::new();
+        let mut has_value = false;
+        for c in chars.by_ref() {
+            if c == '=' {
+                has_value = true;
+                break;
+            }
+            attr.push(c);
+        }
+        let attr = attr.trim().to_owned();
+        if attr.is_empty() || !has_value {
+            return None;
+        }
+        while chars.peek() == Some(&' ') {
+            chars.next();
+        }
+        // Value, up to an unescaped `,`, `+` or the end.
+        let mut bytes: Vec<u8> = Vec::new();
+        let mut end = None;
+        let mut trailing_spaces = 0;
+        let quoted = chars.peek() == Some(&'"');
+        if quoted {
+            chars.next();
+        }
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    let a = chars.next()?;
+                    if a.is_ascii_hexdigit() {
+                        let b = chars.next()?;
+                        let byte = u8::from_str_radix(&format!("{a}{b}"), 16).ok()?;
+                        bytes.push(byte);
+                    } else {
+                        let mut buf = [0; 4];
+                        bytes.extend_from_slice(a.encode_utf8(&mut buf).as_bytes());
+                    }
+                    trailing_spaces = 0;
+                }
+                '"' if quoted => {
+                    // Skip to the separator.
+                    for c in chars.by_ref() {
+                        if c == ',' || c == ';' || c == '+' {
+                            end = Some(c);
+                            break;
+                        }
+                    }
+                    break;
+                }
+                ',' | ';' | '+' if !quoted => {
+                    end = Some(c);
+                    break;
+                }
+                c => {
+                    trailing_spaces = if c == ' ' { trailing_spaces + 1 } else { 0 };
+                    let mut buf = [0; 4];
+                    bytes.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+            }
+        }
+        bytes.truncate(bytes.len() - trailing_spaces);
+        let value = String::from_utf8(bytes).ok()?;
+        rdn.push((attr, value));
+        match end {
+            Some('+') => {}
+            Some(_) => {
+                rdns.push(std::mem::take(&mut rdn));
+                while chars.peek() == Some(&' ') {
+                    chars.next();
+                }
+            }
+            None => {
+                rdns.push(rdn);
+                return Some(rdns);
+            }
+        }
+    }
+}
+
+/// A DN in one canonical spelling, for comparing DNs that a directory spells differently:
+/// attribute types and values lowercased, escapes resolved and re-applied one way, spaces around
+/// separators dropped, the parts of a multi-valued RDN sorted. `None` if it does not parse.
+pub fn normalize_dn(dn: &str) -> Option<String> {
+    let rdns = parse_dn(dn)?;
+    let parts: Vec<String> = rdns
+        .into_iter()
+        .map(|rdn| {
+            let mut avas: Vec<String> = rdn
+                .into_iter()
+                .map(|(a, v)| format!("{}={}", a.to_lowercase(), escape(&v.to_lowercase())))
+                .collect();
+            avas.sort();
+            avas.join("+")
+        })
+        .collect();
+    Some(parts.join(","))
+}
+
+/// The first RDN's attribute type and value (unescaped, as written), if it has exactly one.
+pub fn first_rdn(dn: &str) -> Option<(String, String)> {
+    let mut rdns = parse_dn(dn)?;
+    if rdns.is_empty() {
+        return None;
+    }
+    let mut first = rdns.swap_remove(0);
+    (first.len() == 1).then(|| first.swap_remove(0))
+}
+
+fn escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for (i, c) in v.chars().enumerate() {
+        match c {
+            ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' if i == 0 => out.push_str("\\#"),
+            ' ' if i == 0 || i + 1 == v.chars().count() => out.push_str("\\ "),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_that_differ_in_case_spacing_and_escaping_normalise_alike() {
+        let a = normalize_dn("CN=Smith\\, John, OU=People,dc=Example,dc=org");
+        let b = normalize_dn("cn=smith\\2C john,ou=people,DC=example,DC=ORG");
+        assert_eq!(a, b);
+        assert_eq!(
+            a.as_deref(),
+            Some("cn=smith\\, john,ou=people,dc=example,dc=org")
+        );
+    }
+
+    #[test]
+    fn non_ascii_and_hex_escapes_decode() {
+        assert_eq!(
+            normalize_dn("cn=Zo\\C3\\AB,ou=people"),
+            normalize_dn("CN=ZOË,ou=People")
+        );
+        assert_eq!(first_rdn("uid=Zoë+cn=x,ou=p"), None);
+        assert_eq!(
+            first_rdn("uid=j\\,doe,ou=people,dc=example,dc=org"),
+            Some(("uid".into(), "j,doe".into()))
+        );
+    }
+
+    #[test]
+    fn malformed_dns_are_rejected_not_guessed() {
+        assert_eq!(parse_dn("no-equals-sign"), None);
+        assert_eq!(parse_dn("cn=a\\"), None);
+        assert_eq!(
+            parse_dn("cn=a\\zq"),
+            Some(vec![vec![("cn".into(), "azq".into())]])
+        );
+    }
+
+    #[test]
+    fn multi_valued_rdns_compare_in_any_order() {
+        assert_eq!(
+            normalize_dn("cn=a+uid=b,dc=x"),
+            normalize_dn("uid=B+cn=A,dc=x")
+        );
+    }
+
+    #[test]
+    fn membership_under_a_base_is_by_whole_rdns() {
+        assert!(is_under("uid=a,ou=people,dc=x", "ou=people,dc=x"));
+        assert!(!is_under("uid=a,ou=otherpeople,dc=x", "people,dc=x"));
+    }
+}

@@ -1,0 +1,375 @@
+//! The LDAP source against a real OpenLDAP `slapd` started by the test harness: paging past size
+//! limits, every way a read can be partial, TLS, the three group schemas, nesting, and DNs spelt
+//! in every way a directory spells them.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use roster::config::SourceConfig;
+use roster::model::{Desired, GroupName, Origin, UserKey};
+use roster::source::ldap::{LdapScope, LdapSourceConfig, MemberKind};
+use roster::source::{SourceError, load_desired};
+use support::ldif::{self, GROUPS_DN, PEOPLE_DN};
+use support::slapd::{BIND_DN, BIND_PW, Slapd, SlapdOptions};
+
+fn cfg(url: &str) -> LdapSourceConfig {
+    LdapSourceConfig {
+        urls: vec![url.to_owned()],
+        starttls: false,
+        ca_file: None,
+        bind_dn: Some(BIND_DN.to_owned()),
+        bind_password: Some(roster::config::secret::Secret::new(BIND_PW)),
+        base_dn: GROUPS_DN.to_owned(),
+        scope: LdapScope::Sub,
+        group_filter: "(objectClass=groupOfNames)".to_owned(),
+        name_attr: "cn".to_owned(),
+        description_attr: "description".to_owned(),
+        member_attr: "member".to_owned(),
+        member_kind: MemberKind::Dn,
+        user_base_dn: Some(PEOPLE_DN.to_owned()),
+        user_filter: "(objectClass=inetOrgPerson)".to_owned(),
+        user_key_attr: "uid".to_owned(),
+        nested: true,
+        page_size: 100,
+        timeout: Duration::from_secs(10),
+        origin: Origin::Ldap {
+            dn: "test".to_owned(),
+        },
+    }
+}
+
+async fn load(cfg: LdapSourceConfig) -> Result<Desired, SourceError> {
+    load_desired(&[SourceConfig::Ldap(cfg)]).await
+}
+
+fn keys(d: &Desired, group: &str) -> Vec<String> {
+    d.groups[&GroupName::from(group)]
+        .members
+        .iter()
+        .map(|u| u.0.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn paging_reads_2000_groups_past_a_size_limit_of_500() {
+    let slapd = Slapd::start(SlapdOptions::with_ldif(ldif::directory(300, 2000, 5)));
+    let d = load(cfg(&slapd.url())).await.unwrap();
+    assert_eq!(d.groups.len(), 2000);
+    let g = &d.groups[&GroupName::from("group0099")];
+    assert_eq!(g.members.len(), 5);
+    assert_eq!(
+        g.children.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+        ["group0098"]
+    );
+    assert_eq!(g.description.as_deref(), Some("Group number 99"));
+}
+
+#[tokio::test]
+async fn a_search_stopped_at_the_size_limit_is_an_error_not_a_smaller_state() {
+    let slapd = Slapd::start(SlapdOptions {
+        prtotal_unlimited: false,
+        ..SlapdOptions::with_ldif(ldif::directory(50, 600, 3))
+    });
+    let e = load(cfg(&slapd.url())).await.unwrap_err().to_string();
+    assert!(e.contains(&slapd.url()), "{e}");
+    assert!(e.contains(&format!("searching {GROUPS_DN}")), "{e}");
+    assert!(
+        e.contains("result code 4") && e.contains("incomplete"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn wrong_credentials_fail_with_what_ldap_said() {
+    let slapd = Slapd::with_ldif(ldif::directory(5, 2, 2));
+    let mut c = cfg(&slapd.url());
+    c.bind_password = Some(roster::config::secret::Secret::new("wrong"));
+    let e = load(c).await.unwrap_err().to_string();
+    assert!(e.contains("invalid credentials (result code 49)"), "{e}");
+    assert!(e.contains(BIND_DN) && !e.contains("wrong"), "{e}");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_fails_and_a_list_of_urls_fails_over() {
+    let slapd = Slapd::with_ldif(ldif::directory(5, 2, 2));
+    // A port that was free a moment ago: nothing listens there.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("ldap://127.0.0.1:{}", l.local_addr().unwrap().port())
+    };
+    let mut c = cfg(&dead);
+    c.timeout = Duration::from_secs(2);
+    let e = load(c.clone()).await.unwrap_err().to_string();
+    assert!(
+        e.contains("no server could be used") && e.contains(&dead),
+        "{e}"
+    );
+
+    c.urls = vec![dead, slapd.url()];
+    let d = load(c).await.unwrap();
+    assert_eq!(d.groups.len(), 2);
+}
+
+#[tokio::test]
+async fn a_connection_dropped_by_the_server_is_an_error() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ldap://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    tokio::spawn(async move {
+        loop {
+            if let Ok((sock, _)) = listener.accept().await {
+                drop(sock);
+            }
+        }
+    });
+    let mut c = cfg(&url);
+    c.timeout = Duration::from_secs(2);
+    let e = load(c).await.unwrap_err().to_string();
+    assert!(e.contains(&url), "{e}");
+}
+
+#[tokio::test]
+async fn a_server_that_stops_answering_times_out() {
+    let slapd = Slapd::with_ldif(ldif::directory(5, 2, 2));
+    let mut c = cfg(&slapd.url());
+    c.timeout = Duration::from_secs(1);
+    let pid = slapd.pid().to_string();
+    let stop = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap();
+    assert!(stop.success());
+    let started = Instant::now();
+    let result = load(c).await;
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status();
+    let e = result.unwrap_err().to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        e.to_lowercase().contains("timed out") || e.contains("timeout"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn group_of_unique_names_and_posix_groups_read_their_members() {
+    let data = ldif::base()
+        + &ldif::user("ann", "Ann")
+        + &ldif::user("ben", "Ben")
+        + &ldif::group_of_unique_names(
+            "uniq",
+            None,
+            &[&ldif::user_dn("ann"), &ldif::user_dn("ben")],
+        )
+        + &ldif::posix_group("posix", 1000, &["ann", "carl"]);
+    let slapd = Slapd::with_ldif(data);
+    let mut c = cfg(&slapd.url());
+    c.group_filter = "(objectClass=groupOfUniqueNames)".into();
+    c.member_attr = "uniqueMember".into();
+    let d = load(c.clone()).await.unwrap();
+    assert_eq!(keys(&d, "uniq"), ["ann", "ben"]);
+
+    c.group_filter = "(objectClass=posixGroup)".into();
+    c.member_attr = "memberUid".into();
+    c.member_kind = MemberKind::Uid;
+    let d = load(c).await.unwrap();
+    assert_eq!(keys(&d, "posix"), ["ann", "carl"]);
+}
+
+#[tokio::test]
+async fn dns_resolve_across_case_escaping_and_non_ascii() {
+    let smith = format!("cn=Smith\\, John,{PEOPLE_DN}");
+    let data = ldif::base()
+        + &ldif::entry(
+            &smith,
+            &[
+                ("objectClass", "inetOrgPerson"),
+                ("cn", "Smith, John"),
+                ("sn", "Smith"),
+                ("uid", "jsmith"),
+            ],
+        )
+        + &ldif::user("zoë", "Zoë")
+        + &ldif::group_of_names("Ärzte 数据组", Some("Ärzte"), &[&ldif::user_dn("zoë")])
+        + &ldif::group_of_names(
+            "mixed",
+            None,
+            &[
+                // The same users as the entries, spelt with other case, spacing and escapes.
+                "CN=smith\\2C john, OU=People,DC=example,DC=org",
+                "UID=ZOË,ou=people,dc=example,dc=org",
+                &format!("cn=Ärzte 数据组,{GROUPS_DN}").to_uppercase(),
+                "uid=ghost,ou=elsewhere,dc=example,dc=org",
+            ],
+        );
+    let slapd = Slapd::with_ldif(data);
+    let d = load(cfg(&slapd.url())).await.unwrap();
+    let mixed = &d.groups[&GroupName::from("mixed")];
+    assert!(
+        mixed.members.contains(&UserKey::from("jsmith")),
+        "{mixed:?}"
+    );
+    assert!(
+        mixed.members.contains(&UserKey::from("ZOË"))
+            || mixed.members.contains(&UserKey::from("zoë")),
+        "{mixed:?}"
+    );
+    assert!(
+        !mixed.members.iter().any(|m| m.as_str().contains("ghost")),
+        "an unknown DN became a member"
+    );
+    assert_eq!(
+        mixed
+            .children
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>(),
+        ["Ärzte 数据组"]
+    );
+    assert_eq!(keys(&d, "Ärzte 数据组"), ["zoë"]);
+}
+
+#[tokio::test]
+async fn a_cycle_of_nested_groups_is_reported_not_followed() {
+    let data = ldif::base()
+        + &ldif::user("ann", "Ann")
+        + &ldif::group_of_names("a", None, &[&ldif::user_dn("ann"), &ldif::group_dn("b")])
+        + &ldif::group_of_names("b", None, &[&ldif::group_dn("a")]);
+    let slapd = Slapd::with_ldif(data);
+    let e = load(cfg(&slapd.url())).await.unwrap_err().to_string();
+    assert!(e.contains("cycle: a → b → a"), "{e}");
+}
+
+#[tokio::test]
+async fn starttls_and_ldaps_with_a_ca_file_work_and_a_wrong_ca_fails_closed() {
+    let slapd = Slapd::with_ldif(ldif::directory(5, 3, 2));
+    let mut c = cfg(&slapd.starttls_url());
+    c.starttls = true;
+    c.ca_file = Some(slapd.ca_file.clone());
+    assert_eq!(load(c.clone()).await.unwrap().groups.len(), 3);
+
+    let mut s = cfg(&slapd.ldaps_url());
+    s.ca_file = Some(slapd.ca_file.clone());
+    assert_eq!(load(s.clone()).await.unwrap().groups.len(), 3);
+
+    let wrong = support::slapd::other_ca(slapd.dir.path());
+    for mut bad in [c, s] {
+        bad.ca_file = Some(wrong.clone());
+        let e = load(bad).await.unwrap_err().to_string();
+        assert!(e.to_lowercase().contains("certificate"), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn a_group_defined_by_ldap_and_by_a_toml_file_is_an_error_naming_both() {
+    let slapd = Slapd::with_ldif(ldif::directory(5, 2, 2));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("extra.toml");
+    std::fs::write(
+        &file,
+        "[[group]]\nname = \"group0001\"\n\n[[group]]\nname = \"extra\"\n",
+    )
+    .unwrap();
+    let toml = SourceConfig::Toml(roster::config::TomlSourceConfig {
+        path: file.clone(),
+        origin: Origin::File {
+            path: dir.path().join("roster.toml"),
+            line: 3,
+            col: 8,
+        },
+    });
+    let e = load_desired(&[SourceConfig::Ldap(cfg(&slapd.url())), toml])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("group `group0001` is also defined by another source"),
+        "{e}"
+    );
+    assert!(
+        e.contains("extra.toml:1:1") && e.contains("cn=group0001,ou=groups,dc=example,dc=org"),
+        "{e}"
+    );
+}
+
+/// A config folder with an LDAP source and the Contensis simulator as target.
+fn write_config(dir: &std::path::Path, slapd: &Slapd, sim_url: &str) -> std::path::PathBuf {
+    std::fs::write(dir.join("ldap-pw"), format!("{BIND_PW}\n")).unwrap();
+    std::fs::write(dir.join("cms-secret"), "cms-secret\n").unwrap();
+    let config = dir.join("roster.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[source]]\ntype = \"ldap\"\nurl = \"{}\"\nbind_dn = \"{BIND_DN}\"\nbind_password_file = \"ldap-pw\"\n\
+             base_dn = \"{GROUPS_DN}\"\nuser_base_dn = \"{PEOPLE_DN}\"\npage_size = 100\n\n\
+             [[target]]\nname = \"cms\"\ntype = \"contensis\"\nurl = \"{sim_url}\"\nclient_id = \"roster\"\n\
+             client_secret_file = \"cms-secret\"\n",
+            slapd.url()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[tokio::test]
+async fn ldap_to_contensis_end_to_end_converges_and_a_partial_read_writes_nothing() {
+    let slapd = Slapd::start(SlapdOptions::with_ldif(ldif::directory(40, 600, 4)));
+    let users: Vec<String> = (0..40).map(|i| format!("\"user{i:05}\"")).collect();
+    let seed = format!(
+        "[contensis]\nclient_id = \"roster\"\nclient_secret = \"cms-secret\"\nusers = [{}]\n",
+        users.join(", ")
+    );
+    let sim = roster::sim::start(
+        roster::sim::parse_seed(&seed, "seed").unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &slapd, &sim.url());
+
+    let out = support::roster_at(&config, &["apply"], &[]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        support::stdout(&out),
+        support::stderr(&out)
+    );
+    assert_eq!(
+        sim.contensis.group_names().len(),
+        601,
+        "600 groups and System Administrators"
+    );
+    let g = sim.contensis.group("group0199").unwrap();
+    assert_eq!(g.members.len(), 4);
+    assert!(g.children.contains("group0198"));
+    let out = support::roster_at(&config, &["plan", "--detailed-exitcode"], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", support::stdout(&out));
+
+    // The directory now stops paged searches at 500 entries: the read is partial.
+    slapd.set_limits("users size.soft=500 size.hard=500");
+    slapd.ldapmodify(&format!(
+        "dn: cn=group0001,{GROUPS_DN}\nchangetype: modify\nreplace: description\ndescription: changed\n"
+    ));
+    let writes = sim.contensis.writes();
+    let out = support::roster_at(&config, &["apply"], &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", support::stdout(&out));
+    let err = support::stderr(&out);
+    assert!(
+        err.contains("result code 4") && err.contains("nothing was planned or written"),
+        "{err}"
+    );
+    assert_eq!(
+        sim.contensis.writes(),
+        writes,
+        "a partial LDAP read led to writes"
+    );
+}
