@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Instant;
 
 use support::ldif::{self, GROUPS_DN, PEOPLE_DN};
@@ -25,12 +25,8 @@ fn search_as_bind(s: &Slapd, args: &[&str]) -> Output {
 
 /// A search over TLS (`starttls`: `-ZZ` on the plain port; else LDAPS) trusting only `ca`.
 fn search_tls(s: &Slapd, ca: &std::path::Path, starttls: bool) -> Output {
-    let mut cmd = Command::new("ldapsearch");
-    // No LDAPNOINIT here: it would also drop the LDAPTLS_* variables. Environment variables
-    // take precedence over ldap.conf.
-    cmd.env("LDAPTLS_CACERT", ca)
-        .env("LDAPTLS_REQCERT", "demand")
-        .args(["-x", "-LLL", "-o", "nettimeout=5"]);
+    let mut cmd = s.tls_tool("ldapsearch", ca);
+    cmd.args(["-x", "-LLL", "-o", "nettimeout=5"]);
     if starttls {
         cmd.args(["-ZZ", "-H", &s.starttls_url()]);
     } else {
@@ -278,9 +274,25 @@ fn other_group_kinds_and_empty_groups_load() {
         ldif::posix_group("posix", 5000, &["alice", "bob"]),
         ldif::posix_group("posix-empty", 5001, &[]),
         ldif::group_of_names("empty", None, &[]),
+        // groupOfURLs needs the extra dyngroup schema.
+        ldif::entry(
+            &ldif::group_dn("dynamic"),
+            &[
+                ("objectClass", "groupOfURLs"),
+                ("cn", "dynamic"),
+                (
+                    "memberURL",
+                    "ldap:///ou=people,dc=example,dc=org??one?(uid=*)",
+                ),
+            ],
+        ),
     ]
     .concat();
-    let s = Slapd::with_ldif(data);
+    let s = Slapd::start(SlapdOptions {
+        ldif: data,
+        extra_schemas: vec!["dyngroup".into()],
+        ..SlapdOptions::default()
+    });
     let o = search_as_bind(
         &s,
         &[
@@ -296,8 +308,11 @@ fn other_group_kinds_and_empty_groups_load() {
         "{}",
         text(&o)
     );
-    let o = search_as_bind(&s, &["-b", GROUPS_DN, "(|(cn=empty)(cn=posix-empty))"]);
-    assert_eq!(count_entries(&o), 2, "{}", text(&o));
+    let o = search_as_bind(
+        &s,
+        &["-b", GROUPS_DN, "(|(cn=empty)(cn=posix-empty)(cn=dynamic))"],
+    );
+    assert_eq!(count_entries(&o), 3, "{}", text(&o));
 }
 
 #[test]

@@ -1142,6 +1142,19 @@ mod tests {
     }
 
     #[test]
+    fn ldap_hosts_and_ports() {
+        assert_eq!(split_host_port("[::1]:389"), ("::1", Some("389")));
+        assert_eq!(
+            split_host_port("ldap.example.org"),
+            ("ldap.example.org", None)
+        );
+        assert_eq!(split_host_port("ldap:636"), ("ldap", Some("636")));
+        assert!(is_loopback("LocalHost") && is_loopback("127.0.0.2") && is_loopback("::1"));
+        assert!(!is_loopback("ldap.example.org") && !is_loopback("10.0.0.1"));
+        assert_eq!(keys_of::<LdapSourceFile>()[0], "url");
+    }
+
+    #[test]
     fn typos_find_the_intended_key() {
         let keys = ["url", "client_id", "client_secret", "scope"];
         assert_eq!(closest("clinet_id", &keys), Some("client_id"));

@@ -85,7 +85,7 @@ impl Config {
 }
 
 /// One `[[source]]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[allow(clippy::large_enum_variant)] // a handful per config: boxing would buy nothing
 pub enum SourceConfig {
     /// `type = "toml"`: desired-state files.
@@ -102,64 +102,6 @@ impl SourceConfig {
             SourceConfig::Ldap(_) => "ldap",
         }
     }
-}
-
-// By hand while `LdapSourceConfig` has no `PartialEq`: every field is compared (the destructuring
-// names them all, so a new field cannot be missed). A derive can replace this once it has one.
-impl PartialEq for SourceConfig {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (SourceConfig::Toml(a), SourceConfig::Toml(b)) => a == b,
-            (SourceConfig::Ldap(a), SourceConfig::Ldap(b)) => ldap_eq(a, b),
-            (SourceConfig::Toml(_), SourceConfig::Ldap(_))
-            | (SourceConfig::Ldap(_), SourceConfig::Toml(_)) => false,
-        }
-    }
-}
-
-impl Eq for SourceConfig {}
-
-fn ldap_eq(a: &LdapSourceConfig, b: &LdapSourceConfig) -> bool {
-    let LdapSourceConfig {
-        urls,
-        starttls,
-        ca_file,
-        bind_dn,
-        bind_password,
-        base_dn,
-        scope,
-        group_filter,
-        name_attr,
-        description_attr,
-        member_attr,
-        member_kind,
-        user_base_dn,
-        user_filter,
-        user_key_attr,
-        nested,
-        page_size,
-        timeout,
-        origin,
-    } = a;
-    *urls == b.urls
-        && *starttls == b.starttls
-        && *ca_file == b.ca_file
-        && *bind_dn == b.bind_dn
-        && *bind_password == b.bind_password
-        && *base_dn == b.base_dn
-        && *scope == b.scope
-        && *group_filter == b.group_filter
-        && *name_attr == b.name_attr
-        && *description_attr == b.description_attr
-        && *member_attr == b.member_attr
-        && *member_kind == b.member_kind
-        && *user_base_dn == b.user_base_dn
-        && *user_filter == b.user_filter
-        && *user_key_attr == b.user_key_attr
-        && *nested == b.nested
-        && *page_size == b.page_size
-        && *timeout == b.timeout
-        && *origin == b.origin
 }
 
 /// A `[[source]]` of `type = "toml"`.

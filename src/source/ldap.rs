@@ -40,7 +40,7 @@ pub enum MemberKind {
 }
 
 /// A `[[source]]` of `type = "ldap"`, validated.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LdapSourceConfig {
     /// Server URLs (`ldap://` or `ldaps://`), tried in order until one connects.
     pub urls: Vec<String>,
@@ -345,9 +345,17 @@ async fn read_on(
     let user_base =
         normalize_dn(cfg.user_base_dn.as_deref().unwrap_or(&cfg.base_dn)).unwrap_or_default();
     // (group index, member DN as written, normalised) of DNs that need the user search.
-    let mut pending: Vec<(usize, String, String)> = Vec::new();
+    let mut pending: Vec<(usize, &str, String)> = Vec::new();
     let mut members: Vec<BTreeSet<UserKey>> = vec![BTreeSet::new(); groups.len()];
     let mut children: Vec<BTreeSet<GroupName>> = vec![BTreeSet::new(); groups.len()];
+    // The attribute types that start a group's DN (`cn`): a member DN starting with another type
+    // (`uid`) cannot be a group, so it needs neither normalising nor a lookup.
+    let mut group_rdn_attrs: Vec<String> = groups
+        .iter()
+        .filter_map(|(norm, _, _)| Some(norm.split_once('=')?.0.to_owned()))
+        .collect();
+    group_rdn_attrs.sort();
+    group_rdn_attrs.dedup();
     for (i, (_, name, e)) in groups.iter().enumerate() {
         for v in values(e, &cfg.member_attr) {
             // An empty value is how schemas that require a member spell an empty group.
@@ -358,6 +366,10 @@ async fn read_on(
                 members[i].insert(UserKey(v.clone()));
                 continue;
             }
+            if let Some(key) = quick_user_key(v, &cfg.user_key_attr, &user_base, &group_rdn_attrs) {
+                members[i].insert(UserKey(key.to_owned()));
+                continue;
+            }
             let Some(norm) = normalize_dn(v) else {
                 loaded.diagnostics.push(warn_at(
                     &e.dn,
@@ -365,7 +377,10 @@ async fn read_on(
                 ));
                 continue;
             };
-            if let Some(child) = by_dn.get(&norm) {
+            let maybe_group = norm
+                .split_once('=')
+                .is_some_and(|(a, _)| group_rdn_attrs.iter().any(|g| g == a));
+            if let Some(child) = maybe_group.then(|| by_dn.get(&norm)).flatten() {
                 if cfg.nested {
                     children[i].insert(child.clone());
                 } else {
@@ -376,14 +391,20 @@ async fn read_on(
                 }
                 continue;
             }
-            match first_rdn(v) {
-                Some((attr, value))
-                    if attr.eq_ignore_ascii_case(&cfg.user_key_attr)
-                        && is_under(&norm, &user_base) =>
-                {
-                    members[i].insert(UserKey(value));
+            let key = if is_plain(v) {
+                plain_first_rdn(v)
+                    .filter(|(attr, _)| attr.eq_ignore_ascii_case(&cfg.user_key_attr))
+                    .map(|(_, value)| value.to_owned())
+            } else {
+                first_rdn(v)
+                    .filter(|(attr, _)| attr.eq_ignore_ascii_case(&cfg.user_key_attr))
+                    .map(|(_, value)| value)
+            };
+            match key {
+                Some(key) if is_under(&norm, &user_base) => {
+                    members[i].insert(UserKey(key));
                 }
-                _ => pending.push((i, v.clone(), norm)),
+                _ => pending.push((i, v.as_str(), norm)),
             }
         }
     }
@@ -451,7 +472,11 @@ async fn read_on(
 
 /// Whether `dn` lies under `base` (both normalised).
 fn is_under(dn: &str, base: &str) -> bool {
-    base.is_empty() || dn == base || dn.ends_with(&format!(",{base}"))
+    base.is_empty()
+        || dn == base
+        || (dn.len() > base.len()
+            && dn.ends_with(base)
+            && dn.as_bytes()[dn.len() - base.len() - 1] == b',')
 }
 
 /// One RDN component: attribute type and value, unescaped.
@@ -549,6 +574,9 @@ pub fn parse_dn(dn: &str) -> Option<Vec<Vec<Ava>>> {
 /// attribute types and values lowercased, escapes resolved and re-applied one way, spaces around
 /// separators dropped, the parts of a multi-valued RDN sorted. `None` if it does not parse.
 pub fn normalize_dn(dn: &str) -> Option<String> {
+    if is_plain(dn) {
+        return normalize_plain(dn);
+    }
     let rdns = parse_dn(dn)?;
     let parts: Vec<String> = rdns
         .into_iter()
@@ -566,12 +594,91 @@ pub fn normalize_dn(dn: &str) -> Option<String> {
 
 /// The first RDN's attribute type and value (unescaped, as written), if it has exactly one.
 pub fn first_rdn(dn: &str) -> Option<(String, String)> {
+    if is_plain(dn) {
+        return plain_first_rdn(dn).map(|(a, v)| (a.to_owned(), v.to_owned()));
+    }
     let mut rdns = parse_dn(dn)?;
     if rdns.is_empty() {
         return None;
     }
     let mut first = rdns.swap_remove(0);
     (first.len() == 1).then(|| first.swap_remove(0))
+}
+
+/// Whether a DN needs none of the parser's care: ASCII, and no escapes, quotes, multi-valued RDNs,
+/// or characters the canonical form escapes. Nearly every DN in a directory is such a DN, and
+/// reading them without allocating per character is what keeps a large load fast.
+fn is_plain(dn: &str) -> bool {
+    if dn.trim().is_empty() {
+        return true;
+    }
+    dn.bytes()
+        .all(|b| b.is_ascii() && !matches!(b, b'\\' | b'"' | b'+' | b';' | b'#' | b'<' | b'>'))
+        && dn
+            .split(',')
+            .all(|rdn| rdn.bytes().filter(|b| *b == b'=').count() == 1)
+}
+
+/// The user key of a member DN that is plainly a user's: a plain DN without spaces, whose first
+/// RDN is `key_attr=value`, under `user_base`, and whose first attribute starts no group's DN.
+/// `None` means "ask the full path", never "not a user".
+fn quick_user_key<'a>(
+    dn: &'a str,
+    key_attr: &str,
+    user_base: &str,
+    group_rdn_attrs: &[String],
+) -> Option<&'a str> {
+    if dn.contains(' ') || !is_plain(dn) {
+        return None;
+    }
+    let (attr, value) = plain_first_rdn(dn)?;
+    if !attr.eq_ignore_ascii_case(key_attr)
+        || group_rdn_attrs.iter().any(|g| g.eq_ignore_ascii_case(attr))
+    {
+        return None;
+    }
+    // Without spaces, a plain DN's normal form is its lowercase: compare the suffix so.
+    let under = user_base.is_empty()
+        || (dn.len() > user_base.len()
+            && dn.as_bytes()[dn.len() - user_base.len() - 1] == b','
+            && dn[dn.len() - user_base.len()..].eq_ignore_ascii_case(user_base));
+    under.then_some(value)
+}
+
+/// [`first_rdn`] of a DN for which [`is_plain`] holds, borrowed.
+fn plain_first_rdn(dn: &str) -> Option<(&str, &str)> {
+    let (a, v) = dn.split(',').next()?.split_once('=')?;
+    Some((a.trim(), v.trim()))
+}
+
+/// [`normalize_dn`] of a DN for which [`is_plain`] holds: the same result, without the parser.
+fn normalize_plain(dn: &str) -> Option<String> {
+    let dn = dn.trim();
+    // Without spaces there is nothing to trim: lowercasing is the whole work.
+    if !dn.contains(' ') && !dn.is_empty() {
+        return dn
+            .split(',')
+            .all(|rdn| !rdn.starts_with('='))
+            .then(|| dn.to_ascii_lowercase());
+    }
+    let mut out = String::with_capacity(dn.len());
+    if dn.is_empty() {
+        return Some(out);
+    }
+    for (i, rdn) in dn.split(',').enumerate() {
+        let (a, v) = rdn.split_once('=')?;
+        let a = a.trim();
+        if a.is_empty() {
+            return None;
+        }
+        if i > 0 {
+            out.push(',');
+        }
+        out.extend(a.chars().map(|c| c.to_ascii_lowercase()));
+        out.push('=');
+        out.extend(v.trim().chars().map(|c| c.to_ascii_lowercase()));
+    }
+    Some(out)
 }
 
 fn escape(v: &str) -> String {
@@ -625,6 +732,65 @@ mod tests {
         assert_eq!(
             parse_dn("cn=a\\zq"),
             Some(vec![vec![("cn".into(), "azq".into())]])
+        );
+    }
+
+    #[test]
+    fn the_plain_path_agrees_with_the_parser() {
+        for dn in [
+            "uid=user00001,ou=people,dc=example,dc=org",
+            " UID = User00001 , OU=People ,dc=Example,dc=org ",
+            "cn=Group 7,ou=groups,dc=example,dc=org",
+            "",
+            "cn=",
+        ] {
+            assert!(is_plain(dn), "{dn}");
+            let slow = parse_dn(dn).map(|rdns| {
+                rdns.into_iter()
+                    .map(|rdn| {
+                        rdn.into_iter()
+                            .map(|(a, v)| {
+                                format!("{}={}", a.to_lowercase(), escape(&v.to_lowercase()))
+                            })
+                            .collect::<Vec<_>>()
+                            .join("+")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            });
+            assert_eq!(normalize_plain(dn), slow, "{dn:?}");
+        }
+        assert!(!is_plain("cn=a\\,b,dc=x") && !is_plain("cn=Zoë") && !is_plain("cn=a+uid=b"));
+        assert!(!is_plain("cn=a=b,dc=x"));
+    }
+
+    #[test]
+    fn quick_keys_only_for_plain_user_dns_under_the_base() {
+        let base = "ou=people,dc=x";
+        let cn = ["cn".to_owned()];
+        assert_eq!(
+            quick_user_key("UID=Ann,OU=People,DC=x", "uid", base, &cn),
+            Some("Ann")
+        );
+        assert_eq!(
+            quick_user_key("uid=ann,ou=others,dc=x", "uid", base, &cn),
+            None
+        );
+        assert_eq!(
+            quick_user_key("uid=ann,xou=people,dc=x", "uid", base, &cn),
+            None
+        );
+        assert_eq!(
+            quick_user_key("cn=ann,ou=people,dc=x", "cn", base, &cn),
+            None
+        );
+        assert_eq!(
+            quick_user_key("uid=a\\,b,ou=people,dc=x", "uid", base, &cn),
+            None
+        );
+        assert_eq!(
+            quick_user_key("uid=ann, ou=people,dc=x", "uid", base, &cn),
+            None
         );
     }
 

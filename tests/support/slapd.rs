@@ -219,18 +219,29 @@ impl Slapd {
         self.dir.path().join("slapd.log")
     }
 
-    /// slapd's output so far (empty unless something went wrong: it runs with `-d 0`).
+    /// slapd's output so far: its version banner and any errors (it runs with `-d none`).
     pub fn log(&self) -> String {
         fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     /// A command for an ldap-utils tool (`ldapsearch`, …) that ignores `ldap.conf`/`.ldaprc`
-    /// (`LDAPNOINIT`), so the machine's client settings cannot change a test. Set TLS options
-    /// yourself with `-o`/environment if you need them; `LDAPNOINIT` also drops `LDAPTLS_*`
-    /// variables, so remove it (`env_remove`) for TLS commands.
+    /// (`LDAPNOINIT`), so the machine's client settings cannot change a test. `LDAPNOINIT` also
+    /// makes libldap ignore `LDAPTLS_*` variables: use [`tls_tool`](Self::tls_tool) for TLS.
     pub fn tool(&self, name: &str) -> Command {
         let mut cmd = Command::new(tool(name));
         cmd.env("LDAPNOINIT", "1");
+        cmd
+    }
+
+    /// A command for an ldap-utils tool that trusts only `ca` and requires a valid server
+    /// certificate (`LDAPTLS_CACERT`, `LDAPTLS_REQCERT=demand`; these variables override
+    /// `ldap.conf`). Add `-ZZ -H` [`starttls_url`](Self::starttls_url) or `-H`
+    /// [`ldaps_url`](Self::ldaps_url).
+    pub fn tls_tool(&self, name: &str, ca: &Path) -> Command {
+        let mut cmd = Command::new(tool(name));
+        cmd.env_remove("LDAPNOINIT")
+            .env("LDAPTLS_CACERT", ca)
+            .env("LDAPTLS_REQCERT", "demand");
         cmd
     }
 
@@ -307,14 +318,10 @@ impl Drop for Slapd {
 /// not sign the server certificate (with the same subject name as the real one, so only the
 /// signature tells them apart), for tests that TLS fails closed.
 pub fn other_ca(dir: &Path) -> PathBuf {
-    static OTHER: OnceLock<String> = OnceLock::new();
-    let pem = OTHER.get_or_init(|| {
-        let tmp = tempfile::tempdir().expect("temporary directory for openssl");
-        make_ca(tmp.path());
-        fs::read_to_string(tmp.path().join("ca.crt")).expect("read the other CA")
-    });
+    static OTHER: OnceLock<Vec<String>> = OnceLock::new();
+    let pem = OTHER.get_or_init(|| cached_files("other-ca", &["ca.crt"], make_ca));
     let path = dir.join("other-ca.crt");
-    fs::write(&path, pem).expect("write the other CA");
+    fs::write(&path, &pem[0]).expect("write the other CA");
     path
 }
 
@@ -325,20 +332,16 @@ struct TlsPaths {
     server_key: PathBuf,
 }
 
-/// PEM texts shared by every instance of a test process: RSA key generation costs 0.1–0.3 s a
-/// key, far more than starting slapd, so it is done once.
-struct TlsPem {
-    ca_crt: String,
-    ca_key: String,
-    server_crt: String,
-    server_key: String,
-}
-
-/// Writes `ca.crt`, `ca.key`, `server.crt`, `server.key` into `dir`.
+/// Writes `ca.crt`, `ca.key`, `server.crt`, `server.key` into `dir`: the same for every instance
+/// (see [`cached_files`]).
 fn write_tls_files(dir: &Path) -> TlsPaths {
-    static PEM: OnceLock<TlsPem> = OnceLock::new();
-    let pem = PEM.get_or_init(generate_tls);
-    let write = |name: &str, text: &str| {
+    const FILES: [&str; 4] = ["ca.crt", "ca.key", "server.crt", "server.key"];
+    static PEM: OnceLock<Vec<String>> = OnceLock::new();
+    let pem = PEM.get_or_init(|| {
+        let host = hostname().unwrap_or_default();
+        cached_files(&format!("server-{host}"), &FILES, generate_tls)
+    });
+    let mut paths = FILES.iter().zip(pem).map(|(name, text)| {
         let path = dir.join(name);
         fs::write(&path, text).expect("write TLS file");
         #[cfg(unix)]
@@ -347,13 +350,70 @@ fn write_tls_files(dir: &Path) -> TlsPaths {
             fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod key");
         }
         path
-    };
-    write("ca.key", &pem.ca_key);
+    });
+    let mut next = || paths.next().expect("four TLS files");
+    let ca_crt = next();
+    let _ca_key = next();
     TlsPaths {
-        ca_crt: write("ca.crt", &pem.ca_crt),
-        server_crt: write("server.crt", &pem.server_crt),
-        server_key: write("server.key", &pem.server_key),
+        ca_crt,
+        server_crt: next(),
+        server_key: next(),
     }
+}
+
+/// The contents of `files` made by `generate(dir)`. Generating RSA keys takes 0.1–1.5 s (far
+/// more than starting slapd), so the result is kept in memory for the process and, for
+/// integration tests and benches, in `CARGO_TARGET_TMPDIR/roster-slapd-tls/NAME` for later runs
+/// (regenerated after 7 days; the certificates are valid for 30).
+fn cached_files(name: &str, files: &[&str], generate: fn(&Path)) -> Vec<String> {
+    let read_all = |dir: &Path| -> Option<Vec<String>> {
+        files
+            .iter()
+            .map(|f| {
+                fs::read_to_string(dir.join(f))
+                    .ok()
+                    .filter(|t| !t.is_empty())
+            })
+            .collect()
+    };
+    let Some(base) =
+        option_env!("CARGO_TARGET_TMPDIR").map(|d| Path::new(d).join("roster-slapd-tls"))
+    else {
+        let tmp = tempfile::tempdir().expect("temporary directory for openssl");
+        generate(tmp.path());
+        return read_all(tmp.path()).expect("read generated TLS files");
+    };
+    let target = base.join(name);
+    let fresh = |dir: &Path| {
+        fs::metadata(dir.join("done"))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age < Duration::from_secs(7 * 24 * 3600))
+    };
+    if fresh(&target) {
+        if let Some(texts) = read_all(&target) {
+            return texts;
+        }
+    }
+    fs::create_dir_all(&base).expect("create the TLS cache directory");
+    let tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempdir_in(&base)
+        .expect("temporary directory for openssl");
+    generate(tmp.path());
+    fs::write(tmp.path().join("done"), "").expect("write TLS cache marker");
+    let texts = read_all(tmp.path()).expect("read generated TLS files");
+    // Publish atomically; when another process got there first, or a stale copy is in the way,
+    // replace it once and otherwise keep ours in memory only.
+    let tmp = tmp.keep();
+    if fs::rename(&tmp, &target).is_err() {
+        let _ = fs::remove_dir_all(&target);
+        if fs::rename(&tmp, &target).is_err() {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+    }
+    texts
 }
 
 /// `openssl req -x509`: a self-signed CA (`ca.key`, `ca.crt`) in `dir`.
@@ -378,12 +438,10 @@ fn make_ca(dir: &Path) {
     );
 }
 
-/// A CA plus a leaf signed by it. rustls rejects a self-signed `CA:TRUE` certificate used as
-/// the server's (`CaUsedAsEndEntity`), hence two levels. The leaf names `localhost`, this
-/// machine's hostname (libldap checks `localhost` against it) and 127.0.0.1.
-fn generate_tls() -> TlsPem {
-    let tmp = tempfile::tempdir().expect("temporary directory for openssl");
-    let dir = tmp.path();
+/// A CA plus a leaf signed by it, in `dir`. rustls rejects a self-signed `CA:TRUE` certificate
+/// used as the server's (`CaUsedAsEndEntity`), hence two levels. The leaf names `localhost`,
+/// this machine's hostname (libldap checks `localhost` against it) and 127.0.0.1.
+fn generate_tls(dir: &Path) {
     make_ca(dir);
     run_checked(
         Command::new(tool("openssl"))
@@ -426,13 +484,6 @@ fn generate_tls() -> TlsPem {
             .args(["-out", "server.crt"]),
         "openssl x509 (server certificate)",
     );
-    let read = |name: &str| fs::read_to_string(dir.join(name)).expect("read TLS file");
-    TlsPem {
-        ca_crt: read("ca.crt"),
-        ca_key: read("ca.key"),
-        server_crt: read("server.crt"),
-        server_key: read("server.key"),
-    }
 }
 
 /// This machine's hostname when it is a plain DNS name.
@@ -568,7 +619,9 @@ fn spawn_and_wait(root: &Path, port: u16, ldaps_port: u16) -> Result<Child, Stri
     let (slapd, ldapsearch) = (tool("slapd"), tool("ldapsearch"));
     let log_path = root.join("slapd.log");
     let log = fs::File::create(&log_path).expect("create slapd.log");
-    // -d 0: stay in the foreground (no fork), so the child is slapd itself.
+    // -d: stay in the foreground (no fork), so the child is slapd itself. `none` rather than
+    // the recipe's `0`: `-d 0` prints nothing at all, `none` prints only errors (such as
+    // "bind(6) failed errno=98 (Address already in use)"), never per-operation logs.
     let mut child = Command::new(&slapd)
         .arg("-F")
         .arg(root.join("slapd.d"))
@@ -576,7 +629,7 @@ fn spawn_and_wait(root: &Path, port: u16, ldaps_port: u16) -> Result<Child, Stri
         .arg(format!(
             "ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{ldaps_port}/"
         ))
-        .args(["-d", "0"])
+        .args(["-d", "none"])
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("clone log handle"))
         .stderr(log)
@@ -584,6 +637,11 @@ fn spawn_and_wait(root: &Path, port: u16, ldaps_port: u16) -> Result<Child, Stri
         .unwrap_or_else(|e| panic!("cannot run slapd ({}): {e}", slapd.display()));
     let read_log = || fs::read_to_string(&log_path).unwrap_or_default();
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    // slapd writes its pid file only after its listeners are bound and its databases opened:
+    // proof that whatever answers on the port is this slapd, not another process.
+    let pid_file = root.join("slapd.pid");
+    let pid = child.id().to_string();
+    let wrote_pid = || fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() == pid);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(status) = child.try_wait().expect("poll slapd") {
@@ -592,17 +650,20 @@ fn spawn_and_wait(root: &Path, port: u16, ldaps_port: u16) -> Result<Child, Stri
                 read_log()
             ));
         }
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            let answered = Command::new(&ldapsearch)
-                .env("LDAPNOINIT", "1")
-                .args(["-x", "-o", "nettimeout=2", "-H"])
-                .arg(format!("ldap://127.0.0.1:{port}"))
-                .args(["-s", "base", "-b", "", "namingContexts"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .expect("run ldapsearch")
-                .success();
+        if wrote_pid() && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            // nettimeout bounds only the connect: a listener that never answers (another
+            // process on the port) must not hang the test, so the search has a deadline too.
+            let answered = finishes_ok_within(
+                Command::new(&ldapsearch)
+                    .env("LDAPNOINIT", "1")
+                    .args(["-x", "-o", "nettimeout=2", "-H"])
+                    .arg(format!("ldap://127.0.0.1:{port}"))
+                    .args(["-s", "base", "-b", "", "namingContexts"])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null()),
+                Duration::from_secs(2),
+            );
             if answered {
                 return Ok(child);
             }
@@ -616,6 +677,23 @@ fn spawn_and_wait(root: &Path, port: u16, ldaps_port: u16) -> Result<Child, Stri
             ));
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Runs `cmd` and reports whether it succeeded within `limit` (it is killed otherwise).
+fn finishes_ok_within(cmd: &mut Command, limit: Duration) -> bool {
+    let mut child = cmd.spawn().expect("run ldapsearch");
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait().expect("poll ldapsearch") {
+            Some(status) => return status.success(),
+            None if Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            None => std::thread::sleep(Duration::from_millis(2)),
+        }
     }
 }
 
