@@ -24,35 +24,17 @@ use std::time::{Duration, Instant};
 
 use ldif::{GROUPS_DN, PEOPLE_DN};
 use roster::config::SourceConfig;
-use roster::model::Origin;
-use roster::source::ldap::{LdapScope, LdapSourceConfig, MemberKind};
+use roster::source::ldap::LdapSourceConfig;
 use slapd::{BIND_DN, BIND_PW, Slapd, SlapdOptions};
 
 const RUNS: usize = 5;
 
 fn cfg(url: &str, key: &str) -> LdapSourceConfig {
     LdapSourceConfig {
-        urls: vec![url.to_owned()],
-        starttls: false,
-        ca_file: None,
-        bind_dn: Some(BIND_DN.to_owned()),
-        bind_password: Some(roster::config::secret::Secret::new(BIND_PW)),
-        base_dn: GROUPS_DN.to_owned(),
-        scope: LdapScope::Sub,
-        group_filter: "(objectClass=groupOfNames)".to_owned(),
-        name_attr: "cn".to_owned(),
-        description_attr: "description".to_owned(),
-        member_attr: "member".to_owned(),
-        member_kind: MemberKind::Dn,
-        user_base_dn: Some(PEOPLE_DN.to_owned()),
-        user_filter: "(objectClass=inetOrgPerson)".to_owned(),
         user_key_attr: key.to_owned(),
-        nested: true,
         page_size: 1000,
         timeout: Duration::from_secs(300),
-        origin: Origin::Ldap {
-            dn: "bench".to_owned(),
-        },
+        ..slapd::source_config(url)
     }
 }
 

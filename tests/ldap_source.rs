@@ -10,35 +10,13 @@ use std::time::{Duration, Instant};
 
 use roster::config::SourceConfig;
 use roster::model::{Desired, GroupName, Origin, UserKey};
-use roster::source::ldap::{LdapScope, LdapSourceConfig, MemberKind};
+use roster::source::ldap::{LdapSourceConfig, MemberKind};
 use roster::source::{SourceError, load_desired};
 use support::ldif::{self, GROUPS_DN, PEOPLE_DN};
 use support::slapd::{BIND_DN, BIND_PW, Slapd, SlapdOptions};
 
 fn cfg(url: &str) -> LdapSourceConfig {
-    LdapSourceConfig {
-        urls: vec![url.to_owned()],
-        starttls: false,
-        ca_file: None,
-        bind_dn: Some(BIND_DN.to_owned()),
-        bind_password: Some(roster::config::secret::Secret::new(BIND_PW)),
-        base_dn: GROUPS_DN.to_owned(),
-        scope: LdapScope::Sub,
-        group_filter: "(objectClass=groupOfNames)".to_owned(),
-        name_attr: "cn".to_owned(),
-        description_attr: "description".to_owned(),
-        member_attr: "member".to_owned(),
-        member_kind: MemberKind::Dn,
-        user_base_dn: Some(PEOPLE_DN.to_owned()),
-        user_filter: "(objectClass=inetOrgPerson)".to_owned(),
-        user_key_attr: "uid".to_owned(),
-        nested: true,
-        page_size: 100,
-        timeout: Duration::from_secs(10),
-        origin: Origin::Ldap {
-            dn: "test".to_owned(),
-        },
-    }
+    support::slapd::source_config(url)
 }
 
 async fn load(cfg: LdapSourceConfig) -> Result<Desired, SourceError> {

@@ -729,3 +729,32 @@ fn run_checked(cmd: &mut Command, what: &str) -> Output {
     }
     out
 }
+
+/// An LDAP source config for `url` that binds as roster's account and reads the generated
+/// directory's groups, mapping member DNs to `uid`s: what the LDAP tests and the bench start from.
+pub fn source_config(url: &str) -> roster::source::ldap::LdapSourceConfig {
+    use roster::source::ldap::{LdapScope, LdapSourceConfig, MemberKind};
+    LdapSourceConfig {
+        urls: vec![url.to_owned()],
+        starttls: false,
+        ca_file: None,
+        bind_dn: Some(BIND_DN.to_owned()),
+        bind_password: Some(roster::config::secret::Secret::new(BIND_PW)),
+        base_dn: super::ldif::GROUPS_DN.to_owned(),
+        scope: LdapScope::Sub,
+        group_filter: "(objectClass=groupOfNames)".to_owned(),
+        name_attr: "cn".to_owned(),
+        description_attr: "description".to_owned(),
+        member_attr: "member".to_owned(),
+        member_kind: MemberKind::Dn,
+        user_base_dn: Some(super::ldif::PEOPLE_DN.to_owned()),
+        user_filter: "(objectClass=inetOrgPerson)".to_owned(),
+        user_key_attr: "uid".to_owned(),
+        nested: true,
+        page_size: 100,
+        timeout: Duration::from_secs(10),
+        origin: roster::model::Origin::Ldap {
+            dn: "test".to_owned(),
+        },
+    }
+}

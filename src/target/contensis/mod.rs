@@ -407,6 +407,31 @@ impl ContensisTarget {
         Ok(resp.status() != StatusCode::NOT_FOUND)
     }
 
+    /// M4/C4: removes a member or child. The API answers 404 both for "not in the group" (the
+    /// removal already holds) and for a missing group or user (a real failure), so a 404 counts as
+    /// done only when every path in `exist` still resolves.
+    async fn remove(
+        &self,
+        call: &ContensisCall,
+        path: &str,
+        exist: &[String],
+        already: &str,
+    ) -> Result<Sent, CallError> {
+        let g = Some(&call.group);
+        let resp = self
+            .request(Method::DELETE, path, &[], None, g, &[StatusCode::NOT_FOUND])
+            .await?;
+        if resp.status() != StatusCode::NOT_FOUND {
+            return Ok(Sent::Done);
+        }
+        for p in exist {
+            if !self.exists(p, &call.group).await? {
+                return Err(self.err(&Method::DELETE, path, g, status_error(resp).await));
+            }
+        }
+        Ok(Sent::AlreadyDone(already.to_owned()))
+    }
+
     /// Reads a group by name; `None` if it does not exist.
     async fn find_group(&self, name: &GroupName) -> Result<Option<api::Group>, CallError> {
         let path = api::group(name.as_str());
@@ -752,50 +777,20 @@ impl Target for ContensisTarget {
             }
             Op::RemoveMember(r, user) => {
                 let slot = self.group_slot(r);
-                let path = api::group_user(&slot, user);
-                let resp = self
-                    .request(
-                        Method::DELETE,
-                        &path,
-                        &[],
-                        None,
-                        g,
-                        &[StatusCode::NOT_FOUND],
-                    )
-                    .await?;
-                if resp.status() != StatusCode::NOT_FOUND {
-                    return Ok(Sent::Done);
-                }
-                // 404 means "not in group" only if both the group and the user exist.
-                if self.exists(&api::group(&slot), &call.group).await?
-                    && self.exists(&api::user(user), &call.group).await?
-                {
-                    return Ok(Sent::AlreadyDone("not a member".into()));
-                }
-                Err(self.err(&Method::DELETE, &path, g, status_error(resp).await))
+                let exist = [api::group(&slot), api::user(user)];
+                self.remove(call, &api::group_user(&slot, user), &exist, "not a member")
+                    .await
             }
             Op::RemoveChild(r, c) => {
                 let (slot, child) = (self.group_slot(r), self.group_slot(c));
-                let path = api::group_child(&slot, &child);
-                let resp = self
-                    .request(
-                        Method::DELETE,
-                        &path,
-                        &[],
-                        None,
-                        g,
-                        &[StatusCode::NOT_FOUND],
-                    )
-                    .await?;
-                if resp.status() != StatusCode::NOT_FOUND {
-                    return Ok(Sent::Done);
-                }
-                if self.exists(&api::group(&slot), &call.group).await?
-                    && self.exists(&api::group(&child), &call.group).await?
-                {
-                    return Ok(Sent::AlreadyDone("not a child".into()));
-                }
-                Err(self.err(&Method::DELETE, &path, g, status_error(resp).await))
+                let exist = [api::group(&slot), api::group(&child)];
+                self.remove(
+                    call,
+                    &api::group_child(&slot, &child),
+                    &exist,
+                    "not a child",
+                )
+                .await
             }
             Op::Delete(r) => {
                 let path = api::group(&self.group_slot(r));
