@@ -344,8 +344,8 @@ async fn read_on(
 
     let user_base =
         normalize_dn(cfg.user_base_dn.as_deref().unwrap_or(&cfg.base_dn)).unwrap_or_default();
-    // (group index, member DN as written, normalised) of DNs that need the user search.
-    let mut pending: Vec<(usize, &str, String)> = Vec::new();
+    // (group index, member DN as written) of DNs that need the user search.
+    let mut pending: Vec<(usize, &str)> = Vec::new();
     let mut members: Vec<BTreeSet<UserKey>> = vec![BTreeSet::new(); groups.len()];
     let mut children: Vec<BTreeSet<GroupName>> = vec![BTreeSet::new(); groups.len()];
     // The attribute types that start a group's DN (`cn`): a member DN starting with another type
@@ -356,6 +356,8 @@ async fn read_on(
         .collect();
     group_rdn_attrs.sort();
     group_rdn_attrs.dedup();
+    // One buffer for every normalised member DN: a large directory has a million of them.
+    let mut norm = String::new();
     for (i, (_, name, e)) in groups.iter().enumerate() {
         for v in values(e, &cfg.member_attr) {
             // An empty value is how schemas that require a member spell an empty group.
@@ -370,17 +372,17 @@ async fn read_on(
                 members[i].insert(UserKey(key.to_owned()));
                 continue;
             }
-            let Some(norm) = normalize_dn(v) else {
+            if !normalize_into(v, &mut norm) {
                 loaded.diagnostics.push(warn_at(
                     &e.dn,
                     format!("member `{v}` is not a valid DN; skipped"),
                 ));
                 continue;
-            };
+            }
             let maybe_group = norm
                 .split_once('=')
                 .is_some_and(|(a, _)| group_rdn_attrs.iter().any(|g| g == a));
-            if let Some(child) = maybe_group.then(|| by_dn.get(&norm)).flatten() {
+            if let Some(child) = maybe_group.then(|| by_dn.get(norm.as_str())).flatten() {
                 if cfg.nested {
                     children[i].insert(child.clone());
                 } else {
@@ -404,7 +406,7 @@ async fn read_on(
                 Some(key) if is_under(&norm, &user_base) => {
                     members[i].insert(UserKey(key));
                 }
-                _ => pending.push((i, v.as_str(), norm)),
+                _ => pending.push((i, v.as_str())),
             }
         }
     }
@@ -420,19 +422,17 @@ async fn read_on(
             vec![cfg.user_key_attr.clone()],
         )
         .await?;
-        let keys: HashMap<String, String> = users
+        let keys: HashMap<String, &String> = users
             .iter()
-            .filter_map(|u| {
-                Some((
-                    normalize_dn(&u.dn)?,
-                    values(u, &cfg.user_key_attr).first()?.clone(),
-                ))
-            })
+            .filter_map(|u| Some((normalize_dn(&u.dn)?, values(u, &cfg.user_key_attr).first()?)))
             .collect();
-        for (i, written, norm) in pending {
-            match keys.get(&norm) {
+        for (i, written) in pending {
+            let key = normalize_into(written, &mut norm)
+                .then(|| keys.get(norm.as_str()))
+                .flatten();
+            match key {
                 Some(k) => {
-                    members[i].insert(UserKey(k.clone()));
+                    members[i].insert(UserKey((*k).clone()));
                 }
                 None => loaded.diagnostics.push(warn_at(
                     &groups[i].2.dn,
@@ -645,6 +645,25 @@ fn quick_user_key<'a>(
     under.then_some(value)
 }
 
+/// [`normalize_dn`] into a reused buffer, allocating nothing for a plain DN without spaces (whose
+/// normal form is its lowercase). `false` if the DN does not parse.
+fn normalize_into(dn: &str, buf: &mut String) -> bool {
+    buf.clear();
+    let dn = dn.trim();
+    if !dn.contains(' ') && is_plain(dn) && dn.split(',').all(|rdn| !rdn.starts_with('=')) {
+        buf.push_str(dn);
+        buf.make_ascii_lowercase();
+        return true;
+    }
+    match normalize_dn(dn) {
+        Some(n) => {
+            buf.push_str(&n);
+            true
+        }
+        None => false,
+    }
+}
+
 /// [`first_rdn`] of a DN for which [`is_plain`] holds, borrowed.
 fn plain_first_rdn(dn: &str) -> Option<(&str, &str)> {
     let (a, v) = dn.split(',').next()?.split_once('=')?;
@@ -762,6 +781,17 @@ mod tests {
         }
         assert!(!is_plain("cn=a\\,b,dc=x") && !is_plain("cn=Zoë") && !is_plain("cn=a+uid=b"));
         assert!(!is_plain("cn=a=b,dc=x"));
+        let mut buf = String::new();
+        for dn in [
+            "UID=A,dc=X",
+            " uid = a , dc=x",
+            "cn=Zo\\C3\\AB,dc=x",
+            "cn=a\\,b,dc=x",
+            "=x",
+        ] {
+            let ok = normalize_into(dn, &mut buf);
+            assert_eq!(ok.then(|| buf.clone()), normalize_dn(dn), "{dn:?}");
+        }
     }
 
     #[test]
