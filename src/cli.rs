@@ -36,7 +36,7 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check the config and every desired-state file; touches no network.
+    /// Check the config and every desired-state file; touches no network (LDAP is read by plan).
     Validate,
     /// Show what apply would change; writes nothing.
     Plan(PlanArgs),
@@ -146,10 +146,20 @@ async fn validate(path: &Path) -> Result<u8> {
     for w in &config.warnings {
         eprintln!("{w}");
     }
-    match crate::source::load_desired(&config.sources).await {
+    match crate::source::validate_offline(&config.sources) {
         Ok(desired) => {
+            let directories = config
+                .sources
+                .iter()
+                .filter(|s| matches!(s, crate::config::SourceConfig::Ldap(_)))
+                .count();
+            let unread = if directories == 0 {
+                String::new()
+            } else {
+                format!(" in files ({directories} directory sources are read by plan and apply)")
+            };
             println!(
-                "{}: valid: {} sources, {} targets, {} groups",
+                "{}: valid: {} sources, {} targets, {} groups{unread}",
                 path.display(),
                 config.sources.len(),
                 config.targets.len(),

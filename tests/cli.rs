@@ -174,3 +174,49 @@ fn validate_reports_every_problem_with_its_position_and_exits_1() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("g.toml:3:13: cycle: A → B → A"), "{err}");
 }
+
+#[test]
+fn validate_never_contacts_a_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A listener that counts connections: validate must make none.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+    std::fs::write(dir.path().join("pw"), "x\n").expect("pw");
+    std::fs::write(
+        dir.path().join("g.toml"),
+        "[[group]]\nname = \"local\"\nchildren = [\"from-ldap\"]\n",
+    )
+    .expect("groups");
+    let config = dir.path().join("roster.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[source]]\ntype = \"ldap\"\nurl = \"ldap://127.0.0.1:{port}\"\nbind_dn = \"cn=r\"\n\
+             bind_password_file = \"pw\"\nbase_dn = \"dc=x\"\n\n[[source]]\ntype = \"toml\"\npath = \"g.toml\"\n"
+        ),
+    )
+    .expect("config");
+    let out = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("validate")
+        .output()
+        .expect("runs");
+    // The child may come from the directory, so it is not reported as unknown.
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 groups in files (1 directory sources"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        listener.accept().is_err(),
+        "validate connected to the directory"
+    );
+}

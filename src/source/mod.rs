@@ -55,20 +55,39 @@ pub async fn load_desired(sources: &[SourceConfig]) -> Result<Desired, SourceErr
     let mut merged = Loaded::default();
     for source in sources {
         let loaded = match source {
-            SourceConfig::Toml(c) => match toml::read(&c.path) {
-                Err(SourceError::Io { path, source }) if path == c.path => {
-                    return Err(SourceError::Invalid(vec![Diagnostic::at_origin(
-                        &c.origin,
-                        format!("cannot read source {}: {source}", path.display()),
-                    )]));
-                }
-                other => other?,
-            },
+            SourceConfig::Toml(c) => read_toml(c)?,
             SourceConfig::Ldap(c) => ldap::read(c).await?,
         };
         merged.merge(loaded);
     }
     merged.finish()
+}
+
+/// What `roster validate` checks without touching the network: every file source, read and
+/// checked as [`load_desired`] does. Directory sources are not read; while one is configured, a
+/// child that no file defines is not reported as unknown, since the directory may define it.
+pub fn validate_offline(sources: &[SourceConfig]) -> Result<Desired, SourceError> {
+    let mut merged = Loaded::default();
+    for source in sources {
+        match source {
+            SourceConfig::Toml(c) => merged.merge(read_toml(c)?),
+            SourceConfig::Ldap(_) => merged.incomplete = true,
+        }
+    }
+    merged.finish()
+}
+
+/// Reads one TOML source; a path that cannot be read is an error at the config's `path` value.
+fn read_toml(c: &crate::config::TomlSourceConfig) -> Result<Loaded, SourceError> {
+    match toml::read(&c.path) {
+        Err(SourceError::Io { path, source }) if path == c.path => {
+            Err(SourceError::Invalid(vec![Diagnostic::at_origin(
+                &c.origin,
+                format!("cannot read source {}: {source}", path.display()),
+            )]))
+        }
+        other => other,
+    }
 }
 
 /// What one source read, before the checks that need every source: its groups, where each child
