@@ -101,6 +101,13 @@ impl AnyTarget {
         })
     }
 
+    /// What the connector's API can express.
+    pub fn capabilities(&self) -> crate::model::Capabilities {
+        match self {
+            AnyTarget::Contensis(t) => crate::target::Target::capabilities(t),
+        }
+    }
+
     async fn reconcile(
         &self,
         type_name: &str,
@@ -177,16 +184,14 @@ async fn run_target(cfg: &TargetConfig, desired: &Desired, opts: &RunOptions) ->
             return TargetReport {
                 target: cfg.name.clone(),
                 plan: None,
-                outcome: TargetOutcome::ObserveFailed(crate::target::ObserveError::Incomplete {
+                outcome: TargetOutcome::ObserveFailed(crate::target::ObserveError::Setup {
                     target: cfg.name.clone(),
                     message: e.to_string(),
                 }),
             };
         }
     };
-    let caps = match &target {
-        AnyTarget::Contensis(t) => crate::target::Target::capabilities(t),
-    };
+    let caps = target.capabilities();
     let policy = policy(cfg, desired, caps.case_insensitive_names, opts.max_deletes);
     let mut exec = Executor::new(retry_policy(cfg), cfg.concurrency);
     exec.stop = opts.stop.clone();

@@ -8,6 +8,16 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 const BIN: &str = env!("CARGO_BIN_EXE_roster");
 
+/// Runs `roster --config CONFIG validate`.
+fn validate(config: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .arg("validate")
+        .output()
+        .expect("roster runs")
+}
+
 /// Starts `roster sim` on a free port and returns the child and its URL (read from its log).
 async fn start_sim(seed: &std::path::Path) -> (tokio::process::Child, String) {
     let mut child = tokio::process::Command::new(BIN)
@@ -136,12 +146,7 @@ fn validate_reports_every_problem_with_its_position_and_exits_1() {
          url = \"https://cms.example.com\"\nclient_id = \"r\"\nclient_secret_env = \"HOME\"\nmax_delets = 5\n",
     )
     .expect("config");
-    let out = std::process::Command::new(BIN)
-        .arg("--config")
-        .arg(&config)
-        .arg("validate")
-        .output()
-        .expect("runs");
+    let out = validate(&config);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -164,12 +169,7 @@ fn validate_reports_every_problem_with_its_position_and_exits_1() {
         "[[group]]\nname = \"A\"\nchildren = [\"B\"]\n\n[[group]]\nname = \"B\"\nchildren = [\"A\"]\n",
     )
     .expect("groups");
-    let out = std::process::Command::new(BIN)
-        .arg("--config")
-        .arg(&config)
-        .arg("validate")
-        .output()
-        .expect("runs");
+    let out = validate(&config);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("g.toml:3:13: cycle: A → B → A"), "{err}");
@@ -197,12 +197,7 @@ fn validate_never_contacts_a_directory() {
         ),
     )
     .expect("config");
-    let out = std::process::Command::new(BIN)
-        .arg("--config")
-        .arg(&config)
-        .arg("validate")
-        .output()
-        .expect("runs");
+    let out = validate(&config);
     // The child may come from the directory, so it is not reported as unknown.
     assert_eq!(
         out.status.code(),

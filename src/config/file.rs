@@ -691,7 +691,7 @@ fn ldap_url(
 }
 
 /// A URL authority's host (without the brackets of an IPv6 address) and port, if any.
-fn split_host_port(authority: &str) -> (&str, Option<&str>) {
+pub(crate) fn split_host_port(authority: &str) -> (&str, Option<&str>) {
     if let Some(rest) = authority.strip_prefix('[') {
         match rest.split_once(']') {
             Some((host, after)) => (host, after.strip_prefix(':')),

@@ -11,8 +11,9 @@ use proptest::sample::subsequence;
 use proptest::test_runner::TestCaseError;
 use serde_json::{Value, json};
 
+use super::tests::{caps, scope};
 use super::*;
-use crate::model::{Group, MembershipWrites, UserKey};
+use crate::model::{Group, UserKey};
 
 const TT: &str = "contensis";
 
@@ -287,20 +288,6 @@ fn membership() -> impl Strategy<Value = MembershipMode> {
         Just(MembershipMode::Authoritative),
         Just(MembershipMode::Additive)
     ]
-}
-
-fn caps(nested_groups: bool, case_insensitive_names: bool) -> Capabilities {
-    Capabilities {
-        nested_groups,
-        membership: MembershipWrites::PerMember,
-        case_insensitive_names,
-    }
-}
-
-fn scope(patterns: Option<&[&str]>, desired: &Desired, ci: bool) -> Scope {
-    let patterns: Option<Vec<String>> =
-        patterns.map(|p| p.iter().map(|s| (*s).to_owned()).collect());
-    Scope::new(patterns.as_deref(), desired, ci).unwrap()
 }
 
 /// No limits: the guard is tested elsewhere.

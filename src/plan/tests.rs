@@ -72,7 +72,7 @@ fn observed(groups: impl IntoIterator<Item = ObservedGroup>) -> Observed {
     }
 }
 
-fn caps(nested_groups: bool, case_insensitive_names: bool) -> Capabilities {
+pub(super) fn caps(nested_groups: bool, case_insensitive_names: bool) -> Capabilities {
     Capabilities {
         nested_groups,
         membership: MembershipWrites::PerMember,
@@ -80,7 +80,7 @@ fn caps(nested_groups: bool, case_insensitive_names: bool) -> Capabilities {
     }
 }
 
-fn scope(patterns: Option<&[&str]>, desired: &Desired, ci: bool) -> Scope {
+pub(super) fn scope(patterns: Option<&[&str]>, desired: &Desired, ci: bool) -> Scope {
     let patterns: Option<Vec<String>> =
         patterns.map(|p| p.iter().map(|s| (*s).to_owned()).collect());
     Scope::new(patterns.as_deref(), desired, ci).unwrap()

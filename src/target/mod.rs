@@ -149,6 +149,14 @@ pub enum ObserveError {
     /// A read call failed.
     #[error(transparent)]
     Call(#[from] CallError),
+    /// The connector could not be set up (an unreadable CA file, say); nothing was sent.
+    #[error("{target}: cannot set up the connector: {message}")]
+    Setup {
+        /// The target's name.
+        target: String,
+        /// Why.
+        message: String,
+    },
     /// The reads succeeded but do not add up (a page short of `totalCount`, a duplicate group).
     #[error("{target}: incomplete read: {message}")]
     Incomplete {

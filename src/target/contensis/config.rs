@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::file::{Reported, Resolver, TargetKeys};
+use crate::config::file::{Reported, Resolver, TargetKeys, is_loopback, split_host_port};
 use crate::config::secret::{Secret, SecretKeys};
 
 /// The scope requested with the token when the config sets none: the list the Contensis
@@ -158,26 +158,13 @@ fn check_url(url: &Spanned<String>, r: &mut Resolver<'_>) -> Result<String, Repo
             format!("invalid url `{raw}`: give the instance's base url, without `?` or `#`"),
         ));
     }
-    if raw.starts_with("http://") && !is_loopback(host) {
+    if raw.starts_with("http://") && !is_loopback(split_host_port(host).0) {
         r.warn(
             url.span(),
             format!("`{raw}` is plain http: credentials and tokens cross the network unencrypted"),
         );
     }
     Ok(raw.trim_end_matches('/').to_owned())
-}
-
-/// Whether a URL's `host[:port]` names this machine.
-fn is_loopback(host_port: &str) -> bool {
-    let host = if let Some(rest) = host_port.strip_prefix('[') {
-        rest.split(']').next().unwrap_or_default()
-    } else {
-        host_port.split(':').next().unwrap_or_default()
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Exactly one of client credentials and user credentials, each complete.
