@@ -64,6 +64,7 @@ fn bench(c: &mut Criterion) {
         nested_groups: true,
         membership: MembershipWrites::PerMember,
         case_insensitive_names: true,
+        renames: true,
     };
     let p = plan("bench", "contensis", &desired, &observed, &policy, caps);
     assert_eq!(p.summary.add, GROUPS);

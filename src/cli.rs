@@ -13,6 +13,7 @@ use crate::plan::render::Format;
 use crate::reconcile::Mode;
 use crate::report;
 use crate::run::{RunOptions, run as run_targets};
+use crate::sim::SimKind;
 use crate::telemetry::LogFormat;
 
 /// The seed `roster demo` and `roster sim` use when none is given: a few groups and users.
@@ -79,7 +80,8 @@ pub struct ApplyArgs {
 /// Arguments of `roster sim`.
 #[derive(Debug, Args)]
 pub struct SimArgs {
-    /// Where to listen; keep it on loopback.
+    /// Where the first simulator listens; the others take the next ports (Contensis, VinylDNS,
+    /// Crafter, UiPath; with port 0 each gets a free one). Keep it on loopback.
     #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]
     pub listen: SocketAddr,
     #[command(flatten)]
@@ -148,6 +150,11 @@ async fn validate(path: &Path) -> Result<u8> {
     }
     match crate::source::validate_offline(&config.sources) {
         Ok(desired) => {
+            let problems = crate::run::check_targets(&config, &desired);
+            if !problems.is_empty() {
+                eprintln!("{}", config::diag::Lines(&problems));
+                return Ok(report::EXIT_ERROR);
+            }
             let directories = config
                 .sources
                 .iter()
@@ -214,11 +221,17 @@ async fn demo(config_path: &Path, seed_path: Option<&Path>) -> Result<u8> {
     let mut config = load(config_path)?;
     let sim = crate::sim::start(seed(seed_path)?, SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
-        .context("starting the simulator")?;
-    println!("Contensis simulator listening on {}\n", sim.url());
+        .context("starting the simulators")?;
+    for kind in SimKind::ALL {
+        println!("{:<10} simulator on {}", kind.type_name(), sim.url_of(kind));
+    }
+    println!();
     for t in &mut config.targets {
         match &mut t.kind {
-            TargetKind::Contensis(c) => c.url = sim.url(),
+            TargetKind::Contensis(c) => c.url = sim.url_of(SimKind::Contensis),
+            TargetKind::VinylDns(c) => c.url = sim.url_of(SimKind::VinylDns),
+            TargetKind::Crafter(c) => c.url = sim.url_of(SimKind::Crafter),
+            TargetKind::UiPath(c) => c.url = sim.url_of(SimKind::UiPath),
         }
     }
     println!("$ roster plan");

@@ -196,4 +196,7 @@ pub struct Capabilities {
     pub membership: MembershipWrites,
     /// Whether the target compares group names and user keys without regard to case.
     pub case_insensitive_names: bool,
+    /// Whether an existing group can be renamed (to fix the case of its name). Without it, a
+    /// name that differs only in case is warned about and left as it is.
+    pub renames: bool,
 }

@@ -5,6 +5,7 @@
 
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::config::Diagnostic;
 use crate::exec::{ApplyReport, Executor};
 use crate::model::Desired;
 use crate::plan::{self, Plan, Policy, Refusal};
@@ -22,6 +23,9 @@ pub enum Mode {
 /// How reconciling one target ended.
 #[derive(Debug)]
 pub enum TargetOutcome {
+    /// The desired state holds something this target cannot take (a VinylDNS group without an
+    /// e-mail, say); nothing was read or written.
+    Invalid(Vec<Diagnostic>),
     /// Reading the target failed; nothing was written.
     ObserveFailed(ObserveError),
     /// Planned only (plan mode).
@@ -47,7 +51,7 @@ impl TargetReport {
     /// Whether something failed: the read, or any change.
     pub fn failed(&self) -> bool {
         match &self.outcome {
-            TargetOutcome::ObserveFailed(_) => true,
+            TargetOutcome::ObserveFailed(_) | TargetOutcome::Invalid(_) => true,
             TargetOutcome::Applied(r) => r.failures() > 0,
             TargetOutcome::Planned | TargetOutcome::Refused(_) => false,
         }
@@ -67,6 +71,21 @@ pub async fn reconcile<T: Target>(
     let span = info_span!("target", target = %name);
     async {
         let caps = target.capabilities();
+        let desired = match target.prepare(desired, &policy.scope) {
+            Ok(d) => d,
+            Err(problems) => {
+                warn!(
+                    problems = problems.len(),
+                    "the desired state does not fit this target; nothing will be read or written"
+                );
+                return TargetReport {
+                    target: name.clone(),
+                    plan: None,
+                    outcome: TargetOutcome::Invalid(problems),
+                };
+            }
+        };
+        let desired = desired.as_ref();
         let observed = match target
             .observe(&policy.scope, &desired.user_keys())
             .instrument(info_span!("observe"))

@@ -32,10 +32,22 @@ pub fn plans(report: &RunReport, format: Format) -> String {
                 target: t.target.clone(),
                 error: e.to_string(),
             }),
+            TargetOutcome::Invalid(problems) => Some(Failed {
+                target: t.target.clone(),
+                error: invalid(problems),
+            }),
             _ => None,
         })
         .collect();
     render::render(&plans, &failed, format)
+}
+
+/// The problems of a desired state a target cannot take, as one message.
+fn invalid(problems: &[crate::config::Diagnostic]) -> String {
+    format!(
+        "the desired state does not fit this target:\n{}",
+        crate::config::diag::Lines(problems)
+    )
 }
 
 /// The exit code of `roster plan`.
@@ -72,6 +84,9 @@ pub fn applied(report: &RunReport) -> String {
                     "{}: not applied, the target could not be read: {e}",
                     t.target
                 );
+            }
+            (TargetOutcome::Invalid(problems), _) => {
+                let _ = writeln!(out, "{}: not applied, {}", t.target, invalid(problems));
             }
             (TargetOutcome::Refused(r), _) => {
                 let _ = writeln!(out, "{}: refused, nothing written: {r}", t.target);

@@ -12,8 +12,12 @@ use crate::model::Desired;
 use crate::plan::{Policy, Scope};
 use crate::reconcile::{Mode, TargetOutcome, TargetReport, reconcile};
 use crate::source::{self, SourceError};
+use crate::target::Target;
 use crate::target::contensis::ContensisTarget;
+use crate::target::crafter::CrafterTarget;
 use crate::target::http;
+use crate::target::uipath::UiPathTarget;
+use crate::target::vinyldns::VinylDnsTarget;
 
 /// What the caller asks of a run.
 #[derive(Clone, Debug)]
@@ -83,9 +87,29 @@ impl RunReport {
 
 /// A built connector: the closed list of target types, dispatched once, here.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per target per run: boxing would buy nothing
 pub enum AnyTarget {
     /// Contensis.
     Contensis(ContensisTarget),
+    /// VinylDNS.
+    VinylDns(VinylDnsTarget),
+    /// Crafter Studio.
+    Crafter(CrafterTarget),
+    /// UiPath Identity.
+    UiPath(UiPathTarget),
+}
+
+/// Runs `$body` with `$t` bound to the connector inside an [`AnyTarget`], whatever its type: the
+/// one place the closed list of connectors is matched on after building.
+macro_rules! each_target {
+    ($any:expr, $t:ident => $body:expr) => {
+        match $any {
+            AnyTarget::Contensis($t) => $body,
+            AnyTarget::VinylDns($t) => $body,
+            AnyTarget::Crafter($t) => $body,
+            AnyTarget::UiPath($t) => $body,
+        }
+    };
 }
 
 impl AnyTarget {
@@ -98,14 +122,31 @@ impl AnyTarget {
                 ContensisTarget::new(&cfg.name, c, client, cfg.concurrency)
                     .with_read_retries(retry),
             ),
+            TargetKind::VinylDns(c) => AnyTarget::VinylDns(
+                VinylDnsTarget::new(&cfg.name, c, client, cfg.concurrency).with_read_retries(retry),
+            ),
+            TargetKind::Crafter(c) => AnyTarget::Crafter(
+                CrafterTarget::new(&cfg.name, c, client, cfg.concurrency).with_read_retries(retry),
+            ),
+            TargetKind::UiPath(c) => AnyTarget::UiPath(
+                UiPathTarget::new(&cfg.name, c, client, cfg.concurrency).with_read_retries(retry),
+            ),
         })
     }
 
     /// What the connector's API can express.
     pub fn capabilities(&self) -> crate::model::Capabilities {
-        match self {
-            AnyTarget::Contensis(t) => crate::target::Target::capabilities(t),
-        }
+        each_target!(self, t => t.capabilities())
+    }
+
+    /// Checks the desired state against what the connector's API can hold (see
+    /// [`Target::prepare`]); `roster validate` uses it so that such problems show before a run.
+    pub fn check(
+        &self,
+        desired: &Desired,
+        scope: &Scope,
+    ) -> Result<(), Vec<crate::config::Diagnostic>> {
+        each_target!(self, t => t.prepare(desired, scope).map(drop))
     }
 
     async fn reconcile(
@@ -116,10 +157,32 @@ impl AnyTarget {
         exec: &Executor,
         mode: Mode,
     ) -> TargetReport {
-        match self {
-            AnyTarget::Contensis(t) => reconcile(t, type_name, desired, policy, exec, mode).await,
+        each_target!(self, t => reconcile(t, type_name, desired, policy, exec, mode).await)
+    }
+}
+
+/// Checks the desired state against every target's API (see [`Target::prepare`]) without
+/// contacting any: what `roster validate` reports beyond the files themselves.
+pub fn check_targets(config: &Config, desired: &Desired) -> Vec<crate::config::Diagnostic> {
+    let mut problems = Vec::new();
+    for cfg in &config.targets {
+        match AnyTarget::build(cfg) {
+            Ok(target) => {
+                let caps = target.capabilities();
+                let policy = policy(cfg, desired, caps.case_insensitive_names, None);
+                if let Err(p) = target.check(desired, &policy.scope) {
+                    problems.extend(p);
+                }
+            }
+            Err(e) => problems.push(crate::config::Diagnostic::error(
+                config.path.clone(),
+                0,
+                0,
+                format!("target `{}`: {e}", cfg.name),
+            )),
         }
     }
+    problems
 }
 
 /// The policy of one target for this desired state.

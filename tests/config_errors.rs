@@ -213,7 +213,9 @@ fn password_grant() -> TestResult {
         .replace("client_id = \"roster\"", "username = \"bob\"")
         .replace("client_secret_env", "password_env");
     let config = parse(&text)?;
-    let TargetKind::Contensis(c) = &config.targets[0].kind;
+    let TargetKind::Contensis(c) = &config.targets[0].kind else {
+        panic!("not a Contensis target")
+    };
     let ContensisAuth::Password { username, password } = &c.auth else {
         panic!("expected the password grant: {c:?}");
     };
@@ -258,7 +260,9 @@ fn secret_file_is_read_relative_to_the_config_and_trimmed() -> TestResult {
     fs::write(&path, &text)?;
     let config = config::load(&path)?;
     assert!(config.warnings.is_empty(), "{:?}", config.warnings);
-    let TargetKind::Contensis(c) = &config.targets[0].kind;
+    let TargetKind::Contensis(c) = &config.targets[0].kind else {
+        panic!("not a Contensis target")
+    };
     let ContensisAuth::ClientCredentials {
         client_id,
         client_secret,
@@ -354,7 +358,9 @@ fn defaults_and_every_common_key() -> TestResult {
     assert_eq!((t.max_deletes, t.concurrency.get(), t.retries), (100, 8, 4));
     assert_eq!(t.timeout, std::time::Duration::from_secs(30));
     assert_eq!(t.kind.type_name(), "contensis");
-    let TargetKind::Contensis(c) = &t.kind;
+    let TargetKind::Contensis(c) = &t.kind else {
+        panic!("not a Contensis target")
+    };
     assert_eq!(c.scope, DEFAULT_SCOPE);
 
     let dir = tempfile::tempdir()?;
@@ -373,7 +379,9 @@ fn defaults_and_every_common_key() -> TestResult {
     assert_eq!((t.max_deletes, t.concurrency.get(), t.retries), (5, 2, 0));
     assert_eq!(t.timeout, std::time::Duration::from_secs(90));
     assert_eq!(t.ca_file, Some(dir.path().join("ca.pem")));
-    let TargetKind::Contensis(c) = &t.kind;
+    let TargetKind::Contensis(c) = &t.kind else {
+        panic!("not a Contensis target")
+    };
     assert_eq!(c.url, "https://cms.example.com");
     assert_eq!(c.scope, "Security_Administrator");
     Ok(())

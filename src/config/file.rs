@@ -153,6 +153,25 @@ impl<'a> Resolver<'a> {
         self.base.join(path)
     }
 
+    /// Reads a secret that must be given: as [`Resolver::secret`], and an error at `table` when
+    /// none of its keys is set.
+    pub fn required_secret(
+        &mut self,
+        keys: &SecretKeys,
+        table: Range<usize>,
+    ) -> Result<Secret, Reported> {
+        match self.secret(keys)? {
+            Some(s) => Ok(s),
+            None => {
+                let k = keys.key;
+                Err(self.error(
+                    table,
+                    format!("no `{k}`: set `{k}_file`, `{k}_env` or `{k}`"),
+                ))
+            }
+        }
+    }
+
     /// Reads the secret the keys point at: `Ok(None)` when none of the three keys is set.
     ///
     /// Records an error when more than one is set, when a file cannot be read, when a variable is
@@ -685,6 +704,38 @@ fn ldap_url(
                 "`{raw}` is LDAP without TLS: the bind password and directory data cross the \
                  network in clear; use ldaps:// or `starttls = true`"
             ),
+        );
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
+}
+
+/// Checks a target's base URL: the scheme and the host (plain http warned about off loopback),
+/// no query or fragment; drops trailing slashes, since API paths are appended to it.
+pub(crate) fn check_url(url: &Spanned<String>, r: &mut Resolver<'_>) -> Result<String, Reported> {
+    let raw = url.get_ref().trim();
+    let rest = raw
+        .strip_prefix("https://")
+        .or_else(|| raw.strip_prefix("http://"));
+    let Some(rest) = rest else {
+        return Err(r.error(
+            url.span(),
+            format!("invalid url `{raw}`: it must start with https:// or http://"),
+        ));
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() {
+        return Err(r.error(url.span(), format!("invalid url `{raw}`: no host")));
+    }
+    if rest.contains(['?', '#']) {
+        return Err(r.error(
+            url.span(),
+            format!("invalid url `{raw}`: give the instance's base url, without `?` or `#`"),
+        ));
+    }
+    if raw.starts_with("http://") && !is_loopback(split_host_port(host).0) {
+        r.warn(
+            url.span(),
+            format!("`{raw}` is plain http: credentials and tokens cross the network unencrypted"),
         );
     }
     Ok(raw.trim_end_matches('/').to_owned())

@@ -57,12 +57,15 @@ use crate::model::Origin;
 use crate::plan::MembershipMode;
 use crate::source::ldap::LdapSourceConfig;
 use crate::target::contensis::config::{ContensisConfig, ContensisKeys};
+use crate::target::crafter::config::{CrafterConfig, CrafterKeys};
+use crate::target::uipath::config::{UiPathConfig, UiPathKeys};
+use crate::target::vinyldns::config::{VinylDnsConfig, VinylDnsKeys};
 use file::{RawTable, Reported, Resolver, RootFile, SourceFile, TargetFile, TargetKeys};
 
 /// The source types `[[source]] type = "…"` accepts.
 pub const SOURCE_TYPES: &[&str] = &["toml", "ldap"];
 /// The target types `[[target]] type = "…"` accepts.
-pub const TARGET_TYPES: &[&str] = &["contensis"];
+pub const TARGET_TYPES: &[&str] = &["contensis", "vinyldns", "crafter", "uipath"];
 
 /// A checked configuration.
 #[derive(Clone, Debug)]
@@ -146,6 +149,12 @@ pub struct TargetConfig {
 pub enum TargetKind {
     /// `type = "contensis"`.
     Contensis(ContensisConfig),
+    /// `type = "vinyldns"`.
+    VinylDns(VinylDnsConfig),
+    /// `type = "crafter"`.
+    Crafter(CrafterConfig),
+    /// `type = "uipath"`.
+    UiPath(UiPathConfig),
 }
 
 impl TargetKind {
@@ -153,6 +162,9 @@ impl TargetKind {
     pub fn type_name(&self) -> &'static str {
         match self {
             TargetKind::Contensis(_) => "contensis",
+            TargetKind::VinylDns(_) => "vinyldns",
+            TargetKind::Crafter(_) => "crafter",
+            TargetKind::UiPath(_) => "uipath",
         }
     }
 }
@@ -285,6 +297,9 @@ fn target(
     let span = table.span.clone();
     let (common, kind) = match kind.get_ref().as_str() {
         "contensis" => connector::<ContensisKeys>(table, r, TargetKind::Contensis),
+        "vinyldns" => connector::<VinylDnsKeys>(table, r, TargetKind::VinylDns),
+        "crafter" => connector::<CrafterKeys>(table, r, TargetKind::Crafter),
+        "uipath" => connector::<UiPathKeys>(table, r, TargetKind::UiPath),
         other => return Err(unknown_type(&kind, other, "target", TARGET_TYPES, r)),
     };
     let common = common?;
@@ -382,6 +397,12 @@ mod tests {
 
     const CONTENSIS: &str =
         "url = \"https://cms.example.com\"\nclient_id = \"r\"\nclient_secret_env = \"PATH\"\n";
+    const VINYLDNS: &str = "url = \"https://vinyldns.example.com\"\naccess_key_env = \"PATH\"\n\
+                            secret_key_env = \"PATH\"\n";
+    const CRAFTER: &str = "url = \"https://studio.example.com/studio\"\ntoken_env = \"PATH\"\n";
+    const UIPATH: &str = "url = \"https://cloud.uipath.com/org\"\n\
+                          partition_global_id = \"3fa85f64-5717-4562-b3fc-2c963f66afa6\"\n\
+                          client_id = \"r\"\nclient_secret_env = \"PATH\"\n";
 
     /// Every listed target type has a match arm (so the "known types" message does not lie).
     #[test]
@@ -389,6 +410,9 @@ mod tests {
         for t in TARGET_TYPES {
             let keys = match *t {
                 "contensis" => CONTENSIS,
+                "vinyldns" => VINYLDNS,
+                "crafter" => CRAFTER,
+                "uipath" => UIPATH,
                 other => panic!("no test keys for target type {other}"),
             };
             let text = format!(

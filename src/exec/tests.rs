@@ -186,6 +186,7 @@ impl Target for FakeTarget {
             nested_groups: true,
             membership: MembershipWrites::PerMember,
             case_insensitive_names: false,
+            renames: true,
         }
     }
 

@@ -143,6 +143,9 @@ pub enum WarningKind {
     OutOfScope,
     /// Two desired groups differ only in case on a target that ignores case.
     NameClash,
+    /// The target's name differs from the desired one only in case, and the target cannot
+    /// rename groups.
+    CannotRename,
 }
 
 /// A warning attached to a plan.

@@ -261,7 +261,16 @@ pub fn plan(
             }),
             Some(have) => {
                 let mut fields = BTreeMap::new();
-                if have.group.name != *name {
+                if have.group.name != *name && !caps.renames {
+                    warnings.push(Warning {
+                        kind: WarningKind::CannotRename,
+                        group: have.group.name.clone(),
+                        message: format!(
+                            "\"{}\" is spelled \"{name}\" in the desired state; this target cannot rename groups, so its name is left as it is",
+                            have.group.name
+                        ),
+                    });
+                } else if have.group.name != *name {
                     fields.insert(
                         "name".to_owned(),
                         FieldChange {

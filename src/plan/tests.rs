@@ -77,6 +77,7 @@ pub(super) fn caps(nested_groups: bool, case_insensitive_names: bool) -> Capabil
         nested_groups,
         membership: MembershipWrites::PerMember,
         case_insensitive_names,
+        renames: true,
     }
 }
 

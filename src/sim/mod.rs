@@ -1,11 +1,13 @@
 //! `roster sim`: serves the target simulators on loopback, seeded from a TOML file, so that
 //! roster can be tried (and tested) without a real target system.
 //!
-//! A seed file has one table per simulator (today `[contensis]`, see
+//! A seed file has one table per simulator (`[contensis]`, `[vinyldns]`, `[crafter]`, `[uipath]`,
+//! each described by its simulator's seed type, such as
 //! [`ContensisSeed`](crate::target::contensis::sim::ContensisSeed)); a missing table means that
 //! simulator starts with its defaults. Parsing is strict (`deny_unknown_fields`) and errors point
-//! at `file:line:col`, as roster's own config does. [`start`] binds a listener (port 0 is fine)
-//! and returns a [`RunningSim`] whose handles the integration tests use to inspect state;
+//! at `file:line:col`, as roster's own config does. [`start`] binds one listener per simulator
+//! (port 0 is fine) and returns a [`RunningSim`] whose handles the integration tests use to
+//! inspect state;
 //! [`serve_until`] is the same for the command line, serving until a stop future resolves.
 //!
 //! The simulators' `/_sim/...` control endpoints have no authentication: serve them on loopback
@@ -33,10 +35,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::target::contensis::sim::{ContensisSeed, ContensisSim};
+use crate::target::crafter::sim::{CrafterSeed, CrafterSim};
+use crate::target::uipath::sim::{UiPathSeed, UiPathSim};
+use crate::target::vinyldns::sim::{VinylDnsSeed, VinylDnsSim};
 
 /// A seed file: the starting state of each simulator.
 #[derive(Debug, Default, Deserialize)]
@@ -44,6 +49,12 @@ use crate::target::contensis::sim::{ContensisSeed, ContensisSim};
 pub struct Seed {
     /// The Contensis simulator's seed (`[contensis]`); its defaults when absent.
     pub contensis: Option<ContensisSeed>,
+    /// The VinylDNS simulator's seed (`[vinyldns]`).
+    pub vinyldns: Option<VinylDnsSeed>,
+    /// The Crafter Studio simulator's seed (`[crafter]`).
+    pub crafter: Option<CrafterSeed>,
+    /// The UiPath Identity simulator's seed (`[uipath]`).
+    pub uipath: Option<UiPathSeed>,
 }
 
 /// Why the simulators could not be seeded or served.
@@ -112,11 +123,23 @@ pub fn parse_seed(text: &str, origin: &str) -> Result<Seed, SimError> {
             message: e.message().trim().to_owned(),
         }
     })?;
-    if let Some(c) = &seed.contensis {
-        c.validate().map_err(|problems| SimError::Invalid {
+    let checks = [
+        seed.contensis.as_ref().map(ContensisSeed::validate),
+        seed.vinyldns.as_ref().map(VinylDnsSeed::validate),
+        seed.crafter.as_ref().map(CrafterSeed::validate),
+        seed.uipath.as_ref().map(UiPathSeed::validate),
+    ];
+    let problems: Vec<String> = checks
+        .into_iter()
+        .flatten()
+        .filter_map(Result::err)
+        .flatten()
+        .collect();
+    if !problems.is_empty() {
+        return Err(SimError::Invalid {
             origin: origin.to_owned(),
             problems,
-        })?;
+        });
     }
     Ok(seed)
 }
@@ -130,68 +153,166 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// Simulators being served; dropping it stops them too, but [`RunningSim::shutdown`] waits.
+/// One of the simulators `roster sim` serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SimKind {
+    /// The Contensis Management API.
+    Contensis,
+    /// The VinylDNS API.
+    VinylDns,
+    /// The Crafter Studio API.
+    Crafter,
+    /// The UiPath Identity API.
+    UiPath,
+}
+
+impl SimKind {
+    /// Every simulator, in the order their ports are given out.
+    pub const ALL: [SimKind; 4] = [
+        SimKind::Contensis,
+        SimKind::VinylDns,
+        SimKind::Crafter,
+        SimKind::UiPath,
+    ];
+
+    /// The target `type` this simulator stands in for.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            SimKind::Contensis => "contensis",
+            SimKind::VinylDns => "vinyldns",
+            SimKind::Crafter => "crafter",
+            SimKind::UiPath => "uipath",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Simulators being served, one port each; dropping it stops them too, but
+/// [`RunningSim::shutdown`] waits.
 #[derive(Debug)]
 pub struct RunningSim {
-    /// The address actually bound.
-    pub addr: SocketAddr,
     /// The Contensis simulator, for inspecting and changing its state.
     pub contensis: ContensisSim,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<std::io::Result<()>>,
+    /// The VinylDNS simulator.
+    pub vinyldns: VinylDnsSim,
+    /// The Crafter Studio simulator.
+    pub crafter: CrafterSim,
+    /// The UiPath Identity simulator.
+    pub uipath: UiPathSim,
+    addrs: [SocketAddr; 4],
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Drop for RunningSim {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 impl RunningSim {
-    /// The base URL, such as `http://127.0.0.1:40123`.
+    /// The Contensis simulator's base URL, such as `http://127.0.0.1:40123`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.url_of(SimKind::Contensis)
     }
 
-    /// Stops accepting, lets requests in flight finish, and waits for the server to end.
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(());
-        match self.task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "simulator server failed"),
-            Err(e) => tracing::warn!(error = %e, "simulator task failed"),
+    /// The address a simulator is bound to.
+    pub fn addr(&self, kind: SimKind) -> SocketAddr {
+        self.addrs[kind.index()]
+    }
+
+    /// What a `[[target]]`'s `url` must be to reach a simulator: its address plus the path its
+    /// API lives under (`/studio` for Crafter, the organization for UiPath).
+    pub fn url_of(&self, kind: SimKind) -> String {
+        let base = match kind {
+            SimKind::Contensis => String::new(),
+            SimKind::VinylDns => self.vinyldns.base_path(),
+            SimKind::Crafter => self.crafter.base_path(),
+            SimKind::UiPath => self.uipath.base_path(),
+        };
+        format!("http://{}{base}", self.addr(kind))
+    }
+
+    /// Stops accepting, lets requests in flight finish, and waits for every server to end.
+    pub async fn shutdown(mut self) {
+        if let Err(e) = self.stop_and_wait().await {
+            tracing::warn!(error = %e, "simulator server failed");
         }
+    }
+
+    async fn stop_and_wait(&mut self) -> Result<(), SimError> {
+        self.stop.cancel();
+        let mut result = Ok(());
+        for task in self.tasks.drain(..) {
+            let outcome = match task.await {
+                Ok(r) => r.map_err(SimError::Serve),
+                Err(e) => Err(SimError::Serve(std::io::Error::other(e))),
+            };
+            if result.is_ok() {
+                result = outcome;
+            }
+        }
+        result
     }
 }
 
-/// Binds `listen` (port 0 picks a free port) and serves the simulators seeded from `seed` in a
-/// background task.
+/// Binds one port per simulator and serves them, seeded from `seed`, in background tasks.
+/// With port 0 in `listen`, each simulator gets a free port; with port `P`, they take `P`,
+/// `P+1`, `P+2` and `P+3` in the order of [`SimKind::ALL`].
 pub async fn start(seed: Seed, listen: SocketAddr) -> Result<RunningSim, SimError> {
     let contensis = ContensisSim::new(seed.contensis.unwrap_or_default());
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|source| SimError::Bind {
-            addr: listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| SimError::Bind {
-        addr: listen,
-        source,
-    })?;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let app = contensis.router();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                // A send or a dropped sender both mean stop.
-                let _ = stopped.await;
-            })
+    let vinyldns = VinylDnsSim::new(seed.vinyldns.unwrap_or_default());
+    let crafter = CrafterSim::new(seed.crafter.unwrap_or_default());
+    let uipath = UiPathSim::new(seed.uipath.unwrap_or_default());
+    let routers = [
+        contensis.router(),
+        vinyldns.router(),
+        crafter.router(),
+        uipath.router(),
+    ];
+    let stop = CancellationToken::new();
+    let mut addrs = [listen; 4];
+    let mut tasks = Vec::with_capacity(routers.len());
+    for (i, app) in routers.into_iter().enumerate() {
+        let mut at = listen;
+        if listen.port() != 0 {
+            let port =
+                u16::try_from(usize::from(listen.port()) + i).map_err(|_| SimError::Bind {
+                    addr: listen,
+                    source: std::io::Error::other("no room for four consecutive ports"),
+                })?;
+            at.set_port(port);
+        }
+        let listener = tokio::net::TcpListener::bind(at)
             .await
-    });
+            .map_err(|source| SimError::Bind { addr: at, source })?;
+        addrs[i] = listener
+            .local_addr()
+            .map_err(|source| SimError::Bind { addr: at, source })?;
+        let stopped = stop.clone().cancelled_owned();
+        tasks.push(tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+        }));
+    }
     Ok(RunningSim {
-        addr,
         contensis,
+        vinyldns,
+        crafter,
+        uipath,
+        addrs,
         stop,
-        task,
+        tasks,
     })
 }
 
 /// Serves the simulators until `stop` resolves, then shuts them down gracefully. Used by
-/// `roster sim`; logs the URL and the client id to use (never the secret).
+/// `roster sim`; prints each simulator's URL (the `url` to put in a `[[target]]`) and logs the
+/// Contensis client id to use (never a secret).
 pub async fn serve_until(
     seed: Seed,
     listen: SocketAddr,
@@ -204,20 +325,17 @@ pub async fn serve_until(
         || ContensisSeed::default().client_id,
         |c| c.client_id.clone(),
     );
-    let running = start(seed, listen).await?;
+    let mut running = start(seed, listen).await?;
+    for kind in SimKind::ALL {
+        println!("{:<10} {}", kind.type_name(), running.url_of(kind));
+    }
     tracing::info!(
-        url = %running.url(),
         client_id = %client_id,
-        "contensis simulator listening; use grant client_credentials with this client id and the secret from the seed"
+        "simulators listening; credentials are those of the seed"
     );
     stop.await;
     tracing::info!("stopping the simulators");
-    let RunningSim { stop: tx, task, .. } = running;
-    let _ = tx.send(());
-    match task.await {
-        Ok(result) => result.map_err(SimError::Serve),
-        Err(e) => Err(SimError::Serve(std::io::Error::other(e))),
-    }
+    running.stop_and_wait().await
 }
 
 #[cfg(test)]

@@ -8,6 +8,9 @@
 //! children = ["Liposuction Technicians"]  # names of other desired groups
 //! [group.contensis]
 //! custom = { clientId = "PSSC" }
+//! [group.vinyldns]
+//! email = "soap@example.com"               # VinylDNS requires one for every group it holds
+//! admins = ["tdurden"]                     # group admins; VinylDNS makes them members too
 //! ```
 //!
 //! The source's `path` is one file, or a folder whose `*.toml` files (not hidden, not in
@@ -66,6 +69,19 @@ struct GroupFile {
     children: Vec<Spanned<String>>,
     /// Contensis attributes.
     contensis: Option<ContensisGroupFile>,
+    /// VinylDNS attributes.
+    vinyldns: Option<VinylDnsGroupFile>,
+}
+
+/// `[group.vinyldns]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VinylDnsGroupFile {
+    /// The group's contact e-mail, which VinylDNS requires.
+    email: Option<String>,
+    /// User keys of the group's admins (members too, on VinylDNS).
+    #[serde(default)]
+    admins: Vec<Spanned<String>>,
 }
 
 /// `[group.contensis]`.
@@ -179,6 +195,31 @@ fn group(table: RawTable<'_>, r: &mut Resolver<'_>, out: &mut Loaded) {
         let attributes = Attributes::from([("custom".to_owned(), custom.into())]);
         extras.insert("contensis".to_owned(), attributes);
     }
+    if let Some(v) = g.vinyldns {
+        let mut attributes = Attributes::new();
+        if let Some(email) = v.email {
+            if email.trim().is_empty() {
+                r.error(
+                    span.clone(),
+                    format!("empty vinyldns email in group `{name}`"),
+                );
+            }
+            attributes.insert("email".to_owned(), email.into());
+        }
+        let mut admins = BTreeSet::new();
+        for a in &v.admins {
+            if a.get_ref().trim().is_empty() {
+                r.error(a.span(), format!("empty admin in group `{name}`"));
+                continue;
+            }
+            admins.insert(a.get_ref().clone());
+        }
+        if !v.admins.is_empty() {
+            let admins: Vec<serde_json::Value> = admins.into_iter().map(Into::into).collect();
+            attributes.insert("admins".to_owned(), admins.into());
+        }
+        extras.insert("vinyldns".to_owned(), attributes);
+    }
     out.desired
         .origins
         .insert(name.clone(), r.file().origin(span));
@@ -242,6 +283,26 @@ mod tests {
             problems("[[group]]\nname = \"A\"\n[group.contensis]\ncustoms = {}\n"),
             ["g.toml:4:1: unknown key `customs`, expected `custom`"]
         );
+    }
+
+    #[test]
+    fn vinyldns_table_reads_email_and_sorted_admins() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("groups.toml");
+        fs::write(
+            &path,
+            "[[group]]\nname = \"ops\"\n[group.vinyldns]\nemail = \"ops@example.com\"\n\
+             admins = [\"zed\", \"amy\", \"zed\"]\n",
+        )?;
+        let desired = load(&path)?;
+        let attrs = &desired.groups[&GroupName::from("ops")].extras["vinyldns"];
+        assert_eq!(attrs["email"], "ops@example.com");
+        assert_eq!(attrs["admins"], serde_json::json!(["amy", "zed"]));
+        assert_eq!(
+            problems("[[group]]\nname = \"A\"\n[group.vinyldns]\nemail = \"a@b\"\nadmin = []\n"),
+            ["g.toml:5:1: unknown key `admin`, expected `email` or `admins`"]
+        );
+        Ok(())
     }
 
     #[test]

@@ -20,10 +20,15 @@ pub struct ClientError {
 
 /// A client that verifies TLS against the system roots (and `ca_file`, when given), with a
 /// per-request timeout. Certificate checks cannot be turned off.
+///
+/// Redirects are never followed: a reconciler must see what the API answered, and following a
+/// `301` turns a POST into a GET that "succeeds" (Crafter Studio 3.1 answers its retired group
+/// API that way).
 pub fn client(timeout: Duration, ca_file: Option<&Path>) -> Result<reqwest::Client, ClientError> {
     let mut b = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("roster/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = ca_file {
         let pem = std::fs::read(path).map_err(|e| ClientError {

@@ -6,14 +6,19 @@
 //! once ([`Target::send`]). Ordering, concurrency and retries belong to [`crate::exec`].
 
 pub mod contensis;
+pub mod crafter;
 pub mod http;
+pub mod uipath;
+pub mod vinyldns;
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use crate::model::{Capabilities, GroupName, Observed, UserKey};
+use crate::config::Diagnostic;
+use crate::model::{Capabilities, Desired, GroupName, Observed, UserKey};
 use crate::plan::Scope;
 use crate::plan::change::Plan;
 
@@ -177,6 +182,19 @@ pub trait Target: Send + Sync {
 
     /// What the API can express.
     fn capabilities(&self) -> Capabilities;
+
+    /// Checks the desired groups in `scope` against what this API can hold, and adapts them to it
+    /// (VinylDNS admins are members too, say). Pure, and run before anything is read: a desired
+    /// state the target cannot take is a validation error for that target, pointing at where
+    /// each group is defined, never a write that fails halfway through an apply.
+    fn prepare<'d>(
+        &self,
+        desired: &'d Desired,
+        scope: &Scope,
+    ) -> Result<Cow<'d, Desired>, Vec<Diagnostic>> {
+        let _ = scope;
+        Ok(Cow::Borrowed(desired))
+    }
 
     /// Reads every group in scope, every page, with direct members and children, and resolves the
     /// `users` keys to target ids; or fails. It never returns part of the state.

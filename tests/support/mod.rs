@@ -1,5 +1,6 @@
-//! One helper for every end-to-end test: a Contensis simulator on 127.0.0.1:0, a config folder
-//! that points roster at it, and ways to run roster (as a library or as the built binary).
+//! One helper for every end-to-end test: the simulators on 127.0.0.1:0, a config folder whose one
+//! target points roster at one of them, and ways to run roster (as a library or as the built
+//! binary).
 
 #![allow(dead_code)]
 
@@ -12,35 +13,69 @@ use std::process::Output;
 use roster::config::{self, Config};
 use roster::reconcile::Mode;
 use roster::run::{RunOptions, RunReport, run};
-use roster::sim::{self, RunningSim};
+use roster::sim::{self, RunningSim, SimKind};
 
 /// The client secret every test config uses, so tests can look for it in output.
 pub const SECRET: &str = "s3cr3t-never-shown-9f2c";
 
-/// A running simulator and a config folder for it.
+/// Running simulators and a config folder whose one target is one of them.
 pub struct World {
-    /// The simulator.
+    /// The simulators.
     pub sim: RunningSim,
-    /// Holds roster.toml, the secret and groups.toml.
+    /// Holds roster.toml, the secret (file `secret`, holding [`SECRET`]) and groups.toml.
     pub dir: tempfile::TempDir,
+    /// The simulator the config's target points at.
+    pub kind: SimKind,
+    /// The target's connector keys (credentials), below `name`, `type` and `url`.
+    keys: String,
 }
 
 impl World {
-    /// Starts a simulator from `seed` (the `[contensis]` table's body is added around it with
-    /// the test credentials) and writes a config whose target has `target_extra` lines.
+    /// Starts the simulators with a Contensis seed (the `[contensis]` table's body is added
+    /// around it with the test credentials) and writes a config whose Contensis target has
+    /// `target_extra` lines.
     pub async fn new(seed_body: &str, groups: &str, target_extra: &str) -> World {
         let seed = format!(
             "[contensis]\nclient_id = \"roster\"\nclient_secret = \"{SECRET}\"\n{seed_body}"
         );
-        let seed = sim::parse_seed(&seed, "test seed").expect("seed parses");
+        let keys = "client_id = \"roster\"\nclient_secret_file = \"secret\"\n";
+        Self::with_target(SimKind::Contensis, &seed, keys, groups, target_extra).await
+    }
+
+    /// Starts the simulators from the whole seed file text `seed`, and writes a config whose one
+    /// target is the `kind` simulator, with the connector keys `keys` (credentials; the file
+    /// `secret` holds [`SECRET`]) and `target_extra` lines.
+    pub async fn with_target(
+        kind: SimKind,
+        seed: &str,
+        keys: &str,
+        groups: &str,
+        target_extra: &str,
+    ) -> World {
+        let seed = sim::parse_seed(seed, "test seed").expect("seed parses");
         let sim = sim::start(seed, "127.0.0.1:0".parse().expect("addr"))
             .await
             .expect("simulator starts");
         let dir = tempfile::tempdir().expect("tempdir");
-        let w = World { sim, dir };
+        let w = World {
+            sim,
+            dir,
+            kind,
+            keys: keys.to_owned(),
+        };
         w.write_config(target_extra);
         w.write_groups(groups);
         w
+    }
+
+    /// The target's name in the config: `cms`, `dns`, `studio` or `robots`.
+    pub fn target_name(&self) -> &'static str {
+        match self.kind {
+            SimKind::Contensis => "cms",
+            SimKind::VinylDns => "dns",
+            SimKind::Crafter => "studio",
+            SimKind::UiPath => "robots",
+        }
     }
 
     /// Rewrites roster.toml with these extra `[[target]]` lines.
@@ -54,10 +89,12 @@ impl World {
                 .expect("chmod");
         }
         let cfg = format!(
-            "[[source]]\ntype = \"toml\"\npath = \"groups.toml\"\n\n[[target]]\nname = \"cms\"\n\
-             type = \"contensis\"\nurl = \"{}\"\nclient_id = \"roster\"\n\
-             client_secret_file = \"secret\"\n{target_extra}\n",
-            self.sim.url()
+            "[[source]]\ntype = \"toml\"\npath = \"groups.toml\"\n\n[[target]]\nname = \"{}\"\n\
+             type = \"{}\"\nurl = \"{}\"\n{}{target_extra}\n",
+            self.target_name(),
+            self.kind.type_name(),
+            self.sim.url_of(self.kind),
+            self.keys,
         );
         std::fs::write(self.config_path(), cfg).expect("write config");
     }
@@ -139,7 +176,9 @@ pub fn group(name: &str, description: &str, members: &[&str], children: &[&str])
 pub fn contensis(w: &World) -> roster::target::contensis::ContensisTarget {
     let config = w.config();
     let t = &config.targets[0];
-    let roster::config::TargetKind::Contensis(c) = &t.kind;
+    let roster::config::TargetKind::Contensis(c) = &t.kind else {
+        panic!("the world's target is not a Contensis target");
+    };
     roster::target::contensis::ContensisTarget::new(
         &t.name,
         c,

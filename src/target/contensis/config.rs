@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::file::{Reported, Resolver, TargetKeys, is_loopback, split_host_port};
+use crate::config::file::{Reported, Resolver, TargetKeys, check_url};
 use crate::config::secret::{Secret, SecretKeys};
 
 /// The scope requested with the token when the config sets none: the list the Contensis
@@ -134,37 +134,6 @@ impl TargetKeys for ContensisKeys {
             scope: scope?,
         })
     }
-}
-
-/// Checks the scheme and the host, and drops trailing slashes (paths are appended to it).
-fn check_url(url: &Spanned<String>, r: &mut Resolver<'_>) -> Result<String, Reported> {
-    let raw = url.get_ref().trim();
-    let rest = raw
-        .strip_prefix("https://")
-        .or_else(|| raw.strip_prefix("http://"));
-    let Some(rest) = rest else {
-        return Err(r.error(
-            url.span(),
-            format!("invalid url `{raw}`: it must start with https:// or http://"),
-        ));
-    };
-    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if host.is_empty() {
-        return Err(r.error(url.span(), format!("invalid url `{raw}`: no host")));
-    }
-    if rest.contains(['?', '#']) {
-        return Err(r.error(
-            url.span(),
-            format!("invalid url `{raw}`: give the instance's base url, without `?` or `#`"),
-        ));
-    }
-    if raw.starts_with("http://") && !is_loopback(split_host_port(host).0) {
-        r.warn(
-            url.span(),
-            format!("`{raw}` is plain http: credentials and tokens cross the network unencrypted"),
-        );
-    }
-    Ok(raw.trim_end_matches('/').to_owned())
 }
 
 /// Exactly one of client credentials and user credentials, each complete.

@@ -548,6 +548,7 @@ impl Target for ContensisTarget {
             nested_groups: true,
             membership: MembershipWrites::PerMember,
             case_insensitive_names: true,
+            renames: true,
         }
     }
 

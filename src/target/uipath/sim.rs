@@ -1,0 +1,51 @@
+//! The UiPath Identity simulator (work in progress: the skeleton every simulator starts from).
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use serde::Deserialize;
+
+use crate::sim::faults::Faults;
+
+/// The `[uipath]` table of a seed file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiPathSeed {}
+
+impl UiPathSeed {
+    /// Every problem with the seed (duplicate names, unknown users), or nothing.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        Ok(())
+    }
+}
+
+/// A running UiPath Identity simulator's state; clones share it.
+#[derive(Clone, Debug, Default)]
+pub struct UiPathSim {
+    calls: Arc<Mutex<Vec<String>>>,
+}
+
+impl UiPathSim {
+    /// A simulator holding what `seed` describes.
+    pub fn new(_seed: UiPathSeed) -> Self {
+        Self::default()
+    }
+
+    /// The HTTP API, ready to serve.
+    pub fn router(&self) -> Router {
+        Router::new()
+    }
+
+    /// The path the API lives under (appended to `http://host:port` to make the target's `url`).
+    pub fn base_path(&self) -> String {
+        String::new()
+    }
+
+    /// Every API request received, as `"METHOD /path?query"`, in arrival order.
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Replaces the faults.
+    pub fn set_faults(&self, _f: Faults) {}
+}
