@@ -911,4 +911,44 @@ proptest! {
         let again = run(&d, &after, &p, caps(false, false));
         prop_assert!(again.is_empty(), "not converged: {:#?}", again.changes);
     }
+
+    /// (h) Flattening gives each group exactly the users reachable from it through child groups
+    /// (computed here by a plain graph search), whatever cycles the children form.
+    #[test]
+    fn flattened_members_are_the_users_reachable_through_children(
+        members in proptest::collection::vec(any::<u16>(), 1..8),
+        edges in proptest::collection::vec((0usize..8, 0usize..8), 0..16),
+    ) {
+        let n = members.len();
+        let name = |i: usize| GroupName::from(format!("g{i}"));
+        let mut d = Desired::default();
+        for (i, m) in members.iter().enumerate() {
+            let mut g = Group::named(name(i));
+            g.members = user_set(*m);
+            d.groups.insert(name(i), g);
+        }
+        for (a, b) in edges.iter().map(|(a, b)| (a % n, b % n)) {
+            if let Some(g) = d.groups.get_mut(&name(a)) {
+                g.children.insert(name(b));
+            }
+        }
+        let (flat, _) = closure::flatten(&d);
+        for i in 0..n {
+            let mut seen = BTreeSet::from([name(i)]);
+            let mut todo = vec![name(i)];
+            let mut reach = BTreeSet::new();
+            while let Some(g) = todo.pop() {
+                let group = &d.groups[&g];
+                reach.extend(group.members.iter().cloned());
+                for c in &group.children {
+                    if seen.insert(c.clone()) {
+                        todo.push(c.clone());
+                    }
+                }
+            }
+            let got = &flat.groups[&name(i)];
+            prop_assert_eq!(&got.members, &reach, "group g{}", i);
+            prop_assert!(got.children.is_empty());
+        }
+    }
 }

@@ -592,6 +592,28 @@ fn rename_by_case_only_is_an_update() {
 }
 
 #[test]
+fn a_target_that_cannot_rename_gets_a_warning_instead_of_a_rename() {
+    let d = desired([described(group("Eng", &["alice"], &[]), "new")]);
+    let o = observed([managed(group("eng", &[], &[]))]);
+    let p = policy(scope(Some(&["*"]), &d, true));
+    let mut c = caps(false, true);
+    c.renames = false;
+    let out = run(&d, &o, &p, c);
+    // Everything else about the group is still planned, addressed by its current name.
+    assert_eq!(
+        lines(&out),
+        [
+            "~ update group \"eng\": description (none) → \"new\"",
+            "+ member \"alice\" in \"eng\"",
+        ]
+    );
+    assert_eq!(
+        warnings_of(&out, WarningKind::CannotRename),
+        ["\"eng\" is spelled \"Eng\" in the desired state; this target cannot rename groups, so its name is left as it is"]
+    );
+}
+
+#[test]
 fn member_differing_only_in_case_is_no_change_on_case_insensitive_targets() {
     let d = desired([group("eng", &["Alice", "BOB"], &[])]);
     let o = observed([managed(group("eng", &["alice", "bob"], &[]))]);
