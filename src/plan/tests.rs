@@ -607,9 +607,11 @@ fn a_target_that_cannot_rename_gets_a_warning_instead_of_a_rename() {
             "+ member \"alice\" in \"eng\"",
         ]
     );
+    assert_eq!(warnings_of(&out, WarningKind::CannotRename), ["eng"]);
     assert_eq!(
-        warnings_of(&out, WarningKind::CannotRename),
-        ["\"eng\" is spelled \"Eng\" in the desired state; this target cannot rename groups, so its name is left as it is"]
+        out.warnings[0].message,
+        "\"eng\" is spelled \"Eng\" in the desired state; this target cannot rename groups, so \
+         its name is left as it is"
     );
 }
 
