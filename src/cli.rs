@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{self, Config, TargetKind};
+use crate::config::{self, Config};
 use crate::plan::render::Format;
 use crate::reconcile::Mode;
 use crate::report;
@@ -226,14 +226,7 @@ async fn demo(config_path: &Path, seed_path: Option<&Path>) -> Result<u8> {
         println!("{:<10} simulator on {}", kind.type_name(), sim.url_of(kind));
     }
     println!();
-    for t in &mut config.targets {
-        match &mut t.kind {
-            TargetKind::Contensis(c) => c.url = sim.url_of(SimKind::Contensis),
-            TargetKind::VinylDns(c) => c.url = sim.url_of(SimKind::VinylDns),
-            TargetKind::Crafter(c) => c.url = sim.url_of(SimKind::Crafter),
-            TargetKind::UiPath(c) => c.url = sim.url_of(SimKind::UiPath),
-        }
-    }
+    sim.point_at(&mut config);
     println!("$ roster plan");
     let code = plan(&config, plan_args()).await?;
     if code == report::EXIT_ERROR {

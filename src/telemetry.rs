@@ -21,6 +21,9 @@ pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A log pipe that closes (a reader that went away) must not take roster down: by default
+        // the subscriber reports a failed write with `eprintln!`, which panics on that same pipe.
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
         LogFormat::Text => builder.compact().with_target(false).try_init(),

@@ -215,3 +215,38 @@ fn validate_never_contacts_a_directory() {
         "validate connected to the directory"
     );
 }
+
+#[tokio::test]
+async fn roster_sim_serves_all_four_simulators_on_their_own_ports() {
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["sim", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("roster sim starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut urls = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while urls.len() < 4 {
+            let line = lines.next_line().await.expect("read").expect("a line per simulator");
+            let (kind, url) = line.split_once(' ').expect("`type url`");
+            urls.push((kind.to_owned(), url.trim().to_owned()));
+        }
+    })
+    .await
+    .expect("roster sim prints its URLs in time");
+    let kinds: Vec<&str> = urls.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["contensis", "vinyldns", "crafter", "uipath"]);
+    let mut ports = std::collections::BTreeSet::new();
+    for (kind, url) in &urls {
+        let parsed = reqwest::Url::parse(url).unwrap_or_else(|e| panic!("{kind}: {url}: {e}"));
+        ports.insert(parsed.port().expect("a port"));
+        // Each answers HTTP (an API error for an unauthenticated request is an answer).
+        let resp = reqwest::get(url.as_str()).await;
+        assert!(resp.is_ok(), "{kind} at {url} does not answer: {resp:?}");
+    }
+    assert_eq!(ports.len(), 4, "one port each: {urls:?}");
+    child.kill().await.expect("kill");
+}

@@ -67,7 +67,7 @@ fn unknown_target_type_lists_the_known_ones() {
     let text = base_env().replace(r#""contensis""#, r#""contensys""#);
     assert_eq!(
         errors(&text),
-        "roster.toml:7:8: unknown target type `contensys`; known types: `contensis`"
+        "roster.toml:7:8: unknown target type `contensys`; known types: `contensis`, `vinyldns`, `crafter`, `uipath`"
     );
 }
 
@@ -76,7 +76,7 @@ fn missing_type_and_unknown_source_type() {
     let text = base_env().replace("type = \"contensis\"\n", "");
     assert_eq!(
         errors(&text),
-        "roster.toml:5:1: missing key `type` in [[target]]; known types: `contensis`"
+        "roster.toml:5:1: missing key `type` in [[target]]; known types: `contensis`, `vinyldns`, `crafter`, `uipath`"
     );
     let text = base_env().replace(r#""toml""#, r#""ldif""#);
     assert_eq!(
@@ -170,7 +170,7 @@ type = "vinyl"
          roster.toml:10:21: environment variable `ROSTER_TEST_SURELY_UNSET_VARIABLE` is not set\n\
          roster.toml:11:9: invalid type: string \"yes\", expected a boolean\n\
          roster.toml:12:14: unknown value `sometimes`, expected `authoritative` or `additive`\n\
-         roster.toml:16:8: unknown target type `vinyl`; known types: `contensis`"
+         roster.toml:16:8: unknown target type `vinyl`; known types: `contensis`, `vinyldns`, `crafter`, `uipath`"
     );
 }
 
@@ -395,13 +395,16 @@ fn the_demo_config_is_valid() -> TestResult {
     for w in &config.warnings {
         assert!(w.message.contains("can be read by group or others"), "{w}");
     }
-    assert_eq!(config.targets.len(), 1);
+    let types: Vec<&str> = config.targets.iter().map(|t| t.kind.type_name()).collect();
+    assert_eq!(types, ["contensis", "vinyldns", "crafter", "uipath"]);
     let desired = futures::executor::block_on(source::load_desired(&config.sources))?;
-    let pssc = &desired.groups[&GroupName::from("Paper Street Soap Company")];
+    let pssc = &desired.groups[&GroupName::from("paper_street_soap")];
     assert!(
         pssc.children
-            .contains(&GroupName::from("Liposuction Technicians"))
+            .contains(&GroupName::from("liposuction_techs"))
     );
+    // Every target can take every example group (VinylDNS e-mails, Crafter's name rule).
+    assert_eq!(roster::run::check_targets(&config, &desired), []);
     assert_eq!(desired.groups.len(), 6);
     Ok(())
 }
@@ -492,7 +495,7 @@ custom = { clientId = 1 }
         desired_errors(dir.path()),
         "$DIR/g.toml:2:8: group name is empty\n\
          $DIR/g.toml:6:1: unknown key `membrs` in [[group]] (did you mean `members`?); expected \
-         one of `name`, `description`, `members`, `children`, `contensis`\n\
+         one of `name`, `description`, `members`, `children`, `contensis`, `vinyldns`\n\
          $DIR/g.toml:11:17: invalid type: integer `3`, expected a string\n\
          $DIR/g.toml:13:23: invalid type: integer `1`, expected a string"
     );

@@ -38,6 +38,7 @@ use serde::Deserialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::{Config, TargetKind};
 use crate::target::contensis::sim::{ContensisSeed, ContensisSim};
 use crate::target::crafter::sim::{CrafterSeed, CrafterSim};
 use crate::target::uipath::sim::{UiPathSeed, UiPathSim};
@@ -236,6 +237,18 @@ impl RunningSim {
         format!("http://{}{base}", self.addr(kind))
     }
 
+    /// Points every target of `config` at the simulator of its type (what `roster demo` does).
+    pub fn point_at(&self, config: &mut Config) {
+        for t in &mut config.targets {
+            match &mut t.kind {
+                TargetKind::Contensis(c) => c.url = self.url_of(SimKind::Contensis),
+                TargetKind::VinylDns(c) => c.url = self.url_of(SimKind::VinylDns),
+                TargetKind::Crafter(c) => c.url = self.url_of(SimKind::Crafter),
+                TargetKind::UiPath(c) => c.url = self.url_of(SimKind::UiPath),
+            }
+        }
+    }
+
     /// Stops accepting, lets requests in flight finish, and waits for every server to end.
     pub async fn shutdown(mut self) {
         if let Err(e) = self.stop_and_wait().await {
@@ -326,12 +339,15 @@ pub async fn serve_until(
         |c| c.client_id.clone(),
     );
     let mut running = start(seed, listen).await?;
+    // One line each on standard output for people, and a log event each for scripts.
     for kind in SimKind::ALL {
-        println!("{:<10} {}", kind.type_name(), running.url_of(kind));
+        let url = running.url_of(kind);
+        println!("{:<10} {url}", kind.type_name());
+        tracing::info!(simulator = kind.type_name(), url = %url, "simulator listening");
     }
     tracing::info!(
-        client_id = %client_id,
-        "simulators listening; credentials are those of the seed"
+        contensis_client_id = %client_id,
+        "credentials are those of the seed"
     );
     stop.await;
     tracing::info!("stopping the simulators");
