@@ -223,7 +223,7 @@ async fn demo(config_path: &Path, seed_path: Option<&Path>) -> Result<u8> {
         .await
         .context("starting the simulators")?;
     for kind in SimKind::ALL {
-        println!("{:<10} simulator on {}", kind.type_name(), sim.url_of(kind));
+        println!("{} simulator on {}", kind.type_name(), sim.url_of(kind));
     }
     println!();
     sim.point_at(&mut config);
@@ -257,7 +257,7 @@ async fn demo(config_path: &Path, seed_path: Option<&Path>) -> Result<u8> {
     if code != report::EXIT_OK {
         bail!("the plan after apply is not empty (exit code {code})");
     }
-    println!("\nThe second plan is empty: the simulator now holds the desired groups.");
+    println!("\nThe second plan is empty: the simulators now hold the desired groups.");
     Ok(report::EXIT_OK)
 }
 

@@ -230,7 +230,11 @@ async fn roster_sim_serves_all_four_simulators_on_their_own_ports() {
     let mut urls = Vec::new();
     tokio::time::timeout(Duration::from_secs(30), async {
         while urls.len() < 4 {
-            let line = lines.next_line().await.expect("read").expect("a line per simulator");
+            let line = lines
+                .next_line()
+                .await
+                .expect("read")
+                .expect("a line per simulator");
             let (kind, url) = line.split_once(' ').expect("`type url`");
             urls.push((kind.to_owned(), url.trim().to_owned()));
         }
