@@ -260,12 +260,12 @@ impl VinylDnsTarget {
             return Ok(resp);
         }
         let kind = match status_error(resp).await {
-            CallErrorKind::Status { status, message, .. } if status == 401 => {
-                CallErrorKind::Auth(format!(
-                    "the API refused the request signature (401): {message}; check access_key \
+            CallErrorKind::Status {
+                status, message, ..
+            } if status == 401 => CallErrorKind::Auth(format!(
+                "the API refused the request signature (401): {message}; check access_key \
                      and secret_key"
-                ))
-            }
+            )),
             other => other,
         };
         Err(self.err(&method, path, group, kind))
@@ -302,7 +302,10 @@ impl VinylDnsTarget {
 
     /// Every live group, every page. A page that repeats a cursor or a group is an incomplete
     /// read, never a shorter list.
-    async fn list_groups(&self, name_filter: Option<&str>) -> Result<Vec<api::Group>, ObserveError> {
+    async fn list_groups(
+        &self,
+        name_filter: Option<&str>,
+    ) -> Result<Vec<api::Group>, ObserveError> {
         let mut groups = Vec::new();
         let mut ids = HashSet::new();
         let mut cursors = HashSet::new();
@@ -443,7 +446,14 @@ impl VinylDnsTarget {
             .reads
             .retry_idempotent(|| async {
                 let resp = self
-                    .request(Method::GET, &path, &[], None, None, &[StatusCode::NOT_FOUND])
+                    .request(
+                        Method::GET,
+                        &path,
+                        &[],
+                        None,
+                        None,
+                        &[StatusCode::NOT_FOUND],
+                    )
                     .await?;
                 if resp.status() == StatusCode::NOT_FOUND {
                     return Ok(None);

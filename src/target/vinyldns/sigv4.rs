@@ -37,7 +37,8 @@ pub fn encode(s: &str) -> String {
 /// A query string (`k=v&k=v`, without `?`) of strictly encoded pairs, sorted as SigV4 sorts them,
 /// so that the string sent is the canonical one.
 pub fn query(pairs: &[(&str, String)]) -> String {
-    let mut enc: Vec<(String, String)> = pairs.iter().map(|(k, v)| (encode(k), encode(v))).collect();
+    let mut enc: Vec<(String, String)> =
+        pairs.iter().map(|(k, v)| (encode(k), encode(v))).collect();
     enc.sort();
     enc.iter()
         .map(|(k, v)| format!("{k}={v}"))
@@ -158,7 +159,11 @@ pub fn parse_auth(header: &str) -> Result<AuthHeader, SigError> {
     }
     Ok(AuthHeader {
         access_key: (*ak).to_owned(),
-        scope: ((*date).to_owned(), (*region).to_owned(), (*service).to_owned()),
+        scope: (
+            (*date).to_owned(),
+            (*region).to_owned(),
+            (*service).to_owned(),
+        ),
         signed_headers: signed.split(';').map(str::to_ascii_lowercase).collect(),
         signature: sig.to_ascii_lowercase(),
     })
@@ -208,8 +213,8 @@ pub fn verify(
             .map(|(_, v)| v.as_str())
     };
     let auth = parse_auth(header("authorization").ok_or(SigError::Missing)?)?;
-    let secret = secret_of(&auth.access_key)
-        .ok_or_else(|| SigError::UnknownKey(auth.access_key.clone()))?;
+    let secret =
+        secret_of(&auth.access_key).ok_or_else(|| SigError::UnknownKey(auth.access_key.clone()))?;
     let time = header("x-amz-date")
         .and_then(parse_amz_date)
         .ok_or(SigError::Unparsable)?;
@@ -276,15 +281,16 @@ mod tests {
             ("maxItems", "100".to_owned()),
             ("groupNameFilter", "a*b+c d".to_owned()),
         ]);
-        format!(
-            "https://vinyldns.example.com:9443/groups/6f1c0e2a-1b2c-4d3e-8f90-123456789abc?{q}"
-        )
+        format!("https://vinyldns.example.com:9443/groups/6f1c0e2a-1b2c-4d3e-8f90-123456789abc?{q}")
     }
 
     #[test]
     fn the_signature_matches_an_independent_computation() {
         let url = vector_url();
-        assert!(url.ends_with("?groupNameFilter=a%2Ab%2Bc%20d&maxItems=100"), "{url}");
+        assert!(
+            url.ends_with("?groupNameFilter=a%2Ab%2Bc%20d&maxItems=100"),
+            "{url}"
+        );
         let h = sign(
             "PUT",
             &url,
@@ -333,10 +339,7 @@ mod tests {
             body: &body,
         };
         assert_eq!(verify(&ok, secret).unwrap(), "AKIDROSTER");
-        let other_body = Received {
-            body: b"{}",
-            ..ok
-        };
+        let other_body = Received { body: b"{}", ..ok };
         assert_eq!(verify(&other_body, secret), Err(SigError::BadSignature));
         let other_method = Received {
             method: "POST",
@@ -367,6 +370,9 @@ mod tests {
     #[test]
     fn strict_encoding_differs_from_a_form_encoder() {
         assert_eq!(encode("a*b+c d~"), "a%2Ab%2Bc%20d~");
-        assert_eq!(query(&[("b", "1".into()), ("a", "x y".into())]), "a=x%20y&b=1");
+        assert_eq!(
+            query(&[("b", "1".into()), ("a", "x y".into())]),
+            "a=x%20y&b=1"
+        );
     }
 }

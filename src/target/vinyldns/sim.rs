@@ -291,7 +291,8 @@ impl VinylDnsSim {
                 .insert(c.access_key.clone(), (c.secret_key.clone(), id));
         }
         for g in &seed.group {
-            let admins: BTreeSet<String> = g.admins.iter().map(|u| st.user_or_new(u, false)).collect();
+            let admins: BTreeSet<String> =
+                g.admins.iter().map(|u| st.user_or_new(u, false)).collect();
             let mut members: BTreeSet<String> =
                 g.members.iter().map(|u| st.user_or_new(u, false)).collect();
             members.extend(admins.iter().cloned());
@@ -334,7 +335,10 @@ impl VinylDnsSim {
             .fallback(not_found)
             .with_state(self.clone())
             .layer(from_fn_with_state(self.clone(), authenticate))
-            .layer(from_fn_with_state(self.clone(), faults::inject::<VinylDnsSim>))
+            .layer(from_fn_with_state(
+                self.clone(),
+                faults::inject::<VinylDnsSim>,
+            ))
             .layer(from_fn_with_state(self.clone(), log_call));
         let control = Router::new()
             .route("/_sim/state", get(control_state))
@@ -398,7 +402,11 @@ impl VinylDnsSim {
 
     /// A group by exact name.
     pub fn group(&self, name: &str) -> Option<SimGroup> {
-        self.lock().groups.values().find(|g| g.name == name).cloned()
+        self.lock()
+            .groups
+            .values()
+            .find(|g| g.name == name)
+            .cloned()
     }
 
     /// The member names of a group, sorted (admins included).
@@ -538,7 +546,10 @@ impl FaultHost for VinylDnsSim {
     }
 
     fn fault_response(&self, status: StatusCode) -> Response {
-        text(status, status.canonical_reason().unwrap_or("Injected failure"))
+        text(
+            status,
+            status.canonical_reason().unwrap_or("Injected failure"),
+        )
     }
 
     /// VinylDNS has no tokens or sessions: every request is signed on its own, so there is
@@ -567,7 +578,10 @@ async fn log_call(State(sim): State<VinylDnsSim>, req: Request, next: Next) -> R
 async fn authenticate(State(sim): State<VinylDnsSim>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let Ok(bytes) = to_bytes(body, 10 * 1024 * 1024).await else {
-        return text(StatusCode::BAD_REQUEST, "The request body could not be read");
+        return text(
+            StatusCode::BAD_REQUEST,
+            "The request body could not be read",
+        );
     };
     let headers: Vec<(String, String)> = parts
         .headers
@@ -636,7 +650,9 @@ fn max_items(q: &BTreeMap<String, String>) -> Result<usize, Response> {
         )),
         Err(_) => Err(text(
             StatusCode::BAD_REQUEST,
-            format!("The query parameter 'maxItems' was malformed: '{raw}' is not a valid 32-bit signed integer value"),
+            format!(
+                "The query parameter 'maxItems' was malformed: '{raw}' is not a valid 32-bit signed integer value"
+            ),
         )),
     }
 }
@@ -657,7 +673,9 @@ async fn list_groups(
         Some(other) => {
             return text(
                 StatusCode::BAD_REQUEST,
-                format!("The query parameter 'ignoreAccess' was malformed: '{other}' is not a valid Boolean value"),
+                format!(
+                    "The query parameter 'ignoreAccess' was malformed: '{other}' is not a valid Boolean value"
+                ),
             );
         }
     };
@@ -788,10 +806,7 @@ fn read_input(body: &Bytes, update: bool) -> Result<(GroupInput, String, String)
         .split_once('@')
         .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
     if !valid_email {
-        return Err(text(
-            StatusCode::BAD_REQUEST,
-            "Please enter a valid Email.",
-        ));
+        return Err(text(StatusCode::BAD_REQUEST, "Please enter a valid Email."));
     }
     Ok((input, name, email))
 }
@@ -819,8 +834,8 @@ fn check_lists(
     let unknown = st.unknown_users(members);
     if !unknown.is_empty() {
         let ids: Vec<&str> = unknown.iter().map(|s| s.as_str()).collect();
-        let status = StatusCode::from_u16(st.behaviour.unknown_user_status)
-            .unwrap_or(StatusCode::NOT_FOUND);
+        let status =
+            StatusCode::from_u16(st.behaviour.unknown_user_status).unwrap_or(StatusCode::NOT_FOUND);
         return Err(text(
             status,
             format!("Users [ {} ] were not found", ids.join(",")),
@@ -1001,10 +1016,7 @@ async fn get_user(State(sim): State<VinylDnsSim>, Path(key): Path<String>) -> Re
                 .collect();
             ok(json!({ "id": u.id, "userName": u.user_name, "groupId": groups }))
         }
-        None => text(
-            StatusCode::NOT_FOUND,
-            format!("User {key} was not found"),
-        ),
+        None => text(StatusCode::NOT_FOUND, format!("User {key} was not found")),
     }
 }
 
