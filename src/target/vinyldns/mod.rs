@@ -261,8 +261,10 @@ impl VinylDnsTarget {
         }
         let kind = match status_error(resp).await {
             CallErrorKind::Status {
-                status, message, ..
-            } if status == 401 => CallErrorKind::Auth(format!(
+                status: 401,
+                message,
+                ..
+            } => CallErrorKind::Auth(format!(
                 "the API refused the request signature (401): {message}; check access_key \
                      and secret_key"
             )),
