@@ -1,0 +1,164 @@
+//! VinylDNS API wire shapes and paths: the only code that knows them.
+//!
+//! Path segments (group ids, user names) are percent-encoded with the strict RFC 3986 set, the
+//! same set the signature uses, so that what is signed is what is sent.
+
+use serde::{Deserialize, Serialize};
+
+use super::sigv4::encode;
+
+/// The group collection (list, create).
+pub const GROUPS: &str = "/groups";
+
+/// The most items a list page may hold (`maxItems` is 1..=100).
+pub const MAX_ITEMS: u32 = 100;
+
+/// `/groups/{id}` (get, update, delete).
+pub fn group(id: &str) -> String {
+    format!("{GROUPS}/{}", encode(id))
+}
+
+/// `/groups/{id}/members` (list members, paged).
+pub fn group_members(id: &str) -> String {
+    format!("{GROUPS}/{}/members", encode(id))
+}
+
+/// `/users/{id or username}`.
+pub fn user(key: &str) -> String {
+    format!("/users/{}", encode(key))
+}
+
+/// A user reference inside a group: `{"id": "..."}`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+pub struct IdRef {
+    /// The user's id.
+    pub id: String,
+}
+
+/// A group as the API returns it (only what roster needs).
+#[derive(Clone, Debug, Deserialize)]
+pub struct Group {
+    /// The group's id.
+    pub id: String,
+    /// Its unique name.
+    pub name: String,
+    /// Its contact e-mail (required by the API).
+    #[serde(default)]
+    pub email: String,
+    /// Absent when never set.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `Active` or `Deleted`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Every member's id (admins included).
+    #[serde(default)]
+    pub members: Vec<IdRef>,
+    /// The admins' ids.
+    #[serde(default)]
+    pub admins: Vec<IdRef>,
+}
+
+impl Group {
+    /// Whether the group is deleted (then it is not live).
+    pub fn is_deleted(&self) -> bool {
+        self.status
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case("deleted"))
+    }
+}
+
+/// A page of `GET /groups`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupPage {
+    /// The groups on this page.
+    pub groups: Vec<Group>,
+    /// The cursor of the next page; absent on the last.
+    #[serde(default)]
+    pub next_id: Option<String>,
+}
+
+/// A member as `GET /groups/{id}/members` lists it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    /// The user's id.
+    pub id: String,
+    /// The user's name: the user key roster matches on.
+    pub user_name: String,
+    /// Whether the user is an admin of the group.
+    #[serde(default)]
+    pub is_admin: bool,
+}
+
+/// A page of `GET /groups/{id}/members`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberPage {
+    /// The members on this page.
+    pub members: Vec<Member>,
+    /// The cursor of the next page; absent on the last.
+    #[serde(default)]
+    pub next_id: Option<String>,
+}
+
+/// A user as `GET /users/{key}` returns it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    /// The user's id.
+    pub id: String,
+    /// The user's name.
+    pub user_name: String,
+}
+
+/// The body of `POST /groups`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CreateGroup {
+    /// The new group's name.
+    pub name: String,
+    /// Its e-mail.
+    pub email: String,
+    /// Its description, if the desired state sets one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Member ids (admins included).
+    pub members: Vec<IdRef>,
+    /// Admin ids.
+    pub admins: Vec<IdRef>,
+}
+
+/// The body of `PUT /groups/{id}`: the whole group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UpdateGroup {
+    /// The group's id.
+    pub id: String,
+    /// Its name (a different one renames it).
+    pub name: String,
+    /// Its e-mail.
+    pub email: String,
+    /// Its description; left out when it has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Every member id (admins included).
+    pub members: Vec<IdRef>,
+    /// Admin ids.
+    pub admins: Vec<IdRef>,
+}
+
+/// Id references from ids.
+pub fn refs<'a>(ids: impl IntoIterator<Item = &'a String>) -> Vec<IdRef> {
+    ids.into_iter().map(|id| IdRef { id: id.clone() }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_strictly_encoded() {
+        assert_eq!(user("a b/c+d"), "/users/a%20b%2Fc%2Bd");
+        assert_eq!(group_members("x"), "/groups/x/members");
+    }
+}

@@ -1,0 +1,226 @@
+//! Unit tests of the VinylDNS connector: `compile` is pure, so "fewest calls" is checked here,
+//! and so is `prepare`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::num::NonZeroUsize;
+
+use serde_json::json;
+
+use super::*;
+use crate::config::Secret;
+use crate::model::Origin;
+use crate::plan::{MembershipMode, Policy};
+
+fn target() -> VinylDnsTarget {
+    let config = VinylDnsConfig {
+        url: "https://vinyldns.example.com".into(),
+        access_key: Secret::new("AK"),
+        secret_key: Secret::new("SK"),
+    };
+    VinylDnsTarget::new(
+        "dns",
+        &config,
+        reqwest::Client::new(),
+        NonZeroUsize::new(4).unwrap(),
+    )
+}
+
+fn desired_group(name: &str, members: &[&str], admins: &[&str]) -> Group {
+    let mut g = Group::named(name);
+    g.members = members.iter().map(|m| UserKey::from(*m)).collect();
+    let admins: Vec<Value> = admins.iter().map(|a| Value::from(*a)).collect();
+    g.extras.insert(
+        TYPE.into(),
+        Attributes::from([
+            ("email".to_owned(), json!(format!("{name}@example.com"))),
+            ("admins".to_owned(), Value::from(admins)),
+        ]),
+    );
+    g
+}
+
+fn observed_group(name: &str, members: &[&str], admins: &[&str]) -> ObservedGroup {
+    let mut g = desired_group(name, members, admins);
+    g.members.extend(admins.iter().map(|a| UserKey::from(*a)));
+    ObservedGroup {
+        id: format!("id-{name}"),
+        group: g,
+        kind: GroupKind::Managed,
+    }
+}
+
+fn desired(groups: Vec<Group>) -> Desired {
+    let mut d = Desired::default();
+    for g in groups {
+        d.origins.insert(
+            g.name.clone(),
+            Origin::File {
+                path: "groups.toml".into(),
+                line: 1,
+                col: 1,
+            },
+        );
+        d.groups.insert(g.name.clone(), g);
+    }
+    d
+}
+
+fn plan_of(t: &VinylDnsTarget, d: &Desired, o: &Observed, prune: bool) -> Plan {
+    let scope = Scope::new(Some(&["*".to_owned()]), d, true).unwrap();
+    let policy = Policy {
+        scope,
+        membership: MembershipMode::Authoritative,
+        prune,
+        max_deletes: 10_000,
+        allow_empty_source: true,
+    };
+    crate::plan::plan("dns", TYPE, d, o, &policy, t.capabilities())
+}
+
+fn users(o: &mut Observed, names: impl IntoIterator<Item = String>) {
+    for n in names {
+        o.users.insert(UserKey(n.clone()), format!("u-{n}"));
+    }
+}
+
+#[test]
+fn a_thousand_member_changes_compile_to_one_put_per_group() {
+    let t = target();
+    let mut o = Observed::default();
+    let mut groups = Vec::new();
+    for g in 0..10 {
+        let name = format!("g{g}");
+        let old: Vec<String> = (0..50).map(|i| format!("old{g}-{i}")).collect();
+        let new: Vec<String> = (0..50).map(|i| format!("new{g}-{i}")).collect();
+        let mut have: Vec<&str> = old.iter().map(String::as_str).collect();
+        have.push("admin");
+        o.groups.insert(
+            GroupName(name.clone()),
+            observed_group(&name, &have, &["admin"]),
+        );
+        let mut want: Vec<&str> = new.iter().map(String::as_str).collect();
+        want.push("admin");
+        groups.push(desired_group(&name, &want, &["admin"]));
+        users(&mut o, old.into_iter().chain(new));
+    }
+    users(&mut o, ["admin".to_owned()]);
+    let d = desired(groups);
+    let plan = plan_of(&t, &d, &o, false);
+    assert_eq!(plan.changes.len(), 1000);
+    let calls = t.compile(&plan, &o);
+    assert_eq!(calls.len(), 10, "one full-replace PUT per group");
+    let covered: BTreeSet<usize> = calls.iter().flat_map(|c| c.covers().to_vec()).collect();
+    assert_eq!(covered.len(), 1000, "every change is carried by a call");
+    let Op::Update(id, delta) = &calls[0].op else {
+        panic!("not an update: {:?}", calls[0]);
+    };
+    assert_eq!(id, "id-g0");
+    assert_eq!(delta.add.len(), 50);
+    assert_eq!(delta.remove.len(), 50);
+    assert!(delta.add.contains("u-new0-0") && delta.remove.contains("u-old0-0"));
+    assert_eq!(calls[0].stage(), Stage::Members);
+    assert_eq!(calls[0].retry(), RetrySafety::Idempotent);
+}
+
+#[test]
+fn a_new_group_is_one_create_carrying_its_members() {
+    let t = target();
+    let mut o = Observed::default();
+    users(&mut o, ["alice".into(), "bob".into()]);
+    let d = desired(vec![desired_group("ops", &["alice", "bob"], &["alice"])]);
+    let plan = plan_of(&t, &d, &o, false);
+    assert_eq!(plan.changes.len(), 3, "{:?}", plan.changes);
+    let calls = t.compile(&plan, &o);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].covers(), &[0, 1, 2]);
+    assert_eq!(calls[0].retry(), RetrySafety::AfterRecheck);
+    assert_eq!(
+        calls[0].op,
+        Op::Create(NewGroup {
+            name: "ops".into(),
+            email: "ops@example.com".into(),
+            description: None,
+            members: BTreeSet::from(["u-alice".to_owned(), "u-bob".to_owned()]),
+            admins: BTreeSet::from(["u-alice".to_owned()]),
+        })
+    );
+}
+
+#[test]
+fn field_changes_ride_in_the_same_put_and_a_delete_is_one_call() {
+    let t = target();
+    let mut o = Observed::default();
+    users(&mut o, ["alice".into(), "bob".into()]);
+    o.groups.insert(
+        "ops".into(),
+        observed_group("ops", &["alice", "bob"], &["alice"]),
+    );
+    o.groups
+        .insert("old".into(), observed_group("old", &["alice"], &["alice"]));
+    let mut want = desired_group("ops", &["alice", "bob"], &["bob"]);
+    want.description = Some("Operations".into());
+    let d = desired(vec![want]);
+    let plan = plan_of(&t, &d, &o, true);
+    let calls = t.compile(&plan, &o);
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let Op::Update(_, delta) = &calls.iter().find(|c| c.group.as_str() == "ops").unwrap().op else {
+        panic!("ops is not an update");
+    };
+    assert_eq!(delta.description.as_deref(), Some("Operations"));
+    assert_eq!(delta.admins, Some(BTreeSet::from(["u-bob".to_owned()])));
+    assert!(delta.add.is_empty() && delta.remove.is_empty());
+    let del = calls.iter().find(|c| c.group.as_str() == "old").unwrap();
+    assert_eq!(del.op, Op::Delete("id-old".into()));
+    assert_eq!(del.stage(), Stage::DeleteGroup);
+}
+
+#[test]
+fn prepare_reports_a_missing_email_and_admins_at_the_origin_and_makes_admins_members() {
+    let t = target();
+    let mut no_email = desired_group("dev", &["alice"], &["alice"]);
+    no_email.extras.get_mut(TYPE).unwrap().remove("email");
+    let spaced = desired_group("two words", &["alice"], &["alice"]);
+    let mut no_admin = desired_group("qa", &["alice"], &[]);
+    no_admin.extras.get_mut(TYPE).unwrap().remove("admins");
+    let d = desired(vec![no_email, spaced, no_admin]);
+    let scope = Scope::new(None, &d, true).unwrap();
+    let problems: Vec<String> = t
+        .prepare(&d, &scope)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        problems,
+        vec![
+            "groups.toml:1:1: group \"dev\" has no e-mail, which VinylDNS requires: set \
+             `[group.vinyldns] email`",
+            "groups.toml:1:1: group \"qa\" has no admin, which VinylDNS requires: set \
+             `[group.vinyldns] admins`",
+            "groups.toml:1:1: group \"two words\": VinylDNS group names are one word (no spaces)",
+        ]
+    );
+
+    let d = desired(vec![desired_group("ops", &["bob"], &["alice"])]);
+    let scope = Scope::new(None, &d, true).unwrap();
+    let prepared = t.prepare(&d, &scope).unwrap();
+    assert!(matches!(prepared, Cow::Owned(_)));
+    let members: Vec<&str> = prepared.groups[&GroupName::from("ops")]
+        .members
+        .iter()
+        .map(UserKey::as_str)
+        .collect();
+    assert_eq!(members, ["alice", "bob"]);
+    // Out of scope, nothing is checked.
+    let empty = Scope::empty();
+    let bad = desired(vec![Group::named("x y")]);
+    assert!(t.prepare(&bad, &empty).is_ok());
+}
+
+#[test]
+fn debug_never_shows_the_keys() {
+    let text = format!("{:?}", target());
+    assert!(!text.contains("\"AK\"") && !text.contains("SK"), "{text}");
+}
