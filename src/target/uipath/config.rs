@@ -217,7 +217,10 @@ mod tests {
         );
         assert_eq!(c.url, "https://cloud.uipath.com/org");
         assert_eq!(c.identity_path, "identity_");
-        assert_eq!(c.partition_global_id, "3fa85f64-5717-4562-b3fc-2c963f66afa6");
+        assert_eq!(
+            c.partition_global_id,
+            "3fa85f64-5717-4562-b3fc-2c963f66afa6"
+        );
         assert_eq!(c.scope, DEFAULT_SCOPE);
         assert_eq!(c.user_key, UserKeyField::Username);
         let path = std::env::var("PATH").unwrap();
@@ -263,7 +266,9 @@ mod tests {
              client_id = \"app\"\nclient_secret_env = \"PATH\"\nuser_key = \"upn\"\n",
         );
         assert!(
-            text.starts_with("roster.toml:11:12: unknown value `upn`, expected `username` or `email`"),
+            text.starts_with(
+                "roster.toml:11:12: unknown value `upn`, expected `username` or `email`"
+            ),
             "{text}"
         );
         let text = errors(
