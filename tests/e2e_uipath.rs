@@ -171,7 +171,7 @@ async fn a_500_on_a_group_read_means_zero_writes_and_exit_1() {
     };
     let msg = e.to_string();
     assert!(
-        msg.contains(&format!("robots: GET /identity_/api/Group/")) && msg.contains("500"),
+        msg.contains("robots: GET /identity_/api/Group/") && msg.contains("500"),
         "{msg}"
     );
     assert_eq!(w.sim.uipath.writes(), 0);

@@ -750,10 +750,18 @@ impl Target for UiPathTarget {
     async fn send(&self, call: &UiPathCall) -> Result<Sent, CallError> {
         let g = Some(&call.group);
         if !call.missing.is_empty() {
+            let (method, path) = match &call.op {
+                Op::Create { .. } => (Method::POST, api::create(&self.identity)),
+                Op::Update { id, .. } => (Method::PUT, api::update(&self.identity, id)),
+                Op::Delete { id } => (
+                    Method::DELETE,
+                    api::group(&self.identity, &self.partition, id),
+                ),
+            };
             let users: Vec<&str> = call.missing.iter().map(UserKey::as_str).collect();
             return Err(self.err(
-                &Method::PUT,
-                &api::create(&self.identity),
+                &method,
+                &path,
                 g,
                 CallErrorKind::Decode(format!(
                     "no directory id for {}; nothing sent",
