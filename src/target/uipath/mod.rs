@@ -1,29 +1,91 @@
-//! The UiPath Identity connector (work in progress: the skeleton every connector starts from).
+//! The UiPath Identity connector: local groups of an Automation Cloud or Automation Suite
+//! organization.
 //!
-//! One PUT per changed group carrying all its additions and removals.
+//! UiPath groups cannot nest and have no description. Membership is written as batched deltas:
+//! one `PUT` per changed group carries the rename (the name is always sent) and every directory
+//! user id to add and to remove, so a group costs one call however many members change. A new
+//! group's members ride along in its create (`POST`), which is not idempotent: after an ambiguous
+//! failure it is rechecked by listing the groups, and a duplicate-name answer (409, or 400 on
+//! servers that answer so) is adopted, with a `PUT` adding the members the existing group lacks.
+//! Deleting a group that is already gone (404) counts as done.
+//!
+//! Users are addressed by their directory `identifier`. Members read from the groups give theirs;
+//! desired users not seen among members are found through the directory search (exact match on
+//! the configured key, case-insensitive), one search per user, cached for the run.
 
+pub mod api;
 pub mod config;
 pub mod sim;
 
-use std::collections::BTreeSet;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::num::NonZeroUsize;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
+use futures::{StreamExt, TryStreamExt};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tracing::debug;
+
+use crate::config::Diagnostic;
 use crate::exec::RetryPolicy;
-use crate::model::{Capabilities, GroupName, MembershipWrites, Observed, UserKey};
-use crate::plan::Scope;
-use crate::plan::change::Plan;
-use crate::target::{Call, CallError, ObserveError, RetrySafety, Sent, Stage, Target};
+use crate::model::{
+    Capabilities, Desired, Group, GroupKind, GroupName, MembershipWrites, Observed, ObservedGroup,
+    UserKey,
+};
+use crate::plan::change::{Change, Plan};
+use crate::plan::{Scope, fold};
+use crate::target::http::transport_error;
+use crate::target::{
+    Call, CallError, CallErrorKind, ObserveError, RetrySafety, Sent, Stage, Target,
+};
 
-use config::UiPathConfig;
+use config::{UiPathConfig, UserKeyField};
 
-/// The `extras` key of UiPath Identity attributes in the desired state (`[group.uipath]`).
+/// The `extras` key of UiPath attributes in the desired state; UiPath groups have none.
 pub const TYPE: &str = "uipath";
 
-/// One UiPath Identity API call.
+/// Renew a token this long before it runs out.
+const TOKEN_MARGIN: Duration = Duration::from_secs(60);
+
+/// What one call does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `POST /api/Group` with the new group's members.
+    Create {
+        /// The request body.
+        body: Value,
+        /// The members' directory ids (to complete an adopted group).
+        members: Vec<String>,
+    },
+    /// `PUT /api/Group/{id}`: rename and member deltas in one request.
+    Update {
+        /// The group's id.
+        id: String,
+        /// The name to send: the new one when renaming, else the current one.
+        name: String,
+        /// Directory ids to add.
+        add: Vec<String>,
+        /// Directory ids to remove.
+        remove: Vec<String>,
+    },
+    /// `DELETE /api/Group/{partition}/{id}`.
+    Delete {
+        /// The group's id.
+        id: String,
+    },
+}
+
+/// One compiled UiPath call: the operation, the group, and the plan changes it carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UiPathCall {
+    /// What to send.
+    pub op: Op,
     group: GroupName,
     covers: Vec<usize>,
+    /// Users whose directory id was not known at compile time; the call fails without sending.
+    missing: Vec<UserKey>,
 }
 
 impl Call for UiPathCall {
@@ -31,10 +93,17 @@ impl Call for UiPathCall {
         &self.group
     }
     fn stage(&self) -> Stage {
-        Stage::Members
+        match self.op {
+            Op::Create { .. } => Stage::CreateGroup,
+            Op::Update { .. } => Stage::Members,
+            Op::Delete { .. } => Stage::DeleteGroup,
+        }
     }
     fn retry(&self) -> RetrySafety {
-        RetrySafety::Idempotent
+        match self.op {
+            Op::Create { .. } => RetrySafety::AfterRecheck,
+            _ => RetrySafety::Idempotent,
+        }
     }
     fn covers(&self) -> &[usize] {
         &self.covers
@@ -44,20 +113,38 @@ impl Call for UiPathCall {
     }
 }
 
+#[derive(Clone)]
+struct Token {
+    value: String,
+    renew_at: Instant,
+}
+
 /// The UiPath Identity connector for one `[[target]]`.
 pub struct UiPathTarget {
     name: String,
-    config: UiPathConfig,
+    base: String,
+    identity: String,
+    partition: String,
+    client_id: String,
+    client_secret: crate::config::Secret,
+    scope: String,
+    user_key: UserKeyField,
     http: reqwest::Client,
     concurrency: NonZeroUsize,
     reads: RetryPolicy,
+    token: tokio::sync::Mutex<Option<Token>>,
+    /// Directory ids by folded user key (`None`: no such user), for the run.
+    users: Mutex<HashMap<String, Option<String>>>,
 }
 
 impl std::fmt::Debug for UiPathTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UiPathTarget")
             .field("name", &self.name)
-            .field("config", &self.config)
+            .field("base", &self.base)
+            .field("identity", &self.identity)
+            .field("partition", &self.partition)
+            .field("client_id", &self.client_id)
             .finish_non_exhaustive()
     }
 }
@@ -72,10 +159,18 @@ impl UiPathTarget {
     ) -> Self {
         Self {
             name: name.to_owned(),
-            config: config.clone(),
+            base: config.url.trim_end_matches('/').to_owned(),
+            identity: config.identity_path.clone(),
+            partition: config.partition_global_id.clone(),
+            client_id: config.client_id.clone(),
+            client_secret: config.client_secret.clone(),
+            scope: config.scope.clone(),
+            user_key: config.user_key,
             http,
             concurrency,
             reads: RetryPolicy::default(),
+            token: tokio::sync::Mutex::new(None),
+            users: Mutex::new(HashMap::new()),
         }
     }
 
@@ -83,6 +178,384 @@ impl UiPathTarget {
     pub fn with_read_retries(mut self, policy: RetryPolicy) -> Self {
         self.reads = policy;
         self
+    }
+
+    fn err(
+        &self,
+        method: &Method,
+        path: &str,
+        group: Option<&GroupName>,
+        kind: CallErrorKind,
+    ) -> CallError {
+        CallError {
+            target: self.name.clone(),
+            group: group.cloned(),
+            method: method.to_string(),
+            path: path.to_owned(),
+            kind,
+        }
+    }
+
+    fn incomplete(&self, message: String) -> ObserveError {
+        ObserveError::Incomplete {
+            target: self.name.clone(),
+            message,
+        }
+    }
+
+    /// An error answer: its status, the server's message and `Retry-After`.
+    async fn status_error(resp: reqwest::Response) -> CallErrorKind {
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = resp.text().await.unwrap_or_default();
+        CallErrorKind::Status {
+            status: status.as_u16(),
+            message: api::error_message(status, &body),
+            retry_after,
+        }
+    }
+
+    /// A valid bearer token: the cached one, or a new one. `stale` is a token the API refused,
+    /// replaced only if nobody has replaced it already.
+    async fn token(&self, stale: Option<&str>) -> Result<String, CallError> {
+        let mut cached = self.token.lock().await;
+        if let Some(t) = cached.as_ref()
+            && Instant::now() < t.renew_at
+            && stale != Some(t.value.as_str())
+        {
+            return Ok(t.value.clone());
+        }
+        let path = api::token(&self.identity);
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", self.client_secret.expose()),
+            ("scope", self.scope.as_str()),
+        ];
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("Accept", "application/json")
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| self.err(&Method::POST, &path, None, transport_error(&e)))?;
+        if !resp.status().is_success() {
+            let kind = match Self::status_error(resp).await {
+                CallErrorKind::Status {
+                    status, message, ..
+                } if status < 500 && status != 429 => CallErrorKind::Auth(format!(
+                    "the token endpoint answered {status}: {message}; check the client id, \
+                         the secret and that the external application was granted the scope \
+                         `{}`",
+                    self.scope
+                )),
+                other => other,
+            };
+            return Err(self.err(&Method::POST, &path, None, kind));
+        }
+        let t: api::TokenResponse = resp.json().await.map_err(|e| {
+            self.err(
+                &Method::POST,
+                &path,
+                None,
+                CallErrorKind::Decode(e.to_string()),
+            )
+        })?;
+        let life = Duration::from_secs(t.expires_in);
+        let token = Token {
+            value: t.access_token,
+            renew_at: Instant::now() + life.saturating_sub(TOKEN_MARGIN.min(life / 2)),
+        };
+        *cached = Some(token.clone());
+        debug!(target_name = %self.name, "obtained a token");
+        Ok(token.value)
+    }
+
+    /// Sends one request with a bearer token; on a 401 renews the token once and sends again.
+    /// Returns the response when its status is a success or listed in `accept`.
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        group: Option<&GroupName>,
+        accept: &[StatusCode],
+    ) -> Result<reqwest::Response, CallError> {
+        let mut token = self.token(None).await?;
+        for attempt in 0..2 {
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.base))
+                .bearer_auth(&token)
+                .header("Accept", "application/json");
+            if !query.is_empty() {
+                req = req.query(query);
+            }
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| self.err(&method, path, group, transport_error(&e)))?;
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED && attempt == 0 {
+                token = self.token(Some(&token)).await?;
+                continue;
+            }
+            if status.is_success() || accept.contains(&status) {
+                return Ok(resp);
+            }
+            return Err(self.err(&method, path, group, Self::status_error(resp).await));
+        }
+        Err(self.err(
+            &method,
+            path,
+            group,
+            CallErrorKind::Auth("the API refused a freshly issued token (401)".to_owned()),
+        ))
+    }
+
+    /// A GET whose JSON answer is read as `T`, retried as the read policy allows.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        group: Option<&GroupName>,
+    ) -> Result<T, CallError> {
+        self.reads
+            .retry_idempotent(|| async {
+                let resp = self
+                    .request(Method::GET, path, query, None, group, &[])
+                    .await?;
+                resp.json().await.map_err(|e| {
+                    self.err(
+                        &Method::GET,
+                        path,
+                        group,
+                        CallErrorKind::Decode(e.to_string()),
+                    )
+                })
+            })
+            .await
+    }
+
+    /// Every group of the organization (the list is a bare array, not paged).
+    async fn list(&self) -> Result<Vec<api::GroupSummary>, CallError> {
+        self.get_json(&api::groups(&self.identity, &self.partition), &[], None)
+            .await
+    }
+
+    /// One group with its members.
+    async fn detail(&self, id: &str, name: &GroupName) -> Result<api::GroupDetail, CallError> {
+        self.get_json(
+            &api::group(&self.identity, &self.partition, id),
+            &[],
+            Some(name),
+        )
+        .await
+    }
+
+    /// The existing group whose name matches `name` as UiPath compares names (case-insensitive).
+    async fn find(&self, name: &GroupName) -> Result<Option<api::GroupSummary>, CallError> {
+        let key = fold(name.as_str(), true);
+        let all = self.list().await?;
+        Ok(all
+            .iter()
+            .find(|g| g.name == name.as_str())
+            .or_else(|| all.iter().find(|g| fold(&g.name, true) == key))
+            .cloned())
+    }
+
+    /// A member's user key, as the config says keys are matched (its identifier when the member
+    /// has no such field, so that it can still be removed).
+    fn member_key(&self, m: &api::Member) -> String {
+        let key = match self.user_key {
+            UserKeyField::Username => m.name.as_deref(),
+            UserKeyField::Email => m.email.as_deref(),
+        };
+        key.filter(|k| !k.is_empty())
+            .unwrap_or(&m.identifier)
+            .to_owned()
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<String>>> {
+        self.users.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The directory id of a user key through the directory search (cached for the run);
+    /// `None` when no user has exactly that key, or more than one has.
+    async fn resolve(&self, key: UserKey) -> Result<(UserKey, Option<String>), CallError> {
+        let folded = fold(key.as_str(), true);
+        if let Some(hit) = self.cache().get(&folded) {
+            return Ok((key, hit.clone()));
+        }
+        let path = api::search(&self.identity, &self.partition);
+        let query = [
+            ("startsWith", key.as_str()),
+            ("sourceFilter", api::USER_SOURCES[0]),
+            ("sourceFilter", api::USER_SOURCES[1]),
+        ];
+        let found: Vec<api::SearchEntity> = self.get_json(&path, &query, None).await?;
+        let ids: BTreeSet<&str> = found
+            .iter()
+            .filter(|e| e.is_user())
+            .filter(|e| {
+                let field = match self.user_key {
+                    UserKeyField::Username => e.identity_name.as_deref(),
+                    UserKeyField::Email => e.email.as_deref(),
+                };
+                field.is_some_and(|f| f.eq_ignore_ascii_case(key.as_str()))
+            })
+            .map(|e| e.identifier.as_str())
+            .collect();
+        let id = match ids.len() {
+            1 => ids.into_iter().next().map(str::to_owned),
+            0 => None,
+            n => {
+                debug!(target_name = %self.name, user = %key, matches = n, "ambiguous user key");
+                None
+            }
+        };
+        self.cache().insert(folded, id.clone());
+        Ok((key, id))
+    }
+
+    async fn observe_group(
+        &self,
+        g: api::GroupSummary,
+    ) -> Result<(ObservedGroup, Vec<(String, String)>), ObserveError> {
+        let name = GroupName(g.name.clone());
+        let kind = if g.kind == api::BUILT_IN {
+            GroupKind::System
+        } else {
+            GroupKind::Managed
+        };
+        let mut group = Group::named(g.name.clone());
+        let mut ids = Vec::new();
+        // Built-in groups are never changed, so their members need no read.
+        if kind == GroupKind::Managed {
+            let detail = self.detail(&g.id, &name).await?;
+            if detail.id != g.id {
+                return Err(self.incomplete(format!(
+                    "GET of group \"{name}\" ({}) answered group {}",
+                    g.id, detail.id
+                )));
+            }
+            for m in detail
+                .members
+                .unwrap_or_default()
+                .iter()
+                .filter(|m| m.is_user())
+            {
+                let key = self.member_key(m);
+                ids.push((key.clone(), m.identifier.clone()));
+                group.members.insert(UserKey(key));
+            }
+        }
+        Ok((
+            ObservedGroup {
+                id: g.id,
+                group,
+                kind,
+            },
+            ids,
+        ))
+    }
+
+    /// The PUT of an update, and on a 400 (a server that refuses to add a member twice or to
+    /// remove a non-member) a fresh read and one PUT of what is still left to do.
+    async fn update(
+        &self,
+        call: &UiPathCall,
+        id: &str,
+        name: &str,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<Sent, CallError> {
+        let g = Some(&call.group);
+        let path = api::update(&self.identity, id);
+        let body = api::update_body(&self.partition, name, add, remove);
+        let resp = self
+            .request(
+                Method::PUT,
+                &path,
+                &[],
+                Some(&body),
+                g,
+                &[StatusCode::BAD_REQUEST],
+            )
+            .await?;
+        if resp.status() != StatusCode::BAD_REQUEST {
+            return Ok(Sent::Done);
+        }
+        let refusal = self.err(&Method::PUT, &path, g, Self::status_error(resp).await);
+        let now = self.detail(id, &call.group).await?;
+        let have: BTreeSet<String> = now
+            .members
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| m.identifier.to_lowercase())
+            .collect();
+        let add_left: Vec<String> = add
+            .iter()
+            .filter(|a| !have.contains(&a.to_lowercase()))
+            .cloned()
+            .collect();
+        let remove_left: Vec<String> = remove
+            .iter()
+            .filter(|r| have.contains(&r.to_lowercase()))
+            .cloned()
+            .collect();
+        if add_left.len() == add.len() && remove_left.len() == remove.len() {
+            return Err(refusal);
+        }
+        if add_left.is_empty() && remove_left.is_empty() && now.name == name {
+            return Ok(Sent::AlreadyDone("members already as desired".into()));
+        }
+        let body = api::update_body(&self.partition, name, &add_left, &remove_left);
+        self.request(Method::PUT, &path, &[], Some(&body), g, &[])
+            .await?;
+        Ok(Sent::AlreadyDone(
+            "partly done already; the rest applied".into(),
+        ))
+    }
+
+    /// Adopts an existing group for a create: adds the members it lacks (never removes: the next
+    /// plan shows any other difference).
+    async fn adopt(
+        &self,
+        call: &UiPathCall,
+        found: &api::GroupSummary,
+        members: &[String],
+        why: &str,
+    ) -> Result<Sent, CallError> {
+        let now = self.detail(&found.id, &call.group).await?;
+        let have: BTreeSet<String> = now
+            .members
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| m.identifier.to_lowercase())
+            .collect();
+        let add: Vec<String> = members
+            .iter()
+            .filter(|m| !have.contains(&m.to_lowercase()))
+            .cloned()
+            .collect();
+        if !add.is_empty() {
+            let path = api::update(&self.identity, &found.id);
+            let body = api::update_body(&self.partition, &found.name, &add, &[]);
+            self.request(Method::PUT, &path, &[], Some(&body), Some(&call.group), &[])
+                .await?;
+        }
+        Ok(Sent::AlreadyDone(why.to_owned()))
     }
 }
 
@@ -97,32 +570,275 @@ impl Target for UiPathTarget {
         Capabilities {
             nested_groups: false,
             membership: MembershipWrites::AddRemoveBatch,
-            case_insensitive_names: false,
-            renames: false,
+            case_insensitive_names: true,
+            renames: true,
         }
+    }
+
+    /// UiPath groups have no description: descriptions are dropped (nothing is planned for
+    /// them). `[group.uipath]` attributes are refused, since UiPath has none.
+    fn prepare<'d>(
+        &self,
+        desired: &'d Desired,
+        scope: &Scope,
+    ) -> Result<Cow<'d, Desired>, Vec<Diagnostic>> {
+        let problems: Vec<Diagnostic> = desired
+            .groups
+            .iter()
+            .filter(|(name, g)| scope.contains(name) && g.extras.get(TYPE).is_some_and(|a| !a.is_empty()))
+            .filter_map(|(name, _)| {
+                desired.origins.get(name).map(|o| {
+                    Diagnostic::at_origin(
+                        o,
+                        format!("group \"{name}\": UiPath groups have no attributes; remove [group.uipath]"),
+                    )
+                })
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        if desired.groups.values().all(|g| g.description.is_none()) {
+            return Ok(Cow::Borrowed(desired));
+        }
+        let mut d = desired.clone();
+        for g in d.groups.values_mut() {
+            g.description = None;
+        }
+        Ok(Cow::Owned(d))
     }
 
     async fn observe(
         &self,
-        _scope: &Scope,
-        _users: &BTreeSet<UserKey>,
+        scope: &Scope,
+        users: &BTreeSet<UserKey>,
     ) -> Result<Observed, ObserveError> {
-        let _ = (&self.http, self.concurrency, &self.reads);
-        Err(ObserveError::Setup {
-            target: self.name.clone(),
-            message: "the UiPath Identity connector is not built yet".to_owned(),
-        })
+        let mut observed = Observed::default();
+        let mut in_scope = Vec::new();
+        let mut seen = BTreeSet::new();
+        let path = api::groups(&self.identity, &self.partition);
+        for g in self.list().await? {
+            if !seen.insert(g.id.to_lowercase()) {
+                return Err(
+                    self.incomplete(format!("GET {path} listed group \"{}\" twice", g.name))
+                );
+            }
+            let name = GroupName(g.name.clone());
+            if scope.contains(&name) {
+                in_scope.push(g);
+            } else {
+                observed.others.insert(name);
+            }
+        }
+        let groups: Vec<(ObservedGroup, Vec<(String, String)>)> = futures::stream::iter(in_scope)
+            .map(|g| self.observe_group(g))
+            .buffer_unordered(self.concurrency.get())
+            .try_collect()
+            .await?;
+        let mut seen_keys: BTreeMap<String, String> = BTreeMap::new();
+        for (g, ids) in groups {
+            for (key, id) in ids {
+                seen_keys.insert(fold(&key, true), id.clone());
+                observed.users.insert(UserKey(key), id);
+            }
+            observed.groups.insert(g.group.name.clone(), g);
+        }
+        {
+            let mut cache = self.cache();
+            for (k, id) in &seen_keys {
+                cache.insert(k.clone(), Some(id.clone()));
+            }
+        }
+        let unresolved: Vec<UserKey> = users
+            .iter()
+            .filter(|u| !seen_keys.contains_key(&fold(u.as_str(), true)))
+            .cloned()
+            .collect();
+        let found: Vec<(UserKey, Option<String>)> = futures::stream::iter(unresolved)
+            .map(|u| self.resolve(u))
+            .buffer_unordered(self.concurrency.get())
+            .try_collect()
+            .await?;
+        for (key, id) in found {
+            match id {
+                Some(id) => {
+                    observed.users.insert(key, id);
+                }
+                None => {
+                    observed.unknown_users.insert(key);
+                }
+            }
+        }
+        Ok(observed)
     }
 
-    fn compile(&self, _plan: &Plan, _observed: &Observed) -> Vec<UiPathCall> {
-        Vec::new()
+    fn compile(&self, plan: &Plan, observed: &Observed) -> Vec<UiPathCall> {
+        let ids: HashMap<String, &String> = observed
+            .users
+            .iter()
+            .map(|(k, v)| (fold(k.as_str(), true), v))
+            .collect();
+        // The changes of each group, in plan order (the plan is already grouped by group).
+        let mut order: Vec<GroupName> = Vec::new();
+        let mut by_group: HashMap<GroupName, Vec<(usize, &Change)>> = HashMap::new();
+        for (i, c) in plan.changes.iter().enumerate() {
+            let g = c.group().clone();
+            if !by_group.contains_key(&g) {
+                order.push(g.clone());
+            }
+            by_group.entry(g).or_default().push((i, c));
+        }
+        let mut calls = Vec::new();
+        for group in order {
+            let changes = by_group.remove(&group).unwrap_or_default();
+            let covers: Vec<usize> = changes.iter().map(|(i, _)| *i).collect();
+            let mut missing = Vec::new();
+            let mut id_of = |u: &UserKey| match ids.get(&fold(u.as_str(), true)) {
+                Some(id) => Some((*id).clone()),
+                None => {
+                    missing.push(u.clone());
+                    None
+                }
+            };
+            let (mut add, mut remove) = (Vec::new(), Vec::new());
+            let (mut create, mut delete, mut rename) = (false, false, None);
+            for (_, c) in &changes {
+                match c {
+                    Change::CreateGroup { .. } => create = true,
+                    Change::DeleteGroup { .. } => delete = true,
+                    Change::UpdateGroup { fields, .. } => {
+                        rename = fields
+                            .get("name")
+                            .and_then(|f| f.to.as_str().map(str::to_owned));
+                    }
+                    Change::AddMember { member, .. } => add.extend(id_of(member)),
+                    Change::RemoveMember { member, .. } => remove.extend(id_of(member)),
+                    // UiPath cannot nest: the planner flattened children into members.
+                    Change::AddChild { .. } | Change::RemoveChild { .. } => {}
+                }
+            }
+            let have = observed.groups.get(&group);
+            let op = if create {
+                Op::Create {
+                    body: api::create_body(&self.partition, group.as_str(), &add),
+                    members: add,
+                }
+            } else if delete {
+                Op::Delete {
+                    id: have.map(|g| g.id.clone()).unwrap_or_default(),
+                }
+            } else {
+                Op::Update {
+                    id: have.map(|g| g.id.clone()).unwrap_or_default(),
+                    name: rename.unwrap_or_else(|| {
+                        have.map_or_else(|| group.to_string(), |g| g.group.name.to_string())
+                    }),
+                    add,
+                    remove,
+                }
+            };
+            calls.push(UiPathCall {
+                op,
+                group,
+                covers,
+                missing,
+            });
+        }
+        calls
     }
 
-    async fn send(&self, _call: &UiPathCall) -> Result<Sent, CallError> {
-        Ok(Sent::Done)
+    async fn send(&self, call: &UiPathCall) -> Result<Sent, CallError> {
+        let g = Some(&call.group);
+        if !call.missing.is_empty() {
+            let (method, path) = match &call.op {
+                Op::Create { .. } => (Method::POST, api::create(&self.identity)),
+                Op::Update { id, .. } => (Method::PUT, api::update(&self.identity, id)),
+                Op::Delete { id } => (
+                    Method::DELETE,
+                    api::group(&self.identity, &self.partition, id),
+                ),
+            };
+            let users: Vec<&str> = call.missing.iter().map(UserKey::as_str).collect();
+            return Err(self.err(
+                &method,
+                &path,
+                g,
+                CallErrorKind::Decode(format!(
+                    "no directory id for {}; nothing sent",
+                    users.join(", ")
+                )),
+            ));
+        }
+        match &call.op {
+            Op::Create { body, members } => {
+                let path = api::create(&self.identity);
+                let resp = self
+                    .request(
+                        Method::POST,
+                        &path,
+                        &[],
+                        Some(body),
+                        g,
+                        &[StatusCode::CONFLICT, StatusCode::BAD_REQUEST],
+                    )
+                    .await?;
+                let status = resp.status();
+                if status.is_success() {
+                    return Ok(Sent::Done);
+                }
+                // A duplicate name is 409 on some servers and 400 on others: adopt the group
+                // when one of that name exists, else it is the error it says.
+                let refusal = self.err(&Method::POST, &path, g, Self::status_error(resp).await);
+                match self.find(&call.group).await? {
+                    Some(found) => {
+                        self.adopt(call, &found, members, "group already existed; adopted")
+                            .await
+                    }
+                    None => Err(refusal),
+                }
+            }
+            Op::Update {
+                id,
+                name,
+                add,
+                remove,
+            } => self.update(call, id, name, add, remove).await,
+            Op::Delete { id } => {
+                let path = api::group(&self.identity, &self.partition, id);
+                let resp = self
+                    .request(
+                        Method::DELETE,
+                        &path,
+                        &[],
+                        None,
+                        g,
+                        &[StatusCode::NOT_FOUND],
+                    )
+                    .await?;
+                Ok(if resp.status() == StatusCode::NOT_FOUND {
+                    Sent::AlreadyDone("already deleted".into())
+                } else {
+                    Sent::Done
+                })
+            }
+        }
     }
 
-    async fn recheck(&self, _call: &UiPathCall) -> Result<Option<Sent>, CallError> {
-        Ok(None)
+    async fn recheck(&self, call: &UiPathCall) -> Result<Option<Sent>, CallError> {
+        match &call.op {
+            Op::Create { members, .. } => match self.find(&call.group).await? {
+                Some(found) => self
+                    .adopt(call, &found, members, "created by an earlier attempt")
+                    .await
+                    .map(Some),
+                None => Ok(None),
+            },
+            // Every other call is idempotent and is simply sent again.
+            _ => Ok(None),
+        }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

@@ -1,51 +1,1369 @@
-//! The UiPath Identity simulator (work in progress: the skeleton every simulator starts from).
+//! The UiPath Identity simulator: an in-memory stand-in for the group and directory-search part
+//! of UiPath's Platform Management (Identity) API and its token endpoint, served by axum.
+//!
+//! Users run it through `roster sim`; the integration tests start it in-process and inspect its
+//! state and call log. Its JSON is written from the API reference (`targets/uipath.md` and
+//! UiPath's API guide pages), never from the connector's wire types.
+//!
+//! It serves the Automation Cloud form, `/{organization}/identity_/…`, and also
+//! `/{organization}/identity/…` (the Automation Suite spelling), plus the token endpoint at
+//! `/identity_/connect/token` without the organization, as the cloud also answers there.
+//!
+//! What the reference leaves unconfirmed is a switch in [`Behaviour`]. Choices made where the
+//! reference is silent:
+//! * Errors use ASP.NET Core problem details (`type`, `title`, `status`, `detail`, `traceId`;
+//!   validation errors carry `errors: {field: [messages]}`), the shape the Identity service's
+//!   framework produces. A 401 has an empty body and `WWW-Authenticate: Bearer
+//!   error="invalid_token"`; token errors are OAuth's `{"error": "invalid_client"}`.
+//! * Scopes: reads of groups need `PM.Group.Read` (or `PM.Group`), writes `PM.Group.Write` (or
+//!   `PM.Group`), directory search `PM.Directory`; otherwise 403. A token request for a scope the
+//!   application was not granted is refused with `invalid_scope`; without `scope` it gets all.
+//! * The group list carries no members; a single group carries its `members`.
+//! * `PUT` is accepted at `/api/Group/{groupId}` (the endpoint line) and at
+//!   `/api/Group/{partitionGlobalId}/{groupId}` (the docs' example); `GET` of one group needs the
+//!   partition form, since `/api/Group/{x}` is the list.
+//! * A create answers 201 with the new group. A member id that is not a user is a 400.
+//! * Built-in groups (type 0: Everyone, Administrators) cannot be changed or deleted (403).
+//! * Directory search matches `startsWith` case-insensitively against the user name, e-mail and
+//!   display name, sorted by name, at most [`Behaviour::search_limit`] results.
+//!
+//! The control endpoints `GET /_sim/state`, `GET|PUT /_sim/faults`, `GET|PUT /_sim/behaviour`
+//! and `GET /_sim/calls` need no token: serve the simulator on loopback only.
 
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use serde::Deserialize;
+use axum::body::Bytes;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
 
-use crate::sim::faults::Faults;
+use crate::sim::faults::{self, FaultHost, FaultInjector, Faults};
+
+/// The partition id of the default seed (the example id of UiPath's API guide).
+pub const DEFAULT_PARTITION: &str = "3fa85f64-5717-4562-b3fc-2c963f66afa6";
+
+/// The scopes the default seed grants the external application.
+pub const DEFAULT_GRANTED: [&str; 5] = [
+    "PM.Group",
+    "PM.Group.Read",
+    "PM.Group.Write",
+    "PM.Directory",
+    "PM.User.Read",
+];
+
+/// The built-in groups every organization has (type 0).
+pub const BUILT_IN: [&str; 2] = ["Administrators", "Everyone"];
+
+const FIXED_TIME: &str = "2024-01-01T00:00:00Z";
+
+// ---------------------------------------------------------------------------------------------
+// Seed and switches
+// ---------------------------------------------------------------------------------------------
 
 /// The `[uipath]` table of a seed file.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct UiPathSeed {}
+pub struct UiPathSeed {
+    /// The organization name, the first path segment (`/{organization}/identity_/…`).
+    pub organization: String,
+    /// The organization's partition id (a UUID).
+    pub partition_global_id: String,
+    /// The external application's client id.
+    pub client_id: String,
+    /// Its secret.
+    pub client_secret: String,
+    /// The scopes the application was granted.
+    pub scopes: Vec<String>,
+    /// Lifetime of an access token (humantime; default `"1h"`).
+    #[serde(with = "faults::duration")]
+    pub token_ttl: Duration,
+    /// Local users by name (e-mail `<name>@example.com`).
+    pub users: Vec<String>,
+    /// Users with every field given (`[[uipath.user]]`).
+    #[serde(rename = "user")]
+    pub user_details: Vec<SeedUser>,
+    /// The groups that exist at start (`[[uipath.group]]`), besides the built-in ones.
+    #[serde(rename = "group")]
+    pub groups: Vec<SeedGroup>,
+    /// Switches for behaviour the reference leaves unconfirmed.
+    pub behaviour: Behaviour,
+    /// Faults to inject from the start.
+    pub faults: Faults,
+}
 
-impl UiPathSeed {
-    /// Every problem with the seed (duplicate names, unknown users), or nothing.
-    pub fn validate(&self) -> Result<(), Vec<String>> {
-        Ok(())
+impl Default for UiPathSeed {
+    fn default() -> Self {
+        Self {
+            organization: "roster".into(),
+            partition_global_id: DEFAULT_PARTITION.into(),
+            client_id: "roster".into(),
+            client_secret: "roster-secret".into(),
+            scopes: DEFAULT_GRANTED.iter().map(|s| (*s).to_owned()).collect(),
+            token_ttl: Duration::from_secs(3600),
+            users: Vec::new(),
+            user_details: Vec::new(),
+            groups: Vec::new(),
+            behaviour: Behaviour::default(),
+            faults: Faults::default(),
+        }
     }
 }
 
-/// A running UiPath Identity simulator's state; clones share it.
-#[derive(Clone, Debug, Default)]
+/// A user of a seed file (`[[uipath.user]]`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedUser {
+    /// The user name.
+    pub name: String,
+    /// The e-mail; `<name>@example.com` when omitted.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// The directory identifier; a random UUID when omitted.
+    #[serde(default)]
+    pub identifier: Option<String>,
+    /// `local` (default) or a directory such as `aad`.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// The display name; the name when omitted.
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// A group of a seed file (`[[uipath.group]]`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedGroup {
+    /// The name.
+    pub name: String,
+    /// 1 (local, default) or 0 (built-in).
+    #[serde(rename = "type", default = "local_type")]
+    pub kind: u8,
+    /// Names of the members (made as local users when unknown).
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// A fixed id; a random UUID when omitted.
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+fn local_type() -> u8 {
+    1
+}
+
+/// Switches for behaviour the reference does not confirm (`[uipath.behaviour]`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Behaviour {
+    /// Group names are unique without regard to case (default true).
+    pub case_insensitive_names: bool,
+    /// The answer to a create or rename onto a name that is taken (default 409).
+    pub duplicate_name: DuplicateName,
+    /// Adding a user who is already a member: ignored (default) or refused with 400.
+    pub add_existing: Strictness,
+    /// Removing a user who is not a member: ignored (default) or refused with 400.
+    pub remove_missing: Strictness,
+    /// Most results a directory search returns (default 50).
+    pub search_limit: usize,
+    /// Built-in groups cannot be changed or deleted (default true).
+    pub protect_built_in: bool,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self {
+            case_insensitive_names: true,
+            duplicate_name: DuplicateName::Conflict,
+            add_existing: Strictness::Ignore,
+            remove_missing: Strictness::Ignore,
+            search_limit: 50,
+            protect_built_in: true,
+        }
+    }
+}
+
+/// How a duplicate group name is answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DuplicateName {
+    /// `409 Conflict`.
+    #[default]
+    Conflict,
+    /// `400 Bad Request`.
+    BadRequest,
+}
+
+/// Whether a membership change that changes nothing is accepted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strictness {
+    /// Accepted; nothing happens.
+    #[default]
+    Ignore,
+    /// Refused with 400; nothing of the request is applied.
+    Reject,
+}
+
+impl UiPathSeed {
+    /// Every problem with the seed (duplicate names or ids, a bad partition id), or nothing.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        if self.organization.trim().is_empty() || self.organization.contains(['/', '?', '#']) {
+            problems.push(format!(
+                "uipath.organization {:?} must be one path segment",
+                self.organization
+            ));
+        }
+        if Uuid::parse_str(&self.partition_global_id).is_err() {
+            problems.push(format!(
+                "uipath.partition_global_id {:?} is not a UUID",
+                self.partition_global_id
+            ));
+        }
+        if self.client_id.trim().is_empty() {
+            problems.push("uipath.client_id must not be empty".to_owned());
+        }
+        let key = |n: &str| name_key(n, self.behaviour.case_insensitive_names);
+        let mut names: BTreeSet<String> = BUILT_IN.iter().map(|n| key(n)).collect();
+        let mut ids = BTreeSet::new();
+        for g in &self.groups {
+            if g.name.trim().is_empty() {
+                problems.push("uipath.group: name must not be empty".to_owned());
+            }
+            if !names.insert(key(&g.name)) {
+                problems.push(format!("uipath.group {:?}: duplicate name", g.name));
+            }
+            if g.kind > 1 {
+                problems.push(format!("uipath.group {:?}: type must be 0 or 1", g.name));
+            }
+            if let Some(id) = &g.id
+                && !ids.insert(id.to_lowercase())
+            {
+                problems.push(format!("uipath.group {:?}: duplicate id {id}", g.name));
+            }
+        }
+        let mut users = BTreeSet::new();
+        for u in self
+            .users
+            .iter()
+            .chain(self.user_details.iter().map(|u| &u.name))
+        {
+            if !users.insert(u.to_lowercase()) {
+                problems.push(format!("uipath user {u:?}: duplicate name"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// State
+// ---------------------------------------------------------------------------------------------
+
+/// A group as the simulator holds it, members by user name, for inspection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SimGroup {
+    /// The id.
+    pub id: String,
+    /// The name, as stored.
+    pub name: String,
+    /// 0 built-in, 1 local.
+    pub kind: u8,
+    /// User names of the members.
+    pub members: BTreeSet<String>,
+    /// Directory identifiers of the members.
+    pub member_ids: BTreeSet<String>,
+}
+
+/// A running UiPath Identity simulator. Clones share the state.
+#[derive(Clone, Debug)]
 pub struct UiPathSim {
-    calls: Arc<Mutex<Vec<String>>>,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: Mutex<SimState>,
+    faults: FaultInjector,
+    organization: String,
+}
+
+#[derive(Debug)]
+struct User {
+    identifier: String,
+    name: String,
+    email: Option<String>,
+    display_name: String,
+    source: String,
+}
+
+#[derive(Debug)]
+struct GroupRec {
+    id: String,
+    name: String,
+    kind: u8,
+    members: BTreeSet<String>,
+    modified: String,
+}
+
+#[derive(Debug)]
+struct Token {
+    scopes: BTreeSet<String>,
+    expires: Instant,
+}
+
+#[derive(Debug)]
+struct SimState {
+    partition: String,
+    client_id: String,
+    client_secret: String,
+    granted: BTreeSet<String>,
+    token_ttl: Duration,
+    behaviour: Behaviour,
+    users: BTreeMap<String, User>,
+    groups: BTreeMap<String, GroupRec>,
+    tokens: HashMap<String, Token>,
+    calls: Vec<String>,
+    token_calls: usize,
+    writes: usize,
+    clock: u64,
+}
+
+fn name_key(name: &str, case_insensitive: bool) -> String {
+    if case_insensitive {
+        name.to_lowercase()
+    } else {
+        name.to_owned()
+    }
 }
 
 impl UiPathSim {
-    /// A simulator holding what `seed` describes.
-    pub fn new(_seed: UiPathSeed) -> Self {
-        Self::default()
+    /// A simulator holding what `seed` describes, plus the built-in groups. Lenient: a member the
+    /// seed does not list as a user is made one ([`UiPathSeed::validate`] reports real problems).
+    pub fn new(seed: UiPathSeed) -> Self {
+        let mut st = SimState {
+            partition: seed.partition_global_id.to_lowercase(),
+            client_id: seed.client_id,
+            client_secret: seed.client_secret,
+            granted: seed.scopes.into_iter().collect(),
+            token_ttl: seed.token_ttl,
+            behaviour: seed.behaviour,
+            users: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            tokens: HashMap::new(),
+            calls: Vec::new(),
+            token_calls: 0,
+            writes: 0,
+            clock: 0,
+        };
+        for name in BUILT_IN {
+            let id = Uuid::new_v4().to_string();
+            st.groups.insert(
+                id.clone(),
+                GroupRec {
+                    id,
+                    name: name.to_owned(),
+                    kind: 0,
+                    members: BTreeSet::new(),
+                    modified: FIXED_TIME.to_owned(),
+                },
+            );
+        }
+        for u in &seed.users {
+            st.ensure_user(u);
+        }
+        for u in seed.user_details {
+            let identifier = u.identifier.unwrap_or_else(|| Uuid::new_v4().to_string());
+            st.users.insert(
+                identifier.clone(),
+                User {
+                    identifier,
+                    email: Some(u.email.unwrap_or_else(|| format!("{}@example.com", u.name))),
+                    display_name: u.display_name.unwrap_or_else(|| u.name.clone()),
+                    source: u.source.unwrap_or_else(|| "local".to_owned()),
+                    name: u.name,
+                },
+            );
+        }
+        for g in seed.groups {
+            let members = g.members.iter().map(|m| st.ensure_user(m)).collect();
+            let id = match st.group_by_name(&g.name) {
+                Some(id) => id,
+                None => g.id.clone().unwrap_or_else(|| Uuid::new_v4().to_string()),
+            };
+            st.groups.insert(
+                id.clone(),
+                GroupRec {
+                    id,
+                    name: g.name,
+                    kind: g.kind,
+                    members,
+                    modified: FIXED_TIME.to_owned(),
+                },
+            );
+        }
+        Self {
+            inner: Arc::new(Inner {
+                state: Mutex::new(st),
+                faults: FaultInjector::new(seed.faults),
+                organization: seed.organization,
+            }),
+        }
     }
 
-    /// The HTTP API, ready to serve.
+    fn lock(&self) -> MutexGuard<'_, SimState> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The HTTP API (behind the call log and the fault layer) and the `/_sim/…` control
+    /// endpoints (neither logged nor faulted).
     pub fn router(&self) -> Router {
-        Router::new()
+        let org = &self.inner.organization;
+        let api = Router::new()
+            .route("/connect/token", post(token))
+            .route("/api/Group", post(create_group))
+            .route("/api/Group/{x}", get(list_groups).put(update_group_short))
+            .route(
+                "/api/Group/{partition}/{group}",
+                get(get_group).put(update_group).delete(delete_group),
+            )
+            .route("/api/Directory/Search/{partition}", get(search))
+            .fallback(not_found)
+            .with_state(self.clone());
+        let mut app = Router::new()
+            .nest(&format!("/{org}/identity_"), api.clone())
+            .nest(&format!("/{org}/identity"), api)
+            .route(
+                "/identity_/connect/token",
+                post(token).with_state(self.clone()),
+            )
+            .layer(from_fn_with_state(
+                self.clone(),
+                faults::inject::<UiPathSim>,
+            ))
+            .layer(from_fn_with_state(self.clone(), log_call));
+        let control = Router::new()
+            .route("/_sim/state", get(control_state))
+            .route("/_sim/faults", get(control_faults).put(control_set_faults))
+            .route(
+                "/_sim/behaviour",
+                get(control_behaviour).put(control_set_behaviour),
+            )
+            .route("/_sim/calls", get(control_calls))
+            .with_state(self.clone());
+        app = app.merge(control);
+        app
     }
 
-    /// The path the API lives under (appended to `http://host:port` to make the target's `url`).
+    /// What follows `http://host:port` in a target's `url`: `/{organization}`.
     pub fn base_path(&self) -> String {
-        String::new()
+        format!("/{}", self.inner.organization)
     }
 
-    /// Every API request received, as `"METHOD /path?query"`, in arrival order.
+    /// The organization's partition id.
+    pub fn partition_global_id(&self) -> String {
+        self.lock().partition.clone()
+    }
+
+    /// Every API request received (token requests excluded), as `"METHOD /path?query"`, in
+    /// arrival order.
     pub fn calls(&self) -> Vec<String> {
-        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+        self.lock().calls.clone()
     }
 
-    /// Replaces the faults.
-    pub fn set_faults(&self, _f: Faults) {}
+    /// Forgets the calls logged so far.
+    pub fn clear_calls(&self) {
+        self.lock().calls.clear();
+    }
+
+    /// How many token requests were received.
+    pub fn token_requests(&self) -> usize {
+        self.lock().token_calls
+    }
+
+    /// How many requests changed the state.
+    pub fn writes(&self) -> usize {
+        self.lock().writes
+    }
+
+    /// Replaces the faults (counters refilled, random numbers reseeded).
+    pub fn set_faults(&self, f: Faults) {
+        self.inner.faults.set(f);
+    }
+
+    /// The faults in force, with what is left of their counters.
+    pub fn faults(&self) -> Faults {
+        self.inner.faults.get()
+    }
+
+    /// Replaces the behaviour switches.
+    pub fn set_behaviour(&self, b: Behaviour) {
+        self.lock().behaviour = b;
+    }
+
+    /// The behaviour switches in force.
+    pub fn behaviour(&self) -> Behaviour {
+        self.lock().behaviour.clone()
+    }
+
+    /// Names of all groups, built-in ones included, sorted.
+    pub fn group_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .lock()
+            .groups
+            .values()
+            .map(|g| g.name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The group of this name (by the name rules in force).
+    pub fn group(&self, name: &str) -> Option<SimGroup> {
+        let st = self.lock();
+        st.group_by_name(name).and_then(|id| st.sim_group(&id))
+    }
+
+    /// Makes a local user exist (e-mail `<name>@example.com`) and returns its identifier.
+    pub fn add_user(&self, name: &str) -> String {
+        self.lock().ensure_user(name)
+    }
+
+    /// The identifier of the user of this name or e-mail.
+    pub fn user_id(&self, name: &str) -> Option<String> {
+        self.lock().user_by_name(name)
+    }
+
+    /// Sets a local group's members directly (making the group and unknown users as needed),
+    /// bypassing the API; returns the group's id.
+    pub fn insert_group(&self, name: &str, members: &[&str]) -> String {
+        let mut st = self.lock();
+        let members: BTreeSet<String> = members.iter().map(|m| st.ensure_user(m)).collect();
+        let id = st
+            .group_by_name(name)
+            .unwrap_or_else(|| Uuid::new_v4().to_string());
+        st.groups.insert(
+            id.clone(),
+            GroupRec {
+                id: id.clone(),
+                name: name.to_owned(),
+                kind: 1,
+                members,
+                modified: FIXED_TIME.to_owned(),
+            },
+        );
+        id
+    }
+
+    /// Invalidates every access token issued so far.
+    pub fn expire_tokens(&self) {
+        self.lock().tokens.clear();
+    }
+}
+
+impl FaultHost for UiPathSim {
+    fn injector(&self) -> &FaultInjector {
+        &self.inner.faults
+    }
+
+    fn is_api_call(&self, path: &str) -> bool {
+        path.contains("/api/")
+    }
+
+    fn fault_response(&self, status: StatusCode) -> Response {
+        let message = status.canonical_reason().unwrap_or("Injected failure");
+        ApiError::Status(status, message.to_owned()).into_response()
+    }
+
+    fn expire_tokens(&self) {
+        UiPathSim::expire_tokens(self);
+    }
+}
+
+impl SimState {
+    fn key(&self, name: &str) -> String {
+        name_key(name, self.behaviour.case_insensitive_names)
+    }
+
+    fn group_by_name(&self, name: &str) -> Option<String> {
+        let key = self.key(name);
+        self.groups
+            .values()
+            .find(|g| g.name == name)
+            .or_else(|| self.groups.values().find(|g| self.key(&g.name) == key))
+            .map(|g| g.id.clone())
+    }
+
+    fn user_by_name(&self, name: &str) -> Option<String> {
+        let lower = name.to_lowercase();
+        self.users
+            .values()
+            .find(|u| {
+                u.name.to_lowercase() == lower
+                    || u.email
+                        .as_deref()
+                        .is_some_and(|e| e.to_lowercase() == lower)
+            })
+            .map(|u| u.identifier.clone())
+    }
+
+    fn ensure_user(&mut self, name: &str) -> String {
+        if let Some(id) = self.user_by_name(name) {
+            return id;
+        }
+        let identifier = Uuid::new_v4().to_string();
+        self.users.insert(
+            identifier.clone(),
+            User {
+                identifier: identifier.clone(),
+                name: name.to_owned(),
+                email: Some(format!("{name}@example.com")),
+                display_name: name.to_owned(),
+                source: "local".to_owned(),
+            },
+        );
+        identifier
+    }
+
+    fn sim_group(&self, id: &str) -> Option<SimGroup> {
+        let g = self.groups.get(id)?;
+        Some(SimGroup {
+            id: g.id.clone(),
+            name: g.name.clone(),
+            kind: g.kind,
+            members: g
+                .members
+                .iter()
+                .filter_map(|m| self.users.get(m).map(|u| u.name.clone()))
+                .collect(),
+            member_ids: g.members.clone(),
+        })
+    }
+
+    fn touch(&mut self) -> String {
+        self.clock += 1;
+        format!(
+            "2024-01-01T00:00:{:02}.{:06}Z",
+            self.clock / 1_000_000 % 60,
+            self.clock % 1_000_000
+        )
+    }
+
+    // --- auth ---
+
+    /// The scopes of the bearer token, or 401.
+    fn caller(&mut self, headers: &HeaderMap) -> Result<BTreeSet<String>, ApiError> {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim().to_owned())
+            .ok_or(ApiError::Unauthorized)?;
+        let found = self.tokens.get(&token).ok_or(ApiError::Unauthorized)?;
+        if found.expires <= Instant::now() {
+            self.tokens.remove(&token);
+            return Err(ApiError::Unauthorized);
+        }
+        Ok(found.scopes.clone())
+    }
+
+    /// The caller, whose token must carry one of `any_of`.
+    fn require(&mut self, headers: &HeaderMap, any_of: &[&str]) -> Result<(), ApiError> {
+        let scopes = self.caller(headers)?;
+        if any_of.iter().any(|s| scopes.contains(*s)) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "The access token lacks the scope this call needs: one of {}",
+                any_of.join(", ")
+            )))
+        }
+    }
+
+    fn check_partition(&self, partition: &str) -> Result<(), ApiError> {
+        if partition.eq_ignore_ascii_case(&self.partition) {
+            Ok(())
+        } else {
+            Err(ApiError::NotFound(format!(
+                "Partition {partition} was not found"
+            )))
+        }
+    }
+
+    fn group_id(&self, id: &str) -> Result<String, ApiError> {
+        let lower = id.to_lowercase();
+        self.groups
+            .keys()
+            .find(|k| k.to_lowercase() == lower)
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(format!("Group {id} was not found")))
+    }
+
+    fn check_name(&self, name: &str, except: Option<&str>) -> Result<(), ApiError> {
+        match self.group_by_name(name) {
+            Some(other) if Some(other.as_str()) != except => {
+                let message = format!("A group named '{name}' already exists");
+                Err(match self.behaviour.duplicate_name {
+                    DuplicateName::Conflict => ApiError::Conflict(message),
+                    DuplicateName::BadRequest => ApiError::BadRequest(message),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn protect(&self, id: &str) -> Result<(), ApiError> {
+        if self.behaviour.protect_built_in && self.groups.get(id).is_some_and(|g| g.kind == 0) {
+            Err(ApiError::Forbidden(
+                "Built-in groups cannot be changed".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    // --- JSON ---
+
+    fn user_json(&self, id: &str) -> Value {
+        let Some(u) = self.users.get(id) else {
+            return Value::Null;
+        };
+        json!({
+            "objectType": "DirectoryUser",
+            "source": u.source,
+            "identifier": u.identifier,
+            "name": u.name,
+            "displayName": u.display_name,
+            "email": u.email,
+            "firstName": u.display_name,
+            "lastName": null,
+            "isActive": true,
+        })
+    }
+
+    fn group_json(&self, id: &str, members: bool) -> Value {
+        let Some(g) = self.groups.get(id) else {
+            return Value::Null;
+        };
+        let mut v = json!({
+            "id": g.id,
+            "name": g.name,
+            "displayName": g.name,
+            "type": g.kind,
+            "creationTime": FIXED_TIME,
+            "lastModificationTime": g.modified,
+        });
+        if members {
+            v["members"] = g.members.iter().map(|m| self.user_json(m)).collect();
+        }
+        v
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/// Every failure answer of the API, as ASP.NET Core problem details.
+#[derive(Debug)]
+enum ApiError {
+    Unauthorized,
+    Forbidden(String),
+    NotFound(String),
+    Conflict(String),
+    BadRequest(String),
+    Validation(String, String),
+    Status(StatusCode, String),
+}
+
+fn problem(status: StatusCode, detail: &str) -> Response {
+    let body = json!({
+        "type": format!("https://tools.ietf.org/html/rfc9110#section-{}", section(status)),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+        "traceId": format!("00-{}-{}-00", Uuid::new_v4().simple(), &Uuid::new_v4().simple().to_string()[..16]),
+    });
+    (status, Json(body)).into_response()
+}
+
+fn section(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "15.5.1",
+        403 => "15.5.4",
+        404 => "15.5.5",
+        409 => "15.5.10",
+        429 => "15.5.30",
+        _ => "15.6.1",
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Unauthorized => {
+                let mut resp = StatusCode::UNAUTHORIZED.into_response();
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+                resp
+            }
+            Self::Forbidden(m) => problem(StatusCode::FORBIDDEN, &m),
+            Self::NotFound(m) => problem(StatusCode::NOT_FOUND, &m),
+            Self::Conflict(m) => problem(StatusCode::CONFLICT, &m),
+            Self::BadRequest(m) => problem(StatusCode::BAD_REQUEST, &m),
+            Self::Validation(field, message) => {
+                let body = json!({
+                    "type": "https://tools.ietf.org/html/rfc9110#section-15.5.1",
+                    "title": "One or more validation errors occurred.",
+                    "status": 400,
+                    "errors": { field: [message] },
+                    "traceId": format!("00-{}-00", Uuid::new_v4().simple()),
+                });
+                (StatusCode::BAD_REQUEST, Json(body)).into_response()
+            }
+            Self::Status(status, m) => problem(status, &m),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers
+// ---------------------------------------------------------------------------------------------
+
+type ApiResult = Result<Response, ApiError>;
+
+/// Logs API requests and counts token requests (faulted or not).
+async fn log_call(State(sim): State<UiPathSim>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| path.clone(), |pq| pq.as_str().to_owned());
+    {
+        let mut st = sim.lock();
+        if path.ends_with("/connect/token") {
+            st.token_calls += 1;
+        } else if path.contains("/api/") {
+            st.calls.push(format!("{} {target}", req.method()));
+        }
+    }
+    next.run(req).await
+}
+
+async fn not_found() -> Response {
+    problem(StatusCode::NOT_FOUND, "No such resource")
+}
+
+fn oauth_error(error: &str) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response()
+}
+
+/// `POST …/connect/token`: the client credentials grant.
+async fn token(
+    State(sim): State<UiPathSim>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    let Ok(Form(pairs)) = form else {
+        return oauth_error("invalid_request");
+    };
+    let field = |k: &str| {
+        pairs
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let mut st = sim.lock();
+    match field("grant_type") {
+        Some("client_credentials") => {}
+        Some(_) => return oauth_error("unsupported_grant_type"),
+        None => return oauth_error("invalid_request"),
+    }
+    if field("client_id") != Some(st.client_id.as_str())
+        || field("client_secret") != Some(st.client_secret.as_str())
+    {
+        return oauth_error("invalid_client");
+    }
+    let scopes: BTreeSet<String> = match field("scope") {
+        Some(s) if !s.trim().is_empty() => s.split_whitespace().map(str::to_owned).collect(),
+        _ => st.granted.clone(),
+    };
+    if !scopes.is_subset(&st.granted) {
+        return oauth_error("invalid_scope");
+    }
+    let access = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+    let ttl = st.token_ttl;
+    let scope = scopes.iter().cloned().collect::<Vec<_>>().join(" ");
+    st.tokens.insert(
+        access.clone(),
+        Token {
+            scopes,
+            expires: Instant::now() + ttl,
+        },
+    );
+    let expires_in = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+    (
+        StatusCode::OK,
+        Json(json!({
+            "access_token": access,
+            "expires_in": expires_in,
+            "token_type": "Bearer",
+            "scope": scope,
+        })),
+    )
+        .into_response()
+}
+
+const READ: &[&str] = &["PM.Group.Read", "PM.Group"];
+const WRITE: &[&str] = &["PM.Group.Write", "PM.Group"];
+
+/// `GET …/api/Group/{partitionGlobalId}`: every group, a bare array.
+async fn list_groups(
+    State(sim): State<UiPathSim>,
+    headers: HeaderMap,
+    Path(partition): Path<String>,
+) -> ApiResult {
+    let mut st = sim.lock();
+    st.require(&headers, READ)?;
+    st.check_partition(&partition)?;
+    let mut groups: Vec<&GroupRec> = st.groups.values().collect();
+    groups.sort_by(|a, b| (a.name.to_lowercase(), &a.name).cmp(&(b.name.to_lowercase(), &b.name)));
+    let items: Vec<Value> = groups.iter().map(|g| st.group_json(&g.id, false)).collect();
+    Ok((StatusCode::OK, Json(Value::Array(items))).into_response())
+}
+
+/// `GET …/api/Group/{partitionGlobalId}/{groupId}`: one group with its members.
+async fn get_group(
+    State(sim): State<UiPathSim>,
+    headers: HeaderMap,
+    Path((partition, group)): Path<(String, String)>,
+) -> ApiResult {
+    let mut st = sim.lock();
+    st.require(&headers, READ)?;
+    st.check_partition(&partition)?;
+    let id = st.group_id(&group)?;
+    Ok((StatusCode::OK, Json(st.group_json(&id, true))).into_response())
+}
+
+/// A JSON object body, or 400.
+fn object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError::BadRequest(
+            "The request body must be a JSON object".into(),
+        )),
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "The request body is not valid JSON: {e}"
+        ))),
+    }
+}
+
+fn field<'a>(body: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a Value> {
+    body.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v)
+}
+
+/// The body's `partitionGlobalId`, which must be the organization's.
+fn body_partition(st: &SimState, body: &serde_json::Map<String, Value>) -> Result<(), ApiError> {
+    match field(body, "partitionGlobalId").and_then(Value::as_str) {
+        Some(p) if p.eq_ignore_ascii_case(&st.partition) => Ok(()),
+        Some(p) => Err(ApiError::BadRequest(format!(
+            "partitionGlobalId {p} does not match the organization"
+        ))),
+        None => Err(ApiError::Validation(
+            "PartitionGlobalId".into(),
+            "The PartitionGlobalId field is required.".into(),
+        )),
+    }
+}
+
+fn body_name(body: &serde_json::Map<String, Value>) -> Result<String, ApiError> {
+    match field(body, "name") {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+        _ => Err(ApiError::Validation(
+            "Name".into(),
+            "The Name field is required.".into(),
+        )),
+    }
+}
+
+/// A list of user identifiers (absent or null is empty); each must be a user.
+fn body_ids(
+    st: &SimState,
+    body: &serde_json::Map<String, Value>,
+    key: &str,
+) -> Result<Vec<String>, ApiError> {
+    let items = match field(body, key) {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            return Err(ApiError::Validation(
+                key.to_owned(),
+                format!("{key} must be an array of strings"),
+            ));
+        }
+    };
+    let mut ids = Vec::new();
+    for item in items {
+        let Some(s) = item.as_str() else {
+            return Err(ApiError::Validation(
+                key.to_owned(),
+                format!("{key} must be an array of strings"),
+            ));
+        };
+        let found = st
+            .users
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case(s))
+            .cloned()
+            .ok_or_else(|| ApiError::BadRequest(format!("Directory user {s} was not found")))?;
+        ids.push(found);
+    }
+    Ok(ids)
+}
+
+/// `POST …/api/Group`: create a local group with members.
+async fn create_group(State(sim): State<UiPathSim>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let mut st = sim.lock();
+    st.require(&headers, WRITE)?;
+    let body = object(&body)?;
+    body_partition(&st, &body)?;
+    let name = body_name(&body)?;
+    let members = body_ids(&st, &body, "directoryUserMemberIDs")?;
+    st.check_name(&name, None)?;
+    let id = Uuid::new_v4().to_string();
+    let modified = st.touch();
+    st.groups.insert(
+        id.clone(),
+        GroupRec {
+            id: id.clone(),
+            name,
+            kind: 1,
+            members: members.into_iter().collect(),
+            modified,
+        },
+    );
+    st.writes += 1;
+    Ok((StatusCode::CREATED, Json(st.group_json(&id, true))).into_response())
+}
+
+/// `PUT …/api/Group/{groupId}` (the endpoint line's form).
+async fn update_group_short(
+    State(sim): State<UiPathSim>,
+    headers: HeaderMap,
+    Path(group): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    update(&sim, &headers, &group, &body)
+}
+
+/// `PUT …/api/Group/{partitionGlobalId}/{groupId}` (the docs' example form).
+async fn update_group(
+    State(sim): State<UiPathSim>,
+    headers: HeaderMap,
+    Path((partition, group)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    sim.lock().check_partition(&partition)?;
+    update(&sim, &headers, &group, &body)
+}
+
+/// Renames and changes members in one request; applies all of it or nothing.
+fn update(sim: &UiPathSim, headers: &HeaderMap, group: &str, body: &[u8]) -> ApiResult {
+    let mut st = sim.lock();
+    st.require(headers, WRITE)?;
+    let id = st.group_id(group)?;
+    st.protect(&id)?;
+    let body = object(body)?;
+    body_partition(&st, &body)?;
+    let name = body_name(&body)?;
+    let add = body_ids(&st, &body, "directoryUserIDsToAdd")?;
+    let remove = body_ids(&st, &body, "directoryUserIDsToRemove")?;
+    if let Some(both) = add.iter().find(|a| remove.contains(a)) {
+        return Err(ApiError::BadRequest(format!(
+            "Directory user {both} is both added and removed"
+        )));
+    }
+    st.check_name(&name, Some(&id))?;
+    let current = st
+        .groups
+        .get(&id)
+        .map(|g| g.members.clone())
+        .unwrap_or_default();
+    if st.behaviour.add_existing == Strictness::Reject
+        && let Some(m) = add.iter().find(|a| current.contains(*a))
+    {
+        return Err(ApiError::BadRequest(format!(
+            "Directory user {m} is already a member of the group"
+        )));
+    }
+    if st.behaviour.remove_missing == Strictness::Reject
+        && let Some(m) = remove.iter().find(|r| !current.contains(*r))
+    {
+        return Err(ApiError::BadRequest(format!(
+            "Directory user {m} is not a member of the group"
+        )));
+    }
+    let modified = st.touch();
+    let changed = {
+        let Some(g) = st.groups.get_mut(&id) else {
+            return Err(ApiError::NotFound(format!("Group {group} was not found")));
+        };
+        let before = (g.name.clone(), g.members.clone());
+        g.name = name;
+        g.members.extend(add);
+        for r in &remove {
+            g.members.remove(r);
+        }
+        let changed = before != (g.name.clone(), g.members.clone());
+        if changed {
+            g.modified = modified;
+        }
+        changed
+    };
+    if changed {
+        st.writes += 1;
+    }
+    Ok((StatusCode::OK, Json(st.group_json(&id, true))).into_response())
+}
+
+/// `DELETE …/api/Group/{partitionGlobalId}/{groupId}`.
+async fn delete_group(
+    State(sim): State<UiPathSim>,
+    headers: HeaderMap,
+    Path((partition, group)): Path<(String, String)>,
+) -> ApiResult {
+    let mut st = sim.lock();
+    st.require(&headers, WRITE)?;
+    st.check_partition(&partition)?;
+    let id = st.group_id(&group)?;
+    st.protect(&id)?;
+    st.groups.remove(&id);
+    st.writes += 1;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+const SOURCES: [&str; 6] = [
+    "LocalUsers",
+    "DirectoryUsers",
+    "LocalGroups",
+    "DirectoryGroups",
+    "RobotAccounts",
+    "Applications",
+];
+
+/// `GET …/api/Directory/Search/{partitionGlobalId}?startsWith=…[&sourceFilter=…|&entityType=…]`.
+async fn search(
+    State(sim): State<UiPathSim>,
+    headers: HeaderMap,
+    Path(partition): Path<String>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> ApiResult {
+    let mut st = sim.lock();
+    st.require(&headers, &["PM.Directory"])?;
+    st.check_partition(&partition)?;
+    let get = |k: &'static str| {
+        q.iter()
+            .filter(move |(key, _)| key.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v.as_str())
+    };
+    let Some(prefix) = get("startsWith").next().filter(|s| !s.is_empty()) else {
+        return Err(ApiError::Validation(
+            "startsWith".into(),
+            "The startsWith field is required.".into(),
+        ));
+    };
+    let filters: Vec<&str> = get("sourceFilter")
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let entity = get("entityType").next();
+    if entity.is_some() && !filters.is_empty() {
+        return Err(ApiError::BadRequest(
+            "entityType cannot be used together with sourceFilter".into(),
+        ));
+    }
+    if let Some(bad) = filters
+        .iter()
+        .find(|f| !SOURCES.iter().any(|s| s.eq_ignore_ascii_case(f)))
+    {
+        return Err(ApiError::BadRequest(format!(
+            "Unknown sourceFilter value {bad}"
+        )));
+    }
+    let has = |s: &str| filters.is_empty() || filters.iter().any(|f| f.eq_ignore_ascii_case(s));
+    let (want_users, want_groups) = match entity {
+        None => (true, true),
+        Some(e) if e.eq_ignore_ascii_case("User") => (true, false),
+        Some(e) if e.eq_ignore_ascii_case("Group") => (false, true),
+        Some(e) if e.eq_ignore_ascii_case("Application") => (false, false),
+        Some(e) => return Err(ApiError::BadRequest(format!("Unknown entityType {e}"))),
+    };
+    let p = prefix.to_lowercase();
+    let starts = |s: &str| s.to_lowercase().starts_with(&p);
+    let mut found: Vec<(String, Value)> = Vec::new();
+    if want_users {
+        for u in st.users.values() {
+            let source_ok = if u.source == "local" {
+                has("LocalUsers")
+            } else {
+                has("DirectoryUsers")
+            };
+            if source_ok
+                && (starts(&u.name)
+                    || u.email.as_deref().is_some_and(starts)
+                    || starts(&u.display_name))
+            {
+                found.push((
+                    u.name.to_lowercase(),
+                    json!({
+                        "source": u.source,
+                        "identifier": u.identifier,
+                        "identityName": u.name,
+                        "displayName": u.display_name,
+                        "email": u.email,
+                        "type": "User",
+                        "objectType": "DirectoryUser",
+                    }),
+                ));
+            }
+        }
+    }
+    if want_groups && has("LocalGroups") {
+        for g in st.groups.values().filter(|g| starts(&g.name)) {
+            found.push((
+                g.name.to_lowercase(),
+                json!({
+                    "source": "local",
+                    "identifier": g.id,
+                    "identityName": g.name,
+                    "displayName": g.name,
+                    "email": null,
+                    "type": "Group",
+                    "objectType": "DirectoryGroup",
+                }),
+            ));
+        }
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    let limit = st.behaviour.search_limit;
+    let items: Vec<Value> = found.into_iter().take(limit).map(|(_, v)| v).collect();
+    Ok((StatusCode::OK, Json(Value::Array(items))).into_response())
+}
+
+// --- control endpoints (unauthenticated, loopback only) ---
+
+async fn control_state(State(sim): State<UiPathSim>) -> Response {
+    let st = sim.lock();
+    let mut groups: Vec<SimGroup> = st.groups.keys().filter_map(|id| st.sim_group(id)).collect();
+    groups.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut users: Vec<&str> = st.users.values().map(|u| u.name.as_str()).collect();
+    users.sort_unstable();
+    (
+        StatusCode::OK,
+        Json(json!({ "groups": groups, "users": users, "writes": st.writes })),
+    )
+        .into_response()
+}
+
+async fn control_faults(State(sim): State<UiPathSim>) -> Response {
+    (StatusCode::OK, Json(json!(sim.faults()))).into_response()
+}
+
+async fn control_set_faults(State(sim): State<UiPathSim>, body: Bytes) -> Response {
+    match serde_json::from_slice::<Faults>(&body) {
+        Ok(f) => {
+            sim.set_faults(f);
+            control_faults(State(sim)).await
+        }
+        Err(e) => ApiError::BadRequest(format!("invalid faults: {e}")).into_response(),
+    }
+}
+
+async fn control_behaviour(State(sim): State<UiPathSim>) -> Response {
+    (StatusCode::OK, Json(json!(sim.behaviour()))).into_response()
+}
+
+async fn control_set_behaviour(State(sim): State<UiPathSim>, body: Bytes) -> Response {
+    match serde_json::from_slice::<Behaviour>(&body) {
+        Ok(b) => {
+            sim.set_behaviour(b);
+            control_behaviour(State(sim)).await
+        }
+        Err(e) => ApiError::BadRequest(format!("invalid behaviour: {e}")).into_response(),
+    }
+}
+
+async fn control_calls(State(sim): State<UiPathSim>) -> Response {
+    (StatusCode::OK, Json(json!(sim.calls()))).into_response()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_builds_state_with_built_in_groups() {
+        let seed: UiPathSeed = toml::from_str(
+            r#"
+            organization = "acme"
+            users = ["alice"]
+            [[user]]
+            name = "bob"
+            email = "bob@corp.example"
+            source = "aad"
+            [[group]]
+            name = "Robots"
+            members = ["alice", "carol"]
+            "#,
+        )
+        .unwrap();
+        seed.validate().unwrap();
+        let sim = UiPathSim::new(seed);
+        assert_eq!(sim.base_path(), "/acme");
+        assert_eq!(sim.group_names(), ["Administrators", "Everyone", "Robots"]);
+        let robots = sim.group("robots").unwrap();
+        assert_eq!(robots.kind, 1);
+        assert_eq!(
+            robots.members,
+            BTreeSet::from(["alice".into(), "carol".into()])
+        );
+        assert_eq!(sim.group("Everyone").unwrap().kind, 0);
+        assert!(sim.user_id("bob@corp.example").is_some());
+    }
+
+    #[test]
+    fn validate_finds_problems() {
+        let seed: UiPathSeed = toml::from_str(
+            r#"
+            partition_global_id = "magic-7"
+            users = ["a", "A"]
+            [[group]]
+            name = "G"
+            [[group]]
+            name = "g"
+            [[group]]
+            name = "everyone"
+            "#,
+        )
+        .unwrap();
+        let problems = seed.validate().unwrap_err();
+        assert_eq!(problems.len(), 4, "{problems:?}");
+    }
 }

@@ -1,0 +1,244 @@
+//! `compile` is pure, so "fewest calls" is checked here without a server; and `prepare`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use super::*;
+use crate::config::Secret;
+use crate::model::Origin;
+use crate::plan::{MembershipMode, Policy};
+
+const PARTITION: &str = "3fa85f64-5717-4562-b3fc-2c963f66afa6";
+
+fn target() -> UiPathTarget {
+    let config = UiPathConfig {
+        url: "https://cloud.uipath.com/org".into(),
+        identity_path: "identity_".into(),
+        partition_global_id: PARTITION.into(),
+        client_id: "app".into(),
+        client_secret: Secret::new("s"),
+        scope: config::DEFAULT_SCOPE.into(),
+        user_key: UserKeyField::Username,
+    };
+    UiPathTarget::new("robots", &config, reqwest::Client::new(), NonZeroUsize::MIN)
+}
+
+fn desired(groups: &[(&str, &[&str])]) -> Desired {
+    let mut d = Desired::default();
+    for (i, (name, members)) in groups.iter().enumerate() {
+        let mut g = Group::named(*name);
+        g.members = members.iter().map(|m| UserKey::from(*m)).collect();
+        d.groups.insert(GroupName::from(*name), g);
+        d.origins.insert(
+            GroupName::from(*name),
+            Origin::File {
+                path: PathBuf::from("groups.toml"),
+                line: i * 4 + 1,
+                col: 1,
+            },
+        );
+    }
+    d
+}
+
+/// An observed state with these groups (ids `id-<name>`) and users `u<n>` → `uid-u<n>`.
+fn observed(groups: &[(&str, &[&str])], users: usize) -> Observed {
+    let mut o = Observed::default();
+    for (name, members) in groups {
+        let mut g = Group::named(*name);
+        g.members = members.iter().map(|m| UserKey::from(*m)).collect();
+        o.groups.insert(
+            GroupName::from(*name),
+            ObservedGroup {
+                id: format!("id-{name}"),
+                group: g,
+                kind: GroupKind::Managed,
+            },
+        );
+    }
+    for i in 0..users {
+        o.users
+            .insert(UserKey(format!("u{i}")), format!("uid-u{i}"));
+    }
+    o
+}
+
+fn plan(t: &UiPathTarget, d: &Desired, o: &Observed, prune: bool) -> Plan {
+    let policy = Policy {
+        scope: Scope::new(Some(&["*".to_owned()]), d, true).unwrap(),
+        membership: MembershipMode::Authoritative,
+        prune,
+        max_deletes: usize::MAX,
+        allow_empty_source: true,
+    };
+    crate::plan::plan("robots", TYPE, d, o, &policy, t.capabilities())
+}
+
+#[test]
+fn a_thousand_member_changes_in_ten_groups_are_ten_puts() {
+    let t = target();
+    // 10 groups; each has u0..u49 and wants u50..u99 instead: 50 adds and 50 removes each.
+    let have: Vec<String> = (0..50).map(|i| format!("u{i}")).collect();
+    let want: Vec<String> = (50..100).map(|i| format!("u{i}")).collect();
+    let have: Vec<&str> = have.iter().map(String::as_str).collect();
+    let want: Vec<&str> = want.iter().map(String::as_str).collect();
+    let names: Vec<String> = (0..10).map(|i| format!("g{i}")).collect();
+    let o = observed(
+        &names
+            .iter()
+            .map(|n| (n.as_str(), &have[..]))
+            .collect::<Vec<_>>(),
+        100,
+    );
+    let d = desired(
+        &names
+            .iter()
+            .map(|n| (n.as_str(), &want[..]))
+            .collect::<Vec<_>>(),
+    );
+    let p = plan(&t, &d, &o, false);
+    assert_eq!(p.changes.len(), 1000);
+    let calls = t.compile(&p, &o);
+    assert_eq!(calls.len(), 10);
+    let mut covered: Vec<usize> = calls.iter().flat_map(|c| c.covers().to_vec()).collect();
+    covered.sort_unstable();
+    assert_eq!(covered, (0..1000).collect::<Vec<_>>());
+    for c in &calls {
+        let Op::Update {
+            add,
+            remove,
+            name,
+            id,
+        } = &c.op
+        else {
+            panic!("{c:?}");
+        };
+        assert_eq!((add.len(), remove.len()), (50, 50));
+        assert_eq!(id, &format!("id-{}", c.group()));
+        assert_eq!(name, c.group().as_str(), "the current name is always sent");
+        assert_eq!(c.stage(), Stage::Members);
+        assert_eq!(c.retry(), RetrySafety::Idempotent);
+    }
+}
+
+#[test]
+fn a_create_carries_its_members_in_one_post() {
+    let t = target();
+    let o = observed(&[], 3);
+    let d = desired(&[("New", &["u0", "u1", "u2"])]);
+    let p = plan(&t, &d, &o, false);
+    let calls = t.compile(&p, &o);
+    assert_eq!(calls.len(), 1);
+    let Op::Create { body, members } = &calls[0].op else {
+        panic!("{calls:?}");
+    };
+    assert_eq!(
+        body,
+        &json!({
+            "partitionGlobalId": PARTITION,
+            "name": "New",
+            "directoryUserMemberIDs": ["uid-u0", "uid-u1", "uid-u2"],
+        })
+    );
+    assert_eq!(members.len(), 3);
+    assert_eq!(calls[0].covers(), &[0, 1, 2, 3]);
+    assert_eq!(calls[0].retry(), RetrySafety::AfterRecheck);
+    assert_eq!(calls[0].stage(), Stage::CreateGroup);
+}
+
+#[test]
+fn a_rename_and_member_changes_share_one_put_and_a_delete_is_one_call() {
+    let t = target();
+    let o = observed(&[("robots", &["u0"]), ("Old", &["u1"])], 3);
+    let d = desired(&[("Robots", &["u1"])]);
+    let p = plan(&t, &d, &o, true);
+    let calls = t.compile(&p, &o);
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let update = calls
+        .iter()
+        .find(|c| c.group().as_str() == "robots")
+        .unwrap();
+    assert_eq!(
+        update.op,
+        Op::Update {
+            id: "id-robots".into(),
+            name: "Robots".into(),
+            add: vec!["uid-u1".into()],
+            remove: vec!["uid-u0".into()],
+        }
+    );
+    assert_eq!(update.covers().len(), 3);
+    let delete = calls.iter().find(|c| c.group().as_str() == "Old").unwrap();
+    assert_eq!(
+        delete.op,
+        Op::Delete {
+            id: "id-Old".into()
+        }
+    );
+    assert_eq!(delete.stage(), Stage::DeleteGroup);
+}
+
+#[test]
+fn nothing_to_do_compiles_to_nothing_and_children_become_members() {
+    let t = target();
+    let o = observed(&[("A", &["u0"])], 2);
+    let d = desired(&[("A", &["u0"])]);
+    assert!(t.compile(&plan(&t, &d, &o, false), &o).is_empty());
+
+    // A child's members are flattened into the parent by the planner: still one PUT.
+    let mut d = desired(&[("A", &["u0"]), ("B", &["u1"])]);
+    d.groups.get_mut(&GroupName::from("A")).unwrap().children =
+        BTreeSet::from([GroupName::from("B")]);
+    let o = observed(&[("A", &["u0"]), ("B", &["u1"])], 2);
+    let calls = t.compile(&plan(&t, &d, &o, false), &o);
+    assert_eq!(calls.len(), 1);
+    assert!(matches!(&calls[0].op, Op::Update { add, .. } if add == &["uid-u1".to_owned()]));
+}
+
+#[test]
+fn a_user_without_a_known_id_fails_the_call_instead_of_vanishing() {
+    let t = target();
+    let o = observed(&[("A", &[])], 0);
+    let p = Plan {
+        target: "robots".into(),
+        changes: vec![Change::AddMember {
+            group: GroupName::from("A"),
+            member: UserKey::from("ghost"),
+        }],
+        ..Plan::default()
+    };
+    let calls = t.compile(&p, &o);
+    assert_eq!(calls[0].missing, vec![UserKey::from("ghost")]);
+}
+
+#[test]
+fn prepare_drops_descriptions_and_refuses_uipath_attributes() {
+    let t = target();
+    let mut d = desired(&[("A", &[]), ("B", &[])]);
+    d.groups.get_mut(&GroupName::from("A")).unwrap().description = Some("text".into());
+    let scope = Scope::new(None, &d, true).unwrap();
+    let prepared = t.prepare(&d, &scope).unwrap();
+    assert!(prepared.groups.values().all(|g| g.description.is_none()));
+
+    d.groups
+        .get_mut(&GroupName::from("B"))
+        .unwrap()
+        .extras
+        .insert(TYPE.into(), BTreeMap::from([("x".to_owned(), json!(1))]));
+    let problems = t.prepare(&d, &scope).unwrap_err();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(
+        problems[0].to_string(),
+        "groups.toml:5:1: group \"B\": UiPath groups have no attributes; remove [group.uipath]"
+    );
+}
+
+#[test]
+fn debug_output_hides_the_secret() {
+    let t = target();
+    let text = format!("{t:?}");
+    assert!(text.contains("robots") && !text.contains("\"s\""), "{text}");
+}

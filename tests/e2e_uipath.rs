@@ -1,0 +1,740 @@
+//! End to end against the UiPath Identity simulator over real HTTP: plan, apply, the safety
+//! rules, convergence after faults, and the call count of a large membership change.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use roster::exec::Outcome;
+use roster::reconcile::TargetOutcome;
+use roster::sim::SimKind;
+use roster::sim::faults::Faults;
+use roster::target::uipath::sim::{Behaviour, DuplicateName, Strictness};
+use support::{SECRET, World, group, stderr, stdout};
+
+const USERS: &str = r#"users = ["alice", "bob", "carol", "dave", "erin"]"#;
+
+fn seed(body: &str) -> String {
+    format!("[uipath]\nclient_id = \"roster\"\nclient_secret = \"{SECRET}\"\n{body}")
+}
+
+fn keys(w_partition: &str) -> String {
+    format!(
+        "partition_global_id = \"{w_partition}\"\nclient_id = \"roster\"\nclient_secret_file = \"secret\"\n"
+    )
+}
+
+async fn world(seed_body: &str, groups: &str, extra: &str) -> World {
+    let keys = keys(roster::target::uipath::sim::DEFAULT_PARTITION);
+    World::with_target(SimKind::UiPath, &seed(seed_body), &keys, groups, extra).await
+}
+
+fn applied(report: &roster::run::RunReport) -> &roster::exec::ApplyReport {
+    match &report.targets[0].outcome {
+        TargetOutcome::Applied(r) => r,
+        other => panic!("expected an apply, got {other:?}"),
+    }
+}
+
+fn text(report: &roster::run::RunReport) -> String {
+    roster::report::plans(report, roster::plan::render::Format::Text)
+}
+
+fn writes_in(calls: &[String]) -> usize {
+    calls.iter().filter(|c| !c.starts_with("GET ")).count()
+}
+
+#[tokio::test]
+async fn apply_creates_updates_and_converges_then_the_next_plan_is_empty() {
+    let seed = format!(
+        "{USERS}\n[[uipath.group]]\nname = \"Eng\"\nmembers = [\"alice\", \"dave\"]\n\
+         [[uipath.group]]\nname = \"Untouched\"\nmembers = [\"erin\"]\n"
+    );
+    // Eng Leads is a child of Eng: UiPath cannot nest, so carol becomes a direct member of Eng.
+    let groups = group(
+        "Eng",
+        "descriptions are dropped",
+        &["alice", "bob"],
+        &["Eng Leads"],
+    ) + &group("Eng Leads", "", &["carol"], &[]);
+    let w = world(&seed, &groups, "").await;
+
+    let first = w.plan().await;
+    let t = text(&first);
+    assert!(t.contains("+ create group \"Eng Leads\""), "{t}");
+    assert!(t.contains("+ member \"bob\" in \"Eng\""), "{t}");
+    assert!(t.contains("+ member \"carol\" in \"Eng\""), "{t}");
+    assert!(t.contains("- member \"dave\" in \"Eng\""), "{t}");
+    assert!(!t.contains("description"), "{t}");
+    assert_eq!(w.sim.uipath.writes(), 0, "planning wrote something");
+
+    w.sim.uipath.clear_calls();
+    let report = w.apply(None).await;
+    assert_eq!(applied(&report).failures(), 0, "{report:?}");
+    let calls = w.sim.uipath.calls();
+    let writes: Vec<&String> = calls.iter().filter(|c| !c.starts_with("GET ")).collect();
+    // One POST for the new group with its member, one PUT for Eng's three changes.
+    assert_eq!(writes.len(), 2, "{calls:#?}");
+    assert!(
+        writes
+            .iter()
+            .any(|c| c.starts_with("POST /roster/identity_/api/Group"))
+    );
+    let eng = w.sim.uipath.group("Eng").expect("Eng");
+    assert!(
+        writes
+            .iter()
+            .any(|c| **c == format!("PUT /roster/identity_/api/Group/{}", eng.id))
+    );
+    assert_eq!(
+        eng.members.iter().cloned().collect::<Vec<_>>(),
+        ["alice", "bob", "carol"]
+    );
+    let leads = w.sim.uipath.group("Eng Leads").expect("Eng Leads");
+    assert_eq!(leads.members.iter().cloned().collect::<Vec<_>>(), ["carol"]);
+    assert_eq!(
+        w.sim
+            .uipath
+            .group("Untouched")
+            .expect("Untouched")
+            .members
+            .len(),
+        1
+    );
+
+    assert!(!w.plan().await.any_changes(), "{}", text(&w.plan().await));
+    let out = w.roster(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn users_are_matched_by_email_when_configured() {
+    let seed = "[[uipath.user]]\nname = \"a.smith\"\nemail = \"Alice@Corp.example\"\nsource = \"aad\"\n\
+                [[uipath.group]]\nname = \"G\"\nmembers = [\"bob\"]\n";
+    let w = world(
+        seed,
+        &group(
+            "G",
+            "",
+            &[
+                "alice@corp.example",
+                "bob@example.com",
+                "ghost@corp.example",
+            ],
+            &[],
+        ),
+        "user_key = \"email\"",
+    )
+    .await;
+    let report = w.apply(None).await;
+    assert_eq!(applied(&report).failures(), 0, "{report:?}");
+    let t = text(&report);
+    assert!(
+        t.contains("user \"ghost@corp.example\" does not exist"),
+        "{t}"
+    );
+    let g = w.sim.uipath.group("G").expect("G");
+    assert_eq!(
+        g.members.iter().cloned().collect::<Vec<_>>(),
+        ["a.smith", "bob"]
+    );
+    assert!(!w.plan().await.any_changes());
+}
+
+#[tokio::test]
+async fn a_500_on_a_group_read_means_zero_writes_and_exit_1() {
+    let mut seed = USERS.to_owned();
+    let mut groups = String::new();
+    for i in 0..5 {
+        seed += &format!("\n[[uipath.group]]\nname = \"g{i}\"\n");
+        groups += &group(&format!("g{i}"), "", &["alice"], &[]);
+    }
+    let w = world(&seed, &groups, "retries = 1").await;
+    let g3 = w.sim.uipath.group("g3").expect("g3").id;
+    w.sim.uipath.set_faults(Faults {
+        error_rate: 1.0,
+        fail_path: Some(g3.clone()),
+        ..Faults::default()
+    });
+    let report = w.apply(None).await;
+    let TargetOutcome::ObserveFailed(e) = &report.targets[0].outcome else {
+        panic!(
+            "expected a failed read, got {:?}",
+            report.targets[0].outcome
+        );
+    };
+    let msg = e.to_string();
+    assert!(
+        msg.contains("robots: GET /identity_/api/Group/") && msg.contains("500"),
+        "{msg}"
+    );
+    assert_eq!(w.sim.uipath.writes(), 0);
+    let out = w.roster(&["apply"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(w.sim.uipath.writes(), 0);
+}
+
+#[tokio::test]
+async fn more_removals_than_max_deletes_exits_3_and_writes_nothing() {
+    let members: Vec<String> = (0..101).map(|i| format!("u{i:03}")).collect();
+    let seed = format!(
+        "[[uipath.group]]\nname = \"Big\"\nmembers = [{}]\n",
+        members
+            .iter()
+            .map(|m| format!("{m:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let w = world(&seed, &group("Big", "", &[], &[]), "max_deletes = 100").await;
+    let out = w.roster(&["apply"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("more than max_deletes = 100"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(w.sim.uipath.writes(), 0);
+    assert_eq!(w.sim.uipath.group("Big").expect("Big").members.len(), 101);
+
+    w.sim.uipath.clear_calls();
+    let out = w.roster(&["apply", "--max-deletes", "101"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(w.sim.uipath.group("Big").expect("Big").members.is_empty());
+    assert_eq!(
+        writes_in(&w.sim.uipath.calls()),
+        1,
+        "101 removals are one PUT"
+    );
+}
+
+#[tokio::test]
+async fn an_empty_source_against_managed_groups_is_refused() {
+    let seed =
+        "[[uipath.group]]\nname = \"a\"\nmembers = [\"x\"]\n[[uipath.group]]\nname = \"b\"\n";
+    let w = world(seed, "", "groups = [\"*\"]\nprune = true").await;
+    let out = w.roster(&["apply"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("the source returned no groups"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(w.sim.uipath.writes(), 0);
+    assert!(w.sim.uipath.group("a").is_some());
+    // The built-in groups are in the "*" scope too, but never touched nor counted as managed.
+    assert!(w.sim.uipath.group("Everyone").is_some());
+}
+
+#[tokio::test]
+async fn prune_deletes_managed_groups_but_never_built_in_ones() {
+    let seed = format!("{USERS}\n[[uipath.group]]\nname = \"gone\"\nmembers = [\"alice\"]\n");
+    let w = world(
+        &seed,
+        &group("kept", "", &["bob"], &[]),
+        "groups = [\"*\"]\nprune = true",
+    )
+    .await;
+    let report = w.apply(None).await;
+    assert_eq!(applied(&report).failures(), 0, "{report:?}");
+    assert!(w.sim.uipath.group("gone").is_none());
+    assert!(
+        w.sim.uipath.group("Administrators").is_some() && w.sim.uipath.group("Everyone").is_some()
+    );
+    assert!(
+        text(&report).contains("\"Everyone\" is a system group"),
+        "{}",
+        text(&report)
+    );
+    assert!(!w.plan().await.any_changes());
+}
+
+#[tokio::test]
+async fn a_connection_dropped_after_a_create_adopts_the_group_without_a_duplicate() {
+    let w = world(USERS, &group("New", "", &["alice", "bob"], &[]), "").await;
+    w.sim.uipath.set_faults(Faults {
+        drop_after_write: 1,
+        ..Faults::default()
+    });
+    let report = w.apply(None).await;
+    let r = applied(&report);
+    assert_eq!(r.failures(), 0, "{report:?}");
+    assert!(
+        matches!(&r.outcomes[&0], Outcome::AlreadyDone(why) if why.contains("earlier attempt")),
+        "{:?}",
+        r.outcomes[&0]
+    );
+    let posts = w
+        .sim
+        .uipath
+        .calls()
+        .iter()
+        .filter(|c| c.starts_with("POST "))
+        .count();
+    assert_eq!(posts, 1, "the create was sent twice");
+    assert_eq!(
+        w.sim
+            .uipath
+            .group_names()
+            .iter()
+            .filter(|n| *n == "New")
+            .count(),
+        1
+    );
+    assert_eq!(w.sim.uipath.group("New").expect("New").members.len(), 2);
+    assert!(!w.plan().await.any_changes());
+}
+
+#[tokio::test]
+async fn a_dropped_put_is_resent_and_converges_even_when_the_server_refuses_repeats() {
+    let seed =
+        format!("{USERS}\n[[uipath.group]]\nname = \"G\"\nmembers = [\"alice\", \"dave\"]\n");
+    let w = world(&seed, &group("G", "", &["alice", "bob", "carol"], &[]), "").await;
+    // The strict server answers 400 to adding a member twice or removing a non-member, so the
+    // resend of a PUT that landed is refused; roster re-reads and finds nothing left to do.
+    w.sim.uipath.set_behaviour(Behaviour {
+        add_existing: Strictness::Reject,
+        remove_missing: Strictness::Reject,
+        ..Behaviour::default()
+    });
+    w.sim.uipath.set_faults(Faults {
+        drop_after_write: 1,
+        ..Faults::default()
+    });
+    let report = w.apply(None).await;
+    let r = applied(&report);
+    assert_eq!(r.failures(), 0, "{report:?}");
+    assert!(
+        r.outcomes
+            .values()
+            .all(|o| matches!(o, Outcome::AlreadyDone(why) if why.contains("already as desired"))),
+        "{r:?}"
+    );
+    let g = w.sim.uipath.group("G").expect("G");
+    assert_eq!(
+        g.members.iter().cloned().collect::<Vec<_>>(),
+        ["alice", "bob", "carol"]
+    );
+    assert!(!w.plan().await.any_changes());
+}
+
+#[tokio::test]
+async fn a_fault_run_converges_on_the_second_apply_and_the_third_plan_is_empty() {
+    let mut seed = USERS.to_owned();
+    let mut groups = String::new();
+    for i in 0..12 {
+        seed += &format!("\n[[uipath.group]]\nname = \"t{i:02}\"\nmembers = [\"erin\"]\n");
+        groups += &group(&format!("t{i:02}"), "", &["alice", "bob", "carol"], &[]);
+    }
+    for i in 0..4 {
+        groups += &group(&format!("new{i}"), "", &["dave"], &["t00"]);
+    }
+    let w = world(&seed, &groups, "retries = 1").await;
+    w.sim.uipath.set_faults(Faults {
+        error_rate: 0.3,
+        throttle_rate: 0.1,
+        retry_after: Duration::from_secs(0),
+        drop_after_write: 3,
+        latency: Some(Duration::from_millis(2)),
+        seed: 7,
+        ..Faults::default()
+    });
+    let _ = w.apply(None).await;
+    w.sim.uipath.set_faults(Faults::default());
+    let second = w.apply(None).await;
+    assert!(!second.any_failed(), "{second:?}");
+    let third = w.plan().await;
+    assert!(!third.any_changes(), "{}", text(&third));
+    let names = w.sim.uipath.group_names();
+    for i in 0..4 {
+        let n = format!("new{i}");
+        assert_eq!(
+            names.iter().filter(|x| **x == n).count(),
+            1,
+            "duplicate {n}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_token_that_expires_mid_run_is_renewed() {
+    let mut groups = String::new();
+    for i in 0..5 {
+        groups += &group(&format!("g{i}"), "", &["alice", "bob"], &[]);
+    }
+    let w = world(USERS, &groups, "").await;
+    w.sim.uipath.set_faults(Faults {
+        expire_tokens_after: 4,
+        ..Faults::default()
+    });
+    let report = w.apply(None).await;
+    assert!(!report.any_failed(), "{report:?}");
+    assert!(
+        w.sim.uipath.token_requests() >= 2,
+        "the token was not renewed"
+    );
+    assert!(!w.plan().await.any_changes());
+}
+
+#[tokio::test]
+async fn a_429_waits_for_retry_after() {
+    let seed = format!("{USERS}\n[[uipath.group]]\nname = \"G\"\n");
+    let w = world(&seed, &group("G", "", &["alice"], &[]), "concurrency = 1").await;
+    let id = w.sim.uipath.group("G").expect("G").id;
+    w.sim.uipath.set_faults(Faults {
+        throttle_rate: 1.0,
+        retry_after: Duration::from_secs(1),
+        fail_path: Some(format!("/api/Group/{id}")),
+        ..Faults::default()
+    });
+    let sim = w.sim.uipath.clone();
+    let lift = tokio::spawn(async move {
+        for _ in 0..400 {
+            if sim.calls().iter().any(|c| c.starts_with("PUT ")) {
+                sim.set_faults(Faults::default());
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let started = Instant::now();
+    let report = w.apply(None).await;
+    lift.await.expect("lifter");
+    assert!(!report.any_failed(), "{report:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "retried before Retry-After: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        w.sim
+            .uipath
+            .group("G")
+            .expect("G")
+            .members
+            .contains("alice")
+    );
+}
+
+#[tokio::test]
+async fn one_failed_change_does_not_stop_the_others_and_the_error_says_where() {
+    let seed = format!("{USERS}\n[[uipath.group]]\nname = \"A\"\n[[uipath.group]]\nname = \"B\"\n");
+    let w = world(
+        &seed,
+        &(group("A", "", &["alice"], &[]) + &group("B", "", &["bob"], &[])),
+        "",
+    )
+    .await;
+    let a_id = w.sim.uipath.group("A").expect("A").id;
+    // Only A's PUT fails (its GET is `/api/Group/{partition}/{id}`, which the filter misses).
+    w.sim.uipath.set_faults(Faults {
+        error_rate: 1.0,
+        error_status: 409,
+        fail_path: Some(format!("/api/Group/{a_id}")),
+        ..Faults::default()
+    });
+    let out = w.roster(&["apply"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let t = stdout(&out);
+    let line = t.lines().find(|l| l.contains("FAILED")).unwrap_or_default();
+    assert!(
+        line.contains(&format!("robots: PUT /identity_/api/Group/{a_id}")),
+        "{t}"
+    );
+    assert!(
+        line.contains("(group \"A\")") && line.contains("409") && line.contains("Conflict"),
+        "{t}"
+    );
+    assert!(w.sim.uipath.group("B").expect("B").members.contains("bob"));
+    assert!(
+        !w.sim
+            .uipath
+            .group("A")
+            .expect("A")
+            .members
+            .contains("alice")
+    );
+}
+
+#[tokio::test]
+async fn the_servers_own_message_names_the_missing_scope() {
+    let w = world(
+        &format!("{USERS}\nscopes = [\"PM.Group.Read\", \"PM.Directory\"]\n"),
+        &group("G", "", &["alice"], &[]),
+        "scope = \"PM.Group.Read PM.Directory\"",
+    )
+    .await;
+    let report = w.apply(None).await;
+    let r = applied(&report);
+    let Outcome::Failed(msg) = &r.outcomes[&0] else {
+        panic!("{r:?}");
+    };
+    assert!(
+        msg.contains("robots: POST /identity_/api/Group (group \"G\"): 403"),
+        "{msg}"
+    );
+    assert!(msg.contains("PM.Group.Write"), "{msg}");
+}
+
+#[tokio::test]
+async fn secrets_never_reach_logs_plans_or_debug_output() {
+    let w = world(USERS, &group("G", "d", &["alice"], &[]), "").await;
+    let config = w.config();
+    assert!(
+        !format!("{config:?}").contains(SECRET),
+        "Debug of the config shows the secret"
+    );
+    for args in [
+        &["plan"][..],
+        &["plan", "--format", "json"][..],
+        &["plan", "--format", "markdown"][..],
+        &["apply"][..],
+    ] {
+        let out = support::roster_at(&w.config_path(), args, &[("RUST_LOG", "trace")]).await;
+        assert!(
+            !stdout(&out).contains(SECRET),
+            "{args:?} printed the secret"
+        );
+        assert!(!stderr(&out).contains(SECRET), "{args:?} logged the secret");
+    }
+    std::fs::write(w.dir.path().join("secret"), "wrong-secret-123\n").expect("write");
+    let out = w.roster(&["plan"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let all = stdout(&out) + &stderr(&out);
+    assert!(
+        all.contains("authentication failed") && all.contains("invalid_client"),
+        "{all}"
+    );
+    assert!(!all.contains("wrong-secret-123"), "{all}");
+}
+
+/// Drives observe → plan → compile → execute by hand, so that the target can change in between.
+async fn plan_then(
+    w: &World,
+    between: impl AsyncFnOnce(&World),
+) -> (roster::plan::Plan, roster::exec::ApplyReport) {
+    use roster::target::Target;
+    let config = w.config();
+    let t = &config.targets[0];
+    let roster::config::TargetKind::UiPath(c) = &t.kind else {
+        panic!("not a UiPath target");
+    };
+    let target = roster::target::uipath::UiPathTarget::new(
+        &t.name,
+        c,
+        reqwest::Client::new(),
+        t.concurrency,
+    );
+    let desired = roster::source::load_desired(&config.sources)
+        .await
+        .expect("desired");
+    let policy = roster::run::policy(t, &desired, true, None);
+    let desired = target
+        .prepare(&desired, &policy.scope)
+        .expect("prepare")
+        .into_owned();
+    let observed = target
+        .observe(&policy.scope, &desired.user_keys())
+        .await
+        .expect("observe");
+    let plan = roster::plan::plan(
+        "robots",
+        "uipath",
+        &desired,
+        &observed,
+        &policy,
+        target.capabilities(),
+    );
+    between(w).await;
+    let calls = target.compile(&plan, &observed);
+    let exec = roster::exec::Executor::new(roster::exec::RetryPolicy::default(), t.concurrency);
+    let report = exec.execute(&target, calls).await;
+    (plan, report)
+}
+
+#[tokio::test]
+async fn a_duplicate_name_on_create_adopts_the_group_someone_else_made_409_or_400() {
+    for answer in [DuplicateName::Conflict, DuplicateName::BadRequest] {
+        let w = world(USERS, &group("Race", "", &["alice", "bob"], &[]), "").await;
+        w.sim.uipath.set_behaviour(Behaviour {
+            duplicate_name: answer,
+            ..Behaviour::default()
+        });
+        let (plan, report) = plan_then(&w, async |w: &World| {
+            w.sim.uipath.insert_group("race", &["alice", "erin"]);
+        })
+        .await;
+        assert!(matches!(
+            plan.changes[0],
+            roster::plan::Change::CreateGroup { .. }
+        ));
+        assert!(
+            matches!(&report.outcomes[&0], Outcome::AlreadyDone(why) if why.contains("adopted")),
+            "{answer:?}: {report:?}"
+        );
+        let names = w.sim.uipath.group_names();
+        assert_eq!(
+            names
+                .iter()
+                .filter(|n| n.eq_ignore_ascii_case("race"))
+                .count(),
+            1,
+            "{names:?}"
+        );
+        // The adopted group got the members it lacked; nothing else was removed yet.
+        let race = w.sim.uipath.group("race").expect("race");
+        assert_eq!(
+            race.members.iter().cloned().collect::<Vec<_>>(),
+            ["alice", "bob", "erin"]
+        );
+        // The next run renames it and removes erin, then it is in sync.
+        assert!(!w.apply(None).await.any_failed());
+        let race = w.sim.uipath.group("Race").expect("Race");
+        assert_eq!(race.name, "Race");
+        assert_eq!(
+            race.members.iter().cloned().collect::<Vec<_>>(),
+            ["alice", "bob"]
+        );
+        assert!(!w.plan().await.any_changes());
+    }
+}
+
+#[tokio::test]
+async fn deleting_a_group_someone_already_deleted_counts_as_done() {
+    let seed = format!("{USERS}\n[[uipath.group]]\nname = \"Old\"\n");
+    let w = world(
+        &seed,
+        &group("Keep", "", &[], &[]),
+        "groups = [\"Old\", \"Keep\"]\nprune = true",
+    )
+    .await;
+    let (plan, report) = plan_then(&w, async |w: &World| {
+        let id = w.sim.uipath.group("Old").expect("Old").id;
+        let token = http_token(w).await;
+        let p = w.sim.uipath.partition_global_id();
+        let status = reqwest::Client::new()
+            .delete(format!(
+                "{}/identity_/api/Group/{p}/{id}",
+                w.sim.url_of(SimKind::UiPath)
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("delete")
+            .status();
+        assert_eq!(status, 204);
+    })
+    .await;
+    let i = plan
+        .changes
+        .iter()
+        .position(|c| matches!(c, roster::plan::Change::DeleteGroup { .. }))
+        .expect("a delete");
+    assert!(
+        matches!(&report.outcomes[&i], Outcome::AlreadyDone(why) if why == "already deleted"),
+        "{report:?}"
+    );
+}
+
+async fn http_token(w: &World) -> String {
+    let v: serde_json::Value = reqwest::Client::new()
+        .post(format!(
+            "{}/identity_/connect/token",
+            w.sim.url_of(SimKind::UiPath)
+        ))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "roster"),
+            ("client_secret", SECRET),
+        ])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    v["access_token"].as_str().expect("access_token").to_owned()
+}
+
+#[tokio::test]
+async fn thousand_member_changes_take_the_fewest_calls() {
+    // 10 groups of users u000..u049 that should hold u050..u099 instead: 50 adds and 50 removes
+    // each, 1,000 member changes in all.
+    let all: Vec<String> = (0..100).map(|i| format!("u{i:03}")).collect();
+    let q = |v: &[String]| {
+        v.iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut seed = format!("users = [{}]\n", q(&all));
+    let mut groups = String::new();
+    let want: Vec<&str> = all[50..].iter().map(String::as_str).collect();
+    for i in 0..10 {
+        seed += &format!(
+            "[[uipath.group]]\nname = \"team{i}\"\nmembers = [{}]\n",
+            q(&all[..50])
+        );
+        groups += &group(&format!("team{i}"), "", &want, &[]);
+    }
+    let w = world(&seed, &groups, "max_deletes = 1000").await;
+    let plan = w.plan().await;
+    assert_eq!(
+        plan.targets[0].plan.as_ref().expect("plan").changes.len(),
+        1000
+    );
+
+    w.sim.uipath.clear_calls();
+    let report = w.apply(None).await;
+    assert_eq!(applied(&report).failures(), 0, "{report:?}");
+    let calls = w.sim.uipath.calls();
+    let writes = writes_in(&calls);
+    let reads = calls.len() - writes;
+    // The minimum: UiPath's PUT carries every addition and removal of one group and one group
+    // only, so 10 changed groups need 10 writes, and no fewer. The reads are the observe the
+    // design requires before any write: one list, one GET per group in scope, and one directory
+    // search for each of the 50 desired users not yet a member of any group (an exact match
+    // on the user key needs a search per key).
+    let minimum = 10;
+    eprintln!(
+        "uipath: 1000 member changes: {writes} write calls (+{reads} reads), minimum {minimum}"
+    );
+    assert_eq!(writes, minimum, "{calls:#?}");
+    assert_eq!(reads, 1 + 10 + 50, "{calls:#?}");
+    assert!(!w.plan().await.any_changes());
+}
