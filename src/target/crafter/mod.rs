@@ -1,27 +1,112 @@
-//! The Crafter Studio connector (work in progress: the skeleton every connector starts from).
+//! The Crafter Studio connector: Studio's groups and their members, through API 2 (Studio 3.1
+//! and 4.x, global groups) or API 1 (Studio 3.0, groups per site).
 //!
-//! API 2 bulk add and bulk remove per group; API 1 (Studio 3.0) per member.
+//! API 2 writes membership in bulk: one `POST …/members` adds every new member of a group and
+//! one `DELETE …/members?username=…` removes every old one, both idempotent (adding a member
+//! twice or removing a non-member is a no-op). A7 is all-or-nothing on unknown users, so every
+//! desired user not already seen as a member is looked up first (A9) and an unknown one becomes
+//! a plan warning instead of a failed add. Names are immutable and limited to
+//! `[a-zA-Z0-9_.]{3,512}`, which [`Target::prepare`] checks before anything is read. A create is
+//! a POST: after an ambiguous failure, or a 409, the group is looked up by name (`keyword`, then
+//! an exact match) and adopted, never made twice.
+//!
+//! API 1 writes one member per call, and its answers are not idempotent: adding a member twice is
+//! 409 "User already in group", removing a non-member is 404 "User not found". Both are read as
+//! the outcomes they are (the latter after checking that the group still exists). It has no user
+//! lookup, so an unknown user shows up only as a failed add that names the user.
+//!
+//! Redirects are never followed: Studio 3.1 answers its retired API 1 group calls with `301`
+//! "API deprecated.", which roster reports as the error it is.
 
+pub mod api;
 pub mod config;
 pub mod sim;
 
-use std::collections::BTreeSet;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::num::NonZeroUsize;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use futures::{StreamExt, TryStreamExt};
+use reqwest::{Method, StatusCode, header};
+use serde_json::{Value, json};
+use tracing::debug;
+
+use crate::config::Diagnostic;
 use crate::exec::RetryPolicy;
-use crate::model::{Capabilities, GroupName, MembershipWrites, Observed, UserKey};
-use crate::plan::Scope;
-use crate::plan::change::Plan;
-use crate::target::{Call, CallError, ObserveError, RetrySafety, Sent, Stage, Target};
+use crate::model::{
+    Capabilities, Desired, Group, GroupKind, GroupName, MembershipWrites, Observed, ObservedGroup,
+    UserKey,
+};
+use crate::plan::change::{Change, Plan};
+use crate::plan::{Scope, fold};
+use crate::target::http::transport_error;
+use crate::target::{
+    Call, CallError, CallErrorKind, ObserveError, RetrySafety, Sent, Stage, Target,
+};
 
-use config::CrafterConfig;
+use config::{CrafterApi, CrafterConfig};
 
-/// The `extras` key of Crafter Studio attributes in the desired state (`[group.crafter]`).
+/// The `extras` key of Crafter Studio attributes in the desired state; Crafter takes none.
 pub const TYPE: &str = "crafter";
+
+/// Group names are compared without regard to case: Studio's database collation ignores it.
+const CASE_INSENSITIVE: bool = true;
+
+/// How a call names a group: by id once known, else by name (a group created in this run, whose
+/// id is looked up when the call is sent). API 1 always uses names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupRef {
+    /// The group's numeric id (API 2).
+    Id(String),
+    /// The group's name.
+    Name(GroupName),
+}
 
 /// One Crafter Studio API call.
 #[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// A2 `POST /api/2/groups` or API 1 `create.json`.
+    Create {
+        /// The description, when the desired state sets one.
+        desc: Option<String>,
+    },
+    /// A3 `PATCH /api/2/groups` or API 1 `update.json`: the description is replaced, so it is
+    /// always sent.
+    Update {
+        /// The group.
+        group: GroupRef,
+        /// The new description.
+        desc: String,
+    },
+    /// A7: add these usernames in one call (API 2).
+    AddMembers {
+        /// The group.
+        group: GroupRef,
+        /// The users, as the desired state names them.
+        usernames: Vec<String>,
+    },
+    /// A8: remove these usernames in one call (API 2).
+    RemoveMembers {
+        /// The group.
+        group: GroupRef,
+        /// The users, as the target spells them.
+        usernames: Vec<String>,
+    },
+    /// API 1 `add-user.json`: add one user.
+    AddMember(String),
+    /// API 1 `remove-user.json`: remove one user.
+    RemoveMember(String),
+    /// A4 `DELETE /api/2/groups?id=…` or API 1 `delete.json`.
+    Delete(GroupRef),
+}
+
+/// A compiled call: the operation, the group it is about, and the plan changes it carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CrafterCall {
+    /// What to send.
+    pub op: Op,
     group: GroupName,
     covers: Vec<usize>,
 }
@@ -31,10 +116,24 @@ impl Call for CrafterCall {
         &self.group
     }
     fn stage(&self) -> Stage {
-        Stage::Members
+        match self.op {
+            Op::Create { .. } => Stage::CreateGroup,
+            Op::Update { .. } => Stage::UpdateGroup,
+            Op::AddMembers { .. }
+            | Op::RemoveMembers { .. }
+            | Op::AddMember(_)
+            | Op::RemoveMember(_) => Stage::Members,
+            Op::Delete(_) => Stage::DeleteGroup,
+        }
     }
     fn retry(&self) -> RetrySafety {
-        RetrySafety::Idempotent
+        match self.op {
+            // A POST that creates: checked by name before it is sent again.
+            Op::Create { .. } => RetrySafety::AfterRecheck,
+            // Bulk add/remove are no-ops when repeated; API 1's 409/404 answers to a repeat are
+            // read as "already done"; a delete's 404 likewise.
+            _ => RetrySafety::Idempotent,
+        }
     }
     fn covers(&self) -> &[usize] {
         &self.covers
@@ -44,20 +143,38 @@ impl Call for CrafterCall {
     }
 }
 
+/// An answer read whole: status, `Location` and body.
+struct Reply {
+    status: StatusCode,
+    body: String,
+}
+
 /// The Crafter Studio connector for one `[[target]]`.
 pub struct CrafterTarget {
     name: String,
-    config: CrafterConfig,
+    base: String,
+    api: CrafterApi,
     http: reqwest::Client,
     concurrency: NonZeroUsize,
+    page_size: u32,
     reads: RetryPolicy,
+    /// API 1: the session cookie, renewed by logging in again on a 401.
+    session: tokio::sync::Mutex<Option<String>>,
+    /// API 1: the XSRF value this connector sends as cookie and header alike.
+    xsrf: String,
+    /// API 2: group ids by folded name, filled by observe and by creates.
+    ids: Mutex<HashMap<String, String>>,
+    /// API 2: the groups were listed without `externallyManaged`, so this is Studio 3.1, whose
+    /// update replaces the name too and so must be sent it.
+    studio_31: AtomicBool,
 }
 
 impl std::fmt::Debug for CrafterTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CrafterTarget")
             .field("name", &self.name)
-            .field("config", &self.config)
+            .field("base", &self.base)
+            .field("api", &self.api)
             .finish_non_exhaustive()
     }
 }
@@ -72,10 +189,16 @@ impl CrafterTarget {
     ) -> Self {
         Self {
             name: name.to_owned(),
-            config: config.clone(),
+            base: config.url.trim_end_matches('/').to_owned(),
+            api: config.api.clone(),
             http,
             concurrency,
+            page_size: 100,
             reads: RetryPolicy::default(),
+            session: tokio::sync::Mutex::new(None),
+            xsrf: uuid::Uuid::new_v4().simple().to_string(),
+            ids: Mutex::new(HashMap::new()),
+            studio_31: AtomicBool::new(false),
         }
     }
 
@@ -84,6 +207,851 @@ impl CrafterTarget {
         self.reads = policy;
         self
     }
+
+    /// Reads groups and members this many at a time (default 100).
+    pub fn with_page_size(mut self, page_size: u32) -> Self {
+        self.page_size = page_size.max(1);
+        self
+    }
+
+    fn v1_site(&self) -> Option<&str> {
+        match &self.api {
+            CrafterApi::V1 { site_id, .. } => Some(site_id),
+            CrafterApi::V2 { .. } => None,
+        }
+    }
+
+    fn err(
+        &self,
+        method: &Method,
+        path: &str,
+        group: Option<&GroupName>,
+        kind: CallErrorKind,
+    ) -> CallError {
+        CallError {
+            target: self.name.clone(),
+            group: group.cloned(),
+            method: method.to_string(),
+            path: path.to_owned(),
+            kind,
+        }
+    }
+
+    fn status_err(
+        &self,
+        method: &Method,
+        path: &str,
+        group: Option<&GroupName>,
+        status: StatusCode,
+        message: String,
+    ) -> CallError {
+        self.err(
+            method,
+            path,
+            group,
+            CallErrorKind::Status {
+                status: status.as_u16(),
+                message,
+                retry_after: None,
+            },
+        )
+    }
+
+    /// API 1: a session cookie, the cached one or a new one from `login.json`. `stale` is a
+    /// session the API refused, replaced only if nobody has replaced it already.
+    async fn session(&self, stale: Option<&str>) -> Result<String, CallError> {
+        let CrafterApi::V1 {
+            username, password, ..
+        } = &self.api
+        else {
+            return Err(self.err(
+                &Method::POST,
+                api::V1_LOGIN,
+                None,
+                CallErrorKind::Auth("API 2 has no session".into()),
+            ));
+        };
+        let mut cached = self.session.lock().await;
+        if let Some(s) = cached.as_ref()
+            && stale != Some(s.as_str())
+        {
+            return Ok(s.clone());
+        }
+        let m = Method::POST;
+        let resp = self
+            .http
+            .post(format!("{}{}", self.base, api::V1_LOGIN))
+            .header(header::ACCEPT, "application/json")
+            .header(
+                header::COOKIE,
+                format!("{}={}", api::XSRF_COOKIE, self.xsrf),
+            )
+            .header(api::XSRF_HEADER, &self.xsrf)
+            .json(&json!({ "username": username, "password": password.expose() }))
+            .send()
+            .await
+            .map_err(|e| self.err(&m, api::V1_LOGIN, None, transport_error(&e)))?;
+        let status = resp.status();
+        let cookie = resp
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(api::session_cookie)
+            .map(str::to_owned);
+        let retry_after = retry_after(&resp);
+        let body = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            let message = api::error_of(status, &body).message;
+            let kind = if matches!(status.as_u16(), 400 | 401 | 403) {
+                CallErrorKind::Auth(format!(
+                    "Studio refused the login of \"{username}\" ({}: {message}); check the \
+                     username and password",
+                    status.as_u16()
+                ))
+            } else {
+                CallErrorKind::Status {
+                    status: status.as_u16(),
+                    message,
+                    retry_after,
+                }
+            };
+            return Err(self.err(&m, api::V1_LOGIN, None, kind));
+        }
+        let Some(cookie) = cookie else {
+            return Err(self.err(
+                &m,
+                api::V1_LOGIN,
+                None,
+                CallErrorKind::Decode("the login answered without a JSESSIONID cookie".into()),
+            ));
+        };
+        *cached = Some(cookie.clone());
+        debug!(target_name = %self.name, "logged in to Studio");
+        Ok(cookie)
+    }
+
+    /// Sends one request with the API's credentials (API 1: the session, renewed once on a 401,
+    /// and the XSRF pair). Returns the answer when its status is a success or listed in
+    /// `accept`; any other status is an error with the server's message (a redirect too: it is
+    /// never followed).
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        body: Option<&Value>,
+        group: Option<&GroupName>,
+        accept: &[StatusCode],
+    ) -> Result<Reply, CallError> {
+        let mut session = match &self.api {
+            CrafterApi::V1 { .. } => Some(self.session(None).await?),
+            CrafterApi::V2 { .. } => None,
+        };
+        for attempt in 0..2 {
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{}{path}{query}", self.base))
+                .header(header::ACCEPT, "application/json");
+            match (&self.api, &session) {
+                (CrafterApi::V2 { token }, _) => req = req.bearer_auth(token.expose()),
+                (CrafterApi::V1 { .. }, Some(s)) => {
+                    req = req
+                        .header(
+                            header::COOKIE,
+                            format!(
+                                "{}={s}; {}={}",
+                                api::SESSION_COOKIE,
+                                api::XSRF_COOKIE,
+                                self.xsrf
+                            ),
+                        )
+                        .header(api::XSRF_HEADER, &self.xsrf);
+                }
+                (CrafterApi::V1 { .. }, None) => {}
+            }
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| self.err(&method, path, group, transport_error(&e)))?;
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED {
+                if let Some(s) = &session
+                    && attempt == 0
+                {
+                    session = Some(self.session(Some(s)).await?);
+                    continue;
+                }
+                let text = resp.text().await.unwrap_or_default();
+                let message = api::error_of(status, &text).message;
+                let why = match &self.api {
+                    CrafterApi::V2 { .. } => format!(
+                        "the access token was refused (401: {message}); check that it is valid, \
+                         enabled and not expired"
+                    ),
+                    CrafterApi::V1 { .. } => {
+                        format!("a fresh session was refused (401: {message})")
+                    }
+                };
+                return Err(self.err(&method, path, group, CallErrorKind::Auth(why)));
+            }
+            let location = resp
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let retry_after = retry_after(&resp);
+            let text = resp
+                .text()
+                .await
+                .map_err(|e| self.err(&method, path, group, transport_error(&e)))?;
+            if status.is_success() || accept.contains(&status) {
+                return Ok(Reply { status, body: text });
+            }
+            let mut message = api::error_of(status, &text).message;
+            if status.is_redirection() {
+                message = format!(
+                    "{message}; redirected to {} and not followed (is this the right Studio \
+                     version for api = \"{}\"?)",
+                    location.as_deref().unwrap_or("nowhere"),
+                    if self.v1_site().is_some() { "v1" } else { "v2" }
+                );
+            }
+            return Err(self.err(
+                &method,
+                path,
+                group,
+                CallErrorKind::Status {
+                    status: status.as_u16(),
+                    message,
+                    retry_after,
+                },
+            ));
+        }
+        Err(self.err(
+            &method,
+            path,
+            group,
+            CallErrorKind::Auth("Studio refused a fresh session (401)".into()),
+        ))
+    }
+
+    // `CallError` is the error every connector call returns; boxing it here would not pay.
+    #[allow(clippy::result_large_err)]
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &Method,
+        path: &str,
+        group: Option<&GroupName>,
+        body: &str,
+    ) -> Result<T, CallError> {
+        serde_json::from_str(body)
+            .map_err(|e| self.err(method, path, group, CallErrorKind::Decode(e.to_string())))
+    }
+
+    /// A GET read as JSON, retried after transient failures.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &str,
+        group: Option<&GroupName>,
+    ) -> Result<T, CallError> {
+        self.reads
+            .retry_idempotent(|| async {
+                let r = self
+                    .request(Method::GET, path, query, None, group, &[])
+                    .await?;
+                self.decode(&Method::GET, path, group, &r.body)
+            })
+            .await
+    }
+
+    fn incomplete(&self, message: String) -> ObserveError {
+        ObserveError::Incomplete {
+            target: self.name.clone(),
+            message,
+        }
+    }
+
+    /// Every item of an offset-paged list, checked against `total`: pages are read until as many
+    /// items as `total` were seen; a list whose total moves, or that comes up short, is read once
+    /// more, and is an error if it does again. `page` reads one page at an offset and returns
+    /// its items and `total`.
+    async fn read_all<T, F, Fut>(&self, what: &str, page: F) -> Result<Vec<T>, ObserveError>
+    where
+        F: Fn(u64) -> Fut,
+        Fut: std::future::Future<Output = Result<(Vec<T>, u64), CallError>>,
+    {
+        let mut last = String::new();
+        for _ in 0..2 {
+            let mut items: Vec<T> = Vec::new();
+            let mut first_total = None;
+            let mut moved = false;
+            loop {
+                let (got, total) = page(items.len() as u64).await?;
+                if *first_total.get_or_insert(total) != total {
+                    moved = true;
+                    break;
+                }
+                let n = got.len();
+                items.extend(got);
+                if n == 0 || items.len() as u64 >= total {
+                    break;
+                }
+            }
+            let total = first_total.unwrap_or(0);
+            if !moved && items.len() as u64 == total {
+                return Ok(items);
+            }
+            last = if moved {
+                format!("{what}: the total changed while it was read")
+            } else {
+                format!(
+                    "{what} returned {} items where total is {total}",
+                    items.len()
+                )
+            };
+            debug!(target_name = %self.name, "{last}; reading again");
+        }
+        Err(self.incomplete(last))
+    }
+
+    fn remember(&self, name: &str, id: &str) {
+        self.ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(fold(name, CASE_INSENSITIVE), id.to_owned());
+    }
+
+    /// The id of a group: given, or looked up among those observed or created.
+    #[allow(clippy::result_large_err)]
+    fn group_id(&self, r: &GroupRef, method: &Method, path: &str) -> Result<i64, CallError> {
+        let (id, name) = match r {
+            GroupRef::Id(id) => (Some(id.clone()), None),
+            GroupRef::Name(n) => (
+                self.ids
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&fold(n.as_str(), CASE_INSENSITIVE))
+                    .cloned(),
+                Some(n),
+            ),
+        };
+        id.and_then(|i| i.parse().ok()).ok_or_else(|| {
+            self.err(
+                method,
+                path,
+                name,
+                CallErrorKind::Decode(
+                    "the group's id is not known (its create was not seen)".into(),
+                ),
+            )
+        })
+    }
+
+    // --- API 2 ---------------------------------------------------------------------------------
+
+    async fn group_page(
+        &self,
+        offset: u64,
+        keyword: Option<&str>,
+    ) -> Result<(Vec<api::Group>, u64), CallError> {
+        let mut q = Vec::new();
+        if let Some(k) = keyword {
+            q.push(("keyword", k.to_owned()));
+        }
+        q.push(("offset", offset.to_string()));
+        q.push(("limit", self.page_size.to_string()));
+        let p: api::GroupPage = self.get_json(api::GROUPS, &api::query(&q), None).await?;
+        Ok((p.groups, p.total))
+    }
+
+    /// A2's missing get-by-name: A1 with `keyword` (a substring match, ignored by Studio 3.1),
+    /// every page, then an exact match as Studio compares names.
+    async fn find_group_v2(&self, name: &GroupName) -> Result<Option<api::Group>, CallError> {
+        let all = self
+            .read_all(&format!("GET {}", api::GROUPS), |offset| {
+                self.group_page(offset, Some(name.as_str()))
+            })
+            .await
+            .map_err(|e| match e {
+                ObserveError::Call(c) => c,
+                other => self.err(
+                    &Method::GET,
+                    api::GROUPS,
+                    Some(name),
+                    CallErrorKind::Decode(other.to_string()),
+                ),
+            })?;
+        let key = fold(name.as_str(), CASE_INSENSITIVE);
+        let found = all
+            .into_iter()
+            .find(|g| fold(&g.name, CASE_INSENSITIVE) == key);
+        if let Some(g) = &found {
+            self.remember(&g.name, &g.id.to_string());
+        }
+        Ok(found)
+    }
+
+    async fn observe_v2(
+        &self,
+        scope: &Scope,
+        users: &BTreeSet<UserKey>,
+    ) -> Result<Observed, ObserveError> {
+        let mut observed = Observed::default();
+        let all = self
+            .read_all(&format!("GET {}", api::GROUPS), |offset| {
+                self.group_page(offset, None)
+            })
+            .await?;
+        let mut seen = HashSet::new();
+        let mut in_scope = Vec::new();
+        for g in all {
+            if !seen.insert(g.id) {
+                return Err(self.incomplete(format!("group \"{}\" was listed twice", g.name)));
+            }
+            if g.externally_managed.is_none() {
+                self.studio_31.store(true, Ordering::Relaxed);
+            }
+            self.remember(&g.name, &g.id.to_string());
+            let name = GroupName(g.name.clone());
+            if scope.contains(&name) {
+                in_scope.push(g);
+            } else {
+                observed.others.insert(name);
+            }
+        }
+        let groups: Vec<ObservedGroup> = futures::stream::iter(in_scope)
+            .map(|g| self.observe_group_v2(g))
+            .buffer_unordered(self.concurrency.get())
+            .try_collect()
+            .await?;
+        let mut members: HashSet<String> = HashSet::new();
+        for g in groups {
+            members.extend(g.group.members.iter().map(|m| fold(m.as_str(), true)));
+            observed.groups.insert(g.group.name.clone(), g);
+        }
+
+        // A7 fails whole on one unknown user, so every desired user not seen as a member is
+        // looked up (A9); a key Studio cannot hold as a username is unknown without a call.
+        let mut lookups = Vec::new();
+        for u in users {
+            if members.contains(&fold(u.as_str(), true)) {
+                continue;
+            }
+            if api::valid_username(u.as_str()) && !u.as_str().bytes().all(|b| b.is_ascii_digit()) {
+                lookups.push(u.clone());
+            } else {
+                observed.unknown_users.insert(u.clone());
+            }
+        }
+        let found: Vec<(UserKey, Option<String>)> = futures::stream::iter(lookups)
+            .map(|u| self.resolve_user(u))
+            .buffer_unordered(self.concurrency.get())
+            .try_collect()
+            .await?;
+        for (key, id) in found {
+            match id {
+                Some(id) => {
+                    observed.users.insert(key, id);
+                }
+                None => {
+                    observed.unknown_users.insert(key);
+                }
+            }
+        }
+        Ok(observed)
+    }
+
+    async fn observe_group_v2(&self, g: api::Group) -> Result<ObservedGroup, ObserveError> {
+        let name = GroupName(g.name.clone());
+        let kind = if api::BUILT_IN_GROUPS
+            .iter()
+            .any(|b| b.eq_ignore_ascii_case(&g.name))
+        {
+            GroupKind::System
+        } else if g.externally_managed == Some(true) {
+            GroupKind::External
+        } else {
+            GroupKind::Managed
+        };
+        let mut group = Group::named(g.name.clone());
+        group.description = g.desc.clone();
+        // Groups roster never changes need no membership read.
+        if kind == GroupKind::Managed {
+            let id = g.id.to_string();
+            let path = api::members(&id);
+            let users = self
+                .read_all(&format!("GET {path}"), |offset| {
+                    let path = path.clone();
+                    let name = name.clone();
+                    async move {
+                        let q = api::query(&[
+                            ("offset", offset.to_string()),
+                            ("limit", self.page_size.to_string()),
+                        ]);
+                        let p: api::MemberPage = self.get_json(&path, &q, Some(&name)).await?;
+                        Ok((p.users, p.total))
+                    }
+                })
+                .await?;
+            let mut ids = HashSet::new();
+            for u in users {
+                if !ids.insert(u.id) {
+                    return Err(self.incomplete(format!(
+                        "member \"{}\" of \"{name}\" was listed twice",
+                        u.username
+                    )));
+                }
+                group.members.insert(UserKey(u.username));
+            }
+        }
+        Ok(ObservedGroup {
+            id: g.id.to_string(),
+            group,
+            kind,
+        })
+    }
+
+    /// A9: the id of a user, or `None` if Studio has no such user.
+    async fn resolve_user(&self, u: UserKey) -> Result<(UserKey, Option<String>), CallError> {
+        let path = api::user(u.as_str());
+        let reply = self
+            .reads
+            .retry_idempotent(|| {
+                self.request(Method::GET, &path, "", None, None, &[StatusCode::NOT_FOUND])
+            })
+            .await?;
+        if reply.status == StatusCode::NOT_FOUND {
+            return Ok((u, None));
+        }
+        let a: api::UserAnswer = self.decode(&Method::GET, &path, None, &reply.body)?;
+        let same = a.user.username.eq_ignore_ascii_case(u.as_str());
+        Ok((u, same.then(|| a.user.id.to_string())))
+    }
+
+    async fn send_v2(&self, call: &CrafterCall) -> Result<Sent, CallError> {
+        let g = Some(&call.group);
+        match &call.op {
+            Op::Create { desc } => {
+                let m = Method::POST;
+                let mut body = json!({ "name": call.group.as_str() });
+                if let Some(d) = desc {
+                    body["desc"] = Value::from(d.as_str());
+                }
+                let r = self
+                    .request(
+                        m.clone(),
+                        api::GROUPS,
+                        "",
+                        Some(&body),
+                        g,
+                        &[StatusCode::CONFLICT],
+                    )
+                    .await?;
+                if r.status == StatusCode::CONFLICT {
+                    let e = api::error_of(r.status, &r.body);
+                    if e.code.is_some_and(|c| c != api::CODE_GROUP_EXISTS) {
+                        return Err(self.status_err(&m, api::GROUPS, g, r.status, e.message));
+                    }
+                    return match self.find_group_v2(&call.group).await? {
+                        Some(_) => Ok(Sent::AlreadyDone("group already existed; adopted".into())),
+                        None => Err(self.status_err(
+                            &m,
+                            api::GROUPS,
+                            g,
+                            r.status,
+                            format!("{}, but no group of that name can be read", e.message),
+                        )),
+                    };
+                }
+                let created: api::GroupAnswer = self.decode(&m, api::GROUPS, g, &r.body)?;
+                self.remember(&created.group.name, &created.group.id.to_string());
+                Ok(Sent::Done)
+            }
+            Op::Update { group, desc } => {
+                let m = Method::PATCH;
+                let id = self.group_id(group, &m, api::GROUPS)?;
+                let mut body = json!({ "id": id, "desc": desc });
+                // Studio 3.1 replaces the name as well: without it the name would be nulled.
+                if self.studio_31.load(Ordering::Relaxed) {
+                    body["name"] = Value::from(call.group.as_str());
+                }
+                self.request(m, api::GROUPS, "", Some(&body), g, &[])
+                    .await?;
+                Ok(Sent::Done)
+            }
+            Op::AddMembers { group, usernames } => {
+                let m = Method::POST;
+                let id = self.group_id(group, &m, api::GROUPS)?;
+                let path = api::members(&id.to_string());
+                let body = json!({ "usernames": usernames });
+                self.request(m, &path, "", Some(&body), g, &[]).await?;
+                Ok(Sent::Done)
+            }
+            Op::RemoveMembers { group, usernames } => {
+                let m = Method::DELETE;
+                let id = self.group_id(group, &m, api::GROUPS)?;
+                let path = api::members(&id.to_string());
+                let q: Vec<(&str, String)> =
+                    usernames.iter().map(|u| ("username", u.clone())).collect();
+                self.request(m, &path, &api::query(&q), None, g, &[])
+                    .await?;
+                Ok(Sent::Done)
+            }
+            Op::Delete(group) => {
+                let m = Method::DELETE;
+                let id = self.group_id(group, &m, api::GROUPS)?;
+                let q = api::query(&[("id", id.to_string())]);
+                let r = self
+                    .request(
+                        m.clone(),
+                        api::GROUPS,
+                        &q,
+                        None,
+                        g,
+                        &[StatusCode::NOT_FOUND],
+                    )
+                    .await?;
+                if r.status == StatusCode::NOT_FOUND {
+                    let e = api::error_of(r.status, &r.body);
+                    if e.code.is_some_and(|c| c != api::CODE_GROUP_NOT_FOUND) {
+                        return Err(self.status_err(&m, api::GROUPS, g, r.status, e.message));
+                    }
+                    return Ok(Sent::AlreadyDone("already deleted".into()));
+                }
+                Ok(Sent::Done)
+            }
+            Op::AddMember(_) | Op::RemoveMember(_) => Err(self.err(
+                &Method::POST,
+                api::GROUPS,
+                g,
+                CallErrorKind::Decode("a per-member call was compiled for API 2".into()),
+            )),
+        }
+    }
+
+    // --- API 1 ---------------------------------------------------------------------------------
+
+    async fn observe_v1(&self, scope: &Scope, site: &str) -> Result<Observed, ObserveError> {
+        let path = api::v1("get-per-site.json");
+        let groups = self
+            .read_all(&format!("GET {path}"), |start| {
+                let path = path.clone();
+                async move {
+                    let q = api::query(&[
+                        ("site_id", site.to_owned()),
+                        ("start", start.to_string()),
+                        ("number", self.page_size.to_string()),
+                    ]);
+                    let p: api::V1GroupPage = self.get_json(&path, &q, None).await?;
+                    Ok((p.groups, p.total))
+                }
+            })
+            .await?;
+        let mut observed = Observed::default();
+        let mut seen = HashSet::new();
+        for g in groups {
+            if !seen.insert(fold(&g.group_name, CASE_INSENSITIVE)) {
+                return Err(self.incomplete(format!("group \"{}\" was listed twice", g.group_name)));
+            }
+            let name = GroupName(g.group_name.clone());
+            if !scope.contains(&name) {
+                observed.others.insert(name);
+                continue;
+            }
+            let kind = if api::BUILT_IN_GROUPS
+                .iter()
+                .any(|b| b.eq_ignore_ascii_case(&g.group_name))
+            {
+                GroupKind::System
+            } else {
+                GroupKind::Managed
+            };
+            let mut group = Group::named(g.group_name.clone());
+            group.description = g.description;
+            group.members = g.users.into_iter().map(|u| UserKey(u.username)).collect();
+            observed.groups.insert(
+                name,
+                ObservedGroup {
+                    id: g.group_name,
+                    group,
+                    kind,
+                },
+            );
+        }
+        // API 1 has no user lookup: users are not resolved ahead (an unknown one fails its add).
+        Ok(observed)
+    }
+
+    /// API 1 `get.json`: whether the group exists in the site (a missing site is an error).
+    async fn v1_group_exists(&self, group: &GroupName, site: &str) -> Result<bool, CallError> {
+        let path = api::v1("get.json");
+        let q = api::query(&[
+            ("group_name", group.as_str().to_owned()),
+            ("site_id", site.to_owned()),
+        ]);
+        let r = self
+            .reads
+            .retry_idempotent(|| {
+                self.request(
+                    Method::GET,
+                    &path,
+                    &q,
+                    None,
+                    Some(group),
+                    &[StatusCode::NOT_FOUND],
+                )
+            })
+            .await?;
+        if r.status != StatusCode::NOT_FOUND {
+            return Ok(true);
+        }
+        let e = api::error_of(r.status, &r.body);
+        if e.message == "Group not found" {
+            Ok(false)
+        } else {
+            Err(self.status_err(&Method::GET, &path, Some(group), r.status, e.message))
+        }
+    }
+
+    async fn send_v1(&self, call: &CrafterCall, site: &str) -> Result<Sent, CallError> {
+        let g = Some(&call.group);
+        let m = Method::POST;
+        let name = call.group.as_str();
+        match &call.op {
+            Op::Create { desc } => {
+                let path = api::v1("create.json");
+                let mut body = json!({ "group_name": name, "site_id": site });
+                if let Some(d) = desc {
+                    body["description"] = Value::from(d.as_str());
+                }
+                let r = self
+                    .request(
+                        m.clone(),
+                        &path,
+                        "",
+                        Some(&body),
+                        g,
+                        &[StatusCode::CONFLICT],
+                    )
+                    .await?;
+                if r.status != StatusCode::CONFLICT {
+                    return Ok(Sent::Done);
+                }
+                if self.v1_group_exists(&call.group, site).await? {
+                    Ok(Sent::AlreadyDone("group already existed; adopted".into()))
+                } else {
+                    let e = api::error_of(r.status, &r.body);
+                    Err(self.status_err(
+                        &m,
+                        &path,
+                        g,
+                        r.status,
+                        format!("{}, but no group of that name can be read", e.message),
+                    ))
+                }
+            }
+            Op::Update { desc, .. } => {
+                let path = api::v1("update.json");
+                // An omitted description is set to NULL, so it is always sent.
+                let body = json!({ "group_name": name, "site_id": site, "description": desc });
+                self.request(m, &path, "", Some(&body), g, &[]).await?;
+                Ok(Sent::Done)
+            }
+            Op::Delete(_) => {
+                let path = api::v1("delete.json");
+                let body = json!({ "group_name": name, "site_id": site });
+                let r = self
+                    .request(
+                        m.clone(),
+                        &path,
+                        "",
+                        Some(&body),
+                        g,
+                        &[StatusCode::NOT_FOUND],
+                    )
+                    .await?;
+                if r.status != StatusCode::NOT_FOUND {
+                    return Ok(Sent::Done);
+                }
+                let e = api::error_of(r.status, &r.body);
+                if e.message == "Group not found" {
+                    Ok(Sent::AlreadyDone("already deleted".into()))
+                } else {
+                    Err(self.status_err(&m, &path, g, r.status, e.message))
+                }
+            }
+            Op::AddMember(user) => {
+                let path = api::v1("add-user.json");
+                let body = json!({ "username": user, "group_name": name, "site_id": site });
+                let accept = [StatusCode::CONFLICT, StatusCode::NOT_FOUND];
+                let r = self
+                    .request(m.clone(), &path, "", Some(&body), g, &accept)
+                    .await?;
+                let e = api::error_of(r.status, &r.body);
+                match r.status {
+                    StatusCode::CONFLICT => Ok(Sent::AlreadyDone("already a member".into())),
+                    StatusCode::NOT_FOUND if e.message == "User not found" => Err(self.status_err(
+                        &m,
+                        &path,
+                        g,
+                        r.status,
+                        format!(
+                            "{}: Studio has no user \"{user}\" (API 1 cannot look users up ahead)",
+                            e.message
+                        ),
+                    )),
+                    StatusCode::NOT_FOUND => {
+                        Err(self.status_err(&m, &path, g, r.status, e.message))
+                    }
+                    _ => Ok(Sent::Done),
+                }
+            }
+            Op::RemoveMember(user) => {
+                let path = api::v1("remove-user.json");
+                let body = json!({ "username": user, "group_name": name, "site_id": site });
+                let r = self
+                    .request(
+                        m.clone(),
+                        &path,
+                        "",
+                        Some(&body),
+                        g,
+                        &[StatusCode::NOT_FOUND],
+                    )
+                    .await?;
+                if r.status != StatusCode::NOT_FOUND {
+                    return Ok(Sent::Done);
+                }
+                // "User not found" also means "not a member": done, if the group still exists.
+                let e = api::error_of(r.status, &r.body);
+                if e.message == "User not found" && self.v1_group_exists(&call.group, site).await? {
+                    Ok(Sent::AlreadyDone("not a member".into()))
+                } else {
+                    Err(self.status_err(&m, &path, g, r.status, e.message))
+                }
+            }
+            Op::AddMembers { .. } | Op::RemoveMembers { .. } => Err(self.err(
+                &m,
+                &api::v1("add-user.json"),
+                g,
+                CallErrorKind::Decode("a bulk call was compiled for API 1".into()),
+            )),
+        }
+    }
+}
+
+/// The server's `Retry-After` in seconds.
+fn retry_after(resp: &reqwest::Response) -> Option<std::time::Duration> {
+    resp.headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(std::time::Duration::from_secs)
 }
 
 impl Target for CrafterTarget {
@@ -96,33 +1064,204 @@ impl Target for CrafterTarget {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             nested_groups: false,
-            membership: MembershipWrites::AddRemoveBatch,
-            case_insensitive_names: false,
+            membership: match self.api {
+                CrafterApi::V2 { .. } => MembershipWrites::AddRemoveBatch,
+                CrafterApi::V1 { .. } => MembershipWrites::PerMember,
+            },
+            case_insensitive_names: CASE_INSENSITIVE,
             renames: false,
+        }
+    }
+
+    fn prepare<'d>(
+        &self,
+        desired: &'d Desired,
+        scope: &Scope,
+    ) -> Result<Cow<'d, Desired>, Vec<Diagnostic>> {
+        let v1 = self.v1_site().is_some();
+        let mut problems = Vec::new();
+        for (name, group) in &desired.groups {
+            if !scope.contains(name) {
+                continue;
+            }
+            let at = |msg: String| match desired.origins.get(name) {
+                Some(o) => Diagnostic::at_origin(o, msg),
+                None => Diagnostic::error("<desired state>", 0, 0, msg),
+            };
+            let n = name.as_str();
+            if v1 {
+                if n.trim().is_empty() || n.chars().count() > 255 {
+                    problems.push(at(format!(
+                        "group \"{n}\" cannot be held by Studio 3.0 (target `{}`): names are 1 to \
+                         255 characters",
+                        self.name
+                    )));
+                }
+            } else if !api::valid_group_name(n) {
+                problems.push(at(format!(
+                    "group \"{n}\" cannot be created in Crafter Studio (target `{}`): a group name \
+                     must match ^[a-zA-Z0-9_.]{{3,512}}$ (letters, digits, `_` and `.`, no spaces \
+                     or hyphens)",
+                    self.name
+                )));
+            }
+            let max = if v1 { 3000 } else { api::MAX_DESCRIPTION };
+            if let Some(d) = &group.description
+                && d.chars().count() > max
+            {
+                problems.push(at(format!(
+                    "the description of group \"{n}\" has {} characters; Crafter Studio (target \
+                     `{}`) holds at most {max}",
+                    d.chars().count(),
+                    self.name
+                )));
+            }
+            if group.extras.get(TYPE).is_some_and(|a| !a.is_empty()) {
+                problems.push(at(format!(
+                    "group \"{n}\" sets [group.crafter] attributes; Crafter Studio groups have \
+                     none beyond name, description and members"
+                )));
+            }
+        }
+        if problems.is_empty() {
+            Ok(Cow::Borrowed(desired))
+        } else {
+            Err(problems)
         }
     }
 
     async fn observe(
         &self,
-        _scope: &Scope,
-        _users: &BTreeSet<UserKey>,
+        scope: &Scope,
+        users: &BTreeSet<UserKey>,
     ) -> Result<Observed, ObserveError> {
-        let _ = (&self.http, self.concurrency, &self.reads);
-        Err(ObserveError::Setup {
-            target: self.name.clone(),
-            message: "the Crafter Studio connector is not built yet".to_owned(),
-        })
+        match self.v1_site() {
+            Some(site) => self.observe_v1(scope, site).await,
+            None => self.observe_v2(scope, users).await,
+        }
     }
 
-    fn compile(&self, _plan: &Plan, _observed: &Observed) -> Vec<CrafterCall> {
-        Vec::new()
+    fn compile(&self, plan: &Plan, observed: &Observed) -> Vec<CrafterCall> {
+        let gref = |name: &GroupName| match observed.groups.get(name) {
+            Some(g) => GroupRef::Id(g.id.clone()),
+            None => GroupRef::Name(name.clone()),
+        };
+        let bulk = matches!(self.api, CrafterApi::V2 { .. });
+        let mut calls: Vec<CrafterCall> = Vec::new();
+        // API 2: the one add call and the one remove call of each group, by position in `calls`.
+        let mut adds: BTreeMap<GroupName, usize> = BTreeMap::new();
+        let mut removes: BTreeMap<GroupName, usize> = BTreeMap::new();
+        let one = |i: usize, op: Op, group: &GroupName| CrafterCall {
+            op,
+            group: group.clone(),
+            covers: vec![i],
+        };
+        for (i, change) in plan.changes.iter().enumerate() {
+            match change {
+                Change::CreateGroup {
+                    group, description, ..
+                } => calls.push(one(
+                    i,
+                    Op::Create {
+                        desc: description.clone(),
+                    },
+                    group,
+                )),
+                Change::UpdateGroup { group, fields } => {
+                    // Only the description can change (names are immutable, attributes refused
+                    // by `prepare`); it replaces the old one, so the current one is the default.
+                    let desc = fields
+                        .get("description")
+                        .and_then(|f| f.to.as_str().map(str::to_owned))
+                        .or_else(|| {
+                            observed
+                                .groups
+                                .get(group)
+                                .and_then(|g| g.group.description.clone())
+                        })
+                        .unwrap_or_default();
+                    calls.push(one(
+                        i,
+                        Op::Update {
+                            group: gref(group),
+                            desc,
+                        },
+                        group,
+                    ));
+                }
+                Change::AddMember { group, member } if bulk => {
+                    if let Some(&at) = adds.get(group) {
+                        let c = &mut calls[at];
+                        c.covers.push(i);
+                        if let Op::AddMembers { usernames, .. } = &mut c.op {
+                            usernames.push(member.as_str().to_owned());
+                        }
+                    } else {
+                        adds.insert(group.clone(), calls.len());
+                        calls.push(one(
+                            i,
+                            Op::AddMembers {
+                                group: gref(group),
+                                usernames: vec![member.as_str().to_owned()],
+                            },
+                            group,
+                        ));
+                    }
+                }
+                Change::RemoveMember { group, member } if bulk => {
+                    if let Some(&at) = removes.get(group) {
+                        let c = &mut calls[at];
+                        c.covers.push(i);
+                        if let Op::RemoveMembers { usernames, .. } = &mut c.op {
+                            usernames.push(member.as_str().to_owned());
+                        }
+                    } else {
+                        removes.insert(group.clone(), calls.len());
+                        calls.push(one(
+                            i,
+                            Op::RemoveMembers {
+                                group: gref(group),
+                                usernames: vec![member.as_str().to_owned()],
+                            },
+                            group,
+                        ));
+                    }
+                }
+                Change::AddMember { group, member } => {
+                    calls.push(one(i, Op::AddMember(member.as_str().to_owned()), group))
+                }
+                Change::RemoveMember { group, member } => {
+                    calls.push(one(i, Op::RemoveMember(member.as_str().to_owned()), group))
+                }
+                // Crafter cannot nest, so the planner flattens children into members and plans
+                // no child changes; none can reach here.
+                Change::AddChild { .. } | Change::RemoveChild { .. } => {}
+                Change::DeleteGroup { group } => calls.push(one(i, Op::Delete(gref(group)), group)),
+            }
+        }
+        calls
     }
 
-    async fn send(&self, _call: &CrafterCall) -> Result<Sent, CallError> {
-        Ok(Sent::Done)
+    async fn send(&self, call: &CrafterCall) -> Result<Sent, CallError> {
+        match self.v1_site() {
+            Some(site) => self.send_v1(call, site).await,
+            None => self.send_v2(call).await,
+        }
     }
 
-    async fn recheck(&self, _call: &CrafterCall) -> Result<Option<Sent>, CallError> {
-        Ok(None)
+    async fn recheck(&self, call: &CrafterCall) -> Result<Option<Sent>, CallError> {
+        let Op::Create { .. } = call.op else {
+            // Every other call is idempotent and is simply sent again.
+            return Ok(None);
+        };
+        let landed = match self.v1_site() {
+            Some(site) => self.v1_group_exists(&call.group, site).await?,
+            None => self.find_group_v2(&call.group).await?.is_some(),
+        };
+        Ok(landed.then(|| Sent::AlreadyDone("created by an earlier attempt".into())))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

@@ -1,51 +1,1693 @@
-//! The Crafter Studio simulator (work in progress: the skeleton every simulator starts from).
+//! The Crafter Studio simulator: an in-memory stand-in for Studio's group APIs, served by axum
+//! under the web context `/studio`.
+//!
+//! It speaks API 2 (Studio 4.x: global groups, bearer access tokens, the flat `response`
+//! envelope with Studio's code table, the 4.x name and username rules, all-or-nothing member
+//! lists, the `system_admin` guards, externally managed groups answering 403/4002) and API 1
+//! (Studio 3.0: a session from `login.json`, the XSRF cookie/header pair on every POST, groups
+//! addressed by name and site, the non-idempotent 409/404 membership answers, `{"message": …}`
+//! bodies). [`SimApi`] picks which Studio it is: `v2` (4.x: API 1's group and login scripts are
+//! gone), `v1` (3.0: no API 2) or `v3.1` (API 2 without `keyword`, without `externallyManaged`,
+//! with a PATCH that replaces the name too; API 1 group calls answer `301 {"message":"API
+//! deprecated."}`).
+//!
+//! Its JSON is written from the API reference (`targets/crafter.md`), never from the connector's
+//! wire types. What the reference leaves unconfirmed is a switch in [`Behaviour`]; failures come
+//! from [`crate::sim::faults`] (an injected error uses API 2's envelope, code 1000).
+//!
+//! Choices the reference leaves open:
+//! * Studio 3.1's API 2 authentication is not documented beyond the session scheme; here it takes
+//!   the same bearer tokens as 4.x.
+//! * API 1 POSTs without a matching XSRF pair are answered `403 {"message":"Forbidden"}` (Spring
+//!   Security's CSRF filter), before the session is checked.
+//! * `delete.json` answers 204 with no body (a 204 cannot carry one).
+//! * The access token never expires by itself; `expire_tokens_after` ends API 1 sessions, which
+//!   the connector renews by logging in again.
+//!
+//! The control endpoints `GET /_sim/state`, `GET|PUT /_sim/faults`, `GET|PUT /_sim/behaviour`
+//! and `GET /_sim/calls` need no credentials: the simulator is meant for loopback only.
 
-use std::sync::{Arc, Mutex};
+// The handlers' helpers fail with the answer to send, an axum `Response`: boxing it would only
+// be unboxed again one line later.
+#![allow(clippy::result_large_err)]
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::Router;
-use serde::Deserialize;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
 
-use crate::sim::faults::Faults;
+use crate::sim::faults::{self, FaultHost, FaultInjector, Faults};
+
+/// The web context every Studio URL lives under.
+pub const CONTEXT: &str = "/studio";
+
+/// The six built-in groups of Studio 4.x, ids 1 to 6.
+pub const BUILT_IN: [&str; 6] = [
+    "system_admin",
+    "site_admin",
+    "site_author",
+    "site_publisher",
+    "site_developer",
+    "site_reviewer",
+];
+
+// ---------------------------------------------------------------------------------------------
+// Seed and switches
+// ---------------------------------------------------------------------------------------------
+
+/// Which Studio the simulator is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum SimApi {
+    /// Studio 4.x: API 2 only, bearer tokens.
+    #[default]
+    #[serde(rename = "v2")]
+    V2,
+    /// Studio 3.1: API 2 (older shapes); API 1 group calls answer 301.
+    #[serde(rename = "v3.1")]
+    V31,
+    /// Studio 3.0: API 1 only, groups per site, sessions.
+    #[serde(rename = "v1")]
+    V1,
+}
 
 /// The `[crafter]` table of a seed file.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct CrafterSeed {}
+pub struct CrafterSeed {
+    /// Which Studio to be: `"v2"` (4.x, default), `"v3.1"` or `"v1"` (3.0).
+    pub api: SimApi,
+    /// The access token with every group and user permission (API 2).
+    pub token: String,
+    /// An access token of a user without group permissions: every group call answers 403.
+    pub unprivileged_token: String,
+    /// The user who may log in to API 1 (a member of `system_admin`).
+    pub username: String,
+    /// That user's password.
+    pub password: String,
+    /// The sites of Studio 3.0 (API 1 groups belong to one).
+    pub sites: Vec<String>,
+    /// Usernames of the users that exist. Users named as members of a seed group exist without
+    /// being listed here.
+    pub users: Vec<String>,
+    /// The groups that exist at start (`[[crafter.group]]`), besides the six built-in ones.
+    #[serde(rename = "group")]
+    pub groups: Vec<SeedGroup>,
+    /// Switches for behaviour the reference leaves unconfirmed.
+    pub behaviour: Behaviour,
+    /// Faults to inject from the start.
+    pub faults: Faults,
+}
 
-impl CrafterSeed {
-    /// Every problem with the seed (duplicate names, unknown users), or nothing.
-    pub fn validate(&self) -> Result<(), Vec<String>> {
-        Ok(())
+impl Default for CrafterSeed {
+    fn default() -> Self {
+        Self {
+            api: SimApi::V2,
+            token: "roster-token".into(),
+            unprivileged_token: "no-permissions-token".into(),
+            username: "admin".into(),
+            password: "admin".into(),
+            sites: vec!["mysite".into()],
+            users: Vec::new(),
+            groups: Vec::new(),
+            behaviour: Behaviour::default(),
+            faults: Faults::default(),
+        }
     }
 }
 
-/// A running Crafter Studio simulator's state; clones share it.
-#[derive(Clone, Debug, Default)]
+/// A group in a seed file (`[[crafter.group]]`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedGroup {
+    /// The name. A built-in name adds members to the built-in group.
+    pub name: String,
+    /// The description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Usernames of the members.
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// Made by LDAP/SAML/header login (API 2 shows `externallyManaged: true`).
+    #[serde(default)]
+    pub externally_managed: bool,
+    /// The site of an API 1 (Studio 3.0) group; API 2 groups have none.
+    #[serde(default)]
+    pub site: Option<String>,
+}
+
+/// Switches for what the reference marks unconfirmed (`[crafter.behaviour]`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Behaviour {
+    /// Names are unique and matched without regard to case, as under MariaDB's default
+    /// collation (default true).
+    pub case_insensitive_names: bool,
+    /// Unknown JSON fields in A2/A3 bodies are ignored (default) or refused with 400.
+    pub unknown_fields: UnknownFields,
+    /// The `field` of a bad group name in `validationErrors` (default `groupName`, the bean
+    /// property; `name` is the JSON name).
+    pub validation_field: String,
+    /// Enforce the 4.x name and username rules (default true; 4.0 releases before 2023 lacked
+    /// them).
+    pub name_rules: bool,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self {
+            case_insensitive_names: true,
+            unknown_fields: UnknownFields::Ignore,
+            validation_field: "groupName".into(),
+            name_rules: true,
+        }
+    }
+}
+
+/// What API 2 does with JSON fields its request type does not have.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownFields {
+    /// Ignored silently (Spring's default Jackson setup).
+    #[default]
+    Ignore,
+    /// Refused with 400 code 1001.
+    Reject,
+}
+
+impl CrafterSeed {
+    /// Every problem with the seed (duplicate names, unknown sites, empty credentials), or
+    /// nothing.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        if self.token.is_empty() || self.username.is_empty() {
+            problems.push("crafter: token and username must not be empty".to_owned());
+        }
+        if self.token == self.unprivileged_token {
+            problems.push("crafter: token and unprivileged_token must differ".to_owned());
+        }
+        let ci = self.behaviour.case_insensitive_names;
+        let mut names = HashSet::new();
+        for g in &self.groups {
+            if g.name.trim().is_empty() {
+                problems.push("crafter.group: name must not be empty".to_owned());
+            }
+            if let Some(s) = &g.site
+                && !self.sites.contains(s)
+            {
+                problems.push(format!(
+                    "crafter.group {:?}: site {s:?} is not in crafter.sites",
+                    g.name
+                ));
+            }
+            if !names.insert((g.site.clone(), key(&g.name, ci))) {
+                problems.push(format!("crafter.group {:?}: duplicate name", g.name));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+fn key(name: &str, ci: bool) -> String {
+    if ci {
+        name.to_lowercase()
+    } else {
+        name.to_owned()
+    }
+}
+
+fn valid_group_name(name: &str) -> bool {
+    (3..=512).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+}
+
+fn valid_username(name: &str) -> bool {
+    (3..=255).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+}
+
+// ---------------------------------------------------------------------------------------------
+// State
+// ---------------------------------------------------------------------------------------------
+
+/// A group as the simulator stores it, members by username, for inspection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SimGroup {
+    /// The numeric id.
+    pub id: i64,
+    /// The name, as stored.
+    pub name: String,
+    /// The description.
+    pub description: Option<String>,
+    /// Owned by an external identity provider.
+    pub externally_managed: bool,
+    /// The site of an API 1 group.
+    pub site: Option<String>,
+    /// Usernames of the members.
+    pub members: BTreeSet<String>,
+}
+
+#[derive(Debug)]
+struct GroupRec {
+    id: i64,
+    name: String,
+    desc: Option<String>,
+    external: bool,
+    site: Option<String>,
+    members: BTreeSet<i64>,
+}
+
+#[derive(Debug)]
+struct SimState {
+    api: SimApi,
+    token: String,
+    unprivileged_token: String,
+    username: String,
+    password: String,
+    sites: BTreeSet<String>,
+    behaviour: Behaviour,
+    /// Users by id.
+    users: BTreeMap<i64, String>,
+    groups: BTreeMap<i64, GroupRec>,
+    next_user: i64,
+    next_group: i64,
+    sessions: HashSet<String>,
+    calls: Vec<String>,
+    writes: usize,
+}
+
+/// A running Crafter Studio simulator's state. Clones share it: one handle serves requests,
+/// another lets a test look inside.
+#[derive(Clone, Debug)]
 pub struct CrafterSim {
-    calls: Arc<Mutex<Vec<String>>>,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: Mutex<SimState>,
+    faults: FaultInjector,
+}
+
+impl Default for CrafterSim {
+    fn default() -> Self {
+        Self::new(CrafterSeed::default())
+    }
 }
 
 impl CrafterSim {
-    /// A simulator holding what `seed` describes.
-    pub fn new(_seed: CrafterSeed) -> Self {
-        Self::default()
+    /// A simulator holding what `seed` describes, plus the six built-in groups (with the login
+    /// user in `system_admin`). Lenient: what [`CrafterSeed::validate`] reports is skipped.
+    pub fn new(seed: CrafterSeed) -> Self {
+        let mut st = SimState {
+            api: seed.api,
+            token: seed.token,
+            unprivileged_token: seed.unprivileged_token,
+            username: seed.username.clone(),
+            password: seed.password,
+            sites: seed.sites.into_iter().collect(),
+            behaviour: seed.behaviour,
+            users: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            next_user: 1,
+            next_group: 1,
+            sessions: HashSet::new(),
+            calls: Vec::new(),
+            writes: 0,
+        };
+        let admin = st.ensure_user(&seed.username);
+        for name in BUILT_IN {
+            let id = st.insert(name, None, false, None);
+            if name == "system_admin"
+                && let Some(g) = st.groups.get_mut(&id)
+            {
+                g.members.insert(admin);
+            }
+        }
+        for u in &seed.users {
+            st.ensure_user(u);
+        }
+        for g in seed.groups {
+            let id = match st.find(&g.name, g.site.as_deref()) {
+                Some(id) => id,
+                None => st.insert(&g.name, g.description.clone(), g.externally_managed, g.site),
+            };
+            let members: Vec<i64> = g.members.iter().map(|m| st.ensure_user(m)).collect();
+            if let Some(rec) = st.groups.get_mut(&id) {
+                rec.members.extend(members);
+                if g.description.is_some() {
+                    rec.desc = g.description;
+                }
+            }
+        }
+        Self {
+            inner: Arc::new(Inner {
+                state: Mutex::new(st),
+                faults: FaultInjector::new(seed.faults),
+            }),
+        }
     }
 
-    /// The HTTP API, ready to serve.
+    fn lock(&self) -> MutexGuard<'_, SimState> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The HTTP API under `/studio`, behind the call log and the fault layer, plus the
+    /// unauthenticated `/_sim/...` control endpoints, which are neither logged nor faulted.
     pub fn router(&self) -> Router {
-        Router::new()
+        let api = Router::new()
+            .route(
+                "/studio/api/2/groups",
+                get(a1_list)
+                    .post(a2_create)
+                    .patch(a3_update)
+                    .delete(a4_delete),
+            )
+            .route("/studio/api/2/groups/{id}", get(a5_get))
+            .route(
+                "/studio/api/2/groups/{id}/members",
+                get(a6_members).post(a7_add).delete(a8_remove),
+            )
+            .route("/studio/api/2/users/{user}", get(a9_user))
+            .route(
+                "/studio/api/1/services/api/1/security/login.json",
+                post(v1_login),
+            )
+            .route(
+                "/studio/api/1/services/api/1/group/{script}",
+                get(v1_script).post(v1_script),
+            )
+            .fallback(not_found)
+            .with_state(self.clone())
+            .layer(from_fn_with_state(
+                self.clone(),
+                faults::inject::<CrafterSim>,
+            ))
+            .layer(from_fn_with_state(self.clone(), log_call));
+        let control = Router::new()
+            .route("/_sim/state", get(control_state))
+            .route("/_sim/faults", get(control_faults).put(control_set_faults))
+            .route(
+                "/_sim/behaviour",
+                get(control_behaviour).put(control_set_behaviour),
+            )
+            .route("/_sim/calls", get(control_calls))
+            .with_state(self.clone());
+        api.merge(control)
     }
 
     /// The path the API lives under (appended to `http://host:port` to make the target's `url`).
     pub fn base_path(&self) -> String {
-        String::new()
+        CONTEXT.to_owned()
     }
 
-    /// Every API request received, as `"METHOD /path?query"`, in arrival order.
+    /// Every API request received (login included), as `"METHOD /path?query"`, in arrival order.
     pub fn calls(&self) -> Vec<String> {
-        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+        self.lock().calls.clone()
+    }
+
+    /// Forgets the calls received so far.
+    pub fn clear_calls(&self) {
+        self.lock().calls.clear();
+    }
+
+    /// How many writes changed state (successful POST/PATCH/DELETE other than login).
+    pub fn writes(&self) -> usize {
+        self.lock().writes
     }
 
     /// Replaces the faults.
-    pub fn set_faults(&self, _f: Faults) {}
+    pub fn set_faults(&self, f: Faults) {
+        self.inner.faults.set(f);
+    }
+
+    /// The faults as they stand.
+    pub fn faults(&self) -> Faults {
+        self.inner.faults.get()
+    }
+
+    /// Replaces the switches.
+    pub fn set_behaviour(&self, b: Behaviour) {
+        self.lock().behaviour = b;
+    }
+
+    /// The switches.
+    pub fn behaviour(&self) -> Behaviour {
+        self.lock().behaviour.clone()
+    }
+
+    /// Which Studio the simulator is.
+    pub fn set_api(&self, api: SimApi) {
+        self.lock().api = api;
+    }
+
+    /// The global (API 2) group of this name, as Studio compares names.
+    pub fn group(&self, name: &str) -> Option<SimGroup> {
+        let st = self.lock();
+        st.find(name, None).and_then(|id| st.sim_group(id))
+    }
+
+    /// The API 1 group of this name in `site`.
+    pub fn site_group(&self, site: &str, name: &str) -> Option<SimGroup> {
+        let st = self.lock();
+        st.find(name, Some(site)).and_then(|id| st.sim_group(id))
+    }
+
+    /// Every group, global and per site, sorted by site then name.
+    pub fn groups(&self) -> Vec<SimGroup> {
+        let st = self.lock();
+        let mut all: Vec<SimGroup> = st
+            .groups
+            .keys()
+            .filter_map(|id| st.sim_group(*id))
+            .collect();
+        all.sort_by(|a, b| (&a.site, &a.name).cmp(&(&b.site, &b.name)));
+        all
+    }
+
+    /// Adds a user (a no-op if it exists).
+    pub fn add_user(&self, username: &str) {
+        self.lock().ensure_user(username);
+    }
+
+    /// Deletes a user and their memberships, as an administrator would.
+    pub fn delete_user(&self, username: &str) {
+        let mut st = self.lock();
+        if let Some(id) = st.user_id(username) {
+            st.users.remove(&id);
+            for g in st.groups.values_mut() {
+                g.members.remove(&id);
+            }
+        }
+    }
+
+    /// Makes or replaces a group (`site` for API 1) with these members, as another writer would.
+    pub fn insert_group(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        members: &[&str],
+        site: Option<&str>,
+    ) {
+        let mut st = self.lock();
+        let id = match st.find(name, site) {
+            Some(id) => id,
+            None => st.insert(name, None, false, site.map(str::to_owned)),
+        };
+        let ids: BTreeSet<i64> = members.iter().map(|m| st.ensure_user(m)).collect();
+        if let Some(g) = st.groups.get_mut(&id) {
+            g.desc = description.map(str::to_owned);
+            g.members = ids;
+        }
+    }
+
+    /// Deletes a group (`site` for API 1), as another writer would.
+    pub fn remove_group(&self, name: &str, site: Option<&str>) {
+        let mut st = self.lock();
+        if let Some(id) = st.find(name, site) {
+            st.groups.remove(&id);
+        }
+    }
+
+    /// Ends every API 1 session.
+    pub fn expire_sessions(&self) {
+        self.lock().sessions.clear();
+    }
+}
+
+impl FaultHost for CrafterSim {
+    fn injector(&self) -> &FaultInjector {
+        &self.inner.faults
+    }
+
+    fn is_api_call(&self, path: &str) -> bool {
+        path.starts_with("/studio/api/") && !path.ends_with("/security/login.json")
+    }
+
+    fn fault_response(&self, status: StatusCode) -> Response {
+        let message = format!(
+            "Internal system failure: {}",
+            status.canonical_reason().unwrap_or("injected failure")
+        );
+        v2_error(status, 1000, &message, "Contact support")
+    }
+
+    fn expire_tokens(&self) {
+        self.expire_sessions();
+    }
+}
+
+impl SimState {
+    fn key(&self, name: &str) -> String {
+        key(name, self.behaviour.case_insensitive_names)
+    }
+
+    fn find(&self, name: &str, site: Option<&str>) -> Option<i64> {
+        let k = self.key(name);
+        self.groups
+            .values()
+            .find(|g| g.site.as_deref() == site && self.key(&g.name) == k)
+            .map(|g| g.id)
+    }
+
+    fn insert(
+        &mut self,
+        name: &str,
+        desc: Option<String>,
+        external: bool,
+        site: Option<String>,
+    ) -> i64 {
+        let id = self.next_group;
+        self.next_group += 1;
+        self.groups.insert(
+            id,
+            GroupRec {
+                id,
+                name: name.to_owned(),
+                desc,
+                external,
+                site,
+                members: BTreeSet::new(),
+            },
+        );
+        id
+    }
+
+    fn user_id(&self, username: &str) -> Option<i64> {
+        let k = self.key(username);
+        self.users
+            .iter()
+            .find(|(_, u)| self.key(u) == k)
+            .map(|(id, _)| *id)
+    }
+
+    fn ensure_user(&mut self, username: &str) -> i64 {
+        if let Some(id) = self.user_id(username) {
+            return id;
+        }
+        let id = self.next_user;
+        self.next_user += 1;
+        self.users.insert(id, username.to_owned());
+        id
+    }
+
+    fn sim_group(&self, id: i64) -> Option<SimGroup> {
+        let g = self.groups.get(&id)?;
+        Some(SimGroup {
+            id: g.id,
+            name: g.name.clone(),
+            description: g.desc.clone(),
+            externally_managed: g.external,
+            site: g.site.clone(),
+            members: g
+                .members
+                .iter()
+                .filter_map(|u| self.users.get(u).cloned())
+                .collect(),
+        })
+    }
+
+    fn group_json(&self, g: &GroupRec) -> Value {
+        let mut v = json!({ "id": g.id, "name": g.name, "desc": g.desc });
+        if self.api != SimApi::V31 {
+            v["externallyManaged"] = Value::Bool(g.external);
+        }
+        v
+    }
+
+    fn user_json(&self, id: i64) -> Value {
+        let username = self.users.get(&id).cloned().unwrap_or_default();
+        json!({
+            "id": id,
+            "username": username,
+            "firstName": username,
+            "lastName": "",
+            "email": format!("{username}@example.com"),
+            "enabled": true,
+            "externallyManaged": false,
+        })
+    }
+
+    /// API 2 authentication and the group/user permission: 401 before 403.
+    fn auth2(&self, headers: &HeaderMap) -> Result<(), Response> {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, rest) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+            });
+        match token {
+            Some(t) if t == self.token => Ok(()),
+            Some(t) if t == self.unprivileged_token => Err(v2_error(
+                StatusCode::FORBIDDEN,
+                2001,
+                "Unauthorized",
+                "You don't have permission to perform this task, please contact your administrator",
+            )),
+            _ => Err(v2_error(
+                StatusCode::UNAUTHORIZED,
+                2000,
+                "Unauthenticated",
+                "Please login first",
+            )),
+        }
+    }
+
+    /// API 2 exists in Studio 3.1 and 4.x, not in 3.0.
+    fn api2(&self, headers: &HeaderMap) -> Result<(), Response> {
+        if self.api == SimApi::V1 {
+            return Err(not_found_body());
+        }
+        self.auth2(headers)
+    }
+
+    fn global_group(&self, id: i64) -> Result<&GroupRec, Response> {
+        self.groups
+            .get(&id)
+            .filter(|g| g.site.is_none())
+            .ok_or_else(group_not_found)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Envelopes
+// ---------------------------------------------------------------------------------------------
+
+const BAD_PARAMS: &str = "Invalid parameter(s)";
+const CHECK_PARAMS: &str = "Check API and make sure you're sending the correct parameters";
+
+fn response_object(code: i64, message: &str, remedial: &str) -> Value {
+    json!({
+        "code": code,
+        "message": message,
+        "remedialAction": remedial,
+        "documentationUrl": "",
+    })
+}
+
+fn v2_error(status: StatusCode, code: i64, message: &str, remedial: &str) -> Response {
+    (
+        status,
+        Json(json!({ "response": response_object(code, message, remedial) })),
+    )
+        .into_response()
+}
+
+fn v2_ok(status: StatusCode, code: i64, message: &str, rest: Value) -> Response {
+    let mut body = Map::new();
+    body.insert("response".into(), response_object(code, message, ""));
+    if let Value::Object(m) = rest {
+        body.extend(m);
+    }
+    (status, Json(Value::Object(body))).into_response()
+}
+
+fn bad_request(detail: &str) -> Response {
+    let message = if detail.is_empty() {
+        BAD_PARAMS.to_owned()
+    } else {
+        format!("{BAD_PARAMS} : {detail}")
+    };
+    v2_error(StatusCode::BAD_REQUEST, 1001, &message, CHECK_PARAMS)
+}
+
+fn validation(errors: &[(String, String)]) -> Response {
+    let list: Vec<Value> = errors
+        .iter()
+        .map(|(f, m)| json!({ "field": f, "message": m }))
+        .collect();
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({
+            "response": response_object(1001, BAD_PARAMS, CHECK_PARAMS),
+            "validationErrors": list,
+        })),
+    )
+        .into_response()
+}
+
+fn group_not_found() -> Response {
+    v2_error(
+        StatusCode::NOT_FOUND,
+        4000,
+        "Group not found",
+        "Check if you sent in the right Group Id",
+    )
+}
+
+fn user_not_found() -> Response {
+    v2_error(
+        StatusCode::NOT_FOUND,
+        6000,
+        "User not found",
+        "Check if you're using the correct User ID or username",
+    )
+}
+
+fn externally_managed() -> Response {
+    v2_error(
+        StatusCode::FORBIDDEN,
+        4002,
+        "Group is externally managed",
+        "Update the group in the main identity system (e.g. LDAP)",
+    )
+}
+
+fn internal(detail: &str) -> Response {
+    v2_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        1000,
+        &format!("Internal system failure: {detail}"),
+        "Contact support",
+    )
+}
+
+fn not_found_body() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({ "message": "Not Found" })),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    not_found_body()
+}
+
+fn v1_message(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "message": message }))).into_response()
+}
+
+fn with_location(mut resp: Response, group: &str) -> Response {
+    // As the scripts do: the name is not encoded and the site is missing.
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{CONTEXT}/api/1/services/api/1/group/get.json?group_name={group}"
+    )) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// Query parameters in order (repeats kept).
+type Params = Vec<(String, String)>;
+
+fn param<'a>(q: &'a Params, k: &str) -> Option<&'a str> {
+    q.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
+}
+
+/// A non-negative integer parameter, or the default.
+fn number(q: &Params, k: &str, default: u64) -> Result<u64, String> {
+    match param(q, k) {
+        None => Ok(default),
+        Some(v) => v.parse::<u64>().map_err(|_| format!("{k} must be >= 0")),
+    }
+}
+
+fn parse_object(body: &[u8]) -> Option<Map<String, Value>> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Some(m),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers: API 2
+// ---------------------------------------------------------------------------------------------
+
+/// Logs every request that reaches the API routes, and counts successful writes.
+async fn log_call(State(sim): State<CrafterSim>, req: Request, next: Next) -> Response {
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_owned(), |pq| pq.as_str().to_owned());
+    let write = faults::is_write(req.method()) && !target.contains("/security/login.json");
+    sim.lock().calls.push(format!("{} {target}", req.method()));
+    let resp = next.run(req).await;
+    if write && resp.status().is_success() {
+        sim.lock().writes += 1;
+    }
+    resp
+}
+
+/// A1 `GET /api/2/groups?keyword=&offset=&limit=&sort=`.
+async fn a1_list(
+    State(sim): State<CrafterSim>,
+    headers: HeaderMap,
+    Query(q): Query<Params>,
+) -> Response {
+    let st = sim.lock();
+    if let Err(r) = st.api2(&headers) {
+        return r;
+    }
+    let (offset, limit) = match (number(&q, "offset", 0), number(&q, "limit", 10)) {
+        (Ok(o), Ok(l)) => (o, l),
+        (Err(e), _) | (_, Err(e)) => return bad_request(&e),
+    };
+    if let Some(sort) = param(&q, "sort")
+        && st.api == SimApi::V2
+    {
+        let ok = sort.split(',').all(|part| {
+            let mut words = part.split_whitespace();
+            let col = words.next().unwrap_or_default();
+            let dir = words.next();
+            [
+                "id",
+                "record_last_updated",
+                "group_name",
+                "externally_managed",
+            ]
+            .contains(&col)
+                && dir
+                    .is_none_or(|d| d.eq_ignore_ascii_case("asc") || d.eq_ignore_ascii_case("desc"))
+                && words.next().is_none()
+        });
+        if !ok {
+            return bad_request("sort");
+        }
+    }
+    // 3.1 has no keyword filter: it lists every group.
+    let keyword = param(&q, "keyword")
+        .filter(|_| st.api == SimApi::V2)
+        .map(|k| st.key(k));
+    let mut groups: Vec<&GroupRec> = st
+        .groups
+        .values()
+        .filter(|g| g.site.is_none())
+        .filter(|g| {
+            keyword
+                .as_ref()
+                .is_none_or(|k| st.key(&g.name).contains(k.as_str()))
+        })
+        .collect();
+    if st.api == SimApi::V2 {
+        groups.sort_by_key(|g| (g.name.to_lowercase(), g.id));
+    }
+    let total = groups.len();
+    let page: Vec<Value> = groups
+        .into_iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .map(|g| st.group_json(g))
+        .collect();
+    v2_ok(
+        StatusCode::OK,
+        0,
+        "OK",
+        json!({ "total": total, "offset": offset, "limit": page.len(), "groups": page }),
+    )
+}
+
+/// Refuses JSON fields outside `known` when the switch says so.
+fn unknown_fields(
+    st: &SimState,
+    body: &Map<String, Value>,
+    known: &[&str],
+) -> Result<(), Response> {
+    if st.behaviour.unknown_fields == UnknownFields::Reject
+        && let Some(k) = body.keys().find(|k| !known.contains(&k.as_str()))
+    {
+        return Err(bad_request(&format!("Unrecognized field \"{k}\"")));
+    }
+    Ok(())
+}
+
+/// A2 `POST /api/2/groups` `{"name", "desc"}`.
+async fn a2_create(State(sim): State<CrafterSim>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut st = sim.lock();
+    if let Err(r) = st.api2(&headers) {
+        return r;
+    }
+    let Some(b) = parse_object(&body) else {
+        return bad_request("JSON parse error");
+    };
+    if let Err(r) = unknown_fields(&st, &b, &["id", "name", "desc", "externallyManaged"]) {
+        return r;
+    }
+    let field = st.behaviour.validation_field.clone();
+    let name = match b.get("name") {
+        Some(Value::String(n)) => n.clone(),
+        _ => return validation(&[(field, "must not be null".into())]),
+    };
+    let desc = match b.get("desc") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(d)) => Some(d.clone()),
+        Some(_) => return bad_request("desc"),
+    };
+    let mut errors = Vec::new();
+    if st.api == SimApi::V2 && st.behaviour.name_rules {
+        if !(3..=512).contains(&name.len()) {
+            errors.push((field.clone(), "size must be between 3 and 512".to_owned()));
+        }
+        if !valid_group_name(&name) {
+            errors.push((field, "must match \"^[a-zA-Z0-9_\\.]{3,512}$\"".to_owned()));
+        }
+        if desc.as_ref().is_some_and(|d| d.chars().count() > 1024) {
+            errors.push((
+                "groupDescription".into(),
+                "size must be between 0 and 1024".into(),
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return validation(&errors);
+    }
+    if st.find(&name, None).is_some() {
+        return v2_error(
+            StatusCode::CONFLICT,
+            4001,
+            "Group already exists",
+            "Try a different group name",
+        );
+    }
+    // The server forces externallyManaged = false and ignores any id.
+    let id = st.insert(&name, desc, false, None);
+    let g = st.group_json(&st.groups[&id]);
+    v2_ok(StatusCode::CREATED, 1, "Created", json!({ "group": g }))
+}
+
+/// A3 `PATCH /api/2/groups` `{"id", "desc"}` (3.1: `{"id", "name", "desc"}`, both replaced).
+async fn a3_update(State(sim): State<CrafterSim>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut st = sim.lock();
+    if let Err(r) = st.api2(&headers) {
+        return r;
+    }
+    let Some(b) = parse_object(&body) else {
+        return bad_request("JSON parse error");
+    };
+    let known: &[&str] = if st.api == SimApi::V31 {
+        &["id", "name", "desc"]
+    } else {
+        &["id", "desc"]
+    };
+    if let Err(r) = unknown_fields(&st, &b, known) {
+        return r;
+    }
+    let Some(id) = b.get("id").and_then(Value::as_i64) else {
+        return bad_request("id");
+    };
+    let desc = match b.get("desc") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(d)) => Some(d.clone()),
+        Some(_) => return bad_request("desc"),
+    };
+    if st.api == SimApi::V2 && desc.as_ref().is_some_and(|d| d.chars().count() > 1024) {
+        return validation(&[(
+            "groupDescription".into(),
+            "size must be between 0 and 1024".into(),
+        )]);
+    }
+    let external = match st.global_group(id) {
+        Ok(g) => g.external,
+        Err(r) => return r,
+    };
+    if external {
+        return externally_managed();
+    }
+    let new_name = if st.api == SimApi::V31 {
+        match b.get("name").and_then(Value::as_str) {
+            Some(n) => Some(n.to_owned()),
+            None => return internal("Column 'group_name' cannot be null"),
+        }
+    } else {
+        None
+    };
+    if let Some(n) = &new_name
+        && st.find(n, None).is_some_and(|other| other != id)
+    {
+        return v2_error(
+            StatusCode::CONFLICT,
+            4001,
+            "Group already exists",
+            "Try a different group name",
+        );
+    }
+    let Some(g) = st.groups.get_mut(&id) else {
+        return group_not_found();
+    };
+    g.desc = desc;
+    if let Some(n) = new_name {
+        g.name = n;
+    }
+    let v = st.group_json(&st.groups[&id]);
+    v2_ok(StatusCode::OK, 0, "OK", json!({ "group": v }))
+}
+
+/// A4 `DELETE /api/2/groups?id=1&id=2`: all ids must exist, else nothing is deleted.
+async fn a4_delete(
+    State(sim): State<CrafterSim>,
+    headers: HeaderMap,
+    Query(q): Query<Params>,
+) -> Response {
+    let mut st = sim.lock();
+    if let Err(r) = st.api2(&headers) {
+        return r;
+    }
+    let mut ids = Vec::new();
+    for (k, v) in &q {
+        if k == "id" {
+            match v.parse::<i64>() {
+                Ok(id) => ids.push(id),
+                Err(_) => return bad_request("id"),
+            }
+        }
+    }
+    if ids.is_empty() {
+        return bad_request("id");
+    }
+    for id in &ids {
+        match st.global_group(*id) {
+            Err(r) => return r,
+            Ok(g) if g.name == "system_admin" => {
+                return internal("Deleting the System Admin group is not allowed.");
+            }
+            Ok(g) if g.external => return externally_managed(),
+            Ok(_) => {}
+        }
+    }
+    for id in ids {
+        st.groups.remove(&id);
+    }
+    v2_ok(StatusCode::OK, 2, "Deleted", json!({}))
+}
+
+fn path_id(raw: &str) -> Result<i64, Response> {
+    raw.parse::<i32>()
+        .map(i64::from)
+        .map_err(|_| bad_request("id"))
+}
+
+/// A5 `GET /api/2/groups/{id}`.
+async fn a5_get(
+    State(sim): State<CrafterSim>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> Response {
+    let st = sim.lock();
+    if let Err(r) = st.api2(&headers) {
+        return r;
+    }
+    let id = match path_id(&raw) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    match st.global_group(id) {
+        Ok(g) => v2_ok(
+            StatusCode::OK,
+            0,
+            "OK",
+            json!({ "group": st.group_json(g) }),
+        ),
+        Err(r) => r,
+    }
+}
+
+/// A6 `GET /api/2/groups/{id}/members?offset=&limit=`: `limit` echoes the request.
+async fn a6_members(
+    State(sim): State<CrafterSim>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    Query(q): Query<Params>,
+) -> Response {
+    let st = sim.lock();
+    if let Err(r) = st.api2(&headers) {
+        return r;
+    }
+    let id = match path_id(&raw) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let (offset, limit) = match (number(&q, "offset", 0), number(&q, "limit", 10)) {
+        (Ok(o), Ok(l)) => (o, l),
+        (Err(e), _) | (_, Err(e)) => return bad_request(&e),
+    };
+    let g = match st.global_group(id) {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let users: Vec<Value> = g
+        .members
+        .iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .map(|u| st.user_json(*u))
+        .collect();
+    v2_ok(
+        StatusCode::OK,
+        0,
+        "OK",
+        json!({ "total": g.members.len(), "offset": offset, "limit": limit, "users": users }),
+    )
+}
+
+/// Resolves ids and usernames, all or nothing.
+fn resolve_users(st: &SimState, ids: &[i64], names: &[String]) -> Result<BTreeSet<i64>, Response> {
+    let mut out = BTreeSet::new();
+    for id in ids {
+        if !st.users.contains_key(id) {
+            return Err(user_not_found());
+        }
+        out.insert(*id);
+    }
+    for n in names {
+        match st.user_id(n) {
+            Some(id) => {
+                out.insert(id);
+            }
+            None => return Err(user_not_found()),
+        }
+    }
+    Ok(out)
+}
+
+/// A7 `POST /api/2/groups/{id}/members` `{"ids": [...], "usernames": [...]}`.
+async fn a7_add(
+    State(sim): State<CrafterSim>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    body: Bytes,
+) -> Response {
+    let mut st = sim.lock();
+    if let Err(r) = st.api2(&headers) {
+        return r;
+    }
+    let id = match path_id(&raw) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let Some(b) = parse_object(&body) else {
+        return bad_request("JSON parse error");
+    };
+    let ids: Vec<i64> = b
+        .get("ids")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_i64).collect())
+        .unwrap_or_default();
+    let names: Vec<String> = b
+        .get("usernames")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if ids.is_empty() && names.is_empty() {
+        return bad_request("Both 'userIds' and 'usernames' are empty");
+    }
+    if st.api == SimApi::V2 && st.behaviour.name_rules {
+        let bad: Vec<(String, String)> = names
+            .iter()
+            .filter(|n| !valid_username(n))
+            .map(|n| ("usernames".to_owned(), format!("invalid username \"{n}\"")))
+            .collect();
+        if !bad.is_empty() {
+            return validation(&bad);
+        }
+    }
+    if let Err(r) = st.global_group(id) {
+        return r;
+    }
+    let users = match resolve_users(&st, &ids, &names) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    if let Some(g) = st.groups.get_mut(&id) {
+        // INSERT IGNORE: existing members are a no-op.
+        g.members.extend(users.iter().copied());
+    }
+    let list: Vec<Value> = users.iter().map(|u| st.user_json(*u)).collect();
+    v2_ok(StatusCode::OK, 0, "OK", json!({ "users": list }))
+}
+
+/// A8 `DELETE /api/2/groups/{id}/members?userId=&username=`.
+async fn a8_remove(
+    State(sim): State<CrafterSim>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    Query(q): Query<Params>,
+) -> Response {
+    let mut st = sim.lock();
+    if let Err(r) = st.api2(&headers) {
+        return r;
+    }
+    let id = match path_id(&raw) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let mut ids = Vec::new();
+    let mut names = Vec::new();
+    for (k, v) in &q {
+        match k.as_str() {
+            "userId" => match v.parse::<i64>() {
+                Ok(i) => ids.push(i),
+                Err(_) => return bad_request("userId"),
+            },
+            "username" => names.push(v.clone()),
+            _ => {}
+        }
+    }
+    if ids.is_empty() && names.is_empty() {
+        return bad_request("All parameters are empty or null");
+    }
+    let (is_admin_group, current) = match st.global_group(id) {
+        Ok(g) => (g.name == "system_admin", g.members.clone()),
+        Err(r) => return r,
+    };
+    let users = match resolve_users(&st, &ids, &names) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    if is_admin_group && current.iter().all(|m| users.contains(m)) {
+        return internal("Removing all members of the System Admin group is not allowed.");
+    }
+    if let Some(g) = st.groups.get_mut(&id) {
+        // Removing a non-member is a silent no-op.
+        g.members.retain(|m| !users.contains(m));
+    }
+    v2_ok(StatusCode::OK, 2, "Deleted", json!({}))
+}
+
+/// A9 `GET /api/2/users/{id or username}`.
+async fn a9_user(
+    State(sim): State<CrafterSim>,
+    headers: HeaderMap,
+    Path(ident): Path<String>,
+) -> Response {
+    let st = sim.lock();
+    if let Err(r) = st.api2(&headers) {
+        return r;
+    }
+    let id = if let Ok(n) = ident.parse::<i64>() {
+        st.users.contains_key(&n).then_some(n)
+    } else {
+        if st.behaviour.name_rules && st.api == SimApi::V2 && !valid_username(&ident) {
+            return validation(&[("username".into(), format!("invalid username \"{ident}\""))]);
+        }
+        st.user_id(&ident)
+    };
+    match id {
+        Some(id) => v2_ok(StatusCode::OK, 0, "OK", json!({ "user": st.user_json(id) })),
+        None => user_not_found(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers: API 1
+// ---------------------------------------------------------------------------------------------
+
+fn cookies(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            Some((k.to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+/// The XSRF cookie and header match (any value the caller chose).
+fn xsrf_ok(headers: &HeaderMap) -> bool {
+    let cookie = cookies(headers)
+        .into_iter()
+        .find(|(k, _)| k == "XSRF-TOKEN")
+        .map(|(_, v)| v);
+    let head = headers.get("X-XSRF-TOKEN").and_then(|v| v.to_str().ok());
+    matches!((cookie.as_deref(), head), (Some(c), Some(h)) if !c.is_empty() && c == h)
+}
+
+/// `POST /api/1/services/api/1/security/login.json` (Studio 3.0 and 3.1).
+async fn v1_login(State(sim): State<CrafterSim>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut st = sim.lock();
+    if st.api == SimApi::V2 {
+        return not_found_body();
+    }
+    if !xsrf_ok(&headers) {
+        return v1_message(StatusCode::FORBIDDEN, "Forbidden");
+    }
+    let Some(b) = parse_object(&body) else {
+        return v1_message(StatusCode::BAD_REQUEST, "Bad Request");
+    };
+    let user = b.get("username").and_then(Value::as_str);
+    let pass = b.get("password").and_then(Value::as_str);
+    let (Some(user), Some(pass)) = (user, pass) else {
+        return v1_message(StatusCode::BAD_REQUEST, "Bad Request");
+    };
+    if user != st.username || pass != st.password {
+        return v1_message(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let session = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
+    st.sessions.insert(session.clone());
+    let mut resp = (
+        StatusCode::OK,
+        Json(json!({
+            "username": user,
+            "first_name": user,
+            "last_name": "",
+            "email": format!("{user}@example.com"),
+        })),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("JSESSIONID={session}; Path=/studio; HttpOnly")) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+/// Every `…/api/1/services/api/1/group/{script}` call.
+async fn v1_script(
+    State(sim): State<CrafterSim>,
+    method: Method,
+    headers: HeaderMap,
+    Path(script): Path<String>,
+    Query(q): Query<Params>,
+    body: Bytes,
+) -> Response {
+    let mut st = sim.lock();
+    if st.api == SimApi::V2 {
+        return not_found_body();
+    }
+    let post = method == Method::POST;
+    if post && !xsrf_ok(&headers) {
+        return v1_message(StatusCode::FORBIDDEN, "Forbidden");
+    }
+    let session = cookies(&headers)
+        .into_iter()
+        .find(|(k, _)| k == "JSESSIONID")
+        .map(|(_, v)| v);
+    if !session.is_some_and(|s| st.sessions.contains(&s)) {
+        return v1_message(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    if st.api == SimApi::V31 {
+        let mut resp = v1_message(StatusCode::MOVED_PERMANENTLY, "API deprecated.");
+        resp.headers_mut().insert(
+            header::LOCATION,
+            HeaderValue::from_static("/studio/api/2/groups"),
+        );
+        return resp;
+    }
+    // Parameters: the JSON body of a POST, the query of a GET.
+    let args: Map<String, Value> = if post {
+        match parse_object(&body) {
+            Some(m) => m,
+            None => return v1_message(StatusCode::BAD_REQUEST, "Bad Request"),
+        }
+    } else {
+        q.iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+            .collect()
+    };
+    let arg = |k: &str| {
+        args.get(k)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let required = |keys: &[&str]| -> Result<Vec<String>, Response> {
+        let missing: Vec<&str> = keys.iter().copied().filter(|k| arg(k).is_none()).collect();
+        if missing.is_empty() {
+            Ok(keys.iter().filter_map(|k| arg(k)).collect())
+        } else {
+            Err(v1_message(
+                StatusCode::BAD_REQUEST,
+                &format!("Invalid parameter(s): [{}]", missing.join(", ")),
+            ))
+        }
+    };
+    let page = |q: &Params| -> Result<(usize, usize), Response> {
+        let get = |k: &str, d: usize| match param(q, k) {
+            None => Ok(d),
+            Some(v) => v.parse::<usize>().map_err(|_| {
+                v1_message(
+                    StatusCode::BAD_REQUEST,
+                    &format!("Invalid parameter(s): [{k}]"),
+                )
+            }),
+        };
+        Ok((get("start", 0)?, get("number", 25)?))
+    };
+    let site_missing = |st: &SimState, site: &str| !st.sites.contains(site);
+    let result: Result<Response, Response> = (|| {
+        match (post, script.as_str()) {
+            (true, "create.json") => {
+                let v = required(&["group_name", "site_id"])?;
+                let (name, site) = (&v[0], &v[1]);
+                if site_missing(&st, site) {
+                    return Ok(v1_message(StatusCode::NOT_FOUND, "Site not found"));
+                }
+                if st.find(name, Some(site)).is_some() {
+                    return Ok(with_location(
+                        v1_message(StatusCode::CONFLICT, "Group already exists"),
+                        name,
+                    ));
+                }
+                st.insert(name, arg("description"), false, Some(site.clone()));
+                Ok(with_location(v1_message(StatusCode::CREATED, "OK"), name))
+            }
+            (true, "update.json") => {
+                let v = required(&["group_name", "site_id"])?;
+                let (name, site) = (&v[0], &v[1]);
+                if site_missing(&st, site) {
+                    return Ok(v1_message(StatusCode::NOT_FOUND, "Site not found"));
+                }
+                let Some(id) = st.find(name, Some(site)) else {
+                    return Ok(v1_message(StatusCode::NOT_FOUND, "Group not found"));
+                };
+                // SET description = #{description}: omitted means NULL.
+                let desc = args
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                if let Some(g) = st.groups.get_mut(&id) {
+                    g.desc = desc;
+                }
+                Ok(with_location(v1_message(StatusCode::OK, "OK"), name))
+            }
+            (true, "delete.json") => {
+                let v = required(&["group_name", "site_id"])?;
+                let (name, site) = (&v[0], &v[1]);
+                if site_missing(&st, site) {
+                    return Ok(v1_message(StatusCode::NOT_FOUND, "Site not found"));
+                }
+                let Some(id) = st.find(name, Some(site)) else {
+                    return Ok(v1_message(StatusCode::NOT_FOUND, "Group not found"));
+                };
+                st.groups.remove(&id);
+                Ok(StatusCode::NO_CONTENT.into_response())
+            }
+            (true, "add-user.json") | (true, "remove-user.json") => {
+                let v = required(&["username", "group_name", "site_id"])?;
+                let (user, name, site) = (&v[0], &v[1], &v[2]);
+                if site_missing(&st, site) {
+                    return Ok(v1_message(StatusCode::NOT_FOUND, "Site not found"));
+                }
+                let Some(id) = st.find(name, Some(site)) else {
+                    return Ok(v1_message(StatusCode::NOT_FOUND, "Group not found"));
+                };
+                let uid = st.user_id(user);
+                let adding = script == "add-user.json";
+                let Some(g) = st.groups.get_mut(&id) else {
+                    return Ok(v1_message(StatusCode::NOT_FOUND, "Group not found"));
+                };
+                match (adding, uid) {
+                    (_, None) => Ok(v1_message(StatusCode::NOT_FOUND, "User not found")),
+                    (true, Some(u)) if g.members.contains(&u) => Ok(with_location(
+                        v1_message(StatusCode::CONFLICT, "User already in group"),
+                        name,
+                    )),
+                    (true, Some(u)) => {
+                        g.members.insert(u);
+                        Ok(with_location(v1_message(StatusCode::OK, "OK"), name))
+                    }
+                    // Not a member answers the same 404 as no such user.
+                    (false, Some(u)) if !g.members.remove(&u) => {
+                        Ok(v1_message(StatusCode::NOT_FOUND, "User not found"))
+                    }
+                    (false, Some(_)) => Ok(StatusCode::NO_CONTENT.into_response()),
+                }
+            }
+            (false, "get.json") => {
+                let v = required(&["group_name", "site_id"])?;
+                let (name, site) = (&v[0], &v[1]);
+                if site_missing(&st, site) {
+                    return Ok(v1_message(StatusCode::NOT_FOUND, "Site not found"));
+                }
+                match st.find(name, Some(site)).and_then(|id| st.groups.get(&id)) {
+                    Some(g) => Ok((
+                        StatusCode::OK,
+                        Json(json!({
+                            "group_name": g.name,
+                            "description": g.desc,
+                            "site_id": site,
+                        })),
+                    )
+                        .into_response()),
+                    None => Ok(v1_message(StatusCode::NOT_FOUND, "Group not found")),
+                }
+            }
+            (false, "get-per-site.json") => {
+                let v = required(&["site_id"])?;
+                let site = &v[0];
+                if site_missing(&st, site) {
+                    return Ok(v1_message(StatusCode::NOT_FOUND, "Site not found"));
+                }
+                let (start, number) = page(&q)?;
+                let mut groups: Vec<&GroupRec> = st
+                    .groups
+                    .values()
+                    .filter(|g| g.site.as_deref() == Some(site.as_str()))
+                    .collect();
+                groups.sort_by_key(|g| g.name.to_lowercase());
+                let total = groups.len();
+                let list: Vec<Value> = groups
+                    .into_iter()
+                    .skip(start)
+                    .take(number)
+                    .map(|g| {
+                        let users: Vec<Value> =
+                            g.members.iter().map(|u| v1_user(&st, *u)).collect();
+                        json!({ "group_name": g.name, "description": g.desc, "users": users })
+                    })
+                    .collect();
+                Ok((
+                    StatusCode::OK,
+                    Json(json!({ "groups": list, "total": total })),
+                )
+                    .into_response())
+            }
+            (false, "users.json") => {
+                let v = required(&["group_name", "site_id"])?;
+                let (name, site) = (&v[0], &v[1]);
+                if site_missing(&st, site) {
+                    return Ok(v1_message(StatusCode::NOT_FOUND, "Site not found"));
+                }
+                let (start, number) = page(&q)?;
+                let Some(g) = st.find(name, Some(site)).and_then(|id| st.groups.get(&id)) else {
+                    return Ok(v1_message(StatusCode::NOT_FOUND, "Group not found"));
+                };
+                let users: Vec<Value> = g
+                    .members
+                    .iter()
+                    .skip(start)
+                    .take(number)
+                    .map(|u| v1_user(&st, *u))
+                    .collect();
+                Ok((
+                    StatusCode::OK,
+                    Json(json!({ "users": users, "total": g.members.len() })),
+                )
+                    .into_response())
+            }
+            _ => Ok(not_found_body()),
+        }
+    })();
+    result.unwrap_or_else(|r| r)
+}
+
+fn v1_user(st: &SimState, id: i64) -> Value {
+    let username = st.users.get(&id).cloned().unwrap_or_default();
+    json!({
+        "username": username,
+        "first_name": username,
+        "last_name": "",
+        "email": format!("{username}@example.com"),
+        "externally_managed": false,
+    })
+}
+
+// --- control endpoints (unauthenticated, loopback only) ---
+
+async fn control_state(State(sim): State<CrafterSim>) -> Response {
+    let groups = sim.groups();
+    let st = sim.lock();
+    let users: Vec<&String> = st.users.values().collect();
+    (
+        StatusCode::OK,
+        Json(json!({ "api": st.api, "groups": groups, "users": users, "writes": st.writes })),
+    )
+        .into_response()
+}
+
+async fn control_faults(State(sim): State<CrafterSim>) -> Response {
+    (StatusCode::OK, Json(json!(sim.faults()))).into_response()
+}
+
+async fn control_set_faults(State(sim): State<CrafterSim>, body: Bytes) -> Response {
+    match serde_json::from_slice::<Faults>(&body) {
+        Ok(f) => {
+            sim.set_faults(f);
+            control_faults(State(sim)).await
+        }
+        Err(e) => bad_request(&format!("invalid faults: {e}")),
+    }
+}
+
+async fn control_behaviour(State(sim): State<CrafterSim>) -> Response {
+    (StatusCode::OK, Json(json!(sim.behaviour()))).into_response()
+}
+
+async fn control_set_behaviour(State(sim): State<CrafterSim>, body: Bytes) -> Response {
+    match serde_json::from_slice::<Behaviour>(&body) {
+        Ok(b) => {
+            sim.set_behaviour(b);
+            control_behaviour(State(sim)).await
+        }
+        Err(e) => bad_request(&format!("invalid behaviour: {e}")),
+    }
+}
+
+async fn control_calls(State(sim): State<CrafterSim>) -> Response {
+    (StatusCode::OK, Json(json!(sim.calls()))).into_response()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_builds_state_with_built_in_groups() {
+        let seed: CrafterSeed = toml::from_str(
+            "users = [\"ann\"]\n[[group]]\nname = \"docs\"\nmembers = [\"bob\"]\n\
+             [[group]]\nname = \"system_admin\"\nmembers = [\"ann\"]\n",
+        )
+        .unwrap();
+        let sim = CrafterSim::new(seed);
+        assert_eq!(sim.group("system_admin").unwrap().id, 1);
+        assert_eq!(
+            sim.group("system_admin").unwrap().members,
+            BTreeSet::from(["admin".to_owned(), "ann".to_owned()])
+        );
+        assert_eq!(sim.group("DOCS").unwrap().members.len(), 1);
+        assert_eq!(sim.groups().len(), 7);
+    }
+
+    #[test]
+    fn validate_finds_problems() {
+        let seed: CrafterSeed = toml::from_str(
+            "[[group]]\nname = \"a\"\n[[group]]\nname = \"A\"\n[[group]]\nname = \"x\"\nsite = \"nosite\"\n",
+        )
+        .unwrap();
+        let problems = seed.validate().unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(toml::from_str::<CrafterSeed>("api = \"v4\"").is_err());
+    }
 }

@@ -1,0 +1,1025 @@
+//! End to end against the Crafter Studio simulator over real HTTP: plan, apply, the safety rules,
+//! convergence after faults, both APIs (API 2 for Studio 4.x, API 1 for Studio 3.0), and the
+//! fewest-calls count. Each test names the rule it would catch breaking.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use roster::exec::{ApplyReport, Executor, Outcome, RetryPolicy};
+use roster::plan::render::Format;
+use roster::reconcile::TargetOutcome;
+use roster::sim::SimKind;
+use roster::sim::faults::Faults;
+use roster::target::Target;
+use roster::target::crafter::CrafterTarget;
+use roster::target::crafter::sim::{Behaviour, UnknownFields};
+use support::{SECRET, World, group, stderr, stdout};
+
+const V2_KEYS: &str = "token_file = \"secret\"\n";
+const V1_KEYS: &str =
+    "api = \"v1\"\nusername = \"admin\"\npassword_file = \"secret\"\nsite_id = \"mysite\"\n";
+const USERS: &str = r#"users = ["alice", "bob", "carol", "dave", "erin"]"#;
+
+/// A world whose target is a Studio 4.x (API 2) simulator accepting the test secret as token.
+async fn v2(seed_body: &str, groups: &str, extra: &str) -> World {
+    let seed = format!("[crafter]\ntoken = \"{SECRET}\"\n{seed_body}");
+    World::with_target(SimKind::Crafter, &seed, V2_KEYS, groups, extra).await
+}
+
+/// A world whose target is a Studio 3.0 (API 1) simulator whose admin password is the secret.
+async fn v1(seed_body: &str, groups: &str, extra: &str) -> World {
+    let seed = format!("[crafter]\napi = \"v1\"\npassword = \"{SECRET}\"\n{seed_body}");
+    World::with_target(SimKind::Crafter, &seed, V1_KEYS, groups, extra).await
+}
+
+fn applied(report: &roster::run::RunReport) -> &ApplyReport {
+    match &report.targets[0].outcome {
+        TargetOutcome::Applied(r) => r,
+        other => panic!("expected an apply, got {other:?}"),
+    }
+}
+
+fn text(report: &roster::run::RunReport) -> String {
+    roster::report::plans(report, Format::Text)
+}
+
+/// Calls that write (not GET, not the login).
+fn writes_of(calls: &[String]) -> Vec<&String> {
+    calls
+        .iter()
+        .filter(|c| !c.starts_with("GET ") && !c.contains("/security/login.json"))
+        .collect()
+}
+
+fn members(w: &World, name: &str) -> Vec<String> {
+    w.sim
+        .crafter
+        .group(name)
+        .unwrap_or_else(|| panic!("no group {name}"))
+        .members
+        .into_iter()
+        .collect()
+}
+
+/// A connector for the world's target, built as `roster` builds it (redirects never followed).
+fn connector(w: &World) -> CrafterTarget {
+    let config = w.config();
+    let t = &config.targets[0];
+    let roster::config::TargetKind::Crafter(c) = &t.kind else {
+        panic!("the world's target is not a Crafter target");
+    };
+    let http = roster::target::http::client(t.timeout, None).expect("client");
+    CrafterTarget::new(&t.name, c, http, t.concurrency)
+}
+
+/// Drives observe → plan → compile → execute by hand, so that the target can change in between,
+/// as another writer would change it.
+async fn plan_then(
+    w: &World,
+    between: impl AsyncFnOnce(&World),
+) -> (roster::plan::Plan, ApplyReport) {
+    let target = connector(w);
+    let config = w.config();
+    let desired = roster::source::load_desired(&config.sources)
+        .await
+        .expect("desired");
+    let policy = roster::run::policy(&config.targets[0], &desired, true, None);
+    let observed = target
+        .observe(&policy.scope, &desired.user_keys())
+        .await
+        .expect("observe");
+    let plan = roster::plan::plan(
+        "studio",
+        "crafter",
+        &desired,
+        &observed,
+        &policy,
+        target.capabilities(),
+    );
+    between(w).await;
+    let calls = target.compile(&plan, &observed);
+    let exec = Executor::new(RetryPolicy::default(), config.targets[0].concurrency);
+    let report = exec.execute(&target, calls).await;
+    (plan, report)
+}
+
+#[tokio::test]
+async fn apply_creates_updates_flattens_children_and_the_next_plan_is_empty() {
+    let seed = format!(
+        "{USERS}\n[[crafter.group]]\nname = \"docs\"\ndescription = \"old\"\nmembers = [\"alice\", \"dave\"]\n\
+         [[crafter.group]]\nname = \"untouched\"\nmembers = [\"erin\"]\n"
+    );
+    // `docs` has the child `leads`: Studio cannot nest, so carol becomes a direct member.
+    let groups = group("docs", "Writers", &["alice", "bob"], &["leads"])
+        + &group("leads", "Leads", &["carol"], &[]);
+    let w = v2(&seed, &groups, "").await;
+
+    let first = w.plan().await;
+    let t = text(&first);
+    assert!(
+        t.contains("~ update group \"docs\": description \"old\" → \"Writers\""),
+        "{t}"
+    );
+    assert!(t.contains("+ create group \"leads\""), "{t}");
+    assert!(t.contains("+ member \"bob\" in \"docs\""), "{t}");
+    assert!(t.contains("+ member \"carol\" in \"docs\""), "{t}");
+    assert!(t.contains("- member \"dave\" in \"docs\""), "{t}");
+    assert!(!t.contains("child"), "{t}");
+    assert_eq!(w.sim.crafter.writes(), 0, "planning wrote something");
+
+    w.sim.crafter.clear_calls();
+    let report = w.apply(None).await;
+    assert_eq!(applied(&report).failures(), 0, "{report:?}");
+    let docs = w.sim.crafter.group("docs").expect("docs");
+    assert_eq!(docs.description.as_deref(), Some("Writers"));
+    assert_eq!(members(&w, "docs"), ["alice", "bob", "carol"]);
+    assert_eq!(members(&w, "leads"), ["carol"]);
+    assert_eq!(
+        members(&w, "untouched"),
+        ["erin"],
+        "out of scope was changed"
+    );
+    // One PATCH, one create, one bulk add and one bulk remove for docs, one bulk add for leads.
+    let calls = w.sim.crafter.calls();
+    let writes = writes_of(&calls);
+    assert_eq!(writes.len(), 5, "{writes:#?}");
+    assert!(
+        writes
+            .iter()
+            .any(|c| c.starts_with("DELETE /studio/api/2/groups/")
+                && c.ends_with("/members?username=dave")),
+        "{writes:#?}"
+    );
+
+    let again = w.plan().await;
+    assert!(!again.any_changes(), "{}", text(&again));
+    let out = w.roster(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn a_500_on_the_second_page_of_groups_means_zero_writes_and_exit_1() {
+    let mut seed = USERS.to_owned();
+    let mut groups = String::new();
+    for i in 0..150 {
+        seed += &format!("\n[[crafter.group]]\nname = \"g{i:03}\"\n");
+        groups += &group(&format!("g{i:03}"), "wanted", &["alice"], &[]);
+    }
+    let w = v2(&seed, &groups, "retries = 1").await;
+    w.sim.crafter.set_faults(Faults {
+        error_rate: 1.0,
+        fail_path: Some("offset=100".into()),
+        ..Faults::default()
+    });
+    let out = w.roster(&["apply"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let all = stdout(&out) + &stderr(&out);
+    assert!(all.contains("studio: GET /api/2/groups: 500"), "{all}");
+    assert_eq!(w.sim.crafter.writes(), 0);
+    assert!(writes_of(&w.sim.crafter.calls()).is_empty());
+}
+
+#[tokio::test]
+async fn a_short_members_read_is_incomplete_not_a_smaller_group() {
+    let seed = format!("{USERS}\n[[crafter.group]]\nname = \"docs\"\nmembers = [\"alice\"]\n");
+    let w = v2(&seed, &group("docs", "", &[], &[]), "").await;
+    // A 500 on every members page: the read fails whole, nothing is removed.
+    w.sim.crafter.set_faults(Faults {
+        error_rate: 1.0,
+        fail_path: Some("/members".into()),
+        ..Faults::default()
+    });
+    let report = w.apply(None).await;
+    assert!(
+        matches!(report.targets[0].outcome, TargetOutcome::ObserveFailed(_)),
+        "{report:?}"
+    );
+    assert_eq!(members(&w, "docs"), ["alice"]);
+}
+
+#[tokio::test]
+async fn more_removals_than_max_deletes_exits_3_and_writes_nothing() {
+    let members_list: Vec<String> = (0..101).map(|i| format!("u{i:03}")).collect();
+    let seed = format!(
+        "[[crafter.group]]\nname = \"big\"\nmembers = [{}]\n",
+        members_list
+            .iter()
+            .map(|m| format!("{m:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let w = v2(&seed, &group("big", "", &[], &[]), "max_deletes = 100").await;
+    let out = w.roster(&["apply"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("more than max_deletes = 100"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(w.sim.crafter.writes(), 0);
+    assert_eq!(members(&w, "big").len(), 101);
+
+    // At the raised limit the apply goes through, in one bulk remove.
+    w.sim.crafter.clear_calls();
+    let out = w.roster(&["apply", "--max-deletes", "101"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(members(&w, "big").is_empty());
+    assert_eq!(writes_of(&w.sim.crafter.calls()).len(), 1);
+}
+
+#[tokio::test]
+async fn an_empty_source_against_managed_groups_is_refused() {
+    let seed = "[[crafter.group]]\nname = \"aaa\"\nmembers = [\"xyz\"]\n[[crafter.group]]\nname = \"bbb\"\n";
+    let w = v2(seed, "", "groups = [\"*\"]\nprune = true").await;
+    let out = w.roster(&["apply"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("the source returned no groups"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(w.sim.crafter.writes(), 0);
+    assert!(w.sim.crafter.group("aaa").is_some());
+    // The built-in groups are in scope of "*" but never touched: they are system groups.
+    assert!(w.sim.crafter.group("system_admin").is_some());
+}
+
+#[tokio::test]
+async fn a_connection_dropped_after_a_create_adopts_the_group_without_a_duplicate() {
+    let w = v2(USERS, &group("fresh", "new", &["alice", "bob"], &[]), "").await;
+    w.sim.crafter.set_faults(Faults {
+        drop_after_write: 1,
+        ..Faults::default()
+    });
+    let report = w.apply(None).await;
+    let r = applied(&report);
+    assert_eq!(r.failures(), 0, "{report:?}");
+    assert!(
+        matches!(&r.outcomes[&0], Outcome::AlreadyDone(why) if why.contains("earlier attempt")),
+        "{:?}",
+        r.outcomes[&0]
+    );
+    let fresh: Vec<_> = w
+        .sim
+        .crafter
+        .groups()
+        .into_iter()
+        .filter(|g| g.name == "fresh")
+        .collect();
+    assert_eq!(fresh.len(), 1);
+    let posts = w
+        .sim
+        .crafter
+        .calls()
+        .iter()
+        .filter(|c| *c == "POST /studio/api/2/groups")
+        .count();
+    assert_eq!(posts, 1, "the create was sent twice");
+    // The recheck looked the group up by keyword.
+    assert!(
+        w.sim
+            .crafter
+            .calls()
+            .iter()
+            .any(|c| c.starts_with("GET /studio/api/2/groups?keyword=fresh")),
+        "{:#?}",
+        w.sim.crafter.calls()
+    );
+    assert_eq!(members(&w, "fresh"), ["alice", "bob"]);
+    assert!(!w.plan().await.any_changes());
+}
+
+#[tokio::test]
+async fn dropped_answers_of_non_idempotent_api_1_calls_are_read_as_done_on_retry() {
+    let seed = format!(
+        "{USERS}\n[[crafter.group]]\nname = \"docs\"\nsite = \"mysite\"\nmembers = [\"alice\", \"dave\"]\n\
+         [[crafter.group]]\nname = \"gone\"\nsite = \"mysite\"\n"
+    );
+    let w = v1(
+        &seed,
+        &group("docs", "", &["alice", "bob"], &[]),
+        "groups = [\"*\"]\nprune = true\nconcurrency = 1",
+    )
+    .await;
+    // Every write's answer is lost once: add-user then answers 409, remove-user 404
+    // "User not found", delete 404 "Group not found"; each is the outcome it stands for.
+    w.sim.crafter.set_faults(Faults {
+        drop_after_write: 3,
+        ..Faults::default()
+    });
+    let report = w.apply(None).await;
+    let r = applied(&report);
+    assert_eq!(r.failures(), 0, "{report:?}");
+    let why: Vec<String> = r
+        .outcomes
+        .values()
+        .map(|o| match o {
+            Outcome::AlreadyDone(w) => w.clone(),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert!(why.contains(&"already a member".to_owned()), "{why:?}");
+    assert!(why.contains(&"not a member".to_owned()), "{why:?}");
+    assert!(why.contains(&"already deleted".to_owned()), "{why:?}");
+    let docs = w.sim.crafter.site_group("mysite", "docs").expect("docs");
+    assert_eq!(
+        docs.members.into_iter().collect::<Vec<_>>(),
+        ["alice", "bob"]
+    );
+    assert!(w.sim.crafter.site_group("mysite", "gone").is_none());
+    let calls = w.sim.crafter.calls();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c
+                .starts_with("GET /studio/api/1/services/api/1/group/get.json?group_name=docs")),
+        "{calls:#?}"
+    );
+    assert!(!w.plan().await.any_changes());
+}
+
+#[tokio::test]
+async fn a_fault_run_converges_on_the_second_apply_and_the_third_plan_is_empty() {
+    let mut seed = USERS.to_owned();
+    let mut groups = String::new();
+    for i in 0..12 {
+        seed += &format!("\n[[crafter.group]]\nname = \"t{i:02}\"\nmembers = [\"erin\"]\n");
+        groups += &group(&format!("t{i:02}"), "team", &["alice", "bob", "carol"], &[]);
+    }
+    for i in 0..4 {
+        groups += &group(&format!("new{i}"), "new", &["dave"], &["t00"]);
+    }
+    let w = v2(&seed, &groups, "retries = 1").await;
+    w.sim.crafter.set_faults(Faults {
+        error_rate: 0.3,
+        throttle_rate: 0.1,
+        retry_after: Duration::from_secs(0),
+        drop_after_write: 3,
+        latency: Some(Duration::from_millis(2)),
+        seed: 7,
+        ..Faults::default()
+    });
+    let _ = w.apply(None).await;
+    w.sim.crafter.set_faults(Faults::default());
+    let second = w.apply(None).await;
+    assert!(!second.any_failed(), "{second:?}");
+    let third = w.plan().await;
+    assert!(!third.any_changes(), "{}", text(&third));
+    for i in 0..4 {
+        let n = format!("new{i}");
+        let count = w
+            .sim
+            .crafter
+            .groups()
+            .iter()
+            .filter(|g| g.name == n)
+            .count();
+        assert_eq!(count, 1, "duplicate {n}");
+        assert_eq!(members(&w, &n), ["alice", "bob", "carol", "dave"]);
+    }
+}
+
+#[tokio::test]
+async fn an_api_1_session_that_expires_mid_run_is_renewed_by_logging_in_again() {
+    let seed = format!("{USERS}\n[[crafter.group]]\nname = \"docs\"\nsite = \"mysite\"\n");
+    let groups = group("docs", "", &["alice", "bob", "carol"], &[])
+        + &group("team", "", &["dave", "erin"], &[]);
+    let w = v1(&seed, &groups, "").await;
+    w.sim.crafter.set_faults(Faults {
+        expire_tokens_after: 3,
+        ..Faults::default()
+    });
+    let report = w.apply(None).await;
+    assert!(!report.any_failed(), "{report:?}");
+    let logins = w
+        .sim
+        .crafter
+        .calls()
+        .iter()
+        .filter(|c| c.ends_with("/security/login.json"))
+        .count();
+    assert!(logins >= 2, "the session was not renewed: {logins} logins");
+    assert!(!w.plan().await.any_changes());
+}
+
+#[tokio::test]
+async fn a_refused_token_fails_closed_with_a_clear_message() {
+    let w = v2(USERS, &group("docs", "", &["alice"], &[]), "").await;
+    std::fs::write(w.dir.path().join("secret"), "wrong-token-123\n").expect("write");
+    let out = w.roster(&["plan"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let all = stdout(&out) + &stderr(&out);
+    assert!(
+        all.contains(
+            "authentication failed: the access token was refused (401: Unauthenticated (code 2000))"
+        ),
+        "{all}"
+    );
+    assert!(!all.contains("wrong-token-123"), "{all}");
+    // One try: a refused token is not retried.
+    assert_eq!(
+        w.sim.crafter.calls().len(),
+        1,
+        "{:#?}",
+        w.sim.crafter.calls()
+    );
+}
+
+#[tokio::test]
+async fn a_token_without_group_permissions_is_a_403_with_the_servers_words() {
+    let w = v2(USERS, &group("docs", "", &["alice"], &[]), "").await;
+    std::fs::write(w.dir.path().join("secret"), "no-permissions-token\n").expect("write");
+    let out = w.roster(&["plan"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let all = stdout(&out) + &stderr(&out);
+    assert!(
+        all.contains("studio: GET /api/2/groups: 403: Unauthorized (code 2001)"),
+        "{all}"
+    );
+}
+
+#[tokio::test]
+async fn a_429_waits_for_retry_after() {
+    let seed = format!("{USERS}\n[[crafter.group]]\nname = \"docs\"\n");
+    let w = v2(
+        &seed,
+        &group("docs", "", &["alice"], &[]),
+        "concurrency = 1",
+    )
+    .await;
+    let id = w.sim.crafter.group("docs").expect("docs").id;
+    let started = Instant::now();
+    // After the observe, throttle the bulk add until the first 429 has been answered.
+    let (_, report) = plan_then(&w, async |w: &World| {
+        w.sim.crafter.set_faults(Faults {
+            throttle_rate: 1.0,
+            retry_after: Duration::from_secs(1),
+            fail_path: Some(format!("/groups/{id}/members")),
+            ..Faults::default()
+        });
+        let sim = w.sim.crafter.clone();
+        tokio::spawn(async move {
+            for _ in 0..400 {
+                if sim
+                    .calls()
+                    .iter()
+                    .any(|c| c.starts_with("POST ") && c.contains("/members"))
+                {
+                    sim.set_faults(Faults::default());
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+    })
+    .await;
+    assert_eq!(report.failures(), 0, "{report:?}");
+    assert_eq!(report.attempts, 2, "{report:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "retried before Retry-After: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(members(&w, "docs"), ["alice"]);
+}
+
+#[tokio::test]
+async fn one_failed_change_does_not_stop_the_others_and_the_error_says_where() {
+    let seed =
+        format!("{USERS}\n[[crafter.group]]\nname = \"aaa\"\n[[crafter.group]]\nname = \"bbb\"\n");
+    let w = v2(
+        &seed,
+        &(group("aaa", "", &["alice"], &[]) + &group("bbb", "", &["bob"], &[])),
+        "",
+    )
+    .await;
+    let a_id = w.sim.crafter.group("aaa").expect("aaa").id;
+    // Let the reads through: fail only the writes of aaa's members.
+    w.sim.crafter.set_faults(Faults {
+        fail_writes: 1,
+        error_status: 400,
+        fail_path: Some(format!("/groups/{a_id}/members")),
+        ..Faults::default()
+    });
+    let out = w.roster(&["apply"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let t = stdout(&out);
+    let line = t.lines().find(|l| l.contains("FAILED")).unwrap_or_default();
+    assert!(
+        line.contains(&format!("studio: POST /api/2/groups/{a_id}/members (group \"aaa\"): 400: Internal system failure: Bad Request (code 1000)")),
+        "{t}"
+    );
+    assert_eq!(members(&w, "bbb"), ["bob"]);
+    assert!(members(&w, "aaa").is_empty());
+}
+
+#[tokio::test]
+async fn a_user_deleted_between_plan_and_apply_fails_only_that_groups_add() {
+    let seed =
+        format!("{USERS}\n[[crafter.group]]\nname = \"aaa\"\n[[crafter.group]]\nname = \"bbb\"\n");
+    let w = v2(
+        &seed,
+        &(group("aaa", "", &["alice", "carol"], &[]) + &group("bbb", "", &["bob"], &[])),
+        "",
+    )
+    .await;
+    let a_id = w.sim.crafter.group("aaa").expect("aaa").id;
+    let (_, report) = plan_then(&w, async |w: &World| w.sim.crafter.delete_user("alice")).await;
+    let failed: Vec<&String> = report
+        .outcomes
+        .values()
+        .filter_map(|o| match o {
+            Outcome::Failed(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    // A7 is all-or-nothing: both of aaa's adds fail together, with the server's words.
+    assert_eq!(failed.len(), 2, "{report:?}");
+    assert_eq!(
+        failed[0],
+        &format!(
+            "studio: POST /api/2/groups/{a_id}/members (group \"aaa\"): 404: User not found (code 6000)"
+        )
+    );
+    assert_eq!(members(&w, "bbb"), ["bob"]);
+}
+
+#[tokio::test]
+async fn unknown_and_invalid_users_are_warnings_and_never_sent() {
+    let w = v2(
+        USERS,
+        &group("docs", "", &["alice", "ghost", "bad-name"], &[]),
+        "",
+    )
+    .await;
+    let out = w.roster(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let t = stdout(&out);
+    assert!(t.contains("user \"ghost\" does not exist"), "{t}");
+    assert!(t.contains("user \"bad-name\" does not exist"), "{t}");
+    let calls = w.sim.crafter.calls();
+    assert!(
+        calls.contains(&"GET /studio/api/2/users/ghost".to_owned()),
+        "{calls:#?}"
+    );
+    assert!(!calls.iter().any(|c| c.contains("bad-name")), "{calls:#?}");
+    let out = w.roster(&["apply"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(members(&w, "docs"), ["alice"]);
+    let out = w.roster(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}
+
+#[tokio::test]
+async fn system_and_externally_managed_groups_are_left_alone_with_warnings() {
+    let seed = format!(
+        "{USERS}\n[[crafter.group]]\nname = \"ldap_editors\"\nexternally_managed = true\nmembers = [\"erin\"]\n"
+    );
+    let groups =
+        group("system_admin", "", &["alice"], &[]) + &group("ldap_editors", "", &["alice"], &[]);
+    let w = v2(&seed, &groups, "").await;
+    let out = w.roster(&["plan", "--detailed-exitcode"]).await;
+    let t = stdout(&out);
+    assert!(t.contains("\"system_admin\" is a system group"), "{t}");
+    assert!(t.contains("\"ldap_editors\" is a external group"), "{t}");
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let out = w.roster(&["apply"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(w.sim.crafter.writes(), 0);
+    assert_eq!(members(&w, "ldap_editors"), ["erin"]);
+}
+
+#[tokio::test]
+async fn a_name_studio_cannot_hold_is_a_validation_error_at_its_origin_not_a_failed_apply() {
+    let w = v2(
+        USERS,
+        &(group("CMS Editors", "", &["alice"], &[]) + &group("ok_group", "", &["bob"], &[])),
+        "",
+    )
+    .await;
+    let out = w.roster(&["apply"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let all = stdout(&out) + &stderr(&out);
+    let groups_file = w.dir.path().join("groups.toml");
+    assert!(
+        all.contains(&format!(
+            "{}:1:1: group \"CMS Editors\" cannot be created in Crafter Studio (target `studio`): a group name must match ^[a-zA-Z0-9_.]{{3,512}}$",
+            groups_file.display()
+        )),
+        "{all}"
+    );
+    // Nothing was read or written for this target.
+    assert!(
+        w.sim.crafter.calls().is_empty(),
+        "{:#?}",
+        w.sim.crafter.calls()
+    );
+    let out = w.roster(&["validate"]).await;
+    assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
+}
+
+#[tokio::test]
+async fn a_name_differing_only_in_case_is_matched_not_duplicated() {
+    let seed = format!("{USERS}\n[[crafter.group]]\nname = \"docs\"\nmembers = [\"alice\"]\n");
+    let w = v2(&seed, &group("Docs", "", &["alice", "bob"], &[]), "").await;
+    let report = w.apply(None).await;
+    assert!(!report.any_failed(), "{report:?}");
+    let t = text(&report);
+    assert!(t.contains("cannot rename groups"), "{t}");
+    assert_eq!(members(&w, "docs"), ["alice", "bob"]);
+    assert_eq!(
+        w.sim
+            .crafter
+            .groups()
+            .iter()
+            .filter(|g| g.name.eq_ignore_ascii_case("docs"))
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_409_on_create_adopts_the_group_someone_else_made() {
+    let w = v2(USERS, &group("race", "mine", &["alice"], &[]), "").await;
+    let (plan, report) = plan_then(&w, async |w: &World| {
+        w.sim
+            .crafter
+            .insert_group("RACE", Some("theirs"), &[], None);
+    })
+    .await;
+    assert!(matches!(
+        plan.changes[0],
+        roster::plan::Change::CreateGroup { .. }
+    ));
+    assert!(
+        matches!(&report.outcomes[&0], Outcome::AlreadyDone(why) if why.contains("adopted")),
+        "{report:?}"
+    );
+    assert_eq!(report.failures(), 0, "{report:?}");
+    assert_eq!(members(&w, "race"), ["alice"]);
+    assert!(!w.apply(None).await.any_failed());
+    assert_eq!(
+        w.sim
+            .crafter
+            .group("race")
+            .expect("race")
+            .description
+            .as_deref(),
+        Some("mine")
+    );
+    assert!(!w.plan().await.any_changes());
+}
+
+#[tokio::test]
+async fn a_delete_of_a_group_someone_already_deleted_counts_as_done() {
+    let seed = "[[crafter.group]]\nname = \"old_team\"\n[[crafter.group]]\nname = \"keep\"\n";
+    let w = v2(
+        seed,
+        &group("keep", "", &[], &[]),
+        "groups = [\"old_*\", \"keep\"]\nprune = true",
+    )
+    .await;
+    let (plan, report) = plan_then(&w, async |w: &World| {
+        w.sim.crafter.remove_group("old_team", None)
+    })
+    .await;
+    assert!(
+        matches!(
+            &plan.changes[..],
+            [roster::plan::Change::DeleteGroup { .. }]
+        ),
+        "{plan:?}"
+    );
+    assert!(
+        matches!(&report.outcomes[&0], Outcome::AlreadyDone(why) if why == "already deleted"),
+        "{report:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_api_1_remove_from_a_group_that_vanished_is_a_failure_not_success() {
+    let seed = format!(
+        "{USERS}\n[[crafter.group]]\nname = \"docs\"\nsite = \"mysite\"\nmembers = [\"alice\", \"bob\"]\n"
+    );
+    let w = v1(&seed, &group("docs", "", &["alice"], &[]), "").await;
+    let (_, report) = plan_then(&w, async |w: &World| {
+        w.sim.crafter.remove_group("docs", Some("mysite"))
+    })
+    .await;
+    let Outcome::Failed(msg) = &report.outcomes[&0] else {
+        panic!("a 404 for a missing group was taken as success: {report:?}");
+    };
+    assert_eq!(
+        msg,
+        "studio: POST /api/1/services/api/1/group/remove-user.json (group \"docs\"): 404: Group not found"
+    );
+}
+
+#[tokio::test]
+async fn an_api_1_add_of_an_unknown_user_fails_naming_the_user() {
+    let seed = format!("{USERS}\n[[crafter.group]]\nname = \"docs\"\nsite = \"mysite\"\n");
+    let w = v1(&seed, &group("docs", "", &["alice", "ghost"], &[]), "").await;
+    let report = w.apply(None).await;
+    let r = applied(&report);
+    assert_eq!(r.failures(), 1, "{report:?}");
+    let failed = r.outcomes.values().find_map(|o| match o {
+        Outcome::Failed(m) => Some(m.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        failed.as_deref(),
+        Some(
+            "studio: POST /api/1/services/api/1/group/add-user.json (group \"docs\"): 404: User not found: Studio has no user \"ghost\" (API 1 cannot look users up ahead)"
+        )
+    );
+    let docs = w.sim.crafter.site_group("mysite", "docs").expect("docs");
+    assert!(docs.members.contains("alice"));
+}
+
+#[tokio::test]
+async fn api_1_converges_through_the_binary() {
+    let seed = format!(
+        "{USERS}\n[[crafter.group]]\nname = \"docs\"\nsite = \"mysite\"\ndescription = \"old\"\nmembers = [\"alice\", \"dave\"]\n\
+         [[crafter.group]]\nname = \"docs\"\nsite = \"othersite\"\nmembers = [\"erin\"]\n"
+    );
+    let w = World::with_target(
+        SimKind::Crafter,
+        &format!("[crafter]\napi = \"v1\"\npassword = \"{SECRET}\"\nsites = [\"mysite\", \"othersite\"]\n{seed}"),
+        V1_KEYS,
+        &(group("docs", "Writers", &["alice", "bob"], &[]) + &group("CMS Editors", "", &["carol"], &[])),
+        "",
+    )
+    .await;
+    let out = w.roster(&["apply"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let docs = w.sim.crafter.site_group("mysite", "docs").expect("docs");
+    assert_eq!(docs.description.as_deref(), Some("Writers"));
+    assert_eq!(
+        docs.members.iter().cloned().collect::<Vec<_>>(),
+        ["alice", "bob"]
+    );
+    // Studio 3.0 takes names with spaces; another site's group of the same name is untouched.
+    assert!(w.sim.crafter.site_group("mysite", "CMS Editors").is_some());
+    let other = w
+        .sim
+        .crafter
+        .site_group("othersite", "docs")
+        .expect("other");
+    assert_eq!(other.members.iter().cloned().collect::<Vec<_>>(), ["erin"]);
+    let out = w.roster(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn studio_3_1s_301_on_api_1_is_reported_and_never_followed() {
+    let seed = format!("[crafter]\napi = \"v3.1\"\npassword = \"{SECRET}\"\n{USERS}\n");
+    let w = World::with_target(
+        SimKind::Crafter,
+        &seed,
+        V1_KEYS,
+        &group("docs", "", &["alice"], &[]),
+        "",
+    )
+    .await;
+    let out = w.roster(&["apply"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let all = stdout(&out) + &stderr(&out);
+    assert!(
+        all.contains("studio: GET /api/1/services/api/1/group/get-per-site.json: 301: API deprecated.; redirected to /studio/api/2/groups and not followed"),
+        "{all}"
+    );
+    let calls = w.sim.crafter.calls();
+    assert!(
+        !calls.iter().any(|c| c.contains("/api/2/")),
+        "a redirect was followed: {calls:#?}"
+    );
+    assert_eq!(w.sim.crafter.writes(), 0);
+}
+
+#[tokio::test]
+async fn studio_3_1s_api_2_gets_the_name_with_every_update() {
+    let seed = format!(
+        "[crafter]\napi = \"v3.1\"\ntoken = \"{SECRET}\"\n{USERS}\n[[crafter.group]]\nname = \"docs\"\ndescription = \"old\"\n"
+    );
+    let w = World::with_target(
+        SimKind::Crafter,
+        &seed,
+        V2_KEYS,
+        &group("docs", "new", &["alice"], &[]),
+        "",
+    )
+    .await;
+    let report = w.apply(None).await;
+    assert!(!report.any_failed(), "{report:?}");
+    let docs = w
+        .sim
+        .crafter
+        .group("docs")
+        .expect("the update nulled the name");
+    assert_eq!(docs.description.as_deref(), Some("new"));
+    assert!(!w.plan().await.any_changes());
+}
+
+#[tokio::test]
+async fn updates_work_whether_unknown_json_fields_are_ignored_or_refused() {
+    for unknown_fields in [UnknownFields::Ignore, UnknownFields::Reject] {
+        let seed = format!("{USERS}\n[[crafter.group]]\nname = \"docs\"\ndescription = \"old\"\n");
+        let w = v2(&seed, &group("docs", "new", &[], &[]), "").await;
+        w.sim.crafter.set_behaviour(Behaviour {
+            unknown_fields,
+            ..Behaviour::default()
+        });
+        let report = w.apply(None).await;
+        assert!(!report.any_failed(), "{unknown_fields:?}: {report:?}");
+        assert_eq!(
+            w.sim
+                .crafter
+                .group("docs")
+                .expect("docs")
+                .description
+                .as_deref(),
+            Some("new")
+        );
+    }
+}
+
+#[tokio::test]
+async fn case_sensitive_names_on_the_server_still_converge() {
+    let seed = format!("{USERS}\n[[crafter.group]]\nname = \"docs\"\n");
+    let w = v2(&seed, &group("docs", "", &["alice"], &[]), "").await;
+    w.sim.crafter.set_behaviour(Behaviour {
+        case_insensitive_names: false,
+        ..Behaviour::default()
+    });
+    assert!(!w.apply(None).await.any_failed());
+    assert!(!w.plan().await.any_changes());
+}
+
+#[tokio::test]
+async fn secrets_never_reach_logs_plans_or_debug_output() {
+    for api1 in [false, true] {
+        let w = if api1 {
+            let seed = format!("{USERS}\n[[crafter.group]]\nname = \"docs\"\nsite = \"mysite\"\n");
+            v1(&seed, &group("docs", "d", &["alice"], &[]), "").await
+        } else {
+            v2(USERS, &group("docs", "d", &["alice"], &[]), "").await
+        };
+        let config = w.config();
+        assert!(
+            !format!("{config:?}").contains(SECRET),
+            "Debug of the config shows the secret"
+        );
+        assert!(!format!("{:?}", connector(&w)).contains(SECRET));
+        for args in [
+            &["plan"][..],
+            &["plan", "--format", "json"][..],
+            &["plan", "--format", "markdown"][..],
+            &["apply"][..],
+        ] {
+            let out = support::roster_at(&w.config_path(), args, &[("RUST_LOG", "trace")]).await;
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}{}",
+                stdout(&out),
+                stderr(&out)
+            );
+            assert!(
+                !stdout(&out).contains(SECRET),
+                "{args:?} printed the secret"
+            );
+            assert!(!stderr(&out).contains(SECRET), "{args:?} logged the secret");
+        }
+    }
+}
+
+/// Ten existing groups of 50 members each; the desired state swaps all 50 of every group for 50
+/// others: 500 adds and 500 removes.
+#[tokio::test]
+async fn thousand_member_changes_take_the_fewest_calls() {
+    let mut seed = String::from("users = [");
+    for g in 0..10 {
+        for u in 0..50 {
+            seed += &format!("\"new{g}_{u}\", ");
+        }
+    }
+    seed += "]\n";
+    let mut groups = String::new();
+    for g in 0..10 {
+        let old: Vec<String> = (0..50).map(|u| format!("\"old{g}_{u}\"")).collect();
+        seed += &format!(
+            "[[crafter.group]]\nname = \"team{g}\"\nmembers = [{}]\n",
+            old.join(", ")
+        );
+        let new: Vec<String> = (0..50).map(|u| format!("new{g}_{u}")).collect();
+        let refs: Vec<&str> = new.iter().map(String::as_str).collect();
+        groups += &group(&format!("team{g}"), "", &refs, &[]);
+    }
+    let w = v2(&seed, &groups, "max_deletes = 500").await;
+    let plan = w.plan().await;
+    assert_eq!(
+        plan.targets[0].plan.as_ref().expect("plan").changes.len(),
+        1000
+    );
+
+    w.sim.crafter.clear_calls();
+    let report = w.apply(None).await;
+    assert_eq!(applied(&report).failures(), 0, "{report:?}");
+    let calls = w.sim.crafter.calls();
+    let writes = writes_of(&calls).len();
+    let reads = calls.len() - writes;
+    // The minimum API 2 allows: A7 takes any number of users and A8 any number of usernames,
+    // but each addresses one group, so every group that gains members needs one A7 and every
+    // group that loses members one A8: 10 + 10 = 20. The reads are what an observe needs: one
+    // page of A1 (16 groups at 100 a page), one page of A6 per managed group (10), and one A9
+    // per desired user not already seen as a member (500, since A7 fails whole on one unknown
+    // user). No fresh read is needed before a write: nothing is replaced whole.
+    let minimum = 20;
+    eprintln!(
+        "crafter: 1000 member changes: {writes} write calls (+{reads} reads), minimum {minimum}"
+    );
+    assert_eq!(writes, minimum, "{:#?}", writes_of(&calls));
+    assert_eq!(reads, 1 + 10 + 500);
+    for g in 0..10 {
+        assert_eq!(members(&w, &format!("team{g}")).len(), 50);
+        assert!(
+            members(&w, &format!("team{g}"))
+                .iter()
+                .all(|m| m.starts_with("new"))
+        );
+    }
+    assert!(!w.plan().await.any_changes());
+}
