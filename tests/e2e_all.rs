@@ -150,8 +150,9 @@ async fn a_group_vinyldns_cannot_take_fails_that_target_alone_before_any_read() 
     let groups = dir.path().join("groups.toml");
     std::fs::write(
         &groups,
-        "[[group]]\nname = \"ops\"\nmembers = [\"tdurden\"]\n\n[[group]]\nname = \"dev\"\n\
-         members = [\"bob\"]\n[group.vinyldns]\nemail = \"dev@example.com\"\n",
+        "[[group]]\nname = \"ops\"\nmembers = [\"tdurden\"]\n[group.vinyldns]\n\
+         admins = [\"tdurden\"]\n\n[[group]]\nname = \"dev\"\nmembers = [\"bob\"]\n\
+         [group.vinyldns]\nemail = \"dev@example.com\"\nadmins = [\"bob\"]\n",
     )
     .unwrap();
     let mut config = config;
