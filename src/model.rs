@@ -170,7 +170,8 @@ pub struct Observed {
     /// Names of every other group the target has (out of scope), so that a child reference or a
     /// create can be checked against them.
     pub others: BTreeSet<GroupName>,
-    /// Target ids of the desired user keys that exist on the target.
+    /// Target ids of the user keys roster may need to address: the desired users that exist on
+    /// the target, and (where the API removes members by id) the observed members.
     pub users: BTreeMap<UserKey, TargetUserId>,
     /// Desired user keys the target does not know; they are warned about, never added.
     pub unknown_users: BTreeSet<UserKey>,

@@ -74,16 +74,20 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Reads an error response: its status, the server's message (the `message` or `error` field of a
-/// JSON body, else the body's start), and `Retry-After` in seconds.
-pub async fn status_error(resp: Response) -> CallErrorKind {
-    let status = resp.status();
-    let retry_after = resp
-        .headers()
+/// The server's `Retry-After`, in its seconds form (the HTTP-date form is treated as absent).
+pub fn retry_after(resp: &Response) -> Option<Duration> {
+    resp.headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .map(Duration::from_secs)
+}
+
+/// Reads an error response: its status, the server's message (see [`server_message`]), and
+/// `Retry-After` in seconds.
+pub async fn status_error(resp: Response) -> CallErrorKind {
+    let status = resp.status();
+    let retry_after = retry_after(&resp);
     let body = resp.text().await.unwrap_or_default();
     CallErrorKind::Status {
         status: status.as_u16(),
@@ -92,7 +96,10 @@ pub async fn status_error(resp: Response) -> CallErrorKind {
     }
 }
 
-/// The message a server gave in an error body, with any validation details it listed.
+/// The message a server gave in an error body, with any validation details it listed: the
+/// `message` field (with a Contensis-style `data` list and `logId`), an RFC 7807 problem's
+/// `detail`, or its `title` with the ASP.NET `errors` map, an OAuth `error_description` or
+/// `error`; else the body's start after the status reason.
 pub fn server_message(status: StatusCode, body: &str) -> String {
     let reason = status.canonical_reason().unwrap_or("error");
     let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
@@ -109,6 +116,11 @@ pub fn server_message(status: StatusCode, body: &str) -> String {
             .find(|(key, _)| key.eq_ignore_ascii_case(k))
             .and_then(|(_, v)| v.as_str().map(str::to_owned))
     };
+    if get(&v, "message").is_none()
+        && let Some(problem) = problem_details(&v)
+    {
+        return problem;
+    }
     let mut msg = get(&v, "message")
         .or_else(|| get(&v, "error_description"))
         .or_else(|| get(&v, "error"))
@@ -136,9 +148,59 @@ pub fn server_message(status: StatusCode, body: &str) -> String {
     msg
 }
 
+/// An RFC 7807 problem (`detail`, else `title` with the `errors` map ASP.NET adds to validation
+/// failures), if the body is one.
+fn problem_details(v: &serde_json::Value) -> Option<String> {
+    let text = |k: &str| {
+        v.get(k)
+            .and_then(serde_json::Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    if let Some(detail) = text("detail") {
+        return Some(detail.to_owned());
+    }
+    let title = text("title")?;
+    let details: Vec<String> = v
+        .get("errors")
+        .and_then(serde_json::Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(field, msgs)| {
+            let msgs: Vec<&str> = msgs
+                .as_array()
+                .map(|a| a.iter().filter_map(serde_json::Value::as_str).collect())
+                .unwrap_or_default();
+            format!("{field}: {}", msgs.join(" "))
+        })
+        .collect();
+    Some(if details.is_empty() {
+        title.to_owned()
+    } else {
+        format!("{title} ({})", details.join("; "))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn problem_details_give_the_detail_or_the_title_with_its_errors() {
+        assert_eq!(
+            server_message(
+                StatusCode::NOT_FOUND,
+                r#"{"type":"about:blank","title":"Not Found","status":404,"detail":"Group x does not exist"}"#
+            ),
+            "Group x does not exist"
+        );
+        assert_eq!(
+            server_message(
+                StatusCode::BAD_REQUEST,
+                r#"{"title":"One or more validation errors occurred.","errors":{"name":["The name field is required."]}}"#
+            ),
+            "One or more validation errors occurred. (name: The name field is required.)"
+        );
+    }
 
     #[test]
     fn validation_details_are_read_whatever_their_casing() {

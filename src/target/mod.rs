@@ -8,6 +8,7 @@
 pub mod contensis;
 pub mod crafter;
 pub mod http;
+pub mod oauth;
 pub mod uipath;
 pub mod vinyldns;
 

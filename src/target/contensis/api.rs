@@ -54,15 +54,6 @@ pub fn user(user: &str) -> String {
     format!("/api/security/users/{}", seg(user))
 }
 
-/// The token response.
-#[derive(Debug, Deserialize)]
-pub struct TokenResponse {
-    /// The bearer token.
-    pub access_token: String,
-    /// Lifetime in seconds.
-    pub expires_in: u64,
-}
-
 /// `PagedList<T>`, with the items kept as JSON until each is read.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]

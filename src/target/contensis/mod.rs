@@ -13,7 +13,6 @@ pub mod sim;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use reqwest::{Method, StatusCode};
@@ -26,7 +25,8 @@ use crate::model::{
 };
 use crate::plan::change::{Change, Plan};
 use crate::plan::{Scope, fold};
-use crate::target::http::{status_error, transport_error};
+use crate::target::http::status_error;
+use crate::target::oauth::{BearerSession, FormValue};
 use crate::target::{
     Call, CallError, CallErrorKind, ObserveError, RetrySafety, Sent, Stage, Target,
 };
@@ -35,9 +35,6 @@ use config::{ContensisAuth, ContensisConfig};
 
 /// The `extras` key of Contensis attributes in the desired state (`[group.contensis]`).
 pub const TYPE: &str = "contensis";
-
-/// Renew a token this long before it runs out, as the vendor's SDK does.
-const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 
 /// How a call names a group: by GUID once known, else by name (a group created in this run, whose
 /// GUID is looked up when the call is sent).
@@ -107,23 +104,16 @@ impl Call for ContensisCall {
     }
 }
 
-#[derive(Clone)]
-struct Token {
-    value: String,
-    renew_at: Instant,
-}
-
 /// The Contensis connector for one `[[target]]`.
 pub struct ContensisTarget {
     name: String,
     base: String,
     auth: ContensisAuth,
-    scope: String,
+    session: BearerSession,
     http: reqwest::Client,
     concurrency: NonZeroUsize,
     page_size: u32,
     reads: RetryPolicy,
-    token: tokio::sync::Mutex<Option<Token>>,
     /// GUIDs by folded group name: filled by observe and by creates, read when a call is sent.
     ids: Mutex<HashMap<String, String>>,
 }
@@ -150,12 +140,11 @@ impl ContensisTarget {
             name: name.to_owned(),
             base: config.url.trim_end_matches('/').to_owned(),
             auth: config.auth.clone(),
-            scope: config.scope.clone(),
+            session: session(config),
             http,
             concurrency,
             page_size: 100,
             reads: RetryPolicy::default(),
-            token: tokio::sync::Mutex::new(None),
             ids: Mutex::new(HashMap::new()),
         }
     }
@@ -188,73 +177,8 @@ impl ContensisTarget {
         }
     }
 
-    /// A valid bearer token: the cached one, or a new one. `stale` is a token the API refused,
-    /// replaced only if nobody has replaced it already.
-    async fn token(&self, stale: Option<&str>) -> Result<String, CallError> {
-        let mut cached = self.token.lock().await;
-        if let Some(t) = cached.as_ref()
-            && Instant::now() < t.renew_at
-            && stale != Some(t.value.as_str())
-        {
-            return Ok(t.value.clone());
-        }
-        let mut form: Vec<(&str, &str)> = Vec::new();
-        match &self.auth {
-            ContensisAuth::ClientCredentials {
-                client_id,
-                client_secret,
-            } => {
-                form.push(("grant_type", "client_credentials"));
-                form.push(("client_id", client_id));
-                form.push(("client_secret", client_secret.expose()));
-            }
-            ContensisAuth::Password { username, password } => {
-                form.push(("grant_type", "contensis_classic"));
-                form.push(("username", username));
-                form.push(("password", password.expose()));
-            }
-        }
-        form.push(("scope", &self.scope));
-        let url = format!("{}{}", self.base, api::TOKEN);
-        let resp = self
-            .http
-            .post(&url)
-            .header("Accept", "application/json")
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| self.err(&Method::POST, api::TOKEN, None, transport_error(&e)))?;
-        if !resp.status().is_success() {
-            let kind = match status_error(resp).await {
-                CallErrorKind::Status {
-                    status, message, ..
-                } if status < 500 && status != 429 => CallErrorKind::Auth(format!(
-                    "the token endpoint answered {status}: {message}; check the client id and secret"
-                )),
-                other => other,
-            };
-            return Err(self.err(&Method::POST, api::TOKEN, None, kind));
-        }
-        let t: api::TokenResponse = resp.json().await.map_err(|e| {
-            self.err(
-                &Method::POST,
-                api::TOKEN,
-                None,
-                CallErrorKind::Decode(e.to_string()),
-            )
-        })?;
-        let life = Duration::from_secs(t.expires_in);
-        let token = Token {
-            value: t.access_token,
-            renew_at: Instant::now() + life.saturating_sub(TOKEN_MARGIN.min(life / 2)),
-        };
-        *cached = Some(token.clone());
-        debug!(target_name = %self.name, "obtained a token");
-        Ok(token.value)
-    }
-
-    /// Sends one request with a bearer token; on a 401 renews the token once and sends again.
-    /// Returns the response when its status is a success or listed in `accept`.
+    /// Sends one request with the bearer token (renewed once on a 401). Returns the response
+    /// when its status is a success or listed in `accept`.
     async fn request(
         &self,
         method: Method,
@@ -264,39 +188,10 @@ impl ContensisTarget {
         group: Option<&GroupName>,
         accept: &[StatusCode],
     ) -> Result<reqwest::Response, CallError> {
-        let mut token = self.token(None).await?;
-        for attempt in 0..2 {
-            let mut req = self
-                .http
-                .request(method.clone(), format!("{}{path}", self.base))
-                .bearer_auth(&token)
-                .header("Accept", "application/json");
-            if !query.is_empty() {
-                req = req.query(query);
-            }
-            if let Some(b) = body {
-                req = req.json(b);
-            }
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| self.err(&method, path, group, transport_error(&e)))?;
-            let status = resp.status();
-            if status == StatusCode::UNAUTHORIZED && attempt == 0 {
-                token = self.token(Some(&token)).await?;
-                continue;
-            }
-            if status.is_success() || accept.contains(&status) {
-                return Ok(resp);
-            }
-            return Err(self.err(&method, path, group, status_error(resp).await));
-        }
-        Err(self.err(
-            &method,
-            path,
-            group,
-            CallErrorKind::Auth("the API refused a freshly issued token (401)".to_owned()),
-        ))
+        self.session
+            .send(&self.http, &self.base, method, path, query, body, accept)
+            .await
+            .map_err(|f| self.err(&f.method, &f.path, group, f.kind))
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(
@@ -823,6 +718,28 @@ impl Target for ContensisTarget {
             _ => Ok(None),
         }
     }
+}
+
+/// The token grant of `config`: client credentials, or the `contensis_classic` password grant.
+fn session(config: &ContensisConfig) -> BearerSession {
+    let plain = |s: &str| FormValue::Plain(s.to_owned());
+    let mut form = match &config.auth {
+        ContensisAuth::ClientCredentials {
+            client_id,
+            client_secret,
+        } => vec![
+            ("grant_type", plain("client_credentials")),
+            ("client_id", plain(client_id)),
+            ("client_secret", FormValue::Secret(client_secret.clone())),
+        ],
+        ContensisAuth::Password { username, password } => vec![
+            ("grant_type", plain("contensis_classic")),
+            ("username", plain(username)),
+            ("password", FormValue::Secret(password.clone())),
+        ],
+    };
+    form.push(("scope", plain(&config.scope)));
+    BearerSession::new(api::TOKEN, form, "check the client id and secret")
 }
 
 fn already_if(already: bool, why: &str) -> Sent {

@@ -41,7 +41,7 @@ use crate::model::{
 };
 use crate::plan::change::{Change, Plan};
 use crate::plan::{Scope, fold};
-use crate::target::http::transport_error;
+use crate::target::http::{retry_after, transport_error};
 use crate::target::{
     Call, CallError, CallErrorKind, ObserveError, RetrySafety, Sent, Stage, Target,
 };
@@ -1043,15 +1043,6 @@ impl CrafterTarget {
             )),
         }
     }
-}
-
-/// The server's `Retry-After` in seconds.
-fn retry_after(resp: &reqwest::Response) -> Option<std::time::Duration> {
-    resp.headers()
-        .get(header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(std::time::Duration::from_secs)
 }
 
 impl Target for CrafterTarget {

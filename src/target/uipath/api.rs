@@ -5,11 +5,8 @@
 //! identifiers such as `aad|…`) are percent-encoded as whole path segments.
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
-
-use crate::target::http::server_message;
 
 /// Everything but RFC 3986 unreserved characters is encoded.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -54,15 +51,6 @@ pub fn search(identity: &str, partition: &str) -> String {
 
 /// The directory sources searched for users: local users and directory (AAD, AD) users.
 pub const USER_SOURCES: [&str; 2] = ["LocalUsers", "DirectoryUsers"];
-
-/// The token response.
-#[derive(Debug, Deserialize)]
-pub struct TokenResponse {
-    /// The bearer token.
-    pub access_token: String,
-    /// Lifetime in seconds.
-    pub expires_in: u64,
-}
 
 /// A group as the list returns it.
 #[derive(Clone, Debug, Deserialize)]
@@ -172,41 +160,6 @@ pub fn update_body(partition: &str, name: &str, add: &[String], remove: &[String
     })
 }
 
-/// The server's message in an error body: ASP.NET Core problem details (`detail`, else `title`
-/// with the validation `errors`), else what the shared reader finds (`message`, `error`, …).
-pub fn error_message(status: StatusCode, body: &str) -> String {
-    let Ok(Value::Object(v)) = serde_json::from_str::<Value>(body) else {
-        return server_message(status, body);
-    };
-    let text = |k: &str| v.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
-    if let Some(detail) = text("detail") {
-        return detail.to_owned();
-    }
-    if let Some(title) = text("title") {
-        let details: Vec<String> = v
-            .get("errors")
-            .and_then(Value::as_object)
-            .map(|errs| {
-                errs.iter()
-                    .map(|(field, msgs)| {
-                        let msgs: Vec<&str> = msgs
-                            .as_array()
-                            .map(|a| a.iter().filter_map(Value::as_str).collect())
-                            .unwrap_or_default();
-                        format!("{field}: {}", msgs.join(" "))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        return if details.is_empty() {
-            title.to_owned()
-        } else {
-            format!("{title} ({})", details.join("; "))
-        };
-    }
-    server_message(status, body)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,24 +171,5 @@ mod tests {
             "/identity_/api/Group/p-1/aad%7Cx%2Fy"
         );
         assert_eq!(update("identity", "g"), "/identity/api/Group/g");
-    }
-
-    #[test]
-    fn problem_details_are_read() {
-        let v = r#"{"title":"One or more validation errors occurred.","status":400,"errors":{"Name":["The Name field is required."]}}"#;
-        assert_eq!(
-            error_message(StatusCode::BAD_REQUEST, v),
-            "One or more validation errors occurred. (Name: The Name field is required.)"
-        );
-        let d = r#"{"title":"Conflict","status":409,"detail":"A group named 'x' already exists"}"#;
-        assert_eq!(
-            error_message(StatusCode::CONFLICT, d),
-            "A group named 'x' already exists"
-        );
-        assert_eq!(
-            error_message(StatusCode::BAD_REQUEST, r#"{"error":"invalid_scope"}"#),
-            "invalid_scope"
-        );
-        assert_eq!(error_message(StatusCode::UNAUTHORIZED, ""), "Unauthorized");
     }
 }

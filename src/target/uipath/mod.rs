@@ -21,7 +21,6 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use reqwest::{Method, StatusCode};
@@ -36,7 +35,8 @@ use crate::model::{
 };
 use crate::plan::change::{Change, Plan};
 use crate::plan::{Scope, fold};
-use crate::target::http::transport_error;
+use crate::target::http::status_error;
+use crate::target::oauth::{BearerSession, FormValue};
 use crate::target::{
     Call, CallError, CallErrorKind, ObserveError, RetrySafety, Sent, Stage, Target,
 };
@@ -45,9 +45,6 @@ use config::{UiPathConfig, UserKeyField};
 
 /// The `extras` key of UiPath attributes in the desired state; UiPath groups have none.
 pub const TYPE: &str = "uipath";
-
-/// Renew a token this long before it runs out.
-const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 
 /// What one call does.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,12 +110,6 @@ impl Call for UiPathCall {
     }
 }
 
-#[derive(Clone)]
-struct Token {
-    value: String,
-    renew_at: Instant,
-}
-
 /// The UiPath Identity connector for one `[[target]]`.
 pub struct UiPathTarget {
     name: String,
@@ -126,13 +117,11 @@ pub struct UiPathTarget {
     identity: String,
     partition: String,
     client_id: String,
-    client_secret: crate::config::Secret,
-    scope: String,
+    session: BearerSession,
     user_key: UserKeyField,
     http: reqwest::Client,
     concurrency: NonZeroUsize,
     reads: RetryPolicy,
-    token: tokio::sync::Mutex<Option<Token>>,
     /// Directory ids by folded user key (`None`: no such user), for the run.
     users: Mutex<HashMap<String, Option<String>>>,
 }
@@ -163,13 +152,27 @@ impl UiPathTarget {
             identity: config.identity_path.clone(),
             partition: config.partition_global_id.clone(),
             client_id: config.client_id.clone(),
-            client_secret: config.client_secret.clone(),
-            scope: config.scope.clone(),
+            session: BearerSession::new(
+                api::token(&config.identity_path),
+                vec![
+                    ("grant_type", FormValue::Plain("client_credentials".into())),
+                    ("client_id", FormValue::Plain(config.client_id.clone())),
+                    (
+                        "client_secret",
+                        FormValue::Secret(config.client_secret.clone()),
+                    ),
+                    ("scope", FormValue::Plain(config.scope.clone())),
+                ],
+                format!(
+                    "check the client id, the secret and that the external application was \
+                     granted the scope `{}`",
+                    config.scope
+                ),
+            ),
             user_key: config.user_key,
             http,
             concurrency,
             reads: RetryPolicy::default(),
-            token: tokio::sync::Mutex::new(None),
             users: Mutex::new(HashMap::new()),
         }
     }
@@ -203,80 +206,6 @@ impl UiPathTarget {
         }
     }
 
-    /// An error answer: its status, the server's message and `Retry-After`.
-    async fn status_error(resp: reqwest::Response) -> CallErrorKind {
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let body = resp.text().await.unwrap_or_default();
-        CallErrorKind::Status {
-            status: status.as_u16(),
-            message: api::error_message(status, &body),
-            retry_after,
-        }
-    }
-
-    /// A valid bearer token: the cached one, or a new one. `stale` is a token the API refused,
-    /// replaced only if nobody has replaced it already.
-    async fn token(&self, stale: Option<&str>) -> Result<String, CallError> {
-        let mut cached = self.token.lock().await;
-        if let Some(t) = cached.as_ref()
-            && Instant::now() < t.renew_at
-            && stale != Some(t.value.as_str())
-        {
-            return Ok(t.value.clone());
-        }
-        let path = api::token(&self.identity);
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", self.client_id.as_str()),
-            ("client_secret", self.client_secret.expose()),
-            ("scope", self.scope.as_str()),
-        ];
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("Accept", "application/json")
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| self.err(&Method::POST, &path, None, transport_error(&e)))?;
-        if !resp.status().is_success() {
-            let kind = match Self::status_error(resp).await {
-                CallErrorKind::Status {
-                    status, message, ..
-                } if status < 500 && status != 429 => CallErrorKind::Auth(format!(
-                    "the token endpoint answered {status}: {message}; check the client id, \
-                         the secret and that the external application was granted the scope \
-                         `{}`",
-                    self.scope
-                )),
-                other => other,
-            };
-            return Err(self.err(&Method::POST, &path, None, kind));
-        }
-        let t: api::TokenResponse = resp.json().await.map_err(|e| {
-            self.err(
-                &Method::POST,
-                &path,
-                None,
-                CallErrorKind::Decode(e.to_string()),
-            )
-        })?;
-        let life = Duration::from_secs(t.expires_in);
-        let token = Token {
-            value: t.access_token,
-            renew_at: Instant::now() + life.saturating_sub(TOKEN_MARGIN.min(life / 2)),
-        };
-        *cached = Some(token.clone());
-        debug!(target_name = %self.name, "obtained a token");
-        Ok(token.value)
-    }
-
     /// Sends one request with a bearer token; on a 401 renews the token once and sends again.
     /// Returns the response when its status is a success or listed in `accept`.
     async fn request(
@@ -288,39 +217,10 @@ impl UiPathTarget {
         group: Option<&GroupName>,
         accept: &[StatusCode],
     ) -> Result<reqwest::Response, CallError> {
-        let mut token = self.token(None).await?;
-        for attempt in 0..2 {
-            let mut req = self
-                .http
-                .request(method.clone(), format!("{}{path}", self.base))
-                .bearer_auth(&token)
-                .header("Accept", "application/json");
-            if !query.is_empty() {
-                req = req.query(query);
-            }
-            if let Some(b) = body {
-                req = req.json(b);
-            }
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| self.err(&method, path, group, transport_error(&e)))?;
-            let status = resp.status();
-            if status == StatusCode::UNAUTHORIZED && attempt == 0 {
-                token = self.token(Some(&token)).await?;
-                continue;
-            }
-            if status.is_success() || accept.contains(&status) {
-                return Ok(resp);
-            }
-            return Err(self.err(&method, path, group, Self::status_error(resp).await));
-        }
-        Err(self.err(
-            &method,
-            path,
-            group,
-            CallErrorKind::Auth("the API refused a freshly issued token (401)".to_owned()),
-        ))
+        self.session
+            .send(&self.http, &self.base, method, path, query, body, accept)
+            .await
+            .map_err(|f| self.err(&f.method, &f.path, group, f.kind))
     }
 
     /// A GET whose JSON answer is read as `T`, retried as the read policy allows.
@@ -496,7 +396,7 @@ impl UiPathTarget {
         if resp.status() != StatusCode::BAD_REQUEST {
             return Ok(Sent::Done);
         }
-        let refusal = self.err(&Method::PUT, &path, g, Self::status_error(resp).await);
+        let refusal = self.err(&Method::PUT, &path, g, status_error(resp).await);
         let now = self.detail(id, &call.group).await?;
         let have: BTreeSet<String> = now
             .members
@@ -788,7 +688,7 @@ impl Target for UiPathTarget {
                 }
                 // A duplicate name is 409 on some servers and 400 on others: adopt the group
                 // when one of that name exists, else it is the error it says.
-                let refusal = self.err(&Method::POST, &path, g, Self::status_error(resp).await);
+                let refusal = self.err(&Method::POST, &path, g, status_error(resp).await);
                 match self.find(&call.group).await? {
                     Some(found) => {
                         self.adopt(call, &found, members, "group already existed; adopted")

@@ -1,0 +1,196 @@
+//! The bearer-token session of connectors whose API hands out OAuth2 access tokens from a token
+//! endpoint (Contensis, UiPath Identity): the grant form, the cached token, its renewal a minute
+//! before it runs out, and one renewal after the API refuses a token mid-run.
+//!
+//! Concurrent calls share one token; when several of them see it refused at once, only the first
+//! fetches a new one (`stale` names the refused token, so the others pick up the replacement).
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracing::debug;
+
+use crate::config::Secret;
+use crate::target::CallErrorKind;
+use crate::target::http::{status_error, transport_error};
+
+/// Renew a token this long before it runs out (or at half its life, if that is shorter).
+const TOKEN_MARGIN: Duration = Duration::from_secs(60);
+
+/// One field of a token request's form.
+#[derive(Clone, Debug)]
+pub enum FormValue {
+    /// A value that may be logged (a grant type, a client id, a scope).
+    Plain(String),
+    /// A secret, exposed only when the form is sent.
+    Secret(Secret),
+}
+
+/// A failed call, with the method and path that failed (the token endpoint's, when the grant
+/// failed), for the connector to wrap in a [`CallError`](crate::target::CallError).
+#[derive(Debug)]
+pub struct Failure {
+    /// The method of the call that failed.
+    pub method: Method,
+    /// Its path.
+    pub path: String,
+    /// What went wrong.
+    pub kind: CallErrorKind,
+}
+
+/// The token endpoint's answer.
+#[derive(Debug, Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    expires_in: u64,
+}
+
+#[derive(Clone)]
+struct Token {
+    value: String,
+    renew_at: Instant,
+}
+
+/// A connector's bearer session: how to obtain a token, and the one in use.
+pub struct BearerSession {
+    token_path: String,
+    form: Vec<(&'static str, FormValue)>,
+    hint: String,
+    cached: tokio::sync::Mutex<Option<Token>>,
+}
+
+impl std::fmt::Debug for BearerSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The form's secrets are redacted by `Secret`; the token itself is never shown.
+        f.debug_struct("BearerSession")
+            .field("token_path", &self.token_path)
+            .field("form", &self.form)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BearerSession {
+    /// A session that posts `form` to `token_path` (below the connector's base URL); `hint` ends
+    /// the message of a refused grant (what to check).
+    pub fn new(
+        token_path: impl Into<String>,
+        form: Vec<(&'static str, FormValue)>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Self {
+            token_path: token_path.into(),
+            form,
+            hint: hint.into(),
+            cached: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// A valid token: the cached one, or a new one. `stale` is a token the API refused, replaced
+    /// only if nobody has replaced it already.
+    pub async fn token(
+        &self,
+        http: &reqwest::Client,
+        base: &str,
+        stale: Option<&str>,
+    ) -> Result<String, Failure> {
+        let mut cached = self.cached.lock().await;
+        if let Some(t) = cached.as_ref()
+            && Instant::now() < t.renew_at
+            && stale != Some(t.value.as_str())
+        {
+            return Ok(t.value.clone());
+        }
+        let fail = |kind| Failure {
+            method: Method::POST,
+            path: self.token_path.clone(),
+            kind,
+        };
+        let form: Vec<(&str, &str)> = self
+            .form
+            .iter()
+            .map(|(k, v)| match v {
+                FormValue::Plain(s) => (*k, s.as_str()),
+                FormValue::Secret(s) => (*k, s.expose()),
+            })
+            .collect();
+        let resp = http
+            .post(format!("{base}{}", self.token_path))
+            .header("Accept", "application/json")
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| fail(transport_error(&e)))?;
+        if !resp.status().is_success() {
+            let kind = match status_error(resp).await {
+                CallErrorKind::Status {
+                    status, message, ..
+                } if status < 500 && status != 429 => CallErrorKind::Auth(format!(
+                    "the token endpoint answered {status}: {message}; {}",
+                    self.hint
+                )),
+                other => other,
+            };
+            return Err(fail(kind));
+        }
+        let t: TokenResponse = resp
+            .json()
+            .await
+            .map_err(|e| fail(CallErrorKind::Decode(e.to_string())))?;
+        let life = Duration::from_secs(t.expires_in);
+        let token = Token {
+            value: t.access_token,
+            renew_at: Instant::now() + life.saturating_sub(TOKEN_MARGIN.min(life / 2)),
+        };
+        *cached = Some(token.clone());
+        debug!(token_path = %self.token_path, "obtained a token");
+        Ok(token.value)
+    }
+
+    /// Sends one request with the bearer token; on a 401 renews the token once and sends again.
+    /// Returns the response when its status is a success or listed in `accept`.
+    #[allow(clippy::too_many_arguments)] // one call's parts; a builder would only rename them
+    pub async fn send<V: Serialize + Sync>(
+        &self,
+        http: &reqwest::Client,
+        base: &str,
+        method: Method,
+        path: &str,
+        query: &[(&str, V)],
+        body: Option<&Value>,
+        accept: &[StatusCode],
+    ) -> Result<Response, Failure> {
+        let fail = |kind| Failure {
+            method: method.clone(),
+            path: path.to_owned(),
+            kind,
+        };
+        let mut token = self.token(http, base, None).await?;
+        for attempt in 0..2 {
+            let mut req = http
+                .request(method.clone(), format!("{base}{path}"))
+                .bearer_auth(&token)
+                .header("Accept", "application/json");
+            if !query.is_empty() {
+                req = req.query(query);
+            }
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let resp = req.send().await.map_err(|e| fail(transport_error(&e)))?;
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED && attempt == 0 {
+                token = self.token(http, base, Some(&token)).await?;
+                continue;
+            }
+            if status.is_success() || accept.contains(&status) {
+                return Ok(resp);
+            }
+            return Err(fail(status_error(resp).await));
+        }
+        Err(fail(CallErrorKind::Auth(
+            "the API refused a freshly issued token (401)".to_owned(),
+        )))
+    }
+}
