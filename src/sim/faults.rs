@@ -150,7 +150,7 @@ impl FaultInjector {
     }
 
     fn lock(&self) -> MutexGuard<'_, FaultState> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        super::control::lock(&self.inner)
     }
 
     /// Replaces the faults, refilling the counters and reseeding the random numbers.

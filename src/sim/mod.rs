@@ -28,6 +28,7 @@
 //! name = "Platform"
 //! ```
 
+pub mod control;
 pub mod faults;
 
 use std::future::Future;
@@ -152,6 +153,16 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let col = before[line_start..].chars().count() + 1;
     (line, col)
+}
+
+/// The key the simulators compare group names by: the name itself, or the name lowercased when
+/// the simulator's `case_insensitive_names` switch is on.
+pub fn name_key(name: &str, case_insensitive: bool) -> String {
+    if case_insensitive {
+        name.to_lowercase()
+    } else {
+        name.to_owned()
+    }
 }
 
 /// One of the simulators `roster sim` serves.

@@ -26,16 +26,15 @@
 //! `GET /_sim/calls` need no token: the simulator is meant for loopback only.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{Form, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, head, post, put};
 use serde::de::DeserializeOwned;
@@ -43,7 +42,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
+use crate::sim::control::{self, CallLog, ControlPut, SimControl, SimCore};
 use crate::sim::faults::{self, FaultHost, FaultInjector, Faults};
+use crate::sim::name_key;
 
 /// The name of the built-in `sys` group whose members may call the security API.
 pub const SYSTEM_ADMINISTRATORS: &str = "System Administrators";
@@ -325,13 +326,7 @@ pub struct SimGroup {
 /// handle serves requests, another lets a test look inside.
 #[derive(Clone, Debug)]
 pub struct ContensisSim {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    state: Mutex<SimState>,
-    faults: FaultInjector,
+    inner: Arc<SimCore<SimState>>,
 }
 
 #[derive(Debug)]
@@ -372,16 +367,7 @@ struct SimState {
     sys_admins: Uuid,
     tokens: HashMap<String, Token>,
     refresh_tokens: HashMap<String, Uuid>,
-    calls: Vec<String>,
     writes: usize,
-}
-
-fn name_key(name: &str, case_insensitive: bool) -> String {
-    if case_insensitive {
-        name.to_lowercase()
-    } else {
-        name.to_owned()
-    }
 }
 
 fn random_token() -> String {
@@ -407,7 +393,6 @@ impl ContensisSim {
             sys_admins,
             tokens: HashMap::new(),
             refresh_tokens: HashMap::new(),
-            calls: Vec::new(),
             writes: 0,
         };
         st.users.insert(
@@ -487,15 +472,12 @@ impl ContensisSim {
             }
         }
         Self {
-            inner: Arc::new(Inner {
-                state: Mutex::new(st),
-                faults: FaultInjector::new(seed.faults),
-            }),
+            inner: Arc::new(SimCore::new(st, seed.faults)),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, SimState> {
-        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock()
     }
 
     /// The axum router serving the API (`/authenticate/connect/token`, `/api/security/...`)
@@ -534,22 +516,8 @@ impl ContensisSim {
                 head(user_in_groups),
             )
             .fallback(not_found)
-            .with_state(self.clone())
-            .layer(from_fn_with_state(
-                self.clone(),
-                faults::inject::<ContensisSim>,
-            ))
-            .layer(from_fn_with_state(self.clone(), log_call));
-        let control = Router::new()
-            .route("/_sim/state", get(control_state))
-            .route("/_sim/faults", get(control_faults).put(control_set_faults))
-            .route(
-                "/_sim/behaviour",
-                get(control_behaviour).put(control_set_behaviour),
-            )
-            .route("/_sim/calls", get(control_calls))
             .with_state(self.clone());
-        api.merge(control)
+        control::wrap_api(self, api)
     }
 
     /// Names of all groups as stored, sorted; includes `sys` groups.
@@ -592,7 +560,7 @@ impl ContensisSim {
     /// Every API request received, as `"METHOD /path?query"` (path as sent, percent-encoded),
     /// token calls included, in arrival order; control calls are not logged.
     pub fn calls(&self) -> Vec<String> {
-        self.lock().calls.clone()
+        self.inner.calls().lines()
     }
 
     /// How many requests changed the state.
@@ -602,17 +570,17 @@ impl ContensisSim {
 
     /// Forgets the calls logged so far.
     pub fn clear_calls(&self) {
-        self.lock().calls.clear();
+        self.inner.calls().clear();
     }
 
     /// Replaces the faults (counters refilled, random numbers reseeded).
     pub fn set_faults(&self, f: Faults) {
-        self.inner.faults.set(f);
+        self.inner.faults().set(f);
     }
 
     /// The faults in force, with what is left of their counters.
     pub fn faults(&self) -> Faults {
-        self.inner.faults.get()
+        self.inner.faults().get()
     }
 
     /// Replaces the behaviour switches.
@@ -660,7 +628,7 @@ impl ContensisSim {
 
 impl FaultHost for ContensisSim {
     fn injector(&self) -> &FaultInjector {
-        &self.inner.faults
+        self.inner.faults()
     }
 
     fn is_api_call(&self, path: &str) -> bool {
@@ -675,6 +643,44 @@ impl FaultHost for ContensisSim {
     fn expire_tokens(&self) {
         ContensisSim::expire_tokens(self);
     }
+}
+
+impl SimControl for ContensisSim {
+    type Behaviour = Behaviour;
+
+    const CONTROL_PUT: ControlPut = ControlPut::Echo {
+        bad_body: bad_control_body,
+    };
+
+    fn call_log(&self) -> &CallLog {
+        self.inner.calls()
+    }
+
+    fn state_json(&self) -> Value {
+        let st = self.lock();
+        let mut groups: Vec<SimGroup> = st
+            .groups
+            .keys()
+            .filter_map(|id| st.sim_group(*id))
+            .collect();
+        groups.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut users: Vec<&str> = st.users.values().map(|u| u.username.as_str()).collect();
+        users.sort_unstable();
+        json!({ "groups": groups, "users": users, "writes": st.writes })
+    }
+
+    fn behaviour(&self) -> Behaviour {
+        ContensisSim::behaviour(self)
+    }
+
+    fn set_behaviour(&self, b: Behaviour) {
+        ContensisSim::set_behaviour(self, b);
+    }
+}
+
+/// The answer to a control `PUT` whose body does not fit: the API's own 400.
+fn bad_control_body(message: String) -> Response {
+    ApiError::BadRequest(message).into_response()
 }
 
 impl SimState {
@@ -1322,16 +1328,6 @@ fn parse_guids(body: &[u8]) -> Result<Vec<Uuid>, ApiError> {
 
 type ApiResult = Result<Response, ApiError>;
 
-/// Logs every request that reaches the API routes, faulted or not.
-async fn log_call(State(sim): State<ContensisSim>, req: Request, next: Next) -> Response {
-    let target = req
-        .uri()
-        .path_and_query()
-        .map_or_else(|| req.uri().path().to_owned(), |pq| pq.as_str().to_owned());
-    sim.lock().calls.push(format!("{} {target}", req.method()));
-    next.run(req).await
-}
-
 async fn not_found() -> Response {
     envelope(StatusCode::NOT_FOUND, "Resource not found", Value::Null)
 }
@@ -1822,56 +1818,6 @@ async fn user_in_groups(
     } else {
         Err(ApiError::NotFound(USER_NOT_IN_GROUP))
     }
-}
-
-// --- control endpoints (unauthenticated, loopback only) ---
-
-async fn control_state(State(sim): State<ContensisSim>) -> Response {
-    let st = sim.lock();
-    let mut groups: Vec<SimGroup> = st
-        .groups
-        .keys()
-        .filter_map(|id| st.sim_group(*id))
-        .collect();
-    groups.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut users: Vec<&str> = st.users.values().map(|u| u.username.as_str()).collect();
-    users.sort_unstable();
-    json_ok(
-        StatusCode::OK,
-        json!({ "groups": groups, "users": users, "writes": st.writes }),
-    )
-}
-
-async fn control_faults(State(sim): State<ContensisSim>) -> Response {
-    json_ok(StatusCode::OK, json!(sim.faults()))
-}
-
-async fn control_set_faults(State(sim): State<ContensisSim>, body: Bytes) -> Response {
-    match serde_json::from_slice::<Faults>(&body) {
-        Ok(f) => {
-            sim.set_faults(f);
-            control_faults(State(sim)).await
-        }
-        Err(e) => ApiError::BadRequest(format!("invalid faults: {e}")).into_response(),
-    }
-}
-
-async fn control_behaviour(State(sim): State<ContensisSim>) -> Response {
-    json_ok(StatusCode::OK, json!(sim.behaviour()))
-}
-
-async fn control_set_behaviour(State(sim): State<ContensisSim>, body: Bytes) -> Response {
-    match serde_json::from_slice::<Behaviour>(&body) {
-        Ok(b) => {
-            sim.set_behaviour(b);
-            control_behaviour(State(sim)).await
-        }
-        Err(e) => ApiError::BadRequest(format!("invalid behaviour: {e}")).into_response(),
-    }
-}
-
-async fn control_calls(State(sim): State<ContensisSim>) -> Response {
-    json_ok(StatusCode::OK, json!(sim.calls()))
 }
 
 #[cfg(test)]

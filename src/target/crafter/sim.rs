@@ -32,19 +32,20 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::sim::control::{self, Call, CallLog, ControlPut, SimControl, SimCore};
 use crate::sim::faults::{self, FaultHost, FaultInjector, Faults};
+use crate::sim::name_key;
 
 /// The web context every Studio URL lives under.
 pub const CONTEXT: &str = "/studio";
@@ -207,7 +208,7 @@ impl CrafterSeed {
                     g.name
                 ));
             }
-            if !names.insert((g.site.clone(), key(&g.name, ci))) {
+            if !names.insert((g.site.clone(), name_key(&g.name, ci))) {
                 problems.push(format!("crafter.group {:?}: duplicate name", g.name));
             }
         }
@@ -216,14 +217,6 @@ impl CrafterSeed {
         } else {
             Err(problems)
         }
-    }
-}
-
-fn key(name: &str, ci: bool) -> String {
-    if ci {
-        name.to_lowercase()
-    } else {
-        name.to_owned()
     }
 }
 
@@ -287,7 +280,6 @@ struct SimState {
     next_user: i64,
     next_group: i64,
     sessions: HashSet<String>,
-    calls: Vec<String>,
     writes: usize,
 }
 
@@ -295,13 +287,7 @@ struct SimState {
 /// another lets a test look inside.
 #[derive(Clone, Debug)]
 pub struct CrafterSim {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    state: Mutex<SimState>,
-    faults: FaultInjector,
+    inner: Arc<SimCore<SimState>>,
 }
 
 impl Default for CrafterSim {
@@ -327,7 +313,6 @@ impl CrafterSim {
             next_user: 1,
             next_group: 1,
             sessions: HashSet::new(),
-            calls: Vec::new(),
             writes: 0,
         };
         let admin = st.ensure_user(&seed.username);
@@ -356,15 +341,12 @@ impl CrafterSim {
             }
         }
         Self {
-            inner: Arc::new(Inner {
-                state: Mutex::new(st),
-                faults: FaultInjector::new(seed.faults),
-            }),
+            inner: Arc::new(SimCore::new(st, seed.faults)),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, SimState> {
-        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock()
     }
 
     /// The HTTP API under `/studio`, behind the call log and the fault layer, plus the
@@ -393,22 +375,8 @@ impl CrafterSim {
                 get(v1_script).post(v1_script),
             )
             .fallback(not_found)
-            .with_state(self.clone())
-            .layer(from_fn_with_state(
-                self.clone(),
-                faults::inject::<CrafterSim>,
-            ))
-            .layer(from_fn_with_state(self.clone(), log_call));
-        let control = Router::new()
-            .route("/_sim/state", get(control_state))
-            .route("/_sim/faults", get(control_faults).put(control_set_faults))
-            .route(
-                "/_sim/behaviour",
-                get(control_behaviour).put(control_set_behaviour),
-            )
-            .route("/_sim/calls", get(control_calls))
             .with_state(self.clone());
-        api.merge(control)
+        control::wrap_api(self, api)
     }
 
     /// The path the API lives under (appended to `http://host:port` to make the target's `url`).
@@ -418,12 +386,12 @@ impl CrafterSim {
 
     /// Every API request received (login included), as `"METHOD /path?query"`, in arrival order.
     pub fn calls(&self) -> Vec<String> {
-        self.lock().calls.clone()
+        self.inner.calls().lines()
     }
 
     /// Forgets the calls received so far.
     pub fn clear_calls(&self) {
-        self.lock().calls.clear();
+        self.inner.calls().clear();
     }
 
     /// How many writes changed state (successful POST/PATCH/DELETE other than login).
@@ -433,12 +401,12 @@ impl CrafterSim {
 
     /// Replaces the faults.
     pub fn set_faults(&self, f: Faults) {
-        self.inner.faults.set(f);
+        self.inner.faults().set(f);
     }
 
     /// The faults as they stand.
     pub fn faults(&self) -> Faults {
-        self.inner.faults.get()
+        self.inner.faults().get()
     }
 
     /// Replaces the switches.
@@ -532,7 +500,7 @@ impl CrafterSim {
 
 impl FaultHost for CrafterSim {
     fn injector(&self) -> &FaultInjector {
-        &self.inner.faults
+        self.inner.faults()
     }
 
     fn is_api_call(&self, path: &str) -> bool {
@@ -552,9 +520,50 @@ impl FaultHost for CrafterSim {
     }
 }
 
+impl SimControl for CrafterSim {
+    type Behaviour = Behaviour;
+
+    const CONTROL_PUT: ControlPut = ControlPut::Echo {
+        bad_body: bad_control_body,
+    };
+
+    fn call_log(&self) -> &CallLog {
+        self.inner.calls()
+    }
+
+    fn state_json(&self) -> Value {
+        let groups = self.groups();
+        let st = self.lock();
+        let users: Vec<&String> = st.users.values().collect();
+        json!({ "api": st.api, "groups": groups, "users": users, "writes": st.writes })
+    }
+
+    fn behaviour(&self) -> Behaviour {
+        CrafterSim::behaviour(self)
+    }
+
+    fn set_behaviour(&self, b: Behaviour) {
+        CrafterSim::set_behaviour(self, b);
+    }
+
+    /// Counts the writes that changed state: successful POST, PATCH and DELETE calls, logging
+    /// in aside.
+    fn call_answered(&self, call: &Call, status: StatusCode) {
+        let write = faults::is_write(&call.method) && !call.target.contains("/security/login.json");
+        if write && status.is_success() {
+            self.lock().writes += 1;
+        }
+    }
+}
+
+/// The answer to a control `PUT` whose body does not fit: API 2's 400.
+fn bad_control_body(message: String) -> Response {
+    bad_request(&message)
+}
+
 impl SimState {
     fn key(&self, name: &str) -> String {
-        key(name, self.behaviour.case_insensitive_names)
+        name_key(name, self.behaviour.case_insensitive_names)
     }
 
     fn find(&self, name: &str, site: Option<&str>) -> Option<i64> {
@@ -829,21 +838,6 @@ fn parse_object(body: &[u8]) -> Option<Map<String, Value>> {
 // ---------------------------------------------------------------------------------------------
 // Handlers: API 2
 // ---------------------------------------------------------------------------------------------
-
-/// Logs every request that reaches the API routes, and counts successful writes.
-async fn log_call(State(sim): State<CrafterSim>, req: Request, next: Next) -> Response {
-    let target = req
-        .uri()
-        .path_and_query()
-        .map_or_else(|| req.uri().path().to_owned(), |pq| pq.as_str().to_owned());
-    let write = faults::is_write(req.method()) && !target.contains("/security/login.json");
-    sim.lock().calls.push(format!("{} {target}", req.method()));
-    let resp = next.run(req).await;
-    if write && resp.status().is_success() {
-        sim.lock().writes += 1;
-    }
-    resp
-}
 
 /// A1 `GET /api/2/groups?keyword=&offset=&limit=&sort=`.
 async fn a1_list(
@@ -1611,51 +1605,6 @@ fn v1_user(st: &SimState, id: i64) -> Value {
         "email": format!("{username}@example.com"),
         "externally_managed": false,
     })
-}
-
-// --- control endpoints (unauthenticated, loopback only) ---
-
-async fn control_state(State(sim): State<CrafterSim>) -> Response {
-    let groups = sim.groups();
-    let st = sim.lock();
-    let users: Vec<&String> = st.users.values().collect();
-    (
-        StatusCode::OK,
-        Json(json!({ "api": st.api, "groups": groups, "users": users, "writes": st.writes })),
-    )
-        .into_response()
-}
-
-async fn control_faults(State(sim): State<CrafterSim>) -> Response {
-    (StatusCode::OK, Json(json!(sim.faults()))).into_response()
-}
-
-async fn control_set_faults(State(sim): State<CrafterSim>, body: Bytes) -> Response {
-    match serde_json::from_slice::<Faults>(&body) {
-        Ok(f) => {
-            sim.set_faults(f);
-            control_faults(State(sim)).await
-        }
-        Err(e) => bad_request(&format!("invalid faults: {e}")),
-    }
-}
-
-async fn control_behaviour(State(sim): State<CrafterSim>) -> Response {
-    (StatusCode::OK, Json(json!(sim.behaviour()))).into_response()
-}
-
-async fn control_set_behaviour(State(sim): State<CrafterSim>, body: Bytes) -> Response {
-    match serde_json::from_slice::<Behaviour>(&body) {
-        Ok(b) => {
-            sim.set_behaviour(b);
-            control_behaviour(State(sim)).await
-        }
-        Err(e) => bad_request(&format!("invalid behaviour: {e}")),
-    }
-}
-
-async fn control_calls(State(sim): State<CrafterSim>) -> Response {
-    (StatusCode::OK, Json(json!(sim.calls()))).into_response()
 }
 
 #[cfg(test)]

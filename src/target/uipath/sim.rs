@@ -31,22 +31,23 @@
 //! and `GET /_sim/calls` need no token: serve the simulator on loopback only.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, Query, Request, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::sim::control::{self, Call, CallLog, ControlPut, SimControl, SimCore};
 use crate::sim::faults::{self, FaultHost, FaultInjector, Faults};
+use crate::sim::name_key;
 
 /// The partition id of the default seed (the example id of UiPath's API guide).
 pub const DEFAULT_PARTITION: &str = "3fa85f64-5717-4562-b3fc-2c963f66afa6";
@@ -290,14 +291,9 @@ pub struct SimGroup {
 /// A running UiPath Identity simulator. Clones share the state.
 #[derive(Clone, Debug)]
 pub struct UiPathSim {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    state: Mutex<SimState>,
-    faults: FaultInjector,
-    organization: String,
+    inner: Arc<SimCore<SimState>>,
+    /// The first path segment; fixed for the simulator's life.
+    organization: Arc<str>,
 }
 
 #[derive(Debug)]
@@ -335,18 +331,9 @@ struct SimState {
     users: BTreeMap<String, User>,
     groups: BTreeMap<String, GroupRec>,
     tokens: HashMap<String, Token>,
-    calls: Vec<String>,
     token_calls: usize,
     writes: usize,
     clock: u64,
-}
-
-fn name_key(name: &str, case_insensitive: bool) -> String {
-    if case_insensitive {
-        name.to_lowercase()
-    } else {
-        name.to_owned()
-    }
 }
 
 impl UiPathSim {
@@ -363,7 +350,6 @@ impl UiPathSim {
             users: BTreeMap::new(),
             groups: BTreeMap::new(),
             tokens: HashMap::new(),
-            calls: Vec::new(),
             token_calls: 0,
             writes: 0,
             clock: 0,
@@ -415,22 +401,19 @@ impl UiPathSim {
             );
         }
         Self {
-            inner: Arc::new(Inner {
-                state: Mutex::new(st),
-                faults: FaultInjector::new(seed.faults),
-                organization: seed.organization,
-            }),
+            inner: Arc::new(SimCore::new(st, seed.faults)),
+            organization: seed.organization.into(),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, SimState> {
-        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock()
     }
 
     /// The HTTP API (behind the call log and the fault layer) and the `/_sim/…` control
     /// endpoints (neither logged nor faulted).
     pub fn router(&self) -> Router {
-        let org = &self.inner.organization;
+        let org = &self.organization;
         let api = Router::new()
             .route("/connect/token", post(token))
             .route("/api/Group", post(create_group))
@@ -442,34 +425,19 @@ impl UiPathSim {
             .route("/api/Directory/Search/{partition}", get(search))
             .fallback(not_found)
             .with_state(self.clone());
-        let mut app = Router::new()
+        let app = Router::new()
             .nest(&format!("/{org}/identity_"), api.clone())
             .nest(&format!("/{org}/identity"), api)
             .route(
                 "/identity_/connect/token",
                 post(token).with_state(self.clone()),
-            )
-            .layer(from_fn_with_state(
-                self.clone(),
-                faults::inject::<UiPathSim>,
-            ))
-            .layer(from_fn_with_state(self.clone(), log_call));
-        let control = Router::new()
-            .route("/_sim/state", get(control_state))
-            .route("/_sim/faults", get(control_faults).put(control_set_faults))
-            .route(
-                "/_sim/behaviour",
-                get(control_behaviour).put(control_set_behaviour),
-            )
-            .route("/_sim/calls", get(control_calls))
-            .with_state(self.clone());
-        app = app.merge(control);
-        app
+            );
+        control::wrap_api(self, app)
     }
 
     /// What follows `http://host:port` in a target's `url`: `/{organization}`.
     pub fn base_path(&self) -> String {
-        format!("/{}", self.inner.organization)
+        format!("/{}", self.organization)
     }
 
     /// The organization's partition id.
@@ -480,12 +448,12 @@ impl UiPathSim {
     /// Every API request received (token requests excluded), as `"METHOD /path?query"`, in
     /// arrival order.
     pub fn calls(&self) -> Vec<String> {
-        self.lock().calls.clone()
+        self.inner.calls().lines()
     }
 
     /// Forgets the calls logged so far.
     pub fn clear_calls(&self) {
-        self.lock().calls.clear();
+        self.inner.calls().clear();
     }
 
     /// How many token requests were received.
@@ -500,12 +468,12 @@ impl UiPathSim {
 
     /// Replaces the faults (counters refilled, random numbers reseeded).
     pub fn set_faults(&self, f: Faults) {
-        self.inner.faults.set(f);
+        self.inner.faults().set(f);
     }
 
     /// The faults in force, with what is left of their counters.
     pub fn faults(&self) -> Faults {
-        self.inner.faults.get()
+        self.inner.faults().get()
     }
 
     /// Replaces the behaviour switches.
@@ -575,7 +543,7 @@ impl UiPathSim {
 
 impl FaultHost for UiPathSim {
     fn injector(&self) -> &FaultInjector {
-        &self.inner.faults
+        self.inner.faults()
     }
 
     fn is_api_call(&self, path: &str) -> bool {
@@ -590,6 +558,51 @@ impl FaultHost for UiPathSim {
     fn expire_tokens(&self) {
         UiPathSim::expire_tokens(self);
     }
+}
+
+impl SimControl for UiPathSim {
+    type Behaviour = Behaviour;
+
+    const CONTROL_PUT: ControlPut = ControlPut::Echo {
+        bad_body: bad_control_body,
+    };
+
+    fn call_log(&self) -> &CallLog {
+        self.inner.calls()
+    }
+
+    fn state_json(&self) -> Value {
+        let st = self.lock();
+        let mut groups: Vec<SimGroup> =
+            st.groups.keys().filter_map(|id| st.sim_group(id)).collect();
+        groups.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut users: Vec<&str> = st.users.values().map(|u| u.name.as_str()).collect();
+        users.sort_unstable();
+        json!({ "groups": groups, "users": users, "writes": st.writes })
+    }
+
+    fn behaviour(&self) -> Behaviour {
+        UiPathSim::behaviour(self)
+    }
+
+    fn set_behaviour(&self, b: Behaviour) {
+        UiPathSim::set_behaviour(self, b);
+    }
+
+    /// Logs API calls only; token requests are counted apart ([`UiPathSim::token_requests`]), and
+    /// requests for neither (unknown paths) are not logged.
+    fn log_call(&self, call: &Call) {
+        if call.path.ends_with("/connect/token") {
+            self.lock().token_calls += 1;
+        } else if call.path.contains("/api/") {
+            self.inner.calls().push(call.line());
+        }
+    }
+}
+
+/// The answer to a control `PUT` whose body does not fit: a problem-details 400.
+fn bad_control_body(message: String) -> Response {
+    ApiError::BadRequest(message).into_response()
 }
 
 impl SimState {
@@ -846,24 +859,6 @@ impl IntoResponse for ApiError {
 // ---------------------------------------------------------------------------------------------
 
 type ApiResult = Result<Response, ApiError>;
-
-/// Logs API requests and counts token requests (faulted or not).
-async fn log_call(State(sim): State<UiPathSim>, req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_owned();
-    let target = req
-        .uri()
-        .path_and_query()
-        .map_or_else(|| path.clone(), |pq| pq.as_str().to_owned());
-    {
-        let mut st = sim.lock();
-        if path.ends_with("/connect/token") {
-            st.token_calls += 1;
-        } else if path.contains("/api/") {
-            st.calls.push(format!("{} {target}", req.method()));
-        }
-    }
-    next.run(req).await
-}
 
 async fn not_found() -> Response {
     problem(StatusCode::NOT_FOUND, "No such resource")
@@ -1264,53 +1259,6 @@ async fn search(
     let limit = st.behaviour.search_limit;
     let items: Vec<Value> = found.into_iter().take(limit).map(|(_, v)| v).collect();
     Ok((StatusCode::OK, Json(Value::Array(items))).into_response())
-}
-
-// --- control endpoints (unauthenticated, loopback only) ---
-
-async fn control_state(State(sim): State<UiPathSim>) -> Response {
-    let st = sim.lock();
-    let mut groups: Vec<SimGroup> = st.groups.keys().filter_map(|id| st.sim_group(id)).collect();
-    groups.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut users: Vec<&str> = st.users.values().map(|u| u.name.as_str()).collect();
-    users.sort_unstable();
-    (
-        StatusCode::OK,
-        Json(json!({ "groups": groups, "users": users, "writes": st.writes })),
-    )
-        .into_response()
-}
-
-async fn control_faults(State(sim): State<UiPathSim>) -> Response {
-    (StatusCode::OK, Json(json!(sim.faults()))).into_response()
-}
-
-async fn control_set_faults(State(sim): State<UiPathSim>, body: Bytes) -> Response {
-    match serde_json::from_slice::<Faults>(&body) {
-        Ok(f) => {
-            sim.set_faults(f);
-            control_faults(State(sim)).await
-        }
-        Err(e) => ApiError::BadRequest(format!("invalid faults: {e}")).into_response(),
-    }
-}
-
-async fn control_behaviour(State(sim): State<UiPathSim>) -> Response {
-    (StatusCode::OK, Json(json!(sim.behaviour()))).into_response()
-}
-
-async fn control_set_behaviour(State(sim): State<UiPathSim>, body: Bytes) -> Response {
-    match serde_json::from_slice::<Behaviour>(&body) {
-        Ok(b) => {
-            sim.set_behaviour(b);
-            control_behaviour(State(sim)).await
-        }
-        Err(e) => ApiError::BadRequest(format!("invalid behaviour: {e}")).into_response(),
-    }
-}
-
-async fn control_calls(State(sim): State<UiPathSim>) -> Response {
-    (StatusCode::OK, Json(json!(sim.calls()))).into_response()
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 
 use axum::Router;
 use axum::body::{Bytes, to_bytes};
@@ -47,7 +47,9 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::sigv4::{self, Received, SigError};
-use crate::sim::faults::{self, FaultHost, FaultInjector, Faults};
+use crate::sim::control::{self, CallLog, ControlPut, SimControl, SimCore};
+use crate::sim::faults::{FaultHost, FaultInjector, Faults};
+use crate::sim::name_key;
 
 /// The `[vinyldns]` table of a seed file.
 #[derive(Clone, Debug, Deserialize)]
@@ -241,19 +243,12 @@ struct SimState {
     users: BTreeMap<String, SimUser>,
     groups: BTreeMap<String, SimGroup>,
     behaviour: Behaviour,
-    calls: Vec<String>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    state: Mutex<SimState>,
-    faults: FaultInjector,
 }
 
 /// A running VinylDNS simulator's state; clones share it.
 #[derive(Clone, Debug)]
 pub struct VinylDnsSim {
-    inner: Arc<Inner>,
+    inner: Arc<SimCore<SimState>>,
 }
 
 impl Default for VinylDnsSim {
@@ -277,7 +272,6 @@ impl VinylDnsSim {
             users: BTreeMap::new(),
             groups: BTreeMap::new(),
             behaviour: seed.behaviour.clone(),
-            calls: Vec::new(),
         };
         for u in &seed.users {
             st.user_or_new(u, false);
@@ -310,15 +304,12 @@ impl VinylDnsSim {
             );
         }
         Self {
-            inner: Arc::new(Inner {
-                state: Mutex::new(st),
-                faults: FaultInjector::new(seed.faults),
-            }),
+            inner: Arc::new(SimCore::new(st, seed.faults)),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, SimState> {
-        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock()
     }
 
     /// The HTTP API, ready to serve.
@@ -334,22 +325,8 @@ impl VinylDnsSim {
             .route("/users/{key}", get(get_user))
             .fallback(not_found)
             .with_state(self.clone())
-            .layer(from_fn_with_state(self.clone(), authenticate))
-            .layer(from_fn_with_state(
-                self.clone(),
-                faults::inject::<VinylDnsSim>,
-            ))
-            .layer(from_fn_with_state(self.clone(), log_call));
-        let control = Router::new()
-            .route("/_sim/state", get(control_state))
-            .route("/_sim/faults", get(control_faults).put(control_set_faults))
-            .route(
-                "/_sim/behaviour",
-                get(control_behaviour).put(control_set_behaviour),
-            )
-            .route("/_sim/calls", get(control_calls))
-            .with_state(self.clone());
-        control.merge(api)
+            .layer(from_fn_with_state(self.clone(), authenticate));
+        control::wrap_api(self, api)
     }
 
     /// The path the API lives under (appended to `http://host:port` to make the target's `url`):
@@ -360,17 +337,17 @@ impl VinylDnsSim {
 
     /// Every API request received, as `"METHOD /path?query"`, in arrival order.
     pub fn calls(&self) -> Vec<String> {
-        self.lock().calls.clone()
+        self.inner.calls().lines()
     }
 
     /// Forgets the calls received so far.
     pub fn clear_calls(&self) {
-        self.lock().calls.clear();
+        self.inner.calls().clear();
     }
 
     /// Replaces the faults.
     pub fn set_faults(&self, f: Faults) {
-        self.inner.faults.set(f);
+        self.inner.faults().set(f);
     }
 
     /// Replaces the behaviour switches.
@@ -488,11 +465,7 @@ impl SimState {
     }
 
     fn name_key(&self, name: &str) -> String {
-        if self.behaviour.case_insensitive_names {
-            name.to_lowercase()
-        } else {
-            name.to_owned()
-        }
+        name_key(name, self.behaviour.case_insensitive_names)
     }
 
     /// A group of that name other than `except`.
@@ -538,7 +511,7 @@ impl SimState {
 
 impl FaultHost for VinylDnsSim {
     fn injector(&self) -> &FaultInjector {
-        &self.inner.faults
+        self.inner.faults()
     }
 
     fn is_api_call(&self, path: &str) -> bool {
@@ -557,21 +530,38 @@ impl FaultHost for VinylDnsSim {
     fn expire_tokens(&self) {}
 }
 
+impl SimControl for VinylDnsSim {
+    type Behaviour = Behaviour;
+
+    const CONTROL_PUT: ControlPut = ControlPut::NoContent;
+
+    fn call_log(&self) -> &CallLog {
+        self.inner.calls()
+    }
+
+    fn state_json(&self) -> Value {
+        let st = self.lock();
+        json!({
+            "users": st.users.values().collect::<Vec<_>>(),
+            "groups": st.groups.values().collect::<Vec<_>>(),
+        })
+    }
+
+    fn behaviour(&self) -> Behaviour {
+        VinylDnsSim::behaviour(self)
+    }
+
+    fn set_behaviour(&self, b: Behaviour) {
+        VinylDnsSim::set_behaviour(self, b);
+    }
+}
+
 fn text(status: StatusCode, message: impl Into<String>) -> Response {
     (status, message.into()).into_response()
 }
 
 fn ok(v: Value) -> Response {
     (StatusCode::OK, Json(v)).into_response()
-}
-
-async fn log_call(State(sim): State<VinylDnsSim>, req: Request, next: Next) -> Response {
-    let target = req
-        .uri()
-        .path_and_query()
-        .map_or_else(|| req.uri().path().to_owned(), |pq| pq.as_str().to_owned());
-    sim.lock().calls.push(format!("{} {target}", req.method()));
-    next.run(req).await
 }
 
 /// Checks the request's signature as the server does and passes the caller on.
@@ -1024,37 +1014,4 @@ async fn get_user(State(sim): State<VinylDnsSim>, Path(key): Path<String>) -> Re
         }
         None => text(StatusCode::NOT_FOUND, format!("User {key} was not found")),
     }
-}
-
-async fn control_state(State(sim): State<VinylDnsSim>) -> Response {
-    let st = sim.lock();
-    ok(json!({
-        "users": st.users.values().collect::<Vec<_>>(),
-        "groups": st.groups.values().collect::<Vec<_>>(),
-    }))
-}
-
-async fn control_faults(State(sim): State<VinylDnsSim>) -> Response {
-    ok(serde_json::to_value(sim.inner.faults.get()).unwrap_or(Value::Null))
-}
-
-async fn control_set_faults(State(sim): State<VinylDnsSim>, Json(f): Json<Faults>) -> Response {
-    sim.set_faults(f);
-    StatusCode::NO_CONTENT.into_response()
-}
-
-async fn control_behaviour(State(sim): State<VinylDnsSim>) -> Response {
-    ok(serde_json::to_value(sim.behaviour()).unwrap_or(Value::Null))
-}
-
-async fn control_set_behaviour(
-    State(sim): State<VinylDnsSim>,
-    Json(b): Json<Behaviour>,
-) -> Response {
-    sim.set_behaviour(b);
-    StatusCode::NO_CONTENT.into_response()
-}
-
-async fn control_calls(State(sim): State<VinylDnsSim>) -> Response {
-    ok(json!(sim.calls()))
 }

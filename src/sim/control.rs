@@ -1,0 +1,286 @@
+//! The plumbing every simulator shares around its own API: the state handles share
+//! ([`SimCore`]), the call log ([`CallLog`], filled by the [`log_call`] middleware), the
+//! unauthenticated control endpoints, and [`wrap_api`], which puts a simulator's API routes
+//! behind the call log and the fault layer and serves the control routes beside them.
+//!
+//! The simulators differ in their APIs, not in how tests and users look inside them and steer
+//! them, so a simulator only says what is its own through [`SimControl`] (its state as JSON, its
+//! behaviour switches, how a control `PUT` answers, which requests it logs) and the rest lives
+//! here, once.
+//!
+//! The control endpoints, the same on every simulator (no authentication: loopback only):
+//! * `GET /_sim/state`: [`SimControl::state_json`].
+//! * `GET|PUT /_sim/faults`: the [`Faults`] in force (counters show what is left of them).
+//! * `GET|PUT /_sim/behaviour`: the simulator's behaviour switches.
+//! * `GET /_sim/calls`: the call log, as `"METHOD /path?query"` lines in arrival order.
+//!
+//! They sit outside the call log and the fault layer: steering a simulator must neither show in
+//! the calls a test checks nor fail because of the faults it sets.
+
+use std::sync::{Mutex, MutexGuard};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::faults::{self, FaultHost, FaultInjector, Faults};
+
+/// Locks a mutex, taking over the state even when a panicking handler poisoned it: the
+/// simulators' state stays usable (and inspectable) after a bug in one handler, which is what a
+/// test wants to see.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What every simulator's handles share: its own state behind one mutex, its fault injector and
+/// its call log. A simulator holds it in an `Arc`, so that every clone of its handle (the one
+/// serving requests, the one a test inspects) sees the same.
+#[derive(Debug)]
+pub struct SimCore<St> {
+    state: Mutex<St>,
+    faults: FaultInjector,
+    calls: CallLog,
+}
+
+impl<St> SimCore<St> {
+    /// The shared part of a new simulator: `state`, with `faults` injected and no calls yet.
+    pub fn new(state: St, faults: Faults) -> Self {
+        Self {
+            state: Mutex::new(state),
+            faults: FaultInjector::new(faults),
+            calls: CallLog::default(),
+        }
+    }
+
+    /// The simulator's own state, locked (see [`lock`] about poisoning).
+    pub fn lock(&self) -> MutexGuard<'_, St> {
+        lock(&self.state)
+    }
+
+    /// The simulator's fault state.
+    pub fn faults(&self) -> &FaultInjector {
+        &self.faults
+    }
+
+    /// The simulator's call log.
+    pub fn calls(&self) -> &CallLog {
+        &self.calls
+    }
+}
+
+/// The requests a simulator received, as `"METHOD /path?query"` lines (path and query as sent,
+/// still percent-encoded), in arrival order. It has a lock of its own so that logging a call never
+/// waits on a handler holding the state.
+#[derive(Debug, Default)]
+pub struct CallLog(Mutex<Vec<String>>);
+
+impl CallLog {
+    /// Adds a line at the end.
+    pub fn push(&self, line: String) {
+        lock(&self.0).push(line);
+    }
+
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<String> {
+        lock(&self.0).clone()
+    }
+
+    /// Forgets every line.
+    pub fn clear(&self) {
+        lock(&self.0).clear();
+    }
+}
+
+/// One request as [`log_call`] sees it on the way in.
+#[derive(Clone, Debug)]
+pub struct Call {
+    /// The method.
+    pub method: Method,
+    /// The path, as sent.
+    pub path: String,
+    /// The path and query, as sent (the path alone when there is no query).
+    pub target: String,
+}
+
+impl Call {
+    fn of(req: &Request) -> Self {
+        let path = req.uri().path().to_owned();
+        let target = req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| path.clone(), |pq| pq.as_str().to_owned());
+        Self {
+            method: req.method().clone(),
+            path,
+            target,
+        }
+    }
+
+    /// The line the call log keeps: `"METHOD /path?query"`.
+    pub fn line(&self) -> String {
+        format!("{} {}", self.method, self.target)
+    }
+}
+
+/// How a simulator answers `PUT /_sim/faults` and `PUT /_sim/behaviour`. The simulators were
+/// written apart and answer differently; scripts may rely on either, so each keeps its own.
+#[derive(Clone, Copy, Debug)]
+pub enum ControlPut {
+    /// A JSON body is required (`Content-Type: application/json`; axum's own rejections
+    /// otherwise) and success is `204 No Content`.
+    NoContent,
+    /// The body is read as JSON whatever its content type; one that does not fit is answered with
+    /// `bad_body("invalid faults: …")` (or `"invalid behaviour: …"`), the simulator's own 400, and
+    /// success is `200` with the value now in force.
+    Echo {
+        /// The simulator's answer to a body that does not fit.
+        bad_body: fn(String) -> Response,
+    },
+}
+
+/// What a simulator tells the shared plumbing about itself, beyond what [`FaultHost`] says.
+pub trait SimControl: FaultHost {
+    /// The behaviour switches (`[<sim>.behaviour]` in a seed, `/_sim/behaviour` over HTTP).
+    type Behaviour: Serialize + DeserializeOwned + Send + 'static;
+
+    /// How a control `PUT` answers.
+    const CONTROL_PUT: ControlPut;
+
+    /// The shared state's call log.
+    fn call_log(&self) -> &CallLog;
+
+    /// The body of `GET /_sim/state`.
+    fn state_json(&self) -> Value;
+
+    /// The behaviour switches in force.
+    fn behaviour(&self) -> Self::Behaviour;
+
+    /// Replaces the behaviour switches.
+    fn set_behaviour(&self, b: Self::Behaviour);
+
+    /// Records a request that reached the API routes, before faults are injected. By default
+    /// every one goes into the call log; a simulator that logs only some, or counts some apart,
+    /// says so here.
+    fn log_call(&self, call: &Call) {
+        self.call_log().push(call.line());
+    }
+
+    /// Sees the status of the answer to a call [`SimControl::log_call`] recorded (faults
+    /// included), for a simulator that counts what succeeded. Does nothing by default.
+    fn call_answered(&self, _call: &Call, _status: StatusCode) {}
+}
+
+/// The call-log middleware: records every request that reaches the API routes, faulted or not,
+/// through [`SimControl::log_call`] and [`SimControl::call_answered`].
+pub async fn log_call<S: SimControl>(State(sim): State<S>, req: Request, next: Next) -> Response {
+    let call = Call::of(&req);
+    sim.log_call(&call);
+    let resp = next.run(req).await;
+    sim.call_answered(&call, resp.status());
+    resp
+}
+
+/// A simulator's whole router: `api` (its routes, fallback and own layers, state already given)
+/// behind the fault layer and, outside that, the call log (so that faulted calls are logged too),
+/// plus the control routes, which neither is applied to.
+pub fn wrap_api<S: SimControl>(sim: &S, api: Router) -> Router {
+    let control = Router::new()
+        .route("/_sim/state", get(get_state::<S>))
+        .route("/_sim/faults", get(get_faults::<S>).put(put_faults::<S>))
+        .route(
+            "/_sim/behaviour",
+            get(get_behaviour::<S>).put(put_behaviour::<S>),
+        )
+        .route("/_sim/calls", get(get_calls::<S>))
+        .with_state(sim.clone());
+    api.layer(from_fn_with_state(sim.clone(), faults::inject::<S>))
+        .layer(from_fn_with_state(sim.clone(), log_call::<S>))
+        .merge(control)
+}
+
+fn ok(body: Value) -> Response {
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+/// As JSON; the control values (faults, behaviour switches, call lines) always serialize, so the
+/// `null` is never seen.
+fn to_json(v: &impl Serialize) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+async fn get_state<S: SimControl>(State(sim): State<S>) -> Response {
+    ok(sim.state_json())
+}
+
+async fn get_faults<S: SimControl>(State(sim): State<S>) -> Response {
+    ok(to_json(&sim.injector().get()))
+}
+
+async fn put_faults<S: SimControl>(State(sim): State<S>, req: Request) -> Response {
+    control_put(
+        req,
+        S::CONTROL_PUT,
+        "faults",
+        |f| sim.injector().set(f),
+        || sim.injector().get(),
+    )
+    .await
+}
+
+async fn get_behaviour<S: SimControl>(State(sim): State<S>) -> Response {
+    ok(to_json(&sim.behaviour()))
+}
+
+async fn put_behaviour<S: SimControl>(State(sim): State<S>, req: Request) -> Response {
+    control_put(
+        req,
+        S::CONTROL_PUT,
+        "behaviour",
+        |b| sim.set_behaviour(b),
+        || sim.behaviour(),
+    )
+    .await
+}
+
+async fn get_calls<S: SimControl>(State(sim): State<S>) -> Response {
+    ok(to_json(&sim.call_log().lines()))
+}
+
+/// A control `PUT` of a `T` named `what`, answered as `style` says.
+async fn control_put<T: Serialize + DeserializeOwned>(
+    req: Request,
+    style: ControlPut,
+    what: &str,
+    set: impl FnOnce(T),
+    get: impl FnOnce() -> T,
+) -> Response {
+    match style {
+        ControlPut::NoContent => match Json::<T>::from_request(req, &()).await {
+            Ok(Json(v)) => {
+                set(v);
+                StatusCode::NO_CONTENT.into_response()
+            }
+            Err(rejection) => rejection.into_response(),
+        },
+        ControlPut::Echo { bad_body } => {
+            let body = match Bytes::from_request(req, &()).await {
+                Ok(body) => body,
+                Err(rejection) => return rejection.into_response(),
+            };
+            match serde_json::from_slice::<T>(&body) {
+                Ok(v) => {
+                    set(v);
+                    ok(to_json(&get()))
+                }
+                Err(e) => bad_body(format!("invalid {what}: {e}")),
+            }
+        }
+    }
+}
