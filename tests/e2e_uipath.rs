@@ -3,13 +3,12 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
-
 use roster::exec::Outcome;
-use roster::reconcile::TargetOutcome;
 use roster::sim::SimKind;
 use roster::sim::faults::Faults;
 use roster::target::uipath::sim::{Behaviour, DuplicateName, Strictness};
+use support::harness::{Harness, UiPath};
+use support::suite::{self, Staged, applied, text};
 use support::{SECRET, World, group, stderr, stdout};
 
 const USERS: &str = r#"users = ["alice", "bob", "carol", "dave", "erin"]"#;
@@ -18,26 +17,15 @@ fn seed(body: &str) -> String {
     format!("[uipath]\nclient_id = \"roster\"\nclient_secret = \"{SECRET}\"\n{body}")
 }
 
-fn keys(w_partition: &str) -> String {
-    format!(
-        "partition_global_id = \"{w_partition}\"\nclient_id = \"roster\"\nclient_secret_file = \"secret\"\n"
-    )
-}
-
 async fn world(seed_body: &str, groups: &str, extra: &str) -> World {
-    let keys = keys(roster::target::uipath::sim::DEFAULT_PARTITION);
-    World::with_target(SimKind::UiPath, &seed(seed_body), &keys, groups, extra).await
-}
-
-fn applied(report: &roster::run::RunReport) -> &roster::exec::ApplyReport {
-    match &report.targets[0].outcome {
-        TargetOutcome::Applied(r) => r,
-        other => panic!("expected an apply, got {other:?}"),
-    }
-}
-
-fn text(report: &roster::run::RunReport) -> String {
-    roster::report::plans(report, roster::plan::render::Format::Text)
+    World::with_target(
+        SimKind::UiPath,
+        &seed(seed_body),
+        &UiPath::keys(),
+        groups,
+        extra,
+    )
+    .await
 }
 
 fn writes_in(calls: &[String]) -> usize {
@@ -149,110 +137,24 @@ async fn users_are_matched_by_email_when_configured() {
 
 #[tokio::test]
 async fn a_500_on_a_group_read_means_zero_writes_and_exit_1() {
-    let mut seed = USERS.to_owned();
-    let mut groups = String::new();
-    for i in 0..5 {
-        seed += &format!("\n[[uipath.group]]\nname = \"g{i}\"\n");
-        groups += &group(&format!("g{i}"), "", &["alice"], &[]);
-    }
-    let w = world(&seed, &groups, "retries = 1").await;
-    let g3 = w.sim.uipath.group("g3").expect("g3").id;
-    w.sim.uipath.set_faults(Faults {
-        error_rate: 1.0,
-        fail_path: Some(g3.clone()),
-        ..Faults::default()
-    });
-    let report = w.apply(None).await;
-    let TargetOutcome::ObserveFailed(e) = &report.targets[0].outcome else {
-        panic!(
-            "expected a failed read, got {:?}",
-            report.targets[0].outcome
-        );
-    };
-    let msg = e.to_string();
-    assert!(
-        msg.contains("robots: GET /identity_/api/Group/") && msg.contains("500"),
-        "{msg}"
-    );
-    assert_eq!(w.sim.uipath.writes(), 0);
-    let out = w.roster(&["apply"]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    assert_eq!(w.sim.uipath.writes(), 0);
+    suite::failed_read_means_no_writes::<UiPath>(
+        5,
+        |w| UiPath::group_id(w, "g003"),
+        &["robots: GET /identity_/api/Group/", "500"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn more_removals_than_max_deletes_exits_3_and_writes_nothing() {
-    let members: Vec<String> = (0..101).map(|i| format!("u{i:03}")).collect();
-    let seed = format!(
-        "[[uipath.group]]\nname = \"Big\"\nmembers = [{}]\n",
-        members
-            .iter()
-            .map(|m| format!("{m:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let w = world(&seed, &group("Big", "", &[], &[]), "max_deletes = 100").await;
-    let out = w.roster(&["apply"]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    assert!(
-        stdout(&out).contains("more than max_deletes = 100"),
-        "{}",
-        stdout(&out)
-    );
-    assert_eq!(w.sim.uipath.writes(), 0);
-    assert_eq!(w.sim.uipath.group("Big").expect("Big").members.len(), 101);
-
-    w.sim.uipath.clear_calls();
-    let out = w.roster(&["apply", "--max-deletes", "101"]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    assert!(w.sim.uipath.group("Big").expect("Big").members.is_empty());
-    assert_eq!(
-        writes_in(&w.sim.uipath.calls()),
-        1,
-        "101 removals are one PUT"
-    );
+    // 101 removals are one PUT.
+    suite::too_many_removals_are_refused::<UiPath>(&[], Some(1)).await;
 }
 
 #[tokio::test]
 async fn an_empty_source_against_managed_groups_is_refused() {
-    let seed =
-        "[[uipath.group]]\nname = \"a\"\nmembers = [\"x\"]\n[[uipath.group]]\nname = \"b\"\n";
-    let w = world(seed, "", "groups = [\"*\"]\nprune = true").await;
-    let out = w.roster(&["apply"]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    assert!(
-        stdout(&out).contains("the source returned no groups"),
-        "{}",
-        stdout(&out)
-    );
-    assert_eq!(w.sim.uipath.writes(), 0);
-    assert!(w.sim.uipath.group("a").is_some());
     // The built-in groups are in the "*" scope too, but never touched nor counted as managed.
-    assert!(w.sim.uipath.group("Everyone").is_some());
+    suite::empty_source_is_refused::<UiPath>(Some("Everyone")).await;
 }
 
 #[tokio::test]
@@ -280,38 +182,7 @@ async fn prune_deletes_managed_groups_but_never_built_in_ones() {
 
 #[tokio::test]
 async fn a_connection_dropped_after_a_create_adopts_the_group_without_a_duplicate() {
-    let w = world(USERS, &group("New", "", &["alice", "bob"], &[]), "").await;
-    w.sim.uipath.set_faults(Faults {
-        drop_after_write: 1,
-        ..Faults::default()
-    });
-    let report = w.apply(None).await;
-    let r = applied(&report);
-    assert_eq!(r.failures(), 0, "{report:?}");
-    assert!(
-        matches!(&r.outcomes[&0], Outcome::AlreadyDone(why) if why.contains("earlier attempt")),
-        "{:?}",
-        r.outcomes[&0]
-    );
-    let posts = w
-        .sim
-        .uipath
-        .calls()
-        .iter()
-        .filter(|c| c.starts_with("POST "))
-        .count();
-    assert_eq!(posts, 1, "the create was sent twice");
-    assert_eq!(
-        w.sim
-            .uipath
-            .group_names()
-            .iter()
-            .filter(|n| *n == "New")
-            .count(),
-        1
-    );
-    assert_eq!(w.sim.uipath.group("New").expect("New").members.len(), 2);
-    assert!(!w.plan().await.any_changes());
+    suite::dropped_connection_after_a_create_converges::<UiPath>(|c| c.starts_with("POST ")).await;
 }
 
 #[tokio::test]
@@ -349,60 +220,19 @@ async fn a_dropped_put_is_resent_and_converges_even_when_the_server_refuses_repe
 
 #[tokio::test]
 async fn a_fault_run_converges_on_the_second_apply_and_the_third_plan_is_empty() {
-    let mut seed = USERS.to_owned();
-    let mut groups = String::new();
-    for i in 0..12 {
-        seed += &format!("\n[[uipath.group]]\nname = \"t{i:02}\"\nmembers = [\"erin\"]\n");
-        groups += &group(&format!("t{i:02}"), "", &["alice", "bob", "carol"], &[]);
-    }
-    for i in 0..4 {
-        groups += &group(&format!("new{i}"), "", &["dave"], &["t00"]);
-    }
-    let w = world(&seed, &groups, "retries = 1").await;
-    w.sim.uipath.set_faults(Faults {
-        error_rate: 0.3,
-        throttle_rate: 0.1,
-        retry_after: Duration::from_secs(0),
-        drop_after_write: 3,
-        latency: Some(Duration::from_millis(2)),
-        seed: 7,
-        ..Faults::default()
-    });
-    let _ = w.apply(None).await;
-    w.sim.uipath.set_faults(Faults::default());
-    let second = w.apply(None).await;
-    assert!(!second.any_failed(), "{second:?}");
-    let third = w.plan().await;
-    assert!(!third.any_changes(), "{}", text(&third));
-    let names = w.sim.uipath.group_names();
-    for i in 0..4 {
-        let n = format!("new{i}");
-        assert_eq!(
-            names.iter().filter(|x| **x == n).count(),
-            1,
-            "duplicate {n}"
-        );
-    }
+    // UiPath cannot nest: t00's members become the new groups' own.
+    suite::faulty_run_converges::<UiPath>(&["alice", "bob", "carol", "dave"]).await;
 }
 
 #[tokio::test]
 async fn a_token_that_expires_mid_run_is_renewed() {
-    let mut groups = String::new();
-    for i in 0..5 {
-        groups += &group(&format!("g{i}"), "", &["alice", "bob"], &[]);
-    }
-    let w = world(USERS, &groups, "").await;
-    w.sim.uipath.set_faults(Faults {
-        expire_tokens_after: 4,
-        ..Faults::default()
-    });
-    let report = w.apply(None).await;
-    assert!(!report.any_failed(), "{report:?}");
-    assert!(
-        w.sim.uipath.token_requests() >= 2,
-        "the token was not renewed"
-    );
-    assert!(!w.plan().await.any_changes());
+    let w = suite::five_new_groups::<UiPath>().await;
+    suite::expiring_credentials_are_renewed::<UiPath>(
+        &w,
+        4,
+        Some(|w| w.sim.uipath.token_requests()),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -410,39 +240,14 @@ async fn a_429_waits_for_retry_after() {
     let seed = format!("{USERS}\n[[uipath.group]]\nname = \"G\"\n");
     let w = world(&seed, &group("G", "", &["alice"], &[]), "concurrency = 1").await;
     let id = w.sim.uipath.group("G").expect("G").id;
-    w.sim.uipath.set_faults(Faults {
-        throttle_rate: 1.0,
-        retry_after: Duration::from_secs(1),
-        fail_path: Some(format!("/api/Group/{id}")),
-        ..Faults::default()
-    });
-    let sim = w.sim.uipath.clone();
-    let lift = tokio::spawn(async move {
-        for _ in 0..400 {
-            if sim.calls().iter().any(|c| c.starts_with("PUT ")) {
-                sim.set_faults(Faults::default());
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    });
-    let started = Instant::now();
-    let report = w.apply(None).await;
-    lift.await.expect("lifter");
-    assert!(!report.any_failed(), "{report:?}");
-    assert!(
-        started.elapsed() >= Duration::from_millis(950),
-        "retried before Retry-After: {:?}",
-        started.elapsed()
-    );
-    assert!(
-        w.sim
-            .uipath
-            .group("G")
-            .expect("G")
-            .members
-            .contains("alice")
-    );
+    suite::retry_after_is_honoured::<UiPath>(
+        &w,
+        &format!("/api/Group/{id}"),
+        |c| c.starts_with("PUT "),
+        "G",
+        "alice",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -462,33 +267,18 @@ async fn one_failed_change_does_not_stop_the_others_and_the_error_says_where() {
         fail_path: Some(format!("/api/Group/{a_id}")),
         ..Faults::default()
     });
-    let out = w.roster(&["apply"]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    let t = stdout(&out);
-    let line = t.lines().find(|l| l.contains("FAILED")).unwrap_or_default();
-    assert!(
-        line.contains(&format!("robots: PUT /identity_/api/Group/{a_id}")),
-        "{t}"
-    );
-    assert!(
-        line.contains("(group \"A\")") && line.contains("409") && line.contains("Conflict"),
-        "{t}"
-    );
-    assert!(w.sim.uipath.group("B").expect("B").members.contains("bob"));
-    assert!(
-        !w.sim
-            .uipath
-            .group("A")
-            .expect("A")
-            .members
-            .contains("alice")
-    );
+    suite::one_failure_does_not_stop_the_others::<UiPath>(
+        &w,
+        &[
+            format!("robots: PUT /identity_/api/Group/{a_id}"),
+            "(group \"A\")".into(),
+            "409".into(),
+            "Conflict".into(),
+        ],
+        ("A", &[]),
+        ("B", &["bob"]),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -514,77 +304,13 @@ async fn the_servers_own_message_names_the_missing_scope() {
 #[tokio::test]
 async fn secrets_never_reach_logs_plans_or_debug_output() {
     let w = world(USERS, &group("G", "d", &["alice"], &[]), "").await;
-    let config = w.config();
-    assert!(
-        !format!("{config:?}").contains(SECRET),
-        "Debug of the config shows the secret"
-    );
-    for args in [
-        &["plan"][..],
-        &["plan", "--format", "json"][..],
-        &["plan", "--format", "markdown"][..],
-        &["apply"][..],
-    ] {
-        let out = support::roster_at(&w.config_path(), args, &[("RUST_LOG", "trace")]).await;
-        assert!(
-            !stdout(&out).contains(SECRET),
-            "{args:?} printed the secret"
-        );
-        assert!(!stderr(&out).contains(SECRET), "{args:?} logged the secret");
-    }
-    std::fs::write(w.dir.path().join("secret"), "wrong-secret-123\n").expect("write");
-    let out = w.roster(&["plan"]).await;
-    assert_eq!(out.status.code(), Some(1));
-    let all = stdout(&out) + &stderr(&out);
-    assert!(
-        all.contains("authentication failed") && all.contains("invalid_client"),
-        "{all}"
-    );
-    assert!(!all.contains("wrong-secret-123"), "{all}");
-}
-
-/// Drives observe → plan → compile → execute by hand, so that the target can change in between.
-async fn plan_then(
-    w: &World,
-    between: impl AsyncFnOnce(&World),
-) -> (roster::plan::Plan, roster::exec::ApplyReport) {
-    use roster::target::Target;
-    let config = w.config();
-    let t = &config.targets[0];
-    let roster::config::TargetKind::UiPath(c) = &t.kind else {
-        panic!("not a UiPath target");
-    };
-    let target = roster::target::uipath::UiPathTarget::new(
-        &t.name,
-        c,
-        reqwest::Client::new(),
-        t.concurrency,
-    );
-    let desired = roster::source::load_desired(&config.sources)
-        .await
-        .expect("desired");
-    let policy = roster::run::policy(t, &desired, true, None);
-    let desired = target
-        .prepare(&desired, &policy.scope)
-        .expect("prepare")
-        .into_owned();
-    let observed = target
-        .observe(&policy.scope, &desired.user_keys())
-        .await
-        .expect("observe");
-    let plan = roster::plan::plan(
-        "robots",
-        "uipath",
-        &desired,
-        &observed,
-        &policy,
-        target.capabilities(),
-    );
-    between(w).await;
-    let calls = target.compile(&plan, &observed);
-    let exec = roster::exec::Executor::new(roster::exec::RetryPolicy::default(), t.concurrency);
-    let report = exec.execute(&target, calls).await;
-    (plan, report)
+    suite::secrets_never_appear::<UiPath>(&w).await;
+    suite::a_wrong_secret_fails_closed(
+        &w,
+        "wrong-secret-123",
+        &["authentication failed", "invalid_client"],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -595,7 +321,7 @@ async fn a_duplicate_name_on_create_adopts_the_group_someone_else_made_409_or_40
             duplicate_name: answer,
             ..Behaviour::default()
         });
-        let (plan, report) = plan_then(&w, async |w: &World| {
+        let Staged { plan, report, .. } = suite::plan_then::<UiPath>(&w, async |w: &World| {
             w.sim.uipath.insert_group("race", &["alice", "erin"]);
         })
         .await;
@@ -643,7 +369,7 @@ async fn deleting_a_group_someone_already_deleted_counts_as_done() {
         "groups = [\"Old\", \"Keep\"]\nprune = true",
     )
     .await;
-    let (plan, report) = plan_then(&w, async |w: &World| {
+    let Staged { plan, report, .. } = suite::plan_then::<UiPath>(&w, async |w: &World| {
         let id = w.sim.uipath.group("Old").expect("Old").id;
         let token = http_token(w).await;
         let p = w.sim.uipath.partition_global_id();

@@ -4,8 +4,10 @@
 
 #![allow(dead_code)]
 
+pub mod harness;
 pub mod ldif;
 pub mod slapd;
+pub mod suite;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
