@@ -16,10 +16,13 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use crate::config::Diagnostic;
-use crate::model::{Capabilities, Desired, GroupName, Observed, UserKey};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::model::{Capabilities, Desired, GroupName, Observed, TargetUserId, UserKey};
 use crate::plan::Scope;
 use crate::plan::change::Plan;
 
@@ -171,6 +174,37 @@ pub enum ObserveError {
         /// What did not add up.
         message: String,
     },
+}
+
+/// Looks up `keys` with `resolve` (one call each, up to `concurrency` at once) and records each
+/// in `observed`: its target id in `users`, or in `unknown_users` when the target has no such
+/// user. The first failed lookup fails the whole observe.
+pub async fn resolve_users<F, Fut>(
+    observed: &mut Observed,
+    keys: impl IntoIterator<Item = UserKey>,
+    concurrency: NonZeroUsize,
+    resolve: F,
+) -> Result<(), CallError>
+where
+    F: FnMut(UserKey) -> Fut,
+    Fut: Future<Output = Result<(UserKey, Option<TargetUserId>), CallError>>,
+{
+    let found: Vec<(UserKey, Option<TargetUserId>)> = futures::stream::iter(keys)
+        .map(resolve)
+        .buffer_unordered(concurrency.get())
+        .try_collect()
+        .await?;
+    for (key, id) in found {
+        match id {
+            Some(id) => {
+                observed.users.insert(key, id);
+            }
+            None => {
+                observed.unknown_users.insert(key);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A connector: the only code that knows one API's paths and JSON.

@@ -43,7 +43,7 @@ use crate::plan::change::{Change, Plan};
 use crate::plan::{Scope, fold};
 use crate::target::http::{retry_after, transport_error};
 use crate::target::{
-    Call, CallError, CallErrorKind, ObserveError, RetrySafety, Sent, Stage, Target,
+    Call, CallError, CallErrorKind, ObserveError, RetrySafety, Sent, Stage, Target, resolve_users,
 };
 
 use config::{CrafterApi, CrafterConfig};
@@ -648,21 +648,10 @@ impl CrafterTarget {
                 observed.unknown_users.insert(u.clone());
             }
         }
-        let found: Vec<(UserKey, Option<String>)> = futures::stream::iter(lookups)
-            .map(|u| self.resolve_user(u))
-            .buffer_unordered(self.concurrency.get())
-            .try_collect()
-            .await?;
-        for (key, id) in found {
-            match id {
-                Some(id) => {
-                    observed.users.insert(key, id);
-                }
-                None => {
-                    observed.unknown_users.insert(key);
-                }
-            }
-        }
+        resolve_users(&mut observed, lookups, self.concurrency, |u| {
+            self.resolve_user(u)
+        })
+        .await?;
         Ok(observed)
     }
 

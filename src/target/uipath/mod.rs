@@ -38,7 +38,7 @@ use crate::plan::{Scope, fold};
 use crate::target::http::status_error;
 use crate::target::oauth::{BearerSession, FormValue};
 use crate::target::{
-    Call, CallError, CallErrorKind, ObserveError, RetrySafety, Sent, Stage, Target,
+    Call, CallError, CallErrorKind, ObserveError, RetrySafety, Sent, Stage, Target, resolve_users,
 };
 
 use config::{UiPathConfig, UserKeyField};
@@ -554,21 +554,10 @@ impl Target for UiPathTarget {
             .filter(|u| !seen_keys.contains_key(&fold(u.as_str(), true)))
             .cloned()
             .collect();
-        let found: Vec<(UserKey, Option<String>)> = futures::stream::iter(unresolved)
-            .map(|u| self.resolve(u))
-            .buffer_unordered(self.concurrency.get())
-            .try_collect()
-            .await?;
-        for (key, id) in found {
-            match id {
-                Some(id) => {
-                    observed.users.insert(key, id);
-                }
-                None => {
-                    observed.unknown_users.insert(key);
-                }
-            }
-        }
+        resolve_users(&mut observed, unresolved, self.concurrency, |u| {
+            self.resolve(u)
+        })
+        .await?;
         Ok(observed)
     }
 

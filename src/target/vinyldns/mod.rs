@@ -37,7 +37,7 @@ use crate::plan::change::{Change, Plan};
 use crate::plan::{Scope, fold};
 use crate::target::http::{status_error, transport_error};
 use crate::target::{
-    Call, CallError, CallErrorKind, ObserveError, RetrySafety, Sent, Stage, Target,
+    Call, CallError, CallErrorKind, ObserveError, RetrySafety, Sent, Stage, Target, resolve_users,
 };
 
 use config::VinylDnsConfig;
@@ -746,21 +746,13 @@ impl Target for VinylDnsTarget {
             observed.groups.insert(g.group.name.clone(), g);
         }
         // Desired users not seen as members: one lookup each, cached for the run.
-        let found: Vec<(UserKey, Option<String>)> = futures::stream::iter(users.iter().cloned())
-            .map(|u| self.resolve_user(u))
-            .buffer_unordered(self.concurrency.get())
-            .try_collect()
-            .await?;
-        for (key, id) in found {
-            match id {
-                Some(id) => {
-                    observed.users.insert(key, id);
-                }
-                None => {
-                    observed.unknown_users.insert(key);
-                }
-            }
-        }
+        resolve_users(
+            &mut observed,
+            users.iter().cloned(),
+            self.concurrency,
+            |u| self.resolve_user(u),
+        )
+        .await?;
         Ok(observed)
     }
 
