@@ -9,17 +9,20 @@
 //! ```
 //!
 //! - [`config`]: the typed `roster.toml`, with `file:line:col` errors and secrets.
-//! - [`source`]: reads the desired state (TOML files).
+//! - [`source`]: reads the desired state (TOML files, LDAP).
 //! - [`model`]: groups, desired and observed state, target capabilities.
 //! - [`plan`]: the pure planner, the safety guard, and plan rendering.
-//! - [`target`]: the connector seam and the connectors (Contensis), each with its simulator.
+//! - [`target`]: the connector seam and the connectors (Contensis, VinylDNS, Crafter Studio,
+//!   UiPath Identity), each with its simulator.
 //! - [`exec`]: order, concurrency and retries of calls; knows no API.
 //! - [`reconcile`], [`run`]: one target, then all targets, for one run.
 //! - [`report`]: what people read and the exit codes.
 //! - [`sim`]: `roster sim`, serving the simulators from a seed file.
+//! - [`daemon`]: `roster run`, reconciling on a schedule under systemd, with health and metrics.
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod exec;
 pub mod model;
 pub mod plan;

@@ -3,6 +3,8 @@
 //! This is where the safety rules meet: nothing is compiled, let alone sent, unless the source
 //! load and the observe both succeeded completely and the guard accepted the plan.
 
+use std::time::{Duration, Instant};
+
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::Diagnostic;
@@ -45,6 +47,8 @@ pub struct TargetReport {
     pub plan: Option<Plan>,
     /// How it ended.
     pub outcome: TargetOutcome,
+    /// How long each phase took (`observe`, `plan`, `apply`), for those that ran.
+    pub durations: Vec<(&'static str, Duration)>,
 }
 
 impl TargetReport {
@@ -71,6 +75,7 @@ pub async fn reconcile<T: Target>(
     let span = info_span!("target", target = %name);
     async {
         let caps = target.capabilities();
+        let mut durations = Vec::new();
         let desired = match target.prepare(desired, &policy.scope) {
             Ok(d) => d,
             Err(problems) => {
@@ -82,10 +87,12 @@ pub async fn reconcile<T: Target>(
                     target: name.clone(),
                     plan: None,
                     outcome: TargetOutcome::Invalid(problems),
+                    durations: durations.clone(),
                 };
             }
         };
         let desired = desired.as_ref();
+        let started = Instant::now();
         let observed = match target
             .observe(&policy.scope, &desired.user_keys())
             .instrument(info_span!("observe"))
@@ -98,10 +105,15 @@ pub async fn reconcile<T: Target>(
                     target: name.clone(),
                     plan: None,
                     outcome: TargetOutcome::ObserveFailed(e),
+                    durations: durations.clone(),
                 };
             }
         };
-        let plan = plan::plan(&name, target_type, desired, &observed, policy, caps);
+        durations.push(("observe", started.elapsed()));
+        let started = Instant::now();
+        let plan = info_span!("plan")
+            .in_scope(|| plan::plan(&name, target_type, desired, &observed, policy, caps));
+        durations.push(("plan", started.elapsed()));
         info!(
             add = plan.summary.add,
             change = plan.summary.change,
@@ -114,6 +126,7 @@ pub async fn reconcile<T: Target>(
                 target: name.clone(),
                 plan: Some(plan),
                 outcome: TargetOutcome::Planned,
+                durations: durations.clone(),
             };
         }
         if let Err(refusal) = plan::guard(&plan, desired, &observed, policy) {
@@ -122,13 +135,16 @@ pub async fn reconcile<T: Target>(
                 target: name.clone(),
                 plan: Some(plan),
                 outcome: TargetOutcome::Refused(refusal),
+                durations: durations.clone(),
             };
         }
+        let started = Instant::now();
         let calls = target.compile(&plan, &observed);
         let report = exec
             .execute(target, calls)
             .instrument(info_span!("apply"))
             .await;
+        durations.push(("apply", started.elapsed()));
         info!(
             changes = plan.changes.len(),
             failed = report.failures(),
@@ -139,6 +155,7 @@ pub async fn reconcile<T: Target>(
             target: name.clone(),
             plan: Some(plan),
             outcome: TargetOutcome::Applied(report),
+            durations,
         }
     }
     .instrument(span)

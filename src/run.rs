@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::{Config, TargetConfig, TargetKind};
 use crate::exec::{Executor, RetryPolicy};
@@ -62,6 +63,8 @@ pub enum RunError {
 pub struct RunReport {
     /// One report per selected target, in config order.
     pub targets: Vec<TargetReport>,
+    /// How long loading the desired state took.
+    pub source_duration: Duration,
 }
 
 impl RunReport {
@@ -231,13 +234,23 @@ pub async fn run(config: &Config, opts: &RunOptions) -> Result<RunReport, RunErr
         }
         out
     };
-    let desired = source::load_desired(&config.sources).await?;
-    let futures = selected
-        .into_iter()
-        .map(|cfg| run_target(cfg, &desired, opts));
-    Ok(RunReport {
-        targets: futures::future::join_all(futures).await,
-    })
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    async {
+        let started = std::time::Instant::now();
+        let desired = source::load_desired(&config.sources)
+            .instrument(tracing::info_span!("source"))
+            .await?;
+        let source_duration = started.elapsed();
+        let futures = selected
+            .into_iter()
+            .map(|cfg| run_target(cfg, &desired, opts));
+        Ok(RunReport {
+            targets: futures::future::join_all(futures).await,
+            source_duration,
+        })
+    }
+    .instrument(tracing::info_span!("run", run_id = %run_id))
+    .await
 }
 
 async fn run_target(cfg: &TargetConfig, desired: &Desired, opts: &RunOptions) -> TargetReport {
@@ -251,6 +264,7 @@ async fn run_target(cfg: &TargetConfig, desired: &Desired, opts: &RunOptions) ->
                     target: cfg.name.clone(),
                     message: e.to_string(),
                 }),
+                durations: Vec::new(),
             };
         }
     };

@@ -16,6 +16,10 @@ pub enum LogFormat {
 }
 
 /// Installs the global subscriber. Calling it twice keeps the first.
+///
+/// JSON lines carry the fields of the spans they happen in (the run's id, the target, the phase).
+/// Colour is used only on a terminal. Under systemd (`JOURNAL_STREAM` set) text lines carry no
+/// timestamp of their own: the journal stamps every line.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -25,8 +29,19 @@ pub fn init(format: LogFormat) {
         // the subscriber reports a failed write with `eprintln!`, which panics on that same pipe.
         .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal());
-    let _ = match format {
-        LogFormat::Text => builder.compact().with_target(false).try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let _ = match (format, journal) {
+        (LogFormat::Text, false) => builder.compact().with_target(false).try_init(),
+        (LogFormat::Text, true) => builder
+            .compact()
+            .with_target(false)
+            .without_time()
+            .try_init(),
+        (LogFormat::Json, _) => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
     };
 }

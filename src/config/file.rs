@@ -30,6 +30,29 @@ use crate::model::Origin;
 use crate::plan::MembershipMode;
 use crate::source::ldap::{LdapScope, LdapSourceConfig, MemberKind};
 
+/// The variable systemd sets to the folder of a unit's `LoadCredential=` files.
+const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
+
+/// A secret file path under `$CREDENTIALS_DIRECTORY` (written `$CREDENTIALS_DIRECTORY/name` or
+/// `${CREDENTIALS_DIRECTORY}/name`), expanded from the environment; `None` for any other path.
+fn credentials_path(path: &Path) -> Result<Option<PathBuf>, String> {
+    let text = path.to_string_lossy();
+    let rest = ["$CREDENTIALS_DIRECTORY/", "${CREDENTIALS_DIRECTORY}/"]
+        .iter()
+        .find_map(|prefix| text.strip_prefix(prefix));
+    let Some(rest) = rest else {
+        return Ok(None);
+    };
+    match std::env::var_os(CREDENTIALS_DIRECTORY) {
+        Some(dir) if !dir.is_empty() => Ok(Some(PathBuf::from(dir).join(rest))),
+        _ => Err(format!(
+            "`{}` names $CREDENTIALS_DIRECTORY, which is not set: it is set by systemd for a \
+             unit with LoadCredential=",
+            path.display()
+        )),
+    }
+}
+
 /// Marks that a problem was found and already recorded as a diagnostic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Reported;
@@ -186,7 +209,11 @@ impl<'a> Resolver<'a> {
             ));
         }
         let secret = if let Some(file) = &keys.file {
-            let path = self.path(file.get_ref());
+            let path = match credentials_path(file.get_ref()) {
+                Ok(Some(p)) => p,
+                Ok(None) => self.path(file.get_ref()),
+                Err(e) => return Err(self.error(file.span(), e)),
+            };
             match Secret::from_file(&path) {
                 Err(e) => {
                     return Err(self.error(
@@ -928,10 +955,12 @@ pub(crate) struct RootFile<'i> {
     pub has_source_key: bool,
     /// Whether the document has a `target` key at all (even a malformed one).
     pub has_target_key: bool,
+    /// The `[daemon]` table, if any.
+    pub daemon: Option<RawTable<'i>>,
 }
 
 /// The top-level keys of `roster.toml`.
-const ROOT_KEYS: &[&str] = &["source", "target"];
+const ROOT_KEYS: &[&str] = &["source", "target", "daemon"];
 
 impl<'i> RootFile<'i> {
     /// Splits the parsed document into its `[[source]]` and `[[target]]` tables, recording an
@@ -948,6 +977,16 @@ impl<'i> RootFile<'i> {
                 "target" => {
                     out.has_target_key = true;
                     &mut out.targets
+                }
+                "daemon" => {
+                    let span = value.span();
+                    match value.into_inner() {
+                        DeValue::Table(table) => out.daemon = Some(RawTable { span, table }),
+                        _ => {
+                            r.error(span, "`daemon` must be a table: write a [daemon] section");
+                        }
+                    }
+                    continue;
                 }
                 _ => {
                     r.error(key.span(), unknown_key(name, "at the top level", ROOT_KEYS));

@@ -36,6 +36,7 @@
 //! `[[source]]` and `[[target]]` tables are dispatched on `type` by hand (see `file.rs`) so that
 //! errors keep their positions. Adding a source or target type is one match arm in [`parse`].
 
+pub mod daemon;
 pub mod diag;
 pub(crate) mod file;
 pub mod secret;
@@ -50,6 +51,7 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::DeTable;
 
+pub use daemon::DaemonConfig;
 pub use diag::{Diagnostic, Severity, TextFile, locate};
 pub use secret::Secret;
 
@@ -76,6 +78,8 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     /// The systems to reconcile, in file order; names are unique.
     pub targets: Vec<TargetConfig>,
+    /// The `[daemon]` table: `roster run`'s schedule and listener.
+    pub daemon: Option<DaemonConfig>,
     /// Problems that do not prevent running (a secret written in the file, say).
     pub warnings: Vec<Diagnostic>,
 }
@@ -253,6 +257,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         targets.push(target);
     }
 
+    let daemon = root.daemon.and_then(|table| {
+        table
+            .read::<daemon::DaemonFile>("[daemon]", &mut r)
+            .and_then(|d| d.resolve(&mut r))
+            .ok()
+    });
+
     let failed = r.has_errors();
     let diagnostics = r.into_diagnostics();
     if failed {
@@ -262,6 +273,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         path: path.to_path_buf(),
         sources,
         targets,
+        daemon,
         warnings: diagnostics,
     })
 }

@@ -1,7 +1,9 @@
 //! What every HTTP connector shares: a client with verified TLS and timeouts, and turning an HTTP
 //! failure into a [`CallErrorKind`] that carries the server's own message and `Retry-After`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::{Response, StatusCode};
@@ -45,6 +47,29 @@ pub fn client(timeout: Duration, ca_file: Option<&Path>) -> Result<reqwest::Clie
         what: "HTTP client".to_owned(),
         message: e.to_string(),
     })
+}
+
+/// API calls made by this process, by target name and HTTP status (0: no answer came).
+static CALLS: Mutex<BTreeMap<(String, u16), u64>> = Mutex::new(BTreeMap::new());
+
+/// Sends one request for `target`, counting it by its answer's status for `/metrics`. Every
+/// connector sends through here.
+pub async fn send(target: &str, req: reqwest::RequestBuilder) -> Result<Response, reqwest::Error> {
+    let result = req.send().await;
+    let status = result.as_ref().map_or(0, |r| r.status().as_u16());
+    let mut calls = CALLS.lock().unwrap_or_else(|e| e.into_inner());
+    *calls.entry((target.to_owned(), status)).or_default() += 1;
+    result
+}
+
+/// How many API calls this process has made, by target name and status (0: no answer), in order.
+pub fn api_calls() -> Vec<(String, u16, u64)> {
+    CALLS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|((t, s), n)| (t.clone(), *s, *n))
+        .collect()
 }
 
 /// Classifies a transport failure (no response, or a response that broke off).

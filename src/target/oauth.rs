@@ -14,7 +14,7 @@ use tracing::debug;
 
 use crate::config::Secret;
 use crate::target::CallErrorKind;
-use crate::target::http::{status_error, transport_error};
+use crate::target::http::{send, status_error, transport_error};
 
 /// Renew a token this long before it runs out (or at half its life, if that is shorter).
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);
@@ -55,6 +55,7 @@ struct Token {
 
 /// A connector's bearer session: how to obtain a token, and the one in use.
 pub struct BearerSession {
+    target: String,
     token_path: String,
     form: Vec<(&'static str, FormValue)>,
     hint: String,
@@ -72,14 +73,16 @@ impl std::fmt::Debug for BearerSession {
 }
 
 impl BearerSession {
-    /// A session that posts `form` to `token_path` (below the connector's base URL); `hint` ends
-    /// the message of a refused grant (what to check).
+    /// A session of the target named `target` that posts `form` to `token_path` (below the
+    /// connector's base URL); `hint` ends the message of a refused grant (what to check).
     pub fn new(
+        target: &str,
         token_path: impl Into<String>,
         form: Vec<(&'static str, FormValue)>,
         hint: impl Into<String>,
     ) -> Self {
         Self {
+            target: target.to_owned(),
             token_path: token_path.into(),
             form,
             hint: hint.into(),
@@ -115,11 +118,11 @@ impl BearerSession {
                 FormValue::Secret(s) => (*k, s.expose()),
             })
             .collect();
-        let resp = http
+        let req = http
             .post(format!("{base}{}", self.token_path))
             .header("Accept", "application/json")
-            .form(&form)
-            .send()
+            .form(&form);
+        let resp = send(&self.target, req)
             .await
             .map_err(|e| fail(transport_error(&e)))?;
         if !resp.status().is_success() {
@@ -178,7 +181,9 @@ impl BearerSession {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let resp = req.send().await.map_err(|e| fail(transport_error(&e)))?;
+            let resp = send(&self.target, req)
+                .await
+                .map_err(|e| fail(transport_error(&e)))?;
             let status = resp.status();
             if status == StatusCode::UNAUTHORIZED && attempt == 0 {
                 token = self.token(http, base, Some(&token)).await?;

@@ -140,7 +140,7 @@ impl ContensisTarget {
             name: name.to_owned(),
             base: config.url.trim_end_matches('/').to_owned(),
             auth: config.auth.clone(),
-            session: session(config),
+            session: session(name, config),
             http,
             concurrency,
             page_size: 100,
@@ -709,8 +709,8 @@ impl Target for ContensisTarget {
     }
 }
 
-/// The token grant of `config`: client credentials, or the `contensis_classic` password grant.
-fn session(config: &ContensisConfig) -> BearerSession {
+/// The token grant of target `name`'s `config`: client credentials, or the `contensis_classic` password grant.
+fn session(name: &str, config: &ContensisConfig) -> BearerSession {
     let plain = |s: &str| FormValue::Plain(s.to_owned());
     let mut form = match &config.auth {
         ContensisAuth::ClientCredentials {
@@ -728,7 +728,7 @@ fn session(config: &ContensisConfig) -> BearerSession {
         ],
     };
     form.push(("scope", plain(&config.scope)));
-    BearerSession::new(api::TOKEN, form, "check the client id and secret")
+    BearerSession::new(name, api::TOKEN, form, "check the client id and secret")
 }
 
 fn already_if(already: bool, why: &str) -> Sent {

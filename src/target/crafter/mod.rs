@@ -41,7 +41,7 @@ use crate::model::{
 };
 use crate::plan::change::{Change, Plan};
 use crate::plan::{Scope, fold};
-use crate::target::http::{retry_after, transport_error};
+use crate::target::http::{self, retry_after, transport_error};
 use crate::target::{
     Call, CallError, CallErrorKind, ObserveError, RetrySafety, Sent, Stage, Target, resolve_users,
 };
@@ -278,7 +278,7 @@ impl CrafterTarget {
             return Ok(s.clone());
         }
         let m = Method::POST;
-        let resp = self
+        let login = self
             .http
             .post(format!("{}{}", self.base, api::V1_LOGIN))
             .header(header::ACCEPT, "application/json")
@@ -287,8 +287,8 @@ impl CrafterTarget {
                 format!("{}={}", api::XSRF_COOKIE, self.xsrf),
             )
             .header(api::XSRF_HEADER, &self.xsrf)
-            .json(&json!({ "username": username, "password": password.expose() }))
-            .send()
+            .json(&json!({ "username": username, "password": password.expose() }));
+        let resp = http::send(&self.name, login)
             .await
             .map_err(|e| self.err(&m, api::V1_LOGIN, None, transport_error(&e)))?;
         let status = resp.status();
@@ -373,8 +373,7 @@ impl CrafterTarget {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let resp = req
-                .send()
+            let resp = http::send(&self.name, req)
                 .await
                 .map_err(|e| self.err(&method, path, group, transport_error(&e)))?;
             let status = resp.status();

@@ -153,6 +153,7 @@ impl UiPathTarget {
             partition: config.partition_global_id.clone(),
             client_id: config.client_id.clone(),
             session: BearerSession::new(
+                name,
                 api::token(&config.identity_path),
                 vec![
                     ("grant_type", FormValue::Plain("client_credentials".into())),

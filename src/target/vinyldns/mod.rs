@@ -35,7 +35,7 @@ use crate::model::{
 };
 use crate::plan::change::{Change, Plan};
 use crate::plan::{Scope, fold};
-use crate::target::http::{status_error, transport_error};
+use crate::target::http::{self, status_error, transport_error};
 use crate::target::{
     Call, CallError, CallErrorKind, ObserveError, RetrySafety, Sent, Stage, Target, resolve_users,
 };
@@ -251,8 +251,7 @@ impl VinylDnsTarget {
                 .header("Content-Type", "application/json")
                 .body(b.to_vec());
         }
-        let resp = req
-            .send()
+        let resp = http::send(&self.name, req)
             .await
             .map_err(|e| self.err(&method, path, group, transport_error(&e)))?;
         let status = resp.status();
