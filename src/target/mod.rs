@@ -176,6 +176,38 @@ pub enum ObserveError {
     },
 }
 
+/// The errors of a connector, which all carry its target's name: implementing `target_name`
+/// gives a connector `err` and `incomplete`.
+pub trait Named {
+    /// The target's name from the config.
+    fn target_name(&self) -> &str;
+
+    /// A failed call of this target: method, path, the group it was about, what went wrong.
+    fn err(
+        &self,
+        method: &reqwest::Method,
+        path: &str,
+        group: Option<&GroupName>,
+        kind: CallErrorKind,
+    ) -> CallError {
+        CallError {
+            target: self.target_name().to_owned(),
+            group: group.cloned(),
+            method: method.to_string(),
+            path: path.to_owned(),
+            kind,
+        }
+    }
+
+    /// Reads of this target that succeeded but do not add up.
+    fn incomplete(&self, message: String) -> ObserveError {
+        ObserveError::Incomplete {
+            target: self.target_name().to_owned(),
+            message,
+        }
+    }
+}
+
 /// Looks up `keys` with `resolve` (one call each, up to `concurrency` at once) and records each
 /// in `observed`: its target id in `users`, or in `unknown_users` when the target has no such
 /// user. The first failed lookup fails the whole observe.

@@ -28,7 +28,8 @@ use crate::plan::{Scope, fold};
 use crate::target::http::status_error;
 use crate::target::oauth::{BearerSession, FormValue};
 use crate::target::{
-    Call, CallError, CallErrorKind, ObserveError, RetrySafety, Sent, Stage, Target, resolve_users,
+    Call, CallError, CallErrorKind, Named, ObserveError, RetrySafety, Sent, Stage, Target,
+    resolve_users,
 };
 
 use config::{ContensisAuth, ContensisConfig};
@@ -161,22 +162,6 @@ impl ContensisTarget {
         self
     }
 
-    fn err(
-        &self,
-        method: &Method,
-        path: &str,
-        group: Option<&GroupName>,
-        kind: CallErrorKind,
-    ) -> CallError {
-        CallError {
-            target: self.name.clone(),
-            group: group.cloned(),
-            method: method.to_string(),
-            path: path.to_owned(),
-            kind,
-        }
-    }
-
     /// Sends one request with the bearer token (renewed once on a 401). Returns the response
     /// when its status is a success or listed in `accept`.
     async fn request(
@@ -257,13 +242,6 @@ impl ContensisTarget {
             debug!(target_name = %self.name, "{last}; reading again");
         }
         Err(self.incomplete(last))
-    }
-
-    fn incomplete(&self, message: String) -> ObserveError {
-        ObserveError::Incomplete {
-            target: self.name.clone(),
-            message,
-        }
     }
 
     /// The path form of a group: its GUID when known, else its name.
@@ -428,6 +406,12 @@ impl ContensisTarget {
             Some(GroupKind::External) => "external",
             _ => "contensis",
         }
+    }
+}
+
+impl Named for ContensisTarget {
+    fn target_name(&self) -> &str {
+        &self.name
     }
 }
 

@@ -43,7 +43,8 @@ use crate::plan::change::{Change, Plan};
 use crate::plan::{Scope, fold};
 use crate::target::http::{self, retry_after, transport_error};
 use crate::target::{
-    Call, CallError, CallErrorKind, ObserveError, RetrySafety, Sent, Stage, Target, resolve_users,
+    Call, CallError, CallErrorKind, Named, ObserveError, RetrySafety, Sent, Stage, Target,
+    resolve_users,
 };
 
 use config::{CrafterApi, CrafterConfig};
@@ -218,22 +219,6 @@ impl CrafterTarget {
         match &self.api {
             CrafterApi::V1 { site_id, .. } => Some(site_id),
             CrafterApi::V2 { .. } => None,
-        }
-    }
-
-    fn err(
-        &self,
-        method: &Method,
-        path: &str,
-        group: Option<&GroupName>,
-        kind: CallErrorKind,
-    ) -> CallError {
-        CallError {
-            target: self.name.clone(),
-            group: group.cloned(),
-            method: method.to_string(),
-            path: path.to_owned(),
-            kind,
         }
     }
 
@@ -466,13 +451,6 @@ impl CrafterTarget {
                 self.decode(&Method::GET, path, group, &r.body)
             })
             .await
-    }
-
-    fn incomplete(&self, message: String) -> ObserveError {
-        ObserveError::Incomplete {
-            target: self.name.clone(),
-            message,
-        }
     }
 
     /// Every item of an offset-paged list, checked against `total`: pages are read until as many
@@ -1030,6 +1008,12 @@ impl CrafterTarget {
                 CallErrorKind::Decode("a bulk call was compiled for API 1".into()),
             )),
         }
+    }
+}
+
+impl Named for CrafterTarget {
+    fn target_name(&self) -> &str {
+        &self.name
     }
 }
 

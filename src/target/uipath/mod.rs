@@ -38,7 +38,8 @@ use crate::plan::{Scope, fold};
 use crate::target::http::status_error;
 use crate::target::oauth::{BearerSession, FormValue};
 use crate::target::{
-    Call, CallError, CallErrorKind, ObserveError, RetrySafety, Sent, Stage, Target, resolve_users,
+    Call, CallError, CallErrorKind, Named, ObserveError, RetrySafety, Sent, Stage, Target,
+    resolve_users,
 };
 
 use config::{UiPathConfig, UserKeyField};
@@ -182,29 +183,6 @@ impl UiPathTarget {
     pub fn with_read_retries(mut self, policy: RetryPolicy) -> Self {
         self.reads = policy;
         self
-    }
-
-    fn err(
-        &self,
-        method: &Method,
-        path: &str,
-        group: Option<&GroupName>,
-        kind: CallErrorKind,
-    ) -> CallError {
-        CallError {
-            target: self.name.clone(),
-            group: group.cloned(),
-            method: method.to_string(),
-            path: path.to_owned(),
-            kind,
-        }
-    }
-
-    fn incomplete(&self, message: String) -> ObserveError {
-        ObserveError::Incomplete {
-            target: self.name.clone(),
-            message,
-        }
     }
 
     /// Sends one request with a bearer token; on a 401 renews the token once and sends again.
@@ -457,6 +435,12 @@ impl UiPathTarget {
                 .await?;
         }
         Ok(Sent::AlreadyDone(why.to_owned()))
+    }
+}
+
+impl Named for UiPathTarget {
+    fn target_name(&self) -> &str {
+        &self.name
     }
 }
 

@@ -37,7 +37,8 @@ use crate::plan::change::{Change, Plan};
 use crate::plan::{Scope, fold};
 use crate::target::http::{self, status_error, transport_error};
 use crate::target::{
-    Call, CallError, CallErrorKind, ObserveError, RetrySafety, Sent, Stage, Target, resolve_users,
+    Call, CallError, CallErrorKind, Named, ObserveError, RetrySafety, Sent, Stage, Target,
+    resolve_users,
 };
 
 use config::VinylDnsConfig;
@@ -185,29 +186,6 @@ impl VinylDnsTarget {
     pub fn with_read_retries(mut self, policy: RetryPolicy) -> Self {
         self.reads = policy;
         self
-    }
-
-    fn err(
-        &self,
-        method: &Method,
-        path: &str,
-        group: Option<&GroupName>,
-        kind: CallErrorKind,
-    ) -> CallError {
-        CallError {
-            target: self.name.clone(),
-            group: group.cloned(),
-            method: method.to_string(),
-            path: path.to_owned(),
-            kind,
-        }
-    }
-
-    fn incomplete(&self, message: String) -> ObserveError {
-        ObserveError::Incomplete {
-            target: self.name.clone(),
-            message,
-        }
     }
 
     /// Sends one signed request. Returns the response when its status is a success or listed in
@@ -634,6 +612,12 @@ impl VinylDnsTarget {
         };
         self.put_group(&body, &call.group).await?;
         Ok(Sent::Done)
+    }
+}
+
+impl Named for VinylDnsTarget {
+    fn target_name(&self) -> &str {
+        &self.name
     }
 }
 
