@@ -174,7 +174,10 @@ pub fn check_targets(config: &Config, desired: &Desired) -> Vec<crate::config::D
                 let caps = target.capabilities();
                 let policy = policy(cfg, desired, caps.case_insensitive_names, None);
                 if let Err(p) = target.check(desired, &policy.scope) {
-                    problems.extend(p);
+                    problems.extend(p.into_iter().map(|mut d| {
+                        d.message = format!("target `{}`: {}", cfg.name, d.message);
+                        d
+                    }));
                 }
             }
             Err(e) => problems.push(crate::config::Diagnostic::error(

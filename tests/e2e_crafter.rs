@@ -442,7 +442,7 @@ async fn a_name_studio_cannot_hold_is_a_validation_error_at_its_origin_not_a_fai
     let groups_file = w.dir.path().join("groups.toml");
     assert!(
         all.contains(&format!(
-            "{}:1:1: group \"CMS Editors\" cannot be created in Crafter Studio (target `studio`): a group name must match ^[a-zA-Z0-9_.]{{3,512}}$",
+            "{}:1:1: group \"CMS Editors\" cannot be created in Crafter Studio: a group name must match ^[a-zA-Z0-9_.]{{3,512}}$",
             groups_file.display()
         )),
         "{all}"
@@ -454,7 +454,15 @@ async fn a_name_studio_cannot_hold_is_a_validation_error_at_its_origin_not_a_fai
         w.sim.crafter.calls()
     );
     let out = w.roster(&["validate"]).await;
-    assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "{}:1:1: target `studio`: group \"CMS Editors\" cannot be created",
+            groups_file.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[tokio::test]

@@ -208,6 +208,15 @@ pub trait Named {
     }
 }
 
+/// A problem with desired group `group` that a target cannot take, at the place the group is
+/// defined (for [`Target::prepare`]).
+pub fn problem(desired: &Desired, group: &GroupName, message: String) -> Diagnostic {
+    match desired.origins.get(group) {
+        Some(origin) => Diagnostic::at_origin(origin, message),
+        None => Diagnostic::error("<desired state>", 0, 0, message),
+    }
+}
+
 /// Looks up `keys` with `resolve` (one call each, up to `concurrency` at once) and records each
 /// in `observed`: its target id in `users`, or in `unknown_users` when the target has no such
 /// user. The first failed lookup fails the whole observe.

@@ -43,7 +43,7 @@ use crate::plan::change::{Change, Plan};
 use crate::plan::{Scope, fold};
 use crate::target::http::{self, retry_after, transport_error};
 use crate::target::{
-    Call, CallError, CallErrorKind, Named, ObserveError, RetrySafety, Sent, Stage, Target,
+    Call, CallError, CallErrorKind, Named, ObserveError, RetrySafety, Sent, Stage, Target, problem,
     resolve_users,
 };
 
@@ -1047,25 +1047,18 @@ impl Target for CrafterTarget {
             if !scope.contains(name) {
                 continue;
             }
-            let at = |msg: String| match desired.origins.get(name) {
-                Some(o) => Diagnostic::at_origin(o, msg),
-                None => Diagnostic::error("<desired state>", 0, 0, msg),
-            };
+            let at = |msg: String| problem(desired, name, msg);
             let n = name.as_str();
             if v1 {
                 if n.trim().is_empty() || n.chars().count() > 255 {
                     problems.push(at(format!(
-                        "group \"{n}\" cannot be held by Studio 3.0 (target `{}`): names are 1 to \
-                         255 characters",
-                        self.name
+                        "group \"{n}\" cannot be held by Studio 3.0: names are 1 to 255 characters"
                     )));
                 }
             } else if !api::valid_group_name(n) {
                 problems.push(at(format!(
-                    "group \"{n}\" cannot be created in Crafter Studio (target `{}`): a group name \
-                     must match ^[a-zA-Z0-9_.]{{3,512}}$ (letters, digits, `_` and `.`, no spaces \
-                     or hyphens)",
-                    self.name
+                    "group \"{n}\" cannot be created in Crafter Studio: a group name must match \
+                     ^[a-zA-Z0-9_.]{{3,512}}$ (letters, digits, `_` and `.`, no spaces or hyphens)"
                 )));
             }
             let max = if v1 { 3000 } else { api::MAX_DESCRIPTION };
@@ -1073,10 +1066,9 @@ impl Target for CrafterTarget {
                 && d.chars().count() > max
             {
                 problems.push(at(format!(
-                    "the description of group \"{n}\" has {} characters; Crafter Studio (target \
-                     `{}`) holds at most {max}",
-                    d.chars().count(),
-                    self.name
+                    "the description of group \"{n}\" has {} characters; Crafter Studio holds at \
+                     most {max}",
+                    d.chars().count()
                 )));
             }
             if group.extras.get(TYPE).is_some_and(|a| !a.is_empty()) {

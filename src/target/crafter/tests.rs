@@ -194,7 +194,7 @@ fn prepare_refuses_names_and_descriptions_studio_cannot_hold() {
     let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
     assert_eq!(text.len(), 3, "{text:#?}");
     assert!(
-        text[0].starts_with("groups.toml:3:1: group \"CMS Editors\" cannot be created in Crafter Studio (target `studio`): a group name must match ^[a-zA-Z0-9_.]{3,512}$"),
+        text[0].starts_with("groups.toml:3:1: group \"CMS Editors\" cannot be created in Crafter Studio: a group name must match ^[a-zA-Z0-9_.]{3,512}$"),
         "{}",
         text[0]
     );

@@ -38,7 +38,7 @@ use crate::plan::{Scope, fold};
 use crate::target::http::status_error;
 use crate::target::oauth::{BearerSession, FormValue};
 use crate::target::{
-    Call, CallError, CallErrorKind, Named, ObserveError, RetrySafety, Sent, Stage, Target,
+    Call, CallError, CallErrorKind, Named, ObserveError, RetrySafety, Sent, Stage, Target, problem,
     resolve_users,
 };
 
@@ -470,14 +470,17 @@ impl Target for UiPathTarget {
         let problems: Vec<Diagnostic> = desired
             .groups
             .iter()
-            .filter(|(name, g)| scope.contains(name) && g.extras.get(TYPE).is_some_and(|a| !a.is_empty()))
-            .filter_map(|(name, _)| {
-                desired.origins.get(name).map(|o| {
-                    Diagnostic::at_origin(
-                        o,
-                        format!("group \"{name}\": UiPath groups have no attributes; remove [group.uipath]"),
-                    )
-                })
+            .filter(|(name, g)| {
+                scope.contains(name) && g.extras.get(TYPE).is_some_and(|a| !a.is_empty())
+            })
+            .map(|(name, _)| {
+                problem(
+                    desired,
+                    name,
+                    format!(
+                        "group \"{name}\": UiPath groups have no attributes; remove [group.uipath]"
+                    ),
+                )
             })
             .collect();
         if !problems.is_empty() {

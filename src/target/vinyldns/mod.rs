@@ -37,7 +37,7 @@ use crate::plan::change::{Change, Plan};
 use crate::plan::{Scope, fold};
 use crate::target::http::{self, status_error, transport_error};
 use crate::target::{
-    Call, CallError, CallErrorKind, Named, ObserveError, RetrySafety, Sent, Stage, Target,
+    Call, CallError, CallErrorKind, Named, ObserveError, RetrySafety, Sent, Stage, Target, problem,
     resolve_users,
 };
 
@@ -653,10 +653,7 @@ impl Target for VinylDnsTarget {
             if !scope.contains(name) {
                 continue;
             }
-            let at = |msg: String| match desired.origins.get(name) {
-                Some(o) => Diagnostic::at_origin(o, msg),
-                None => Diagnostic::error(name.as_str(), 0, 0, msg),
-            };
+            let at = |msg: String| problem(desired, name, msg);
             if name.as_str().is_empty() || name.as_str().chars().any(char::is_whitespace) {
                 problems.push(at(format!(
                     "group \"{name}\": VinylDNS group names are one word (no spaces)"
