@@ -1,13 +1,65 @@
 //! What the daemon counts and serves: run outcomes, changes, API calls, phase durations, last
-//! success and pending drift per target, config reloads; rendered in the Prometheus text format,
-//! and the health `/healthz` reports. (Skeleton: filled in by the metrics work.)
+//! success and pending drift per target, config reloads; rendered in the Prometheus text format
+//! (version 0.0.4), and the health `/healthz` reports.
+//!
+//! The text is written by hand rather than with `prometheus-client`: that crate encodes only
+//! OpenMetrics (a `# EOF` trailer, counter families named without `_total`), not the
+//! `text/plain; version=0.0.4` format `/metrics` promises; the API call counts live in a
+//! process-wide table (`crate::target::http::api_calls`) that it could only read through a custom
+//! collector; and the "last run" gauges are replaced wholesale on every run. What is left is a
+//! dozen families of plain numbers, escaping, and a test that parses the result.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `roster_runs_total` | counter | `outcome`: `success`, `failure` (a target failed or was refused), `error` (the run could not start) |
+//! | `roster_skipped_runs_total` | counter | |
+//! | `roster_changes_total` | counter | `target`, `kind` (`add_member`, ...), `outcome` (`applied`, `already_done`, `failed`, `skipped`) |
+//! | `roster_api_calls_total` | counter | `target`, `status` (HTTP status; `0`: no answer) |
+//! | `roster_phase_duration_seconds` | gauge | `target`, `phase` (`observe`, `plan`, `apply`); `phase="source"` alone |
+//! | `roster_last_success_timestamp_seconds` | gauge | `target` |
+//! | `roster_drift_changes` | gauge | `target` |
+//! | `roster_config_reloads_total` | counter | `outcome`: `success`, `failure` |
 
-use crate::reconcile::Mode;
+use std::collections::BTreeMap;
+use std::fmt::{Display, Write as _};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::exec::Outcome;
+use crate::reconcile::{Mode, TargetOutcome, TargetReport};
 use crate::run::{RunError, RunReport};
+
+/// The health name of a run that could not load the desired state (it fails every target).
+const SOURCE: &str = "source";
 
 /// The daemon's metrics and health; clones share them.
 #[derive(Clone, Debug, Default)]
-pub struct Metrics {}
+pub struct Metrics {
+    state: Arc<Mutex<State>>,
+}
+
+/// Everything counted so far. Counters only grow; the per-target gauges describe the last run
+/// that reached the targets.
+#[derive(Debug, Default)]
+struct State {
+    /// Runs by outcome: `[success, failure, error]`.
+    runs: [u64; 3],
+    skipped: u64,
+    /// Reloads: `[success, failure]`.
+    reloads: [u64; 2],
+    /// By (target, change kind, outcome).
+    changes: BTreeMap<(String, &'static str, &'static str), u64>,
+    /// How long loading the desired state took in the last run that loaded it.
+    source_duration: Option<Duration>,
+    /// By target: each phase of its last run, in the order they ran.
+    phases: BTreeMap<String, Vec<(&'static str, Duration)>>,
+    /// By target: when its last successful run ended.
+    last_success: BTreeMap<String, SystemTime>,
+    /// By target: the changes still pending after its last run (absent when it could not be read).
+    drift: BTreeMap<String, usize>,
+    /// What `/healthz` reports: the targets (or `source`) whose last run failed, in run order.
+    failing: Vec<String>,
+}
 
 /// What `/healthz` answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,40 +70,796 @@ pub struct Health {
     pub failing: Vec<String>,
 }
 
+/// Run outcomes, in `State::runs` order.
+const RUN_OUTCOMES: [&str; 3] = ["success", "failure", "error"];
+/// Reload outcomes, in `State::reloads` order.
+const RELOAD_OUTCOMES: [&str; 2] = ["success", "failure"];
+
 impl Metrics {
     /// Empty metrics: no run yet, healthy.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// The state; a panic elsewhere while holding the lock leaves numbers that are still numbers,
+    /// so a poisoned lock is used as it is rather than taking `/metrics` down with it.
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Records a run that reached the targets, in `mode` (`Plan` for a dry run).
     pub fn record_run(&self, report: &RunReport, mode: Mode) {
-        let _ = (report, mode);
+        self.record_run_at(report, mode, SystemTime::now());
+    }
+
+    /// [`Metrics::record_run`] with the clock passed in, so tests can check exact timestamps.
+    fn record_run_at(&self, report: &RunReport, mode: Mode, now: SystemTime) {
+        // Each target's outcome already says whether it was planned or applied (a dry run only
+        // ever yields `Planned`), so the mode adds nothing the outcome does not carry.
+        let _ = mode;
+        let mut s = self.state();
+        s.source_duration = Some(report.source_duration);
+        // The per-target gauges describe this run only: a target dropped from the config by a
+        // reload must not stay failing, drifting or stale forever.
+        s.phases.clear();
+        s.drift.clear();
+        s.failing.clear();
+        s.last_success
+            .retain(|name, _| report.targets.iter().any(|t| &t.target == name));
+        for t in &report.targets {
+            s.phases.insert(t.target.clone(), t.durations.clone());
+            if let Some(drift) = drift(t) {
+                s.drift.insert(t.target.clone(), drift);
+            }
+            if let TargetOutcome::Applied(applied) = &t.outcome {
+                for (index, outcome) in &applied.outcomes {
+                    let kind = t
+                        .plan
+                        .as_ref()
+                        .and_then(|p| p.changes.get(*index))
+                        .map_or("unknown", |c| c.op());
+                    *s.changes
+                        .entry((t.target.clone(), kind, outcome_name(outcome)))
+                        .or_default() += 1;
+                }
+            }
+            if succeeded(t) {
+                s.last_success.insert(t.target.clone(), now);
+            } else if !s.failing.contains(&t.target) {
+                s.failing.push(t.target.clone());
+            }
+        }
+        let outcome = if s.failing.is_empty() { 0 } else { 1 };
+        s.runs[outcome] += 1;
     }
 
     /// Records a run that could not start (the desired state could not be loaded).
     pub fn record_run_error(&self, error: &RunError) {
-        let _ = error;
+        let mut s = self.state();
+        s.runs[2] += 1;
+        // Nothing was planned, so every target's gauges still describe the last run that reached
+        // it; only the health changes: the whole run failed at its source.
+        s.failing = vec![match error {
+            RunError::Source(_) => SOURCE.to_owned(),
+            RunError::UnknownTarget(name, _) => name.clone(),
+        }];
     }
 
     /// Records a tick skipped because the run before it was still going.
-    pub fn record_skipped(&self) {}
+    pub fn record_skipped(&self) {
+        self.state().skipped += 1;
+    }
 
     /// Records a config reload, successful or refused.
     pub fn record_reload(&self, ok: bool) {
-        let _ = ok;
+        self.state().reloads[usize::from(!ok)] += 1;
     }
 
     /// The metrics in the Prometheus text exposition format.
     pub fn render(&self) -> String {
-        String::new()
+        self.render_with(&crate::target::http::api_calls())
+    }
+
+    /// Renders with the API call counts passed in: they are process-wide, so a test sets its own.
+    fn render_with(&self, api_calls: &[(String, u16, u64)]) -> String {
+        let s = self.state();
+        let mut out = Text::default();
+
+        out.family(
+            "roster_runs_total",
+            "counter",
+            "Runs by outcome: success, failure (a target failed or its plan was refused), \
+             error (the desired state could not be loaded).",
+        );
+        for (outcome, n) in RUN_OUTCOMES.iter().zip(s.runs) {
+            out.sample("roster_runs_total", &[("outcome", outcome)], n);
+        }
+
+        out.family(
+            "roster_skipped_runs_total",
+            "counter",
+            "Scheduled runs skipped because the run before them was still going.",
+        );
+        out.sample("roster_skipped_runs_total", &[], s.skipped);
+
+        out.family(
+            "roster_changes_total",
+            "counter",
+            "Changes carried out, by target, kind and outcome (applied, already_done, failed, \
+             skipped).",
+        );
+        for ((target, kind, outcome), n) in &s.changes {
+            out.sample(
+                "roster_changes_total",
+                &[("target", target), ("kind", kind), ("outcome", outcome)],
+                n,
+            );
+        }
+
+        out.family(
+            "roster_api_calls_total",
+            "counter",
+            "API calls sent, by target and HTTP status (0: no answer came).",
+        );
+        for (target, status, n) in api_calls {
+            out.sample(
+                "roster_api_calls_total",
+                &[("target", target), ("status", &status.to_string())],
+                n,
+            );
+        }
+
+        out.family(
+            "roster_phase_duration_seconds",
+            "gauge",
+            "How long each phase of the last run took: source (loading the desired state), then \
+             observe, plan and apply per target.",
+        );
+        if let Some(d) = s.source_duration {
+            out.sample(
+                "roster_phase_duration_seconds",
+                &[("phase", SOURCE)],
+                d.as_secs_f64(),
+            );
+        }
+        for (target, phases) in &s.phases {
+            for (phase, d) in phases {
+                out.sample(
+                    "roster_phase_duration_seconds",
+                    &[("target", target), ("phase", phase)],
+                    d.as_secs_f64(),
+                );
+            }
+        }
+
+        out.family(
+            "roster_last_success_timestamp_seconds",
+            "gauge",
+            "When the last successful run of each target ended, in seconds since the Unix epoch.",
+        );
+        for (target, at) in &s.last_success {
+            let secs = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+            out.sample(
+                "roster_last_success_timestamp_seconds",
+                &[("target", target)],
+                secs.as_secs_f64(),
+            );
+        }
+
+        out.family(
+            "roster_drift_changes",
+            "gauge",
+            "Changes pending for each target after the last run: a dry run's whole plan, a \
+             refused plan, or the changes an apply did not carry out. Absent while the target \
+             cannot be read.",
+        );
+        for (target, n) in &s.drift {
+            out.sample("roster_drift_changes", &[("target", target)], n);
+        }
+
+        out.family(
+            "roster_config_reloads_total",
+            "counter",
+            "Config reloads (SIGHUP) by outcome; a failed reload keeps the previous config.",
+        );
+        for (outcome, n) in RELOAD_OUTCOMES.iter().zip(s.reloads) {
+            out.sample("roster_config_reloads_total", &[("outcome", outcome)], n);
+        }
+
+        out.0
     }
 
     /// The health `/healthz` reports.
     pub fn health(&self) -> Health {
+        let s = self.state();
+        Health {
+            ok: s.failing.is_empty(),
+            failing: s.failing.clone(),
+        }
+    }
+}
+
+/// Whether a target's run counts as a success for health and `last_success`: it was read and
+/// planned, and either only planned or every change holds. A refused plan is not a success: the
+/// target keeps drifting until a human raises the limit, and health is how they hear of it.
+fn succeeded(t: &TargetReport) -> bool {
+    match &t.outcome {
+        TargetOutcome::Planned => true,
+        TargetOutcome::Applied(r) => r.failures() == 0,
+        TargetOutcome::Invalid(_) | TargetOutcome::ObserveFailed(_) | TargetOutcome::Refused(_) => {
+            false
+        }
+    }
+}
+
+/// The changes still pending for a target after its run, when known: all of a plan that was not
+/// carried out, or those of an apply that did not succeed; unknown when the target was not read.
+fn drift(t: &TargetReport) -> Option<usize> {
+    match &t.outcome {
+        TargetOutcome::Planned | TargetOutcome::Refused(_) => {
+            t.plan.as_ref().map(|p| p.changes.len())
+        }
+        TargetOutcome::Applied(r) => Some(r.failures()),
+        TargetOutcome::Invalid(_) | TargetOutcome::ObserveFailed(_) => None,
+    }
+}
+
+/// The `outcome` label of a change, as the JSON report names it.
+fn outcome_name(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Applied => "applied",
+        Outcome::AlreadyDone(_) => "already_done",
+        Outcome::Failed(_) => "failed",
+        Outcome::Skipped(_) => "skipped",
+    }
+}
+
+/// Text in the exposition format, family by family.
+#[derive(Default)]
+struct Text(String);
+
+impl Text {
+    /// The `# HELP` and `# TYPE` lines that open a family.
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        // In HELP text only the backslash and the line feed are escaped.
+        let help = help.replace('\\', "\\\\").replace('\n', "\\n");
+        // Writing to a String cannot fail.
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    /// One sample line: `name{label="value",...} value`.
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (label, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                self.0.push_str(label);
+                self.0.push_str("=\"");
+                escape_label_value(&mut self.0, v);
+                self.0.push('"');
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+}
+
+/// Appends a label value escaped as the format asks: `\` as `\\`, `"` as `\"`, a line feed as
+/// `\n`; everything else (any UTF-8) as it is. Target names come from the config, so they can
+/// hold anything.
+fn escape_label_value(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::exec::ApplyReport;
+    use crate::plan::{Change, Plan, Refusal, Summary};
+    use crate::source::SourceError;
+    use crate::target::ObserveError;
+
+    const T0: u64 = 1_700_000_000;
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn add(group: &str, member: &str) -> Change {
+        Change::AddMember {
+            group: group.into(),
+            member: member.into(),
+        }
+    }
+
+    fn remove(group: &str, member: &str) -> Change {
+        Change::RemoveMember {
+            group: group.into(),
+            member: member.into(),
+        }
+    }
+
+    fn plan(target: &str, changes: Vec<Change>) -> Plan {
+        Plan {
+            target: target.to_owned(),
+            summary: Summary::of(&changes),
+            changes,
+            warnings: Vec::new(),
+        }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn planned(target: &str, changes: Vec<Change>) -> TargetReport {
+        TargetReport {
+            target: target.to_owned(),
+            plan: Some(plan(target, changes)),
+            outcome: TargetOutcome::Planned,
+            durations: vec![("observe", ms(250)), ("plan", ms(2))],
+        }
+    }
+
+    fn applied(target: &str, changes: Vec<Change>, outcomes: Vec<Outcome>) -> TargetReport {
+        TargetReport {
+            target: target.to_owned(),
+            plan: Some(plan(target, changes)),
+            outcome: TargetOutcome::Applied(ApplyReport {
+                outcomes: outcomes.into_iter().enumerate().collect(),
+                attempts: 0,
+            }),
+            durations: vec![("observe", ms(500)), ("plan", ms(1)), ("apply", ms(1500))],
+        }
+    }
+
+    fn unreadable(target: &str) -> TargetReport {
+        TargetReport {
+            target: target.to_owned(),
+            plan: None,
+            outcome: TargetOutcome::ObserveFailed(ObserveError::Setup {
+                target: target.to_owned(),
+                message: "no route".to_owned(),
+            }),
+            durations: Vec::new(),
+        }
+    }
+
+    fn report(targets: Vec<TargetReport>) -> RunReport {
+        RunReport {
+            targets,
+            source_duration: ms(125),
+        }
+    }
+
+    fn source_error() -> RunError {
+        RunError::Source(SourceError::Invalid(Vec::new()))
+    }
+
+    fn healthy() -> Health {
         Health {
             ok: true,
             failing: Vec::new(),
         }
+    }
+
+    fn failing(names: &[&str]) -> Health {
+        Health {
+            ok: false,
+            failing: names.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// The sample lines (not comments) of a rendering.
+    fn samples(text: &str) -> Vec<&str> {
+        text.lines().filter(|l| !l.starts_with('#')).collect()
+    }
+
+    #[test]
+    fn before_any_run_it_is_healthy_and_counts_zero() {
+        let m = Metrics::new();
+        assert_eq!(m.health(), healthy());
+        assert_eq!(
+            samples(&m.render_with(&[])),
+            [
+                r#"roster_runs_total{outcome="success"} 0"#,
+                r#"roster_runs_total{outcome="failure"} 0"#,
+                r#"roster_runs_total{outcome="error"} 0"#,
+                "roster_skipped_runs_total 0",
+                r#"roster_config_reloads_total{outcome="success"} 0"#,
+                r#"roster_config_reloads_total{outcome="failure"} 0"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn renders_exactly_after_an_apply_run() {
+        let m = Metrics::new();
+        let cms = applied(
+            "cms",
+            vec![
+                Change::CreateGroup {
+                    group: "editors".into(),
+                    description: None,
+                    attributes: BTreeMap::new(),
+                },
+                add("editors", "alice"),
+                add("editors", "bob"),
+                remove("editors", "carol"),
+                add("editors", "dave"),
+            ],
+            vec![
+                Outcome::Applied,
+                Outcome::Applied,
+                Outcome::AlreadyDone("member already there".into()),
+                Outcome::Failed("cms: DELETE ...: 500".into()),
+                Outcome::Skipped("stopped".into()),
+            ],
+        );
+        m.record_run_at(&report(vec![cms, unreadable("dns")]), Mode::Apply, at(T0));
+        m.record_skipped();
+        m.record_reload(true);
+        m.record_reload(false);
+        m.record_reload(false);
+        let calls = [
+            ("cms".to_owned(), 0, 1),
+            ("cms".to_owned(), 200, 7),
+            ("dns".to_owned(), 503, 3),
+        ];
+        let expected = r#"# HELP roster_runs_total Runs by outcome: success, failure (a target failed or its plan was refused), error (the desired state could not be loaded).
+# TYPE roster_runs_total counter
+roster_runs_total{outcome="success"} 0
+roster_runs_total{outcome="failure"} 1
+roster_runs_total{outcome="error"} 0
+# HELP roster_skipped_runs_total Scheduled runs skipped because the run before them was still going.
+# TYPE roster_skipped_runs_total counter
+roster_skipped_runs_total 1
+# HELP roster_changes_total Changes carried out, by target, kind and outcome (applied, already_done, failed, skipped).
+# TYPE roster_changes_total counter
+roster_changes_total{target="cms",kind="add_member",outcome="already_done"} 1
+roster_changes_total{target="cms",kind="add_member",outcome="applied"} 1
+roster_changes_total{target="cms",kind="add_member",outcome="skipped"} 1
+roster_changes_total{target="cms",kind="create_group",outcome="applied"} 1
+roster_changes_total{target="cms",kind="remove_member",outcome="failed"} 1
+# HELP roster_api_calls_total API calls sent, by target and HTTP status (0: no answer came).
+# TYPE roster_api_calls_total counter
+roster_api_calls_total{target="cms",status="0"} 1
+roster_api_calls_total{target="cms",status="200"} 7
+roster_api_calls_total{target="dns",status="503"} 3
+# HELP roster_phase_duration_seconds How long each phase of the last run took: source (loading the desired state), then observe, plan and apply per target.
+# TYPE roster_phase_duration_seconds gauge
+roster_phase_duration_seconds{phase="source"} 0.125
+roster_phase_duration_seconds{target="cms",phase="observe"} 0.5
+roster_phase_duration_seconds{target="cms",phase="plan"} 0.001
+roster_phase_duration_seconds{target="cms",phase="apply"} 1.5
+# HELP roster_last_success_timestamp_seconds When the last successful run of each target ended, in seconds since the Unix epoch.
+# TYPE roster_last_success_timestamp_seconds gauge
+# HELP roster_drift_changes Changes pending for each target after the last run: a dry run's whole plan, a refused plan, or the changes an apply did not carry out. Absent while the target cannot be read.
+# TYPE roster_drift_changes gauge
+roster_drift_changes{target="cms"} 2
+# HELP roster_config_reloads_total Config reloads (SIGHUP) by outcome; a failed reload keeps the previous config.
+# TYPE roster_config_reloads_total counter
+roster_config_reloads_total{outcome="success"} 1
+roster_config_reloads_total{outcome="failure"} 2
+"#;
+        assert_eq!(m.render_with(&calls), expected);
+        assert_eq!(m.health(), failing(&["cms", "dns"]));
+    }
+
+    #[test]
+    fn a_dry_run_reports_the_whole_plan_as_drift_and_succeeds() {
+        let m = Metrics::new();
+        let r = report(vec![
+            planned("cms", vec![add("g", "a"), remove("g", "b")]),
+            planned("dns", Vec::new()),
+        ]);
+        m.record_run_at(&r, Mode::Plan, at(T0));
+        let text = m.render_with(&[]);
+        let lines = samples(&text);
+        for line in [
+            r#"roster_runs_total{outcome="success"} 1"#,
+            r#"roster_drift_changes{target="cms"} 2"#,
+            r#"roster_drift_changes{target="dns"} 0"#,
+            r#"roster_last_success_timestamp_seconds{target="cms"} 1700000000"#,
+            r#"roster_last_success_timestamp_seconds{target="dns"} 1700000000"#,
+            r#"roster_phase_duration_seconds{target="dns",phase="observe"} 0.25"#,
+        ] {
+            assert!(lines.contains(&line), "{line} missing from\n{text}");
+        }
+        // A dry run changes nothing, so it counts no changes.
+        assert!(!text.contains("roster_changes_total{"), "{text}");
+        assert_eq!(m.health(), healthy());
+    }
+
+    #[test]
+    fn a_refused_plan_fails_health_and_keeps_its_drift() {
+        let m = Metrics::new();
+        let mut refused = planned("cms", vec![remove("g", "a"), remove("g", "b")]);
+        refused.outcome = TargetOutcome::Refused(Refusal::TooManyDeletes {
+            removals: 2,
+            limit: 1,
+        });
+        m.record_run_at(&report(vec![refused]), Mode::Apply, at(T0));
+        assert_eq!(m.health(), failing(&["cms"]));
+        let text = m.render_with(&[]);
+        assert!(samples(&text).contains(&r#"roster_drift_changes{target="cms"} 2"#));
+        assert!(
+            !text.contains("roster_last_success_timestamp_seconds{"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn health_flips_to_failing_and_back() {
+        let m = Metrics::new();
+        let ok = |t: &str| applied(t, vec![add("g", "a")], vec![Outcome::Applied]);
+
+        m.record_run_at(&report(vec![ok("cms"), ok("dns")]), Mode::Apply, at(T0));
+        assert_eq!(m.health(), healthy());
+
+        // A failed change fails its target only.
+        let broken = applied(
+            "dns",
+            vec![add("g", "a")],
+            vec![Outcome::Failed("500".into())],
+        );
+        m.record_run_at(&report(vec![ok("cms"), broken]), Mode::Apply, at(T0 + 60));
+        assert_eq!(m.health(), failing(&["dns"]));
+
+        // A run that cannot load the desired state fails everything, named `source`...
+        m.record_run_error(&source_error());
+        assert_eq!(m.health(), failing(&["source"]));
+
+        // ...and the next good run heals it.
+        m.record_run_at(
+            &report(vec![ok("cms"), ok("dns")]),
+            Mode::Apply,
+            at(T0 + 120),
+        );
+        assert_eq!(m.health(), healthy());
+
+        let text = m.render_with(&[]);
+        let lines = samples(&text);
+        for line in [
+            r#"roster_runs_total{outcome="success"} 2"#,
+            r#"roster_runs_total{outcome="failure"} 1"#,
+            r#"roster_runs_total{outcome="error"} 1"#,
+            // cms succeeded every time; dns last at the third run.
+            r#"roster_last_success_timestamp_seconds{target="cms"} 1700000120"#,
+            r#"roster_last_success_timestamp_seconds{target="dns"} 1700000120"#,
+            r#"roster_changes_total{target="cms",kind="add_member",outcome="applied"} 3"#,
+            r#"roster_changes_total{target="dns",kind="add_member",outcome="applied"} 2"#,
+            r#"roster_changes_total{target="dns",kind="add_member",outcome="failed"} 1"#,
+        ] {
+            assert!(lines.contains(&line), "{line} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_failed_target_keeps_its_last_success_time() {
+        let m = Metrics::new();
+        m.record_run_at(
+            &report(vec![planned("cms", Vec::new())]),
+            Mode::Plan,
+            at(T0),
+        );
+        m.record_run_at(&report(vec![unreadable("cms")]), Mode::Plan, at(T0 + 60));
+        let text = m.render_with(&[]);
+        let lines = samples(&text);
+        assert!(
+            lines.contains(&r#"roster_last_success_timestamp_seconds{target="cms"} 1700000000"#)
+        );
+        // Unreadable: its drift is unknown, and its phases are those of the failed run (none).
+        assert!(!text.contains("roster_drift_changes{"), "{text}");
+        assert!(!text.contains(r#"target="cms",phase"#), "{text}");
+    }
+
+    #[test]
+    fn a_target_dropped_by_a_reload_leaves_the_gauges_and_health() {
+        let m = Metrics::new();
+        m.record_run_at(
+            &report(vec![planned("cms", Vec::new()), unreadable("old")]),
+            Mode::Plan,
+            at(T0),
+        );
+        assert_eq!(m.health(), failing(&["old"]));
+        m.record_run_at(
+            &report(vec![planned("cms", Vec::new())]),
+            Mode::Plan,
+            at(T0 + 1),
+        );
+        assert_eq!(m.health(), healthy());
+        assert!(!m.render_with(&[]).contains(r#""old""#));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::new();
+        let name = "we\"ird\\name\nnext";
+        m.record_run_at(
+            &report(vec![planned(name, vec![add("g", "a")])]),
+            Mode::Plan,
+            at(T0),
+        );
+        let text = m.render_with(&[(name.to_owned(), 200, 1)]);
+        let lines = samples(&text);
+        assert!(
+            lines.contains(&r#"roster_drift_changes{target="we\"ird\\name\nnext"} 1"#),
+            "{text}"
+        );
+        assert!(
+            lines.contains(
+                &r#"roster_api_calls_total{target="we\"ird\\name\nnext",status="200"} 1"#
+            )
+        );
+        assert_eq!(parse(&text).len(), lines.len());
+    }
+
+    #[test]
+    fn clones_share_and_threads_can_record() {
+        let m = Metrics::new();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        m.record_skipped();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("recording thread panicked");
+        }
+        assert!(samples(&m.render()).contains(&"roster_skipped_runs_total 400"));
+    }
+
+    #[test]
+    fn every_line_is_in_the_exposition_format() {
+        let m = Metrics::new();
+        m.record_run_at(
+            &report(vec![
+                applied(
+                    "cms",
+                    vec![add("g", "a"), remove("g", "b")],
+                    vec![Outcome::Applied, Outcome::Skipped("x".into())],
+                ),
+                planned("odd \"name\"\\", vec![add("g", "a")]),
+                unreadable("dns"),
+            ]),
+            Mode::Apply,
+            at(T0),
+        );
+        m.record_run_error(&source_error());
+        m.record_skipped();
+        m.record_reload(true);
+        let text = m.render_with(&[("cms".to_owned(), 0, 2), ("dns".to_owned(), 404, 1)]);
+        let parsed = parse(&text);
+        assert_eq!(parsed.len(), samples(&text).len());
+        assert!(parsed.contains(&(
+            "roster_changes_total".to_owned(),
+            vec![
+                ("target".to_owned(), "cms".to_owned()),
+                ("kind".to_owned(), "remove_member".to_owned()),
+                ("outcome".to_owned(), "skipped".to_owned()),
+            ],
+            1.0
+        )));
+        assert!(parsed.contains(&(
+            "roster_drift_changes".to_owned(),
+            vec![("target".to_owned(), "odd \"name\"\\".to_owned())],
+            1.0
+        )));
+    }
+
+    /// A sample: name, labels (unescaped), value.
+    type Sample = (String, Vec<(String, String)>, f64);
+
+    /// A strict reader of the text format (0.0.4) as far as `render` uses it: every line is
+    /// `# HELP name text`, `# TYPE name counter|gauge` (once per family, before its samples), or
+    /// `name{label="value",...} value`; names match `[a-zA-Z_:][a-zA-Z0-9_:]*`, label names
+    /// `[a-zA-Z_][a-zA-Z0-9_]*`, and a value escapes exactly `\\`, `\"` and `\n`. Panics on
+    /// anything else, naming the line.
+    fn parse(text: &str) -> Vec<Sample> {
+        fn name_ok(s: &str, colon: bool) -> bool {
+            let mut chars = s.chars();
+            chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || (colon && c == ':'))
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || (colon && c == ':'))
+        }
+        assert!(text.ends_with('\n'), "the text must end with a line feed");
+        let mut types: BTreeMap<String, String> = BTreeMap::new();
+        let mut helped = Vec::new();
+        let mut out = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, _) = rest.split_once(' ').unwrap_or((rest, ""));
+                assert!(name_ok(name, true), "bad name in {line:?}");
+                assert!(!helped.contains(&name), "second HELP for {name}");
+                helped.push(name);
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').expect("TYPE without a type");
+                assert!(name_ok(name, true), "bad name in {line:?}");
+                assert!(matches!(kind, "counter" | "gauge"), "bad type in {line:?}");
+                assert!(
+                    types.insert(name.to_owned(), kind.to_owned()).is_none(),
+                    "second TYPE for {name}"
+                );
+                continue;
+            }
+            assert!(!line.starts_with('#'), "unknown comment {line:?}");
+            let end = line
+                .find(['{', ' '])
+                .unwrap_or_else(|| panic!("no value in {line:?}"));
+            let name = &line[..end];
+            assert!(name_ok(name, true), "bad name in {line:?}");
+            assert!(types.contains_key(name), "sample before its TYPE: {line:?}");
+            if types[name] == "counter" {
+                assert!(name.ends_with("_total"), "counter without _total: {line:?}");
+            }
+            let mut rest = &line[end..];
+            let mut labels = Vec::new();
+            if let Some(r) = rest.strip_prefix('{') {
+                rest = r;
+                loop {
+                    let eq = rest.find('=').unwrap_or_else(|| panic!("no = in {line:?}"));
+                    let label = &rest[..eq];
+                    assert!(name_ok(label, false), "bad label name in {line:?}");
+                    let mut chars = rest[eq + 1..].char_indices();
+                    assert_eq!(chars.next().map(|c| c.1), Some('"'), "unquoted in {line:?}");
+                    let mut value = String::new();
+                    let close = loop {
+                        match chars.next() {
+                            Some((_, '\\')) => match chars.next() {
+                                Some((_, '\\')) => value.push('\\'),
+                                Some((_, '"')) => value.push('"'),
+                                Some((_, 'n')) => value.push('\n'),
+                                other => panic!("bad escape {other:?} in {line:?}"),
+                            },
+                            Some((i, '"')) => break i,
+                            Some((_, c)) => value.push(c),
+                            None => panic!("unterminated value in {line:?}"),
+                        }
+                    };
+                    labels.push((label.to_owned(), value));
+                    rest = &rest[eq + 1 + close + 1..];
+                    if let Some(r) = rest.strip_prefix(',') {
+                        rest = r;
+                    } else if let Some(r) = rest.strip_prefix('}') {
+                        rest = r;
+                        break;
+                    } else {
+                        panic!("expected , or }} in {line:?}");
+                    }
+                }
+            }
+            let value = rest
+                .strip_prefix(' ')
+                .unwrap_or_else(|| panic!("no space before the value in {line:?}"));
+            let value: f64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+            out.push((name.to_owned(), labels, value));
+        }
+        for name in helped {
+            assert!(types.contains_key(name), "HELP without TYPE for {name}");
+        }
+        out
     }
 }
