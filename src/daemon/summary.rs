@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use crate::exec::Outcome;
 use crate::reconcile::{Mode, TargetOutcome};
 use crate::run::RunReport;
 
@@ -15,8 +16,10 @@ pub struct Summary {
     pub targets: usize,
     /// Changes applied (apply), or pending (dry run).
     pub changes: usize,
-    /// Changes that failed or were skipped (apply).
+    /// Changes that failed (apply).
     pub failed: usize,
+    /// Changes not attempted (apply): the run was stopped, or a change they need failed.
+    pub skipped: usize,
     /// Targets that could not be read or cannot take the desired state: nothing was written.
     pub unreconciled: Vec<String>,
     /// Targets whose plan a safety rule refused: nothing was written.
@@ -41,9 +44,13 @@ impl Summary {
                     s.changes += t.plan.as_ref().map_or(0, |p| p.changes.len());
                 }
                 TargetOutcome::Applied(r) => {
-                    let ok = r.outcomes.values().filter(|o| o.is_ok()).count();
-                    s.changes += ok;
-                    s.failed += r.failures();
+                    for o in r.outcomes.values() {
+                        match o {
+                            Outcome::Applied | Outcome::AlreadyDone(_) => s.changes += 1,
+                            Outcome::Failed(_) => s.failed += 1,
+                            Outcome::Skipped(_) => s.skipped += 1,
+                        }
+                    }
                 }
             }
         }
@@ -68,6 +75,9 @@ impl fmt::Display for Summary {
                 count(self.changes, "change"),
                 self.failed
             )?;
+            if self.skipped > 0 {
+                write!(f, ", {} skipped", self.skipped)?;
+            }
         }
         if !self.unreconciled.is_empty() {
             write!(f, "; not reconciled: {}", self.unreconciled.join(", "))?;
@@ -93,7 +103,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::exec::{ApplyReport, Outcome};
+    use crate::exec::ApplyReport;
     use crate::plan::Plan;
     use crate::reconcile::TargetReport;
     use crate::target::ObserveError;
@@ -112,7 +122,8 @@ mod tests {
         let outcomes = BTreeMap::from([
             (0, Outcome::Applied),
             (1, Outcome::AlreadyDone("409".into())),
-            (2, Outcome::Skipped("run stopped".into())),
+            (2, Outcome::Failed("500".into())),
+            (3, Outcome::Skipped("run stopped".into())),
         ]);
         let report = RunReport {
             targets: vec![
@@ -135,7 +146,7 @@ mod tests {
         };
         assert_eq!(
             Summary::of(&report, Mode::Apply).to_string(),
-            "2 targets, 2 changes applied, 1 failed; not reconciled: dns"
+            "2 targets, 2 changes applied, 1 failed, 1 skipped; not reconciled: dns"
         );
     }
 
