@@ -90,7 +90,7 @@ STOPPING). SIGHUP reloads the config: a valid one is in force from the next run,
 is logged and the old one stays (the listener keeps its address until a restart). SIGTERM or \
 SIGINT stops: no new run starts, the run in flight skips the calls it has not started and finishes \
 those it has (at most shutdown_timeout), and roster exits 0. Runs never overlap: a tick that comes \
-while a run is still going is skipped.
+while a run is still going is skipped. The jitter delays each scheduled run, not the start-up run.
 
 Exit codes with --once: as apply (0 done, 1 something failed, 3 a safety rule refused a plan); \
 with --once --dry-run, as plan --detailed-exitcode (0 in sync, 2 changes pending, 1 error).";

@@ -460,3 +460,41 @@ async fn a_daemon_without_a_daemon_table_is_a_clear_error() {
     assert!(err.contains("roster run --once"), "{err}");
     assert_eq!(w.sim.contensis.writes(), 0);
 }
+
+#[tokio::test]
+async fn ready_comes_once_the_listener_is_up_and_a_taken_address_is_fatal() {
+    let w = World::new(
+        USERS,
+        &group("G", "", &["alice"], &[]),
+        &format!("{EVERY_SECOND}listen = \"127.0.0.1:0\"\n"),
+    )
+    .await;
+    let sock = NotifySocket::bind(w.dir.path());
+    let d = Daemon::start(
+        &w.config_path(),
+        &[],
+        &[("NOTIFY_SOCKET", sock.path.to_str().unwrap())],
+    );
+    sock.wait(0, "READY=1").await;
+    let log = d.log();
+    let addr = log
+        .lines()
+        .find(|l| l.contains("serving /healthz and /metrics"))
+        .and_then(|l| l.split("listen=").nth(1))
+        .unwrap_or_else(|| panic!("no listener address in:\n{log}"))
+        .trim()
+        .to_owned();
+    tokio::net::TcpStream::connect(&addr).await.unwrap();
+    d.stop().await;
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    w.write_config(&format!("{EVERY_SECOND}listen = \"{addr}\"\n"));
+    let out = roster_at(&w.config_path(), &["run"], &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("listening on {addr} for /healthz and /metrics")),
+        "{}",
+        stderr(&out)
+    );
+}

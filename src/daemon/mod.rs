@@ -11,6 +11,11 @@
 //!
 //! A failing run (a source down, a target down) never ends the daemon: it is recorded and the
 //! next tick tries again.
+//!
+//! The jitter delays scheduled runs only; the start-up run (`run_on_start`) starts at once, so
+//! that a deploy or restart shows its effect without waiting. A reload replaces the config and
+//! the `[daemon]` keys from the next run, except `listen`: the listener keeps its address until
+//! roster restarts.
 
 pub mod http;
 pub mod metrics;
@@ -330,11 +335,8 @@ impl Daemon {
                 (Event::Wake, State::Idle(Some(due))) if Utc::now() >= due.at => {
                     State::Running(self.start(due.tick))
                 }
-                (Event::Wake, s @ State::Idle(_)) => match s {
-                    // The schedule had no time left; look again (the clock may have moved).
-                    State::Idle(None) => self.next_after(Utc::now()),
-                    s => s,
-                },
+                // The schedule had no time left; look again (the clock may have moved).
+                (Event::Wake, State::Idle(None)) => self.next_after(Utc::now()),
                 (Event::Finished(out), State::Running(r)) => {
                     self.finished(out, &r);
                     let end = Utc::now();
@@ -351,7 +353,7 @@ impl Daemon {
                     }
                     self.next_after(end)
                 }
-                // Not produced in these states.
+                // Woken before `due` (the sleep is capped), or not produced in this state.
                 (Event::Wake | Event::Finished(_), s) => s,
             };
         }
