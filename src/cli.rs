@@ -43,6 +43,9 @@ pub enum Command {
     Plan(PlanArgs),
     /// Plan, check the safety limits, and apply.
     Apply(ApplyArgs),
+    /// Reconcile on the [daemon] schedule until stopped (or once, with --once).
+    #[command(long_about = RUN_ABOUT)]
+    Run(RunArgs),
     /// Serve the target simulators on loopback until stopped.
     Sim(SimArgs),
     /// Try roster: start the simulator, plan and apply the example config, and plan again.
@@ -77,6 +80,34 @@ pub struct ApplyArgs {
     pub max_deletes: Option<usize>,
 }
 
+/// The long help of `roster run`.
+const RUN_ABOUT: &str = "\
+Reconcile on the [daemon] schedule until stopped (or once, with --once).
+
+As a daemon it needs a [daemon] table (schedule, jitter, run_on_start, listen, shutdown_timeout). \
+It speaks systemd's Type=notify protocol (READY, STATUS with the last run, WATCHDOG, RELOADING, \
+STOPPING). SIGHUP reloads the config: a valid one is in force from the next run, an invalid one \
+is logged and the old one stays (the listener keeps its address until a restart). SIGTERM or \
+SIGINT stops: no new run starts, the run in flight skips the calls it has not started and finishes \
+those it has (at most shutdown_timeout), and roster exits 0. Runs never overlap: a tick that comes \
+while a run is still going is skipped. The jitter delays each scheduled run, not the start-up run.
+
+Exit codes with --once: as apply (0 done, 1 something failed, 3 a safety rule refused a plan); \
+with --once --dry-run, as plan --detailed-exitcode (0 in sync, 2 changes pending, 1 error).";
+
+/// Arguments of `roster run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Reconcile once and exit with apply's exit codes (0 done, 1 failed, 3 refused); no
+    /// [daemon] table needed.
+    #[arg(long)]
+    pub once: bool,
+    /// Plan and report drift, never write. With --once, exit as plan --detailed-exitcode
+    /// (0 in sync, 2 changes pending, 1 error).
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
 /// Arguments of `roster sim`.
 #[derive(Debug, Args)]
 pub struct SimArgs {
@@ -108,6 +139,13 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Apply(a) => {
             let config = load(&config_path(cli.config))?;
             apply(&config, a).await
+        }
+        Command::Run(a) => {
+            let opts = crate::daemon::DaemonOptions {
+                once: a.once,
+                dry_run: a.dry_run,
+            };
+            crate::daemon::run(&config_path(cli.config), opts).await
         }
         Command::Sim(a) => {
             let seed = seed(a.seed.seed.as_deref())?;

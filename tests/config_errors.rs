@@ -993,3 +993,95 @@ fn the_ldap_example_config_is_valid() -> TestResult {
     assert_eq!(config.targets.len(), 1);
     Ok(())
 }
+
+/// `base_env()` with a `[daemon]` table of these lines (the table starts at line 12).
+fn with_daemon(lines: &str) -> String {
+    format!("{}\n[daemon]\n{lines}", base_env())
+}
+
+#[test]
+fn daemon_table_is_read_with_its_defaults() -> TestResult {
+    let config = parse(&with_daemon("schedule = \"*/15 * * * *\"\n"))?;
+    let daemon = config.daemon.ok_or("no [daemon]")?;
+    assert_eq!(daemon.schedule_text, "*/15 * * * *");
+    assert_eq!(daemon.jitter, std::time::Duration::ZERO);
+    assert!(daemon.run_on_start);
+    assert_eq!(daemon.listen, None);
+    assert_eq!(daemon.shutdown_timeout, std::time::Duration::from_secs(30));
+    assert!(parse(&base_env())?.daemon.is_none());
+    Ok(())
+}
+
+#[test]
+fn daemon_bad_schedules() {
+    assert_eq!(
+        errors(&with_daemon("schedule = \"*/15 * * *\"\n")),
+        "roster.toml:13:12: invalid schedule `*/15 * * *`: 4 fields; write 5 (minute hour day \
+         month weekday, as in a crontab) or 6 (seconds first)"
+    );
+    assert_eq!(
+        errors(&with_daemon("schedule = \"0 9 * * 8\"\n")),
+        "roster.toml:13:12: invalid schedule `0 9 * * 8`: weekday 8 is out of range (0 to 7, \
+         Sunday being 0 or 7)"
+    );
+    // The rest of this message is the cron crate's own (several lines, about the six-field form
+    // it was given); only its place and start are pinned.
+    let out_of_range = errors(&with_daemon("schedule = \"61 * * * *\"\n"));
+    assert!(
+        out_of_range.starts_with("roster.toml:13:12: invalid schedule `61 * * * *`: "),
+        "{out_of_range}"
+    );
+}
+
+#[test]
+fn daemon_bad_durations() {
+    assert_eq!(
+        errors(&with_daemon(
+            "schedule = \"* * * * *\"\njitter = \"thirty\"\nshutdown_timeout = \"0s\"\n"
+        )),
+        "roster.toml:14:10: invalid duration `thirty`: expected number at 0; write it like \
+         \"30s\" or \"2m\"\nroster.toml:15:20: `shutdown_timeout` must be longer than zero"
+    );
+}
+
+#[test]
+fn daemon_bad_listen_address_and_a_public_one() -> TestResult {
+    assert_eq!(
+        errors(&with_daemon(
+            "schedule = \"* * * * *\"\nlisten = \"localhost\"\n"
+        )),
+        "roster.toml:14:10: invalid listen address `localhost`: write it as host:port, such as \
+         \"127.0.0.1:9464\""
+    );
+    let config = parse(&with_daemon(
+        "schedule = \"* * * * *\"\nlisten = \"0.0.0.0:9464\"\n",
+    ))?;
+    let warnings: Vec<String> = config.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "roster.toml:14:10: warning: `0.0.0.0:9464` is not a loopback address: /metrics and \
+          /healthz have no authentication"
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn daemon_unknown_and_missing_keys() {
+    assert_eq!(
+        errors(&with_daemon(
+            "schedule = \"* * * * *\"\nrun_on_strat = false\n"
+        )),
+        "roster.toml:14:1: unknown key `run_on_strat` in [daemon] (did you mean `run_on_start`?); \
+         expected one of `schedule`, `jitter`, `run_on_start`, `listen`, `shutdown_timeout`"
+    );
+    assert_eq!(
+        errors(&with_daemon("jitter = \"1s\"\n")),
+        "roster.toml:12:1: missing key `schedule`"
+    );
+    assert_eq!(
+        errors(&format!("daemon = \"yes\"\n{}", base_env())),
+        "roster.toml:1:10: `daemon` must be a table: write a [daemon] section"
+    );
+}

@@ -1,0 +1,500 @@
+//! `roster run`, the daemon, as systemd and an operator meet it: the real binary against the
+//! in-process Contensis simulator, on a one-second schedule, checked by what it does (the
+//! simulator's groups, its call log, the sd_notify datagrams, the exit status, the log lines).
+
+#![allow(clippy::unwrap_used)] // Tests unwrap: a panic is a failure with its place.
+
+mod support;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use roster::report;
+use roster::sim::faults::Faults;
+use support::{World, group, roster_at, stderr, stdout};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+const USERS: &str = r#"users = ["alice", "bob", "carol"]"#;
+
+/// A `[daemon]` table running every second (the last table of the config, so `World` can add it
+/// after its target's keys).
+const EVERY_SECOND: &str = "\n[daemon]\nschedule = \"* * * * * *\"\n";
+
+/// How long anything the tests wait for may take.
+const PATIENCE: Duration = Duration::from_secs(15);
+
+/// Polls `ok` until it holds, failing the test after [`PATIENCE`].
+async fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    let until = Instant::now() + PATIENCE;
+    while !ok() {
+        assert!(Instant::now() < until, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The members of `name` in the simulator (empty when it does not exist).
+fn members(w: &World, name: &str) -> Vec<String> {
+    w.sim
+        .contensis
+        .group(name)
+        .map(|g| g.members.into_iter().collect())
+        .unwrap_or_default()
+}
+
+/// A running `roster run`, with its standard error collected line by line.
+struct Daemon {
+    child: tokio::process::Child,
+    pid: u32,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    /// Starts `roster --config CONFIG run ARGS` with extra environment.
+    fn start(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_roster"));
+        cmd.arg("--config")
+            .arg(config)
+            .arg("run")
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let pid = child.id().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let sink = Arc::clone(&log);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Daemon { child, pid, log }
+    }
+
+    /// Everything logged so far.
+    fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// How many log lines contain `text`.
+    fn count(&self, text: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(text))
+            .count()
+    }
+
+    /// Waits until `n` log lines contain `text`.
+    async fn wait_log(&self, text: &str, n: usize) {
+        let until = Instant::now() + PATIENCE;
+        while self.count(text) < n {
+            assert!(
+                Instant::now() < until,
+                "timed out waiting for {n} log lines with {text:?}; the log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Sends `signal` (`HUP`, `TERM`) with the `kill` command.
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits for the process to end, at most `within`.
+    async fn exit(&mut self, within: Duration) -> ExitStatus {
+        match tokio::time::timeout(within, self.child.wait()).await {
+            Ok(status) => status.unwrap(),
+            Err(_) => panic!(
+                "roster run did not exit within {within:?}; the log:\n{}",
+                self.log()
+            ),
+        }
+    }
+
+    /// SIGTERM, then expects exit status 0 soon.
+    async fn stop(mut self) {
+        self.signal("TERM");
+        let status = self.exit(Duration::from_secs(10)).await;
+        assert_eq!(status.code(), Some(0), "the log:\n{}", self.log());
+    }
+}
+
+/// The datagrams sent to a `NOTIFY_SOCKET` the test binds.
+struct NotifySocket {
+    path: std::path::PathBuf,
+    got: Arc<Mutex<Vec<String>>>,
+}
+
+impl NotifySocket {
+    fn bind(dir: &Path) -> NotifySocket {
+        let path = dir.join("notify.sock");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&got);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // Ends when the test (and with it the receiver) is gone.
+            while Arc::strong_count(&sink) > 1 {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    sink.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                }
+            }
+        });
+        NotifySocket { path, got }
+    }
+
+    fn messages(&self) -> Vec<String> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// The index of the first message at or after `from` with a line starting with `prefix`.
+    fn find(&self, from: usize, prefix: &str) -> Option<usize> {
+        self.messages()
+            .iter()
+            .enumerate()
+            .skip(from)
+            .find(|(_, m)| m.lines().any(|l| l.starts_with(prefix)))
+            .map(|(i, _)| i)
+    }
+
+    /// Waits for a message at or after `from` with a line starting with `prefix`; its index.
+    async fn wait(&self, from: usize, prefix: &str) -> usize {
+        let until = Instant::now() + PATIENCE;
+        loop {
+            if let Some(i) = self.find(from, prefix) {
+                return i;
+            }
+            assert!(
+                Instant::now() < until,
+                "no {prefix:?} after message {from}; got {:?}",
+                self.messages()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn runs_on_the_schedule_converge_and_put_later_drift_right() {
+    let w = World::new(
+        USERS,
+        &group("G", "d", &["alice", "bob"], &[]),
+        EVERY_SECOND,
+    )
+    .await;
+    let d = Daemon::start(&w.config_path(), &[], &[]);
+    eventually("the first run creates G", || {
+        members(&w, "G") == ["alice", "bob"]
+    })
+    .await;
+    d.wait_log("run finished: 1 target, 3 changes applied, 0 failed", 1)
+        .await;
+
+    // Someone edits the group by hand: a later tick puts it right.
+    w.sim
+        .contensis
+        .insert_group("G", Some("d"), &["alice", "carol"], &[]);
+    eventually("a later tick puts the drift right", || {
+        members(&w, "G") == ["alice", "bob"]
+    })
+    .await;
+    // And a later edit of the desired state is taken up without any signal: sources are read at
+    // every run.
+    w.write_groups(&group("G", "d", &["alice", "bob", "carol"], &[]));
+    eventually("the desired state is read again", || {
+        members(&w, "G") == ["alice", "bob", "carol"]
+    })
+    .await;
+    d.wait_log("run finished: 1 target, 0 changes applied, 0 failed", 1)
+        .await;
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn sighup_takes_up_a_changed_config_and_keeps_the_old_one_when_the_new_is_broken() {
+    let w = World::new(USERS, &group("G", "", &["alice"], &[]), EVERY_SECOND).await;
+    let d = Daemon::start(&w.config_path(), &[], &[]);
+    eventually("G is created", || members(&w, "G") == ["alice"]).await;
+    let good = std::fs::read_to_string(w.config_path()).unwrap();
+
+    // A misspelt key: refused with its place; the old config stays in force.
+    let broken = good.replace("schedule =", "shedule =");
+    let line = broken
+        .lines()
+        .position(|l| l.starts_with("shedule"))
+        .unwrap()
+        + 1;
+    std::fs::write(w.config_path(), &broken).unwrap();
+    d.signal("HUP");
+    d.wait_log("config reload refused", 1).await;
+    let place = format!(
+        "{}:{line}:1: unknown key `shedule`",
+        w.config_path().display()
+    );
+    assert!(d.log().contains(&place), "no {place:?} in:\n{}", d.log());
+
+    // Still reconciling, with the old config.
+    w.sim.contensis.insert_group("G", None, &[], &[]);
+    eventually("the old config still reconciles", || {
+        members(&w, "G") == ["alice"]
+    })
+    .await;
+
+    // A valid config reading another desired-state file: in force from the next run.
+    std::fs::write(
+        w.dir.path().join("other.toml"),
+        group("H", "", &["bob"], &[]),
+    )
+    .unwrap();
+    std::fs::write(
+        w.config_path(),
+        good.replace("path = \"groups.toml\"", "path = \"other.toml\""),
+    )
+    .unwrap();
+    d.signal("HUP");
+    d.wait_log("config reloaded", 1).await;
+    eventually("the new desired state is reconciled", || {
+        members(&w, "H") == ["bob"]
+    })
+    .await;
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_run_leaves_the_daemon_up_and_the_next_tick_tries_again() {
+    let w = World::new(USERS, "[[group]\nname = ", EVERY_SECOND).await;
+    let d = Daemon::start(&w.config_path(), &[], &[]);
+    d.wait_log("run failed", 2).await;
+    assert_eq!(w.sim.contensis.writes(), 0);
+    w.write_groups(&group("G", "", &["alice"], &[]));
+    eventually("a later tick succeeds", || members(&w, "G") == ["alice"]).await;
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn sigterm_during_a_slow_apply_stops_between_calls_and_the_next_apply_converges() {
+    let users: Vec<String> = (0..40).map(|i| format!("u{i:02}")).collect();
+    let names: Vec<&str> = users.iter().map(String::as_str).collect();
+    let seed = format!("users = {users:?}");
+    // Once a year: only the start-up run happens.
+    let daemon =
+        "concurrency = 1\n\n[daemon]\nschedule = \"0 0 0 1 1 *\"\nshutdown_timeout = \"10s\"\n";
+    let w = World::new(&seed, &group("G", "", &names, &[]), daemon).await;
+    let latency = Duration::from_millis(80);
+    w.sim.contensis.set_faults(Faults {
+        latency: Some(latency),
+        ..Faults::default()
+    });
+    let mut d = Daemon::start(&w.config_path(), &[], &[]);
+    eventually("the apply has begun", || w.sim.contensis.writes() >= 3).await;
+    let asked = Instant::now();
+    d.signal("TERM");
+    let status = d.exit(Duration::from_secs(10)).await;
+    let took = asked.elapsed();
+    assert_eq!(status.code(), Some(0), "the log:\n{}", d.log());
+    let added = members(&w, "G");
+    // The rest would have taken 35 calls or more at 80 ms each.
+    assert!(
+        took < Duration::from_millis(1500) && added.len() < 30,
+        "stopped after {took:?} with {} members added",
+        added.len()
+    );
+    // Every member call that was sent landed: none was cut off half-way.
+    let member_calls = w
+        .sim
+        .contensis
+        .calls()
+        .iter()
+        .filter(|c| c.starts_with("PUT ") && c.contains("/users/"))
+        .count();
+    assert_eq!(member_calls, added.len(), "{:?}", w.sim.contensis.calls());
+    d.wait_log("stopping", 1).await;
+
+    w.sim.contensis.set_faults(Faults::default());
+    let applied = w.apply(None).await;
+    assert_eq!(report::apply_exit(&applied), report::EXIT_OK);
+    assert_eq!(members(&w, "G").len(), 40);
+    assert!(!w.plan().await.any_changes());
+}
+
+#[tokio::test]
+async fn a_run_that_outlasts_its_interval_skips_the_next_ticks() {
+    let w = World::new(USERS, &group("G", "", &["alice", "bob"], &[]), EVERY_SECOND).await;
+    w.sim.contensis.set_faults(Faults {
+        latency: Some(Duration::from_millis(300)),
+        ..Faults::default()
+    });
+    let d = Daemon::start(&w.config_path(), &[], &[]);
+    d.wait_log("scheduled runs were skipped", 1).await;
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn systemd_hears_ready_status_watchdog_reloading_and_stopping() {
+    let w = World::new(USERS, &group("G", "", &["alice"], &[]), EVERY_SECOND).await;
+    let sock = NotifySocket::bind(w.dir.path());
+    let d = Daemon::start(
+        &w.config_path(),
+        &[],
+        &[
+            ("NOTIFY_SOCKET", sock.path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "400000"),
+        ],
+    );
+    let ready = sock.wait(0, "READY=1").await;
+    let status = sock.wait(ready, "STATUS=last run ").await;
+    let line = sock.messages()[status].clone();
+    assert!(
+        line.contains(": 1 target, 2 changes applied, 0 failed"),
+        "{line:?}"
+    );
+    sock.wait(0, "WATCHDOG=1").await;
+
+    d.signal("HUP");
+    let reloading = sock.wait(status, "RELOADING=1").await;
+    assert!(
+        sock.messages()[reloading].contains("MONOTONIC_USEC="),
+        "{:?}",
+        sock.messages()[reloading]
+    );
+    sock.wait(reloading + 1, "READY=1").await;
+
+    d.signal("TERM");
+    sock.wait(reloading, "STOPPING=1").await;
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_dry_run_daemon_reports_drift_and_never_writes() {
+    let w = World::new(USERS, &group("G", "", &["alice"], &[]), EVERY_SECOND).await;
+    let d = Daemon::start(&w.config_path(), &["--dry-run"], &[]);
+    d.wait_log("run finished: 1 target, 2 changes pending (dry run)", 2)
+        .await;
+    assert_eq!(w.sim.contensis.writes(), 0);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn once_exits_with_the_codes_of_apply() {
+    let w = World::new(
+        USERS,
+        &group("G", "", &["alice", "bob"], &[]),
+        "retries = 0\n",
+    )
+    .await;
+    let out = w.roster(&["run", "--once"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Apply complete: 3 changes applied, 0 failed."),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(members(&w, "G"), ["alice", "bob"]);
+
+    // The target is down: 1, as apply.
+    w.sim.contensis.set_faults(Faults {
+        error_rate: 1.0,
+        error_status: 503,
+        ..Faults::default()
+    });
+    let out = w.roster(&["run", "--once"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn dry_run_once_writes_nothing_and_exits_2_while_drift_is_pending() {
+    let w = World::new(USERS, &group("G", "", &["alice"], &[]), "").await;
+    let out = w.roster(&["run", "--once", "--dry-run"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Plan: 2 to add, 0 to change, 0 to remove."),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(w.sim.contensis.writes(), 0);
+    let writes: Vec<String> = w
+        .sim
+        .contensis
+        .calls()
+        .into_iter()
+        .filter(|c| !c.starts_with("GET ") && !c.contains("/token"))
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+
+    w.apply(None).await;
+    let out = w.roster(&["run", "--once", "--dry-run"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn a_daemon_without_a_daemon_table_is_a_clear_error() {
+    let w = World::new(USERS, &group("G", "", &["alice"], &[]), "").await;
+    let out = roster_at(&w.config_path(), &["run"], &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("no [daemon] table"), "{err}");
+    assert!(err.contains("roster run --once"), "{err}");
+    assert_eq!(w.sim.contensis.writes(), 0);
+}
+
+#[tokio::test]
+async fn ready_comes_once_the_listener_is_up_and_a_taken_address_is_fatal() {
+    let w = World::new(
+        USERS,
+        &group("G", "", &["alice"], &[]),
+        &format!("{EVERY_SECOND}listen = \"127.0.0.1:0\"\n"),
+    )
+    .await;
+    let sock = NotifySocket::bind(w.dir.path());
+    let d = Daemon::start(
+        &w.config_path(),
+        &[],
+        &[("NOTIFY_SOCKET", sock.path.to_str().unwrap())],
+    );
+    sock.wait(0, "READY=1").await;
+    let log = d.log();
+    let addr = log
+        .lines()
+        .find(|l| l.contains("serving /healthz and /metrics"))
+        .and_then(|l| l.split("listen=").nth(1))
+        .unwrap_or_else(|| panic!("no listener address in:\n{log}"))
+        .trim()
+        .to_owned();
+    tokio::net::TcpStream::connect(&addr).await.unwrap();
+    d.stop().await;
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    w.write_config(&format!("{EVERY_SECOND}listen = \"{addr}\"\n"));
+    let out = roster_at(&w.config_path(), &["run"], &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("listening on {addr} for /healthz and /metrics")),
+        "{}",
+        stderr(&out)
+    );
+}
