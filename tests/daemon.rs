@@ -469,6 +469,26 @@ async fn ready_comes_once_the_listener_is_up_and_a_taken_address_is_fatal() {
         &format!("{EVERY_SECOND}listen = \"127.0.0.1:0\"\n"),
     )
     .await;
+    let (d, url) = daemon_with_listener(&w).await;
+    tokio::net::TcpStream::connect(url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    d.stop().await;
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    w.write_config(&format!("{EVERY_SECOND}listen = \"{addr}\"\n"));
+    let out = roster_at(&w.config_path(), &["run"], &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("listening on {addr} for /healthz and /metrics")),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Starts a daemon with a listener on a free port and returns it with the listener's URL.
+async fn daemon_with_listener(w: &World) -> (Daemon, String) {
     let sock = NotifySocket::bind(w.dir.path());
     let d = Daemon::start(
         &w.config_path(),
@@ -484,17 +504,155 @@ async fn ready_comes_once_the_listener_is_up_and_a_taken_address_is_fatal() {
         .unwrap_or_else(|| panic!("no listener address in:\n{log}"))
         .trim()
         .to_owned();
-    tokio::net::TcpStream::connect(&addr).await.unwrap();
-    d.stop().await;
+    (d, format!("http://{addr}"))
+}
 
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = taken.local_addr().unwrap();
-    w.write_config(&format!("{EVERY_SECOND}listen = \"{addr}\"\n"));
-    let out = roster_at(&w.config_path(), &["run"], &[]).await;
-    assert_eq!(out.status.code(), Some(1));
+/// Parses Prometheus text exposition strictly: every line is a comment (`# HELP`/`# TYPE`) or
+/// `name{label="value",...} number`; returns each sample's name-with-labels and value.
+fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
+    let mut samples = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# ") {
+            assert!(
+                rest.starts_with("HELP roster_") || rest.starts_with("TYPE roster_"),
+                "bad comment line: {line}"
+            );
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line}"));
+        let name_end = series.find('{').unwrap_or(series.len());
+        let name = &series[..name_end];
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in: {line}"
+        );
+        if name_end < series.len() {
+            let labels = &series[name_end..];
+            assert!(labels.ends_with('}'), "unclosed labels: {line}");
+            for pair in labels[1..labels.len() - 1]
+                .split("\",")
+                .filter(|p| !p.is_empty())
+            {
+                let (k, v) = pair
+                    .split_once("=\"")
+                    .unwrap_or_else(|| panic!("bad label {pair:?} in: {line}"));
+                assert!(
+                    k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                    "bad label name in: {line}"
+                );
+                let _ = v;
+            }
+        }
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in: {line}"));
+        samples.push((series.to_owned(), value));
+    }
+    samples
+}
+
+/// The value of the sample named exactly `series` (with its labels), if any.
+fn sample(samples: &[(String, f64)], series: &str) -> Option<f64> {
+    samples.iter().find(|(s, _)| s == series).map(|(_, v)| *v)
+}
+
+#[tokio::test]
+async fn metrics_parse_and_move_and_healthz_turns_503_while_the_target_fails() {
+    let w = World::new(
+        USERS,
+        &group("G", "", &["alice", "bob"], &[]),
+        &format!("{EVERY_SECOND}listen = \"127.0.0.1:0\"\n"),
+    )
+    .await;
+    let (d, url) = daemon_with_listener(&w).await;
+    let http = reqwest::Client::new();
+    let get = |path: &'static str| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let resp = http.get(format!("{url}{path}")).send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.text().await.unwrap())
+        }
+    };
+
+    // Runs happen: the success counter climbs, changes and API calls are counted.
+    eventually("the group is created", || members(&w, "G").len() == 2).await;
+    let mut first = 0.0;
+    let until = Instant::now() + PATIENCE;
+    loop {
+        let (status, body) = get("/metrics").await;
+        assert_eq!(status, 200);
+        let s = parse_prometheus(&body);
+        let runs = sample(&s, "roster_runs_total{outcome=\"success\"}").unwrap_or(0.0);
+        if first == 0.0 && runs >= 1.0 {
+            first = runs;
+            assert_eq!(
+                sample(
+                    &s,
+                    "roster_changes_total{target=\"cms\",kind=\"add_member\",outcome=\"applied\"}"
+                ),
+                Some(2.0),
+                "{body}"
+            );
+            assert!(
+                sample(&s, "roster_api_calls_total{target=\"cms\",status=\"200\"}").unwrap_or(0.0)
+                    > 0.0,
+                "{body}"
+            );
+            assert!(sample(&s, "roster_last_success_timestamp_seconds{target=\"cms\"}").is_some());
+        } else if first > 0.0 && runs > first {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the run counter did not move:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = get("/healthz").await;
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+
+    // The target fails: /healthz says 503 and names it; the failure counter climbs.
+    w.sim.contensis.set_faults(Faults {
+        error_rate: 1.0,
+        error_status: 503,
+        ..Faults::default()
+    });
+    let until = Instant::now() + PATIENCE;
+    loop {
+        let (status, body) = get("/healthz").await;
+        if status == 503 {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["status"], "failing");
+            assert_eq!(v["failing"], serde_json::json!(["cms"]));
+            break;
+        }
+        assert!(Instant::now() < until, "healthz stayed {status}: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, body) = get("/metrics").await;
+    let s = parse_prometheus(&body);
     assert!(
-        stderr(&out).contains(&format!("listening on {addr} for /healthz and /metrics")),
-        "{}",
-        stderr(&out)
+        sample(&s, "roster_runs_total{outcome=\"failure\"}").unwrap_or(0.0) >= 1.0,
+        "{body}"
     );
+    assert!(
+        sample(&s, "roster_api_calls_total{target=\"cms\",status=\"503\"}").unwrap_or(0.0) >= 1.0,
+        "{body}"
+    );
+
+    // It recovers: healthy again.
+    w.sim.contensis.set_faults(Faults::default());
+    let until = Instant::now() + PATIENCE;
+    while get("/healthz").await.0 != 200 {
+        assert!(Instant::now() < until, "healthz did not recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    d.stop().await;
 }
