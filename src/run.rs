@@ -65,6 +65,8 @@ pub struct RunReport {
     pub targets: Vec<TargetReport>,
     /// How long loading the desired state took.
     pub source_duration: Duration,
+    /// The run's id, as its log lines carry it (the `run` span's `run_id`).
+    pub run_id: String,
 }
 
 impl RunReport {
@@ -250,6 +252,7 @@ pub async fn run(config: &Config, opts: &RunOptions) -> Result<RunReport, RunErr
         Ok(RunReport {
             targets: futures::future::join_all(futures).await,
             source_duration,
+            run_id: run_id.clone(),
         })
     }
     .instrument(tracing::info_span!("run", run_id = %run_id))

@@ -148,8 +148,38 @@ pub fn parse_schedule(text: &str) -> Result<cron::Schedule, String> {
             ));
         }
     };
+    check_ranges(&fields)?;
     fields[5] = crontab_weekdays(&fields[5])?;
-    cron::Schedule::from_str(&fields.join(" ")).map_err(|e| e.to_string())
+    cron::Schedule::from_str(&fields.join(" ")).map_err(|e| {
+        // The cron crate's own message spans lines; its first says what is wrong.
+        let e = e.to_string();
+        e.lines().next().unwrap_or_default().trim().to_owned()
+    })
+}
+
+/// Checks the numbers of the second, minute, hour, day and month fields against their ranges, so
+/// that `61 * * * *` is told as a crontab user thinks of it. Steps (after `/`) are not values.
+fn check_ranges(fields: &[String]) -> Result<(), String> {
+    const RANGES: [(&str, u32, u32); 5] = [
+        ("second", 0, 59),
+        ("minute", 0, 59),
+        ("hour", 0, 23),
+        ("day of the month", 1, 31),
+        ("month", 1, 12),
+    ];
+    for (field, (what, lo, hi)) in fields.iter().zip(RANGES) {
+        let values = field
+            .split(',')
+            .flat_map(|item| item.split('/').next().unwrap_or_default().split('-'));
+        for v in values {
+            if let Ok(n) = v.parse::<u32>()
+                && !(lo..=hi).contains(&n)
+            {
+                return Err(format!("{what} {n} is out of range ({lo} to {hi})"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Rewrites crontab weekday numbers (0-7, Sunday 0 and 7) as names, which the cron crate reads

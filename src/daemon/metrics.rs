@@ -442,6 +442,7 @@ mod tests {
         RunReport {
             targets,
             source_duration: ms(125),
+            run_id: "test".to_owned(),
         }
     }
 

@@ -194,6 +194,7 @@ async fn once(config: Config, mode: Mode, mut signals: Signals) -> anyhow::Resul
 fn log_summary(report: &RunReport, mode: Mode, took: Duration) -> Summary {
     let s = Summary::of(report, mode);
     info!(
+        run_id = %report.run_id,
         targets = s.targets,
         changes = s.changes,
         failed = s.failed,

@@ -126,6 +126,7 @@ mod tests {
             (3, Outcome::Skipped("run stopped".into())),
         ]);
         let report = RunReport {
+            run_id: "test".to_owned(),
             targets: vec![
                 target(
                     "cms",
@@ -155,6 +156,7 @@ mod tests {
         let mut t = target("cms", TargetOutcome::Planned);
         t.plan = Some(Plan::default());
         let report = RunReport {
+            run_id: "test".to_owned(),
             targets: vec![t],
             ..RunReport::default()
         };
