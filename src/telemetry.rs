@@ -39,6 +39,8 @@ pub fn init(format: LogFormat) {
             .try_init(),
         (LogFormat::Json, _) => builder
             .json()
+            // `target` is the target system's name (a span field), not a Rust module path.
+            .with_target(false)
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(true)

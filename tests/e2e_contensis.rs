@@ -341,3 +341,68 @@ async fn a_remove_from_a_group_that_vanished_is_a_failure_not_success() {
         "{msg}"
     );
 }
+
+#[tokio::test]
+async fn json_logs_carry_the_run_id_the_target_and_the_phase_of_each_line() {
+    let w = World::new(USERS, &group("G", "", &["alice"], &[]), "").await;
+    let out = support::roster_at(
+        &w.config_path(),
+        &["--log-format", "json", "apply"],
+        &[("RUST_LOG", "debug")],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stderr(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let spans = |v: &serde_json::Value| -> Vec<String> {
+        v["spans"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let planned = lines
+        .iter()
+        .find(|v| v["message"] == "planned")
+        .expect("a `planned` line");
+    let run_id = planned["spans"][0]["run_id"].as_str().expect("a run id");
+    assert_eq!(run_id.len(), 32, "{planned}");
+    assert_eq!(planned["spans"][1]["target"], "cms", "{planned}");
+    // Lines inside a phase name it; every line of the run carries the same run id.
+    assert!(
+        lines
+            .iter()
+            .any(|v| spans(v).contains(&"observe".to_owned())),
+        "no line inside the observe phase"
+    );
+    assert!(
+        lines.iter().any(|v| spans(v).contains(&"apply".to_owned())),
+        "no line inside the apply phase"
+    );
+    for v in lines.iter().filter(|v| !spans(v).is_empty()) {
+        assert_eq!(v["spans"][0]["run_id"], run_id, "{v}");
+    }
+    // No ANSI colour when standard error is not a terminal.
+    assert!(!stderr(&out).contains('\u{1b}'));
+}
+
+#[tokio::test]
+async fn under_the_journal_text_logs_carry_no_timestamp_of_their_own() {
+    let w = World::new(USERS, &group("G", "", &["alice"], &[]), "").await;
+    let plain = support::roster_at(&w.config_path(), &["plan"], &[]).await;
+    let journal =
+        support::roster_at(&w.config_path(), &["plan"], &[("JOURNAL_STREAM", "8:1234")]).await;
+    let first = |o: &std::process::Output| stderr(o).lines().next().unwrap_or_default().to_owned();
+    // Without the journal a line starts with its time (`2026-…`); under it, with the level.
+    assert!(first(&plain).starts_with("20"), "{}", first(&plain));
+    assert!(
+        first(&journal).trim_start().starts_with("INFO"),
+        "{}",
+        first(&journal)
+    );
+}
