@@ -342,6 +342,36 @@ async fn sigterm_during_a_slow_apply_stops_between_calls_and_the_next_apply_conv
 }
 
 #[tokio::test]
+async fn a_stop_waits_no_longer_than_shutdown_timeout_for_a_call_in_flight() {
+    let seed = format!("{USERS}\n[[contensis.group]]\nname = \"G\"\n");
+    let daemon =
+        "concurrency = 1\n\n[daemon]\nschedule = \"0 0 0 1 1 *\"\nshutdown_timeout = \"1s\"\n";
+    let w = World::new(&seed, &group("G", "", &["alice", "bob"], &[]), daemon).await;
+    // Every call takes far longer than the stop may wait, so the start-up run is in flight (its
+    // first call unanswered) when the stop comes.
+    w.sim.contensis.set_faults(Faults {
+        latency: Some(Duration::from_secs(20)),
+        ..Faults::default()
+    });
+    let mut d = Daemon::start(&w.config_path(), &[], &[]);
+    eventually("the start-up run has sent its first call", || {
+        !w.sim.contensis.calls().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let asked = Instant::now();
+    d.signal("TERM");
+    let status = d.exit(Duration::from_secs(10)).await;
+    let took = asked.elapsed();
+    assert_eq!(status.code(), Some(0), "the log:\n{}", d.log());
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "stopped after {took:?}; the log:\n{}",
+        d.log()
+    );
+}
+
+#[tokio::test]
 async fn a_run_that_outlasts_its_interval_skips_the_next_ticks() {
     let w = World::new(USERS, &group("G", "", &["alice", "bob"], &[]), EVERY_SECOND).await;
     w.sim.contensis.set_faults(Faults {
@@ -617,6 +647,25 @@ async fn metrics_parse_and_move_and_healthz_turns_503_while_the_target_fails() {
     }
     let (status, body) = get("/healthz").await;
     assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+
+    // A broken config on SIGHUP is refused and counted; the daemon stays up.
+    let good = std::fs::read_to_string(w.config_path()).unwrap();
+    std::fs::write(w.config_path(), format!("{good}\nbogus = 1\n")).unwrap();
+    d.signal("HUP");
+    let until = Instant::now() + PATIENCE;
+    loop {
+        let s = parse_prometheus(&get("/metrics").await.1);
+        if sample(&s, "roster_config_reloads_total{outcome=\"failure\"}") == Some(1.0) {
+            assert_eq!(
+                sample(&s, "roster_config_reloads_total{outcome=\"success\"}"),
+                Some(0.0)
+            );
+            break;
+        }
+        assert!(Instant::now() < until, "the failed reload was not counted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::fs::write(w.config_path(), good).unwrap();
 
     // The target fails: /healthz says 503 and names it; the failure counter climbs.
     w.sim.contensis.set_faults(Faults {
