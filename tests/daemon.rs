@@ -319,7 +319,7 @@ async fn sigterm_during_a_slow_apply_stops_between_calls_and_the_next_apply_conv
     let added = members(&w, "G");
     // The rest would have taken 35 calls or more at 80 ms each.
     assert!(
-        took < Duration::from_millis(1500) && added.len() < 30,
+        took < Duration::from_secs(3) && added.len() < 30,
         "stopped after {took:?} with {} members added",
         added.len()
     );
