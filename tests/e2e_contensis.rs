@@ -406,3 +406,42 @@ async fn under_the_journal_text_logs_carry_no_timestamp_of_their_own() {
         first(&journal)
     );
 }
+
+#[tokio::test]
+async fn a_token_is_renewed_before_it_runs_out() {
+    use roster::config::Secret;
+    use roster::target::oauth::{BearerSession, FormValue};
+    // Tokens live 2 s, so roster renews them after 1 s (half their life, under the 60 s margin).
+    let w = World::new(&format!("{USERS}\ntoken_ttl = \"2s\"\n"), "", "").await;
+    let plain = |s: &str| FormValue::Plain(s.to_owned());
+    let session = BearerSession::new(
+        "cms",
+        "/authenticate/connect/token",
+        vec![
+            ("grant_type", plain("client_credentials")),
+            ("client_id", plain("roster")),
+            ("client_secret", FormValue::Secret(Secret::new(SECRET))),
+            (
+                "scope",
+                plain(roster::target::contensis::config::DEFAULT_SCOPE),
+            ),
+        ],
+        "check the client id and secret",
+    );
+    let http = reqwest::Client::new();
+    let base = w.sim.url();
+    let first = session.token(&http, &base, None).await.expect("a token");
+    let cached = session.token(&http, &base, None).await.expect("a token");
+    assert_eq!(first, cached, "a fresh token is reused");
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let renewed = session.token(&http, &base, None).await.expect("a token");
+    assert_ne!(renewed, first, "not renewed although past half its life");
+    let grants = w
+        .sim
+        .contensis
+        .calls()
+        .iter()
+        .filter(|c| c.contains("/authenticate/connect/token"))
+        .count();
+    assert_eq!(grants, 2);
+}
