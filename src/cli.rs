@@ -46,9 +46,9 @@ pub enum Command {
     /// Reconcile on the [daemon] schedule until stopped (or once, with --once).
     #[command(long_about = RUN_ABOUT)]
     Run(RunArgs),
-    /// Serve the target simulators on loopback until stopped.
+    /// Serve the four target simulators on loopback, one port each, until stopped.
     Sim(SimArgs),
-    /// Try roster: start the simulator, plan and apply the example config, and plan again.
+    /// Try roster: start the four simulators, plan and apply the example config, and plan again.
     Demo(SimSeedArg),
 }
 
