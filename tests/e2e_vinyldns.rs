@@ -171,8 +171,22 @@ async fn a_409_on_create_adopts_the_group_someone_else_made() {
         "{report:?}"
     );
     assert_eq!(w.sim.vinyldns.groups().len(), 1);
-    assert_eq!(w.sim.vinyldns.member_names("OPS"), ["alice", "bob"]);
-    assert_eq!(w.sim.vinyldns.admin_names("OPS"), ["alice"]);
+    // Adopting adds and removes nobody: the plan never saw zed.
+    assert_eq!(w.sim.vinyldns.member_names("OPS"), ["alice", "bob", "zed"]);
+    assert_eq!(w.sim.vinyldns.admin_names("OPS"), ["alice", "zed"]);
+    // The next plan shows the removal, where the deletion limit and the reader see it.
+    let next = text(&w.plan().await);
+    assert!(next.contains("- member \"zed\" in \"OPS\""), "{next}");
+    assert!(
+        next.contains("admins [\"alice\",\"zed\"] → [\"alice\"]"),
+        "{next}"
+    );
+    assert!(next.contains("name \"OPS\" → \"ops\""), "{next}");
+    let applied = w.apply(None).await;
+    assert!(!applied.any_failed());
+    assert_eq!(w.sim.vinyldns.member_names("ops"), ["alice", "bob"]);
+    assert_eq!(w.sim.vinyldns.admin_names("ops"), ["alice"]);
+    assert!(!w.plan().await.any_changes());
 }
 
 #[tokio::test]

@@ -7,9 +7,10 @@
 //! not a finished list: when it is sent, the group is read afresh and the delta applied to what
 //! was read, so a member someone added meanwhile is kept and sending it twice is harmless.
 //!
-//! A create is not idempotent: a 409 (the name exists) is adopted by finding the group by name and
-//! replacing its members with the desired ones, and after an ambiguous failure [`Target::recheck`]
-//! does the same. VinylDNS makes the creating account an admin of every group it creates; when
+//! A create is not idempotent: a 409 (the name exists: someone else made it) is adopted by finding
+//! the group by name and adding the desired members and admins, removing nobody (the next plan
+//! shows any removals, under the deletion limit); after an ambiguous failure of roster's own create,
+//! [`Target::recheck`] finds the group and sets its lists to the desired ones. VinylDNS makes the creating account an admin of every group it creates; when
 //! the desired state does not name that account, the created group is put right with one PUT.
 
 pub mod api;
@@ -512,6 +513,35 @@ impl VinylDnsTarget {
         self.put_group(&body, name).await
     }
 
+    /// Takes over a group someone else created under the desired name: adds the desired members
+    /// and admins, and removes nobody. Removals are left to the next plan, where the deletion
+    /// limit sees them, since the plan that led here never saw this group's members.
+    async fn adopt(
+        &self,
+        have: &api::Group,
+        new: &NewGroup,
+        name: &GroupName,
+    ) -> Result<(), CallError> {
+        let ids = |refs: &[api::IdRef]| -> BTreeSet<String> {
+            refs.iter().map(|r| r.id.clone()).collect()
+        };
+        let admins: BTreeSet<String> = ids(&have.admins).union(&new.admins).cloned().collect();
+        let members: BTreeSet<String> = ids(&have.members)
+            .into_iter()
+            .chain(new.members.iter().cloned())
+            .chain(admins.iter().cloned())
+            .collect();
+        let body = api::UpdateGroup {
+            id: have.id.clone(),
+            name: have.name.clone(),
+            email: new.email.clone(),
+            description: new.description.clone().or_else(|| have.description.clone()),
+            members: api::refs(&members),
+            admins: api::refs(&admins),
+        };
+        self.put_group(&body, name).await
+    }
+
     async fn create(&self, call: &VinylDnsCall, new: &NewGroup) -> Result<Sent, CallError> {
         let g = Some(&call.group);
         let body = api::CreateGroup {
@@ -546,9 +576,9 @@ impl VinylDnsTarget {
             );
             return match self.find_group(&call.group).await? {
                 Some(have) => {
-                    self.replace(&have, new, &call.group).await?;
+                    self.adopt(&have, new, &call.group).await?;
                     Ok(Sent::AlreadyDone(
-                        "group already existed; adopted and its members replaced".into(),
+                        "group already existed; adopted, the desired members added".into(),
                     ))
                 }
                 None => Err(self.err(
