@@ -186,13 +186,8 @@ async fn validate(path: &Path) -> Result<u8> {
     for w in &config.warnings {
         eprintln!("{w}");
     }
-    match crate::source::validate_offline(&config.sources) {
+    match crate::run::check_offline(&config) {
         Ok(desired) => {
-            let problems = crate::run::check_targets(&config, &desired);
-            if !problems.is_empty() {
-                eprintln!("{}", config::diag::Lines(&problems));
-                return Ok(report::EXIT_ERROR);
-            }
             let directories = config
                 .sources
                 .iter()

@@ -166,6 +166,31 @@ impl AnyTarget {
     }
 }
 
+/// Why a config that loaded is still not fit to run (what `roster validate` reports beyond the
+/// config file itself).
+#[derive(Debug, thiserror::Error)]
+pub enum Unfit {
+    /// A desired-state file does not parse or check.
+    #[error("{0}")]
+    Source(#[from] SourceError),
+    /// The desired state does not fit a target.
+    #[error("{}", crate::config::diag::Lines(.0))]
+    Targets(Vec<crate::config::Diagnostic>),
+}
+
+/// Checks a loaded config as `roster validate` does, touching no network: the desired-state files
+/// (directories are not read) and every target's [`Target::prepare`]. Returns the desired state
+/// the files give.
+pub fn check_offline(config: &Config) -> Result<Desired, Unfit> {
+    let desired = source::validate_offline(&config.sources)?;
+    let problems = check_targets(config, &desired);
+    if problems.is_empty() {
+        Ok(desired)
+    } else {
+        Err(Unfit::Targets(problems))
+    }
+}
+
 /// Checks the desired state against every target's API (see [`Target::prepare`]) without
 /// contacting any: what `roster validate` reports beyond the files themselves.
 pub fn check_targets(config: &Config, desired: &Desired) -> Vec<crate::config::Diagnostic> {
@@ -229,7 +254,7 @@ pub async fn run(config: &Config, opts: &RunOptions) -> Result<RunReport, RunErr
     } else {
         let mut out = Vec::new();
         for name in &opts.targets {
-            match config.targets.iter().find(|t| &t.name == name) {
+            match config.target(name) {
                 Some(t) => out.push(t),
                 None => {
                     let all: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();

@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::file::{Reported, Resolver, duration, is_loopback};
+use super::file::{Reported, Resolver, duration, duration_or_zero};
 
 /// The default `shutdown_timeout`.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -76,24 +76,12 @@ impl DaemonFile {
                 format!("invalid schedule `{}`: {e}", self.schedule.get_ref()),
             )),
         };
-        let jitter = match &self.jitter {
-            None => Ok(Duration::ZERO),
-            Some(j) => match humantime::parse_duration(j.get_ref()) {
-                Ok(d) => Ok(d),
-                Err(e) => Err(r.error(
-                    j.span(),
-                    format!(
-                        "invalid duration `{}`: {e}; write it like \"30s\" or \"2m\"",
-                        j.get_ref()
-                    ),
-                )),
-            },
-        };
+        let jitter = duration_or_zero(self.jitter.as_ref(), Duration::ZERO, r);
         let listen = match &self.listen {
             None => Ok(None),
             Some(l) => match SocketAddr::from_str(l.get_ref().trim()) {
                 Ok(addr) => {
-                    if !is_loopback(&addr.ip().to_string()) {
+                    if !addr.ip().is_loopback() {
                         r.warn(
                             l.span(),
                             format!(

@@ -302,8 +302,8 @@ pub(crate) trait TargetKeys: DeserializeOwned {
 pub(crate) struct TargetFile {
     /// The target's name, used in plans, reports, metrics and `--target`. Must be unique.
     pub name: Spanned<String>,
-    /// The connector: one of `contensis`. (Read by hand before this struct, to choose the
-    /// connector's keys; listed here so that it is a known key.)
+    /// The connector: `contensis`, `vinyldns`, `crafter` or `uipath`. (Read by hand before this
+    /// struct, to choose the connector's keys; listed here so that it is a known key.)
     #[serde(rename = "type")]
     pub _kind: serde::de::IgnoredAny,
     /// The managed scope: glob patterns over group names (`*`, `?`, `[abc]`, `{a,b}`). roster
@@ -313,7 +313,7 @@ pub(crate) struct TargetFile {
     /// `authoritative` (default): members and children not in the desired state are removed.
     /// `additive`: roster only adds.
     #[serde(default)]
-    pub membership: MembershipFile,
+    pub membership: MembershipMode,
     /// Whether managed groups that the desired state no longer names are deleted. Default
     /// `false`.
     #[serde(default)]
@@ -358,26 +358,6 @@ fn default_concurrency() -> NonZeroUsize {
 
 fn default_retries() -> u32 {
     DEFAULT_RETRIES
-}
-
-/// The `membership` key.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum MembershipFile {
-    /// Members and children not in the desired state are removed.
-    #[default]
-    Authoritative,
-    /// roster only adds.
-    Additive,
-}
-
-impl From<MembershipFile> for MembershipMode {
-    fn from(m: MembershipFile) -> Self {
-        match m {
-            MembershipFile::Authoritative => MembershipMode::Authoritative,
-            MembershipFile::Additive => MembershipMode::Additive,
-        }
-    }
 }
 
 /// The keys every `[[source]]` table has, whatever its `type`.
@@ -433,7 +413,7 @@ pub(crate) struct LdapSourceFile {
     /// `sub` (default): the whole subtree under `base_dn`; `one`: only the entries directly
     /// under it.
     #[serde(default)]
-    pub scope: LdapScopeFile,
+    pub scope: LdapScope,
     /// The filter that selects the groups. Default `(objectClass=groupOfNames)`.
     pub group_filter: Option<Spanned<String>>,
     /// The attribute holding a group's name. Default `cn`.
@@ -446,7 +426,7 @@ pub(crate) struct LdapSourceFile {
     /// `dn` (default): the member values are DNs of users or of groups; `uid`: they are user
     /// keys already (posixGroup's `memberUid`).
     #[serde(default)]
-    pub member_kind: MemberKindFile,
+    pub member_kind: MemberKind,
     /// Where users are searched, to turn member DNs into user keys. Default: `base_dn`.
     pub user_base_dn: Option<Spanned<String>>,
     /// The filter that selects users. Default `(objectClass=inetOrgPerson)`.
@@ -517,46 +497,6 @@ impl<'de> Deserialize<'de> for Urls {
         }
 
         deserializer.deserialize_any(UrlsVisitor)
-    }
-}
-
-/// The `scope` key of an LDAP source.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum LdapScopeFile {
-    /// The whole subtree.
-    #[default]
-    Sub,
-    /// One level.
-    One,
-}
-
-impl From<LdapScopeFile> for LdapScope {
-    fn from(s: LdapScopeFile) -> Self {
-        match s {
-            LdapScopeFile::Sub => LdapScope::Sub,
-            LdapScopeFile::One => LdapScope::One,
-        }
-    }
-}
-
-/// The `member_kind` key of an LDAP source.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum MemberKindFile {
-    /// Member values are DNs.
-    #[default]
-    Dn,
-    /// Member values are user keys.
-    Uid,
-}
-
-impl From<MemberKindFile> for MemberKind {
-    fn from(k: MemberKindFile) -> Self {
-        match k {
-            MemberKindFile::Dn => MemberKind::Dn,
-            MemberKindFile::Uid => MemberKind::Uid,
-        }
     }
 }
 
@@ -637,12 +577,12 @@ impl LdapSourceFile {
             bind_dn,
             bind_password,
             base_dn: base_dn?.into_inner(),
-            scope: self.scope.into(),
+            scope: self.scope,
             group_filter: group_filter?,
             name_attr: name_attr?,
             description_attr: description_attr?,
             member_attr: member_attr?,
-            member_kind: self.member_kind.into(),
+            member_kind: self.member_kind,
             user_base_dn: user_base_dn?.map(Spanned::into_inner),
             user_filter: user_filter?,
             user_key_attr: user_key_attr?,
@@ -904,11 +844,25 @@ pub(crate) fn duration(
     default: Duration,
     r: &mut Resolver<'_>,
 ) -> Result<Duration, Reported> {
+    let d = duration_or_zero(value, default, r)?;
+    match value {
+        Some(s) if d.is_zero() => {
+            Err(r.error(s.span(), format!("`{key}` must be longer than zero")))
+        }
+        _ => Ok(d),
+    }
+}
+
+/// A duration key that may be zero (`jitter = "0s"`), or `default` when it is not set.
+pub(crate) fn duration_or_zero(
+    value: Option<&Spanned<String>>,
+    default: Duration,
+    r: &mut Resolver<'_>,
+) -> Result<Duration, Reported> {
     let Some(s) = value else {
         return Ok(default);
     };
     match humantime::parse_duration(s.get_ref()) {
-        Ok(d) if d.is_zero() => Err(r.error(s.span(), format!("`{key}` must be longer than zero"))),
         Ok(d) => Ok(d),
         Err(e) => Err(r.error(
             s.span(),

@@ -375,7 +375,7 @@ fn common_keys(
     }
     let timeout = file::duration(t.timeout.as_ref(), "timeout", file::DEFAULT_TIMEOUT, r);
     let ca_file = t.ca_file.as_ref().map(|f| file::ca_file(f, r)).transpose();
-    if t.prune && matches!(t.membership, file::MembershipFile::Additive) {
+    if t.prune && t.membership == MembershipMode::Additive {
         r.warn(
             t.name.span(),
             "`prune = true` has no effect with `membership = \"additive\"`, which never removes \
@@ -391,7 +391,7 @@ fn common_keys(
         groups: t
             .groups
             .map(|g| g.into_iter().map(Spanned::into_inner).collect()),
-        membership: t.membership.into(),
+        membership: t.membership,
         prune: t.prune,
         max_deletes: t.max_deletes,
         concurrency: t.concurrency,

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::exec::Outcome;
-use crate::reconcile::{Mode, TargetOutcome, TargetReport};
+use crate::reconcile::{TargetOutcome, TargetReport};
 use crate::run::{RunError, RunReport};
 
 /// The health name of a run that could not load the desired state (it fails every target).
@@ -87,16 +87,14 @@ impl Metrics {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records a run that reached the targets, in `mode` (`Plan` for a dry run).
-    pub fn record_run(&self, report: &RunReport, mode: Mode) {
-        self.record_run_at(report, mode, SystemTime::now());
+    /// Records a run that reached the targets. A dry run needs no flag: its targets' outcomes
+    /// are `Planned`, never `Applied`.
+    pub fn record_run(&self, report: &RunReport) {
+        self.record_run_at(report, SystemTime::now());
     }
 
     /// [`Metrics::record_run`] with the clock passed in, so tests can check exact timestamps.
-    fn record_run_at(&self, report: &RunReport, mode: Mode, now: SystemTime) {
-        // Each target's outcome already says whether it was planned or applied (a dry run only
-        // ever yields `Planned`), so the mode adds nothing the outcome does not carry.
-        let _ = mode;
+    fn record_run_at(&self, report: &RunReport, now: SystemTime) {
         let mut s = self.state();
         s.source_duration = Some(report.source_duration);
         // The per-target gauges describe this run only: a target dropped from the config by a
@@ -145,9 +143,12 @@ impl Metrics {
         }];
     }
 
-    /// Records a tick skipped because the run before it was still going.
-    pub fn record_skipped(&self) {
-        self.state().skipped += 1;
+    /// Records `ticks` ticks skipped because the run before them was still going.
+    pub fn record_skipped(&self, ticks: usize) {
+        let mut s = self.state();
+        s.skipped = s
+            .skipped
+            .saturating_add(u64::try_from(ticks).unwrap_or(u64::MAX));
     }
 
     /// Records a config reload, successful or refused.
@@ -283,13 +284,7 @@ impl Metrics {
 /// planned, and either only planned or every change holds. A refused plan is not a success: the
 /// target keeps drifting until a human raises the limit, and health is how they hear of it.
 fn succeeded(t: &TargetReport) -> bool {
-    match &t.outcome {
-        TargetOutcome::Planned => true,
-        TargetOutcome::Applied(r) => r.failures() == 0,
-        TargetOutcome::Invalid(_) | TargetOutcome::ObserveFailed(_) | TargetOutcome::Refused(_) => {
-            false
-        }
-    }
+    !t.failed() && !matches!(t.outcome, TargetOutcome::Refused(_))
 }
 
 /// The changes still pending for a target after its run, when known: all of a plan that was not
@@ -510,8 +505,8 @@ mod tests {
                 Outcome::Skipped("stopped".into()),
             ],
         );
-        m.record_run_at(&report(vec![cms, unreadable("dns")]), Mode::Apply, at(T0));
-        m.record_skipped();
+        m.record_run_at(&report(vec![cms, unreadable("dns")]), at(T0));
+        m.record_skipped(1);
         m.record_reload(true);
         m.record_reload(false);
         m.record_reload(false);
@@ -567,7 +562,7 @@ roster_config_reloads_total{outcome="failure"} 2
             planned("cms", vec![add("g", "a"), remove("g", "b")]),
             planned("dns", Vec::new()),
         ]);
-        m.record_run_at(&r, Mode::Plan, at(T0));
+        m.record_run_at(&r, at(T0));
         let text = m.render_with(&[]);
         let lines = samples(&text);
         for line in [
@@ -593,7 +588,7 @@ roster_config_reloads_total{outcome="failure"} 2
             removals: 2,
             limit: 1,
         });
-        m.record_run_at(&report(vec![refused]), Mode::Apply, at(T0));
+        m.record_run_at(&report(vec![refused]), at(T0));
         assert_eq!(m.health(), failing(&["cms"]));
         let text = m.render_with(&[]);
         assert!(samples(&text).contains(&r#"roster_drift_changes{target="cms"} 2"#));
@@ -608,7 +603,7 @@ roster_config_reloads_total{outcome="failure"} 2
         let m = Metrics::new();
         let ok = |t: &str| applied(t, vec![add("g", "a")], vec![Outcome::Applied]);
 
-        m.record_run_at(&report(vec![ok("cms"), ok("dns")]), Mode::Apply, at(T0));
+        m.record_run_at(&report(vec![ok("cms"), ok("dns")]), at(T0));
         assert_eq!(m.health(), healthy());
 
         // A failed change fails its target only.
@@ -617,7 +612,7 @@ roster_config_reloads_total{outcome="failure"} 2
             vec![add("g", "a")],
             vec![Outcome::Failed("500".into())],
         );
-        m.record_run_at(&report(vec![ok("cms"), broken]), Mode::Apply, at(T0 + 60));
+        m.record_run_at(&report(vec![ok("cms"), broken]), at(T0 + 60));
         assert_eq!(m.health(), failing(&["dns"]));
 
         // A run that cannot load the desired state fails everything, named `source`...
@@ -625,11 +620,7 @@ roster_config_reloads_total{outcome="failure"} 2
         assert_eq!(m.health(), failing(&["source"]));
 
         // ...and the next good run heals it.
-        m.record_run_at(
-            &report(vec![ok("cms"), ok("dns")]),
-            Mode::Apply,
-            at(T0 + 120),
-        );
+        m.record_run_at(&report(vec![ok("cms"), ok("dns")]), at(T0 + 120));
         assert_eq!(m.health(), healthy());
 
         let text = m.render_with(&[]);
@@ -652,12 +643,8 @@ roster_config_reloads_total{outcome="failure"} 2
     #[test]
     fn a_failed_target_keeps_its_last_success_time() {
         let m = Metrics::new();
-        m.record_run_at(
-            &report(vec![planned("cms", Vec::new())]),
-            Mode::Plan,
-            at(T0),
-        );
-        m.record_run_at(&report(vec![unreadable("cms")]), Mode::Plan, at(T0 + 60));
+        m.record_run_at(&report(vec![planned("cms", Vec::new())]), at(T0));
+        m.record_run_at(&report(vec![unreadable("cms")]), at(T0 + 60));
         let text = m.render_with(&[]);
         let lines = samples(&text);
         assert!(
@@ -673,15 +660,10 @@ roster_config_reloads_total{outcome="failure"} 2
         let m = Metrics::new();
         m.record_run_at(
             &report(vec![planned("cms", Vec::new()), unreadable("old")]),
-            Mode::Plan,
             at(T0),
         );
         assert_eq!(m.health(), failing(&["old"]));
-        m.record_run_at(
-            &report(vec![planned("cms", Vec::new())]),
-            Mode::Plan,
-            at(T0 + 1),
-        );
+        m.record_run_at(&report(vec![planned("cms", Vec::new())]), at(T0 + 1));
         assert_eq!(m.health(), healthy());
         assert!(!m.render_with(&[]).contains(r#""old""#));
     }
@@ -690,11 +672,7 @@ roster_config_reloads_total{outcome="failure"} 2
     fn label_values_are_escaped() {
         let m = Metrics::new();
         let name = "we\"ird\\name\nnext";
-        m.record_run_at(
-            &report(vec![planned(name, vec![add("g", "a")])]),
-            Mode::Plan,
-            at(T0),
-        );
+        m.record_run_at(&report(vec![planned(name, vec![add("g", "a")])]), at(T0));
         let text = m.render_with(&[(name.to_owned(), 200, 1)]);
         let lines = samples(&text);
         assert!(
@@ -717,7 +695,7 @@ roster_config_reloads_total{outcome="failure"} 2
                 let m = m.clone();
                 std::thread::spawn(move || {
                     for _ in 0..100 {
-                        m.record_skipped();
+                        m.record_skipped(1);
                     }
                 })
             })
@@ -741,11 +719,10 @@ roster_config_reloads_total{outcome="failure"} 2
                 planned("odd \"name\"\\", vec![add("g", "a")]),
                 unreadable("dns"),
             ]),
-            Mode::Apply,
             at(T0),
         );
         m.record_run_error(&source_error());
-        m.record_skipped();
+        m.record_skipped(1);
         m.record_reload(true);
         let text = m.render_with(&[("cms".to_owned(), 0, 2), ("dns".to_owned(), 404, 1)]);
         let parsed = parse(&text);

@@ -38,12 +38,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
 use crate::config::daemon::DEFAULT_SHUTDOWN_TIMEOUT;
-use crate::config::{self, Config, ConfigErrors, DaemonConfig, Diagnostic};
+use crate::config::{self, Config, ConfigErrors, DaemonConfig};
 use crate::plan::render::Format;
 use crate::reconcile::Mode;
 use crate::report;
 use crate::run::{self, RunError, RunOptions, RunReport};
-use crate::source::SourceError;
 use metrics::Metrics;
 use signals::{Request, Signals};
 use summary::Summary;
@@ -83,12 +82,9 @@ pub enum ReloadError {
     /// The config has no `[daemon]` table, which the daemon needs.
     #[error("{0}: the [daemon] table is gone; the daemon needs its schedule")]
     NoDaemon(PathBuf),
-    /// A desired-state file it names does not parse or check.
+    /// The desired state it names does not check (what `roster validate` reports).
     #[error("{0}")]
-    Source(#[from] SourceError),
-    /// The desired state does not fit a target (what `roster validate` reports).
-    #[error("{}", config::diag::Lines(.0))]
-    Targets(Vec<Diagnostic>),
+    Unfit(#[from] run::Unfit),
 }
 
 /// Runs the daemon with the config at `config_path`; returns the process exit code.
@@ -343,9 +339,7 @@ impl Daemon {
                     let end = Utc::now();
                     let missed = schedule::missed_ticks(&self.daemon.schedule, r.tick, end);
                     if missed > 0 {
-                        for _ in 0..missed {
-                            self.metrics.record_skipped();
-                        }
+                        self.metrics.record_skipped(missed);
                         warn!(
                             skipped = missed,
                             "the run outlasted its interval: {missed} scheduled runs were skipped \
@@ -410,7 +404,7 @@ impl Daemon {
         let when = r.started_at.to_rfc3339_opts(SecondsFormat::Secs, true);
         match out {
             Ok(report) => {
-                self.metrics.record_run(&report, self.mode);
+                self.metrics.record_run(&report);
                 let s = log_summary(&report, self.mode, r.started.elapsed());
                 self.status = format!("last run {when}: {s}");
             }
@@ -531,10 +525,6 @@ pub fn check_reload(path: &Path) -> Result<(Config, DaemonConfig), ReloadError> 
     let Some(daemon) = config.daemon.clone() else {
         return Err(ReloadError::NoDaemon(path.to_path_buf()));
     };
-    let desired = crate::source::validate_offline(&config.sources)?;
-    let problems = run::check_targets(&config, &desired);
-    if !problems.is_empty() {
-        return Err(ReloadError::Targets(problems));
-    }
+    run::check_offline(&config)?;
     Ok((config, daemon))
 }

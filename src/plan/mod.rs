@@ -17,8 +17,10 @@ use crate::model::{Capabilities, Desired, GroupKind, GroupName, Observed, Observ
 
 pub use change::{Change, FieldChange, Plan, Summary, Warning, WarningKind};
 
-/// Whether roster removes what the desired state does not name.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Whether roster removes what the desired state does not name (the `membership` key of a
+/// `[[target]]`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum MembershipMode {
     /// Members and children not in the desired state are removed.
     #[default]

@@ -19,8 +19,9 @@ use crate::config::secret::Secret;
 use crate::model::{Desired, Group, GroupName, Origin, UserKey};
 use crate::source::{ChildRef, Loaded, SourceError};
 
-/// The search scope of the group search.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// The search scope of the group search (the `scope` key).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LdapScope {
     /// The whole subtree under `base_dn` (default).
     #[default]
@@ -29,8 +30,9 @@ pub enum LdapScope {
     One,
 }
 
-/// What the values of `member_attr` are.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What the values of `member_attr` are (the `member_kind` key).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum MemberKind {
     /// Distinguished names of users or groups (`member`, `uniqueMember`); default.
     #[default]
