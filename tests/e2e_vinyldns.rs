@@ -259,12 +259,6 @@ async fn a_429_waits_for_retry_after() {
 }
 
 #[tokio::test]
-async fn there_is_no_session_to_expire_every_request_is_signed_on_its_own() {
-    let w = suite::five_new_groups::<VinylDns>().await;
-    suite::expiring_credentials_are_renewed::<VinylDns>(&w, 2, None).await;
-}
-
-#[tokio::test]
 async fn one_failed_change_does_not_stop_the_others_and_the_error_says_where() {
     // roster is no super user here: it may change "b" (it is b's admin) but not "a".
     let s = seed_as(
