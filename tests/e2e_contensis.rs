@@ -5,7 +5,7 @@ mod support;
 
 use roster::exec::Outcome;
 use roster::sim::faults::Faults;
-use support::harness::Contensis;
+use support::harness::{Contensis, Harness};
 use support::suite::{self, applied};
 use support::{SECRET, World, group, stderr, stdout};
 
@@ -216,13 +216,7 @@ async fn plan_json_follows_the_contract_and_detailed_exit_codes_track_drift() {
     assert_eq!(w.sim.contensis.writes(), 0);
 
     let out = w.roster(&["apply"]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", suite::both(&out));
     let out = w.roster(&["plan", "--detailed-exitcode"]).await;
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).contains("No changes. Targets are in sync."));
@@ -499,10 +493,7 @@ async fn thousand_member_changes_take_the_fewest_calls() {
     let report = w.apply(None).await;
     assert_eq!(applied(&report).failures(), 0, "{report:?}");
     let calls = w.sim.contensis.calls();
-    let writes = calls
-        .iter()
-        .filter(|c| <Contensis as support::harness::Harness>::is_write(c))
-        .count();
+    let writes = Contensis::write_calls(&w).len();
     let reads = calls.len() - writes;
     // The minimum: Contensis adds one user to one group per PUT and removes one per DELETE, and
     // has no call that changes several memberships at once, so 1,000 member changes need 1,000
