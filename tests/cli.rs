@@ -6,17 +6,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-const BIN: &str = env!("CARGO_BIN_EXE_roster");
+mod support;
 
-/// Runs `roster --config CONFIG validate`.
-fn validate(config: &std::path::Path) -> std::process::Output {
-    std::process::Command::new(BIN)
-        .arg("--config")
-        .arg(config)
-        .arg("validate")
-        .output()
-        .expect("roster runs")
-}
+use support::{roster_at, stderr, stdout};
+
+const BIN: &str = env!("CARGO_BIN_EXE_roster");
 
 /// Starts `roster sim` on a free port and returns the child and its URL (read from its log).
 async fn start_sim(seed: &std::path::Path) -> (tokio::process::Child, String) {
@@ -75,55 +69,22 @@ async fn sim_validate_plan_and_apply_work_together_from_the_command_line() {
     )
     .expect("desired");
     let config = dir.path().join("roster.toml");
-    let run = |args: &[&str]| {
-        std::process::Command::new(BIN)
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .env("CMS_SECRET", "pw")
-            .output()
-            .expect("roster runs")
-    };
+    let run = async |args: &[&str]| roster_at(&config, args, &[("CMS_SECRET", "pw")]).await;
 
-    let out = run(&["validate"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("valid: 1 sources, 1 targets, 1 groups"));
+    let out = run(&["validate"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("valid: 1 sources, 1 targets, 1 groups"));
 
-    let out = run(&["plan", "--detailed-exitcode"]);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("Plan: 3 to add, 0 to change, 0 to remove.")
-    );
+    let out = run(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Plan: 3 to add, 0 to change, 0 to remove."));
 
-    let out = run(&["apply"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .contains("Apply complete: 3 changes applied, 0 failed.")
-    );
+    let out = run(&["apply"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Apply complete: 3 changes applied, 0 failed."));
 
-    let out = run(&["plan", "--detailed-exitcode"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let out = run(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 
     // The simulator's control endpoint shows what roster wrote.
     let state: serde_json::Value = reqwest::get(format!("{url}/_sim/state"))
@@ -136,8 +97,8 @@ async fn sim_validate_plan_and_apply_work_together_from_the_command_line() {
     sim.kill().await.expect("kill");
 }
 
-#[test]
-fn validate_reports_every_problem_with_its_position_and_exits_1() {
+#[tokio::test]
+async fn validate_reports_every_problem_with_its_position_and_exits_1() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("roster.toml");
     std::fs::write(
@@ -146,9 +107,9 @@ fn validate_reports_every_problem_with_its_position_and_exits_1() {
          url = \"https://cms.example.com\"\nclient_id = \"r\"\nclient_secret_env = \"HOME\"\nmax_delets = 5\n",
     )
     .expect("config");
-    let out = validate(&config);
+    let out = roster_at(&config, &["validate"], &[]).await;
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains(
             "roster.toml:11:1: unknown key `max_delets` in [[target]] (did you mean `max_deletes`?)"
@@ -169,14 +130,14 @@ fn validate_reports_every_problem_with_its_position_and_exits_1() {
         "[[group]]\nname = \"A\"\nchildren = [\"B\"]\n\n[[group]]\nname = \"B\"\nchildren = [\"A\"]\n",
     )
     .expect("groups");
-    let out = validate(&config);
+    let out = roster_at(&config, &["validate"], &[]).await;
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(err.contains("g.toml:3:13: cycle: A → B → A"), "{err}");
 }
 
-#[test]
-fn validate_never_contacts_a_directory() {
+#[tokio::test]
+async fn validate_never_contacts_a_directory() {
     let dir = tempfile::tempdir().expect("tempdir");
     // A listener that counts connections: validate must make none.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -197,18 +158,13 @@ fn validate_never_contacts_a_directory() {
         ),
     )
     .expect("config");
-    let out = validate(&config);
+    let out = roster_at(&config, &["validate"], &[]).await;
     // The child may come from the directory, so it is not reported as unknown.
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("1 groups in files (1 directory sources"),
+        stdout(&out).contains("1 groups in files (1 directory sources"),
         "{}",
-        String::from_utf8_lossy(&out.stdout)
+        stdout(&out)
     );
     assert!(
         listener.accept().is_err(),
@@ -253,4 +209,23 @@ async fn roster_sim_serves_all_four_simulators_on_their_own_ports() {
     }
     assert_eq!(ports.len(), 4, "one port each: {urls:?}");
     child.kill().await.expect("kill");
+}
+
+#[tokio::test]
+async fn an_unknown_target_is_an_error_naming_the_known_ones() {
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/roster.toml");
+    for command in ["plan", "apply"] {
+        let out = roster_at(&config, &[command, "--target", "cmss"], &[]).await;
+        assert_eq!(out.status.code(), Some(1), "{command}: {}", stderr(&out));
+        // The demo's secrets may be readable by others in a checkout, which warns first.
+        assert_eq!(
+            stderr(&out).lines().last(),
+            Some(
+                "roster: no target named \"cmss\" in the config (targets: cms, dns, studio, robots)"
+            ),
+            "{command}: {}",
+            stderr(&out)
+        );
+        assert_eq!(stdout(&out), "", "{command}");
+    }
 }

@@ -286,6 +286,59 @@ fn secret_file_is_read_relative_to_the_config_and_trimmed() -> TestResult {
     Ok(())
 }
 
+/// Runs `roster --config CONFIG validate` with `CREDENTIALS_DIRECTORY` set to `creds`, or unset.
+fn validate_with_credentials(config: &Path, creds: Option<&Path>) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_roster"));
+    cmd.arg("--config").arg(config).arg("validate");
+    match creds {
+        Some(dir) => cmd.env("CREDENTIALS_DIRECTORY", dir),
+        None => cmd.env_remove("CREDENTIALS_DIRECTORY"),
+    };
+    cmd.output().expect("roster runs")
+}
+
+#[test]
+fn a_secret_file_under_credentials_directory_needs_the_variable() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    fs::create_dir(dir.path().join("groups"))?;
+    let path = dir.path().join("roster.toml");
+    fs::write(
+        &path,
+        BASE.replace(
+            r#"client_secret = "s3cret""#,
+            r#"client_secret_file = "$CREDENTIALS_DIRECTORY/contensis""#,
+        ),
+    )?;
+    // Set, as systemd sets it for a unit with LoadCredential=: the secret is read from there.
+    let creds = tempfile::tempdir()?;
+    let secret = creds.path().join("contensis");
+    fs::write(&secret, "s3cret\n")?;
+    restrict(&secret)?;
+    let out = validate_with_credentials(&path, Some(creds.path()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr, "");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "{}: valid: 1 sources, 1 targets, 0 groups\n",
+            path.display()
+        )
+    );
+    // Unset: an error at the value, naming the variable.
+    let out = validate_with_credentials(&path, None);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "{}:10:22: `$CREDENTIALS_DIRECTORY/contensis` names $CREDENTIALS_DIRECTORY, which is \
+             not set: it is set by systemd for a unit with LoadCredential=\n",
+            path.display()
+        )
+    );
+    Ok(())
+}
+
 #[cfg(unix)]
 fn restrict(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
@@ -969,19 +1022,16 @@ fn ldap_missing_keys_point_at_the_source() {
 #[test]
 fn the_ldap_example_config_is_valid() -> TestResult {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    // The example's password file is not in the repository: give it one.
+    // The example's secrets are in the repository, but a checkout may leave them readable by
+    // others, which warns: read them from copies only the owner may read, so that no warning at
+    // all is allowed.
     let tmp = tempfile::tempdir()?;
     let text = fs::read_to_string(dir.join("ldap-example.toml"))?;
-    fs::create_dir_all(tmp.path().join("secrets"))?;
-    fs::create_dir_all(tmp.path().join("certs"))?;
-    fs::write(tmp.path().join("secrets/ldap"), "x")?;
-    restrict(&tmp.path().join("secrets/ldap"))?;
-    fs::write(tmp.path().join("certs/ca.pem"), "")?;
-    fs::copy(
-        dir.join("secrets/contensis"),
-        tmp.path().join("secrets/contensis"),
-    )?;
-    restrict(&tmp.path().join("secrets/contensis"))?;
+    fs::create_dir(tmp.path().join("secrets"))?;
+    for secret in ["secrets/ldap", "secrets/contensis"] {
+        fs::copy(dir.join(secret), tmp.path().join(secret))?;
+        restrict(&tmp.path().join(secret))?;
+    }
     let config = config::parse(&text, &tmp.path().join("ldap-example.toml"))?;
     assert!(config.warnings.is_empty(), "{:?}", config.warnings);
     let c = ldap_source(&config);

@@ -26,13 +26,26 @@ const EVERY_SECOND: &str = "\n[daemon]\nschedule = \"* * * * * *\"\n";
 /// How long anything the tests wait for may take.
 const PATIENCE: Duration = Duration::from_secs(15);
 
+/// Runs `check` every `every` until it gives a value, failing the test after [`PATIENCE`] with the
+/// message of its last `Err`.
+async fn poll<T>(every: Duration, mut check: impl AsyncFnMut() -> Result<T, String>) -> T {
+    let until = Instant::now() + PATIENCE;
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(why) => assert!(Instant::now() < until, "{why}"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Polls `ok` until it holds, failing the test after [`PATIENCE`].
 async fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
-    let until = Instant::now() + PATIENCE;
-    while !ok() {
-        assert!(Instant::now() < until, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    poll(Duration::from_millis(25), async || {
+        ok().then_some(())
+            .ok_or_else(|| format!("timed out waiting for: {what}"))
+    })
+    .await;
 }
 
 /// The members of `name` in the simulator (empty when it does not exist).
@@ -99,15 +112,15 @@ impl Daemon {
 
     /// Waits until `n` log lines contain `text`.
     async fn wait_log(&self, text: &str, n: usize) {
-        let until = Instant::now() + PATIENCE;
-        while self.count(text) < n {
-            assert!(
-                Instant::now() < until,
-                "timed out waiting for {n} log lines with {text:?}; the log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        poll(Duration::from_millis(25), async || {
+            (self.count(text) >= n).then_some(()).ok_or_else(|| {
+                format!(
+                    "timed out waiting for {n} log lines with {text:?}; the log:\n{}",
+                    self.log()
+                )
+            })
+        })
+        .await;
     }
 
     /// Sends `signal` (`HUP`, `TERM`) with the `kill` command.
@@ -183,18 +196,15 @@ impl NotifySocket {
 
     /// Waits for a message at or after `from` with a line starting with `prefix`; its index.
     async fn wait(&self, from: usize, prefix: &str) -> usize {
-        let until = Instant::now() + PATIENCE;
-        loop {
-            if let Some(i) = self.find(from, prefix) {
-                return i;
-            }
-            assert!(
-                Instant::now() < until,
-                "no {prefix:?} after message {from}; got {:?}",
-                self.messages()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        poll(Duration::from_millis(25), async || {
+            self.find(from, prefix).ok_or_else(|| {
+                format!(
+                    "no {prefix:?} after message {from}; got {:?}",
+                    self.messages()
+                )
+            })
+        })
+        .await
     }
 }
 
@@ -613,9 +623,9 @@ async fn metrics_parse_and_move_and_healthz_turns_503_while_the_target_fails() {
 
     // Runs happen: the success counter climbs, changes and API calls are counted.
     eventually("the group is created", || members(&w, "G").len() == 2).await;
+    let every = Duration::from_millis(100);
     let mut first = 0.0;
-    let until = Instant::now() + PATIENCE;
-    loop {
+    poll(every, async || {
         let (status, body) = get("/metrics").await;
         assert_eq!(status, 200);
         let s = parse_prometheus(&body);
@@ -637,14 +647,11 @@ async fn metrics_parse_and_move_and_healthz_turns_503_while_the_target_fails() {
             );
             assert!(sample(&s, "roster_last_success_timestamp_seconds{target=\"cms\"}").is_some());
         } else if first > 0.0 && runs > first {
-            break;
+            return Ok(());
         }
-        assert!(
-            Instant::now() < until,
-            "the run counter did not move:\n{body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        Err(format!("the run counter did not move:\n{body}"))
+    })
+    .await;
     let (status, body) = get("/healthz").await;
     assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
 
@@ -652,19 +659,18 @@ async fn metrics_parse_and_move_and_healthz_turns_503_while_the_target_fails() {
     let good = std::fs::read_to_string(w.config_path()).unwrap();
     std::fs::write(w.config_path(), format!("{good}\nbogus = 1\n")).unwrap();
     d.signal("HUP");
-    let until = Instant::now() + PATIENCE;
-    loop {
+    poll(every, async || {
         let s = parse_prometheus(&get("/metrics").await.1);
         if sample(&s, "roster_config_reloads_total{outcome=\"failure\"}") == Some(1.0) {
             assert_eq!(
                 sample(&s, "roster_config_reloads_total{outcome=\"success\"}"),
                 Some(0.0)
             );
-            break;
+            return Ok(());
         }
-        assert!(Instant::now() < until, "the failed reload was not counted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        Err("the failed reload was not counted".to_owned())
+    })
+    .await;
     std::fs::write(w.config_path(), good).unwrap();
 
     // The target fails: /healthz says 503 and names it; the failure counter climbs.
@@ -673,18 +679,17 @@ async fn metrics_parse_and_move_and_healthz_turns_503_while_the_target_fails() {
         error_status: 503,
         ..Faults::default()
     });
-    let until = Instant::now() + PATIENCE;
-    loop {
+    poll(every, async || {
         let (status, body) = get("/healthz").await;
         if status == 503 {
             let v: serde_json::Value = serde_json::from_str(&body).unwrap();
             assert_eq!(v["status"], "failing");
             assert_eq!(v["failing"], serde_json::json!(["cms"]));
-            break;
+            return Ok(());
         }
-        assert!(Instant::now() < until, "healthz stayed {status}: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        Err(format!("healthz stayed {status}: {body}"))
+    })
+    .await;
     let (_, body) = get("/metrics").await;
     let s = parse_prometheus(&body);
     assert!(
@@ -698,10 +703,10 @@ async fn metrics_parse_and_move_and_healthz_turns_503_while_the_target_fails() {
 
     // It recovers: healthy again.
     w.sim.contensis.set_faults(Faults::default());
-    let until = Instant::now() + PATIENCE;
-    while get("/healthz").await.0 != 200 {
-        assert!(Instant::now() < until, "healthz did not recover");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    poll(every, async || match get("/healthz").await.0 {
+        200 => Ok(()),
+        _ => Err("healthz did not recover".to_owned()),
+    })
+    .await;
     d.stop().await;
 }

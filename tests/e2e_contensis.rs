@@ -5,7 +5,7 @@ mod support;
 
 use roster::exec::Outcome;
 use roster::sim::faults::Faults;
-use support::harness::Contensis;
+use support::harness::{Contensis, Harness};
 use support::suite::{self, applied};
 use support::{SECRET, World, group, stderr, stdout};
 
@@ -216,13 +216,7 @@ async fn plan_json_follows_the_contract_and_detailed_exit_codes_track_drift() {
     assert_eq!(w.sim.contensis.writes(), 0);
 
     let out = w.roster(&["apply"]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", suite::both(&out));
     let out = w.roster(&["plan", "--detailed-exitcode"]).await;
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).contains("No changes. Targets are in sync."));
@@ -444,4 +438,75 @@ async fn a_token_is_renewed_before_it_runs_out() {
         .filter(|c| c.contains("/authenticate/connect/token"))
         .count();
     assert_eq!(grants, 2);
+}
+
+#[tokio::test]
+async fn additive_membership_adds_the_desired_members_and_removes_nobody() {
+    let seed =
+        format!("{USERS}\n[[contensis.group]]\nname = \"G\"\nmembers = [\"alice\", \"erin\"]\n");
+    let w = World::new(
+        &seed,
+        &group("G", "", &["alice", "bob"], &[]),
+        "membership = \"additive\"",
+    )
+    .await;
+    let out = w.roster(&["apply"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", suite::both(&out));
+    let g = w.sim.contensis.group("G").expect("G");
+    assert_eq!(
+        g.members.iter().cloned().collect::<Vec<_>>(),
+        ["alice", "bob", "erin"],
+        "erin, a member the desired state lacks, was removed"
+    );
+    assert!(!w.plan().await.any_changes());
+}
+
+#[tokio::test]
+async fn thousand_member_changes_take_the_fewest_calls() {
+    // 10 groups of users u000..u049 that should hold u050..u099 instead: 50 adds and 50 removes
+    // each, 1,000 member changes in all.
+    let all: Vec<String> = (0..100).map(|i| format!("u{i:03}")).collect();
+    let q = |v: &[String]| {
+        v.iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut seed = format!("users = [{}]\n", q(&all));
+    let mut groups = String::new();
+    let want: Vec<&str> = all[50..].iter().map(String::as_str).collect();
+    for i in 0..10 {
+        seed += &format!(
+            "[[contensis.group]]\nname = \"team{i}\"\nmembers = [{}]\n",
+            q(&all[..50])
+        );
+        groups += &group(&format!("team{i}"), "", &want, &[]);
+    }
+    let w = World::new(&seed, &groups, "max_deletes = 1000").await;
+    let plan = w.plan().await;
+    assert_eq!(
+        plan.targets[0].plan.as_ref().expect("plan").changes.len(),
+        1000
+    );
+
+    w.sim.contensis.clear_calls();
+    let report = w.apply(None).await;
+    assert_eq!(applied(&report).failures(), 0, "{report:?}");
+    let calls = w.sim.contensis.calls();
+    let writes = Contensis::write_calls(&w).len();
+    let reads = calls.len() - writes;
+    // The minimum: Contensis adds one user to one group per PUT and removes one per DELETE, and
+    // has no call that changes several memberships at once, so 1,000 member changes need 1,000
+    // writes, and no fewer.
+    let minimum = 1000;
+    eprintln!(
+        "contensis: 1000 member changes: {writes} write calls (+{reads} reads), minimum {minimum}"
+    );
+    assert_eq!(writes, minimum, "{calls:#?}");
+    assert_eq!(w.sim.contensis.writes(), minimum);
+    for i in 0..10 {
+        let g = w.sim.contensis.group(&format!("team{i}")).expect("team");
+        assert_eq!(g.members.iter().cloned().collect::<Vec<_>>(), want);
+    }
+    assert!(!w.plan().await.any_changes());
 }

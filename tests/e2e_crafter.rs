@@ -91,13 +91,7 @@ async fn apply_creates_updates_flattens_children_and_the_next_plan_is_empty() {
     let again = w.plan().await;
     assert!(!again.any_changes(), "{}", text(&again));
     let out = w.roster(&["plan", "--detailed-exitcode"]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", suite::both(&out));
 }
 
 #[tokio::test]
@@ -258,7 +252,7 @@ async fn a_token_without_group_permissions_is_a_403_with_the_servers_words() {
     std::fs::write(w.dir.path().join("secret"), "no-permissions-token\n").expect("write");
     let out = w.roster(&["plan"]).await;
     assert_eq!(out.status.code(), Some(1));
-    let all = stdout(&out) + &stderr(&out);
+    let all = suite::both(&out);
     assert!(
         all.contains("studio: GET /api/2/groups: 403: Unauthorized (code 2001)"),
         "{all}"
@@ -411,13 +405,7 @@ async fn system_and_externally_managed_groups_are_left_alone_with_warnings() {
     assert!(t.contains("\"ldap_editors\" is a external group"), "{t}");
     assert_eq!(out.status.code(), Some(0), "{t}");
     let out = w.roster(&["apply"]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", suite::both(&out));
     assert_eq!(w.sim.crafter.writes(), 0);
     assert_eq!(members(&w, "ldap_editors"), ["erin"]);
 }
@@ -431,14 +419,8 @@ async fn a_name_studio_cannot_hold_is_a_validation_error_at_its_origin_not_a_fai
     )
     .await;
     let out = w.roster(&["apply"]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    let all = stdout(&out) + &stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", suite::both(&out));
+    let all = suite::both(&out);
     let groups_file = w.dir.path().join("groups.toml");
     assert!(
         all.contains(&format!(
@@ -598,13 +580,7 @@ async fn api_1_converges_through_the_binary() {
     )
     .await;
     let out = w.roster(&["apply"]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", suite::both(&out));
     let docs = w.sim.crafter.site_group("mysite", "docs").expect("docs");
     assert_eq!(docs.description.as_deref(), Some("Writers"));
     assert_eq!(
@@ -620,13 +596,7 @@ async fn api_1_converges_through_the_binary() {
         .expect("other");
     assert_eq!(other.members.iter().cloned().collect::<Vec<_>>(), ["erin"]);
     let out = w.roster(&["plan", "--detailed-exitcode"]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", suite::both(&out));
 }
 
 #[tokio::test]
@@ -641,14 +611,8 @@ async fn studio_3_1s_301_on_api_1_is_reported_and_never_followed() {
     )
     .await;
     let out = w.roster(&["apply"]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    let all = stdout(&out) + &stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", suite::both(&out));
+    let all = suite::both(&out);
     assert!(
         all.contains("studio: GET /api/1/services/api/1/group/get-per-site.json: 301: API deprecated.; redirected to /studio/api/2/groups and not followed"),
         "{all}"

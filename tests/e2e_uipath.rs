@@ -9,7 +9,7 @@ use roster::sim::faults::Faults;
 use roster::target::uipath::sim::{Behaviour, DuplicateName, Strictness};
 use support::harness::{Harness, UiPath};
 use support::suite::{self, Staged, applied, text};
-use support::{SECRET, World, group, stderr, stdout};
+use support::{SECRET, World, group};
 
 const USERS: &str = r#"users = ["alice", "bob", "carol", "dave", "erin"]"#;
 
@@ -92,13 +92,7 @@ async fn apply_creates_updates_and_converges_then_the_next_plan_is_empty() {
 
     assert!(!w.plan().await.any_changes(), "{}", text(&w.plan().await));
     let out = w.roster(&["plan", "--detailed-exitcode"]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", suite::both(&out));
 }
 
 #[tokio::test]

@@ -7,9 +7,9 @@ mod support;
 use roster::exec::Outcome;
 use roster::reconcile::TargetOutcome;
 use roster::sim::SimKind;
+use support::World;
 use support::harness::{Harness, VinylDns, quoted, vinyldns_seed};
 use support::suite::{self, applied, text};
-use support::{World, stderr, stdout};
 
 /// A seed whose roster account is a super user, with these users and extra seed text.
 fn seed(users: &[&str], extra: &str) -> String {
@@ -84,13 +84,7 @@ async fn apply_creates_updates_flattens_children_and_the_next_plan_is_empty() {
     let again = w.plan().await;
     assert!(!again.any_changes(), "{}", text(&again));
     let out = w.roster(&["plan", "--detailed-exitcode"]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", suite::both(&out));
 }
 
 #[tokio::test]
@@ -259,12 +253,6 @@ async fn a_429_waits_for_retry_after() {
 }
 
 #[tokio::test]
-async fn there_is_no_session_to_expire_every_request_is_signed_on_its_own() {
-    let w = suite::five_new_groups::<VinylDns>().await;
-    suite::expiring_credentials_are_renewed::<VinylDns>(&w, 2, None).await;
-}
-
-#[tokio::test]
 async fn one_failed_change_does_not_stop_the_others_and_the_error_says_where() {
     // roster is no super user here: it may change "b" (it is b's admin) but not "a".
     let s = seed_as(
@@ -299,14 +287,8 @@ async fn a_group_without_an_email_is_a_validation_error_at_its_origin() {
     let groups = "[[group]]\nname = \"ops\"\nmembers = [\"alice\"]\n";
     let w = world(&seed(&["alice"], ""), groups, "").await;
     let out = w.roster(&["plan"]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    let all = stdout(&out) + &stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", suite::both(&out));
+    let all = suite::both(&out);
     assert!(
         all.contains("groups.toml:1:1: group \"ops\" has no e-mail"),
         "{all}"

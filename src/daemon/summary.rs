@@ -104,7 +104,7 @@ mod tests {
 
     use super::*;
     use crate::exec::ApplyReport;
-    use crate::plan::Plan;
+    use crate::plan::{Change, Plan};
     use crate::reconcile::TargetReport;
     use crate::target::ObserveError;
 
@@ -154,7 +154,22 @@ mod tests {
     #[test]
     fn a_dry_run_counts_pending_changes() {
         let mut t = target("cms", TargetOutcome::Planned);
-        t.plan = Some(Plan::default());
+        let changes = vec![
+            Change::AddMember {
+                group: "g".into(),
+                member: "alice".into(),
+            },
+            Change::RemoveMember {
+                group: "g".into(),
+                member: "bob".into(),
+            },
+        ];
+        t.plan = Some(Plan {
+            target: "cms".to_owned(),
+            summary: crate::plan::Summary::of(&changes),
+            changes,
+            ..Plan::default()
+        });
         let report = RunReport {
             run_id: "test".to_owned(),
             targets: vec![t],
@@ -162,7 +177,7 @@ mod tests {
         };
         assert_eq!(
             Summary::of(&report, Mode::Plan).to_string(),
-            "1 target, 0 changes pending (dry run)"
+            "1 target, 2 changes pending (dry run)"
         );
     }
 }

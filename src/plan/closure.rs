@@ -1,8 +1,10 @@
 //! Flattening nested groups for targets that cannot nest: a group's members become its own
 //! members plus those of every group below it.
 //!
-//! Cycles cannot come from a validated TOML source, but may from a directory; they are reported as
-//! warnings and never followed twice.
+//! Cycles never reach the planner from a config's sources: loading the desired state rejects them,
+//! whatever the source. [`crate::plan::plan`] is public, though, and a caller may build a
+//! [`Desired`] by hand; for such a caller a cycle is reported as a warning and never followed
+//! twice.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -630,10 +630,6 @@ fn summary_is_counted(p: &Plan) -> Check {
         p.summary.change,
         count(|c| matches!(c, Change::UpdateGroup { .. }))
     );
-    prop_assert_eq!(
-        p.summary.add + p.summary.change + p.summary.remove,
-        p.changes.len()
-    );
     Ok(())
 }
 
@@ -880,7 +876,6 @@ proptest! {
         let p = policy(scope(SCOPES[scope_at], &d, ci), mode, prune);
         let out = run(&d, &o, &p, caps(nested, ci));
         summary_is_counted(&out)?;
-        prop_assert_eq!(out.summary, Summary::of(&out.changes));
     }
 
     /// (g) Without nesting, no child changes are planned, and after the plan a parent has every

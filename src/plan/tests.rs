@@ -250,8 +250,9 @@ fn additive_mode_never_removes() {
     assert_eq!(out.removals(), 0);
 }
 
-/// The contract says additive mode plans no removal, and the config documents `additive` as "roster
-/// only adds"; yet with `prune = true` the planner deletes groups (which count as removals).
+/// Additive mode plans no removal of any kind, as the contract says and the config documents
+/// (`additive`: roster only adds): with `prune = true` too, no group is deleted (a deletion counts
+/// as a removal).
 #[test]
 fn additive_mode_with_prune_plans_no_deletes() {
     let d = desired([group("eng", &["alice"], &[])]);
@@ -710,9 +711,9 @@ fn closure_flattens_and_reports_cycles() {
     assert!(!warnings_of(&out, WarningKind::DroppedCycle).is_empty());
 }
 
-/// `closure::flatten` only keeps results it memoized, and it does not memoize a group whose
-/// walk met a cycle; so every group on a cycle, or above one, comes out with no members at all,
-/// not even its own direct members.
+/// `closure::flatten` keeps the members of every group on or above a cycle: its own direct
+/// members and those of every group it reaches, although a walk that met a cycle is not
+/// memoized.
 #[test]
 fn closure_keeps_members_of_groups_on_and_above_a_cycle() {
     let d = desired([
@@ -736,8 +737,8 @@ fn closure_keeps_members_of_groups_on_and_above_a_cycle() {
     );
 }
 
-/// The consequence of the bug above on a non-nesting target, authoritative: every member of the
-/// groups on or above the cycle is removed.
+/// On a non-nesting target, authoritative, the groups on or above a cycle keep every member they
+/// reach: the plan removes none of them.
 #[test]
 fn non_nesting_plan_keeps_members_of_cyclic_groups() {
     let d = desired([

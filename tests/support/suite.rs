@@ -32,7 +32,7 @@ pub fn text(report: &RunReport) -> String {
 }
 
 /// Standard output and standard error, for a failed assertion's message.
-fn both(o: &std::process::Output) -> String {
+pub fn both(o: &std::process::Output) -> String {
     stdout(o) + &stderr(o)
 }
 
