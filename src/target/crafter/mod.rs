@@ -436,21 +436,17 @@ impl CrafterTarget {
             .map_err(|e| self.err(method, path, group, CallErrorKind::Decode(e.to_string())))
     }
 
-    /// A GET read as JSON, retried after transient failures.
+    /// A GET read as JSON, sent once (an observe wraps it in `self.reads`).
     async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         query: &str,
         group: Option<&GroupName>,
     ) -> Result<T, CallError> {
-        self.reads
-            .retry_idempotent(|| async {
-                let r = self
-                    .request(Method::GET, path, query, None, group, &[])
-                    .await?;
-                self.decode(&Method::GET, path, group, &r.body)
-            })
-            .await
+        let r = self
+            .request(Method::GET, path, query, None, group, &[])
+            .await?;
+        self.decode(&Method::GET, path, group, &r.body)
     }
 
     /// Every item of an offset-paged list, checked against `total`: pages are read until as many
@@ -531,6 +527,7 @@ impl CrafterTarget {
 
     // --- API 2 ---------------------------------------------------------------------------------
 
+    /// One page of A1, sent once.
     async fn group_page(
         &self,
         offset: u64,
@@ -547,7 +544,8 @@ impl CrafterTarget {
     }
 
     /// A2's missing get-by-name: A1 with `keyword` (a substring match, ignored by Studio 3.1),
-    /// every page, then an exact match as Studio compares names.
+    /// every page, then an exact match as Studio compares names. Each page is sent once: this
+    /// is part of a send or recheck, which the executor retries.
     async fn find_group_v2(&self, name: &GroupName) -> Result<Option<api::Group>, CallError> {
         let all = self
             .read_all(&format!("GET {}", api::GROUPS), |offset| {
@@ -581,7 +579,8 @@ impl CrafterTarget {
         let mut observed = Observed::default();
         let all = self
             .read_all(&format!("GET {}", api::GROUPS), |offset| {
-                self.group_page(offset, None)
+                self.reads
+                    .retry_idempotent(move || self.group_page(offset, None))
             })
             .await?;
         let mut seen = HashSet::new();
@@ -659,7 +658,10 @@ impl CrafterTarget {
                             ("offset", offset.to_string()),
                             ("limit", self.page_size.to_string()),
                         ]);
-                        let p: api::MemberPage = self.get_json(&path, &q, Some(&name)).await?;
+                        let p: api::MemberPage = self
+                            .reads
+                            .retry_idempotent(|| self.get_json(&path, &q, Some(&name)))
+                            .await?;
                         Ok((p.users, p.total))
                     }
                 })
@@ -813,7 +815,10 @@ impl CrafterTarget {
                         ("start", start.to_string()),
                         ("number", self.page_size.to_string()),
                     ]);
-                    let p: api::V1GroupPage = self.get_json(&path, &q, None).await?;
+                    let p: api::V1GroupPage = self
+                        .reads
+                        .retry_idempotent(|| self.get_json(&path, &q, None))
+                        .await?;
                     Ok((p.groups, p.total))
                 }
             })
@@ -854,6 +859,7 @@ impl CrafterTarget {
     }
 
     /// API 1 `get.json`: whether the group exists in the site (a missing site is an error).
+    /// Sent once: it is part of a send or recheck, which the executor retries.
     async fn v1_group_exists(&self, group: &GroupName, site: &str) -> Result<bool, CallError> {
         let path = api::v1("get.json");
         let q = api::query(&[
@@ -861,17 +867,14 @@ impl CrafterTarget {
             ("site_id", site.to_owned()),
         ]);
         let r = self
-            .reads
-            .retry_idempotent(|| {
-                self.request(
-                    Method::GET,
-                    &path,
-                    &q,
-                    None,
-                    Some(group),
-                    &[StatusCode::NOT_FOUND],
-                )
-            })
+            .request(
+                Method::GET,
+                &path,
+                &q,
+                None,
+                Some(group),
+                &[StatusCode::NOT_FOUND],
+            )
             .await?;
         if r.status != StatusCode::NOT_FOUND {
             return Ok(true);

@@ -202,28 +202,25 @@ impl UiPathTarget {
             .map_err(|f| self.err(&f.method, &f.path, group, f.kind))
     }
 
-    /// A GET whose JSON answer is read as `T`, retried as the read policy allows.
+    /// A GET whose JSON answer is read as `T`, sent once: a send or recheck is retried by the
+    /// executor, and an observe wraps its reads in `self.reads`.
     async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, &str)],
         group: Option<&GroupName>,
     ) -> Result<T, CallError> {
-        self.reads
-            .retry_idempotent(|| async {
-                let resp = self
-                    .request(Method::GET, path, query, None, group, &[])
-                    .await?;
-                resp.json().await.map_err(|e| {
-                    self.err(
-                        &Method::GET,
-                        path,
-                        group,
-                        CallErrorKind::Decode(e.to_string()),
-                    )
-                })
-            })
-            .await
+        let resp = self
+            .request(Method::GET, path, query, None, group, &[])
+            .await?;
+        resp.json().await.map_err(|e| {
+            self.err(
+                &Method::GET,
+                path,
+                group,
+                CallErrorKind::Decode(e.to_string()),
+            )
+        })
     }
 
     /// Every group of the organization (the list is a bare array, not paged).
@@ -282,7 +279,10 @@ impl UiPathTarget {
             ("sourceFilter", api::USER_SOURCES[0]),
             ("sourceFilter", api::USER_SOURCES[1]),
         ];
-        let found: Vec<api::SearchEntity> = self.get_json(&path, &query, None).await?;
+        let found: Vec<api::SearchEntity> = self
+            .reads
+            .retry_idempotent(|| self.get_json(&path, &query, None))
+            .await?;
         let ids: BTreeSet<&str> = found
             .iter()
             .filter(|e| e.is_user())
@@ -321,7 +321,10 @@ impl UiPathTarget {
         let mut ids = Vec::new();
         // Built-in groups are never changed, so their members need no read.
         if kind == GroupKind::Managed {
-            let detail = self.detail(&g.id, &name).await?;
+            let detail = self
+                .reads
+                .retry_idempotent(|| self.detail(&g.id, &name))
+                .await?;
             if detail.id != g.id {
                 return Err(self.incomplete(format!(
                     "GET of group \"{name}\" ({}) answered group {}",
@@ -505,7 +508,7 @@ impl Target for UiPathTarget {
         let mut in_scope = Vec::new();
         let mut seen = BTreeSet::new();
         let path = api::groups(&self.identity, &self.partition);
-        for g in self.list().await? {
+        for g in self.reads.retry_idempotent(|| self.list()).await? {
             if !seen.insert(g.id.to_lowercase()) {
                 return Err(
                     self.incomplete(format!("GET {path} listed group \"{}\" twice", g.name))

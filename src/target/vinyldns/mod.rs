@@ -263,28 +263,38 @@ impl VinylDnsTarget {
             .map_err(|e| self.err(method, path, group, CallErrorKind::Decode(e.to_string())))
     }
 
-    /// A read, retried after transient failures as the read policy allows.
+    /// A read, sent once.
     async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, String)],
         group: Option<&GroupName>,
     ) -> Result<T, CallError> {
+        let resp = self
+            .request(Method::GET, path, query, None, group, &[])
+            .await?;
+        self.decode(resp, &Method::GET, path, group).await
+    }
+
+    /// A read of an observe, retried after transient failures as the read policy allows.
+    async fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        group: Option<&GroupName>,
+    ) -> Result<T, CallError> {
         self.reads
-            .retry_idempotent(|| async {
-                let resp = self
-                    .request(Method::GET, path, query, None, group, &[])
-                    .await?;
-                self.decode(resp, &Method::GET, path, group).await
-            })
+            .retry_idempotent(|| self.get_json(path, query, group))
             .await
     }
 
     /// Every live group, every page. A page that repeats a cursor or a group is an incomplete
-    /// read, never a shorter list.
+    /// read, never a shorter list. `retry`: whether a page is read again after a transient
+    /// failure (an observe), or sent once (a send or recheck, which the executor retries).
     async fn list_groups(
         &self,
         name_filter: Option<&str>,
+        retry: bool,
     ) -> Result<Vec<api::Group>, ObserveError> {
         let mut groups = Vec::new();
         let mut ids = HashSet::new();
@@ -301,7 +311,11 @@ impl VinylDnsTarget {
             if let Some(s) = &start {
                 q.push(("startFrom", s.clone()));
             }
-            let page: api::GroupPage = self.get_json(api::GROUPS, &q, None).await?;
+            let page: api::GroupPage = if retry {
+                self.read_json(api::GROUPS, &q, None).await?
+            } else {
+                self.get_json(api::GROUPS, &q, None).await?
+            };
             for g in page.groups {
                 if !ids.insert(g.id.clone()) {
                     return Err(self.incomplete(format!(
@@ -343,7 +357,7 @@ impl VinylDnsTarget {
             if let Some(s) = &start {
                 q.push(("startFrom", s.clone()));
             }
-            let page: api::MemberPage = self.get_json(&path, &q, Some(name)).await?;
+            let page: api::MemberPage = self.read_json(&path, &q, Some(name)).await?;
             for m in page.members {
                 if !ids.insert(m.id.clone()) {
                     return Err(self.incomplete(format!(
@@ -474,9 +488,10 @@ impl VinylDnsTarget {
         Ok(())
     }
 
-    /// The live group of this name (compared as VinylDNS compares names), if any.
+    /// The live group of this name (compared as VinylDNS compares names), if any. Its pages are
+    /// sent once: this is part of a send or recheck.
     async fn find_group(&self, name: &GroupName) -> Result<Option<api::Group>, CallError> {
-        let groups = match self.list_groups(Some(name.as_str())).await {
+        let groups = match self.list_groups(Some(name.as_str()), false).await {
             Ok(g) => g,
             Err(ObserveError::Call(e)) => return Err(e),
             Err(e) => {
@@ -726,7 +741,7 @@ impl Target for VinylDnsTarget {
     ) -> Result<Observed, ObserveError> {
         let mut observed = Observed::default();
         let mut in_scope = Vec::new();
-        for g in self.list_groups(None).await? {
+        for g in self.list_groups(None, true).await? {
             if g.is_deleted() {
                 continue;
             }
