@@ -34,6 +34,7 @@ use serde_json::{Value, json};
 use tracing::debug;
 
 use crate::config::Diagnostic;
+use crate::config::secret::Secret;
 use crate::exec::RetryPolicy;
 use crate::model::{
     Capabilities, Desired, Group, GroupKind, GroupName, MembershipWrites, Observed, ObservedGroup,
@@ -144,7 +145,18 @@ impl Call for CrafterCall {
     }
 }
 
-/// An answer read whole: status, `Location` and body.
+/// How a request is authenticated: API 2's access token, or API 1's session cookie (with the
+/// credentials that renew it).
+enum Credential<'a> {
+    Token(&'a str),
+    Session {
+        username: &'a str,
+        password: &'a Secret,
+        cookie: String,
+    },
+}
+
+/// An answer read whole: status and body.
 struct Reply {
     status: StatusCode,
     body: String,
@@ -242,20 +254,14 @@ impl CrafterTarget {
         )
     }
 
-    /// API 1: a session cookie, the cached one or a new one from `login.json`. `stale` is a
-    /// session the API refused, replaced only if nobody has replaced it already.
-    async fn session(&self, stale: Option<&str>) -> Result<String, CallError> {
-        let CrafterApi::V1 {
-            username, password, ..
-        } = &self.api
-        else {
-            return Err(self.err(
-                &Method::POST,
-                api::V1_LOGIN,
-                None,
-                CallErrorKind::Auth("API 2 has no session".into()),
-            ));
-        };
+    /// API 1: a session cookie of `username`, the cached one or a new one from `login.json`.
+    /// `stale` is a session the API refused, replaced only if nobody has replaced it already.
+    async fn session(
+        &self,
+        username: &str,
+        password: &Secret,
+        stale: Option<&str>,
+    ) -> Result<String, CallError> {
         let mut cached = self.session.lock().await;
         if let Some(s) = cached.as_ref()
             && stale != Some(s.as_str())
@@ -329,32 +335,36 @@ impl CrafterTarget {
         group: Option<&GroupName>,
         accept: &[StatusCode],
     ) -> Result<Reply, CallError> {
-        let mut session = match &self.api {
-            CrafterApi::V1 { .. } => Some(self.session(None).await?),
-            CrafterApi::V2 { .. } => None,
+        let mut credential = match &self.api {
+            CrafterApi::V2 { token } => Credential::Token(token.expose()),
+            CrafterApi::V1 {
+                username, password, ..
+            } => Credential::Session {
+                username,
+                password,
+                cookie: self.session(username, password, None).await?,
+            },
         };
-        for attempt in 0..2 {
+        let mut renewed = false;
+        loop {
             let mut req = self
                 .http
                 .request(method.clone(), format!("{}{path}{query}", self.base))
                 .header(header::ACCEPT, "application/json");
-            match (&self.api, &session) {
-                (CrafterApi::V2 { token }, _) => req = req.bearer_auth(token.expose()),
-                (CrafterApi::V1 { .. }, Some(s)) => {
-                    req = req
-                        .header(
-                            header::COOKIE,
-                            format!(
-                                "{}={s}; {}={}",
-                                api::SESSION_COOKIE,
-                                api::XSRF_COOKIE,
-                                self.xsrf
-                            ),
-                        )
-                        .header(api::XSRF_HEADER, &self.xsrf);
-                }
-                (CrafterApi::V1 { .. }, None) => {}
-            }
+            req = match &credential {
+                Credential::Token(token) => req.bearer_auth(token),
+                Credential::Session { cookie, .. } => req
+                    .header(
+                        header::COOKIE,
+                        format!(
+                            "{}={cookie}; {}={}",
+                            api::SESSION_COOKIE,
+                            api::XSRF_COOKIE,
+                            self.xsrf
+                        ),
+                    )
+                    .header(api::XSRF_HEADER, &self.xsrf),
+            };
             if let Some(b) = body {
                 req = req.json(b);
             }
@@ -363,20 +373,31 @@ impl CrafterTarget {
                 .map_err(|e| self.err(&method, path, group, transport_error(&e)))?;
             let status = resp.status();
             if status == StatusCode::UNAUTHORIZED {
-                if let Some(s) = &session
-                    && attempt == 0
+                if let Credential::Session {
+                    username,
+                    password,
+                    cookie,
+                } = &credential
+                    && !renewed
                 {
-                    session = Some(self.session(Some(s)).await?);
+                    let (username, password) = (*username, *password);
+                    let cookie = self.session(username, password, Some(cookie)).await?;
+                    credential = Credential::Session {
+                        username,
+                        password,
+                        cookie,
+                    };
+                    renewed = true;
                     continue;
                 }
                 let text = resp.text().await.unwrap_or_default();
                 let message = api::error_of(status, &text).message;
-                let why = match &self.api {
-                    CrafterApi::V2 { .. } => format!(
+                let why = match credential {
+                    Credential::Token(_) => format!(
                         "the access token was refused (401: {message}); check that it is valid, \
                          enabled and not expired"
                     ),
-                    CrafterApi::V1 { .. } => {
+                    Credential::Session { .. } => {
                         format!("a fresh session was refused (401: {message})")
                     }
                 };
@@ -415,12 +436,6 @@ impl CrafterTarget {
                 },
             ));
         }
-        Err(self.err(
-            &method,
-            path,
-            group,
-            CallErrorKind::Auth("Studio refused a fresh session (401)".into()),
-        ))
     }
 
     // `CallError` is the error every connector call returns; boxing it here would not pay.

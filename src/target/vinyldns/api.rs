@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::sigv4::encode;
+use crate::target::http::encode;
 
 /// The group collection (list, create).
 pub const GROUPS: &str = "/groups";

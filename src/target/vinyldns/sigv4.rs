@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign as aws_sign};
 use aws_sigv4::sign::v4;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use crate::target::http::encode;
 
 /// The service name in the credential scope.
 pub const SERVICE: &str = "VinylDNS";
@@ -21,18 +22,6 @@ pub const SERVICE: &str = "VinylDNS";
 pub const REGION: &str = "us-east-1";
 /// The signature algorithm.
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
-
-/// Everything but RFC 3986 unreserved characters is percent-encoded.
-const STRICT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// Percent-encodes a query key or value, or a path segment, with the strict RFC 3986 set.
-pub fn encode(s: &str) -> String {
-    utf8_percent_encode(s, STRICT).to_string()
-}
 
 /// A query string (`k=v&k=v`, without `?`) of strictly encoded pairs, sorted as SigV4 sorts them,
 /// so that the string sent is the canonical one.
