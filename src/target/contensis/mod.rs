@@ -418,10 +418,6 @@ impl Named for ContensisTarget {
 impl Target for ContensisTarget {
     type Call = ContensisCall;
 
-    fn name(&self) -> &str {
-        &self.name
-    }
-
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             nested_groups: true,

@@ -140,9 +140,6 @@ impl Call for CrafterCall {
     fn covers(&self) -> &[usize] {
         &self.covers
     }
-    fn needs(&self) -> Vec<&GroupName> {
-        vec![&self.group]
-    }
 }
 
 /// How a request is authenticated: API 2's access token, or API 1's session cookie (with the
@@ -1037,10 +1034,6 @@ impl Named for CrafterTarget {
 
 impl Target for CrafterTarget {
     type Call = CrafterCall;
-
-    fn name(&self) -> &str {
-        &self.name
-    }
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {

@@ -106,9 +106,6 @@ impl Call for UiPathCall {
     fn covers(&self) -> &[usize] {
         &self.covers
     }
-    fn needs(&self) -> Vec<&GroupName> {
-        vec![&self.group]
-    }
 }
 
 /// The UiPath Identity connector for one `[[target]]`.
@@ -449,10 +446,6 @@ impl Named for UiPathTarget {
 
 impl Target for UiPathTarget {
     type Call = UiPathCall;
-
-    fn name(&self) -> &str {
-        &self.name
-    }
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {

@@ -123,9 +123,6 @@ impl Call for VinylDnsCall {
     fn covers(&self) -> &[usize] {
         &self.covers
     }
-    fn needs(&self) -> Vec<&GroupName> {
-        vec![&self.group]
-    }
 }
 
 /// The VinylDNS connector for one `[[target]]`.
@@ -668,10 +665,6 @@ impl Named for VinylDnsTarget {
 
 impl Target for VinylDnsTarget {
     type Call = VinylDnsCall;
-
-    fn name(&self) -> &str {
-        &self.name
-    }
 
     /// VinylDNS cannot nest groups, replaces membership whole, can rename a group with the PUT
     /// (name is a field of the update), and treats group names without regard to case.
