@@ -49,9 +49,6 @@ pub fn user(user: &str) -> String {
 pub struct PagedList {
     /// Zero-based page number.
     pub page_index: u64,
-    /// Items on every page.
-    #[allow(dead_code)]
-    pub page_size: u64,
     /// Items across all pages.
     pub total_count: u64,
     /// How many pages there are.

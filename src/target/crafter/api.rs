@@ -141,8 +141,6 @@ pub struct ApiError {
 pub const CODE_GROUP_EXISTS: i64 = 4001;
 /// Group not found.
 pub const CODE_GROUP_NOT_FOUND: i64 = 4000;
-/// User not found (A7, A8, A9).
-pub const CODE_USER_NOT_FOUND: i64 = 6000;
 
 /// Reads an error body of either API: API 2's `{"response": {code, message, remedialAction}}`
 /// (with `validationErrors`), or API 1's `{"message": …}`.

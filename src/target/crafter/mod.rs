@@ -56,6 +56,9 @@ pub const TYPE: &str = "crafter";
 /// Group names are compared without regard to case: Studio's database collation ignores it.
 const CASE_INSENSITIVE: bool = true;
 
+/// Groups or members asked for per page of a list.
+const PAGE_SIZE: u32 = 100;
+
 /// How a call names a group: by id once known, else by name (a group created in this run, whose
 /// id is looked up when the call is sent). API 1 always uses names.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,7 +169,6 @@ pub struct CrafterTarget {
     api: CrafterApi,
     http: reqwest::Client,
     concurrency: NonZeroUsize,
-    page_size: u32,
     reads: RetryPolicy,
     /// API 1: the session cookie, renewed by logging in again on a 401.
     session: tokio::sync::Mutex<Option<String>>,
@@ -199,11 +201,10 @@ impl CrafterTarget {
     ) -> Self {
         Self {
             name: name.to_owned(),
-            base: config.url.trim_end_matches('/').to_owned(),
+            base: config.url.clone(),
             api: config.api.clone(),
             http,
             concurrency,
-            page_size: 100,
             reads: RetryPolicy::default(),
             session: tokio::sync::Mutex::new(None),
             xsrf: uuid::Uuid::new_v4().simple().to_string(),
@@ -215,12 +216,6 @@ impl CrafterTarget {
     /// Retries transient read failures of an observe under `policy`.
     pub fn with_read_retries(mut self, policy: RetryPolicy) -> Self {
         self.reads = policy;
-        self
-    }
-
-    /// Reads groups and members this many at a time (default 100).
-    pub fn with_page_size(mut self, page_size: u32) -> Self {
-        self.page_size = page_size.max(1);
         self
     }
 
@@ -550,7 +545,7 @@ impl CrafterTarget {
             q.push(("keyword", k.to_owned()));
         }
         q.push(("offset", offset.to_string()));
-        q.push(("limit", self.page_size.to_string()));
+        q.push(("limit", PAGE_SIZE.to_string()));
         let p: api::GroupPage = self.get_json(api::GROUPS, &api::query(&q), None).await?;
         Ok((p.groups, p.total))
     }
@@ -668,7 +663,7 @@ impl CrafterTarget {
                     async move {
                         let q = api::query(&[
                             ("offset", offset.to_string()),
-                            ("limit", self.page_size.to_string()),
+                            ("limit", PAGE_SIZE.to_string()),
                         ]);
                         let p: api::MemberPage = self
                             .reads
@@ -825,7 +820,7 @@ impl CrafterTarget {
                     let q = api::query(&[
                         ("site_id", site.to_owned()),
                         ("start", start.to_string()),
-                        ("number", self.page_size.to_string()),
+                        ("number", PAGE_SIZE.to_string()),
                     ]);
                     let p: api::V1GroupPage = self
                         .reads

@@ -18,7 +18,7 @@ pub mod config;
 pub mod sim;
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
@@ -146,7 +146,7 @@ impl UiPathTarget {
     ) -> Self {
         Self {
             name: name.to_owned(),
-            base: config.url.trim_end_matches('/').to_owned(),
+            base: config.url.clone(),
             identity: config.identity_path.clone(),
             partition: config.partition_global_id.clone(),
             client_id: config.client_id.clone(),
@@ -519,23 +519,17 @@ impl Target for UiPathTarget {
             .buffer_unordered(self.concurrency.get())
             .try_collect()
             .await?;
-        let mut seen_keys: BTreeMap<String, String> = BTreeMap::new();
+        let mut seen_keys: BTreeSet<String> = BTreeSet::new();
         for (g, ids) in groups {
             for (key, id) in ids {
-                seen_keys.insert(fold(&key, true), id.clone());
+                seen_keys.insert(fold(&key, true));
                 observed.users.insert(UserKey(key), id);
             }
             observed.groups.insert(g.group.name.clone(), g);
         }
-        {
-            let mut cache = self.cache();
-            for (k, id) in &seen_keys {
-                cache.insert(k.clone(), Some(id.clone()));
-            }
-        }
         let unresolved: Vec<UserKey> = users
             .iter()
-            .filter(|u| !seen_keys.contains_key(&fold(u.as_str(), true)))
+            .filter(|u| !seen_keys.contains(&fold(u.as_str(), true)))
             .cloned()
             .collect();
         resolve_users(&mut observed, unresolved, self.concurrency, |u| {

@@ -170,7 +170,7 @@ impl VinylDnsTarget {
     ) -> Self {
         Self {
             name: name.to_owned(),
-            base: config.url.trim_end_matches('/').to_owned(),
+            base: config.url.clone(),
             access_key: config.access_key.clone(),
             secret_key: config.secret_key.clone(),
             http,
