@@ -1130,17 +1130,13 @@ impl Target for CrafterTarget {
                 )),
                 Change::UpdateGroup { group, fields } => {
                     // Only the description can change (names are immutable, attributes refused
-                    // by `prepare`); it replaces the old one, so the current one is the default.
+                    // by `prepare`), so it is the field this change carries, and it replaces
+                    // the old one.
                     let desc = fields
                         .get("description")
-                        .and_then(|f| f.to.as_str().map(str::to_owned))
-                        .or_else(|| {
-                            observed
-                                .groups
-                                .get(group)
-                                .and_then(|g| g.group.description.clone())
-                        })
-                        .unwrap_or_default();
+                        .and_then(|f| f.to.as_str())
+                        .unwrap_or_default()
+                        .to_owned();
                     calls.push(one(
                         i,
                         Op::Update {
@@ -1150,42 +1146,35 @@ impl Target for CrafterTarget {
                         group,
                     ));
                 }
-                Change::AddMember { group, member } if bulk => {
-                    if let Some(&at) = adds.get(group) {
+                Change::AddMember { group, member } | Change::RemoveMember { group, member }
+                    if bulk =>
+                {
+                    let add = matches!(change, Change::AddMember { .. });
+                    let index = if add { &mut adds } else { &mut removes };
+                    let username = member.as_str().to_owned();
+                    if let Some(&at) = index.get(group) {
                         let c = &mut calls[at];
                         c.covers.push(i);
-                        if let Op::AddMembers { usernames, .. } = &mut c.op {
-                            usernames.push(member.as_str().to_owned());
+                        if let Op::AddMembers { usernames, .. }
+                        | Op::RemoveMembers { usernames, .. } = &mut c.op
+                        {
+                            usernames.push(username);
                         }
                     } else {
-                        adds.insert(group.clone(), calls.len());
-                        calls.push(one(
-                            i,
+                        index.insert(group.clone(), calls.len());
+                        let (group_ref, usernames) = (gref(group), vec![username]);
+                        let op = if add {
                             Op::AddMembers {
-                                group: gref(group),
-                                usernames: vec![member.as_str().to_owned()],
-                            },
-                            group,
-                        ));
-                    }
-                }
-                Change::RemoveMember { group, member } if bulk => {
-                    if let Some(&at) = removes.get(group) {
-                        let c = &mut calls[at];
-                        c.covers.push(i);
-                        if let Op::RemoveMembers { usernames, .. } = &mut c.op {
-                            usernames.push(member.as_str().to_owned());
-                        }
-                    } else {
-                        removes.insert(group.clone(), calls.len());
-                        calls.push(one(
-                            i,
+                                group: group_ref,
+                                usernames,
+                            }
+                        } else {
                             Op::RemoveMembers {
-                                group: gref(group),
-                                usernames: vec![member.as_str().to_owned()],
-                            },
-                            group,
-                        ));
+                                group: group_ref,
+                                usernames,
+                            }
+                        };
+                        calls.push(one(i, op, group));
                     }
                 }
                 Change::AddMember { group, member } => {

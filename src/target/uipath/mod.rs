@@ -52,9 +52,7 @@ pub const TYPE: &str = "uipath";
 pub enum Op {
     /// `POST /api/Group` with the new group's members.
     Create {
-        /// The request body.
-        body: Value,
-        /// The members' directory ids (to complete an adopted group).
+        /// The members' directory ids (sent with the create, or added to an adopted group).
         members: Vec<String>,
     },
     /// `PUT /api/Group/{id}`: rename and member deltas in one request.
@@ -586,10 +584,7 @@ impl Target for UiPathTarget {
             }
             let have = observed.groups.get(&group);
             let op = if create {
-                Op::Create {
-                    body: api::create_body(&self.partition, group.as_str(), &add),
-                    members: add,
-                }
+                Op::Create { members: add }
             } else if delete {
                 Op::Delete {
                     id: have.map(|g| g.id.clone()).unwrap_or_default(),
@@ -637,14 +632,15 @@ impl Target for UiPathTarget {
             ));
         }
         match &call.op {
-            Op::Create { body, members } => {
+            Op::Create { members } => {
                 let path = api::create(&self.identity);
+                let body = api::create_body(&self.partition, call.group.as_str(), members);
                 let resp = self
                     .request(
                         Method::POST,
                         &path,
                         &[],
-                        Some(body),
+                        Some(&body),
                         g,
                         &[StatusCode::CONFLICT, StatusCode::BAD_REQUEST],
                     )
@@ -693,7 +689,7 @@ impl Target for UiPathTarget {
 
     async fn recheck(&self, call: &UiPathCall) -> Result<Option<Sent>, CallError> {
         match &call.op {
-            Op::Create { members, .. } => match self.find(&call.group).await? {
+            Op::Create { members } => match self.find(&call.group).await? {
                 Some(found) => self
                     .adopt(call, &found, members, "created by an earlier attempt")
                     .await

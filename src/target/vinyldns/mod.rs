@@ -514,15 +514,8 @@ impl VinylDnsTarget {
         new: &NewGroup,
         name: &GroupName,
     ) -> Result<(), CallError> {
-        let body = api::UpdateGroup {
-            id: have.id.clone(),
-            name: have.name.clone(),
-            email: new.email.clone(),
-            description: new.description.clone().or_else(|| have.description.clone()),
-            members: api::refs(new.members.union(&new.admins)),
-            admins: api::refs(&new.admins),
-        };
-        self.put_group(&body, name).await
+        let members = new.members.union(&new.admins);
+        self.put_lists(have, new, members, &new.admins, name).await
     }
 
     /// Takes over a group someone else created under the desired name: adds the desired members
@@ -543,13 +536,26 @@ impl VinylDnsTarget {
             .chain(new.members.iter().cloned())
             .chain(admins.iter().cloned())
             .collect();
+        self.put_lists(have, new, &members, &admins, name).await
+    }
+
+    /// `PUT`s group `have` under its own name with `new`'s e-mail and description (its own
+    /// description when `new` has none) and these member and admin ids.
+    async fn put_lists<'a>(
+        &self,
+        have: &api::Group,
+        new: &NewGroup,
+        members: impl IntoIterator<Item = &'a String>,
+        admins: impl IntoIterator<Item = &'a String>,
+        name: &GroupName,
+    ) -> Result<(), CallError> {
         let body = api::UpdateGroup {
             id: have.id.clone(),
             name: have.name.clone(),
             email: new.email.clone(),
             description: new.description.clone().or_else(|| have.description.clone()),
-            members: api::refs(&members),
-            admins: api::refs(&admins),
+            members: api::refs(members),
+            admins: api::refs(admins),
         };
         self.put_group(&body, name).await
     }
@@ -582,10 +588,7 @@ impl VinylDnsTarget {
             )
             .await?;
         if resp.status() == StatusCode::CONFLICT {
-            let message = crate::target::http::server_message(
-                StatusCode::CONFLICT,
-                &resp.text().await.unwrap_or_default(),
-            );
+            let mut conflict = status_error(resp).await;
             return match self.find_group(&call.group).await? {
                 Some(have) => {
                     self.adopt(&have, new, &call.group).await?;
@@ -593,16 +596,12 @@ impl VinylDnsTarget {
                         "group already existed; adopted, the desired members added".into(),
                     ))
                 }
-                None => Err(self.err(
-                    &Method::POST,
-                    api::GROUPS,
-                    g,
-                    CallErrorKind::Status {
-                        status: 409,
-                        message: format!("{message} (and no live group of that name can be read)"),
-                        retry_after: None,
-                    },
-                )),
+                None => {
+                    if let CallErrorKind::Status { message, .. } = &mut conflict {
+                        message.push_str(" (and no live group of that name can be read)");
+                    }
+                    Err(self.err(&Method::POST, api::GROUPS, g, conflict))
+                }
             };
         }
         let created: api::Group = self.decode(resp, &Method::POST, api::GROUPS, g).await?;
