@@ -71,7 +71,7 @@ pub async fn reconcile<T: Target>(
     exec: &Executor,
     mode: Mode,
 ) -> TargetReport {
-    let name = target.name().to_owned();
+    let name = target.target_name().to_owned();
     let span = info_span!("target", target = %name);
     async {
         let caps = target.capabilities();

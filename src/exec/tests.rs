@@ -17,7 +17,7 @@ use super::*;
 use crate::model::{Capabilities, MembershipWrites, Observed, UserKey};
 use crate::plan::Scope;
 use crate::plan::change::Plan;
-use crate::target::{CallErrorKind, ObserveError};
+use crate::target::{CallErrorKind, Named, ObserveError};
 
 /// One call of the fake target.
 #[derive(Debug)]
@@ -174,12 +174,14 @@ fn next<T: Clone>(script: &mut HashMap<String, VecDeque<T>>, id: &str) -> Option
     }
 }
 
-impl Target for FakeTarget {
-    type Call = FakeCall;
-
-    fn name(&self) -> &str {
+impl Named for FakeTarget {
+    fn target_name(&self) -> &str {
         "fake"
     }
+}
+
+impl Target for FakeTarget {
+    type Call = FakeCall;
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {

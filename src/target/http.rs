@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Response, StatusCode};
 
 use crate::target::CallErrorKind;
@@ -47,6 +48,19 @@ pub fn client(timeout: Duration, ca_file: Option<&Path>) -> Result<reqwest::Clie
         what: "HTTP client".to_owned(),
         message: e.to_string(),
     })
+}
+
+/// Everything but RFC 3986 unreserved characters (`A-Z a-z 0-9 - . _ ~`) is percent-encoded.
+const STRICT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes a path segment, or a query key or value, with the strict RFC 3986 set, so
+/// that `/`, `+`, `%`, a space or any other character of user data cannot change its meaning.
+pub fn encode(s: &str) -> String {
+    utf8_percent_encode(s, STRICT).to_string()
 }
 
 /// API calls made by this process, by target name and HTTP status (0: no answer came).

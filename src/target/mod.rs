@@ -62,8 +62,11 @@ pub trait Call: fmt::Debug + Send + Sync {
     fn retry(&self) -> RetrySafety;
     /// Indices into the plan's `changes` that this call carries out.
     fn covers(&self) -> &[usize];
-    /// Groups this call needs to exist, so that it is skipped when creating one of them failed.
-    fn needs(&self) -> Vec<&GroupName>;
+    /// Groups this call needs to exist, so that it is skipped when creating one of them failed:
+    /// by default the group it writes to.
+    fn needs(&self) -> Vec<&GroupName> {
+        vec![self.group()]
+    }
 }
 
 /// How a call that succeeded came out.
@@ -248,13 +251,11 @@ where
     Ok(())
 }
 
-/// A connector: the only code that knows one API's paths and JSON.
-pub trait Target: Send + Sync {
+/// A connector: the only code that knows one API's paths and JSON. Its name is
+/// [`Named::target_name`].
+pub trait Target: Named + Send + Sync {
     /// One API call of this target.
     type Call: Call + 'static;
-
-    /// The target's name from the config.
-    fn name(&self) -> &str;
 
     /// What the API can express.
     fn capabilities(&self) -> Capabilities;

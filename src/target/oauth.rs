@@ -14,7 +14,7 @@ use tracing::debug;
 
 use crate::config::Secret;
 use crate::target::CallErrorKind;
-use crate::target::http::{send, status_error, transport_error};
+use crate::target::http::{send, server_message, status_error, transport_error};
 
 /// Renew a token this long before it runs out (or at half its life, if that is shorter).
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);
@@ -170,7 +170,8 @@ impl BearerSession {
             kind,
         };
         let mut token = self.token(http, base, None).await?;
-        for attempt in 0..2 {
+        let mut renewed = false;
+        loop {
             let mut req = http
                 .request(method.clone(), format!("{base}{path}"))
                 .bearer_auth(&token)
@@ -185,17 +186,22 @@ impl BearerSession {
                 .await
                 .map_err(|e| fail(transport_error(&e)))?;
             let status = resp.status();
-            if status == StatusCode::UNAUTHORIZED && attempt == 0 {
-                token = self.token(http, base, Some(&token)).await?;
-                continue;
+            if status == StatusCode::UNAUTHORIZED {
+                if !renewed {
+                    token = self.token(http, base, Some(&token)).await?;
+                    renewed = true;
+                    continue;
+                }
+                let body = resp.text().await.unwrap_or_default();
+                return Err(fail(CallErrorKind::Auth(format!(
+                    "the API refused a freshly issued token (401): {}",
+                    server_message(status, &body)
+                ))));
             }
             if status.is_success() || accept.contains(&status) {
                 return Ok(resp);
             }
             return Err(fail(status_error(resp).await));
         }
-        Err(fail(CallErrorKind::Auth(
-            "the API refused a freshly issued token (401)".to_owned(),
-        )))
     }
 }

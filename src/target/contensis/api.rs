@@ -3,26 +3,15 @@
 //! Group and user names are percent-encoded as whole path segments (`/`, `,`, `%`, `?` and `#`
 //! included), because a name is user data and the API also accepts names where ids go.
 
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-/// Everything but RFC 3986 unreserved characters is encoded.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+use crate::target::http::encode as seg;
 
 /// The token endpoint (client credentials or `contensis_classic` password grant).
 pub const TOKEN: &str = "/authenticate/connect/token";
 /// The group collection (G1 list, G3 create).
 pub const GROUPS: &str = "/api/security/groups";
-
-/// One path segment, percent-encoded.
-pub fn seg(s: &str) -> String {
-    utf8_percent_encode(s, SEGMENT).to_string()
-}
 
 /// `/api/security/groups/{group}` (G2 get, G4 update, G5 delete).
 pub fn group(group: &str) -> String {
@@ -60,9 +49,6 @@ pub fn user(user: &str) -> String {
 pub struct PagedList {
     /// Zero-based page number.
     pub page_index: u64,
-    /// Items on every page.
-    #[allow(dead_code)]
-    pub page_size: u64,
     /// Items across all pages.
     pub total_count: u64,
     /// How many pages there are.

@@ -10,7 +10,7 @@ pub mod api;
 pub mod config;
 pub mod sim;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
@@ -36,6 +36,9 @@ use config::{ContensisAuth, ContensisConfig};
 
 /// The `extras` key of Contensis attributes in the desired state (`[group.contensis]`).
 pub const TYPE: &str = "contensis";
+
+/// Items asked for per page of a list.
+const PAGE_SIZE: u32 = 100;
 
 /// How a call names a group: by GUID once known, else by name (a group created in this run, whose
 /// GUID is looked up when the call is sent).
@@ -113,7 +116,6 @@ pub struct ContensisTarget {
     session: BearerSession,
     http: reqwest::Client,
     concurrency: NonZeroUsize,
-    page_size: u32,
     reads: RetryPolicy,
     /// GUIDs by folded group name: filled by observe and by creates, read when a call is sent.
     ids: Mutex<HashMap<String, String>>,
@@ -139,12 +141,11 @@ impl ContensisTarget {
     ) -> Self {
         Self {
             name: name.to_owned(),
-            base: config.url.trim_end_matches('/').to_owned(),
+            base: config.url.clone(),
             auth: config.auth.clone(),
             session: session(name, config),
             http,
             concurrency,
-            page_size: 100,
             reads: RetryPolicy::default(),
             ids: Mutex::new(HashMap::new()),
         }
@@ -153,12 +154,6 @@ impl ContensisTarget {
     /// Retries transient read failures of an observe under `policy`.
     pub fn with_read_retries(mut self, policy: RetryPolicy) -> Self {
         self.reads = policy;
-        self
-    }
-
-    /// Reads groups this many at a time (default 100).
-    pub fn with_page_size(mut self, page_size: u32) -> Self {
-        self.page_size = page_size.max(1);
         self
     }
 
@@ -216,7 +211,7 @@ impl ContensisTarget {
             let total = loop {
                 let q = [
                     ("pageIndex", index.to_string()),
-                    ("pageSize", self.page_size.to_string()),
+                    ("pageSize", PAGE_SIZE.to_string()),
                 ];
                 let page: api::PagedList = self.get_json(path, &q, group).await?;
                 if page.page_index != index {
@@ -418,10 +413,6 @@ impl Named for ContensisTarget {
 impl Target for ContensisTarget {
     type Call = ContensisCall;
 
-    fn name(&self) -> &str {
-        &self.name
-    }
-
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             nested_groups: true,
@@ -458,18 +449,16 @@ impl Target for ContensisTarget {
             .buffer_unordered(self.concurrency.get())
             .try_collect()
             .await?;
-        let mut members: HashMap<String, ()> = HashMap::new();
+        let mut members: HashSet<String> = HashSet::new();
         for g in groups {
-            for m in &g.group.members {
-                members.insert(fold(m.as_str(), true), ());
-            }
+            members.extend(g.group.members.iter().map(|m| fold(m.as_str(), true)));
             observed.groups.insert(g.group.name.clone(), g);
         }
 
         // Resolve only the desired users not already seen as members: one U1 each.
         let unresolved: Vec<UserKey> = users
             .iter()
-            .filter(|u| !members.contains_key(&fold(u.as_str(), true)))
+            .filter(|u| !members.contains(&fold(u.as_str(), true)))
             .cloned()
             .collect();
         resolve_users(&mut observed, unresolved, self.concurrency, |u| {
@@ -617,11 +606,6 @@ impl Target for ContensisTarget {
                 let path = api::group(&self.group_slot(r));
                 self.request(Method::PUT, &path, &[], Some(body), g, &[])
                     .await?;
-                if let Some(name) = body.get("name").and_then(Value::as_str)
-                    && let Some(id) = body.get("id").and_then(Value::as_str)
-                {
-                    self.remember(name, id);
-                }
                 Ok(Sent::Done)
             }
             Op::AddMember(r, user) => {

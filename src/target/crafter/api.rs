@@ -5,22 +5,11 @@
 //! (everything but RFC 3986 unreserved characters), never as forms, so that a `+` or a space
 //! in a name cannot change its meaning.
 
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
 
-/// Everything but RFC 3986 unreserved characters is encoded.
-const STRICT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// One query value or path segment, strictly percent-encoded.
-pub fn enc(s: &str) -> String {
-    utf8_percent_encode(s, STRICT).to_string()
-}
+use crate::target::http::encode as enc;
 
 /// A query string (`?a=1&b=2`) from pairs, strictly percent-encoded.
 pub fn query(pairs: &[(&str, String)]) -> String {
@@ -152,8 +141,6 @@ pub struct ApiError {
 pub const CODE_GROUP_EXISTS: i64 = 4001;
 /// Group not found.
 pub const CODE_GROUP_NOT_FOUND: i64 = 4000;
-/// User not found (A7, A8, A9).
-pub const CODE_USER_NOT_FOUND: i64 = 6000;
 
 /// Reads an error body of either API: API 2's `{"response": {code, message, remedialAction}}`
 /// (with `validationErrors`), or API 1's `{"message": …}`.

@@ -34,6 +34,7 @@ use serde_json::{Value, json};
 use tracing::debug;
 
 use crate::config::Diagnostic;
+use crate::config::secret::Secret;
 use crate::exec::RetryPolicy;
 use crate::model::{
     Capabilities, Desired, Group, GroupKind, GroupName, MembershipWrites, Observed, ObservedGroup,
@@ -54,6 +55,9 @@ pub const TYPE: &str = "crafter";
 
 /// Group names are compared without regard to case: Studio's database collation ignores it.
 const CASE_INSENSITIVE: bool = true;
+
+/// Groups or members asked for per page of a list.
+const PAGE_SIZE: u32 = 100;
 
 /// How a call names a group: by id once known, else by name (a group created in this run, whose
 /// id is looked up when the call is sent). API 1 always uses names.
@@ -139,12 +143,20 @@ impl Call for CrafterCall {
     fn covers(&self) -> &[usize] {
         &self.covers
     }
-    fn needs(&self) -> Vec<&GroupName> {
-        vec![&self.group]
-    }
 }
 
-/// An answer read whole: status, `Location` and body.
+/// How a request is authenticated: API 2's access token, or API 1's session cookie (with the
+/// credentials that renew it).
+enum Credential<'a> {
+    Token(&'a str),
+    Session {
+        username: &'a str,
+        password: &'a Secret,
+        cookie: String,
+    },
+}
+
+/// An answer read whole: status and body.
 struct Reply {
     status: StatusCode,
     body: String,
@@ -157,7 +169,6 @@ pub struct CrafterTarget {
     api: CrafterApi,
     http: reqwest::Client,
     concurrency: NonZeroUsize,
-    page_size: u32,
     reads: RetryPolicy,
     /// API 1: the session cookie, renewed by logging in again on a 401.
     session: tokio::sync::Mutex<Option<String>>,
@@ -190,11 +201,10 @@ impl CrafterTarget {
     ) -> Self {
         Self {
             name: name.to_owned(),
-            base: config.url.trim_end_matches('/').to_owned(),
+            base: config.url.clone(),
             api: config.api.clone(),
             http,
             concurrency,
-            page_size: 100,
             reads: RetryPolicy::default(),
             session: tokio::sync::Mutex::new(None),
             xsrf: uuid::Uuid::new_v4().simple().to_string(),
@@ -206,12 +216,6 @@ impl CrafterTarget {
     /// Retries transient read failures of an observe under `policy`.
     pub fn with_read_retries(mut self, policy: RetryPolicy) -> Self {
         self.reads = policy;
-        self
-    }
-
-    /// Reads groups and members this many at a time (default 100).
-    pub fn with_page_size(mut self, page_size: u32) -> Self {
-        self.page_size = page_size.max(1);
         self
     }
 
@@ -242,20 +246,14 @@ impl CrafterTarget {
         )
     }
 
-    /// API 1: a session cookie, the cached one or a new one from `login.json`. `stale` is a
-    /// session the API refused, replaced only if nobody has replaced it already.
-    async fn session(&self, stale: Option<&str>) -> Result<String, CallError> {
-        let CrafterApi::V1 {
-            username, password, ..
-        } = &self.api
-        else {
-            return Err(self.err(
-                &Method::POST,
-                api::V1_LOGIN,
-                None,
-                CallErrorKind::Auth("API 2 has no session".into()),
-            ));
-        };
+    /// API 1: a session cookie of `username`, the cached one or a new one from `login.json`.
+    /// `stale` is a session the API refused, replaced only if nobody has replaced it already.
+    async fn session(
+        &self,
+        username: &str,
+        password: &Secret,
+        stale: Option<&str>,
+    ) -> Result<String, CallError> {
         let mut cached = self.session.lock().await;
         if let Some(s) = cached.as_ref()
             && stale != Some(s.as_str())
@@ -329,32 +327,36 @@ impl CrafterTarget {
         group: Option<&GroupName>,
         accept: &[StatusCode],
     ) -> Result<Reply, CallError> {
-        let mut session = match &self.api {
-            CrafterApi::V1 { .. } => Some(self.session(None).await?),
-            CrafterApi::V2 { .. } => None,
+        let mut credential = match &self.api {
+            CrafterApi::V2 { token } => Credential::Token(token.expose()),
+            CrafterApi::V1 {
+                username, password, ..
+            } => Credential::Session {
+                username,
+                password,
+                cookie: self.session(username, password, None).await?,
+            },
         };
-        for attempt in 0..2 {
+        let mut renewed = false;
+        loop {
             let mut req = self
                 .http
                 .request(method.clone(), format!("{}{path}{query}", self.base))
                 .header(header::ACCEPT, "application/json");
-            match (&self.api, &session) {
-                (CrafterApi::V2 { token }, _) => req = req.bearer_auth(token.expose()),
-                (CrafterApi::V1 { .. }, Some(s)) => {
-                    req = req
-                        .header(
-                            header::COOKIE,
-                            format!(
-                                "{}={s}; {}={}",
-                                api::SESSION_COOKIE,
-                                api::XSRF_COOKIE,
-                                self.xsrf
-                            ),
-                        )
-                        .header(api::XSRF_HEADER, &self.xsrf);
-                }
-                (CrafterApi::V1 { .. }, None) => {}
-            }
+            req = match &credential {
+                Credential::Token(token) => req.bearer_auth(token),
+                Credential::Session { cookie, .. } => req
+                    .header(
+                        header::COOKIE,
+                        format!(
+                            "{}={cookie}; {}={}",
+                            api::SESSION_COOKIE,
+                            api::XSRF_COOKIE,
+                            self.xsrf
+                        ),
+                    )
+                    .header(api::XSRF_HEADER, &self.xsrf),
+            };
             if let Some(b) = body {
                 req = req.json(b);
             }
@@ -363,20 +365,31 @@ impl CrafterTarget {
                 .map_err(|e| self.err(&method, path, group, transport_error(&e)))?;
             let status = resp.status();
             if status == StatusCode::UNAUTHORIZED {
-                if let Some(s) = &session
-                    && attempt == 0
+                if let Credential::Session {
+                    username,
+                    password,
+                    cookie,
+                } = &credential
+                    && !renewed
                 {
-                    session = Some(self.session(Some(s)).await?);
+                    let (username, password) = (*username, *password);
+                    let cookie = self.session(username, password, Some(cookie)).await?;
+                    credential = Credential::Session {
+                        username,
+                        password,
+                        cookie,
+                    };
+                    renewed = true;
                     continue;
                 }
                 let text = resp.text().await.unwrap_or_default();
                 let message = api::error_of(status, &text).message;
-                let why = match &self.api {
-                    CrafterApi::V2 { .. } => format!(
+                let why = match credential {
+                    Credential::Token(_) => format!(
                         "the access token was refused (401: {message}); check that it is valid, \
                          enabled and not expired"
                     ),
-                    CrafterApi::V1 { .. } => {
+                    Credential::Session { .. } => {
                         format!("a fresh session was refused (401: {message})")
                     }
                 };
@@ -415,12 +428,6 @@ impl CrafterTarget {
                 },
             ));
         }
-        Err(self.err(
-            &method,
-            path,
-            group,
-            CallErrorKind::Auth("Studio refused a fresh session (401)".into()),
-        ))
     }
 
     // `CallError` is the error every connector call returns; boxing it here would not pay.
@@ -436,21 +443,17 @@ impl CrafterTarget {
             .map_err(|e| self.err(method, path, group, CallErrorKind::Decode(e.to_string())))
     }
 
-    /// A GET read as JSON, retried after transient failures.
+    /// A GET read as JSON, sent once (an observe wraps it in `self.reads`).
     async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         query: &str,
         group: Option<&GroupName>,
     ) -> Result<T, CallError> {
-        self.reads
-            .retry_idempotent(|| async {
-                let r = self
-                    .request(Method::GET, path, query, None, group, &[])
-                    .await?;
-                self.decode(&Method::GET, path, group, &r.body)
-            })
-            .await
+        let r = self
+            .request(Method::GET, path, query, None, group, &[])
+            .await?;
+        self.decode(&Method::GET, path, group, &r.body)
     }
 
     /// Every item of an offset-paged list, checked against `total`: pages are read until as many
@@ -531,6 +534,7 @@ impl CrafterTarget {
 
     // --- API 2 ---------------------------------------------------------------------------------
 
+    /// One page of A1, sent once.
     async fn group_page(
         &self,
         offset: u64,
@@ -541,13 +545,14 @@ impl CrafterTarget {
             q.push(("keyword", k.to_owned()));
         }
         q.push(("offset", offset.to_string()));
-        q.push(("limit", self.page_size.to_string()));
+        q.push(("limit", PAGE_SIZE.to_string()));
         let p: api::GroupPage = self.get_json(api::GROUPS, &api::query(&q), None).await?;
         Ok((p.groups, p.total))
     }
 
     /// A2's missing get-by-name: A1 with `keyword` (a substring match, ignored by Studio 3.1),
-    /// every page, then an exact match as Studio compares names.
+    /// every page, then an exact match as Studio compares names. Each page is sent once: this
+    /// is part of a send or recheck, which the executor retries.
     async fn find_group_v2(&self, name: &GroupName) -> Result<Option<api::Group>, CallError> {
         let all = self
             .read_all(&format!("GET {}", api::GROUPS), |offset| {
@@ -581,7 +586,8 @@ impl CrafterTarget {
         let mut observed = Observed::default();
         let all = self
             .read_all(&format!("GET {}", api::GROUPS), |offset| {
-                self.group_page(offset, None)
+                self.reads
+                    .retry_idempotent(move || self.group_page(offset, None))
             })
             .await?;
         let mut seen = HashSet::new();
@@ -657,9 +663,12 @@ impl CrafterTarget {
                     async move {
                         let q = api::query(&[
                             ("offset", offset.to_string()),
-                            ("limit", self.page_size.to_string()),
+                            ("limit", PAGE_SIZE.to_string()),
                         ]);
-                        let p: api::MemberPage = self.get_json(&path, &q, Some(&name)).await?;
+                        let p: api::MemberPage = self
+                            .reads
+                            .retry_idempotent(|| self.get_json(&path, &q, Some(&name)))
+                            .await?;
                         Ok((p.users, p.total))
                     }
                 })
@@ -811,9 +820,12 @@ impl CrafterTarget {
                     let q = api::query(&[
                         ("site_id", site.to_owned()),
                         ("start", start.to_string()),
-                        ("number", self.page_size.to_string()),
+                        ("number", PAGE_SIZE.to_string()),
                     ]);
-                    let p: api::V1GroupPage = self.get_json(&path, &q, None).await?;
+                    let p: api::V1GroupPage = self
+                        .reads
+                        .retry_idempotent(|| self.get_json(&path, &q, None))
+                        .await?;
                     Ok((p.groups, p.total))
                 }
             })
@@ -854,6 +866,7 @@ impl CrafterTarget {
     }
 
     /// API 1 `get.json`: whether the group exists in the site (a missing site is an error).
+    /// Sent once: it is part of a send or recheck, which the executor retries.
     async fn v1_group_exists(&self, group: &GroupName, site: &str) -> Result<bool, CallError> {
         let path = api::v1("get.json");
         let q = api::query(&[
@@ -861,17 +874,14 @@ impl CrafterTarget {
             ("site_id", site.to_owned()),
         ]);
         let r = self
-            .reads
-            .retry_idempotent(|| {
-                self.request(
-                    Method::GET,
-                    &path,
-                    &q,
-                    None,
-                    Some(group),
-                    &[StatusCode::NOT_FOUND],
-                )
-            })
+            .request(
+                Method::GET,
+                &path,
+                &q,
+                None,
+                Some(group),
+                &[StatusCode::NOT_FOUND],
+            )
             .await?;
         if r.status != StatusCode::NOT_FOUND {
             return Ok(true);
@@ -1020,10 +1030,6 @@ impl Named for CrafterTarget {
 impl Target for CrafterTarget {
     type Call = CrafterCall;
 
-    fn name(&self) -> &str {
-        &self.name
-    }
-
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             nested_groups: false,
@@ -1124,17 +1130,13 @@ impl Target for CrafterTarget {
                 )),
                 Change::UpdateGroup { group, fields } => {
                     // Only the description can change (names are immutable, attributes refused
-                    // by `prepare`); it replaces the old one, so the current one is the default.
+                    // by `prepare`), so it is the field this change carries, and it replaces
+                    // the old one.
                     let desc = fields
                         .get("description")
-                        .and_then(|f| f.to.as_str().map(str::to_owned))
-                        .or_else(|| {
-                            observed
-                                .groups
-                                .get(group)
-                                .and_then(|g| g.group.description.clone())
-                        })
-                        .unwrap_or_default();
+                        .and_then(|f| f.to.as_str())
+                        .unwrap_or_default()
+                        .to_owned();
                     calls.push(one(
                         i,
                         Op::Update {
@@ -1144,42 +1146,35 @@ impl Target for CrafterTarget {
                         group,
                     ));
                 }
-                Change::AddMember { group, member } if bulk => {
-                    if let Some(&at) = adds.get(group) {
+                Change::AddMember { group, member } | Change::RemoveMember { group, member }
+                    if bulk =>
+                {
+                    let add = matches!(change, Change::AddMember { .. });
+                    let index = if add { &mut adds } else { &mut removes };
+                    let username = member.as_str().to_owned();
+                    if let Some(&at) = index.get(group) {
                         let c = &mut calls[at];
                         c.covers.push(i);
-                        if let Op::AddMembers { usernames, .. } = &mut c.op {
-                            usernames.push(member.as_str().to_owned());
+                        if let Op::AddMembers { usernames, .. }
+                        | Op::RemoveMembers { usernames, .. } = &mut c.op
+                        {
+                            usernames.push(username);
                         }
                     } else {
-                        adds.insert(group.clone(), calls.len());
-                        calls.push(one(
-                            i,
+                        index.insert(group.clone(), calls.len());
+                        let (group_ref, usernames) = (gref(group), vec![username]);
+                        let op = if add {
                             Op::AddMembers {
-                                group: gref(group),
-                                usernames: vec![member.as_str().to_owned()],
-                            },
-                            group,
-                        ));
-                    }
-                }
-                Change::RemoveMember { group, member } if bulk => {
-                    if let Some(&at) = removes.get(group) {
-                        let c = &mut calls[at];
-                        c.covers.push(i);
-                        if let Op::RemoveMembers { usernames, .. } = &mut c.op {
-                            usernames.push(member.as_str().to_owned());
-                        }
-                    } else {
-                        removes.insert(group.clone(), calls.len());
-                        calls.push(one(
-                            i,
+                                group: group_ref,
+                                usernames,
+                            }
+                        } else {
                             Op::RemoveMembers {
-                                group: gref(group),
-                                usernames: vec![member.as_str().to_owned()],
-                            },
-                            group,
-                        ));
+                                group: group_ref,
+                                usernames,
+                            }
+                        };
+                        calls.push(one(i, op, group));
                     }
                 }
                 Change::AddMember { group, member } => {

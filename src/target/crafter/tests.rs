@@ -218,6 +218,36 @@ fn prepare_refuses_names_and_descriptions_studio_cannot_hold() {
 }
 
 #[test]
+fn prepare_holds_api_1_to_its_lengths() {
+    let at_limit = "n".repeat(255);
+    let over = "o".repeat(256);
+    let mut desired = Desired::default();
+    let mut g = Group::named(at_limit.as_str());
+    g.description = Some("d".repeat(3000));
+    desired.groups.insert(at_limit.as_str().into(), g);
+    let scope = Scope::new(None, &desired, true).unwrap();
+    assert!(v1().prepare(&desired, &scope).is_ok());
+
+    let mut g = Group::named(over.as_str());
+    g.description = Some("d".repeat(3001));
+    desired.groups.insert(over.as_str().into(), g);
+    let scope = Scope::new(None, &desired, true).unwrap();
+    let problems = v1().prepare(&desired, &scope).unwrap_err();
+    let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(text.len(), 2, "{text:#?}");
+    assert!(
+        text[0].contains("names are 1 to 255 characters"),
+        "{}",
+        text[0]
+    );
+    assert!(
+        text[1].contains("has 3001 characters") && text[1].contains("at most 3000"),
+        "{}",
+        text[1]
+    );
+}
+
+#[test]
 fn crafter_attributes_are_refused() {
     let mut desired = Desired::default();
     let mut g = Group::named("docs");

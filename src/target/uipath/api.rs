@@ -4,20 +4,10 @@
 //! (`identity_` on Automation Cloud, `identity` on Automation Suite). Ids (UUIDs, or directory
 //! identifiers such as `aad|…`) are percent-encoded as whole path segments.
 
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-/// Everything but RFC 3986 unreserved characters is encoded.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-fn seg(s: &str) -> String {
-    utf8_percent_encode(s, SEGMENT).to_string()
-}
+use crate::target::http::encode as seg;
 
 /// `/{identity}/connect/token`: the OAuth token endpoint.
 pub fn token(identity: &str) -> String {

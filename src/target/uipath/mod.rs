@@ -18,7 +18,7 @@ pub mod config;
 pub mod sim;
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
@@ -52,9 +52,7 @@ pub const TYPE: &str = "uipath";
 pub enum Op {
     /// `POST /api/Group` with the new group's members.
     Create {
-        /// The request body.
-        body: Value,
-        /// The members' directory ids (to complete an adopted group).
+        /// The members' directory ids (sent with the create, or added to an adopted group).
         members: Vec<String>,
     },
     /// `PUT /api/Group/{id}`: rename and member deltas in one request.
@@ -106,9 +104,6 @@ impl Call for UiPathCall {
     fn covers(&self) -> &[usize] {
         &self.covers
     }
-    fn needs(&self) -> Vec<&GroupName> {
-        vec![&self.group]
-    }
 }
 
 /// The UiPath Identity connector for one `[[target]]`.
@@ -149,7 +144,7 @@ impl UiPathTarget {
     ) -> Self {
         Self {
             name: name.to_owned(),
-            base: config.url.trim_end_matches('/').to_owned(),
+            base: config.url.clone(),
             identity: config.identity_path.clone(),
             partition: config.partition_global_id.clone(),
             client_id: config.client_id.clone(),
@@ -202,28 +197,25 @@ impl UiPathTarget {
             .map_err(|f| self.err(&f.method, &f.path, group, f.kind))
     }
 
-    /// A GET whose JSON answer is read as `T`, retried as the read policy allows.
+    /// A GET whose JSON answer is read as `T`, sent once: a send or recheck is retried by the
+    /// executor, and an observe wraps its reads in `self.reads`.
     async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, &str)],
         group: Option<&GroupName>,
     ) -> Result<T, CallError> {
-        self.reads
-            .retry_idempotent(|| async {
-                let resp = self
-                    .request(Method::GET, path, query, None, group, &[])
-                    .await?;
-                resp.json().await.map_err(|e| {
-                    self.err(
-                        &Method::GET,
-                        path,
-                        group,
-                        CallErrorKind::Decode(e.to_string()),
-                    )
-                })
-            })
-            .await
+        let resp = self
+            .request(Method::GET, path, query, None, group, &[])
+            .await?;
+        resp.json().await.map_err(|e| {
+            self.err(
+                &Method::GET,
+                path,
+                group,
+                CallErrorKind::Decode(e.to_string()),
+            )
+        })
     }
 
     /// Every group of the organization (the list is a bare array, not paged).
@@ -282,7 +274,10 @@ impl UiPathTarget {
             ("sourceFilter", api::USER_SOURCES[0]),
             ("sourceFilter", api::USER_SOURCES[1]),
         ];
-        let found: Vec<api::SearchEntity> = self.get_json(&path, &query, None).await?;
+        let found: Vec<api::SearchEntity> = self
+            .reads
+            .retry_idempotent(|| self.get_json(&path, &query, None))
+            .await?;
         let ids: BTreeSet<&str> = found
             .iter()
             .filter(|e| e.is_user())
@@ -321,7 +316,10 @@ impl UiPathTarget {
         let mut ids = Vec::new();
         // Built-in groups are never changed, so their members need no read.
         if kind == GroupKind::Managed {
-            let detail = self.detail(&g.id, &name).await?;
+            let detail = self
+                .reads
+                .retry_idempotent(|| self.detail(&g.id, &name))
+                .await?;
             if detail.id != g.id {
                 return Err(self.incomplete(format!(
                     "GET of group \"{name}\" ({}) answered group {}",
@@ -447,10 +445,6 @@ impl Named for UiPathTarget {
 impl Target for UiPathTarget {
     type Call = UiPathCall;
 
-    fn name(&self) -> &str {
-        &self.name
-    }
-
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             nested_groups: false,
@@ -505,7 +499,7 @@ impl Target for UiPathTarget {
         let mut in_scope = Vec::new();
         let mut seen = BTreeSet::new();
         let path = api::groups(&self.identity, &self.partition);
-        for g in self.list().await? {
+        for g in self.reads.retry_idempotent(|| self.list()).await? {
             if !seen.insert(g.id.to_lowercase()) {
                 return Err(
                     self.incomplete(format!("GET {path} listed group \"{}\" twice", g.name))
@@ -523,23 +517,17 @@ impl Target for UiPathTarget {
             .buffer_unordered(self.concurrency.get())
             .try_collect()
             .await?;
-        let mut seen_keys: BTreeMap<String, String> = BTreeMap::new();
+        let mut seen_keys: BTreeSet<String> = BTreeSet::new();
         for (g, ids) in groups {
             for (key, id) in ids {
-                seen_keys.insert(fold(&key, true), id.clone());
+                seen_keys.insert(fold(&key, true));
                 observed.users.insert(UserKey(key), id);
             }
             observed.groups.insert(g.group.name.clone(), g);
         }
-        {
-            let mut cache = self.cache();
-            for (k, id) in &seen_keys {
-                cache.insert(k.clone(), Some(id.clone()));
-            }
-        }
         let unresolved: Vec<UserKey> = users
             .iter()
-            .filter(|u| !seen_keys.contains_key(&fold(u.as_str(), true)))
+            .filter(|u| !seen_keys.contains(&fold(u.as_str(), true)))
             .cloned()
             .collect();
         resolve_users(&mut observed, unresolved, self.concurrency, |u| {
@@ -596,10 +584,7 @@ impl Target for UiPathTarget {
             }
             let have = observed.groups.get(&group);
             let op = if create {
-                Op::Create {
-                    body: api::create_body(&self.partition, group.as_str(), &add),
-                    members: add,
-                }
+                Op::Create { members: add }
             } else if delete {
                 Op::Delete {
                     id: have.map(|g| g.id.clone()).unwrap_or_default(),
@@ -647,14 +632,15 @@ impl Target for UiPathTarget {
             ));
         }
         match &call.op {
-            Op::Create { body, members } => {
+            Op::Create { members } => {
                 let path = api::create(&self.identity);
+                let body = api::create_body(&self.partition, call.group.as_str(), members);
                 let resp = self
                     .request(
                         Method::POST,
                         &path,
                         &[],
-                        Some(body),
+                        Some(&body),
                         g,
                         &[StatusCode::CONFLICT, StatusCode::BAD_REQUEST],
                     )
@@ -703,7 +689,7 @@ impl Target for UiPathTarget {
 
     async fn recheck(&self, call: &UiPathCall) -> Result<Option<Sent>, CallError> {
         match &call.op {
-            Op::Create { members, .. } => match self.find(&call.group).await? {
+            Op::Create { members } => match self.find(&call.group).await? {
                 Some(found) => self
                     .adopt(call, &found, members, "created by an earlier attempt")
                     .await

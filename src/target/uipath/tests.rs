@@ -14,6 +14,10 @@ use crate::plan::{MembershipMode, Policy};
 const PARTITION: &str = "3fa85f64-5717-4562-b3fc-2c963f66afa6";
 
 fn target() -> UiPathTarget {
+    target_named("robots")
+}
+
+fn target_named(name: &str) -> UiPathTarget {
     let config = UiPathConfig {
         url: "https://cloud.uipath.com/org".into(),
         identity_path: "identity_".into(),
@@ -23,7 +27,7 @@ fn target() -> UiPathTarget {
         scope: config::DEFAULT_SCOPE.into(),
         user_key: UserKeyField::Username,
     };
-    UiPathTarget::new("robots", &config, reqwest::Client::new(), NonZeroUsize::MIN)
+    UiPathTarget::new(name, &config, reqwest::Client::new(), NonZeroUsize::MIN)
 }
 
 fn desired(groups: &[(&str, &[&str])]) -> Desired {
@@ -132,18 +136,19 @@ fn a_create_carries_its_members_in_one_post() {
     let p = plan(&t, &d, &o, false);
     let calls = t.compile(&p, &o);
     assert_eq!(calls.len(), 1);
-    let Op::Create { body, members } = &calls[0].op else {
+    let Op::Create { members } = &calls[0].op else {
         panic!("{calls:?}");
     };
+    assert_eq!(members, &["uid-u0", "uid-u1", "uid-u2"]);
+    // What `send` posts for it.
     assert_eq!(
-        body,
-        &json!({
+        api::create_body(PARTITION, calls[0].group().as_str(), members),
+        json!({
             "partitionGlobalId": PARTITION,
             "name": "New",
             "directoryUserMemberIDs": ["uid-u0", "uid-u1", "uid-u2"],
         })
     );
-    assert_eq!(members.len(), 3);
     assert_eq!(calls[0].covers(), &[0, 1, 2, 3]);
     assert_eq!(calls[0].retry(), RetrySafety::AfterRecheck);
     assert_eq!(calls[0].stage(), Stage::CreateGroup);
@@ -212,6 +217,45 @@ fn a_user_without_a_known_id_fails_the_call_instead_of_vanishing() {
     };
     let calls = t.compile(&p, &o);
     assert_eq!(calls[0].missing, vec![UserKey::from("ghost")]);
+}
+
+#[tokio::test]
+async fn a_call_with_a_user_without_a_known_id_fails_before_anything_is_sent() {
+    // Its own name, so that the process-wide call counter shows whether it sent anything (a
+    // token request included).
+    let t = target_named("uipath-missing-users");
+    let o = observed(&[("A", &[])], 1);
+    let p = Plan {
+        target: "uipath-missing-users".into(),
+        changes: vec![
+            Change::AddMember {
+                group: GroupName::from("A"),
+                member: UserKey::from("u0"),
+            },
+            Change::AddMember {
+                group: GroupName::from("A"),
+                member: UserKey::from("ghost"),
+            },
+        ],
+        ..Plan::default()
+    };
+    let calls = t.compile(&p, &o);
+    assert_eq!(calls.len(), 1);
+    let err = t.send(&calls[0]).await.unwrap_err();
+    assert_eq!(err.method, "PUT");
+    assert_eq!(err.path, "/identity_/api/Group/id-A");
+    assert_eq!(err.group, Some(GroupName::from("A")));
+    assert_eq!(
+        err.kind,
+        CallErrorKind::Decode("no directory id for ghost; nothing sent".into())
+    );
+    assert!(!err.is_transient(), "the executor must not send it again");
+    assert!(
+        crate::target::http::api_calls()
+            .iter()
+            .all(|(target, _, _)| target != "uipath-missing-users"),
+        "nothing was sent"
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::sigv4::encode;
+use crate::target::http::encode;
 
 /// The group collection (list, create).
 pub const GROUPS: &str = "/groups";
@@ -103,14 +103,12 @@ pub struct MemberPage {
     pub next_id: Option<String>,
 }
 
-/// A user as `GET /users/{key}` returns it.
+/// A user as `GET /users/{key}` returns it (only its id: the key it was looked up by is the
+/// name roster matches on).
 #[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub struct User {
     /// The user's id.
     pub id: String,
-    /// The user's name.
-    pub user_name: String,
 }
 
 /// The body of `POST /groups`.

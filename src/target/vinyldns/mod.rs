@@ -123,9 +123,6 @@ impl Call for VinylDnsCall {
     fn covers(&self) -> &[usize] {
         &self.covers
     }
-    fn needs(&self) -> Vec<&GroupName> {
-        vec![&self.group]
-    }
 }
 
 /// The VinylDNS connector for one `[[target]]`.
@@ -173,7 +170,7 @@ impl VinylDnsTarget {
     ) -> Self {
         Self {
             name: name.to_owned(),
-            base: config.url.trim_end_matches('/').to_owned(),
+            base: config.url.clone(),
             access_key: config.access_key.clone(),
             secret_key: config.secret_key.clone(),
             http,
@@ -263,28 +260,38 @@ impl VinylDnsTarget {
             .map_err(|e| self.err(method, path, group, CallErrorKind::Decode(e.to_string())))
     }
 
-    /// A read, retried after transient failures as the read policy allows.
+    /// A read, sent once.
     async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, String)],
         group: Option<&GroupName>,
     ) -> Result<T, CallError> {
+        let resp = self
+            .request(Method::GET, path, query, None, group, &[])
+            .await?;
+        self.decode(resp, &Method::GET, path, group).await
+    }
+
+    /// A read of an observe, retried after transient failures as the read policy allows.
+    async fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        group: Option<&GroupName>,
+    ) -> Result<T, CallError> {
         self.reads
-            .retry_idempotent(|| async {
-                let resp = self
-                    .request(Method::GET, path, query, None, group, &[])
-                    .await?;
-                self.decode(resp, &Method::GET, path, group).await
-            })
+            .retry_idempotent(|| self.get_json(path, query, group))
             .await
     }
 
     /// Every live group, every page. A page that repeats a cursor or a group is an incomplete
-    /// read, never a shorter list.
+    /// read, never a shorter list. `retry`: whether a page is read again after a transient
+    /// failure (an observe), or sent once (a send or recheck, which the executor retries).
     async fn list_groups(
         &self,
         name_filter: Option<&str>,
+        retry: bool,
     ) -> Result<Vec<api::Group>, ObserveError> {
         let mut groups = Vec::new();
         let mut ids = HashSet::new();
@@ -301,7 +308,11 @@ impl VinylDnsTarget {
             if let Some(s) = &start {
                 q.push(("startFrom", s.clone()));
             }
-            let page: api::GroupPage = self.get_json(api::GROUPS, &q, None).await?;
+            let page: api::GroupPage = if retry {
+                self.read_json(api::GROUPS, &q, None).await?
+            } else {
+                self.get_json(api::GROUPS, &q, None).await?
+            };
             for g in page.groups {
                 if !ids.insert(g.id.clone()) {
                     return Err(self.incomplete(format!(
@@ -343,7 +354,7 @@ impl VinylDnsTarget {
             if let Some(s) = &start {
                 q.push(("startFrom", s.clone()));
             }
-            let page: api::MemberPage = self.get_json(&path, &q, Some(name)).await?;
+            let page: api::MemberPage = self.read_json(&path, &q, Some(name)).await?;
             for m in page.members {
                 if !ids.insert(m.id.clone()) {
                     return Err(self.incomplete(format!(
@@ -474,9 +485,10 @@ impl VinylDnsTarget {
         Ok(())
     }
 
-    /// The live group of this name (compared as VinylDNS compares names), if any.
+    /// The live group of this name (compared as VinylDNS compares names), if any. Its pages are
+    /// sent once: this is part of a send or recheck.
     async fn find_group(&self, name: &GroupName) -> Result<Option<api::Group>, CallError> {
-        let groups = match self.list_groups(Some(name.as_str())).await {
+        let groups = match self.list_groups(Some(name.as_str()), false).await {
             Ok(g) => g,
             Err(ObserveError::Call(e)) => return Err(e),
             Err(e) => {
@@ -502,15 +514,8 @@ impl VinylDnsTarget {
         new: &NewGroup,
         name: &GroupName,
     ) -> Result<(), CallError> {
-        let body = api::UpdateGroup {
-            id: have.id.clone(),
-            name: have.name.clone(),
-            email: new.email.clone(),
-            description: new.description.clone().or_else(|| have.description.clone()),
-            members: api::refs(new.members.union(&new.admins)),
-            admins: api::refs(&new.admins),
-        };
-        self.put_group(&body, name).await
+        let members = new.members.union(&new.admins);
+        self.put_lists(have, new, members, &new.admins, name).await
     }
 
     /// Takes over a group someone else created under the desired name: adds the desired members
@@ -531,13 +536,26 @@ impl VinylDnsTarget {
             .chain(new.members.iter().cloned())
             .chain(admins.iter().cloned())
             .collect();
+        self.put_lists(have, new, &members, &admins, name).await
+    }
+
+    /// `PUT`s group `have` under its own name with `new`'s e-mail and description (its own
+    /// description when `new` has none) and these member and admin ids.
+    async fn put_lists<'a>(
+        &self,
+        have: &api::Group,
+        new: &NewGroup,
+        members: impl IntoIterator<Item = &'a String>,
+        admins: impl IntoIterator<Item = &'a String>,
+        name: &GroupName,
+    ) -> Result<(), CallError> {
         let body = api::UpdateGroup {
             id: have.id.clone(),
             name: have.name.clone(),
             email: new.email.clone(),
             description: new.description.clone().or_else(|| have.description.clone()),
-            members: api::refs(&members),
-            admins: api::refs(&admins),
+            members: api::refs(members),
+            admins: api::refs(admins),
         };
         self.put_group(&body, name).await
     }
@@ -570,10 +588,7 @@ impl VinylDnsTarget {
             )
             .await?;
         if resp.status() == StatusCode::CONFLICT {
-            let message = crate::target::http::server_message(
-                StatusCode::CONFLICT,
-                &resp.text().await.unwrap_or_default(),
-            );
+            let mut conflict = status_error(resp).await;
             return match self.find_group(&call.group).await? {
                 Some(have) => {
                     self.adopt(&have, new, &call.group).await?;
@@ -581,16 +596,12 @@ impl VinylDnsTarget {
                         "group already existed; adopted, the desired members added".into(),
                     ))
                 }
-                None => Err(self.err(
-                    &Method::POST,
-                    api::GROUPS,
-                    g,
-                    CallErrorKind::Status {
-                        status: 409,
-                        message: format!("{message} (and no live group of that name can be read)"),
-                        retry_after: None,
-                    },
-                )),
+                None => {
+                    if let CallErrorKind::Status { message, .. } = &mut conflict {
+                        message.push_str(" (and no live group of that name can be read)");
+                    }
+                    Err(self.err(&Method::POST, api::GROUPS, g, conflict))
+                }
             };
         }
         let created: api::Group = self.decode(resp, &Method::POST, api::GROUPS, g).await?;
@@ -653,10 +664,6 @@ impl Named for VinylDnsTarget {
 
 impl Target for VinylDnsTarget {
     type Call = VinylDnsCall;
-
-    fn name(&self) -> &str {
-        &self.name
-    }
 
     /// VinylDNS cannot nest groups, replaces membership whole, can rename a group with the PUT
     /// (name is a field of the update), and treats group names without regard to case.
@@ -726,7 +733,7 @@ impl Target for VinylDnsTarget {
     ) -> Result<Observed, ObserveError> {
         let mut observed = Observed::default();
         let mut in_scope = Vec::new();
-        for g in self.list_groups(None).await? {
+        for g in self.list_groups(None, true).await? {
             if g.is_deleted() {
                 continue;
             }

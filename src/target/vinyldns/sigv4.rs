@@ -13,26 +13,15 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign as aws_sign};
 use aws_sigv4::sign::v4;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use crate::target::http::encode;
 
 /// The service name in the credential scope.
-pub const SERVICE: &str = "VinylDNS";
+const SERVICE: &str = "VinylDNS";
 /// The region in the credential scope.
-pub const REGION: &str = "us-east-1";
+const REGION: &str = "us-east-1";
 /// The signature algorithm.
-pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
-
-/// Everything but RFC 3986 unreserved characters is percent-encoded.
-const STRICT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// Percent-encodes a query key or value, or a path segment, with the strict RFC 3986 set.
-pub fn encode(s: &str) -> String {
-    utf8_percent_encode(s, STRICT).to_string()
-}
+const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
 /// A query string (`k=v&k=v`, without `?`) of strictly encoded pairs, sorted as SigV4 sorts them,
 /// so that the string sent is the canonical one.
@@ -117,20 +106,20 @@ pub fn sign(
 
 /// The parts of an `Authorization` header.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AuthHeader {
+struct AuthHeader {
     /// The access key.
-    pub access_key: String,
+    access_key: String,
     /// The credential scope's date, region and service.
-    pub scope: (String, String, String),
+    scope: (String, String, String),
     /// The signed header names, lower-case, as listed.
-    pub signed_headers: Vec<String>,
+    signed_headers: Vec<String>,
     /// The hex signature.
-    pub signature: String,
+    signature: String,
 }
 
 /// Parses `AWS4-HMAC-SHA256 Credential=AK/date/region/service/aws4_request,
 /// SignedHeaders=a;b, Signature=hex`.
-pub fn parse_auth(header: &str) -> Result<AuthHeader, SigError> {
+fn parse_auth(header: &str) -> Result<AuthHeader, SigError> {
     let rest = header
         .strip_prefix(ALGORITHM)
         .ok_or(SigError::Unparsable)?
@@ -170,7 +159,7 @@ pub fn parse_auth(header: &str) -> Result<AuthHeader, SigError> {
 }
 
 /// Reads an `X-Amz-Date` value (`20250102T030405Z`).
-pub fn parse_amz_date(s: &str) -> Option<SystemTime> {
+fn parse_amz_date(s: &str) -> Option<SystemTime> {
     let b = s.as_bytes();
     if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
         return None;
