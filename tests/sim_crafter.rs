@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use reqwest::{Client, Method, StatusCode, header};
+use roster::sim::control::SimControl as _;
 use roster::sim::faults::Faults;
 use roster::sim::{RunningSim, SimKind, parse_seed, start};
 use roster::target::crafter::sim::{Behaviour, UnknownFields};

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use roster::sim::control::SimControl as _;
 use roster::sim::faults::Faults;
 use roster::target::vinyldns::sigv4;
 use roster::target::vinyldns::sim::{AuthStatuses, VinylDnsSeed, VinylDnsSim};

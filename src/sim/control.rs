@@ -145,31 +145,65 @@ pub enum ControlPut {
     },
 }
 
-/// What a simulator tells the shared plumbing about itself, beyond what [`FaultHost`] says.
+/// What a simulator tells the shared plumbing about itself, beyond what [`FaultHost`] says. The
+/// inspection and steering methods tests use (calls, faults, behaviour) come with it, written
+/// once over [`SimControl::core`].
 pub trait SimControl: FaultHost {
     /// The behaviour switches (`[<sim>.behaviour]` in a seed, `/_sim/behaviour` over HTTP).
-    type Behaviour: Serialize + DeserializeOwned + Send + 'static;
+    type Behaviour: Clone + Serialize + DeserializeOwned + Send + 'static;
+
+    /// The simulator's own state, behind [`SimCore`]'s mutex.
+    type State;
 
     /// How a control `PUT` answers.
     const CONTROL_PUT: ControlPut;
 
-    /// The shared state's call log.
-    fn call_log(&self) -> &CallLog;
+    /// The shared state: the simulator's own, its faults and its call log.
+    fn core(&self) -> &SimCore<Self::State>;
+
+    /// Where the behaviour switches live in the state.
+    fn behaviour_in(state: &mut Self::State) -> &mut Self::Behaviour;
 
     /// The body of `GET /_sim/state`.
     fn state_json(&self) -> Value;
 
+    /// Every request logged so far (see [`SimControl::log_call`] for which), as
+    /// `"METHOD /path?query"` (path as sent, percent-encoded), in arrival order; control calls
+    /// are never logged.
+    fn calls(&self) -> Vec<String> {
+        self.core().calls().lines()
+    }
+
+    /// Forgets the calls logged so far.
+    fn clear_calls(&self) {
+        self.core().calls().clear();
+    }
+
+    /// Replaces the faults (counters refilled, random numbers reseeded).
+    fn set_faults(&self, f: Faults) {
+        self.core().faults().set(f);
+    }
+
+    /// The faults in force, with what is left of their counters.
+    fn faults(&self) -> Faults {
+        self.core().faults().get()
+    }
+
     /// The behaviour switches in force.
-    fn behaviour(&self) -> Self::Behaviour;
+    fn behaviour(&self) -> Self::Behaviour {
+        Self::behaviour_in(&mut self.core().lock()).clone()
+    }
 
     /// Replaces the behaviour switches.
-    fn set_behaviour(&self, b: Self::Behaviour);
+    fn set_behaviour(&self, b: Self::Behaviour) {
+        *Self::behaviour_in(&mut self.core().lock()) = b;
+    }
 
     /// Records a request that reached the API routes, before faults are injected. By default
     /// every one goes into the call log; a simulator that logs only some, or counts some apart,
     /// says so here.
     fn log_call(&self, call: &Call) {
-        self.call_log().push(call.line());
+        self.core().calls().push(call.line());
     }
 
     /// Sees the status of the answer to a call [`SimControl::log_call`] recorded (faults
@@ -220,7 +254,7 @@ async fn get_state<S: SimControl>(State(sim): State<S>) -> Response {
 }
 
 async fn get_faults<S: SimControl>(State(sim): State<S>) -> Response {
-    ok(to_json(&sim.injector().get()))
+    ok(to_json(&sim.faults()))
 }
 
 async fn put_faults<S: SimControl>(State(sim): State<S>, req: Request) -> Response {
@@ -228,8 +262,8 @@ async fn put_faults<S: SimControl>(State(sim): State<S>, req: Request) -> Respon
         req,
         S::CONTROL_PUT,
         "faults",
-        |f| sim.injector().set(f),
-        || sim.injector().get(),
+        |f| sim.set_faults(f),
+        || sim.faults(),
     )
     .await
 }
@@ -250,7 +284,7 @@ async fn put_behaviour<S: SimControl>(State(sim): State<S>, req: Request) -> Res
 }
 
 async fn get_calls<S: SimControl>(State(sim): State<S>) -> Response {
-    ok(to_json(&sim.call_log().lines()))
+    ok(to_json(&sim.calls()))
 }
 
 /// A control `PUT` of a `T` named `what`, answered as `style` says.

@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use crate::sim::control::{self, CallLog, ControlPut, SimControl, SimCore};
+use crate::sim::control::{self, ControlPut, SimControl, SimCore};
 use crate::sim::faults::{self, FaultHost, FaultInjector, Faults};
 use crate::sim::name_key;
 
@@ -354,8 +354,9 @@ struct Token {
     expires: Instant,
 }
 
+/// The simulator's state behind its handles (opaque: only its handles reach inside).
 #[derive(Debug)]
-struct SimState {
+pub struct SimState {
     client_id: String,
     client_secret: String,
     api_key_user: Uuid,
@@ -557,40 +558,9 @@ impl ContensisSim {
         st.user_by_name(username).map(|id| id.to_string())
     }
 
-    /// Every API request received, as `"METHOD /path?query"` (path as sent, percent-encoded),
-    /// token calls included, in arrival order; control calls are not logged.
-    pub fn calls(&self) -> Vec<String> {
-        self.inner.calls().lines()
-    }
-
     /// How many requests changed the state.
     pub fn writes(&self) -> usize {
         self.lock().writes
-    }
-
-    /// Forgets the calls logged so far.
-    pub fn clear_calls(&self) {
-        self.inner.calls().clear();
-    }
-
-    /// Replaces the faults (counters refilled, random numbers reseeded).
-    pub fn set_faults(&self, f: Faults) {
-        self.inner.faults().set(f);
-    }
-
-    /// The faults in force, with what is left of their counters.
-    pub fn faults(&self) -> Faults {
-        self.inner.faults().get()
-    }
-
-    /// Replaces the behaviour switches.
-    pub fn set_behaviour(&self, b: Behaviour) {
-        self.lock().behaviour = b;
-    }
-
-    /// The behaviour switches in force.
-    pub fn behaviour(&self) -> Behaviour {
-        self.lock().behaviour.clone()
     }
 
     /// Makes a user exist (email `<username>@example.com`); nothing happens if it does.
@@ -647,13 +617,18 @@ impl FaultHost for ContensisSim {
 
 impl SimControl for ContensisSim {
     type Behaviour = Behaviour;
+    type State = SimState;
 
     const CONTROL_PUT: ControlPut = ControlPut::Echo {
         bad_body: bad_control_body,
     };
 
-    fn call_log(&self) -> &CallLog {
-        self.inner.calls()
+    fn core(&self) -> &SimCore<SimState> {
+        &self.inner
+    }
+
+    fn behaviour_in(state: &mut SimState) -> &mut Behaviour {
+        &mut state.behaviour
     }
 
     fn state_json(&self) -> Value {
@@ -667,14 +642,6 @@ impl SimControl for ContensisSim {
         let mut users: Vec<&str> = st.users.values().map(|u| u.username.as_str()).collect();
         users.sort_unstable();
         json!({ "groups": groups, "users": users, "writes": st.writes })
-    }
-
-    fn behaviour(&self) -> Behaviour {
-        ContensisSim::behaviour(self)
-    }
-
-    fn set_behaviour(&self, b: Behaviour) {
-        ContensisSim::set_behaviour(self, b);
     }
 }
 

@@ -43,7 +43,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::sim::control::{self, Call, CallLog, ControlPut, SimControl, SimCore};
+use crate::sim::control::{self, Call, ControlPut, SimControl, SimCore};
 use crate::sim::faults::{self, FaultHost, FaultInjector, Faults};
 use crate::sim::name_key;
 
@@ -265,8 +265,9 @@ struct GroupRec {
     members: BTreeSet<i64>,
 }
 
+/// The simulator's state behind its handles (opaque: only its handles reach inside).
 #[derive(Debug)]
-struct SimState {
+pub struct SimState {
     api: SimApi,
     token: String,
     unprivileged_token: String,
@@ -384,39 +385,9 @@ impl CrafterSim {
         CONTEXT.to_owned()
     }
 
-    /// Every API request received (login included), as `"METHOD /path?query"`, in arrival order.
-    pub fn calls(&self) -> Vec<String> {
-        self.inner.calls().lines()
-    }
-
-    /// Forgets the calls received so far.
-    pub fn clear_calls(&self) {
-        self.inner.calls().clear();
-    }
-
     /// How many writes changed state (successful POST/PATCH/DELETE other than login).
     pub fn writes(&self) -> usize {
         self.lock().writes
-    }
-
-    /// Replaces the faults.
-    pub fn set_faults(&self, f: Faults) {
-        self.inner.faults().set(f);
-    }
-
-    /// The faults as they stand.
-    pub fn faults(&self) -> Faults {
-        self.inner.faults().get()
-    }
-
-    /// Replaces the switches.
-    pub fn set_behaviour(&self, b: Behaviour) {
-        self.lock().behaviour = b;
-    }
-
-    /// The switches.
-    pub fn behaviour(&self) -> Behaviour {
-        self.lock().behaviour.clone()
     }
 
     /// Which Studio the simulator is.
@@ -522,13 +493,18 @@ impl FaultHost for CrafterSim {
 
 impl SimControl for CrafterSim {
     type Behaviour = Behaviour;
+    type State = SimState;
 
     const CONTROL_PUT: ControlPut = ControlPut::Echo {
         bad_body: bad_control_body,
     };
 
-    fn call_log(&self) -> &CallLog {
-        self.inner.calls()
+    fn core(&self) -> &SimCore<SimState> {
+        &self.inner
+    }
+
+    fn behaviour_in(state: &mut SimState) -> &mut Behaviour {
+        &mut state.behaviour
     }
 
     fn state_json(&self) -> Value {
@@ -536,14 +512,6 @@ impl SimControl for CrafterSim {
         let st = self.lock();
         let users: Vec<&String> = st.users.values().collect();
         json!({ "api": st.api, "groups": groups, "users": users, "writes": st.writes })
-    }
-
-    fn behaviour(&self) -> Behaviour {
-        CrafterSim::behaviour(self)
-    }
-
-    fn set_behaviour(&self, b: Behaviour) {
-        CrafterSim::set_behaviour(self, b);
     }
 
     /// Counts the writes that changed state: successful POST, PATCH and DELETE calls, logging

@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::sim::control::{self, Call, CallLog, ControlPut, SimControl, SimCore};
+use crate::sim::control::{self, Call, ControlPut, SimControl, SimCore};
 use crate::sim::faults::{self, FaultHost, FaultInjector, Faults};
 use crate::sim::name_key;
 
@@ -320,8 +320,9 @@ struct Token {
     expires: Instant,
 }
 
+/// The simulator's state behind its handles (opaque: only its handles reach inside).
 #[derive(Debug)]
-struct SimState {
+pub struct SimState {
     partition: String,
     client_id: String,
     client_secret: String,
@@ -445,17 +446,6 @@ impl UiPathSim {
         self.lock().partition.clone()
     }
 
-    /// Every API request received (token requests excluded), as `"METHOD /path?query"`, in
-    /// arrival order.
-    pub fn calls(&self) -> Vec<String> {
-        self.inner.calls().lines()
-    }
-
-    /// Forgets the calls logged so far.
-    pub fn clear_calls(&self) {
-        self.inner.calls().clear();
-    }
-
     /// How many token requests were received.
     pub fn token_requests(&self) -> usize {
         self.lock().token_calls
@@ -464,26 +454,6 @@ impl UiPathSim {
     /// How many requests changed the state.
     pub fn writes(&self) -> usize {
         self.lock().writes
-    }
-
-    /// Replaces the faults (counters refilled, random numbers reseeded).
-    pub fn set_faults(&self, f: Faults) {
-        self.inner.faults().set(f);
-    }
-
-    /// The faults in force, with what is left of their counters.
-    pub fn faults(&self) -> Faults {
-        self.inner.faults().get()
-    }
-
-    /// Replaces the behaviour switches.
-    pub fn set_behaviour(&self, b: Behaviour) {
-        self.lock().behaviour = b;
-    }
-
-    /// The behaviour switches in force.
-    pub fn behaviour(&self) -> Behaviour {
-        self.lock().behaviour.clone()
     }
 
     /// Names of all groups, built-in ones included, sorted.
@@ -562,13 +532,18 @@ impl FaultHost for UiPathSim {
 
 impl SimControl for UiPathSim {
     type Behaviour = Behaviour;
+    type State = SimState;
 
     const CONTROL_PUT: ControlPut = ControlPut::Echo {
         bad_body: bad_control_body,
     };
 
-    fn call_log(&self) -> &CallLog {
-        self.inner.calls()
+    fn core(&self) -> &SimCore<SimState> {
+        &self.inner
+    }
+
+    fn behaviour_in(state: &mut SimState) -> &mut Behaviour {
+        &mut state.behaviour
     }
 
     fn state_json(&self) -> Value {
@@ -581,21 +556,13 @@ impl SimControl for UiPathSim {
         json!({ "groups": groups, "users": users, "writes": st.writes })
     }
 
-    fn behaviour(&self) -> Behaviour {
-        UiPathSim::behaviour(self)
-    }
-
-    fn set_behaviour(&self, b: Behaviour) {
-        UiPathSim::set_behaviour(self, b);
-    }
-
     /// Logs API calls only; token requests are counted apart ([`UiPathSim::token_requests`]), and
     /// requests for neither (unknown paths) are not logged.
     fn log_call(&self, call: &Call) {
         if call.path.ends_with("/connect/token") {
             self.lock().token_calls += 1;
         } else if call.path.contains("/api/") {
-            self.inner.calls().push(call.line());
+            self.core().calls().push(call.line());
         }
     }
 }

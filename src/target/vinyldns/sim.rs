@@ -47,7 +47,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::sigv4::{self, Received, SigError};
-use crate::sim::control::{self, CallLog, ControlPut, SimControl, SimCore};
+use crate::sim::control::{self, ControlPut, SimControl, SimCore};
 use crate::sim::faults::{FaultHost, FaultInjector, Faults};
 use crate::sim::name_key;
 
@@ -237,8 +237,9 @@ pub struct SimGroup {
     pub admins: BTreeSet<String>,
 }
 
+/// The simulator's state behind its handles (opaque: only its handles reach inside).
 #[derive(Debug)]
-struct SimState {
+pub struct SimState {
     keys: BTreeMap<String, (String, String)>,
     users: BTreeMap<String, SimUser>,
     groups: BTreeMap<String, SimGroup>,
@@ -333,31 +334,6 @@ impl VinylDnsSim {
     /// VinylDNS serves at the root.
     pub fn base_path(&self) -> String {
         String::new()
-    }
-
-    /// Every API request received, as `"METHOD /path?query"`, in arrival order.
-    pub fn calls(&self) -> Vec<String> {
-        self.inner.calls().lines()
-    }
-
-    /// Forgets the calls received so far.
-    pub fn clear_calls(&self) {
-        self.inner.calls().clear();
-    }
-
-    /// Replaces the faults.
-    pub fn set_faults(&self, f: Faults) {
-        self.inner.faults().set(f);
-    }
-
-    /// Replaces the behaviour switches.
-    pub fn set_behaviour(&self, b: Behaviour) {
-        self.lock().behaviour = b;
-    }
-
-    /// The behaviour switches in force.
-    pub fn behaviour(&self) -> Behaviour {
-        self.lock().behaviour.clone()
     }
 
     /// Adds a user (as VinylDNS does on a first login) and returns its id.
@@ -532,11 +508,16 @@ impl FaultHost for VinylDnsSim {
 
 impl SimControl for VinylDnsSim {
     type Behaviour = Behaviour;
+    type State = SimState;
 
     const CONTROL_PUT: ControlPut = ControlPut::NoContent;
 
-    fn call_log(&self) -> &CallLog {
-        self.inner.calls()
+    fn core(&self) -> &SimCore<SimState> {
+        &self.inner
+    }
+
+    fn behaviour_in(state: &mut SimState) -> &mut Behaviour {
+        &mut state.behaviour
     }
 
     fn state_json(&self) -> Value {
@@ -545,14 +526,6 @@ impl SimControl for VinylDnsSim {
             "users": st.users.values().collect::<Vec<_>>(),
             "groups": st.groups.values().collect::<Vec<_>>(),
         })
-    }
-
-    fn behaviour(&self) -> Behaviour {
-        VinylDnsSim::behaviour(self)
-    }
-
-    fn set_behaviour(&self, b: Behaviour) {
-        VinylDnsSim::set_behaviour(self, b);
     }
 }
 
