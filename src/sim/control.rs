@@ -17,18 +17,21 @@
 //! They sit outside the call log and the fault layer: steering a simulator must neither show in
 //! the calls a test checks nor fail because of the faults it sets.
 
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use uuid::Uuid;
 
 use super::faults::{self, FaultHost, FaultInjector, Faults};
 
@@ -95,6 +98,52 @@ impl CallLog {
     /// Forgets every line.
     pub fn clear(&self) {
         lock(&self.0).clear();
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme in any case), if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// A new token nobody can guess: 64 hex digits.
+pub fn random_token() -> String {
+    format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple())
+}
+
+/// The access tokens a simulator issued, each with what it grants (`T`) and when it stops
+/// working.
+#[derive(Debug)]
+pub struct Tokens<T>(HashMap<String, (T, Instant)>);
+
+impl<T> Default for Tokens<T> {
+    fn default() -> Self {
+        Self(HashMap::new())
+    }
+}
+
+impl<T> Tokens<T> {
+    /// Issues a new [`random_token`] granting `grant` for `ttl`.
+    pub fn issue(&mut self, grant: T, ttl: Duration) -> String {
+        let token = random_token();
+        self.0.insert(token.clone(), (grant, Instant::now() + ttl));
+        token
+    }
+
+    /// What `token` grants, if it was issued and has not expired; an expired one is forgotten.
+    pub fn get(&mut self, token: &str) -> Option<&T> {
+        if self.0.get(token)?.1 <= Instant::now() {
+            self.0.remove(token);
+            return None;
+        }
+        self.0.get(token).map(|(grant, _)| grant)
+    }
+
+    /// Forgets every token, so that none works any more.
+    pub fn clear(&mut self) {
+        self.0.clear();
     }
 }
 

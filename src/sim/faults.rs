@@ -75,9 +75,7 @@ impl Default for Faults {
 impl Faults {
     /// The value of a `Retry-After` header for `retry_after`: whole seconds, rounded up.
     pub fn retry_after_header(&self) -> HeaderValue {
-        let d = self.retry_after;
-        let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-        HeaderValue::from(secs)
+        HeaderValue::from(whole_secs_up(self.retry_after))
     }
 
     /// The status to answer with when a call is failed on purpose. An out-of-range
@@ -85,6 +83,11 @@ impl Faults {
     pub fn error_status(&self) -> StatusCode {
         StatusCode::from_u16(self.error_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
+}
+
+/// A duration in whole seconds, rounded up (as `Retry-After` and `expires_in` want it).
+pub fn whole_secs_up(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 /// What [`FaultInjector::before`] decided for one request, before it reaches the handler.

@@ -27,7 +27,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use crate::sim::control::{self, ControlPut, SimControl, SimCore};
+use crate::sim::control::{self, ControlPut, SimControl, SimCore, Tokens};
 use crate::sim::faults::{self, FaultHost, FaultInjector, Faults};
 use crate::sim::name_key;
 
@@ -348,12 +348,6 @@ struct GroupRec {
     children: BTreeSet<Uuid>,
 }
 
-#[derive(Debug)]
-struct Token {
-    user: Uuid,
-    expires: Instant,
-}
-
 /// The simulator's state behind its handles (opaque: only its handles reach inside).
 #[derive(Debug)]
 pub struct SimState {
@@ -366,13 +360,9 @@ pub struct SimState {
     users: BTreeMap<Uuid, User>,
     groups: BTreeMap<Uuid, GroupRec>,
     sys_admins: Uuid,
-    tokens: HashMap<String, Token>,
+    tokens: Tokens<Uuid>,
     refresh_tokens: HashMap<String, Uuid>,
     writes: usize,
-}
-
-fn random_token() -> String {
-    format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple())
 }
 
 impl ContensisSim {
@@ -392,7 +382,7 @@ impl ContensisSim {
             users: BTreeMap::new(),
             groups: BTreeMap::new(),
             sys_admins,
-            tokens: HashMap::new(),
+            tokens: Tokens::default(),
             refresh_tokens: HashMap::new(),
             writes: 0,
         };
@@ -798,19 +788,10 @@ impl SimState {
 
     /// The principal behind the bearer token, or 401.
     fn caller(&mut self, headers: &HeaderMap) -> Result<Uuid, ApiError> {
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
+        let user = control::bearer(headers)
+            .and_then(|token| self.tokens.get(token))
+            .copied()
             .ok_or(ApiError::Unauthorized)?;
-        let found = self.tokens.get(token).ok_or(ApiError::Unauthorized)?;
-        if found.expires <= Instant::now() {
-            self.tokens.remove(token);
-            return Err(ApiError::Unauthorized);
-        }
-        let user = found.user;
         if self.users.contains_key(&user) {
             Ok(user)
         } else {
@@ -1349,23 +1330,15 @@ async fn token(
         Some(_) => return oauth_error("unsupported_grant_type"),
         None => return oauth_error("invalid_request"),
     };
-    let access = random_token();
     let ttl = st.token_ttl;
-    st.tokens.insert(
-        access.clone(),
-        Token {
-            user,
-            expires: Instant::now() + ttl,
-        },
-    );
-    let expires_in = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+    let access = st.tokens.issue(user, ttl);
     let mut body = json!({
         "access_token": access,
-        "expires_in": expires_in,
+        "expires_in": faults::whole_secs_up(ttl),
         "token_type": "Bearer",
     });
     if refresh {
-        let rt = random_token();
+        let rt = control::random_token();
         st.refresh_tokens.insert(rt.clone(), user);
         body["refresh_token"] = Value::String(rt);
     }

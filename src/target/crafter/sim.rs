@@ -622,14 +622,7 @@ impl SimState {
 
     /// API 2 authentication and the group/user permission: 401 before 403.
     fn auth2(&self, headers: &HeaderMap) -> Result<(), Response> {
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, rest) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-            });
-        match token {
+        match control::bearer(headers) {
             Some(t) if t == self.token => Ok(()),
             Some(t) if t == self.unprivileged_token => Err(v2_error(
                 StatusCode::FORBIDDEN,

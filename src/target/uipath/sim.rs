@@ -30,9 +30,9 @@
 //! The control endpoints `GET /_sim/state`, `GET|PUT /_sim/faults`, `GET|PUT /_sim/behaviour`
 //! and `GET /_sim/calls` need no token: serve the simulator on loopback only.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::sim::control::{self, Call, ControlPut, SimControl, SimCore};
+use crate::sim::control::{self, Call, ControlPut, SimControl, SimCore, Tokens};
 use crate::sim::faults::{self, FaultHost, FaultInjector, Faults};
 use crate::sim::name_key;
 
@@ -314,12 +314,6 @@ struct GroupRec {
     modified: String,
 }
 
-#[derive(Debug)]
-struct Token {
-    scopes: BTreeSet<String>,
-    expires: Instant,
-}
-
 /// The simulator's state behind its handles (opaque: only its handles reach inside).
 #[derive(Debug)]
 pub struct SimState {
@@ -331,7 +325,7 @@ pub struct SimState {
     behaviour: Behaviour,
     users: BTreeMap<String, User>,
     groups: BTreeMap<String, GroupRec>,
-    tokens: HashMap<String, Token>,
+    tokens: Tokens<BTreeSet<String>>,
     token_calls: usize,
     writes: usize,
     clock: u64,
@@ -350,7 +344,7 @@ impl UiPathSim {
             behaviour: seed.behaviour,
             users: BTreeMap::new(),
             groups: BTreeMap::new(),
-            tokens: HashMap::new(),
+            tokens: Tokens::default(),
             token_calls: 0,
             writes: 0,
             clock: 0,
@@ -645,19 +639,10 @@ impl SimState {
 
     /// The scopes of the bearer token, or 401.
     fn caller(&mut self, headers: &HeaderMap) -> Result<BTreeSet<String>, ApiError> {
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim().to_owned())
-            .ok_or(ApiError::Unauthorized)?;
-        let found = self.tokens.get(&token).ok_or(ApiError::Unauthorized)?;
-        if found.expires <= Instant::now() {
-            self.tokens.remove(&token);
-            return Err(ApiError::Unauthorized);
-        }
-        Ok(found.scopes.clone())
+        control::bearer(headers)
+            .and_then(|token| self.tokens.get(token))
+            .cloned()
+            .ok_or(ApiError::Unauthorized)
     }
 
     /// The caller, whose token must carry one of `any_of`.
@@ -867,22 +852,14 @@ async fn token(
     if !scopes.is_subset(&st.granted) {
         return oauth_error("invalid_scope");
     }
-    let access = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
     let ttl = st.token_ttl;
     let scope = scopes.iter().cloned().collect::<Vec<_>>().join(" ");
-    st.tokens.insert(
-        access.clone(),
-        Token {
-            scopes,
-            expires: Instant::now() + ttl,
-        },
-    );
-    let expires_in = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+    let access = st.tokens.issue(scopes, ttl);
     (
         StatusCode::OK,
         Json(json!({
             "access_token": access,
-            "expires_in": expires_in,
+            "expires_in": faults::whole_secs_up(ttl),
             "token_type": "Bearer",
             "scope": scope,
         })),
