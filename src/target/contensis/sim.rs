@@ -1505,18 +1505,7 @@ async fn add_user(
     let caller = st.admin(&headers)?;
     let id = st.group_id(&group)?;
     let user = st.user_id(&user, caller)?;
-    st.protect(id, true)?;
-    let conflict = st.behaviour.add_existing == AddExisting::Conflict;
-    let added = st
-        .groups
-        .get_mut(&id)
-        .is_some_and(|g| g.members.insert(user));
-    if added {
-        st.writes += 1;
-    } else if conflict {
-        return Err(ApiError::Conflict);
-    }
-    Ok(no_content())
+    link_one(&mut st, id, user, Link::Members)
 }
 
 /// M3 `POST /api/security/groups/{group}/users`: a JSON array of user GUIDs.
@@ -1526,26 +1515,7 @@ async fn add_users(
     Seg(group): Seg<String>,
     body: Bytes,
 ) -> ApiResult {
-    let mut st = sim.lock();
-    st.admin(&headers)?;
-    let id = st.group_id(&group)?;
-    let users = parse_guids(&body)?;
-    if users.iter().any(|u| !st.users.contains_key(u)) {
-        return Err(ApiError::NotFound(USER_NOT_FOUND));
-    }
-    st.protect(id, true)?;
-    let before = st.groups.get(&id).map_or(0, |g| g.members.len());
-    let after = match st.groups.get_mut(&id) {
-        Some(g) => {
-            g.members.extend(users);
-            g.members.len()
-        }
-        None => before,
-    };
-    if after != before {
-        st.writes += 1;
-    }
-    Ok(no_content())
+    link_many(&mut sim.lock(), &headers, &group, &body, Link::Members)
 }
 
 /// M4 `DELETE /api/security/groups/{group}/users/{user}`.
@@ -1558,16 +1528,7 @@ async fn remove_user(
     let caller = st.admin(&headers)?;
     let id = st.group_id(&group)?;
     let user = st.user_id(&user, caller)?;
-    st.protect(id, true)?;
-    let removed = st
-        .groups
-        .get_mut(&id)
-        .is_some_and(|g| g.members.remove(&user));
-    if !removed {
-        return Err(ApiError::NotFound(USER_NOT_IN_GROUP));
-    }
-    st.writes += 1;
-    Ok(no_content())
+    unlink(&mut st, id, user, Link::Members)
 }
 
 /// M5 `HEAD /api/security/groups/{group}/users/{user}`: 204 when a member, inherited included.
@@ -1613,21 +1574,101 @@ async fn list_children(
     Ok(json_ok(StatusCode::OK, st.group_page(ids, &q)?))
 }
 
-fn add_child_ids(st: &mut SimState, parent: Uuid, children: &[Uuid]) -> Result<bool, ApiError> {
+/// Which of a group's links a membership call changes: its users or its child groups.
+#[derive(Clone, Copy, Debug)]
+enum Link {
+    Members,
+    Children,
+}
+
+impl Link {
+    fn of(self, g: &mut GroupRec) -> &mut BTreeSet<Uuid> {
+        match self {
+            Link::Members => &mut g.members,
+            Link::Children => &mut g.children,
+        }
+    }
+
+    /// Whether `id` names a user (members) or a group (children), or the 404 saying it does not.
+    fn check_known(self, st: &SimState, id: &Uuid) -> Result<(), ApiError> {
+        let (known, missing) = match self {
+            Link::Members => (st.users.contains_key(id), USER_NOT_FOUND),
+            Link::Children => (st.groups.contains_key(id), GROUP_NOT_FOUND),
+        };
+        if known {
+            Ok(())
+        } else {
+            Err(ApiError::NotFound(missing))
+        }
+    }
+}
+
+/// Adds `ids` to `parent`'s members or children (after checking that `parent` may change and,
+/// for children, that none makes a cycle), counting a write when that changed anything; says
+/// whether it did.
+fn link(st: &mut SimState, parent: Uuid, ids: &[Uuid], what: Link) -> Result<bool, ApiError> {
     st.protect(parent, true)?;
-    for child in children {
-        st.check_child(parent, *child)?;
+    if let Link::Children = what {
+        for child in ids {
+            st.check_child(parent, *child)?;
+        }
     }
     let Some(g) = st.groups.get_mut(&parent) else {
         return Err(ApiError::NotFound(GROUP_NOT_FOUND));
     };
-    let before = g.children.len();
-    g.children.extend(children.iter().copied());
-    let changed = g.children.len() != before;
+    let set = what.of(g);
+    let before = set.len();
+    set.extend(ids.iter().copied());
+    let changed = set.len() != before;
     if changed {
         st.writes += 1;
     }
     Ok(changed)
+}
+
+/// M2 and C2: links one user or group, answering 409 when it already was and the behaviour
+/// says so.
+fn link_one(st: &mut SimState, parent: Uuid, id: Uuid, what: Link) -> ApiResult {
+    let added = link(st, parent, &[id], what)?;
+    if !added && st.behaviour.add_existing == AddExisting::Conflict {
+        return Err(ApiError::Conflict);
+    }
+    Ok(no_content())
+}
+
+/// M3 and C3: links every user or group of a JSON array of GUIDs, all of which must exist.
+fn link_many(
+    st: &mut SimState,
+    headers: &HeaderMap,
+    group: &str,
+    body: &[u8],
+    what: Link,
+) -> ApiResult {
+    st.admin(headers)?;
+    let parent = st.group_id(group)?;
+    let ids = parse_guids(body)?;
+    for id in &ids {
+        what.check_known(st, id)?;
+    }
+    link(st, parent, &ids, what)?;
+    Ok(no_content())
+}
+
+/// M4 and C4: unlinks one user or group, 404 when it was not linked.
+fn unlink(st: &mut SimState, parent: Uuid, id: Uuid, what: Link) -> ApiResult {
+    st.protect(parent, true)?;
+    let removed = st
+        .groups
+        .get_mut(&parent)
+        .is_some_and(|g| what.of(g).remove(&id));
+    if !removed {
+        return Err(ApiError::NotFound(match what {
+            Link::Members => USER_NOT_IN_GROUP,
+            Link::Children => CHILD_NOT_FOUND,
+        }));
+    }
+    st.writes += 1;
+    Ok(no_content())
 }
 
 /// C2 `PUT /api/security/groups/{group}/groups/{child}`.
@@ -1640,11 +1681,7 @@ async fn add_child(
     st.admin(&headers)?;
     let parent = st.group_id(&group)?;
     let child = st.group_id(&child)?;
-    let added = add_child_ids(&mut st, parent, &[child])?;
-    if !added && st.behaviour.add_existing == AddExisting::Conflict {
-        return Err(ApiError::Conflict);
-    }
-    Ok(no_content())
+    link_one(&mut st, parent, child, Link::Children)
 }
 
 /// C3 `POST /api/security/groups/{group}/groups`: a JSON array of group GUIDs.
@@ -1654,15 +1691,7 @@ async fn add_children(
     Seg(group): Seg<String>,
     body: Bytes,
 ) -> ApiResult {
-    let mut st = sim.lock();
-    st.admin(&headers)?;
-    let parent = st.group_id(&group)?;
-    let children = parse_guids(&body)?;
-    if children.iter().any(|c| !st.groups.contains_key(c)) {
-        return Err(ApiError::NotFound(GROUP_NOT_FOUND));
-    }
-    add_child_ids(&mut st, parent, &children)?;
-    Ok(no_content())
+    link_many(&mut sim.lock(), &headers, &group, &body, Link::Children)
 }
 
 /// C4 `DELETE /api/security/groups/{group}/groups/{child}`.
@@ -1675,16 +1704,7 @@ async fn remove_child(
     st.admin(&headers)?;
     let parent = st.group_id(&group)?;
     let child = st.group_id(&child)?;
-    st.protect(parent, true)?;
-    let removed = st
-        .groups
-        .get_mut(&parent)
-        .is_some_and(|g| g.children.remove(&child));
-    if !removed {
-        return Err(ApiError::NotFound(CHILD_NOT_FOUND));
-    }
-    st.writes += 1;
-    Ok(no_content())
+    unlink(&mut st, parent, child, Link::Children)
 }
 
 /// U2 `GET /api/security/users`.
