@@ -622,26 +622,26 @@ fn max_items(q: &BTreeMap<String, String>) -> Result<usize, Response> {
     }
 }
 
+/// A handler's answer: `Err` carries its error response, so that `?` can pass one on.
+type Answer = Result<Response, Response>;
+
 /// `GET /groups`.
 async fn list_groups(
     State(sim): State<VinylDnsSim>,
     Extension(caller): Extension<Caller>,
     Query(q): Query<BTreeMap<String, String>>,
-) -> Response {
-    let max = match max_items(&q) {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
+) -> Answer {
+    let max = max_items(&q)?;
     let ignore_access = match q.get("ignoreAccess").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
         Some(other) => {
-            return text(
+            return Err(text(
                 StatusCode::BAD_REQUEST,
                 format!(
                     "The query parameter 'ignoreAccess' was malformed: '{other}' is not a valid Boolean value"
                 ),
-            );
+            ));
         }
     };
     let st = sim.lock();
@@ -666,10 +666,10 @@ async fn list_groups(
         None => all,
         Some(id) => {
             let Some(prev) = st.groups.get(id) else {
-                return text(
+                return Err(text(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "There was an internal server error.",
-                );
+                ));
             };
             let prev = prev.name.to_lowercase();
             all.into_iter()
@@ -695,7 +695,7 @@ async fn list_groups(
             o.insert("groupNameFilter".into(), f.clone().into());
         }
     }
-    ok(body)
+    Ok(ok(body))
 }
 
 fn group_not_found(id: &str) -> Response {
@@ -818,11 +818,8 @@ async fn create_group(
     State(sim): State<VinylDnsSim>,
     Extension(caller): Extension<Caller>,
     body: Bytes,
-) -> Response {
-    let (input, name, email) = match read_input(&body, false) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+) -> Answer {
+    let (input, name, email) = read_input(&body, false)?;
     let mut st = sim.lock();
     let mut admins: BTreeSet<String> = input.admins.iter().map(|a| a.id.clone()).collect();
     if st.behaviour.creator_becomes_admin {
@@ -831,11 +828,9 @@ async fn create_group(
     let mut members: BTreeSet<String> = input.members.iter().map(|m| m.id.clone()).collect();
     members.extend(admins.iter().cloned());
     if let Some(g) = st.same_name(&name, None) {
-        return conflict(&name, &g.email);
+        return Err(conflict(&name, &g.email));
     }
-    if let Err(r) = check_lists(&st, &members, &admins) {
-        return r;
-    }
+    check_lists(&st, &members, &admins)?;
     let id = Uuid::new_v4().to_string();
     let g = SimGroup {
         id: id.clone(),
@@ -847,7 +842,7 @@ async fn create_group(
     };
     let info = st.info(&g);
     st.groups.insert(id, g);
-    ok(info)
+    Ok(ok(info))
 }
 
 /// `PUT /groups/{id}`: the whole group; the server reads the id from the body.
@@ -856,27 +851,22 @@ async fn update_group(
     Extension(caller): Extension<Caller>,
     Path(_path_id): Path<String>,
     body: Bytes,
-) -> Response {
-    let (input, name, email) = match read_input(&body, true) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+) -> Answer {
+    let (input, name, email) = read_input(&body, true)?;
     let id = input.id.clone().unwrap_or_default();
     let mut st = sim.lock();
     let Some(existing) = st.groups.get(&id).cloned() else {
-        return group_not_found(&id);
+        return Err(group_not_found(&id));
     };
     if !(caller.is_super || existing.admins.contains(&caller.id)) {
-        return text(StatusCode::FORBIDDEN, "Not authorized");
+        return Err(text(StatusCode::FORBIDDEN, "Not authorized"));
     }
     let admins: BTreeSet<String> = input.admins.iter().map(|a| a.id.clone()).collect();
     let mut members: BTreeSet<String> = input.members.iter().map(|m| m.id.clone()).collect();
     members.extend(admins.iter().cloned());
-    if let Err(r) = check_lists(&st, &members, &admins) {
-        return r;
-    }
+    check_lists(&st, &members, &admins)?;
     if let Some(g) = st.same_name(&name, Some(&id)) {
-        return conflict(&name, &g.email);
+        return Err(conflict(&name, &g.email));
     }
     let g = SimGroup {
         id: id.clone(),
@@ -888,7 +878,7 @@ async fn update_group(
     };
     let info = st.info(&g);
     st.groups.insert(id, g);
-    ok(info)
+    Ok(ok(info))
 }
 
 /// `DELETE /groups/{id}`.
@@ -917,14 +907,11 @@ async fn list_members(
     State(sim): State<VinylDnsSim>,
     Path(id): Path<String>,
     Query(q): Query<BTreeMap<String, String>>,
-) -> Response {
-    let max = match max_items(&q) {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
+) -> Answer {
+    let max = max_items(&q)?;
     let st = sim.lock();
     let Some(g) = st.groups.get(&id) else {
-        return group_not_found(&id);
+        return Err(group_not_found(&id));
     };
     let start = q.get("startFrom");
     let rest: Vec<&String> = g
@@ -953,7 +940,7 @@ async fn list_members(
             o.insert("startFrom".into(), s.clone().into());
         }
     }
-    ok(body)
+    Ok(ok(body))
 }
 
 /// `GET /groups/{id}/admins`.
