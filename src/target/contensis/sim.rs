@@ -622,13 +622,8 @@ impl SimControl for ContensisSim {
     }
 
     fn state_json(&self) -> Value {
+        let groups = self.groups();
         let st = self.lock();
-        let mut groups: Vec<SimGroup> = st
-            .groups
-            .keys()
-            .filter_map(|id| st.sim_group(*id))
-            .collect();
-        groups.sort_by(|a, b| a.name.cmp(&b.name));
         let mut users: Vec<&str> = st.users.values().map(|u| u.username.as_str()).collect();
         users.sort_unstable();
         json!({ "groups": groups, "users": users, "writes": st.writes })

@@ -291,12 +291,6 @@ pub struct CrafterSim {
     inner: Arc<SimCore<SimState>>,
 }
 
-impl Default for CrafterSim {
-    fn default() -> Self {
-        Self::new(CrafterSeed::default())
-    }
-}
-
 impl CrafterSim {
     /// A simulator holding what `seed` describes, plus the six built-in groups (with the login
     /// user in `system_admin`). Lenient: what [`CrafterSeed::validate`] reports is skipped.
@@ -389,11 +383,6 @@ impl CrafterSim {
     /// whether or not they changed anything.
     pub fn writes(&self) -> usize {
         self.lock().writes
-    }
-
-    /// Which Studio the simulator is.
-    pub fn set_api(&self, api: SimApi) {
-        self.lock().api = api;
     }
 
     /// The global (API 2) group of this name, as Studio compares names.

@@ -555,7 +555,7 @@ impl SimControl for UiPathSim {
     fn log_call(&self, call: &Call) {
         if call.path.ends_with("/connect/token") {
             self.lock().token_calls += 1;
-        } else if call.path.contains("/api/") {
+        } else if self.is_api_call(&call.path) {
             self.core().calls().push(call.line());
         }
     }

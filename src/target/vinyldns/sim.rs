@@ -252,12 +252,6 @@ pub struct VinylDnsSim {
     inner: Arc<SimCore<SimState>>,
 }
 
-impl Default for VinylDnsSim {
-    fn default() -> Self {
-        Self::new(VinylDnsSeed::default())
-    }
-}
-
 /// The authenticated caller of one request.
 #[derive(Clone, Debug)]
 struct Caller {
