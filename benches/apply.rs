@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use roster::exec::{Executor, RetryPolicy};
 use roster::model::{Desired, Group, GroupName, UserKey};
 use roster::plan::{MembershipMode, Policy, Scope, plan};
+use roster::sim::control::SimControl as _;
 use roster::sim::{self, Seed, faults::Faults};
 use roster::target::Target;
 use roster::target::contensis::ContensisTarget;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use roster::config;
 use roster::reconcile::Mode;
 use roster::run::{RunOptions, run};
+use roster::sim::control::SimControl as _;
 use roster::sim::{self, RunningSim, SimKind, faults::Faults};
 
 const GROUPS: usize = 10;

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use roster::report;
+use roster::sim::control::SimControl as _;
 use roster::sim::faults::Faults;
 use support::{World, group, roster_at, stderr, stdout};
 use tokio::io::{AsyncBufReadExt as _, BufReader};

@@ -15,6 +15,7 @@ use roster::plan::render::Format;
 use roster::reconcile::{Mode, TargetOutcome};
 use roster::report;
 use roster::run::{RunOptions, RunReport, run};
+use roster::sim::control::SimControl as _;
 use roster::sim::faults::Faults;
 use roster::sim::{self, RunningSim, SimKind};
 

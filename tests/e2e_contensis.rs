@@ -4,6 +4,7 @@
 mod support;
 
 use roster::exec::Outcome;
+use roster::sim::control::SimControl as _;
 use roster::sim::faults::Faults;
 use support::harness::{Contensis, Harness};
 use support::suite::{self, applied};

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use roster::exec::Outcome;
 use roster::reconcile::TargetOutcome;
 use roster::sim::SimKind;
+use roster::sim::control::SimControl as _;
 use roster::sim::faults::Faults;
 use roster::target::crafter::sim::{Behaviour, UnknownFields};
 use support::harness::{Crafter, Harness};

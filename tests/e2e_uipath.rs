@@ -5,6 +5,7 @@ mod support;
 
 use roster::exec::Outcome;
 use roster::sim::SimKind;
+use roster::sim::control::SimControl as _;
 use roster::sim::faults::Faults;
 use roster::target::uipath::sim::{Behaviour, DuplicateName, Strictness};
 use support::harness::{Harness, UiPath};

@@ -7,6 +7,7 @@ mod support;
 use roster::exec::Outcome;
 use roster::reconcile::TargetOutcome;
 use roster::sim::SimKind;
+use roster::sim::control::SimControl as _;
 use support::World;
 use support::harness::{Harness, VinylDns, quoted, vinyldns_seed};
 use support::suite::{self, applied, text};

@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::{Client, Method, StatusCode};
+use roster::sim::control::SimControl as _;
 use roster::sim::faults::Faults;
 use roster::sim::{RunningSim, parse_seed, start};
 use roster::target::contensis::sim::{AddExisting, Behaviour, PutMode};

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use reqwest::{Client, Method, StatusCode, header};
+use roster::sim::control::SimControl as _;
 use roster::sim::faults::Faults;
 use roster::sim::{RunningSim, SimKind, parse_seed, start};
 use roster::target::crafter::sim::{Behaviour, UnknownFields};
@@ -910,4 +911,22 @@ async fn faults_are_injected_in_studios_envelope() {
         .unwrap();
     assert!(state["groups"].as_array().unwrap().len() >= 8, "{state}");
     assert_eq!(env.sim.crafter.calls().len(), before);
+    // Nor faulted: every API call fails, the control endpoints still answer.
+    env.sim.crafter.set_faults(Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    });
+    let resp = env
+        .http
+        .get(format!("{base}/_sim/state"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (s, _) = env.call(Method::GET, "/api/2/users/alice", None).await;
+    assert_eq!(
+        s,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the faults are in force"
+    );
 }

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use roster::sim::control::SimControl as _;
 use roster::sim::faults::Faults;
 use roster::sim::{self, RunningSim, SimKind};
 use roster::target::uipath::sim::{Behaviour, DuplicateName, Strictness};

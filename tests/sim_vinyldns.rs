@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use roster::sim::control::SimControl as _;
 use roster::sim::faults::Faults;
 use roster::target::vinyldns::sigv4;
 use roster::target::vinyldns::sim::{AuthStatuses, VinylDnsSeed, VinylDnsSim};
@@ -555,4 +556,46 @@ fn an_invalid_seed_is_reported() {
         "{problems:?}"
     );
     assert!(toml::from_str::<VinylDnsSeed>("usrs = []").is_err());
+}
+
+#[tokio::test]
+async fn behaviour_is_put_as_json_only() {
+    let api = start(SEED).await;
+    let url = format!("http://{}/_sim/behaviour", api.addr);
+    assert!(!api.sim.behaviour().repeat_group_pages);
+    let resp = api
+        .http
+        .put(&url)
+        .json(&json!({ "repeat_group_pages": true, "auth_statuses": "server" }))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 204);
+    let b = api.sim.behaviour();
+    assert!(b.repeat_group_pages);
+    assert_eq!(b.auth_statuses, AuthStatuses::Server);
+    assert!(
+        b.creator_becomes_admin,
+        "fields left out take their defaults"
+    );
+    let shown: Value = api
+        .http
+        .get(&url)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(shown["repeat_group_pages"], true);
+    // The same body without a JSON content type is refused and changes nothing.
+    let resp = api
+        .http
+        .put(&url)
+        .body(r#"{ "repeat_group_pages": false }"#)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 415);
+    assert!(api.sim.behaviour().repeat_group_pages);
 }

@@ -17,18 +17,21 @@
 //! They sit outside the call log and the fault layer: steering a simulator must neither show in
 //! the calls a test checks nor fail because of the faults it sets.
 
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use uuid::Uuid;
 
 use super::faults::{self, FaultHost, FaultInjector, Faults};
 
@@ -98,6 +101,52 @@ impl CallLog {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header (the scheme in any case), if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// A new token nobody can guess: 64 hex digits.
+pub fn random_token() -> String {
+    format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple())
+}
+
+/// The access tokens a simulator issued, each with what it grants (`T`) and when it stops
+/// working.
+#[derive(Debug)]
+pub struct Tokens<T>(HashMap<String, (T, Instant)>);
+
+impl<T> Default for Tokens<T> {
+    fn default() -> Self {
+        Self(HashMap::new())
+    }
+}
+
+impl<T> Tokens<T> {
+    /// Issues a new [`random_token`] granting `grant` for `ttl`.
+    pub fn issue(&mut self, grant: T, ttl: Duration) -> String {
+        let token = random_token();
+        self.0.insert(token.clone(), (grant, Instant::now() + ttl));
+        token
+    }
+
+    /// What `token` grants, if it was issued and has not expired; an expired one is forgotten.
+    pub fn get(&mut self, token: &str) -> Option<&T> {
+        if self.0.get(token)?.1 <= Instant::now() {
+            self.0.remove(token);
+            return None;
+        }
+        self.0.get(token).map(|(grant, _)| grant)
+    }
+
+    /// Forgets every token, so that none works any more.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 /// One request as [`log_call`] sees it on the way in.
 #[derive(Clone, Debug)]
 pub struct Call {
@@ -145,31 +194,65 @@ pub enum ControlPut {
     },
 }
 
-/// What a simulator tells the shared plumbing about itself, beyond what [`FaultHost`] says.
+/// What a simulator tells the shared plumbing about itself, beyond what [`FaultHost`] says. The
+/// inspection and steering methods tests use (calls, faults, behaviour) come with it, written
+/// once over [`SimControl::core`].
 pub trait SimControl: FaultHost {
     /// The behaviour switches (`[<sim>.behaviour]` in a seed, `/_sim/behaviour` over HTTP).
-    type Behaviour: Serialize + DeserializeOwned + Send + 'static;
+    type Behaviour: Clone + Serialize + DeserializeOwned + Send + 'static;
+
+    /// The simulator's own state, behind [`SimCore`]'s mutex.
+    type State;
 
     /// How a control `PUT` answers.
     const CONTROL_PUT: ControlPut;
 
-    /// The shared state's call log.
-    fn call_log(&self) -> &CallLog;
+    /// The shared state: the simulator's own, its faults and its call log.
+    fn core(&self) -> &SimCore<Self::State>;
+
+    /// Where the behaviour switches live in the state.
+    fn behaviour_in(state: &mut Self::State) -> &mut Self::Behaviour;
 
     /// The body of `GET /_sim/state`.
     fn state_json(&self) -> Value;
 
+    /// Every request logged so far (see [`SimControl::log_call`] for which), as
+    /// `"METHOD /path?query"` (path as sent, percent-encoded), in arrival order; control calls
+    /// are never logged.
+    fn calls(&self) -> Vec<String> {
+        self.core().calls().lines()
+    }
+
+    /// Forgets the calls logged so far.
+    fn clear_calls(&self) {
+        self.core().calls().clear();
+    }
+
+    /// Replaces the faults (counters refilled, random numbers reseeded).
+    fn set_faults(&self, f: Faults) {
+        self.core().faults().set(f);
+    }
+
+    /// The faults in force, with what is left of their counters.
+    fn faults(&self) -> Faults {
+        self.core().faults().get()
+    }
+
     /// The behaviour switches in force.
-    fn behaviour(&self) -> Self::Behaviour;
+    fn behaviour(&self) -> Self::Behaviour {
+        Self::behaviour_in(&mut self.core().lock()).clone()
+    }
 
     /// Replaces the behaviour switches.
-    fn set_behaviour(&self, b: Self::Behaviour);
+    fn set_behaviour(&self, b: Self::Behaviour) {
+        *Self::behaviour_in(&mut self.core().lock()) = b;
+    }
 
     /// Records a request that reached the API routes, before faults are injected. By default
     /// every one goes into the call log; a simulator that logs only some, or counts some apart,
     /// says so here.
     fn log_call(&self, call: &Call) {
-        self.call_log().push(call.line());
+        self.core().calls().push(call.line());
     }
 
     /// Sees the status of the answer to a call [`SimControl::log_call`] recorded (faults
@@ -220,7 +303,7 @@ async fn get_state<S: SimControl>(State(sim): State<S>) -> Response {
 }
 
 async fn get_faults<S: SimControl>(State(sim): State<S>) -> Response {
-    ok(to_json(&sim.injector().get()))
+    ok(to_json(&sim.faults()))
 }
 
 async fn put_faults<S: SimControl>(State(sim): State<S>, req: Request) -> Response {
@@ -228,8 +311,8 @@ async fn put_faults<S: SimControl>(State(sim): State<S>, req: Request) -> Respon
         req,
         S::CONTROL_PUT,
         "faults",
-        |f| sim.injector().set(f),
-        || sim.injector().get(),
+        |f| sim.set_faults(f),
+        || sim.faults(),
     )
     .await
 }
@@ -250,7 +333,7 @@ async fn put_behaviour<S: SimControl>(State(sim): State<S>, req: Request) -> Res
 }
 
 async fn get_calls<S: SimControl>(State(sim): State<S>) -> Response {
-    ok(to_json(&sim.call_log().lines()))
+    ok(to_json(&sim.calls()))
 }
 
 /// A control `PUT` of a `T` named `what`, answered as `style` says.

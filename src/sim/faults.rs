@@ -12,7 +12,7 @@
 //! the one-shot counters ([`Faults::fail_writes`], [`Faults::drop_after_write`]) count down as
 //! they fire, so a test that sets the same faults sees the same failures in the same places.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -74,22 +74,25 @@ impl Default for Faults {
 
 impl Faults {
     /// The value of a `Retry-After` header for `retry_after`: whole seconds, rounded up.
-    pub fn retry_after_header(&self) -> HeaderValue {
-        let d = self.retry_after;
-        let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-        HeaderValue::from(secs)
+    fn retry_after_header(&self) -> HeaderValue {
+        HeaderValue::from(whole_secs_up(self.retry_after))
     }
 
     /// The status to answer with when a call is failed on purpose. An out-of-range
     /// `error_status` falls back to 500 rather than failing the simulator.
-    pub fn error_status(&self) -> StatusCode {
+    fn error_status(&self) -> StatusCode {
         StatusCode::from_u16(self.error_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 }
 
+/// A duration in whole seconds, rounded up (as `Retry-After` and `expires_in` want it).
+pub fn whole_secs_up(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
 /// What [`FaultInjector::before`] decided for one request, before it reaches the handler.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
+enum Verdict {
     /// Handle the request normally.
     Pass,
     /// Answer with this error status without handling the request.
@@ -99,10 +102,10 @@ pub enum Verdict {
 }
 
 /// The live fault state of one simulator: the configured [`Faults`], what is left of its one-shot
-/// counters, and its random number generator. Cloning shares the state.
-#[derive(Clone, Debug)]
+/// counters, and its random number generator.
+#[derive(Debug)]
 pub struct FaultInjector {
-    inner: Arc<Mutex<FaultState>>,
+    inner: Mutex<FaultState>,
 }
 
 #[derive(Debug)]
@@ -135,17 +138,11 @@ impl FaultState {
     }
 }
 
-impl Default for FaultInjector {
-    fn default() -> Self {
-        Self::new(Faults::default())
-    }
-}
-
 impl FaultInjector {
     /// An injector for `faults`, its counters full and its random numbers seeded from them.
     pub fn new(faults: Faults) -> Self {
         Self {
-            inner: Arc::new(Mutex::new(FaultState::new(faults))),
+            inner: Mutex::new(FaultState::new(faults)),
         }
     }
 
@@ -164,13 +161,13 @@ impl FaultInjector {
     }
 
     /// The delay to apply before handling any request.
-    pub fn latency(&self) -> Option<Duration> {
+    fn latency(&self) -> Option<Duration> {
         self.lock().faults.latency
     }
 
     /// Counts one API call and says whether tokens must be invalidated now: true exactly once,
     /// on the first call after `expire_tokens_after` calls.
-    pub fn count_api_call(&self) -> bool {
+    fn count_api_call(&self) -> bool {
         let mut st = self.lock();
         st.api_calls += 1;
         let limit = u64::from(st.faults.expire_tokens_after);
@@ -183,7 +180,7 @@ impl FaultInjector {
     }
 
     /// Decides whether an API call is throttled or failed before it is handled.
-    pub fn before(&self, path_and_query: &str, is_write: bool) -> Verdict {
+    fn before(&self, path_and_query: &str, is_write: bool) -> Verdict {
         let mut st = self.lock();
         if !st.applies_to(path_and_query) {
             return Verdict::Pass;
@@ -205,7 +202,7 @@ impl FaultInjector {
 
     /// Called after a write was handled successfully: whether to drop the connection instead of
     /// answering (consuming one of `drop_after_write`).
-    pub fn drop_after(&self, path_and_query: &str) -> bool {
+    fn drop_after(&self, path_and_query: &str) -> bool {
         let mut st = self.lock();
         if st.faults.drop_after_write > 0 && st.applies_to(path_and_query) {
             st.faults.drop_after_write -= 1;
@@ -274,7 +271,7 @@ pub fn is_write(method: &Method) -> bool {
 /// A response that makes the server abort the connection before anything is written: its body
 /// fails at once, so hyper drops the connection with the response head still unsent, and the
 /// client sees a closed connection instead of an answer.
-pub fn dropped_connection() -> Response {
+fn dropped_connection() -> Response {
     let body = futures::stream::once(async {
         Err::<Bytes, std::io::Error>(std::io::Error::new(
             std::io::ErrorKind::ConnectionAborted,

@@ -5,6 +5,7 @@
 use std::fmt::Debug;
 
 use roster::sim::SimKind;
+use roster::sim::control::SimControl;
 use roster::sim::faults::Faults;
 use roster::target::Target;
 
@@ -23,7 +24,7 @@ pub trait Harness {
     /// The simulator the config's target points at.
     const KIND: SimKind;
     /// The simulator's handle (clones share the state).
-    type Sim: Clone + Send + Sync + 'static;
+    type Sim: SimControl;
     /// The connector roster builds for this target.
     type Connector: Target + Debug;
 
@@ -38,16 +39,10 @@ pub trait Harness {
     }
     /// The world's simulator of this kind.
     fn sim(w: &World) -> &Self::Sim;
-    /// Every request the simulator received, as `"METHOD /path?query"`.
-    fn calls_of(sim: &Self::Sim) -> Vec<String>;
-    /// Replaces the simulator's faults.
-    fn set_faults_of(sim: &Self::Sim, f: Faults);
     /// Whether a logged call is a write (not a read, not a login or token request).
     fn is_write(call: &str) -> bool;
     /// How many requests changed the simulator's state.
     fn writes(w: &World) -> usize;
-    /// Forgets the calls logged so far.
-    fn clear_calls(w: &World);
     /// The names of every group, as stored.
     fn group_names(w: &World) -> Vec<String>;
     /// The members of the group of this name, sorted; `None` when there is no such group.
@@ -57,6 +52,18 @@ pub trait Harness {
     /// A connector for the world's target, built as `roster` builds it.
     fn connector(w: &World) -> Self::Connector;
 
+    /// Every request the simulator received, as `"METHOD /path?query"`.
+    fn calls_of(sim: &Self::Sim) -> Vec<String> {
+        sim.calls()
+    }
+    /// Replaces the simulator's faults.
+    fn set_faults_of(sim: &Self::Sim, f: Faults) {
+        sim.set_faults(f);
+    }
+    /// Forgets the calls logged so far.
+    fn clear_calls(w: &World) {
+        Self::sim(w).clear_calls();
+    }
     /// Every request the world's simulator received.
     fn calls(w: &World) -> Vec<String> {
         Self::calls_of(Self::sim(w))
@@ -126,20 +133,11 @@ impl Harness for Contensis {
     fn sim(w: &World) -> &Self::Sim {
         &w.sim.contensis
     }
-    fn calls_of(sim: &Self::Sim) -> Vec<String> {
-        sim.calls()
-    }
-    fn set_faults_of(sim: &Self::Sim, f: Faults) {
-        sim.set_faults(f);
-    }
     fn is_write(call: &str) -> bool {
         !call.starts_with("GET ") && !call.contains("/authenticate/connect/token")
     }
     fn writes(w: &World) -> usize {
         w.sim.contensis.writes()
-    }
-    fn clear_calls(w: &World) {
-        w.sim.contensis.clear_calls();
     }
     fn group_names(w: &World) -> Vec<String> {
         w.sim.contensis.group_names()
@@ -208,21 +206,12 @@ impl Harness for VinylDns {
     fn sim(w: &World) -> &Self::Sim {
         &w.sim.vinyldns
     }
-    fn calls_of(sim: &Self::Sim) -> Vec<String> {
-        sim.calls()
-    }
-    fn set_faults_of(sim: &Self::Sim, f: Faults) {
-        sim.set_faults(f);
-    }
     fn is_write(call: &str) -> bool {
         !call.starts_with("GET ")
     }
     /// The simulator counts no writes; every write it received is counted instead.
     fn writes(w: &World) -> usize {
         Self::write_calls(w).len()
-    }
-    fn clear_calls(w: &World) {
-        w.sim.vinyldns.clear_calls();
     }
     fn group_names(w: &World) -> Vec<String> {
         w.sim
@@ -274,20 +263,11 @@ impl Harness for Crafter {
     fn sim(w: &World) -> &Self::Sim {
         &w.sim.crafter
     }
-    fn calls_of(sim: &Self::Sim) -> Vec<String> {
-        sim.calls()
-    }
-    fn set_faults_of(sim: &Self::Sim, f: Faults) {
-        sim.set_faults(f);
-    }
     fn is_write(call: &str) -> bool {
         !call.starts_with("GET ") && !call.contains("/security/login.json")
     }
     fn writes(w: &World) -> usize {
         w.sim.crafter.writes()
-    }
-    fn clear_calls(w: &World) {
-        w.sim.crafter.clear_calls();
     }
     fn group_names(w: &World) -> Vec<String> {
         w.sim.crafter.groups().into_iter().map(|g| g.name).collect()
@@ -338,21 +318,12 @@ impl Harness for UiPath {
     fn sim(w: &World) -> &Self::Sim {
         &w.sim.uipath
     }
-    fn calls_of(sim: &Self::Sim) -> Vec<String> {
-        sim.calls()
-    }
-    fn set_faults_of(sim: &Self::Sim, f: Faults) {
-        sim.set_faults(f);
-    }
     /// Token requests are not logged as calls.
     fn is_write(call: &str) -> bool {
         !call.starts_with("GET ")
     }
     fn writes(w: &World) -> usize {
         w.sim.uipath.writes()
-    }
-    fn clear_calls(w: &World) {
-        w.sim.uipath.clear_calls();
     }
     fn group_names(w: &World) -> Vec<String> {
         w.sim.uipath.group_names()

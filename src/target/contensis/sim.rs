@@ -27,7 +27,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use crate::sim::control::{self, CallLog, ControlPut, SimControl, SimCore};
+use crate::sim::control::{self, ControlPut, SimControl, SimCore, Tokens};
 use crate::sim::faults::{self, FaultHost, FaultInjector, Faults};
 use crate::sim::name_key;
 
@@ -348,14 +348,9 @@ struct GroupRec {
     children: BTreeSet<Uuid>,
 }
 
+/// The simulator's state behind its handles (opaque: only its handles reach inside).
 #[derive(Debug)]
-struct Token {
-    user: Uuid,
-    expires: Instant,
-}
-
-#[derive(Debug)]
-struct SimState {
+pub struct SimState {
     client_id: String,
     client_secret: String,
     api_key_user: Uuid,
@@ -365,13 +360,9 @@ struct SimState {
     users: BTreeMap<Uuid, User>,
     groups: BTreeMap<Uuid, GroupRec>,
     sys_admins: Uuid,
-    tokens: HashMap<String, Token>,
+    tokens: Tokens<Uuid>,
     refresh_tokens: HashMap<String, Uuid>,
     writes: usize,
-}
-
-fn random_token() -> String {
-    format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple())
 }
 
 impl ContensisSim {
@@ -391,7 +382,7 @@ impl ContensisSim {
             users: BTreeMap::new(),
             groups: BTreeMap::new(),
             sys_admins,
-            tokens: HashMap::new(),
+            tokens: Tokens::default(),
             refresh_tokens: HashMap::new(),
             writes: 0,
         };
@@ -557,40 +548,9 @@ impl ContensisSim {
         st.user_by_name(username).map(|id| id.to_string())
     }
 
-    /// Every API request received, as `"METHOD /path?query"` (path as sent, percent-encoded),
-    /// token calls included, in arrival order; control calls are not logged.
-    pub fn calls(&self) -> Vec<String> {
-        self.inner.calls().lines()
-    }
-
     /// How many requests changed the state.
     pub fn writes(&self) -> usize {
         self.lock().writes
-    }
-
-    /// Forgets the calls logged so far.
-    pub fn clear_calls(&self) {
-        self.inner.calls().clear();
-    }
-
-    /// Replaces the faults (counters refilled, random numbers reseeded).
-    pub fn set_faults(&self, f: Faults) {
-        self.inner.faults().set(f);
-    }
-
-    /// The faults in force, with what is left of their counters.
-    pub fn faults(&self) -> Faults {
-        self.inner.faults().get()
-    }
-
-    /// Replaces the behaviour switches.
-    pub fn set_behaviour(&self, b: Behaviour) {
-        self.lock().behaviour = b;
-    }
-
-    /// The behaviour switches in force.
-    pub fn behaviour(&self) -> Behaviour {
-        self.lock().behaviour.clone()
     }
 
     /// Makes a user exist (email `<username>@example.com`); nothing happens if it does.
@@ -647,34 +607,26 @@ impl FaultHost for ContensisSim {
 
 impl SimControl for ContensisSim {
     type Behaviour = Behaviour;
+    type State = SimState;
 
     const CONTROL_PUT: ControlPut = ControlPut::Echo {
         bad_body: bad_control_body,
     };
 
-    fn call_log(&self) -> &CallLog {
-        self.inner.calls()
+    fn core(&self) -> &SimCore<SimState> {
+        &self.inner
+    }
+
+    fn behaviour_in(state: &mut SimState) -> &mut Behaviour {
+        &mut state.behaviour
     }
 
     fn state_json(&self) -> Value {
+        let groups = self.groups();
         let st = self.lock();
-        let mut groups: Vec<SimGroup> = st
-            .groups
-            .keys()
-            .filter_map(|id| st.sim_group(*id))
-            .collect();
-        groups.sort_by(|a, b| a.name.cmp(&b.name));
         let mut users: Vec<&str> = st.users.values().map(|u| u.username.as_str()).collect();
         users.sort_unstable();
         json!({ "groups": groups, "users": users, "writes": st.writes })
-    }
-
-    fn behaviour(&self) -> Behaviour {
-        ContensisSim::behaviour(self)
-    }
-
-    fn set_behaviour(&self, b: Behaviour) {
-        ContensisSim::set_behaviour(self, b);
     }
 }
 
@@ -831,19 +783,10 @@ impl SimState {
 
     /// The principal behind the bearer token, or 401.
     fn caller(&mut self, headers: &HeaderMap) -> Result<Uuid, ApiError> {
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
+        let user = control::bearer(headers)
+            .and_then(|token| self.tokens.get(token))
+            .copied()
             .ok_or(ApiError::Unauthorized)?;
-        let found = self.tokens.get(token).ok_or(ApiError::Unauthorized)?;
-        if found.expires <= Instant::now() {
-            self.tokens.remove(token);
-            return Err(ApiError::Unauthorized);
-        }
-        let user = found.user;
         if self.users.contains_key(&user) {
             Ok(user)
         } else {
@@ -1382,23 +1325,15 @@ async fn token(
         Some(_) => return oauth_error("unsupported_grant_type"),
         None => return oauth_error("invalid_request"),
     };
-    let access = random_token();
     let ttl = st.token_ttl;
-    st.tokens.insert(
-        access.clone(),
-        Token {
-            user,
-            expires: Instant::now() + ttl,
-        },
-    );
-    let expires_in = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+    let access = st.tokens.issue(user, ttl);
     let mut body = json!({
         "access_token": access,
-        "expires_in": expires_in,
+        "expires_in": faults::whole_secs_up(ttl),
         "token_type": "Bearer",
     });
     if refresh {
-        let rt = random_token();
+        let rt = control::random_token();
         st.refresh_tokens.insert(rt.clone(), user);
         body["refresh_token"] = Value::String(rt);
     }
@@ -1565,18 +1500,7 @@ async fn add_user(
     let caller = st.admin(&headers)?;
     let id = st.group_id(&group)?;
     let user = st.user_id(&user, caller)?;
-    st.protect(id, true)?;
-    let conflict = st.behaviour.add_existing == AddExisting::Conflict;
-    let added = st
-        .groups
-        .get_mut(&id)
-        .is_some_and(|g| g.members.insert(user));
-    if added {
-        st.writes += 1;
-    } else if conflict {
-        return Err(ApiError::Conflict);
-    }
-    Ok(no_content())
+    link_one(&mut st, id, user, Link::Members)
 }
 
 /// M3 `POST /api/security/groups/{group}/users`: a JSON array of user GUIDs.
@@ -1586,26 +1510,7 @@ async fn add_users(
     Seg(group): Seg<String>,
     body: Bytes,
 ) -> ApiResult {
-    let mut st = sim.lock();
-    st.admin(&headers)?;
-    let id = st.group_id(&group)?;
-    let users = parse_guids(&body)?;
-    if users.iter().any(|u| !st.users.contains_key(u)) {
-        return Err(ApiError::NotFound(USER_NOT_FOUND));
-    }
-    st.protect(id, true)?;
-    let before = st.groups.get(&id).map_or(0, |g| g.members.len());
-    let after = match st.groups.get_mut(&id) {
-        Some(g) => {
-            g.members.extend(users);
-            g.members.len()
-        }
-        None => before,
-    };
-    if after != before {
-        st.writes += 1;
-    }
-    Ok(no_content())
+    link_many(&mut sim.lock(), &headers, &group, &body, Link::Members)
 }
 
 /// M4 `DELETE /api/security/groups/{group}/users/{user}`.
@@ -1618,16 +1523,7 @@ async fn remove_user(
     let caller = st.admin(&headers)?;
     let id = st.group_id(&group)?;
     let user = st.user_id(&user, caller)?;
-    st.protect(id, true)?;
-    let removed = st
-        .groups
-        .get_mut(&id)
-        .is_some_and(|g| g.members.remove(&user));
-    if !removed {
-        return Err(ApiError::NotFound(USER_NOT_IN_GROUP));
-    }
-    st.writes += 1;
-    Ok(no_content())
+    unlink(&mut st, id, user, Link::Members)
 }
 
 /// M5 `HEAD /api/security/groups/{group}/users/{user}`: 204 when a member, inherited included.
@@ -1673,21 +1569,101 @@ async fn list_children(
     Ok(json_ok(StatusCode::OK, st.group_page(ids, &q)?))
 }
 
-fn add_child_ids(st: &mut SimState, parent: Uuid, children: &[Uuid]) -> Result<bool, ApiError> {
+/// Which of a group's links a membership call changes: its users or its child groups.
+#[derive(Clone, Copy, Debug)]
+enum Link {
+    Members,
+    Children,
+}
+
+impl Link {
+    fn of(self, g: &mut GroupRec) -> &mut BTreeSet<Uuid> {
+        match self {
+            Link::Members => &mut g.members,
+            Link::Children => &mut g.children,
+        }
+    }
+
+    /// Whether `id` names a user (members) or a group (children), or the 404 saying it does not.
+    fn check_known(self, st: &SimState, id: &Uuid) -> Result<(), ApiError> {
+        let (known, missing) = match self {
+            Link::Members => (st.users.contains_key(id), USER_NOT_FOUND),
+            Link::Children => (st.groups.contains_key(id), GROUP_NOT_FOUND),
+        };
+        if known {
+            Ok(())
+        } else {
+            Err(ApiError::NotFound(missing))
+        }
+    }
+}
+
+/// Adds `ids` to `parent`'s members or children (after checking that `parent` may change and,
+/// for children, that none makes a cycle), counting a write when that changed anything; says
+/// whether it did.
+fn link(st: &mut SimState, parent: Uuid, ids: &[Uuid], what: Link) -> Result<bool, ApiError> {
     st.protect(parent, true)?;
-    for child in children {
-        st.check_child(parent, *child)?;
+    if let Link::Children = what {
+        for child in ids {
+            st.check_child(parent, *child)?;
+        }
     }
     let Some(g) = st.groups.get_mut(&parent) else {
         return Err(ApiError::NotFound(GROUP_NOT_FOUND));
     };
-    let before = g.children.len();
-    g.children.extend(children.iter().copied());
-    let changed = g.children.len() != before;
+    let set = what.of(g);
+    let before = set.len();
+    set.extend(ids.iter().copied());
+    let changed = set.len() != before;
     if changed {
         st.writes += 1;
     }
     Ok(changed)
+}
+
+/// M2 and C2: links one user or group, answering 409 when it already was and the behaviour
+/// says so.
+fn link_one(st: &mut SimState, parent: Uuid, id: Uuid, what: Link) -> ApiResult {
+    let added = link(st, parent, &[id], what)?;
+    if !added && st.behaviour.add_existing == AddExisting::Conflict {
+        return Err(ApiError::Conflict);
+    }
+    Ok(no_content())
+}
+
+/// M3 and C3: links every user or group of a JSON array of GUIDs, all of which must exist.
+fn link_many(
+    st: &mut SimState,
+    headers: &HeaderMap,
+    group: &str,
+    body: &[u8],
+    what: Link,
+) -> ApiResult {
+    st.admin(headers)?;
+    let parent = st.group_id(group)?;
+    let ids = parse_guids(body)?;
+    for id in &ids {
+        what.check_known(st, id)?;
+    }
+    link(st, parent, &ids, what)?;
+    Ok(no_content())
+}
+
+/// M4 and C4: unlinks one user or group, 404 when it was not linked.
+fn unlink(st: &mut SimState, parent: Uuid, id: Uuid, what: Link) -> ApiResult {
+    st.protect(parent, true)?;
+    let removed = st
+        .groups
+        .get_mut(&parent)
+        .is_some_and(|g| what.of(g).remove(&id));
+    if !removed {
+        return Err(ApiError::NotFound(match what {
+            Link::Members => USER_NOT_IN_GROUP,
+            Link::Children => CHILD_NOT_FOUND,
+        }));
+    }
+    st.writes += 1;
+    Ok(no_content())
 }
 
 /// C2 `PUT /api/security/groups/{group}/groups/{child}`.
@@ -1700,11 +1676,7 @@ async fn add_child(
     st.admin(&headers)?;
     let parent = st.group_id(&group)?;
     let child = st.group_id(&child)?;
-    let added = add_child_ids(&mut st, parent, &[child])?;
-    if !added && st.behaviour.add_existing == AddExisting::Conflict {
-        return Err(ApiError::Conflict);
-    }
-    Ok(no_content())
+    link_one(&mut st, parent, child, Link::Children)
 }
 
 /// C3 `POST /api/security/groups/{group}/groups`: a JSON array of group GUIDs.
@@ -1714,15 +1686,7 @@ async fn add_children(
     Seg(group): Seg<String>,
     body: Bytes,
 ) -> ApiResult {
-    let mut st = sim.lock();
-    st.admin(&headers)?;
-    let parent = st.group_id(&group)?;
-    let children = parse_guids(&body)?;
-    if children.iter().any(|c| !st.groups.contains_key(c)) {
-        return Err(ApiError::NotFound(GROUP_NOT_FOUND));
-    }
-    add_child_ids(&mut st, parent, &children)?;
-    Ok(no_content())
+    link_many(&mut sim.lock(), &headers, &group, &body, Link::Children)
 }
 
 /// C4 `DELETE /api/security/groups/{group}/groups/{child}`.
@@ -1735,16 +1699,7 @@ async fn remove_child(
     st.admin(&headers)?;
     let parent = st.group_id(&group)?;
     let child = st.group_id(&child)?;
-    st.protect(parent, true)?;
-    let removed = st
-        .groups
-        .get_mut(&parent)
-        .is_some_and(|g| g.children.remove(&child));
-    if !removed {
-        return Err(ApiError::NotFound(CHILD_NOT_FOUND));
-    }
-    st.writes += 1;
-    Ok(no_content())
+    unlink(&mut st, parent, child, Link::Children)
 }
 
 /// U2 `GET /api/security/users`.

@@ -43,7 +43,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::sim::control::{self, Call, CallLog, ControlPut, SimControl, SimCore};
+use crate::sim::control::{self, Call, ControlPut, SimControl, SimCore};
 use crate::sim::faults::{self, FaultHost, FaultInjector, Faults};
 use crate::sim::name_key;
 
@@ -265,8 +265,9 @@ struct GroupRec {
     members: BTreeSet<i64>,
 }
 
+/// The simulator's state behind its handles (opaque: only its handles reach inside).
 #[derive(Debug)]
-struct SimState {
+pub struct SimState {
     api: SimApi,
     token: String,
     unprivileged_token: String,
@@ -288,12 +289,6 @@ struct SimState {
 #[derive(Clone, Debug)]
 pub struct CrafterSim {
     inner: Arc<SimCore<SimState>>,
-}
-
-impl Default for CrafterSim {
-    fn default() -> Self {
-        Self::new(CrafterSeed::default())
-    }
 }
 
 impl CrafterSim {
@@ -384,44 +379,10 @@ impl CrafterSim {
         CONTEXT.to_owned()
     }
 
-    /// Every API request received (login included), as `"METHOD /path?query"`, in arrival order.
-    pub fn calls(&self) -> Vec<String> {
-        self.inner.calls().lines()
-    }
-
-    /// Forgets the calls received so far.
-    pub fn clear_calls(&self) {
-        self.inner.calls().clear();
-    }
-
-    /// How many writes changed state (successful POST/PATCH/DELETE other than login).
+    /// How many writes succeeded (POST, PATCH and DELETE calls answered 2xx, logging in aside),
+    /// whether or not they changed anything.
     pub fn writes(&self) -> usize {
         self.lock().writes
-    }
-
-    /// Replaces the faults.
-    pub fn set_faults(&self, f: Faults) {
-        self.inner.faults().set(f);
-    }
-
-    /// The faults as they stand.
-    pub fn faults(&self) -> Faults {
-        self.inner.faults().get()
-    }
-
-    /// Replaces the switches.
-    pub fn set_behaviour(&self, b: Behaviour) {
-        self.lock().behaviour = b;
-    }
-
-    /// The switches.
-    pub fn behaviour(&self) -> Behaviour {
-        self.lock().behaviour.clone()
-    }
-
-    /// Which Studio the simulator is.
-    pub fn set_api(&self, api: SimApi) {
-        self.lock().api = api;
     }
 
     /// The global (API 2) group of this name, as Studio compares names.
@@ -522,13 +483,18 @@ impl FaultHost for CrafterSim {
 
 impl SimControl for CrafterSim {
     type Behaviour = Behaviour;
+    type State = SimState;
 
     const CONTROL_PUT: ControlPut = ControlPut::Echo {
         bad_body: bad_control_body,
     };
 
-    fn call_log(&self) -> &CallLog {
-        self.inner.calls()
+    fn core(&self) -> &SimCore<SimState> {
+        &self.inner
+    }
+
+    fn behaviour_in(state: &mut SimState) -> &mut Behaviour {
+        &mut state.behaviour
     }
 
     fn state_json(&self) -> Value {
@@ -538,16 +504,8 @@ impl SimControl for CrafterSim {
         json!({ "api": st.api, "groups": groups, "users": users, "writes": st.writes })
     }
 
-    fn behaviour(&self) -> Behaviour {
-        CrafterSim::behaviour(self)
-    }
-
-    fn set_behaviour(&self, b: Behaviour) {
-        CrafterSim::set_behaviour(self, b);
-    }
-
-    /// Counts the writes that changed state: successful POST, PATCH and DELETE calls, logging
-    /// in aside.
+    /// Counts the successful writes: POST, PATCH and DELETE calls answered 2xx (a no-op
+    /// included), logging in aside.
     fn call_answered(&self, call: &Call, status: StatusCode) {
         let write = faults::is_write(&call.method) && !call.target.contains("/security/login.json");
         if write && status.is_success() {
@@ -654,14 +612,7 @@ impl SimState {
 
     /// API 2 authentication and the group/user permission: 401 before 403.
     fn auth2(&self, headers: &HeaderMap) -> Result<(), Response> {
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, rest) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-            });
-        match token {
+        match control::bearer(headers) {
             Some(t) if t == self.token => Ok(()),
             Some(t) if t == self.unprivileged_token => Err(v2_error(
                 StatusCode::FORBIDDEN,
@@ -839,19 +790,20 @@ fn parse_object(body: &[u8]) -> Option<Map<String, Value>> {
 // Handlers: API 2
 // ---------------------------------------------------------------------------------------------
 
+/// An API 2 handler's answer: `Err` carries its error response, so that `?` can pass one on.
+type Answer = Result<Response, Response>;
+
 /// A1 `GET /api/2/groups?keyword=&offset=&limit=&sort=`.
 async fn a1_list(
     State(sim): State<CrafterSim>,
     headers: HeaderMap,
     Query(q): Query<Params>,
-) -> Response {
+) -> Answer {
     let st = sim.lock();
-    if let Err(r) = st.api2(&headers) {
-        return r;
-    }
+    st.api2(&headers)?;
     let (offset, limit) = match (number(&q, "offset", 0), number(&q, "limit", 10)) {
         (Ok(o), Ok(l)) => (o, l),
-        (Err(e), _) | (_, Err(e)) => return bad_request(&e),
+        (Err(e), _) | (_, Err(e)) => return Err(bad_request(&e)),
     };
     if let Some(sort) = param(&q, "sort")
         && st.api == SimApi::V2
@@ -872,7 +824,7 @@ async fn a1_list(
                 && words.next().is_none()
         });
         if !ok {
-            return bad_request("sort");
+            return Err(bad_request("sort"));
         }
     }
     // 3.1 has no keyword filter: it lists every group.
@@ -899,12 +851,12 @@ async fn a1_list(
         .take(usize::try_from(limit).unwrap_or(usize::MAX))
         .map(|g| st.group_json(g))
         .collect();
-    v2_ok(
+    Ok(v2_ok(
         StatusCode::OK,
         0,
         "OK",
         json!({ "total": total, "offset": offset, "limit": page.len(), "groups": page }),
-    )
+    ))
 }
 
 /// Refuses JSON fields outside `known` when the switch says so.
@@ -922,26 +874,22 @@ fn unknown_fields(
 }
 
 /// A2 `POST /api/2/groups` `{"name", "desc"}`.
-async fn a2_create(State(sim): State<CrafterSim>, headers: HeaderMap, body: Bytes) -> Response {
+async fn a2_create(State(sim): State<CrafterSim>, headers: HeaderMap, body: Bytes) -> Answer {
     let mut st = sim.lock();
-    if let Err(r) = st.api2(&headers) {
-        return r;
-    }
+    st.api2(&headers)?;
     let Some(b) = parse_object(&body) else {
-        return bad_request("JSON parse error");
+        return Err(bad_request("JSON parse error"));
     };
-    if let Err(r) = unknown_fields(&st, &b, &["id", "name", "desc", "externallyManaged"]) {
-        return r;
-    }
+    unknown_fields(&st, &b, &["id", "name", "desc", "externallyManaged"])?;
     let field = st.behaviour.validation_field.clone();
     let name = match b.get("name") {
         Some(Value::String(n)) => n.clone(),
-        _ => return validation(&[(field, "must not be null".into())]),
+        _ => return Err(validation(&[(field, "must not be null".into())])),
     };
     let desc = match b.get("desc") {
         None | Some(Value::Null) => None,
         Some(Value::String(d)) => Some(d.clone()),
-        Some(_) => return bad_request("desc"),
+        Some(_) => return Err(bad_request("desc")),
     };
     let mut errors = Vec::new();
     if st.api == SimApi::V2 && st.behaviour.name_rules {
@@ -959,64 +907,62 @@ async fn a2_create(State(sim): State<CrafterSim>, headers: HeaderMap, body: Byte
         }
     }
     if !errors.is_empty() {
-        return validation(&errors);
+        return Err(validation(&errors));
     }
     if st.find(&name, None).is_some() {
-        return v2_error(
+        return Err(v2_error(
             StatusCode::CONFLICT,
             4001,
             "Group already exists",
             "Try a different group name",
-        );
+        ));
     }
     // The server forces externallyManaged = false and ignores any id.
     let id = st.insert(&name, desc, false, None);
     let g = st.group_json(&st.groups[&id]);
-    v2_ok(StatusCode::CREATED, 1, "Created", json!({ "group": g }))
+    Ok(v2_ok(
+        StatusCode::CREATED,
+        1,
+        "Created",
+        json!({ "group": g }),
+    ))
 }
 
 /// A3 `PATCH /api/2/groups` `{"id", "desc"}` (3.1: `{"id", "name", "desc"}`, both replaced).
-async fn a3_update(State(sim): State<CrafterSim>, headers: HeaderMap, body: Bytes) -> Response {
+async fn a3_update(State(sim): State<CrafterSim>, headers: HeaderMap, body: Bytes) -> Answer {
     let mut st = sim.lock();
-    if let Err(r) = st.api2(&headers) {
-        return r;
-    }
+    st.api2(&headers)?;
     let Some(b) = parse_object(&body) else {
-        return bad_request("JSON parse error");
+        return Err(bad_request("JSON parse error"));
     };
     let known: &[&str] = if st.api == SimApi::V31 {
         &["id", "name", "desc"]
     } else {
         &["id", "desc"]
     };
-    if let Err(r) = unknown_fields(&st, &b, known) {
-        return r;
-    }
+    unknown_fields(&st, &b, known)?;
     let Some(id) = b.get("id").and_then(Value::as_i64) else {
-        return bad_request("id");
+        return Err(bad_request("id"));
     };
     let desc = match b.get("desc") {
         None | Some(Value::Null) => None,
         Some(Value::String(d)) => Some(d.clone()),
-        Some(_) => return bad_request("desc"),
+        Some(_) => return Err(bad_request("desc")),
     };
     if st.api == SimApi::V2 && desc.as_ref().is_some_and(|d| d.chars().count() > 1024) {
-        return validation(&[(
+        return Err(validation(&[(
             "groupDescription".into(),
             "size must be between 0 and 1024".into(),
-        )]);
+        )]));
     }
-    let external = match st.global_group(id) {
-        Ok(g) => g.external,
-        Err(r) => return r,
-    };
+    let external = st.global_group(id)?.external;
     if external {
-        return externally_managed();
+        return Err(externally_managed());
     }
     let new_name = if st.api == SimApi::V31 {
         match b.get("name").and_then(Value::as_str) {
             Some(n) => Some(n.to_owned()),
-            None => return internal("Column 'group_name' cannot be null"),
+            None => return Err(internal("Column 'group_name' cannot be null")),
         }
     } else {
         None
@@ -1024,22 +970,22 @@ async fn a3_update(State(sim): State<CrafterSim>, headers: HeaderMap, body: Byte
     if let Some(n) = &new_name
         && st.find(n, None).is_some_and(|other| other != id)
     {
-        return v2_error(
+        return Err(v2_error(
             StatusCode::CONFLICT,
             4001,
             "Group already exists",
             "Try a different group name",
-        );
+        ));
     }
     let Some(g) = st.groups.get_mut(&id) else {
-        return group_not_found();
+        return Err(group_not_found());
     };
     g.desc = desc;
     if let Some(n) = new_name {
         g.name = n;
     }
     let v = st.group_json(&st.groups[&id]);
-    v2_ok(StatusCode::OK, 0, "OK", json!({ "group": v }))
+    Ok(v2_ok(StatusCode::OK, 0, "OK", json!({ "group": v })))
 }
 
 /// A4 `DELETE /api/2/groups?id=1&id=2`: all ids must exist, else nothing is deleted.
@@ -1047,37 +993,34 @@ async fn a4_delete(
     State(sim): State<CrafterSim>,
     headers: HeaderMap,
     Query(q): Query<Params>,
-) -> Response {
+) -> Answer {
     let mut st = sim.lock();
-    if let Err(r) = st.api2(&headers) {
-        return r;
-    }
+    st.api2(&headers)?;
     let mut ids = Vec::new();
     for (k, v) in &q {
         if k == "id" {
             match v.parse::<i64>() {
                 Ok(id) => ids.push(id),
-                Err(_) => return bad_request("id"),
+                Err(_) => return Err(bad_request("id")),
             }
         }
     }
     if ids.is_empty() {
-        return bad_request("id");
+        return Err(bad_request("id"));
     }
     for id in &ids {
-        match st.global_group(*id) {
-            Err(r) => return r,
-            Ok(g) if g.name == "system_admin" => {
-                return internal("Deleting the System Admin group is not allowed.");
-            }
-            Ok(g) if g.external => return externally_managed(),
-            Ok(_) => {}
+        let g = st.global_group(*id)?;
+        if g.name == "system_admin" {
+            return Err(internal("Deleting the System Admin group is not allowed."));
+        }
+        if g.external {
+            return Err(externally_managed());
         }
     }
     for id in ids {
         st.groups.remove(&id);
     }
-    v2_ok(StatusCode::OK, 2, "Deleted", json!({}))
+    Ok(v2_ok(StatusCode::OK, 2, "Deleted", json!({})))
 }
 
 fn path_id(raw: &str) -> Result<i64, Response> {
@@ -1091,24 +1034,17 @@ async fn a5_get(
     State(sim): State<CrafterSim>,
     headers: HeaderMap,
     Path(raw): Path<String>,
-) -> Response {
+) -> Answer {
     let st = sim.lock();
-    if let Err(r) = st.api2(&headers) {
-        return r;
-    }
-    let id = match path_id(&raw) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    match st.global_group(id) {
-        Ok(g) => v2_ok(
-            StatusCode::OK,
-            0,
-            "OK",
-            json!({ "group": st.group_json(g) }),
-        ),
-        Err(r) => r,
-    }
+    st.api2(&headers)?;
+    let id = path_id(&raw)?;
+    let g = st.global_group(id)?;
+    Ok(v2_ok(
+        StatusCode::OK,
+        0,
+        "OK",
+        json!({ "group": st.group_json(g) }),
+    ))
 }
 
 /// A6 `GET /api/2/groups/{id}/members?offset=&limit=`: `limit` echoes the request.
@@ -1117,23 +1053,15 @@ async fn a6_members(
     headers: HeaderMap,
     Path(raw): Path<String>,
     Query(q): Query<Params>,
-) -> Response {
+) -> Answer {
     let st = sim.lock();
-    if let Err(r) = st.api2(&headers) {
-        return r;
-    }
-    let id = match path_id(&raw) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
+    st.api2(&headers)?;
+    let id = path_id(&raw)?;
     let (offset, limit) = match (number(&q, "offset", 0), number(&q, "limit", 10)) {
         (Ok(o), Ok(l)) => (o, l),
-        (Err(e), _) | (_, Err(e)) => return bad_request(&e),
+        (Err(e), _) | (_, Err(e)) => return Err(bad_request(&e)),
     };
-    let g = match st.global_group(id) {
-        Ok(g) => g,
-        Err(r) => return r,
-    };
+    let g = st.global_group(id)?;
     let users: Vec<Value> = g
         .members
         .iter()
@@ -1141,12 +1069,12 @@ async fn a6_members(
         .take(usize::try_from(limit).unwrap_or(usize::MAX))
         .map(|u| st.user_json(*u))
         .collect();
-    v2_ok(
+    Ok(v2_ok(
         StatusCode::OK,
         0,
         "OK",
         json!({ "total": g.members.len(), "offset": offset, "limit": limit, "users": users }),
-    )
+    ))
 }
 
 /// Resolves ids and usernames, all or nothing.
@@ -1175,17 +1103,12 @@ async fn a7_add(
     headers: HeaderMap,
     Path(raw): Path<String>,
     body: Bytes,
-) -> Response {
+) -> Answer {
     let mut st = sim.lock();
-    if let Err(r) = st.api2(&headers) {
-        return r;
-    }
-    let id = match path_id(&raw) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
+    st.api2(&headers)?;
+    let id = path_id(&raw)?;
     let Some(b) = parse_object(&body) else {
-        return bad_request("JSON parse error");
+        return Err(bad_request("JSON parse error"));
     };
     let ids: Vec<i64> = b
         .get("ids")
@@ -1202,7 +1125,7 @@ async fn a7_add(
         })
         .unwrap_or_default();
     if ids.is_empty() && names.is_empty() {
-        return bad_request("Both 'userIds' and 'usernames' are empty");
+        return Err(bad_request("Both 'userIds' and 'usernames' are empty"));
     }
     if st.api == SimApi::V2 && st.behaviour.name_rules {
         let bad: Vec<(String, String)> = names
@@ -1211,22 +1134,17 @@ async fn a7_add(
             .map(|n| ("usernames".to_owned(), format!("invalid username \"{n}\"")))
             .collect();
         if !bad.is_empty() {
-            return validation(&bad);
+            return Err(validation(&bad));
         }
     }
-    if let Err(r) = st.global_group(id) {
-        return r;
-    }
-    let users = match resolve_users(&st, &ids, &names) {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    st.global_group(id)?;
+    let users = resolve_users(&st, &ids, &names)?;
     if let Some(g) = st.groups.get_mut(&id) {
         // INSERT IGNORE: existing members are a no-op.
         g.members.extend(users.iter().copied());
     }
     let list: Vec<Value> = users.iter().map(|u| st.user_json(*u)).collect();
-    v2_ok(StatusCode::OK, 0, "OK", json!({ "users": list }))
+    Ok(v2_ok(StatusCode::OK, 0, "OK", json!({ "users": list })))
 }
 
 /// A8 `DELETE /api/2/groups/{id}/members?userId=&username=`.
@@ -1235,46 +1153,38 @@ async fn a8_remove(
     headers: HeaderMap,
     Path(raw): Path<String>,
     Query(q): Query<Params>,
-) -> Response {
+) -> Answer {
     let mut st = sim.lock();
-    if let Err(r) = st.api2(&headers) {
-        return r;
-    }
-    let id = match path_id(&raw) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
+    st.api2(&headers)?;
+    let id = path_id(&raw)?;
     let mut ids = Vec::new();
     let mut names = Vec::new();
     for (k, v) in &q {
         match k.as_str() {
             "userId" => match v.parse::<i64>() {
                 Ok(i) => ids.push(i),
-                Err(_) => return bad_request("userId"),
+                Err(_) => return Err(bad_request("userId")),
             },
             "username" => names.push(v.clone()),
             _ => {}
         }
     }
     if ids.is_empty() && names.is_empty() {
-        return bad_request("All parameters are empty or null");
+        return Err(bad_request("All parameters are empty or null"));
     }
-    let (is_admin_group, current) = match st.global_group(id) {
-        Ok(g) => (g.name == "system_admin", g.members.clone()),
-        Err(r) => return r,
-    };
-    let users = match resolve_users(&st, &ids, &names) {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    let g = st.global_group(id)?;
+    let (is_admin_group, current) = (g.name == "system_admin", g.members.clone());
+    let users = resolve_users(&st, &ids, &names)?;
     if is_admin_group && current.iter().all(|m| users.contains(m)) {
-        return internal("Removing all members of the System Admin group is not allowed.");
+        return Err(internal(
+            "Removing all members of the System Admin group is not allowed.",
+        ));
     }
     if let Some(g) = st.groups.get_mut(&id) {
         // Removing a non-member is a silent no-op.
         g.members.retain(|m| !users.contains(m));
     }
-    v2_ok(StatusCode::OK, 2, "Deleted", json!({}))
+    Ok(v2_ok(StatusCode::OK, 2, "Deleted", json!({})))
 }
 
 /// A9 `GET /api/2/users/{id or username}`.
@@ -1282,22 +1192,28 @@ async fn a9_user(
     State(sim): State<CrafterSim>,
     headers: HeaderMap,
     Path(ident): Path<String>,
-) -> Response {
+) -> Answer {
     let st = sim.lock();
-    if let Err(r) = st.api2(&headers) {
-        return r;
-    }
+    st.api2(&headers)?;
     let id = if let Ok(n) = ident.parse::<i64>() {
         st.users.contains_key(&n).then_some(n)
     } else {
         if st.behaviour.name_rules && st.api == SimApi::V2 && !valid_username(&ident) {
-            return validation(&[("username".into(), format!("invalid username \"{ident}\""))]);
+            return Err(validation(&[(
+                "username".into(),
+                format!("invalid username \"{ident}\""),
+            )]));
         }
         st.user_id(&ident)
     };
     match id {
-        Some(id) => v2_ok(StatusCode::OK, 0, "OK", json!({ "user": st.user_json(id) })),
-        None => user_not_found(),
+        Some(id) => Ok(v2_ok(
+            StatusCode::OK,
+            0,
+            "OK",
+            json!({ "user": st.user_json(id) }),
+        )),
+        None => Err(user_not_found()),
     }
 }
 
@@ -1439,15 +1355,29 @@ async fn v1_script(
         Ok((get("start", 0)?, get("number", 25)?))
     };
     let site_missing = |st: &SimState, site: &str| !st.sites.contains(site);
+    // The arguments of a call on one site's group: `first`, then `group_name` and `site_id`, all
+    // required, the site checked; their values in that order, and the group if there is one.
+    let group_call =
+        |st: &SimState, first: &[&str]| -> Result<(Vec<String>, Option<i64>), Response> {
+            let keys: Vec<&str> = first
+                .iter()
+                .copied()
+                .chain(["group_name", "site_id"])
+                .collect();
+            let v = required(&keys)?;
+            let (name, site) = (&v[first.len()], &v[first.len() + 1]);
+            if site_missing(st, site) {
+                return Err(v1_message(StatusCode::NOT_FOUND, "Site not found"));
+            }
+            let found = st.find(name, Some(site));
+            Ok((v, found))
+        };
     let result: Result<Response, Response> = (|| {
         match (post, script.as_str()) {
             (true, "create.json") => {
-                let v = required(&["group_name", "site_id"])?;
+                let (v, found) = group_call(&st, &[])?;
                 let (name, site) = (&v[0], &v[1]);
-                if site_missing(&st, site) {
-                    return Ok(v1_message(StatusCode::NOT_FOUND, "Site not found"));
-                }
-                if st.find(name, Some(site)).is_some() {
+                if found.is_some() {
                     return Ok(with_location(
                         v1_message(StatusCode::CONFLICT, "Group already exists"),
                         name,
@@ -1457,12 +1387,9 @@ async fn v1_script(
                 Ok(with_location(v1_message(StatusCode::CREATED, "OK"), name))
             }
             (true, "update.json") => {
-                let v = required(&["group_name", "site_id"])?;
-                let (name, site) = (&v[0], &v[1]);
-                if site_missing(&st, site) {
-                    return Ok(v1_message(StatusCode::NOT_FOUND, "Site not found"));
-                }
-                let Some(id) = st.find(name, Some(site)) else {
+                let (v, found) = group_call(&st, &[])?;
+                let name = &v[0];
+                let Some(id) = found else {
                     return Ok(v1_message(StatusCode::NOT_FOUND, "Group not found"));
                 };
                 // SET description = #{description}: omitted means NULL.
@@ -1476,24 +1403,17 @@ async fn v1_script(
                 Ok(with_location(v1_message(StatusCode::OK, "OK"), name))
             }
             (true, "delete.json") => {
-                let v = required(&["group_name", "site_id"])?;
-                let (name, site) = (&v[0], &v[1]);
-                if site_missing(&st, site) {
-                    return Ok(v1_message(StatusCode::NOT_FOUND, "Site not found"));
-                }
-                let Some(id) = st.find(name, Some(site)) else {
+                let (_, found) = group_call(&st, &[])?;
+                let Some(id) = found else {
                     return Ok(v1_message(StatusCode::NOT_FOUND, "Group not found"));
                 };
                 st.groups.remove(&id);
                 Ok(StatusCode::NO_CONTENT.into_response())
             }
             (true, "add-user.json") | (true, "remove-user.json") => {
-                let v = required(&["username", "group_name", "site_id"])?;
-                let (user, name, site) = (&v[0], &v[1], &v[2]);
-                if site_missing(&st, site) {
-                    return Ok(v1_message(StatusCode::NOT_FOUND, "Site not found"));
-                }
-                let Some(id) = st.find(name, Some(site)) else {
+                let (v, found) = group_call(&st, &["username"])?;
+                let (user, name) = (&v[0], &v[1]);
+                let Some(id) = found else {
                     return Ok(v1_message(StatusCode::NOT_FOUND, "Group not found"));
                 };
                 let uid = st.user_id(user);
@@ -1519,12 +1439,9 @@ async fn v1_script(
                 }
             }
             (false, "get.json") => {
-                let v = required(&["group_name", "site_id"])?;
-                let (name, site) = (&v[0], &v[1]);
-                if site_missing(&st, site) {
-                    return Ok(v1_message(StatusCode::NOT_FOUND, "Site not found"));
-                }
-                match st.find(name, Some(site)).and_then(|id| st.groups.get(&id)) {
+                let (v, found) = group_call(&st, &[])?;
+                let site = &v[1];
+                match found.and_then(|id| st.groups.get(&id)) {
                     Some(g) => Ok((
                         StatusCode::OK,
                         Json(json!({
@@ -1568,13 +1485,9 @@ async fn v1_script(
                     .into_response())
             }
             (false, "users.json") => {
-                let v = required(&["group_name", "site_id"])?;
-                let (name, site) = (&v[0], &v[1]);
-                if site_missing(&st, site) {
-                    return Ok(v1_message(StatusCode::NOT_FOUND, "Site not found"));
-                }
+                let (_, found) = group_call(&st, &[])?;
                 let (start, number) = page(&q)?;
-                let Some(g) = st.find(name, Some(site)).and_then(|id| st.groups.get(&id)) else {
+                let Some(g) = found.and_then(|id| st.groups.get(&id)) else {
                     return Ok(v1_message(StatusCode::NOT_FOUND, "Group not found"));
                 };
                 let users: Vec<Value> = g

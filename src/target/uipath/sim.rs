@@ -30,9 +30,9 @@
 //! The control endpoints `GET /_sim/state`, `GET|PUT /_sim/faults`, `GET|PUT /_sim/behaviour`
 //! and `GET /_sim/calls` need no token: serve the simulator on loopback only.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::sim::control::{self, Call, CallLog, ControlPut, SimControl, SimCore};
+use crate::sim::control::{self, Call, ControlPut, SimControl, SimCore, Tokens};
 use crate::sim::faults::{self, FaultHost, FaultInjector, Faults};
 use crate::sim::name_key;
 
@@ -314,14 +314,9 @@ struct GroupRec {
     modified: String,
 }
 
+/// The simulator's state behind its handles (opaque: only its handles reach inside).
 #[derive(Debug)]
-struct Token {
-    scopes: BTreeSet<String>,
-    expires: Instant,
-}
-
-#[derive(Debug)]
-struct SimState {
+pub struct SimState {
     partition: String,
     client_id: String,
     client_secret: String,
@@ -330,7 +325,7 @@ struct SimState {
     behaviour: Behaviour,
     users: BTreeMap<String, User>,
     groups: BTreeMap<String, GroupRec>,
-    tokens: HashMap<String, Token>,
+    tokens: Tokens<BTreeSet<String>>,
     token_calls: usize,
     writes: usize,
     clock: u64,
@@ -349,7 +344,7 @@ impl UiPathSim {
             behaviour: seed.behaviour,
             users: BTreeMap::new(),
             groups: BTreeMap::new(),
-            tokens: HashMap::new(),
+            tokens: Tokens::default(),
             token_calls: 0,
             writes: 0,
             clock: 0,
@@ -445,17 +440,6 @@ impl UiPathSim {
         self.lock().partition.clone()
     }
 
-    /// Every API request received (token requests excluded), as `"METHOD /path?query"`, in
-    /// arrival order.
-    pub fn calls(&self) -> Vec<String> {
-        self.inner.calls().lines()
-    }
-
-    /// Forgets the calls logged so far.
-    pub fn clear_calls(&self) {
-        self.inner.calls().clear();
-    }
-
     /// How many token requests were received.
     pub fn token_requests(&self) -> usize {
         self.lock().token_calls
@@ -464,26 +448,6 @@ impl UiPathSim {
     /// How many requests changed the state.
     pub fn writes(&self) -> usize {
         self.lock().writes
-    }
-
-    /// Replaces the faults (counters refilled, random numbers reseeded).
-    pub fn set_faults(&self, f: Faults) {
-        self.inner.faults().set(f);
-    }
-
-    /// The faults in force, with what is left of their counters.
-    pub fn faults(&self) -> Faults {
-        self.inner.faults().get()
-    }
-
-    /// Replaces the behaviour switches.
-    pub fn set_behaviour(&self, b: Behaviour) {
-        self.lock().behaviour = b;
-    }
-
-    /// The behaviour switches in force.
-    pub fn behaviour(&self) -> Behaviour {
-        self.lock().behaviour.clone()
     }
 
     /// Names of all groups, built-in ones included, sorted.
@@ -562,13 +526,18 @@ impl FaultHost for UiPathSim {
 
 impl SimControl for UiPathSim {
     type Behaviour = Behaviour;
+    type State = SimState;
 
     const CONTROL_PUT: ControlPut = ControlPut::Echo {
         bad_body: bad_control_body,
     };
 
-    fn call_log(&self) -> &CallLog {
-        self.inner.calls()
+    fn core(&self) -> &SimCore<SimState> {
+        &self.inner
+    }
+
+    fn behaviour_in(state: &mut SimState) -> &mut Behaviour {
+        &mut state.behaviour
     }
 
     fn state_json(&self) -> Value {
@@ -581,21 +550,13 @@ impl SimControl for UiPathSim {
         json!({ "groups": groups, "users": users, "writes": st.writes })
     }
 
-    fn behaviour(&self) -> Behaviour {
-        UiPathSim::behaviour(self)
-    }
-
-    fn set_behaviour(&self, b: Behaviour) {
-        UiPathSim::set_behaviour(self, b);
-    }
-
     /// Logs API calls only; token requests are counted apart ([`UiPathSim::token_requests`]), and
     /// requests for neither (unknown paths) are not logged.
     fn log_call(&self, call: &Call) {
         if call.path.ends_with("/connect/token") {
             self.lock().token_calls += 1;
-        } else if call.path.contains("/api/") {
-            self.inner.calls().push(call.line());
+        } else if self.is_api_call(&call.path) {
+            self.core().calls().push(call.line());
         }
     }
 }
@@ -678,19 +639,10 @@ impl SimState {
 
     /// The scopes of the bearer token, or 401.
     fn caller(&mut self, headers: &HeaderMap) -> Result<BTreeSet<String>, ApiError> {
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim().to_owned())
-            .ok_or(ApiError::Unauthorized)?;
-        let found = self.tokens.get(&token).ok_or(ApiError::Unauthorized)?;
-        if found.expires <= Instant::now() {
-            self.tokens.remove(&token);
-            return Err(ApiError::Unauthorized);
-        }
-        Ok(found.scopes.clone())
+        control::bearer(headers)
+            .and_then(|token| self.tokens.get(token))
+            .cloned()
+            .ok_or(ApiError::Unauthorized)
     }
 
     /// The caller, whose token must carry one of `any_of`.
@@ -900,22 +852,14 @@ async fn token(
     if !scopes.is_subset(&st.granted) {
         return oauth_error("invalid_scope");
     }
-    let access = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
     let ttl = st.token_ttl;
     let scope = scopes.iter().cloned().collect::<Vec<_>>().join(" ");
-    st.tokens.insert(
-        access.clone(),
-        Token {
-            scopes,
-            expires: Instant::now() + ttl,
-        },
-    );
-    let expires_in = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+    let access = st.tokens.issue(scopes, ttl);
     (
         StatusCode::OK,
         Json(json!({
             "access_token": access,
-            "expires_in": expires_in,
+            "expires_in": faults::whole_secs_up(ttl),
             "token_type": "Bearer",
             "scope": scope,
         })),

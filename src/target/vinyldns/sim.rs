@@ -47,7 +47,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::sigv4::{self, Received, SigError};
-use crate::sim::control::{self, CallLog, ControlPut, SimControl, SimCore};
+use crate::sim::control::{self, ControlPut, SimControl, SimCore};
 use crate::sim::faults::{FaultHost, FaultInjector, Faults};
 use crate::sim::name_key;
 
@@ -237,8 +237,9 @@ pub struct SimGroup {
     pub admins: BTreeSet<String>,
 }
 
+/// The simulator's state behind its handles (opaque: only its handles reach inside).
 #[derive(Debug)]
-struct SimState {
+pub struct SimState {
     keys: BTreeMap<String, (String, String)>,
     users: BTreeMap<String, SimUser>,
     groups: BTreeMap<String, SimGroup>,
@@ -249,12 +250,6 @@ struct SimState {
 #[derive(Clone, Debug)]
 pub struct VinylDnsSim {
     inner: Arc<SimCore<SimState>>,
-}
-
-impl Default for VinylDnsSim {
-    fn default() -> Self {
-        Self::new(VinylDnsSeed::default())
-    }
 }
 
 /// The authenticated caller of one request.
@@ -333,31 +328,6 @@ impl VinylDnsSim {
     /// VinylDNS serves at the root.
     pub fn base_path(&self) -> String {
         String::new()
-    }
-
-    /// Every API request received, as `"METHOD /path?query"`, in arrival order.
-    pub fn calls(&self) -> Vec<String> {
-        self.inner.calls().lines()
-    }
-
-    /// Forgets the calls received so far.
-    pub fn clear_calls(&self) {
-        self.inner.calls().clear();
-    }
-
-    /// Replaces the faults.
-    pub fn set_faults(&self, f: Faults) {
-        self.inner.faults().set(f);
-    }
-
-    /// Replaces the behaviour switches.
-    pub fn set_behaviour(&self, b: Behaviour) {
-        self.lock().behaviour = b;
-    }
-
-    /// The behaviour switches in force.
-    pub fn behaviour(&self) -> Behaviour {
-        self.lock().behaviour.clone()
     }
 
     /// Adds a user (as VinylDNS does on a first login) and returns its id.
@@ -532,11 +502,16 @@ impl FaultHost for VinylDnsSim {
 
 impl SimControl for VinylDnsSim {
     type Behaviour = Behaviour;
+    type State = SimState;
 
     const CONTROL_PUT: ControlPut = ControlPut::NoContent;
 
-    fn call_log(&self) -> &CallLog {
-        self.inner.calls()
+    fn core(&self) -> &SimCore<SimState> {
+        &self.inner
+    }
+
+    fn behaviour_in(state: &mut SimState) -> &mut Behaviour {
+        &mut state.behaviour
     }
 
     fn state_json(&self) -> Value {
@@ -545,14 +520,6 @@ impl SimControl for VinylDnsSim {
             "users": st.users.values().collect::<Vec<_>>(),
             "groups": st.groups.values().collect::<Vec<_>>(),
         })
-    }
-
-    fn behaviour(&self) -> Behaviour {
-        VinylDnsSim::behaviour(self)
-    }
-
-    fn set_behaviour(&self, b: Behaviour) {
-        VinylDnsSim::set_behaviour(self, b);
     }
 }
 
@@ -649,26 +616,26 @@ fn max_items(q: &BTreeMap<String, String>) -> Result<usize, Response> {
     }
 }
 
+/// A handler's answer: `Err` carries its error response, so that `?` can pass one on.
+type Answer = Result<Response, Response>;
+
 /// `GET /groups`.
 async fn list_groups(
     State(sim): State<VinylDnsSim>,
     Extension(caller): Extension<Caller>,
     Query(q): Query<BTreeMap<String, String>>,
-) -> Response {
-    let max = match max_items(&q) {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
+) -> Answer {
+    let max = max_items(&q)?;
     let ignore_access = match q.get("ignoreAccess").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
         Some(other) => {
-            return text(
+            return Err(text(
                 StatusCode::BAD_REQUEST,
                 format!(
                     "The query parameter 'ignoreAccess' was malformed: '{other}' is not a valid Boolean value"
                 ),
-            );
+            ));
         }
     };
     let st = sim.lock();
@@ -693,10 +660,10 @@ async fn list_groups(
         None => all,
         Some(id) => {
             let Some(prev) = st.groups.get(id) else {
-                return text(
+                return Err(text(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "There was an internal server error.",
-                );
+                ));
             };
             let prev = prev.name.to_lowercase();
             all.into_iter()
@@ -722,7 +689,7 @@ async fn list_groups(
             o.insert("groupNameFilter".into(), f.clone().into());
         }
     }
-    ok(body)
+    Ok(ok(body))
 }
 
 fn group_not_found(id: &str) -> Response {
@@ -845,11 +812,8 @@ async fn create_group(
     State(sim): State<VinylDnsSim>,
     Extension(caller): Extension<Caller>,
     body: Bytes,
-) -> Response {
-    let (input, name, email) = match read_input(&body, false) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+) -> Answer {
+    let (input, name, email) = read_input(&body, false)?;
     let mut st = sim.lock();
     let mut admins: BTreeSet<String> = input.admins.iter().map(|a| a.id.clone()).collect();
     if st.behaviour.creator_becomes_admin {
@@ -858,11 +822,9 @@ async fn create_group(
     let mut members: BTreeSet<String> = input.members.iter().map(|m| m.id.clone()).collect();
     members.extend(admins.iter().cloned());
     if let Some(g) = st.same_name(&name, None) {
-        return conflict(&name, &g.email);
+        return Err(conflict(&name, &g.email));
     }
-    if let Err(r) = check_lists(&st, &members, &admins) {
-        return r;
-    }
+    check_lists(&st, &members, &admins)?;
     let id = Uuid::new_v4().to_string();
     let g = SimGroup {
         id: id.clone(),
@@ -874,7 +836,7 @@ async fn create_group(
     };
     let info = st.info(&g);
     st.groups.insert(id, g);
-    ok(info)
+    Ok(ok(info))
 }
 
 /// `PUT /groups/{id}`: the whole group; the server reads the id from the body.
@@ -883,27 +845,22 @@ async fn update_group(
     Extension(caller): Extension<Caller>,
     Path(_path_id): Path<String>,
     body: Bytes,
-) -> Response {
-    let (input, name, email) = match read_input(&body, true) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+) -> Answer {
+    let (input, name, email) = read_input(&body, true)?;
     let id = input.id.clone().unwrap_or_default();
     let mut st = sim.lock();
     let Some(existing) = st.groups.get(&id).cloned() else {
-        return group_not_found(&id);
+        return Err(group_not_found(&id));
     };
     if !(caller.is_super || existing.admins.contains(&caller.id)) {
-        return text(StatusCode::FORBIDDEN, "Not authorized");
+        return Err(text(StatusCode::FORBIDDEN, "Not authorized"));
     }
     let admins: BTreeSet<String> = input.admins.iter().map(|a| a.id.clone()).collect();
     let mut members: BTreeSet<String> = input.members.iter().map(|m| m.id.clone()).collect();
     members.extend(admins.iter().cloned());
-    if let Err(r) = check_lists(&st, &members, &admins) {
-        return r;
-    }
+    check_lists(&st, &members, &admins)?;
     if let Some(g) = st.same_name(&name, Some(&id)) {
-        return conflict(&name, &g.email);
+        return Err(conflict(&name, &g.email));
     }
     let g = SimGroup {
         id: id.clone(),
@@ -915,7 +872,7 @@ async fn update_group(
     };
     let info = st.info(&g);
     st.groups.insert(id, g);
-    ok(info)
+    Ok(ok(info))
 }
 
 /// `DELETE /groups/{id}`.
@@ -944,14 +901,11 @@ async fn list_members(
     State(sim): State<VinylDnsSim>,
     Path(id): Path<String>,
     Query(q): Query<BTreeMap<String, String>>,
-) -> Response {
-    let max = match max_items(&q) {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
+) -> Answer {
+    let max = max_items(&q)?;
     let st = sim.lock();
     let Some(g) = st.groups.get(&id) else {
-        return group_not_found(&id);
+        return Err(group_not_found(&id));
     };
     let start = q.get("startFrom");
     let rest: Vec<&String> = g
@@ -980,7 +934,7 @@ async fn list_members(
             o.insert("startFrom".into(), s.clone().into());
         }
     }
-    ok(body)
+    Ok(ok(body))
 }
 
 /// `GET /groups/{id}/admins`.
