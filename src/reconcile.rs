@@ -3,6 +3,7 @@
 //! This is where the safety rules meet: nothing is compiled, let alone sent, unless the source
 //! load and the observe both succeeded completely and the guard accepted the plan.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tracing::{Instrument, info, info_span, warn};
@@ -10,8 +11,8 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::config::Diagnostic;
 use crate::exec::{ApplyReport, Executor};
 use crate::model::Desired;
-use crate::plan::{self, Plan, Policy, Refusal};
-use crate::target::{ObserveError, Target};
+use crate::plan::{self, Plan, PlanError, Policy, Refusal};
+use crate::target::{ObserveError, Rejection, Target};
 
 /// Whether a run only plans or also writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,12 +53,14 @@ pub struct TargetReport {
 }
 
 impl TargetReport {
-    /// Whether something failed: the read, or any change.
+    /// Whether something failed: the read, any change, or (in a plan) the check of a change
+    /// against the target's rules.
     pub fn failed(&self) -> bool {
         match &self.outcome {
             TargetOutcome::ObserveFailed(_) | TargetOutcome::Invalid(_) => true,
             TargetOutcome::Applied(r) => r.failures() > 0,
-            TargetOutcome::Planned | TargetOutcome::Refused(_) => false,
+            TargetOutcome::Planned => self.plan.as_ref().is_some_and(|p| !p.errors.is_empty()),
+            TargetOutcome::Refused(_) => false,
         }
     }
 }
@@ -111,14 +114,31 @@ pub async fn reconcile<T: Target>(
         };
         durations.push(("observe", started.elapsed()));
         let started = Instant::now();
-        let plan = info_span!("plan")
+        let mut plan = info_span!("plan")
             .in_scope(|| plan::plan(&name, target_type, desired, &observed, policy, caps));
+        match target
+            .vet(desired, &observed, &plan)
+            .instrument(info_span!("vet"))
+            .await
+        {
+            Ok(rejections) => plan.errors = plan_errors(desired, rejections),
+            Err(e) => {
+                warn!(error = %e, "could not check the plan against the target's rules; nothing will be written to it");
+                return TargetReport {
+                    target: name.clone(),
+                    plan: None,
+                    outcome: TargetOutcome::ObserveFailed(e),
+                    durations: durations.clone(),
+                };
+            }
+        }
         durations.push(("plan", started.elapsed()));
         info!(
             add = plan.summary.add,
             change = plan.summary.change,
             remove = plan.summary.remove,
             warnings = plan.warnings.len(),
+            errors = plan.errors.len(),
             "planned"
         );
         if mode == Mode::Plan {
@@ -140,8 +160,9 @@ pub async fn reconcile<T: Target>(
         }
         let started = Instant::now();
         let calls = target.compile(&plan, &observed);
+        let refused = refused_changes(&plan);
         let report = exec
-            .execute(target, calls)
+            .execute_vetted(target, calls, &refused)
             .instrument(info_span!("apply"))
             .await;
         durations.push(("apply", started.elapsed()));
@@ -160,4 +181,31 @@ pub async fn reconcile<T: Target>(
     }
     .instrument(span)
     .await
+}
+
+/// The connector's rejections as plan errors, each pointing at where its group is defined;
+/// sorted, so that plans come out the same on every run.
+fn plan_errors(desired: &Desired, rejections: Vec<Rejection>) -> Vec<PlanError> {
+    let mut errors: Vec<PlanError> = rejections
+        .into_iter()
+        .map(|r| PlanError {
+            at: desired.origins.get(&r.group).map(ToString::to_string),
+            group: r.group,
+            change: r.change,
+            message: r.message,
+        })
+        .collect();
+    errors.sort();
+    errors.dedup();
+    errors
+}
+
+/// Every change of `plan` its errors refuse, by index, with the reasons joined.
+fn refused_changes(plan: &Plan) -> BTreeMap<usize, String> {
+    (0..plan.changes.len())
+        .filter_map(|i| {
+            let why: Vec<&str> = plan.refusals_of(i).map(|e| e.message.as_str()).collect();
+            (!why.is_empty()).then(|| (i, why.join("; ")))
+        })
+        .collect()
 }

@@ -392,7 +392,7 @@ mod tests {
             target: target.to_owned(),
             summary: Summary::of(&changes),
             changes,
-            warnings: Vec::new(),
+            ..Plan::default()
         }
     }
 

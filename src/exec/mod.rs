@@ -85,14 +85,42 @@ impl Executor {
 
     /// Sends `calls` stage by stage and reports the outcome of every change they cover.
     pub async fn execute<T: Target>(&self, target: &T, calls: Vec<T::Call>) -> ApplyReport {
+        self.execute_vetted(target, calls, &BTreeMap::new()).await
+    }
+
+    /// As [`Executor::execute`], but never sends a call that covers a change in `refused` (the
+    /// plan's errors, by change index, with why the server would refuse it): that change fails
+    /// with its reason, the others the same call covers are skipped, and so is every call that
+    /// needs a group whose creation was refused.
+    pub async fn execute_vetted<T: Target>(
+        &self,
+        target: &T,
+        calls: Vec<T::Call>,
+        refused: &BTreeMap<usize, String>,
+    ) -> ApplyReport {
+        let mut report = ApplyReport::default();
+        let mut failed_creates: HashSet<GroupName> = HashSet::new();
         let mut stages: BTreeMap<Stage, Vec<T::Call>> = BTreeMap::new();
         for c in calls {
+            if c.covers().iter().any(|i| refused.contains_key(i)) {
+                for i in c.covers() {
+                    let outcome = match refused.get(i) {
+                        Some(why) => Outcome::Failed(format!("refused at plan time: {why}")),
+                        None => Outcome::Skipped(
+                            "sent in one call with a change refused at plan time".to_owned(),
+                        ),
+                    };
+                    report.outcomes.insert(*i, outcome);
+                }
+                if c.stage() == Stage::CreateGroup {
+                    failed_creates.insert(c.group().clone());
+                }
+                continue;
+            }
             stages.entry(c.stage()).or_default().push(c);
         }
         self.progress
             .set_length(stages.values().map(Vec::len).sum::<usize>() as u64);
-        let mut report = ApplyReport::default();
-        let mut failed_creates: HashSet<GroupName> = HashSet::new();
 
         for (stage, calls) in stages {
             let mut runnable = Vec::new();

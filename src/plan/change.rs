@@ -159,6 +159,35 @@ pub struct Warning {
     pub message: String,
 }
 
+/// A planned change the target's server would refuse, found at plan time by the connector's
+/// [`crate::target::Target::vet`], so that a clean plan means the apply will not be refused for the
+/// rules the connector can check before writing. `roster apply` never sends a refused change.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct PlanError {
+    /// The group the refused change is about.
+    pub group: GroupName,
+    /// The index of the refused change in the plan's `changes`, or `None` when the error is
+    /// about the group as a whole (every change of it is refused).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<usize>,
+    /// Where the group is defined (`file:line:col`, or the LDAP entry), when the desired state
+    /// has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    /// Which server rule refuses it, and what to do about it.
+    pub message: String,
+}
+
+impl PlanError {
+    /// Whether this error refuses change `index` of the plan, whose group is `group`.
+    pub fn refuses(&self, index: usize, group: &GroupName) -> bool {
+        match self.change {
+            Some(i) => i == index,
+            None => &self.group == group,
+        }
+    }
+}
+
 /// Counts of changes by effect, as in `Plan: 3 to add, 1 to change, 2 to remove.`
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
@@ -194,6 +223,10 @@ pub struct Plan {
     pub changes: Vec<Change>,
     /// Warnings, sorted.
     pub warnings: Vec<Warning>,
+    /// Changes the target's server would refuse, sorted; a plan with errors is not clean, and its
+    /// refused changes are never sent.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<PlanError>,
     /// Counts of the changes.
     pub summary: Summary,
 }
@@ -202,6 +235,14 @@ impl Plan {
     /// Whether the plan changes nothing.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
+    }
+
+    /// The errors that refuse change `index`, if any.
+    pub fn refusals_of(&self, index: usize) -> impl Iterator<Item = &PlanError> {
+        let group = self.changes.get(index).map(Change::group);
+        self.errors
+            .iter()
+            .filter(move |e| group.is_some_and(|g| e.refuses(index, g)))
     }
 
     /// How many removals (members, children and groups) the plan makes: what `max_deletes` limits.

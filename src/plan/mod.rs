@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::model::{Capabilities, Desired, GroupKind, GroupName, Observed, ObservedGroup};
 
-pub use change::{Change, FieldChange, Plan, Summary, Warning, WarningKind};
+pub use change::{Change, FieldChange, Plan, PlanError, Summary, Warning, WarningKind};
 
 /// Whether roster removes what the desired state does not name (the `membership` key of a
 /// `[[target]]`).
@@ -415,6 +415,7 @@ pub fn plan(
         summary: Summary::of(&changes),
         changes,
         warnings,
+        errors: Vec::new(),
     }
 }
 

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::plan::change::{Change, Plan, Summary};
+use crate::plan::change::{Change, Plan, PlanError, Summary};
 
 /// An output format of `roster plan`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -101,10 +101,28 @@ fn summary_line(plans: &[Plan], failed: &[Failed]) -> String {
             t.add, t.change, t.remove
         )
     };
+    let errors: usize = plans.iter().map(|p| p.errors.len()).sum();
+    let line = match errors {
+        0 => line,
+        1 => format!("{line} 1 error: the target would refuse it."),
+        n => format!("{line} {n} errors: the targets would refuse them."),
+    };
     match failed.len() {
         0 => line,
         1 => format!("{line} 1 target could not be planned."),
         n => format!("{line} {n} targets could not be planned."),
+    }
+}
+
+/// A plan error as one line: where the group is defined, the refused change, and why.
+pub fn error_line(plan: &Plan, e: &PlanError) -> String {
+    let what = match e.change.and_then(|i| plan.changes.get(i)) {
+        Some(c) => describe(c),
+        None => format!("group \"{}\"", e.group),
+    };
+    match &e.at {
+        Some(at) => format!("error: {at}: {what}: {}", e.message),
+        None => format!("error: {what}: {}", e.message),
     }
 }
 
@@ -121,6 +139,9 @@ fn text(plans: &[Plan], failed: &[Failed]) -> String {
         }
         for w in &p.warnings {
             let _ = writeln!(out, "  ! {}", w.message);
+        }
+        for e in &p.errors {
+            let _ = writeln!(out, "  {}", error_line(p, e));
         }
     }
     for f in failed {
@@ -168,7 +189,10 @@ fn markdown(plans: &[Plan], failed: &[Failed]) -> String {
         for w in &p.warnings {
             let _ = writeln!(out, "- ⚠️ {}", w.message);
         }
-        if !p.warnings.is_empty() {
+        for e in &p.errors {
+            let _ = writeln!(out, "- ❌ {}", error_line(p, e));
+        }
+        if !p.warnings.is_empty() || !p.errors.is_empty() {
             out.push('\n');
         }
     }

@@ -220,6 +220,39 @@ pub fn problem(desired: &Desired, group: &GroupName, message: String) -> Diagnos
     }
 }
 
+/// A planned change that the target's server would refuse, as [`Target::vet`] finds it: the
+/// group, the change (by index in the plan; `None` refuses every change of the group) and the
+/// server rule that refuses it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// The group.
+    pub group: GroupName,
+    /// The refused change's index in the plan, or `None` for all of the group's changes.
+    pub change: Option<usize>,
+    /// Which rule refuses it, in the reader's terms (what the server checks, what to do).
+    pub message: String,
+}
+
+impl Rejection {
+    /// Refuses change `index` of `plan`.
+    pub fn of_change(plan: &Plan, index: usize, message: String) -> Option<Self> {
+        plan.changes.get(index).map(|c| Self {
+            group: c.group().clone(),
+            change: Some(index),
+            message,
+        })
+    }
+
+    /// Refuses every change of `group`.
+    pub fn of_group(group: &GroupName, message: String) -> Self {
+        Self {
+            group: group.clone(),
+            change: None,
+            message,
+        }
+    }
+}
+
 /// Looks up `keys` with `resolve` (one call each, up to `concurrency` at once) and records each
 /// in `observed`: its target id in `users`, or in `unknown_users` when the target has no such
 /// user. The first failed lookup fails the whole observe.
@@ -280,6 +313,22 @@ pub trait Target: Named + Send + Sync {
         scope: &Scope,
         users: &BTreeSet<UserKey>,
     ) -> impl Future<Output = Result<Observed, ObserveError>> + Send;
+
+    /// Checks `plan` against the rules the target's server applies to writes, before anything is
+    /// written: name and username rules, e-mail rules and allowed domains, field lengths, required
+    /// fields, the account's right to change each group. Every change the server would refuse is
+    /// returned as a [`Rejection`], so a plan without rejections will not be refused for those
+    /// reasons. It may read (a list of allowed domains, the account's own rights) but never writes;
+    /// a failed read fails the target as a failed observe does. By default nothing is refused.
+    fn vet(
+        &self,
+        desired: &Desired,
+        observed: &Observed,
+        plan: &Plan,
+    ) -> impl Future<Output = Result<Vec<Rejection>, ObserveError>> + Send {
+        let _ = (desired, observed, plan);
+        std::future::ready(Ok(Vec::new()))
+    }
 
     /// The fewest calls this API allows for `plan`. Pure: no I/O.
     fn compile(&self, plan: &Plan, observed: &Observed) -> Vec<Self::Call>;
