@@ -209,3 +209,218 @@ fn refused_changes(plan: &Plan) -> BTreeMap<usize, String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    //! `reconcile` with a connector whose checks refuse one change: the plan carries the error
+    //! at the group's place, a plan run fails, and an apply sends everything but the refused call.
+
+    use std::collections::BTreeSet;
+    use std::num::NonZeroUsize;
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::exec::{Outcome, RetryPolicy};
+    use crate::model::{
+        Capabilities, Group, GroupName, MembershipWrites, Observed, Origin, UserKey,
+    };
+    use crate::plan::change::Change;
+    use crate::plan::{MembershipMode, Scope};
+    use crate::target::{Call, CallError, Named, RetrySafety, Sent, Stage};
+
+    #[derive(Debug)]
+    struct OneCall {
+        group: GroupName,
+        index: [usize; 1],
+    }
+
+    impl Call for OneCall {
+        fn group(&self) -> &GroupName {
+            &self.group
+        }
+        fn stage(&self) -> Stage {
+            Stage::CreateGroup
+        }
+        fn retry(&self) -> RetrySafety {
+            RetrySafety::Idempotent
+        }
+        fn covers(&self) -> &[usize] {
+            &self.index
+        }
+    }
+
+    /// Refuses to create groups whose names start with a digit; reads fail when `broken_vet`.
+    #[derive(Default)]
+    struct Picky {
+        sent: Mutex<Vec<GroupName>>,
+        broken_vet: bool,
+    }
+
+    impl Named for Picky {
+        fn target_name(&self) -> &str {
+            "picky"
+        }
+    }
+
+    impl Target for Picky {
+        type Call = OneCall;
+
+        fn capabilities(&self) -> Capabilities {
+            Capabilities {
+                nested_groups: true,
+                membership: MembershipWrites::PerMember,
+                case_insensitive_names: false,
+                renames: true,
+            }
+        }
+
+        async fn observe(
+            &self,
+            _scope: &Scope,
+            _users: &BTreeSet<UserKey>,
+        ) -> Result<Observed, ObserveError> {
+            Ok(Observed::default())
+        }
+
+        async fn vet(
+            &self,
+            _desired: &Desired,
+            _observed: &Observed,
+            plan: &Plan,
+        ) -> Result<Vec<Rejection>, ObserveError> {
+            if self.broken_vet {
+                return Err(ObserveError::Incomplete {
+                    target: "picky".to_owned(),
+                    message: "the domain list could not be read".to_owned(),
+                });
+            }
+            Ok(plan
+                .changes
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| {
+                    c.group()
+                        .as_str()
+                        .starts_with(|ch: char| ch.is_ascii_digit())
+                })
+                .filter_map(|(i, _)| {
+                    Rejection::of_change(plan, i, "names start with a letter".to_owned())
+                })
+                .collect())
+        }
+
+        fn compile(&self, plan: &Plan, _observed: &Observed) -> Vec<OneCall> {
+            plan.changes
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| matches!(c, Change::CreateGroup { .. }))
+                .map(|(i, c)| OneCall {
+                    group: c.group().clone(),
+                    index: [i],
+                })
+                .collect()
+        }
+
+        async fn send(&self, call: &OneCall) -> Result<Sent, CallError> {
+            self.sent.lock().unwrap().push(call.group.clone());
+            Ok(Sent::Done)
+        }
+
+        async fn recheck(&self, _call: &OneCall) -> Result<Option<Sent>, CallError> {
+            Ok(None)
+        }
+    }
+
+    fn desired() -> Desired {
+        let mut d = Desired::default();
+        for (name, line) in [("1st", 1), ("eng", 5)] {
+            d.groups.insert(name.into(), Group::named(name));
+            d.origins.insert(
+                name.into(),
+                Origin::File {
+                    path: PathBuf::from("groups/all.toml"),
+                    line,
+                    col: 1,
+                },
+            );
+        }
+        d
+    }
+
+    fn policy(d: &Desired) -> Policy {
+        Policy {
+            scope: Scope::new(None, d, false).unwrap(),
+            membership: MembershipMode::Authoritative,
+            prune: false,
+            max_deletes: 10,
+            allow_empty_source: false,
+        }
+    }
+
+    fn executor() -> Executor {
+        Executor::new(RetryPolicy::default(), NonZeroUsize::new(2).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_refused_change_is_a_plan_error_at_its_group() {
+        let d = desired();
+        let t = Picky::default();
+        let r = reconcile(&t, "picky", &d, &policy(&d), &executor(), Mode::Plan).await;
+        let plan = r.plan.as_ref().unwrap();
+        assert_eq!(
+            plan.errors,
+            [PlanError {
+                group: "1st".into(),
+                change: Some(0),
+                at: Some("groups/all.toml:1:1".to_owned()),
+                message: "names start with a letter".to_owned(),
+            }]
+        );
+        assert!(r.failed(), "a plan with errors is not clean");
+        assert!(t.sent.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_apply_sends_all_but_the_refused_change() {
+        let d = desired();
+        let t = Picky::default();
+        let r = reconcile(&t, "picky", &d, &policy(&d), &executor(), Mode::Apply).await;
+        assert_eq!(*t.sent.lock().unwrap(), [GroupName::from("eng")]);
+        let TargetOutcome::Applied(report) = &r.outcome else {
+            panic!("{:?}", r.outcome)
+        };
+        assert_eq!(
+            report.outcomes.get(&0),
+            Some(&Outcome::Failed(
+                "refused at plan time: names start with a letter".to_owned()
+            ))
+        );
+        assert_eq!(report.outcomes.get(&1), Some(&Outcome::Applied));
+        assert!(r.failed());
+    }
+
+    #[tokio::test]
+    async fn a_failed_check_writes_nothing() {
+        let d = desired();
+        let t = Picky {
+            broken_vet: true,
+            ..Picky::default()
+        };
+        let r = reconcile(&t, "picky", &d, &policy(&d), &executor(), Mode::Apply).await;
+        assert!(matches!(r.outcome, TargetOutcome::ObserveFailed(_)));
+        assert!(r.plan.is_none());
+        assert!(t.sent.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_clean_plan_is_not_a_failure() {
+        let mut d = desired();
+        d.groups.remove(&GroupName::from("1st"));
+        let t = Picky::default();
+        let r = reconcile(&t, "picky", &d, &policy(&d), &executor(), Mode::Plan).await;
+        assert!(r.plan.as_ref().unwrap().errors.is_empty());
+        assert!(!r.failed());
+    }
+}

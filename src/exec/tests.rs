@@ -647,3 +647,46 @@ async fn a_failure_message_names_the_call() {
         assert!(message.contains(part), "{message} lacks {part}");
     }
 }
+
+#[tokio::test]
+async fn a_change_refused_at_plan_time_is_never_sent() {
+    // Change 0 creates "New" (refused), 1-2 are members of "New" (their call needs it), 3 and 4
+    // are carried by one call with refused change 4, 5 is independent.
+    let target = FakeTarget::default();
+    let calls = vec![
+        FakeCall::new("create-New", "New", Stage::CreateGroup, 0),
+        FakeCall::new("member-New", "New", Stage::Members, 1).covering(&[1, 2]),
+        FakeCall::new("put-A", "A", Stage::Members, 3).covering(&[3, 4]),
+        FakeCall::new("member-B", "B", Stage::Members, 5),
+    ];
+    let refused = BTreeMap::from([
+        (0, "the name breaks the rule".to_owned()),
+        (4, "the e-mail is refused".to_owned()),
+    ]);
+    let report = executor(0, 2)
+        .execute_vetted(&target, calls, &refused)
+        .await;
+
+    assert_eq!(target.sends_of("create-New"), 0);
+    assert_eq!(target.sends_of("member-New"), 0);
+    assert_eq!(target.sends_of("put-A"), 0);
+    assert_eq!(target.sends_of("member-B"), 1);
+    assert_eq!(report.attempts, 1);
+    assert_eq!(
+        outcome(&report, 0),
+        &Outcome::Failed("refused at plan time: the name breaks the rule".to_owned())
+    );
+    assert!(
+        matches!(outcome(&report, 1), Outcome::Skipped(why) if why.contains("\"New\" could not be created"))
+    );
+    assert!(matches!(outcome(&report, 2), Outcome::Skipped(_)));
+    assert!(
+        matches!(outcome(&report, 3), Outcome::Skipped(why) if why.contains("refused at plan time"))
+    );
+    assert_eq!(
+        outcome(&report, 4),
+        &Outcome::Failed("refused at plan time: the e-mail is refused".to_owned())
+    );
+    assert_eq!(outcome(&report, 5), &Outcome::Applied);
+    assert_eq!(report.failures(), 5);
+}

@@ -1001,3 +1001,84 @@ fn names_differing_only_in_case_clash_on_case_insensitive_targets() {
     assert_eq!(p.summary.add, 4);
     assert!(warnings_of(&p, WarningKind::NameClash).is_empty());
 }
+
+/// A plan with errors shows each refused change with where its group is defined, in every
+/// format, and its summary does not read as clean.
+#[test]
+fn plan_errors_are_rendered_with_their_place() {
+    let mut p = rich_plan();
+    let create = p
+        .changes
+        .iter()
+        .position(|c| c.op() == "create_group")
+        .unwrap();
+    p.errors = vec![
+        crate::plan::PlanError {
+            group: "Platform".into(),
+            change: Some(create),
+            at: Some("groups/eng.toml:7:1".to_owned()),
+            message: "Studio refuses this name".to_owned(),
+        },
+        crate::plan::PlanError {
+            group: "Engineering".into(),
+            change: None,
+            at: None,
+            message: "the account may not change this group".to_owned(),
+        },
+    ];
+    let text = render(std::slice::from_ref(&p), &[], Format::Text);
+    assert!(
+        text.contains(
+            "  error: groups/eng.toml:7:1: create group \"Platform\": Studio refuses this name\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("  error: group \"Engineering\": the account may not change this group\n"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("2 errors: the targets would refuse them.\n"),
+        "{text}"
+    );
+    let md = render(std::slice::from_ref(&p), &[], Format::Markdown);
+    assert!(
+        md.contains("- ❌ error: groups/eng.toml:7:1: create group \"Platform\""),
+        "{md}"
+    );
+    let doc: Value = serde_json::from_str(&render(&[p], &[], Format::Json)).unwrap();
+    assert_eq!(
+        doc["targets"][0]["errors"][0],
+        json!({"group": "Platform", "change": create, "at": "groups/eng.toml:7:1",
+               "message": "Studio refuses this name"})
+    );
+    assert_eq!(
+        doc["targets"][0]["errors"][1],
+        json!({"group": "Engineering", "message": "the account may not change this group"})
+    );
+}
+
+/// An error about a whole group refuses each of its changes and no other; an error about one
+/// change refuses that change alone.
+#[test]
+fn plan_errors_refuse_exactly_their_changes() {
+    let mut p = rich_plan();
+    p.errors = vec![
+        crate::plan::PlanError {
+            group: "Engineering".into(),
+            change: None,
+            at: None,
+            message: "no right".to_owned(),
+        },
+        crate::plan::PlanError {
+            group: "Platform".into(),
+            change: Some(8),
+            at: None,
+            message: "bad user".to_owned(),
+        },
+    ];
+    let refused: Vec<usize> = (0..p.changes.len())
+        .filter(|i| p.refusals_of(*i).next().is_some())
+        .collect();
+    assert_eq!(refused, [0, 1, 2, 3, 4, 5, 8]);
+}
