@@ -12,6 +12,8 @@
 //! url = "https://vinyldns.example.com"
 //! access_key_file = "secrets/vinyldns-access"
 //! secret_key_file = "secrets/vinyldns-secret"
+//! # The server's `valid-email-config.number-of-dots`, when its operator changed it:
+//! # email_dots = 2
 //! ```
 
 use std::ops::Range;
@@ -33,7 +35,14 @@ pub struct VinylDnsConfig {
     pub access_key: Secret,
     /// The secret key that signs requests (redacted in `Debug`).
     pub secret_key: Secret,
+    /// The most dots the domain of a group's e-mail may hold: the server's
+    /// `valid-email-config.number-of-dots` (2 unless the server's operator changed it), which the
+    /// API does not show.
+    pub email_dots: usize,
 }
+
+/// The server's default limit of dots after the `@` of a group's e-mail.
+pub const DEFAULT_EMAIL_DOTS: usize = 2;
 
 /// The VinylDNS keys of a `[[target]]` table.
 #[derive(Debug, Deserialize)]
@@ -53,6 +62,8 @@ pub(crate) struct VinylDnsKeys {
     secret_key_env: Option<Spanned<String>>,
     /// The secret key, written here (warned about: prefer the file or the variable).
     secret_key: Option<Spanned<String>>,
+    /// The server's limit of dots after the `@` of a group's e-mail (default 2).
+    email_dots: Option<usize>,
 }
 
 impl TargetKeys for VinylDnsKeys {
@@ -83,6 +94,7 @@ impl TargetKeys for VinylDnsKeys {
             url: url?,
             access_key: access_key?,
             secret_key: secret_key?,
+            email_dots: self.email_dots.unwrap_or(DEFAULT_EMAIL_DOTS),
         })
     }
 }

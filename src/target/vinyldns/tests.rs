@@ -18,6 +18,7 @@ fn target() -> VinylDnsTarget {
         url: "https://vinyldns.example.com".into(),
         access_key: Secret::new("AK"),
         secret_key: Secret::new("SK"),
+        email_dots: 2,
     };
     VinylDnsTarget::new(
         "dns",
