@@ -301,6 +301,15 @@ fn email_rule(email: &str, domains: &[String], max_dots: usize) -> Result<(), St
     Ok(())
 }
 
+/// Why an update's e-mail is refused: the new one, or the stored one, which every update sends
+/// again.
+fn resent(changed: Option<&str>, why: String) -> String {
+    match changed {
+        Some(_) => why,
+        None => format!("every update re-sends the group's stored e-mail, and {why}"),
+    }
+}
+
 /// The server stores a description in a column of 256 characters.
 fn description_rule(d: &str) -> Option<String> {
     let n = d.chars().count();
@@ -1411,14 +1420,12 @@ impl Target for VinylDnsTarget {
                         }
                     }
                     if emailed.insert(group) {
-                        let email = fields
-                            .get("email")
-                            .and_then(|f| f.to.as_str())
-                            .or(stored_email);
-                        if let Some(Err(why)) =
-                            email.map(|e| email_rule(e, &domains, self.email_dots))
+                        let changed = fields.get("email").and_then(|f| f.to.as_str());
+                        if let Some(Err(why)) = changed
+                            .or(stored_email)
+                            .map(|e| email_rule(e, &domains, self.email_dots))
                         {
-                            out.push(Rejection::of_group(group, why));
+                            out.push(Rejection::of_group(group, resent(changed, why)));
                         }
                     }
                 }
@@ -1434,12 +1441,7 @@ impl Target for VinylDnsTarget {
                     let email = changed.or(stored_email);
                     if let Some(Err(why)) = email.map(|e| email_rule(e, &domains, self.email_dots))
                     {
-                        let why = if changed.is_none() {
-                            format!("every update re-sends the group's stored e-mail, and {why}")
-                        } else {
-                            why
-                        };
-                        out.push(Rejection::of_group(group, why));
+                        out.push(Rejection::of_group(group, resent(changed, why)));
                     }
                 }
                 Change::DeleteGroup { .. } => {
