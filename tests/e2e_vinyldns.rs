@@ -140,11 +140,12 @@ async fn an_empty_source_against_managed_groups_is_refused() {
 
 #[tokio::test]
 async fn a_connection_dropped_after_a_create_is_rechecked_not_duplicated() {
-    // The recheck replaced the lists, so roster's own admin seat is gone too.
+    // The recheck replaced the lists and kept roster's own admin seat, which the server gave it.
     let w =
         suite::dropped_connection_after_a_create_converges::<VinylDns>(|c| c.starts_with("POST "))
             .await;
     assert_eq!(w.sim.vinyldns.groups().len(), 1);
+    assert_eq!(w.sim.vinyldns.admin_names("fresh"), ["alice", "roster"]);
 }
 
 #[tokio::test]
@@ -671,4 +672,23 @@ async fn the_servers_group_rules_are_plan_errors() {
     assert_eq!(w.sim.vinyldns.member_names("dotted"), ["alice"]);
     let calls = writes(&w);
     assert_eq!(calls.len(), 1, "{calls:?}");
+}
+
+#[tokio::test]
+async fn a_locked_account_is_a_403_that_says_so() {
+    let w = world(
+        &seed(&["alice"], "").replace(
+            "[vinyldns]\nusers",
+            "[vinyldns]\nlocked_users = [\"roster\"]\nusers",
+        ),
+        &group("g", &["alice"], &[], &["alice"]),
+        "",
+    )
+    .await;
+    let (code, out) = plan_out(&w).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("403") && out.contains("Account with username roster is locked"),
+        "{out}"
+    );
 }

@@ -709,16 +709,23 @@ impl VinylDnsTarget {
         };
         let groups = self.list_groups(listing, true).await?;
         let mut a = Account::default();
+        let mut seen: HashSet<&str> = HashSet::new();
         for g in groups.iter().filter(|g| !g.is_deleted()) {
-            if let Some(m) = g.members.first().or(g.admins.first()) {
-                a.id = Some(m.id.clone());
-            }
+            seen.extend(g.members.iter().chain(&g.admins).map(|m| m.id.as_str()));
             if !g.members.is_empty() {
                 a.member_of += 1;
             }
             if !g.admins.is_empty() {
                 a.admin_of.insert(g.id.clone());
             }
+        }
+        // A server that ignores `abridged` lists everyone: then nothing here is about the caller,
+        // and roster knows no more of its account than the server tells it later.
+        if seen.len() > 1 {
+            debug!("the server ignored abridged=true; roster's own account stays unknown");
+            a = Account::default();
+        } else {
+            a.id = seen.into_iter().next().map(str::to_owned);
         }
         *self.account.lock().unwrap_or_else(|e| e.into_inner()) = a;
         Ok(())
@@ -924,15 +931,28 @@ impl VinylDnsTarget {
             .find(|g| !g.is_deleted() && fold(&g.name, CASE_INSENSITIVE) == want))
     }
 
-    /// Replaces an existing group's fields and lists with those of `new` (an adopted group, or
-    /// a created one that VinylDNS gave an admin the desired state does not name).
+    /// Replaces the fields and lists of a group an earlier attempt of roster's own create made
+    /// with those of `new`, keeping roster's own seat and the ids without a user.
     async fn replace(
         &self,
         have: &api::Group,
         new: &NewGroup,
         name: &GroupName,
     ) -> Result<(), CallError> {
-        let keep = self.kept_ids(&have.id);
+        let mut keep = self.kept_ids(&have.id);
+        {
+            // A group roster created holds one admin the desired state does not name: the
+            // creating account's seat, which it keeps even when the run has not yet learned its id.
+            let a = self.account.lock().unwrap_or_else(|e| e.into_inner());
+            let extra: Vec<&api::IdRef> = have
+                .admins
+                .iter()
+                .filter(|r| !new.admins.contains(&r.id))
+                .collect();
+            if let ([own], None, true) = (extra.as_slice(), &a.id, a.keeps_own_seat()) {
+                keep.insert(own.id.clone());
+            }
+        }
         let held = |refs: &[api::IdRef]| -> BTreeSet<String> {
             refs.iter()
                 .map(|r| r.id.clone())
@@ -1053,14 +1073,16 @@ impl VinylDnsTarget {
         let members: BTreeSet<&String> = created.members.iter().map(|m| &m.id).collect();
         let admins: BTreeSet<&String> = created.admins.iter().map(|m| &m.id).collect();
         let own = {
-            let a = self.account.lock().unwrap_or_else(|e| e.into_inner());
+            let mut a = self.account.lock().unwrap_or_else(|e| e.into_inner());
             // The creator's seat is the only one the answer adds: learn the account from it.
-            let own = admins
+            let added: Vec<&&String> = admins
                 .iter()
-                .find(|id| !new.admins.contains(**id))
-                .map(|id| (*id).clone())
-                .or_else(|| a.id.clone());
-            own.filter(|_| a.keeps_own_seat())
+                .filter(|id| !new.admins.contains(**id))
+                .collect();
+            if let ([id], None) = (added.as_slice(), &a.id) {
+                a.id = Some((**id).clone());
+            }
+            a.id.clone().filter(|_| a.keeps_own_seat())
         };
         let mut want_members: BTreeSet<&String> = new.members.union(&new.admins).collect();
         let mut want_admins: BTreeSet<&String> = new.admins.iter().collect();
