@@ -25,7 +25,8 @@ pub fn segment(s: &str) -> String {
 /// The group collection (list, create).
 pub const GROUPS: &str = "/groups";
 
-/// The most items a list page may hold (`maxItems` is 1..=100).
+/// The items a list page asks for: within every server version's range (current servers allow up
+/// to 3000 groups and 1000 members a page; older ones documented 100).
 pub const MAX_ITEMS: u32 = 100;
 
 /// `/groups/{id}` (get, update, delete).

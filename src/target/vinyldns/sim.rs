@@ -34,6 +34,15 @@
 //! email = "ops@example.com"
 //! members = ["alice"]
 //! admins = ["alice"]
+//!
+//! # ops administers a zone, so it cannot be deleted.
+//! [[vinyldns.zone]]
+//! name = "example.com."
+//! admin_group = "ops"
+//!
+//! [vinyldns.behaviour]
+//! valid_email_domains = ["example.com"]   # empty: every domain
+//! email_dots = 2
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
