@@ -692,3 +692,40 @@ async fn a_locked_account_is_a_403_that_says_so() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn a_plan_that_would_take_a_non_super_accounts_own_admin_seat_is_refused() {
+    // The desired state names roster's own user ("roster" is a member of "ops"), so its entries
+    // are ordinary ones; but "team" leaves it out, which would lock it out of "team".
+    let s = seed_as(
+        &["alice"],
+        &(seed_group("team", &["alice", "roster"], &["alice", "roster"])
+            + &seed_group("ops", &["roster"], &["roster"])),
+        false,
+    );
+    let w = world(
+        &s,
+        &(group("team", &["alice"], &[], &["alice"])
+            + &group("ops", &["roster"], &[], &["roster"])),
+        "",
+    )
+    .await;
+    let (code, out) = plan_out(&w).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(
+            "member \"roster\" in \"team\": this would remove roster's account (user \
+             \"roster\") from the admins of the group; it is no super user"
+        ),
+        "{out}"
+    );
+    let team = w.sim.vinyldns.group("team").expect("team").id;
+    w.sim.vinyldns.clear_calls();
+    let _ = w.apply(None).await;
+    assert!(
+        !writes(&w).iter().any(|c| c.contains(&team)),
+        "{:?}",
+        writes(&w)
+    );
+    assert_eq!(w.sim.vinyldns.admin_names("team"), ["alice", "roster"]);
+}

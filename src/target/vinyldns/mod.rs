@@ -1384,10 +1384,22 @@ impl Target for VinylDnsTarget {
                 ));
             }
         }
+        let own = account.name.as_deref().map(|n| fold(n, CASE_INSENSITIVE));
+        let locks_out = format!(
+            "this would remove {who} from the admins of the group; it is no super user, so it \
+             could not change the group again: keep it among the admins"
+        );
         let mut emailed: BTreeSet<&GroupName> = BTreeSet::new();
         for (i, c) in plan.changes.iter().enumerate() {
             let group = c.group();
             let stored = observed.groups.get(group);
+            if let Change::RemoveMember { member, .. } = c
+                && own.as_deref() == Some(fold(member.as_str(), CASE_INSENSITIVE).as_str())
+                && admin_of(group)
+                && is_super != Some(true)
+            {
+                out.extend(Rejection::of_change(plan, i, locks_out.clone()));
+            }
             let stored_email = stored
                 .and_then(|o| o.group.extras.get(TYPE))
                 .and_then(|a| a.get("email"))
@@ -1425,20 +1437,11 @@ impl Target for VinylDnsTarget {
                         if found == 0 {
                             out.extend(Rejection::of_change(plan, i, no_admin(&names)));
                         }
-                        let own = account.name.as_deref().map(|n| fold(n, CASE_INSENSITIVE));
                         let keeps = own.as_ref().is_none_or(|own| {
                             names.iter().any(|n| fold(n, CASE_INSENSITIVE) == *own)
                         });
                         if account.desired && !keeps && admin_of(group) && is_super != Some(true) {
-                            out.extend(Rejection::of_change(
-                                plan,
-                                i,
-                                format!(
-                                    "this would remove {who} from the admins of the group; it \
-                                     is no super user, so it could not change the group again: \
-                                     keep it among the admins"
-                                ),
-                            ));
+                            out.extend(Rejection::of_change(plan, i, locks_out.clone()));
                         }
                     }
                     if emailed.insert(group) {
