@@ -729,3 +729,34 @@ async fn a_plan_that_would_take_a_non_super_accounts_own_admin_seat_is_refused()
     );
     assert_eq!(w.sim.vinyldns.admin_names("team"), ["alice", "roster"]);
 }
+
+#[tokio::test]
+async fn a_server_that_ignores_abridged_lists_is_told_the_account_by_the_config() {
+    let groups =
+        group("ops", &["alice", "bob"], &[], &["alice"]) + &group("new", &["bob"], &[], &["bob"]);
+    let s = seed(
+        &["alice", "bob"],
+        &seed_group("ops", &["alice"], &["alice"]),
+    );
+    for (extra, kept) in [("user = \"roster\"", true), ("", false)] {
+        let w = world(&s, &groups, extra).await;
+        let mut b = w.sim.vinyldns.behaviour();
+        b.abridged_lists = false;
+        w.sim.vinyldns.set_behaviour(b);
+        let report = w.apply(None).await;
+        assert_eq!(applied(&report).failures(), 0, "{report:?}");
+        assert_eq!(w.sim.vinyldns.member_names("ops"), ["alice", "bob"]);
+        assert_eq!(w.sim.vinyldns.admin_names("new"), ["bob", "roster"]);
+        if !kept {
+            // Without the user name, the server cannot tell roster which account it is: the
+            // account's seat shows as drift, and a super user's is removed by the next apply.
+            let plan = text(&w.plan().await);
+            assert!(plan.contains("- member \"roster\" in \"new\""), "{plan}");
+            let report = w.apply(None).await;
+            assert_eq!(applied(&report).failures(), 0, "{report:?}");
+            assert_eq!(w.sim.vinyldns.admin_names("new"), ["bob"]);
+        }
+        let out = w.roster(&["plan", "--detailed-exitcode"]).await;
+        assert_eq!(out.status.code(), Some(0), "{extra}: {}", suite::both(&out));
+    }
+}

@@ -149,6 +149,11 @@ struct Account {
     admin_of: HashSet<String>,
     /// How many groups it is a member of.
     member_of: usize,
+    /// How many live groups there are.
+    groups: usize,
+    /// Whether the account was identified: by an abridged listing (older servers ignore
+    /// `abridged` and list everyone) or by the user name the config gives.
+    identified: bool,
     /// Whether the desired state names it: then its entries are ordinary ones; otherwise they
     /// are kept where they are and never shown.
     desired: bool,
@@ -203,6 +208,8 @@ pub struct VinylDnsTarget {
     reads: RetryPolicy,
     /// The server's limit of dots after the `@` of a group's e-mail.
     email_dots: usize,
+    /// The account's user name from the config, for a server that cannot tell roster.
+    own_user: Option<String>,
     /// User ids by folded user key, for the run: `None` for a key the API does not know.
     users: Mutex<HashMap<String, Option<String>>>,
     /// roster's own account, as far as the run learned it.
@@ -343,6 +350,7 @@ impl VinylDnsTarget {
             concurrency,
             reads: RetryPolicy::default(),
             email_dots: config.email_dots,
+            own_user: config.user.clone(),
             users: Mutex::new(HashMap::new()),
             account: Mutex::new(Account::default()),
             orphans: Mutex::new(HashMap::new()),
@@ -701,16 +709,27 @@ impl VinylDnsTarget {
 
     /// Learns roster's own account from one abridged listing of every group (each group's lists
     /// hold only the caller's id): its id, the groups it administers, how many it belongs to.
-    async fn learn_account(&self) -> Result<(), ObserveError> {
+    /// `full` is the same listing unabridged: the abridged answer counts as one only where it
+    /// holds fewer ids than `full` somewhere (an older server ignores `abridged` and lists
+    /// everyone, which must never be taken for the caller).
+    async fn learn_account(&self, full: &[api::Group]) -> Result<(), ObserveError> {
         let listing = Listing {
             abridged: true,
             all: true,
             ..Listing::default()
         };
         let groups = self.list_groups(listing, true).await?;
+        let sizes: HashMap<&str, usize> = full
+            .iter()
+            .map(|g| (g.id.as_str(), g.members.len() + g.admins.len()))
+            .collect();
         let mut a = Account::default();
         let mut seen: HashSet<&str> = HashSet::new();
+        let mut cut = false;
         for g in groups.iter().filter(|g| !g.is_deleted()) {
+            a.groups += 1;
+            let n = g.members.len() + g.admins.len();
+            cut |= sizes.get(g.id.as_str()).is_some_and(|full| n < *full);
             seen.extend(g.members.iter().chain(&g.admins).map(|m| m.id.as_str()));
             if !g.members.is_empty() {
                 a.member_of += 1;
@@ -721,11 +740,36 @@ impl VinylDnsTarget {
         }
         // A server that ignores `abridged` lists everyone: then nothing here is about the caller,
         // and roster knows no more of its account than the server tells it later.
-        if seen.len() > 1 {
-            debug!("the server ignored abridged=true; roster's own account stays unknown");
-            a = Account::default();
+        if seen.len() > 1 || !cut {
+            debug!("the server did not abridge its list; roster's own account stays unknown");
+            a = Account {
+                groups: a.groups,
+                ..Account::default()
+            };
+            if let Some(user) = &self.own_user {
+                let key = UserKey(user.clone());
+                let (_, id) = self.resolve_user(key).await?;
+                a.id = id;
+                a.admin_of = full
+                    .iter()
+                    .filter(|g| {
+                        a.id.as_ref()
+                            .is_some_and(|id| g.admins.iter().any(|r| &r.id == id))
+                    })
+                    .map(|g| g.id.clone())
+                    .collect();
+                a.member_of = full
+                    .iter()
+                    .filter(|g| {
+                        a.id.as_ref()
+                            .is_some_and(|id| g.members.iter().any(|r| &r.id == id))
+                    })
+                    .count();
+                a.identified = a.id.is_some();
+            }
         } else {
             a.id = seen.into_iter().next().map(str::to_owned);
+            a.identified = true;
         }
         *self.account.lock().unwrap_or_else(|e| e.into_inner()) = a;
         Ok(())
@@ -791,23 +835,15 @@ impl VinylDnsTarget {
                 let list: api::AdminList = self.read_json(&path, &[], None).await?;
                 Some(list.admins.iter().any(|u| &u.id == me && u.is_super))
             }
+            // A server that ignores `abridged`, or an account in every group: no read tells.
+            _ if !a.identified || a.member_of >= a.groups => None,
             _ => {
                 let mine = Listing {
                     abridged: true,
                     ..Listing::default()
                 };
                 let seen = self.list_groups(mine, true).await?;
-                let every = Listing {
-                    abridged: true,
-                    all: true,
-                    ..Listing::default()
-                };
-                let total = self.list_groups(every, true).await?.len();
-                if a.member_of >= total {
-                    None
-                } else {
-                    Some(seen.len() > a.member_of)
-                }
+                Some(seen.len() > a.member_of)
             }
         };
         self.account
@@ -1225,7 +1261,9 @@ impl Target for VinylDnsTarget {
             all: true,
             ..Listing::default()
         };
-        for g in self.list_groups(all, true).await? {
+        let listed = self.list_groups(all, true).await?;
+        self.learn_account(&listed).await?;
+        for g in listed {
             if g.is_deleted() {
                 continue;
             }
@@ -1236,7 +1274,6 @@ impl Target for VinylDnsTarget {
                 observed.others.insert(name);
             }
         }
-        self.learn_account().await?;
         let reads: Vec<Read> = futures::stream::iter(in_scope)
             .map(|g| self.read_group(g))
             .buffer_unordered(self.concurrency.get())

@@ -165,6 +165,9 @@ pub struct Behaviour {
     /// The most dots the domain of a group's e-mail may hold (the server's
     /// `valid-email-config.number-of-dots`, 2 by default).
     pub email_dots: usize,
+    /// Whether `GET /groups` honours `abridged=true` (each group's lists cut to the caller's own
+    /// id); `false` shows a server from before that parameter, which lists everyone.
+    pub abridged_lists: bool,
     /// Whether group names are unique without regard to case.
     pub case_insensitive_names: bool,
     /// A broken server for tests: `GET /groups` ignores `startFrom`, so every page repeats the
@@ -177,6 +180,7 @@ impl Default for Behaviour {
         Self {
             valid_email_domains: Vec::new(),
             email_dots: 2,
+            abridged_lists: true,
             case_insensitive_names: true,
             repeat_group_pages: false,
         }
@@ -802,7 +806,7 @@ async fn list_groups(
 ) -> Answer {
     let max = max_items(&q, 3000)?;
     let ignore_access = flag(&q, "ignoreAccess")?;
-    let abridged = flag(&q, "abridged")?;
+    let abridged = flag(&q, "abridged")? && sim.lock().behaviour.abridged_lists;
     let st = sim.lock();
     let filter = q.get("groupNameFilter").map(|f| f.to_lowercase());
     let mut all: Vec<&SimGroup> = st

@@ -19,6 +19,7 @@ fn target() -> VinylDnsTarget {
         access_key: Secret::new("AK"),
         secret_key: Secret::new("SK"),
         email_dots: 2,
+        user: None,
     };
     VinylDnsTarget::new(
         "dns",
