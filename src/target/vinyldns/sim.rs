@@ -1,6 +1,6 @@
-//! The VinylDNS simulator: the groups, members and users endpoints of the VinylDNS API, written
-//! from the API reference and the server's membership code, with every request's AWS Signature
-//! Version 4 checked as the server checks it.
+//! The VinylDNS simulator: the groups, members, admins, users, allowed-domains and zone-list
+//! endpoints of the VinylDNS API, written from the API reference and the server's code, with every
+//! request's AWS Signature Version 4 checked as the server checks it ([`super::sim_auth`]).
 //!
 //! State lives behind one mutex; handlers lock it, change it and answer. Errors are plain-text
 //! bodies, as the server's routes answer (`complete(status, message)`); a body without a required
