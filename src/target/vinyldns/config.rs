@@ -41,8 +41,9 @@ pub struct VinylDnsConfig {
     /// `valid-email-config.number-of-dots` (2 unless the server's operator changed it), which the
     /// API does not show.
     pub email_dots: usize,
-    /// The user name of the account the keys belong to, when given: servers whose group list
-    /// ignores `abridged=true` cannot tell roster which account it is.
+    /// The user name of the account the keys belong to, when given. roster learns its account
+    /// from an abridged group list; a server that ignores `abridged=true`, or a list where the
+    /// account is alone in every group, cannot tell it, and then this names it.
     pub user: Option<String>,
 }
 
