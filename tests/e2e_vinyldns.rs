@@ -77,9 +77,12 @@ async fn apply_creates_updates_flattens_children_and_the_next_plan_is_empty() {
     assert_eq!(w.sim.vinyldns.admin_names("eng"), ["alice"]);
     let eng = w.sim.vinyldns.group("eng").expect("eng");
     assert_eq!(eng.description.as_deref(), Some("eng team"));
-    // The simulator made roster's account an admin of "leads"; roster put that right.
-    assert_eq!(w.sim.vinyldns.member_names("leads"), ["carol"]);
-    assert_eq!(w.sim.vinyldns.admin_names("leads"), ["carol"]);
+    // VinylDNS made roster's account an admin and a member of "leads": roster keeps that seat
+    // (without it, an account that is no super user could not change the group again), sends
+    // no second call to remove it, and does not show it as drift.
+    assert_eq!(w.sim.vinyldns.member_names("leads"), ["carol", "roster"]);
+    assert_eq!(w.sim.vinyldns.admin_names("leads"), ["carol", "roster"]);
+    assert_eq!(writes(&w).len(), 2, "{:?}", writes(&w));
     assert_eq!(w.sim.vinyldns.member_names("untouched"), ["erin"]);
 
     let again = w.plan().await;
@@ -137,11 +140,12 @@ async fn an_empty_source_against_managed_groups_is_refused() {
 
 #[tokio::test]
 async fn a_connection_dropped_after_a_create_is_rechecked_not_duplicated() {
-    // The recheck replaced the lists, so roster's own admin seat is gone too.
+    // The recheck replaced the lists and kept roster's own admin seat, which the server gave it.
     let w =
         suite::dropped_connection_after_a_create_converges::<VinylDns>(|c| c.starts_with("POST "))
             .await;
     assert_eq!(w.sim.vinyldns.groups().len(), 1);
+    assert_eq!(w.sim.vinyldns.admin_names("fresh"), ["alice", "roster"]);
 }
 
 #[tokio::test]
@@ -255,30 +259,32 @@ async fn a_429_waits_for_retry_after() {
 
 #[tokio::test]
 async fn one_failed_change_does_not_stop_the_others_and_the_error_says_where() {
-    // roster is no super user here: it may change "b" (it is b's admin) but not "a".
-    let s = seed_as(
+    // "a" owns a record set: VinylDNS refuses to delete it (400), which the API does not let
+    // roster see beforehand. "b" is updated all the same.
+    let s = seed(
         &["alice", "bob"],
-        &(seed_group("a", &["alice"], &["alice"]) + &seed_group("b", &["roster"], &["roster"])),
-        false,
+        &(seed_group("a", &["alice"], &["alice"])
+            + &seed_group("b", &["roster"], &["roster"])
+            + "[[vinyldns.zone]]\nname = \"example.com.\"\nadmin_group = \"b\"\n\
+               record_owners = [\"a\"]\n\n"),
     );
     let w = world(
         &s,
-        &(group("a", &["alice", "bob"], &[], &["alice"])
-            + &group("b", &["roster", "bob"], &[], &["roster"])),
-        "",
+        &group("b", &["roster", "bob"], &[], &["roster"]),
+        "groups = [\"*\"]\nprune = true",
     )
     .await;
     let a_id = w.sim.vinyldns.group("a").expect("a").id;
     suite::one_failure_does_not_stop_the_others::<VinylDns>(
         &w,
         &[
-            format!("dns: PUT /groups/{a_id}"),
+            format!("dns: DELETE /groups/{a_id}"),
             "(group \"a\")".into(),
-            "403".into(),
-            "Not authorized".into(),
+            "400".into(),
+            "a is the owner for a record set".into(),
         ],
         ("a", &["alice"]),
-        ("b", &["bob", "roster"]),
+        ("b", &["bob"]),
     )
     .await;
 }
@@ -376,11 +382,18 @@ async fn thousand_member_changes_take_the_fewest_calls() {
         .count();
     let fresh_reads = calls
         .iter()
-        .filter(|c| c.starts_with("GET /groups/") && !c.contains("/members") && !c.contains('?'))
+        .filter(|c| {
+            c.starts_with("GET /groups/")
+                && !c.contains("/members")
+                && !c.contains("/valid/")
+                && !c.contains('?')
+        })
         .count();
+    let reads = calls.iter().filter(|c| c.starts_with("GET ")).count();
     let minimum = 10;
     eprintln!(
-        "vinyldns: 1000 member changes: {} write calls (+{fresh_reads} reads), minimum {minimum}",
+        "vinyldns: 1000 member changes: {} write calls (+{fresh_reads} fresh reads; {reads} reads \
+         in all, the observe's included), minimum {minimum}",
         puts + other_writes
     );
     assert_eq!(puts + other_writes, minimum, "{calls:?}");
@@ -389,4 +402,361 @@ async fn thousand_member_changes_take_the_fewest_calls() {
         assert_eq!(w.sim.vinyldns.member_names(&format!("g{g}")).len(), 51);
     }
     assert!(!w.plan().await.any_changes());
+}
+
+/// Plan output and exit code of `roster plan`.
+async fn plan_out(w: &World) -> (Option<i32>, String) {
+    let out = w.roster(&["plan"]).await;
+    (out.status.code(), suite::both(&out))
+}
+
+#[tokio::test]
+async fn user_names_with_reserved_and_non_ascii_characters_are_planned_and_applied() {
+    let names = ["jane@corp.com", "o'neil", "mary ann", "zoë", "a+b", "50%"];
+    let mut users = vec!["alice"];
+    users.extend(names);
+    let w = world(
+        &seed(&users, &seed_group("ops", &["alice"], &["alice"])),
+        &group(
+            "ops",
+            &[&["alice"][..], &names[..]].concat(),
+            &[],
+            &["alice", "jane@corp.com"],
+        ),
+        "",
+    )
+    .await;
+    let report = w.apply(None).await;
+    assert_eq!(applied(&report).failures(), 0, "{report:?}");
+    let mut want: Vec<&str> = users.clone();
+    want.sort();
+    assert_eq!(w.sim.vinyldns.member_names("ops"), want);
+    assert_eq!(
+        w.sim.vinyldns.admin_names("ops"),
+        ["alice", "jane@corp.com"]
+    );
+    assert!(
+        w.sim
+            .vinyldns
+            .calls()
+            .contains(&"GET /users/jane@corp.com".to_owned()),
+        "{:?}",
+        w.sim.vinyldns.calls()
+    );
+    let out = w.roster(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", suite::both(&out));
+}
+
+#[tokio::test]
+async fn a_401_on_one_path_after_others_passed_names_the_signed_path_not_the_keys() {
+    let w = world(
+        &seed(&["alice", "jane@corp.com"], ""),
+        &group("ops", &["alice", "jane@corp.com"], &[], &["alice"]),
+        "",
+    )
+    .await;
+    w.sim.vinyldns.set_faults(roster::sim::faults::Faults {
+        error_rate: 1.0,
+        error_status: 401,
+        fail_path: Some("/users/jane@".into()),
+        ..Default::default()
+    });
+    let (code, out) = plan_out(&w).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("the server refused the signature of GET /users/jane@corp.com"),
+        "{out}"
+    );
+    assert!(
+        out.contains("requests signed with the same keys succeeded"),
+        "{out}"
+    );
+    assert!(!out.contains("check access_key"), "{out}");
+}
+
+#[tokio::test]
+async fn admins_are_compared_without_case_or_order_and_the_second_plan_is_empty() {
+    let w = world(
+        &seed(
+            &["alice", "jwilson", "bob"],
+            &seed_group("ops", &["alice", "jwilson"], &["alice", "jwilson"]),
+        ),
+        &group(
+            "ops",
+            &["JWilson", "alice", "bob"],
+            &[],
+            &["JWilson", "alice"],
+        ),
+        "",
+    )
+    .await;
+    let first = text(&w.plan().await);
+    assert!(first.contains("+ member \"bob\" in \"ops\""), "{first}");
+    assert!(!first.contains("admins"), "{first}");
+    let report = w.apply(None).await;
+    assert_eq!(applied(&report).failures(), 0, "{report:?}");
+    let again = w.plan().await;
+    assert!(!again.any_changes(), "{}", text(&again));
+    let out = w.roster(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", suite::both(&out));
+}
+
+#[tokio::test]
+async fn ids_without_users_are_left_alone_and_the_target_stays_plannable() {
+    let w = world(
+        &seed(
+            &["alice", "bob"],
+            &seed_group("ops", &["alice"], &["alice"]),
+        ),
+        &group("ops", &["alice", "bob"], &[], &["bob"]),
+        "",
+    )
+    .await;
+    // The server stores an unknown admin id unchecked; its members list leaves it out.
+    assert!(w.sim.vinyldns.add_unknown_admin("ops", "0e1f-no-such-user"));
+    let plan = text(&w.plan().await);
+    assert!(plan.contains("+ member \"bob\" in \"ops\""), "{plan}");
+    let report = w.apply(None).await;
+    assert_eq!(applied(&report).failures(), 0, "{report:?}");
+    assert!(
+        w.sim
+            .vinyldns
+            .member_ids("ops")
+            .contains("0e1f-no-such-user")
+    );
+    let g = w.sim.vinyldns.group("ops").expect("ops");
+    assert!(g.admins.contains("0e1f-no-such-user"), "left alone: {g:?}");
+    assert_eq!(w.sim.vinyldns.admin_names("ops"), ["bob"]);
+    let out = w.roster(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", suite::both(&out));
+}
+
+#[tokio::test]
+async fn a_create_whose_admins_are_all_unknown_is_a_plan_error() {
+    let w = world(
+        &seed(&["alice"], ""),
+        &(group("lost", &["alice"], &[], &["ghost"]) + &group("fine", &["alice"], &[], &["alice"])),
+        "",
+    )
+    .await;
+    let (code, out) = plan_out(&w).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("create group \"lost\": none of its admins (ghost) is a VinylDNS user"),
+        "{out}"
+    );
+    let report = w.apply(None).await;
+    assert!(report.any_failed(), "{report:?}");
+    assert!(w.sim.vinyldns.group("lost").is_none());
+    assert!(w.sim.vinyldns.group("fine").is_some());
+}
+
+#[tokio::test]
+async fn an_account_that_is_no_super_user_keeps_managing_the_groups_it_creates() {
+    let s = seed_as(
+        &["alice", "bob", "carol"],
+        &seed_group("other", &["carol"], &["carol"]),
+        false,
+    );
+    let w = world(&s, &group("team", &["alice"], &[], &["alice"]), "").await;
+    let report = w.apply(None).await;
+    assert_eq!(applied(&report).failures(), 0, "{report:?}");
+    // roster kept the seat VinylDNS gave it, and the next plan does not show it.
+    assert_eq!(w.sim.vinyldns.admin_names("team"), ["alice", "roster"]);
+    let out = w.roster(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", suite::both(&out));
+    // A later change still goes through: roster is still an admin of its group.
+    w.write_groups(&group("team", &["alice", "bob"], &[], &["bob"]));
+    let report = w.apply(None).await;
+    assert_eq!(applied(&report).failures(), 0, "{report:?}");
+    assert_eq!(w.sim.vinyldns.admin_names("team"), ["bob", "roster"]);
+    assert_eq!(
+        w.sim.vinyldns.member_names("team"),
+        ["alice", "bob", "roster"]
+    );
+    // A group it does not administer is a plan error, and nothing is sent for it.
+    w.write_groups(
+        &(group("team", &["alice", "bob"], &[], &["bob"])
+            + &group("other", &["carol", "bob"], &[], &["carol"])),
+    );
+    let (code, out) = plan_out(&w).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(
+            "roster's account (user \"roster\") may not change this group: VinylDNS lets only a \
+             super user or an admin of the group change it, and the account is neither"
+        ),
+        "{out}"
+    );
+    w.sim.vinyldns.clear_calls();
+    let _ = w.apply(None).await;
+    assert!(writes(&w).is_empty(), "{:?}", writes(&w));
+}
+
+#[tokio::test]
+async fn a_403_says_which_right_is_missing() {
+    // roster is a member of every group and an admin of none: the API cannot tell whether it is
+    // a super user, so the plan lets the change through and the server refuses it.
+    let s = seed_as(
+        &["alice", "bob"],
+        &seed_group("other", &["alice", "roster"], &["alice"]),
+        false,
+    );
+    let w = world(
+        &s,
+        &group("other", &["alice", "bob", "roster"], &[], &["alice"]),
+        "",
+    )
+    .await;
+    let out = w.roster(&["apply"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", suite::both(&out));
+    let all = suite::both(&out);
+    assert!(
+        all.contains(
+            "403: Forbidden: Not authorized: VinylDNS lets only a super user or an admin of a group \
+             change it; roster's account (user \"roster\") may not change \"other\""
+        ),
+        "{all}"
+    );
+}
+
+#[tokio::test]
+async fn the_servers_group_rules_are_plan_errors() {
+    let mut extra = seed_group("zoned", &["alice"], &["alice"])
+        + &seed_group("dotted", &["alice"], &["alice"])
+        + "[[vinyldns.zone]]\nname = \"example.com.\"\nadmin_group = \"zoned\"\n\n";
+    extra += "[vinyldns.behaviour]\nvalid_email_domains = [\"example.com\", \"*.example.org\"]\n\
+              email_dots = 1\n";
+    let w = world(&seed(&["alice", "bob"], &extra), "", "").await;
+    // A stored e-mail the rules no longer allow: a membership-only PUT re-sends it.
+    assert!(
+        w.sim
+            .vinyldns
+            .set_email("dotted", "dotted@mail.example.com")
+    );
+    let long = "x".repeat(300);
+    let desired = group("ok", &["alice"], &[], &["alice"])
+        + &group("dotted", &["alice", "bob"], &[], &["alice"]).replace(
+            "email = \"dotted@example.com\"",
+            "email = \"dotted@mail.example.com\"",
+        )
+        + &group("elsewhere", &["alice"], &[], &["alice"])
+            .replace("elsewhere@example.com", "elsewhere@example.net")
+        + &group("wordy", &["alice"], &[], &["alice"]).replace(
+            "description = \"wordy team\"",
+            &format!("description = \"{long}\""),
+        );
+    w.write_groups(&desired);
+    w.write_config("groups = [\"*\"]\nprune = true\nemail_dots = 1");
+    let (code, out) = plan_out(&w).await;
+    assert_eq!(code, Some(1), "{out}");
+    for want in [
+        "create group \"elsewhere\": VinylDNS refuses the e-mail \"elsewhere@example.net\": its \
+         domain is not one the server allows (example.com, *.example.org)",
+        "group \"dotted\": every update re-sends the group's stored e-mail, and \
+         VinylDNS refuses the e-mail \"dotted@mail.example.com\": its domain has 2 dots, and the \
+         server allows at most 1 after the @",
+        "create group \"wordy\": its description has 300 characters, and VinylDNS stores at most \
+         256",
+        "delete group \"zoned\": VinylDNS refuses to delete a group that administers a zone, and \
+         this one administers zone \"example.com.\"",
+    ] {
+        assert!(out.contains(want), "{want}\n{out}");
+    }
+    // The apply sends what passes and nothing refused; then only the refused remain.
+    let report = w.apply(None).await;
+    assert!(report.any_failed());
+    assert!(w.sim.vinyldns.group("ok").is_some());
+    assert!(w.sim.vinyldns.group("zoned").is_some());
+    assert!(w.sim.vinyldns.group("elsewhere").is_none());
+    assert_eq!(w.sim.vinyldns.member_names("dotted"), ["alice"]);
+    let calls = writes(&w);
+    assert_eq!(calls.len(), 1, "{calls:?}");
+}
+
+#[tokio::test]
+async fn a_locked_account_is_a_403_that_says_so() {
+    let w = world(
+        &seed(&["alice"], "").replace(
+            "[vinyldns]\nusers",
+            "[vinyldns]\nlocked_users = [\"roster\"]\nusers",
+        ),
+        &group("g", &["alice"], &[], &["alice"]),
+        "",
+    )
+    .await;
+    let (code, out) = plan_out(&w).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("403") && out.contains("Account with username roster is locked"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn a_plan_that_would_take_a_non_super_accounts_own_admin_seat_is_refused() {
+    // The desired state names roster's own user ("roster" is a member of "ops"), so its entries
+    // are ordinary ones; but "team" leaves it out, which would lock it out of "team".
+    let s = seed_as(
+        &["alice"],
+        &(seed_group("team", &["alice", "roster"], &["alice", "roster"])
+            + &seed_group("ops", &["roster"], &["roster"])),
+        false,
+    );
+    let w = world(
+        &s,
+        &(group("team", &["alice"], &[], &["alice"])
+            + &group("ops", &["roster"], &[], &["roster"])),
+        "",
+    )
+    .await;
+    let (code, out) = plan_out(&w).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(
+            "member \"roster\" in \"team\": this would remove roster's account (user \
+             \"roster\") from the admins of the group; it is no super user"
+        ),
+        "{out}"
+    );
+    let team = w.sim.vinyldns.group("team").expect("team").id;
+    w.sim.vinyldns.clear_calls();
+    let _ = w.apply(None).await;
+    assert!(
+        !writes(&w).iter().any(|c| c.contains(&team)),
+        "{:?}",
+        writes(&w)
+    );
+    assert_eq!(w.sim.vinyldns.admin_names("team"), ["alice", "roster"]);
+}
+
+#[tokio::test]
+async fn a_server_that_ignores_abridged_lists_is_told_the_account_by_the_config() {
+    let groups =
+        group("ops", &["alice", "bob"], &[], &["alice"]) + &group("new", &["bob"], &[], &["bob"]);
+    let s = seed(
+        &["alice", "bob"],
+        &seed_group("ops", &["alice"], &["alice"]),
+    );
+    for (extra, kept) in [("user = \"roster\"", true), ("", false)] {
+        let w = world(&s, &groups, extra).await;
+        let mut b = w.sim.vinyldns.behaviour();
+        b.abridged_lists = false;
+        w.sim.vinyldns.set_behaviour(b);
+        let report = w.apply(None).await;
+        assert_eq!(applied(&report).failures(), 0, "{report:?}");
+        assert_eq!(w.sim.vinyldns.member_names("ops"), ["alice", "bob"]);
+        assert_eq!(w.sim.vinyldns.admin_names("new"), ["bob", "roster"]);
+        if !kept {
+            // Without the user name, the server cannot tell roster which account it is: the
+            // account's seat shows as drift, and a super user's is removed by the next apply.
+            let plan = text(&w.plan().await);
+            assert!(plan.contains("- member \"roster\" in \"new\""), "{plan}");
+            let report = w.apply(None).await;
+            assert_eq!(applied(&report).failures(), 0, "{report:?}");
+            assert_eq!(w.sim.vinyldns.admin_names("new"), ["bob"]);
+        }
+        let out = w.roster(&["plan", "--detailed-exitcode"]).await;
+        assert_eq!(out.status.code(), Some(0), "{extra}: {}", suite::both(&out));
+    }
 }

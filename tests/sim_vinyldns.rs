@@ -8,7 +8,8 @@ use std::time::Duration;
 use roster::sim::control::SimControl as _;
 use roster::sim::faults::Faults;
 use roster::target::vinyldns::sigv4;
-use roster::target::vinyldns::sim::{AuthStatuses, VinylDnsSeed, VinylDnsSim};
+use roster::target::vinyldns::sim::{VinylDnsSeed, VinylDnsSim};
+use roster::target::vinyldns::sim_auth::{self, AuthFailure, Incoming};
 use serde_json::{Value, json};
 
 const AK: &str = "roster-access";
@@ -40,6 +41,12 @@ async fn start(seed: &str) -> Api {
 const SEED: &str = r#"
 users = ["alice", "bob", "carol"]
 super_users = ["roster"]
+locked_users = ["lee"]
+
+[[credentials]]
+access_key = "lee-access"
+secret_key = "lee-secret"
+user = "lee"
 
 [[credentials]]
 access_key = "roster-access"
@@ -128,7 +135,7 @@ fn q(pairs: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
 }
 
 #[tokio::test]
-async fn a_good_signature_passes_and_each_bad_one_fails_as_documented() {
+async fn every_authentication_failure_is_a_401_and_a_locked_account_a_403() {
     let api = start(SEED).await;
     let (status, _) = api.send("GET", "/groups", &[], None).await;
     assert_eq!(status, 200);
@@ -147,7 +154,11 @@ async fn a_good_signature_passes_and_each_bad_one_fails_as_documented() {
         .send()
         .await
         .expect("send");
-    assert_eq!(garbage.status(), 403);
+    assert_eq!(garbage.status(), 401);
+    assert_eq!(
+        garbage.text().await.expect("body"),
+        "Authentication Failed: Authorization header could not be parsed"
+    );
 
     let (status, body) = api
         .send_as(("nobody", "x"), "GET", "/groups", &[], None)
@@ -158,10 +169,12 @@ async fn a_good_signature_passes_and_each_bad_one_fails_as_documented() {
     let (status, body) = api
         .send_as((AK, "wrong"), "GET", "/groups", &[], None)
         .await;
-    assert_eq!(status, 403, "{body}");
     assert_eq!(
-        body,
-        "Authentication Failed: Request signature could not be validated"
+        (status, body.as_str()),
+        (
+            401,
+            "Authentication Failed: Request signature could not be validated"
+        )
     );
 
     // A signature over other query parameters than those sent does not validate.
@@ -176,19 +189,154 @@ async fn a_good_signature_passes_and_each_bad_one_fails_as_documented() {
     )
     .expect("sign");
     let mut req = api.http.get(format!("{url}?maxItems=6"));
-    for (k, v) in signed {
-        req = req.header(k, v);
+    for (k, v) in &signed {
+        req = req.header(*k, v);
     }
-    assert_eq!(req.send().await.expect("send").status(), 403);
+    assert_eq!(req.send().await.expect("send").status(), 401);
 
-    // The server's own directive answers 401 for every failure: the switch shows it.
-    let mut b = api.sim.behaviour();
-    b.auth_statuses = AuthStatuses::Server;
-    api.sim.set_behaviour(b);
-    let (status, _) = api
-        .send_as((AK, "wrong"), "GET", "/groups", &[], None)
+    // Without X-Amz-Date (or Date) the server fails inside: 500.
+    let mut req = api.http.get(format!("{url}?maxItems=5"));
+    for (k, v) in signed.iter().filter(|(k, _)| *k == "authorization") {
+        req = req.header(*k, v);
+    }
+    assert_eq!(req.send().await.expect("send").status(), 500);
+
+    let (status, body) = api
+        .send_as(("lee-access", "lee-secret"), "GET", "/groups", &[], None)
         .await;
-    assert_eq!(status, 401);
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            403,
+            "Authentication Failed: Account with username lee is locked"
+        )
+    );
+}
+
+#[tokio::test]
+async fn the_path_is_signed_as_the_server_renders_it() {
+    let api = start(SEED).await;
+    api.sim.add_user("jane@corp.com");
+    // Sent and signed with the @ literal, as the server renders the path: accepted.
+    let (status, body) = api.send("GET", "/users/jane@corp.com", &[], None).await;
+    assert_eq!(status, 200, "{body}");
+    // Sent with %40 and signed as sent: the server signs "@", not "%40".
+    let (status, body) = api.send("GET", "/users/jane%40corp.com", &[], None).await;
+    assert_eq!(status, 401, "{body}");
+    // A space must be encoded; signed as sent it validates.
+    api.sim.add_user("mary ann");
+    let (status, body) = api.send("GET", "/users/mary%20ann", &[], None).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+fn vectors() -> Vec<Value> {
+    let file: Value = serde_json::from_str(include_str!("fixtures/vinyldns/botocore_vectors.json"))
+        .expect("vectors");
+    file["vectors"].as_array().expect("vectors").clone()
+}
+
+fn vector_headers(v: &Value) -> Vec<(String, String)> {
+    v["headers"]
+        .as_object()
+        .expect("headers")
+        .iter()
+        .map(|(k, x)| (k.clone(), x.as_str().expect("header").to_owned()))
+        .collect()
+}
+
+/// The verifier accepts what botocore signs with the path as sent, refuses what botocore's
+/// default signer (which encodes the path a second time) signs wherever that changes the path,
+/// and refuses every vector once tampered with.
+#[test]
+fn the_verifier_checks_botocore_signatures_as_the_server_does() {
+    let all = vectors();
+    assert_eq!(all.len(), 16);
+    for v in &all {
+        let s = |k: &str| v[k].as_str().expect("field").to_owned();
+        let headers = vector_headers(v);
+        let (path, query, body) = (s("path"), s("query"), s("body"));
+        let req = Incoming {
+            method: v["method"].as_str().expect("method"),
+            path: &path,
+            query: (!query.is_empty()).then_some(query.as_str()),
+            headers: &headers,
+            body: body.as_bytes(),
+        };
+        let secret = |ak: &str| (ak == s("access_key")).then(|| s("secret_key"));
+        let verdict = sim_auth::authenticate(&req, secret);
+        let name = format!("{} ({})", s("name"), s("signer"));
+        if v["server_accepts"] == true {
+            assert_eq!(verdict, Ok(s("access_key")), "{name}");
+        } else {
+            assert_eq!(verdict, Err(AuthFailure::BadSignature), "{name}");
+        }
+        // Tampered: another signature, another path, another body.
+        let mut forged = headers.clone();
+        for (k, val) in &mut forged {
+            if k == "authorization" {
+                let last = if val.ends_with('0') { '1' } else { '0' };
+                val.pop();
+                val.push(last);
+            }
+        }
+        let t = Incoming {
+            headers: &forged,
+            ..req
+        };
+        assert_eq!(
+            sim_auth::authenticate(&t, secret),
+            Err(AuthFailure::BadSignature),
+            "{name}"
+        );
+        let other = format!("{path}x");
+        let t = Incoming {
+            path: &other,
+            ..req
+        };
+        assert_eq!(
+            sim_auth::authenticate(&t, secret),
+            Err(AuthFailure::BadSignature),
+            "{name}"
+        );
+        let t = Incoming { body: b"{}", ..req };
+        assert_eq!(
+            sim_auth::authenticate(&t, secret),
+            Err(AuthFailure::BadSignature),
+            "{name}"
+        );
+    }
+}
+
+/// The same vectors over HTTP: the simulator answers 401 exactly where the server would.
+#[tokio::test]
+async fn botocore_vectors_sent_over_http() {
+    let seed = format!(
+        "{SEED}\n[[credentials]]\naccess_key = \"AKIDROSTER\"\nsecret_key = \"roster/secret+key\"\nuser = \"boto\"\n"
+    );
+    let api = start(&seed).await;
+    for v in vectors() {
+        let mut url = format!("http://{}{}", api.addr, v["path"].as_str().expect("path"));
+        let query = v["query"].as_str().expect("query");
+        if !query.is_empty() {
+            url = format!("{url}?{query}");
+        }
+        let method: reqwest::Method = v["method"].as_str().expect("method").parse().expect("m");
+        let mut req = api.http.request(method, &url);
+        for (k, val) in vector_headers(&v) {
+            req = req.header(k, val);
+        }
+        let resp = req
+            .body(v["body"].as_str().expect("body").to_owned())
+            .send()
+            .await
+            .expect("send");
+        let name = format!("{} ({})", v["name"], v["signer"]);
+        if v["server_accepts"] == true {
+            assert_ne!(resp.status(), 401, "{name}");
+        } else {
+            assert_eq!(resp.status(), 401, "{name}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -245,16 +393,21 @@ async fn groups_list_pages_by_next_id_and_checks_max_items() {
     assert_eq!(g["members"].as_array().expect("members").len(), 2);
     assert_eq!(g["admins"], json!([{ "id": api.id("alice") }]));
 
-    for bad in ["0", "101"] {
+    for bad in ["0", "3001"] {
         let (status, body) = api
             .send("GET", "/groups", &q(&[("maxItems", bad)]), None)
             .await;
         assert_eq!(status, 400, "{body}");
         assert!(
-            body.contains("maxItems must be between 0 exclusive and 100"),
+            body.contains("maxItems must be between 0 exclusive"),
             "{body}"
         );
+        assert!(body.contains("and 3000 inclusive"), "{body}");
     }
+    let (status, _) = api
+        .send("GET", "/groups", &q(&[("maxItems", "3000")]), None)
+        .await;
+    assert_eq!(status, 200);
     // A filter matches names without regard to case.
     let f = api
         .json(
@@ -299,6 +452,19 @@ async fn create_validates_and_makes_the_creator_an_admin() {
         .await;
     assert_eq!(status, 400);
     assert_eq!(body, r#"{"errors":["Missing Group.email"]}"#);
+    let (status, body) = api
+        .send(
+            "POST",
+            "/groups",
+            &[],
+            Some(json!({"name": "x", "email": "a@example.com"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body,
+        r#"{"errors":["Missing Group.members","Missing Group.admins"]}"#
+    );
     let (status, body) = api
         .send(
             "POST",
@@ -472,9 +638,13 @@ async fn members_page_by_user_id_and_mark_admins() {
         .await;
     assert_eq!(admins["admins"][0]["userName"], "alice");
     let (status, _) = api
-        .send("GET", &path, &q(&[("maxItems", "101")]), None)
+        .send("GET", &path, &q(&[("maxItems", "1001")]), None)
         .await;
     assert_eq!(status, 400);
+    let (status, _) = api
+        .send("GET", &path, &q(&[("maxItems", "1000")]), None)
+        .await;
+    assert_eq!(status, 200);
 }
 
 #[tokio::test]
@@ -485,6 +655,18 @@ async fn users_are_found_by_id_or_name() {
     assert_eq!(by_name["id"], alice.as_str());
     let by_id = api.json("GET", &format!("/users/{alice}"), &[], None).await;
     assert_eq!(by_id["userName"], "alice");
+    // Without regard to case, by name and by id.
+    let upper = api.json("GET", "/users/ALICE", &[], None).await;
+    assert_eq!(upper["id"], alice.as_str());
+    let upper = api
+        .json(
+            "GET",
+            &format!("/users/{}", alice.to_uppercase()),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(upper["userName"], "alice");
     let (status, body) = api.send("GET", "/users/ghost", &[], None).await;
     assert_eq!((status, body.as_str()), (404, "User ghost was not found"));
 }
@@ -566,16 +748,16 @@ async fn behaviour_is_put_as_json_only() {
     let resp = api
         .http
         .put(&url)
-        .json(&json!({ "repeat_group_pages": true, "auth_statuses": "server" }))
+        .json(&json!({ "repeat_group_pages": true, "email_dots": 3 }))
         .send()
         .await
         .expect("send");
     assert_eq!(resp.status(), 204);
     let b = api.sim.behaviour();
     assert!(b.repeat_group_pages);
-    assert_eq!(b.auth_statuses, AuthStatuses::Server);
+    assert_eq!(b.email_dots, 3);
     assert!(
-        b.creator_becomes_admin,
+        b.valid_email_domains.is_empty(),
         "fields left out take their defaults"
     );
     let shown: Value = api
@@ -598,4 +780,172 @@ async fn behaviour_is_put_as_json_only() {
         .expect("send");
     assert_eq!(resp.status(), 415);
     assert!(api.sim.behaviour().repeat_group_pages);
+}
+
+#[tokio::test]
+async fn email_and_description_rules_apply_to_every_create_and_update() {
+    let seed =
+        format!("{SEED}\n[behaviour]\nvalid_email_domains = [\"example.com\", \"*.corp.net\"]\n");
+    let api = start(&seed).await;
+    let domains = api.json("GET", "/groups/valid/domains", &[], None).await;
+    assert_eq!(domains, json!(["example.com", "*.corp.net"]));
+    let alice = api.id("alice");
+    let create = |email: &str, description: Option<String>| {
+        let mut b = json!({"name": "dev", "email": email,
+                           "members": [{"id": alice}], "admins": [{"id": alice}]});
+        if let Some(d) = description {
+            b["description"] = d.into();
+        }
+        b
+    };
+    for (email, want) in [
+        ("not-an-email", "Please enter a valid Email."),
+        ("a..b@example.com", "Please enter a valid Email."),
+        ("a@localhost", "Please enter a valid Email."),
+        ("o'neil@example.com", "Please enter a valid Email."),
+        (
+            "a@x.y.example.com",
+            "Please enter a valid Email. Number of dots allowed after @ is 2",
+        ),
+        (
+            "a@other.org",
+            "Please enter a valid Email. Valid domains should end with example.com,.corp.net",
+        ),
+    ] {
+        let (status, body) = api
+            .send("POST", "/groups", &[], Some(create(email, None)))
+            .await;
+        assert_eq!((status, body.as_str()), (400, want), "{email}");
+    }
+    let (status, body) = api
+        .send(
+            "POST",
+            "/groups",
+            &[],
+            Some(create("a@eu.corp.net", Some("d".repeat(257)))),
+        )
+        .await;
+    assert_eq!(status, 500, "{body}");
+    let created = api
+        .json(
+            "POST",
+            "/groups",
+            &[],
+            Some(create("a@eu.corp.net", Some("d".repeat(256)))),
+        )
+        .await;
+    // An update re-sends the e-mail, which must pass the rule as it stands.
+    let mut b = api.sim.behaviour();
+    b.email_dots = 1;
+    api.sim.set_behaviour(b);
+    let mut body = created.clone();
+    body["members"] = json!([{"id": alice}, {"id": api.id("bob")}]);
+    let (status, text) = api
+        .send(
+            "PUT",
+            &format!("/groups/{}", created["id"].as_str().expect("id")),
+            &[],
+            Some(body),
+        )
+        .await;
+    assert_eq!(
+        (status, text.as_str()),
+        (
+            400,
+            "Please enter a valid Email. Number of dots allowed after @ is 1"
+        )
+    );
+}
+
+#[tokio::test]
+async fn unknown_admin_ids_are_stored_and_left_out_of_the_members_list() {
+    let api = start(SEED).await;
+    let g = api.sim.group("ops").expect("ops");
+    let alice = api.id("alice");
+    let path = format!("/groups/{}", g.id);
+    // An unknown admin id is stored unchecked.
+    let body = json!({"id": g.id, "name": "ops", "email": "ops@example.com",
+                      "members": [{"id": alice}], "admins": [{"id": alice}, {"id": "ghost"}]});
+    let stored = api.json("PUT", &path, &[], Some(body)).await;
+    assert_eq!(stored["admins"].as_array().expect("admins").len(), 2);
+    assert!(api.sim.member_ids("ops").contains("ghost"));
+    // The members list leaves it out.
+    let members = api.json("GET", &format!("{path}/members"), &[], None).await;
+    assert_eq!(members["members"].as_array().expect("members").len(), 1);
+    // A newly added non-admin member is checked: 404.
+    let body = json!({"id": g.id, "name": "ops", "email": "ops@example.com",
+                      "members": [{"id": alice}, {"id": "nobody"}],
+                      "admins": [{"id": alice}, {"id": "ghost"}]});
+    let (status, text) = api.send("PUT", &path, &[], Some(body)).await;
+    assert_eq!(
+        (status, text.as_str()),
+        (404, "Users [ nobody ] were not found")
+    );
+    // An unknown admin turned into a plain member is checked too.
+    let body = json!({"id": g.id, "name": "ops", "email": "ops@example.com",
+                      "members": [{"id": alice}, {"id": "ghost"}], "admins": [{"id": alice}]});
+    let (status, _) = api.send("PUT", &path, &[], Some(body)).await;
+    assert_eq!(status, 404);
+    // Admins list users with their super-user flag.
+    let admins = api.json("GET", &format!("{path}/admins"), &[], None).await;
+    assert_eq!(admins["admins"][0]["isSuper"], false);
+}
+
+#[tokio::test]
+async fn an_abridged_list_shows_only_the_callers_own_entries() {
+    let api = start(SEED).await;
+    let bob = ("bob-access", "bob-secret");
+    let (_, text) = api
+        .send_as(
+            bob,
+            "GET",
+            "/groups",
+            &q(&[("abridged", "true"), ("ignoreAccess", "true")]),
+            None,
+        )
+        .await;
+    let page: Value = serde_json::from_str(&text).expect("json");
+    let ops = &page["groups"][0];
+    assert_eq!(ops["members"], json!([{ "id": api.id("bob") }]));
+    assert_eq!(ops["admins"], json!([]));
+}
+
+#[tokio::test]
+async fn a_group_that_administers_a_zone_or_is_named_in_one_cannot_be_deleted() {
+    let mut seed = SEED.to_owned();
+    for g in ["zadmin", "acl", "owner"] {
+        seed += &format!(
+            "\n[[group]]\nname = \"{g}\"\nemail = \"{g}@example.com\"\nmembers = [\"carol\"]\nadmins = [\"carol\"]\n"
+        );
+    }
+    seed += "\n[[zone]]\nname = \"example.com.\"\nadmin_group = \"zadmin\"\nacl_groups = [\"acl\"]\nrecord_owners = [\"owner\"]\n";
+    let api = start(&seed).await;
+    let zones = api
+        .json("GET", "/zones", &q(&[("ignoreAccess", "true")]), None)
+        .await;
+    let z = &zones["zones"][0];
+    assert_eq!(
+        z["adminGroupId"],
+        api.sim.group("zadmin").expect("g").id.as_str()
+    );
+    assert_eq!(
+        z["acl"]["rules"][0]["groupId"],
+        api.sim.group("acl").expect("g").id.as_str()
+    );
+    for (g, says) in [
+        ("zadmin", "zadmin is the admin of a zone. Cannot delete."),
+        ("acl", "acl has an ACL rule for a zone including"),
+        ("owner", "owner is the owner for a record set including"),
+    ] {
+        let id = api.sim.group(g).expect("g").id;
+        let (status, body) = api
+            .send("DELETE", &format!("/groups/{id}"), &[], None)
+            .await;
+        assert_eq!(status, 400, "{g}: {body}");
+        assert!(body.starts_with(says), "{body}");
+    }
+    let (status, _) = api
+        .send("GET", "/zones", &q(&[("maxItems", "101")]), None)
+        .await;
+    assert_eq!(status, 400);
 }

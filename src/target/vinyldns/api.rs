@@ -1,31 +1,58 @@
 //! VinylDNS API wire shapes and paths: the only code that knows them.
 //!
-//! Path segments (group ids, user names) are percent-encoded with the strict RFC 3986 set, the
-//! same set the signature uses, so that what is signed is what is sent.
+//! Path segments (group ids, user names) are percent-encoded as the server renders a path again
+//! before it checks a signature ([`segment`]), and the signer signs the path as sent, so that what
+//! is signed is what the server computes.
 
 use serde::{Deserialize, Serialize};
 
-use crate::target::http::encode;
+/// A path segment encoded as the VinylDNS server renders it: the unreserved characters, the
+/// sub-delimiters `! $ & ' ( ) * + , ; =`, `:` and `@` literal, every other byte of its UTF-8
+/// form as `%XX`. The server decodes a received path and signs this rendering of it, so any other
+/// encoding of `@` or `'` (valid as it may be) makes a signature that does not validate.
+pub fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
 
 /// The group collection (list, create).
 pub const GROUPS: &str = "/groups";
 
-/// The most items a list page may hold (`maxItems` is 1..=100).
+/// The items a list page asks for: within every server version's range (current servers allow up
+/// to 3000 groups and 1000 members a page; older ones documented 100).
 pub const MAX_ITEMS: u32 = 100;
 
 /// `/groups/{id}` (get, update, delete).
 pub fn group(id: &str) -> String {
-    format!("{GROUPS}/{}", encode(id))
+    format!("{GROUPS}/{}", segment(id))
 }
 
 /// `/groups/{id}/members` (list members, paged).
 pub fn group_members(id: &str) -> String {
-    format!("{GROUPS}/{}/members", encode(id))
+    format!("{GROUPS}/{}/members", segment(id))
 }
+
+/// `/groups/{id}/admins` (the admins as users, with their `isSuper` flags).
+pub fn group_admins(id: &str) -> String {
+    format!("{GROUPS}/{}/admins", segment(id))
+}
+
+/// The e-mail domains the server allows for groups (a JSON list of strings; empty allows all).
+pub const VALID_DOMAINS: &str = "/groups/valid/domains";
+
+/// The zone collection (list, paged; `maxItems` is 1..=100).
+pub const ZONES: &str = "/zones";
 
 /// `/users/{id or username}`.
 pub fn user(key: &str) -> String {
-    format!("/users/{}", encode(key))
+    format!("/users/{}", segment(key))
 }
 
 /// A user reference inside a group: `{"id": "..."}`.
@@ -111,6 +138,66 @@ pub struct User {
     pub id: String,
 }
 
+/// An admin as `GET /groups/{id}/admins` lists it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Admin {
+    /// The user's id.
+    pub id: String,
+    /// Whether the user is a super user (may change every group).
+    #[serde(default)]
+    pub is_super: bool,
+}
+
+/// The answer of `GET /groups/{id}/admins`.
+#[derive(Debug, Deserialize)]
+pub struct AdminList {
+    /// The admins that are users.
+    pub admins: Vec<Admin>,
+}
+
+/// A zone as `GET /zones` lists it (only what decides whether a group may be deleted).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Zone {
+    /// Its name.
+    pub name: String,
+    /// The id of the group that administers it.
+    #[serde(default)]
+    pub admin_group_id: String,
+    /// Its access rules.
+    #[serde(default)]
+    pub acl: Option<Acl>,
+}
+
+/// A zone's access control list.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Acl {
+    /// Its rules.
+    #[serde(default)]
+    pub rules: Vec<AclRule>,
+}
+
+/// One access rule of a zone.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AclRule {
+    /// The group the rule grants to, if it names a group.
+    #[serde(default)]
+    pub group_id: Option<String>,
+}
+
+/// A page of `GET /zones`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ZonePage {
+    /// The zones on this page.
+    pub zones: Vec<Zone>,
+    /// The cursor of the next page; absent on the last.
+    #[serde(default)]
+    pub next_id: Option<String>,
+}
+
 /// The body of `POST /groups`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CreateGroup {
@@ -155,8 +242,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn segments_are_strictly_encoded() {
-        assert_eq!(user("a b/c+d"), "/users/a%20b%2Fc%2Bd");
+    fn segments_are_encoded_as_the_server_renders_them() {
+        assert_eq!(user("a b/c+d"), "/users/a%20b%2Fc+d");
+        assert_eq!(user("jane@corp.com"), "/users/jane@corp.com");
+        assert_eq!(user("o'neil"), "/users/o'neil");
+        assert_eq!(user("zoë"), "/users/zo%C3%AB");
+        assert_eq!(user("50%"), "/users/50%25");
         assert_eq!(group_members("x"), "/groups/x/members");
     }
 }

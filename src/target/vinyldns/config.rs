@@ -12,6 +12,10 @@
 //! url = "https://vinyldns.example.com"
 //! access_key_file = "secrets/vinyldns-access"
 //! secret_key_file = "secrets/vinyldns-secret"
+//! # The server's `valid-email-config.number-of-dots`, when its operator changed it:
+//! # email_dots = 2
+//! # The account's user name, for a server whose group list ignores `abridged=true`:
+//! # user = "roster-svc"
 //! ```
 
 use std::ops::Range;
@@ -33,7 +37,18 @@ pub struct VinylDnsConfig {
     pub access_key: Secret,
     /// The secret key that signs requests (redacted in `Debug`).
     pub secret_key: Secret,
+    /// The most dots the domain of a group's e-mail may hold: the server's
+    /// `valid-email-config.number-of-dots` (2 unless the server's operator changed it), which the
+    /// API does not show.
+    pub email_dots: usize,
+    /// The user name of the account the keys belong to, when given. roster learns its account
+    /// from an abridged group list; a server that ignores `abridged=true`, or a list where the
+    /// account is alone in every group, cannot tell it, and then this names it.
+    pub user: Option<String>,
 }
+
+/// The server's default limit of dots after the `@` of a group's e-mail.
+pub const DEFAULT_EMAIL_DOTS: usize = 2;
 
 /// The VinylDNS keys of a `[[target]]` table.
 #[derive(Debug, Deserialize)]
@@ -53,6 +68,10 @@ pub(crate) struct VinylDnsKeys {
     secret_key_env: Option<Spanned<String>>,
     /// The secret key, written here (warned about: prefer the file or the variable).
     secret_key: Option<Spanned<String>>,
+    /// The server's limit of dots after the `@` of a group's e-mail (default 2).
+    email_dots: Option<usize>,
+    /// The user name of the account the keys belong to (for servers that cannot tell).
+    user: Option<String>,
 }
 
 impl TargetKeys for VinylDnsKeys {
@@ -83,6 +102,8 @@ impl TargetKeys for VinylDnsKeys {
             url: url?,
             access_key: access_key?,
             secret_key: secret_key?,
+            email_dots: self.email_dots.unwrap_or(DEFAULT_EMAIL_DOTS),
+            user: self.user,
         })
     }
 }
@@ -111,6 +132,24 @@ mod tests {
         assert_eq!(v.url, "https://vinyldns.example.com");
         assert_eq!(v.access_key.expose(), std::env::var("PATH").unwrap());
         assert!(!format!("{v:?}").contains(v.secret_key.expose()));
+    }
+
+    #[test]
+    fn the_dot_limit_and_the_user_name_are_optional() {
+        let c = config("access_key_env = \"PATH\"\nsecret_key_env = \"PATH\"\n").unwrap();
+        let TargetKind::VinylDns(v) = &c.targets[0].kind else {
+            panic!("not vinyldns");
+        };
+        assert_eq!((v.email_dots, v.user.as_deref()), (2, None));
+        let c = config(
+            "access_key_env = \"PATH\"\nsecret_key_env = \"PATH\"\nemail_dots = 3\n\
+             user = \"roster-svc\"\n",
+        )
+        .unwrap();
+        let TargetKind::VinylDns(v) = &c.targets[0].kind else {
+            panic!("not vinyldns");
+        };
+        assert_eq!((v.email_dots, v.user.as_deref()), (3, Some("roster-svc")));
     }
 
     #[test]

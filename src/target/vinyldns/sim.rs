@@ -1,16 +1,21 @@
-//! The VinylDNS simulator: the groups, members and users endpoints of the VinylDNS API, written
-//! from the API reference and the server's membership code, with every request's AWS Signature
-//! Version 4 checked as the server checks it.
+//! The VinylDNS simulator: the groups, members, admins, users, allowed-domains and zone-list
+//! endpoints of the VinylDNS API, written from the API reference and the server's code, with every
+//! request's AWS Signature Version 4 checked as the server checks it ([`super::sim_auth`]).
 //!
 //! State lives behind one mutex; handlers lock it, change it and answer. Errors are plain-text
-//! bodies, as the server's routes answer (`complete(status, message)`); a body that cannot be read
-//! as the request type is a 400 with `{"errors": [...]}`. The rules that matter to a reconciler
-//! are kept: `email` is required, every admin is a member, names are unique (without regard to
-//! case), the creating account becomes an admin of a new group, only a group admin or a super
-//! user may update or delete a group (403), unknown user ids are refused.
+//! bodies, as the server's routes answer (`complete(status, message)`); a body without a required
+//! field is a 400 with `{"errors": [...]}`. The server's rules are kept, in the server's order:
+//! every authentication failure is a 401 (a locked account a 403); the e-mail must pass the
+//! server's pattern, its allowed domains and its limit of dots after `@`; a description over 256
+//! characters does not fit the server's column (500); every admin is a member and a group needs
+//! one of each; names are unique without regard to case; the creating account becomes an admin and
+//! a member of a new group; only a group admin or a super user may update or delete a group (403);
+//! a create checks every user id (404), an update only the newly added non-admin members, so an
+//! unknown admin id is stored unchecked; the members list leaves out ids without a user; a group
+//! that administers a zone, owns records or appears in a zone's ACL cannot be deleted (400).
 //!
-//! Where the reference and the server code disagree or the reference is unsure, a
-//! [`Behaviour`] switch picks one (`[vinyldns.behaviour]` in a seed, or `PUT /_sim/behaviour`).
+//! The server's configuration (allowed e-mail domains, dots after `@`) and a few behaviours are
+//! [`Behaviour`] settings (`[vinyldns.behaviour]` in a seed, or `PUT /_sim/behaviour`).
 //! Control endpoints (`GET /_sim/state`, `GET|PUT /_sim/faults`, `GET|PUT /_sim/behaviour`,
 //! `GET /_sim/calls`) need no signature: serve the simulator on loopback only.
 //!
@@ -29,6 +34,15 @@
 //! email = "ops@example.com"
 //! members = ["alice"]
 //! admins = ["alice"]
+//!
+//! # ops administers a zone, so it cannot be deleted.
+//! [[vinyldns.zone]]
+//! name = "example.com."
+//! admin_group = "ops"
+//!
+//! [vinyldns.behaviour]
+//! valid_email_domains = ["example.com"]   # empty: every domain
+//! email_dots = 2
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,7 +60,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::sigv4::{self, Received, SigError};
+use super::sim_auth::{self, AuthFailure, Incoming};
 use crate::sim::control::{self, ControlPut, SimControl, SimCore};
 use crate::sim::faults::{FaultHost, FaultInjector, Faults};
 use crate::sim::name_key;
@@ -61,8 +75,12 @@ pub struct VinylDnsSeed {
     pub users: Vec<String>,
     /// Users who are super users (may update any group); created when not in `users`.
     pub super_users: Vec<String>,
+    /// Users whose accounts are locked (their requests are refused with 403).
+    pub locked_users: Vec<String>,
     /// Groups.
     pub group: Vec<SeedGroup>,
+    /// Zones, each administered by a group.
+    pub zone: Vec<SeedZone>,
     /// Faults to inject from the start.
     pub faults: Faults,
     /// Which of the plausible behaviours to show.
@@ -79,7 +97,9 @@ impl Default for VinylDnsSeed {
             }],
             users: Vec::new(),
             super_users: vec!["roster".into()],
+            locked_users: Vec::new(),
             group: Vec::new(),
+            zone: Vec::new(),
             faults: Faults::default(),
             behaviour: Behaviour::default(),
         }
@@ -117,19 +137,37 @@ pub struct SeedGroup {
     pub admins: Vec<String>,
 }
 
-/// How the simulator answers where the reference is unsure or differs from the server code.
+/// A zone of the seed: the group that administers it, and the groups its ACL rules and records
+/// name (each of them keeps its group from being deleted).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedZone {
+    /// The zone's name, such as `example.com.`.
+    pub name: String,
+    /// The name of the group that administers it.
+    pub admin_group: String,
+    /// Groups named by the zone's ACL rules.
+    #[serde(default)]
+    pub acl_groups: Vec<String>,
+    /// Groups that own a record set in the zone.
+    #[serde(default)]
+    pub record_owners: Vec<String>,
+}
+
+/// The server's configuration and the behaviours a test may pick.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Behaviour {
-    /// The statuses of authentication failures: `"documented"` (the reference: no header 401,
-    /// unparsable header 403, unknown access key 401, bad signature 403) or `"server"` (the
-    /// route code read: every failure 401).
-    pub auth_statuses: AuthStatuses,
-    /// Whether the account that creates a group becomes its admin (the server code does this).
-    pub creator_becomes_admin: bool,
-    /// The status for a member id that is no user: 404 (the server code) or 400 (the reference,
-    /// for PUT).
-    pub unknown_user_status: u16,
+    /// The e-mail domains groups may use (the server's `valid-email-config.email-domains`);
+    /// empty allows every domain. `*.example.com` allows any domain ending in `.example.com`;
+    /// as on the server, every entry is matched as a suffix of the domain.
+    pub valid_email_domains: Vec<String>,
+    /// The most dots the domain of a group's e-mail may hold (the server's
+    /// `valid-email-config.number-of-dots`, 2 by default).
+    pub email_dots: usize,
+    /// Whether `GET /groups` honours `abridged=true` (each group's lists cut to the caller's own
+    /// id); `false` shows a server from before that parameter, which lists everyone.
+    pub abridged_lists: bool,
     /// Whether group names are unique without regard to case.
     pub case_insensitive_names: bool,
     /// A broken server for tests: `GET /groups` ignores `startFrom`, so every page repeats the
@@ -140,24 +178,13 @@ pub struct Behaviour {
 impl Default for Behaviour {
     fn default() -> Self {
         Self {
-            auth_statuses: AuthStatuses::Documented,
-            creator_becomes_admin: true,
-            unknown_user_status: 404,
+            valid_email_domains: Vec::new(),
+            email_dots: 2,
+            abridged_lists: true,
             case_insensitive_names: true,
             repeat_group_pages: false,
         }
     }
-}
-
-/// Which statuses authentication failures get.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthStatuses {
-    /// As the API reference lists them (401 and 403 by kind).
-    #[default]
-    Documented,
-    /// As the server's authentication directive answers (401 for all).
-    Server,
 }
 
 impl VinylDnsSeed {
@@ -169,6 +196,7 @@ impl VinylDnsSeed {
             .users
             .iter()
             .chain(&self.super_users)
+            .chain(&self.locked_users)
             .chain(self.credentials.iter().map(|c| &c.user))
             .map(String::as_str)
             .collect();
@@ -188,6 +216,19 @@ impl VinylDnsSeed {
                     problems.push(format!(
                         "vinyldns: group \"{}\" names unknown user \"{u}\"",
                         g.name
+                    ));
+                }
+            }
+        }
+        for z in &self.zone {
+            for g in std::iter::once(&z.admin_group)
+                .chain(&z.acl_groups)
+                .chain(&z.record_owners)
+            {
+                if !names.contains(&g.to_lowercase()) {
+                    problems.push(format!(
+                        "vinyldns: zone \"{}\" names unknown group \"{g}\"",
+                        z.name
                     ));
                 }
             }
@@ -218,6 +259,23 @@ pub struct SimUser {
     pub user_name: String,
     /// Whether it may change any group.
     pub is_super: bool,
+    /// Whether its account is locked.
+    pub locked: bool,
+}
+
+/// A zone of the simulator (only what decides whether a group may be deleted).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SimZone {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// The id of the group that administers it.
+    pub admin_group_id: String,
+    /// Ids of the groups its ACL rules name.
+    pub acl_group_ids: BTreeSet<String>,
+    /// Ids of the groups that own a record set in it.
+    pub record_owner_ids: BTreeSet<String>,
 }
 
 /// A group of the simulator.
@@ -243,6 +301,7 @@ pub struct SimState {
     keys: BTreeMap<String, (String, String)>,
     users: BTreeMap<String, SimUser>,
     groups: BTreeMap<String, SimGroup>,
+    zones: Vec<SimZone>,
     behaviour: Behaviour,
 }
 
@@ -266,6 +325,7 @@ impl VinylDnsSim {
             keys: BTreeMap::new(),
             users: BTreeMap::new(),
             groups: BTreeMap::new(),
+            zones: Vec::new(),
             behaviour: seed.behaviour.clone(),
         };
         for u in &seed.users {
@@ -273,6 +333,12 @@ impl VinylDnsSim {
         }
         for u in &seed.super_users {
             st.user_or_new(u, true);
+        }
+        for u in &seed.locked_users {
+            let id = st.user_or_new(u, false);
+            if let Some(user) = st.users.get_mut(&id) {
+                user.locked = true;
+            }
         }
         for c in &seed.credentials {
             let id = st.user_or_new(&c.user, false);
@@ -298,6 +364,22 @@ impl VinylDnsSim {
                 },
             );
         }
+        for z in &seed.zone {
+            let id_of = |name: &str| {
+                st.groups
+                    .values()
+                    .find(|g| g.name.eq_ignore_ascii_case(name))
+                    .map(|g| g.id.clone())
+            };
+            let zone = SimZone {
+                id: Uuid::new_v4().to_string(),
+                name: z.name.clone(),
+                admin_group_id: id_of(&z.admin_group).unwrap_or_default(),
+                acl_group_ids: z.acl_groups.iter().filter_map(|g| id_of(g)).collect(),
+                record_owner_ids: z.record_owners.iter().filter_map(|g| id_of(g)).collect(),
+            };
+            st.zones.push(zone);
+        }
         Self {
             inner: Arc::new(SimCore::new(st, seed.faults)),
         }
@@ -317,7 +399,9 @@ impl VinylDnsSim {
             )
             .route("/groups/{id}/members", get(list_members))
             .route("/groups/{id}/admins", get(list_admins))
+            .route("/groups/valid/domains", get(valid_domains))
             .route("/users/{key}", get(get_user))
+            .route("/zones", get(list_zones))
             .fallback(not_found)
             .with_state(self.clone())
             .layer(from_fn_with_state(self.clone(), authenticate));
@@ -392,6 +476,38 @@ impl VinylDnsSim {
         }
     }
 
+    /// Stores an id that names no user among a group's admins (and so its members), as the
+    /// server's PUT does with an unknown admin id (no call is logged).
+    pub fn add_unknown_admin(&self, group: &str, id: &str) -> bool {
+        let mut st = self.lock();
+        match st.groups.values_mut().find(|g| g.name == group) {
+            Some(g) => {
+                g.admins.insert(id.to_owned());
+                g.members.insert(id.to_owned());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sets a group's e-mail directly, as if the server's rules had changed since it was stored
+    /// (no call is logged).
+    pub fn set_email(&self, group: &str, email: &str) -> bool {
+        let mut st = self.lock();
+        match st.groups.values_mut().find(|g| g.name == group) {
+            Some(g) => {
+                g.email = email.to_owned();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The ids a group holds, admins included, whether or not a user stands behind them.
+    pub fn member_ids(&self, group: &str) -> BTreeSet<String> {
+        self.group(group).map(|g| g.members).unwrap_or_default()
+    }
+
     /// Creates a group directly (no call is logged), with `admin` as its admin and member.
     pub fn insert_group(&self, name: &str, email: &str, admin: &str) -> String {
         let mut st = self.lock();
@@ -417,6 +533,14 @@ impl SimState {
         self.users.values().find(|u| u.user_name == name)
     }
 
+    /// A user by id or name, without regard to case (the server's lookup).
+    fn user_by_key(&self, key: &str) -> Option<&SimUser> {
+        let key = key.to_lowercase();
+        self.users
+            .values()
+            .find(|u| u.id.to_lowercase() == key || u.user_name.to_lowercase() == key)
+    }
+
     fn user_or_new(&mut self, name: &str, is_super: bool) -> String {
         if let Some(u) = self.users.values_mut().find(|u| u.user_name == name) {
             u.is_super |= is_super;
@@ -429,6 +553,7 @@ impl SimState {
                 id: id.clone(),
                 user_name: name.to_owned(),
                 is_super,
+                locked: false,
             },
         );
         id
@@ -467,7 +592,19 @@ impl SimState {
             "id": u.id,
             "userName": u.user_name,
             "created": "2025-01-01T00:00:00Z",
-            "lockStatus": "Unlocked",
+            "isSuper": u.is_super,
+            "isSupport": false,
+            "lockStatus": if u.locked { "Locked" } else { "Unlocked" },
+        })
+    }
+
+    fn member_info(&self, u: &SimUser, g: &SimGroup) -> Value {
+        json!({
+            "id": u.id,
+            "userName": u.user_name,
+            "created": "2025-01-01T00:00:00Z",
+            "isAdmin": g.admins.contains(&u.id),
+            "lockStatus": if u.locked { "Locked" } else { "Unlocked" },
         })
     }
 
@@ -519,6 +656,7 @@ impl SimControl for VinylDnsSim {
         json!({
             "users": st.users.values().collect::<Vec<_>>(),
             "groups": st.groups.values().collect::<Vec<_>>(),
+            "zones": st.zones,
         })
     }
 }
@@ -531,7 +669,9 @@ fn ok(v: Value) -> Response {
     (StatusCode::OK, Json(v)).into_response()
 }
 
-/// Checks the request's signature as the server does and passes the caller on.
+/// Checks the request's signature as the server does and passes the caller on. Every
+/// authentication failure is a 401 with a plain-text body; a locked account is a 403; a request
+/// without a readable date fails inside the server (500).
 async fn authenticate(State(sim): State<VinylDnsSim>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let Ok(bytes) = to_bytes(body, 10 * 1024 * 1024).await else {
@@ -545,41 +685,51 @@ async fn authenticate(State(sim): State<VinylDnsSim>, req: Request, next: Next) 
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
-    let received = Received {
+    let incoming = Incoming {
         method: parts.method.as_str(),
-        path_and_query: &pq,
+        path: parts.uri.path(),
+        query: parts.uri.query(),
         headers: &headers,
         body: &bytes,
     };
-    let (keys, mode) = {
-        let st = sim.lock();
-        (st.keys.clone(), st.behaviour.auth_statuses)
-    };
-    let verdict = sigv4::verify(&received, |ak| keys.get(ak).map(|(s, _)| s.clone()));
-    let access_key = match verdict {
-        Ok(ak) => ak,
-        Err(e) => {
-            let status = match (mode, &e) {
-                (AuthStatuses::Documented, SigError::Unparsable | SigError::BadSignature) => {
-                    StatusCode::FORBIDDEN
-                }
-                _ => StatusCode::UNAUTHORIZED,
-            };
-            return text(status, format!("Authentication Failed: {e}"));
-        }
-    };
+    let keys = sim.lock().keys.clone();
+    let access_key =
+        match sim_auth::authenticate(&incoming, |ak| keys.get(ak).map(|(s, _)| s.clone())) {
+            Ok(ak) => ak,
+            Err(AuthFailure::NoDate) => {
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "There was an internal server error.",
+                );
+            }
+            Err(e) => {
+                return text(
+                    StatusCode::UNAUTHORIZED,
+                    format!("Authentication Failed: {e}"),
+                );
+            }
+        };
     let caller = {
         let st = sim.lock();
-        let Some((_, id)) = st.keys.get(&access_key) else {
+        let Some(user) = st
+            .keys
+            .get(&access_key)
+            .and_then(|(_, id)| st.users.get(id))
+        else {
             return text(StatusCode::UNAUTHORIZED, "Authentication Failed");
         };
+        if user.locked {
+            return text(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "Authentication Failed: Account with username {} is locked",
+                    user.user_name
+                ),
+            );
+        }
         Caller {
-            id: id.clone(),
-            is_super: st.users.get(id).is_some_and(|u| u.is_super),
+            id: user.id.clone(),
+            is_super: user.is_super,
         }
     };
     let mut req = Request::from_parts(parts, axum::body::Body::from(bytes));
@@ -594,18 +744,29 @@ async fn not_found() -> Response {
     )
 }
 
-/// `maxItems`, 1..=100 (default 100).
+/// `maxItems` between 1 and `limit` (default 100), as the server's routes check it.
 // The error is the response a handler returns at once; boxing it would buy nothing.
 #[allow(clippy::result_large_err)]
-fn max_items(q: &BTreeMap<String, String>) -> Result<usize, Response> {
+fn max_items(q: &BTreeMap<String, String>, limit: i64) -> Result<usize, Response> {
     let Some(raw) = q.get("maxItems") else {
         return Ok(100);
     };
-    match raw.parse::<i64>() {
-        Ok(n) if (1..=100).contains(&n) => Ok(usize::try_from(n).unwrap_or(100)),
+    match raw.parse::<i32>() {
+        Ok(n) if (1..=limit).contains(&i64::from(n)) => Ok(usize::try_from(n).unwrap_or(100)),
+        // Each route words it its own way; the group list's message spans lines.
+        Ok(n) if limit == 3000 => Err(text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "\nmaxItems was {n}, maxItems must be between 0 exclusive\nand {limit} inclusive\"\n"
+            ),
+        )),
+        Ok(n) if limit == 100 => Err(text(
+            StatusCode::BAD_REQUEST,
+            format!("maxItems was {n}, maxItems must be between 0 and {limit}"),
+        )),
         Ok(n) => Err(text(
             StatusCode::BAD_REQUEST,
-            format!("maxItems was {n}, maxItems must be between 0 exclusive and 100 inclusive"),
+            format!("maxItems was {n}, maxItems must be between 0 exclusive and {limit} inclusive"),
         )),
         Err(_) => Err(text(
             StatusCode::BAD_REQUEST,
@@ -616,28 +777,36 @@ fn max_items(q: &BTreeMap<String, String>) -> Result<usize, Response> {
     }
 }
 
+/// A boolean query parameter (default `false`).
+// The error is the response a handler returns at once; boxing it would buy nothing.
+#[allow(clippy::result_large_err)]
+fn flag(q: &BTreeMap<String, String>, name: &str) -> Result<bool, Response> {
+    match q.get(name).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "The query parameter '{name}' was malformed: '{other}' is not a valid Boolean value"
+            ),
+        )),
+    }
+}
+
 /// A handler's answer: `Err` carries its error response, so that `?` can pass one on.
 type Answer = Result<Response, Response>;
 
-/// `GET /groups`.
+/// `GET /groups`: every group for a super user or with `ignoreAccess=true`, else the caller's;
+/// `abridged=true` keeps of each group's lists only the caller's own id (in `members` when it is
+/// a member, in `admins` when it is an admin).
 async fn list_groups(
     State(sim): State<VinylDnsSim>,
     Extension(caller): Extension<Caller>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Answer {
-    let max = max_items(&q)?;
-    let ignore_access = match q.get("ignoreAccess").map(String::as_str) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => {
-            return Err(text(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "The query parameter 'ignoreAccess' was malformed: '{other}' is not a valid Boolean value"
-                ),
-            ));
-        }
-    };
+    let max = max_items(&q, 3000)?;
+    let ignore_access = flag(&q, "ignoreAccess")?;
+    let abridged = flag(&q, "abridged")? && sim.lock().behaviour.abridged_lists;
     let st = sim.lock();
     let filter = q.get("groupNameFilter").map(|f| f.to_lowercase());
     let mut all: Vec<&SimGroup> = st
@@ -672,7 +841,32 @@ async fn list_groups(
         }
     };
     let next_id = (rest.len() > max).then(|| rest[max - 1].id.clone());
-    let groups: Vec<Value> = rest.iter().take(max).map(|g| st.info(g)).collect();
+    let groups: Vec<Value> = rest
+        .iter()
+        .take(max)
+        .map(|g| {
+            if !abridged {
+                return st.info(g);
+            }
+            let mine = |ids: &BTreeSet<String>| -> Vec<Value> {
+                ids.iter()
+                    .filter(|id| **id == caller.id)
+                    .map(|id| json!({ "id": id }))
+                    .collect()
+            };
+            let mut v = json!({
+                "id": g.id,
+                "name": g.name,
+                "email": g.email,
+                "members": mine(&g.members),
+                "admins": mine(&g.admins),
+            });
+            if let (Some(d), Some(o)) = (&g.description, v.as_object_mut()) {
+                o.insert("description".into(), d.clone().into());
+            }
+            v
+        })
+        .collect();
     let mut body = json!({
         "groups": groups,
         "maxItems": max,
@@ -715,10 +909,8 @@ struct GroupInput {
     name: Option<String>,
     email: Option<String>,
     description: Option<String>,
-    #[serde(default)]
-    members: Vec<IdIn>,
-    #[serde(default)]
-    admins: Vec<IdIn>,
+    members: Option<Vec<IdIn>>,
+    admins: Option<Vec<IdIn>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -726,9 +918,20 @@ struct IdIn {
     id: String,
 }
 
+/// A create or update body with every required field.
+struct Input {
+    id: Option<String>,
+    name: String,
+    email: String,
+    description: Option<String>,
+    members: BTreeSet<String>,
+    admins: BTreeSet<String>,
+}
+
+/// Reads a body as the server's JSON protocol does: every missing field is named in one 400.
 // The error is the response a handler returns at once; boxing it would buy nothing.
 #[allow(clippy::result_large_err)]
-fn read_input(body: &Bytes, update: bool) -> Result<(GroupInput, String, String), Response> {
+fn read_input(body: &Bytes, update: bool) -> Result<Input, Response> {
     let input: GroupInput = serde_json::from_slice(body).map_err(|e| {
         (
             StatusCode::BAD_REQUEST,
@@ -746,11 +949,37 @@ fn read_input(body: &Bytes, update: bool) -> Result<(GroupInput, String, String)
     if input.email.is_none() {
         missing.push("Missing Group.email");
     }
+    if input.members.is_none() {
+        missing.push("Missing Group.members");
+    }
+    if input.admins.is_none() {
+        missing.push("Missing Group.admins");
+    }
     if !missing.is_empty() {
         return Err((StatusCode::BAD_REQUEST, Json(json!({ "errors": missing }))).into_response());
     }
-    let name = input.name.clone().unwrap_or_default();
-    let email = input.email.clone().unwrap_or_default();
+    let ids = |v: Option<Vec<IdIn>>| -> BTreeSet<String> {
+        v.unwrap_or_default().into_iter().map(|i| i.id).collect()
+    };
+    let admins = ids(input.admins);
+    // The server's routes make every admin a member.
+    let mut members = ids(input.members);
+    members.extend(admins.iter().cloned());
+    Ok(Input {
+        id: input.id,
+        name: input.name.unwrap_or_default(),
+        email: input.email.unwrap_or_default(),
+        description: input.description,
+        members,
+        admins,
+    })
+}
+
+/// The checks the server makes of every group it is about to store, before any other: name and
+/// e-mail not blank, a one-word name, the e-mail rule.
+// The error is the response a handler returns at once; boxing it would buy nothing.
+#[allow(clippy::result_large_err)]
+fn check_fields(st: &SimState, name: &str, email: &str) -> Result<(), Response> {
     if name.trim().is_empty() || email.trim().is_empty() {
         return Err(text(
             StatusCode::BAD_REQUEST,
@@ -763,13 +992,72 @@ fn read_input(body: &Bytes, update: bool) -> Result<(GroupInput, String, String)
             "Group name must be one word: no spaces.",
         ));
     }
-    let valid_email = email
-        .split_once('@')
-        .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
-    if !valid_email {
-        return Err(text(StatusCode::BAD_REQUEST, "Please enter a valid Email."));
+    email_rule(email, &st.behaviour).map_err(|m| text(StatusCode::BAD_REQUEST, m))
+}
+
+/// The server's e-mail rule: its pattern, at least one dot after `@`, an allowed domain (every
+/// configured entry, its `*` removed, matched as a suffix), at most `email_dots` dots after `@`.
+fn email_rule(email: &str, b: &Behaviour) -> Result<(), String> {
+    const INVALID: &str = "Please enter a valid Email.";
+    let Some((local, domain)) = email.split_once('@') else {
+        return Err(INVALID.into());
+    };
+    let local_ok = !local.is_empty()
+        && local
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"._+!&-".contains(&c));
+    let label_ok = |l: &str| {
+        let b = l.as_bytes();
+        !b.is_empty()
+            && b.len() <= 63
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+    };
+    let shape_ok = local_ok
+        && domain.split('.').all(label_ok)
+        && !email.starts_with('.')
+        && !email.ends_with('.')
+        && !email.contains("..");
+    let dots = domain.matches('.').count();
+    if !shape_ok || dots == 0 {
+        return Err(INVALID.into());
     }
-    Ok((input, name, email))
+    let suffixes: Vec<String> = b
+        .valid_email_domains
+        .iter()
+        .map(|d| d.replace('*', ""))
+        .collect();
+    let allowed = b.valid_email_domains.is_empty()
+        || b.valid_email_domains.iter().any(|d| d == domain)
+        || suffixes.iter().any(|d| domain.ends_with(d.as_str()));
+    if allowed && dots <= b.email_dots {
+        Ok(())
+    } else if dots > b.email_dots {
+        Err(format!(
+            "Please enter a valid Email. Number of dots allowed after @ is {}",
+            b.email_dots
+        ))
+    } else {
+        Err(format!(
+            "Please enter a valid Email. Valid domains should end with {}",
+            suffixes.join(",")
+        ))
+    }
+}
+
+/// The server stores a description in a column of 256 characters; a longer one fails the
+/// write inside the server.
+// The error is the response a handler returns at once; boxing it would buy nothing.
+#[allow(clippy::result_large_err)]
+fn check_description(d: Option<&str>) -> Result<(), Response> {
+    if d.is_some_and(|d| d.chars().count() > 256) {
+        return Err(text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "There was an internal server error.",
+        ));
+    }
+    Ok(())
 }
 
 fn conflict(name: &str, email: &str) -> Response {
@@ -783,8 +1071,7 @@ fn conflict(name: &str, email: &str) -> Response {
 
 // The error is the response a handler returns at once; boxing it would buy nothing.
 #[allow(clippy::result_large_err)]
-fn check_lists(
-    st: &SimState,
+fn has_members_and_admins(
     members: &BTreeSet<String>,
     admins: &BTreeSet<String>,
 ) -> Result<(), Response> {
@@ -794,141 +1081,181 @@ fn check_lists(
             "Group must have at least one member and one admin",
         ));
     }
-    let unknown = st.unknown_users(members);
-    if !unknown.is_empty() {
-        let ids: Vec<&str> = unknown.iter().map(|s| s.as_str()).collect();
-        let status =
-            StatusCode::from_u16(st.behaviour.unknown_user_status).unwrap_or(StatusCode::NOT_FOUND);
-        return Err(text(
-            status,
-            format!("Users [ {} ] were not found", ids.join(",")),
-        ));
-    }
     Ok(())
 }
 
-/// `POST /groups`.
+// The error is the response a handler returns at once; boxing it would buy nothing.
+#[allow(clippy::result_large_err)]
+fn users_exist<'a>(
+    st: &SimState,
+    ids: impl IntoIterator<Item = &'a String>,
+) -> Result<(), Response> {
+    let unknown = st.unknown_users(ids);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = unknown.iter().map(|s| s.as_str()).collect();
+    Err(text(
+        StatusCode::NOT_FOUND,
+        format!("Users [ {} ] were not found", ids.join(",")),
+    ))
+}
+
+fn not_authorized() -> Response {
+    text(StatusCode::FORBIDDEN, "Not authorized")
+}
+
+/// `POST /groups`, in the server's order: fields and e-mail, members and admins, the name, then
+/// every user id. The creator becomes an admin and a member.
 async fn create_group(
     State(sim): State<VinylDnsSim>,
     Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Answer {
-    let (input, name, email) = read_input(&body, false)?;
+    let mut input = read_input(&body, false)?;
+    input.admins.insert(caller.id.clone());
+    input.members.insert(caller.id.clone());
     let mut st = sim.lock();
-    let mut admins: BTreeSet<String> = input.admins.iter().map(|a| a.id.clone()).collect();
-    if st.behaviour.creator_becomes_admin {
-        admins.insert(caller.id.clone());
+    check_fields(&st, &input.name, &input.email)?;
+    has_members_and_admins(&input.members, &input.admins)?;
+    if let Some(g) = st.same_name(&input.name, None) {
+        return Err(conflict(&input.name, &g.email));
     }
-    let mut members: BTreeSet<String> = input.members.iter().map(|m| m.id.clone()).collect();
-    members.extend(admins.iter().cloned());
-    if let Some(g) = st.same_name(&name, None) {
-        return Err(conflict(&name, &g.email));
-    }
-    check_lists(&st, &members, &admins)?;
+    users_exist(&st, &input.members)?;
+    check_description(input.description.as_deref())?;
     let id = Uuid::new_v4().to_string();
     let g = SimGroup {
         id: id.clone(),
-        name,
-        email,
+        name: input.name,
+        email: input.email,
         description: input.description,
-        members,
-        admins,
+        members: input.members,
+        admins: input.admins,
     };
     let info = st.info(&g);
     st.groups.insert(id, g);
     Ok(ok(info))
 }
 
-/// `PUT /groups/{id}`: the whole group; the server reads the id from the body.
+/// `PUT /groups/{id}`: the whole group; the server reads the id from the body. In the server's
+/// order: the group, fields and e-mail, the caller's right, members and admins, the newly added
+/// non-admin members (unknown admin ids are stored unchecked), the name.
 async fn update_group(
     State(sim): State<VinylDnsSim>,
     Extension(caller): Extension<Caller>,
     Path(_path_id): Path<String>,
     body: Bytes,
 ) -> Answer {
-    let (input, name, email) = read_input(&body, true)?;
+    let input = read_input(&body, true)?;
     let id = input.id.clone().unwrap_or_default();
     let mut st = sim.lock();
     let Some(existing) = st.groups.get(&id).cloned() else {
         return Err(group_not_found(&id));
     };
+    check_fields(&st, &input.name, &input.email)?;
     if !(caller.is_super || existing.admins.contains(&caller.id)) {
-        return Err(text(StatusCode::FORBIDDEN, "Not authorized"));
+        return Err(not_authorized());
     }
-    let admins: BTreeSet<String> = input.admins.iter().map(|a| a.id.clone()).collect();
-    let mut members: BTreeSet<String> = input.members.iter().map(|m| m.id.clone()).collect();
-    members.extend(admins.iter().cloned());
-    check_lists(&st, &members, &admins)?;
-    if let Some(g) = st.same_name(&name, Some(&id)) {
-        return Err(conflict(&name, &g.email));
+    has_members_and_admins(&input.members, &input.admins)?;
+    let added_admins: BTreeSet<&String> = input.admins.difference(&existing.admins).collect();
+    let added_non_admins: BTreeSet<&String> = input
+        .members
+        .difference(&existing.members)
+        .filter(|m| !added_admins.contains(m))
+        .chain(
+            existing
+                .admins
+                .difference(&input.admins)
+                .filter(|a| input.members.contains(*a)),
+        )
+        .collect();
+    users_exist(&st, added_non_admins)?;
+    if let Some(g) = st.same_name(&input.name, Some(&id)) {
+        return Err(conflict(&input.name, &g.email));
     }
+    check_description(input.description.as_deref())?;
     let g = SimGroup {
         id: id.clone(),
-        name,
-        email,
+        name: input.name,
+        email: input.email,
         description: input.description,
-        members,
-        admins,
+        members: input.members,
+        admins: input.admins,
     };
     let info = st.info(&g);
     st.groups.insert(id, g);
     Ok(ok(info))
 }
 
-/// `DELETE /groups/{id}`.
+/// `DELETE /groups/{id}`: refused while the group administers a zone, owns a record set or is
+/// named in a zone's ACL rule.
 async fn delete_group(
     State(sim): State<VinylDnsSim>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> Response {
+) -> Answer {
     let mut st = sim.lock();
     let Some(existing) = st.groups.get(&id).cloned() else {
-        return group_not_found(&id);
+        return Err(group_not_found(&id));
     };
     if !(caller.is_super || existing.admins.contains(&caller.id)) {
-        return text(StatusCode::FORBIDDEN, "Not authorized");
+        return Err(not_authorized());
+    }
+    let refuse = |m: String| text(StatusCode::BAD_REQUEST, m);
+    let name = &existing.name;
+    if st.zones.iter().any(|z| z.admin_group_id == id) {
+        return Err(refuse(format!(
+            "{name} is the admin of a zone. Cannot delete. Please transfer the ownership to another group before deleting."
+        )));
+    }
+    if st.zones.iter().any(|z| z.record_owner_ids.contains(&id)) {
+        return Err(refuse(format!(
+            "{name} is the owner for a record set including {}. Cannot delete. Please transfer the ownership to another group before deleting.",
+            Uuid::new_v4()
+        )));
+    }
+    if let Some(z) = st.zones.iter().find(|z| z.acl_group_ids.contains(&id)) {
+        return Err(refuse(format!(
+            "{name} has an ACL rule for a zone including {}. Cannot delete. Please transfer the ownership to another group before deleting.",
+            z.id
+        )));
     }
     st.groups.remove(&id);
     let mut info = st.info(&existing);
     if let Some(o) = info.as_object_mut() {
         o.insert("status".into(), "Deleted".into());
     }
-    ok(info)
+    Ok(ok(info))
 }
 
-/// `GET /groups/{id}/members`: paged by user id.
+/// `GET /groups/{id}/members`: the group's ids that are users, paged by user id; an id without a
+/// user is left out.
 async fn list_members(
     State(sim): State<VinylDnsSim>,
     Path(id): Path<String>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Answer {
-    let max = max_items(&q)?;
+    let max = max_items(&q, 1000)?;
     let st = sim.lock();
     let Some(g) = st.groups.get(&id) else {
         return Err(group_not_found(&id));
     };
     let start = q.get("startFrom");
-    let rest: Vec<&String> = g
+    let rest: Vec<&SimUser> = g
         .members
         .iter()
         .filter(|m| start.is_none_or(|s| m.as_str() > s.as_str()))
+        .filter_map(|m| st.users.get(m))
         .collect();
     let page: Vec<Value> = rest
         .iter()
         .take(max)
-        .filter_map(|m| st.users.get(*m))
-        .map(|u| {
-            let mut v = st.user_info(u);
-            if let Some(o) = v.as_object_mut() {
-                o.insert("isAdmin".into(), g.admins.contains(&u.id).into());
-            }
-            v
-        })
+        .map(|u| st.member_info(u, g))
         .collect();
     let mut body = json!({ "members": page, "maxItems": max });
     if let Some(o) = body.as_object_mut() {
         if rest.len() > max {
-            o.insert("nextId".into(), rest[max - 1].clone().into());
+            o.insert("nextId".into(), rest[max - 1].id.clone().into());
         }
         if let Some(s) = start {
             o.insert("startFrom".into(), s.clone().into());
@@ -937,7 +1264,7 @@ async fn list_members(
     Ok(ok(body))
 }
 
-/// `GET /groups/{id}/admins`.
+/// `GET /groups/{id}/admins`: the admins that are users, with their `isSuper` flags.
 async fn list_admins(State(sim): State<VinylDnsSim>, Path(id): Path<String>) -> Response {
     let st = sim.lock();
     let Some(g) = st.groups.get(&id) else {
@@ -952,11 +1279,16 @@ async fn list_admins(State(sim): State<VinylDnsSim>, Path(id): Path<String>) -> 
     ok(json!({ "admins": admins }))
 }
 
-/// `GET /users/{id or name}`.
+/// `GET /groups/valid/domains`: the allowed e-mail domains, as configured.
+async fn valid_domains(State(sim): State<VinylDnsSim>) -> Response {
+    let domains = sim.lock().behaviour.valid_email_domains.clone();
+    ok(json!(domains))
+}
+
+/// `GET /users/{id or name}`, without regard to case.
 async fn get_user(State(sim): State<VinylDnsSim>, Path(key): Path<String>) -> Response {
     let st = sim.lock();
-    let user = st.users.get(&key).or_else(|| st.user_by_name(&key));
-    match user {
+    match st.user_by_key(&key) {
         Some(u) => {
             let groups: Vec<&String> = st
                 .groups
@@ -968,4 +1300,65 @@ async fn get_user(State(sim): State<VinylDnsSim>, Path(key): Path<String>) -> Re
         }
         None => text(StatusCode::NOT_FOUND, format!("User {key} was not found")),
     }
+}
+
+/// `GET /zones`: the zones whose admin group the caller belongs to, or every zone for a super
+/// user or with `ignoreAccess=true`; paged by zone name (`maxItems` 1..100).
+async fn list_zones(
+    State(sim): State<VinylDnsSim>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Answer {
+    let max = max_items(&q, 100)?;
+    let ignore_access = flag(&q, "ignoreAccess")?;
+    let st = sim.lock();
+    let mine = |z: &SimZone| {
+        st.groups
+            .get(&z.admin_group_id)
+            .is_some_and(|g| g.members.contains(&caller.id))
+    };
+    let mut zones: Vec<&SimZone> = st
+        .zones
+        .iter()
+        .filter(|z| ignore_access || caller.is_super || mine(z))
+        .filter(|z| {
+            q.get("nameFilter")
+                .is_none_or(|f| z.name.to_lowercase().contains(&f.to_lowercase()))
+        })
+        .collect();
+    zones.sort_by(|a, b| a.name.cmp(&b.name));
+    let start = q.get("startFrom");
+    let rest: Vec<&SimZone> = zones
+        .into_iter()
+        .filter(|z| start.is_none_or(|s| z.name.as_str() > s.as_str()))
+        .collect();
+    let page: Vec<Value> = rest
+        .iter()
+        .take(max)
+        .map(|z| {
+            let rules: Vec<Value> = z
+                .acl_group_ids
+                .iter()
+                .map(|g| json!({ "accessLevel": "Read", "groupId": g }))
+                .collect();
+            json!({
+                "id": z.id,
+                "name": z.name,
+                "email": "dns@example.com",
+                "status": "Active",
+                "adminGroupId": z.admin_group_id,
+                "acl": { "rules": rules },
+            })
+        })
+        .collect();
+    let mut body = json!({ "zones": page, "maxItems": max, "ignoreAccess": ignore_access });
+    if let Some(o) = body.as_object_mut() {
+        if rest.len() > max {
+            o.insert("nextId".into(), rest[max - 1].name.clone().into());
+        }
+        if let Some(s) = start {
+            o.insert("startFrom".into(), s.clone().into());
+        }
+    }
+    Ok(ok(body))
 }

@@ -18,6 +18,8 @@ fn target() -> VinylDnsTarget {
         url: "https://vinyldns.example.com".into(),
         access_key: Secret::new("AK"),
         secret_key: Secret::new("SK"),
+        email_dots: 2,
+        user: None,
     };
     VinylDnsTarget::new(
         "dns",
@@ -223,4 +225,58 @@ fn prepare_reports_a_missing_email_and_admins_at_the_origin_and_makes_admins_mem
 fn debug_never_shows_the_keys() {
     let text = format!("{:?}", target());
     assert!(!text.contains("\"AK\"") && !text.contains("SK"), "{text}");
+}
+
+#[test]
+fn the_email_rule_is_the_servers() {
+    let none: Vec<String> = Vec::new();
+    assert!(email_rule("ops@example.com", &none, 2).is_ok());
+    assert!(email_rule("a.b+c!d&e-f_g@mail.example.com", &none, 2).is_ok());
+    // The pattern allows a dot just before the @.
+    assert!(email_rule("ops.@example.com", &none, 2).is_ok());
+    for bad in [
+        "ops",
+        "@example.com",
+        "ops@localhost",
+        "o'neil@example.com",
+        ".ops@example.com",
+        "o..ps@example.com",
+        "ops@-example.com",
+        "ops@example.com.",
+    ] {
+        assert!(email_rule(bad, &none, 2).is_err(), "{bad}");
+    }
+    let err = email_rule("ops@a.b.example.com", &none, 2).unwrap_err();
+    assert!(err.contains("3 dots") && err.contains("at most 2"), "{err}");
+    let domains = vec!["example.com".to_owned(), "*.corp.net".to_owned()];
+    assert!(email_rule("ops@example.com", &domains, 2).is_ok());
+    assert!(email_rule("ops@eu.corp.net", &domains, 2).is_ok());
+    // The server matches every entry as a suffix, so this passes there too.
+    assert!(email_rule("ops@badexample.com", &domains, 2).is_ok());
+    let err = email_rule("ops@other.org", &domains, 2).unwrap_err();
+    assert!(err.contains("not one the server allows"), "{err}");
+}
+
+#[test]
+fn admins_are_sorted_and_deduplicated_without_regard_to_case() {
+    let names = |v: &[&str]| sorted_names(v.iter().map(|s| (*s).to_owned()));
+    assert_eq!(names(&["bob", "Alice", "alice"]), ["Alice", "bob"]);
+    assert_eq!(names(&["JWilson", "alice"]), ["alice", "JWilson"]);
+}
+
+#[test]
+fn prepare_sorts_the_admins_as_the_observe_does() {
+    let t = target();
+    let d = desired(vec![desired_group("ops", &["bob"], &["bob", "Alice"])]);
+    let scope = Scope::new(None, &d, true).unwrap();
+    let prepared = t.prepare(&d, &scope).unwrap();
+    let admins = &prepared.groups[&GroupName::from("ops")].extras[TYPE]["admins"];
+    assert_eq!(admins, &json!(["Alice", "bob"]));
+}
+
+#[test]
+fn long_descriptions_and_unknown_admins_are_named() {
+    assert!(description_rule(&"x".repeat(256)).is_none());
+    assert!(description_rule(&"é".repeat(257)).is_some_and(|m| m.contains("257 characters")));
+    assert!(no_admin(&["ghost".into()]).contains("(ghost)"));
 }
