@@ -136,14 +136,19 @@ fn a_create_carries_its_members_in_one_post() {
     let p = plan(&t, &d, &o, false);
     let calls = t.compile(&p, &o);
     assert_eq!(calls.len(), 1);
-    let Op::Create { members } = &calls[0].op else {
+    let Op::Create { id, members } = &calls[0].op else {
         panic!("{calls:?}");
     };
     assert_eq!(members, &["uid-u0", "uid-u1", "uid-u2"]);
+    // The service wants the client to choose a GUID id, and each create gets its own.
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+    let again = t.compile(&p, &o);
+    assert!(matches!(&again[0].op, Op::Create { id: other, .. } if other != id));
     // What `send` posts for it.
     assert_eq!(
-        api::create_body(PARTITION, calls[0].group().as_str(), members),
+        api::create_body(id, PARTITION, calls[0].group().as_str(), members),
         json!({
+            "id": id,
             "partitionGlobalId": PARTITION,
             "name": "New",
             "directoryUserMemberIDs": ["uid-u0", "uid-u1", "uid-u2"],
