@@ -683,6 +683,40 @@ async fn bulk_resolve_by_name_answers_every_name_exactly_twenty_at_most() {
     let reader = reader["access_token"].as_str().expect("token");
     let (status, _) = s.json(M::POST, &path, reader, ask(&["alice"])).await;
     assert_eq!(status, 403, "PM.Directory is needed");
+
+    // By id: one type per id.
+    let by_id = format!("/api/Directory/BulkResolve/{P}");
+    let alice = s.user("alice");
+    let (status, v) = s
+        .json(
+            M::POST,
+            &by_id,
+            &t,
+            Some(json!({"entityIds": [alice, "nobody"], "entityTypes": ["User", "User"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v[alice.as_str()]["name"], "alice");
+    assert_eq!(v["nobody"], Value::Null);
+    let (status, _) = s
+        .json(
+            M::POST,
+            &by_id,
+            &t,
+            Some(json!({"entityIds": [alice], "entityTypes": []})),
+        )
+        .await;
+    assert_eq!(status, 400, "a type per id");
+    let ids: Vec<String> = (0..21).map(|i| format!("id{i}")).collect();
+    let (status, _) = s
+        .json(
+            M::POST,
+            &by_id,
+            &t,
+            Some(json!({"entityIds": ids, "entityTypes": vec!["User"; 21]})),
+        )
+        .await;
+    assert_eq!(status, 400, "21 ids");
 }
 
 #[tokio::test]

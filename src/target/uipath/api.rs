@@ -52,7 +52,17 @@ pub fn bulk_resolve(identity: &str, partition: &str) -> String {
     )
 }
 
-/// The most names one `BulkResolveByName` call takes.
+/// `/{identity}/api/Directory/BulkResolve/{partitionGlobalId}`: many entities by id.
+pub fn bulk_resolve_ids(identity: &str, partition: &str) -> String {
+    format!("/{identity}/api/Directory/BulkResolve/{}", seg(partition))
+}
+
+/// The body of a `BulkResolve` call for users.
+pub fn bulk_resolve_ids_body(ids: &[&str]) -> Value {
+    json!({ "entityIds": ids, "entityTypes": vec!["User"; ids.len()] })
+}
+
+/// The most names (or ids) one `BulkResolveByName` (or `BulkResolve`) call is sent.
 pub const BULK_RESOLVE_LIMIT: usize = 20;
 
 /// The body of a `BulkResolveByName` call for users.

@@ -14,7 +14,8 @@
 //!
 //! Users are addressed by their directory `identifier`. Members read from the groups give theirs:
 //! inline in the group when the service lists them there, else through the group's `/Members`
-//! call (ids only; a member no desired user resolves to is named by its id). Only people are
+//! call, which gives ids only: a member no desired user resolves to is named through
+//! `BulkResolve` (20 ids a call), or by its id when the directory does not know it. Only people are
 //! roster's to manage: robots, applications and directory groups among the members are left
 //! alone. Desired users not seen among members are looked up exactly with `BulkResolveByName`,
 //! 20 names a call; a name it does not resolve (it compares names exactly, roster does not) is
@@ -458,6 +459,50 @@ impl UiPathTarget {
             .collect())
     }
 
+    /// The user keys of member ids through `BulkResolve`, [`api::BULK_RESOLVE_LIMIT`] ids a
+    /// call, by lower-case id; an id the directory does not name is left out.
+    async fn names_of(&self, ids: Vec<String>) -> Result<HashMap<String, UserKey>, CallError> {
+        let path = api::bulk_resolve_ids(&self.identity, &self.partition);
+        let chunks: Vec<Vec<String>> = ids
+            .chunks(api::BULK_RESOLVE_LIMIT)
+            .map(<[String]>::to_vec)
+            .collect();
+        let answers: Vec<HashMap<String, Option<api::Member>>> = futures::stream::iter(chunks)
+            .map(|chunk| {
+                let path = &path;
+                async move {
+                    let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                    let body = api::bulk_resolve_ids_body(&refs);
+                    self.reads
+                        .retry_idempotent(|| async {
+                            let resp = self
+                                .request(Method::POST, path, &[], Some(&body), None, &[])
+                                .await?;
+                            resp.json().await.map_err(|e| {
+                                self.err(
+                                    &Method::POST,
+                                    path,
+                                    None,
+                                    CallErrorKind::Decode(e.to_string()),
+                                )
+                            })
+                        })
+                        .await
+                }
+            })
+            .buffer_unordered(self.concurrency.get())
+            .try_collect()
+            .await?;
+        Ok(answers
+            .into_iter()
+            .flatten()
+            .filter_map(|(id, m)| {
+                let m = m.filter(api::Member::is_user)?;
+                Some((id.to_lowercase(), UserKey(self.member_key(&m))))
+            })
+            .collect())
+    }
+
     /// The directory id of a user key through the directory search (cached for the run);
     /// `None` when no user has exactly that key, or more than one has.
     async fn search(&self, key: UserKey) -> Result<(UserKey, Option<String>), CallError> {
@@ -732,12 +777,21 @@ impl Target for UiPathTarget {
             .resolve_all(unresolved)
             .await
             .map_err(ObserveError::from)?;
-        // Members known by id only take the key of the desired user with that id; any other is
-        // named by its id, which is enough to remove it.
-        let key_of_id: HashMap<String, &UserKey> = resolved
+        // Members known by id only take the key of the desired user with that id; the others
+        // are named by the directory (or by their id, which is enough to remove them).
+        let mut key_of_id: HashMap<String, UserKey> = resolved
             .iter()
-            .filter_map(|(k, id)| id.as_ref().map(|id| (id.to_lowercase(), k)))
+            .filter_map(|(k, id)| id.as_ref().map(|id| (id.to_lowercase(), k.clone())))
             .collect();
+        let mut strangers: Vec<String> = groups
+            .iter()
+            .flat_map(|(_, _, anonymous)| anonymous)
+            .filter(|id| !key_of_id.contains_key(&id.to_lowercase()))
+            .cloned()
+            .collect();
+        strangers.sort_by_key(|id| id.to_lowercase());
+        strangers.dedup_by_key(|id| id.to_lowercase());
+        key_of_id.extend(self.names_of(strangers).await.map_err(ObserveError::from)?);
         for (mut g, ids, anonymous) in groups {
             for (key, id) in ids {
                 observed.users.insert(UserKey(key), id);
@@ -745,7 +799,8 @@ impl Target for UiPathTarget {
             for id in anonymous {
                 let key = key_of_id
                     .get(&id.to_lowercase())
-                    .map_or_else(|| UserKey(id.clone()), |k| (*k).clone());
+                    .cloned()
+                    .unwrap_or_else(|| UserKey(id.clone()));
                 g.group.members.insert(key.clone());
                 observed.users.insert(key, id);
             }

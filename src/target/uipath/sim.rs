@@ -40,6 +40,8 @@
 //!   [`Behaviour::bulk_resolve_limit`] names per call (more is a 400). A user name matches a
 //!   user's name or e-mail, exactly or regardless of case per
 //!   [`Behaviour::bulk_resolve_ignores_case`]. Robot accounts are never resolved.
+//! * `POST /api/Directory/BulkResolve/{partitionGlobalId}` with `{entityIds, entityTypes}` (one
+//!   type per id) answers `{id: entity | null}`, under the same limit.
 //!
 //! The control endpoints `GET /_sim/state`, `GET|PUT /_sim/faults`, `GET|PUT /_sim/behaviour`
 //! and `GET /_sim/calls` need no token: serve the simulator on loopback only.
@@ -212,7 +214,7 @@ pub struct Behaviour {
     /// `GET` of one group lists its `members` (default true, as the docs show); false: `members`
     /// is empty and only the `/Members` call lists them.
     pub members_inline: bool,
-    /// Most names one `BulkResolveByName` call takes (default 20).
+    /// Most names (or ids) one `BulkResolveByName` (or `BulkResolve`) call takes (default 20).
     pub bulk_resolve_limit: usize,
     /// `BulkResolveByName` matches names regardless of case (default false: exactly).
     pub bulk_resolve_ignores_case: bool,
@@ -496,6 +498,7 @@ impl UiPathSim {
                 "/api/Directory/BulkResolveByName/{partition}",
                 post(bulk_resolve_by_name),
             )
+            .route("/api/Directory/BulkResolve/{partition}", post(bulk_resolve))
             .fallback(not_found)
             .with_state(self.clone());
         let app = Router::new()
@@ -1465,6 +1468,66 @@ async fn bulk_resolve_by_name(
             return Err(ApiError::BadRequest(format!("Unknown entityType {kind}")));
         };
         out.insert(name, entity.unwrap_or(Value::Null));
+    }
+    Ok((StatusCode::OK, Json(Value::Object(out))).into_response())
+}
+
+/// `POST …/api/Directory/BulkResolve/{partitionGlobalId}`: `{entityIds, entityTypes}` →
+/// `{id: entity | null}`.
+async fn bulk_resolve(
+    State(sim): State<UiPathSim>,
+    headers: HeaderMap,
+    Path(partition): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let mut st = sim.lock();
+    st.require(&headers, &["PM.Directory"])?;
+    st.check_partition(&partition)?;
+    let body = object(&body)?;
+    let strings = |key: &str| -> Result<Vec<String>, ApiError> {
+        match field(&body, key) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<Vec<String>>>()
+                .ok_or_else(|| {
+                    ApiError::Validation(
+                        key.to_owned(),
+                        format!("{key} must be an array of strings"),
+                    )
+                }),
+            _ => Err(ApiError::Validation(
+                key.to_owned(),
+                format!("The {key} field is required."),
+            )),
+        }
+    };
+    let ids = strings("EntityIds")?;
+    let types = strings("EntityTypes")?;
+    if ids.len() != types.len() {
+        return Err(ApiError::BadRequest(
+            "EntityTypes must be as long as EntityIds".into(),
+        ));
+    }
+    if ids.len() > st.behaviour.bulk_resolve_limit {
+        return Err(ApiError::BadRequest(format!(
+            "At most {} entities can be resolved at once",
+            st.behaviour.bulk_resolve_limit
+        )));
+    }
+    let mut out = serde_json::Map::new();
+    for (id, kind) in ids.into_iter().zip(types) {
+        let entity = if kind.eq_ignore_ascii_case("User") {
+            st.users
+                .keys()
+                .find(|k| k.eq_ignore_ascii_case(&id))
+                .map(|k| st.user_json(k))
+        } else if kind.eq_ignore_ascii_case("Group") || kind.eq_ignore_ascii_case("Application") {
+            None
+        } else {
+            return Err(ApiError::BadRequest(format!("Unknown entity type {kind}")));
+        };
+        out.insert(id, entity.unwrap_or(Value::Null));
     }
     Ok((StatusCode::OK, Json(Value::Object(out))).into_response())
 }
