@@ -172,9 +172,13 @@ impl Member {
 pub struct SearchEntity {
     /// The directory id.
     pub identifier: String,
-    /// The user name (`identityName`; some answers say `name`).
-    #[serde(default, alias = "name")]
+    /// The user name as the search writes it.
+    #[serde(default)]
     pub identity_name: Option<String>,
+    /// The user name as a directory user object writes it (`BulkResolveByName`); an answer may
+    /// carry both, so neither is an alias of the other.
+    #[serde(default)]
+    pub name: Option<String>,
     /// The e-mail.
     #[serde(default)]
     pub email: Option<String>,
@@ -188,6 +192,11 @@ pub struct SearchEntity {
 }
 
 impl SearchEntity {
+    /// The user name, however the answer spells the field.
+    pub fn user_name(&self) -> Option<&str> {
+        self.identity_name.as_deref().or(self.name.as_deref())
+    }
+
     /// Whether the result is a user: by `objectType` when it is given (it names robots and
     /// applications apart), else by `type`.
     pub fn is_user(&self) -> bool {
@@ -248,5 +257,8 @@ mod tests {
         assert!(!e(json!({id: "a", "type": "Group"})).is_user());
         assert!(e(json!({id: "a", "type": 2, "objectType": "DirectoryUser"})).is_user());
         assert!(!e(json!({id: "a", "type": 0, "objectType": "DirectoryRobotUser"})).is_user());
+        let both = e(json!({id: "a", "identityName": "x", "name": "y"}));
+        assert_eq!(both.user_name(), Some("x"));
+        assert_eq!(e(json!({id: "a", "name": "y"})).user_name(), Some("y"));
     }
 }

@@ -359,7 +359,7 @@ impl UiPathTarget {
     /// equals it, regardless of case.
     fn is_user_named(&self, e: &api::SearchEntity, key: &str) -> bool {
         let field = match self.user_key {
-            UserKeyField::Username => e.identity_name.as_deref(),
+            UserKeyField::Username => e.user_name(),
             UserKeyField::Email => e.email.as_deref(),
         };
         e.is_user() && field.is_some_and(|f| f.eq_ignore_ascii_case(key))
