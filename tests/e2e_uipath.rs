@@ -480,13 +480,18 @@ async fn thousand_member_changes_take_the_fewest_calls() {
 #[tokio::test]
 async fn a_user_not_yet_a_member_anywhere_is_found_whether_the_search_writes_type_as_number_or_string()
  {
-    // "BOB" is not the directory's spelling, so the exact BulkResolveByName misses it and the
+    // "BOB" is not the directory's spelling, so an exact BulkResolveByName misses it and the
     // directory search finds it; "carol" resolves in bulk. Neither is a member of any group yet.
-    for search_type in [SearchType::Number, SearchType::String] {
+    for (search_type, bulk_resolve_ignores_case) in [
+        (SearchType::Number, false),
+        (SearchType::String, false),
+        (SearchType::Number, true),
+    ] {
         let seed = format!("{USERS}\n[[uipath.group]]\nname = \"G\"\nmembers = [\"alice\"]\n");
         let w = world(&seed, &group("G", "", &["alice", "BOB", "carol"], &[]), "").await;
         w.sim.uipath.set_behaviour(Behaviour {
             search_type,
+            bulk_resolve_ignores_case,
             ..Behaviour::default()
         });
         let plan = w.plan().await;
@@ -500,8 +505,9 @@ async fn a_user_not_yet_a_member_anywhere_is_found_whether_the_search_writes_typ
             "{search_type:?}: {t}"
         );
         let calls = w.sim.uipath.calls();
-        assert!(
+        assert_eq!(
             calls.iter().any(|c| c.contains("/api/Directory/Search/")),
+            !bulk_resolve_ignores_case,
             "{calls:#?}"
         );
         let report = w.apply(None).await;

@@ -37,7 +37,7 @@
 //!   string under [`Behaviour::search_type`].
 //! * `POST /api/Directory/BulkResolveByName/{partitionGlobalId}` with `{entityNames, entityType,
 //!   scope}` answers `{name: entity | null}` for every name asked, at most
-//!   [`Behaviour::bulk_resolve_limit`] names per call (more is a 400). A user name matches a
+//!   [`BULK_RESOLVE_LIMIT`] names per call (more is a 400). A user name matches a
 //!   user's name or e-mail, exactly or regardless of case per
 //!   [`Behaviour::bulk_resolve_ignores_case`]. Robot accounts are never resolved.
 //! * `POST /api/Directory/BulkResolve/{partitionGlobalId}` with `{entityIds, entityTypes}` (one
@@ -76,6 +76,9 @@ pub const DEFAULT_GRANTED: [&str; 5] = [
     "PM.Directory",
     "PM.User.Read",
 ];
+
+/// The most names (or ids) one `BulkResolveByName` (or `BulkResolve`) call takes.
+pub const BULK_RESOLVE_LIMIT: usize = 20;
 
 /// The built-in groups every organization has (type 0).
 pub const BUILT_IN: [&str; 2] = ["Administrators", "Everyone"];
@@ -214,8 +217,6 @@ pub struct Behaviour {
     /// `GET` of one group lists its `members` (default true, as the docs show); false: `members`
     /// is empty and only the `/Members` call lists them.
     pub members_inline: bool,
-    /// Most names (or ids) one `BulkResolveByName` (or `BulkResolve`) call takes (default 20).
-    pub bulk_resolve_limit: usize,
     /// `BulkResolveByName` matches names regardless of case (default false: exactly).
     pub bulk_resolve_ignores_case: bool,
     /// The answer to a create or update naming a member id that is no user (default 400).
@@ -233,7 +234,6 @@ impl Default for Behaviour {
             protect_built_in: true,
             search_type: SearchType::Number,
             members_inline: true,
-            bulk_resolve_limit: 20,
             bulk_resolve_ignores_case: false,
             unknown_user: UnknownUser::BadRequest,
         }
@@ -1427,10 +1427,9 @@ async fn bulk_resolve_by_name(
             "The EntityType field is required.".into(),
         ));
     };
-    if names.len() > st.behaviour.bulk_resolve_limit {
+    if names.len() > BULK_RESOLVE_LIMIT {
         return Err(ApiError::BadRequest(format!(
-            "At most {} names can be resolved at once",
-            st.behaviour.bulk_resolve_limit
+            "At most {BULK_RESOLVE_LIMIT} names can be resolved at once"
         )));
     }
     let ignore_case = st.behaviour.bulk_resolve_ignores_case;
@@ -1509,10 +1508,9 @@ async fn bulk_resolve(
             "EntityTypes must be as long as EntityIds".into(),
         ));
     }
-    if ids.len() > st.behaviour.bulk_resolve_limit {
+    if ids.len() > BULK_RESOLVE_LIMIT {
         return Err(ApiError::BadRequest(format!(
-            "At most {} entities can be resolved at once",
-            st.behaviour.bulk_resolve_limit
+            "At most {BULK_RESOLVE_LIMIT} entities can be resolved at once"
         )));
     }
     let mut out = serde_json::Map::new();
