@@ -138,7 +138,7 @@ async fn tokens_follow_the_client_credentials_grant() {
         json!({"error": "invalid_client"})
     );
 
-    // The cloud also answers the token endpoint without the organization.
+    // Newer Cloud organizations refuse the token endpoint without the organization.
     let host = format!(
         "http://{}/identity_/connect/token",
         s.run.addr(SimKind::UiPath)
@@ -154,8 +154,8 @@ async fn tokens_follow_the_client_credentials_grant() {
         .send()
         .await
         .expect("send");
-    assert_eq!(resp.status(), 200);
-    assert_eq!(s.run.uipath.token_requests(), 4);
+    assert_eq!(resp.status(), 404);
+    assert_eq!(s.run.uipath.token_requests(), 3);
     assert!(
         s.run.uipath.calls().is_empty(),
         "token requests are not API calls"

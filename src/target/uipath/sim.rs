@@ -6,8 +6,9 @@
 //! UiPath's API guide pages), never from the connector's wire types.
 //!
 //! It serves the Automation Cloud form, `/{organization}/identity_/…`, and also
-//! `/{organization}/identity/…` (the Automation Suite spelling), plus the token endpoint at
-//! `/identity_/connect/token` without the organization, as the cloud also answers there.
+//! `/{organization}/identity/…` (the Automation Suite spelling). Everything is
+//! organization-scoped, the token endpoint included: as newer Cloud organizations do, a call
+//! without the organization (`/identity_/connect/token`) is a 404.
 //!
 //! What the reference leaves unconfirmed is a switch in [`Behaviour`]. Choices made where the
 //! reference is silent:
@@ -503,11 +504,7 @@ impl UiPathSim {
             .with_state(self.clone());
         let app = Router::new()
             .nest(&format!("/{org}/identity_"), api.clone())
-            .nest(&format!("/{org}/identity"), api)
-            .route(
-                "/identity_/connect/token",
-                post(token).with_state(self.clone()),
-            );
+            .nest(&format!("/{org}/identity"), api);
         control::wrap_api(self, app)
     }
 
