@@ -17,7 +17,7 @@
 //!   framework produces. A 401 has an empty body and `WWW-Authenticate: Bearer
 //!   error="invalid_token"`; token errors are OAuth's `{"error": "invalid_client"}`.
 //! * Scopes: reads of groups need `PM.Group.Read` (or `PM.Group`), writes `PM.Group.Write` (or
-//!   `PM.Group`), directory search `PM.Directory`; otherwise 403. A token request for a scope the
+//!   `PM.Group`), directory search and the bulk lookups `PM.Directory`; otherwise 403. A token request for a scope the
 //!   application was not granted is refused with `invalid_scope`; without `scope` it gets all.
 //! * The group list carries no members; a single group carries its `members` (or, under
 //!   [`Behaviour::members_inline`] `false`, an empty `members` list), and
