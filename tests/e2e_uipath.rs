@@ -7,7 +7,7 @@ use roster::exec::Outcome;
 use roster::sim::SimKind;
 use roster::sim::control::SimControl as _;
 use roster::sim::faults::Faults;
-use roster::target::uipath::sim::{Behaviour, DuplicateName, Strictness};
+use roster::target::uipath::sim::{Behaviour, DuplicateName, SearchType, Strictness, UnknownUser};
 use support::harness::{Harness, UiPath};
 use support::suite::{self, Staged, applied, text};
 use support::{SECRET, World, group};
@@ -30,7 +30,10 @@ async fn world(seed_body: &str, groups: &str, extra: &str) -> World {
 }
 
 fn writes_in(calls: &[String]) -> usize {
-    calls.iter().filter(|c| !c.starts_with("GET ")).count()
+    calls
+        .iter()
+        .filter(|c| !c.starts_with("GET ") && !c.contains("/api/Directory/"))
+        .count()
 }
 
 #[tokio::test]
@@ -61,7 +64,10 @@ async fn apply_creates_updates_and_converges_then_the_next_plan_is_empty() {
     let report = w.apply(None).await;
     assert_eq!(applied(&report).failures(), 0, "{report:?}");
     let calls = w.sim.uipath.calls();
-    let writes: Vec<&String> = calls.iter().filter(|c| !c.starts_with("GET ")).collect();
+    let writes: Vec<&String> = calls
+        .iter()
+        .filter(|c| !c.starts_with("GET ") && !c.contains("/api/Directory/"))
+        .collect();
     // One POST for the new group with its member, one PUT for Eng's three changes.
     assert_eq!(writes.len(), 2, "{calls:#?}");
     assert!(
@@ -177,7 +183,10 @@ async fn prune_deletes_managed_groups_but_never_built_in_ones() {
 
 #[tokio::test]
 async fn a_connection_dropped_after_a_create_adopts_the_group_without_a_duplicate() {
-    suite::dropped_connection_after_a_create_converges::<UiPath>(|c| c.starts_with("POST ")).await;
+    suite::dropped_connection_after_a_create_converges::<UiPath>(|c| {
+        c.starts_with("POST ") && c.contains("/api/Group")
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -448,14 +457,226 @@ async fn thousand_member_changes_take_the_fewest_calls() {
     let reads = calls.len() - writes;
     // The minimum: UiPath's PUT carries every addition and removal of one group and one group
     // only, so 10 changed groups need 10 writes, and no fewer. The reads are the observe the
-    // design requires before any write: one list, one GET per group in scope, and one directory
-    // search for each of the 50 desired users not yet a member of any group (an exact match
-    // on the user key needs a search per key).
+    // design requires before any write: one list, one GET per group in scope, and the exact
+    // lookup of the 50 desired users not yet a member of any group, `BulkResolveByName` taking
+    // 20 names a call: 3 calls (one directory search per user took 50).
     let minimum = 10;
     eprintln!(
         "uipath: 1000 member changes: {writes} write calls (+{reads} reads), minimum {minimum}"
     );
     assert_eq!(writes, minimum, "{calls:#?}");
-    assert_eq!(reads, 1 + 10 + 50, "{calls:#?}");
+    assert_eq!(reads, 1 + 10 + 50usize.div_ceil(20), "{calls:#?}");
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.contains("/BulkResolveByName/"))
+            .count(),
+        3,
+        "{calls:#?}"
+    );
     assert!(!w.plan().await.any_changes());
+}
+
+#[tokio::test]
+async fn a_user_not_yet_a_member_anywhere_is_found_whether_the_search_writes_type_as_number_or_string()
+ {
+    // "BOB" is not the directory's spelling, so an exact BulkResolveByName misses it and the
+    // directory search finds it; "carol" resolves in bulk. Neither is a member of any group yet.
+    for (search_type, bulk_resolve_ignores_case) in [
+        (SearchType::Number, false),
+        (SearchType::String, false),
+        (SearchType::Number, true),
+    ] {
+        let seed = format!("{USERS}\n[[uipath.group]]\nname = \"G\"\nmembers = [\"alice\"]\n");
+        let w = world(&seed, &group("G", "", &["alice", "BOB", "carol"], &[]), "").await;
+        w.sim.uipath.set_behaviour(Behaviour {
+            search_type,
+            bulk_resolve_ignores_case,
+            ..Behaviour::default()
+        });
+        let plan = w.plan().await;
+        let t = text(&plan);
+        assert!(
+            t.contains("+ member \"BOB\" in \"G\""),
+            "{search_type:?}: {t}"
+        );
+        assert!(
+            t.contains("+ member \"carol\" in \"G\""),
+            "{search_type:?}: {t}"
+        );
+        let calls = w.sim.uipath.calls();
+        assert_eq!(
+            calls.iter().any(|c| c.contains("/api/Directory/Search/")),
+            !bulk_resolve_ignores_case,
+            "{calls:#?}"
+        );
+        let report = w.apply(None).await;
+        assert_eq!(
+            applied(&report).failures(),
+            0,
+            "{search_type:?}: {report:?}"
+        );
+        let g = w.sim.uipath.group("G").expect("G");
+        assert_eq!(
+            g.members.iter().cloned().collect::<Vec<_>>(),
+            ["alice", "bob", "carol"],
+            "{search_type:?}"
+        );
+        assert!(!w.plan().await.any_changes(), "{search_type:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_create_carries_a_guid_id_and_a_failed_create_is_resent_with_the_same_id() {
+    let w = world(USERS, &group("New", "", &["alice", "bob"], &[]), "").await;
+    // The first POST fails before the server acts on it: the recheck reads the group by the id
+    // the create was sent with, finds none, and the resend creates it with that same id.
+    w.sim.uipath.set_faults(Faults {
+        fail_writes: 1,
+        error_status: 503,
+        ..Faults::default()
+    });
+    w.sim.uipath.clear_calls();
+    let report = w.apply(None).await;
+    let r = applied(&report);
+    assert_eq!(r.failures(), 0, "{report:?}");
+    assert!(matches!(r.outcomes[&0], Outcome::Applied), "{r:?}");
+    let new = w.sim.uipath.group("New").expect("New");
+    assert!(uuid::Uuid::parse_str(&new.id).is_ok(), "{}", new.id);
+    assert_eq!(
+        new.members.iter().cloned().collect::<Vec<_>>(),
+        ["alice", "bob"]
+    );
+    let calls = w.sim.uipath.calls();
+    let posts = calls
+        .iter()
+        .filter(|c| **c == "POST /roster/identity_/api/Group")
+        .count();
+    assert_eq!(posts, 2, "{calls:#?}");
+    let p = w.sim.uipath.partition_global_id();
+    assert!(
+        calls
+            .iter()
+            .any(|c| *c == format!("GET /roster/identity_/api/Group/{p}/{}", new.id)),
+        "the recheck asked for the id the group now has: {calls:#?}"
+    );
+    assert_eq!(w.sim.uipath.group_names().len(), 3, "no duplicate");
+    assert!(!w.plan().await.any_changes());
+}
+
+#[tokio::test]
+async fn members_listed_only_by_the_members_call_are_managed_and_robots_are_never_removed() {
+    for members_inline in [true, false] {
+        let seed = format!(
+            "{USERS}\n[[uipath.user]]\nname = \"r2d2\"\nkind = \"robot\"\n\
+             [[uipath.group]]\nname = \"G\"\nmembers = [\"alice\", \"dave\", \"r2d2\"]\n\
+             [[uipath.group]]\nname = \"Empty\"\n"
+        );
+        let w = world(
+            &seed,
+            &(group("G", "", &["alice", "bob"], &[]) + &group("Empty", "", &["erin"], &[])),
+            "",
+        )
+        .await;
+        w.sim.uipath.set_behaviour(Behaviour {
+            members_inline,
+            ..Behaviour::default()
+        });
+        let plan = w.plan().await;
+        let p = plan.targets[0].plan.as_ref().expect("plan");
+        let changes: Vec<String> = p.changes.iter().map(|c| format!("{c:?}")).collect();
+        // + bob and - dave in G, + erin in Empty: nothing about alice or the robot.
+        assert_eq!(changes.len(), 3, "{members_inline}: {changes:#?}");
+        assert!(
+            !changes
+                .iter()
+                .any(|c| c.contains("alice") || c.contains("r2d2")),
+            "{members_inline}: {changes:#?}"
+        );
+        // dave is named, even when only his id came with the group.
+        assert!(
+            changes
+                .iter()
+                .any(|c| c.contains("RemoveMember") && c.contains("\"dave\"")),
+            "{members_inline}: {changes:#?}"
+        );
+        let named_by_id = w
+            .sim
+            .uipath
+            .calls()
+            .iter()
+            .filter(|c| c.contains("/api/Directory/BulkResolve/"))
+            .count();
+        assert_eq!(
+            named_by_id,
+            usize::from(!members_inline),
+            "{members_inline}"
+        );
+        let report = w.apply(None).await;
+        assert_eq!(
+            applied(&report).failures(),
+            0,
+            "{members_inline}: {report:?}"
+        );
+        let g = w.sim.uipath.group("G").expect("G");
+        assert_eq!(
+            g.members.iter().cloned().collect::<Vec<_>>(),
+            ["alice", "bob", "r2d2"],
+            "{members_inline}"
+        );
+        let e = w.sim.uipath.group("Empty").expect("Empty");
+        assert_eq!(e.members.iter().cloned().collect::<Vec<_>>(), ["erin"]);
+        assert!(!w.plan().await.any_changes(), "{members_inline}");
+    }
+}
+
+#[tokio::test]
+async fn a_user_deleted_between_plan_and_apply_fails_its_group_by_name_then_the_next_run_converges()
+{
+    for answer in [
+        UnknownUser::BadRequest,
+        UnknownUser::NotFound,
+        UnknownUser::Ignore,
+    ] {
+        let seed = format!("{USERS}\n[[uipath.group]]\nname = \"G\"\n");
+        let w = world(&seed, &group("G", "", &["alice", "bob"], &[]), "").await;
+        w.sim.uipath.set_behaviour(Behaviour {
+            unknown_user: answer,
+            ..Behaviour::default()
+        });
+        let Staged { report, .. } = suite::plan_then::<UiPath>(&w, async |w: &World| {
+            assert!(w.sim.uipath.remove_user("bob"));
+        })
+        .await;
+        let refused = !matches!(answer, UnknownUser::Ignore);
+        if refused {
+            let failed: Vec<&String> = report
+                .outcomes
+                .values()
+                .filter_map(|o| match o {
+                    Outcome::Failed(m) => Some(m),
+                    _ => None,
+                })
+                .collect();
+            assert!(!failed.is_empty(), "{answer:?}: {report:?}");
+            assert!(
+                failed
+                    .iter()
+                    .all(|m| m.contains("(group \"G\")") && m.contains("was not found")),
+                "{answer:?}: {failed:?}"
+            );
+        } else {
+            assert_eq!(report.failures(), 0, "{answer:?}: {report:?}");
+        }
+        // The next run knows bob is gone: a warning, and alice is added.
+        let next = w.apply(None).await;
+        assert!(!next.any_failed(), "{answer:?}: {}", text(&next));
+        assert!(
+            text(&next).contains("user \"bob\" does not exist"),
+            "{answer:?}: {}",
+            text(&next)
+        );
+        let g = w.sim.uipath.group("G").expect("G");
+        assert_eq!(g.members.iter().cloned().collect::<Vec<_>>(), ["alice"]);
+    }
 }

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use roster::sim::control::SimControl as _;
 use roster::sim::faults::Faults;
 use roster::sim::{self, RunningSim, SimKind};
-use roster::target::uipath::sim::{Behaviour, DuplicateName, Strictness};
+use roster::target::uipath::sim::{Behaviour, DuplicateName, SearchType, Strictness, UnknownUser};
 use serde_json::{Value, json};
 
 const P: &str = "3fa85f64-5717-4562-b3fc-2c963f66afa6";
@@ -138,7 +138,7 @@ async fn tokens_follow_the_client_credentials_grant() {
         json!({"error": "invalid_client"})
     );
 
-    // The cloud also answers the token endpoint without the organization.
+    // Newer Cloud organizations refuse the token endpoint without the organization.
     let host = format!(
         "http://{}/identity_/connect/token",
         s.run.addr(SimKind::UiPath)
@@ -154,8 +154,8 @@ async fn tokens_follow_the_client_credentials_grant() {
         .send()
         .await
         .expect("send");
-    assert_eq!(resp.status(), 200);
-    assert_eq!(s.run.uipath.token_requests(), 4);
+    assert_eq!(resp.status(), 404);
+    assert_eq!(s.run.uipath.token_requests(), 3);
     assert!(
         s.run.uipath.calls().is_empty(),
         "token requests are not API calls"
@@ -273,11 +273,12 @@ async fn groups_list_as_a_bare_array_and_one_group_has_its_members() {
 }
 
 #[tokio::test]
-async fn create_validates_and_a_duplicate_name_is_409_or_400() {
+async fn create_needs_a_client_id_validates_and_a_duplicate_name_is_409_or_400() {
     let s = start("").await;
     let t = s.token().await;
     let alice = s.user("alice");
-    let (status, g) = s
+    // The service wants the client to choose the id: without one it is a validation 400.
+    let (status, v) = s
         .json(
             M::POST,
             "/api/Group",
@@ -285,12 +286,45 @@ async fn create_validates_and_a_duplicate_name_is_409_or_400() {
             Some(json!({"partitionGlobalId": P, "name": "Robots", "directoryUserMemberIDs": [alice]})),
         )
         .await;
+    assert_eq!(status, 400);
+    assert_eq!(v["errors"]["Id"][0], "The Id field is required.", "{v}");
+    let (status, _) = s
+        .json(
+            M::POST,
+            "/api/Group",
+            &t,
+            Some(json!({"id": "not-a-guid", "partitionGlobalId": P, "name": "Robots"})),
+        )
+        .await;
+    assert_eq!(status, 400, "the id is a GUID");
+    assert_eq!(s.run.uipath.writes(), 0);
+    let id = "6f1c1d3e-8a4b-4c5d-9e6f-7a8b9c0d1e2f";
+    let (status, g) = s
+        .json(
+            M::POST,
+            "/api/Group",
+            &t,
+            Some(json!({"id": id, "partitionGlobalId": P, "name": "Robots", "directoryUserMemberIDs": [alice]})),
+        )
+        .await;
     assert_eq!(status, 201);
+    assert_eq!(g["id"], id);
     assert_eq!(g["type"], 1);
     assert_eq!(g["members"][0]["name"], "alice");
     assert_eq!(s.run.uipath.writes(), 1);
+    assert_eq!(s.id("Robots"), id);
+    // The same id again is taken, whatever the name.
+    let (status, _) = s
+        .json(
+            M::POST,
+            "/api/Group",
+            &t,
+            Some(json!({"id": id, "partitionGlobalId": P, "name": "Other"})),
+        )
+        .await;
+    assert_eq!(status, 409);
 
-    let dup = json!({"partitionGlobalId": P, "name": "ROBOTS"});
+    let dup = json!({"id": "0b7e3c52-52a4-4f31-9a43-3f0f7d1c2b11", "partitionGlobalId": P, "name": "ROBOTS"});
     let (status, v) = s.json(M::POST, "/api/Group", &t, Some(dup.clone())).await;
     assert_eq!(status, 409);
     assert!(
@@ -311,7 +345,7 @@ async fn create_validates_and_a_duplicate_name_is_409_or_400() {
             M::POST,
             "/api/Group",
             &t,
-            Some(json!({"partitionGlobalId": P})),
+            Some(json!({"id": "1b7e3c52-52a4-4f31-9a43-3f0f7d1c2b11", "partitionGlobalId": P})),
         )
         .await;
     assert_eq!(status, 400);
@@ -322,7 +356,7 @@ async fn create_validates_and_a_duplicate_name_is_409_or_400() {
             "/api/Group",
             &t,
             Some(
-                json!({"partitionGlobalId": P, "name": "x", "directoryUserMemberIDs": ["nobody"]}),
+                json!({"id": "2b7e3c52-52a4-4f31-9a43-3f0f7d1c2b11", "partitionGlobalId": P, "name": "x", "directoryUserMemberIDs": ["nobody"]}),
             ),
         )
         .await;
@@ -337,7 +371,7 @@ async fn create_validates_and_a_duplicate_name_is_409_or_400() {
 }
 
 #[tokio::test]
-async fn update_takes_deltas_at_both_paths_and_strictness_is_switchable() {
+async fn update_takes_deltas_at_the_group_id_path_only_and_strictness_is_switchable() {
     let s = start("[[uipath.group]]\nname = \"G\"\nmembers = [\"alice\", \"bob\"]\n").await;
     let t = s.token().await;
     let (id, alice, bob, carol) = (s.id("G"), s.user("alice"), s.user("bob"), s.user("carol"));
@@ -365,11 +399,21 @@ async fn update_takes_deltas_at_both_paths_and_strictness_is_switchable() {
     assert_eq!(names.len(), 2);
     assert!(names.contains(&"bob") && names.contains(&"carol"));
 
-    // The docs' example puts the partition before the id: accepted too. Repeats are ignored.
+    // The docs' example puts the partition before the id: that path allows GET and DELETE only.
     let (status, _) = s
         .json(
             M::PUT,
             &format!("/api/Group/{P}/{id}"),
+            &t,
+            body("Renamed", &[&carol], &[&alice]),
+        )
+        .await;
+    assert_eq!(status, 405);
+    // Repeats are ignored.
+    let (status, _) = s
+        .json(
+            M::PUT,
+            &format!("/api/Group/{id}"),
             &t,
             body("Renamed", &[&carol], &[&alice]),
         )
@@ -510,7 +554,7 @@ async fn directory_search_matches_prefixes_of_name_email_and_display_name() {
             "identityName": "dan",
             "displayName": "dan",
             "email": "Dan.Brown@corp.example",
-            "type": "User",
+            "type": 0,
             "objectType": "DirectoryUser",
         }])
     );
@@ -537,7 +581,24 @@ async fn directory_search_matches_prefixes_of_name_email_and_display_name() {
             None,
         )
         .await;
+    assert_eq!(v[0]["type"], 1);
+    // The Swagger's string form, behind a switch.
+    s.run.uipath.set_behaviour(Behaviour {
+        search_type: SearchType::String,
+        search_limit: 2,
+        ..Behaviour::default()
+    });
+    let (_, v) = s
+        .json(
+            M::GET,
+            &search("startsWith=Admin&sourceFilter=LocalGroups"),
+            &t,
+            None,
+        )
+        .await;
     assert_eq!(v[0]["type"], "Group");
+    let (_, v) = s.json(M::GET, &search("startsWith=dan"), &t, None).await;
+    assert_eq!(v[0]["type"], "User");
 
     let (status, v) = s
         .json(M::GET, &search("sourceFilter=LocalUsers"), &t, None)
@@ -562,6 +623,189 @@ async fn directory_search_matches_prefixes_of_name_email_and_display_name() {
         )
         .await;
     assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn bulk_resolve_by_name_answers_every_name_exactly_twenty_at_most() {
+    let s = start("[[uipath.user]]\nname = \"r2d2\"\nkind = \"robot\"\n").await;
+    let t = s.token().await;
+    let path = format!("/api/Directory/BulkResolveByName/{P}");
+    let ask =
+        |names: &[&str]| Some(json!({"entityNames": names, "entityType": "User", "scope": null}));
+    let (status, v) = s
+        .json(
+            M::POST,
+            &path,
+            &t,
+            ask(&["alice", "Dan.Brown@corp.example", "ALICE", "ghost", "r2d2"]),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["alice"]["identifier"], s.user("alice"));
+    assert_eq!(v["alice"]["objectType"], "DirectoryUser");
+    assert_eq!(v["alice"]["name"], "alice");
+    assert_eq!(
+        v["Dan.Brown@corp.example"]["name"], "dan",
+        "an e-mail resolves"
+    );
+    assert_eq!(v["ALICE"], Value::Null, "names are compared exactly");
+    assert_eq!(v["ghost"], Value::Null);
+    assert_eq!(v["r2d2"], Value::Null, "robot accounts are not resolved");
+    assert_eq!(v.as_object().expect("object").len(), 5);
+    s.run.uipath.set_behaviour(Behaviour {
+        bulk_resolve_ignores_case: true,
+        ..Behaviour::default()
+    });
+    let (_, v) = s.json(M::POST, &path, &t, ask(&["ALICE"])).await;
+    assert_eq!(v["ALICE"]["name"], "alice");
+
+    let many: Vec<String> = (0..21).map(|i| format!("u{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let (status, _) = s.json(M::POST, &path, &t, ask(&many)).await;
+    assert_eq!(status, 400, "21 names");
+    let (status, _) = s.json(M::POST, &path, &t, ask(&many[..20])).await;
+    assert_eq!(status, 200, "20 names");
+    let (status, v) = s
+        .json(M::POST, &path, &t, Some(json!({"entityNames": ["alice"]})))
+        .await;
+    assert_eq!(status, 400);
+    assert!(v["errors"]["EntityType"].is_array(), "{v}");
+    let (status, _) = s
+        .json(
+            M::POST,
+            &path,
+            &t,
+            Some(json!({"entityNames": ["Everyone"], "entityType": "Group"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, reader) = s.token_with(Some("PM.Group.Read")).await;
+    let reader = reader["access_token"].as_str().expect("token");
+    let (status, _) = s.json(M::POST, &path, reader, ask(&["alice"])).await;
+    assert_eq!(status, 403, "PM.Directory is needed");
+
+    // By id: one type per id.
+    let by_id = format!("/api/Directory/BulkResolve/{P}");
+    let alice = s.user("alice");
+    let (status, v) = s
+        .json(
+            M::POST,
+            &by_id,
+            &t,
+            Some(json!({"entityIds": [alice, "nobody"], "entityTypes": ["User", "User"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v[alice.as_str()]["name"], "alice");
+    assert_eq!(v["nobody"], Value::Null);
+    let (status, _) = s
+        .json(
+            M::POST,
+            &by_id,
+            &t,
+            Some(json!({"entityIds": [alice], "entityTypes": []})),
+        )
+        .await;
+    assert_eq!(status, 400, "a type per id");
+    let ids: Vec<String> = (0..21).map(|i| format!("id{i}")).collect();
+    let (status, _) = s
+        .json(
+            M::POST,
+            &by_id,
+            &t,
+            Some(json!({"entityIds": ids, "entityTypes": vec!["User"; 21]})),
+        )
+        .await;
+    assert_eq!(status, 400, "21 ids");
+}
+
+#[tokio::test]
+async fn members_come_inline_or_only_from_the_members_call_with_account_types() {
+    let s = start(
+        "[[uipath.user]]\nname = \"r2d2\"\nkind = \"robot\"\n\
+         [[uipath.group]]\nname = \"G\"\nmembers = [\"alice\", \"dan\", \"r2d2\"]\n",
+    )
+    .await;
+    let t = s.token().await;
+    let id = s.id("G");
+    let (status, g) = s
+        .json(M::GET, &format!("/api/Group/{P}/{id}"), &t, None)
+        .await;
+    assert_eq!(status, 200);
+    let kinds: Vec<&str> = g["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|m| m["objectType"].as_str())
+        .collect();
+    assert_eq!(kinds.len(), 3);
+    assert!(kinds.contains(&"DirectoryRobotUser"), "{kinds:?}");
+
+    let members = format!("/api/Group/{P}/{id}/Members");
+    let (status, v) = s.json(M::GET, &members, &t, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["totalCount"], 3);
+    let mut types: Vec<(String, i64)> = v["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_str().expect("id").to_owned(),
+                m["type"].as_i64().expect("type"),
+            )
+        })
+        .collect();
+    types.sort_by_key(|(_, t)| *t);
+    assert_eq!(
+        types,
+        [
+            (s.user("alice"), 0),
+            (s.user("dan"), 2),
+            (s.user("r2d2"), 4)
+        ]
+    );
+    let (_, v) = s
+        .json(M::GET, &format!("{members}?top=2&skip=2"), &t, None)
+        .await;
+    assert_eq!(v["results"].as_array().expect("results").len(), 1);
+    assert_eq!(v["totalCount"], 3);
+
+    s.run.uipath.set_behaviour(Behaviour {
+        members_inline: false,
+        ..Behaviour::default()
+    });
+    let (_, g) = s
+        .json(M::GET, &format!("/api/Group/{P}/{id}"), &t, None)
+        .await;
+    assert_eq!(g["members"], json!([]));
+    let (_, v) = s.json(M::GET, &members, &t, None).await;
+    assert_eq!(v["totalCount"], 3);
+}
+
+#[tokio::test]
+async fn an_unknown_member_id_is_a_400_a_404_or_ignored_as_switched() {
+    let s = start("[[uipath.group]]\nname = \"G\"\nmembers = [\"alice\"]\n").await;
+    let t = s.token().await;
+    let (id, bob) = (s.id("G"), s.user("bob"));
+    let body =
+        json!({"partitionGlobalId": P, "name": "G", "directoryUserIDsToAdd": [bob, "nobody"]});
+    for (answer, status) in [
+        (UnknownUser::BadRequest, 400),
+        (UnknownUser::NotFound, 404),
+        (UnknownUser::Ignore, 200),
+    ] {
+        s.run.uipath.set_behaviour(Behaviour {
+            unknown_user: answer,
+            ..Behaviour::default()
+        });
+        let (got, v) = s
+            .json(M::PUT, &format!("/api/Group/{id}"), &t, Some(body.clone()))
+            .await;
+        assert_eq!(got, status, "{answer:?}: {v}");
+        let members = s.run.uipath.group("G").expect("G").members;
+        assert_eq!(members.contains("bob"), status == 200, "{answer:?}");
+    }
 }
 
 #[tokio::test]

@@ -224,6 +224,12 @@ pub trait FaultHost: Clone + Send + Sync + 'static {
     fn fault_response(&self, status: StatusCode) -> Response;
     /// Makes every access token issued so far invalid.
     fn expire_tokens(&self);
+    /// Whether a request changes state (subject to failed and dropped writes): by its method,
+    /// unless the API reads with a `POST` somewhere.
+    fn is_write(&self, method: &Method, path: &str) -> bool {
+        let _ = path;
+        is_write(method)
+    }
 }
 
 /// The fault middleware: wrap a simulator's API routes with
@@ -245,7 +251,7 @@ pub async fn inject<H: FaultHost>(State(host): State<H>, req: Request, next: Nex
         tracing::debug!("simulated token expiry");
         host.expire_tokens();
     }
-    let is_write = is_write(req.method());
+    let is_write = host.is_write(req.method(), &path);
     match faults.before(&path_and_query, is_write) {
         Verdict::Pass => {}
         Verdict::Fail(status) => return host.fault_response(status),

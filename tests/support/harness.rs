@@ -322,9 +322,9 @@ impl Harness for UiPath {
     fn sim(w: &World) -> &Self::Sim {
         &w.sim.uipath
     }
-    /// Token requests are not logged as calls.
+    /// Token requests are not logged as calls; directory lookups (`POST …/Directory/…`) read.
     fn is_write(call: &str) -> bool {
-        !call.starts_with("GET ")
+        !call.starts_with("GET ") && !call.contains("/api/Directory/")
     }
     fn writes(w: &World) -> usize {
         w.sim.uipath.writes()

@@ -28,9 +28,11 @@ use crate::config::secret::SecretKeys;
 /// The identity service's path segment on Automation Cloud (`…/{org}/identity_/…`).
 pub const DEFAULT_IDENTITY_PATH: &str = "identity_";
 
-/// The scope requested with the token when the config sets none: reading and writing groups
-/// (`PM.Group.Read`, `PM.Group.Write`) and searching the directory for the users' ids
-/// (`PM.Directory`), as UiPath's Platform Management API guide lists them.
+/// The scope requested with the token when the config sets none: reading groups and their
+/// members (`PM.Group.Read`), creating, updating and deleting groups (`PM.Group.Write`), and
+/// looking up the users' directory ids (`PM.Directory`: `BulkResolveByName`, `BulkResolve` and
+/// the directory search), as UiPath's Platform Management API guide lists them. `PM.Group`
+/// stands for both group scopes.
 pub const DEFAULT_SCOPE: &str = "PM.Group.Read PM.Group.Write PM.Directory";
 
 /// Which field of a UiPath directory user the desired state's user keys name.

@@ -2,16 +2,24 @@
 //! organization.
 //!
 //! UiPath groups cannot nest and have no description. Membership is written as batched deltas:
-//! one `PUT` per changed group carries the rename (the name is always sent) and every directory
-//! user id to add and to remove, so a group costs one call however many members change. A new
-//! group's members ride along in its create (`POST`), which is not idempotent: after an ambiguous
-//! failure it is rechecked by listing the groups, and a duplicate-name answer (409, or 400 on
-//! servers that answer so) is adopted, with a `PUT` adding the members the existing group lacks.
-//! Deleting a group that is already gone (404) counts as done.
+//! one `PUT /api/Group/{groupId}` per changed group carries the rename (the name is always sent)
+//! and every directory user id to add and to remove, so a group costs one call however many
+//! members change. A new group's members ride along in its create (`POST`), whose body carries
+//! the group's id: the service wants the client to choose it, so roster draws it once, when the
+//! call is compiled. Every resend of that create carries the same id, which makes an ambiguous
+//! failure easy to settle: the recheck reads the group by that id, and finds it exactly when an
+//! earlier attempt landed. A duplicate-name answer (409, or 400 on servers that answer so) is
+//! adopted, with a `PUT` adding the members the existing group lacks. Deleting a group that is
+//! already gone (404) counts as done.
 //!
-//! Users are addressed by their directory `identifier`. Members read from the groups give theirs;
-//! desired users not seen among members are found through the directory search (exact match on
-//! the configured key, case-insensitive), one search per user, cached for the run.
+//! Users are addressed by their directory `identifier`. Members read from the groups give theirs:
+//! inline in the group when the service lists them there, else through the group's `/Members`
+//! call, which gives ids only: a member no desired user resolves to is named through
+//! `BulkResolve` (20 ids a call), or by its id when the directory does not know it. Only people are
+//! roster's to manage: robots, applications and directory groups among the members are left
+//! alone. Desired users not seen among members are looked up exactly with `BulkResolveByName`,
+//! 20 names a call; a name it does not resolve (it compares names exactly, roster does not) is
+//! looked up through the directory search, one search per name. Lookups are cached for the run.
 
 pub mod api;
 pub mod config;
@@ -26,6 +34,7 @@ use futures::{StreamExt, TryStreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tracing::debug;
+use uuid::Uuid;
 
 use crate::config::Diagnostic;
 use crate::exec::RetryPolicy;
@@ -38,8 +47,8 @@ use crate::plan::{Scope, fold};
 use crate::target::http::status_error;
 use crate::target::oauth::{BearerSession, FormValue};
 use crate::target::{
-    Call, CallError, CallErrorKind, Named, ObserveError, RetrySafety, Sent, Stage, Target, problem,
-    resolve_users,
+    Call, CallError, CallErrorKind, Named, ObserveError, Rejection, RetrySafety, Sent, Stage,
+    Target, problem,
 };
 
 use config::{UiPathConfig, UserKeyField};
@@ -50,8 +59,11 @@ pub const TYPE: &str = "uipath";
 /// What one call does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
-    /// `POST /api/Group` with the new group's members.
+    /// `POST /api/Group` with the new group's id and members.
     Create {
+        /// The id the group is created with (chosen by roster, as the service requires); the same
+        /// in every resend.
+        id: String,
         /// The members' directory ids (sent with the create, or added to an adopted group).
         members: Vec<String>,
     },
@@ -234,6 +246,92 @@ impl UiPathTarget {
         .await
     }
 
+    /// The user members of a group through its `/Members` call, every page: their ids. A server
+    /// without the call (404) has nothing more to say than the group's own `members`: none.
+    async fn member_ids(&self, id: &str, name: &GroupName) -> Result<Vec<String>, CallError> {
+        let path = api::members(&self.identity, &self.partition, id);
+        let top = api::MEMBERS_PAGE.to_string();
+        let mut ids: Vec<String> = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut skip = 0usize;
+        loop {
+            let skip_text = skip.to_string();
+            let query = [("top", top.as_str()), ("skip", skip_text.as_str())];
+            let resp = self
+                .request(
+                    Method::GET,
+                    &path,
+                    &query,
+                    None,
+                    Some(name),
+                    &[StatusCode::NOT_FOUND],
+                )
+                .await?;
+            if resp.status() == StatusCode::NOT_FOUND {
+                if skip == 0 {
+                    return Ok(Vec::new());
+                }
+                return Err(self.err(&Method::GET, &path, Some(name), status_error(resp).await));
+            }
+            let page: api::MembersPage = resp.json().await.map_err(|e| {
+                self.err(
+                    &Method::GET,
+                    &path,
+                    Some(name),
+                    CallErrorKind::Decode(e.to_string()),
+                )
+            })?;
+            let got = page.results.len();
+            for m in page.results {
+                // Only people are roster's; every member counts towards the total, though.
+                if seen.insert(m.id.to_lowercase()) && m.is_user() {
+                    ids.push(m.id);
+                }
+            }
+            skip += got;
+            if got == 0 || seen.len() >= page.total_count {
+                if seen.len() < page.total_count {
+                    return Err(self.err(
+                        &Method::GET,
+                        &path,
+                        Some(name),
+                        CallErrorKind::Decode(format!(
+                            "listed {} of the {} members it counts",
+                            seen.len(),
+                            page.total_count
+                        )),
+                    ));
+                }
+                return Ok(ids);
+            }
+        }
+    }
+
+    /// A group's current name and the ids of its user members (lower case), from the group
+    /// itself or, when it lists none there, from its `/Members` call.
+    async fn current(
+        &self,
+        id: &str,
+        name: &GroupName,
+    ) -> Result<(String, BTreeSet<String>), CallError> {
+        let detail = self.detail(id, name).await?;
+        let inline: Vec<api::Member> = detail.members.unwrap_or_default();
+        let ids: BTreeSet<String> = if inline.is_empty() {
+            self.member_ids(id, name)
+                .await?
+                .into_iter()
+                .map(|m| m.to_lowercase())
+                .collect()
+        } else {
+            inline
+                .iter()
+                .filter(|m| m.is_user())
+                .map(|m| m.identifier.to_lowercase())
+                .collect()
+        };
+        Ok((detail.name, ids))
+    }
+
     /// The existing group whose name matches `name` as UiPath compares names (case-insensitive).
     async fn find(&self, name: &GroupName) -> Result<Option<api::GroupSummary>, CallError> {
         let key = fold(name.as_str(), true);
@@ -257,13 +355,157 @@ impl UiPathTarget {
             .to_owned()
     }
 
+    /// Whether a directory entity is the user `key` names: a user whose configured key field
+    /// equals it, regardless of case.
+    fn is_user_named(&self, e: &api::SearchEntity, key: &str) -> bool {
+        let field = match self.user_key {
+            UserKeyField::Username => e.user_name(),
+            UserKeyField::Email => e.email.as_deref(),
+        };
+        e.is_user() && field.is_some_and(|f| f.eq_ignore_ascii_case(key))
+    }
+
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<String>>> {
         self.users.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The directory ids of `keys` (cached for the run): `BulkResolveByName` for all of them,
+    /// [`api::BULK_RESOLVE_LIMIT`] names a call, then the directory search for each name it
+    /// did not resolve.
+    async fn resolve_all(
+        &self,
+        keys: Vec<UserKey>,
+    ) -> Result<Vec<(UserKey, Option<String>)>, CallError> {
+        let mut done = Vec::new();
+        let mut ask = Vec::new();
+        {
+            let cache = self.cache();
+            for key in keys {
+                match cache.get(&fold(key.as_str(), true)) {
+                    Some(hit) => done.push((key, hit.clone())),
+                    None => ask.push(key),
+                }
+            }
+        }
+        let chunks: Vec<Vec<UserKey>> = ask
+            .chunks(api::BULK_RESOLVE_LIMIT)
+            .map(<[UserKey]>::to_vec)
+            .collect();
+        let answers: Vec<Vec<(UserKey, Option<String>)>> = futures::stream::iter(chunks)
+            .map(|chunk| self.bulk_resolve(chunk))
+            .buffer_unordered(self.concurrency.get())
+            .try_collect()
+            .await?;
+        let mut missed = Vec::new();
+        for (key, id) in answers.into_iter().flatten() {
+            match id {
+                Some(id) => {
+                    self.cache()
+                        .insert(fold(key.as_str(), true), Some(id.clone()));
+                    done.push((key, Some(id)));
+                }
+                None => missed.push(key),
+            }
+        }
+        let searched: Vec<(UserKey, Option<String>)> = futures::stream::iter(missed)
+            .map(|key| self.search(key))
+            .buffer_unordered(self.concurrency.get())
+            .try_collect()
+            .await?;
+        done.extend(searched);
+        Ok(done)
+    }
+
+    /// One `BulkResolveByName` call: each key with the id of the user it names, or `None` when
+    /// the answer names no such user.
+    async fn bulk_resolve(
+        &self,
+        keys: Vec<UserKey>,
+    ) -> Result<Vec<(UserKey, Option<String>)>, CallError> {
+        let path = api::bulk_resolve(&self.identity, &self.partition);
+        let names: Vec<&str> = keys.iter().map(UserKey::as_str).collect();
+        let body = api::bulk_resolve_body(&names);
+        let answer: HashMap<String, Option<api::SearchEntity>> = self
+            .reads
+            .retry_idempotent(|| async {
+                let resp = self
+                    .request(Method::POST, &path, &[], Some(&body), None, &[])
+                    .await?;
+                resp.json().await.map_err(|e| {
+                    self.err(
+                        &Method::POST,
+                        &path,
+                        None,
+                        CallErrorKind::Decode(e.to_string()),
+                    )
+                })
+            })
+            .await?;
+        Ok(keys
+            .into_iter()
+            .map(|key| {
+                let entity = answer.get(key.as_str()).or_else(|| {
+                    answer
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(key.as_str()))
+                        .map(|(_, v)| v)
+                });
+                let id = entity
+                    .and_then(Option::as_ref)
+                    .filter(|e| self.is_user_named(e, key.as_str()))
+                    .map(|e| e.identifier.clone());
+                (key, id)
+            })
+            .collect())
+    }
+
+    /// The user keys of member ids through `BulkResolve`, [`api::BULK_RESOLVE_LIMIT`] ids a
+    /// call, by lower-case id; an id the directory does not name is left out.
+    async fn names_of(&self, ids: Vec<String>) -> Result<HashMap<String, UserKey>, CallError> {
+        let path = api::bulk_resolve_ids(&self.identity, &self.partition);
+        let chunks: Vec<Vec<String>> = ids
+            .chunks(api::BULK_RESOLVE_LIMIT)
+            .map(<[String]>::to_vec)
+            .collect();
+        let answers: Vec<HashMap<String, Option<api::Member>>> = futures::stream::iter(chunks)
+            .map(|chunk| {
+                let path = &path;
+                async move {
+                    let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                    let body = api::bulk_resolve_ids_body(&refs);
+                    self.reads
+                        .retry_idempotent(|| async {
+                            let resp = self
+                                .request(Method::POST, path, &[], Some(&body), None, &[])
+                                .await?;
+                            resp.json().await.map_err(|e| {
+                                self.err(
+                                    &Method::POST,
+                                    path,
+                                    None,
+                                    CallErrorKind::Decode(e.to_string()),
+                                )
+                            })
+                        })
+                        .await
+                }
+            })
+            .buffer_unordered(self.concurrency.get())
+            .try_collect()
+            .await?;
+        Ok(answers
+            .into_iter()
+            .flatten()
+            .filter_map(|(id, m)| {
+                let m = m.filter(api::Member::is_user)?;
+                Some((id.to_lowercase(), UserKey(self.member_key(&m))))
+            })
+            .collect())
+    }
+
     /// The directory id of a user key through the directory search (cached for the run);
     /// `None` when no user has exactly that key, or more than one has.
-    async fn resolve(&self, key: UserKey) -> Result<(UserKey, Option<String>), CallError> {
+    async fn search(&self, key: UserKey) -> Result<(UserKey, Option<String>), CallError> {
         let folded = fold(key.as_str(), true);
         if let Some(hit) = self.cache().get(&folded) {
             return Ok((key, hit.clone()));
@@ -280,14 +522,7 @@ impl UiPathTarget {
             .await?;
         let ids: BTreeSet<&str> = found
             .iter()
-            .filter(|e| e.is_user())
-            .filter(|e| {
-                let field = match self.user_key {
-                    UserKeyField::Username => e.identity_name.as_deref(),
-                    UserKeyField::Email => e.email.as_deref(),
-                };
-                field.is_some_and(|f| f.eq_ignore_ascii_case(key.as_str()))
-            })
+            .filter(|e| self.is_user_named(e, key.as_str()))
             .map(|e| e.identifier.as_str())
             .collect();
         let id = match ids.len() {
@@ -302,10 +537,12 @@ impl UiPathTarget {
         Ok((key, id))
     }
 
+    /// One group as read: the group with the members that came with their names, the named
+    /// members' (key, id), and the ids of members known by id only (from the `/Members` call).
     async fn observe_group(
         &self,
         g: api::GroupSummary,
-    ) -> Result<(ObservedGroup, Vec<(String, String)>), ObserveError> {
+    ) -> Result<(ObservedGroup, Vec<(String, String)>, Vec<String>), ObserveError> {
         let name = GroupName(g.name.clone());
         let kind = if g.kind == api::BUILT_IN {
             GroupKind::System
@@ -314,6 +551,7 @@ impl UiPathTarget {
         };
         let mut group = Group::named(g.name.clone());
         let mut ids = Vec::new();
+        let mut anonymous = Vec::new();
         // Built-in groups are never changed, so their members need no read.
         if kind == GroupKind::Managed {
             let detail = self
@@ -326,12 +564,15 @@ impl UiPathTarget {
                     g.id, detail.id
                 )));
             }
-            for m in detail
-                .members
-                .unwrap_or_default()
-                .iter()
-                .filter(|m| m.is_user())
-            {
+            let inline = detail.members.unwrap_or_default();
+            if inline.is_empty() {
+                // Some servers list members only through the group's `/Members` call.
+                anonymous = self
+                    .reads
+                    .retry_idempotent(|| self.member_ids(&g.id, &name))
+                    .await?;
+            }
+            for m in inline.iter().filter(|m| m.is_user()) {
                 let key = self.member_key(m);
                 ids.push((key.clone(), m.identifier.clone()));
                 group.members.insert(UserKey(key));
@@ -344,6 +585,7 @@ impl UiPathTarget {
                 kind,
             },
             ids,
+            anonymous,
         ))
     }
 
@@ -374,13 +616,7 @@ impl UiPathTarget {
             return Ok(Sent::Done);
         }
         let refusal = self.err(&Method::PUT, &path, g, status_error(resp).await);
-        let now = self.detail(id, &call.group).await?;
-        let have: BTreeSet<String> = now
-            .members
-            .unwrap_or_default()
-            .into_iter()
-            .map(|m| m.identifier.to_lowercase())
-            .collect();
+        let (now_name, have) = self.current(id, &call.group).await?;
         let add_left: Vec<String> = add
             .iter()
             .filter(|a| !have.contains(&a.to_lowercase()))
@@ -394,7 +630,7 @@ impl UiPathTarget {
         if add_left.len() == add.len() && remove_left.len() == remove.len() {
             return Err(refusal);
         }
-        if add_left.is_empty() && remove_left.is_empty() && now.name == name {
+        if add_left.is_empty() && remove_left.is_empty() && now_name == name {
             return Ok(Sent::AlreadyDone("members already as desired".into()));
         }
         let body = api::update_body(&self.partition, name, &add_left, &remove_left);
@@ -405,30 +641,24 @@ impl UiPathTarget {
         ))
     }
 
-    /// Adopts an existing group for a create: adds the members it lacks (never removes: the next
-    /// plan shows any other difference).
+    /// Adopts the existing group `id` for a create: adds the members it lacks (never removes:
+    /// the next plan shows any other difference).
     async fn adopt(
         &self,
         call: &UiPathCall,
-        found: &api::GroupSummary,
+        id: &str,
         members: &[String],
         why: &str,
     ) -> Result<Sent, CallError> {
-        let now = self.detail(&found.id, &call.group).await?;
-        let have: BTreeSet<String> = now
-            .members
-            .unwrap_or_default()
-            .into_iter()
-            .map(|m| m.identifier.to_lowercase())
-            .collect();
+        let (name, have) = self.current(id, &call.group).await?;
         let add: Vec<String> = members
             .iter()
             .filter(|m| !have.contains(&m.to_lowercase()))
             .cloned()
             .collect();
         if !add.is_empty() {
-            let path = api::update(&self.identity, &found.id);
-            let body = api::update_body(&self.partition, &found.name, &add, &[]);
+            let path = api::update(&self.identity, id);
+            let body = api::update_body(&self.partition, &name, &add, &[]);
             self.request(Method::PUT, &path, &[], Some(&body), Some(&call.group), &[])
                 .await?;
         }
@@ -490,6 +720,20 @@ impl Target for UiPathTarget {
         Ok(Cow::Owned(d))
     }
 
+    /// Refuses at plan time what the service refuses on a write: a blank group name (the name
+    /// is required), a create or rename onto a name another group already has (names are
+    /// unique regardless of case: the write is refused, and a create answered so would take
+    /// over a group outside roster's scope), and any change to a built-in group (type 0).
+    fn vet(
+        &self,
+        desired: &Desired,
+        observed: &Observed,
+        plan: &Plan,
+    ) -> impl Future<Output = Result<Vec<Rejection>, ObserveError>> + Send {
+        let _ = desired;
+        std::future::ready(Ok(vet(observed, plan)))
+    }
+
     async fn observe(
         &self,
         scope: &Scope,
@@ -512,28 +756,66 @@ impl Target for UiPathTarget {
                 observed.others.insert(name);
             }
         }
-        let groups: Vec<(ObservedGroup, Vec<(String, String)>)> = futures::stream::iter(in_scope)
+        type Read = (ObservedGroup, Vec<(String, String)>, Vec<String>);
+        let groups: Vec<Read> = futures::stream::iter(in_scope)
             .map(|g| self.observe_group(g))
             .buffer_unordered(self.concurrency.get())
             .try_collect()
             .await?;
         let mut seen_keys: BTreeSet<String> = BTreeSet::new();
-        for (g, ids) in groups {
-            for (key, id) in ids {
-                seen_keys.insert(fold(&key, true));
-                observed.users.insert(UserKey(key), id);
+        for (_, ids, _) in &groups {
+            for (key, _) in ids {
+                seen_keys.insert(fold(key, true));
             }
-            observed.groups.insert(g.group.name.clone(), g);
         }
         let unresolved: Vec<UserKey> = users
             .iter()
             .filter(|u| !seen_keys.contains(&fold(u.as_str(), true)))
             .cloned()
             .collect();
-        resolve_users(&mut observed, unresolved, self.concurrency, |u| {
-            self.resolve(u)
-        })
-        .await?;
+        let resolved = self
+            .resolve_all(unresolved)
+            .await
+            .map_err(ObserveError::from)?;
+        // Members known by id only take the key of the desired user with that id; the others
+        // are named by the directory (or by their id, which is enough to remove them).
+        let mut key_of_id: HashMap<String, UserKey> = resolved
+            .iter()
+            .filter_map(|(k, id)| id.as_ref().map(|id| (id.to_lowercase(), k.clone())))
+            .collect();
+        let mut strangers: Vec<String> = groups
+            .iter()
+            .flat_map(|(_, _, anonymous)| anonymous)
+            .filter(|id| !key_of_id.contains_key(&id.to_lowercase()))
+            .cloned()
+            .collect();
+        strangers.sort_by_key(|id| id.to_lowercase());
+        strangers.dedup_by_key(|id| id.to_lowercase());
+        key_of_id.extend(self.names_of(strangers).await.map_err(ObserveError::from)?);
+        for (mut g, ids, anonymous) in groups {
+            for (key, id) in ids {
+                observed.users.insert(UserKey(key), id);
+            }
+            for id in anonymous {
+                let key = key_of_id
+                    .get(&id.to_lowercase())
+                    .cloned()
+                    .unwrap_or_else(|| UserKey(id.clone()));
+                g.group.members.insert(key.clone());
+                observed.users.insert(key, id);
+            }
+            observed.groups.insert(g.group.name.clone(), g);
+        }
+        for (key, id) in resolved {
+            match id {
+                Some(id) => {
+                    observed.users.insert(key, id);
+                }
+                None => {
+                    observed.unknown_users.insert(key);
+                }
+            }
+        }
         Ok(observed)
     }
 
@@ -584,7 +866,12 @@ impl Target for UiPathTarget {
             }
             let have = observed.groups.get(&group);
             let op = if create {
-                Op::Create { members: add }
+                // The id is drawn here, once, so that every resend of this create and its
+                // recheck name the same group.
+                Op::Create {
+                    id: Uuid::new_v4().to_string(),
+                    members: add,
+                }
             } else if delete {
                 Op::Delete {
                     id: have.map(|g| g.id.clone()).unwrap_or_default(),
@@ -632,9 +919,9 @@ impl Target for UiPathTarget {
             ));
         }
         match &call.op {
-            Op::Create { members } => {
+            Op::Create { id, members } => {
                 let path = api::create(&self.identity);
-                let body = api::create_body(&self.partition, call.group.as_str(), members);
+                let body = api::create_body(id, &self.partition, call.group.as_str(), members);
                 let resp = self
                     .request(
                         Method::POST,
@@ -654,7 +941,7 @@ impl Target for UiPathTarget {
                 let refusal = self.err(&Method::POST, &path, g, status_error(resp).await);
                 match self.find(&call.group).await? {
                     Some(found) => {
-                        self.adopt(call, &found, members, "group already existed; adopted")
+                        self.adopt(call, &found.id, members, "group already existed; adopted")
                             .await
                     }
                     None => Err(refusal),
@@ -689,17 +976,100 @@ impl Target for UiPathTarget {
 
     async fn recheck(&self, call: &UiPathCall) -> Result<Option<Sent>, CallError> {
         match &call.op {
-            Op::Create { members } => match self.find(&call.group).await? {
-                Some(found) => self
-                    .adopt(call, &found, members, "created by an earlier attempt")
+            // The group was created exactly when a group of the id it was sent with exists.
+            Op::Create { id, members } => {
+                let path = api::group(&self.identity, &self.partition, id);
+                let resp = self
+                    .request(
+                        Method::GET,
+                        &path,
+                        &[],
+                        None,
+                        Some(&call.group),
+                        &[StatusCode::NOT_FOUND],
+                    )
+                    .await?;
+                if resp.status() == StatusCode::NOT_FOUND {
+                    return Ok(None);
+                }
+                self.adopt(call, id, members, "created by an earlier attempt")
                     .await
-                    .map(Some),
-                None => Ok(None),
-            },
+                    .map(Some)
+            }
             // Every other call is idempotent and is simply sent again.
             _ => Ok(None),
         }
     }
+}
+
+/// The rules of [`UiPathTarget::vet`], over what was read.
+fn vet(observed: &Observed, plan: &Plan) -> Vec<Rejection> {
+    // Every group the target has: (folded name, name, id when in scope).
+    let existing: Vec<(String, &str, Option<&str>)> = observed
+        .groups
+        .values()
+        .map(|g| {
+            let name = g.group.name.as_str();
+            (fold(name, true), name, Some(g.id.as_str()))
+        })
+        .chain(
+            observed
+                .others
+                .iter()
+                .map(|n| (fold(n.as_str(), true), n.as_str(), None)),
+        )
+        .collect();
+    let mut out = Vec::new();
+    for (i, c) in plan.changes.iter().enumerate() {
+        let group = c.group();
+        let have = observed.groups.get(group);
+        if have.is_some_and(|g| g.kind == GroupKind::System) {
+            out.extend(Rejection::of_change(
+                plan,
+                i,
+                format!("\"{group}\" is a built-in UiPath group, which cannot be changed"),
+            ));
+            continue;
+        }
+        let (verb, name) = match c {
+            Change::CreateGroup { group, .. } => ("create", Some(group.as_str())),
+            Change::UpdateGroup { fields, .. } => {
+                ("rename", fields.get("name").and_then(|f| f.to.as_str()))
+            }
+            _ => continue,
+        };
+        let Some(name) = name else { continue };
+        if name.trim().is_empty() {
+            out.extend(Rejection::of_change(
+                plan,
+                i,
+                "UiPath requires a group name; it cannot be blank".to_owned(),
+            ));
+            continue;
+        }
+        let own = have.map(|g| g.id.as_str());
+        let key = fold(name, true);
+        if let Some((_, other, id)) = existing
+            .iter()
+            .find(|(k, _, id)| *k == key && (id.is_none() || *id != own))
+        {
+            let outside = if id.is_none() {
+                " (outside roster's scope)"
+            } else {
+                ""
+            };
+            out.extend(Rejection::of_change(
+                plan,
+                i,
+                format!(
+                    "UiPath already has a group named \"{other}\"{outside}, and group names are \
+                     unique regardless of case: the {verb} would be refused; rename or remove \
+                     one of them"
+                ),
+            ));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@
 //! UiPath's API guide pages), never from the connector's wire types.
 //!
 //! It serves the Automation Cloud form, `/{organization}/identity_/…`, and also
-//! `/{organization}/identity/…` (the Automation Suite spelling), plus the token endpoint at
-//! `/identity_/connect/token` without the organization, as the cloud also answers there.
+//! `/{organization}/identity/…` (the Automation Suite spelling). Everything is
+//! organization-scoped, the token endpoint included: as newer Cloud organizations do, a call
+//! without the organization (`/identity_/connect/token`) is a 404.
 //!
 //! What the reference leaves unconfirmed is a switch in [`Behaviour`]. Choices made where the
 //! reference is silent:
@@ -16,16 +17,32 @@
 //!   framework produces. A 401 has an empty body and `WWW-Authenticate: Bearer
 //!   error="invalid_token"`; token errors are OAuth's `{"error": "invalid_client"}`.
 //! * Scopes: reads of groups need `PM.Group.Read` (or `PM.Group`), writes `PM.Group.Write` (or
-//!   `PM.Group`), directory search `PM.Directory`; otherwise 403. A token request for a scope the
+//!   `PM.Group`), directory search and the bulk lookups `PM.Directory`; otherwise 403. A token request for a scope the
 //!   application was not granted is refused with `invalid_scope`; without `scope` it gets all.
-//! * The group list carries no members; a single group carries its `members`.
-//! * `PUT` is accepted at `/api/Group/{groupId}` (the endpoint line) and at
-//!   `/api/Group/{partitionGlobalId}/{groupId}` (the docs' example); `GET` of one group needs the
-//!   partition form, since `/api/Group/{x}` is the list.
-//! * A create answers 201 with the new group. A member id that is not a user is a 400.
+//! * The group list carries no members; a single group carries its `members` (or, under
+//!   [`Behaviour::members_inline`] `false`, an empty `members` list), and
+//!   `GET /api/Group/{partitionGlobalId}/{groupId}/Members?top=&skip=` pages through them as
+//!   `{totalCount, results: [{id, type}]}` (type 0 user, 1 robot, 2 directory user, 3 directory
+//!   group, 4 robot account, 5 application; page size 10 by default, at most 1,000).
+//! * `PUT` is served at `/api/Group/{groupId}` only: the partition form
+//!   `/api/Group/{partitionGlobalId}/{groupId}` allows `GET` and `DELETE`, and answers 405 to a
+//!   `PUT`. `name` is required on every update.
+//! * A create needs a client-generated `id` (a GUID): without it the answer is the validation 400
+//!   "The Id field is required."; an id that is taken is answered as a taken name is. A create
+//!   answers 201 with the new group. A member id that is not a user is answered as
+//!   [`Behaviour::unknown_user`] says.
 //! * Built-in groups (type 0: Everyone, Administrators) cannot be changed or deleted (403).
 //! * Directory search matches `startsWith` case-insensitively against the user name, e-mail and
-//!   display name, sorted by name, at most [`Behaviour::search_limit`] results.
+//!   display name, sorted by name, at most [`Behaviour::search_limit`] results; its `type` is a
+//!   number (0 user, 1 group, 2 application) as the live service sends it, or the Swagger's
+//!   string under [`Behaviour::search_type`].
+//! * `POST /api/Directory/BulkResolveByName/{partitionGlobalId}` with `{entityNames, entityType,
+//!   scope}` answers `{name: entity | null}` for every name asked, at most
+//!   [`BULK_RESOLVE_LIMIT`] names per call (more is a 400). A user name matches a
+//!   user's name or e-mail, exactly or regardless of case per
+//!   [`Behaviour::bulk_resolve_ignores_case`]. Robot accounts are never resolved.
+//! * `POST /api/Directory/BulkResolve/{partitionGlobalId}` with `{entityIds, entityTypes}` (one
+//!   type per id) answers `{id: entity | null}`, under the same limit.
 //!
 //! The control endpoints `GET /_sim/state`, `GET|PUT /_sim/faults`, `GET|PUT /_sim/behaviour`
 //! and `GET /_sim/calls` need no token: serve the simulator on loopback only.
@@ -60,6 +77,9 @@ pub const DEFAULT_GRANTED: [&str; 5] = [
     "PM.Directory",
     "PM.User.Read",
 ];
+
+/// The most names (or ids) one `BulkResolveByName` (or `BulkResolve`) call takes.
+pub const BULK_RESOLVE_LIMIT: usize = 20;
 
 /// The built-in groups every organization has (type 0).
 pub const BUILT_IN: [&str; 2] = ["Administrators", "Everyone"];
@@ -137,6 +157,23 @@ pub struct SeedUser {
     /// The display name; the name when omitted.
     #[serde(default)]
     pub display_name: Option<String>,
+    /// `user` (default), `robot` (a robot account) or `application` (an external application):
+    /// what the account is when it is a group member.
+    #[serde(default)]
+    pub kind: AccountKind,
+}
+
+/// What a directory account is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountKind {
+    /// A person.
+    #[default]
+    User,
+    /// A robot account.
+    Robot,
+    /// An external application.
+    Application,
 }
 
 /// A group of a seed file (`[[uipath.group]]`).
@@ -176,6 +213,15 @@ pub struct Behaviour {
     pub search_limit: usize,
     /// Built-in groups cannot be changed or deleted (default true).
     pub protect_built_in: bool,
+    /// How the directory search writes `type` (default a number, as the live service does).
+    pub search_type: SearchType,
+    /// `GET` of one group lists its `members` (default true, as the docs show); false: `members`
+    /// is empty and only the `/Members` call lists them.
+    pub members_inline: bool,
+    /// `BulkResolveByName` matches names regardless of case (default false: exactly).
+    pub bulk_resolve_ignores_case: bool,
+    /// The answer to a create or update naming a member id that is no user (default 400).
+    pub unknown_user: UnknownUser,
 }
 
 impl Default for Behaviour {
@@ -187,6 +233,10 @@ impl Default for Behaviour {
             remove_missing: Strictness::Ignore,
             search_limit: 50,
             protect_built_in: true,
+            search_type: SearchType::Number,
+            members_inline: true,
+            bulk_resolve_ignores_case: false,
+            unknown_user: UnknownUser::BadRequest,
         }
     }
 }
@@ -200,6 +250,30 @@ pub enum DuplicateName {
     Conflict,
     /// `400 Bad Request`.
     BadRequest,
+}
+
+/// How the directory search writes an entity's `type`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchType {
+    /// `0` user, `1` group, `2` application.
+    #[default]
+    Number,
+    /// `"User"`, `"Group"`, `"Application"` (the Swagger's form).
+    String,
+}
+
+/// How a member id that is no user is answered in a create or update.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownUser {
+    /// `400 Bad Request`; nothing of the request is applied.
+    #[default]
+    BadRequest,
+    /// `404 Not Found`; nothing of the request is applied.
+    NotFound,
+    /// Ignored: the other ids are applied.
+    Ignore,
 }
 
 /// Whether a membership change that changes nothing is accepted.
@@ -303,6 +377,7 @@ struct User {
     email: Option<String>,
     display_name: String,
     source: String,
+    kind: AccountKind,
 }
 
 #[derive(Debug)]
@@ -374,6 +449,7 @@ impl UiPathSim {
                     email: Some(u.email.unwrap_or_else(|| format!("{}@example.com", u.name))),
                     display_name: u.display_name.unwrap_or_else(|| u.name.clone()),
                     source: u.source.unwrap_or_else(|| "local".to_owned()),
+                    kind: u.kind,
                     name: u.name,
                 },
             );
@@ -412,21 +488,23 @@ impl UiPathSim {
         let api = Router::new()
             .route("/connect/token", post(token))
             .route("/api/Group", post(create_group))
-            .route("/api/Group/{x}", get(list_groups).put(update_group_short))
+            .route("/api/Group/{x}", get(list_groups).put(update_group))
             .route(
                 "/api/Group/{partition}/{group}",
-                get(get_group).put(update_group).delete(delete_group),
+                get(get_group).delete(delete_group),
             )
+            .route("/api/Group/{partition}/{group}/Members", get(group_members))
             .route("/api/Directory/Search/{partition}", get(search))
+            .route(
+                "/api/Directory/BulkResolveByName/{partition}",
+                post(bulk_resolve_by_name),
+            )
+            .route("/api/Directory/BulkResolve/{partition}", post(bulk_resolve))
             .fallback(not_found)
             .with_state(self.clone());
         let app = Router::new()
             .nest(&format!("/{org}/identity_"), api.clone())
-            .nest(&format!("/{org}/identity"), api)
-            .route(
-                "/identity_/connect/token",
-                post(token).with_state(self.clone()),
-            );
+            .nest(&format!("/{org}/identity"), api);
         control::wrap_api(self, app)
     }
 
@@ -499,6 +577,20 @@ impl UiPathSim {
         id
     }
 
+    /// Deletes the user of this name or e-mail from the directory and from every group, as an
+    /// administrator would; returns whether there was one.
+    pub fn remove_user(&self, name: &str) -> bool {
+        let mut st = self.lock();
+        let Some(id) = st.user_by_name(name) else {
+            return false;
+        };
+        st.users.remove(&id);
+        for g in st.groups.values_mut() {
+            g.members.remove(&id);
+        }
+        true
+    }
+
     /// Invalidates every access token issued so far.
     pub fn expire_tokens(&self) {
         self.lock().tokens.clear();
@@ -521,6 +613,11 @@ impl FaultHost for UiPathSim {
 
     fn expire_tokens(&self) {
         UiPathSim::expire_tokens(self);
+    }
+
+    /// Directory lookups (`BulkResolveByName`) read with a `POST`.
+    fn is_write(&self, method: &axum::http::Method, path: &str) -> bool {
+        faults::is_write(method) && !path.contains("/api/Directory/")
     }
 }
 
@@ -606,6 +703,7 @@ impl SimState {
                 email: Some(format!("{name}@example.com")),
                 display_name: name.to_owned(),
                 source: "local".to_owned(),
+                kind: AccountKind::User,
             },
         );
         identifier
@@ -680,13 +778,25 @@ impl SimState {
     fn check_name(&self, name: &str, except: Option<&str>) -> Result<(), ApiError> {
         match self.group_by_name(name) {
             Some(other) if Some(other.as_str()) != except => {
-                let message = format!("A group named '{name}' already exists");
-                Err(match self.behaviour.duplicate_name {
-                    DuplicateName::Conflict => ApiError::Conflict(message),
-                    DuplicateName::BadRequest => ApiError::BadRequest(message),
-                })
+                Err(self.taken(format!("A group named '{name}' already exists")))
             }
             _ => Ok(()),
+        }
+    }
+
+    /// The answer to a name or id that is taken, as [`Behaviour::duplicate_name`] says.
+    fn taken(&self, message: String) -> ApiError {
+        match self.behaviour.duplicate_name {
+            DuplicateName::Conflict => ApiError::Conflict(message),
+            DuplicateName::BadRequest => ApiError::BadRequest(message),
+        }
+    }
+
+    /// A directory entity's `type`, as [`Behaviour::search_type`] says it is written.
+    fn entity_type(&self, number: u8, name: &str) -> Value {
+        match self.behaviour.search_type {
+            SearchType::Number => Value::from(number),
+            SearchType::String => Value::from(name),
         }
     }
 
@@ -707,7 +817,11 @@ impl SimState {
             return Value::Null;
         };
         json!({
-            "objectType": "DirectoryUser",
+            "objectType": match u.kind {
+                AccountKind::User => "DirectoryUser",
+                AccountKind::Robot => "DirectoryRobotUser",
+                AccountKind::Application => "DirectoryApplication",
+            },
             "source": u.source,
             "identifier": u.identifier,
             "name": u.name,
@@ -732,7 +846,11 @@ impl SimState {
             "lastModificationTime": g.modified,
         });
         if members {
-            v["members"] = g.members.iter().map(|m| self.user_json(m)).collect();
+            v["members"] = if self.behaviour.members_inline {
+                g.members.iter().map(|m| self.user_json(m)).collect()
+            } else {
+                Value::Array(Vec::new())
+            };
         }
         v
     }
@@ -931,6 +1049,27 @@ fn body_partition(st: &SimState, body: &serde_json::Map<String, Value>) -> Resul
     }
 }
 
+/// The body's `id`: required, and a GUID (the service binds it to one).
+fn body_id(body: &serde_json::Map<String, Value>) -> Result<String, ApiError> {
+    match field(body, "id") {
+        None | Some(Value::Null) => Err(ApiError::Validation(
+            "Id".into(),
+            "The Id field is required.".into(),
+        )),
+        Some(Value::String(s)) => match Uuid::parse_str(s) {
+            Ok(u) => Ok(u.to_string()),
+            Err(_) => Err(ApiError::Validation(
+                "$.id".into(),
+                "The JSON value could not be converted to System.Guid.".into(),
+            )),
+        },
+        Some(_) => Err(ApiError::Validation(
+            "$.id".into(),
+            "The JSON value could not be converted to System.Guid.".into(),
+        )),
+    }
+}
+
 fn body_name(body: &serde_json::Map<String, Value>) -> Result<String, ApiError> {
     match field(body, "name") {
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
@@ -941,7 +1080,8 @@ fn body_name(body: &serde_json::Map<String, Value>) -> Result<String, ApiError> 
     }
 }
 
-/// A list of user identifiers (absent or null is empty); each must be a user.
+/// A list of account identifiers (absent or null is empty); an id that is no account is
+/// answered as [`Behaviour::unknown_user`] says (dropped when ignored).
 fn body_ids(
     st: &SimState,
     body: &serde_json::Map<String, Value>,
@@ -965,13 +1105,14 @@ fn body_ids(
                 format!("{key} must be an array of strings"),
             ));
         };
-        let found = st
-            .users
-            .keys()
-            .find(|k| k.eq_ignore_ascii_case(s))
-            .cloned()
-            .ok_or_else(|| ApiError::BadRequest(format!("Directory user {s} was not found")))?;
-        ids.push(found);
+        let found = st.users.keys().find(|k| k.eq_ignore_ascii_case(s)).cloned();
+        let message = || format!("Directory user {s} was not found");
+        match (found, st.behaviour.unknown_user) {
+            (Some(id), _) => ids.push(id),
+            (None, UnknownUser::BadRequest) => return Err(ApiError::BadRequest(message())),
+            (None, UnknownUser::NotFound) => return Err(ApiError::NotFound(message())),
+            (None, UnknownUser::Ignore) => {}
+        }
     }
     Ok(ids)
 }
@@ -982,10 +1123,13 @@ async fn create_group(State(sim): State<UiPathSim>, headers: HeaderMap, body: By
     st.require(&headers, WRITE)?;
     let body = object(&body)?;
     body_partition(&st, &body)?;
+    let id = body_id(&body)?;
     let name = body_name(&body)?;
     let members = body_ids(&st, &body, "directoryUserMemberIDs")?;
+    if st.group_id(&id).is_ok() {
+        return Err(st.taken(format!("A group with id '{id}' already exists")));
+    }
     st.check_name(&name, None)?;
-    let id = Uuid::new_v4().to_string();
     let modified = st.touch();
     st.groups.insert(
         id.clone(),
@@ -1001,24 +1145,13 @@ async fn create_group(State(sim): State<UiPathSim>, headers: HeaderMap, body: By
     Ok((StatusCode::CREATED, Json(st.group_json(&id, true))).into_response())
 }
 
-/// `PUT …/api/Group/{groupId}` (the endpoint line's form).
-async fn update_group_short(
+/// `PUT …/api/Group/{groupId}`: the only update path.
+async fn update_group(
     State(sim): State<UiPathSim>,
     headers: HeaderMap,
     Path(group): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    update(&sim, &headers, &group, &body)
-}
-
-/// `PUT …/api/Group/{partitionGlobalId}/{groupId}` (the docs' example form).
-async fn update_group(
-    State(sim): State<UiPathSim>,
-    headers: HeaderMap,
-    Path((partition, group)): Path<(String, String)>,
-    body: Bytes,
-) -> ApiResult {
-    sim.lock().check_partition(&partition)?;
     update(&sim, &headers, &group, &body)
 }
 
@@ -1157,7 +1290,8 @@ async fn search(
     let starts = |s: &str| s.to_lowercase().starts_with(&p);
     let mut found: Vec<(String, Value)> = Vec::new();
     if want_users {
-        for u in st.users.values() {
+        // Robot accounts and applications are not searched as users.
+        for u in st.users.values().filter(|u| u.kind == AccountKind::User) {
             let source_ok = if u.source == "local" {
                 has("LocalUsers")
             } else {
@@ -1176,7 +1310,7 @@ async fn search(
                         "identityName": u.name,
                         "displayName": u.display_name,
                         "email": u.email,
-                        "type": "User",
+                        "type": st.entity_type(0, "User"),
                         "objectType": "DirectoryUser",
                     }),
                 ));
@@ -1193,7 +1327,7 @@ async fn search(
                     "identityName": g.name,
                     "displayName": g.name,
                     "email": null,
-                    "type": "Group",
+                    "type": st.entity_type(1, "Group"),
                     "objectType": "DirectoryGroup",
                 }),
             ));
@@ -1203,6 +1337,194 @@ async fn search(
     let limit = st.behaviour.search_limit;
     let items: Vec<Value> = found.into_iter().take(limit).map(|(_, v)| v).collect();
     Ok((StatusCode::OK, Json(Value::Array(items))).into_response())
+}
+
+/// `GET …/api/Group/{partitionGlobalId}/{groupId}/Members?top=&skip=`: one page of a group's
+/// members, ids and account types only.
+async fn group_members(
+    State(sim): State<UiPathSim>,
+    headers: HeaderMap,
+    Path((partition, group)): Path<(String, String)>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> ApiResult {
+    let mut st = sim.lock();
+    st.require(&headers, READ)?;
+    st.check_partition(&partition)?;
+    let id = st.group_id(&group)?;
+    let number = |key: &str, default: usize| -> Result<usize, ApiError> {
+        match q.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)) {
+            None => Ok(default),
+            Some((_, v)) => v.parse().map_err(|_| {
+                ApiError::Validation(key.to_owned(), format!("The value '{v}' is not valid."))
+            }),
+        }
+    };
+    let top = number("top", 10)?.min(1000);
+    let skip = number("skip", 0)?;
+    let members: Vec<&String> = st
+        .groups
+        .get(&id)
+        .map(|g| g.members.iter().collect())
+        .unwrap_or_default();
+    let results: Vec<Value> = members
+        .iter()
+        .skip(skip)
+        .take(top)
+        .filter_map(|m| st.users.get(*m))
+        .map(|u| {
+            let kind = match (u.kind, u.source.as_str()) {
+                (AccountKind::User, "local") => 0,
+                (AccountKind::User, _) => 2,
+                (AccountKind::Robot, _) => 4,
+                (AccountKind::Application, _) => 5,
+            };
+            json!({ "id": u.identifier, "type": kind })
+        })
+        .collect();
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "totalCount": members.len(), "results": results })),
+    )
+        .into_response())
+}
+
+/// `POST …/api/Directory/BulkResolveByName/{partitionGlobalId}`: `{entityNames, entityType,
+/// scope}` → `{name: entity | null}`.
+async fn bulk_resolve_by_name(
+    State(sim): State<UiPathSim>,
+    headers: HeaderMap,
+    Path(partition): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let mut st = sim.lock();
+    st.require(&headers, &["PM.Directory"])?;
+    st.check_partition(&partition)?;
+    let body = object(&body)?;
+    let names: Vec<String> = match field(&body, "entityNames") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<Vec<String>>>()
+            .ok_or_else(|| {
+                ApiError::Validation(
+                    "EntityNames".into(),
+                    "EntityNames must be an array of strings".into(),
+                )
+            })?,
+        _ => {
+            return Err(ApiError::Validation(
+                "EntityNames".into(),
+                "The EntityNames field is required.".into(),
+            ));
+        }
+    };
+    let Some(kind) = field(&body, "entityType").and_then(Value::as_str) else {
+        return Err(ApiError::Validation(
+            "EntityType".into(),
+            "The EntityType field is required.".into(),
+        ));
+    };
+    if names.len() > BULK_RESOLVE_LIMIT {
+        return Err(ApiError::BadRequest(format!(
+            "At most {BULK_RESOLVE_LIMIT} names can be resolved at once"
+        )));
+    }
+    let ignore_case = st.behaviour.bulk_resolve_ignores_case;
+    let same = |a: &str, b: &str| {
+        if ignore_case {
+            a.to_lowercase() == b.to_lowercase()
+        } else {
+            a == b
+        }
+    };
+    let mut out = serde_json::Map::new();
+    for name in names {
+        let entity = if kind.eq_ignore_ascii_case("User") {
+            st.users
+                .values()
+                .find(|u| {
+                    u.kind == AccountKind::User
+                        && (same(&u.name, &name)
+                            || u.email.as_deref().is_some_and(|e| same(e, &name)))
+                })
+                .map(|u| st.user_json(&u.identifier))
+        } else if kind.eq_ignore_ascii_case("Group") {
+            st.groups.values().find(|g| same(&g.name, &name)).map(|g| {
+                json!({
+                    "objectType": "DirectoryGroup",
+                    "source": "local",
+                    "identifier": g.id,
+                    "name": g.name,
+                    "displayName": g.name,
+                })
+            })
+        } else if kind.eq_ignore_ascii_case("Application") {
+            None
+        } else {
+            return Err(ApiError::BadRequest(format!("Unknown entityType {kind}")));
+        };
+        out.insert(name, entity.unwrap_or(Value::Null));
+    }
+    Ok((StatusCode::OK, Json(Value::Object(out))).into_response())
+}
+
+/// `POST …/api/Directory/BulkResolve/{partitionGlobalId}`: `{entityIds, entityTypes}` →
+/// `{id: entity | null}`.
+async fn bulk_resolve(
+    State(sim): State<UiPathSim>,
+    headers: HeaderMap,
+    Path(partition): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let mut st = sim.lock();
+    st.require(&headers, &["PM.Directory"])?;
+    st.check_partition(&partition)?;
+    let body = object(&body)?;
+    let strings = |key: &str| -> Result<Vec<String>, ApiError> {
+        match field(&body, key) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<Vec<String>>>()
+                .ok_or_else(|| {
+                    ApiError::Validation(
+                        key.to_owned(),
+                        format!("{key} must be an array of strings"),
+                    )
+                }),
+            _ => Err(ApiError::Validation(
+                key.to_owned(),
+                format!("The {key} field is required."),
+            )),
+        }
+    };
+    let ids = strings("EntityIds")?;
+    let types = strings("EntityTypes")?;
+    if ids.len() != types.len() {
+        return Err(ApiError::BadRequest(
+            "EntityTypes must be as long as EntityIds".into(),
+        ));
+    }
+    if ids.len() > BULK_RESOLVE_LIMIT {
+        return Err(ApiError::BadRequest(format!(
+            "At most {BULK_RESOLVE_LIMIT} entities can be resolved at once"
+        )));
+    }
+    let mut out = serde_json::Map::new();
+    for (id, kind) in ids.into_iter().zip(types) {
+        let entity = if kind.eq_ignore_ascii_case("User") {
+            st.users
+                .keys()
+                .find(|k| k.eq_ignore_ascii_case(&id))
+                .map(|k| st.user_json(k))
+        } else if kind.eq_ignore_ascii_case("Group") || kind.eq_ignore_ascii_case("Application") {
+            None
+        } else {
+            return Err(ApiError::BadRequest(format!("Unknown entity type {kind}")));
+        };
+        out.insert(id, entity.unwrap_or(Value::Null));
+    }
+    Ok((StatusCode::OK, Json(Value::Object(out))).into_response())
 }
 
 #[cfg(test)]

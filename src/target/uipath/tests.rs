@@ -136,14 +136,19 @@ fn a_create_carries_its_members_in_one_post() {
     let p = plan(&t, &d, &o, false);
     let calls = t.compile(&p, &o);
     assert_eq!(calls.len(), 1);
-    let Op::Create { members } = &calls[0].op else {
+    let Op::Create { id, members } = &calls[0].op else {
         panic!("{calls:?}");
     };
     assert_eq!(members, &["uid-u0", "uid-u1", "uid-u2"]);
+    // The service wants the client to choose a GUID id, and each create gets its own.
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+    let again = t.compile(&p, &o);
+    assert!(matches!(&again[0].op, Op::Create { id: other, .. } if other != id));
     // What `send` posts for it.
     assert_eq!(
-        api::create_body(PARTITION, calls[0].group().as_str(), members),
+        api::create_body(id, PARTITION, calls[0].group().as_str(), members),
         json!({
+            "id": id,
             "partitionGlobalId": PARTITION,
             "name": "New",
             "directoryUserMemberIDs": ["uid-u0", "uid-u1", "uid-u2"],
@@ -285,4 +290,70 @@ fn debug_output_hides_the_secret() {
     let t = target();
     let text = format!("{t:?}");
     assert!(text.contains("robots") && !text.contains("\"s\""), "{text}");
+}
+
+#[test]
+fn vet_refuses_a_blank_name_a_taken_name_and_changes_to_built_in_groups() {
+    let t = target();
+
+    // A blank name (the service requires a name).
+    let o = observed(&[], 3);
+    let p = plan(&t, &desired(&[(" ", &["u0"])]), &o, false);
+    let refused = vet(&o, &p);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].change, Some(0));
+    assert!(
+        refused[0].message.contains("cannot be blank"),
+        "{refused:?}"
+    );
+
+    // A create onto a name another group holds, whatever its case.
+    let d = desired(&[("Ops", &["u0"])]);
+    let mut o = observed(&[], 3);
+    let p = plan(&t, &d, &o, false);
+    assert!(vet(&o, &p).is_empty(), "nothing taken yet");
+    o.others.insert(GroupName::from("OPS"));
+    let refused = vet(&o, &p);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(matches!(p.changes[0], Change::CreateGroup { .. }));
+    assert_eq!(refused[0].change, Some(0));
+    assert!(
+        refused[0]
+            .message
+            .contains("\"OPS\" (outside roster's scope)")
+            && refused[0].message.contains("the create would be refused"),
+        "{refused:?}"
+    );
+
+    // A rename onto a name another group holds; a change of case of its own name is fine.
+    let d = desired(&[("Team", &["u0"])]);
+    let mut o = observed(&[("team", &["u0"])], 3);
+    let p = plan(&t, &d, &o, false);
+    assert!(
+        vet(&o, &p).is_empty(),
+        "renaming to its own name in another case"
+    );
+    o.groups.insert(
+        GroupName::from("TEAM"),
+        ObservedGroup {
+            id: "id-other".into(),
+            group: Group::named("TEAM"),
+            kind: GroupKind::Managed,
+        },
+    );
+    let refused = vet(&o, &p);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].message.contains("the rename"), "{refused:?}");
+
+    // Any change to a built-in group.
+    let d = desired(&[("G", &["u0", "u1"])]);
+    let mut o = observed(&[("G", &["u0"])], 3);
+    let p = plan(&t, &d, &o, false);
+    assert!(vet(&o, &p).is_empty());
+    if let Some(g) = o.groups.get_mut(&GroupName::from("G")) {
+        g.kind = GroupKind::System;
+    }
+    let refused = vet(&o, &p);
+    assert_eq!(refused.len(), p.changes.len(), "{refused:?}");
+    assert!(refused[0].message.contains("built-in"), "{refused:?}");
 }
