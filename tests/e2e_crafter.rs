@@ -908,3 +908,58 @@ async fn hundreds_of_removals_go_by_id_in_requests_under_tomcats_limit() {
     }
     assert!(!w.plan().await.any_changes());
 }
+
+/// Every setting of the simulator's switches for what is not confirmed about Studio: the same
+/// desired state (a create with a hyphen, an update, adds of e-mail-like usernames, hundreds of
+/// removals) applies without a failure and converges.
+#[tokio::test]
+async fn roster_converges_under_every_setting_of_the_simulators_switches() {
+    let variants = [
+        Behaviour::default(),
+        Behaviour {
+            case_insensitive_names: false,
+            ..Behaviour::default()
+        },
+        Behaviour {
+            unknown_fields: UnknownFields::Reject,
+            ..Behaviour::default()
+        },
+        Behaviour {
+            patch: PatchShape::WholeGroup,
+            ..Behaviour::default()
+        },
+        Behaviour {
+            patch: PatchShape::WholeGroup,
+            unknown_fields: UnknownFields::Reject,
+            ..Behaviour::default()
+        },
+        Behaviour {
+            name_rules: false,
+            ..Behaviour::default()
+        },
+        Behaviour {
+            validation_field: "name".into(),
+            ..Behaviour::default()
+        },
+    ];
+    let olds: Vec<String> = (0..400).map(|u| format!("former.staff_{u:04}")).collect();
+    let quoted: Vec<String> = olds.iter().map(|u| format!("{u:?}")).collect();
+    let seed = format!(
+        "users = [\"alice\", \"jane@corp.com\", \"jane-doe\"]\n[[crafter.group]]\nname = \"docs\"\n\
+         description = \"old\"\nmembers = [\"alice\", {}]\n",
+        quoted.join(", ")
+    );
+    let groups = group("docs", "new", &["alice", "jane-doe"], &[])
+        + &group("dev-team", "Developers", &["jane@corp.com"], &[]);
+    for behaviour in variants {
+        let w = v2(&seed, &groups, "max_deletes = 400").await;
+        w.sim.crafter.set_behaviour(behaviour.clone());
+        let report = w.apply(None).await;
+        assert_eq!(applied(&report).failures(), 0, "{behaviour:?}: {report:?}");
+        let docs = w.sim.crafter.group("docs").expect("docs");
+        assert_eq!(docs.description.as_deref(), Some("new"), "{behaviour:?}");
+        assert_eq!(members(&w, "docs"), ["alice", "jane-doe"], "{behaviour:?}");
+        assert_eq!(members(&w, "dev-team"), ["jane@corp.com"], "{behaviour:?}");
+        assert!(!w.plan().await.any_changes(), "{behaviour:?}");
+    }
+}

@@ -111,7 +111,7 @@ pub struct MemberPage {
     pub users: Vec<User>,
 }
 
-/// A group as API 2 returns it. `externallyManaged` is absent on Studio 3.1.
+/// A group as API 2 returns it.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Group {
@@ -122,7 +122,7 @@ pub struct Group {
     /// May be null.
     #[serde(default)]
     pub desc: Option<String>,
-    /// Owned by LDAP/SAML/header login: read-only to roster. `None` on Studio 3.1.
+    /// Owned by LDAP/SAML/header login: read-only to roster.
     #[serde(default)]
     pub externally_managed: Option<bool>,
 }

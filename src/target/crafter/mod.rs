@@ -1,5 +1,6 @@
-//! The Crafter Studio connector: Studio's groups and their members, through API 2 (Studio 3.1
-//! and 4.x, global groups) or API 1 (Studio 3.0, groups per site).
+//! The Crafter Studio connector: Studio's groups and their members, through API 2 (Studio 4.0.0
+//! and later, global groups, an access token) or API 1 (Studio 3.0, groups per site). Studio
+//! 3.1 is neither: it has no access tokens, and its API 1 group calls are retired.
 //!
 //! API 2 (Studio 4.0.0 and later, with an access token) writes membership in bulk: one
 //! `POST …/members` adds every new member of a group, by user id, and `DELETE …/members?userId=…`
@@ -25,7 +26,8 @@
 //! lookup, so an unknown user shows up only as a failed add that names the user.
 //!
 //! Redirects are never followed: Studio 3.1 answers its retired API 1 group calls with `301`
-//! "API deprecated.", which roster reports as the error it is.
+//! "API deprecated.", which roster reports as the error it is (and a token sent to its API 2 is
+//! ignored: a 401 that names the version).
 
 pub mod api;
 pub mod config;
@@ -690,7 +692,7 @@ impl CrafterTarget {
         Ok((p.groups, p.total))
     }
 
-    /// A2's missing get-by-name: A1 with `keyword` (a substring match, ignored by Studio 3.1),
+    /// A2's missing get-by-name: A1 with `keyword` (a substring match),
     /// every page, then an exact match as Studio compares names. Each page is sent once: this
     /// is part of a send or recheck, which the executor retries.
     async fn find_group_v2(&self, name: &GroupName) -> Result<Option<api::Group>, CallError> {
