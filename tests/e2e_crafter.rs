@@ -963,3 +963,40 @@ async fn roster_converges_under_every_setting_of_the_simulators_switches() {
         assert!(!w.plan().await.any_changes(), "{behaviour:?}");
     }
 }
+
+/// A long access token takes room from the request line: the removals are split so that line
+/// and headers together stay inside Tomcat's 8 KB.
+#[tokio::test]
+async fn a_long_token_makes_the_removal_requests_shorter() {
+    let token = "t".repeat(3000);
+    let olds: Vec<String> = (0..600)
+        .map(|u| format!("departed.member.number_{u:05}"))
+        .collect();
+    let quoted: Vec<String> = olds.iter().map(|u| format!("{u:?}")).collect();
+    let seed = format!(
+        "[crafter]\ntoken = \"{token}\"\n{USERS}\n[[crafter.group]]\nname = \"big\"\n\
+         members = [\"alice\", {}]\n",
+        quoted.join(", ")
+    );
+    let w = World::with_target(
+        SimKind::Crafter,
+        &seed,
+        &Crafter::keys(),
+        &group("big", "", &["alice"], &[]),
+        "max_deletes = 600",
+    )
+    .await;
+    std::fs::write(w.dir.path().join("secret"), format!("{token}\n")).expect("write");
+    w.sim.crafter.clear_calls();
+    let report = w.apply(None).await;
+    assert_eq!(applied(&report).failures(), 0, "{report:?}");
+    assert_eq!(members(&w, "big"), ["alice"]);
+    let removals = w
+        .sim
+        .crafter
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("DELETE "))
+        .count();
+    assert_eq!(removals, 2);
+}

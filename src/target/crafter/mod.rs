@@ -67,6 +67,11 @@ pub const TYPE: &str = "crafter";
 /// Group names are compared without regard to case: Studio's database collation ignores it.
 const CASE_INSENSITIVE: bool = true;
 
+/// Why Studio 3.0 refuses a name or description with characters beyond the Basic Multilingual
+/// Plane.
+const V1_BEYOND_BMP: &str = "Studio 3.0 stores text as MySQL `utf8`, which holds no character \
+                             beyond the Basic Multilingual Plane (such as an emoji)";
+
 /// Groups or members asked for per page of a list.
 const PAGE_SIZE: u32 = 100;
 
@@ -143,10 +148,16 @@ impl Member {
     }
 }
 
-/// Longest request line roster sends (method, path and query). Tomcat refuses a request whose
-/// line and headers together pass `maxHttpHeaderSize` (8,192 bytes by default); this leaves room
-/// for the token and the other headers, and for a proxy's.
+/// Tomcat's default `maxHttpHeaderSize`: a request whose line and headers together are longer
+/// is refused with `400` before Studio sees it.
+const TOMCAT_HEAD_LIMIT: usize = 8 * 1024;
+/// What a request's line may not use of that: roster's other headers (host, accept, user agent)
+/// and room for those a proxy adds.
+const HEAD_RESERVE: usize = 1536;
+/// Longest request line roster sends (method, path and query), whatever the token.
 const MAX_REQUEST_LINE: usize = 6 * 1024;
+/// Shortest line budget, for a token so long that little else fits.
+const MIN_REQUEST_LINE: usize = 1024;
 
 /// A compiled call: the operation, the group it is about, and the plan changes it carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -223,6 +234,9 @@ pub struct CrafterTarget {
     /// The bytes of the request line that are not the query: the method, the configured URL's
     /// path and the longest API path, with room to spare.
     line_overhead: usize,
+    /// The longest request line roster sends: what Tomcat's limit leaves beside the
+    /// `Authorization` header and the others, at most [`MAX_REQUEST_LINE`].
+    line_budget: usize,
 }
 
 impl std::fmt::Debug for CrafterTarget {
@@ -259,7 +273,20 @@ impl CrafterTarget {
                 + "DELETE ".len()
                 + api::members(&i64::MAX.to_string()).len()
                 + " HTTP/1.1".len(),
+            line_budget: Self::line_budget(&config.api),
         }
+    }
+
+    /// The longest request line that fits Tomcat's limit beside the credentials' header.
+    fn line_budget(api: &CrafterApi) -> usize {
+        let credentials = match api {
+            CrafterApi::V2 { token } => "authorization: Bearer \r\n".len() + token.expose().len(),
+            // API 1 writes carry no query lists.
+            CrafterApi::V1 { .. } => 0,
+        };
+        TOMCAT_HEAD_LIMIT
+            .saturating_sub(HEAD_RESERVE + credentials)
+            .clamp(MIN_REQUEST_LINE, MAX_REQUEST_LINE)
     }
 
     /// Retries transient read failures of an observe under `policy`.
@@ -595,13 +622,25 @@ impl CrafterTarget {
         } else {
             api::MAX_DESCRIPTION
         };
+        // Studio 4 counts a description as Java does, in UTF-16 units; Studio 3.0's column
+        // counts characters, and its `utf8` charset holds none beyond the Basic Multilingual
+        // Plane (emoji, say).
         let desc_rule = |d: &str| {
-            let n = d.chars().count();
-            (n > max_desc).then(|| {
-                format!(
+            let n = if v1 {
+                d.chars().count()
+            } else {
+                d.encode_utf16().count()
+            };
+            let mut why = Vec::new();
+            if n > max_desc {
+                why.push(format!(
                     "the description has {n} characters; Crafter Studio takes at most {max_desc}"
-                )
-            })
+                ));
+            }
+            if v1 && d.chars().any(|c| u32::from(c) > 0xFFFF) {
+                why.push(V1_BEYOND_BMP.to_owned());
+            }
+            why
         };
         let mut out = Vec::new();
         for (i, change) in plan.changes.iter().enumerate() {
@@ -626,6 +665,9 @@ impl CrafterTarget {
                                 api::V1_MAX_NAME
                             ));
                         }
+                        if n.chars().any(|c| u32::from(c) > 0xFFFF) {
+                            why.push(V1_BEYOND_BMP.to_owned());
+                        }
                     } else if !api::valid_group_name(n) {
                         why.push(format!(
                             "Studio creates only groups whose names match ^[a-zA-Z][\\w.\\-]*$ \
@@ -642,14 +684,15 @@ impl CrafterTarget {
                                 .to_owned(),
                         );
                     }
-                    why.extend(description.as_deref().and_then(desc_rule));
+                    why.extend(description.as_deref().map(desc_rule).unwrap_or_default());
                 }
                 Change::UpdateGroup { fields, .. } => {
                     why.extend(
                         fields
                             .get("description")
                             .and_then(|f| f.to.as_str())
-                            .and_then(desc_rule),
+                            .map(desc_rule)
+                            .unwrap_or_default(),
                     );
                 }
                 // Sent by username only when no id was read: Studio checks the name.
@@ -1378,7 +1421,7 @@ impl Target for CrafterTarget {
                     let len = api::query_pair_len(k, &v);
                     match removes.get_mut(group) {
                         Some((at, used))
-                            if self.line_overhead + *used + len <= MAX_REQUEST_LINE =>
+                            if self.line_overhead + *used + len <= self.line_budget =>
                         {
                             *used += len;
                             let c = &mut calls[*at];

@@ -198,7 +198,7 @@ fn removals_past_one_request_line_are_split_into_the_fewest_calls() {
     desired.groups.insert("big".into(), Group::named("big"));
     let plan = plan_for(&t, &desired, &observed);
     let calls = t.compile(&plan, &observed);
-    // "&userId=100000" is 14 bytes: 1,000 of them need three request lines of at most 6 KB.
+    // "&userId=100000" is 14 bytes: 1,000 of them need three request lines of about 6 KB.
     assert_eq!(calls.len(), 3, "{}", calls.len());
     let mut covered = 0;
     for c in &calls {
@@ -207,10 +207,24 @@ fn removals_past_one_request_line_are_split_into_the_fewest_calls() {
         };
         let q: Vec<(&str, String)> = users.iter().map(Member::query_pair).collect();
         let line = t.line_overhead + api::query(&q).len();
-        assert!(line <= MAX_REQUEST_LINE, "{line}");
+        assert!(line <= t.line_budget && line <= MAX_REQUEST_LINE, "{line}");
         covered += c.covers.len();
     }
     assert_eq!(covered, 1000);
+}
+
+#[test]
+fn a_long_token_leaves_less_room_for_the_request_line() {
+    assert_eq!(v2().line_budget, MAX_REQUEST_LINE);
+    let long = target(CrafterApi::V2 {
+        token: Secret::new("t".repeat(3000)),
+    });
+    // 8,192 less 1,536 for other headers, less the 3,024-byte Authorization header.
+    assert_eq!(long.line_budget, 8192 - 1536 - 3024);
+    let absurd = target(CrafterApi::V2 {
+        token: Secret::new("t".repeat(9000)),
+    });
+    assert_eq!(absurd.line_budget, MIN_REQUEST_LINE);
 }
 
 /// A desired group `name` (defined at `groups.toml:line:1`) and the plan roster would make.
