@@ -14,7 +14,7 @@
 //! XSRF pair only: a bearer token is ignored; API 1 group calls answer `301 {"message":"API
 //! deprecated."}`).
 //!
-//! Its JSON is written from the API reference (`targets/crafter.md`), never from the connector's
+//! Its JSON is written from Studio's API reference and server code, never from the connector's
 //! wire types. What the reference leaves unconfirmed is a switch in [`Behaviour`]; failures come
 //! from [`crate::sim::faults`] (an injected error uses API 2's envelope, code 1000).
 //!
@@ -24,6 +24,10 @@
 //! * `delete.json` answers 204 with no body (a 204 cannot carry one).
 //! * The access token never expires by itself; `expire_tokens_after` ends API 1 sessions, which
 //!   the connector renews by logging in again.
+//! * A soft-deleted user ([`CrafterSim::delete_user`]) keeps its memberships, which no list
+//!   shows; [`CrafterSim::purge_user`] removes a user outright, as only the database can.
+//! * Tomcat's `400` for an oversized request carries its HTML error page and closes the
+//!   connection; the size counted is the request line and headers as sent.
 //!
 //! The control endpoints `GET /_sim/state`, `GET|PUT /_sim/faults`, `GET|PUT /_sim/behaviour`
 //! and `GET /_sim/calls` need no credentials: the simulator is meant for loopback only.

@@ -368,3 +368,42 @@ fn capabilities_follow_the_api() {
     assert!(!c.nested_groups && !c.renames && c.case_insensitive_names);
     assert!(!format!("{:?}", v2()).contains("\"t\""));
 }
+
+#[test]
+fn vet_refuses_any_change_to_a_group_roster_may_not_change() {
+    // The planner never plans one; `vet` stands behind it.
+    let mut observed = Observed::default();
+    let mut ext = observed_group("9", "ldap_team", &["ann"]);
+    ext.kind = GroupKind::External;
+    observed.groups.insert("ldap_team".into(), ext);
+    let mut sys = observed_group("1", "system_admin", &["admin"]);
+    sys.kind = GroupKind::System;
+    observed.groups.insert("system_admin".into(), sys);
+    let plan = Plan {
+        target: "studio".into(),
+        changes: vec![
+            Change::RemoveMember {
+                group: "ldap_team".into(),
+                member: "ann".into(),
+            },
+            Change::DeleteGroup {
+                group: "system_admin".into(),
+            },
+        ],
+        warnings: Vec::new(),
+        errors: Vec::new(),
+        summary: Default::default(),
+    };
+    let refused: Vec<(Option<usize>, String)> = v2()
+        .rejections(&observed, &plan)
+        .into_iter()
+        .map(|r| (r.change, r.group.to_string()))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            (Some(0), "ldap_team".to_owned()),
+            (Some(1), "system_admin".to_owned())
+        ]
+    );
+}
