@@ -170,6 +170,19 @@ pub const CODE_GROUP_NOT_FOUND: i64 = 4000;
 /// Reads an error body of either API: API 2's `{"response": {code, message, remedialAction}}`
 /// (with `validationErrors`), or API 1's `{"message": …}`.
 pub fn error_of(status: StatusCode, body: &str) -> ApiError {
+    let lead = body.trim_start().get(..14).unwrap_or_default();
+    if status == StatusCode::BAD_REQUEST
+        && (lead.eq_ignore_ascii_case("<!doctype html") || lead.starts_with("<html"))
+    {
+        // Studio answers in JSON: an HTML 400 is Tomcat's (or a proxy's), refusing the request
+        // before Studio read it.
+        return ApiError {
+            code: None,
+            message: "Bad Request, as an HTML page from the web server in front of Studio (Tomcat \
+                      answers so when a request's line and headers pass its maxHttpHeaderSize)"
+                .to_owned(),
+        };
+    }
     let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     let Some(resp) = v.get("response").filter(|r| r.is_object()) else {
         return ApiError {
@@ -318,6 +331,11 @@ mod tests {
             r#"{"message":"Group already exists"}"#,
         );
         assert_eq!((e.code, e.message.as_str()), (None, "Group already exists"));
+        let e = error_of(
+            StatusCode::BAD_REQUEST,
+            "<!doctype html><html lang=\"en\"><head><title>HTTP Status 400 – Bad Request</title>",
+        );
+        assert!(e.message.contains("maxHttpHeaderSize"), "{}", e.message);
     }
 
     #[test]
