@@ -1193,3 +1193,64 @@ async fn faults_are_injected_in_studios_envelope() {
         "the faults are in force"
     );
 }
+
+#[tokio::test]
+async fn the_new_switches_are_set_from_the_seed_and_the_behaviour_endpoint() {
+    let env = Env::new(&format!(
+        "{SEED}[crafter.behaviour]\npatch = \"whole_group\"\nmax_http_header_size = 4096\n"
+    ))
+    .await;
+    let b = env.sim.crafter.behaviour();
+    assert_eq!(
+        (b.patch, b.max_http_header_size),
+        (PatchShape::WholeGroup, 4096)
+    );
+    let id = env.sim.crafter.group("docs").unwrap().id;
+    let (s, _) = env
+        .call(
+            Method::PATCH,
+            "/api/2/groups",
+            Some(json!({"id": id, "desc": "x"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "the name is required");
+    let resp = env
+        .http
+        .get(env.url(&format!("/api/2/groups?keyword={}", "k".repeat(5000))))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "over 4 KB");
+    let base = format!("http://{}", env.sim.addr(SimKind::Crafter));
+    let b: Value = env
+        .http
+        .put(format!("{base}/_sim/behaviour"))
+        .json(&json!({"patch": "desc_only", "max_http_header_size": 8192}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (b["patch"].clone(), b["max_http_header_size"].clone()),
+        (json!("desc_only"), json!(8192))
+    );
+    let (s, _) = env
+        .call(
+            Method::PATCH,
+            "/api/2/groups",
+            Some(json!({"id": id, "desc": "x"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let resp = env
+        .http
+        .put(format!("{base}/_sim/behaviour"))
+        .json(&json!({"patch": "partial"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}
