@@ -1000,3 +1000,66 @@ async fn a_long_token_makes_the_removal_requests_shorter() {
         .count();
     assert_eq!(removals, 2);
 }
+
+/// Studio 3.0 stores names and descriptions in `utf8` columns of 255 and 3,000 characters: the
+/// plan refuses what would not fit, at the group's origin, and the apply never sends it.
+#[tokio::test]
+async fn api_1_plan_errors_for_what_studio_3_0_cannot_store() {
+    let seed = format!("{USERS}\n[[crafter.group]]\nname = \"docs\"\nsite = \"mysite\"\n");
+    let long_name = "n".repeat(256);
+    let groups = group(&long_name, "", &["alice"], &[])
+        + &group("party 🎉", "", &["bob"], &[])
+        + &group("docs", &"d".repeat(3001), &["carol"], &[])
+        + &group("CMS Editors", "Fine in 3.0", &["dave"], &[]);
+    let w = v1(&seed, &groups, "").await;
+    let file = w.dir.path().join("groups.toml");
+    let file = file.display();
+    let out = w.roster(&["plan"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", suite::both(&out));
+    let all = suite::both(&out);
+    for (line, what, why) in [
+        (
+            1,
+            format!("create group \"{long_name}\""),
+            "1 to 255 characters",
+        ),
+        (
+            7,
+            "create group \"party 🎉\"".to_owned(),
+            "Basic Multilingual Plane",
+        ),
+        (
+            13,
+            "update group \"docs\"".to_owned(),
+            "has 3001 characters; Crafter Studio takes at most 3000",
+        ),
+    ] {
+        assert!(
+            all.contains(&format!("error: {file}:{line}:1: {what}: ")),
+            "{what}: {all}"
+        );
+        assert!(all.contains(why), "{why}: {all}");
+    }
+    assert!(!all.contains("\"CMS Editors\": "), "{all}");
+    let out = w.roster(&["apply"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", suite::both(&out));
+    assert!(w.sim.crafter.site_group("mysite", "CMS Editors").is_some());
+    assert!(w.sim.crafter.site_group("mysite", "party 🎉").is_none());
+    assert_eq!(
+        w.sim
+            .crafter
+            .site_group("mysite", "docs")
+            .expect("docs")
+            .description,
+        None
+    );
+    // Members of docs are still written: only the update was refused.
+    assert!(
+        w.sim
+            .crafter
+            .site_group("mysite", "docs")
+            .expect("docs")
+            .members
+            .contains("carol")
+    );
+}

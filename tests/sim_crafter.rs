@@ -1254,3 +1254,67 @@ async fn the_new_switches_are_set_from_the_seed_and_the_behaviour_endpoint() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn api_1_refuses_what_its_utf8_columns_cannot_hold_with_500() {
+    let env = Env::new(V1_SEED).await;
+    let (_, cookie) = login(&env, "admin").await;
+    let session = cookie
+        .unwrap()
+        .trim_start_matches("JSESSIONID=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let long_name = "n".repeat(256);
+    let long_desc = "d".repeat(3001);
+    for body in [
+        json!({"group_name": long_name, "site_id": "mysite"}),
+        json!({"group_name": "fine", "site_id": "mysite", "description": long_desc}),
+        json!({"group_name": "party 🎉", "site_id": "mysite"}),
+    ] {
+        let (s, v, _) = v1_call(
+            &env,
+            &session,
+            true,
+            Method::POST,
+            "create.json",
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Internal server error: \n"),
+            "{v}"
+        );
+    }
+    let (s, _, _) = v1_call(
+        &env,
+        &session,
+        true,
+        Method::POST,
+        "update.json",
+        Some(json!({"group_name": "docs", "site_id": "mysite", "description": "🎉"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    // At the limits, and with accents (in the Basic Multilingual Plane), all is well.
+    let (s, _, _) = v1_call(
+        &env,
+        &session,
+        true,
+        Method::POST,
+        "create.json",
+        Some(json!({"group_name": "n".repeat(255), "site_id": "mysite", "description": "é".repeat(3000)})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(
+        env.sim.crafter.groups().len(),
+        8,
+        "six built in, docs, and the last"
+    );
+}

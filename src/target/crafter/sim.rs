@@ -1589,7 +1589,12 @@ async fn v1_script(
                         name,
                     ));
                 }
-                st.insert(name, arg("description"), false, Some(site.clone()));
+                let desc = arg("description");
+                v1_column("group_name", name, 255)?;
+                if let Some(d) = &desc {
+                    v1_column("description", d, 3000)?;
+                }
+                st.insert(name, desc, false, Some(site.clone()));
                 Ok(with_location(v1_message(StatusCode::CREATED, "OK"), name))
             }
             (true, "update.json") => {
@@ -1603,6 +1608,9 @@ async fn v1_script(
                     .get("description")
                     .and_then(Value::as_str)
                     .map(str::to_owned);
+                if let Some(d) = &desc {
+                    v1_column("description", d, 3000)?;
+                }
                 if let Some(g) = st.groups.get_mut(&id) {
                     g.desc = desc;
                 }
@@ -1713,6 +1721,23 @@ async fn v1_script(
         }
     })();
     result.unwrap_or_else(|r| r)
+}
+
+/// What Studio 3.0's database does with a value for a `VARCHAR(max)` column of charset `utf8`
+/// (MySQL's three-byte UTF-8, in strict mode): too long, or with a character beyond the Basic
+/// Multilingual Plane, the insert fails, and the script answers 500 with the exception's text.
+fn v1_column(column: &str, value: &str, max: usize) -> Result<(), Response> {
+    let problem = if value.chars().count() > max {
+        format!("Data too long for column '{column}' at row 1")
+    } else if value.chars().any(|c| u32::from(c) > 0xFFFF) {
+        format!("Incorrect string value for column '{column}' at row 1")
+    } else {
+        return Ok(());
+    };
+    Err(v1_message(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &format!("Internal server error: \n{problem}"),
+    ))
 }
 
 fn v1_user(st: &SimState, id: i64) -> Value {
