@@ -20,10 +20,11 @@
 //! name; a 4.0.3+ that refused the unknown field is sent `{id, desc}` again, and from then on.
 //!
 //! API 1 (Studio 3.0, a login session) writes one member per call, and its answers are not
-//! idempotent: adding a member twice is
-//! 409 "User already in group", removing a non-member is 404 "User not found". Both are read as
-//! the outcomes they are (the latter after checking that the group still exists). It has no user
-//! lookup, so an unknown user shows up only as a failed add that names the user.
+//! idempotent: adding a member twice is 409 "User already in group", removing a non-member is
+//! 404 "User not found". Both are read as the outcomes they are (the latter after checking that
+//! the group still exists). It has no user lookup, so an unknown user shows up only as a failed
+//! add that names the user. Its `utf8` columns hold names of 1 to 255 characters and descriptions
+//! of 3,000, none beyond the Basic Multilingual Plane: `vet` refuses the rest.
 //!
 //! Redirects are never followed: Studio 3.1 answers its retired API 1 group calls with `301`
 //! "API deprecated.", which roster reports as the error it is (and a token sent to its API 2 is
