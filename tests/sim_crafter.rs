@@ -12,7 +12,7 @@ use reqwest::{Client, Method, StatusCode, header};
 use roster::sim::control::SimControl as _;
 use roster::sim::faults::Faults;
 use roster::sim::{RunningSim, SimKind, parse_seed, start};
-use roster::target::crafter::sim::{Behaviour, UnknownFields};
+use roster::target::crafter::sim::{Behaviour, PatchShape, UnknownFields};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "roster-token";
@@ -254,13 +254,34 @@ async fn a2_creates_validates_names_and_answers_409_4001_for_a_duplicate() {
         v["response"]["remedialAction"],
         "Try a different group name"
     );
-    for bad in ["CMS Editors", "dev-team", "ab", "Café"] {
+    // ^[a-zA-Z][\w.\-]*$, 3 to 512 characters.
+    for bad in [
+        "CMS Editors",
+        "9team",
+        "_team",
+        ".team",
+        "ab",
+        "Café",
+        "team@x",
+        &format!("a{}", "b".repeat(512)),
+    ] {
         let (s, v) = env
             .call(Method::POST, "/api/2/groups", Some(json!({"name": bad})))
             .await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
         assert_response(&v, 1001, "Invalid parameter(s)");
         assert_eq!(v["validationErrors"][0]["field"], "groupName", "{v}");
+    }
+    for good in [
+        "dev-team",
+        "abc",
+        "A.b-c_9",
+        &format!("a{}", "b".repeat(511)),
+    ] {
+        let (s, v) = env
+            .call(Method::POST, "/api/2/groups", Some(json!({"name": good})))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{good}: {v}");
     }
     let (s, v) = env
         .call(
@@ -367,6 +388,68 @@ async fn a3_replaces_the_description_and_guards_external_groups() {
 }
 
 #[tokio::test]
+async fn a3_on_4_0_0_to_4_0_2_replaces_the_whole_group() {
+    let env = Env::new(SEED).await;
+    env.sim.crafter.set_behaviour(Behaviour {
+        patch: PatchShape::WholeGroup,
+        ..Behaviour::default()
+    });
+    let id = env.sim.crafter.group("docs").unwrap().id;
+    // Without a name the group's name would be nulled: the database refuses.
+    let (s, v) = env
+        .call(
+            Method::PATCH,
+            "/api/2/groups",
+            Some(json!({"id": id, "desc": "x"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{v}");
+    assert_eq!(v["response"]["code"], 1000);
+    assert_eq!(
+        env.sim
+            .crafter
+            .group("docs")
+            .unwrap()
+            .description
+            .as_deref(),
+        Some("Writers")
+    );
+    // With it, both are replaced: a different name renames the group.
+    let (s, _) = env
+        .call(
+            Method::PATCH,
+            "/api/2/groups",
+            Some(json!({"id": id, "name": "docs2", "desc": "x"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(env.sim.crafter.group("docs").is_none());
+    assert_eq!(
+        env.sim
+            .crafter
+            .group("docs2")
+            .unwrap()
+            .description
+            .as_deref(),
+        Some("x")
+    );
+    // `name` is a field of the whole group: never an unknown field there.
+    env.sim.crafter.set_behaviour(Behaviour {
+        patch: PatchShape::WholeGroup,
+        unknown_fields: UnknownFields::Reject,
+        ..Behaviour::default()
+    });
+    let (s, _) = env
+        .call(
+            Method::PATCH,
+            "/api/2/groups",
+            Some(json!({"id": id, "name": "docs", "desc": "y"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn a4_deletes_all_or_nothing_and_guards_system_admin() {
     let env = Env::new(SEED).await;
     let docs = env.sim.crafter.group("docs").unwrap().id;
@@ -447,14 +530,58 @@ async fn a7_and_a8_are_bulk_all_or_nothing_and_idempotent_for_known_users() {
             .unwrap()
             .contains("Both 'userIds' and 'usernames' are empty")
     );
-    let (s, _) = env
+    for bad in ["bad name", "9lives", "_x", "j"] {
+        let (s, _) = env
+            .call(Method::POST, &path, Some(json!({"usernames": [bad]})))
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    // ^[a-zA-Z][\w.\-@+]+$: e-mail-like and hyphenated usernames are usernames.
+    env.sim.crafter.add_user("jane@corp.com");
+    env.sim.crafter.add_user("jane-doe");
+    let (s, v) = env
         .call(
             Method::POST,
             &path,
-            Some(json!({"usernames": ["bad name"]})),
+            Some(json!({"usernames": ["jane@corp.com", "jane-doe"]})),
         )
         .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, _) = env
+        .call(
+            Method::DELETE,
+            &format!("{path}?username=jane%40corp.com&username=jane-doe"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    // `username` values are validated, `userId` values are not (an unknown id is still 404).
+    let (s, v) = env
+        .call(Method::DELETE, &format!("{path}?username=9lives"), None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let bob = env.sim.crafter.user_id("bob").unwrap();
+    let (s, _) = env
+        .call(Method::POST, &path, Some(json!({"ids": [bob]})))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = env
+        .call(Method::DELETE, &format!("{path}?userId={bob}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        !env.sim
+            .crafter
+            .group("docs")
+            .unwrap()
+            .members
+            .contains("bob")
+    );
+    let (s, v) = env
+        .call(Method::DELETE, &format!("{path}?userId=99999"), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_response(&v, 6000, "User not found");
     let (s, v) = env
         .call(
             Method::DELETE,
@@ -505,6 +632,116 @@ async fn a9_reads_a_user_by_username_or_id() {
     assert_eq!(v["user"]["username"], "alice");
     let (s, v) = env.call(Method::GET, "/api/2/users/ghost", None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_response(&v, 6000, "User not found");
+    // The username is validated: one that cannot exist is a 400, not a 404.
+    let (s, v) = env.call(Method::GET, "/api/2/users/9lives", None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["response"]["code"], 1001);
+    // A soft-deleted user is still found here.
+    env.sim.crafter.delete_user("alice");
+    let (s, v) = env.call(Method::GET, "/api/2/users/alice", None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+#[tokio::test]
+async fn soft_deleted_users_are_hidden_by_the_lists_and_still_added_by_a7() {
+    let env = Env::new(SEED).await;
+    let (s, v) = env
+        .call(Method::GET, "/api/2/users?offset=0&limit=2", None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_response(&v, 0, "OK");
+    // admin, alice, bob, carol; `limit` is the number returned.
+    assert_eq!(
+        (v["total"].clone(), v["limit"].clone()),
+        (json!(4), json!(2))
+    );
+    assert_eq!(v["users"][0]["username"], "admin");
+    env.sim.crafter.delete_user("alice");
+    env.sim.crafter.delete_user("bob");
+    let (_, v) = env.call(Method::GET, "/api/2/users?limit=100", None).await;
+    let names: Vec<&str> = v["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["admin", "carol"]);
+    assert_eq!(v["total"], 2);
+    // alice is a member of docs: the member list neither shows nor counts her.
+    let id = env.sim.crafter.group("docs").unwrap().id;
+    let path = format!("/api/2/groups/{id}/members");
+    let (_, v) = env.call(Method::GET, &path, None).await;
+    assert_eq!(v["total"], 0, "{v}");
+    // An add of a deleted user succeeds, and the list still does not show it.
+    let (s, _) = env
+        .call(Method::POST, &path, Some(json!({"usernames": ["bob"]})))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        env.sim
+            .crafter
+            .group("docs")
+            .unwrap()
+            .members
+            .contains("bob")
+    );
+    let (_, v) = env.call(Method::GET, &path, None).await;
+    assert_eq!(v["total"], 0, "{v}");
+    let (s, _) = env.call(Method::GET, "/api/2/users?offset=-1", None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_request_line_and_headers_over_8_kb_are_refused_by_tomcat_with_400() {
+    let env = Env::new(SEED).await;
+    let id = env.sim.crafter.group("docs").unwrap().id;
+    let base = format!("/api/2/groups/{id}/members?");
+    let query = |n: usize| {
+        (0..n)
+            .map(|i| format!("username=someone{i:05}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    // About 23 bytes a pair: 400 pairs is over 8 KB, 300 is under.
+    let (s, _) = env
+        .call(Method::DELETE, &format!("{base}{}", query(300)), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "under the limit Studio answers");
+    let resp = env
+        .http
+        .delete(env.url(&format!("{base}{}", query(400))))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(resp.headers()[header::CONNECTION], "close");
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("HTTP Status 400 – Bad Request")
+    );
+    // Headers count too.
+    let resp = env
+        .http
+        .get(env.url("/api/2/groups"))
+        .bearer_auth(TOKEN)
+        .header("X-Padding", "p".repeat(8200))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    // The limit is Tomcat's `maxHttpHeaderSize`, which an installation may raise.
+    env.sim.crafter.set_behaviour(Behaviour {
+        max_http_header_size: 65536,
+        ..Behaviour::default()
+    });
+    let (s, v) = env
+        .call(Method::DELETE, &format!("{base}{}", query(400)), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
     assert_response(&v, 6000, "User not found");
 }
 
@@ -826,31 +1063,57 @@ async fn studio_3_1_answers_api_1_group_calls_with_301_and_has_older_api_2_shape
     assert_eq!(s, StatusCode::MOVED_PERMANENTLY);
     assert_eq!(v, json!({"message": "API deprecated."}));
     assert_eq!(loc.as_deref(), Some("/studio/api/2/groups"));
-    let (_, v) = env
-        .call(Method::GET, "/api/2/groups?keyword=docs", None)
-        .await;
+    // Studio 3.1 has no access tokens: API 2 takes the session (and the XSRF pair on writes).
+    let (s, v) = env.call(Method::GET, "/api/2/groups", None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    let api2 = |method: Method, path: &str, body: Option<Value>, xsrf: bool| {
+        let mut req = env.http.request(method, env.url(path)).header(
+            header::COOKIE,
+            format!("JSESSIONID={session}; XSRF-TOKEN=t1"),
+        );
+        if xsrf {
+            req = req.header("X-XSRF-TOKEN", "t1");
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (_, v) = api2(Method::GET, "/api/2/groups?keyword=docs", None, false).await;
     assert_eq!(v["total"], 7, "3.1 has no keyword filter");
     assert!(v["groups"][0].get("externallyManaged").is_none(), "{v}");
     let id = env.sim.crafter.group("docs").unwrap().id;
-    let (s, _) = env
-        .call(
-            Method::PATCH,
-            "/api/2/groups",
-            Some(json!({"id": id, "desc": "x"})),
-        )
-        .await;
+    let (s, _) = api2(
+        Method::PATCH,
+        "/api/2/groups",
+        Some(json!({"id": id, "name": "docs", "desc": "x"})),
+        false,
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "a write without the XSRF pair");
+    let (s, _) = api2(
+        Method::PATCH,
+        "/api/2/groups",
+        Some(json!({"id": id, "desc": "x"})),
+        true,
+    )
+    .await;
     assert_eq!(
         s,
         StatusCode::INTERNAL_SERVER_ERROR,
         "3.1 replaces the name: without it the update fails"
     );
-    let (s, v) = env
-        .call(
-            Method::PATCH,
-            "/api/2/groups",
-            Some(json!({"id": id, "name": "docs", "desc": "x"})),
-        )
-        .await;
+    let (s, v) = api2(
+        Method::PATCH,
+        "/api/2/groups",
+        Some(json!({"id": id, "name": "docs", "desc": "x"})),
+        true,
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["group"]["desc"], "x");
 }
@@ -928,5 +1191,130 @@ async fn faults_are_injected_in_studios_envelope() {
         s,
         StatusCode::INTERNAL_SERVER_ERROR,
         "the faults are in force"
+    );
+}
+
+#[tokio::test]
+async fn the_new_switches_are_set_from_the_seed_and_the_behaviour_endpoint() {
+    let env = Env::new(&format!(
+        "{SEED}[crafter.behaviour]\npatch = \"whole_group\"\nmax_http_header_size = 4096\n"
+    ))
+    .await;
+    let b = env.sim.crafter.behaviour();
+    assert_eq!(
+        (b.patch, b.max_http_header_size),
+        (PatchShape::WholeGroup, 4096)
+    );
+    let id = env.sim.crafter.group("docs").unwrap().id;
+    let (s, _) = env
+        .call(
+            Method::PATCH,
+            "/api/2/groups",
+            Some(json!({"id": id, "desc": "x"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "the name is required");
+    let resp = env
+        .http
+        .get(env.url(&format!("/api/2/groups?keyword={}", "k".repeat(5000))))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "over 4 KB");
+    let base = format!("http://{}", env.sim.addr(SimKind::Crafter));
+    let b: Value = env
+        .http
+        .put(format!("{base}/_sim/behaviour"))
+        .json(&json!({"patch": "desc_only", "max_http_header_size": 8192}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (b["patch"].clone(), b["max_http_header_size"].clone()),
+        (json!("desc_only"), json!(8192))
+    );
+    let (s, _) = env
+        .call(
+            Method::PATCH,
+            "/api/2/groups",
+            Some(json!({"id": id, "desc": "x"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let resp = env
+        .http
+        .put(format!("{base}/_sim/behaviour"))
+        .json(&json!({"patch": "partial"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn api_1_refuses_what_its_utf8_columns_cannot_hold_with_500() {
+    let env = Env::new(V1_SEED).await;
+    let (_, cookie) = login(&env, "admin").await;
+    let session = cookie
+        .unwrap()
+        .trim_start_matches("JSESSIONID=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let long_name = "n".repeat(256);
+    let long_desc = "d".repeat(3001);
+    for body in [
+        json!({"group_name": long_name, "site_id": "mysite"}),
+        json!({"group_name": "fine", "site_id": "mysite", "description": long_desc}),
+        json!({"group_name": "party 🎉", "site_id": "mysite"}),
+    ] {
+        let (s, v, _) = v1_call(
+            &env,
+            &session,
+            true,
+            Method::POST,
+            "create.json",
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Internal server error: \n"),
+            "{v}"
+        );
+    }
+    let (s, _, _) = v1_call(
+        &env,
+        &session,
+        true,
+        Method::POST,
+        "update.json",
+        Some(json!({"group_name": "docs", "site_id": "mysite", "description": "🎉"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    // At the limits, and with accents (in the Basic Multilingual Plane), all is well.
+    let (s, _, _) = v1_call(
+        &env,
+        &session,
+        true,
+        Method::POST,
+        "create.json",
+        Some(json!({"group_name": "n".repeat(255), "site_id": "mysite", "description": "é".repeat(3000)})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(
+        env.sim.crafter.groups().len(),
+        8,
+        "six built in, docs, and the last"
     );
 }

@@ -23,8 +23,13 @@ pub fn query(pairs: &[(&str, String)]) -> String {
     format!("?{}", parts.join("&"))
 }
 
+/// The bytes one `key=value` pair adds to a query string, with its `?` or `&`.
+pub fn query_pair_len(key: &str, value: &str) -> usize {
+    1 + enc(key).len() + 1 + enc(value).len()
+}
+
 // ---------------------------------------------------------------------------------------------
-// API 2 (Studio 3.1 and 4.x)
+// API 2 (Studio 4.0.0 and later)
 // ---------------------------------------------------------------------------------------------
 
 /// A1 list, A2 create, A3 update, A4 delete.
@@ -35,29 +40,46 @@ pub fn members(group_id: &str) -> String {
     format!("{GROUPS}/{}/members", enc(group_id))
 }
 
-/// A9: one user by username (a path that is all digits would be read as an id).
-pub fn user(username: &str) -> String {
-    format!("/api/2/users/{}", enc(username))
+/// The user list (A10): every user Studio has, soft-deleted users left out.
+pub const USERS: &str = "/api/2/users";
+
+/// Shortest group name Studio accepts on a create.
+pub const MIN_GROUP_NAME: usize = 3;
+/// Longest group name Studio accepts on a create.
+pub const MAX_GROUP_NAME: usize = 512;
+/// Longest username Studio can hold (its `user.username` column).
+pub const MAX_USERNAME: usize = 255;
+
+/// Java's `\w`: ASCII letters, digits and `_`.
+fn word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
 }
 
-/// The group names Studio 4.x accepts: `^[a-zA-Z0-9_.]{3,512}$`.
+/// The group names Studio 4.x creates: `^[a-zA-Z][\w.\-]*$`, 3 to 512 characters.
 pub fn valid_group_name(name: &str) -> bool {
-    (3..=512).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+    let b = name.as_bytes();
+    (MIN_GROUP_NAME..=MAX_GROUP_NAME).contains(&b.len())
+        && b[0].is_ascii_alphabetic()
+        && b[1..].iter().all(|&c| word(c) || c == b'.' || c == b'-')
 }
 
-/// The usernames Studio 4.x accepts in A7, A8 and A9: `^[a-zA-Z0-9_.]{3,255}$`.
+/// The usernames Studio 4.x accepts (and so the only ones it can hold):
+/// `^[a-zA-Z][\w.\-@+]+$`, at most 255 characters.
 pub fn valid_username(name: &str) -> bool {
-    (3..=255).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+    let b = name.as_bytes();
+    (2..=MAX_USERNAME).contains(&b.len())
+        && b[0].is_ascii_alphabetic()
+        && b[1..]
+            .iter()
+            .all(|&c| word(c) || matches!(c, b'.' | b'-' | b'@' | b'+'))
 }
 
 /// Longest group description Studio 4.x accepts (characters).
 pub const MAX_DESCRIPTION: usize = 1024;
+/// Longest group name Studio 3.0 (API 1) holds (characters).
+pub const V1_MAX_NAME: usize = 255;
+/// Longest group description Studio 3.0 (API 1) holds (characters).
+pub const V1_MAX_DESCRIPTION: usize = 3000;
 
 /// The six groups every Studio 4.x install has (ids 1 to 6); roster never changes them.
 pub const BUILT_IN_GROUPS: [&str; 6] = [
@@ -89,7 +111,7 @@ pub struct MemberPage {
     pub users: Vec<User>,
 }
 
-/// A group as API 2 returns it. `externallyManaged` is absent on Studio 3.1.
+/// A group as API 2 returns it.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Group {
@@ -100,7 +122,7 @@ pub struct Group {
     /// May be null.
     #[serde(default)]
     pub desc: Option<String>,
-    /// Owned by LDAP/SAML/header login: read-only to roster. `None` on Studio 3.1.
+    /// Owned by LDAP/SAML/header login: read-only to roster.
     #[serde(default)]
     pub externally_managed: Option<bool>,
 }
@@ -121,11 +143,14 @@ pub struct GroupAnswer {
     pub group: Group,
 }
 
-/// A9 answer: `{"response": …, "user": User}`.
+/// A10: a page of users. `limit` is the number returned.
 #[derive(Debug, Deserialize)]
-pub struct UserAnswer {
-    /// The user.
-    pub user: User,
+pub struct UserPage {
+    /// Users across all pages.
+    pub total: u64,
+    /// This page's users.
+    #[serde(default)]
+    pub users: Vec<User>,
 }
 
 /// The `response` object every API 2 answer carries, as far as errors need it.
@@ -145,6 +170,19 @@ pub const CODE_GROUP_NOT_FOUND: i64 = 4000;
 /// Reads an error body of either API: API 2's `{"response": {code, message, remedialAction}}`
 /// (with `validationErrors`), or API 1's `{"message": …}`.
 pub fn error_of(status: StatusCode, body: &str) -> ApiError {
+    let lead = body.trim_start().get(..14).unwrap_or_default();
+    if status == StatusCode::BAD_REQUEST
+        && (lead.eq_ignore_ascii_case("<!doctype html") || lead.starts_with("<html"))
+    {
+        // Studio answers in JSON: an HTML 400 is Tomcat's (or a proxy's), refusing the request
+        // before Studio read it.
+        return ApiError {
+            code: None,
+            message: "Bad Request, as an HTML page from the web server in front of Studio (Tomcat \
+                      answers so when a request's line and headers pass its maxHttpHeaderSize)"
+                .to_owned(),
+        };
+    }
     let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     let Some(resp) = v.get("response").filter(|r| r.is_object()) else {
         return ApiError {
@@ -255,12 +293,28 @@ mod tests {
     #[test]
     fn name_rules_follow_studio_4() {
         assert!(valid_group_name("site_admin.eu"));
+        assert!(valid_group_name("dev-team"));
+        assert!(valid_group_name("abc"));
+        assert!(valid_group_name(&format!("a{}", "b".repeat(511))));
+        assert!(!valid_group_name(&format!("a{}", "b".repeat(512))));
         assert!(!valid_group_name("ab"));
+        assert!(!valid_group_name("9team"));
+        assert!(!valid_group_name("_team"));
+        assert!(!valid_group_name(".team"));
         assert!(!valid_group_name("CMS Editors"));
-        assert!(!valid_group_name("dev-team"));
         assert!(!valid_group_name("Café_team"));
+        assert!(!valid_group_name("team@x"));
         assert!(valid_username("jane.doe"));
-        assert!(!valid_username("jane@example.com"));
+        assert!(valid_username("jane@corp.com"));
+        assert!(valid_username("jane-doe"));
+        assert!(valid_username("j+x"));
+        assert!(valid_username("jo"));
+        assert!(!valid_username("j"));
+        assert!(!valid_username("1jane"));
+        assert!(!valid_username("_jane"));
+        assert!(!valid_username("jane doe"));
+        assert!(!valid_username("jané"));
+        assert!(!valid_username(&format!("j{}", "x".repeat(255))));
     }
 
     #[test]
@@ -277,6 +331,11 @@ mod tests {
             r#"{"message":"Group already exists"}"#,
         );
         assert_eq!((e.code, e.message.as_str()), (None, "Group already exists"));
+        let e = error_of(
+            StatusCode::BAD_REQUEST,
+            "<!doctype html><html lang=\"en\"><head><title>HTTP Status 400 – Bad Request</title>",
+        );
+        assert!(e.message.contains("maxHttpHeaderSize"), "{}", e.message);
     }
 
     #[test]

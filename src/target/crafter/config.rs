@@ -1,9 +1,11 @@
 //! The Crafter Studio keys of a `[[target]]` table (`type = "crafter"`).
 //!
-//! Studio has two group APIs that share nothing but the web context: API 2 (Studio 3.1 and 4.x,
-//! global groups, a bearer access token) and API 1 (Studio 3.0, groups per site, a session from
-//! a login). `api` picks one, and each takes only its own keys, so that a token left over from a
-//! 4.x setup is never silently ignored by a 3.0 target (or a `site_id` by a 4.x one).
+//! Studio has two group APIs that share nothing but the web context: API 2 with an access token
+//! (Studio 4.0.0 and later, global groups) and API 1 (Studio 3.0, groups per site, a session
+//! from a login). `api` picks one, and each takes only its own keys, so that a token left over
+//! from a 4.x setup is never silently ignored by a 3.0 target (or a `site_id` by a 4.x one).
+//! Studio 3.1 fits neither: its API 2 has no access tokens (a login session with the XSRF pair
+//! only) and it retired API 1's group scripts (`301`).
 //!
 //! ```toml
 //! [[target]]
@@ -44,7 +46,7 @@ pub struct CrafterConfig {
 /// The group API of a Studio version, with the credentials it takes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CrafterApi {
-    /// API 2 (Studio 3.1 and 4.x): global groups, `Authorization: Bearer <token>`.
+    /// API 2 (Studio 4.0.0 and later): global groups, `Authorization: Bearer <token>`.
     V2 {
         /// The access token (made in Studio's Token Management).
         token: Secret,
@@ -70,7 +72,7 @@ pub enum CrafterApi {
 pub(crate) struct CrafterKeys {
     /// Studio's base URL with its web context, such as `https://studio.example.com/studio`.
     url: Spanned<String>,
-    /// `"v2"` (Studio 3.1 and 4.x, the default) or `"v1"` (Studio 3.0).
+    /// `"v2"` (Studio 4.0.0 and later, the default) or `"v1"` (Studio 3.0).
     api: Option<Spanned<String>>,
     /// A file holding the access token (v2).
     token_file: Option<Spanned<PathBuf>>,
@@ -102,7 +104,8 @@ impl TargetKeys for CrafterKeys {
             Some(a) => Err(r.error(
                 a.span(),
                 format!(
-                    "unknown api `{}`: use \"v2\" (Studio 3.1 and 4.x) or \"v1\" (Studio 3.0)",
+                    "unknown api `{}`: use \"v2\" (Studio 4.0.0 and later) or \"v1\" \
+                     (Studio 3.0)",
                     a.get_ref()
                 ),
             )),
@@ -290,7 +293,7 @@ mod tests {
                 .unwrap_err();
         assert_eq!(
             err,
-            "roster.toml:8:7: unknown api `v3`: use \"v2\" (Studio 3.1 and 4.x) or \"v1\" \
+            "roster.toml:8:7: unknown api `v3`: use \"v2\" (Studio 4.0.0 and later) or \"v1\" \
              (Studio 3.0)"
         );
         let err =

@@ -1,22 +1,34 @@
-//! The Crafter Studio connector: Studio's groups and their members, through API 2 (Studio 3.1
-//! and 4.x, global groups) or API 1 (Studio 3.0, groups per site).
+//! The Crafter Studio connector: Studio's groups and their members, through API 2 (Studio 4.0.0
+//! and later, global groups, an access token) or API 1 (Studio 3.0, groups per site). Studio
+//! 3.1 is neither: it has no access tokens, and its API 1 group calls are retired.
 //!
-//! API 2 writes membership in bulk: one `POST …/members` adds every new member of a group and
-//! one `DELETE …/members?username=…` removes every old one, both idempotent (adding a member
-//! twice or removing a non-member is a no-op). A7 is all-or-nothing on unknown users, so every
-//! desired user not already seen as a member is looked up first (A9) and an unknown one becomes
-//! a plan warning instead of a failed add. Names are immutable and limited to
-//! `[a-zA-Z0-9_.]{3,512}`, which [`Target::prepare`] checks before anything is read. A create is
-//! a POST: after an ambiguous failure, or a 409, the group is looked up by name (`keyword`, then
-//! an exact match) and adopted, never made twice.
+//! API 2 (Studio 4.0.0 and later, with an access token) writes membership in bulk: one
+//! `POST …/members` adds every new member of a group, by user id, and `DELETE …/members?userId=…`
+//! removes old ones by id, in as few requests as keep each request line well inside Tomcat's
+//! 8 KB limit on a request's line and headers. Both are idempotent (adding a member twice or
+//! removing a non-member is a no-op). A7 is all-or-nothing on unknown users, and Studio's lookup
+//! of one user also finds soft-deleted users, whom an add would put in a group where no list ever
+//! shows them; so desired users not already seen as members are resolved against the user list,
+//! which leaves deleted users out, and an unknown one becomes a plan warning instead of a failed
+//! add. A username that breaks Studio's rule (`^[a-zA-Z][\w.\-@+]+$`) cannot exist and is
+//! unknown without a call. [`Target::vet`] refuses at plan time what Studio would refuse on a
+//! write: a create whose name breaks `^[a-zA-Z][\w.\-]*$` or 3 to 512 characters, a description
+//! over 1,024 characters. A create is a POST: after an ambiguous failure, or a 409, the group is
+//! looked up by name (`keyword`, then an exact match) and adopted, never made twice. An update
+//! sends the group's current name with its id and description: Studio 4.0.0 to 4.0.2 replace
+//! both (a missing name would fail the update), 4.0.3 and later take `{id, desc}` and ignore the
+//! name; a 4.0.3+ that refused the unknown field is sent `{id, desc}` again, and from then on.
 //!
-//! API 1 writes one member per call, and its answers are not idempotent: adding a member twice is
-//! 409 "User already in group", removing a non-member is 404 "User not found". Both are read as
-//! the outcomes they are (the latter after checking that the group still exists). It has no user
-//! lookup, so an unknown user shows up only as a failed add that names the user.
+//! API 1 (Studio 3.0, a login session) writes one member per call, and its answers are not
+//! idempotent: adding a member twice is 409 "User already in group", removing a non-member is
+//! 404 "User not found". Both are read as the outcomes they are (the latter after checking that
+//! the group still exists). It has no user lookup, so an unknown user shows up only as a failed
+//! add that names the user. Its `utf8` columns hold names of 1 to 255 characters and descriptions
+//! of 3,000, none beyond the Basic Multilingual Plane: `vet` refuses the rest.
 //!
 //! Redirects are never followed: Studio 3.1 answers its retired API 1 group calls with `301`
-//! "API deprecated.", which roster reports as the error it is.
+//! "API deprecated.", which roster reports as the error it is (and a token sent to its API 2 is
+//! ignored: a 401 that names the version).
 
 pub mod api;
 pub mod config;
@@ -44,8 +56,8 @@ use crate::plan::change::{Change, Plan};
 use crate::plan::{Scope, fold};
 use crate::target::http::{self, retry_after, transport_error};
 use crate::target::{
-    Call, CallError, CallErrorKind, Named, ObserveError, RetrySafety, Sent, Stage, Target, problem,
-    resolve_users,
+    Call, CallError, CallErrorKind, Named, ObserveError, Rejection, RetrySafety, Sent, Stage,
+    Target, problem,
 };
 
 use config::{CrafterApi, CrafterConfig};
@@ -56,8 +68,17 @@ pub const TYPE: &str = "crafter";
 /// Group names are compared without regard to case: Studio's database collation ignores it.
 const CASE_INSENSITIVE: bool = true;
 
+/// Why Studio 3.0 refuses a name or description with characters beyond the Basic Multilingual
+/// Plane.
+const V1_BEYOND_BMP: &str = "Studio 3.0 stores text as MySQL `utf8`, which holds no character \
+                             beyond the Basic Multilingual Plane (such as an emoji)";
+
 /// Groups or members asked for per page of a list.
 const PAGE_SIZE: u32 = 100;
+
+/// Users asked for per page of the user list (Studio sets no maximum; a user is about 200
+/// bytes of JSON).
+const USER_PAGE_SIZE: u32 = 1000;
 
 /// How a call names a group: by id once known, else by name (a group created in this run, whose
 /// id is looked up when the call is sent). API 1 always uses names.
@@ -78,26 +99,27 @@ pub enum Op {
         desc: Option<String>,
     },
     /// A3 `PATCH /api/2/groups` or API 1 `update.json`: the description is replaced, so it is
-    /// always sent.
+    /// always sent (with the group's current name, which Studio 4.0.0 to 4.0.2 replace too).
     Update {
         /// The group.
         group: GroupRef,
         /// The new description.
         desc: String,
     },
-    /// A7: add these usernames in one call (API 2).
+    /// A7: add these users in one call (API 2).
     AddMembers {
         /// The group.
         group: GroupRef,
-        /// The users, as the desired state names them.
-        usernames: Vec<String>,
+        /// The users.
+        users: Vec<Member>,
     },
-    /// A8: remove these usernames in one call (API 2).
+    /// A8: remove these users in one call (API 2); a group losing more members than one
+    /// request line holds gets several.
     RemoveMembers {
         /// The group.
         group: GroupRef,
         /// The users, as the target spells them.
-        usernames: Vec<String>,
+        users: Vec<Member>,
     },
     /// API 1 `add-user.json`: add one user.
     AddMember(String),
@@ -106,6 +128,37 @@ pub enum Op {
     /// A4 `DELETE /api/2/groups?id=…` or API 1 `delete.json`.
     Delete(GroupRef),
 }
+
+/// A user in a bulk membership call: sent by id when the read found one (ids are not held to
+/// the username rule), else by username.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// The username.
+    pub username: String,
+    /// Studio's id of the user, when known.
+    pub id: Option<i64>,
+}
+
+impl Member {
+    /// The query pair that names this user in A8.
+    fn query_pair(&self) -> (&'static str, String) {
+        match self.id {
+            Some(id) => ("userId", id.to_string()),
+            None => ("username", self.username.clone()),
+        }
+    }
+}
+
+/// Tomcat's default `maxHttpHeaderSize`: a request whose line and headers together are longer
+/// is refused with `400` before Studio sees it.
+const TOMCAT_HEAD_LIMIT: usize = 8 * 1024;
+/// What a request's line may not use of that: roster's other headers (host, accept, user agent)
+/// and room for those a proxy adds.
+const HEAD_RESERVE: usize = 1536;
+/// Longest request line roster sends (method, path and query), whatever the token.
+const MAX_REQUEST_LINE: usize = 6 * 1024;
+/// Shortest line budget, for a token so long that little else fits.
+const MIN_REQUEST_LINE: usize = 1024;
 
 /// A compiled call: the operation, the group it is about, and the plan changes it carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -176,9 +229,15 @@ pub struct CrafterTarget {
     xsrf: String,
     /// API 2: group ids by folded name, filled by observe and by creates.
     ids: Mutex<HashMap<String, String>>,
-    /// API 2: the groups were listed without `externallyManaged`, so this is Studio 3.1, whose
-    /// update replaces the name too and so must be sent it.
-    studio_31: AtomicBool,
+    /// API 2: this Studio refused the name in an update (4.0.3 and later, strict about unknown
+    /// fields), so updates go without it.
+    patch_without_name: AtomicBool,
+    /// The bytes of the request line that are not the query: the method, the configured URL's
+    /// path and the longest API path, with room to spare.
+    line_overhead: usize,
+    /// The longest request line roster sends: what Tomcat's limit leaves beside the
+    /// `Authorization` header and the others, at most [`MAX_REQUEST_LINE`].
+    line_budget: usize,
 }
 
 impl std::fmt::Debug for CrafterTarget {
@@ -209,8 +268,26 @@ impl CrafterTarget {
             session: tokio::sync::Mutex::new(None),
             xsrf: uuid::Uuid::new_v4().simple().to_string(),
             ids: Mutex::new(HashMap::new()),
-            studio_31: AtomicBool::new(false),
+            patch_without_name: AtomicBool::new(false),
+            line_overhead: reqwest::Url::parse(&config.url)
+                .map_or(config.url.len(), |u| u.path().len())
+                + "DELETE ".len()
+                + api::members(&i64::MAX.to_string()).len()
+                + " HTTP/1.1".len(),
+            line_budget: Self::line_budget(&config.api),
         }
+    }
+
+    /// The longest request line that fits Tomcat's limit beside the credentials' header.
+    fn line_budget(api: &CrafterApi) -> usize {
+        let credentials = match api {
+            CrafterApi::V2 { token } => "authorization: Bearer \r\n".len() + token.expose().len(),
+            // API 1 writes carry no query lists.
+            CrafterApi::V1 { .. } => 0,
+        };
+        TOMCAT_HEAD_LIMIT
+            .saturating_sub(HEAD_RESERVE + credentials)
+            .clamp(MIN_REQUEST_LINE, MAX_REQUEST_LINE)
     }
 
     /// Retries transient read failures of an observe under `policy`.
@@ -387,7 +464,8 @@ impl CrafterTarget {
                 let why = match credential {
                     Credential::Token(_) => format!(
                         "the access token was refused (401: {message}); check that it is valid, \
-                         enabled and not expired"
+                         enabled and not expired, and that this is Studio 4.0.0 or later (older \
+                         releases have no access tokens)"
                     ),
                     Credential::Session { .. } => {
                         format!("a fresh session was refused (401: {message})")
@@ -532,6 +610,114 @@ impl CrafterTarget {
         })
     }
 
+    /// The changes of `plan` that Studio would refuse, with why: what `vet` reports.
+    fn rejections(&self, observed: &Observed, plan: &Plan) -> Vec<Rejection> {
+        let v1 = self.v1_site().is_some();
+        let others: HashSet<String> = observed
+            .others
+            .iter()
+            .map(|n| fold(n.as_str(), CASE_INSENSITIVE))
+            .collect();
+        let max_desc = if v1 {
+            api::V1_MAX_DESCRIPTION
+        } else {
+            api::MAX_DESCRIPTION
+        };
+        // Studio 4 counts a description as Java does, in UTF-16 units; Studio 3.0's column
+        // counts characters, and its `utf8` charset holds none beyond the Basic Multilingual
+        // Plane (emoji, say).
+        let desc_rule = |d: &str| {
+            let n = if v1 {
+                d.chars().count()
+            } else {
+                d.encode_utf16().count()
+            };
+            let mut why = Vec::new();
+            if n > max_desc {
+                why.push(format!(
+                    "the description has {n} characters; Crafter Studio takes at most {max_desc}"
+                ));
+            }
+            if v1 && d.chars().any(|c| u32::from(c) > 0xFFFF) {
+                why.push(V1_BEYOND_BMP.to_owned());
+            }
+            why
+        };
+        let mut out = Vec::new();
+        for (i, change) in plan.changes.iter().enumerate() {
+            let group = change.group();
+            let mut why: Vec<String> = Vec::new();
+            // Groups owned by an identity provider, and the built-in ones, are never written.
+            if let Some(g) = observed.groups.get(group)
+                && g.kind != GroupKind::Managed
+            {
+                why.push(format!(
+                    "\"{group}\" is not a group roster may change (built in, or externally \
+                     managed by LDAP/SAML)"
+                ));
+            }
+            match change {
+                Change::CreateGroup { description, .. } => {
+                    let n = group.as_str();
+                    if v1 {
+                        if n.trim().is_empty() || n.chars().count() > api::V1_MAX_NAME {
+                            why.push(format!(
+                                "Studio 3.0 holds group names of 1 to {} characters",
+                                api::V1_MAX_NAME
+                            ));
+                        }
+                        if n.chars().any(|c| u32::from(c) > 0xFFFF) {
+                            why.push(V1_BEYOND_BMP.to_owned());
+                        }
+                    } else if !api::valid_group_name(n) {
+                        why.push(format!(
+                            "Studio creates only groups whose names match ^[a-zA-Z][\\w.\\-]*$ \
+                             (an ASCII letter, then letters, digits, `_`, `.` or `-`) and have \
+                             {} to {} characters",
+                            api::MIN_GROUP_NAME,
+                            api::MAX_GROUP_NAME
+                        ));
+                    }
+                    if others.contains(&fold(n, CASE_INSENSITIVE)) {
+                        why.push(
+                            "Studio already has a group of that name outside the groups roster \
+                             manages (names are unique without regard to case)"
+                                .to_owned(),
+                        );
+                    }
+                    why.extend(description.as_deref().map(desc_rule).unwrap_or_default());
+                }
+                Change::UpdateGroup { fields, .. } => {
+                    why.extend(
+                        fields
+                            .get("description")
+                            .and_then(|f| f.to.as_str())
+                            .map(desc_rule)
+                            .unwrap_or_default(),
+                    );
+                }
+                // Sent by username only when no id was read: Studio checks the name.
+                Change::AddMember { member, .. }
+                    if !v1
+                        && !observed.users.contains_key(member)
+                        && !api::valid_username(member.as_str()) =>
+                {
+                    why.push(format!(
+                        "\"{member}\" cannot be a Studio username (^[a-zA-Z][\\w.\\-@+]+$, at \
+                         most {} characters)",
+                        api::MAX_USERNAME
+                    ));
+                }
+                _ => {}
+            }
+            out.extend(
+                why.into_iter()
+                    .filter_map(|w| Rejection::of_change(plan, i, w)),
+            );
+        }
+        out
+    }
+
     // --- API 2 ---------------------------------------------------------------------------------
 
     /// One page of A1, sent once.
@@ -550,7 +736,7 @@ impl CrafterTarget {
         Ok((p.groups, p.total))
     }
 
-    /// A2's missing get-by-name: A1 with `keyword` (a substring match, ignored by Studio 3.1),
+    /// A2's missing get-by-name: A1 with `keyword` (a substring match),
     /// every page, then an exact match as Studio compares names. Each page is sent once: this
     /// is part of a send or recheck, which the executor retries.
     async fn find_group_v2(&self, name: &GroupName) -> Result<Option<api::Group>, CallError> {
@@ -596,9 +782,6 @@ impl CrafterTarget {
             if !seen.insert(g.id) {
                 return Err(self.incomplete(format!("group \"{}\" was listed twice", g.name)));
             }
-            if g.externally_managed.is_none() {
-                self.studio_31.store(true, Ordering::Relaxed);
-            }
             self.remember(&g.name, &g.id.to_string());
             let name = GroupName(g.name.clone());
             if scope.contains(&name) {
@@ -607,38 +790,81 @@ impl CrafterTarget {
                 observed.others.insert(name);
             }
         }
-        let groups: Vec<ObservedGroup> = futures::stream::iter(in_scope)
+        let groups: Vec<(ObservedGroup, Vec<api::User>)> = futures::stream::iter(in_scope)
             .map(|g| self.observe_group_v2(g))
             .buffer_unordered(self.concurrency.get())
             .try_collect()
             .await?;
         let mut members: HashSet<String> = HashSet::new();
-        for g in groups {
+        for (g, users) in groups {
             members.extend(g.group.members.iter().map(|m| fold(m.as_str(), true)));
+            // Members are removed by id.
+            for u in users {
+                observed.users.insert(UserKey(u.username), u.id.to_string());
+            }
             observed.groups.insert(g.group.name.clone(), g);
         }
 
-        // A7 fails whole on one unknown user, so every desired user not seen as a member is
-        // looked up (A9); a key Studio cannot hold as a username is unknown without a call.
-        let mut lookups = Vec::new();
+        // A7 fails whole on one unknown user, and A9 finds soft-deleted users too (an add would
+        // put them in a group whose member list never shows them), so the desired users not seen
+        // as members are matched against the user list, which leaves deleted users out. A key
+        // Studio cannot hold as a username is unknown without a call.
+        let mut wanted = Vec::new();
         for u in users {
             if members.contains(&fold(u.as_str(), true)) {
                 continue;
             }
-            if api::valid_username(u.as_str()) && !u.as_str().bytes().all(|b| b.is_ascii_digit()) {
-                lookups.push(u.clone());
+            if api::valid_username(u.as_str()) {
+                wanted.push(u.clone());
             } else {
                 observed.unknown_users.insert(u.clone());
             }
         }
-        resolve_users(&mut observed, lookups, self.concurrency, |u| {
-            self.resolve_user(u)
-        })
-        .await?;
+        if !wanted.is_empty() {
+            let all = self
+                .read_all(&format!("GET {}", api::USERS), |offset| {
+                    self.reads.retry_idempotent(move || self.user_page(offset))
+                })
+                .await?;
+            let mut exact: HashMap<&str, i64> = HashMap::new();
+            let mut folded: HashMap<String, i64> = HashMap::new();
+            for u in &all {
+                exact.insert(u.username.as_str(), u.id);
+                folded.insert(fold(&u.username, CASE_INSENSITIVE), u.id);
+            }
+            for u in wanted {
+                let id = exact
+                    .get(u.as_str())
+                    .or_else(|| folded.get(&fold(u.as_str(), CASE_INSENSITIVE)));
+                match id {
+                    Some(id) => {
+                        observed.users.insert(u, id.to_string());
+                    }
+                    None => {
+                        observed.unknown_users.insert(u);
+                    }
+                }
+            }
+        }
         Ok(observed)
     }
 
-    async fn observe_group_v2(&self, g: api::Group) -> Result<ObservedGroup, ObserveError> {
+    /// One page of A10 (the user list, soft-deleted users left out), sent once.
+    async fn user_page(&self, offset: u64) -> Result<(Vec<api::User>, u64), CallError> {
+        let q = api::query(&[
+            ("offset", offset.to_string()),
+            ("limit", USER_PAGE_SIZE.to_string()),
+            ("sort", "id asc".to_owned()),
+        ]);
+        let p: api::UserPage = self.get_json(api::USERS, &q, None).await?;
+        Ok((p.users, p.total))
+    }
+
+    /// A group and, when roster may change it, its members (with their ids).
+    async fn observe_group_v2(
+        &self,
+        g: api::Group,
+    ) -> Result<(ObservedGroup, Vec<api::User>), ObserveError> {
         let name = GroupName(g.name.clone());
         let kind = if api::BUILT_IN_GROUPS
             .iter()
@@ -652,6 +878,7 @@ impl CrafterTarget {
         };
         let mut group = Group::named(g.name.clone());
         group.description = g.desc.clone();
+        let mut listed = Vec::new();
         // Groups roster never changes need no membership read.
         if kind == GroupKind::Managed {
             let id = g.id.to_string();
@@ -681,31 +908,18 @@ impl CrafterTarget {
                         u.username
                     )));
                 }
-                group.members.insert(UserKey(u.username));
+                group.members.insert(UserKey(u.username.clone()));
+                listed.push(u);
             }
         }
-        Ok(ObservedGroup {
-            id: g.id.to_string(),
-            group,
-            kind,
-        })
-    }
-
-    /// A9: the id of a user, or `None` if Studio has no such user.
-    async fn resolve_user(&self, u: UserKey) -> Result<(UserKey, Option<String>), CallError> {
-        let path = api::user(u.as_str());
-        let reply = self
-            .reads
-            .retry_idempotent(|| {
-                self.request(Method::GET, &path, "", None, None, &[StatusCode::NOT_FOUND])
-            })
-            .await?;
-        if reply.status == StatusCode::NOT_FOUND {
-            return Ok((u, None));
-        }
-        let a: api::UserAnswer = self.decode(&Method::GET, &path, None, &reply.body)?;
-        let same = a.user.username.eq_ignore_ascii_case(u.as_str());
-        Ok((u, same.then(|| a.user.id.to_string())))
+        Ok((
+            ObservedGroup {
+                id: g.id.to_string(),
+                group,
+                kind,
+            },
+            listed,
+        ))
     }
 
     async fn send_v2(&self, call: &CrafterCall) -> Result<Sent, CallError> {
@@ -750,29 +964,69 @@ impl CrafterTarget {
             Op::Update { group, desc } => {
                 let m = Method::PATCH;
                 let id = self.group_id(group, &m, api::GROUPS)?;
-                let mut body = json!({ "id": id, "desc": desc });
-                // Studio 3.1 replaces the name as well: without it the name would be nulled.
-                if self.studio_31.load(Ordering::Relaxed) {
-                    body["name"] = Value::from(call.group.as_str());
+                let bare = json!({ "id": id, "desc": desc });
+                if self.patch_without_name.load(Ordering::Relaxed) {
+                    self.request(m, api::GROUPS, "", Some(&bare), g, &[])
+                        .await?;
+                    return Ok(Sent::Done);
                 }
-                self.request(m, api::GROUPS, "", Some(&body), g, &[])
+                // Studio 4.0.0 to 4.0.2 replace the name as well (without it the update fails);
+                // 4.0.3 and later have no `name` in an update and ignore it, unless strict about
+                // unknown fields: a 400 without validation errors is that, and the update is sent
+                // again without the name (which such a Studio never replaces).
+                let mut whole = bare.clone();
+                whole["name"] = Value::from(call.group.as_str());
+                let r = self
+                    .request(
+                        m.clone(),
+                        api::GROUPS,
+                        "",
+                        Some(&whole),
+                        g,
+                        &[StatusCode::BAD_REQUEST],
+                    )
                     .await?;
+                if r.status != StatusCode::BAD_REQUEST {
+                    return Ok(Sent::Done);
+                }
+                let validation = serde_json::from_str::<Value>(&r.body)
+                    .ok()
+                    .is_some_and(|v| v.get("validationErrors").is_some());
+                if validation {
+                    let e = api::error_of(r.status, &r.body);
+                    return Err(self.status_err(&m, api::GROUPS, g, r.status, e.message));
+                }
+                self.request(m, api::GROUPS, "", Some(&bare), g, &[])
+                    .await?;
+                self.patch_without_name.store(true, Ordering::Relaxed);
+                debug!(target_name = %self.name, "Studio refused `name` in an update; sending updates without it");
                 Ok(Sent::Done)
             }
-            Op::AddMembers { group, usernames } => {
+            Op::AddMembers { group, users } => {
                 let m = Method::POST;
                 let id = self.group_id(group, &m, api::GROUPS)?;
                 let path = api::members(&id.to_string());
-                let body = json!({ "usernames": usernames });
+                let ids: Vec<i64> = users.iter().filter_map(|u| u.id).collect();
+                let names: Vec<&str> = users
+                    .iter()
+                    .filter(|u| u.id.is_none())
+                    .map(|u| u.username.as_str())
+                    .collect();
+                let mut body = json!({});
+                if !ids.is_empty() {
+                    body["ids"] = json!(ids);
+                }
+                if !names.is_empty() {
+                    body["usernames"] = json!(names);
+                }
                 self.request(m, &path, "", Some(&body), g, &[]).await?;
                 Ok(Sent::Done)
             }
-            Op::RemoveMembers { group, usernames } => {
+            Op::RemoveMembers { group, users } => {
                 let m = Method::DELETE;
                 let id = self.group_id(group, &m, api::GROUPS)?;
                 let path = api::members(&id.to_string());
-                let q: Vec<(&str, String)> =
-                    usernames.iter().map(|u| ("username", u.clone())).collect();
+                let q: Vec<(&str, String)> = users.iter().map(Member::query_pair).collect();
                 self.request(m, &path, &api::query(&q), None, g, &[])
                     .await?;
                 Ok(Sent::Done)
@@ -1047,48 +1301,39 @@ impl Target for CrafterTarget {
         desired: &'d Desired,
         scope: &Scope,
     ) -> Result<Cow<'d, Desired>, Vec<Diagnostic>> {
-        let v1 = self.v1_site().is_some();
-        let mut problems = Vec::new();
-        for (name, group) in &desired.groups {
-            if !scope.contains(name) {
-                continue;
-            }
-            let at = |msg: String| problem(desired, name, msg);
-            let n = name.as_str();
-            if v1 {
-                if n.trim().is_empty() || n.chars().count() > 255 {
-                    problems.push(at(format!(
-                        "group \"{n}\" cannot be held by Studio 3.0: names are 1 to 255 characters"
-                    )));
-                }
-            } else if !api::valid_group_name(n) {
-                problems.push(at(format!(
-                    "group \"{n}\" cannot be created in Crafter Studio: a group name must match \
-                     ^[a-zA-Z0-9_.]{{3,512}}$ (letters, digits, `_` and `.`, no spaces or hyphens)"
-                )));
-            }
-            let max = if v1 { 3000 } else { api::MAX_DESCRIPTION };
-            if let Some(d) = &group.description
-                && d.chars().count() > max
-            {
-                problems.push(at(format!(
-                    "the description of group \"{n}\" has {} characters; Crafter Studio holds at \
-                     most {max}",
-                    d.chars().count()
-                )));
-            }
-            if group.extras.get(TYPE).is_some_and(|a| !a.is_empty()) {
-                problems.push(at(format!(
-                    "group \"{n}\" sets [group.crafter] attributes; Crafter Studio groups have \
-                     none beyond name, description and members"
-                )));
-            }
-        }
+        // Studio's name and length rules bear on the writes a plan makes, so `vet` checks them
+        // per change; here only what no Studio group can hold at all.
+        let problems: Vec<Diagnostic> = desired
+            .groups
+            .iter()
+            .filter(|(name, group)| {
+                scope.contains(name) && group.extras.get(TYPE).is_some_and(|a| !a.is_empty())
+            })
+            .map(|(name, _)| {
+                problem(
+                    desired,
+                    name,
+                    format!(
+                        "group \"{name}\" sets [group.crafter] attributes; Crafter Studio groups \
+                         have none beyond name, description and members"
+                    ),
+                )
+            })
+            .collect();
         if problems.is_empty() {
             Ok(Cow::Borrowed(desired))
         } else {
             Err(problems)
         }
+    }
+
+    async fn vet(
+        &self,
+        _desired: &Desired,
+        observed: &Observed,
+        plan: &Plan,
+    ) -> Result<Vec<Rejection>, ObserveError> {
+        Ok(self.rejections(observed, plan))
     }
 
     async fn observe(
@@ -1109,9 +1354,14 @@ impl Target for CrafterTarget {
         };
         let bulk = matches!(self.api, CrafterApi::V2 { .. });
         let mut calls: Vec<CrafterCall> = Vec::new();
-        // API 2: the one add call and the one remove call of each group, by position in `calls`.
+        // API 2: the one add call of each group, and its latest remove call with the bytes of
+        // query it holds, by position in `calls`.
         let mut adds: BTreeMap<GroupName, usize> = BTreeMap::new();
-        let mut removes: BTreeMap<GroupName, usize> = BTreeMap::new();
+        let mut removes: BTreeMap<GroupName, (usize, usize)> = BTreeMap::new();
+        let member = |m: &UserKey| Member {
+            username: m.as_str().to_owned(),
+            id: observed.users.get(m).and_then(|id| id.parse().ok()),
+        };
         let one = |i: usize, op: Op, group: &GroupName| CrafterCall {
             op,
             group: group.clone(),
@@ -1146,35 +1396,49 @@ impl Target for CrafterTarget {
                         group,
                     ));
                 }
-                Change::AddMember { group, member } | Change::RemoveMember { group, member }
-                    if bulk =>
-                {
-                    let add = matches!(change, Change::AddMember { .. });
-                    let index = if add { &mut adds } else { &mut removes };
-                    let username = member.as_str().to_owned();
-                    if let Some(&at) = index.get(group) {
+                Change::AddMember { group, member: m } if bulk => {
+                    // A7 takes its users in the body: one call per group.
+                    let user = member(m);
+                    if let Some(&at) = adds.get(group) {
                         let c = &mut calls[at];
                         c.covers.push(i);
-                        if let Op::AddMembers { usernames, .. }
-                        | Op::RemoveMembers { usernames, .. } = &mut c.op
-                        {
-                            usernames.push(username);
+                        if let Op::AddMembers { users, .. } = &mut c.op {
+                            users.push(user);
                         }
                     } else {
-                        index.insert(group.clone(), calls.len());
-                        let (group_ref, usernames) = (gref(group), vec![username]);
-                        let op = if add {
-                            Op::AddMembers {
-                                group: group_ref,
-                                usernames,
-                            }
-                        } else {
-                            Op::RemoveMembers {
-                                group: group_ref,
-                                usernames,
-                            }
+                        adds.insert(group.clone(), calls.len());
+                        let op = Op::AddMembers {
+                            group: gref(group),
+                            users: vec![user],
                         };
                         calls.push(one(i, op, group));
+                    }
+                }
+                Change::RemoveMember { group, member: m } if bulk => {
+                    // A8 takes its users in the query: a new call when the request line would
+                    // pass its limit.
+                    let user = member(m);
+                    let (k, v) = user.query_pair();
+                    let len = api::query_pair_len(k, &v);
+                    match removes.get_mut(group) {
+                        Some((at, used))
+                            if self.line_overhead + *used + len <= self.line_budget =>
+                        {
+                            *used += len;
+                            let c = &mut calls[*at];
+                            c.covers.push(i);
+                            if let Op::RemoveMembers { users, .. } = &mut c.op {
+                                users.push(user);
+                            }
+                        }
+                        _ => {
+                            removes.insert(group.clone(), (calls.len(), len));
+                            let op = Op::RemoveMembers {
+                                group: gref(group),
+                                users: vec![user],
+                            };
+                            calls.push(one(i, op, group));
+                        }
                     }
                 }
                 Change::AddMember { group, member } => {

@@ -3,26 +3,31 @@
 //!
 //! It speaks API 2 (Studio 4.x: global groups, bearer access tokens, the flat `response`
 //! envelope with Studio's code table, the 4.x name and username rules, all-or-nothing member
-//! lists, the `system_admin` guards, externally managed groups answering 403/4002) and API 1
+//! lists, the `system_admin` guards, externally managed groups answering 403/4002, soft-deleted
+//! users that lookups and adds still find while the lists hide them, and Tomcat's limit on the
+//! size of a request's line and headers) and API 1
 //! (Studio 3.0: a session from `login.json`, the XSRF cookie/header pair on every POST, groups
 //! addressed by name and site, the non-idempotent 409/404 membership answers, `{"message": …}`
 //! bodies). [`SimApi`] picks which Studio it is: `v2` (4.x: API 1's group and login scripts are
 //! gone), `v1` (3.0: no API 2) or `v3.1` (API 2 without `keyword`, without `externallyManaged`,
-//! with a PATCH that replaces the name too; API 1 group calls answer `301 {"message":"API
+//! with a PATCH that replaces the name too, authenticated by the API 1 login's session and the
+//! XSRF pair only: a bearer token is ignored; API 1 group calls answer `301 {"message":"API
 //! deprecated."}`).
 //!
-//! Its JSON is written from the API reference (`targets/crafter.md`), never from the connector's
+//! Its JSON is written from Studio's API reference and server code, never from the connector's
 //! wire types. What the reference leaves unconfirmed is a switch in [`Behaviour`]; failures come
 //! from [`crate::sim::faults`] (an injected error uses API 2's envelope, code 1000).
 //!
 //! Choices the reference leaves open:
-//! * Studio 3.1's API 2 authentication is not documented beyond the session scheme; here it takes
-//!   the same bearer tokens as 4.x.
 //! * API 1 POSTs without a matching XSRF pair are answered `403 {"message":"Forbidden"}` (Spring
 //!   Security's CSRF filter), before the session is checked.
 //! * `delete.json` answers 204 with no body (a 204 cannot carry one).
 //! * The access token never expires by itself; `expire_tokens_after` ends API 1 sessions, which
 //!   the connector renews by logging in again.
+//! * A soft-deleted user ([`CrafterSim::delete_user`]) keeps its memberships, which no list
+//!   shows; [`CrafterSim::purge_user`] removes a user outright, as only the database can.
+//! * Tomcat's `400` for an oversized request carries its HTML error page and closes the
+//!   connection; the size counted is the request line and headers as sent.
 //!
 //! The control endpoints `GET /_sim/state`, `GET|PUT /_sim/faults`, `GET|PUT /_sim/behaviour`
 //! and `GET /_sim/calls` need no credentials: the simulator is meant for loopback only.
@@ -156,9 +161,16 @@ pub struct Behaviour {
     /// The `field` of a bad group name in `validationErrors` (default `groupName`, the bean
     /// property; `name` is the JSON name).
     pub validation_field: String,
-    /// Enforce the 4.x name and username rules (default true; 4.0 releases before 2023 lacked
-    /// them).
+    /// Enforce the 4.x name and username rules (default true; whether every 4.0 release had
+    /// them is not known).
     pub name_rules: bool,
+    /// What a 4.x `PATCH /api/2/groups` takes: `desc_only` (4.0.3 and later, the default:
+    /// `{id, desc}`) or `whole_group` (4.0.0 to 4.0.2: the name and the description are both
+    /// replaced, so a missing name fails the update).
+    pub patch: PatchShape,
+    /// Tomcat's `maxHttpHeaderSize`: a request whose request line and headers together exceed
+    /// this many bytes is answered `400 Bad Request` before Studio sees it (default 8192).
+    pub max_http_header_size: usize,
 }
 
 impl Default for Behaviour {
@@ -168,8 +180,21 @@ impl Default for Behaviour {
             unknown_fields: UnknownFields::Ignore,
             validation_field: "groupName".into(),
             name_rules: true,
+            patch: PatchShape::DescOnly,
+            max_http_header_size: 8192,
         }
     }
+}
+
+/// What a 4.x group update takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PatchShape {
+    /// Studio 4.0.3 and later: `{id, desc}`; only the description changes.
+    #[default]
+    DescOnly,
+    /// Studio 4.0.0 to 4.0.2: the whole group; name and description are both replaced.
+    WholeGroup,
 }
 
 /// What API 2 does with JSON fields its request type does not have.
@@ -220,18 +245,27 @@ impl CrafterSeed {
     }
 }
 
-fn valid_group_name(name: &str) -> bool {
-    (3..=512).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+/// Studio's group name pattern, `^[a-zA-Z][\w.\-]*$` (the length is checked apart).
+const GROUP_NAME_PATTERN: &str = "^[a-zA-Z][\\w.\\-]*$";
+
+/// Java's `\w`.
+fn java_word(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
 }
 
+/// `^[a-zA-Z][\w.\-]*$`.
+fn group_name_matches(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| java_word(c) || c == '.' || c == '-')
+}
+
+/// `^[a-zA-Z][\w.\-@+]+$`: the username rule of A7, A8 and A9.
 fn valid_username(name: &str) -> bool {
-    (3..=255).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.chars().count() >= 2
+        && chars.all(|c| java_word(c) || matches!(c, '.' | '-' | '@' | '+'))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -275,8 +309,10 @@ pub struct SimState {
     password: String,
     sites: BTreeSet<String>,
     behaviour: Behaviour,
-    /// Users by id.
+    /// Users by id, soft-deleted ones included (Studio keeps their rows).
     users: BTreeMap<i64, String>,
+    /// Ids of the soft-deleted users: hidden from the lists, still found by A7, A8 and A9.
+    deleted: BTreeSet<i64>,
     groups: BTreeMap<i64, GroupRec>,
     next_user: i64,
     next_group: i64,
@@ -304,6 +340,7 @@ impl CrafterSim {
             sites: seed.sites.into_iter().collect(),
             behaviour: seed.behaviour,
             users: BTreeMap::new(),
+            deleted: BTreeSet::new(),
             groups: BTreeMap::new(),
             next_user: 1,
             next_group: 1,
@@ -360,6 +397,7 @@ impl CrafterSim {
                 "/studio/api/2/groups/{id}/members",
                 get(a6_members).post(a7_add).delete(a8_remove),
             )
+            .route("/studio/api/2/users", get(a10_users))
             .route("/studio/api/2/users/{user}", get(a9_user))
             .route(
                 "/studio/api/1/services/api/1/security/login.json",
@@ -370,7 +408,8 @@ impl CrafterSim {
                 get(v1_script).post(v1_script),
             )
             .fallback(not_found)
-            .with_state(self.clone());
+            .with_state(self.clone())
+            .layer(axum::middleware::from_fn_with_state(self.clone(), gate));
         control::wrap_api(self, api)
     }
 
@@ -409,16 +448,32 @@ impl CrafterSim {
         all
     }
 
+    /// The id of a user (soft-deleted or not), as Studio compares usernames.
+    pub fn user_id(&self, username: &str) -> Option<i64> {
+        self.lock().user_id(username)
+    }
+
     /// Adds a user (a no-op if it exists).
     pub fn add_user(&self, username: &str) {
         self.lock().ensure_user(username);
     }
 
-    /// Deletes a user and their memberships, as an administrator would.
+    /// Deletes a user as Studio does (`DELETE /api/2/users`): the row is only marked deleted, so
+    /// the user and group lists hide it while lookups and adds still find it.
     pub fn delete_user(&self, username: &str) {
         let mut st = self.lock();
         if let Some(id) = st.user_id(username) {
+            st.deleted.insert(id);
+        }
+    }
+
+    /// Removes a user's row and memberships outright, as an administrator editing the
+    /// database would: lookups and adds no longer find it.
+    pub fn purge_user(&self, username: &str) {
+        let mut st = self.lock();
+        if let Some(id) = st.user_id(username) {
             st.users.remove(&id);
+            st.deleted.remove(&id);
             for g in st.groups.values_mut() {
                 g.members.remove(&id);
             }
@@ -500,8 +555,24 @@ impl SimControl for CrafterSim {
     fn state_json(&self) -> Value {
         let groups = self.groups();
         let st = self.lock();
-        let users: Vec<&String> = st.users.values().collect();
-        json!({ "api": st.api, "groups": groups, "users": users, "writes": st.writes })
+        let users: Vec<&String> = st
+            .users
+            .iter()
+            .filter(|(id, _)| !st.deleted.contains(id))
+            .map(|(_, u)| u)
+            .collect();
+        let deleted: Vec<&String> = st
+            .deleted
+            .iter()
+            .filter_map(|id| st.users.get(id))
+            .collect();
+        json!({
+            "api": st.api,
+            "groups": groups,
+            "users": users,
+            "deleted_users": deleted,
+            "writes": st.writes,
+        })
     }
 
     /// Counts the successful writes: POST, PATCH and DELETE calls answered 2xx (a no-op
@@ -610,8 +681,26 @@ impl SimState {
         })
     }
 
-    /// API 2 authentication and the group/user permission: 401 before 403.
+    /// API 2 authentication and the group/user permission: 401 before 403. Studio 3.1 has no
+    /// access tokens: it takes the API 1 login's session only (its XSRF pair is checked on
+    /// writes by [`gate`]).
     fn auth2(&self, headers: &HeaderMap) -> Result<(), Response> {
+        if self.api == SimApi::V31 {
+            let session = cookies(headers)
+                .into_iter()
+                .find(|(k, _)| k == "JSESSIONID")
+                .map(|(_, v)| v);
+            return if session.is_some_and(|s| self.sessions.contains(&s)) {
+                Ok(())
+            } else {
+                Err(v2_error(
+                    StatusCode::UNAUTHORIZED,
+                    2000,
+                    "Unauthenticated",
+                    "Please login first",
+                ))
+            };
+        }
         match control::bearer(headers) {
             Some(t) if t == self.token => Ok(()),
             Some(t) if t == self.unprivileged_token => Err(v2_error(
@@ -643,6 +732,61 @@ impl SimState {
             .filter(|g| g.site.is_none())
             .ok_or_else(group_not_found)
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tomcat, in front of Studio
+// ---------------------------------------------------------------------------------------------
+
+/// The bytes of a request's line and headers as they went over the wire, which is what Tomcat
+/// holds against `maxHttpHeaderSize`.
+fn head_size(req: &axum::extract::Request) -> usize {
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or(req.uri().path().len(), |p| p.as_str().len());
+    // "METHOD target HTTP/1.1\r\n", each "name: value\r\n", and the blank line.
+    let line = req.method().as_str().len() + 1 + target + 1 + "HTTP/1.1".len() + 2;
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + 2 + v.as_bytes().len() + 2)
+        .sum();
+    line + headers + 2
+}
+
+/// What Tomcat answers and Studio never sees: a request line and headers over
+/// `maxHttpHeaderSize` (`400`, Tomcat's own error page, the connection closed); and, on Studio
+/// 3.1, an API 2 write without the XSRF cookie/header pair (Spring Security's `403`).
+async fn gate(
+    State(sim): State<CrafterSim>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (limit, api) = {
+        let st = sim.lock();
+        (st.behaviour.max_http_header_size, st.api)
+    };
+    if head_size(&req) > limit {
+        let mut resp = (
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "text/html;charset=utf-8")],
+            "<!doctype html><html lang=\"en\"><head><title>HTTP Status 400 – Bad Request</title>\
+             </head><body><h1>HTTP Status 400 – Bad Request</h1></body></html>",
+        )
+            .into_response();
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return resp;
+    }
+    if api == SimApi::V31
+        && req.uri().path().starts_with("/studio/api/2/")
+        && req.method() != Method::GET
+        && !xsrf_ok(req.headers())
+    {
+        return v1_message(StatusCode::FORBIDDEN, "Forbidden");
+    }
+    next.run(req).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -893,11 +1037,11 @@ async fn a2_create(State(sim): State<CrafterSim>, headers: HeaderMap, body: Byte
     };
     let mut errors = Vec::new();
     if st.api == SimApi::V2 && st.behaviour.name_rules {
-        if !(3..=512).contains(&name.len()) {
+        if !(3..=512).contains(&name.chars().count()) {
             errors.push((field.clone(), "size must be between 3 and 512".to_owned()));
         }
-        if !valid_group_name(&name) {
-            errors.push((field, "must match \"^[a-zA-Z0-9_\\.]{3,512}$\"".to_owned()));
+        if !group_name_matches(&name) {
+            errors.push((field, format!("must match \"{GROUP_NAME_PATTERN}\"")));
         }
         if desc.as_ref().is_some_and(|d| d.chars().count() > 1024) {
             errors.push((
@@ -935,8 +1079,10 @@ async fn a3_update(State(sim): State<CrafterSim>, headers: HeaderMap, body: Byte
     let Some(b) = parse_object(&body) else {
         return Err(bad_request("JSON parse error"));
     };
-    let known: &[&str] = if st.api == SimApi::V31 {
-        &["id", "name", "desc"]
+    // Studio 3.1 and 4.0.0-4.0.2 take the whole group and replace its name too.
+    let whole = st.api == SimApi::V31 || st.behaviour.patch == PatchShape::WholeGroup;
+    let known: &[&str] = if whole {
+        &["id", "name", "desc", "externallyManaged"]
     } else {
         &["id", "desc"]
     };
@@ -959,7 +1105,7 @@ async fn a3_update(State(sim): State<CrafterSim>, headers: HeaderMap, body: Byte
     if external {
         return Err(externally_managed());
     }
-    let new_name = if st.api == SimApi::V31 {
+    let new_name = if whole {
         match b.get("name").and_then(Value::as_str) {
             Some(n) => Some(n.to_owned()),
             None => return Err(internal("Column 'group_name' cannot be null")),
@@ -1062,8 +1208,14 @@ async fn a6_members(
         (Err(e), _) | (_, Err(e)) => return Err(bad_request(&e)),
     };
     let g = st.global_group(id)?;
-    let users: Vec<Value> = g
+    // `u.deleted = 0`: soft-deleted members are neither listed nor counted.
+    let visible: Vec<i64> = g
         .members
+        .iter()
+        .copied()
+        .filter(|u| !st.deleted.contains(u))
+        .collect();
+    let users: Vec<Value> = visible
         .iter()
         .skip(usize::try_from(offset).unwrap_or(usize::MAX))
         .take(usize::try_from(limit).unwrap_or(usize::MAX))
@@ -1073,7 +1225,7 @@ async fn a6_members(
         StatusCode::OK,
         0,
         "OK",
-        json!({ "total": g.members.len(), "offset": offset, "limit": limit, "users": users }),
+        json!({ "total": visible.len(), "offset": offset, "limit": limit, "users": users }),
     ))
 }
 
@@ -1172,6 +1324,17 @@ async fn a8_remove(
     if ids.is_empty() && names.is_empty() {
         return Err(bad_request("All parameters are empty or null"));
     }
+    // `username` values are validated, `userId` values are not.
+    if st.api == SimApi::V2 && st.behaviour.name_rules {
+        let bad: Vec<(String, String)> = names
+            .iter()
+            .filter(|n| !valid_username(n))
+            .map(|n| ("username".to_owned(), format!("invalid username \"{n}\"")))
+            .collect();
+        if !bad.is_empty() {
+            return Err(validation(&bad));
+        }
+    }
     let g = st.global_group(id)?;
     let (is_admin_group, current) = (g.name == "system_admin", g.members.clone());
     let users = resolve_users(&st, &ids, &names)?;
@@ -1198,9 +1361,11 @@ async fn a9_user(
     let id = if let Ok(n) = ident.parse::<i64>() {
         st.users.contains_key(&n).then_some(n)
     } else {
+        // Studio validates a username here too (the path variable is `id`); a soft-deleted
+        // user is still found.
         if st.behaviour.name_rules && st.api == SimApi::V2 && !valid_username(&ident) {
             return Err(validation(&[(
-                "username".into(),
+                "id".into(),
                 format!("invalid username \"{ident}\""),
             )]));
         }
@@ -1215,6 +1380,47 @@ async fn a9_user(
         )),
         None => Err(user_not_found()),
     }
+}
+
+/// A10 `GET /api/2/users?keyword=&offset=&limit=&sort=`: every user but the soft-deleted ones
+/// (`u.deleted = 0`), by id; `limit` is the number returned.
+async fn a10_users(
+    State(sim): State<CrafterSim>,
+    headers: HeaderMap,
+    Query(q): Query<Params>,
+) -> Answer {
+    let st = sim.lock();
+    st.api2(&headers)?;
+    let (offset, limit) = match (number(&q, "offset", 0), number(&q, "limit", 10)) {
+        (Ok(o), Ok(l)) => (o, l),
+        (Err(e), _) | (_, Err(e)) => return Err(bad_request(&e)),
+    };
+    let keyword = param(&q, "keyword").map(|k| st.key(k));
+    let users: Vec<i64> = st
+        .users
+        .iter()
+        .filter(|(id, _)| !st.deleted.contains(id))
+        .filter(|(_, u)| {
+            // username, first name, last name or e-mail LIKE %keyword%
+            keyword.as_ref().is_none_or(|k| {
+                st.key(u).contains(k.as_str())
+                    || st.key(&format!("{u}@example.com")).contains(k.as_str())
+            })
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    let page: Vec<Value> = users
+        .iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .map(|u| st.user_json(*u))
+        .collect();
+    Ok(v2_ok(
+        StatusCode::OK,
+        0,
+        "OK",
+        json!({ "total": users.len(), "offset": offset, "limit": page.len(), "users": page }),
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1383,7 +1589,12 @@ async fn v1_script(
                         name,
                     ));
                 }
-                st.insert(name, arg("description"), false, Some(site.clone()));
+                let desc = arg("description");
+                v1_column("group_name", name, 255)?;
+                if let Some(d) = &desc {
+                    v1_column("description", d, 3000)?;
+                }
+                st.insert(name, desc, false, Some(site.clone()));
                 Ok(with_location(v1_message(StatusCode::CREATED, "OK"), name))
             }
             (true, "update.json") => {
@@ -1397,6 +1608,9 @@ async fn v1_script(
                     .get("description")
                     .and_then(Value::as_str)
                     .map(str::to_owned);
+                if let Some(d) = &desc {
+                    v1_column("description", d, 3000)?;
+                }
                 if let Some(g) = st.groups.get_mut(&id) {
                     g.desc = desc;
                 }
@@ -1507,6 +1721,23 @@ async fn v1_script(
         }
     })();
     result.unwrap_or_else(|r| r)
+}
+
+/// What Studio 3.0's database does with a value for a `VARCHAR(max)` column of charset `utf8`
+/// (MySQL's three-byte UTF-8, in strict mode): too long, or with a character beyond the Basic
+/// Multilingual Plane, the insert fails, and the script answers 500 with the exception's text.
+fn v1_column(column: &str, value: &str, max: usize) -> Result<(), Response> {
+    let problem = if value.chars().count() > max {
+        format!("Data too long for column '{column}' at row 1")
+    } else if value.chars().any(|c| u32::from(c) > 0xFFFF) {
+        format!("Incorrect string value for column '{column}' at row 1")
+    } else {
+        return Ok(());
+    };
+    Err(v1_message(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &format!("Internal server error: \n{problem}"),
+    ))
 }
 
 fn v1_user(st: &SimState, id: i64) -> Value {

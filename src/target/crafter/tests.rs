@@ -1,5 +1,5 @@
-//! `compile` and `prepare` are pure: the fewest calls each API allows, and the plan-time name
-//! rules, checked without a server.
+//! `compile`, `prepare` and the rules `vet` applies are pure: the fewest calls each API allows,
+//! and the plan-time rules, checked without a server.
 
 use std::collections::BTreeMap;
 
@@ -54,6 +54,11 @@ fn thousand() -> (Desired, Observed) {
         let old: Vec<String> = (0..50).map(|u| format!("old{g}_{u}")).collect();
         let new: Vec<String> = (0..50).map(|u| format!("new{g}_{u}")).collect();
         let olds: Vec<&str> = old.iter().map(String::as_str).collect();
+        for (u, name) in old.iter().enumerate() {
+            observed
+                .users
+                .insert(UserKey(name.clone()), (1000 + g * 100 + u).to_string());
+        }
         observed.groups.insert(
             GroupName(name.clone()),
             observed_group(&(g + 10).to_string(), &name, &olds),
@@ -91,12 +96,14 @@ fn api_2_compiles_1000_member_changes_into_one_add_and_one_remove_per_group() {
     let mut covered: Vec<usize> = calls.iter().flat_map(|c| c.covers.clone()).collect();
     covered.sort_unstable();
     assert_eq!(covered, (0..1000).collect::<Vec<_>>());
-    let Op::AddMembers { group, usernames } = &calls[0].op else {
+    let Op::AddMembers { group, users } = &calls[0].op else {
         panic!("{:?}", calls[0]);
     };
     assert_eq!(group, &GroupRef::Id("10".into()));
-    assert_eq!(usernames.len(), 50);
-    assert!(matches!(&calls[1].op, Op::RemoveMembers { usernames, .. } if usernames.len() == 50));
+    assert_eq!(users.len(), 50);
+    // Removals go by id (Studio checks usernames, not ids).
+    assert!(matches!(&calls[1].op, Op::RemoveMembers { users, .. }
+            if users.len() == 50 && users.iter().all(|u| u.id.is_some())));
     assert!(calls.iter().all(|c| c.retry() == RetrySafety::Idempotent));
 }
 
@@ -160,7 +167,10 @@ fn create_update_and_delete_are_one_call_each_with_the_right_stage() {
             (
                 &Op::AddMembers {
                     group: GroupRef::Name("fresh".into()),
-                    usernames: vec!["bob".into()]
+                    users: vec![Member {
+                        username: "bob".into(),
+                        id: None
+                    }]
                 },
                 Stage::Members
             ),
@@ -171,75 +181,162 @@ fn create_update_and_delete_are_one_call_each_with_the_right_stage() {
 }
 
 #[test]
-fn prepare_refuses_names_and_descriptions_studio_cannot_hold() {
+fn removals_past_one_request_line_are_split_into_the_fewest_calls() {
     let t = v2();
+    let mut observed = Observed::default();
+    let olds: Vec<String> = (0..1000).map(|u| format!("old_member_{u:04}")).collect();
+    let refs: Vec<&str> = olds.iter().map(String::as_str).collect();
+    for (u, name) in olds.iter().enumerate() {
+        observed
+            .users
+            .insert(UserKey(name.clone()), (100_000 + u).to_string());
+    }
+    observed
+        .groups
+        .insert("big".into(), observed_group("7", "big", &refs));
     let mut desired = Desired::default();
-    for (name, line) in [("CMS Editors", 3), ("dev-team", 9), ("ok_name", 15)] {
-        let mut g = Group::named(name);
-        if name == "ok_name" {
-            g.description = Some("x".repeat(1025));
-        }
-        desired.groups.insert(name.into(), g);
+    desired.groups.insert("big".into(), Group::named("big"));
+    let plan = plan_for(&t, &desired, &observed);
+    let calls = t.compile(&plan, &observed);
+    // "&userId=100000" is 14 bytes: 1,000 of them need three request lines of about 6 KB.
+    assert_eq!(calls.len(), 3, "{}", calls.len());
+    let mut covered = 0;
+    for c in &calls {
+        let Op::RemoveMembers { users, .. } = &c.op else {
+            panic!("{c:?}");
+        };
+        let q: Vec<(&str, String)> = users.iter().map(Member::query_pair).collect();
+        let line = t.line_overhead + api::query(&q).len();
+        assert!(line <= t.line_budget && line <= MAX_REQUEST_LINE, "{line}");
+        covered += c.covers.len();
+    }
+    assert_eq!(covered, 1000);
+}
+
+#[test]
+fn a_long_token_leaves_less_room_for_the_request_line() {
+    assert_eq!(v2().line_budget, MAX_REQUEST_LINE);
+    let long = target(CrafterApi::V2 {
+        token: Secret::new("t".repeat(3000)),
+    });
+    // 8,192 less 1,536 for other headers, less the 3,024-byte Authorization header.
+    assert_eq!(long.line_budget, 8192 - 1536 - 3024);
+    let absurd = target(CrafterApi::V2 {
+        token: Secret::new("t".repeat(9000)),
+    });
+    assert_eq!(absurd.line_budget, MIN_REQUEST_LINE);
+}
+
+/// A desired group `name` (defined at `groups.toml:line:1`) and the plan roster would make.
+fn vetted(
+    t: &CrafterTarget,
+    groups: &[(&str, Option<String>, usize)],
+    observed: &Observed,
+) -> Vec<String> {
+    let mut desired = Desired::default();
+    for (name, desc, line) in groups {
+        let mut g = Group::named(*name);
+        g.description = desc.clone();
+        desired.groups.insert((*name).into(), g);
         desired.origins.insert(
-            name.into(),
+            (*name).into(),
             Origin::File {
                 path: "groups.toml".into(),
-                line,
+                line: *line,
                 col: 1,
             },
         );
     }
-    let scope = Scope::new(None, &desired, true).unwrap();
-    let problems = t.prepare(&desired, &scope).unwrap_err();
-    let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
-    assert_eq!(text.len(), 3, "{text:#?}");
-    assert!(
-        text[0].starts_with("groups.toml:3:1: group \"CMS Editors\" cannot be created in Crafter Studio: a group name must match ^[a-zA-Z0-9_.]{3,512}$"),
-        "{}",
-        text[0]
-    );
-    assert!(
-        text[1].starts_with("groups.toml:9:1: group \"dev-team\""),
-        "{}",
-        text[1]
-    );
-    assert!(
-        text[2].contains("has 1025 characters") && text[2].contains("at most 1024"),
-        "{}",
-        text[2]
-    );
-    // Out of scope, the same names are no concern of this target.
-    let only = Scope::new(Some(&["ok*".to_owned()]), &desired, true).unwrap();
-    assert_eq!(t.prepare(&desired, &only).unwrap_err().len(), 1);
-    // API 1 (Studio 3.0) has no name rule beyond length.
-    let mut short = desired.clone();
-    short.groups.remove(&GroupName::from("ok_name"));
-    assert!(v1().prepare(&short, &scope).is_ok());
+    let plan = plan_for(t, &desired, observed);
+    t.rejections(observed, &plan)
+        .into_iter()
+        .map(|r| format!("{}: {}", r.group, r.message))
+        .collect()
 }
 
 #[test]
-fn prepare_holds_api_1_to_its_lengths() {
+fn vet_holds_creates_and_updates_to_studio_4s_rules() {
+    let t = v2();
+    let mut observed = Observed::default();
+    let mut old = observed_group("7", "9old name", &[]);
+    old.group.description = Some("x".into());
+    observed.groups.insert("9old name".into(), old);
+    observed.others.insert("Taken".into());
+    let long = Some("d".repeat(1025));
+    let text = vetted(
+        &t,
+        &[
+            ("CMS Editors", None, 3),
+            ("9team", None, 4),
+            ("ab", None, 5),
+            ("dev-team", None, 6),
+            ("fine.group_1", Some("d".repeat(1024)), 7),
+            ("long_desc", long.clone(), 8),
+            ("9old name", long, 9),
+            ("taken", None, 10),
+        ],
+        &observed,
+    );
+    let of = |g: &str| {
+        text.iter()
+            .filter(|t| t.starts_with(&format!("{g}: ")))
+            .count()
+    };
+    assert!(
+        text.iter().any(|t| t.starts_with(
+            "CMS Editors: Studio creates only groups whose names match ^[a-zA-Z][\\w.\\-]*$"
+        )),
+        "{text:#?}"
+    );
+    assert_eq!(
+        (of("9team"), of("ab"), of("CMS Editors")),
+        (1, 1, 1),
+        "{text:#?}"
+    );
+    // Valid names, a description at the limit: nothing to refuse.
+    assert_eq!((of("dev-team"), of("fine.group_1")), (0, 0), "{text:#?}");
+    assert!(
+        text.contains(
+            &"long_desc: the description has 1025 characters; Crafter Studio takes at most 1024"
+                .to_owned()
+        ),
+        "{text:#?}"
+    );
+    // An existing group with a name Studio would not create now needs no create: only its
+    // update's description is refused.
+    assert_eq!(
+        text.iter()
+            .filter(|t| t.starts_with("9old name: "))
+            .collect::<Vec<_>>(),
+        ["9old name: the description has 1025 characters; Crafter Studio takes at most 1024"]
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("taken: Studio already has a group of that name outside")),
+        "{text:#?}"
+    );
+}
+
+#[test]
+fn vet_holds_api_1_to_its_lengths() {
     let at_limit = "n".repeat(255);
     let over = "o".repeat(256);
-    let mut desired = Desired::default();
-    let mut g = Group::named(at_limit.as_str());
-    g.description = Some("d".repeat(3000));
-    desired.groups.insert(at_limit.as_str().into(), g);
-    let scope = Scope::new(None, &desired, true).unwrap();
-    assert!(v1().prepare(&desired, &scope).is_ok());
-
-    let mut g = Group::named(over.as_str());
-    g.description = Some("d".repeat(3001));
-    desired.groups.insert(over.as_str().into(), g);
-    let scope = Scope::new(None, &desired, true).unwrap();
-    let problems = v1().prepare(&desired, &scope).unwrap_err();
-    let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
-    assert_eq!(text.len(), 2, "{text:#?}");
-    assert!(
-        text[0].contains("names are 1 to 255 characters"),
-        "{}",
-        text[0]
+    let ok = vetted(
+        &v1(),
+        &[
+            (at_limit.as_str(), Some("d".repeat(3000)), 1),
+            ("CMS Editors", None, 2),
+        ],
+        &Observed::default(),
     );
+    assert!(ok.is_empty(), "{ok:#?}");
+    let text = vetted(
+        &v1(),
+        &[(over.as_str(), Some("d".repeat(3001)), 1)],
+        &Observed::default(),
+    );
+    assert_eq!(text.len(), 2, "{text:#?}");
+    assert!(text[0].contains("1 to 255 characters"), "{}", text[0]);
     assert!(
         text[1].contains("has 3001 characters") && text[1].contains("at most 3000"),
         "{}",
@@ -270,4 +367,43 @@ fn capabilities_follow_the_api() {
     let c = v2().capabilities();
     assert!(!c.nested_groups && !c.renames && c.case_insensitive_names);
     assert!(!format!("{:?}", v2()).contains("\"t\""));
+}
+
+#[test]
+fn vet_refuses_any_change_to_a_group_roster_may_not_change() {
+    // The planner never plans one; `vet` stands behind it.
+    let mut observed = Observed::default();
+    let mut ext = observed_group("9", "ldap_team", &["ann"]);
+    ext.kind = GroupKind::External;
+    observed.groups.insert("ldap_team".into(), ext);
+    let mut sys = observed_group("1", "system_admin", &["admin"]);
+    sys.kind = GroupKind::System;
+    observed.groups.insert("system_admin".into(), sys);
+    let plan = Plan {
+        target: "studio".into(),
+        changes: vec![
+            Change::RemoveMember {
+                group: "ldap_team".into(),
+                member: "ann".into(),
+            },
+            Change::DeleteGroup {
+                group: "system_admin".into(),
+            },
+        ],
+        warnings: Vec::new(),
+        errors: Vec::new(),
+        summary: Default::default(),
+    };
+    let refused: Vec<(Option<usize>, String)> = v2()
+        .rejections(&observed, &plan)
+        .into_iter()
+        .map(|r| (r.change, r.group.to_string()))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            (Some(0), "ldap_team".to_owned()),
+            (Some(1), "system_admin".to_owned())
+        ]
+    );
 }
