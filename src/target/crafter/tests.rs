@@ -407,3 +407,52 @@ fn vet_refuses_any_change_to_a_group_roster_may_not_change() {
         ]
     );
 }
+
+/// Studio 3.0's `utf8` columns hold every character of the Basic Multilingual Plane (up to
+/// U+FFFF) and none beyond it, in descriptions as in names.
+#[test]
+fn vet_holds_api_1_descriptions_to_the_basic_multilingual_plane() {
+    let ok = vetted(
+        &v1(),
+        &[("last_bmp", Some("ends in \u{FFFF}".to_owned()), 1)],
+        &Observed::default(),
+    );
+    assert!(ok.is_empty(), "{ok:#?}");
+    let text = vetted(
+        &v1(),
+        &[("emoji", Some("party \u{1F389}".to_owned()), 1)],
+        &Observed::default(),
+    );
+    assert_eq!(text, [format!("emoji: {V1_BEYOND_BMP}")]);
+}
+
+/// An add of a user Studio has (by id), or of a name it could hold, is never refused; only a
+/// username Studio could never hold is.
+#[test]
+fn vet_refuses_only_adds_of_usernames_studio_cannot_hold() {
+    let t = v2();
+    let mut observed = Observed::default();
+    observed
+        .groups
+        .insert("eng".into(), observed_group("7", "eng", &[]));
+    observed.users.insert("jane@corp.com".into(), "41".into());
+    let add = |member: &str| Change::AddMember {
+        group: "eng".into(),
+        member: member.into(),
+    };
+    let changes = vec![add("jane@corp.com"), add("joe-doe"), add("9lives")];
+    let plan = Plan {
+        target: "studio".into(),
+        summary: crate::plan::Summary::of(&changes),
+        changes,
+        ..Plan::default()
+    };
+    let refused: Vec<Option<usize>> = t
+        .rejections(&observed, &plan)
+        .into_iter()
+        .map(|r| r.change)
+        .collect();
+    assert_eq!(refused, [Some(2)]);
+    // On Studio 3.0 members are added by name per call, and the name rule is Studio 4's.
+    assert!(v1().rejections(&observed, &plan).is_empty());
+}
