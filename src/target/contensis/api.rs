@@ -100,23 +100,6 @@ pub fn create_body(name: &str, description: Option<&str>, custom: Option<&Value>
     Value::Object(body)
 }
 
-/// The body of a group update (G4): the whole group, since an omitted field may be cleared.
-pub fn update_body(
-    id: &str,
-    name: &str,
-    description: Option<&str>,
-    kind: &str,
-    custom: &Value,
-) -> Value {
-    serde_json::json!({
-        "id": id,
-        "name": name,
-        "description": description,
-        "type": kind,
-        "custom": custom,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
