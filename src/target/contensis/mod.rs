@@ -405,6 +405,37 @@ impl ContensisTarget {
         ))
     }
 
+    /// U2: every user, when listing them takes fewer calls than `wanted` lookups; `None` when
+    /// it would not. The first page tells how many pages there are.
+    async fn all_users_if_cheaper(
+        &self,
+        wanted: usize,
+    ) -> Result<Option<Vec<api::User>>, ObserveError> {
+        if wanted < 2 {
+            return Ok(None);
+        }
+        let q = [
+            ("pageIndex", "0".to_owned()),
+            ("pageSize", PAGE_SIZE.to_string()),
+        ];
+        let first: api::PagedList = self.get_json(api::USERS, &q, None).await?;
+        let items = if first.page_count <= 1 && first.items.len() as u64 == first.total_count {
+            first.items
+        } else if (first.page_count as usize) < wanted {
+            self.get_all(api::USERS, None).await?
+        } else {
+            return Ok(None);
+        };
+        items
+            .into_iter()
+            .map(|u| {
+                serde_json::from_value(u)
+                    .map_err(|e| self.incomplete(format!("a user in GET {}: {e}", api::USERS)))
+            })
+            .collect::<Result<_, _>>()
+            .map(Some)
+    }
+
     /// U1: the GUID of a user, or `None` if no such user exists.
     async fn resolve_user(&self, u: UserKey) -> Result<(UserKey, Option<String>), CallError> {
         let path = api::user(u.as_str());
@@ -634,16 +665,43 @@ impl Target for ContensisTarget {
 
         // Bulk adds take GUIDs, so every desired user needs one, and an unknown user must be
         // known before anything is sent: look up only the desired users not already seen as
-        // members (whose GUIDs the member lists gave), one U1 each.
+        // members (whose GUIDs the member lists gave), from the user list when that takes fewer
+        // calls, else one U1 each.
         let unresolved: Vec<UserKey> = users
             .iter()
             .filter(|u| !members.contains(&fold(u.as_str(), true)))
             .cloned()
             .collect();
-        resolve_users(&mut observed, unresolved, self.concurrency, |u| {
-            self.resolve_user(u)
-        })
-        .await?;
+        match self.all_users_if_cheaper(unresolved.len()).await? {
+            Some(all) => {
+                let mut by_name: HashMap<String, &String> = HashMap::new();
+                // Usernames win over e-mail addresses that happen to be spelled the same.
+                for u in &all {
+                    if let Some(e) = &u.email {
+                        by_name.insert(fold(e, true), &u.id);
+                    }
+                }
+                for u in &all {
+                    by_name.insert(fold(&u.username, true), &u.id);
+                }
+                for key in unresolved {
+                    match by_name.get(&fold(key.as_str(), true)) {
+                        Some(id) => {
+                            observed.users.insert(key, (*id).clone());
+                        }
+                        None => {
+                            observed.unknown_users.insert(key);
+                        }
+                    }
+                }
+            }
+            None => {
+                resolve_users(&mut observed, unresolved, self.concurrency, |u| {
+                    self.resolve_user(u)
+                })
+                .await?;
+            }
+        }
         Ok(observed)
     }
 

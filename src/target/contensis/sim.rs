@@ -11,6 +11,11 @@
 //!
 //! Choices the reference leaves open (beyond the [`Behaviour`] switches):
 //! * A client-chosen `id` on create is honoured when it is a free GUID (409 when taken).
+//! * Every group carries `autoMembershipEmailDomains` (null unless seeded or written) and any
+//!   extra fields its seed gives it; a `PUT` writes each from its body, and clears the ones it
+//!   omits unless [`Behaviour::put_mode`] is merge.
+//! * The bulk adds (`POST .../users`, `POST .../groups`) take a bare JSON array of GUID strings
+//!   and answer 204; an id already there or unknown is answered as [`Behaviour`] says.
 //! * `C4` on a group that is not a direct child answers `404 "Child group not found"`.
 //! * With [`Behaviour::protect_system_groups`], `PUT`/`DELETE` of a `sys` or `external` group and
 //!   membership changes of an `external` group answer 403; the members of `sys` groups (such as
