@@ -428,12 +428,10 @@ impl ContensisTarget {
         };
         items
             .into_iter()
-            .map(|u| {
-                serde_json::from_value(u)
-                    .map_err(|e| self.incomplete(format!("a user in GET {}: {e}", api::USERS)))
-            })
+            .map(serde_json::from_value)
             .collect::<Result<_, _>>()
             .map(Some)
+            .map_err(|e| self.incomplete(format!("a user in GET {}: {e}", api::USERS)))
     }
 
     /// U1: the GUID of a user, or `None` if no such user exists.
