@@ -621,6 +621,9 @@ impl Target for ContensisTarget {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             nested_groups: true,
+            // Removals are one call per member; additions are batched per group, which no
+            // `MembershipWrites` variant describes exactly (none of the planner's work depends
+            // on it).
             membership: MembershipWrites::PerMember,
             case_insensitive_names: true,
             renames: true,
@@ -1075,5 +1078,91 @@ fn already_if(already: bool, why: &str) -> Sent {
         Sent::AlreadyDone(why.to_owned())
     } else {
         Sent::Done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn target() -> ContensisTarget {
+        let config = ContensisConfig {
+            url: "http://127.0.0.1:9".into(),
+            auth: ContensisAuth::ClientCredentials {
+                client_id: "roster".into(),
+                client_secret: Secret::new("s"),
+            },
+            scope: config::DEFAULT_SCOPE.into(),
+        };
+        let one = NonZeroUsize::MIN;
+        ContensisTarget::new("cms", &config, reqwest::Client::new(), one)
+    }
+
+    #[test]
+    fn adds_are_one_call_per_group_and_removals_one_per_member() {
+        let g = |n: &str| GroupName(n.to_owned());
+        let u = |n: &str| UserKey(n.to_owned());
+        let mut observed = Observed::default();
+        for name in ["G", "H"] {
+            observed.groups.insert(
+                g(name),
+                ObservedGroup {
+                    id: format!("id-{name}"),
+                    group: Group::named(name),
+                    kind: GroupKind::Managed,
+                },
+            );
+        }
+        for name in ["a", "b", "c"] {
+            observed.users.insert(u(name), format!("uid-{name}"));
+        }
+        let add = |grp: &str, m: &str| Change::AddMember {
+            group: g(grp),
+            member: u(m),
+        };
+        let plan = Plan {
+            changes: vec![
+                add("G", "a"),
+                add("G", "b"),
+                Change::RemoveMember {
+                    group: g("G"),
+                    member: u("c"),
+                },
+                add("H", "c"),
+                Change::AddChild {
+                    group: g("G"),
+                    child: g("H"),
+                },
+                Change::AddChild {
+                    group: g("G"),
+                    child: g("New"),
+                },
+            ],
+            ..Plan::default()
+        };
+        let calls = target().compile(&plan, &observed);
+        let ops: Vec<&Op> = calls.iter().map(|c| &c.op).collect();
+        assert_eq!(
+            ops,
+            [
+                &Op::AddMembers(
+                    GroupRef::Id("id-G".into()),
+                    vec![(u("a"), "uid-a".into()), (u("b"), "uid-b".into())]
+                ),
+                &Op::RemoveMember(GroupRef::Id("id-G".into()), "uid-c".into()),
+                &Op::AddMembers(GroupRef::Id("id-H".into()), vec![(u("c"), "uid-c".into())]),
+                &Op::AddChildren(
+                    GroupRef::Id("id-G".into()),
+                    vec![
+                        (g("H"), GroupRef::Id("id-H".into())),
+                        (g("New"), GroupRef::Name(g("New")))
+                    ]
+                ),
+            ]
+        );
+        assert_eq!(calls[0].covers(), [0, 1]);
+        assert_eq!(calls[3].covers(), [4, 5]);
+        assert_eq!(calls[3].needs(), [&g("G"), &g("H"), &g("New")]);
     }
 }
