@@ -766,3 +766,29 @@ async fn an_account_outside_system_administrators_fails_the_plan_and_says_why() 
     );
     assert_eq!(w.sim.contensis.writes(), 0);
 }
+
+#[tokio::test]
+async fn a_bulk_add_whose_answer_was_lost_is_sent_again_safely_under_every_answer() {
+    for existing in ["ignore", "conflict", "bad_request"] {
+        let seed = format!(
+            "{USERS}\n[[contensis.group]]\nname = \"G\"\nmembers = [\"alice\"]\n\
+             [contensis.behaviour]\nbulk_add_existing = \"{existing}\"\n"
+        );
+        let w = World::new(&seed, &group("G", "", &["alice", "bob", "carol"], &[]), "").await;
+        // The bulk add lands, but its answer never comes back: the executor sends it again.
+        w.sim.contensis.set_faults(Faults {
+            drop_after_write: 1,
+            ..Faults::default()
+        });
+        let report = w.apply(None).await;
+        assert_eq!(applied(&report).failures(), 0, "{existing}: {report:?}");
+        assert_eq!(posts(&w), 2, "{existing}: {:?}", w.sim.contensis.calls());
+        let g = w.sim.contensis.group("G").expect("G");
+        assert_eq!(
+            g.members.iter().cloned().collect::<Vec<_>>(),
+            ["alice", "bob", "carol"],
+            "{existing}"
+        );
+        assert!(!w.plan().await.any_changes(), "{existing}");
+    }
+}
