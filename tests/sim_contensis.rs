@@ -11,7 +11,7 @@ use reqwest::{Client, Method, StatusCode};
 use roster::sim::control::SimControl as _;
 use roster::sim::faults::Faults;
 use roster::sim::{RunningSim, parse_seed, start};
-use roster::target::contensis::sim::{AddExisting, Behaviour, PutMode};
+use roster::target::contensis::sim::{AddExisting, Behaviour, BulkExisting, BulkUnknown, PutMode};
 use serde_json::{Value, json};
 
 const GUID_LEN: usize = 36;
@@ -990,4 +990,148 @@ async fn seed_file_errors_have_positions() {
     assert_eq!(c.behaviour.add_existing, AddExisting::Conflict);
     assert_eq!(c.faults.latency, Some(Duration::from_millis(5)));
     assert_eq!(c.client_id, "roster");
+}
+
+#[tokio::test]
+async fn groups_carry_extra_fields_that_a_replacing_put_clears_and_a_merging_put_keeps() {
+    let env = Env::new(
+        "[contensis]\n[[contensis.group]]\nname = \"G\"\ndescription = \"d\"\n\
+         auto_membership_email_domains = [\"fightclub.example\"]\n\
+         [contensis.group.extra]\nnotificationEmail = \"ops@fightclub.example\"\n\
+         [[contensis.group]]\nname = \"Plain\"\n",
+    )
+    .await;
+    let (status, g) = env.get("/api/security/groups/G").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        g["autoMembershipEmailDomains"],
+        json!(["fightclub.example"])
+    );
+    assert_eq!(g["notificationEmail"], "ops@fightclub.example");
+    // Every group carries the domains field, null when unset; lists carry the same fields.
+    let (_, plain) = env.get("/api/security/groups/Plain").await;
+    assert_eq!(plain["autoMembershipEmailDomains"], Value::Null);
+    let (_, list) = env.get("/api/security/groups?q=G").await;
+    assert_eq!(list["items"][0], g);
+
+    // Sent back as read (with a new description), everything stays.
+    let mut body = g.clone();
+    body["description"] = json!("new");
+    let (status, put) = env
+        .call(Method::PUT, "/api/security/groups/G", Some(body))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        put["autoMembershipEmailDomains"],
+        json!(["fightclub.example"])
+    );
+    assert_eq!(put["notificationEmail"], "ops@fightclub.example");
+    // Merge keeps what a PUT omits.
+    env.sim.contensis.set_behaviour(Behaviour {
+        put_mode: PutMode::Merge,
+        ..Behaviour::default()
+    });
+    let slim = json!({"name": "G", "description": "x", "type": "contensis", "custom": {}});
+    let (_, put) = env
+        .call(Method::PUT, "/api/security/groups/G", Some(slim.clone()))
+        .await;
+    assert_eq!(
+        put["autoMembershipEmailDomains"],
+        json!(["fightclub.example"])
+    );
+    assert_eq!(put["notificationEmail"], "ops@fightclub.example");
+    // Replace (the default) clears them.
+    env.sim.contensis.set_behaviour(Behaviour::default());
+    let (_, put) = env
+        .call(Method::PUT, "/api/security/groups/G", Some(slim))
+        .await;
+    assert_eq!(put["autoMembershipEmailDomains"], Value::Null);
+    assert_eq!(put["notificationEmail"], Value::Null);
+    // The domains must be an array of strings.
+    let (status, _) = env
+        .call(
+            Method::PUT,
+            "/api/security/groups/G",
+            Some(json!({"name": "G", "autoMembershipEmailDomains": "x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn bulk_adds_answer_an_existing_or_unknown_id_as_switched() {
+    let env = Env::new(
+        "[contensis]\nusers = [\"alice\", \"bob\", \"carol\"]\n\
+         [[contensis.group]]\nname = \"G\"\nmembers = [\"alice\"]\n",
+    )
+    .await;
+    let sim = &env.sim.contensis;
+    let id = |u: &str| sim.user_id(u).unwrap();
+    let reset = || sim.insert_group("G", None, &["alice"], &[]);
+    let post = |ids: Value| env.call(Method::POST, "/api/security/groups/G/users", Some(ids));
+    let members = || sim.group("G").unwrap().members.len();
+    let cases = [
+        (BulkExisting::Ignore, true, StatusCode::NO_CONTENT, 2),
+        (BulkExisting::Conflict, true, StatusCode::CONFLICT, 2),
+        (BulkExisting::Conflict, false, StatusCode::CONFLICT, 1),
+        (BulkExisting::BadRequest, true, StatusCode::BAD_REQUEST, 2),
+        (BulkExisting::BadRequest, false, StatusCode::BAD_REQUEST, 1),
+    ];
+    for (existing, partial, status, after) in cases {
+        reset();
+        sim.set_behaviour(Behaviour {
+            bulk_add_existing: existing,
+            bulk_add_partial: partial,
+            ..Behaviour::default()
+        });
+        let (got, body) = post(json!([id("alice"), id("bob")])).await;
+        assert_eq!(got, status, "{existing:?} {partial}: {body}");
+        assert_eq!(members(), after, "{existing:?} {partial}");
+    }
+    let ghost = "0b0e4a5c-1111-4222-8333-944445555666";
+    let cases = [
+        (BulkUnknown::Ignore, true, StatusCode::NO_CONTENT, 2),
+        (BulkUnknown::NotFound, true, StatusCode::NOT_FOUND, 2),
+        (BulkUnknown::NotFound, false, StatusCode::NOT_FOUND, 1),
+    ];
+    for (unknown, partial, status, after) in cases {
+        reset();
+        sim.set_behaviour(Behaviour {
+            bulk_add_unknown: unknown,
+            bulk_add_partial: partial,
+            ..Behaviour::default()
+        });
+        let (got, body) = post(json!([id("carol"), ghost])).await;
+        assert_eq!(got, status, "{unknown:?} {partial}: {body}");
+        if status == StatusCode::NOT_FOUND {
+            assert_envelope(&body, "User not found");
+        }
+        assert_eq!(members(), after, "{unknown:?} {partial}");
+    }
+    // Child groups: an existing child under the default (409, the others still added).
+    sim.set_behaviour(Behaviour::default());
+    let a = sim.insert_group("A", None, &[], &[]);
+    let b = sim.insert_group("B", None, &[], &[]);
+    let p = sim.insert_group("P", None, &[], &["A"]);
+    let (got, _) = env
+        .call(
+            Method::POST,
+            &format!("/api/security/groups/{p}/groups"),
+            Some(json!([a, b])),
+        )
+        .await;
+    assert_eq!(got, StatusCode::CONFLICT);
+    assert_eq!(sim.group("P").unwrap().children.len(), 2);
+    // Behaviour switches are read from a seed.
+    let seed = roster::sim::parse_seed(
+        "[contensis.behaviour]\nbulk_add_existing = \"bad_request\"\n\
+         bulk_add_unknown = \"ignore\"\nbulk_add_partial = false\n",
+        "t",
+    )
+    .unwrap();
+    let b = seed.contensis.unwrap().behaviour;
+    assert_eq!(
+        (b.bulk_add_existing, b.bulk_add_unknown, b.bulk_add_partial),
+        (BulkExisting::BadRequest, BulkUnknown::Ignore, false)
+    );
 }

@@ -38,6 +38,9 @@ pub fn group_child(group: &str, child: &str) -> String {
     format!("{GROUPS}/{}/groups/{}", seg(group), seg(child))
 }
 
+/// The user collection (U2 list).
+pub const USERS: &str = "/api/security/users";
+
 /// `/api/security/users/{user}` (U1 get by id, username or e-mail).
 pub fn user(user: &str) -> String {
     format!("/api/security/users/{}", seg(user))
@@ -84,6 +87,9 @@ pub struct User {
     pub id: String,
     /// Username, the user key roster matches on.
     pub username: String,
+    /// E-mail address, which the API also accepts where a user is named (API keys have none).
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 /// The body of a group create (G3).
@@ -98,23 +104,6 @@ pub fn create_body(name: &str, description: Option<&str>, custom: Option<&Value>
         custom.cloned().unwrap_or_else(|| Value::Object(Map::new())),
     );
     Value::Object(body)
-}
-
-/// The body of a group update (G4): the whole group, since an omitted field may be cleared.
-pub fn update_body(
-    id: &str,
-    name: &str,
-    description: Option<&str>,
-    kind: &str,
-    custom: &Value,
-) -> Value {
-    serde_json::json!({
-        "id": id,
-        "name": name,
-        "description": description,
-        "type": kind,
-        "custom": custom,
-    })
 }
 
 #[cfg(test)]

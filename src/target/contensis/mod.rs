@@ -1,10 +1,15 @@
 //! The Contensis connector: security groups of the Contensis Management API.
 //!
-//! Contensis nests groups and writes membership one member per call (PUT to add, DELETE to
-//! remove), which are idempotent and so safe to retry; a create is a POST, which is rechecked by
-//! name after an ambiguous failure and adopted on 409, so it is never duplicated. Groups are read
-//! with paging and the count checked against `totalCount`; direct members and children are read
-//! without `includeInherited`. Once a group's GUID is known, write paths use it.
+//! Contensis nests groups. A group's new members (and new child groups) are added in one bulk
+//! POST of their GUIDs; removals are one DELETE per member, since the API has no bulk remove. A
+//! bulk add that is refused or answered ambiguously re-reads the group and adds what is still
+//! missing, so it is safe to send again whatever the server does with an id already there. A
+//! create is a POST, rechecked by name after an ambiguous failure and adopted on 409, so it is
+//! never duplicated. An update GETs the group and PUTs it back as read with only the planned
+//! fields replaced, so fields roster does not model (`autoMembershipEmailDomains`, and any the
+//! server adds) survive a PUT that replaces the whole group. Groups are read with paging and the
+//! count checked against `totalCount`; direct members and children are read without
+//! `includeInherited`. Once a group's GUID is known, write paths use it.
 
 pub mod api;
 pub mod config;
@@ -16,20 +21,21 @@ use std::sync::Mutex;
 
 use futures::{StreamExt, TryStreamExt};
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tracing::debug;
 
 use crate::exec::RetryPolicy;
 use crate::model::{
-    Capabilities, Group, GroupKind, GroupName, MembershipWrites, Observed, ObservedGroup, UserKey,
+    Capabilities, Desired, Group, GroupKind, GroupName, MembershipWrites, Observed, ObservedGroup,
+    UserKey,
 };
 use crate::plan::change::{Change, Plan};
 use crate::plan::{Scope, fold};
 use crate::target::http::status_error;
 use crate::target::oauth::{BearerSession, FormValue};
 use crate::target::{
-    Call, CallError, CallErrorKind, Named, ObserveError, RetrySafety, Sent, Stage, Target,
-    resolve_users,
+    Call, CallError, CallErrorKind, Named, ObserveError, Rejection, RetrySafety, Sent, Stage,
+    Target, resolve_users,
 };
 
 use config::{ContensisAuth, ContensisConfig};
@@ -55,14 +61,16 @@ pub enum GroupRef {
 pub enum Op {
     /// G3: create a group with this body.
     Create(Value),
-    /// G4: replace the group with this body.
-    Update(GroupRef, Value),
-    /// M2: add a user (by GUID, or by username when the GUID is unknown).
+    /// G2 then G4: read the group and put it back with these fields (by wire name) replaced.
+    Update(GroupRef, Map<String, Value>),
+    /// M3: add these users, as (user key, GUID), in one call.
+    AddMembers(GroupRef, Vec<(UserKey, String)>),
+    /// M2: add one user by username (only for a user whose GUID is unknown).
     AddMember(GroupRef, String),
     /// M4: remove a user.
     RemoveMember(GroupRef, String),
-    /// C2: add a child group.
-    AddChild(GroupRef, GroupRef),
+    /// C3: add these child groups in one call.
+    AddChildren(GroupRef, Vec<(GroupName, GroupRef)>),
     /// C4: remove a child group.
     RemoveChild(GroupRef, GroupRef),
     /// G5: delete a group.
@@ -75,7 +83,7 @@ pub struct ContensisCall {
     /// What to send.
     pub op: Op,
     group: GroupName,
-    child: Option<GroupName>,
+    children: Vec<GroupName>,
     covers: Vec<usize>,
 }
 
@@ -87,8 +95,8 @@ impl Call for ContensisCall {
         match self.op {
             Op::Create(_) => Stage::CreateGroup,
             Op::Update(..) => Stage::UpdateGroup,
-            Op::AddMember(..) | Op::RemoveMember(..) => Stage::Members,
-            Op::AddChild(..) | Op::RemoveChild(..) => Stage::Children,
+            Op::AddMembers(..) | Op::AddMember(..) | Op::RemoveMember(..) => Stage::Members,
+            Op::AddChildren(..) | Op::RemoveChild(..) => Stage::Children,
             Op::Delete(_) => Stage::DeleteGroup,
         }
     }
@@ -103,7 +111,7 @@ impl Call for ContensisCall {
     }
     fn needs(&self) -> Vec<&GroupName> {
         std::iter::once(&self.group)
-            .chain(self.child.as_ref())
+            .chain(self.children.iter())
             .collect()
     }
 }
@@ -171,7 +179,18 @@ impl ContensisTarget {
         self.session
             .send(&self.http, &self.base, method, path, query, body, accept)
             .await
-            .map_err(|f| self.err(&f.method, &f.path, group, f.kind))
+            .map_err(|f| {
+                // Every group call needs the same right; say which, since the server's 403
+                // message may not.
+                let kind = match f.kind {
+                    CallErrorKind::Status { status: 403, .. } => with_note(
+                        f.kind,
+                        "the account must be a member of the System Administrators group",
+                    ),
+                    other => other,
+                };
+                self.err(&f.method, &f.path, group, kind)
+            })
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(
@@ -204,15 +223,26 @@ impl ContensisTarget {
         path: &str,
         group: Option<&GroupName>,
     ) -> Result<Vec<Value>, ObserveError> {
+        self.get_all_with(path, &[], group).await
+    }
+
+    /// [`Self::get_all`] with these query parameters besides the paging.
+    async fn get_all_with(
+        &self,
+        path: &str,
+        extra: &[(&str, String)],
+        group: Option<&GroupName>,
+    ) -> Result<Vec<Value>, ObserveError> {
         let mut last = String::new();
         for _ in 0..2 {
             let mut items = Vec::new();
             let mut index = 0u64;
             let total = loop {
-                let q = [
+                let mut q = vec![
                     ("pageIndex", index.to_string()),
                     ("pageSize", PAGE_SIZE.to_string()),
                 ];
+                q.extend(extra.iter().cloned());
                 let page: api::PagedList = self.get_json(path, &q, group).await?;
                 if page.page_index != index {
                     return Err(self.incomplete(format!(
@@ -328,7 +358,12 @@ impl ContensisTarget {
         Ok(Some(g))
     }
 
-    async fn observe_group(&self, g: api::Group) -> Result<ObservedGroup, ObserveError> {
+    /// One group in scope with its direct members and children, and the GUIDs of its members
+    /// (by username), which spare a lookup for each when they are added elsewhere.
+    async fn observe_group(
+        &self,
+        g: api::Group,
+    ) -> Result<(ObservedGroup, Vec<(UserKey, String)>), ObserveError> {
         let name = GroupName(g.name.clone());
         let kind = match g.kind.as_deref() {
             Some("sys") => GroupKind::System,
@@ -336,6 +371,7 @@ impl ContensisTarget {
             _ => GroupKind::Managed,
         };
         let mut group = Group::named(g.name.clone());
+        let mut ids = Vec::new();
         group.description = g.description.clone();
         let custom = Value::Object(g.custom.clone().unwrap_or_default());
         group.extras.insert(
@@ -347,7 +383,8 @@ impl ContensisTarget {
             for u in self.get_all(&api::group_users(&g.id), Some(&name)).await? {
                 let u: api::User = serde_json::from_value(u)
                     .map_err(|e| self.incomplete(format!("a member of \"{name}\": {e}")))?;
-                group.members.insert(UserKey(u.username));
+                group.members.insert(UserKey(u.username.clone()));
+                ids.push((UserKey(u.username), u.id));
             }
             for c in self
                 .get_all(&api::group_children(&g.id), Some(&name))
@@ -358,11 +395,43 @@ impl ContensisTarget {
                 group.children.insert(GroupName(c.name));
             }
         }
-        Ok(ObservedGroup {
-            id: g.id,
-            group,
-            kind,
-        })
+        Ok((
+            ObservedGroup {
+                id: g.id,
+                group,
+                kind,
+            },
+            ids,
+        ))
+    }
+
+    /// U2: every user, when listing them takes fewer calls than `wanted` lookups; `None` when
+    /// it would not. The first page tells how many pages there are.
+    async fn all_users_if_cheaper(
+        &self,
+        wanted: usize,
+    ) -> Result<Option<Vec<api::User>>, ObserveError> {
+        if wanted < 2 {
+            return Ok(None);
+        }
+        let q = [
+            ("pageIndex", "0".to_owned()),
+            ("pageSize", PAGE_SIZE.to_string()),
+        ];
+        let first: api::PagedList = self.get_json(api::USERS, &q, None).await?;
+        let items = if first.page_count <= 1 && first.items.len() as u64 == first.total_count {
+            first.items
+        } else if (first.page_count as usize) < wanted {
+            self.get_all(api::USERS, None).await?
+        } else {
+            return Ok(None);
+        };
+        items
+            .into_iter()
+            .map(serde_json::from_value)
+            .collect::<Result<_, _>>()
+            .map(Some)
+            .map_err(|e| self.incomplete(format!("a user in GET {}: {e}", api::USERS)))
     }
 
     /// U1: the GUID of a user, or `None` if no such user exists.
@@ -395,12 +464,148 @@ impl ContensisTarget {
         Ok((u, Some(user.id)))
     }
 
-    fn kind_of(observed: &Observed, name: &GroupName) -> &'static str {
-        match observed.groups.get(name).map(|g| g.kind) {
-            Some(GroupKind::System) => "sys",
-            Some(GroupKind::External) => "external",
-            _ => "contensis",
+    /// G2 then G4: reads the group and puts it back as read, with only `set` replaced, so that
+    /// fields roster does not model survive a PUT that replaces the whole group. The read is
+    /// fresh (not the observe's) so that an edit made since the plan is not undone.
+    async fn update(
+        &self,
+        call: &ContensisCall,
+        r: &GroupRef,
+        set: &Map<String, Value>,
+    ) -> Result<Sent, CallError> {
+        let g = Some(&call.group);
+        let path = api::group(&self.group_slot(r));
+        let resp = self.request(Method::GET, &path, &[], None, g, &[]).await?;
+        let mut body: Map<String, Value> = resp
+            .json()
+            .await
+            .map_err(|e| self.err(&Method::GET, &path, g, CallErrorKind::Decode(e.to_string())))?;
+        for (k, v) in set {
+            body.retain(|have, _| !have.eq_ignore_ascii_case(k));
+            body.insert(k.clone(), v.clone());
         }
+        let resp = self
+            .request(Method::PUT, &path, &[], Some(&Value::Object(body)), g, &[])
+            .await?;
+        if let Ok(updated) = resp.json::<api::Group>().await {
+            self.remember(&updated.name, &updated.id);
+        }
+        Ok(Sent::Done)
+    }
+
+    /// The ids (lower case) of the direct members or children the list at `path` holds.
+    async fn linked_ids(
+        &self,
+        path: &str,
+        group: &GroupName,
+    ) -> Result<HashSet<String>, CallError> {
+        let items = self.get_all(path, Some(group)).await.map_err(|e| match e {
+            ObserveError::Call(e) => e,
+            other => self.err(
+                &Method::GET,
+                path,
+                Some(group),
+                CallErrorKind::Decode(other.to_string()),
+            ),
+        })?;
+        Ok(items
+            .iter()
+            .filter_map(|i| i.get("id").and_then(Value::as_str))
+            .map(str::to_lowercase)
+            .collect())
+    }
+
+    /// M3/C3: adds `items` (name, GUID) to a group in one POST of their GUIDs to `path`. What the
+    /// server does with an id already there, or one it does not know, is undocumented, and a
+    /// refusal may or may not have added the others; so after a refusal the group's direct links
+    /// are read again from `list`, and what is still missing is sent once more. It is done when
+    /// nothing is missing, and an error naming what was not added otherwise.
+    async fn bulk_add(
+        &self,
+        call: &ContensisCall,
+        path: &str,
+        list: &str,
+        items: &[(String, String)],
+        (what, exists): (&str, fn(&str) -> String),
+    ) -> Result<Sent, CallError> {
+        let g = Some(&call.group);
+        let refused = [
+            StatusCode::BAD_REQUEST,
+            StatusCode::NOT_FOUND,
+            StatusCode::CONFLICT,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ];
+        let ids = |items: &[&(String, String)]| {
+            Value::from(items.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>())
+        };
+        let all: Vec<&(String, String)> = items.iter().collect();
+        let resp = self
+            .request(Method::POST, path, &[], Some(&ids(&all)), g, &refused)
+            .await?;
+        if resp.status().is_success() {
+            return Ok(Sent::Done);
+        }
+        let mut refusal = status_error(resp).await;
+        // The refusal is the cause to report when the group cannot be read again.
+        let have = match self.linked_ids(list, &call.group).await {
+            Ok(have) => have,
+            Err(e) => {
+                let note = format!("and reading the group again failed: {}", e.kind);
+                return Err(self.err(&Method::POST, path, g, with_note(refusal, &note)));
+            }
+        };
+        let mut missing: Vec<&(String, String)> = items
+            .iter()
+            .filter(|(_, id)| !have.contains(&id.to_lowercase()))
+            .collect();
+        if missing.is_empty() {
+            return Ok(Sent::AlreadyDone(format!("already a {what}")));
+        }
+        // A 404 names no id: find the ones gone since the plan, and add the others.
+        let mut gone = Vec::new();
+        if matches!(refusal, CallErrorKind::Status { status: 404, .. }) {
+            for m in std::mem::take(&mut missing) {
+                if self.exists(&exists(&m.1), &call.group).await? {
+                    missing.push(m);
+                } else {
+                    gone.push(m);
+                }
+            }
+        }
+        let quote = |v: &[&(String, String)]| {
+            v.iter()
+                .map(|(n, _)| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        // Fewer to add than were sent: the refusal was about the others (already there, or
+        // gone), so the rest can go in.
+        if !missing.is_empty() && missing.len() < items.len() {
+            let resp = self
+                .request(Method::POST, path, &[], Some(&ids(&missing)), g, &refused)
+                .await?;
+            if resp.status().is_success() {
+                if gone.is_empty() {
+                    return Ok(Sent::Done);
+                }
+                missing.clear();
+            } else {
+                refusal = status_error(resp).await;
+            }
+        }
+        let mut notes = Vec::new();
+        if !gone.is_empty() {
+            notes.push(format!("no longer exists: {}", quote(&gone)));
+        }
+        if !missing.is_empty() {
+            notes.push(format!("not added: {}", quote(&missing)));
+        }
+        Err(self.err(
+            &Method::POST,
+            path,
+            g,
+            with_note(refusal, &notes.join("; ")),
+        ))
     }
 }
 
@@ -416,6 +621,9 @@ impl Target for ContensisTarget {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             nested_groups: true,
+            // Removals are one call per member; additions are batched per group, which no
+            // `MembershipWrites` variant describes exactly (none of the planner's work depends
+            // on it).
             membership: MembershipWrites::PerMember,
             case_insensitive_names: true,
             renames: true,
@@ -444,28 +652,146 @@ impl Target for ContensisTarget {
                 observed.others.insert(name);
             }
         }
-        let groups: Vec<ObservedGroup> = futures::stream::iter(in_scope)
+        let groups: Vec<(ObservedGroup, Vec<(UserKey, String)>)> = futures::stream::iter(in_scope)
             .map(|g| self.observe_group(g))
             .buffer_unordered(self.concurrency.get())
             .try_collect()
             .await?;
         let mut members: HashSet<String> = HashSet::new();
-        for g in groups {
+        for (g, ids) in groups {
             members.extend(g.group.members.iter().map(|m| fold(m.as_str(), true)));
             observed.groups.insert(g.group.name.clone(), g);
+            observed.users.extend(ids);
         }
 
-        // Resolve only the desired users not already seen as members: one U1 each.
+        // Bulk adds take GUIDs, so every desired user needs one, and an unknown user must be
+        // known before anything is sent: look up only the desired users not already seen as
+        // members (whose GUIDs the member lists gave), from the user list when that takes fewer
+        // calls, else one U1 each.
         let unresolved: Vec<UserKey> = users
             .iter()
             .filter(|u| !members.contains(&fold(u.as_str(), true)))
             .cloned()
             .collect();
-        resolve_users(&mut observed, unresolved, self.concurrency, |u| {
-            self.resolve_user(u)
-        })
-        .await?;
+        match self.all_users_if_cheaper(unresolved.len()).await? {
+            Some(all) => {
+                let mut by_name: HashMap<String, &String> = HashMap::new();
+                // Usernames win over e-mail addresses that happen to be spelled the same.
+                for u in &all {
+                    if let Some(e) = &u.email {
+                        by_name.insert(fold(e, true), &u.id);
+                    }
+                }
+                for u in &all {
+                    by_name.insert(fold(&u.username, true), &u.id);
+                }
+                for key in unresolved {
+                    match by_name.get(&fold(key.as_str(), true)) {
+                        Some(id) => {
+                            observed.users.insert(key, (*id).clone());
+                        }
+                        None => {
+                            observed.unknown_users.insert(key);
+                        }
+                    }
+                }
+            }
+            None => {
+                resolve_users(&mut observed, unresolved, self.concurrency, |u| {
+                    self.resolve_user(u)
+                })
+                .await?;
+            }
+        }
         Ok(observed)
+    }
+
+    /// Refuses a child group that would make a cycle, which Contensis refuses (a group cannot
+    /// be its own child, nor hold a group that holds it). The links checked are those the groups
+    /// hold now plus the planned additions; planned removals are not taken off, since the
+    /// executor may send an addition before a removal of the same stage. Groups outside the scope
+    /// were not read, so the descendants of each one a link leads to are read (one call each).
+    async fn vet(
+        &self,
+        _desired: &Desired,
+        observed: &Observed,
+        plan: &Plan,
+    ) -> Result<Vec<Rejection>, ObserveError> {
+        let key = |n: &GroupName| fold(n.as_str(), true);
+        let adds: Vec<(usize, &GroupName, &GroupName)> = plan
+            .changes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| match c {
+                Change::AddChild { group, child } => Some((i, group, child)),
+                _ => None,
+            })
+            .collect();
+        if adds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut links: HashMap<String, BTreeSet<String>> = HashMap::new();
+        for (name, g) in &observed.groups {
+            links
+                .entry(key(name))
+                .or_default()
+                .extend(g.group.children.iter().map(key));
+        }
+        for (_, group, child) in &adds {
+            links.entry(key(group)).or_default().insert(key(child));
+        }
+        let others: HashMap<String, &GroupName> =
+            observed.others.iter().map(|n| (key(n), n)).collect();
+        let outside: BTreeSet<&GroupName> = links
+            .values()
+            .flatten()
+            .filter_map(|k| others.get(k).copied())
+            .collect();
+        for name in outside {
+            let slot = self.group_slot(&GroupRef::Name(name.clone()));
+            let below = self
+                .get_all_with(
+                    &api::group_children(&slot),
+                    &[("includeInherited", "true".to_owned())],
+                    Some(name),
+                )
+                .await?;
+            let below = below
+                .iter()
+                .filter_map(|g| g.get("name").and_then(Value::as_str))
+                .map(str::to_lowercase);
+            links.entry(key(name)).or_default().extend(below);
+        }
+        let reaches = |from: &str, to: &str| {
+            let mut seen = HashSet::new();
+            let mut stack = vec![from.to_owned()];
+            while let Some(k) = stack.pop() {
+                if k == to {
+                    return true;
+                }
+                if seen.insert(k.clone())
+                    && let Some(next) = links.get(&k)
+                {
+                    stack.extend(next.iter().cloned());
+                }
+            }
+            false
+        };
+        Ok(adds
+            .into_iter()
+            .filter(|(_, group, child)| reaches(&key(child), &key(group)))
+            .filter_map(|(i, group, child)| {
+                Rejection::of_change(
+                    plan,
+                    i,
+                    format!(
+                        "\"{child}\" already contains \"{group}\" (directly or through its child \
+                         groups), so adding it as a child would make a cycle, which Contensis \
+                         refuses; remove \"{group}\" from \"{child}\" first"
+                    ),
+                )
+            })
+            .collect())
     }
 
     fn compile(&self, plan: &Plan, observed: &Observed) -> Vec<ContensisCall> {
@@ -479,26 +805,30 @@ impl Target for ContensisTarget {
             .iter()
             .map(|(k, v)| (fold(k.as_str(), true), v))
             .collect();
-        let user_slot = |u: &UserKey| {
+        let user_id = |u: &UserKey| {
             user_ids
                 .get(&fold(u.as_str(), true))
-                .map_or_else(|| u.as_str().to_owned(), |id| (*id).clone())
+                .map(|id| (*id).clone())
         };
-        let call = |i: usize, op: Op, group: &GroupName, child: Option<&GroupName>| ContensisCall {
+        let user_slot = |u: &UserKey| user_id(u).unwrap_or_else(|| u.as_str().to_owned());
+        let call = |i: usize, op: Op, group: &GroupName| ContensisCall {
             op,
             group: group.clone(),
-            child: child.cloned(),
+            children: Vec::new(),
             covers: vec![i],
         };
-        plan.changes
-            .iter()
-            .enumerate()
-            .map(|(i, change)| match change {
+        let mut calls = Vec::new();
+        // One bulk add per group for its new members, one for its new children, each placed
+        // where the group's first addition is.
+        let mut adds: BTreeMap<&GroupName, usize> = BTreeMap::new();
+        let mut kids: BTreeMap<&GroupName, usize> = BTreeMap::new();
+        for (i, change) in plan.changes.iter().enumerate() {
+            match change {
                 Change::CreateGroup {
                     group,
                     description,
                     attributes,
-                } => call(
+                } => calls.push(call(
                     i,
                     Op::Create(api::create_body(
                         group.as_str(),
@@ -506,60 +836,64 @@ impl Target for ContensisTarget {
                         attributes.get("custom"),
                     )),
                     group,
-                    None,
-                ),
+                )),
                 Change::UpdateGroup { group, fields } => {
-                    let have = observed.groups.get(group);
-                    let id = have.map(|g| g.id.clone()).unwrap_or_default();
-                    let to = |k: &str| fields.get(k).map(|f| f.to.clone());
-                    let name = to("name")
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_else(|| group.as_str().to_owned());
-                    let description = match to("description") {
-                        Some(v) => v.as_str().map(str::to_owned),
-                        None => have.and_then(|g| g.group.description.clone()),
-                    };
-                    let custom = to("custom").unwrap_or_else(|| {
-                        have.and_then(|g| g.group.extras.get(TYPE))
-                            .and_then(|a| a.get("custom").cloned())
-                            .unwrap_or_else(|| Value::Object(Default::default()))
-                    });
-                    let body = api::update_body(
-                        &id,
-                        &name,
-                        description.as_deref(),
-                        Self::kind_of(observed, group),
-                        &custom,
-                    );
-                    call(i, Op::Update(gref(group), body), group, None)
+                    let set: Map<String, Value> = fields
+                        .iter()
+                        .map(|(k, f)| (k.clone(), f.to.clone()))
+                        .collect();
+                    calls.push(call(i, Op::Update(gref(group), set), group));
                 }
-                Change::AddMember { group, member } => call(
-                    i,
-                    Op::AddMember(gref(group), user_slot(member)),
-                    group,
-                    None,
-                ),
-                Change::RemoveMember { group, member } => call(
+                Change::AddMember { group, member } => match user_id(member) {
+                    Some(id) => {
+                        let at = *adds.entry(group).or_insert_with(|| {
+                            calls.push(call(i, Op::AddMembers(gref(group), Vec::new()), group));
+                            calls.len() - 1
+                        });
+                        let c = &mut calls[at];
+                        if let Op::AddMembers(_, users) = &mut c.op {
+                            users.push((member.clone(), id));
+                        }
+                        if c.covers.last() != Some(&i) {
+                            c.covers.push(i);
+                        }
+                    }
+                    None => calls.push(call(
+                        i,
+                        Op::AddMember(gref(group), member.as_str().to_owned()),
+                        group,
+                    )),
+                },
+                Change::RemoveMember { group, member } => calls.push(call(
                     i,
                     Op::RemoveMember(gref(group), user_slot(member)),
                     group,
-                    None,
-                ),
-                Change::AddChild { group, child } => call(
-                    i,
-                    Op::AddChild(gref(group), gref(child)),
-                    group,
-                    Some(child),
-                ),
-                Change::RemoveChild { group, child } => call(
-                    i,
-                    Op::RemoveChild(gref(group), gref(child)),
-                    group,
-                    Some(child),
-                ),
-                Change::DeleteGroup { group } => call(i, Op::Delete(gref(group)), group, None),
-            })
-            .collect()
+                )),
+                Change::AddChild { group, child } => {
+                    let at = *kids.entry(group).or_insert_with(|| {
+                        calls.push(call(i, Op::AddChildren(gref(group), Vec::new()), group));
+                        calls.len() - 1
+                    });
+                    let c = &mut calls[at];
+                    if let Op::AddChildren(_, children) = &mut c.op {
+                        children.push((child.clone(), gref(child)));
+                    }
+                    c.children.push(child.clone());
+                    if c.covers.last() != Some(&i) {
+                        c.covers.push(i);
+                    }
+                }
+                Change::RemoveChild { group, child } => {
+                    let mut c = call(i, Op::RemoveChild(gref(group), gref(child)), group);
+                    c.children.push(child.clone());
+                    calls.push(c);
+                }
+                Change::DeleteGroup { group } => {
+                    calls.push(call(i, Op::Delete(gref(group)), group))
+                }
+            }
+        }
+        calls
     }
 
     async fn send(&self, call: &ContensisCall) -> Result<Sent, CallError> {
@@ -602,11 +936,45 @@ impl Target for ContensisTarget {
                 self.remember(&created.name, &created.id);
                 Ok(Sent::Done)
             }
-            Op::Update(r, body) => {
-                let path = api::group(&self.group_slot(r));
-                self.request(Method::PUT, &path, &[], Some(body), g, &[])
-                    .await?;
-                Ok(Sent::Done)
+            Op::Update(r, set) => self.update(call, r, set).await,
+            Op::AddMembers(r, users) => {
+                let slot = self.group_slot(r);
+                let items: Vec<(String, String)> = users
+                    .iter()
+                    .map(|(u, id)| (u.as_str().to_owned(), id.clone()))
+                    .collect();
+                let path = api::group_users(&slot);
+                self.bulk_add(call, &path, &path, &items, ("member", api::user))
+                    .await
+            }
+            Op::AddChildren(r, children) => {
+                let slot = self.group_slot(r);
+                let mut items = Vec::new();
+                for (name, c) in children {
+                    let mut id = self.group_slot(c);
+                    if uuid::Uuid::parse_str(&id).is_err() {
+                        id = match self.find_group(name).await? {
+                            Some(found) => found.id,
+                            None => {
+                                let path = api::group(name.as_str());
+                                return Err(self.err(
+                                    &Method::GET,
+                                    &path,
+                                    g,
+                                    CallErrorKind::Status {
+                                        status: 404,
+                                        message: format!("child group \"{name}\" not found"),
+                                        retry_after: None,
+                                    },
+                                ));
+                            }
+                        };
+                    }
+                    items.push((name.as_str().to_owned(), id));
+                }
+                let path = api::group_children(&slot);
+                self.bulk_add(call, &path, &path, &items, ("child", api::group))
+                    .await
             }
             Op::AddMember(r, user) => {
                 let path = api::group_user(&self.group_slot(r), user);
@@ -616,16 +984,6 @@ impl Target for ContensisTarget {
                 Ok(already_if(
                     resp.status() == StatusCode::CONFLICT,
                     "already a member",
-                ))
-            }
-            Op::AddChild(r, c) => {
-                let path = api::group_child(&self.group_slot(r), &self.group_slot(c));
-                let resp = self
-                    .request(Method::PUT, &path, &[], None, g, &[StatusCode::CONFLICT])
-                    .await?;
-                Ok(already_if(
-                    resp.status() == StatusCode::CONFLICT,
-                    "already a child",
                 ))
             }
             Op::RemoveMember(r, user) => {
@@ -699,10 +1057,112 @@ fn session(name: &str, config: &ContensisConfig) -> BearerSession {
     BearerSession::new(name, api::TOKEN, form, "check the client id and secret")
 }
 
+/// `kind` with `note` added to the server's message.
+fn with_note(kind: CallErrorKind, note: &str) -> CallErrorKind {
+    match kind {
+        CallErrorKind::Status {
+            status,
+            message,
+            retry_after,
+        } => CallErrorKind::Status {
+            status,
+            message: format!("{message}; {note}"),
+            retry_after,
+        },
+        other => other,
+    }
+}
+
 fn already_if(already: bool, why: &str) -> Sent {
     if already {
         Sent::AlreadyDone(why.to_owned())
     } else {
         Sent::Done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn target() -> ContensisTarget {
+        let config = ContensisConfig {
+            url: "http://127.0.0.1:9".into(),
+            auth: ContensisAuth::ClientCredentials {
+                client_id: "roster".into(),
+                client_secret: Secret::new("s"),
+            },
+            scope: config::DEFAULT_SCOPE.into(),
+        };
+        let one = NonZeroUsize::MIN;
+        ContensisTarget::new("cms", &config, reqwest::Client::new(), one)
+    }
+
+    #[test]
+    fn adds_are_one_call_per_group_and_removals_one_per_member() {
+        let g = |n: &str| GroupName(n.to_owned());
+        let u = |n: &str| UserKey(n.to_owned());
+        let mut observed = Observed::default();
+        for name in ["G", "H"] {
+            observed.groups.insert(
+                g(name),
+                ObservedGroup {
+                    id: format!("id-{name}"),
+                    group: Group::named(name),
+                    kind: GroupKind::Managed,
+                },
+            );
+        }
+        for name in ["a", "b", "c"] {
+            observed.users.insert(u(name), format!("uid-{name}"));
+        }
+        let add = |grp: &str, m: &str| Change::AddMember {
+            group: g(grp),
+            member: u(m),
+        };
+        let plan = Plan {
+            changes: vec![
+                add("G", "a"),
+                add("G", "b"),
+                Change::RemoveMember {
+                    group: g("G"),
+                    member: u("c"),
+                },
+                add("H", "c"),
+                Change::AddChild {
+                    group: g("G"),
+                    child: g("H"),
+                },
+                Change::AddChild {
+                    group: g("G"),
+                    child: g("New"),
+                },
+            ],
+            ..Plan::default()
+        };
+        let calls = target().compile(&plan, &observed);
+        let ops: Vec<&Op> = calls.iter().map(|c| &c.op).collect();
+        assert_eq!(
+            ops,
+            [
+                &Op::AddMembers(
+                    GroupRef::Id("id-G".into()),
+                    vec![(u("a"), "uid-a".into()), (u("b"), "uid-b".into())]
+                ),
+                &Op::RemoveMember(GroupRef::Id("id-G".into()), "uid-c".into()),
+                &Op::AddMembers(GroupRef::Id("id-H".into()), vec![(u("c"), "uid-c".into())]),
+                &Op::AddChildren(
+                    GroupRef::Id("id-G".into()),
+                    vec![
+                        (g("H"), GroupRef::Id("id-H".into())),
+                        (g("New"), GroupRef::Name(g("New")))
+                    ]
+                ),
+            ]
+        );
+        assert_eq!(calls[0].covers(), [0, 1]);
+        assert_eq!(calls[3].covers(), [4, 5]);
+        assert_eq!(calls[3].needs(), [&g("G"), &g("H"), &g("New")]);
     }
 }

@@ -11,6 +11,11 @@
 //!
 //! Choices the reference leaves open (beyond the [`Behaviour`] switches):
 //! * A client-chosen `id` on create is honoured when it is a free GUID (409 when taken).
+//! * Every group carries `autoMembershipEmailDomains` (null unless seeded or written) and any
+//!   extra fields its seed gives it; a `PUT` writes each from its body, and clears the ones it
+//!   omits unless [`Behaviour::put_mode`] is merge.
+//! * The bulk adds (`POST .../users`, `POST .../groups`) take a bare JSON array of GUID strings
+//!   and answer 204; an id already there or unknown is answered as [`Behaviour`] says.
 //! * `C4` on a group that is not a direct child answers `404 "Child group not found"`.
 //! * With [`Behaviour::protect_system_groups`], `PUT`/`DELETE` of a `sys` or `external` group and
 //!   membership changes of an `external` group answer 403; the members of `sys` groups (such as
@@ -146,6 +151,14 @@ pub struct SeedGroup {
     /// A fixed id (GUID); a random one when omitted.
     #[serde(default)]
     pub id: Option<Uuid>,
+    /// The e-mail domains whose users join the group automatically (`autoMembershipEmailDomains`,
+    /// the "Domains" of the group in the UI).
+    #[serde(default)]
+    pub auto_membership_email_domains: Option<Vec<String>>,
+    /// Further fields a group carries on the server, by their wire name (`[contensis.group.extra]`):
+    /// returned on every read, and cleared by a replacing `PUT` that omits them.
+    #[serde(default)]
+    pub extra: BTreeMap<String, Value>,
 }
 
 /// The `type` of a group.
@@ -190,6 +203,14 @@ pub struct Behaviour {
     /// `PUT`/`DELETE` of `sys` and `external` groups, and membership changes of `external`
     /// groups, are answered 403 (default true).
     pub protect_system_groups: bool,
+    /// Answer to a bulk add (`POST .../users`, `POST .../groups`) naming an id that already is a
+    /// direct member (default 409).
+    pub bulk_add_existing: BulkExisting,
+    /// Answer to a bulk add naming an id that is no user (or no group) (default 404).
+    pub bulk_add_unknown: BulkUnknown,
+    /// When a bulk add is refused (an existing or unknown id), whether the other ids were added
+    /// all the same before the refusal (default true: the answer says nothing of what happened).
+    pub bulk_add_partial: bool,
 }
 
 impl Default for Behaviour {
@@ -201,6 +222,9 @@ impl Default for Behaviour {
             reject_cycles: true,
             max_page_size: 1000,
             protect_system_groups: true,
+            bulk_add_existing: BulkExisting::Conflict,
+            bulk_add_unknown: BulkUnknown::NotFound,
+            bulk_add_partial: true,
         }
     }
 }
@@ -216,11 +240,36 @@ pub enum AddExisting {
     Conflict,
 }
 
+/// The answer to a bulk add naming an id that already is a direct member.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BulkExisting {
+    /// Skipped: the others are added and the answer is 204.
+    Ignore,
+    /// `409 "Resource already exists in target location"`.
+    #[default]
+    Conflict,
+    /// `400` naming the id.
+    BadRequest,
+}
+
+/// The answer to a bulk add naming an id that is no user (or no group).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BulkUnknown {
+    /// Skipped: the others are added and the answer is 204.
+    Ignore,
+    /// `404 "User not found"` (or `"Group not found"`).
+    #[default]
+    NotFound,
+}
+
 /// What `PUT` of a group does with the fields its body omits.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PutMode {
-    /// Omitted fields are cleared (`description` null, `custom` empty); `name` is required.
+    /// Omitted fields are cleared (`description` null, `custom` empty, any other field such as
+    /// `autoMembershipEmailDomains` null); `name` is required.
     #[default]
     Replace,
     /// Omitted fields keep their values.
@@ -320,6 +369,8 @@ pub struct SimGroup {
     pub members: BTreeSet<String>,
     /// Names of the direct child groups.
     pub children: BTreeSet<String>,
+    /// The other fields the group carries (`autoMembershipEmailDomains` and any seeded extra).
+    pub extra: BTreeMap<String, Value>,
 }
 
 /// A running Contensis simulator's state. Cloning gives another handle on the same state: one
@@ -346,6 +397,21 @@ struct GroupRec {
     custom: BTreeMap<String, String>,
     members: BTreeSet<Uuid>,
     children: BTreeSet<Uuid>,
+    /// Fields beyond those above, by wire name; always holds `autoMembershipEmailDomains`.
+    extra: BTreeMap<String, Value>,
+}
+
+/// The field a group's auto-membership domains are sent in.
+const AUTO_DOMAINS: &str = "autoMembershipEmailDomains";
+
+/// The extra fields of a new group: `autoMembershipEmailDomains` null, plus `more`.
+fn extra_fields(
+    domains: Option<&Vec<String>>,
+    more: &BTreeMap<String, Value>,
+) -> BTreeMap<String, Value> {
+    let mut extra = BTreeMap::from([(AUTO_DOMAINS.to_owned(), json!(domains))]);
+    extra.extend(more.iter().map(|(k, v)| (k.clone(), v.clone())));
+    extra
 }
 
 /// The simulator's state behind its handles (opaque: only its handles reach inside).
@@ -409,6 +475,7 @@ impl ContensisSim {
                 custom: BTreeMap::new(),
                 members: admins,
                 children: BTreeSet::new(),
+                extra: extra_fields(None, &BTreeMap::new()),
             },
         );
         for name in seed
@@ -429,6 +496,10 @@ impl ContensisSim {
                         }
                         rec.custom.extend(g.custom.clone());
                         rec.members.extend(members);
+                        if let Some(d) = &g.auto_membership_email_domains {
+                            rec.extra.insert(AUTO_DOMAINS.to_owned(), json!(d));
+                        }
+                        rec.extra.extend(g.extra.clone());
                     }
                     id
                 }
@@ -445,6 +516,7 @@ impl ContensisSim {
                             custom: g.custom.clone(),
                             members,
                             children: BTreeSet::new(),
+                            extra: extra_fields(g.auto_membership_email_domains.as_ref(), &g.extra),
                         },
                     );
                     id
@@ -578,6 +650,17 @@ impl ContensisSim {
             rec.children = kids;
         }
         id.to_string()
+    }
+
+    /// Deletes a user (and its memberships) directly, as another administrator would.
+    pub fn remove_user(&self, username: &str) {
+        let mut st = self.lock();
+        if let Some(id) = st.user_by_name(username) {
+            st.users.remove(&id);
+            for g in st.groups.values_mut() {
+                g.members.remove(&id);
+            }
+        }
     }
 
     /// Invalidates every access token issued so far (refresh tokens still work).
@@ -724,6 +807,7 @@ impl SimState {
                 custom: BTreeMap::new(),
                 members: BTreeSet::new(),
                 children: BTreeSet::new(),
+                extra: extra_fields(None, &BTreeMap::new()),
             },
         );
         id
@@ -776,6 +860,7 @@ impl SimState {
                 .iter()
                 .filter_map(|c| self.groups.get(c).map(|c| c.name.clone()))
                 .collect(),
+            extra: g.extra.clone(),
         })
     }
 
@@ -841,7 +926,7 @@ impl SimState {
         let Some(g) = self.groups.get(&id) else {
             return Value::Null;
         };
-        json!({
+        let mut body = json!({
             "id": g.id,
             "name": g.name,
             "description": g.description,
@@ -849,8 +934,13 @@ impl SimState {
             "custom": g.custom,
             "userCount": g.members.len(),
             "childGroupCount": g.children.len(),
-            "autoMembershipEmailDomains": null,
-        })
+        });
+        if let Value::Object(fields) = &mut body {
+            for (k, v) in &g.extra {
+                fields.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        body
     }
 
     fn user_json(&self, id: Uuid) -> Value {
@@ -1228,6 +1318,21 @@ impl GroupBody {
         }
     }
 
+    /// `autoMembershipEmailDomains`: `None` when absent; else null or an array of strings.
+    fn domains(&self) -> Result<Option<Value>, ApiError> {
+        match self.field(AUTO_DOMAINS) {
+            None => Ok(None),
+            Some(v @ Value::Null) => Ok(Some(v.clone())),
+            Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+                Ok(Some(Value::Array(items.clone())))
+            }
+            Some(_) => Err(ApiError::validation(
+                AUTO_DOMAINS,
+                "The domains must be an array of strings",
+            )),
+        }
+    }
+
     /// The `type`, checked against the one the group must have.
     fn check_kind(&self, expected: GroupKind) -> Result<(), ApiError> {
         match self.field("type") {
@@ -1373,6 +1478,7 @@ async fn create_group(
     body.check_kind(GroupKind::Contensis)?;
     let description = body.description()?.flatten();
     let custom = body.custom()?.unwrap_or_default();
+    let domains = body.domains()?.unwrap_or(Value::Null);
     let id = match body.field("id") {
         None | Some(Value::Null) => None,
         Some(v) => Some(
@@ -1396,6 +1502,7 @@ async fn create_group(
             custom,
             members: BTreeSet::new(),
             children: BTreeSet::new(),
+            extra: BTreeMap::from([(AUTO_DOMAINS.to_owned(), domains)]),
         },
     );
     st.writes += 1;
@@ -1434,15 +1541,34 @@ async fn update_group(
         None if merge => current.custom.clone(),
         None => BTreeMap::new(),
     };
+    // Every other field the group carries is written the same way: from the body when sent,
+    // else kept (merge) or cleared (replace).
+    body.domains()?;
+    let extra: BTreeMap<String, Value> = current
+        .extra
+        .iter()
+        .map(|(k, old)| {
+            let v = match body.field(k) {
+                Some(v) => v.clone(),
+                None if merge => old.clone(),
+                None => Value::Null,
+            };
+            (k.clone(), v)
+        })
+        .collect();
     st.check_name(&name, Some(id))?;
     let changed = {
         let Some(rec) = st.groups.get_mut(&id) else {
             return Err(ApiError::NotFound(GROUP_NOT_FOUND));
         };
-        let changed = rec.name != name || rec.description != description || rec.custom != custom;
+        let changed = rec.name != name
+            || rec.description != description
+            || rec.custom != custom
+            || rec.extra != extra;
         rec.name = name;
         rec.description = description;
         rec.custom = custom;
+        rec.extra = extra;
         changed
     };
     if changed {
@@ -1631,7 +1757,10 @@ fn link_one(st: &mut SimState, parent: Uuid, id: Uuid, what: Link) -> ApiResult 
     Ok(no_content())
 }
 
-/// M3 and C3: links every user or group of a JSON array of GUIDs, all of which must exist.
+/// M3 and C3: links every user or group of a JSON array of GUIDs. An id that is unknown or
+/// already linked is answered as [`Behaviour::bulk_add_unknown`] and
+/// [`Behaviour::bulk_add_existing`] say; a refused call still links the other ids when
+/// [`Behaviour::bulk_add_partial`] is set.
 fn link_many(
     st: &mut SimState,
     headers: &HeaderMap,
@@ -1642,11 +1771,47 @@ fn link_many(
     st.admin(headers)?;
     let parent = st.group_id(group)?;
     let ids = parse_guids(body)?;
-    for id in &ids {
-        what.check_known(st, id)?;
+    st.protect(parent, true)?;
+    let linked = st
+        .groups
+        .get_mut(&parent)
+        .map(|g| what.of(g).clone())
+        .unwrap_or_default();
+    let mut refusal = None;
+    let mut fine = Vec::new();
+    for id in ids {
+        if let Err(e) = what.check_known(st, &id) {
+            if st.behaviour.bulk_add_unknown == BulkUnknown::NotFound {
+                refusal.get_or_insert(e);
+            }
+        } else if linked.contains(&id) {
+            match st.behaviour.bulk_add_existing {
+                BulkExisting::Ignore => {}
+                BulkExisting::Conflict => {
+                    refusal.get_or_insert(ApiError::Conflict);
+                }
+                BulkExisting::BadRequest => {
+                    refusal.get_or_insert(ApiError::BadRequest(format!(
+                        "{id} is already a member of the group"
+                    )));
+                }
+            }
+        } else {
+            fine.push(id);
+        }
     }
-    link(st, parent, &ids, what)?;
-    Ok(no_content())
+    match refusal {
+        None => {
+            link(st, parent, &fine, what)?;
+            Ok(no_content())
+        }
+        Some(e) => {
+            if st.behaviour.bulk_add_partial {
+                link(st, parent, &fine, what)?;
+            }
+            Err(e)
+        }
+    }
 }
 
 /// M4 and C4: unlinks one user or group, 404 when it was not linked.
