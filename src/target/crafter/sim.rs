@@ -991,8 +991,8 @@ async fn a1_list(
     let total = groups.len();
     let page: Vec<Value> = groups
         .into_iter()
-        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .skip(as_index(offset))
+        .take(as_index(limit))
         .map(|g| st.group_json(g))
         .collect();
     Ok(v2_ok(
@@ -1217,8 +1217,8 @@ async fn a6_members(
         .collect();
     let users: Vec<Value> = visible
         .iter()
-        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .skip(as_index(offset))
+        .take(as_index(limit))
         .map(|u| st.user_json(*u))
         .collect();
     Ok(v2_ok(
@@ -1411,8 +1411,8 @@ async fn a10_users(
         .collect();
     let page: Vec<Value> = users
         .iter()
-        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .skip(as_index(offset))
+        .take(as_index(limit))
         .map(|u| st.user_json(*u))
         .collect();
     Ok(v2_ok(
@@ -1749,6 +1749,12 @@ fn v1_user(st: &SimState, id: i64) -> Value {
         "email": format!("{username}@example.com"),
         "externally_managed": false,
     })
+}
+
+/// An `offset` or `limit` Studio has validated as at least 0, as a count of items (one beyond any
+/// list when it does not fit).
+fn as_index(n: i64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 #[cfg(test)]
