@@ -1753,8 +1753,8 @@ fn v1_user(st: &SimState, id: i64) -> Value {
 
 /// An `offset` or `limit` Studio has validated as at least 0, as a count of items (one beyond any
 /// list when it does not fit).
-fn as_index(n: i64) -> usize {
-    usize::try_from(n).unwrap_or(usize::MAX)
+fn as_index<N: TryInto<usize>>(n: N) -> usize {
+    n.try_into().unwrap_or(usize::MAX)
 }
 
 #[cfg(test)]
