@@ -414,7 +414,7 @@ fn vet_refuses_any_change_to_a_group_roster_may_not_change() {
 fn vet_holds_api_1_descriptions_to_the_basic_multilingual_plane() {
     let ok = vetted(
         &v1(),
-        &[("last_bmp", Some("ends in \u{FFFF}".to_owned()), 1)],
+        &[("last_bmp\u{FFFF}", Some("ends in \u{FFFF}".to_owned()), 1)],
         &Observed::default(),
     );
     assert!(ok.is_empty(), "{ok:#?}");
@@ -424,6 +424,8 @@ fn vet_holds_api_1_descriptions_to_the_basic_multilingual_plane() {
         &Observed::default(),
     );
     assert_eq!(text, [format!("emoji: {V1_BEYOND_BMP}")]);
+    let text = vetted(&v1(), &[("party\u{1F389}", None, 1)], &Observed::default());
+    assert_eq!(text, [format!("party\u{1F389}: {V1_BEYOND_BMP}")]);
 }
 
 /// An add of a user Studio has (by id), or of a name it could hold, is never refused; only a
