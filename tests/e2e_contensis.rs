@@ -792,3 +792,27 @@ async fn a_bulk_add_whose_answer_was_lost_is_sent_again_safely_under_every_answe
         assert!(!w.plan().await.any_changes(), "{existing}");
     }
 }
+
+#[tokio::test]
+async fn group_bodies_contensis_would_refuse_fail_the_plan_at_their_origin() {
+    // A blank name, and custom data that is not a string: the server refuses both with 422.
+    for (bad, at) in [
+        ("[[group]]\nname = \" \"\n", "groups.toml:2:8"),
+        (
+            "[[group]]\nname = \"G\"\n[group.contensis]\ncustom = { n = 1 }\n",
+            "groups.toml:4:",
+        ),
+    ] {
+        let w = World::new(USERS, bad, "").await;
+        let out = w.roster(&["plan"]).await;
+        let text = suite::both(&out);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(
+            text.contains("loading the desired state failed") && text.contains(at),
+            "{at}: {text}"
+        );
+        let out = w.roster(&["apply"]).await;
+        assert_ne!(out.status.code(), Some(0), "{}", suite::both(&out));
+        assert_eq!(w.sim.contensis.writes(), 0, "{bad}");
+    }
+}

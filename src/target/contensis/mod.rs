@@ -609,6 +609,91 @@ impl ContensisTarget {
     }
 }
 
+impl ContensisTarget {
+    /// The planned child additions that would close a cycle (see [`Target::vet`]).
+    async fn cycles(
+        &self,
+        observed: &Observed,
+        plan: &Plan,
+    ) -> Result<Vec<Rejection>, ObserveError> {
+        let key = |n: &GroupName| fold(n.as_str(), true);
+        let adds: Vec<(usize, &GroupName, &GroupName)> = plan
+            .changes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| match c {
+                Change::AddChild { group, child } => Some((i, group, child)),
+                _ => None,
+            })
+            .collect();
+        if adds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut links: HashMap<String, BTreeSet<String>> = HashMap::new();
+        for (name, g) in &observed.groups {
+            links
+                .entry(key(name))
+                .or_default()
+                .extend(g.group.children.iter().map(key));
+        }
+        for (_, group, child) in &adds {
+            links.entry(key(group)).or_default().insert(key(child));
+        }
+        let others: HashMap<String, &GroupName> =
+            observed.others.iter().map(|n| (key(n), n)).collect();
+        let outside: BTreeSet<&GroupName> = links
+            .values()
+            .flatten()
+            .filter_map(|k| others.get(k).copied())
+            .collect();
+        for name in outside {
+            let slot = self.group_slot(&GroupRef::Name(name.clone()));
+            let below = self
+                .get_all_with(
+                    &api::group_children(&slot),
+                    &[("includeInherited", "true".to_owned())],
+                    Some(name),
+                )
+                .await?;
+            let below = below
+                .iter()
+                .filter_map(|g| g.get("name").and_then(Value::as_str))
+                .map(str::to_lowercase);
+            links.entry(key(name)).or_default().extend(below);
+        }
+        let reaches = |from: &str, to: &str| {
+            let mut seen = HashSet::new();
+            let mut stack = vec![from.to_owned()];
+            while let Some(k) = stack.pop() {
+                if k == to {
+                    return true;
+                }
+                if seen.insert(k.clone())
+                    && let Some(next) = links.get(&k)
+                {
+                    stack.extend(next.iter().cloned());
+                }
+            }
+            false
+        };
+        Ok(adds
+            .into_iter()
+            .filter(|(_, group, child)| reaches(&key(child), &key(group)))
+            .filter_map(|(i, group, child)| {
+                Rejection::of_change(
+                    plan,
+                    i,
+                    format!(
+                        "\"{child}\" already contains \"{group}\" (directly or through its child \
+                         groups), so adding it as a child would make a cycle, which Contensis \
+                         refuses; remove \"{group}\" from \"{child}\" first"
+                    ),
+                )
+            })
+            .collect())
+    }
+}
+
 impl Named for ContensisTarget {
     fn target_name(&self) -> &str {
         &self.name
@@ -706,92 +791,43 @@ impl Target for ContensisTarget {
         Ok(observed)
     }
 
-    /// Refuses a child group that would make a cycle, which Contensis refuses (a group cannot
-    /// be its own child, nor hold a group that holds it). The links checked are those the groups
-    /// hold now plus the planned additions; planned removals are not taken off, since the
-    /// executor may send an addition before a removal of the same stage. Groups outside the scope
-    /// were not read, so the descendants of each one a link leads to are read (one call each).
+    /// Refuses what Contensis refuses on a group write: a create or rename without a name, a
+    /// description that is not a string, `custom` data that is not an object of string values
+    /// (each checked only where a create or update sends it); and a child group that would make
+    /// a cycle (a group cannot be its own child, nor hold a group that holds it). For cycles the
+    /// links checked are those the groups hold now plus the planned additions; planned removals
+    /// are not taken off, since the executor may send an addition before a removal of the same
+    /// stage. Groups outside the scope were not read, so the descendants of each one a link
+    /// leads to are read (one call each).
     async fn vet(
         &self,
         _desired: &Desired,
         observed: &Observed,
         plan: &Plan,
     ) -> Result<Vec<Rejection>, ObserveError> {
-        let key = |n: &GroupName| fold(n.as_str(), true);
-        let adds: Vec<(usize, &GroupName, &GroupName)> = plan
+        let mut refused: Vec<Rejection> = plan
             .changes
             .iter()
             .enumerate()
-            .filter_map(|(i, c)| match c {
-                Change::AddChild { group, child } => Some((i, group, child)),
-                _ => None,
+            .filter_map(|(i, c)| {
+                let problem = match c {
+                    Change::CreateGroup {
+                        group, attributes, ..
+                    } => field_problem("name", &Value::from(group.as_str())).or_else(|| {
+                        attributes
+                            .get("custom")
+                            .and_then(|v| field_problem("custom", v))
+                    }),
+                    Change::UpdateGroup { fields, .. } => {
+                        fields.iter().find_map(|(k, f)| field_problem(k, &f.to))
+                    }
+                    _ => None,
+                }?;
+                Rejection::of_change(plan, i, problem)
             })
             .collect();
-        if adds.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut links: HashMap<String, BTreeSet<String>> = HashMap::new();
-        for (name, g) in &observed.groups {
-            links
-                .entry(key(name))
-                .or_default()
-                .extend(g.group.children.iter().map(key));
-        }
-        for (_, group, child) in &adds {
-            links.entry(key(group)).or_default().insert(key(child));
-        }
-        let others: HashMap<String, &GroupName> =
-            observed.others.iter().map(|n| (key(n), n)).collect();
-        let outside: BTreeSet<&GroupName> = links
-            .values()
-            .flatten()
-            .filter_map(|k| others.get(k).copied())
-            .collect();
-        for name in outside {
-            let slot = self.group_slot(&GroupRef::Name(name.clone()));
-            let below = self
-                .get_all_with(
-                    &api::group_children(&slot),
-                    &[("includeInherited", "true".to_owned())],
-                    Some(name),
-                )
-                .await?;
-            let below = below
-                .iter()
-                .filter_map(|g| g.get("name").and_then(Value::as_str))
-                .map(str::to_lowercase);
-            links.entry(key(name)).or_default().extend(below);
-        }
-        let reaches = |from: &str, to: &str| {
-            let mut seen = HashSet::new();
-            let mut stack = vec![from.to_owned()];
-            while let Some(k) = stack.pop() {
-                if k == to {
-                    return true;
-                }
-                if seen.insert(k.clone())
-                    && let Some(next) = links.get(&k)
-                {
-                    stack.extend(next.iter().cloned());
-                }
-            }
-            false
-        };
-        Ok(adds
-            .into_iter()
-            .filter(|(_, group, child)| reaches(&key(child), &key(group)))
-            .filter_map(|(i, group, child)| {
-                Rejection::of_change(
-                    plan,
-                    i,
-                    format!(
-                        "\"{child}\" already contains \"{group}\" (directly or through its child \
-                         groups), so adding it as a child would make a cycle, which Contensis \
-                         refuses; remove \"{group}\" from \"{child}\" first"
-                    ),
-                )
-            })
-            .collect())
+        refused.extend(self.cycles(observed, plan).await?);
+        Ok(refused)
     }
 
     fn compile(&self, plan: &Plan, observed: &Observed) -> Vec<ContensisCall> {
@@ -1073,6 +1109,24 @@ fn with_note(kind: CallErrorKind, note: &str) -> CallErrorKind {
     }
 }
 
+/// Why Contensis would refuse `value` as the group body's field `field`, if it would: a
+/// blank name, a description other than a string or null, `custom` other than an object of
+/// strings (the API documents custom data as string properties).
+fn field_problem(field: &str, value: &Value) -> Option<String> {
+    match (field, value) {
+        ("name", Value::String(s)) if !s.trim().is_empty() => None,
+        ("name", _) => Some("Contensis requires a group name that is not blank".into()),
+        ("description", Value::String(_) | Value::Null) => None,
+        ("description", _) => Some("Contensis takes a description only as a string".into()),
+        ("custom", Value::Null) => None,
+        ("custom", Value::Object(m)) => m.iter().find(|(_, v)| !v.is_string()).map(|(k, v)| {
+            format!("Contensis takes custom values only as strings, and custom.{k} is {v}")
+        }),
+        ("custom", _) => Some("Contensis takes custom data only as an object of strings".into()),
+        _ => None,
+    }
+}
+
 fn already_if(already: bool, why: &str) -> Sent {
     if already {
         Sent::AlreadyDone(why.to_owned())
@@ -1164,5 +1218,51 @@ mod tests {
         assert_eq!(calls[0].covers(), [0, 1]);
         assert_eq!(calls[3].covers(), [4, 5]);
         assert_eq!(calls[3].needs(), [&g("G"), &g("H"), &g("New")]);
+    }
+
+    #[tokio::test]
+    async fn vet_refuses_bodies_contensis_would_refuse_and_only_those() {
+        use crate::plan::change::FieldChange;
+        let g = |n: &str| GroupName(n.to_owned());
+        let custom = |v: Value| crate::model::Attributes::from([("custom".to_owned(), v)]);
+        let update = |k: &str, to: Value| Change::UpdateGroup {
+            group: g("U"),
+            fields: BTreeMap::from([(
+                k.to_owned(),
+                FieldChange {
+                    from: Value::Null,
+                    to,
+                },
+            )]),
+        };
+        let create = |name: &str, attributes| Change::CreateGroup {
+            group: g(name),
+            description: None,
+            attributes,
+        };
+        let plan = Plan {
+            changes: vec![
+                create("Fine", custom(serde_json::json!({"clientId": "PSSC"}))),
+                create(" ", Default::default()),
+                create("Num", custom(serde_json::json!({"n": 1}))),
+                update("custom", serde_json::json!({"ok": "x", "flag": true})),
+                update("custom", serde_json::json!({"ok": "x"})),
+                update("description", Value::Null),
+                update("description", serde_json::json!(3)),
+                update("name", Value::from("")),
+            ],
+            ..Plan::default()
+        };
+        let refused = target()
+            .vet(&Desired::default(), &Observed::default(), &plan)
+            .await
+            .expect("vet without child additions reads nothing");
+        let at: Vec<Option<usize>> = refused.iter().map(|r| r.change).collect();
+        assert_eq!(
+            at,
+            [Some(1), Some(2), Some(3), Some(6), Some(7)],
+            "{refused:?}"
+        );
+        assert!(refused[1].message.contains("custom.n is 1"), "{refused:?}");
     }
 }
