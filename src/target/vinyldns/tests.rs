@@ -232,8 +232,9 @@ fn the_email_rule_is_the_servers() {
     let none: Vec<String> = Vec::new();
     assert!(email_rule("ops@example.com", &none, 2).is_ok());
     assert!(email_rule("a.b+c!d&e-f_g@mail.example.com", &none, 2).is_ok());
-    // The pattern allows a dot just before the @.
+    // The pattern allows a dot just before the @, and inner hyphens in a domain label.
     assert!(email_rule("ops.@example.com", &none, 2).is_ok());
+    assert!(email_rule("ops@my-example.com", &none, 2).is_ok());
     for bad in [
         "ops",
         "@example.com",
@@ -242,6 +243,7 @@ fn the_email_rule_is_the_servers() {
         ".ops@example.com",
         "o..ps@example.com",
         "ops@-example.com",
+        "ops@exa_mple.com",
         "ops@example.com.",
     ] {
         assert!(email_rule(bad, &none, 2).is_err(), "{bad}");
