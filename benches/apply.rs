@@ -61,7 +61,7 @@ async fn once(rt_label: usize) {
         url: running.url(),
         auth: ContensisAuth::ClientCredentials {
             client_id: "roster".into(),
-            client_secret: roster::config::secret::Secret::new("bench"),
+            client_secret: roster::secret::Secret::new("bench"),
         },
         scope: "Security_Administrator".into(),
     };

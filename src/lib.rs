@@ -15,6 +15,7 @@
 //! - [`target`]: the connector seam and the connectors (Contensis, VinylDNS, Crafter Studio,
 //!   UiPath Identity), each with its simulator.
 //! - [`exec`]: order, concurrency and retries of calls; knows no API.
+//! - [`retry`]: backoff and `Retry-After`, below both the executor and the connectors' reads.
 //! - [`reconcile`], [`run`]: one target, then all targets, for one run.
 //! - [`report`]: what people read and the exit codes.
 //! - [`sim`]: `roster sim`, serving the simulators from a seed file.
@@ -27,8 +28,11 @@ pub mod exec;
 pub mod model;
 pub mod plan;
 pub mod reconcile;
+mod registry;
 pub mod report;
+pub mod retry;
 pub mod run;
+pub mod secret;
 pub mod sim;
 pub mod source;
 pub mod target;

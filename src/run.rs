@@ -8,17 +8,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{Config, TargetConfig, TargetKind};
-use crate::exec::{Executor, RetryPolicy};
+use crate::exec::Executor;
 use crate::model::Desired;
 use crate::plan::{Policy, Scope};
 use crate::reconcile::{Mode, TargetOutcome, TargetReport, reconcile};
+use crate::retry::RetryPolicy;
 use crate::source::{self, SourceError};
 use crate::target::Target;
-use crate::target::contensis::ContensisTarget;
-use crate::target::crafter::CrafterTarget;
 use crate::target::http;
-use crate::target::uipath::UiPathTarget;
-use crate::target::vinyldns::VinylDnsTarget;
 
 /// What the caller asks of a run.
 #[derive(Clone, Debug)]
@@ -90,81 +87,69 @@ impl RunReport {
     }
 }
 
-/// A built connector: the closed list of target types, dispatched once, here.
-#[derive(Debug)]
-#[allow(clippy::large_enum_variant)] // one per target per run: boxing would buy nothing
-pub enum AnyTarget {
-    /// Contensis.
-    Contensis(ContensisTarget),
-    /// VinylDNS.
-    VinylDns(VinylDnsTarget),
-    /// Crafter Studio.
-    Crafter(CrafterTarget),
-    /// UiPath Identity.
-    UiPath(UiPathTarget),
-}
+/// Generates, from the registry's list, the built connectors and their dispatch.
+macro_rules! any_target {
+    ($($variant:ident($field:ident, $title:literal): target::$tm:ident::{$keys:ident, $config:ident, $conn:ident}, sim::$sm:ident::{$seed:ident, $sim:ident};)*) => {
+        /// A built connector: the closed list of target types, dispatched once, here.
+        #[derive(Debug)]
+        #[allow(clippy::large_enum_variant)] // one per target per run: boxing would buy nothing
+        pub enum AnyTarget {
+            $(
+                #[doc = concat!($title, ".")]
+                $variant(crate::target::$tm::$conn),
+            )*
+        }
 
-/// Runs `$body` with `$t` bound to the connector inside an [`AnyTarget`], whatever its type: the
-/// one place the closed list of connectors is matched on after building.
-macro_rules! each_target {
-    ($any:expr, $t:ident => $body:expr) => {
-        match $any {
-            AnyTarget::Contensis($t) => $body,
-            AnyTarget::VinylDns($t) => $body,
-            AnyTarget::Crafter($t) => $body,
-            AnyTarget::UiPath($t) => $body,
+        impl AnyTarget {
+            /// Builds the connector for one `[[target]]` table.
+            pub fn build(cfg: &TargetConfig) -> Result<Self, http::ClientError> {
+                let client = http::client(cfg.timeout, cfg.ca_file.as_deref())?;
+                let retry = retry_policy(cfg);
+                Ok(match &cfg.kind {
+                    $(TargetKind::$variant(c) => AnyTarget::$variant(
+                        crate::target::$tm::$conn::new(&cfg.name, c, client, cfg.concurrency)
+                            .with_read_retries(retry),
+                    ),)*
+                })
+            }
+
+            /// What the connector's API can express.
+            pub fn capabilities(&self) -> crate::model::Capabilities {
+                match self {
+                    $(AnyTarget::$variant(t) => t.capabilities(),)*
+                }
+            }
+
+            /// Checks the desired state against what the connector's API can hold (see
+            /// [`Target::prepare`]); `roster validate` uses it so that such problems show before a
+            /// run.
+            pub fn check(
+                &self,
+                desired: &Desired,
+                scope: &Scope,
+            ) -> Result<(), Vec<crate::config::Diagnostic>> {
+                match self {
+                    $(AnyTarget::$variant(t) => t.prepare(desired, scope).map(drop),)*
+                }
+            }
+
+            async fn reconcile(
+                &self,
+                type_name: &str,
+                desired: &Desired,
+                policy: &Policy,
+                exec: &Executor,
+                mode: Mode,
+            ) -> TargetReport {
+                match self {
+                    $(AnyTarget::$variant(t) => reconcile(t, type_name, desired, policy, exec, mode).await,)*
+                }
+            }
         }
     };
 }
 
-impl AnyTarget {
-    /// Builds the connector for one `[[target]]` table.
-    pub fn build(cfg: &TargetConfig) -> Result<Self, http::ClientError> {
-        let client = http::client(cfg.timeout, cfg.ca_file.as_deref())?;
-        let retry = retry_policy(cfg);
-        Ok(match &cfg.kind {
-            TargetKind::Contensis(c) => AnyTarget::Contensis(
-                ContensisTarget::new(&cfg.name, c, client, cfg.concurrency)
-                    .with_read_retries(retry),
-            ),
-            TargetKind::VinylDns(c) => AnyTarget::VinylDns(
-                VinylDnsTarget::new(&cfg.name, c, client, cfg.concurrency).with_read_retries(retry),
-            ),
-            TargetKind::Crafter(c) => AnyTarget::Crafter(
-                CrafterTarget::new(&cfg.name, c, client, cfg.concurrency).with_read_retries(retry),
-            ),
-            TargetKind::UiPath(c) => AnyTarget::UiPath(
-                UiPathTarget::new(&cfg.name, c, client, cfg.concurrency).with_read_retries(retry),
-            ),
-        })
-    }
-
-    /// What the connector's API can express.
-    pub fn capabilities(&self) -> crate::model::Capabilities {
-        each_target!(self, t => t.capabilities())
-    }
-
-    /// Checks the desired state against what the connector's API can hold (see
-    /// [`Target::prepare`]); `roster validate` uses it so that such problems show before a run.
-    pub fn check(
-        &self,
-        desired: &Desired,
-        scope: &Scope,
-    ) -> Result<(), Vec<crate::config::Diagnostic>> {
-        each_target!(self, t => t.prepare(desired, scope).map(drop))
-    }
-
-    async fn reconcile(
-        &self,
-        type_name: &str,
-        desired: &Desired,
-        policy: &Policy,
-        exec: &Executor,
-        mode: Mode,
-    ) -> TargetReport {
-        each_target!(self, t => reconcile(t, type_name, desired, policy, exec, mode).await)
-    }
-}
+crate::registry::targets!(any_target);
 
 /// Why a config that loaded is still not fit to run (what `roster validate` reports beyond the
 /// config file itself).

@@ -745,7 +745,7 @@ fn ldap_source_with_a_url_list_and_the_defaults() -> TestResult {
         starttls: false,
         ca_file: Some(dir.path().join("certs/ca.pem")),
         bind_dn: Some("cn=roster,ou=services,dc=example,dc=org".to_owned()),
-        bind_password: Some(roster::config::Secret::new("hunter2")),
+        bind_password: Some(roster::secret::Secret::new("hunter2")),
         base_dn: "ou=groups,dc=example,dc=org".to_owned(),
         scope: LdapScope::Sub,
         group_filter: "(objectClass=groupOfNames)".to_owned(),

@@ -406,7 +406,7 @@ async fn under_the_journal_text_logs_carry_no_timestamp_of_their_own() {
 
 #[tokio::test]
 async fn a_token_is_renewed_before_it_runs_out() {
-    use roster::config::Secret;
+    use roster::secret::Secret;
     use roster::target::oauth::{BearerSession, FormValue};
     // Tokens live 2 s, so roster renews them after 1 s (half their life, under the 60 s margin).
     let w = World::new(&format!("{USERS}\ntoken_ttl = \"2s\"\n"), "", "").await;

@@ -7,7 +7,7 @@ use roster::exec::Outcome;
 use roster::sim::SimKind;
 use roster::sim::control::SimControl as _;
 use roster::sim::faults::Faults;
-use roster::target::uipath::sim::{Behaviour, DuplicateName, SearchType, Strictness, UnknownUser};
+use roster::sim::uipath::{Behaviour, DuplicateName, SearchType, Strictness, UnknownUser};
 use support::harness::{Harness, UiPath};
 use support::suite::{self, Staged, applied, text};
 use support::{SECRET, World, group};

@@ -64,7 +64,7 @@ async fn a_search_stopped_at_the_size_limit_is_an_error_not_a_smaller_state() {
 async fn wrong_credentials_fail_with_what_ldap_said() {
     let slapd = Slapd::with_ldif(ldif::directory(5, 2, 2));
     let mut c = cfg(&slapd.url());
-    c.bind_password = Some(roster::config::secret::Secret::new("wrong"));
+    c.bind_password = Some(roster::secret::Secret::new("wrong"));
     let e = load(c).await.unwrap_err().to_string();
     assert!(e.contains("invalid credentials (result code 49)"), "{e}");
     assert!(e.contains(BIND_DN) && !e.contains("wrong"), "{e}");

@@ -8,10 +8,10 @@
 use std::time::{Duration, Instant};
 
 use reqwest::{Client, Method, StatusCode};
+use roster::sim::contensis::{AddExisting, Behaviour, BulkExisting, BulkUnknown, PutMode};
 use roster::sim::control::SimControl as _;
 use roster::sim::faults::Faults;
 use roster::sim::{RunningSim, parse_seed, start};
-use roster::target::contensis::sim::{AddExisting, Behaviour, BulkExisting, BulkUnknown, PutMode};
 use serde_json::{Value, json};
 
 const GUID_LEN: usize = 36;

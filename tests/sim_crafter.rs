@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use reqwest::{Client, Method, StatusCode, header};
 use roster::sim::control::SimControl as _;
+use roster::sim::crafter::{Behaviour, PatchShape, UnknownFields};
 use roster::sim::faults::Faults;
 use roster::sim::{RunningSim, SimKind, parse_seed, start};
-use roster::target::crafter::sim::{Behaviour, PatchShape, UnknownFields};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "roster-token";

@@ -7,8 +7,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use roster::sim::control::SimControl as _;
 use roster::sim::faults::Faults;
+use roster::sim::uipath::{Behaviour, DuplicateName, SearchType, Strictness, UnknownUser};
 use roster::sim::{self, RunningSim, SimKind};
-use roster::target::uipath::sim::{Behaviour, DuplicateName, SearchType, Strictness, UnknownUser};
 use serde_json::{Value, json};
 
 const P: &str = "3fa85f64-5717-4562-b3fc-2c963f66afa6";

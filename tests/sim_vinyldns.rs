@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use roster::sim::control::SimControl as _;
 use roster::sim::faults::Faults;
+use roster::sim::vinyldns::auth::{self as sim_auth, AuthFailure, Incoming};
+use roster::sim::vinyldns::{VinylDnsSeed, VinylDnsSim};
 use roster::target::vinyldns::sigv4;
-use roster::target::vinyldns::sim::{VinylDnsSeed, VinylDnsSim};
-use roster::target::vinyldns::sim_auth::{self, AuthFailure, Incoming};
 use serde_json::{Value, json};
 
 const AK: &str = "roster-access";

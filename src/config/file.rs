@@ -25,9 +25,9 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::diag::{Diagnostic, TextFile};
-use super::secret::{Secret, SecretKeys};
 use crate::model::Origin;
 use crate::plan::MembershipMode;
+use crate::secret::{Secret, SecretKeys};
 use crate::source::ldap::{LdapScope, LdapSourceConfig, MemberKind};
 
 /// The variable systemd sets to the folder of a unit's `LoadCredential=` files.

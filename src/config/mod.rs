@@ -39,7 +39,6 @@
 pub mod daemon;
 pub mod diag;
 pub(crate) mod file;
-pub mod secret;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -51,23 +50,17 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::DeTable;
 
+pub use crate::secret::Secret;
 pub use daemon::DaemonConfig;
 pub use diag::{Diagnostic, Severity, TextFile, locate};
-pub use secret::Secret;
 
 use crate::model::Origin;
 use crate::plan::MembershipMode;
 use crate::source::ldap::LdapSourceConfig;
-use crate::target::contensis::config::{ContensisConfig, ContensisKeys};
-use crate::target::crafter::config::{CrafterConfig, CrafterKeys};
-use crate::target::uipath::config::{UiPathConfig, UiPathKeys};
-use crate::target::vinyldns::config::{VinylDnsConfig, VinylDnsKeys};
 use file::{RawTable, Reported, Resolver, RootFile, SourceFile, TargetFile, TargetKeys};
 
 /// The source types `[[source]] type = "…"` accepts.
 pub const SOURCE_TYPES: &[&str] = &["toml", "ldap"];
-/// The target types `[[target]] type = "…"` accepts.
-pub const TARGET_TYPES: &[&str] = &["contensis", "vinyldns", "crafter", "uipath"];
 
 /// A checked configuration.
 #[derive(Clone, Debug)]
@@ -148,30 +141,53 @@ pub struct TargetConfig {
     pub kind: TargetKind,
 }
 
-/// A target's connector and its own settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TargetKind {
-    /// `type = "contensis"`.
-    Contensis(ContensisConfig),
-    /// `type = "vinyldns"`.
-    VinylDns(VinylDnsConfig),
-    /// `type = "crafter"`.
-    Crafter(CrafterConfig),
-    /// `type = "uipath"`.
-    UiPath(UiPathConfig),
+/// Generates, from the registry's list, the connector configs and their dispatch.
+macro_rules! target_kinds {
+    ($($variant:ident($field:ident, $title:literal): target::$tm:ident::{$keys:ident, $config:ident, $conn:ident}, sim::$sm:ident::{$seed:ident, $sim:ident};)*) => {
+        /// The target types `[[target]] type = "…"` accepts.
+        pub const TARGET_TYPES: &[&str] = &[$(stringify!($field)),*];
+
+        /// A target's connector and its own settings.
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub enum TargetKind {
+            $(
+                #[doc = concat!("`type = \"", stringify!($field), "\"`: ", $title, ".")]
+                $variant(crate::target::$tm::$config),
+            )*
+        }
+
+        impl TargetKind {
+            /// The `type` value that selects this connector.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $(TargetKind::$variant(_) => stringify!($field),)*
+                }
+            }
+
+            /// The base URL of the target's API, for pointing a config at a simulator.
+            pub fn url_mut(&mut self) -> &mut String {
+                match self {
+                    $(TargetKind::$variant(c) => &mut c.url,)*
+                }
+            }
+        }
+
+        /// Reads the connector keys of a `[[target]]` table of type `type_name`, or `None` for a
+        /// type roster does not know.
+        fn connector_of(
+            type_name: &str,
+            table: RawTable<'_>,
+            r: &mut Resolver<'_>,
+        ) -> Option<(Result<TargetFile, Reported>, Result<TargetKind, Reported>)> {
+            match type_name {
+                $(stringify!($field) => Some(connector::<crate::target::$tm::$keys>(table, r, TargetKind::$variant)),)*
+                _ => None,
+            }
+        }
+    };
 }
 
-impl TargetKind {
-    /// The `type` value that selects this connector.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            TargetKind::Contensis(_) => "contensis",
-            TargetKind::VinylDns(_) => "vinyldns",
-            TargetKind::Crafter(_) => "crafter",
-            TargetKind::UiPath(_) => "uipath",
-        }
-    }
-}
+crate::registry::targets!(target_kinds);
 
 /// Everything wrong with a config: errors, and the warnings found along the way, in file order.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -307,12 +323,9 @@ fn target(
 ) -> Result<(Spanned<String>, TargetConfig), Reported> {
     let kind = table.kind("target", TARGET_TYPES, r)?;
     let span = table.span.clone();
-    let (common, kind) = match kind.get_ref().as_str() {
-        "contensis" => connector::<ContensisKeys>(table, r, TargetKind::Contensis),
-        "vinyldns" => connector::<VinylDnsKeys>(table, r, TargetKind::VinylDns),
-        "crafter" => connector::<CrafterKeys>(table, r, TargetKind::Crafter),
-        "uipath" => connector::<UiPathKeys>(table, r, TargetKind::UiPath),
-        other => return Err(unknown_type(&kind, other, "target", TARGET_TYPES, r)),
+    let type_name = kind.get_ref().clone();
+    let Some((common, kind)) = connector_of(&type_name, table, r) else {
+        return Err(unknown_type(&kind, &type_name, "target", TARGET_TYPES, r));
     };
     let common = common?;
     let name = common.name.clone();

@@ -6,8 +6,6 @@
 //! [`RetrySafety`] and [`CallError::is_transient`] allow, and skips calls that need a group whose
 //! creation failed. One failed call never stops independent ones.
 
-pub mod retry;
-
 use std::collections::{BTreeMap, HashSet};
 use std::num::NonZeroUsize;
 use std::time::Instant;
@@ -20,7 +18,7 @@ use tracing::{debug, warn};
 use crate::model::GroupName;
 use crate::target::{Call, CallError, RetrySafety, Sent, Stage, Target};
 
-pub use retry::RetryPolicy;
+pub use crate::retry::RetryPolicy;
 
 /// What became of one planned change.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]

@@ -3,7 +3,7 @@
 //!
 //! A seed file has one table per simulator (`[contensis]`, `[vinyldns]`, `[crafter]`, `[uipath]`,
 //! each described by its simulator's seed type, such as
-//! [`ContensisSeed`](crate::target::contensis::sim::ContensisSeed)); a missing table means that
+//! [`ContensisSeed`](crate::sim::contensis::ContensisSeed)); a missing table means that
 //! simulator starts with its defaults. Parsing is strict (`deny_unknown_fields`) and errors point
 //! at `file:line:col`, as roster's own config does. [`start`] binds one listener per simulator
 //! (port 0 is fine) and returns a [`RunningSim`] whose handles the integration tests use to
@@ -28,8 +28,12 @@
 //! name = "Platform"
 //! ```
 
+pub mod contensis;
 pub mod control;
+pub mod crafter;
 pub mod faults;
+pub mod uipath;
+pub mod vinyldns;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -39,25 +43,134 @@ use serde::Deserialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, TargetKind};
-use crate::target::contensis::sim::{ContensisSeed, ContensisSim};
-use crate::target::crafter::sim::{CrafterSeed, CrafterSim};
-use crate::target::uipath::sim::{UiPathSeed, UiPathSim};
-use crate::target::vinyldns::sim::{VinylDnsSeed, VinylDnsSim};
+use crate::config::Config;
 
-/// A seed file: the starting state of each simulator.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Seed {
-    /// The Contensis simulator's seed (`[contensis]`); its defaults when absent.
-    pub contensis: Option<ContensisSeed>,
-    /// The VinylDNS simulator's seed (`[vinyldns]`).
-    pub vinyldns: Option<VinylDnsSeed>,
-    /// The Crafter Studio simulator's seed (`[crafter]`).
-    pub crafter: Option<CrafterSeed>,
-    /// The UiPath Identity simulator's seed (`[uipath]`).
-    pub uipath: Option<UiPathSeed>,
+/// What `roster sim` needs of a simulator: built from its seed, served as one router.
+pub trait Simulator: Sized {
+    /// Its seed table's shape (`[contensis]`, say); the default is the simulator's defaults.
+    type Seed: Default + serde::de::DeserializeOwned + std::fmt::Debug;
+
+    /// A simulator in the state its seed describes.
+    fn from_seed(seed: Self::Seed) -> Self;
+
+    /// Every problem of a seed that parsed (duplicate names, unknown children), for
+    /// [`parse_seed`] to report all at once.
+    fn check_seed(seed: &Self::Seed) -> Result<(), Vec<String>>;
+
+    /// Its HTTP API and its `/_sim/...` control endpoints.
+    fn router(&self) -> axum::Router;
+
+    /// The path its API lives under (`/studio` for Crafter, the organization for UiPath).
+    fn base_path(&self) -> String {
+        String::new()
+    }
+
+    /// What a person needs to log in with, to print when it starts (never a secret).
+    fn login_hint(_seed: &Self::Seed) -> Option<String> {
+        None
+    }
 }
+
+/// Generates, from the registry's list, the seed file, the simulator kinds and their handles.
+macro_rules! simulators {
+    ($($variant:ident($field:ident, $title:literal): target::$tm:ident::{$keys:ident, $config:ident, $conn:ident}, sim::$sm:ident::{$seed:ident, $sim:ident};)*) => {
+        /// A seed file: the starting state of each simulator.
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Seed {
+            $(
+                #[doc = concat!("The ", $title, " simulator's seed (`[", stringify!($field), "]`); its defaults when absent.")]
+                pub $field: Option<$sm::$seed>,
+            )*
+        }
+
+        impl Seed {
+            /// Every problem of every table.
+            fn problems(&self) -> Vec<String> {
+                let mut problems = Vec::new();
+                $(
+                    if let Some(seed) = &self.$field
+                        && let Err(p) = <$sm::$sim as Simulator>::check_seed(seed)
+                    {
+                        problems.extend(p);
+                    }
+                )*
+                problems
+            }
+
+            /// What people need to log in to the simulators with.
+            fn login_hints(&self) -> Vec<String> {
+                let mut hints = Vec::new();
+                $(
+                    let seed = self.$field.as_ref();
+                    let hint = match seed {
+                        Some(seed) => <$sm::$sim as Simulator>::login_hint(seed),
+                        None => <$sm::$sim as Simulator>::login_hint(&Default::default()),
+                    };
+                    hints.extend(hint.map(|h| format!("{}: {h}", stringify!($field))));
+                )*
+                hints
+            }
+        }
+
+        /// One of the simulators `roster sim` serves.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum SimKind {
+            $(
+                #[doc = concat!("The ", $title, " simulator.")]
+                $variant,
+            )*
+        }
+
+        /// How many simulators there are.
+        const COUNT: usize = [$(stringify!($field)),*].len();
+
+        impl SimKind {
+            /// Every simulator, in the order their ports are given out.
+            pub const ALL: [SimKind; COUNT] = [$(SimKind::$variant),*];
+
+            /// The target `type` this simulator stands in for.
+            pub fn type_name(self) -> &'static str {
+                match self {
+                    $(SimKind::$variant => stringify!($field),)*
+                }
+            }
+
+            fn index(self) -> usize {
+                self as usize
+            }
+        }
+
+        /// The simulators' handles, for inspecting and changing their state.
+        #[derive(Debug)]
+        pub struct Handles {
+            $(
+                #[doc = concat!("The ", $title, " simulator.")]
+                pub $field: $sm::$sim,
+            )*
+        }
+
+        impl Handles {
+            fn new(seed: Seed) -> Self {
+                Self {
+                    $($field: <$sm::$sim as Simulator>::from_seed(seed.$field.unwrap_or_default()),)*
+                }
+            }
+
+            fn routers(&self) -> [axum::Router; COUNT] {
+                [$(self.$field.router()),*]
+            }
+
+            fn base_path(&self, kind: SimKind) -> String {
+                match kind {
+                    $(SimKind::$variant => self.$field.base_path(),)*
+                }
+            }
+        }
+    };
+}
+
+crate::registry::targets!(simulators);
 
 /// Why the simulators could not be seeded or served.
 #[derive(Debug, thiserror::Error)]
@@ -125,18 +238,7 @@ pub fn parse_seed(text: &str, origin: &str) -> Result<Seed, SimError> {
             message: e.message().trim().to_owned(),
         }
     })?;
-    let checks = [
-        seed.contensis.as_ref().map(ContensisSeed::validate),
-        seed.vinyldns.as_ref().map(VinylDnsSeed::validate),
-        seed.crafter.as_ref().map(CrafterSeed::validate),
-        seed.uipath.as_ref().map(UiPathSeed::validate),
-    ];
-    let problems: Vec<String> = checks
-        .into_iter()
-        .flatten()
-        .filter_map(Result::err)
-        .flatten()
-        .collect();
+    let problems = seed.problems();
     if !problems.is_empty() {
         return Err(SimError::Invalid {
             origin: origin.to_owned(),
@@ -165,58 +267,23 @@ pub fn name_key(name: &str, case_insensitive: bool) -> String {
     }
 }
 
-/// One of the simulators `roster sim` serves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum SimKind {
-    /// The Contensis Management API.
-    Contensis,
-    /// The VinylDNS API.
-    VinylDns,
-    /// The Crafter Studio API.
-    Crafter,
-    /// The UiPath Identity API.
-    UiPath,
-}
-
-impl SimKind {
-    /// Every simulator, in the order their ports are given out.
-    pub const ALL: [SimKind; 4] = [
-        SimKind::Contensis,
-        SimKind::VinylDns,
-        SimKind::Crafter,
-        SimKind::UiPath,
-    ];
-
-    /// The target `type` this simulator stands in for.
-    pub fn type_name(self) -> &'static str {
-        match self {
-            SimKind::Contensis => "contensis",
-            SimKind::VinylDns => "vinyldns",
-            SimKind::Crafter => "crafter",
-            SimKind::UiPath => "uipath",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
 /// Simulators being served, one port each; dropping it stops them too, but
 /// [`RunningSim::shutdown`] waits.
 #[derive(Debug)]
 pub struct RunningSim {
-    /// The Contensis simulator, for inspecting and changing its state.
-    pub contensis: ContensisSim,
-    /// The VinylDNS simulator.
-    pub vinyldns: VinylDnsSim,
-    /// The Crafter Studio simulator.
-    pub crafter: CrafterSim,
-    /// The UiPath Identity simulator.
-    pub uipath: UiPathSim,
-    addrs: [SocketAddr; 4],
+    /// The simulators, for inspecting and changing their state (`sim.contensis`, say).
+    pub handles: Handles,
+    addrs: [SocketAddr; COUNT],
     stop: CancellationToken,
     tasks: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+impl std::ops::Deref for RunningSim {
+    type Target = Handles;
+
+    fn deref(&self) -> &Handles {
+        &self.handles
+    }
 }
 
 impl Drop for RunningSim {
@@ -239,23 +306,18 @@ impl RunningSim {
     /// What a `[[target]]`'s `url` must be to reach a simulator: its address plus the path its
     /// API lives under (`/studio` for Crafter, the organization for UiPath).
     pub fn url_of(&self, kind: SimKind) -> String {
-        let base = match kind {
-            SimKind::Contensis => String::new(),
-            SimKind::VinylDns => self.vinyldns.base_path(),
-            SimKind::Crafter => self.crafter.base_path(),
-            SimKind::UiPath => self.uipath.base_path(),
-        };
+        let base = self.handles.base_path(kind);
         format!("http://{}{base}", self.addr(kind))
     }
 
     /// Points every target of `config` at the simulator of its type (what `roster demo` does).
     pub fn point_at(&self, config: &mut Config) {
         for t in &mut config.targets {
-            match &mut t.kind {
-                TargetKind::Contensis(c) => c.url = self.url_of(SimKind::Contensis),
-                TargetKind::VinylDns(c) => c.url = self.url_of(SimKind::VinylDns),
-                TargetKind::Crafter(c) => c.url = self.url_of(SimKind::Crafter),
-                TargetKind::UiPath(c) => c.url = self.url_of(SimKind::UiPath),
+            let kind = SimKind::ALL
+                .into_iter()
+                .find(|k| k.type_name() == t.kind.type_name());
+            if let Some(kind) = kind {
+                *t.kind.url_mut() = self.url_of(kind);
             }
         }
     }
@@ -287,18 +349,10 @@ impl RunningSim {
 /// With port 0 in `listen`, each simulator gets a free port; with port `P`, they take `P`,
 /// `P+1`, `P+2` and `P+3` in the order of [`SimKind::ALL`].
 pub async fn start(seed: Seed, listen: SocketAddr) -> Result<RunningSim, SimError> {
-    let contensis = ContensisSim::new(seed.contensis.unwrap_or_default());
-    let vinyldns = VinylDnsSim::new(seed.vinyldns.unwrap_or_default());
-    let crafter = CrafterSim::new(seed.crafter.unwrap_or_default());
-    let uipath = UiPathSim::new(seed.uipath.unwrap_or_default());
-    let routers = [
-        contensis.router(),
-        vinyldns.router(),
-        crafter.router(),
-        uipath.router(),
-    ];
+    let handles = Handles::new(seed);
+    let routers = handles.routers();
     let stop = CancellationToken::new();
-    let mut addrs = [listen; 4];
+    let mut addrs = [listen; COUNT];
     let mut tasks = Vec::with_capacity(routers.len());
     for (i, app) in routers.into_iter().enumerate() {
         let mut at = listen;
@@ -306,7 +360,7 @@ pub async fn start(seed: Seed, listen: SocketAddr) -> Result<RunningSim, SimErro
             let port =
                 u16::try_from(usize::from(listen.port()) + i).map_err(|_| SimError::Bind {
                     addr: listen,
-                    source: std::io::Error::other("no room for four consecutive ports"),
+                    source: std::io::Error::other("no room for consecutive ports"),
                 })?;
             at.set_port(port);
         }
@@ -324,10 +378,7 @@ pub async fn start(seed: Seed, listen: SocketAddr) -> Result<RunningSim, SimErro
         }));
     }
     Ok(RunningSim {
-        contensis,
-        vinyldns,
-        crafter,
-        uipath,
+        handles,
         addrs,
         stop,
         tasks,
@@ -345,10 +396,7 @@ pub async fn serve_until(
     if !listen.ip().is_loopback() {
         tracing::warn!(%listen, "the simulator's control endpoints have no authentication; serve it on loopback only");
     }
-    let client_id = seed.contensis.as_ref().map_or_else(
-        || ContensisSeed::default().client_id,
-        |c| c.client_id.clone(),
-    );
+    let hints = seed.login_hints();
     let mut running = start(seed, listen).await?;
     // One line each on standard output for people, and a log event each for scripts.
     for kind in SimKind::ALL {
@@ -356,10 +404,9 @@ pub async fn serve_until(
         println!("{:<10} {url}", kind.type_name());
         tracing::info!(simulator = kind.type_name(), url = %url, "simulator listening");
     }
-    tracing::info!(
-        contensis_client_id = %client_id,
-        "credentials are those of the seed"
-    );
+    for hint in hints {
+        tracing::info!(login = %hint, "credentials are those of the seed");
+    }
     stop.await;
     tracing::info!("stopping the simulators");
     running.stop_and_wait().await

@@ -15,8 +15,8 @@ use rustls_pki_types::pem::PemObject;
 use tracing::{debug, warn};
 
 use crate::config::diag::Diagnostic;
-use crate::config::secret::Secret;
 use crate::model::{Desired, Group, GroupName, Origin, UserKey};
+use crate::secret::Secret;
 use crate::source::{ChildRef, Loaded, SourceError};
 
 /// The search scope of the group search (the `scope` key).

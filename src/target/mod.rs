@@ -123,17 +123,32 @@ pub struct CallError {
     pub kind: CallErrorKind,
 }
 
-impl CallError {
+impl CallErrorKind {
     /// Whether sending the same call again might succeed: throttling, server errors, timeouts and
     /// broken connections. A 4xx other than 408/429 will fail the same way again.
     pub fn is_transient(&self) -> bool {
-        match &self.kind {
+        match self {
             CallErrorKind::Status { status, .. } => {
                 matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
             }
             CallErrorKind::Timeout | CallErrorKind::Connect(_) => true,
             CallErrorKind::Decode(_) | CallErrorKind::Auth(_) => false,
         }
+    }
+
+    /// The server's `Retry-After`, if it sent one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            CallErrorKind::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+impl CallError {
+    /// Whether sending the same call again might succeed (see [`CallErrorKind::is_transient`]).
+    pub fn is_transient(&self) -> bool {
+        self.kind.is_transient()
     }
 
     /// Whether the call may have reached the server and taken effect although no success came
@@ -148,10 +163,17 @@ impl CallError {
 
     /// The server's `Retry-After`, if it sent one.
     pub fn retry_after(&self) -> Option<Duration> {
-        match &self.kind {
-            CallErrorKind::Status { retry_after, .. } => *retry_after,
-            _ => None,
-        }
+        self.kind.retry_after()
+    }
+}
+
+impl crate::retry::Transient for CallError {
+    fn is_transient(&self) -> bool {
+        CallError::is_transient(self)
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        CallError::retry_after(self)
     }
 }
 

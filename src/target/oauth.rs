@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::debug;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 use crate::target::CallErrorKind;
+use crate::target::http::endpoint::{Authorizer, Failure, Transport};
 use crate::target::http::{send, server_message, status_error, transport_error};
 
 /// Renew a token this long before it runs out (or at half its life, if that is shorter).
@@ -26,18 +27,6 @@ pub enum FormValue {
     Plain(String),
     /// A secret, exposed only when the form is sent.
     Secret(Secret),
-}
-
-/// A failed call, with the method and path that failed (the token endpoint's, when the grant
-/// failed), for the connector to wrap in a [`CallError`](crate::target::CallError).
-#[derive(Debug)]
-pub struct Failure {
-    /// The method of the call that failed.
-    pub method: Method,
-    /// Its path.
-    pub path: String,
-    /// What went wrong.
-    pub kind: CallErrorKind,
 }
 
 /// The token endpoint's answer.
@@ -203,5 +192,37 @@ impl BearerSession {
             }
             return Err(fail(status_error(resp).await));
         }
+    }
+}
+
+impl Authorizer for BearerSession {
+    type Credential = String;
+
+    async fn credential(&self, via: &Transport, stale: Option<&String>) -> Result<String, Failure> {
+        self.token(&via.http, &via.base, stale.map(String::as_str))
+            .await
+    }
+
+    fn authorize(
+        &self,
+        token: &String,
+        request: &mut reqwest::Request,
+    ) -> Result<(), CallErrorKind> {
+        let value = reqwest::header::HeaderValue::try_from(format!("Bearer {token}"))
+            .map_err(|e| CallErrorKind::Auth(format!("the token is not a header value: {e}")))?;
+        request
+            .headers_mut()
+            .insert(reqwest::header::AUTHORIZATION, value);
+        Ok(())
+    }
+
+    fn renews(&self) -> bool {
+        true
+    }
+
+    fn refused(&self, message: &str) -> CallErrorKind {
+        CallErrorKind::Auth(format!(
+            "the API refused a freshly issued token (401): {message}"
+        ))
     }
 }

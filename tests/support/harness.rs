@@ -118,7 +118,7 @@ pub struct Contensis;
 
 impl Harness for Contensis {
     const KIND: SimKind = SimKind::Contensis;
-    type Sim = roster::target::contensis::sim::ContensisSim;
+    type Sim = roster::sim::contensis::ContensisSim;
     type Connector = roster::target::contensis::ContensisTarget;
 
     fn keys() -> String {
@@ -184,7 +184,7 @@ pub fn vinyldns_seed(
 
 impl Harness for VinylDns {
     const KIND: SimKind = SimKind::VinylDns;
-    type Sim = roster::target::vinyldns::sim::VinylDnsSim;
+    type Sim = roster::sim::vinyldns::VinylDnsSim;
     type Connector = roster::target::vinyldns::VinylDnsTarget;
 
     fn keys() -> String {
@@ -252,7 +252,7 @@ pub struct Crafter;
 
 impl Harness for Crafter {
     const KIND: SimKind = SimKind::Crafter;
-    type Sim = roster::target::crafter::sim::CrafterSim;
+    type Sim = roster::sim::crafter::CrafterSim;
     type Connector = roster::target::crafter::CrafterTarget;
 
     fn keys() -> String {
@@ -304,13 +304,13 @@ pub struct UiPath;
 
 impl Harness for UiPath {
     const KIND: SimKind = SimKind::UiPath;
-    type Sim = roster::target::uipath::sim::UiPathSim;
+    type Sim = roster::sim::uipath::UiPathSim;
     type Connector = roster::target::uipath::UiPathTarget;
 
     fn keys() -> String {
         format!(
             "partition_global_id = \"{}\"\nclient_id = \"roster\"\nclient_secret_file = \"secret\"\n",
-            roster::target::uipath::sim::DEFAULT_PARTITION
+            roster::sim::uipath::DEFAULT_PARTITION
         )
     }
     fn seed(users: &[&str], groups: &[(&str, &[&str])]) -> String {

@@ -739,7 +739,7 @@ pub fn source_config(url: &str) -> roster::source::ldap::LdapSourceConfig {
         starttls: false,
         ca_file: None,
         bind_dn: Some(BIND_DN.to_owned()),
-        bind_password: Some(roster::config::secret::Secret::new(BIND_PW)),
+        bind_password: Some(roster::secret::Secret::new(BIND_PW)),
         base_dn: super::ldif::GROUPS_DN.to_owned(),
         scope: LdapScope::Sub,
         group_filter: "(objectClass=groupOfNames)".to_owned(),

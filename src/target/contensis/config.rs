@@ -21,7 +21,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::file::{Reported, Resolver, TargetKeys, check_url};
-use crate::config::secret::{Secret, SecretKeys};
+use crate::secret::{Secret, SecretKeys};
 
 /// The scope requested with the token when the config sets none: the list the Contensis
 /// JavaScript management SDK asks for with client credentials.

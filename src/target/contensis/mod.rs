@@ -13,7 +13,9 @@
 
 pub mod api;
 pub mod config;
-pub mod sim;
+
+pub use config::ContensisConfig;
+pub(crate) use config::ContensisKeys;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::num::NonZeroUsize;
@@ -24,13 +26,13 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value};
 use tracing::debug;
 
-use crate::exec::RetryPolicy;
 use crate::model::{
     Capabilities, Desired, Group, GroupKind, GroupName, MembershipWrites, Observed, ObservedGroup,
     UserKey,
 };
 use crate::plan::change::{Change, Plan};
 use crate::plan::{Scope, fold};
+use crate::retry::RetryPolicy;
 use crate::target::http::status_error;
 use crate::target::oauth::{BearerSession, FormValue};
 use crate::target::{
@@ -38,7 +40,7 @@ use crate::target::{
     Target, resolve_users,
 };
 
-use config::{ContensisAuth, ContensisConfig};
+use config::ContensisAuth;
 
 /// The `extras` key of Contensis attributes in the desired state (`[group.contensis]`).
 pub const TYPE: &str = "contensis";
@@ -1138,7 +1140,7 @@ fn already_if(already: bool, why: &str) -> Sent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use crate::secret::Secret;
 
     fn target() -> ContensisTarget {
         let config = ContensisConfig {

@@ -32,7 +32,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::file::{Reported, Resolver, TargetKeys, check_url};
-use crate::config::secret::{Secret, SecretKeys};
+use crate::secret::{Secret, SecretKeys};
 
 /// A checked Crafter Studio target.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -32,7 +32,9 @@
 
 pub mod api;
 pub mod config;
-pub mod sim;
+
+pub use config::CrafterConfig;
+pub(crate) use config::CrafterKeys;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -46,21 +48,21 @@ use serde_json::{Value, json};
 use tracing::debug;
 
 use crate::config::Diagnostic;
-use crate::config::secret::Secret;
-use crate::exec::RetryPolicy;
 use crate::model::{
     Capabilities, Desired, Group, GroupKind, GroupName, MembershipWrites, Observed, ObservedGroup,
     UserKey,
 };
 use crate::plan::change::{Change, Plan};
 use crate::plan::{Scope, fold};
+use crate::retry::RetryPolicy;
+use crate::secret::Secret;
 use crate::target::http::{self, retry_after, transport_error};
 use crate::target::{
     Call, CallError, CallErrorKind, Named, ObserveError, Rejection, RetrySafety, Sent, Stage,
     Target, problem,
 };
 
-use config::{CrafterApi, CrafterConfig};
+use config::CrafterApi;
 
 /// The `extras` key of Crafter Studio attributes in the desired state; Crafter takes none.
 pub const TYPE: &str = "crafter";

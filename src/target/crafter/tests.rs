@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::config::Secret;
 use crate::model::Origin;
 use crate::plan::{MembershipMode, Policy};
+use crate::secret::Secret;
 
 fn target(api: CrafterApi) -> CrafterTarget {
     let cfg = CrafterConfig {

@@ -21,9 +21,9 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::Secret;
 use crate::config::file::{Reported, Resolver, TargetKeys, check_url};
-use crate::config::secret::SecretKeys;
+use crate::secret::Secret;
+use crate::secret::SecretKeys;
 
 /// The identity service's path segment on Automation Cloud (`…/{org}/identity_/…`).
 pub const DEFAULT_IDENTITY_PATH: &str = "identity_";

@@ -23,7 +23,9 @@
 
 pub mod api;
 pub mod config;
-pub mod sim;
+
+pub use config::UiPathConfig;
+pub(crate) use config::UiPathKeys;
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
@@ -37,13 +39,13 @@ use tracing::debug;
 use uuid::Uuid;
 
 use crate::config::Diagnostic;
-use crate::exec::RetryPolicy;
 use crate::model::{
     Capabilities, Desired, Group, GroupKind, GroupName, MembershipWrites, Observed, ObservedGroup,
     UserKey,
 };
 use crate::plan::change::{Change, Plan};
 use crate::plan::{Scope, fold};
+use crate::retry::RetryPolicy;
 use crate::target::http::status_error;
 use crate::target::oauth::{BearerSession, FormValue};
 use crate::target::{
@@ -51,7 +53,7 @@ use crate::target::{
     Target, problem,
 };
 
-use config::{UiPathConfig, UserKeyField};
+use config::UserKeyField;
 
 /// The `extras` key of UiPath attributes in the desired state; UiPath groups have none.
 pub const TYPE: &str = "uipath";

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use serde_json::json;
 
 use super::*;
-use crate::config::Secret;
 use crate::model::Origin;
 use crate::plan::{MembershipMode, Policy};
+use crate::secret::Secret;
 
 const PARTITION: &str = "3fa85f64-5717-4562-b3fc-2c963f66afa6";
 

@@ -24,9 +24,9 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::Secret;
 use crate::config::file::{Reported, Resolver, TargetKeys, check_url};
-use crate::config::secret::SecretKeys;
+use crate::secret::Secret;
+use crate::secret::SecretKeys;
 
 /// A checked VinylDNS target.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -26,9 +26,10 @@
 
 pub mod api;
 pub mod config;
+
+pub use config::VinylDnsConfig;
+pub(crate) use config::VinylDnsKeys;
 pub mod sigv4;
-pub mod sim;
-pub mod sim_auth;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -42,20 +43,18 @@ use serde_json::Value;
 use tracing::debug;
 
 use crate::config::Diagnostic;
-use crate::exec::RetryPolicy;
 use crate::model::{
     Attributes, Capabilities, Desired, Group, GroupKind, GroupName, MembershipWrites, Observed,
     ObservedGroup, UserKey,
 };
 use crate::plan::change::{Change, Plan};
 use crate::plan::{Scope, fold};
+use crate::retry::RetryPolicy;
 use crate::target::http::{self, status_error, transport_error};
 use crate::target::{
     Call, CallError, CallErrorKind, Named, ObserveError, Rejection, RetrySafety, Sent, Stage,
     Target, problem, resolve_users,
 };
-
-use config::VinylDnsConfig;
 
 /// The `extras` key of VinylDNS attributes in the desired state (`[group.vinyldns]`).
 pub const TYPE: &str = "vinyldns";
@@ -201,8 +200,8 @@ struct Read {
 pub struct VinylDnsTarget {
     name: String,
     base: String,
-    access_key: crate::config::Secret,
-    secret_key: crate::config::Secret,
+    access_key: crate::secret::Secret,
+    secret_key: crate::secret::Secret,
     http: reqwest::Client,
     concurrency: NonZeroUsize,
     reads: RetryPolicy,

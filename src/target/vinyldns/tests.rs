@@ -9,9 +9,9 @@ use std::num::NonZeroUsize;
 use serde_json::json;
 
 use super::*;
-use crate::config::Secret;
 use crate::model::Origin;
 use crate::plan::{MembershipMode, Policy};
+use crate::secret::Secret;
 
 fn target() -> VinylDnsTarget {
     let config = VinylDnsConfig {

@@ -1940,6 +1940,26 @@ async fn user_in_groups(
     }
 }
 
+impl crate::sim::Simulator for ContensisSim {
+    type Seed = ContensisSeed;
+
+    fn from_seed(seed: ContensisSeed) -> Self {
+        ContensisSim::new(seed)
+    }
+
+    fn check_seed(seed: &ContensisSeed) -> Result<(), Vec<String>> {
+        seed.validate()
+    }
+
+    fn router(&self) -> axum::Router {
+        ContensisSim::router(self)
+    }
+
+    fn login_hint(seed: &ContensisSeed) -> Option<String> {
+        Some(format!("client_id {}", seed.client_id))
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

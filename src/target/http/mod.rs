@@ -1,5 +1,10 @@
-//! What every HTTP connector shares: a client with verified TLS and timeouts, and turning an HTTP
-//! failure into a [`CallErrorKind`] that carries the server's own message and `Retry-After`.
+//! What every HTTP connector shares: a client with verified TLS and timeouts, the count of API
+//! calls, and turning an HTTP failure into a [`CallErrorKind`] that carries the server's own
+//! message and `Retry-After`. [`endpoint`] sends a connector's requests; [`paging`] reads its
+//! paged lists whole.
+
+pub mod endpoint;
+pub mod paging;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -67,12 +72,28 @@ pub fn encode(s: &str) -> String {
 static CALLS: Mutex<BTreeMap<(String, u16), u64>> = Mutex::new(BTreeMap::new());
 
 /// Sends one request for `target`, counting it by its answer's status for `/metrics`. Every
-/// connector sends through here.
+/// connector sends through here or [`send_built`].
 pub async fn send(target: &str, req: reqwest::RequestBuilder) -> Result<Response, reqwest::Error> {
-    let result = req.send().await;
+    count(target, req.send().await)
+}
+
+/// [`send`] for a request already built (and authorised) by an [`endpoint::Endpoint`].
+pub async fn send_built(
+    target: &str,
+    http: &reqwest::Client,
+    req: reqwest::Request,
+) -> Result<Response, reqwest::Error> {
+    count(target, http.execute(req).await)
+}
+
+fn count(
+    target: &str,
+    result: Result<Response, reqwest::Error>,
+) -> Result<Response, reqwest::Error> {
     let status = result.as_ref().map_or(0, |r| r.status().as_u16());
     let mut calls = CALLS.lock().unwrap_or_else(|e| e.into_inner());
     *calls.entry((target.to_owned(), status)).or_default() += 1;
+    drop(calls);
     result
 }
 

@@ -1757,6 +1757,26 @@ fn as_index<N: TryInto<usize>>(n: N) -> usize {
     n.try_into().unwrap_or(usize::MAX)
 }
 
+impl crate::sim::Simulator for CrafterSim {
+    type Seed = CrafterSeed;
+
+    fn from_seed(seed: CrafterSeed) -> Self {
+        CrafterSim::new(seed)
+    }
+
+    fn check_seed(seed: &CrafterSeed) -> Result<(), Vec<String>> {
+        seed.validate()
+    }
+
+    fn router(&self) -> axum::Router {
+        CrafterSim::router(self)
+    }
+
+    fn base_path(&self) -> String {
+        CrafterSim::base_path(self)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -1,6 +1,6 @@
 //! The VinylDNS simulator: the groups, members, admins, users, allowed-domains and zone-list
 //! endpoints of the VinylDNS API, written from the API reference and the server's code, with every
-//! request's AWS Signature Version 4 checked as the server checks it ([`super::sim_auth`]).
+//! request's AWS Signature Version 4 checked as the server checks it ([`auth`]).
 //!
 //! State lives behind one mutex; handlers lock it, change it and answer. Errors are plain-text
 //! bodies, as the server's routes answer (`complete(status, message)`); a body without a required
@@ -60,7 +60,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::sim_auth::{self, AuthFailure, Incoming};
+pub mod auth;
+
+use self::auth::{AuthFailure, Incoming};
 use crate::sim::control::{self, ControlPut, SimControl, SimCore};
 use crate::sim::faults::{FaultHost, FaultInjector, Faults};
 use crate::sim::name_key;
@@ -693,22 +695,22 @@ async fn authenticate(State(sim): State<VinylDnsSim>, req: Request, next: Next) 
         body: &bytes,
     };
     let keys = sim.lock().keys.clone();
-    let access_key =
-        match sim_auth::authenticate(&incoming, |ak| keys.get(ak).map(|(s, _)| s.clone())) {
-            Ok(ak) => ak,
-            Err(AuthFailure::NoDate) => {
-                return text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "There was an internal server error.",
-                );
-            }
-            Err(e) => {
-                return text(
-                    StatusCode::UNAUTHORIZED,
-                    format!("Authentication Failed: {e}"),
-                );
-            }
-        };
+    let access_key = match auth::authenticate(&incoming, |ak| keys.get(ak).map(|(s, _)| s.clone()))
+    {
+        Ok(ak) => ak,
+        Err(AuthFailure::NoDate) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "There was an internal server error.",
+            );
+        }
+        Err(e) => {
+            return text(
+                StatusCode::UNAUTHORIZED,
+                format!("Authentication Failed: {e}"),
+            );
+        }
+    };
     let caller = {
         let st = sim.lock();
         let Some(user) = st
@@ -1361,4 +1363,24 @@ async fn list_zones(
         }
     }
     Ok(ok(body))
+}
+
+impl crate::sim::Simulator for VinylDnsSim {
+    type Seed = VinylDnsSeed;
+
+    fn from_seed(seed: VinylDnsSeed) -> Self {
+        VinylDnsSim::new(seed)
+    }
+
+    fn check_seed(seed: &VinylDnsSeed) -> Result<(), Vec<String>> {
+        seed.validate()
+    }
+
+    fn router(&self) -> axum::Router {
+        VinylDnsSim::router(self)
+    }
+
+    fn base_path(&self) -> String {
+        VinylDnsSim::base_path(self)
+    }
 }

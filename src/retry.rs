@@ -1,12 +1,22 @@
 //! When a failed call is sent again: only transient failures, with exponential backoff and jitter,
 //! never sooner than the server's `Retry-After`, bounded in count and in time.
+//!
+//! This module sits below every layer that sends: the executor retries writes with it, and the
+//! connectors retry the reads of an observe with it. It knows no error type of theirs: an error
+//! says whether it is worth another try through [`Transient`].
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
-use crate::target::CallError;
+/// An error that may say "try again": what [`RetryPolicy::retry_idempotent`] needs of it.
+pub trait Transient: std::fmt::Display {
+    /// Whether sending the same request again might succeed.
+    fn is_transient(&self) -> bool;
+    /// How long the server asked to wait before trying again, if it said.
+    fn retry_after(&self) -> Option<Duration>;
+}
 
 /// The retry rules of one target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,10 +69,11 @@ impl RetryPolicy {
     /// Runs an idempotent operation (a read), sending it again after transient failures as this
     /// policy allows. Connectors use it for the reads of an observe; writes go through the
     /// executor, which also rechecks calls that are not idempotent.
-    pub async fn retry_idempotent<T, F, Fut>(&self, mut op: F) -> Result<T, CallError>
+    pub async fn retry_idempotent<T, E, F, Fut>(&self, mut op: F) -> Result<T, E>
     where
+        E: Transient,
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, CallError>>,
+        Fut: Future<Output = Result<T, E>>,
     {
         let start = Instant::now();
         let mut delays = self.delays();

@@ -1527,6 +1527,26 @@ async fn bulk_resolve(
     Ok((StatusCode::OK, Json(Value::Object(out))).into_response())
 }
 
+impl crate::sim::Simulator for UiPathSim {
+    type Seed = UiPathSeed;
+
+    fn from_seed(seed: UiPathSeed) -> Self {
+        UiPathSim::new(seed)
+    }
+
+    fn check_seed(seed: &UiPathSeed) -> Result<(), Vec<String>> {
+        seed.validate()
+    }
+
+    fn router(&self) -> axum::Router {
+        UiPathSim::router(self)
+    }
+
+    fn base_path(&self) -> String {
+        UiPathSim::base_path(self)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

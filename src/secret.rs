@@ -1,7 +1,7 @@
 //! Secrets: credentials that must never reach a log, a plan or an error message.
 //!
 //! A [`Secret`] can only be read through [`Secret::expose`]; its `Debug` and `Display` print
-//! `[redacted]`, so formatting a whole [`Config`](super::Config) is safe. A secret is given in the
+//! `[redacted]`, so formatting a whole [`Config`](crate::config::Config) is safe. A secret is given in the
 //! config in one of three ways, for a key such as `client_secret`:
 //!
 //! - `client_secret_file = "path"`: read from a file (relative to the config file), the form that

@@ -1,0 +1,365 @@
+//! One HTTP endpoint shape for every connector: what a connector's API differs in is an
+//! [`Authorizer`] (how a request is authorised, how its error bodies read); building, sending,
+//! counting, reading the answer, `Retry-After`, one renewal after a 401 and retried reads are
+//! written once, in [`Endpoint`].
+//!
+//! A connector holds an `Endpoint<ItsAuthorizer>` and sends [`Req`]s through it. A failure comes
+//! back as a [`Failure`] (method, path, what went wrong) for the connector to name its target and
+//! group in a [`CallError`](crate::target::CallError), and to add what only it knows (which right
+//! a 403 lacks, say).
+
+use std::future::Future;
+use std::time::Duration;
+
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode, Url};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{retry_after, send_built, server_message, transport_error};
+use crate::retry::{RetryPolicy, Transient};
+use crate::target::CallErrorKind;
+
+/// A failed request: its method and path (the token endpoint's, when a grant failed), and what
+/// went wrong, for the connector to wrap in a [`CallError`](crate::target::CallError).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{method} {path}: {kind}")]
+pub struct Failure {
+    /// The method of the request that failed.
+    pub method: Method,
+    /// Its path below the base URL, without the query string.
+    pub path: String,
+    /// What went wrong.
+    pub kind: CallErrorKind,
+}
+
+impl Transient for Failure {
+    fn is_transient(&self) -> bool {
+        self.kind.is_transient()
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        self.kind.retry_after()
+    }
+}
+
+/// Where requests go: the target's name (for counting calls), its base URL and the client.
+#[derive(Clone, Debug)]
+pub struct Transport {
+    /// The target's name from the config.
+    pub target: String,
+    /// The API's base URL, without a trailing slash; request paths are appended to it.
+    pub base: String,
+    /// The client (verified TLS, timeouts, no redirects: see [`super::client`]).
+    pub http: reqwest::Client,
+}
+
+/// What a connector's API differs in: how a request is authorised, and how its answers read.
+pub trait Authorizer: Send + Sync {
+    /// What authorises one request: a token, a session cookie, or nothing when the request
+    /// itself is signed.
+    type Credential: Send + Sync;
+
+    /// The credential for the next request: a cached one, or a new one. `stale` is one the API
+    /// just refused with a 401, to be replaced unless another request replaced it already.
+    fn credential(
+        &self,
+        via: &Transport,
+        stale: Option<&Self::Credential>,
+    ) -> impl Future<Output = Result<Self::Credential, Failure>> + Send;
+
+    /// Adds `credential` to a request that is built and about to be sent (a header, a cookie
+    /// pair, or a signature over the request as it will be sent).
+    fn authorize(
+        &self,
+        credential: &Self::Credential,
+        request: &mut reqwest::Request,
+    ) -> Result<(), CallErrorKind>;
+
+    /// Whether a 401 is worth one more try with a fresh credential (a token or a session that
+    /// may have run out); `false` for credentials that cannot go stale, such as signing keys.
+    fn renews(&self) -> bool;
+
+    /// What a 401 means when a fresh credential did not cure it (or none could be had), from
+    /// the server's message.
+    fn refused(&self, message: &str) -> CallErrorKind {
+        CallErrorKind::Auth(format!("the API refused the credentials (401): {message}"))
+    }
+
+    /// The query string for `pairs` (without the `?`): form encoding by default.
+    fn query(&self, pairs: &[(&str, String)]) -> String {
+        // The same encoding `reqwest::RequestBuilder::query` gives.
+        Url::parse("http://query.invalid/")
+            .map(|mut url| {
+                url.query_pairs_mut().extend_pairs(pairs);
+                url.query().unwrap_or_default().to_owned()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The server's message in an error body (see [`server_message`]).
+    fn message(&self, status: StatusCode, body: &str) -> String {
+        server_message(status, body)
+    }
+}
+
+/// One request to send, described in full: method, path below the base URL (already encoded),
+/// query, JSON body, and the statuses besides 2xx that are answers rather than failures.
+#[derive(Clone, Debug)]
+pub struct Req<'a> {
+    method: Method,
+    path: &'a str,
+    query: &'a [(&'a str, String)],
+    body: Option<Vec<u8>>,
+    accept: &'a [StatusCode],
+}
+
+impl<'a> Req<'a> {
+    /// A request with no query, no body, accepting only 2xx.
+    pub fn new(method: Method, path: &'a str) -> Self {
+        Self {
+            method,
+            path,
+            query: &[],
+            body: None,
+            accept: &[],
+        }
+    }
+
+    /// A GET of `path`.
+    pub fn get(path: &'a str) -> Self {
+        Self::new(Method::GET, path)
+    }
+
+    /// With these query parameters.
+    pub fn query(mut self, query: &'a [(&'a str, String)]) -> Self {
+        self.query = query;
+        self
+    }
+
+    /// With this JSON body.
+    pub fn json(mut self, body: &impl Serialize) -> Self {
+        // Serialising roster's own wire types (maps, strings, numbers) cannot fail.
+        self.body = Some(serde_json::to_vec(body).unwrap_or_default());
+        self
+    }
+
+    /// With this body, already serialised as JSON (sent byte for byte as given).
+    pub fn json_bytes(mut self, body: Vec<u8>) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    /// Also returning, rather than failing on, these statuses (a 404 that means "absent").
+    pub fn accept(mut self, statuses: &'a [StatusCode]) -> Self {
+        self.accept = statuses;
+        self
+    }
+
+    /// The method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The path.
+    pub fn path(&self) -> &str {
+        self.path
+    }
+
+    fn fail(&self, kind: CallErrorKind) -> Failure {
+        Failure {
+            method: self.method.clone(),
+            path: self.path.to_owned(),
+            kind,
+        }
+    }
+}
+
+/// An answer: a 2xx, or a status the request accepted; its body read in full.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body, as text.
+    pub body: String,
+}
+
+impl Reply {
+    /// The body as JSON of type `T`.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, CallErrorKind> {
+        serde_json::from_str(&self.body).map_err(|e| CallErrorKind::Decode(e.to_string()))
+    }
+}
+
+/// A connector's API: where it is, how it authorises, how reads are retried.
+#[derive(Debug)]
+pub struct Endpoint<A> {
+    transport: Transport,
+    auth: A,
+    reads: RetryPolicy,
+}
+
+impl<A: Authorizer> Endpoint<A> {
+    /// An endpoint of the target named `target` at `base` (no trailing slash), sending with
+    /// `http`, authorised by `auth`, retrying reads under the default policy.
+    pub fn new(target: &str, base: &str, http: reqwest::Client, auth: A) -> Self {
+        Self {
+            transport: Transport {
+                target: target.to_owned(),
+                base: base.trim_end_matches('/').to_owned(),
+                http,
+            },
+            auth,
+            reads: RetryPolicy::default(),
+        }
+    }
+
+    /// Retries transient failures of [`Endpoint::read`] under `policy`.
+    pub fn with_read_retries(mut self, policy: RetryPolicy) -> Self {
+        self.reads = policy;
+        self
+    }
+
+    /// The read retry policy.
+    pub fn reads(&self) -> &RetryPolicy {
+        &self.reads
+    }
+
+    /// The authorizer.
+    pub fn auth(&self) -> &A {
+        &self.auth
+    }
+
+    /// Where requests go.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &str {
+        &self.transport.base
+    }
+
+    /// Sends `req` once (once more with a fresh credential after a 401, when the authorizer
+    /// renews). Returns the answer when its status is a 2xx or one `req` accepts; any other
+    /// status is a failure carrying the server's message and `Retry-After`.
+    pub async fn send(&self, req: &Req<'_>) -> Result<Reply, Failure> {
+        let mut credential = self.auth.credential(&self.transport, None).await?;
+        let mut renewed = false;
+        loop {
+            let mut request = self.build(req)?;
+            self.auth
+                .authorize(&credential, &mut request)
+                .map_err(|k| req.fail(k))?;
+            let resp = send_built(&self.transport.target, &self.transport.http, request)
+                .await
+                .map_err(|e| req.fail(transport_error(&e)))?;
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED && !renewed && self.auth.renews() {
+                credential = self
+                    .auth
+                    .credential(&self.transport, Some(&credential))
+                    .await?;
+                renewed = true;
+                continue;
+            }
+            let headers = resp.headers().clone();
+            let retry_after = retry_after(&resp);
+            let body = resp
+                .text()
+                .await
+                .map_err(|e| req.fail(transport_error(&e)))?;
+            if status.is_success() || req.accept.contains(&status) {
+                return Ok(Reply {
+                    status,
+                    headers,
+                    body,
+                });
+            }
+            let message = self.auth.message(status, &body);
+            if status == StatusCode::UNAUTHORIZED {
+                return Err(req.fail(self.auth.refused(&message)));
+            }
+            return Err(req.fail(CallErrorKind::Status {
+                status: status.as_u16(),
+                message,
+                retry_after,
+            }));
+        }
+    }
+
+    /// Sends a read and decodes its JSON answer, sending it again after transient failures as
+    /// the read policy allows.
+    pub async fn read<T: DeserializeOwned>(&self, req: &Req<'_>) -> Result<T, Failure> {
+        self.reads
+            .retry_idempotent(|| async {
+                let reply = self.send(req).await?;
+                reply.json().map_err(|k| req.fail(k))
+            })
+            .await
+    }
+
+    /// The request as it goes on the wire, before it is authorised.
+    fn build(&self, req: &Req<'_>) -> Result<reqwest::Request, Failure> {
+        let mut url = format!("{}{}", self.transport.base, req.path);
+        if !req.query.is_empty() {
+            url.push('?');
+            url.push_str(&self.auth.query(req.query));
+        }
+        let url = Url::parse(&url)
+            .map_err(|e| req.fail(CallErrorKind::Connect(format!("bad URL {url}: {e}"))))?;
+        let mut request = reqwest::Request::new(req.method.clone(), url);
+        let headers = request.headers_mut();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        if let Some(body) = &req.body {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            *request.body_mut() = Some(body.clone().into());
+        }
+        Ok(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Open;
+
+    impl Authorizer for Open {
+        type Credential = ();
+
+        async fn credential(&self, _: &Transport, _: Option<&()>) -> Result<(), Failure> {
+            Ok(())
+        }
+
+        fn authorize(&self, _: &(), _: &mut reqwest::Request) -> Result<(), CallErrorKind> {
+            Ok(())
+        }
+
+        fn renews(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn requests_carry_path_query_and_body_as_given() {
+        let e = Endpoint::new("t", "http://h.invalid/api/", reqwest::Client::new(), Open);
+        let q = [("name", "a b&c".to_owned()), ("x", "1".to_owned())];
+        let req = Req::new(Method::PUT, "/groups/a%2Fb")
+            .query(&q)
+            .json(&serde_json::json!({"k": "v"}));
+        let built = e.build(&req).expect("builds");
+        assert_eq!(
+            built.url().as_str(),
+            "http://h.invalid/api/groups/a%2Fb?name=a+b%26c&x=1"
+        );
+        assert_eq!(built.method(), Method::PUT);
+        assert_eq!(built.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(
+            built.body().and_then(|b| b.as_bytes()),
+            Some(&br#"{"k":"v"}"#[..])
+        );
+    }
+}
