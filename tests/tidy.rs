@@ -164,8 +164,9 @@ fn find_use(code: &str, path: &str, root: bool) -> Option<usize> {
         let end = at + path.len();
         let before_ok = at == 0 || {
             let b = bytes[at - 1];
-            !(b.is_ascii_alphanumeric() || b == b'_')
-                && !(root && at >= 2 && &code[at - 2..at] == "::")
+            let ident = b.is_ascii_alphanumeric() || b == b'_';
+            let in_path = root && at >= 2 && &code[at - 2..at] == "::";
+            !ident && !in_path
         };
         let after_ok = end >= bytes.len() || {
             let b = bytes[end];
