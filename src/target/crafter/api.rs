@@ -32,15 +32,17 @@ pub fn query_pair_len(key: &str, value: &str) -> usize {
 // API 2 (Studio 4.0.0 and later)
 // ---------------------------------------------------------------------------------------------
 
-/// A1 list, A2 create, A3 update, A4 delete.
+/// The groups: `GET` lists them, `POST` creates one, `PATCH` updates one (its id in the body),
+/// `DELETE ?id=…` deletes.
 pub const GROUPS: &str = "/api/2/groups";
 
-/// A6 list members, A7 add members, A8 remove members.
+/// A group's members: `GET` lists them, `POST` adds users in bulk, `DELETE
+/// ?userId=…&username=…` removes users in bulk.
 pub fn members(group_id: &str) -> String {
     format!("{GROUPS}/{}/members", enc(group_id))
 }
 
-/// The user list (A10): every user Studio has, soft-deleted users left out.
+/// The user list (`GET /api/2/users`): every user Studio has, soft-deleted users left out.
 pub const USERS: &str = "/api/2/users";
 
 /// Shortest group name Studio accepts on a create.
@@ -91,7 +93,8 @@ pub const BUILT_IN_GROUPS: [&str; 6] = [
     "site_reviewer",
 ];
 
-/// A1: a page of groups. `limit` is the number returned, not the number asked for.
+/// A page of the group list (`GET /api/2/groups`). `limit` is the number returned, not the
+/// number asked for.
 #[derive(Debug, Deserialize)]
 pub struct GroupPage {
     /// Groups across all pages.
@@ -101,7 +104,7 @@ pub struct GroupPage {
     pub groups: Vec<Group>,
 }
 
-/// A6: a page of members. Here `limit` echoes the request.
+/// A page of a group's members (`GET /api/2/groups/{id}/members`). Here `limit` echoes the request.
 #[derive(Debug, Deserialize)]
 pub struct MemberPage {
     /// Members across all pages.
@@ -136,14 +139,15 @@ pub struct User {
     pub username: String,
 }
 
-/// A2 and A3 answers: `{"response": …, "group": Group}`.
+/// The answers of a create (`POST /api/2/groups`) and an update (`PATCH /api/2/groups`):
+/// `{"response": …, "group": Group}`.
 #[derive(Debug, Deserialize)]
 pub struct GroupAnswer {
     /// The group.
     pub group: Group,
 }
 
-/// A10: a page of users. `limit` is the number returned.
+/// A page of the user list (`GET /api/2/users`). `limit` is the number returned.
 #[derive(Debug, Deserialize)]
 pub struct UserPage {
     /// Users across all pages.
@@ -162,7 +166,7 @@ pub struct ApiError {
     pub message: String,
 }
 
-/// Group already exists (A2).
+/// Group already exists (an answer of `POST /api/2/groups`).
 pub const CODE_GROUP_EXISTS: i64 = 4001;
 /// Group not found.
 pub const CODE_GROUP_NOT_FOUND: i64 = 4000;

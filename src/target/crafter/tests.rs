@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::model::Origin;
+use crate::model::{Group, GroupKind, ObservedGroup, Origin};
+use crate::plan::change::Change;
 use crate::plan::{MembershipMode, Policy};
 use crate::secret::Secret;
 

@@ -101,6 +101,13 @@ pub trait Authorizer: Send + Sync {
     fn message(&self, status: StatusCode, body: &str) -> String {
         server_message(status, body)
     }
+
+    /// The message of a failed answer, which may also read its headers (where a redirect that
+    /// is never followed points, say): [`Authorizer::message`] by default.
+    fn status_message(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> String {
+        let _ = headers;
+        self.message(status, body)
+    }
 }
 
 /// One request to send, described in full: method, path below the base URL (already encoded),
@@ -278,7 +285,7 @@ impl<A: Authorizer> Endpoint<A> {
                     body,
                 });
             }
-            let message = self.auth.message(status, &body);
+            let message = self.auth.status_message(status, &headers, &body);
             if status == StatusCode::UNAUTHORIZED {
                 return Err(req.fail(self.auth.refused(&message)));
             }

@@ -25,36 +25,44 @@
 //! administers no zone and is named in no zone's ACL.
 
 pub mod api;
+mod auth;
 pub mod config;
+mod read;
+pub mod sigv4;
+mod vet;
+mod write;
 
 pub use config::VinylDnsConfig;
 pub(crate) use config::VinylDnsKeys;
-pub mod sigv4;
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::{StreamExt, TryStreamExt};
 use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tracing::debug;
 
 use crate::config::Diagnostic;
 use crate::model::{
-    Attributes, Capabilities, Desired, Group, GroupKind, GroupName, MembershipWrites, Observed,
-    ObservedGroup, UserKey,
+    Attributes, Capabilities, Desired, GroupName, MembershipWrites, Observed, UserKey,
 };
-use crate::plan::change::{Change, Plan};
+use crate::plan::change::Plan;
 use crate::plan::{Scope, fold};
 use crate::retry::RetryPolicy;
-use crate::target::http::{self, status_error, transport_error};
+use crate::target::http::endpoint::{Endpoint, Failure, Reply, Req};
+use crate::target::http::paging::Paged;
+use crate::target::http::server_message;
 use crate::target::{
     Call, CallError, CallErrorKind, Named, ObserveError, Rejection, RetrySafety, Sent, Stage,
-    Target, problem, resolve_users,
+    Target, problem,
 };
+
+use auth::Signer;
+#[cfg(test)]
+use vet::{description_rule, email_rule, no_admin};
 
 /// The `extras` key of VinylDNS attributes in the desired state (`[group.vinyldns]`).
 pub const TYPE: &str = "vinyldns";
@@ -199,12 +207,9 @@ struct Read {
 /// The VinylDNS connector for one `[[target]]`.
 pub struct VinylDnsTarget {
     name: String,
-    base: String,
-    access_key: crate::secret::Secret,
-    secret_key: crate::secret::Secret,
-    http: reqwest::Client,
     concurrency: NonZeroUsize,
-    reads: RetryPolicy,
+    /// The API, each request signed with the configured keys.
+    endpoint: Endpoint<Signer>,
     /// The server's limit of dots after the `@` of a group's e-mail.
     email_dots: usize,
     /// The account's user name from the config, for a server that cannot tell roster.
@@ -224,9 +229,8 @@ impl std::fmt::Debug for VinylDnsTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VinylDnsTarget")
             .field("name", &self.name)
-            .field("base", &self.base)
-            .field("access_key", &self.access_key)
-            .field("secret_key", &self.secret_key)
+            .field("base", &self.endpoint.base())
+            .field("keys", self.endpoint.auth())
             .finish_non_exhaustive()
     }
 }
@@ -256,80 +260,19 @@ fn sorted_names(names: impl IntoIterator<Item = String>) -> Vec<String> {
     v
 }
 
-/// The server's rule for a group's e-mail, as an error message when it fails: one `@`, a local
-/// part of letters, digits and `. _ + ! & -`, a domain of dot-separated labels (letters, digits,
-/// inner hyphens, at most 63 characters) with at least one dot and at most `max_dots`, no leading,
-/// trailing or doubled dot; and, when the server lists allowed domains, one of them (each entry,
-/// `*` removed, matched as a suffix of the domain, as the server matches).
-fn email_rule(email: &str, domains: &[String], max_dots: usize) -> Result<(), String> {
-    let refused = |why: String| Err(format!("VinylDNS refuses the e-mail \"{email}\": {why}"));
-    let (local, domain) = match email.split_once('@') {
-        Some(parts) => parts,
-        None => return refused("it has no @".into()),
-    };
-    let local_ok = !local.is_empty()
-        && local
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._+!&-".contains(c));
-    let label_ok = |l: &str| {
-        (1..=63).contains(&l.len())
-            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    if !local_ok
-        || !domain.split('.').all(label_ok)
-        || email.starts_with('.')
-        || email.ends_with('.')
-        || email.contains("..")
-    {
-        return refused("it does not match the server's e-mail pattern".into());
+/// A failed answer as a status error: the server's message and `Retry-After`.
+fn status_of(reply: &Reply) -> CallErrorKind {
+    let retry_after = reply
+        .headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(std::time::Duration::from_secs);
+    CallErrorKind::Status {
+        status: reply.status.as_u16(),
+        message: server_message(reply.status, &reply.body),
+        retry_after,
     }
-    let dots = domain.matches('.').count();
-    if dots == 0 {
-        return refused("its domain has no dot".into());
-    }
-    if dots > max_dots {
-        return refused(format!(
-            "its domain has {dots} dots, and the server allows at most {max_dots} after the @"
-        ));
-    }
-    let allowed = domains.is_empty()
-        || domains
-            .iter()
-            .any(|d| d == domain || domain.ends_with(&d.replace('*', "")));
-    if !allowed {
-        return refused(format!(
-            "its domain is not one the server allows ({})",
-            domains.join(", ")
-        ));
-    }
-    Ok(())
-}
-
-/// Why an update's e-mail is refused: the new one, or the stored one, which every update sends
-/// again.
-fn resent(changed: Option<&str>, why: String) -> String {
-    match changed {
-        Some(_) => why,
-        None => format!("every update re-sends the group's stored e-mail, and {why}"),
-    }
-}
-
-/// The server stores a description in a column of 256 characters.
-fn description_rule(d: &str) -> Option<String> {
-    let n = d.chars().count();
-    (n > 256)
-        .then(|| format!("its description has {n} characters, and VinylDNS stores at most 256"))
-}
-
-/// Why admins none of whom is a user are refused.
-fn no_admin(names: &[String]) -> String {
-    format!(
-        "none of its admins ({}) is a VinylDNS user, and a group needs one (VinylDNS creates a \
-         user at its first login): the server would refuse every update of the group",
-        names.join(", ")
-    )
 }
 
 impl VinylDnsTarget {
@@ -340,14 +283,11 @@ impl VinylDnsTarget {
         http: reqwest::Client,
         concurrency: NonZeroUsize,
     ) -> Self {
+        let signer = Signer::new(config.access_key.clone(), config.secret_key.clone());
         Self {
             name: name.to_owned(),
-            base: config.url.clone(),
-            access_key: config.access_key.clone(),
-            secret_key: config.secret_key.clone(),
-            http,
             concurrency,
-            reads: RetryPolicy::default(),
+            endpoint: Endpoint::new(name, &config.url, http, signer),
             email_dots: config.email_dots,
             own_user: config.user.clone(),
             users: Mutex::new(HashMap::new()),
@@ -359,11 +299,11 @@ impl VinylDnsTarget {
 
     /// Retries transient read failures of an observe under `policy`.
     pub fn with_read_retries(mut self, policy: RetryPolicy) -> Self {
-        self.reads = policy;
+        self.endpoint = self.endpoint.with_read_retries(policy);
         self
     }
 
-    /// Sends one signed request. Returns the response when its status is a success or listed in
+    /// Sends one signed request. Returns the answer when its status is a success or listed in
     /// `accept`; a 401 is an authentication failure, any other status an error with the server's
     /// message.
     async fn request(
@@ -374,52 +314,32 @@ impl VinylDnsTarget {
         body: Option<&[u8]>,
         group: Option<&GroupName>,
         accept: &[StatusCode],
-    ) -> Result<reqwest::Response, CallError> {
-        let mut url = format!("{}{path}", self.base);
-        if !query.is_empty() {
-            url.push('?');
-            url.push_str(&sigv4::query(query));
-        }
-        let content_type = [("content-type", "application/json")];
-        let signed_headers: &[(&str, &str)] = if body.is_some() { &content_type } else { &[] };
-        let signed = sigv4::sign(
-            method.as_str(),
-            &url,
-            signed_headers,
-            body.unwrap_or_default(),
-            self.access_key.expose(),
-            self.secret_key.expose(),
-            sigv4::now(),
-        )
-        .map_err(|e| self.err(&method, path, group, CallErrorKind::Auth(e.to_string())))?;
-        let mut req = self
-            .http
-            .request(method.clone(), &url)
-            .header("Accept", "application/json");
-        for (k, v) in signed {
-            req = req.header(k, v);
-        }
+    ) -> Result<Reply, CallError> {
+        let mut req = Req::new(method, path).query(query).accept(accept);
         if let Some(b) = body {
-            req = req
-                .header("Content-Type", "application/json")
-                .body(b.to_vec());
+            req = req.json_bytes(b.to_vec());
         }
-        let resp = http::send(&self.name, req)
-            .await
-            .map_err(|e| self.err(&method, path, group, transport_error(&e)))?;
-        let status = resp.status();
-        if status.is_success() {
-            self.authenticated.store(true, Ordering::Relaxed);
+        match self.endpoint.send(&req).await {
+            Ok(reply) => {
+                if reply.status.is_success() {
+                    self.authenticated.store(true, Ordering::Relaxed);
+                }
+                Ok(reply)
+            }
+            Err(f) => Err(self.failed(f, group)),
         }
-        if status.is_success() || accept.contains(&status) {
-            return Ok(resp);
-        }
-        let kind = match status_error(resp).await {
+    }
+
+    /// A failed request as the error it is: a 401 explained, a 403 with the right the account
+    /// lacks.
+    fn failed(&self, f: Failure, group: Option<&GroupName>) -> CallError {
+        let Failure { method, path, kind } = f;
+        let kind = match kind {
             CallErrorKind::Status {
                 status: 401,
                 message,
                 ..
-            } => CallErrorKind::Auth(self.unauthorized(&method, path, &message)),
+            } => CallErrorKind::Auth(self.unauthorized(&method, &path, &message)),
             CallErrorKind::Status {
                 status: 403,
                 message,
@@ -431,7 +351,7 @@ impl VinylDnsTarget {
             },
             other => other,
         };
-        Err(self.err(&method, path, group, kind))
+        self.err(&method, &path, group, kind)
     }
 
     /// What a 401 means: an unknown access key, keys that do not sign at all, or (when requests
@@ -473,697 +393,54 @@ impl VinylDnsTarget {
         )
     }
 
-    async fn decode<T: serde::de::DeserializeOwned>(
+    // `CallError` is the error every connector call returns; boxing it here would not pay.
+    #[allow(clippy::result_large_err)]
+    fn decode<T: DeserializeOwned>(
         &self,
-        resp: reqwest::Response,
+        reply: &Reply,
         method: &Method,
         path: &str,
         group: Option<&GroupName>,
     ) -> Result<T, CallError> {
-        resp.json()
-            .await
-            .map_err(|e| self.err(method, path, group, CallErrorKind::Decode(e.to_string())))
+        reply.json().map_err(|k| self.err(method, path, group, k))
     }
 
     /// A read, sent once.
-    async fn get_json<T: serde::de::DeserializeOwned>(
+    async fn get_json<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, String)],
         group: Option<&GroupName>,
     ) -> Result<T, CallError> {
-        let resp = self
+        let reply = self
             .request(Method::GET, path, query, None, group, &[])
             .await?;
-        self.decode(resp, &Method::GET, path, group).await
+        self.decode(&reply, &Method::GET, path, group)
     }
 
-    /// A read of an observe, retried after transient failures as the read policy allows.
-    async fn read_json<T: serde::de::DeserializeOwned>(
+    /// A read of an observe, sent again after transient failures as the endpoint's read policy
+    /// allows. Each try goes through [`Self::request`], which notes every success for the
+    /// meaning of a later 401.
+    async fn read_json<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, String)],
         group: Option<&GroupName>,
     ) -> Result<T, CallError> {
-        self.reads
+        self.endpoint
+            .reads()
             .retry_idempotent(|| self.get_json(path, query, group))
             .await
     }
 
-    /// Every live group, every page. A page that repeats a cursor or a group is an incomplete
-    /// read, never a shorter list. `retry`: whether a page is read again after a transient
-    /// failure (an observe), or sent once (a send or recheck, which the executor retries).
-    async fn list_groups(
-        &self,
-        listing: Listing<'_>,
-        retry: bool,
-    ) -> Result<Vec<api::Group>, ObserveError> {
-        let mut groups = Vec::new();
-        let mut ids = HashSet::new();
-        let mut cursors = HashSet::new();
-        let mut start: Option<String> = None;
-        loop {
-            let mut q = vec![("maxItems", api::MAX_ITEMS.to_string())];
-            if listing.all {
-                q.push(("ignoreAccess", "true".to_owned()));
-            }
-            if listing.abridged {
-                q.push(("abridged", "true".to_owned()));
-            }
-            if let Some(f) = listing.filter {
-                q.push(("groupNameFilter", f.to_owned()));
-            }
-            if let Some(s) = &start {
-                q.push(("startFrom", s.clone()));
-            }
-            let page: api::GroupPage = if retry {
-                self.read_json(api::GROUPS, &q, None).await?
-            } else {
-                self.get_json(api::GROUPS, &q, None).await?
-            };
-            for g in page.groups {
-                if !ids.insert(g.id.clone()) {
-                    return Err(self.incomplete(format!(
-                        "GET {} listed group \"{}\" twice",
-                        api::GROUPS,
-                        g.name
-                    )));
-                }
-                groups.push(g);
-            }
-            match page.next_id {
-                None => return Ok(groups),
-                Some(next) => {
-                    if !cursors.insert(next.clone()) {
-                        return Err(self.incomplete(format!(
-                            "GET {} returned the cursor {next} twice",
-                            api::GROUPS
-                        )));
-                    }
-                    start = Some(next);
-                }
-            }
-        }
-    }
-
-    /// Every member of a group, every page.
-    async fn list_members(
-        &self,
-        id: &str,
-        name: &GroupName,
-    ) -> Result<Vec<api::Member>, ObserveError> {
-        let path = api::group_members(id);
-        let mut members = Vec::new();
-        let mut ids = HashSet::new();
-        let mut cursors = HashSet::new();
-        let mut start: Option<String> = None;
-        loop {
-            let mut q = vec![("maxItems", api::MAX_ITEMS.to_string())];
-            if let Some(s) = &start {
-                q.push(("startFrom", s.clone()));
-            }
-            let page: api::MemberPage = self.read_json(&path, &q, Some(name)).await?;
-            for m in page.members {
-                if !ids.insert(m.id.clone()) {
-                    return Err(self.incomplete(format!(
-                        "GET {path} listed member \"{}\" twice",
-                        m.user_name
-                    )));
-                }
-                members.push(m);
-            }
-            match page.next_id {
-                None => return Ok(members),
-                Some(next) => {
-                    if !cursors.insert(next.clone()) {
-                        return Err(
-                            self.incomplete(format!("GET {path} returned the cursor {next} twice"))
-                        );
-                    }
-                    start = Some(next);
-                }
-            }
-        }
-    }
-
-    /// Reads one group's members. The members read must be the ids the group holds, less ids
-    /// that name no user (the members list leaves those out; each is confirmed with a lookup):
-    /// any other difference means the group changed between the reads, and it is not observed
-    /// half-way.
-    async fn read_group(&self, g: api::Group) -> Result<Read, ObserveError> {
-        let name = GroupName(g.name.clone());
-        let members = self.list_members(&g.id, &name).await?;
-        let listed: BTreeSet<&str> = g.members.iter().map(|m| m.id.as_str()).collect();
-        let read: BTreeSet<&str> = members.iter().map(|m| m.id.as_str()).collect();
-        let changed = || {
-            self.incomplete(format!(
-                "the members of \"{name}\" changed while they were read ({} listed, {} read)",
-                listed.len(),
-                read.len()
-            ))
-        };
-        if !read.is_subset(&listed) {
-            return Err(changed());
-        }
-        let mut orphans = BTreeSet::new();
-        for id in listed.difference(&read) {
-            if self.user_exists(id, &name).await? {
-                return Err(changed());
-            }
-            orphans.insert((*id).to_owned());
-        }
-        {
-            let mut cache = self.users.lock().unwrap_or_else(|e| e.into_inner());
-            for m in &members {
-                cache.insert(fold(&m.user_name, CASE_INSENSITIVE), Some(m.id.clone()));
-            }
-        }
-        Ok(Read {
-            group: g,
-            members,
-            orphans,
+    /// A paged list read whole, or the error that it was not.
+    // `ObserveError` is the error every observe returns; boxing it here would not pay.
+    #[allow(clippy::result_large_err)]
+    fn paged<T>(&self, r: Result<Vec<T>, Paged<CallError>>) -> Result<Vec<T>, ObserveError> {
+        r.map_err(|e| match e {
+            Paged::Failed(e) => ObserveError::Call(e),
+            Paged::Incomplete(m) => self.incomplete(m),
         })
-    }
-
-    /// Whether a user id names a user (`GET /users/{id}`, 404 when not).
-    async fn user_exists(&self, id: &str, group: &GroupName) -> Result<bool, CallError> {
-        let path = api::user(id);
-        self.reads
-            .retry_idempotent(|| async {
-                let resp = self
-                    .request(
-                        Method::GET,
-                        &path,
-                        &[],
-                        None,
-                        Some(group),
-                        &[StatusCode::NOT_FOUND],
-                    )
-                    .await?;
-                Ok(resp.status() != StatusCode::NOT_FOUND)
-            })
-            .await
-    }
-
-    /// The observed group: its members by user name; admins spelt as the desired state spells
-    /// them (VinylDNS user names match without regard to case) and sorted as [`Target::prepare`]
-    /// sorts the desired ones; roster's own entry left out when `hide` is its id.
-    fn build_group(
-        &self,
-        read: Read,
-        hide: Option<&str>,
-        spelling: &HashMap<String, &UserKey>,
-    ) -> ObservedGroup {
-        let g = read.group;
-        let mut group = Group::named(g.name.clone());
-        group.description = g.description.clone().filter(|d| !d.is_empty());
-        let mut admins = Vec::new();
-        for m in &read.members {
-            if hide == Some(m.id.as_str()) {
-                continue;
-            }
-            group.members.insert(UserKey(m.user_name.clone()));
-            if m.is_admin {
-                let key = fold(&m.user_name, CASE_INSENSITIVE);
-                let shown = spelling
-                    .get(&key)
-                    .map_or_else(|| m.user_name.clone(), |k| k.as_str().to_owned());
-                admins.push(shown);
-            }
-        }
-        let admins: Vec<Value> = sorted_names(admins).into_iter().map(Value::from).collect();
-        group.extras.insert(
-            TYPE.to_owned(),
-            Attributes::from([
-                ("email".to_owned(), Value::from(g.email.clone())),
-                ("admins".to_owned(), Value::from(admins)),
-            ]),
-        );
-        ObservedGroup {
-            id: g.id,
-            group,
-            kind: GroupKind::Managed,
-        }
-    }
-
-    /// Learns roster's own account from one abridged listing of every group (each group's lists
-    /// hold only the caller's id): its id, the groups it administers, how many it belongs to.
-    /// `full` is the same listing unabridged: the abridged answer counts as one only where it
-    /// holds fewer ids than `full` somewhere (an older server ignores `abridged` and lists
-    /// everyone, which must never be taken for the caller).
-    async fn learn_account(&self, full: &[api::Group]) -> Result<(), ObserveError> {
-        let listing = Listing {
-            abridged: true,
-            all: true,
-            ..Listing::default()
-        };
-        let groups = self.list_groups(listing, true).await?;
-        let sizes: HashMap<&str, usize> = full
-            .iter()
-            .map(|g| (g.id.as_str(), g.members.len() + g.admins.len()))
-            .collect();
-        let mut a = Account::default();
-        let mut seen: HashSet<&str> = HashSet::new();
-        let mut cut = false;
-        for g in groups.iter().filter(|g| !g.is_deleted()) {
-            a.groups += 1;
-            let n = g.members.len() + g.admins.len();
-            cut |= sizes.get(g.id.as_str()).is_some_and(|full| n < *full);
-            seen.extend(g.members.iter().chain(&g.admins).map(|m| m.id.as_str()));
-            if !g.members.is_empty() {
-                a.member_of += 1;
-            }
-            if !g.admins.is_empty() {
-                a.admin_of.insert(g.id.clone());
-            }
-        }
-        // A server that ignores `abridged` lists everyone: then nothing here is about the caller,
-        // and roster knows no more of its account than the server tells it later.
-        if seen.len() > 1 || !cut {
-            debug!("the server did not abridge its list; roster's own account stays unknown");
-            a = Account {
-                groups: a.groups,
-                ..Account::default()
-            };
-            if let Some(user) = &self.own_user {
-                let key = UserKey(user.clone());
-                let (_, id) = self.resolve_user(key).await?;
-                a.id = id;
-                a.admin_of = full
-                    .iter()
-                    .filter(|g| {
-                        a.id.as_ref()
-                            .is_some_and(|id| g.admins.iter().any(|r| &r.id == id))
-                    })
-                    .map(|g| g.id.clone())
-                    .collect();
-                a.member_of = full
-                    .iter()
-                    .filter(|g| {
-                        a.id.as_ref()
-                            .is_some_and(|id| g.members.iter().any(|r| &r.id == id))
-                    })
-                    .count();
-                a.identified = a.id.is_some();
-            }
-        } else {
-            a.id = seen.into_iter().next().map(str::to_owned);
-            a.identified = true;
-        }
-        *self.account.lock().unwrap_or_else(|e| e.into_inner()) = a;
-        Ok(())
-    }
-
-    /// The id of a user key, through the run's cache, else `GET /users/{key}`; `None` when the
-    /// API does not know the user.
-    async fn resolve_user(&self, key: UserKey) -> Result<(UserKey, Option<String>), CallError> {
-        let folded = fold(key.as_str(), CASE_INSENSITIVE);
-        if let Some(hit) = self
-            .users
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&folded)
-        {
-            return Ok((key, hit.clone()));
-        }
-        let path = api::user(key.as_str());
-        let found = self
-            .reads
-            .retry_idempotent(|| async {
-                let resp = self
-                    .request(
-                        Method::GET,
-                        &path,
-                        &[],
-                        None,
-                        None,
-                        &[StatusCode::NOT_FOUND],
-                    )
-                    .await?;
-                if resp.status() == StatusCode::NOT_FOUND {
-                    return Ok(None);
-                }
-                let u: api::User = self.decode(resp, &Method::GET, &path, None).await?;
-                Ok(Some(u.id))
-            })
-            .await?;
-        self.users
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(folded, found.clone());
-        Ok((key, found))
-    }
-
-    /// Whether roster's account is a super user, found out with reads and remembered for the run:
-    /// from the `isSuper` flag of its own entry among the admins of a group it administers, else
-    /// from whether the groups listed for it without `ignoreAccess` go beyond its own (only a
-    /// super or support user sees every group there). `None` when the API cannot tell (it is a
-    /// member of every group and an admin of none).
-    async fn super_status(&self) -> Result<Option<bool>, ObserveError> {
-        let a = self
-            .account
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if a.is_super.is_some() {
-            return Ok(a.is_super);
-        }
-        let found = match (&a.id, a.admin_of.iter().next()) {
-            (Some(me), Some(gid)) => {
-                let path = api::group_admins(gid);
-                let list: api::AdminList = self.read_json(&path, &[], None).await?;
-                Some(list.admins.iter().any(|u| &u.id == me && u.is_super))
-            }
-            // A server that ignores `abridged`, or an account in every group: no read tells.
-            _ if !a.identified || a.member_of >= a.groups => None,
-            _ => {
-                let mine = Listing {
-                    abridged: true,
-                    ..Listing::default()
-                };
-                let seen = self.list_groups(mine, true).await?;
-                Some(seen.len() > a.member_of)
-            }
-        };
-        self.account
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_super = found;
-        Ok(found)
-    }
-
-    /// The e-mail domains the server allows (empty: all). A server without the list (before
-    /// VinylDNS 0.18.2, which had no domain rule) answers 404: no rule.
-    async fn valid_domains(&self) -> Result<Vec<String>, ObserveError> {
-        let path = api::VALID_DOMAINS;
-        let resp = self
-            .reads
-            .retry_idempotent(|| {
-                self.request(Method::GET, path, &[], None, None, &[StatusCode::NOT_FOUND])
-            })
-            .await?;
-        if resp.status() == StatusCode::NOT_FOUND {
-            return Ok(Vec::new());
-        }
-        Ok(self.decode(resp, &Method::GET, path, None).await?)
-    }
-
-    /// Every zone, every page (`ignoreAccess=true`), for the groups they keep from deletion.
-    async fn list_zones(&self) -> Result<Vec<api::Zone>, ObserveError> {
-        let mut zones = Vec::new();
-        let mut cursors = HashSet::new();
-        let mut start: Option<String> = None;
-        loop {
-            let mut q = vec![
-                ("maxItems", "100".to_owned()),
-                ("ignoreAccess", "true".to_owned()),
-            ];
-            if let Some(s) = &start {
-                q.push(("startFrom", s.clone()));
-            }
-            let page: api::ZonePage = self.read_json(api::ZONES, &q, None).await?;
-            zones.extend(page.zones);
-            match page.next_id {
-                None => return Ok(zones),
-                Some(next) => {
-                    if !cursors.insert(next.clone()) {
-                        return Err(self.incomplete(format!(
-                            "GET {} returned the cursor {next} twice",
-                            api::ZONES
-                        )));
-                    }
-                    start = Some(next);
-                }
-            }
-        }
-    }
-
-    /// The ids a write to group `group_id` keeps whatever the desired state says: the ids without
-    /// a user that the observe found in it, and roster's own id where it keeps its seat.
-    fn kept_ids(&self, group_id: &str) -> BTreeSet<String> {
-        let mut keep = self
-            .orphans
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(group_id)
-            .cloned()
-            .unwrap_or_default();
-        let a = self.account.lock().unwrap_or_else(|e| e.into_inner());
-        if let (true, Some(id)) = (a.keeps_own_seat(), &a.id) {
-            keep.insert(id.clone());
-        }
-        keep
-    }
-
-    /// `GET /groups/{id}`: a fresh read before a full replace.
-    async fn get_group(&self, id: &str, name: &GroupName) -> Result<api::Group, CallError> {
-        let path = api::group(id);
-        let resp = self
-            .request(Method::GET, &path, &[], None, Some(name), &[])
-            .await?;
-        self.decode(resp, &Method::GET, &path, Some(name)).await
-    }
-
-    /// `PUT /groups/{id}` with the whole group.
-    async fn put_group(&self, body: &api::UpdateGroup, name: &GroupName) -> Result<(), CallError> {
-        let path = api::group(&body.id);
-        let bytes = serde_json::to_vec(body).map_err(|e| {
-            self.err(
-                &Method::PUT,
-                &path,
-                Some(name),
-                CallErrorKind::Decode(e.to_string()),
-            )
-        })?;
-        self.request(Method::PUT, &path, &[], Some(&bytes), Some(name), &[])
-            .await?;
-        Ok(())
-    }
-
-    /// The live group of this name (compared as VinylDNS compares names), if any. Its pages are
-    /// sent once: this is part of a send or recheck.
-    async fn find_group(&self, name: &GroupName) -> Result<Option<api::Group>, CallError> {
-        let listing = Listing {
-            filter: Some(name.as_str()),
-            all: true,
-            ..Listing::default()
-        };
-        let groups = match self.list_groups(listing, false).await {
-            Ok(g) => g,
-            Err(ObserveError::Call(e)) => return Err(e),
-            Err(e) => {
-                return Err(self.err(
-                    &Method::GET,
-                    api::GROUPS,
-                    Some(name),
-                    CallErrorKind::Decode(e.to_string()),
-                ));
-            }
-        };
-        let want = fold(name.as_str(), CASE_INSENSITIVE);
-        Ok(groups
-            .into_iter()
-            .find(|g| !g.is_deleted() && fold(&g.name, CASE_INSENSITIVE) == want))
-    }
-
-    /// Replaces the fields and lists of a group an earlier attempt of roster's own create made
-    /// with those of `new`, keeping roster's own seat and the ids without a user.
-    async fn replace(
-        &self,
-        have: &api::Group,
-        new: &NewGroup,
-        name: &GroupName,
-    ) -> Result<(), CallError> {
-        let mut keep = self.kept_ids(&have.id);
-        {
-            // A group roster created holds one admin the desired state does not name: the
-            // creating account's seat, which it keeps even when the run has not yet learned its id.
-            let a = self.account.lock().unwrap_or_else(|e| e.into_inner());
-            let extra: Vec<&api::IdRef> = have
-                .admins
-                .iter()
-                .filter(|r| !new.admins.contains(&r.id))
-                .collect();
-            if let ([own], None, true) = (extra.as_slice(), &a.id, a.keeps_own_seat()) {
-                keep.insert(own.id.clone());
-            }
-        }
-        let held = |refs: &[api::IdRef]| -> BTreeSet<String> {
-            refs.iter()
-                .map(|r| r.id.clone())
-                .filter(|id| keep.contains(id))
-                .collect()
-        };
-        let admins: BTreeSet<String> = new.admins.union(&held(&have.admins)).cloned().collect();
-        let members: BTreeSet<String> = new
-            .members
-            .iter()
-            .chain(&admins)
-            .cloned()
-            .chain(held(&have.members))
-            .collect();
-        self.put_lists(have, new, &members, &admins, name).await
-    }
-
-    /// Takes over a group someone else created under the desired name: adds the desired members
-    /// and admins, and removes nobody. Removals are left to the next plan, where the deletion
-    /// limit sees them, since the plan that led here never saw this group's members.
-    async fn adopt(
-        &self,
-        have: &api::Group,
-        new: &NewGroup,
-        name: &GroupName,
-    ) -> Result<(), CallError> {
-        let ids = |refs: &[api::IdRef]| -> BTreeSet<String> {
-            refs.iter().map(|r| r.id.clone()).collect()
-        };
-        let admins: BTreeSet<String> = ids(&have.admins).union(&new.admins).cloned().collect();
-        let members: BTreeSet<String> = ids(&have.members)
-            .into_iter()
-            .chain(new.members.iter().cloned())
-            .chain(admins.iter().cloned())
-            .collect();
-        self.put_lists(have, new, &members, &admins, name).await
-    }
-
-    /// `PUT`s group `have` under its own name with `new`'s e-mail and description (its own
-    /// description when `new` has none) and these member and admin ids.
-    async fn put_lists<'a>(
-        &self,
-        have: &api::Group,
-        new: &NewGroup,
-        members: impl IntoIterator<Item = &'a String>,
-        admins: impl IntoIterator<Item = &'a String>,
-        name: &GroupName,
-    ) -> Result<(), CallError> {
-        let body = api::UpdateGroup {
-            id: have.id.clone(),
-            name: have.name.clone(),
-            email: new.email.clone(),
-            description: new.description.clone().or_else(|| have.description.clone()),
-            members: api::refs(members),
-            admins: api::refs(admins),
-        };
-        self.put_group(&body, name).await
-    }
-
-    async fn create(&self, call: &VinylDnsCall, new: &NewGroup) -> Result<Sent, CallError> {
-        let g = Some(&call.group);
-        let body = api::CreateGroup {
-            name: new.name.clone(),
-            email: new.email.clone(),
-            description: new.description.clone(),
-            members: api::refs(new.members.union(&new.admins)),
-            admins: api::refs(&new.admins),
-        };
-        let bytes = serde_json::to_vec(&body).map_err(|e| {
-            self.err(
-                &Method::POST,
-                api::GROUPS,
-                g,
-                CallErrorKind::Decode(e.to_string()),
-            )
-        })?;
-        let resp = self
-            .request(
-                Method::POST,
-                api::GROUPS,
-                &[],
-                Some(&bytes),
-                g,
-                &[StatusCode::CONFLICT],
-            )
-            .await?;
-        if resp.status() == StatusCode::CONFLICT {
-            let mut conflict = status_error(resp).await;
-            return match self.find_group(&call.group).await? {
-                Some(have) => {
-                    self.adopt(&have, new, &call.group).await?;
-                    Ok(Sent::AlreadyDone(
-                        "group already existed; adopted, the desired members added".into(),
-                    ))
-                }
-                None => {
-                    if let CallErrorKind::Status { message, .. } = &mut conflict {
-                        message.push_str(" (and no live group of that name can be read)");
-                    }
-                    Err(self.err(&Method::POST, api::GROUPS, g, conflict))
-                }
-            };
-        }
-        let created: api::Group = self.decode(resp, &Method::POST, api::GROUPS, g).await?;
-        self.fix_creator(&created, new, &call.group).await?;
-        Ok(Sent::Done)
-    }
-
-    /// VinylDNS makes the creating account an admin (and so a member) of a new group. When the
-    /// desired state does not name it, one PUT puts the group right, built from the create's
-    /// answer, which is as fresh as a read.
-    async fn fix_creator(
-        &self,
-        created: &api::Group,
-        new: &NewGroup,
-        name: &GroupName,
-    ) -> Result<(), CallError> {
-        let members: BTreeSet<&String> = created.members.iter().map(|m| &m.id).collect();
-        let admins: BTreeSet<&String> = created.admins.iter().map(|m| &m.id).collect();
-        let own = {
-            let mut a = self.account.lock().unwrap_or_else(|e| e.into_inner());
-            // The creator's seat is the only one the answer adds: learn the account from it.
-            let added: Vec<&&String> = admins
-                .iter()
-                .filter(|id| !new.admins.contains(**id))
-                .collect();
-            if let ([id], None) = (added.as_slice(), &a.id) {
-                a.id = Some((**id).clone());
-            }
-            a.id.clone().filter(|_| a.keeps_own_seat())
-        };
-        let mut want_members: BTreeSet<&String> = new.members.union(&new.admins).collect();
-        let mut want_admins: BTreeSet<&String> = new.admins.iter().collect();
-        if let Some(id) = &own {
-            want_members.insert(id);
-            want_admins.insert(id);
-        }
-        if members == want_members && admins == want_admins || new.admins.is_empty() {
-            return Ok(());
-        }
-        debug!(group = %name, "the API added its own admin to the new group; replacing the lists");
-        self.replace(created, new, name).await
-    }
-
-    async fn update(&self, call: &VinylDnsCall, id: &str, d: &Delta) -> Result<Sent, CallError> {
-        let have = self.get_group(id, &call.group).await?;
-        let mut members: BTreeSet<String> = have.members.iter().map(|m| m.id.clone()).collect();
-        let mut admins: BTreeSet<String> = match &d.admins {
-            Some(a) => a.clone(),
-            None => have.admins.iter().map(|m| m.id.clone()).collect(),
-        };
-        members.extend(d.add.iter().cloned());
-        for r in &d.remove {
-            members.remove(r);
-            admins.remove(r);
-        }
-        // Ids without a user and roster's own seat stay as they are.
-        let keep = self.kept_ids(&have.id);
-        admins.extend(
-            have.admins
-                .iter()
-                .filter(|m| keep.contains(&m.id))
-                .map(|m| m.id.clone()),
-        );
-        // VinylDNS makes every admin a member.
-        members.extend(admins.iter().cloned());
-        let body = api::UpdateGroup {
-            id: have.id.clone(),
-            name: d.name.clone().unwrap_or_else(|| have.name.clone()),
-            email: d.email.clone().unwrap_or_else(|| have.email.clone()),
-            description: d.description.clone().or_else(|| have.description.clone()),
-            members: api::refs(&members),
-            admins: api::refs(&admins),
-        };
-        self.put_group(&body, &call.group).await?;
-        Ok(Sent::Done)
     }
 }
 
@@ -1254,78 +531,7 @@ impl Target for VinylDnsTarget {
         scope: &Scope,
         users: &BTreeSet<UserKey>,
     ) -> Result<Observed, ObserveError> {
-        let mut observed = Observed::default();
-        let mut in_scope = Vec::new();
-        let all = Listing {
-            all: true,
-            ..Listing::default()
-        };
-        let listed = self.list_groups(all, true).await?;
-        self.learn_account(&listed).await?;
-        for g in listed {
-            if g.is_deleted() {
-                continue;
-            }
-            let name = GroupName(g.name.clone());
-            if scope.contains(&name) {
-                in_scope.push(g);
-            } else {
-                observed.others.insert(name);
-            }
-        }
-        let reads: Vec<Read> = futures::stream::iter(in_scope)
-            .map(|g| self.read_group(g))
-            .buffer_unordered(self.concurrency.get())
-            .try_collect()
-            .await?;
-        let spelling: HashMap<String, &UserKey> = users
-            .iter()
-            .map(|u| (fold(u.as_str(), CASE_INSENSITIVE), u))
-            .collect();
-        // roster's own account is hidden unless the desired state names it.
-        let hide = {
-            let mut a = self.account.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(id) = a.id.clone() {
-                a.name = reads
-                    .iter()
-                    .flat_map(|r| &r.members)
-                    .find(|m| m.id == id)
-                    .map(|m| m.user_name.clone());
-            }
-            a.desired = a
-                .name
-                .as_ref()
-                .is_some_and(|n| spelling.contains_key(&fold(n, CASE_INSENSITIVE)));
-            if a.desired { None } else { a.id.clone() }
-        };
-        let mut orphans = HashMap::new();
-        for r in reads {
-            if !r.orphans.is_empty() {
-                orphans.insert(r.group.id.clone(), r.orphans.clone());
-            }
-            let g = self.build_group(r, hide.as_deref(), &spelling);
-            for m in &g.group.members {
-                if let Some(Some(id)) = self
-                    .users
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&fold(m.as_str(), CASE_INSENSITIVE))
-                {
-                    observed.users.insert(m.clone(), id.clone());
-                }
-            }
-            observed.groups.insert(g.group.name.clone(), g);
-        }
-        *self.orphans.lock().unwrap_or_else(|e| e.into_inner()) = orphans;
-        // Desired users not seen as members: one lookup each, cached for the run.
-        resolve_users(
-            &mut observed,
-            users.iter().cloned(),
-            self.concurrency,
-            |u| self.resolve_user(u),
-        )
-        .await?;
-        Ok(observed)
+        self.observe_groups(scope, users).await
     }
 
     /// Refuses what the server would refuse, per change: a create or update whose e-mail fails
@@ -1341,287 +547,11 @@ impl Target for VinylDnsTarget {
         observed: &Observed,
         plan: &Plan,
     ) -> Result<Vec<Rejection>, ObserveError> {
-        let mut out = Vec::new();
-        if plan.changes.is_empty() {
-            return Ok(out);
-        }
-        let ids: HashMap<String, &String> = observed
-            .users
-            .iter()
-            .map(|(k, v)| (fold(k.as_str(), CASE_INSENSITIVE), v))
-            .collect();
-        let known = |names: &Value| -> (Vec<String>, usize) {
-            let names: Vec<String> = names
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default();
-            let n = names
-                .iter()
-                .filter(|n| ids.contains_key(&fold(n, CASE_INSENSITIVE)))
-                .count();
-            (names, n)
-        };
-        let writes = plan
-            .changes
-            .iter()
-            .any(|c| !matches!(c, Change::DeleteGroup { .. }));
-        let domains = if writes {
-            self.valid_domains().await?
-        } else {
-            Vec::new()
-        };
-        let existing: BTreeSet<&GroupName> = plan
-            .changes
-            .iter()
-            .map(Change::group)
-            .filter(|g| observed.groups.contains_key(*g))
-            .collect();
-        let account = self
-            .account
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let admin_of = |g: &GroupName| {
-            observed
-                .groups
-                .get(g)
-                .is_some_and(|o| account.admin_of.contains(&o.id))
-        };
-        let is_super = if existing.iter().all(|g| admin_of(g)) {
-            account.is_super
-        } else {
-            self.super_status().await?
-        };
-        let zones = if plan
-            .changes
-            .iter()
-            .any(|c| matches!(c, Change::DeleteGroup { .. }))
-        {
-            self.list_zones().await?
-        } else {
-            Vec::new()
-        };
-        let who = account.describe();
-        // The right to change each existing group: one rejection covers all its changes.
-        for g in &existing {
-            if is_super == Some(false) && !admin_of(g) {
-                out.push(Rejection::of_group(
-                    g,
-                    format!(
-                        "{who} may not change this group: VinylDNS lets only a super user or an \
-                         admin of the group change it, and the account is neither; make it an \
-                         admin of the group or a super user"
-                    ),
-                ));
-            }
-        }
-        let own = account.name.as_deref().map(|n| fold(n, CASE_INSENSITIVE));
-        let locks_out = format!(
-            "this would remove {who} from the admins of the group; it is no super user, so it \
-             could not change the group again: keep it among the admins"
-        );
-        let mut emailed: BTreeSet<&GroupName> = BTreeSet::new();
-        for (i, c) in plan.changes.iter().enumerate() {
-            let group = c.group();
-            let stored = observed.groups.get(group);
-            if let Change::RemoveMember { member, .. } = c
-                && own.as_deref() == Some(fold(member.as_str(), CASE_INSENSITIVE).as_str())
-                && admin_of(group)
-                && is_super != Some(true)
-            {
-                out.extend(Rejection::of_change(plan, i, locks_out.clone()));
-            }
-            let stored_email = stored
-                .and_then(|o| o.group.extras.get(TYPE))
-                .and_then(|a| a.get("email"))
-                .and_then(Value::as_str);
-            match c {
-                Change::CreateGroup {
-                    description,
-                    attributes,
-                    ..
-                } => {
-                    let email = attributes.get("email").and_then(Value::as_str);
-                    if let Some(Err(why)) = email.map(|e| email_rule(e, &domains, self.email_dots))
-                    {
-                        out.extend(Rejection::of_change(plan, i, why));
-                    }
-                    if let Some(why) = description.as_deref().and_then(description_rule) {
-                        out.extend(Rejection::of_change(plan, i, why));
-                    }
-                    let (names, found) = known(attributes.get("admins").unwrap_or(&Value::Null));
-                    if found == 0 {
-                        out.extend(Rejection::of_change(plan, i, no_admin(&names)));
-                    }
-                    emailed.insert(group);
-                }
-                Change::UpdateGroup { fields, .. } => {
-                    if let Some(why) = fields
-                        .get("description")
-                        .and_then(|f| f.to.as_str())
-                        .and_then(description_rule)
-                    {
-                        out.extend(Rejection::of_change(plan, i, why));
-                    }
-                    if let Some(f) = fields.get("admins") {
-                        let (names, found) = known(&f.to);
-                        if found == 0 {
-                            out.extend(Rejection::of_change(plan, i, no_admin(&names)));
-                        }
-                        let keeps = own.as_ref().is_none_or(|own| {
-                            names.iter().any(|n| fold(n, CASE_INSENSITIVE) == *own)
-                        });
-                        if account.desired && !keeps && admin_of(group) && is_super != Some(true) {
-                            out.extend(Rejection::of_change(plan, i, locks_out.clone()));
-                        }
-                    }
-                    if emailed.insert(group) {
-                        let changed = fields.get("email").and_then(|f| f.to.as_str());
-                        if let Some(Err(why)) = changed
-                            .or(stored_email)
-                            .map(|e| email_rule(e, &domains, self.email_dots))
-                        {
-                            out.push(Rejection::of_group(group, resent(changed, why)));
-                        }
-                    }
-                }
-                Change::AddMember { .. } | Change::RemoveMember { .. }
-                    if stored.is_some() && emailed.insert(group) =>
-                {
-                    let changed = plan.changes.iter().find_map(|c| match c {
-                        Change::UpdateGroup { group: g, fields } if g == group => {
-                            fields.get("email").and_then(|f| f.to.as_str())
-                        }
-                        _ => None,
-                    });
-                    let email = changed.or(stored_email);
-                    if let Some(Err(why)) = email.map(|e| email_rule(e, &domains, self.email_dots))
-                    {
-                        out.push(Rejection::of_group(group, resent(changed, why)));
-                    }
-                }
-                Change::DeleteGroup { .. } => {
-                    let Some(id) = stored.map(|o| o.id.as_str()) else {
-                        continue;
-                    };
-                    if let Some(z) = zones.iter().find(|z| z.admin_group_id == id) {
-                        out.extend(Rejection::of_change(
-                            plan,
-                            i,
-                            format!(
-                                "VinylDNS refuses to delete a group that administers a zone, and \
-                                 this one administers zone \"{}\": give the zone another admin \
-                                 group first",
-                                z.name
-                            ),
-                        ));
-                    } else if let Some(z) = zones.iter().find(|z| {
-                        z.acl.as_ref().is_some_and(|a| {
-                            a.rules.iter().any(|r| r.group_id.as_deref() == Some(id))
-                        })
-                    }) {
-                        out.extend(Rejection::of_change(
-                            plan,
-                            i,
-                            format!(
-                                "VinylDNS refuses to delete a group named in a zone's ACL rule, \
-                                 and zone \"{}\" has a rule for this one: remove the rule first",
-                                z.name
-                            ),
-                        ));
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(out)
+        self.vet_plan(observed, plan).await
     }
 
     fn compile(&self, plan: &Plan, observed: &Observed) -> Vec<VinylDnsCall> {
-        let ids: HashMap<String, &String> = observed
-            .users
-            .iter()
-            .map(|(k, v)| (fold(k.as_str(), CASE_INSENSITIVE), v))
-            .collect();
-        let id_of = |k: &str| ids.get(&fold(k, CASE_INSENSITIVE)).map(|v| (*v).clone());
-        // One call per group, in the plan's (group-sorted) order.
-        let mut calls: Vec<VinylDnsCall> = Vec::new();
-        let mut index: BTreeMap<GroupName, usize> = BTreeMap::new();
-        for (i, change) in plan.changes.iter().enumerate() {
-            let group = change.group();
-            let slot = match index.get(group) {
-                Some(&s) => s,
-                None => {
-                    let op = match change {
-                        Change::CreateGroup {
-                            description,
-                            attributes,
-                            ..
-                        } => {
-                            let (email, admins) = attrs(Some(attributes));
-                            Op::Create(NewGroup {
-                                name: group.as_str().to_owned(),
-                                email: email.unwrap_or_default().to_owned(),
-                                description: description.clone(),
-                                members: BTreeSet::new(),
-                                admins: admins.into_iter().filter_map(id_of).collect(),
-                            })
-                        }
-                        Change::DeleteGroup { .. } => {
-                            let id = observed.groups.get(group).map(|g| g.id.clone());
-                            Op::Delete(id.unwrap_or_default())
-                        }
-                        _ => {
-                            let id = observed.groups.get(group).map(|g| g.id.clone());
-                            Op::Update(id.unwrap_or_default(), Delta::default())
-                        }
-                    };
-                    calls.push(VinylDnsCall {
-                        op,
-                        group: group.clone(),
-                        covers: Vec::new(),
-                    });
-                    index.insert(group.clone(), calls.len() - 1);
-                    calls.len() - 1
-                }
-            };
-            let call = &mut calls[slot];
-            call.covers.push(i);
-            match (&mut call.op, change) {
-                (Op::Create(new), Change::AddMember { member, .. }) => {
-                    new.members.extend(id_of(member.as_str()));
-                }
-                (Op::Update(_, d), Change::AddMember { member, .. }) => {
-                    d.add.extend(id_of(member.as_str()));
-                }
-                (Op::Update(_, d), Change::RemoveMember { member, .. }) => {
-                    d.remove.extend(id_of(member.as_str()));
-                }
-                (Op::Update(_, d), Change::UpdateGroup { fields, .. }) => {
-                    let to = |k: &str| fields.get(k).map(|f| &f.to);
-                    let text = |k: &str| to(k).and_then(Value::as_str).map(str::to_owned);
-                    d.name = text("name");
-                    d.email = text("email");
-                    d.description = text("description");
-                    if let Some(a) = to("admins").and_then(Value::as_array) {
-                        d.admins = Some(
-                            a.iter()
-                                .filter_map(Value::as_str)
-                                .filter_map(id_of)
-                                .collect(),
-                        );
-                    }
-                }
-                // Creates, deletes and (never planned here) child changes carry nothing more.
-                _ => {}
-            }
-        }
-        calls
+        self.compile_calls(plan, observed)
     }
 
     async fn send(&self, call: &VinylDnsCall) -> Result<Sent, CallError> {
@@ -1640,7 +570,7 @@ impl Target for VinylDnsTarget {
                         &[StatusCode::NOT_FOUND],
                     )
                     .await?;
-                if resp.status() == StatusCode::NOT_FOUND {
+                if resp.status == StatusCode::NOT_FOUND {
                     Ok(Sent::AlreadyDone("already deleted".into()))
                 } else {
                     Ok(Sent::Done)

@@ -9,7 +9,7 @@ use std::num::NonZeroUsize;
 use serde_json::json;
 
 use super::*;
-use crate::model::Origin;
+use crate::model::{Group, GroupKind, ObservedGroup, Origin};
 use crate::plan::{MembershipMode, Policy};
 use crate::secret::Secret;
 

@@ -1,0 +1,433 @@
+//! Reading VinylDNS: the observe (every group, the members of those in scope, roster's own
+//! account, the ids of the desired users) and the lookups a send or recheck makes (a group by
+//! name, a fresh group).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Mutex;
+
+use futures::{StreamExt, TryStreamExt};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tracing::debug;
+
+use super::{Account, CASE_INSENSITIVE, Listing, Read, TYPE, VinylDnsTarget, api, sorted_names};
+use crate::model::{Attributes, Group, GroupKind, GroupName, Observed, ObservedGroup, UserKey};
+use crate::plan::{Scope, fold};
+use crate::target::http::paging::{self, Cursored, Paged};
+use crate::target::{CallError, CallErrorKind, Named, ObserveError, resolve_users};
+
+impl VinylDnsTarget {
+    /// Every live group, every page. A page that repeats a cursor or a group is an incomplete
+    /// read, never a shorter list. `retry`: whether a page is read again after a transient
+    /// failure (an observe), or sent once (a send or recheck, which the executor retries).
+    pub(super) async fn list_groups(
+        &self,
+        listing: Listing<'_>,
+        retry: bool,
+    ) -> Result<Vec<api::Group>, ObserveError> {
+        let what = format!("GET {}", api::GROUPS);
+        // Checked here as well as by the paging, so that the message names the group.
+        let ids = Mutex::new(HashSet::new());
+        let pages = paging::cursored(
+            &what,
+            |g: &api::Group| g.id.clone(),
+            |start: Option<String>| {
+                let (what, ids) = (&what, &ids);
+                async move {
+                    let mut q = vec![("maxItems", api::MAX_ITEMS.to_string())];
+                    if listing.all {
+                        q.push(("ignoreAccess", "true".to_owned()));
+                    }
+                    if listing.abridged {
+                        q.push(("abridged", "true".to_owned()));
+                    }
+                    if let Some(f) = listing.filter {
+                        q.push(("groupNameFilter", f.to_owned()));
+                    }
+                    if let Some(s) = start {
+                        q.push(("startFrom", s));
+                    }
+                    let page: api::GroupPage = if retry {
+                        self.read_json(api::GROUPS, &q, None).await?
+                    } else {
+                        self.get_json(api::GROUPS, &q, None).await?
+                    };
+                    let mut seen = ids.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(g) = page.groups.iter().find(|g| !seen.insert(g.id.clone())) {
+                        return Err(Paged::Incomplete(format!(
+                            "{what} listed group \"{}\" twice",
+                            g.name
+                        )));
+                    }
+                    Ok(Cursored {
+                        items: page.groups,
+                        next: page.next_id,
+                    })
+                }
+            },
+        )
+        .await;
+        self.paged(pages)
+    }
+
+    /// Every member of a group, every page.
+    async fn list_members(
+        &self,
+        id: &str,
+        name: &GroupName,
+    ) -> Result<Vec<api::Member>, ObserveError> {
+        let path = api::group_members(id);
+        let what = format!("GET {path}");
+        // Checked here as well as by the paging, so that the message names the member.
+        let ids = Mutex::new(HashSet::new());
+        let pages = paging::cursored(
+            &what,
+            |m: &api::Member| m.id.clone(),
+            |start: Option<String>| {
+                let (what, ids, path) = (&what, &ids, &path);
+                async move {
+                    let mut q = vec![("maxItems", api::MAX_ITEMS.to_string())];
+                    if let Some(s) = start {
+                        q.push(("startFrom", s));
+                    }
+                    let page: api::MemberPage = self.read_json(path, &q, Some(name)).await?;
+                    let mut seen = ids.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(m) = page.members.iter().find(|m| !seen.insert(m.id.clone())) {
+                        return Err(Paged::Incomplete(format!(
+                            "{what} listed member \"{}\" twice",
+                            m.user_name
+                        )));
+                    }
+                    Ok(Cursored {
+                        items: page.members,
+                        next: page.next_id,
+                    })
+                }
+            },
+        )
+        .await;
+        self.paged(pages)
+    }
+
+    /// Reads one group's members. The members read must be the ids the group holds, less ids
+    /// that name no user (the members list leaves those out; each is confirmed with a lookup):
+    /// any other difference means the group changed between the reads, and it is not observed
+    /// half-way.
+    async fn read_group(&self, g: api::Group) -> Result<Read, ObserveError> {
+        let name = GroupName(g.name.clone());
+        let members = self.list_members(&g.id, &name).await?;
+        let listed: BTreeSet<&str> = g.members.iter().map(|m| m.id.as_str()).collect();
+        let read: BTreeSet<&str> = members.iter().map(|m| m.id.as_str()).collect();
+        let changed = || {
+            self.incomplete(format!(
+                "the members of \"{name}\" changed while they were read ({} listed, {} read)",
+                listed.len(),
+                read.len()
+            ))
+        };
+        if !read.is_subset(&listed) {
+            return Err(changed());
+        }
+        let mut orphans = BTreeSet::new();
+        for id in listed.difference(&read) {
+            if self.user_exists(id, &name).await? {
+                return Err(changed());
+            }
+            orphans.insert((*id).to_owned());
+        }
+        {
+            let mut cache = self.users.lock().unwrap_or_else(|e| e.into_inner());
+            for m in &members {
+                cache.insert(fold(&m.user_name, CASE_INSENSITIVE), Some(m.id.clone()));
+            }
+        }
+        Ok(Read {
+            group: g,
+            members,
+            orphans,
+        })
+    }
+
+    /// Whether a user id names a user (`GET /users/{id}`, 404 when not).
+    async fn user_exists(&self, id: &str, group: &GroupName) -> Result<bool, CallError> {
+        let path = api::user(id);
+        self.endpoint
+            .reads()
+            .retry_idempotent(|| async {
+                let resp = self
+                    .request(
+                        Method::GET,
+                        &path,
+                        &[],
+                        None,
+                        Some(group),
+                        &[StatusCode::NOT_FOUND],
+                    )
+                    .await?;
+                Ok(resp.status != StatusCode::NOT_FOUND)
+            })
+            .await
+    }
+
+    /// The observed group: its members by user name; admins spelt as the desired state spells
+    /// them (VinylDNS user names match without regard to case) and sorted as [`Target::prepare`]
+    /// sorts the desired ones; roster's own entry left out when `hide` is its id.
+    fn build_group(
+        &self,
+        read: Read,
+        hide: Option<&str>,
+        spelling: &HashMap<String, &UserKey>,
+    ) -> ObservedGroup {
+        let g = read.group;
+        let mut group = Group::named(g.name.clone());
+        group.description = g.description.clone().filter(|d| !d.is_empty());
+        let mut admins = Vec::new();
+        for m in &read.members {
+            if hide == Some(m.id.as_str()) {
+                continue;
+            }
+            group.members.insert(UserKey(m.user_name.clone()));
+            if m.is_admin {
+                let key = fold(&m.user_name, CASE_INSENSITIVE);
+                let shown = spelling
+                    .get(&key)
+                    .map_or_else(|| m.user_name.clone(), |k| k.as_str().to_owned());
+                admins.push(shown);
+            }
+        }
+        let admins: Vec<Value> = sorted_names(admins).into_iter().map(Value::from).collect();
+        group.extras.insert(
+            TYPE.to_owned(),
+            Attributes::from([
+                ("email".to_owned(), Value::from(g.email.clone())),
+                ("admins".to_owned(), Value::from(admins)),
+            ]),
+        );
+        ObservedGroup {
+            id: g.id,
+            group,
+            kind: GroupKind::Managed,
+        }
+    }
+
+    /// Learns roster's own account from one abridged listing of every group (each group's lists
+    /// hold only the caller's id): its id, the groups it administers, how many it belongs to.
+    /// `full` is the same listing unabridged: the abridged answer counts as one only where it
+    /// holds fewer ids than `full` somewhere (an older server ignores `abridged` and lists
+    /// everyone, which must never be taken for the caller).
+    pub(super) async fn learn_account(&self, full: &[api::Group]) -> Result<(), ObserveError> {
+        let listing = Listing {
+            abridged: true,
+            all: true,
+            ..Listing::default()
+        };
+        let groups = self.list_groups(listing, true).await?;
+        let sizes: HashMap<&str, usize> = full
+            .iter()
+            .map(|g| (g.id.as_str(), g.members.len() + g.admins.len()))
+            .collect();
+        let mut a = Account::default();
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut cut = false;
+        for g in groups.iter().filter(|g| !g.is_deleted()) {
+            a.groups += 1;
+            let n = g.members.len() + g.admins.len();
+            cut |= sizes.get(g.id.as_str()).is_some_and(|full| n < *full);
+            seen.extend(g.members.iter().chain(&g.admins).map(|m| m.id.as_str()));
+            if !g.members.is_empty() {
+                a.member_of += 1;
+            }
+            if !g.admins.is_empty() {
+                a.admin_of.insert(g.id.clone());
+            }
+        }
+        // A server that ignores `abridged` lists everyone: then nothing here is about the caller,
+        // and roster knows no more of its account than the server tells it later.
+        if seen.len() > 1 || !cut {
+            debug!("the server did not abridge its list; roster's own account stays unknown");
+            a = Account {
+                groups: a.groups,
+                ..Account::default()
+            };
+            if let Some(user) = &self.own_user {
+                let key = UserKey(user.clone());
+                let (_, id) = self.resolve_user(key).await?;
+                a.id = id;
+                a.admin_of = full
+                    .iter()
+                    .filter(|g| {
+                        a.id.as_ref()
+                            .is_some_and(|id| g.admins.iter().any(|r| &r.id == id))
+                    })
+                    .map(|g| g.id.clone())
+                    .collect();
+                a.member_of = full
+                    .iter()
+                    .filter(|g| {
+                        a.id.as_ref()
+                            .is_some_and(|id| g.members.iter().any(|r| &r.id == id))
+                    })
+                    .count();
+                a.identified = a.id.is_some();
+            }
+        } else {
+            a.id = seen.into_iter().next().map(str::to_owned);
+            a.identified = true;
+        }
+        *self.account.lock().unwrap_or_else(|e| e.into_inner()) = a;
+        Ok(())
+    }
+
+    /// The id of a user key, through the run's cache, else `GET /users/{key}`; `None` when the
+    /// API does not know the user.
+    pub(super) async fn resolve_user(
+        &self,
+        key: UserKey,
+    ) -> Result<(UserKey, Option<String>), CallError> {
+        let folded = fold(key.as_str(), CASE_INSENSITIVE);
+        if let Some(hit) = self
+            .users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&folded)
+        {
+            return Ok((key, hit.clone()));
+        }
+        let path = api::user(key.as_str());
+        let found = self
+            .endpoint
+            .reads()
+            .retry_idempotent(|| async {
+                let resp = self
+                    .request(
+                        Method::GET,
+                        &path,
+                        &[],
+                        None,
+                        None,
+                        &[StatusCode::NOT_FOUND],
+                    )
+                    .await?;
+                if resp.status == StatusCode::NOT_FOUND {
+                    return Ok(None);
+                }
+                let u: api::User = self.decode(&resp, &Method::GET, &path, None)?;
+                Ok(Some(u.id))
+            })
+            .await?;
+        self.users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(folded, found.clone());
+        Ok((key, found))
+    }
+
+    /// The live group of this name (compared as VinylDNS compares names), if any. Its pages are
+    /// sent once: this is part of a send or recheck.
+    pub(super) async fn find_group(
+        &self,
+        name: &GroupName,
+    ) -> Result<Option<api::Group>, CallError> {
+        let listing = Listing {
+            filter: Some(name.as_str()),
+            all: true,
+            ..Listing::default()
+        };
+        let groups = match self.list_groups(listing, false).await {
+            Ok(g) => g,
+            Err(ObserveError::Call(e)) => return Err(e),
+            Err(e) => {
+                return Err(self.err(
+                    &Method::GET,
+                    api::GROUPS,
+                    Some(name),
+                    CallErrorKind::Decode(e.to_string()),
+                ));
+            }
+        };
+        let want = fold(name.as_str(), CASE_INSENSITIVE);
+        Ok(groups
+            .into_iter()
+            .find(|g| !g.is_deleted() && fold(&g.name, CASE_INSENSITIVE) == want))
+    }
+
+    /// What [`Target::observe`](crate::target::Target::observe) reads.
+    pub(super) async fn observe_groups(
+        &self,
+        scope: &Scope,
+        users: &BTreeSet<UserKey>,
+    ) -> Result<Observed, ObserveError> {
+        let mut observed = Observed::default();
+        let mut in_scope = Vec::new();
+        let all = Listing {
+            all: true,
+            ..Listing::default()
+        };
+        let listed = self.list_groups(all, true).await?;
+        self.learn_account(&listed).await?;
+        for g in listed {
+            if g.is_deleted() {
+                continue;
+            }
+            let name = GroupName(g.name.clone());
+            if scope.contains(&name) {
+                in_scope.push(g);
+            } else {
+                observed.others.insert(name);
+            }
+        }
+        let reads: Vec<Read> = futures::stream::iter(in_scope)
+            .map(|g| self.read_group(g))
+            .buffer_unordered(self.concurrency.get())
+            .try_collect()
+            .await?;
+        let spelling: HashMap<String, &UserKey> = users
+            .iter()
+            .map(|u| (fold(u.as_str(), CASE_INSENSITIVE), u))
+            .collect();
+        // roster's own account is hidden unless the desired state names it.
+        let hide = {
+            let mut a = self.account.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(id) = a.id.clone() {
+                a.name = reads
+                    .iter()
+                    .flat_map(|r| &r.members)
+                    .find(|m| m.id == id)
+                    .map(|m| m.user_name.clone());
+            }
+            a.desired = a
+                .name
+                .as_ref()
+                .is_some_and(|n| spelling.contains_key(&fold(n, CASE_INSENSITIVE)));
+            if a.desired { None } else { a.id.clone() }
+        };
+        let mut orphans = HashMap::new();
+        for r in reads {
+            if !r.orphans.is_empty() {
+                orphans.insert(r.group.id.clone(), r.orphans.clone());
+            }
+            let g = self.build_group(r, hide.as_deref(), &spelling);
+            for m in &g.group.members {
+                if let Some(Some(id)) = self
+                    .users
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&fold(m.as_str(), CASE_INSENSITIVE))
+                {
+                    observed.users.insert(m.clone(), id.clone());
+                }
+            }
+            observed.groups.insert(g.group.name.clone(), g);
+        }
+        *self.orphans.lock().unwrap_or_else(|e| e.into_inner()) = orphans;
+        // Desired users not seen as members: one lookup each, cached for the run.
+        resolve_users(
+            &mut observed,
+            users.iter().cloned(),
+            self.concurrency,
+            |u| self.resolve_user(u),
+        )
+        .await?;
+        Ok(observed)
+    }
+}
