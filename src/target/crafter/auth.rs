@@ -222,12 +222,8 @@ impl Authorizer for StudioAuth {
         q.strip_prefix('?').unwrap_or(&q).to_owned()
     }
 
-    fn message(&self, status: StatusCode, body: &str) -> String {
-        api::error_of(status, body).message
-    }
-
-    fn status_message(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> String {
-        let message = self.message(status, body);
+    fn message(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> String {
+        let message = api::error_of(status, body).message;
         if !status.is_redirection() {
             return message;
         }

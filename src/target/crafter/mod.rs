@@ -350,13 +350,13 @@ impl CrafterTarget {
         F: Fn(u64) -> Fut,
         Fut: std::future::Future<Output = Result<Counted<T>, Paged<CallError>>>,
     {
-        paging::counted(what, page).await.map_err(|e| match e {
-            Paged::Failed(e) => ObserveError::Call(e),
-            // Studio's field is `total`: the message names it so.
-            Paged::Incomplete(m) => {
-                self.incomplete(m.replace(" where the total is ", " where total is "))
-            }
-        })
+        // Studio's field is `total`.
+        paging::counted(what, "total", page)
+            .await
+            .map_err(|e| match e {
+                Paged::Failed(e) => ObserveError::Call(e),
+                Paged::Incomplete(m) => self.incomplete(m),
+            })
     }
 
     fn status_err(

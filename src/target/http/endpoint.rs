@@ -97,16 +97,12 @@ pub trait Authorizer: Send + Sync {
             .unwrap_or_default()
     }
 
-    /// The server's message in an error body (see [`server_message`]).
-    fn message(&self, status: StatusCode, body: &str) -> String {
-        server_message(status, body)
-    }
-
-    /// The message of a failed answer, which may also read its headers (where a redirect that
-    /// is never followed points, say): [`Authorizer::message`] by default.
-    fn status_message(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> String {
+    /// The server's message in a failed answer: by default read from its body (see
+    /// [`server_message`]); an API may also read the headers (where a redirect that is never
+    /// followed points, say).
+    fn message(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> String {
         let _ = headers;
-        self.message(status, body)
+        server_message(status, body)
     }
 }
 
@@ -285,7 +281,7 @@ impl<A: Authorizer> Endpoint<A> {
                     body,
                 });
             }
-            let message = self.auth.status_message(status, &headers, &body);
+            let message = self.auth.message(status, &headers, &body);
             if status == StatusCode::UNAUTHORIZED {
                 return Err(req.fail(self.auth.refused(&message)));
             }

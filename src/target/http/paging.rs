@@ -41,8 +41,9 @@ pub struct Counted<T> {
 }
 
 /// Every item of a counted list. `page` reads the page that starts at an offset (the number of
-/// items read so far); `what` names the list in messages (`GET /groups`).
-pub async fn counted<T, E, F, Fut>(what: &str, page: F) -> Result<Vec<T>, Paged<E>>
+/// items read so far); `what` names the list in messages (`GET /groups`), and `total` the field
+/// that carries the total (`totalCount`), so that a message speaks the API's words.
+pub async fn counted<T, E, F, Fut>(what: &str, total: &str, page: F) -> Result<Vec<T>, Paged<E>>
 where
     F: Fn(u64) -> Fut,
     Fut: Future<Output = Result<Counted<T>, Paged<E>>>,
@@ -64,15 +65,15 @@ where
                 break;
             }
         }
-        let total = first_total.unwrap_or(0);
-        if !moved && items.len() as u64 == total {
+        let count = first_total.unwrap_or(0);
+        if !moved && items.len() as u64 == count {
             return Ok(items);
         }
         last = if moved {
             format!("{what}: the total changed while it was read")
         } else {
             format!(
-                "{what} returned {} items where the total is {total}",
+                "{what} returned {} items where {total} is {count}",
                 items.len()
             )
         };
@@ -142,7 +143,7 @@ mod tests {
     #[tokio::test]
     async fn a_counted_list_is_whole_when_its_total_is_read() {
         let pages: Pages = Mutex::new(vec![(vec![1, 2], 3), (vec![3], 3)]);
-        let got = counted("GET /l", |o| serve(&pages, o)).await;
+        let got = counted("GET /l", "total", |o| serve(&pages, o)).await;
         assert_eq!(got, Ok(vec![1, 2, 3]));
     }
 
@@ -150,22 +151,22 @@ mod tests {
     async fn a_list_that_shifts_is_read_again_and_then_refused() {
         // First read: the total moves mid-way; second read: comes up short.
         let pages: Pages = Mutex::new(vec![(vec![1], 2), (vec![2], 3), (vec![1], 2), (vec![], 2)]);
-        let got = counted("GET /l", |o| serve(&pages, o)).await;
+        let got = counted("GET /l", "total", |o| serve(&pages, o)).await;
         assert_eq!(
             got,
             Err(Paged::Incomplete(
-                "GET /l returned 1 items where the total is 2".into()
+                "GET /l returned 1 items where total is 2".into()
             ))
         );
         // A shift once, then a clean read: the clean read is the answer.
         let pages: Pages = Mutex::new(vec![(vec![1], 2), (vec![2], 3), (vec![1, 2, 3], 3)]);
         assert_eq!(
-            counted("GET /l", |o| serve(&pages, o)).await,
+            counted("GET /l", "total", |o| serve(&pages, o)).await,
             Ok(vec![1, 2, 3])
         );
         let pages: Pages = Mutex::new(vec![(vec![1], 2), (vec![2], 3), (vec![1], 2), (vec![2], 3)]);
         assert_eq!(
-            counted("GET /l", |o| serve(&pages, o)).await,
+            counted("GET /l", "total", |o| serve(&pages, o)).await,
             Err(Paged::Incomplete(
                 "GET /l: the total changed while it was read".into()
             ))
