@@ -9,9 +9,9 @@
 //! The files are toml, read with every key's position kept: `toml` holds that reader (the tables,
 //! the key checks and their did-you-mean hints, and the `Resolver` that collects one file's
 //! diagnostics), and `check` the checks of values that many tables share (secrets, URLs,
-//! durations, CA files) with the seam through which a connector checks its own keys. Both the
-//! config and the desired-state files are read through them, and so are the connectors' and the
-//! LDAP source's keys, which is why they live here rather than in `config`.
+//! durations, CA files) with the seam through which a connector checks its own keys. The config
+//! and the desired-state files are read through `toml`; the config's keys, the connectors' and the
+//! LDAP source's use `check` too, which is why both live here rather than in `config`.
 
 pub(crate) mod check;
 pub(crate) mod toml;
