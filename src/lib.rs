@@ -9,6 +9,8 @@
 //! ```
 //!
 //! - [`config`]: the typed `roster.toml`, with `file:line:col` errors and secrets.
+//! - [`diag`]: `file:line:col` diagnostics, and the spanned-TOML reader that the config and the
+//!   desired-state files are read with.
 //! - [`source`]: reads the desired state (TOML files, LDAP).
 //! - [`model`]: groups, desired and observed state, target capabilities.
 //! - [`plan`]: the pure planner, the safety guard, and plan rendering.
@@ -24,6 +26,7 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod diag;
 pub mod exec;
 pub mod model;
 pub mod plan;

@@ -20,7 +20,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::file::{Reported, Resolver, duration, duration_or_zero};
+use crate::diag::check::{duration, duration_or_zero};
+use crate::diag::toml::{Reported, Resolver};
 
 /// The default `shutdown_timeout`.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);

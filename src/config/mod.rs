@@ -34,10 +34,9 @@
 //! ```
 //!
 //! `[[source]]` and `[[target]]` tables are dispatched on `type` by hand (see `file.rs`) so that
-//! errors keep their positions. Adding a source or target type is one match arm in [`parse`].
+//! errors keep their positions; they are read with the spanned-TOML reader of [`crate::diag`]. Adding a source or target type is one match arm in [`parse`].
 
 pub mod daemon;
-pub mod diag;
 pub(crate) mod file;
 
 use std::collections::BTreeMap;
@@ -50,14 +49,19 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::DeTable;
 
+/// Config errors are diagnostics: the module is reachable from here too.
+pub use crate::diag;
+pub use crate::diag::{Diagnostic, Severity, TextFile, locate};
 pub use crate::secret::Secret;
 pub use daemon::DaemonConfig;
-pub use diag::{Diagnostic, Severity, TextFile, locate};
 
+use crate::diag::check::{DEFAULT_TIMEOUT, TargetKeys, ca_file, duration};
+use crate::diag::toml::{RawTable, Reported, Resolver, backticked};
 use crate::model::Origin;
 use crate::plan::MembershipMode;
 use crate::source::ldap::LdapSourceConfig;
-use file::{RawTable, Reported, Resolver, RootFile, SourceFile, TargetFile, TargetKeys};
+use crate::source::ldap::config::LdapSourceFile;
+use file::{RootFile, SourceFile, TargetFile, check_globs};
 
 /// The source types `[[source]] type = "…"` accepts.
 pub const SOURCE_TYPES: &[&str] = &["toml", "ldap"];
@@ -307,7 +311,7 @@ fn source(table: RawTable<'_>, r: &mut Resolver<'_>) -> Result<SourceConfig, Rep
             }))
         }
         "ldap" => {
-            let (_, keys, clean) = table.split::<SourceFile, file::LdapSourceFile>("[[source]]", r);
+            let (_, keys, clean) = table.split::<SourceFile, LdapSourceFile>("[[source]]", r);
             let origin = r.file().origin(kind.span());
             Ok(SourceConfig::Ldap(keys?.resolve(origin, clean, r)?))
         }
@@ -360,7 +364,7 @@ fn unknown_type(
         kind.span(),
         format!(
             "unknown {what} type `{name}`; known types: {}",
-            file::backticked(known)
+            backticked(known)
         ),
     )
 }
@@ -378,7 +382,7 @@ fn common_keys(
         ok = false;
     }
     if let Some(groups) = &t.groups {
-        ok &= file::check_globs(groups, r);
+        ok &= check_globs(groups, r);
         if groups.is_empty() {
             r.warn(
                 table,
@@ -386,8 +390,8 @@ fn common_keys(
             );
         }
     }
-    let timeout = file::duration(t.timeout.as_ref(), "timeout", file::DEFAULT_TIMEOUT, r);
-    let ca_file = t.ca_file.as_ref().map(|f| file::ca_file(f, r)).transpose();
+    let timeout = duration(t.timeout.as_ref(), "timeout", DEFAULT_TIMEOUT, r);
+    let ca_file = t.ca_file.as_ref().map(|f| ca_file(f, r)).transpose();
     if t.prune && t.membership == MembershipMode::Additive {
         r.warn(
             t.name.span(),

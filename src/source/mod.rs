@@ -24,7 +24,7 @@ use crate::model::{Desired, GroupName, Origin};
 pub enum SourceError {
     /// The sources could be read but define an invalid desired state: every problem, one per
     /// line, in file order.
-    #[error("{}", crate::config::diag::Lines(.0))]
+    #[error("{}", crate::diag::Lines(.0))]
     Invalid(Vec<Diagnostic>),
     /// An LDAP server could not be read completely: which server, doing what, what it said.
     #[error("ldap source {server}: {doing}: {message}")]

@@ -28,8 +28,8 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::{ChildRef, Loaded, SourceError};
-use crate::config::TextFile;
-use crate::config::file::{RawTable, Resolver, unknown_key};
+use crate::diag::TextFile;
+use crate::diag::toml::{RawTable, Resolver, unknown_key};
 use crate::model::{Attributes, Desired, Group, GroupName, UserKey};
 
 /// Reads desired-state files (one file, or a folder of `*.toml` files) and checks them, including

@@ -31,7 +31,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::file::{Reported, Resolver, TargetKeys, check_url};
+use crate::diag::check::{TargetKeys, check_url};
+use crate::diag::toml::{Reported, Resolver};
 use crate::secret::{Secret, SecretKeys};
 
 /// A checked Crafter Studio target.

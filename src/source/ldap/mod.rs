@@ -2,11 +2,15 @@
 //!
 //! A partial read is an error, never a smaller desired state: a search that ends with any result
 //! other than success (a size limit, a timeout, a broken connection) fails the whole load.
+//!
+//! The source's keys in `roster.toml`, their defaults and their checks are in [`config`].
+
+pub mod config;
+
+pub use config::{LdapScope, LdapSourceConfig, MemberKind};
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ldap3::adapters::{EntriesOnly, PagedResults};
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry};
@@ -14,75 +18,9 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use tracing::{debug, warn};
 
-use crate::config::diag::Diagnostic;
+use crate::diag::Diagnostic;
 use crate::model::{Desired, Group, GroupName, Origin, UserKey};
-use crate::secret::Secret;
 use crate::source::{ChildRef, Loaded, SourceError};
-
-/// The search scope of the group search (the `scope` key).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LdapScope {
-    /// The whole subtree under `base_dn` (default).
-    #[default]
-    Sub,
-    /// Only the entries directly under `base_dn`.
-    One,
-}
-
-/// What the values of `member_attr` are (the `member_kind` key).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MemberKind {
-    /// Distinguished names of users or groups (`member`, `uniqueMember`); default.
-    #[default]
-    Dn,
-    /// User keys already (`memberUid` of posixGroup).
-    Uid,
-}
-
-/// A `[[source]]` of `type = "ldap"`, validated.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LdapSourceConfig {
-    /// Server URLs (`ldap://` or `ldaps://`), tried in order until one connects.
-    pub urls: Vec<String>,
-    /// StartTLS on `ldap://` URLs.
-    pub starttls: bool,
-    /// A PEM file of CA certificates to trust in addition to the system roots.
-    pub ca_file: Option<PathBuf>,
-    /// The DN to bind as; anonymous when `None`.
-    pub bind_dn: Option<String>,
-    /// The bind password.
-    pub bind_password: Option<Secret>,
-    /// Where groups are searched.
-    pub base_dn: String,
-    /// How deep groups are searched.
-    pub scope: LdapScope,
-    /// The filter that selects groups.
-    pub group_filter: String,
-    /// The attribute holding a group's name.
-    pub name_attr: String,
-    /// The attribute holding a group's description.
-    pub description_attr: String,
-    /// The attribute holding a group's members.
-    pub member_attr: String,
-    /// Whether member values are DNs or user keys.
-    pub member_kind: MemberKind,
-    /// Where users are searched (to map member DNs to user keys); `base_dn` when `None`.
-    pub user_base_dn: Option<String>,
-    /// The filter that selects users.
-    pub user_filter: String,
-    /// The user attribute whose value is the user key handed to targets.
-    pub user_key_attr: String,
-    /// Whether a member DN that is a group in the result becomes a child group.
-    pub nested: bool,
-    /// Entries per page of the Simple Paged Results control.
-    pub page_size: i32,
-    /// The time limit of connecting and of each operation.
-    pub timeout: Duration,
-    /// Where the config defines this source, for messages.
-    pub origin: Origin,
-}
 
 /// LDAP result code 49: the bind DN or password is wrong (failing over would not help).
 const INVALID_CREDENTIALS: u32 = 49;

@@ -5,6 +5,16 @@
 //! terminals turn into links. The toml parser reports byte spans; [`TextFile`] is the one piece of
 //! code that turns a span, or a toml error carrying one, into a diagnostic, and both the config
 //! loader and the toml source go through it.
+//!
+//! The files are toml, read with every key's position kept: `toml` holds that reader (the tables,
+//! the key checks and their did-you-mean hints, and the `Resolver` that collects one file's
+//! diagnostics), and `check` the checks of values that many tables share (secrets, URLs,
+//! durations, CA files) with the seam through which a connector checks its own keys. The config
+//! and the desired-state files are read through `toml`; the config's keys, the connectors' and the
+//! LDAP source's use `check` too, which is why both live here rather than in `config`.
+
+pub(crate) mod check;
+pub(crate) mod toml;
 
 use std::fmt;
 use std::ops::Range;
@@ -169,7 +179,7 @@ impl<'a> TextFile<'a> {
 
     /// A toml parse or deserialization error, at its span (or at 1:1 when it has none), with
     /// toml's message but without its multi-line source excerpt.
-    pub fn toml_error(&self, error: &toml::de::Error) -> Diagnostic {
+    pub fn toml_error(&self, error: &::toml::de::Error) -> Diagnostic {
         let span = error.span().unwrap_or(0..0);
         self.error(span, error.message().trim_end())
     }
@@ -227,7 +237,7 @@ mod tests {
     #[test]
     fn toml_errors_keep_their_position() {
         let text = "a = 1\nb = \n";
-        let err = toml::de::DeTable::parse(text).expect_err("invalid toml");
+        let err = ::toml::de::DeTable::parse(text).expect_err("invalid toml");
         let d = TextFile::new(Path::new("x.toml"), text).toml_error(&err);
         assert_eq!((d.line, d.col), (2, 5));
         assert!(!d.message.contains('\n'), "{d}");
