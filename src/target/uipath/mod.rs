@@ -230,6 +230,15 @@ impl UiPathTarget {
         reply.json().map_err(|k| self.err(method, path, group, k))
     }
 
+    /// A read of an observe as JSON (a `POST` lookup too), sent again after transient failures
+    /// as the read policy allows.
+    async fn read<T: DeserializeOwned>(&self, req: &Req<'_>) -> Result<T, CallError> {
+        self.endpoint
+            .read(req)
+            .await
+            .map_err(|f| self.failed(f, None))
+    }
+
     /// A GET whose JSON answer is read as `T`, sent once: a send or recheck is retried by the
     /// executor, and an observe wraps its reads in the endpoint's read policy.
     async fn get_json<T: DeserializeOwned>(

@@ -11,6 +11,7 @@ use tracing::debug;
 use super::{UiPathTarget, api, status_of};
 use crate::model::{Group, GroupKind, GroupName, Observed, ObservedGroup, UserKey};
 use crate::plan::{Scope, fold};
+use crate::target::http::endpoint::Req;
 use crate::target::http::paging::{self, Counted, Paged};
 use crate::target::{CallError, CallErrorKind, Named, ObserveError};
 
@@ -264,14 +265,7 @@ impl UiPathTarget {
         let names: Vec<&str> = keys.iter().map(UserKey::as_str).collect();
         let body = api::bulk_resolve_body(&names);
         let answer: HashMap<String, Option<api::SearchEntity>> = self
-            .endpoint
-            .reads()
-            .retry_idempotent(|| async {
-                let reply = self
-                    .call(Method::POST, &path, &[], Some(&body), None, &[])
-                    .await?;
-                self.decode(&reply, &Method::POST, &path, None)
-            })
+            .read(&Req::new(Method::POST, &path).json(&body))
             .await?;
         Ok(keys
             .into_iter()
@@ -305,15 +299,7 @@ impl UiPathTarget {
                 async move {
                     let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
                     let body = api::bulk_resolve_ids_body(&refs);
-                    self.endpoint
-                        .reads()
-                        .retry_idempotent(|| async {
-                            let reply = self
-                                .call(Method::POST, path, &[], Some(&body), None, &[])
-                                .await?;
-                            self.decode(&reply, &Method::POST, path, None)
-                        })
-                        .await
+                    self.read(&Req::new(Method::POST, path).json(&body)).await
                 }
             })
             .buffer_unordered(self.concurrency.get())
