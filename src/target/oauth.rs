@@ -7,15 +7,14 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::{Method, Response, StatusCode};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use reqwest::Method;
+use serde::Deserialize;
 use tracing::debug;
 
 use crate::secret::Secret;
 use crate::target::CallErrorKind;
 use crate::target::http::endpoint::{Authorizer, Failure, Transport};
-use crate::target::http::{send, server_message, status_error, transport_error};
+use crate::target::http::{send, status_error, transport_error};
 
 /// Renew a token this long before it runs out (or at half its life, if that is shorter).
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);
@@ -138,60 +137,6 @@ impl BearerSession {
         *cached = Some(token.clone());
         debug!(token_path = %self.token_path, "obtained a token");
         Ok(token.value)
-    }
-
-    /// Sends one request with the bearer token; on a 401 renews the token once and sends again.
-    /// Returns the response when its status is a success or listed in `accept`.
-    #[allow(clippy::too_many_arguments)] // one call's parts; a builder would only rename them
-    pub async fn send<V: Serialize + Sync>(
-        &self,
-        http: &reqwest::Client,
-        base: &str,
-        method: Method,
-        path: &str,
-        query: &[(&str, V)],
-        body: Option<&Value>,
-        accept: &[StatusCode],
-    ) -> Result<Response, Failure> {
-        let fail = |kind| Failure {
-            method: method.clone(),
-            path: path.to_owned(),
-            kind,
-        };
-        let mut token = self.token(http, base, None).await?;
-        let mut renewed = false;
-        loop {
-            let mut req = http
-                .request(method.clone(), format!("{base}{path}"))
-                .bearer_auth(&token)
-                .header("Accept", "application/json");
-            if !query.is_empty() {
-                req = req.query(query);
-            }
-            if let Some(b) = body {
-                req = req.json(b);
-            }
-            let resp = send(&self.target, req)
-                .await
-                .map_err(|e| fail(transport_error(&e)))?;
-            let status = resp.status();
-            if status == StatusCode::UNAUTHORIZED {
-                if !renewed {
-                    token = self.token(http, base, Some(&token)).await?;
-                    renewed = true;
-                    continue;
-                }
-                let body = resp.text().await.unwrap_or_default();
-                return Err(fail(CallErrorKind::Auth(format!(
-                    "the API refused a freshly issued token (401): {}",
-                    server_message(status, &body)
-                ))));
-            }
-            if status.is_success() || accept.contains(&status) {
-                return Ok(resp);
-            }
-            return Err(fail(status_error(resp).await));
-        }
     }
 }
 

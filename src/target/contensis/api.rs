@@ -10,38 +10,44 @@ use crate::target::http::encode as seg;
 
 /// The token endpoint (client credentials or `contensis_classic` password grant).
 pub const TOKEN: &str = "/authenticate/connect/token";
-/// The group collection (G1 list, G3 create).
+/// The group collection (`GET` lists groups, paged; `POST` creates one).
 pub const GROUPS: &str = "/api/security/groups";
 
-/// `/api/security/groups/{group}` (G2 get, G4 update, G5 delete).
+/// `/api/security/groups/{group}` (`GET` reads a group, `PUT` updates it,
+/// `DELETE` deletes it).
 pub fn group(group: &str) -> String {
     format!("{GROUPS}/{}", seg(group))
 }
 
-/// `/api/security/groups/{group}/users` (M1 list direct members).
+/// `/api/security/groups/{group}/users` (`GET` lists direct members, paged;
+/// `POST` adds many users by GUID).
 pub fn group_users(group: &str) -> String {
     format!("{GROUPS}/{}/users", seg(group))
 }
 
-/// `/api/security/groups/{group}/users/{user}` (M2 add, M4 remove).
+/// `/api/security/groups/{group}/users/{user}` (`PUT` adds one user, `DELETE`
+/// removes one).
 pub fn group_user(group: &str, user: &str) -> String {
     format!("{GROUPS}/{}/users/{}", seg(group), seg(user))
 }
 
-/// `/api/security/groups/{group}/groups` (C1 list direct children).
+/// `/api/security/groups/{group}/groups` (`GET` lists direct children, paged;
+/// `POST` adds many child groups by GUID).
 pub fn group_children(group: &str) -> String {
     format!("{GROUPS}/{}/groups", seg(group))
 }
 
-/// `/api/security/groups/{group}/groups/{child}` (C2 add, C4 remove).
+/// `/api/security/groups/{group}/groups/{child}` (`PUT` adds one child group,
+/// `DELETE` removes one).
 pub fn group_child(group: &str, child: &str) -> String {
     format!("{GROUPS}/{}/groups/{}", seg(group), seg(child))
 }
 
-/// The user collection (U2 list).
+/// The user collection (`GET` lists users, paged).
 pub const USERS: &str = "/api/security/users";
 
-/// `/api/security/users/{user}` (U1 get by id, username or e-mail).
+/// `/api/security/users/{user}` (`GET` reads a user by id, username or
+/// e-mail).
 pub fn user(user: &str) -> String {
     format!("/api/security/users/{}", seg(user))
 }
@@ -92,7 +98,7 @@ pub struct User {
     pub email: Option<String>,
 }
 
-/// The body of a group create (G3).
+/// The body of a group create (`POST /api/security/groups`).
 pub fn create_body(name: &str, description: Option<&str>, custom: Option<&Value>) -> Value {
     let mut body = Map::new();
     body.insert("name".into(), name.into());

@@ -8,6 +8,8 @@ use serde_json::json;
 
 use super::*;
 use crate::model::Origin;
+use crate::model::{Group, GroupKind, ObservedGroup};
+use crate::plan::change::Change;
 use crate::plan::{MembershipMode, Policy};
 use crate::secret::Secret;
 
@@ -299,7 +301,7 @@ fn vet_refuses_a_blank_name_a_taken_name_and_changes_to_built_in_groups() {
     // A blank name (the service requires a name).
     let o = observed(&[], 3);
     let p = plan(&t, &desired(&[(" ", &["u0"])]), &o, false);
-    let refused = vet(&o, &p);
+    let refused = vet::rejections(&o, &p);
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert_eq!(refused[0].change, Some(0));
     assert!(
@@ -311,9 +313,9 @@ fn vet_refuses_a_blank_name_a_taken_name_and_changes_to_built_in_groups() {
     let d = desired(&[("Ops", &["u0"])]);
     let mut o = observed(&[], 3);
     let p = plan(&t, &d, &o, false);
-    assert!(vet(&o, &p).is_empty(), "nothing taken yet");
+    assert!(vet::rejections(&o, &p).is_empty(), "nothing taken yet");
     o.others.insert(GroupName::from("OPS"));
-    let refused = vet(&o, &p);
+    let refused = vet::rejections(&o, &p);
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert!(matches!(p.changes[0], Change::CreateGroup { .. }));
     assert_eq!(refused[0].change, Some(0));
@@ -330,7 +332,7 @@ fn vet_refuses_a_blank_name_a_taken_name_and_changes_to_built_in_groups() {
     let mut o = observed(&[("team", &["u0"])], 3);
     let p = plan(&t, &d, &o, false);
     assert!(
-        vet(&o, &p).is_empty(),
+        vet::rejections(&o, &p).is_empty(),
         "renaming to its own name in another case"
     );
     o.groups.insert(
@@ -341,7 +343,7 @@ fn vet_refuses_a_blank_name_a_taken_name_and_changes_to_built_in_groups() {
             kind: GroupKind::Managed,
         },
     );
-    let refused = vet(&o, &p);
+    let refused = vet::rejections(&o, &p);
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert!(refused[0].message.contains("the rename"), "{refused:?}");
 
@@ -349,11 +351,11 @@ fn vet_refuses_a_blank_name_a_taken_name_and_changes_to_built_in_groups() {
     let d = desired(&[("G", &["u0", "u1"])]);
     let mut o = observed(&[("G", &["u0"])], 3);
     let p = plan(&t, &d, &o, false);
-    assert!(vet(&o, &p).is_empty());
+    assert!(vet::rejections(&o, &p).is_empty());
     if let Some(g) = o.groups.get_mut(&GroupName::from("G")) {
         g.kind = GroupKind::System;
     }
-    let refused = vet(&o, &p);
+    let refused = vet::rejections(&o, &p);
     assert_eq!(refused.len(), p.changes.len(), "{refused:?}");
     assert!(refused[0].message.contains("built-in"), "{refused:?}");
 }
