@@ -1,16 +1,18 @@
 //! The Contensis simulator's handlers, one per endpoint of the security API and the token
 //! endpoint: each locks the state, checks the caller, changes what it may and answers.
 
-use crate::sim::control;
-use crate::sim::faults;
+use std::collections::{BTreeMap, BTreeSet};
+
 use axum::body::Bytes;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
+
+use crate::sim::control;
+use crate::sim::faults;
 
 use super::*;
 
@@ -85,7 +87,7 @@ pub(super) async fn token(
     json_ok(StatusCode::OK, body)
 }
 
-/// G1 `GET /api/security/groups`.
+/// `GET /api/security/groups`.
 pub(super) async fn list_groups(
     State(sim): State<ContensisSim>,
     headers: HeaderMap,
@@ -97,7 +99,7 @@ pub(super) async fn list_groups(
     Ok(json_ok(StatusCode::OK, st.group_page(ids, &q)?))
 }
 
-/// G2 `GET /api/security/groups/{group}`.
+/// `GET /api/security/groups/{group}`.
 pub(super) async fn get_group(
     State(sim): State<ContensisSim>,
     headers: HeaderMap,
@@ -109,7 +111,7 @@ pub(super) async fn get_group(
     Ok(json_ok(StatusCode::OK, st.group_json(id)))
 }
 
-/// G3 `POST /api/security/groups`.
+/// `POST /api/security/groups`.
 pub(super) async fn create_group(
     State(sim): State<ContensisSim>,
     headers: HeaderMap,
@@ -153,7 +155,7 @@ pub(super) async fn create_group(
     Ok(json_ok(StatusCode::CREATED, st.group_json(id)))
 }
 
-/// G4 `PUT /api/security/groups/{group}`.
+/// `PUT /api/security/groups/{group}`.
 pub(super) async fn update_group(
     State(sim): State<ContensisSim>,
     headers: HeaderMap,
@@ -221,7 +223,7 @@ pub(super) async fn update_group(
     Ok(json_ok(StatusCode::OK, st.group_json(id)))
 }
 
-/// G5 `DELETE /api/security/groups/{group}`.
+/// `DELETE /api/security/groups/{group}`.
 pub(super) async fn delete_group(
     State(sim): State<ContensisSim>,
     headers: HeaderMap,
@@ -239,7 +241,7 @@ pub(super) async fn delete_group(
     Ok(no_content())
 }
 
-/// M1 `GET /api/security/groups/{group}/users`.
+/// `GET /api/security/groups/{group}/users`.
 pub(super) async fn list_group_users(
     State(sim): State<ContensisSim>,
     headers: HeaderMap,
@@ -260,7 +262,7 @@ pub(super) async fn list_group_users(
     Ok(json_ok(StatusCode::OK, st.user_page(users, &q)?))
 }
 
-/// M2 `PUT /api/security/groups/{group}/users/{user}`.
+/// `PUT /api/security/groups/{group}/users/{user}`.
 pub(super) async fn add_user(
     State(sim): State<ContensisSim>,
     headers: HeaderMap,
@@ -273,7 +275,7 @@ pub(super) async fn add_user(
     link_one(&mut st, id, user, Link::Members)
 }
 
-/// M3 `POST /api/security/groups/{group}/users`: a JSON array of user GUIDs.
+/// `POST /api/security/groups/{group}/users`: a JSON array of user GUIDs.
 pub(super) async fn add_users(
     State(sim): State<ContensisSim>,
     headers: HeaderMap,
@@ -283,7 +285,7 @@ pub(super) async fn add_users(
     link_many(&mut sim.lock(), &headers, &group, &body, Link::Members)
 }
 
-/// M4 `DELETE /api/security/groups/{group}/users/{user}`.
+/// `DELETE /api/security/groups/{group}/users/{user}`.
 pub(super) async fn remove_user(
     State(sim): State<ContensisSim>,
     headers: HeaderMap,
@@ -296,7 +298,7 @@ pub(super) async fn remove_user(
     unlink(&mut st, id, user, Link::Members)
 }
 
-/// M5 `HEAD /api/security/groups/{group}/users/{user}`: 204 when a member, inherited included.
+/// `HEAD /api/security/groups/{group}/users/{user}`: 204 when a member, inherited included.
 pub(super) async fn has_user(
     State(sim): State<ContensisSim>,
     headers: HeaderMap,
@@ -313,7 +315,7 @@ pub(super) async fn has_user(
     }
 }
 
-/// C1 `GET /api/security/groups/{group}/groups`.
+/// `GET /api/security/groups/{group}/groups`.
 pub(super) async fn list_children(
     State(sim): State<ContensisSim>,
     headers: HeaderMap,
@@ -396,8 +398,9 @@ pub(super) fn link(
     Ok(changed)
 }
 
-/// M2 and C2: links one user or group, answering 409 when it already was and the behaviour
-/// says so.
+/// `PUT /api/security/groups/{group}/users/{user}` and
+/// `PUT /api/security/groups/{group}/groups/{child}`: links one user or group, answering 409
+/// when it already was and the behaviour says so.
 pub(super) fn link_one(st: &mut SimState, parent: Uuid, id: Uuid, what: Link) -> ApiResult {
     let added = link(st, parent, &[id], what)?;
     if !added && st.behaviour.add_existing == AddExisting::Conflict {
@@ -406,7 +409,8 @@ pub(super) fn link_one(st: &mut SimState, parent: Uuid, id: Uuid, what: Link) ->
     Ok(no_content())
 }
 
-/// M3 and C3: links every user or group of a JSON array of GUIDs. An id that is unknown or
+/// `POST /api/security/groups/{group}/users` and `POST /api/security/groups/{group}/groups`:
+/// links every user or group of a JSON array of GUIDs. An id that is unknown or
 /// already linked is answered as [`Behaviour::bulk_add_unknown`] and
 /// [`Behaviour::bulk_add_existing`] say; a refused call still links the other ids when
 /// [`Behaviour::bulk_add_partial`] is set.
@@ -463,7 +467,9 @@ pub(super) fn link_many(
     }
 }
 
-/// M4 and C4: unlinks one user or group, 404 when it was not linked.
+/// `DELETE /api/security/groups/{group}/users/{user}` and
+/// `DELETE /api/security/groups/{group}/groups/{child}`: unlinks one user or group, 404 when it
+/// was not linked.
 pub(super) fn unlink(st: &mut SimState, parent: Uuid, id: Uuid, what: Link) -> ApiResult {
     st.protect(parent, true)?;
     let removed = st
@@ -480,7 +486,7 @@ pub(super) fn unlink(st: &mut SimState, parent: Uuid, id: Uuid, what: Link) -> A
     Ok(no_content())
 }
 
-/// C2 `PUT /api/security/groups/{group}/groups/{child}`.
+/// `PUT /api/security/groups/{group}/groups/{child}`.
 pub(super) async fn add_child(
     State(sim): State<ContensisSim>,
     headers: HeaderMap,
@@ -493,7 +499,7 @@ pub(super) async fn add_child(
     link_one(&mut st, parent, child, Link::Children)
 }
 
-/// C3 `POST /api/security/groups/{group}/groups`: a JSON array of group GUIDs.
+/// `POST /api/security/groups/{group}/groups`: a JSON array of group GUIDs.
 pub(super) async fn add_children(
     State(sim): State<ContensisSim>,
     headers: HeaderMap,
@@ -503,7 +509,7 @@ pub(super) async fn add_children(
     link_many(&mut sim.lock(), &headers, &group, &body, Link::Children)
 }
 
-/// C4 `DELETE /api/security/groups/{group}/groups/{child}`.
+/// `DELETE /api/security/groups/{group}/groups/{child}`.
 pub(super) async fn remove_child(
     State(sim): State<ContensisSim>,
     headers: HeaderMap,
@@ -516,7 +522,7 @@ pub(super) async fn remove_child(
     unlink(&mut st, parent, child, Link::Children)
 }
 
-/// U2 `GET /api/security/users`.
+/// `GET /api/security/users`.
 pub(super) async fn list_users(
     State(sim): State<ContensisSim>,
     headers: HeaderMap,
@@ -528,7 +534,7 @@ pub(super) async fn list_users(
     Ok(json_ok(StatusCode::OK, st.user_page(ids, &q)?))
 }
 
-/// U1 `GET /api/security/users/{user}`.
+/// `GET /api/security/users/{user}`.
 pub(super) async fn get_user(
     State(sim): State<ContensisSim>,
     headers: HeaderMap,
@@ -540,7 +546,7 @@ pub(super) async fn get_user(
     Ok(json_ok(StatusCode::OK, st.user_json(id)))
 }
 
-/// U3 `GET /api/security/users/{user}/groups`.
+/// `GET /api/security/users/{user}/groups`.
 pub(super) async fn user_groups(
     State(sim): State<ContensisSim>,
     headers: HeaderMap,
@@ -566,7 +572,7 @@ pub(super) async fn user_groups(
     Ok(json_ok(StatusCode::OK, st.group_page(ids, &q)?))
 }
 
-/// U4 `HEAD /api/security/users/{user}/groups/{group}[,{group}...]`: 204 when the user is in any.
+/// `HEAD /api/security/users/{user}/groups/{group}[,{group}...]`: 204 when the user is in any.
 pub(super) async fn user_in_groups(
     State(sim): State<ContensisSim>,
     headers: HeaderMap,

@@ -16,7 +16,8 @@
 //!   omits unless [`Behaviour::put_mode`] is merge.
 //! * The bulk adds (`POST .../users`, `POST .../groups`) take a bare JSON array of GUID strings
 //!   and answer 204; an id already there or unknown is answered as [`Behaviour`] says.
-//! * `C4` on a group that is not a direct child answers `404 "Child group not found"`.
+//! * `DELETE /api/security/groups/{group}/groups/{child}` on a group that is not a direct child
+//!   answers `404 "Child group not found"`.
 //! * With [`Behaviour::protect_system_groups`], `PUT`/`DELETE` of a `sys` or `external` group and
 //!   membership changes of an `external` group answer 403; the members of `sys` groups (such as
 //!   `System Administrators`) can be changed, as they can in the product.

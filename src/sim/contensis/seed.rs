@@ -1,13 +1,15 @@
 //! The Contensis simulator's seed (`[contensis]` in a seed file): its logins, groups and the
 //! [`Behaviour`] switches for what the API reference leaves open, and the seed's validation.
 
-use crate::sim::faults::{self, Faults};
-use crate::sim::name_key;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use uuid::Uuid;
+
+use crate::sim::faults::{self, Faults};
+use crate::sim::name_key;
 
 use super::*;
 

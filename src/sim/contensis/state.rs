@@ -1,14 +1,16 @@
 //! The Contensis simulator's state and rules: its users and groups, who the caller is, what a
 //! request may change (names, nesting, protected groups) and how groups and users are shown.
 
-use crate::sim::control::{self, Tokens};
-use crate::sim::name_key;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
 use axum::http::HeaderMap;
 use serde::Serialize;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::Duration;
 use uuid::Uuid;
+
+use crate::sim::control::{self, Tokens};
+use crate::sim::name_key;
 
 use super::*;
 

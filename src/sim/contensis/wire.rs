@@ -1,13 +1,14 @@
 //! The Contensis simulator's wire: the API's error envelope, the query and path extractors,
 //! paging, and the group body a create or update sends.
 
+use std::collections::BTreeMap;
+
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use super::*;

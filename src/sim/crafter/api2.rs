@@ -5,19 +5,20 @@
 // be unboxed again one line later.
 #![allow(clippy::result_large_err)]
 
+use std::collections::BTreeSet;
+
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Map, Value, json};
-use std::collections::BTreeSet;
 
 use super::*;
 
 /// An API 2 handler's answer: `Err` carries its error response, so that `?` can pass one on.
 pub(super) type Answer = Result<Response, Response>;
 
-/// A1 `GET /api/2/groups?keyword=&offset=&limit=&sort=`.
+/// `GET /api/2/groups?keyword=&offset=&limit=&sort=`.
 pub(super) async fn a1_list(
     State(sim): State<CrafterSim>,
     headers: HeaderMap,
@@ -97,7 +98,7 @@ pub(super) fn unknown_fields(
     Ok(())
 }
 
-/// A2 `POST /api/2/groups` `{"name", "desc"}`.
+/// `POST /api/2/groups` `{"name", "desc"}`.
 pub(super) async fn a2_create(
     State(sim): State<CrafterSim>,
     headers: HeaderMap,
@@ -156,7 +157,7 @@ pub(super) async fn a2_create(
     ))
 }
 
-/// A3 `PATCH /api/2/groups` `{"id", "desc"}` (3.1: `{"id", "name", "desc"}`, both replaced).
+/// `PATCH /api/2/groups` `{"id", "desc"}` (3.1: `{"id", "name", "desc"}`, both replaced).
 pub(super) async fn a3_update(
     State(sim): State<CrafterSim>,
     headers: HeaderMap,
@@ -222,7 +223,7 @@ pub(super) async fn a3_update(
     Ok(v2_ok(StatusCode::OK, 0, "OK", json!({ "group": v })))
 }
 
-/// A4 `DELETE /api/2/groups?id=1&id=2`: all ids must exist, else nothing is deleted.
+/// `DELETE /api/2/groups?id=1&id=2`: all ids must exist, else nothing is deleted.
 pub(super) async fn a4_delete(
     State(sim): State<CrafterSim>,
     headers: HeaderMap,
@@ -263,7 +264,7 @@ pub(super) fn path_id(raw: &str) -> Result<i64, Response> {
         .map_err(|_| bad_request("id"))
 }
 
-/// A5 `GET /api/2/groups/{id}`.
+/// `GET /api/2/groups/{id}`.
 pub(super) async fn a5_get(
     State(sim): State<CrafterSim>,
     headers: HeaderMap,
@@ -281,7 +282,7 @@ pub(super) async fn a5_get(
     ))
 }
 
-/// A6 `GET /api/2/groups/{id}/members?offset=&limit=`: `limit` echoes the request.
+/// `GET /api/2/groups/{id}/members?offset=&limit=`: `limit` echoes the request.
 pub(super) async fn a6_members(
     State(sim): State<CrafterSim>,
     headers: HeaderMap,
@@ -341,7 +342,7 @@ pub(super) fn resolve_users(
     Ok(out)
 }
 
-/// A7 `POST /api/2/groups/{id}/members` `{"ids": [...], "usernames": [...]}`.
+/// `POST /api/2/groups/{id}/members` `{"ids": [...], "usernames": [...]}`.
 pub(super) async fn a7_add(
     State(sim): State<CrafterSim>,
     headers: HeaderMap,
@@ -391,7 +392,7 @@ pub(super) async fn a7_add(
     Ok(v2_ok(StatusCode::OK, 0, "OK", json!({ "users": list })))
 }
 
-/// A8 `DELETE /api/2/groups/{id}/members?userId=&username=`.
+/// `DELETE /api/2/groups/{id}/members?userId=&username=`.
 pub(super) async fn a8_remove(
     State(sim): State<CrafterSim>,
     headers: HeaderMap,
@@ -442,7 +443,7 @@ pub(super) async fn a8_remove(
     Ok(v2_ok(StatusCode::OK, 2, "Deleted", json!({})))
 }
 
-/// A9 `GET /api/2/users/{id or username}`.
+/// `GET /api/2/users/{id or username}`.
 pub(super) async fn a9_user(
     State(sim): State<CrafterSim>,
     headers: HeaderMap,
@@ -474,7 +475,7 @@ pub(super) async fn a9_user(
     }
 }
 
-/// A10 `GET /api/2/users?keyword=&offset=&limit=&sort=`: every user but the soft-deleted ones
+/// `GET /api/2/users?keyword=&offset=&limit=&sort=`: every user but the soft-deleted ones
 /// (`u.deleted = 0`), by id; `limit` is the number returned.
 pub(super) async fn a10_users(
     State(sim): State<CrafterSim>,

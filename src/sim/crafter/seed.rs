@@ -1,14 +1,12 @@
 //! The Crafter Studio simulator's seed (`[crafter]` in a seed file): the API it serves, its
 //! users and groups, the [`Behaviour`] switches, the name rules and the seed's validation.
 
-// The handlers' helpers fail with the answer to send, an axum `Response`: boxing it would only
-// be unboxed again one line later.
-#![allow(clippy::result_large_err)]
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
 
 use crate::sim::faults::Faults;
 use crate::sim::name_key;
-use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 
 /// Which Studio the simulator is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -97,7 +95,8 @@ pub struct Behaviour {
     /// Names are unique and matched without regard to case, as under MariaDB's default
     /// collation (default true).
     pub case_insensitive_names: bool,
-    /// Unknown JSON fields in A2/A3 bodies are ignored (default) or refused with 400.
+    /// Unknown JSON fields in `POST /api/2/groups` and `PATCH /api/2/groups` bodies are ignored
+    /// (default) or refused with 400.
     pub unknown_fields: UnknownFields,
     /// The `field` of a bad group name in `validationErrors` (default `groupName`, the bean
     /// property; `name` is the JSON name).
@@ -201,7 +200,8 @@ pub(super) fn group_name_matches(name: &str) -> bool {
         && chars.all(|c| java_word(c) || c == '.' || c == '-')
 }
 
-/// `^[a-zA-Z][\w.\-@+]+$`: the username rule of A7, A8 and A9.
+/// `^[a-zA-Z][\w.\-@+]+$`: the username rule of `POST /api/2/groups/{id}/members`,
+/// `DELETE /api/2/groups/{id}/members` and `GET /api/2/users/{id or username}`.
 pub(super) fn valid_username(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic())

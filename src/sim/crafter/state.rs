@@ -5,13 +5,15 @@
 // be unboxed again one line later.
 #![allow(clippy::result_large_err)]
 
-use crate::sim::control;
-use crate::sim::name_key;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Serialize;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use crate::sim::control;
+use crate::sim::name_key;
 
 use super::*;
 
@@ -54,7 +56,8 @@ pub struct SimState {
     pub(super) behaviour: Behaviour,
     /// Users by id, soft-deleted ones included (Studio keeps their rows).
     pub(super) users: BTreeMap<i64, String>,
-    /// Ids of the soft-deleted users: hidden from the lists, still found by A7, A8 and A9.
+    /// Ids of the soft-deleted users: hidden from the lists, still found by the member add and
+    /// remove (`POST`/`DELETE /api/2/groups/{id}/members`) and `GET /api/2/users/{id or username}`.
     pub(super) deleted: BTreeSet<i64>,
     pub(super) groups: BTreeMap<i64, GroupRec>,
     pub(super) next_user: i64,

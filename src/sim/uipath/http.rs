@@ -1,15 +1,17 @@
 //! The UiPath Identity simulator's HTTP side: the problem-details errors, the token endpoint
 //! and one handler per group, search and bulk-resolve endpoint.
 
-use crate::sim::faults;
+use std::collections::BTreeSet;
+
 use axum::body::Bytes;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
 use uuid::Uuid;
+
+use crate::sim::faults;
 
 use super::*;
 

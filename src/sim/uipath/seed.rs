@@ -1,12 +1,14 @@
 //! The UiPath Identity simulator's seed (`[uipath]` in a seed file): its partition, client,
 //! users and groups, the [`Behaviour`] switches, and the seed's validation.
 
-use crate::sim::faults::{self, Faults};
-use crate::sim::name_key;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::sim::faults::{self, Faults};
+use crate::sim::name_key;
 
 use super::*;
 

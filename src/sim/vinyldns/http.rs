@@ -1,7 +1,8 @@
 //! The VinylDNS simulator's HTTP side: the signature-checking middleware, the query checks,
 //! the group bodies, and one handler per endpoint.
 
-use self::auth::{AuthFailure, Incoming};
+use std::collections::{BTreeMap, BTreeSet};
+
 use axum::body::{Bytes, to_bytes};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
@@ -10,8 +11,9 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
+
+use self::auth::{AuthFailure, Incoming};
 
 use super::*;
 

@@ -56,11 +56,10 @@ use axum::routing::get;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-pub mod auth;
-
 use crate::sim::control::{self, ControlPut, SimControl, SimCore};
 use crate::sim::faults::{FaultHost, FaultInjector};
 
+pub mod auth;
 mod http;
 mod seed;
 mod state;

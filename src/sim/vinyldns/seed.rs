@@ -1,9 +1,11 @@
 //! The VinylDNS simulator's seed (`[vinyldns]` in a seed file): its users, credentials, groups,
 //! zones and [`Behaviour`] settings, and the seed's validation.
 
-use crate::sim::faults::Faults;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sim::faults::Faults;
 
 /// The `[vinyldns]` table of a seed file.
 #[derive(Clone, Debug, Deserialize)]

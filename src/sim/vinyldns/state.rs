@@ -1,13 +1,15 @@
 //! The VinylDNS simulator's state and rules: its users, zones and groups, how they are shown,
 //! and the server's checks on a group (e-mail, description, members and admins, who may write).
 
-use crate::sim::name_key;
+use std::collections::{BTreeMap, BTreeSet};
+
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Serialize;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
+
+use crate::sim::name_key;
 
 use super::*;
 
