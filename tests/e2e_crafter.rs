@@ -357,7 +357,8 @@ async fn a_user_purged_between_plan_and_apply_fails_only_that_groups_add() {
             _ => None,
         })
         .collect();
-    // A7 is all-or-nothing: both of aaa's adds fail together, with the server's words.
+    // The bulk add (`POST /api/2/groups/{id}/members`) is all-or-nothing: both of aaa's adds fail
+    // together, with the server's words.
     assert_eq!(failed.len(), 2, "{report:?}");
     assert_eq!(
         failed[0],
@@ -849,14 +850,16 @@ async fn thousand_member_changes_take_the_fewest_calls() {
     let calls = w.sim.crafter.calls();
     let writes = writes_of(&calls).len();
     let reads = calls.len() - writes;
-    // The minimum API 2 allows: A7 takes any number of users, and A8 as many as fit one request
-    // line under Tomcat's 8 KB limit (50 ids of about 15 bytes each fit easily), but each
-    // addresses one group, so every group that gains members needs one A7 and every group that
-    // loses members one A8: 10 + 10 = 20. The reads are what an observe needs: one page of A1
-    // (16 groups at 100 a page), one page of A6 per managed group (10), and the user list, which
-    // finds the desired users not already members (A7 fails whole on one unknown user) while
-    // leaving soft-deleted users out: 1,001 users at 1,000 a page is 2 pages. No fresh read is
-    // needed before a write: nothing is replaced whole.
+    // The minimum API 2 allows: the bulk add (`POST /api/2/groups/{id}/members`) takes any number
+    // of users, and the bulk remove (`DELETE /api/2/groups/{id}/members?userId=…`) as many as fit
+    // one request line under Tomcat's 8 KB limit (50 ids of about 15 bytes each fit easily), but
+    // each addresses one group, so every group that gains members needs one bulk add and every
+    // group that loses members one bulk remove: 10 + 10 = 20. The reads are what an observe
+    // needs: one page of the group list (`GET /api/2/groups`, 16 groups at 100 a page), one page
+    // of the member list (`GET /api/2/groups/{id}/members`) per managed group (10), and the user
+    // list, which finds the desired users not already members (the bulk add fails whole on one
+    // unknown user) while leaving soft-deleted users out: 1,001 users at 1,000 a page is 2 pages.
+    // No fresh read is needed before a write: nothing is replaced whole.
     let minimum = 20;
     eprintln!(
         "crafter: 1000 member changes: {writes} write calls (+{reads} reads), minimum {minimum}"
