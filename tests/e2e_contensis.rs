@@ -7,10 +7,150 @@ use roster::exec::Outcome;
 use roster::sim::control::SimControl as _;
 use roster::sim::faults::Faults;
 use support::harness::{Contensis, Harness};
-use support::suite::{self, applied};
+use support::suite::{
+    self, Case, DroppedCreate, EmptySource, Expiring, FailedRead, FaultyRun, OneFailure,
+    RetryAfter, SafetyCase, TooManyRemovals, Warnings, WrongSecret, applied, nothing,
+};
 use support::{SECRET, World, group, stderr, stdout};
 
 const USERS: &str = r#"users = ["alice", "bob", "carol", "dave", "erin"]"#;
+
+safety_suite!(Contensis);
+
+impl SafetyCase for Contensis {
+    fn failed_read() -> Case<FailedRead> {
+        Case::Run(FailedRead {
+            groups: 150,
+            fail_path: |_| "pageIndex=1".into(),
+            says: &["cms: GET /api/security/groups: 500"],
+        })
+    }
+
+    fn too_many_removals() -> Case<TooManyRemovals> {
+        Case::Run(TooManyRemovals {
+            keep: &[],
+            raised_writes: None,
+        })
+    }
+
+    fn empty_source() -> Case<EmptySource> {
+        Case::Run(EmptySource { builtin: None })
+    }
+
+    fn dropped_create() -> Case<DroppedCreate> {
+        Case::Run(DroppedCreate {
+            is_create: |c| c.split('?').next() == Some("POST /api/security/groups"),
+            then: nothing,
+        })
+    }
+
+    fn faulty_run() -> Case<FaultyRun> {
+        // Contensis nests: the child t00 stays a child, its members are not copied in.
+        Case::Run(FaultyRun {
+            new_members: &["dave"],
+            then: nothing,
+        })
+    }
+
+    async fn expiring_credentials() -> Case<Expiring> {
+        Case::Run(Expiring {
+            world: suite::five_new_groups::<Contensis>().await,
+            expire_after: 4,
+            renewals: Some(|w| {
+                w.sim
+                    .contensis
+                    .calls()
+                    .iter()
+                    .filter(|c| c.contains("/authenticate/connect/token"))
+                    .count()
+            }),
+        })
+    }
+
+    async fn retry_after() -> Case<RetryAfter> {
+        // G is created in the run, so no read goes below `/groups/`: only the bulk add of its
+        // members is throttled, until the first 429 is answered.
+        let w = World::new(USERS, &group("G", "", &["alice"], &[]), "concurrency = 1").await;
+        Case::Run(RetryAfter {
+            world: w,
+            fail_path: "/groups/".into(),
+            lift_when: Box::new(|c| c.starts_with("POST ") && c.contains("/users")),
+            group: "G",
+            member: "alice",
+            then: nothing,
+        })
+    }
+
+    async fn one_failure() -> Case<OneFailure> {
+        // A loses bob (a DELETE the fault refuses); B gains bob.
+        let seed = format!(
+            "{USERS}\n[[contensis.group]]\nname = \"A\"\nmembers = [\"alice\", \"bob\"]\n\
+             [[contensis.group]]\nname = \"B\"\n"
+        );
+        let w = World::new(
+            &seed,
+            &(group("A", "", &["alice"], &[]) + &group("B", "", &["bob"], &[])),
+            "",
+        )
+        .await;
+        let a_id = w.sim.contensis.group("A").expect("A").id;
+        w.sim.contensis.set_faults(Faults {
+            error_rate: 1.0,
+            error_status: 400,
+            fail_path: Some(format!("/groups/{a_id}/users/")),
+            ..Faults::default()
+        });
+        Case::Run(OneFailure {
+            world: w,
+            line_has: vec![
+                format!("cms: DELETE /api/security/groups/{a_id}/users/"),
+                "(group \"A\")".into(),
+                "400".into(),
+            ],
+            failing: ("A", &["alice", "bob"]),
+            other: ("B", &["bob"]),
+        })
+    }
+
+    /// System groups are warnings too, and are left alone.
+    async fn warnings() -> Case<Warnings> {
+        let w = World::new(
+            USERS,
+            &(group("System Administrators", "", &["alice"], &[])
+                + &group("G", "", &["alice", "ghost"], &[])),
+            "",
+        )
+        .await;
+        Case::Run(Warnings {
+            world: w,
+            warnings: &[
+                "\"System Administrators\" is a system group",
+                "user \"ghost\" does not exist",
+            ],
+            group: "G",
+            members: &["alice"],
+            then: |w| {
+                let admins = w.sim.contensis.group("System Administrators").expect("sys");
+                assert!(!admins.members.contains("alice"));
+            },
+        })
+    }
+
+    async fn secrets() -> Case<Vec<World>> {
+        Case::Run(vec![
+            World::new(USERS, &group("G", "d", &["alice"], &[]), "").await,
+        ])
+    }
+
+    async fn wrong_secret() -> Case<WrongSecret> {
+        Case::Run(WrongSecret {
+            world: World::new(USERS, &group("G", "d", &["alice"], &[]), "").await,
+            wrong: "wrong-secret-123",
+            says: &["authentication failed"],
+            then: nothing,
+        })
+    }
+}
 
 #[tokio::test]
 async fn apply_creates_updates_and_converges_then_the_next_plan_is_empty() {
@@ -66,129 +206,6 @@ async fn apply_creates_updates_and_converges_then_the_next_plan_is_empty() {
 }
 
 #[tokio::test]
-async fn a_500_on_the_second_page_of_groups_means_zero_writes() {
-    suite::failed_read_means_no_writes::<Contensis>(
-        150,
-        |_| "pageIndex=1".into(),
-        &["cms: GET /api/security/groups: 500"],
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn more_removals_than_max_deletes_exits_3_and_writes_nothing() {
-    suite::too_many_removals_are_refused::<Contensis>(&[], None).await;
-}
-
-#[tokio::test]
-async fn an_empty_source_against_managed_groups_is_refused() {
-    suite::empty_source_is_refused::<Contensis>(None).await;
-}
-
-#[tokio::test]
-async fn a_connection_dropped_after_a_create_adopts_the_group_without_a_duplicate() {
-    suite::dropped_connection_after_a_create_converges::<Contensis>(|c| {
-        c.split('?').next() == Some("POST /api/security/groups")
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn a_fault_run_converges_on_the_second_apply_and_the_third_plan_is_empty() {
-    // Contensis nests: the child t00 stays a child, its members are not copied in.
-    suite::faulty_run_converges::<Contensis>(&["dave"]).await;
-}
-
-#[tokio::test]
-async fn a_token_that_expires_mid_run_is_renewed() {
-    let w = suite::five_new_groups::<Contensis>().await;
-    suite::expiring_credentials_are_renewed::<Contensis>(
-        &w,
-        4,
-        Some(|w| {
-            w.sim
-                .contensis
-                .calls()
-                .iter()
-                .filter(|c| c.contains("/authenticate/connect/token"))
-                .count()
-        }),
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn a_429_waits_for_retry_after() {
-    // G is created in the run, so no read goes below `/groups/`: only the bulk add of its
-    // members is throttled, until the first 429 is answered.
-    let w = World::new(USERS, &group("G", "", &["alice"], &[]), "concurrency = 1").await;
-    suite::retry_after_is_honoured::<Contensis>(
-        &w,
-        "/groups/",
-        |c| c.starts_with("POST ") && c.contains("/users"),
-        "G",
-        "alice",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn one_failed_change_does_not_stop_the_others_and_the_error_says_where() {
-    // A loses bob (a DELETE the fault refuses); B gains bob.
-    let seed = format!(
-        "{USERS}\n[[contensis.group]]\nname = \"A\"\nmembers = [\"alice\", \"bob\"]\n\
-         [[contensis.group]]\nname = \"B\"\n"
-    );
-    let w = World::new(
-        &seed,
-        &(group("A", "", &["alice"], &[]) + &group("B", "", &["bob"], &[])),
-        "",
-    )
-    .await;
-    let a_id = w.sim.contensis.group("A").expect("A").id;
-    w.sim.contensis.set_faults(Faults {
-        error_rate: 1.0,
-        error_status: 400,
-        fail_path: Some(format!("/groups/{a_id}/users/")),
-        ..Faults::default()
-    });
-    suite::one_failure_does_not_stop_the_others::<Contensis>(
-        &w,
-        &[
-            format!("cms: DELETE /api/security/groups/{a_id}/users/"),
-            "(group \"A\")".into(),
-            "400".into(),
-        ],
-        ("A", &["alice", "bob"]),
-        ("B", &["bob"]),
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn system_groups_and_unknown_users_are_warnings_not_failures() {
-    let w = World::new(
-        USERS,
-        &(group("System Administrators", "", &["alice"], &[])
-            + &group("G", "", &["alice", "ghost"], &[])),
-        "",
-    )
-    .await;
-    suite::warnings_are_not_failures::<Contensis>(
-        &w,
-        &[
-            "\"System Administrators\" is a system group",
-            "user \"ghost\" does not exist",
-        ],
-        "G",
-        &["alice"],
-    )
-    .await;
-    let admins = w.sim.contensis.group("System Administrators").expect("sys");
-    assert!(!admins.members.contains("alice"));
-}
-
-#[tokio::test]
 async fn plan_json_follows_the_contract_and_detailed_exit_codes_track_drift() {
     let w = World::new(USERS, &group("G", "d", &["alice"], &[]), "").await;
     let out_file = w.dir.path().join("plan.json");
@@ -223,13 +240,6 @@ async fn plan_json_follows_the_contract_and_detailed_exit_codes_track_drift() {
     let out = w.roster(&["plan", "--detailed-exitcode"]).await;
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).contains("No changes. Targets are in sync."));
-}
-
-#[tokio::test]
-async fn secrets_never_reach_logs_plans_or_debug_output() {
-    let w = World::new(USERS, &group("G", "d", &["alice"], &[]), "").await;
-    suite::secrets_never_appear::<Contensis>(&w).await;
-    suite::a_wrong_secret_fails_closed(&w, "wrong-secret-123", &["authentication failed"]).await;
 }
 
 /// Deletes a group through the simulator's API, as another administrator would.

@@ -13,7 +13,10 @@ use roster::sim::control::SimControl as _;
 use roster::sim::crafter::{Behaviour, PatchShape, UnknownFields};
 use roster::sim::faults::Faults;
 use support::harness::{Crafter, Harness};
-use support::suite::{self, Staged, applied, text};
+use support::suite::{
+    self, Case, DroppedCreate, EmptySource, Expiring, FailedRead, FaultyRun, OneFailure,
+    RetryAfter, SafetyCase, Staged, TooManyRemovals, Warnings, WrongSecret, applied, nothing, text,
+};
 use support::{SECRET, World, group, stdout};
 
 const V1_KEYS: &str =
@@ -39,6 +42,195 @@ fn writes_of(calls: &[String]) -> Vec<&String> {
 
 fn members(w: &World, name: &str) -> Vec<String> {
     Crafter::members(w, name)
+}
+
+safety_suite!(Crafter);
+
+impl SafetyCase for Crafter {
+    fn failed_read() -> Case<FailedRead> {
+        Case::Run(FailedRead {
+            groups: 150,
+            fail_path: |_| "offset=100".into(),
+            says: &["studio: GET /api/2/groups: 500"],
+        })
+    }
+
+    fn too_many_removals() -> Case<TooManyRemovals> {
+        // At the raised limit the apply goes through, in one bulk remove.
+        Case::Run(TooManyRemovals {
+            keep: &[],
+            raised_writes: Some(1),
+        })
+    }
+
+    fn empty_source() -> Case<EmptySource> {
+        // The built-in groups are in scope of "*" but never touched: they are system groups.
+        Case::Run(EmptySource {
+            builtin: Some("system_admin"),
+        })
+    }
+
+    /// The recheck looked the group up by keyword.
+    fn dropped_create() -> Case<DroppedCreate> {
+        Case::Run(DroppedCreate {
+            is_create: |c| c == "POST /studio/api/2/groups",
+            then: |w| {
+                assert!(
+                    w.sim
+                        .crafter
+                        .calls()
+                        .iter()
+                        .any(|c| c.starts_with("GET /studio/api/2/groups?keyword=fresh")),
+                    "{:#?}",
+                    w.sim.crafter.calls()
+                );
+            },
+        })
+    }
+
+    fn faulty_run() -> Case<FaultyRun> {
+        // Studio cannot nest: t00's members become the new groups' own.
+        Case::Run(FaultyRun {
+            new_members: &["alice", "bob", "carol", "dave"],
+            then: nothing,
+        })
+    }
+
+    /// API 1's session expires and is renewed by logging in again; API 2's access token is
+    /// given, not granted, so it has nothing to renew.
+    async fn expiring_credentials() -> Case<Expiring> {
+        let seed = format!("{USERS}\n[[crafter.group]]\nname = \"docs\"\nsite = \"mysite\"\n");
+        let groups = group("docs", "", &["alice", "bob", "carol"], &[])
+            + &group("team", "", &["dave", "erin"], &[]);
+        Case::Run(Expiring {
+            world: v1(&seed, &groups, "").await,
+            expire_after: 3,
+            renewals: Some(|w| {
+                w.sim
+                    .crafter
+                    .calls()
+                    .iter()
+                    .filter(|c| c.ends_with("/security/login.json"))
+                    .count()
+            }),
+        })
+    }
+
+    /// The observe's read of docs' members is throttled until its first 429 is answered; the
+    /// target's own `a_429_waits_for_retry_after` throttles the bulk add after the observe.
+    async fn retry_after() -> Case<RetryAfter> {
+        let seed = format!("{USERS}\n[[crafter.group]]\nname = \"docs\"\n");
+        let w = v2(
+            &seed,
+            &group("docs", "", &["alice"], &[]),
+            "concurrency = 1",
+        )
+        .await;
+        let path = format!(
+            "/groups/{}/members",
+            w.sim.crafter.group("docs").expect("docs").id
+        );
+        Case::Run(RetryAfter {
+            world: w,
+            fail_path: path.clone(),
+            lift_when: Box::new(move |c| c.contains(&path)),
+            group: "docs",
+            member: "alice",
+            then: |w| assert_eq!(members(w, "docs"), ["alice"]),
+        })
+    }
+
+    async fn one_failure() -> Case<OneFailure> {
+        let seed = format!(
+            "{USERS}\n[[crafter.group]]\nname = \"aaa\"\n[[crafter.group]]\nname = \"bbb\"\n"
+        );
+        let w = v2(
+            &seed,
+            &(group("aaa", "", &["alice"], &[]) + &group("bbb", "", &["bob"], &[])),
+            "",
+        )
+        .await;
+        let a_id = w.sim.crafter.group("aaa").expect("aaa").id;
+        // Let the reads through: fail only the writes of aaa's members.
+        w.sim.crafter.set_faults(Faults {
+            fail_writes: 1,
+            error_status: 400,
+            fail_path: Some(format!("/groups/{a_id}/members")),
+            ..Faults::default()
+        });
+        Case::Run(OneFailure {
+            world: w,
+            line_has: vec![format!(
+                "studio: POST /api/2/groups/{a_id}/members (group \"aaa\"): 400: Internal system failure: Bad Request (code 1000)"
+            )],
+            failing: ("aaa", &[]),
+            other: ("bbb", &["bob"]),
+        })
+    }
+
+    /// Users are matched against the user list; names Studio cannot hold are never sent, and no
+    /// lookup answers 400 for them.
+    async fn warnings() -> Case<Warnings> {
+        let w = v2(
+            USERS,
+            &group("docs", "", &["alice", "ghost", "9bad", "bad name"], &[]),
+            "",
+        )
+        .await;
+        Case::Run(Warnings {
+            world: w,
+            warnings: &[
+                "user \"ghost\" does not exist",
+                "user \"9bad\" does not exist",
+                "user \"bad name\" does not exist",
+            ],
+            group: "docs",
+            members: &["alice"],
+            then: |w| {
+                let calls = w.sim.crafter.calls();
+                assert!(
+                    calls
+                        .iter()
+                        .any(|c| c.starts_with("GET /studio/api/2/users?")),
+                    "{calls:#?}"
+                );
+                assert!(
+                    !calls.iter().any(|c| c.contains("9bad")
+                        || c.contains("bad%20name")
+                        || c.contains("/users/")),
+                    "{calls:#?}"
+                );
+            },
+        })
+    }
+
+    /// Both APIs: API 2's token and API 1's password.
+    async fn secrets() -> Case<Vec<World>> {
+        let seed = format!("{USERS}\n[[crafter.group]]\nname = \"docs\"\nsite = \"mysite\"\n");
+        Case::Run(vec![
+            v2(USERS, &group("docs", "d", &["alice"], &[]), "").await,
+            v1(&seed, &group("docs", "d", &["alice"], &[]), "").await,
+        ])
+    }
+
+    /// One try: a refused token is not retried.
+    async fn wrong_secret() -> Case<WrongSecret> {
+        Case::Run(WrongSecret {
+            world: v2(USERS, &group("docs", "", &["alice"], &[]), "").await,
+            wrong: "wrong-token-123",
+            says: &[
+                "authentication failed: the access token was refused (401: Unauthenticated (code 2000))",
+            ],
+            then: |w| {
+                assert_eq!(
+                    w.sim.crafter.calls().len(),
+                    1,
+                    "{:#?}",
+                    w.sim.crafter.calls()
+                );
+            },
+        })
+    }
 }
 
 #[tokio::test]
@@ -98,16 +290,6 @@ async fn apply_creates_updates_flattens_children_and_the_next_plan_is_empty() {
 }
 
 #[tokio::test]
-async fn a_500_on_the_second_page_of_groups_means_zero_writes_and_exit_1() {
-    suite::failed_read_means_no_writes::<Crafter>(
-        150,
-        |_| "offset=100".into(),
-        &["studio: GET /api/2/groups: 500"],
-    )
-    .await;
-}
-
-#[tokio::test]
 async fn a_short_members_read_is_incomplete_not_a_smaller_group() {
     let seed = format!("{USERS}\n[[crafter.group]]\nname = \"docs\"\nmembers = [\"alice\"]\n");
     let w = v2(&seed, &group("docs", "", &[], &[]), "").await;
@@ -123,36 +305,6 @@ async fn a_short_members_read_is_incomplete_not_a_smaller_group() {
         "{report:?}"
     );
     assert_eq!(members(&w, "docs"), ["alice"]);
-}
-
-#[tokio::test]
-async fn more_removals_than_max_deletes_exits_3_and_writes_nothing() {
-    // At the raised limit the apply goes through, in one bulk remove.
-    suite::too_many_removals_are_refused::<Crafter>(&[], Some(1)).await;
-}
-
-#[tokio::test]
-async fn an_empty_source_against_managed_groups_is_refused() {
-    // The built-in groups are in scope of "*" but never touched: they are system groups.
-    suite::empty_source_is_refused::<Crafter>(Some("system_admin")).await;
-}
-
-#[tokio::test]
-async fn a_connection_dropped_after_a_create_adopts_the_group_without_a_duplicate() {
-    let w = suite::dropped_connection_after_a_create_converges::<Crafter>(|c| {
-        c == "POST /studio/api/2/groups"
-    })
-    .await;
-    // The recheck looked the group up by keyword.
-    assert!(
-        w.sim
-            .crafter
-            .calls()
-            .iter()
-            .any(|c| c.starts_with("GET /studio/api/2/groups?keyword=fresh")),
-        "{:#?}",
-        w.sim.crafter.calls()
-    );
 }
 
 #[tokio::test]
@@ -202,51 +354,6 @@ async fn dropped_answers_of_non_idempotent_api_1_calls_are_read_as_done_on_retry
         "{calls:#?}"
     );
     assert!(!w.plan().await.any_changes());
-}
-
-#[tokio::test]
-async fn a_fault_run_converges_on_the_second_apply_and_the_third_plan_is_empty() {
-    // Studio cannot nest: t00's members become the new groups' own.
-    suite::faulty_run_converges::<Crafter>(&["alice", "bob", "carol", "dave"]).await;
-}
-
-#[tokio::test]
-async fn an_api_1_session_that_expires_mid_run_is_renewed_by_logging_in_again() {
-    let seed = format!("{USERS}\n[[crafter.group]]\nname = \"docs\"\nsite = \"mysite\"\n");
-    let groups = group("docs", "", &["alice", "bob", "carol"], &[])
-        + &group("team", "", &["dave", "erin"], &[]);
-    let w = v1(&seed, &groups, "").await;
-    suite::expiring_credentials_are_renewed::<Crafter>(
-        &w,
-        3,
-        Some(|w| {
-            w.sim
-                .crafter
-                .calls()
-                .iter()
-                .filter(|c| c.ends_with("/security/login.json"))
-                .count()
-        }),
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn a_refused_token_fails_closed_with_a_clear_message() {
-    let w = v2(USERS, &group("docs", "", &["alice"], &[]), "").await;
-    suite::a_wrong_secret_fails_closed(
-        &w,
-        "wrong-token-123",
-        &["authentication failed: the access token was refused (401: Unauthenticated (code 2000))"],
-    )
-    .await;
-    // One try: a refused token is not retried.
-    assert_eq!(
-        w.sim.crafter.calls().len(),
-        1,
-        "{:#?}",
-        w.sim.crafter.calls()
-    );
 }
 
 #[tokio::test]
@@ -357,7 +464,8 @@ async fn a_user_purged_between_plan_and_apply_fails_only_that_groups_add() {
             _ => None,
         })
         .collect();
-    // A7 is all-or-nothing: both of aaa's adds fail together, with the server's words.
+    // The bulk add (`POST /api/2/groups/{id}/members`) is all-or-nothing: both of aaa's adds fail
+    // together, with the server's words.
     assert_eq!(failed.len(), 2, "{report:?}");
     assert_eq!(
         failed[0],
@@ -366,42 +474,6 @@ async fn a_user_purged_between_plan_and_apply_fails_only_that_groups_add() {
         )
     );
     assert_eq!(members(&w, "bbb"), ["bob"]);
-}
-
-#[tokio::test]
-async fn unknown_and_invalid_users_are_warnings_and_never_sent() {
-    let w = v2(
-        USERS,
-        &group("docs", "", &["alice", "ghost", "9bad", "bad name"], &[]),
-        "",
-    )
-    .await;
-    suite::warnings_are_not_failures::<Crafter>(
-        &w,
-        &[
-            "user \"ghost\" does not exist",
-            "user \"9bad\" does not exist",
-            "user \"bad name\" does not exist",
-        ],
-        "docs",
-        &["alice"],
-    )
-    .await;
-    // Users are matched against the user list; names Studio cannot hold are never sent, and
-    // no lookup answers 400 for them.
-    let calls = w.sim.crafter.calls();
-    assert!(
-        calls
-            .iter()
-            .any(|c| c.starts_with("GET /studio/api/2/users?")),
-        "{calls:#?}"
-    );
-    assert!(
-        !calls
-            .iter()
-            .any(|c| c.contains("9bad") || c.contains("bad%20name") || c.contains("/users/")),
-        "{calls:#?}"
-    );
 }
 
 #[tokio::test]
@@ -801,19 +873,6 @@ async fn case_sensitive_names_on_the_server_still_converge() {
     assert!(!w.plan().await.any_changes());
 }
 
-#[tokio::test]
-async fn secrets_never_reach_logs_plans_or_debug_output() {
-    for api1 in [false, true] {
-        let w = if api1 {
-            let seed = format!("{USERS}\n[[crafter.group]]\nname = \"docs\"\nsite = \"mysite\"\n");
-            v1(&seed, &group("docs", "d", &["alice"], &[]), "").await
-        } else {
-            v2(USERS, &group("docs", "d", &["alice"], &[]), "").await
-        };
-        suite::secrets_never_appear::<Crafter>(&w).await;
-    }
-}
-
 /// Ten existing groups of 50 members each; the desired state swaps all 50 of every group for 50
 /// others: 500 adds and 500 removes.
 #[tokio::test]
@@ -849,14 +908,16 @@ async fn thousand_member_changes_take_the_fewest_calls() {
     let calls = w.sim.crafter.calls();
     let writes = writes_of(&calls).len();
     let reads = calls.len() - writes;
-    // The minimum API 2 allows: A7 takes any number of users, and A8 as many as fit one request
-    // line under Tomcat's 8 KB limit (50 ids of about 15 bytes each fit easily), but each
-    // addresses one group, so every group that gains members needs one A7 and every group that
-    // loses members one A8: 10 + 10 = 20. The reads are what an observe needs: one page of A1
-    // (16 groups at 100 a page), one page of A6 per managed group (10), and the user list, which
-    // finds the desired users not already members (A7 fails whole on one unknown user) while
-    // leaving soft-deleted users out: 1,001 users at 1,000 a page is 2 pages. No fresh read is
-    // needed before a write: nothing is replaced whole.
+    // The minimum API 2 allows: the bulk add (`POST /api/2/groups/{id}/members`) takes any number
+    // of users, and the bulk remove (`DELETE /api/2/groups/{id}/members?userId=…`) as many as fit
+    // one request line under Tomcat's 8 KB limit (50 ids of about 15 bytes each fit easily), but
+    // each addresses one group, so every group that gains members needs one bulk add and every
+    // group that loses members one bulk remove: 10 + 10 = 20. The reads are what an observe
+    // needs: one page of the group list (`GET /api/2/groups`, 16 groups at 100 a page), one page
+    // of the member list (`GET /api/2/groups/{id}/members`) per managed group (10), and the user
+    // list, which finds the desired users not already members (the bulk add fails whole on one
+    // unknown user) while leaving soft-deleted users out: 1,001 users at 1,000 a page is 2 pages.
+    // No fresh read is needed before a write: nothing is replaced whole.
     let minimum = 20;
     eprintln!(
         "crafter: 1000 member changes: {writes} write calls (+{reads} reads), minimum {minimum}"

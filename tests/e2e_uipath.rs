@@ -9,7 +9,10 @@ use roster::sim::control::SimControl as _;
 use roster::sim::faults::Faults;
 use roster::sim::uipath::{Behaviour, DuplicateName, SearchType, Strictness, UnknownUser};
 use support::harness::{Harness, UiPath};
-use support::suite::{self, Staged, applied, text};
+use support::suite::{
+    self, Case, DroppedCreate, EmptySource, Expiring, FailedRead, FaultyRun, OneFailure,
+    RetryAfter, SafetyCase, Staged, TooManyRemovals, Warnings, WrongSecret, applied, nothing, text,
+};
 use support::{SECRET, World, group};
 
 const USERS: &str = r#"users = ["alice", "bob", "carol", "dave", "erin"]"#;
@@ -27,6 +30,126 @@ async fn world(seed_body: &str, groups: &str, extra: &str) -> World {
         extra,
     )
     .await
+}
+
+safety_suite!(UiPath);
+
+impl SafetyCase for UiPath {
+    fn failed_read() -> Case<FailedRead> {
+        Case::Run(FailedRead {
+            groups: 5,
+            fail_path: |w| UiPath::group_id(w, "g003"),
+            says: &["robots: GET /identity_/api/Group/", "500"],
+        })
+    }
+
+    fn too_many_removals() -> Case<TooManyRemovals> {
+        // 101 removals are one PUT.
+        Case::Run(TooManyRemovals {
+            keep: &[],
+            raised_writes: Some(1),
+        })
+    }
+
+    fn empty_source() -> Case<EmptySource> {
+        // The built-in groups are in the "*" scope too, but never touched nor counted as managed.
+        Case::Run(EmptySource {
+            builtin: Some("Everyone"),
+        })
+    }
+
+    fn dropped_create() -> Case<DroppedCreate> {
+        Case::Run(DroppedCreate {
+            is_create: |c| c.starts_with("POST ") && c.contains("/api/Group"),
+            then: nothing,
+        })
+    }
+
+    fn faulty_run() -> Case<FaultyRun> {
+        // UiPath cannot nest: t00's members become the new groups' own.
+        Case::Run(FaultyRun {
+            new_members: &["alice", "bob", "carol", "dave"],
+            then: nothing,
+        })
+    }
+
+    async fn expiring_credentials() -> Case<Expiring> {
+        Case::Run(Expiring {
+            world: suite::five_new_groups::<UiPath>().await,
+            expire_after: 4,
+            renewals: Some(|w| w.sim.uipath.token_requests()),
+        })
+    }
+
+    async fn retry_after() -> Case<RetryAfter> {
+        let seed = format!("{USERS}\n[[uipath.group]]\nname = \"G\"\n");
+        let w = world(&seed, &group("G", "", &["alice"], &[]), "concurrency = 1").await;
+        let id = w.sim.uipath.group("G").expect("G").id;
+        Case::Run(RetryAfter {
+            world: w,
+            fail_path: format!("/api/Group/{id}"),
+            lift_when: Box::new(|c| c.starts_with("PUT ")),
+            group: "G",
+            member: "alice",
+            then: nothing,
+        })
+    }
+
+    async fn one_failure() -> Case<OneFailure> {
+        let seed =
+            format!("{USERS}\n[[uipath.group]]\nname = \"A\"\n[[uipath.group]]\nname = \"B\"\n");
+        let w = world(
+            &seed,
+            &(group("A", "", &["alice"], &[]) + &group("B", "", &["bob"], &[])),
+            "",
+        )
+        .await;
+        let a_id = w.sim.uipath.group("A").expect("A").id;
+        // Only A's PUT fails (its GET is `/api/Group/{partition}/{id}`, which the filter misses).
+        w.sim.uipath.set_faults(Faults {
+            error_rate: 1.0,
+            error_status: 409,
+            fail_path: Some(format!("/api/Group/{a_id}")),
+            ..Faults::default()
+        });
+        Case::Run(OneFailure {
+            world: w,
+            line_has: vec![
+                format!("robots: PUT /identity_/api/Group/{a_id}"),
+                "(group \"A\")".into(),
+                "409".into(),
+                "Conflict".into(),
+            ],
+            failing: ("A", &[]),
+            other: ("B", &["bob"]),
+        })
+    }
+
+    async fn warnings() -> Case<Warnings> {
+        let w = world(USERS, &group("G", "", &["alice", "ghost"], &[]), "").await;
+        Case::Run(Warnings {
+            world: w,
+            warnings: &["user \"ghost\" does not exist"],
+            group: "G",
+            members: &["alice"],
+            then: nothing,
+        })
+    }
+
+    async fn secrets() -> Case<Vec<World>> {
+        Case::Run(vec![
+            world(USERS, &group("G", "d", &["alice"], &[]), "").await,
+        ])
+    }
+
+    async fn wrong_secret() -> Case<WrongSecret> {
+        Case::Run(WrongSecret {
+            world: world(USERS, &group("G", "d", &["alice"], &[]), "").await,
+            wrong: "wrong-secret-123",
+            says: &["authentication failed", "invalid_client"],
+            then: nothing,
+        })
+    }
 }
 
 fn writes_in(calls: &[String]) -> usize {
@@ -137,28 +260,6 @@ async fn users_are_matched_by_email_when_configured() {
 }
 
 #[tokio::test]
-async fn a_500_on_a_group_read_means_zero_writes_and_exit_1() {
-    suite::failed_read_means_no_writes::<UiPath>(
-        5,
-        |w| UiPath::group_id(w, "g003"),
-        &["robots: GET /identity_/api/Group/", "500"],
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn more_removals_than_max_deletes_exits_3_and_writes_nothing() {
-    // 101 removals are one PUT.
-    suite::too_many_removals_are_refused::<UiPath>(&[], Some(1)).await;
-}
-
-#[tokio::test]
-async fn an_empty_source_against_managed_groups_is_refused() {
-    // The built-in groups are in the "*" scope too, but never touched nor counted as managed.
-    suite::empty_source_is_refused::<UiPath>(Some("Everyone")).await;
-}
-
-#[tokio::test]
 async fn prune_deletes_managed_groups_but_never_built_in_ones() {
     let seed = format!("{USERS}\n[[uipath.group]]\nname = \"gone\"\nmembers = [\"alice\"]\n");
     let w = world(
@@ -179,14 +280,6 @@ async fn prune_deletes_managed_groups_but_never_built_in_ones() {
         text(&report)
     );
     assert!(!w.plan().await.any_changes());
-}
-
-#[tokio::test]
-async fn a_connection_dropped_after_a_create_adopts_the_group_without_a_duplicate() {
-    suite::dropped_connection_after_a_create_converges::<UiPath>(|c| {
-        c.starts_with("POST ") && c.contains("/api/Group")
-    })
-    .await;
 }
 
 #[tokio::test]
@@ -223,69 +316,6 @@ async fn a_dropped_put_is_resent_and_converges_even_when_the_server_refuses_repe
 }
 
 #[tokio::test]
-async fn a_fault_run_converges_on_the_second_apply_and_the_third_plan_is_empty() {
-    // UiPath cannot nest: t00's members become the new groups' own.
-    suite::faulty_run_converges::<UiPath>(&["alice", "bob", "carol", "dave"]).await;
-}
-
-#[tokio::test]
-async fn a_token_that_expires_mid_run_is_renewed() {
-    let w = suite::five_new_groups::<UiPath>().await;
-    suite::expiring_credentials_are_renewed::<UiPath>(
-        &w,
-        4,
-        Some(|w| w.sim.uipath.token_requests()),
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn a_429_waits_for_retry_after() {
-    let seed = format!("{USERS}\n[[uipath.group]]\nname = \"G\"\n");
-    let w = world(&seed, &group("G", "", &["alice"], &[]), "concurrency = 1").await;
-    let id = w.sim.uipath.group("G").expect("G").id;
-    suite::retry_after_is_honoured::<UiPath>(
-        &w,
-        &format!("/api/Group/{id}"),
-        |c| c.starts_with("PUT "),
-        "G",
-        "alice",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn one_failed_change_does_not_stop_the_others_and_the_error_says_where() {
-    let seed = format!("{USERS}\n[[uipath.group]]\nname = \"A\"\n[[uipath.group]]\nname = \"B\"\n");
-    let w = world(
-        &seed,
-        &(group("A", "", &["alice"], &[]) + &group("B", "", &["bob"], &[])),
-        "",
-    )
-    .await;
-    let a_id = w.sim.uipath.group("A").expect("A").id;
-    // Only A's PUT fails (its GET is `/api/Group/{partition}/{id}`, which the filter misses).
-    w.sim.uipath.set_faults(Faults {
-        error_rate: 1.0,
-        error_status: 409,
-        fail_path: Some(format!("/api/Group/{a_id}")),
-        ..Faults::default()
-    });
-    suite::one_failure_does_not_stop_the_others::<UiPath>(
-        &w,
-        &[
-            format!("robots: PUT /identity_/api/Group/{a_id}"),
-            "(group \"A\")".into(),
-            "409".into(),
-            "Conflict".into(),
-        ],
-        ("A", &[]),
-        ("B", &["bob"]),
-    )
-    .await;
-}
-
-#[tokio::test]
 async fn the_servers_own_message_names_the_missing_scope() {
     let w = world(
         &format!("{USERS}\nscopes = [\"PM.Group.Read\", \"PM.Directory\"]\n"),
@@ -303,18 +333,6 @@ async fn the_servers_own_message_names_the_missing_scope() {
         "{msg}"
     );
     assert!(msg.contains("PM.Group.Write"), "{msg}");
-}
-
-#[tokio::test]
-async fn secrets_never_reach_logs_plans_or_debug_output() {
-    let w = world(USERS, &group("G", "d", &["alice"], &[]), "").await;
-    suite::secrets_never_appear::<UiPath>(&w).await;
-    suite::a_wrong_secret_fails_closed(
-        &w,
-        "wrong-secret-123",
-        &["authentication failed", "invalid_client"],
-    )
-    .await;
 }
 
 #[tokio::test]

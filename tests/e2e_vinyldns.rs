@@ -10,7 +10,10 @@ use roster::sim::SimKind;
 use roster::sim::control::SimControl as _;
 use support::World;
 use support::harness::{Harness, VinylDns, quoted, vinyldns_seed};
-use support::suite::{self, applied, text};
+use support::suite::{
+    self, Case, DroppedCreate, EmptySource, Expiring, FailedRead, FaultyRun, OneFailure,
+    RetryAfter, SafetyCase, TooManyRemovals, Warnings, WrongSecret, applied, nothing, text,
+};
 
 /// A seed whose roster account is a super user, with these users and extra seed text.
 fn seed(users: &[&str], extra: &str) -> String {
@@ -47,6 +50,150 @@ async fn world(seed: &str, groups: &str, extra: &str) -> World {
 
 fn writes(w: &World) -> Vec<String> {
     VinylDns::write_calls(w)
+}
+
+safety_suite!(VinylDns);
+
+impl SafetyCase for VinylDns {
+    fn failed_read() -> Case<FailedRead> {
+        Case::Run(FailedRead {
+            groups: 150,
+            fail_path: |_| "startFrom=".into(),
+            says: &["dns: GET /groups: 500"],
+        })
+    }
+
+    fn too_many_removals() -> Case<TooManyRemovals> {
+        // alice stays: a VinylDNS group needs an admin. The 101 removals are one PUT.
+        Case::Run(TooManyRemovals {
+            keep: &["alice"],
+            raised_writes: Some(1),
+        })
+    }
+
+    fn empty_source() -> Case<EmptySource> {
+        Case::Run(EmptySource { builtin: None })
+    }
+
+    /// The recheck replaced the lists and kept roster's own admin seat, which the server gave it.
+    fn dropped_create() -> Case<DroppedCreate> {
+        Case::Run(DroppedCreate {
+            is_create: |c| c.starts_with("POST "),
+            then: |w| {
+                assert_eq!(w.sim.vinyldns.groups().len(), 1);
+                assert_eq!(w.sim.vinyldns.admin_names("fresh"), ["alice", "roster"]);
+            },
+        })
+    }
+
+    fn faulty_run() -> Case<FaultyRun> {
+        // VinylDNS cannot nest: t00's members become the new groups' own.
+        Case::Run(FaultyRun {
+            new_members: &["alice", "bob", "carol", "dave"],
+            then: |w| assert_eq!(w.sim.vinyldns.groups().len(), 16),
+        })
+    }
+
+    async fn expiring_credentials() -> Case<Expiring> {
+        Case::Skip(
+            "VinylDNS signs every request with the keys themselves (SigV4): there is no session \
+             or token to expire",
+        )
+    }
+
+    async fn retry_after() -> Case<RetryAfter> {
+        let w = world(
+            &seed(&["alice", "bob"], &seed_group("g", &["alice"], &["alice"])),
+            &group("g", &["alice", "bob"], &[], &["alice"]),
+            "concurrency = 1",
+        )
+        .await;
+        let plan = w.plan().await;
+        assert!(plan.any_changes());
+        w.sim.vinyldns.clear_calls();
+        // Throttle every call to the group until the first 429 has been answered: the observe's
+        // read of /groups/{id}/members is the first call throttled, and it must wait.
+        let id = w.sim.vinyldns.group("g").expect("g").id;
+        let path = format!("/groups/{id}");
+        Case::Run(RetryAfter {
+            world: w,
+            fail_path: path.clone(),
+            lift_when: Box::new(move |c| c.contains(&path)),
+            group: "g",
+            member: "bob",
+            then: |w| assert_eq!(w.sim.vinyldns.member_names("g"), ["alice", "bob"]),
+        })
+    }
+
+    async fn one_failure() -> Case<OneFailure> {
+        // "a" owns a record set: VinylDNS refuses to delete it (400), which the API does not let
+        // roster see beforehand. "b" is updated all the same.
+        let s = seed(
+            &["alice", "bob"],
+            &(seed_group("a", &["alice"], &["alice"])
+                + &seed_group("b", &["roster"], &["roster"])
+                + "[[vinyldns.zone]]\nname = \"example.com.\"\nadmin_group = \"b\"\n\
+                   record_owners = [\"a\"]\n\n"),
+        );
+        let w = world(
+            &s,
+            &group("b", &["roster", "bob"], &[], &["roster"]),
+            "groups = [\"*\"]\nprune = true",
+        )
+        .await;
+        let a_id = w.sim.vinyldns.group("a").expect("a").id;
+        Case::Run(OneFailure {
+            world: w,
+            line_has: vec![
+                format!("dns: DELETE /groups/{a_id}"),
+                "(group \"a\")".into(),
+                "400".into(),
+                "a is the owner for a record set".into(),
+            ],
+            failing: ("a", &["alice"]),
+            other: ("b", &["bob"]),
+        })
+    }
+
+    async fn warnings() -> Case<Warnings> {
+        let w = world(
+            &seed(&["alice"], ""),
+            &group("g", &["alice", "ghost"], &[], &["alice"]),
+            "",
+        )
+        .await;
+        Case::Run(Warnings {
+            world: w,
+            warnings: &["user \"ghost\" does not exist"],
+            group: "g",
+            members: &["alice"],
+            then: nothing,
+        })
+    }
+
+    async fn secrets() -> Case<Vec<World>> {
+        Case::Run(vec![one_group_world().await])
+    }
+
+    /// A wrong secret key fails closed with a clear message, without echoing it.
+    async fn wrong_secret() -> Case<WrongSecret> {
+        Case::Run(WrongSecret {
+            world: one_group_world().await,
+            wrong: "wrong-secret-123",
+            says: &["Request signature could not be validated"],
+            then: nothing,
+        })
+    }
+}
+
+/// The group g of alice, on a target that holds nothing else.
+async fn one_group_world() -> World {
+    world(
+        &seed(&["alice"], ""),
+        &group("g", &["alice"], &[], &["alice"]),
+        "",
+    )
+    .await
 }
 
 #[tokio::test]
@@ -92,16 +239,6 @@ async fn apply_creates_updates_flattens_children_and_the_next_plan_is_empty() {
 }
 
 #[tokio::test]
-async fn a_500_on_the_second_page_of_groups_means_zero_writes_and_exit_1() {
-    suite::failed_read_means_no_writes::<VinylDns>(
-        150,
-        |_| "startFrom=".into(),
-        &["dns: GET /groups: 500"],
-    )
-    .await;
-}
-
-#[tokio::test]
 async fn a_page_that_repeats_its_cursor_is_an_incomplete_read() {
     let mut extra = String::new();
     for i in 0..120 {
@@ -125,27 +262,6 @@ async fn a_page_that_repeats_its_cursor_is_an_incomplete_read() {
     };
     assert!(e.to_string().contains("incomplete read"), "{e}");
     assert!(writes(&w).is_empty());
-}
-
-#[tokio::test]
-async fn more_removals_than_max_deletes_exits_3_and_writes_nothing() {
-    // alice stays: a VinylDNS group needs an admin. The 101 removals are one PUT.
-    suite::too_many_removals_are_refused::<VinylDns>(&["alice"], Some(1)).await;
-}
-
-#[tokio::test]
-async fn an_empty_source_against_managed_groups_is_refused() {
-    suite::empty_source_is_refused::<VinylDns>(None).await;
-}
-
-#[tokio::test]
-async fn a_connection_dropped_after_a_create_is_rechecked_not_duplicated() {
-    // The recheck replaced the lists and kept roster's own admin seat, which the server gave it.
-    let w =
-        suite::dropped_connection_after_a_create_converges::<VinylDns>(|c| c.starts_with("POST "))
-            .await;
-    assert_eq!(w.sim.vinyldns.groups().len(), 1);
-    assert_eq!(w.sim.vinyldns.admin_names("fresh"), ["alice", "roster"]);
 }
 
 #[tokio::test]
@@ -222,74 +338,6 @@ async fn a_member_added_by_someone_else_between_plan_and_put_is_kept() {
 }
 
 #[tokio::test]
-async fn an_error_and_throttle_run_converges_and_the_following_plan_is_empty() {
-    // VinylDNS cannot nest: t00's members become the new groups' own.
-    let w = suite::faulty_run_converges::<VinylDns>(&["alice", "bob", "carol", "dave"]).await;
-    assert_eq!(w.sim.vinyldns.groups().len(), 16);
-}
-
-#[tokio::test]
-async fn a_429_waits_for_retry_after() {
-    let w = world(
-        &seed(&["alice", "bob"], &seed_group("g", &["alice"], &["alice"])),
-        &group("g", &["alice", "bob"], &[], &["alice"]),
-        "concurrency = 1",
-    )
-    .await;
-    let plan = w.plan().await;
-    assert!(plan.any_changes());
-    w.sim.vinyldns.clear_calls();
-    // Throttle every call to the group until the first 429 has been answered: the observe's read
-    // of /groups/{id}/members is the first call throttled, and it must wait.
-    let id = w.sim.vinyldns.group("g").expect("g").id;
-    let path = format!("/groups/{id}");
-    suite::retry_after_is_honoured::<VinylDns>(
-        &w,
-        &path,
-        {
-            let path = path.clone();
-            move |c| c.contains(&path)
-        },
-        "g",
-        "bob",
-    )
-    .await;
-    assert_eq!(w.sim.vinyldns.member_names("g"), ["alice", "bob"]);
-}
-
-#[tokio::test]
-async fn one_failed_change_does_not_stop_the_others_and_the_error_says_where() {
-    // "a" owns a record set: VinylDNS refuses to delete it (400), which the API does not let
-    // roster see beforehand. "b" is updated all the same.
-    let s = seed(
-        &["alice", "bob"],
-        &(seed_group("a", &["alice"], &["alice"])
-            + &seed_group("b", &["roster"], &["roster"])
-            + "[[vinyldns.zone]]\nname = \"example.com.\"\nadmin_group = \"b\"\n\
-               record_owners = [\"a\"]\n\n"),
-    );
-    let w = world(
-        &s,
-        &group("b", &["roster", "bob"], &[], &["roster"]),
-        "groups = [\"*\"]\nprune = true",
-    )
-    .await;
-    let a_id = w.sim.vinyldns.group("a").expect("a").id;
-    suite::one_failure_does_not_stop_the_others::<VinylDns>(
-        &w,
-        &[
-            format!("dns: DELETE /groups/{a_id}"),
-            "(group \"a\")".into(),
-            "400".into(),
-            "a is the owner for a record set".into(),
-        ],
-        ("a", &["alice"]),
-        ("b", &["bob"]),
-    )
-    .await;
-}
-
-#[tokio::test]
 async fn a_group_without_an_email_is_a_validation_error_at_its_origin() {
     let groups = "[[group]]\nname = \"ops\"\nmembers = [\"alice\"]\n";
     let w = world(&seed(&["alice"], ""), groups, "").await;
@@ -301,41 +349,6 @@ async fn a_group_without_an_email_is_a_validation_error_at_its_origin() {
         "{all}"
     );
     assert!(w.sim.vinyldns.calls().is_empty(), "the target was read");
-}
-
-#[tokio::test]
-async fn unknown_users_are_warnings_not_failures() {
-    let w = world(
-        &seed(&["alice"], ""),
-        &group("g", &["alice", "ghost"], &[], &["alice"]),
-        "",
-    )
-    .await;
-    suite::warnings_are_not_failures::<VinylDns>(
-        &w,
-        &["user \"ghost\" does not exist"],
-        "g",
-        &["alice"],
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn secrets_never_reach_logs_plans_or_debug_output() {
-    let w = world(
-        &seed(&["alice"], ""),
-        &group("g", &["alice"], &[], &["alice"]),
-        "",
-    )
-    .await;
-    suite::secrets_never_appear::<VinylDns>(&w).await;
-    // A wrong secret key fails closed with a clear message, without echoing it.
-    suite::a_wrong_secret_fails_closed(
-        &w,
-        "wrong-secret-123",
-        &["Request signature could not be validated"],
-    )
-    .await;
 }
 
 #[tokio::test]

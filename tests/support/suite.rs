@@ -1,6 +1,8 @@
 //! The safety scenarios every target's end-to-end suite runs, written once over a [`Harness`].
-//! Each e2e file calls them from its own `#[tokio::test]`s, passing what differs by target (the
-//! path to fail, the words of the error, what the target does on top) as arguments.
+//! Each e2e file invokes [`safety_suite!`](crate::safety_suite) once, which makes one
+//! `#[tokio::test]` per scenario; what differs by target (the path to fail, the words of the
+//! error, the world to start from, checks on top) comes from the target's [`SafetyCase`] impl,
+//! and a target that cannot run a scenario says why there.
 
 use std::time::{Duration, Instant};
 
@@ -444,4 +446,390 @@ pub async fn plan_then<H: Harness>(w: &World, between: impl AsyncFnOnce(&World))
         calls: n,
         report,
     }
+}
+
+/// What a target gives one scenario: its arguments, or why the target cannot run it.
+pub enum Case<T> {
+    /// Run the scenario with these arguments.
+    Run(T),
+    /// The target cannot run the scenario, for this reason (printed by the test).
+    Skip(&'static str),
+}
+
+/// A check a target runs on the world after a scenario passed.
+pub type Then = fn(&World);
+
+/// The [`Then`] of a target with nothing to check on top.
+pub fn nothing(_: &World) {}
+
+/// Arguments of [`failed_read_means_no_writes`].
+pub struct FailedRead {
+    /// How many groups the target holds.
+    pub groups: usize,
+    /// The path to fail, made from the started world.
+    pub fail_path: fn(&World) -> String,
+    /// What the error says.
+    pub says: &'static [&'static str],
+}
+
+/// Arguments of [`too_many_removals_are_refused`].
+pub struct TooManyRemovals {
+    /// The members `big` keeps.
+    pub keep: &'static [&'static str],
+    /// The write calls of the apply at the raised limit, where the target's count is known.
+    pub raised_writes: Option<usize>,
+}
+
+/// Arguments of [`empty_source_is_refused`].
+pub struct EmptySource {
+    /// A group the target is born with, which must survive.
+    pub builtin: Option<&'static str>,
+}
+
+/// Arguments of [`dropped_connection_after_a_create_converges`].
+pub struct DroppedCreate {
+    /// Picks the create out of the call log.
+    pub is_create: fn(&str) -> bool,
+    /// The target's own checks.
+    pub then: Then,
+}
+
+/// Arguments of [`faulty_run_converges`].
+pub struct FaultyRun {
+    /// The members the new groups end up with.
+    pub new_members: &'static [&'static str],
+    /// The target's own checks.
+    pub then: Then,
+}
+
+/// Arguments of [`expiring_credentials_are_renewed`].
+pub struct Expiring {
+    /// The world to apply.
+    pub world: World,
+    /// Requests after which the credentials expire.
+    pub expire_after: u32,
+    /// Counts the logins or token requests.
+    pub renewals: Option<fn(&World) -> usize>,
+}
+
+/// Arguments of [`retry_after_is_honoured`].
+pub struct RetryAfter {
+    /// The world to apply.
+    pub world: World,
+    /// The path throttled.
+    pub fail_path: String,
+    /// The throttle is lifted once a call this picks out was answered.
+    pub lift_when: Box<dyn Fn(&str) -> bool + Send>,
+    /// The group that gains `member`.
+    pub group: &'static str,
+    /// The member it gains.
+    pub member: &'static str,
+    /// The target's own checks.
+    pub then: Then,
+}
+
+/// Arguments of [`one_failure_does_not_stop_the_others`].
+pub struct OneFailure {
+    /// The world, with the fault set.
+    pub world: World,
+    /// What the `FAILED` line holds.
+    pub line_has: Vec<String>,
+    /// The failing group and the members it is left with.
+    pub failing: (&'static str, &'static [&'static str]),
+    /// The other group and the members it gets.
+    pub other: (&'static str, &'static [&'static str]),
+}
+
+/// Arguments of [`warnings_are_not_failures`].
+pub struct Warnings {
+    /// The world to plan and apply.
+    pub world: World,
+    /// The warnings of the plan.
+    pub warnings: &'static [&'static str],
+    /// The group applied.
+    pub group: &'static str,
+    /// The members it ends up with.
+    pub members: &'static [&'static str],
+    /// The target's own checks.
+    pub then: Then,
+}
+
+/// Arguments of [`a_wrong_secret_fails_closed`].
+pub struct WrongSecret {
+    /// The world whose secret is replaced.
+    pub world: World,
+    /// The wrong secret.
+    pub wrong: &'static str,
+    /// What the message says.
+    pub says: &'static [&'static str],
+    /// The target's own checks.
+    pub then: Then,
+}
+
+/// What each safety scenario needs of one target; [`safety_suite!`](crate::safety_suite) makes
+/// one test per method.
+#[allow(async_fn_in_trait)]
+pub trait SafetyCase: Harness {
+    /// [`failed_read_means_no_writes`].
+    fn failed_read() -> Case<FailedRead>;
+    /// [`too_many_removals_are_refused`].
+    fn too_many_removals() -> Case<TooManyRemovals>;
+    /// [`empty_source_is_refused`].
+    fn empty_source() -> Case<EmptySource>;
+    /// [`dropped_connection_after_a_create_converges`].
+    fn dropped_create() -> Case<DroppedCreate>;
+    /// [`faulty_run_converges`].
+    fn faulty_run() -> Case<FaultyRun>;
+    /// [`expiring_credentials_are_renewed`].
+    async fn expiring_credentials() -> Case<Expiring>;
+    /// [`retry_after_is_honoured`].
+    async fn retry_after() -> Case<RetryAfter>;
+    /// [`one_failure_does_not_stop_the_others`].
+    async fn one_failure() -> Case<OneFailure>;
+    /// [`warnings_are_not_failures`].
+    async fn warnings() -> Case<Warnings>;
+    /// [`secrets_never_appear`], in each of these worlds.
+    async fn secrets() -> Case<Vec<World>>;
+    /// [`a_wrong_secret_fails_closed`].
+    async fn wrong_secret() -> Case<WrongSecret>;
+    /// [`unmanaged_groups_are_never_touched`].
+    fn unmanaged_groups() -> Case<()> {
+        Case::Run(())
+    }
+}
+
+/// Makes `mod safety`, one `#[tokio::test]` per safety scenario for the [`SafetyCase`] target
+/// `$t`; a scenario the target skips prints why and passes.
+#[macro_export]
+macro_rules! safety_suite {
+    ($t:ty) => {
+        mod safety {
+            use super::*;
+            use $crate::support::suite::{self as s, Case, SafetyCase};
+
+            fn skipped(scenario: &str, why: &str) {
+                eprintln!("{scenario}: skipped for {}: {why}", stringify!($t));
+            }
+
+            #[tokio::test]
+            async fn a_failed_read_means_zero_writes_and_exit_1() {
+                match <$t as SafetyCase>::failed_read() {
+                    Case::Run(a) => {
+                        s::failed_read_means_no_writes::<$t>(a.groups, a.fail_path, a.says).await
+                    }
+                    Case::Skip(why) => skipped("failed read", why),
+                }
+            }
+
+            #[tokio::test]
+            async fn more_removals_than_max_deletes_exits_3_and_writes_nothing() {
+                match <$t as SafetyCase>::too_many_removals() {
+                    Case::Run(a) => {
+                        s::too_many_removals_are_refused::<$t>(a.keep, a.raised_writes).await
+                    }
+                    Case::Skip(why) => skipped("too many removals", why),
+                }
+            }
+
+            #[tokio::test]
+            async fn an_empty_source_against_managed_groups_is_refused() {
+                match <$t as SafetyCase>::empty_source() {
+                    Case::Run(a) => s::empty_source_is_refused::<$t>(a.builtin).await,
+                    Case::Skip(why) => skipped("empty source", why),
+                }
+            }
+
+            #[tokio::test]
+            async fn a_connection_dropped_after_a_create_adopts_the_group_without_a_duplicate() {
+                match <$t as SafetyCase>::dropped_create() {
+                    Case::Run(a) => {
+                        let w =
+                            s::dropped_connection_after_a_create_converges::<$t>(a.is_create).await;
+                        (a.then)(&w);
+                    }
+                    Case::Skip(why) => skipped("dropped create", why),
+                }
+            }
+
+            #[tokio::test]
+            async fn a_fault_run_converges_on_the_second_apply_and_the_third_plan_is_empty() {
+                match <$t as SafetyCase>::faulty_run() {
+                    Case::Run(a) => {
+                        let w = s::faulty_run_converges::<$t>(a.new_members).await;
+                        (a.then)(&w);
+                    }
+                    Case::Skip(why) => skipped("faulty run", why),
+                }
+            }
+
+            #[tokio::test]
+            async fn credentials_that_expire_mid_run_are_renewed() {
+                match <$t as SafetyCase>::expiring_credentials().await {
+                    Case::Run(a) => {
+                        s::expiring_credentials_are_renewed::<$t>(
+                            &a.world,
+                            a.expire_after,
+                            a.renewals,
+                        )
+                        .await
+                    }
+                    Case::Skip(why) => skipped("expiring credentials", why),
+                }
+            }
+
+            #[tokio::test]
+            async fn a_429_waits_for_retry_after() {
+                match <$t as SafetyCase>::retry_after().await {
+                    Case::Run(a) => {
+                        s::retry_after_is_honoured::<$t>(
+                            &a.world,
+                            &a.fail_path,
+                            a.lift_when,
+                            a.group,
+                            a.member,
+                        )
+                        .await;
+                        (a.then)(&a.world);
+                    }
+                    Case::Skip(why) => skipped("Retry-After", why),
+                }
+            }
+
+            #[tokio::test]
+            async fn one_failed_change_does_not_stop_the_others_and_the_error_says_where() {
+                match <$t as SafetyCase>::one_failure().await {
+                    Case::Run(a) => {
+                        s::one_failure_does_not_stop_the_others::<$t>(
+                            &a.world,
+                            &a.line_has,
+                            a.failing,
+                            a.other,
+                        )
+                        .await
+                    }
+                    Case::Skip(why) => skipped("one failure", why),
+                }
+            }
+
+            #[tokio::test]
+            async fn unknown_users_are_warnings_not_failures() {
+                match <$t as SafetyCase>::warnings().await {
+                    Case::Run(a) => {
+                        s::warnings_are_not_failures::<$t>(
+                            &a.world, a.warnings, a.group, a.members,
+                        )
+                        .await;
+                        (a.then)(&a.world);
+                    }
+                    Case::Skip(why) => skipped("warnings", why),
+                }
+            }
+
+            #[tokio::test]
+            async fn secrets_never_reach_logs_plans_or_debug_output() {
+                match <$t as SafetyCase>::secrets().await {
+                    Case::Run(worlds) => {
+                        for w in &worlds {
+                            s::secrets_never_appear::<$t>(w).await;
+                        }
+                    }
+                    Case::Skip(why) => skipped("secrets", why),
+                }
+            }
+
+            #[tokio::test]
+            async fn a_wrong_secret_fails_closed_with_a_clear_message() {
+                match <$t as SafetyCase>::wrong_secret().await {
+                    Case::Run(a) => {
+                        s::a_wrong_secret_fails_closed(&a.world, a.wrong, a.says).await;
+                        (a.then)(&a.world);
+                    }
+                    Case::Skip(why) => skipped("wrong secret", why),
+                }
+            }
+
+            #[tokio::test]
+            async fn groups_outside_the_managed_scope_are_never_touched() {
+                match <$t as SafetyCase>::unmanaged_groups() {
+                    Case::Run(()) => s::unmanaged_groups_are_never_touched::<$t>().await,
+                    Case::Skip(why) => skipped("managed scope", why),
+                }
+            }
+        }
+    };
+}
+
+/// Whether a call addresses the group of this id: the id is a path segment after `groups` (or
+/// UiPath's `Group`), before any query.
+fn addresses(call: &str, id: &str) -> bool {
+    let path = call.split('?').next().unwrap_or_default();
+    let mut after_groups = false;
+    for seg in path.split('/') {
+        if after_groups && seg == id {
+            return true;
+        }
+        if seg.eq_ignore_ascii_case("groups") || seg == "Group" {
+            after_groups = true;
+        }
+    }
+    false
+}
+
+/// Groups out of the managed scope (`groups = ["app-*"]`, prune) are never touched: `ops`, also
+/// named in the desired state with other members, and `legacy`, absent from it, get no write
+/// and no change in the plan (`ops` only a warning that it is left alone), while the managed `app-web` gains a member, `app-old` is pruned and
+/// `app-new` is created.
+pub async fn unmanaged_groups_are_never_touched<H: Harness>() {
+    let desired = H::group("ops", "", &["alice", "carol"], &[])
+        + &H::group("app-web", "", &["alice", "bob"], &[])
+        + &H::group("app-new", "", &["dave"], &[]);
+    let w = world::<H>(
+        &USERS,
+        &[
+            ("ops", &["alice", "bob"]),
+            ("legacy", &["erin"]),
+            ("app-web", &["alice"]),
+            ("app-old", &["erin"]),
+        ],
+        &desired,
+        "groups = [\"app-*\"]\nprune = true",
+    )
+    .await;
+    let unmanaged: Vec<(&str, String, Vec<String>)> = ["ops", "legacy"]
+        .into_iter()
+        .map(|g| (g, H::group_id(&w, g), H::members(&w, g)))
+        .collect();
+
+    let plan = w.plan().await;
+    let t = text(&plan);
+    // The plan changes neither; the desired `ops` is only warned about, as left alone.
+    for (name, _, _) in &unmanaged {
+        for line in t.lines().filter(|l| l.contains(&format!("\"{name}\""))) {
+            assert!(
+                line.trim_start().starts_with('!') && line.contains("left alone"),
+                "{name}: {t}"
+            );
+        }
+    }
+    assert!(!t.contains("\"legacy\""), "{t}");
+    assert!(t.contains("\"app-web\""), "{t}");
+    assert!(t.contains("\"app-old\""), "{t}");
+    assert!(t.contains("\"app-new\""), "{t}");
+    assert_no_writes::<H>(&w);
+
+    let report = w.apply(None).await;
+    assert!(!report.any_failed(), "{report:?}");
+    let writes = H::write_calls(&w);
+    assert!(!writes.is_empty(), "the managed changes were not sent");
+    for (name, id, members) in &unmanaged {
+        assert!(
+            !writes.iter().any(|c| addresses(c, id) || c.contains(name)),
+            "{name} was written to: {writes:#?}"
+        );
+        assert_eq!(&H::members(&w, name), members, "{name}");
+    }
+    assert_eq!(H::members(&w, "app-web"), ["alice", "bob"]);
+    assert_eq!(H::members(&w, "app-new"), ["dave"]);
+    assert!(H::members_of(&w, "app-old").is_none(), "app-old was kept");
+    assert!(!w.plan().await.any_changes());
 }
