@@ -284,15 +284,11 @@ impl ContensisTarget {
                 total: page.total_count,
             })
         };
-        paging::counted(&format!("GET {path}"), page)
+        paging::counted(&format!("GET {path}"), "totalCount", page)
             .await
             .map_err(|e| match e {
                 Paged::Failed(e) => ObserveError::Call(e),
-                // The API's field is `totalCount`: the message names it so.
-                Paged::Incomplete(m) => self.incomplete(
-                    m.replace(" where the total is ", " where totalCount is ")
-                        .replace(": the total changed ", ": totalCount changed "),
-                ),
+                Paged::Incomplete(m) => self.incomplete(m),
             })
     }
 

@@ -152,14 +152,16 @@ impl UiPathTarget {
                 })
             }
         };
-        let members = paging::counted(&what, page).await.map_err(|e| match e {
-            Paged::Failed(e) => e,
-            Paged::Incomplete(m) => {
-                let kind =
-                    CallErrorKind::Decode(members_short(m.strip_prefix(&what).unwrap_or(&m)));
-                self.err(&Method::GET, &path, Some(name), kind)
-            }
-        })?;
+        let members = paging::counted(&what, "totalCount", page)
+            .await
+            .map_err(|e| match e {
+                Paged::Failed(e) => e,
+                Paged::Incomplete(m) => {
+                    let kind =
+                        CallErrorKind::Decode(members_short(m.strip_prefix(&what).unwrap_or(&m)));
+                    self.err(&Method::GET, &path, Some(name), kind)
+                }
+            })?;
         // Only people are roster's; every member counts towards the total, though.
         let mut seen = BTreeSet::new();
         Ok(members
@@ -409,7 +411,7 @@ impl UiPathTarget {
 /// describes (what follows the list's name in its message).
 fn members_short(rest: &str) -> String {
     if let Some(counts) = rest.strip_prefix(" returned ")
-        && let Some((listed, total)) = counts.split_once(" items where the total is ")
+        && let Some((listed, total)) = counts.split_once(" items where totalCount is ")
     {
         format!("listed {listed} of the {total} members it counts")
     } else {
