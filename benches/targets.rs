@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use roster::config;
 use roster::reconcile::Mode;
 use roster::run::{RunOptions, run};
-use roster::sim::control::SimControl as _;
-use roster::sim::{self, RunningSim, SimKind, faults::Faults};
+use roster::sim::{self, SimKind, faults::Faults};
 
 const GROUPS: usize = 10;
 const LATENCY: Duration = Duration::from_millis(20);
@@ -99,38 +98,19 @@ client_id = "roster"
 client_secret = "bench"
 "#;
 
-/// The fewest writes each API allows for 1,000 member changes over 10 groups.
-fn minimum(kind: SimKind) -> usize {
-    match kind {
+/// The fewest writes each API allows for 1,000 member changes over 10 groups, where it is known.
+fn minimum(kind: SimKind) -> Option<usize> {
+    const FEWEST: [(SimKind, usize); 4] = [
         // One PUT or DELETE per member.
-        SimKind::Contensis => 1_000,
+        (SimKind::Contensis, 1_000),
         // One full-replace PUT per group (each after the fresh GET the design requires).
-        SimKind::VinylDns => GROUPS,
+        (SimKind::VinylDns, GROUPS),
         // One bulk add and one bulk remove per group.
-        SimKind::Crafter => 2 * GROUPS,
+        (SimKind::Crafter, 2 * GROUPS),
         // One PUT per group carrying its additions and removals.
-        SimKind::UiPath => GROUPS,
-    }
-}
-
-fn calls(sim: &RunningSim, kind: SimKind) -> Vec<String> {
-    match kind {
-        SimKind::Contensis => sim.contensis.calls(),
-        SimKind::VinylDns => sim.vinyldns.calls(),
-        SimKind::Crafter => sim.crafter.calls(),
-        SimKind::UiPath => sim.uipath.calls(),
-    }
-}
-
-fn set_latency(sim: &RunningSim) {
-    let f = Faults {
-        latency: Some(LATENCY),
-        ..Faults::default()
-    };
-    sim.contensis.set_faults(f.clone());
-    sim.vinyldns.set_faults(f.clone());
-    sim.crafter.set_faults(f.clone());
-    sim.uipath.set_faults(f);
+        (SimKind::UiPath, GROUPS),
+    ];
+    FEWEST.iter().find(|(k, _)| *k == kind).map(|(_, n)| *n)
 }
 
 async fn once(dir: &std::path::Path, kind: SimKind) {
@@ -138,10 +118,13 @@ async fn once(dir: &std::path::Path, kind: SimKind) {
     let running = sim::start(seed, SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .expect("simulators");
-    set_latency(&running);
+    running.set_faults_all(&Faults {
+        latency: Some(LATENCY),
+        ..Faults::default()
+    });
     let mut cfg = config::load(&dir.join("roster.toml")).expect("config");
     running.point_at(&mut cfg);
-    let before = calls(&running, kind).len();
+    let before = running.calls_of(kind).len();
     let opts = RunOptions {
         mode: Mode::Apply,
         targets: vec![kind.type_name().to_owned()],
@@ -157,7 +140,7 @@ async fn once(dir: &std::path::Path, kind: SimKind) {
         .as_ref()
         .map_or(0, |p| p.changes.len());
     assert_eq!(changes, 1_000, "{kind:?}: expected 1,000 member changes");
-    let made = calls(&running, kind);
+    let made = running.calls_of(kind);
     let made = &made[before..];
     let is_write = |c: &&String| !c.starts_with("GET ") && !c.contains("token");
     let writes = made.iter().filter(is_write).count();
@@ -168,7 +151,7 @@ async fn once(dir: &std::path::Path, kind: SimKind) {
         LATENCY.as_millis(),
         made.len(),
         writes,
-        minimum(kind),
+        minimum(kind).map_or_else(|| "not measured".to_owned(), |n| n.to_string()),
     );
     running.shutdown().await;
 }

@@ -166,6 +166,18 @@ macro_rules! simulators {
                     $(SimKind::$variant => self.$field.base_path(),)*
                 }
             }
+
+            /// The calls one simulator logged so far (see [`control::SimControl::calls`]).
+            pub fn calls_of(&self, kind: SimKind) -> Vec<String> {
+                match kind {
+                    $(SimKind::$variant => control::SimControl::calls(&self.$field),)*
+                }
+            }
+
+            /// Puts the same faults in force on every simulator.
+            pub fn set_faults_all(&self, faults: &faults::Faults) {
+                $(control::SimControl::set_faults(&self.$field, faults.clone());)*
+            }
         }
     };
 }
