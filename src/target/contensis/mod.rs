@@ -37,7 +37,6 @@ use crate::plan::{Scope, fold};
 use crate::retry::RetryPolicy;
 use crate::target::http::endpoint::{Endpoint, Failure, Reply, Req};
 use crate::target::http::paging::{self, Counted, Paged};
-use crate::target::http::server_message;
 use crate::target::oauth::{BearerSession, FormValue};
 use crate::target::{
     Call, CallError, CallErrorKind, Named, ObserveError, Rejection, RetrySafety, Sent, Stage,
@@ -402,21 +401,6 @@ fn session(name: &str, config: &ContensisConfig) -> BearerSession {
     };
     form.push(("scope", plain(&config.scope)));
     BearerSession::new(name, api::TOKEN, form, "check the client id and secret")
-}
-
-/// A refused answer as the status error it is: the server's message and `Retry-After`.
-fn status_of(reply: &Reply) -> CallErrorKind {
-    let retry_after = reply
-        .headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(std::time::Duration::from_secs);
-    CallErrorKind::Status {
-        status: reply.status.as_u16(),
-        message: server_message(reply.status, &reply.body),
-        retry_after,
-    }
 }
 
 /// `kind` with `note` added to the server's message.

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value};
 
-use super::{ContensisCall, ContensisTarget, GroupRef, Op, api, status_of, with_note};
+use super::{ContensisCall, ContensisTarget, GroupRef, Op, api, with_note};
 use crate::model::{GroupName, Observed, UserKey};
 use crate::plan::change::{Change, Plan};
 use crate::plan::fold;
@@ -247,7 +247,7 @@ impl ContensisTarget {
         }
         for p in exist {
             if !self.exists(p, &call.group).await? {
-                return Err(self.err(&Method::DELETE, path, g, status_of(&reply)));
+                return Err(self.err(&Method::DELETE, path, g, reply.status_error()));
             }
         }
         Ok(Sent::AlreadyDone(already.to_owned()))
@@ -311,7 +311,7 @@ impl ContensisTarget {
         if reply.status.is_success() {
             return Ok(Sent::Done);
         }
-        let mut refusal = status_of(&reply);
+        let mut refusal = reply.status_error();
         // The refusal is the cause to report when the group cannot be read again.
         let have = match self.linked_ids(list, &call.group).await {
             Ok(have) => have,
@@ -356,7 +356,7 @@ impl ContensisTarget {
                 }
                 missing.clear();
             } else {
-                refusal = status_of(&reply);
+                refusal = reply.status_error();
             }
         }
         let mut notes = Vec::new();

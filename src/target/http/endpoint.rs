@@ -16,7 +16,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{retry_after, send_built, server_message, transport_error};
+use super::{retry_after, retry_after_in, send_built, server_message, transport_error};
 use crate::retry::{RetryPolicy, Transient};
 use crate::target::CallErrorKind;
 
@@ -193,6 +193,16 @@ impl Reply {
     /// The body as JSON of type `T`.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, CallErrorKind> {
         serde_json::from_str(&self.body).map_err(|e| CallErrorKind::Decode(e.to_string()))
+    }
+
+    /// An answer the caller accepted but refuses after all (a 404 or a 409 it looked at) as the
+    /// status error it is: the server's message and `Retry-After`.
+    pub fn status_error(&self) -> CallErrorKind {
+        CallErrorKind::Status {
+            status: self.status.as_u16(),
+            message: server_message(self.status, &self.body),
+            retry_after: retry_after_in(&self.headers),
+        }
     }
 }
 

@@ -136,7 +136,12 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// The server's `Retry-After`, in its seconds form (the HTTP-date form is treated as absent).
 pub fn retry_after(resp: &Response) -> Option<Duration> {
-    resp.headers()
+    retry_after_in(resp.headers())
+}
+
+/// `Retry-After` among `headers`, as [`retry_after`] reads it.
+pub fn retry_after_in(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())

@@ -48,11 +48,9 @@ use crate::plan::Scope;
 use crate::plan::change::Plan;
 use crate::retry::RetryPolicy;
 use crate::target::http::endpoint::{Endpoint, Failure, Reply, Req};
-use crate::target::http::server_message;
 use crate::target::oauth::{BearerSession, FormValue};
 use crate::target::{
-    Call, CallError, CallErrorKind, Named, ObserveError, Rejection, RetrySafety, Sent, Stage,
-    Target, problem,
+    Call, CallError, Named, ObserveError, Rejection, RetrySafety, Sent, Stage, Target, problem,
 };
 
 use config::UserKeyField;
@@ -382,21 +380,6 @@ impl Target for UiPathTarget {
 
     async fn recheck(&self, call: &UiPathCall) -> Result<Option<Sent>, CallError> {
         self.recheck_call(call).await
-    }
-}
-
-/// A refused answer as the status error it is: the server's message and `Retry-After`.
-fn status_of(reply: &Reply) -> CallErrorKind {
-    let retry_after = reply
-        .headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(std::time::Duration::from_secs);
-    CallErrorKind::Status {
-        status: reply.status.as_u16(),
-        message: server_message(reply.status, &reply.body),
-        retry_after,
     }
 }
 

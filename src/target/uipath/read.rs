@@ -8,7 +8,7 @@ use futures::{StreamExt, TryStreamExt};
 use reqwest::{Method, StatusCode};
 use tracing::debug;
 
-use super::{UiPathTarget, api, status_of};
+use super::{UiPathTarget, api};
 use crate::model::{Group, GroupKind, GroupName, Observed, ObservedGroup, UserKey};
 use crate::plan::{Scope, fold};
 use crate::target::http::endpoint::Req;
@@ -137,7 +137,7 @@ impl UiPathTarget {
                             total: 0,
                         });
                     }
-                    let kind = status_of(&reply);
+                    let kind = reply.status_error();
                     return Err(Paged::Failed(self.err(
                         &Method::GET,
                         path,

@@ -12,6 +12,7 @@ use crate::model::{Group, GroupKind, ObservedGroup};
 use crate::plan::change::Change;
 use crate::plan::{MembershipMode, Policy};
 use crate::secret::Secret;
+use crate::target::CallErrorKind;
 
 const PARTITION: &str = "3fa85f64-5717-4562-b3fc-2c963f66afa6";
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use reqwest::{Method, StatusCode};
 use uuid::Uuid;
 
-use super::{Op, UiPathCall, UiPathTarget, api, status_of};
+use super::{Op, UiPathCall, UiPathTarget, api};
 use crate::model::{GroupName, Observed, UserKey};
 use crate::plan::change::{Change, Plan};
 use crate::plan::fold;
@@ -134,7 +134,7 @@ impl UiPathTarget {
                 }
                 // A duplicate name is 409 on some servers and 400 on others: adopt the group
                 // when one of that name exists, else it is the error it says.
-                let refusal = self.err(&Method::POST, &path, g, status_of(&reply));
+                let refusal = self.err(&Method::POST, &path, g, reply.status_error());
                 match self.find(&call.group).await? {
                     Some(found) => {
                         self.adopt(call, &found.id, members, "group already existed; adopted")
@@ -224,7 +224,7 @@ impl UiPathTarget {
         if reply.status != StatusCode::BAD_REQUEST {
             return Ok(Sent::Done);
         }
-        let refusal = self.err(&Method::PUT, &path, g, status_of(&reply));
+        let refusal = self.err(&Method::PUT, &path, g, reply.status_error());
         let (now_name, have) = self.current(id, &call.group).await?;
         let add_left: Vec<String> = add
             .iter()

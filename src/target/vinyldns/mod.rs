@@ -54,7 +54,6 @@ use crate::plan::{Scope, fold};
 use crate::retry::RetryPolicy;
 use crate::target::http::endpoint::{Endpoint, Failure, Reply, Req};
 use crate::target::http::paging::Paged;
-use crate::target::http::server_message;
 use crate::target::{
     Call, CallError, CallErrorKind, Named, ObserveError, Rejection, RetrySafety, Sent, Stage,
     Target, problem,
@@ -258,21 +257,6 @@ fn sorted_names(names: impl IntoIterator<Item = String>) -> Vec<String> {
     });
     v.dedup_by(|a, b| fold(a, CASE_INSENSITIVE) == fold(b, CASE_INSENSITIVE));
     v
-}
-
-/// A failed answer as a status error: the server's message and `Retry-After`.
-fn status_of(reply: &Reply) -> CallErrorKind {
-    let retry_after = reply
-        .headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(std::time::Duration::from_secs);
-    CallErrorKind::Status {
-        status: reply.status.as_u16(),
-        message: server_message(reply.status, &reply.body),
-        retry_after,
-    }
 }
 
 impl VinylDnsTarget {

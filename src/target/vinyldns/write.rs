@@ -8,9 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tracing::debug;
 
-use super::{
-    CASE_INSENSITIVE, Delta, NewGroup, Op, VinylDnsCall, VinylDnsTarget, api, attrs, status_of,
-};
+use super::{CASE_INSENSITIVE, Delta, NewGroup, Op, VinylDnsCall, VinylDnsTarget, api, attrs};
 use crate::model::{GroupName, Observed};
 use crate::plan::change::{Change, Plan};
 use crate::plan::fold;
@@ -173,7 +171,7 @@ impl VinylDnsTarget {
             )
             .await?;
         if resp.status == StatusCode::CONFLICT {
-            let mut conflict = status_of(&resp);
+            let mut conflict = resp.status_error();
             return match self.find_group(&call.group).await? {
                 Some(have) => {
                     self.adopt(&have, new, &call.group).await?;
