@@ -31,7 +31,7 @@ const RUNS: usize = 5;
 
 fn cfg(url: &str, key: &str) -> LdapSourceConfig {
     LdapSourceConfig {
-        user_key_attr: key.to_owned(),
+        user_key_attr: Some(key.to_owned()),
         page_size: 1000,
         timeout: Duration::from_secs(300),
         ..slapd::source_config(url)

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use roster::config::{self, Config, ConfigErrors, SourceConfig, TargetKind, TomlSourceConfig};
 use roster::model::{GroupName, Origin};
-use roster::source::ldap::{LdapScope, LdapSourceConfig, MemberKind};
+use roster::source::ldap::{Directory, LdapScope, LdapSourceConfig, MemberKind};
 use roster::source::{self, SourceError};
 use roster::target::contensis::config::{ContensisAuth, DEFAULT_SCOPE};
 
@@ -748,14 +748,18 @@ fn ldap_source_with_a_url_list_and_the_defaults() -> TestResult {
         bind_password: Some(roster::secret::Secret::new("hunter2")),
         base_dn: "ou=groups,dc=example,dc=org".to_owned(),
         scope: LdapScope::Sub,
-        group_filter: "(objectClass=groupOfNames)".to_owned(),
+        directory: Directory::Auto,
+        group_filter: None,
         name_attr: "cn".to_owned(),
         description_attr: "description".to_owned(),
         member_attr: "member".to_owned(),
         member_kind: MemberKind::Dn,
         user_base_dn: None,
-        user_filter: "(objectClass=inetOrgPerson)".to_owned(),
-        user_key_attr: "uid".to_owned(),
+        user_filter: None,
+        user_key_attr: None,
+        range_size: 1000,
+        exclude_disabled: false,
+        attributes: Vec::new(),
         nested: true,
         page_size: 500,
         timeout: std::time::Duration::from_secs(30),
@@ -794,7 +798,7 @@ timeout = "1m"
     assert_eq!(c.urls, ["ldaps://ldap.example.org"]);
     assert_eq!(c.ca_file, None);
     assert_eq!(c.scope, LdapScope::One);
-    assert_eq!(c.group_filter, "(objectClass=posixGroup)");
+    assert_eq!(c.group_filter.as_deref(), Some("(objectClass=posixGroup)"));
     assert_eq!(
         (c.description_attr.as_str(), c.member_attr.as_str()),
         ("info", "memberUid")
@@ -804,7 +808,8 @@ timeout = "1m"
         c.user_base_dn.as_deref(),
         Some("ou=people,dc=example,dc=org")
     );
-    assert_eq!(c.user_filter, "(objectClass=posixAccount)");
+    assert_eq!(c.user_filter.as_deref(), Some("(objectClass=posixAccount)"));
+    assert_eq!(c.user_key_attr.as_deref(), Some("uid"));
     assert!(!c.nested && !c.starttls);
     assert_eq!(c.page_size, 1000);
     assert_eq!(c.timeout, std::time::Duration::from_secs(60));
@@ -836,9 +841,10 @@ fn ldap_misspelt_key_is_reported_at_the_key_with_a_suggestion() {
         errors(&text),
         "roster.toml:4:1: unknown key `bind_dnn` in [[source]] (did you mean `bind_dn`?); \
          expected one of `type`, `url`, `starttls`, `ca_file`, `bind_dn`, `bind_password_file`, \
-         `bind_password_env`, `bind_password`, `base_dn`, `scope`, `group_filter`, `name_attr`, \
-         `description_attr`, `member_attr`, `member_kind`, `user_base_dn`, `user_filter`, \
-         `user_key_attr`, `nested`, `page_size`, `timeout`"
+         `bind_password_env`, `bind_password`, `base_dn`, `scope`, `directory`, `range_size`, \
+         `exclude_disabled`, `attributes`, `group_filter`, `name_attr`, `description_attr`, \
+         `member_attr`, `member_kind`, `user_base_dn`, `user_filter`, `user_key_attr`, `nested`, \
+         `page_size`, `timeout`"
     );
 }
 

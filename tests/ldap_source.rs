@@ -149,12 +149,12 @@ async fn group_of_unique_names_and_posix_groups_read_their_members() {
         + &ldif::posix_group("posix", 1000, &["ann", "carl"]);
     let slapd = Slapd::with_ldif(data);
     let mut c = cfg(&slapd.url());
-    c.group_filter = "(objectClass=groupOfUniqueNames)".into();
+    c.group_filter = Some("(objectClass=groupOfUniqueNames)".into());
     c.member_attr = "uniqueMember".into();
     let d = load(c.clone()).await.unwrap();
     assert_eq!(keys(&d, "uniq"), ["ann", "ben"]);
 
-    c.group_filter = "(objectClass=posixGroup)".into();
+    c.group_filter = Some("(objectClass=posixGroup)".into());
     c.member_attr = "memberUid".into();
     c.member_kind = MemberKind::Uid;
     let d = load(c).await.unwrap();

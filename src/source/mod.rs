@@ -16,6 +16,8 @@ pub mod toml;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use serde::Serialize;
+
 use crate::config::{Diagnostic, SourceConfig};
 use crate::model::{Desired, GroupName, Origin};
 
@@ -46,12 +48,39 @@ pub enum SourceError {
     },
 }
 
+/// What one source read, for the read report of a plan: a reviewer sees from it that the read
+/// was whole.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SourceRead {
+    /// A TOML file or folder.
+    Toml {
+        /// The file or folder.
+        path: PathBuf,
+        /// Desired-state files read.
+        files: usize,
+        /// Groups they define.
+        groups: usize,
+    },
+    /// A directory.
+    Ldap(ldap::LdapRead),
+}
+
+/// The desired state and what each source read to make it.
+#[derive(Debug, Default)]
+pub struct Load {
+    /// The merged desired state.
+    pub desired: Desired,
+    /// One entry per source, in config order.
+    pub reads: Vec<SourceRead>,
+}
+
 /// Reads every source and merges them into one desired state, then checks child references and
 /// cycles across the merged state.
 ///
 /// A group defined by two sources is an error naming both places. Fails with every problem
 /// found, or with the first file that could not be read at all.
-pub async fn load_desired(sources: &[SourceConfig]) -> Result<Desired, SourceError> {
+pub async fn load(sources: &[SourceConfig]) -> Result<Load, SourceError> {
     let mut merged = Loaded::default();
     for source in sources {
         let loaded = match source {
@@ -60,7 +89,16 @@ pub async fn load_desired(sources: &[SourceConfig]) -> Result<Desired, SourceErr
         };
         merged.merge(loaded);
     }
-    merged.finish()
+    let reads = std::mem::take(&mut merged.reads);
+    Ok(Load {
+        desired: merged.finish()?,
+        reads,
+    })
+}
+
+/// [`load`], without the read report.
+pub async fn load_desired(sources: &[SourceConfig]) -> Result<Desired, SourceError> {
+    Ok(load(sources).await?.desired)
 }
 
 /// What `roster validate` checks without touching the network: every file source, read and
@@ -106,6 +144,8 @@ pub(crate) struct Loaded {
     /// Whether some file could not be parsed at all; then its group names are unknown, and
     /// unknown-child errors would be noise, so they are not reported.
     pub incomplete: bool,
+    /// What each source read.
+    pub reads: Vec<SourceRead>,
 }
 
 /// A `children` entry: `parent` names `child`, written at `at`.
@@ -128,7 +168,9 @@ impl Loaded {
             diagnostics,
             broken,
             incomplete,
+            reads,
         } = other;
+        self.reads.extend(reads);
         self.diagnostics.extend(diagnostics);
         self.broken.extend(broken);
         self.incomplete |= incomplete;

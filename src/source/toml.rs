@@ -46,10 +46,15 @@ pub(crate) fn read(path: &Path) -> Result<Loaded, SourceError> {
     };
     let files = files(path).map_err(io(path))?;
     let mut loaded = Loaded::default();
-    for file in files {
-        let text = fs::read_to_string(&file).map_err(io(&file))?;
-        read_file(&file, &text, &mut loaded);
+    for file in &files {
+        let text = fs::read_to_string(file).map_err(io(file))?;
+        read_file(file, &text, &mut loaded);
     }
+    loaded.reads.push(super::SourceRead::Toml {
+        path: path.to_path_buf(),
+        files: files.len(),
+        groups: loaded.desired.groups.len(),
+    });
     Ok(loaded)
 }
 

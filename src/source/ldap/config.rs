@@ -47,6 +47,52 @@ pub enum MemberKind {
     Uid,
 }
 
+/// Which kind of directory the source reads (the `directory` key).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Directory {
+    /// Ask the server: its rootDSE says whether it is Active Directory (default).
+    #[default]
+    Auto,
+    /// OpenLDAP or another directory that returns every value of an attribute at once.
+    OpenLdap,
+    /// Active Directory (or Samba AD): members are read in explicit ranges.
+    Ad,
+}
+
+impl Directory {
+    /// How the directory is named in messages and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Directory::Auto => "auto",
+            Directory::OpenLdap => "openldap",
+            Directory::Ad => "ad",
+        }
+    }
+}
+
+/// What a mapped LDAP attribute's values are (see [`MappedAttribute`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MappedKind {
+    /// One text value (VinylDNS `email`, a Contensis `custom` field): the first value is used.
+    Text,
+    /// DNs of users, mapped to user keys as members are (VinylDNS `admins`).
+    UserDns,
+}
+
+/// One entry of the `attributes` key: an LDAP attribute read into a per-target attribute.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MappedAttribute {
+    /// The target type the attribute belongs to (`vinyldns`).
+    pub target_type: String,
+    /// The attribute's path under the target type (`["email"]`, `["custom", "team"]`).
+    pub path: Vec<String>,
+    /// The LDAP attribute read on each group entry.
+    pub ldap_attr: String,
+    /// How its values are read.
+    pub kind: MappedKind,
+}
+
 /// A `[[source]]` of `type = "ldap"`, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LdapSourceConfig {
@@ -64,8 +110,11 @@ pub struct LdapSourceConfig {
     pub base_dn: String,
     /// How deep groups are searched.
     pub scope: LdapScope,
-    /// The filter that selects groups.
-    pub group_filter: String,
+    /// Which kind of directory it is; `Auto` asks the server's rootDSE.
+    pub directory: Directory,
+    /// The filter that selects groups; `None`: the directory's default
+    /// (`(objectClass=groupOfNames)`, on Active Directory `(objectClass=group)`).
+    pub group_filter: Option<String>,
     /// The attribute holding a group's name.
     pub name_attr: String,
     /// The attribute holding a group's description.
@@ -76,10 +125,19 @@ pub struct LdapSourceConfig {
     pub member_kind: MemberKind,
     /// Where users are searched (to map member DNs to user keys); `base_dn` when `None`.
     pub user_base_dn: Option<String>,
-    /// The filter that selects users.
-    pub user_filter: String,
-    /// The user attribute whose value is the user key handed to targets.
-    pub user_key_attr: String,
+    /// The filter that selects users; `None`: the directory's default
+    /// (`(objectClass=inetOrgPerson)`, on Active Directory
+    /// `(&(objectCategory=person)(objectClass=user))`).
+    pub user_filter: Option<String>,
+    /// The user attribute whose value is the user key handed to targets; `None`: the
+    /// directory's default (`uid`, on Active Directory `sAMAccountName`).
+    pub user_key_attr: Option<String>,
+    /// Values per ranged read of a multi-valued attribute on Active Directory.
+    pub range_size: u32,
+    /// Whether users whose `userAccountControl` has ACCOUNTDISABLE are left out (AD only).
+    pub exclude_disabled: bool,
+    /// LDAP attributes read into per-target attributes, sorted by target type and path.
+    pub attributes: Vec<MappedAttribute>,
     /// Whether a member DN that is a group in the result becomes a child group.
     pub nested: bool,
     /// Entries per page of the Simple Paged Results control.
@@ -125,7 +183,23 @@ pub(crate) struct LdapSourceFile {
     /// under it.
     #[serde(default)]
     pub scope: LdapScope,
-    /// The filter that selects the groups. Default `(objectClass=groupOfNames)`.
+    /// `auto` (default): the server's rootDSE says whether it is Active Directory; `openldap`;
+    /// or `ad`. On Active Directory members are read in ranges of `range_size` values and the
+    /// defaults of `group_filter`, `user_filter` and `user_key_attr` are AD's.
+    #[serde(default)]
+    pub directory: Directory,
+    /// Values per ranged read of a group's members on Active Directory, 1 to 1,000,000.
+    /// Default 1000 (AD answers at most its `MaxValRange`, 1,500 by default, at once).
+    pub range_size: Option<Spanned<i64>>,
+    /// Leave out users whose `userAccountControl` has the ACCOUNTDISABLE bit (2): they are not
+    /// members. Default `false`. Active Directory only.
+    pub exclude_disabled: Option<Spanned<bool>>,
+    /// Per-target attributes read from each group entry: `{ "vinyldns.email" = "mail",
+    /// "vinyldns.admins" = "owner" }`. Keys: `vinyldns.email` (text), `vinyldns.admins` (DNs
+    /// of users, mapped to user keys as members are), `contensis.custom.<field>` (text).
+    pub attributes: Option<Spanned<std::collections::BTreeMap<Spanned<String>, Spanned<String>>>>,
+    /// The filter that selects the groups. Default `(objectClass=groupOfNames)`; on Active
+    /// Directory `(objectClass=group)`.
     pub group_filter: Option<Spanned<String>>,
     /// The attribute holding a group's name. Default `cn`.
     pub name_attr: Option<Spanned<String>>,
@@ -140,9 +214,11 @@ pub(crate) struct LdapSourceFile {
     pub member_kind: MemberKind,
     /// Where users are searched, to turn member DNs into user keys. Default: `base_dn`.
     pub user_base_dn: Option<Spanned<String>>,
-    /// The filter that selects users. Default `(objectClass=inetOrgPerson)`.
+    /// The filter that selects users. Default `(objectClass=inetOrgPerson)`; on Active
+    /// Directory `(&(objectCategory=person)(objectClass=user))`.
     pub user_filter: Option<Spanned<String>>,
-    /// The user attribute whose value is the user key handed to targets. Default `uid`.
+    /// The user attribute whose value is the user key handed to targets. Default `uid`; on
+    /// Active Directory `sAMAccountName` (also `userPrincipalName` or `mail`).
     pub user_key_attr: Option<Spanned<String>>,
     /// Whether a member DN that is one of the groups read becomes a child group. Default `true`.
     #[serde(default = "default_nested")]
@@ -157,6 +233,14 @@ pub(crate) struct LdapSourceFile {
 
 /// The default of [`LdapSourceFile::group_filter`].
 pub(crate) const DEFAULT_GROUP_FILTER: &str = "(objectClass=groupOfNames)";
+/// The default of [`LdapSourceFile::group_filter`] on Active Directory.
+pub(crate) const AD_GROUP_FILTER: &str = "(objectClass=group)";
+/// The default of [`LdapSourceFile::user_filter`] on Active Directory.
+pub(crate) const AD_USER_FILTER: &str = "(&(objectCategory=person)(objectClass=user))";
+/// The default of [`LdapSourceFile::user_key_attr`] on Active Directory.
+pub(crate) const AD_USER_KEY_ATTR: &str = "sAMAccountName";
+/// The default of [`LdapSourceFile::range_size`].
+pub(crate) const DEFAULT_RANGE_SIZE: u32 = 1000;
 /// The default of [`LdapSourceFile::name_attr`].
 pub(crate) const DEFAULT_NAME_ATTR: &str = "cn";
 /// The default of [`LdapSourceFile::description_attr`].
@@ -253,8 +337,14 @@ impl LdapSourceFile {
                 )
             })
             .transpose();
-        let group_filter = ldap_filter(self.group_filter, "group_filter", DEFAULT_GROUP_FILTER, r);
-        let user_filter = ldap_filter(self.user_filter, "user_filter", DEFAULT_USER_FILTER, r);
+        let group_filter = self
+            .group_filter
+            .map(|f| ldap_filter(f, "group_filter", DEFAULT_GROUP_FILTER, r))
+            .transpose();
+        let user_filter = self
+            .user_filter
+            .map(|f| ldap_filter(f, "user_filter", DEFAULT_USER_FILTER, r))
+            .transpose();
         let name_attr = attribute(self.name_attr, "name_attr", DEFAULT_NAME_ATTR, r);
         let description_attr = attribute(
             self.description_attr,
@@ -263,12 +353,35 @@ impl LdapSourceFile {
             r,
         );
         let member_attr = attribute(self.member_attr, "member_attr", DEFAULT_MEMBER_ATTR, r);
-        let user_key_attr = attribute(
-            self.user_key_attr,
-            "user_key_attr",
-            DEFAULT_USER_KEY_ATTR,
-            r,
-        );
+        let user_key_attr = self
+            .user_key_attr
+            .map(|a| attribute(Some(a), "user_key_attr", DEFAULT_USER_KEY_ATTR, r))
+            .transpose();
+        let range_size = match self.range_size {
+            None => Ok(DEFAULT_RANGE_SIZE),
+            Some(n) => match u32::try_from(*n.get_ref()) {
+                Ok(size) if (1..=1_000_000).contains(&size) => Ok(size),
+                Ok(_) | Err(_) => Err(r.error(
+                    n.span(),
+                    "`range_size` must be between 1 and 1000000 (values per ranged read)",
+                )),
+            },
+        };
+        let exclude_disabled = match &self.exclude_disabled {
+            Some(x) if *x.get_ref() && self.directory == Directory::OpenLdap => Err(r.error(
+                x.span(),
+                "`exclude_disabled` reads Active Directory's userAccountControl, and this source \
+                 is `directory = \"openldap\"`: leave it out, or filter disabled users with \
+                 `user_filter`",
+            )),
+            Some(x) => Ok(*x.get_ref()),
+            None => Ok(false),
+        };
+        let attributes = self
+            .attributes
+            .map(|a| mapped_attributes(a.into_inner(), r))
+            .transpose()
+            .map(Option::unwrap_or_default);
         let page_size = match self.page_size {
             None => Ok(DEFAULT_PAGE_SIZE),
             Some(n) => match i32::try_from(*n.get_ref()) {
@@ -289,6 +402,7 @@ impl LdapSourceFile {
             bind_password,
             base_dn: base_dn?.into_inner(),
             scope: self.scope,
+            directory: self.directory,
             group_filter: group_filter?,
             name_attr: name_attr?,
             description_attr: description_attr?,
@@ -297,6 +411,9 @@ impl LdapSourceFile {
             user_base_dn: user_base_dn?.map(Spanned::into_inner),
             user_filter: user_filter?,
             user_key_attr: user_key_attr?,
+            range_size: range_size?,
+            exclude_disabled: exclude_disabled?,
+            attributes: attributes?,
             nested: self.nested,
             page_size: page_size?,
             timeout: timeout?,
@@ -434,16 +551,13 @@ fn dn_value(
     Ok(dn)
 }
 
-/// An LDAP search filter (or its default): not empty, in parentheses.
+/// An LDAP search filter: not empty, in parentheses. `default` is named in the messages.
 fn ldap_filter(
-    filter: Option<Spanned<String>>,
+    filter: Spanned<String>,
     key: &str,
     default: &str,
     r: &mut Resolver<'_>,
 ) -> Result<String, Reported> {
-    let Some(filter) = filter else {
-        return Ok(default.to_owned());
-    };
     let text = filter.get_ref();
     if text.trim().is_empty() {
         return Err(r.error(
@@ -490,6 +604,67 @@ fn attribute(
         ));
     }
     Ok(name.into_inner())
+}
+
+/// The per-target attributes an LDAP source can fill, as `key = kind`; `contensis.custom.*`
+/// stands for any field name.
+const MAPPABLE: [(&str, MappedKind); 3] = [
+    ("contensis.custom.*", MappedKind::Text),
+    ("vinyldns.admins", MappedKind::UserDns),
+    ("vinyldns.email", MappedKind::Text),
+];
+
+/// Checks the `attributes` table: every key one roster can fill, every value an attribute name.
+fn mapped_attributes(
+    table: std::collections::BTreeMap<Spanned<String>, Spanned<String>>,
+    r: &mut Resolver<'_>,
+) -> Result<Vec<MappedAttribute>, Reported> {
+    let mut out = Vec::new();
+    let mut failed = false;
+    for (key, value) in table {
+        let path: Vec<&str> = key.get_ref().split('.').collect();
+        let kind = MAPPABLE.iter().find_map(|(pattern, kind)| {
+            let pattern: Vec<&str> = pattern.split('.').collect();
+            (pattern.len() == path.len()
+                && pattern
+                    .iter()
+                    .zip(&path)
+                    .all(|(p, k)| *p == *k || (*p == "*" && !k.is_empty())))
+            .then_some(*kind)
+        });
+        let Some(kind) = kind else {
+            let known: Vec<&str> = MAPPABLE.iter().map(|(k, _)| *k).collect();
+            r.error(
+                key.span(),
+                format!(
+                    "`{}` is not a per-target attribute an LDAP source can fill; known: {}",
+                    key.get_ref(),
+                    known.join(", ")
+                ),
+            );
+            failed = true;
+            continue;
+        };
+        if value.get_ref().is_empty() {
+            r.error(
+                value.span(),
+                format!("`{}` maps to an empty attribute name", key.get_ref()),
+            );
+            failed = true;
+            continue;
+        }
+        let key_name = format!("attributes.\"{}\"", key.get_ref());
+        match attribute(Some(value), &key_name, "", r) {
+            Ok(ldap_attr) => out.push(MappedAttribute {
+                target_type: path[0].to_owned(),
+                path: path[1..].iter().map(|p| (*p).to_owned()).collect(),
+                ldap_attr,
+                kind,
+            }),
+            Err(_) => failed = true,
+        }
+    }
+    if failed { Err(Reported) } else { Ok(out) }
 }
 
 #[cfg(test)]
