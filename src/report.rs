@@ -7,6 +7,7 @@ use crate::exec::Outcome;
 use crate::plan::render::{self, Failed, Format};
 use crate::reconcile::TargetOutcome;
 use crate::run::RunReport;
+use crate::source::SourceRead;
 
 /// Exit code: success (for `plan --detailed-exitcode`: in sync).
 pub const EXIT_OK: u8 = 0;
@@ -39,7 +40,60 @@ pub fn plans(report: &RunReport, format: Format) -> String {
             _ => None,
         })
         .collect();
-    render::render(&plans, &failed, format)
+    let reads: Vec<render::Read> = report.sources.iter().map(read).collect();
+    render::render(&plans, &failed, &reads, format)
+}
+
+/// What a source read, in words and as JSON.
+fn read(r: &SourceRead) -> render::Read {
+    let line = match r {
+        SourceRead::Toml {
+            path,
+            files,
+            groups,
+        } => format!(
+            "{}: {} from {}",
+            path.display(),
+            count(*groups, "group"),
+            count(*files, "file")
+        ),
+        SourceRead::Ldap(l) => {
+            let mut line = format!(
+                "{} ({}), base {}: {}, {}, {}",
+                l.server,
+                l.directory,
+                l.base,
+                count(l.groups, "group"),
+                count(l.users, "user"),
+                count(l.pages, "page")
+            );
+            if l.ranged > 0 {
+                let _ = write!(
+                    line,
+                    ", {} continued in {}",
+                    count(l.ranged, "ranged attribute"),
+                    count(l.range_reads, "read")
+                );
+            }
+            if l.disabled > 0 {
+                let _ = write!(line, ", {} left out", count(l.disabled, "disabled member"));
+            }
+            line
+        }
+    };
+    render::Read {
+        line,
+        json: serde_json::to_value(r).unwrap_or_default(),
+    }
+}
+
+/// `n thing` or `n things`.
+fn count(n: usize, thing: &str) -> String {
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
 }
 
 /// The problems of a desired state a target cannot take, as one message.

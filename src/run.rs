@@ -62,6 +62,8 @@ pub struct RunReport {
     pub targets: Vec<TargetReport>,
     /// How long loading the desired state took.
     pub source_duration: Duration,
+    /// What each source read, in config order.
+    pub sources: Vec<source::SourceRead>,
     /// The run's id, as its log lines carry it (the `run` span's `run_id`).
     pub run_id: String,
 }
@@ -252,7 +254,7 @@ pub async fn run(config: &Config, opts: &RunOptions) -> Result<RunReport, RunErr
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     async {
         let started = std::time::Instant::now();
-        let desired = source::load_desired(&config.sources)
+        let source::Load { desired, reads } = source::load(&config.sources)
             .instrument(tracing::info_span!("source"))
             .await?;
         let source_duration = started.elapsed();
@@ -262,6 +264,7 @@ pub async fn run(config: &Config, opts: &RunOptions) -> Result<RunReport, RunErr
         Ok(RunReport {
             targets: futures::future::join_all(futures).await,
             source_duration,
+            sources: reads,
             run_id: run_id.clone(),
         })
     }

@@ -437,6 +437,7 @@ mod tests {
         RunReport {
             targets,
             source_duration: ms(125),
+            sources: Vec::new(),
             run_id: "test".to_owned(),
         }
     }

@@ -28,13 +28,34 @@ pub struct Failed {
     pub error: String,
 }
 
-/// Renders the plans (and failures) of a run in `format`.
-pub fn render(plans: &[Plan], failed: &[Failed], format: Format) -> String {
+/// What one source read, as the caller words it: a line for people, a value for machines.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Read {
+    /// One line, such as `ldap://dc1 (ad), base ou=groups,...: 40 groups, ...`.
+    pub line: String,
+    /// The same as JSON (an element of the document's `sources`).
+    pub json: Value,
+}
+
+/// Renders the plans (and failures) of a run in `format`, after what the sources read.
+pub fn render(plans: &[Plan], failed: &[Failed], reads: &[Read], format: Format) -> String {
     match format {
-        Format::Text => text(plans, failed),
-        Format::Json => json(plans, failed),
-        Format::Markdown => markdown(plans, failed),
+        Format::Text => reads_text(reads, "Read ") + &text(plans, failed),
+        Format::Json => json(plans, failed, reads),
+        Format::Markdown => markdown(plans, failed, reads),
     }
+}
+
+/// The reads, one line each after `prefix`, and a blank line when there are any.
+fn reads_text(reads: &[Read], prefix: &str) -> String {
+    let mut out = String::new();
+    for r in reads {
+        let _ = writeln!(out, "{prefix}{}", r.line);
+    }
+    if !reads.is_empty() {
+        out.push('\n');
+    }
+    out
 }
 
 /// One change as a line without its sign, e.g. `member "alice" in "Eng"`.
@@ -154,15 +175,18 @@ fn text(plans: &[Plan], failed: &[Failed]) -> String {
     out
 }
 
-fn json(plans: &[Plan], failed: &[Failed]) -> String {
+fn json(plans: &[Plan], failed: &[Failed], reads: &[Read]) -> String {
     #[derive(Serialize)]
     struct Doc<'a> {
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        sources: Vec<&'a Value>,
         targets: &'a [Plan],
         #[serde(skip_serializing_if = "<[Failed]>::is_empty")]
         failed: &'a [Failed],
     }
     // Serializing plain data to a String cannot fail; fall back to an empty document regardless.
     serde_json::to_string_pretty(&Doc {
+        sources: reads.iter().map(|r| &r.json).collect(),
         targets: plans,
         failed,
     })
@@ -170,8 +194,9 @@ fn json(plans: &[Plan], failed: &[Failed]) -> String {
         + "\n"
 }
 
-fn markdown(plans: &[Plan], failed: &[Failed]) -> String {
+fn markdown(plans: &[Plan], failed: &[Failed], reads: &[Read]) -> String {
     let mut out = String::from("### roster plan\n\n");
+    out.push_str(&reads_text(reads, "- Read "));
     for p in plans {
         let s = p.summary;
         let _ = writeln!(

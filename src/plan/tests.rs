@@ -147,7 +147,7 @@ fn plan_of_desired_against_itself_is_empty() {
     assert!(out.warnings.is_empty(), "{:#?}", out.warnings);
     assert_eq!(out.summary, Summary::default());
     assert_eq!(
-        render(&[out], &[], Format::Text),
+        render(&[out], &[], &[], Format::Text),
         "prod: in sync\n\nNo changes. Targets are in sync.\n"
     );
 }
@@ -864,13 +864,13 @@ fn rich_plan_has_every_kind_of_change_in_order() {
 
 #[test]
 fn text_rendering() {
-    let text = render(&[rich_plan(), in_sync_plan()], &failed(), Format::Text);
+    let text = render(&[rich_plan(), in_sync_plan()], &failed(), &[], Format::Text);
     insta::assert_snapshot!("text", text);
 }
 
 #[test]
 fn text_rendering_without_changes() {
-    let text = render(&[in_sync_plan()], &[], Format::Text);
+    let text = render(&[in_sync_plan()], &[], &[], Format::Text);
     assert_eq!(
         text,
         "staging: in sync\n\nNo changes. Targets are in sync.\n"
@@ -881,7 +881,7 @@ fn text_rendering_without_changes() {
 #[test]
 fn failed_target_is_not_reported_as_in_sync() {
     for format in [Format::Text, Format::Markdown] {
-        let out = render(&[in_sync_plan()], &failed(), format);
+        let out = render(&[in_sync_plan()], &failed(), &[], format);
         assert!(out.contains("not planned"), "{out}");
         assert!(!out.contains("Targets are in sync"), "{format:?}:\n{out}");
     }
@@ -889,13 +889,13 @@ fn failed_target_is_not_reported_as_in_sync() {
 
 #[test]
 fn json_rendering() {
-    let json = render(&[rich_plan(), in_sync_plan()], &[], Format::Json);
+    let json = render(&[rich_plan(), in_sync_plan()], &[], &[], Format::Json);
     insta::assert_snapshot!("json", json);
 }
 
 #[test]
 fn markdown_rendering() {
-    let md = render(&[rich_plan(), in_sync_plan()], &failed(), Format::Markdown);
+    let md = render(&[rich_plan(), in_sync_plan()], &failed(), &[], Format::Markdown);
     insta::assert_snapshot!("markdown", md);
 }
 
@@ -906,7 +906,7 @@ fn keys(v: &Value) -> BTreeSet<&str> {
 #[test]
 fn json_matches_the_contract_shape() {
     let plans = [rich_plan(), in_sync_plan()];
-    let doc: Value = serde_json::from_str(&render(&plans, &[], Format::Json)).unwrap();
+    let doc: Value = serde_json::from_str(&render(&plans, &[], &[], Format::Json)).unwrap();
     assert_eq!(keys(&doc), BTreeSet::from(["targets"]));
     let targets = doc["targets"].as_array().unwrap();
     assert_eq!(targets.len(), 2);
@@ -976,7 +976,7 @@ fn json_matches_the_contract_shape() {
     );
     // Failures are listed beside the targets only when there are some.
     let with_failed: Value =
-        serde_json::from_str(&render(&plans, &failed(), Format::Json)).unwrap();
+        serde_json::from_str(&render(&plans, &failed(), &[], Format::Json)).unwrap();
     assert_eq!(keys(&with_failed), BTreeSet::from(["targets", "failed"]));
     assert_eq!(
         with_failed["failed"],
@@ -1026,7 +1026,7 @@ fn plan_errors_are_rendered_with_their_place() {
             message: "the account may not change this group".to_owned(),
         },
     ];
-    let text = render(std::slice::from_ref(&p), &[], Format::Text);
+    let text = render(std::slice::from_ref(&p), &[], &[], Format::Text);
     assert!(
         text.contains(
             "  error: groups/eng.toml:7:1: create group \"Platform\": Studio refuses this name\n"
@@ -1041,12 +1041,12 @@ fn plan_errors_are_rendered_with_their_place() {
         text.ends_with("2 errors: the targets would refuse them.\n"),
         "{text}"
     );
-    let md = render(std::slice::from_ref(&p), &[], Format::Markdown);
+    let md = render(std::slice::from_ref(&p), &[], &[], Format::Markdown);
     assert!(
         md.contains("- ❌ error: groups/eng.toml:7:1: create group \"Platform\""),
         "{md}"
     );
-    let doc: Value = serde_json::from_str(&render(&[p], &[], Format::Json)).unwrap();
+    let doc: Value = serde_json::from_str(&render(&[p], &[], &[], Format::Json)).unwrap();
     assert_eq!(
         doc["targets"][0]["errors"][0],
         json!({"group": "Platform", "change": create, "at": "groups/eng.toml:7:1",
