@@ -1143,3 +1143,64 @@ fn daemon_unknown_and_missing_keys() {
         "roster.toml:1:10: `daemon` must be a table: write a [daemon] section"
     );
 }
+
+#[test]
+fn ldap_active_directory_keys_are_read_and_checked() -> TestResult {
+    let text = ldap(
+        r#"directory = "ad"
+range_size = 1500
+user_key_attr = "userPrincipalName"
+exclude_disabled = true
+attributes = { "vinyldns.email" = "mail", "vinyldns.admins" = "managedBy", "contensis.custom.team" = "department" }
+"#,
+    );
+    let config = parse(&text)?;
+    let c = ldap_source(&config);
+    assert_eq!(c.directory, Directory::Ad);
+    assert_eq!((c.range_size, c.exclude_disabled), (1500, true));
+    assert_eq!(c.user_key_attr.as_deref(), Some("userPrincipalName"));
+    let mapped: Vec<(String, String, String)> = c
+        .attributes
+        .iter()
+        .map(|m| (m.target_type.clone(), m.path.join("."), m.ldap_attr.clone()))
+        .collect();
+    let want = |t: &str, p: &str, a: &str| (t.to_owned(), p.to_owned(), a.to_owned());
+    assert_eq!(
+        mapped,
+        [
+            want("contensis", "custom.team", "department"),
+            want("vinyldns", "admins", "managedBy"),
+            want("vinyldns", "email", "mail"),
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn ldap_active_directory_bad_values_are_reported_where_written() {
+    let text = ldap(
+        r#"directory = "openldap"
+range_size = 0
+exclude_disabled = true
+attributes = { "vinyldns.owner" = "owner", "vinyldns.email" = "", "contensis.custom." = "x" }
+"#,
+    );
+    assert_eq!(
+        errors(&text),
+        "roster.toml:8:14: `range_size` must be between 1 and 1000000 (values per ranged read)\n\
+         roster.toml:9:20: `exclude_disabled` reads Active Directory's userAccountControl, and \
+         this source is `directory = \"openldap\"`: leave it out, or filter disabled users with \
+         `user_filter`\n\
+         roster.toml:10:16: `vinyldns.owner` is not a per-target attribute an LDAP source can \
+         fill; known: contensis.custom.*, vinyldns.admins, vinyldns.email\n\
+         roster.toml:10:63: `vinyldns.email` maps to an empty attribute name\n\
+         roster.toml:10:67: `contensis.custom.` is not a per-target attribute an LDAP source \
+         can fill; known: contensis.custom.*, vinyldns.admins, vinyldns.email"
+    );
+    let bad_directory = ldap("directory = \"novell\"\n");
+    let e = errors(&bad_directory);
+    assert!(
+        e.starts_with("roster.toml:8:13: ") && e.contains("novell"),
+        "{e}"
+    );
+}

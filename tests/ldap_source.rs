@@ -351,3 +351,108 @@ async fn ldap_to_contensis_end_to_end_converges_and_a_partial_read_writes_nothin
         "a partial LDAP read led to writes"
     );
 }
+
+/// The one source read of a load, as the plan's read report shows it.
+async fn read_report(cfg: LdapSourceConfig) -> roster::source::ldap::LdapRead {
+    let load = roster::source::load(&[SourceConfig::Ldap(cfg)])
+        .await
+        .unwrap();
+    match load.reads.as_slice() {
+        [roster::source::SourceRead::Ldap(read)] => read.clone(),
+        other => panic!("expected one LDAP read, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_read_report_counts_groups_users_and_pages() {
+    let slapd = Slapd::with_ldif(ldif::directory(300, 250, 5));
+    // page_size is 100: 250 groups come in 3 pages.
+    let uid_keys = read_report(cfg(&slapd.url())).await;
+    assert_eq!(
+        (
+            uid_keys.directory.as_str(),
+            uid_keys.groups,
+            uid_keys.users,
+            uid_keys.pages,
+            uid_keys.ranged
+        ),
+        ("openldap", 250, 0, 3, 0),
+        "{uid_keys:?}"
+    );
+    assert_eq!(uid_keys.server, slapd.url());
+    assert_eq!(uid_keys.base, GROUPS_DN);
+
+    // Keys that the DNs do not carry take the user search: 300 users in 3 more pages.
+    let mut c = cfg(&slapd.url());
+    c.user_key_attr = Some("mail".to_owned());
+    let mail_keys = read_report(c).await;
+    assert_eq!(
+        (mail_keys.groups, mail_keys.users, mail_keys.pages),
+        (250, 300, 6),
+        "{mail_keys:?}"
+    );
+}
+
+#[tokio::test]
+async fn exclude_disabled_on_a_directory_that_is_not_ad_fails_the_load() {
+    let slapd = Slapd::with_ldif(ldif::directory(5, 2, 2));
+    let mut c = cfg(&slapd.url());
+    c.exclude_disabled = true;
+    let e = load(c).await.unwrap_err().to_string();
+    assert!(
+        e.contains("exclude_disabled") && e.contains(&slapd.url()),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn per_target_attributes_are_read_from_the_group_entries() {
+    use roster::source::ldap::{MappedAttribute, MappedKind};
+    let ops = [
+        ("objectClass", "groupOfNames"),
+        ("objectClass", "extensibleObject"),
+        ("cn", "ops"),
+        ("mail", "ops@example.org"),
+        ("businessCategory", "platform"),
+    ];
+    let ann = ldif::user_dn("ann");
+    let bob = ldif::user_dn("bob");
+    let owners = [("owner", ann.as_str()), ("owner", bob.as_str())];
+    let members = [("member", ann.as_str())];
+    let ops: Vec<(&str, &str)> = ops.into_iter().chain(owners).chain(members).collect();
+    let data = ldif::base()
+        + &ldif::user("ann", "Ann")
+        + &ldif::user("bob", "Bob")
+        + &ldif::entry(&ldif::group_dn("ops"), &ops)
+        + &ldif::group_of_names("bare", None, &[&ann]);
+    let slapd = Slapd::with_ldif(data);
+    let mut c = cfg(&slapd.url());
+    let map = |target: &str, path: &[&str], attr: &str, kind| MappedAttribute {
+        target_type: target.to_owned(),
+        path: path.iter().map(|p| (*p).to_owned()).collect(),
+        ldap_attr: attr.to_owned(),
+        kind,
+    };
+    c.attributes = vec![
+        map(
+            "contensis",
+            &["custom", "team"],
+            "businessCategory",
+            MappedKind::Text,
+        ),
+        map("vinyldns", &["admins"], "owner", MappedKind::UserDns),
+        map("vinyldns", &["email"], "mail", MappedKind::Text),
+    ];
+    let d = load(c).await.unwrap();
+    let ops = &d.groups[&GroupName::from("ops")];
+    assert_eq!(
+        serde_json::to_value(&ops.extras).unwrap(),
+        serde_json::json!({
+            "contensis": {"custom": {"team": "platform"}},
+            "vinyldns": {"admins": ["ann", "bob"], "email": "ops@example.org"},
+        })
+    );
+    assert_eq!(keys(&d, "ops"), ["ann"]);
+    // A group without the attributes leaves them to the target.
+    assert!(d.groups[&GroupName::from("bare")].extras.is_empty());
+}

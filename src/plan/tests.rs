@@ -895,7 +895,12 @@ fn json_rendering() {
 
 #[test]
 fn markdown_rendering() {
-    let md = render(&[rich_plan(), in_sync_plan()], &failed(), &[], Format::Markdown);
+    let md = render(
+        &[rich_plan(), in_sync_plan()],
+        &failed(),
+        &[],
+        Format::Markdown,
+    );
     insta::assert_snapshot!("markdown", md);
 }
 
