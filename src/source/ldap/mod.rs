@@ -82,11 +82,25 @@ impl LdapSourceConfig {
 
 /// Reads the groups (and, for DN members, the users) and returns them with where each child
 /// reference came from; any short or broken read is an error.
+///
+/// The read runs in a task of its own: the LDAP client's reply parsers panic on a malformed
+/// reply, and a server's bad answer must fail this load, not the process.
 pub(crate) async fn read(cfg: &LdapSourceConfig) -> Result<Loaded, SourceError> {
-    let (mut ldap, server) = connect(cfg).await?;
-    let result = read_on(cfg, &mut ldap, &server).await;
-    let _ = ldap.unbind().await;
-    result
+    let owned = cfg.clone();
+    let task = tokio::spawn(async move {
+        let (mut ldap, server) = connect(&owned).await?;
+        let result = read_on(&owned, &mut ldap, &server).await;
+        let _ = ldap.unbind().await;
+        result
+    });
+    match task.await {
+        Ok(result) => result,
+        Err(e) => Err(cfg.error(
+            &cfg.urls.join(", "),
+            "reading the directory",
+            format!("a reply could not be parsed ({e}); the read is incomplete"),
+        )),
+    }
 }
 
 /// Connects to the first URL that answers and binds; a wrong password fails at once.
