@@ -6,6 +6,7 @@
 
 pub mod harness;
 pub mod ldif;
+pub mod samba;
 pub mod slapd;
 pub mod suite;
 
