@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod adproxy;
 pub mod harness;
 pub mod ldif;
 pub mod samba;
