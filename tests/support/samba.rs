@@ -12,8 +12,8 @@
 //!
 //! # The template
 //!
-//! Provisioning a domain takes ~6 s of CPU and loading the users far longer, so it is done once
-//! and kept in `CARGO_TARGET_TMPDIR/samba-template-v<TEMPLATE_VERSION>` (`target/tmp/…`), shared by
+//! Provisioning a domain and loading the users take ~12 s together, so it is done once and kept
+//! in `CARGO_TARGET_TMPDIR/samba-template-v<TEMPLATE_VERSION>` (`target/tmp/…`), shared by
 //! test runs and test binaries. It is built under an exclusive `flock` on
 //! `samba-template.lock` (parallel test binaries wait rather than build it twice) and copied
 //! under a shared one. It is rebuilt when [`TEMPLATE_VERSION`] changes (bump it with the data) or
@@ -22,20 +22,22 @@
 //! 1. `samba-tool domain provision --realm=ROSTER.TEST --domain=ROSTER --server-role=dc
 //!    --dns-backend=NONE --use-rfc2307 …` (the default `tdb` store; `mdb` was no faster);
 //! 2. the data below, loaded **offline** into `private/sam.ldb` through Samba's own Python bindings
-//!    (`samba.samdb.SamDB` with the system session, one transaction; the password of
-//!    [`BIND_DN`] set with `SamDB.setpassword`). Measured on this 2-core machine while other
-//!    builds ran (load average ~9): 5,055 users + 10 groups in 33–50 s wall (22–24 s CPU); the
-//!    same LDIF through one `ldapadd -c` against a running Samba took 4 min 57 s (~59 ms an
-//!    entry); batching the offline load in transactions of 50 or 500 entries saved little, and one
-//!    transaction per entry was 10× slower. The cost per user grows with the number of users
-//!    already present (ldb rewrites its growing index records on every sub-transaction commit,
-//!    according to `perf`), so the first 1,000 users take ~2.5 s and the fifth ~9 s;
+//!    (`samba.samdb.SamDB` with the system session and ldb's `batch_mode`, in one transaction, as
+//!    Samba's own `join.py` does; the password of [`BIND_DN`] set with `SamDB.setpassword`).
+//!    Measured on this 2-core machine (load average 3–4 from other builds): 5,055 users and 9
+//!    groups (9,510 `member` values) in 6.6 s. The alternatives were far slower: one `ldapadd -c`
+//!    of the same LDIF against a running Samba took 4 min 57 s (~59 ms an entry, load ~10), and
+//!    the offline load without `batch_mode` 33 s: ldb then opens a sub-transaction per entry and
+//!    copies its growing index records at each commit (seen with `perf`), so each user costs more
+//!    than the one before (the first 1,000 took 2.4 s, the fifth 9 s). Parallel `ldapadd`s cannot
+//!    help: ldb has one writer;
 //! 3. one start of `samba` on the template, which generates its TLS key and certificate (so the
 //!    copies need not) and proves the data: a bind as [`BIND_DN`] and the 5,000 values of
 //!    `size-5000`. Then a clean stop (stdin closed).
 //!
-//! A copy of the template is ~70 MB (`private/` and `state/`); an instance answers LDAP ~1–2 s
-//! after it is spawned.
+//! Building the whole template took 13 s (provision 5.2 s, load 6.6 s, first start and check
+//! 1.1 s). A copy is ~94 MB (`private/` and `state/`); [`Samba::start`] from the built template
+//! (copy, spawn, until an LDAP search answers) took 0.6–2 s.
 //!
 //! # The data (deterministic)
 //!
@@ -44,8 +46,9 @@
 //! - [`PEOPLE_DN`] (`OU=People`): [`USERS`] (5,050) users [`user(i)`](user) for `i` in
 //!   `1..=USERS`: `CN=User 00042`, `sAMAccountName: user00042`, `userPrincipalName:
 //!   user00042@roster.test`, `mail: user00042@mail.roster.test`, `givenName: User`, `sn: 00042`,
-//!   `userAccountControl: 512` (enabled) except the users in [`DISABLED_USERS`] (7, 1,500 and
-//!   5,000: one in every big group and one on each range boundary), which have `514` (disabled).
+//!   `userAccountControl: 512` (enabled) except the users in [`DISABLED_USERS`], which have `514`
+//!   (disabled): 7 (in every group of 1,499 or more), 1,500 (the last value of a first range) and
+//!   5,000 (the last member of `size-5000`).
 //!   Plus the four [`INTL_USERS`], whose names are not ASCII (and one `CN` holds a comma, so its DN
 //!   is escaped: `CN=Müller\, Anna`).
 //! - [`GROUPS_DN`] (`OU=Groups`), all global security groups whose `sAMAccountName` is their `CN`:
