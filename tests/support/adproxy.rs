@@ -459,6 +459,8 @@ fn on_search_request(frame: &[u8], searches: &Searches, shared: &Shared) -> Forw
     if rewritten {
         match encode(msg) {
             Some(bytes) => Forward::Rewritten(bytes),
+            // Forwarding the range unchanged would let the upstream answer in its own way and
+            // hide the proxy's failure; a closed connection is loud.
             None => Forward::Close,
         }
     } else {
