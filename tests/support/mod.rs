@@ -4,8 +4,10 @@
 
 #![allow(dead_code)]
 
+pub mod adproxy;
 pub mod harness;
 pub mod ldif;
+pub mod samba;
 pub mod slapd;
 pub mod suite;
 
