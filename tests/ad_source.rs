@@ -529,6 +529,33 @@ fn write_calls(calls: &[String]) -> Vec<&String> {
         .collect()
 }
 
+/// A config folder whose LDAP source reads the group `size-1501` through `ldap_url` and whose
+/// one target is the Contensis simulator at `sim_url`; returns the config file.
+fn write_config(dir: &std::path::Path, ldap_url: &str, sim_url: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    for (file, secret) in [("ldap-pw", samba::BIND_PW), ("cms-secret", "cms-secret")] {
+        let path = dir.join(file);
+        std::fs::write(&path, format!("{secret}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let config = dir.join("roster.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[source]]\ntype = \"ldap\"\nurl = \"{ldap_url}\"\nbind_dn = \"{}\"\n\
+             bind_password_file = \"ldap-pw\"\nbase_dn = \"{}\"\nuser_base_dn = \"{}\"\n\
+             group_filter = \"(&(objectClass=group)(cn=size-1501))\"\npage_size = 1000\n\n\
+             [[target]]\nname = \"cms\"\ntype = \"contensis\"\nurl = \"{sim_url}\"\n\
+             client_id = \"roster\"\nclient_secret_file = \"cms-secret\"\n",
+            samba::BIND_DN,
+            samba::GROUPS_DN,
+            samba::PEOPLE_DN,
+        ),
+    )
+    .unwrap();
+    config
+}
+
 #[tokio::test]
 async fn a_broken_range_sequence_makes_plan_and_apply_exit_1_without_a_write() {
     let s = Samba::start();
@@ -550,25 +577,7 @@ async fn a_broken_range_sequence_makes_plan_and_apply_exit_1_without_a_write() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("ldap-pw"), format!("{}\n", samba::BIND_PW)).unwrap();
-    std::fs::write(dir.path().join("cms-secret"), "cms-secret\n").unwrap();
-    let config = dir.path().join("roster.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[source]]\ntype = \"ldap\"\nurl = \"{}\"\nbind_dn = \"{}\"\n\
-             bind_password_file = \"ldap-pw\"\nbase_dn = \"{}\"\nuser_base_dn = \"{}\"\n\
-             group_filter = \"(&(objectClass=group)(cn=size-1501))\"\npage_size = 1000\n\n\
-             [[target]]\nname = \"cms\"\ntype = \"contensis\"\nurl = \"{}\"\n\
-             client_id = \"roster\"\nclient_secret_file = \"cms-secret\"\n",
-            proxy.url(),
-            samba::BIND_DN,
-            samba::GROUPS_DN,
-            samba::PEOPLE_DN,
-            sim.url()
-        ),
-    )
-    .unwrap();
+    let config = write_config(dir.path(), &proxy.url(), &sim.url());
 
     // Without a fault the whole group is read through the proxy (1,000 + 501): nothing to do.
     let out = support::roster_at(&config, &["plan", "--detailed-exitcode"], &[]).await;
