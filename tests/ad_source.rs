@@ -640,6 +640,38 @@ async fn a_broken_range_sequence_makes_plan_and_apply_exit_1_without_a_write() {
 }
 
 #[tokio::test]
+async fn the_binary_says_why_a_load_failed_once() {
+    let s = Samba::start();
+    let proxy = AdProxy::start(&s.url());
+    proxy.set_fault(Fault::DropLastChunk, true);
+    let sim = roster::sim::start(
+        roster::sim::parse_seed(
+            "[contensis]\nclient_id = \"roster\"\nclient_secret = \"cms-secret\"\n",
+            "seed",
+        )
+        .unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &proxy.url(), &sim.url());
+    let out = support::roster_at(&config, &["plan"], &[]).await;
+    let err = support::stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let said = format!(
+        "ldap source {}: reading the members of {} in ranges:",
+        proxy.url(),
+        samba::group_dn("size-1501")
+    );
+    assert_eq!(
+        err.matches(&said).count(),
+        1,
+        "the error is printed once, not repeated after itself:\n{err}"
+    );
+}
+
+#[tokio::test]
 async fn user_keys_are_sam_account_names_upns_or_mail_non_ascii_included() {
     let s = Samba::start();
     let keys: [(Option<&str>, KeysOf); 4] = [
