@@ -409,9 +409,10 @@ async fn every_group_size_reads_exactly_from_slapd_directly_and_through_the_prox
 }
 
 /// The last range roster reads of a group of `n` values through the proxy, asking for ranges of
-/// 1,000, before `fault` stops the sequence; `None` when the fault leaves nothing to notice
-/// (an omitted last chunk of a group that fits one answer reads as an empty group, as AD
-/// answers for one).
+/// 1,000, before `fault` stops the sequence; `None` when the fault cannot stop this group's
+/// sequence: no continuation to close, an unknown option (not a range fault), or an omitted
+/// last chunk of a group that fits one answer (which reads as an empty group, as AD answers
+/// for one: nothing can tell them apart).
 fn last_range_read(fault: Fault, n: usize) -> Option<String> {
     let last_lo = (n - 1) / 1000 * 1000;
     match fault {
