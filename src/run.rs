@@ -47,12 +47,20 @@ impl Default for RunOptions {
 /// A run that could not start at all.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// The desired state could not be loaded; nothing is planned from half a source.
+    /// The desired state could not be loaded; nothing is planned from half a source. The
+    /// message carries the source's, so the source error is not also this one's cause: a
+    /// report that prints the chain would say it twice.
     #[error("loading the desired state failed; nothing was planned or written:\n{0}")]
-    Source(#[from] SourceError),
+    Source(SourceError),
     /// `--target` named a target the config does not have.
     #[error("no target named \"{0}\" in the config (targets: {1})")]
     UnknownTarget(String, String),
+}
+
+impl From<SourceError> for RunError {
+    fn from(e: SourceError) -> Self {
+        RunError::Source(e)
+    }
 }
 
 /// What happened to every target of a run.
@@ -158,7 +166,7 @@ crate::registry::targets!(any_target);
 #[derive(Debug, thiserror::Error)]
 pub enum Unfit {
     /// A desired-state file does not parse or check.
-    #[error("{0}")]
+    #[error(transparent)]
     Source(#[from] SourceError),
     /// The desired state does not fit a target.
     #[error("{}", crate::config::diag::Lines(.0))]

@@ -1204,3 +1204,13 @@ attributes = { "vinyldns.owner" = "owner", "vinyldns.email" = "", "contensis.cus
         "roster.toml:7:13: unknown value `novell`, expected one of `auto`, `openldap`, `ad`"
     );
 }
+
+#[test]
+fn ldap_binary_attributes_cannot_be_user_keys() {
+    let text = ldap("user_key_attr = \"objectGUID\"\n");
+    assert_eq!(
+        errors(&text),
+        "roster.toml:7:17: `objectGUID` is binary, so it cannot be a user key; use a text \
+         attribute such as sAMAccountName, userPrincipalName, mail or uid"
+    );
+}

@@ -239,6 +239,9 @@ pub(crate) const AD_GROUP_FILTER: &str = "(objectClass=group)";
 pub(crate) const AD_USER_FILTER: &str = "(&(objectCategory=person)(objectClass=user))";
 /// The default of [`LdapSourceFile::user_key_attr`] on Active Directory.
 pub(crate) const AD_USER_KEY_ATTR: &str = "sAMAccountName";
+/// Active Directory's binary attributes that people reach for as identifiers: never text, so
+/// never a user key.
+const BINARY_ATTRS: [&str; 2] = ["objectGUID", "objectSid"];
 /// The default of [`LdapSourceFile::range_size`].
 pub(crate) const DEFAULT_RANGE_SIZE: u32 = 1000;
 /// The default of [`LdapSourceFile::name_attr`].
@@ -355,7 +358,22 @@ impl LdapSourceFile {
         let member_attr = attribute(self.member_attr, "member_attr", DEFAULT_MEMBER_ATTR, r);
         let user_key_attr = self
             .user_key_attr
-            .map(|a| attribute(Some(a), "user_key_attr", DEFAULT_USER_KEY_ATTR, r))
+            .map(|a| {
+                if BINARY_ATTRS
+                    .iter()
+                    .any(|b| a.get_ref().eq_ignore_ascii_case(b))
+                {
+                    return Err(r.error(
+                        a.span(),
+                        format!(
+                            "`{}` is binary, so it cannot be a user key; use a text attribute \
+                             such as sAMAccountName, userPrincipalName, mail or uid",
+                            a.get_ref()
+                        ),
+                    ));
+                }
+                attribute(Some(a), "user_key_attr", DEFAULT_USER_KEY_ATTR, r)
+            })
             .transpose();
         let range_size = match self.range_size {
             None => Ok(DEFAULT_RANGE_SIZE),

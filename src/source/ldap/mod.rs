@@ -356,9 +356,15 @@ async fn continue_ranges(
         let next = hi + 1;
         let ask = range::ask(attr, next, size);
         let stopped = |why: String| {
+            let why = why
+                .strip_suffix(search::INCOMPLETE)
+                .map_or(why.as_str(), |w| w.trim_end_matches("; "));
             at.error(
                 &doing,
-                format!("{why}; last range read: {attr};range={last}; the read is incomplete"),
+                format!(
+                    "{why}; last range read: {attr};range={last}; {}",
+                    search::INCOMPLETE
+                ),
             )
         };
         let entry = match search::entry(at, ldap, dn, std::slice::from_ref(&ask), &doing).await {
@@ -616,6 +622,23 @@ async fn read_on(
         .await?;
         read.pages += users.pages;
         read.users = users.entries.len();
+        // A key that is not text cannot name a user to a target; reading it as "no key" would
+        // empty every group.
+        if let Some(u) = users.entries.iter().find(|u| {
+            u.bin_attrs
+                .keys()
+                .any(|k| k.eq_ignore_ascii_case(user_key_attr))
+        }) {
+            return Err(at.error(
+                "mapping member DNs to user keys",
+                format!(
+                    "`{user_key_attr}` of {} is not text, so it cannot be a user key; set \
+                     `user_key_attr` to a text attribute such as sAMAccountName, \
+                     userPrincipalName or mail",
+                    u.dn
+                ),
+            ));
+        }
         // Each user's key (if it has one) and whether its account is disabled.
         let known: HashMap<String, (Option<&String>, bool)> = users
             .entries
@@ -715,7 +738,9 @@ fn extras(
                 Some(v) => serde_json::Value::String(v.clone()),
                 None => continue,
             },
-            MappedKind::UserDns if mapped[k].is_empty() => continue,
+            // None resolved (each already warned about): leave the target's as they are
+            // rather than replace them with none.
+            MappedKind::UserDns if keys[k].is_empty() => continue,
             MappedKind::UserDns => std::mem::take(&mut keys[k])
                 .into_iter()
                 .map(serde_json::Value::String)

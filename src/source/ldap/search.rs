@@ -12,6 +12,9 @@ use tracing::debug;
 use super::{LdapSourceConfig, describe, text_of};
 use crate::source::SourceError;
 
+/// How every message about a short read ends.
+pub(super) const INCOMPLETE: &str = "the read is incomplete";
+
 /// The entries of a search and how many pages they came in.
 #[derive(Debug, Default)]
 pub(super) struct Searched {
@@ -151,7 +154,7 @@ async fn one_search(
             Ok(None) => break,
             Err(e) => {
                 let _ = stream.finish().await;
-                return Err(at.error(doing, format!("{}; the read is incomplete", describe(&e))));
+                return Err(at.error(doing, format!("{}; {INCOMPLETE}", describe(&e))));
             }
         }
     }
@@ -166,13 +169,13 @@ async fn one_search(
             32 => "no such object (result code 32): check the base DN".to_owned(),
             rc => format!("result code {rc}"),
         };
+        let after = match into.len() {
+            0 => String::new(),
+            n => format!(" after {n} entries"),
+        };
         return Err(at.error(
             doing,
-            format!(
-                "{why}{} after {} entries; the read is incomplete",
-                text_of(&done.text),
-                into.len()
-            ),
+            format!("{why}{}{after}; {INCOMPLETE}", text_of(&done.text)),
         ));
     }
     Ok(done)
