@@ -355,6 +355,7 @@ mod tests {
             membership: MembershipMode::Authoritative,
             prune: false,
             max_deletes: 10,
+            max_group_shrink: crate::plan::Share::DEFAULT,
             allow_empty_source: false,
         }
     }

@@ -312,9 +312,10 @@ async fn sigterm_during_a_slow_apply_stops_between_calls_and_the_next_apply_conv
     let users: Vec<String> = (0..40).map(|i| format!("u{i:02}")).collect();
     let seed =
         format!("users = {users:?}\n[[contensis.group]]\nname = \"G\"\nmembers = {users:?}\n");
-    // Once a year: only the start-up run happens.
-    let daemon = "concurrency = 1\nmax_deletes = 100\n\n[daemon]\nschedule = \"0 0 0 1 1 *\"\n\
-                  shutdown_timeout = \"10s\"\n";
+    // Once a year: only the start-up run happens. Emptying G is what max_group_shrink refuses,
+    // so it is off.
+    let daemon = "concurrency = 1\nmax_deletes = 100\nmax_group_shrink = \"100%\"\n\n[daemon]\n\
+                  schedule = \"0 0 0 1 1 *\"\nshutdown_timeout = \"10s\"\n";
     let w = World::new(&seed, &group("G", "", &[], &[]), daemon).await;
     let latency = Duration::from_millis(80);
     w.sim.contensis.set_faults(Faults {

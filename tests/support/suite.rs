@@ -92,7 +92,8 @@ pub async fn failed_read_means_no_writes<H: Harness>(
 
 /// More removals than `max_deletes` exit 3 and write nothing; at the raised limit the apply goes
 /// through, in `raised_writes` write calls where the target's count is known. The group `big`
-/// holds `keep` and 101 others, and should hold `keep` only.
+/// holds `keep` and 101 others, and should hold `keep` only (which `max_group_shrink` would
+/// refuse too: it is off here, so that the deletion limit alone is tested).
 pub async fn too_many_removals_are_refused<H: Harness>(
     keep: &[&str],
     raised_writes: Option<usize>,
@@ -104,7 +105,7 @@ pub async fn too_many_removals_are_refused<H: Harness>(
         &all,
         &[("big", &all)],
         &H::group("big", "", keep, &[]),
-        "max_deletes = 100",
+        "max_deletes = 100\nmax_group_shrink = \"100%\"",
     )
     .await;
     let out = w.roster(&["apply"]).await;
@@ -419,7 +420,7 @@ pub async fn plan_then<H: Harness>(w: &World, between: impl AsyncFnOnce(&World))
     let desired = roster::source::load_desired(&config.sources)
         .await
         .expect("desired");
-    let policy = roster::run::policy(t, &desired, true, None);
+    let policy = roster::run::policy(t, &desired, true, None, None);
     let desired = target
         .prepare(&desired, &policy.scope)
         .expect("prepare")
