@@ -9,6 +9,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Config};
+use crate::plan::Share;
 use crate::plan::render::Format;
 use crate::reconcile::Mode;
 use crate::report;
@@ -67,6 +68,13 @@ pub struct PlanArgs {
     /// Exit 0 when in sync, 2 when changes are pending, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Allow this many removals for this run, instead of each target's max_deletes.
+    #[arg(long, value_name = "N")]
+    pub max_deletes: Option<usize>,
+    /// Allow a group to lose this share of its members for this run (such as 100%, which turns
+    /// the limit off), instead of each target's max_group_shrink.
+    #[arg(long, value_name = "PCT")]
+    pub max_group_shrink: Option<Share>,
 }
 
 /// Arguments of `roster apply`.
@@ -78,6 +86,10 @@ pub struct ApplyArgs {
     /// Allow this many removals for this run, instead of each target's max_deletes.
     #[arg(long, value_name = "N")]
     pub max_deletes: Option<usize>,
+    /// Allow a group to lose this share of its members for this run (such as 100%, which turns
+    /// the limit off), instead of each target's max_group_shrink.
+    #[arg(long, value_name = "PCT")]
+    pub max_group_shrink: Option<Share>,
 }
 
 /// The long help of `roster run`.
@@ -106,6 +118,11 @@ pub struct RunArgs {
     /// (0 in sync, 2 changes pending, 1 error).
     #[arg(long)]
     pub dry_run: bool,
+    /// Allow a group to lose this share of its members (such as 100%), instead of each
+    /// target's max_group_shrink: for the one run with --once, else for every run until roster
+    /// restarts (a reload keeps it).
+    #[arg(long, value_name = "PCT")]
+    pub max_group_shrink: Option<Share>,
 }
 
 /// Arguments of `roster sim`.
@@ -144,6 +161,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
             let opts = crate::daemon::DaemonOptions {
                 once: a.once,
                 dry_run: a.dry_run,
+                max_group_shrink: a.max_group_shrink,
             };
             crate::daemon::run(&config_path(cli.config), opts).await
         }
@@ -218,6 +236,8 @@ async fn plan(config: &Config, a: PlanArgs) -> Result<u8> {
     let opts = RunOptions {
         mode: Mode::Plan,
         targets: a.targets,
+        max_deletes: a.max_deletes,
+        max_group_shrink: a.max_group_shrink,
         ..RunOptions::default()
     };
     let run = run_targets(config, &opts).await?;
@@ -235,6 +255,7 @@ async fn apply(config: &Config, a: ApplyArgs) -> Result<u8> {
         mode: Mode::Apply,
         targets: a.targets,
         max_deletes: a.max_deletes,
+        max_group_shrink: a.max_group_shrink,
         progress: std::io::stderr().is_terminal(),
         ..RunOptions::default()
     };
@@ -271,6 +292,7 @@ async fn demo(config_path: &Path, seed_path: Option<&Path>) -> Result<u8> {
         ApplyArgs {
             targets: Vec::new(),
             max_deletes: None,
+            max_group_shrink: None,
         },
     )
     .await?;
@@ -300,6 +322,8 @@ fn plan_args() -> PlanArgs {
         format: Format::Text,
         out: None,
         detailed_exitcode: false,
+        max_deletes: None,
+        max_group_shrink: None,
     }
 }
 
