@@ -40,7 +40,7 @@ pub struct Cli {
 pub enum Command {
     /// Check the config and every desired-state file; touches no network (LDAP is read by plan).
     Validate,
-    /// Show what apply would change; writes nothing.
+    /// Show what apply would change, and what its safety rules would refuse; writes nothing.
     Plan(PlanArgs),
     /// Plan, check the safety limits, and apply.
     Apply(ApplyArgs),
@@ -65,7 +65,8 @@ pub struct PlanArgs {
     /// Write the plan to this file instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Exit 0 when in sync, 2 when changes are pending, 1 on error.
+    /// Exit 0 when in sync, 2 when changes are pending, 1 on error (3, a refused plan, either
+    /// way).
     #[arg(long)]
     pub detailed_exitcode: bool,
     /// Allow this many removals for this run, instead of each target's max_deletes.
@@ -105,7 +106,8 @@ those it has (at most shutdown_timeout), and roster exits 0. Runs never overlap:
 while a run is still going is skipped. The jitter delays each scheduled run, not the start-up run.
 
 Exit codes with --once: as apply (0 done, 1 something failed, 3 a safety rule refused a plan); \
-with --once --dry-run, as plan --detailed-exitcode (0 in sync, 2 changes pending, 1 error).";
+with --once --dry-run, as plan --detailed-exitcode (0 in sync, 2 changes pending, 1 error, \
+3 a safety rule would refuse a plan).";
 
 /// Arguments of `roster run`.
 #[derive(Debug, Args)]
@@ -115,7 +117,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub once: bool,
     /// Plan and report drift, never write. With --once, exit as plan --detailed-exitcode
-    /// (0 in sync, 2 changes pending, 1 error).
+    /// (0 in sync, 2 changes pending, 1 error, 3 refused).
     #[arg(long)]
     pub dry_run: bool,
     /// Allow a group to lose this share of its members (such as 100%), instead of each

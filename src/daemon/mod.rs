@@ -93,8 +93,8 @@ pub enum ReloadError {
 /// Runs the daemon with the config at `config_path`; returns the process exit code.
 ///
 /// With `once`, it reconciles once and returns `apply`'s exit code (with `dry_run`, that of
-/// `plan --detailed-exitcode`: 0 in sync, 2 changes pending, 1 error); no `[daemon]` table is
-/// needed. Otherwise it runs until SIGTERM or SIGINT and returns 0.
+/// `plan --detailed-exitcode`: 0 in sync, 2 changes pending, 1 error, 3 a plan refused); no
+/// `[daemon]` table is needed. Otherwise it runs until SIGTERM or SIGINT and returns 0.
 pub async fn run(config_path: &Path, opts: DaemonOptions) -> anyhow::Result<u8> {
     // First, so that a SIGHUP during start-up is kept for the loop rather than fatal.
     let signals = Signals::install().context("installing the signal handlers")?;

@@ -469,6 +469,7 @@ impl<'a> Planner<'a> {
         warnings.dedup();
         Plan {
             target: target.to_owned(),
+            refusal: None,
             summary: Summary::of(&changes),
             changes,
             warnings,

@@ -753,6 +753,78 @@ fn refusals_serialize_with_kind_message_and_details() {
     );
 }
 
+/// A plan removing two of `eng`'s members, refused.
+fn refused_plan() -> Plan {
+    let changes = vec![
+        Change::RemoveMember {
+            group: "eng".into(),
+            member: "u00".into(),
+        },
+        Change::RemoveMember {
+            group: "eng".into(),
+            member: "u01".into(),
+        },
+    ];
+    Plan {
+        target: "prod".to_owned(),
+        refusal: Some(Refusal::TooManyDeletes {
+            removals: 2,
+            limit: 1,
+        }),
+        summary: Summary::of(&changes),
+        changes,
+        ..Plan::default()
+    }
+}
+
+#[test]
+fn a_refused_plan_renders_its_refusal_first_in_text_and_markdown() {
+    let plans = [refused_plan(), in_sync_plan()];
+    let text = render(&plans, &[], Format::Text);
+    let refusal = plans[0].refusal.as_ref().unwrap().to_string();
+    assert_eq!(
+        text,
+        format!(
+            "prod:\n  refused: {refusal}\n  - member \"u00\" in \"eng\"\n  - member \"u01\" in \"eng\"\n\
+             staging: in sync\n\nPlan: 0 to add, 0 to change, 2 to remove. 1 target refused by a \
+             safety rule: an apply writes nothing to it.\n"
+        )
+    );
+    let md = render(&plans[..1], &[], Format::Markdown);
+    assert!(
+        md.contains(&format!(
+            "**prod**: 0 to add, 0 to change, 2 to remove\n\n⛔ **refused**: {refusal}\n\n```diff\n"
+        )),
+        "{md}"
+    );
+    let mut two = refused_plan();
+    two.changes.clear();
+    let text = render(&[refused_plan(), two], &[], Format::Text);
+    assert!(text.contains("prod:\n  refused: "), "{text}");
+    assert!(
+        !text.contains("in sync"),
+        "a refused plan is never in sync: {text}"
+    );
+    assert!(text.contains("2 targets refused by a safety rule: an apply writes nothing to them."));
+}
+
+#[test]
+fn a_refused_plan_carries_its_refusal_in_json() {
+    let json: Value = serde_json::from_str(&render(
+        &[refused_plan(), in_sync_plan()],
+        &[],
+        Format::Json,
+    ))
+    .unwrap();
+    assert_eq!(json["targets"][0]["refusal"]["kind"], "too_many_deletes");
+    assert_eq!(
+        json["targets"][0]["refusal"]["details"],
+        json!({"removals": 2, "limit": 1})
+    );
+    assert_eq!(json["targets"][0]["changes"].as_array().unwrap().len(), 2);
+    assert!(json["targets"][1].get("refusal").is_none(), "{json}");
+}
+
 #[test]
 fn prune_false_never_deletes() {
     let d = desired([group("eng", &[], &[])]);

@@ -395,6 +395,7 @@ fn vet_refuses_any_change_to_a_group_roster_may_not_change() {
         ],
         warnings: Vec::new(),
         errors: Vec::new(),
+        refusal: None,
         summary: Default::default(),
     };
     let refused: Vec<(Option<usize>, String)> = v2()
