@@ -73,6 +73,7 @@ async fn once(rt_label: usize) {
         membership: MembershipMode::Authoritative,
         prune: false,
         max_deletes: usize::MAX,
+        max_group_shrink: roster::plan::Share::ALL,
         allow_empty_source: false,
     };
     let start = Instant::now();

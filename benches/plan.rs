@@ -53,6 +53,7 @@ fn policy(desired: &Desired) -> Policy {
         membership: MembershipMode::Authoritative,
         prune: false,
         max_deletes: usize::MAX,
+        max_group_shrink: roster::plan::Share::ALL,
         allow_empty_source: false,
     }
 }

@@ -9,6 +9,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Config};
+use crate::plan::Share;
 use crate::plan::render::Format;
 use crate::reconcile::Mode;
 use crate::report;
@@ -39,7 +40,7 @@ pub struct Cli {
 pub enum Command {
     /// Check the config and every desired-state file; touches no network (LDAP is read by plan).
     Validate,
-    /// Show what apply would change; writes nothing.
+    /// Show what apply would change, and what its safety rules would refuse; writes nothing.
     Plan(PlanArgs),
     /// Plan, check the safety limits, and apply.
     Apply(ApplyArgs),
@@ -64,9 +65,17 @@ pub struct PlanArgs {
     /// Write the plan to this file instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Exit 0 when in sync, 2 when changes are pending, 1 on error.
+    /// Exit 0 when in sync, 2 when changes are pending, 1 on error (3, a refused plan, either
+    /// way).
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Allow this many removals for this run, instead of each target's max_deletes.
+    #[arg(long, value_name = "N")]
+    pub max_deletes: Option<usize>,
+    /// Allow a group to lose this share of its members for this run (such as 100%, which turns
+    /// the limit off), instead of each target's max_group_shrink.
+    #[arg(long, value_name = "PCT")]
+    pub max_group_shrink: Option<Share>,
 }
 
 /// Arguments of `roster apply`.
@@ -78,6 +87,10 @@ pub struct ApplyArgs {
     /// Allow this many removals for this run, instead of each target's max_deletes.
     #[arg(long, value_name = "N")]
     pub max_deletes: Option<usize>,
+    /// Allow a group to lose this share of its members for this run (such as 100%, which turns
+    /// the limit off), instead of each target's max_group_shrink.
+    #[arg(long, value_name = "PCT")]
+    pub max_group_shrink: Option<Share>,
 }
 
 /// The long help of `roster run`.
@@ -93,7 +106,8 @@ those it has (at most shutdown_timeout), and roster exits 0. Runs never overlap:
 while a run is still going is skipped. The jitter delays each scheduled run, not the start-up run.
 
 Exit codes with --once: as apply (0 done, 1 something failed, 3 a safety rule refused a plan); \
-with --once --dry-run, as plan --detailed-exitcode (0 in sync, 2 changes pending, 1 error).";
+with --once --dry-run, as plan --detailed-exitcode (0 in sync, 2 changes pending, 1 error, \
+3 a safety rule would refuse a plan).";
 
 /// Arguments of `roster run`.
 #[derive(Debug, Args)]
@@ -103,9 +117,14 @@ pub struct RunArgs {
     #[arg(long)]
     pub once: bool,
     /// Plan and report drift, never write. With --once, exit as plan --detailed-exitcode
-    /// (0 in sync, 2 changes pending, 1 error).
+    /// (0 in sync, 2 changes pending, 1 error, 3 refused).
     #[arg(long)]
     pub dry_run: bool,
+    /// Allow a group to lose this share of its members (such as 100%), instead of each
+    /// target's max_group_shrink: for the one run with --once, else for every run until roster
+    /// restarts (a reload keeps it).
+    #[arg(long, value_name = "PCT")]
+    pub max_group_shrink: Option<Share>,
 }
 
 /// Arguments of `roster sim`.
@@ -144,6 +163,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
             let opts = crate::daemon::DaemonOptions {
                 once: a.once,
                 dry_run: a.dry_run,
+                max_group_shrink: a.max_group_shrink,
             };
             crate::daemon::run(&config_path(cli.config), opts).await
         }
@@ -218,6 +238,8 @@ async fn plan(config: &Config, a: PlanArgs) -> Result<u8> {
     let opts = RunOptions {
         mode: Mode::Plan,
         targets: a.targets,
+        max_deletes: a.max_deletes,
+        max_group_shrink: a.max_group_shrink,
         ..RunOptions::default()
     };
     let run = run_targets(config, &opts).await?;
@@ -235,6 +257,7 @@ async fn apply(config: &Config, a: ApplyArgs) -> Result<u8> {
         mode: Mode::Apply,
         targets: a.targets,
         max_deletes: a.max_deletes,
+        max_group_shrink: a.max_group_shrink,
         progress: std::io::stderr().is_terminal(),
         ..RunOptions::default()
     };
@@ -271,6 +294,7 @@ async fn demo(config_path: &Path, seed_path: Option<&Path>) -> Result<u8> {
         ApplyArgs {
             targets: Vec::new(),
             max_deletes: None,
+            max_group_shrink: None,
         },
     )
     .await?;
@@ -300,6 +324,8 @@ fn plan_args() -> PlanArgs {
         format: Format::Text,
         out: None,
         detailed_exitcode: false,
+        max_deletes: None,
+        max_group_shrink: None,
     }
 }
 

@@ -1,7 +1,8 @@
 //! One target, one run: observe → plan → guard → compile → execute, and a report of it.
 //!
 //! This is where the safety rules meet: nothing is compiled, let alone sent, unless the source
-//! load and the observe both succeeded completely and the guard accepted the plan.
+//! load and the observe both succeeded completely and the guard accepted the plan. A plan-only run
+//! stops after the guard, so that it reports the refusals an apply would meet.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ use crate::target::{ObserveError, Rejection, Target};
 /// Whether a run only plans or also writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// Read and plan; write nothing.
+    /// Read, plan and check the limits; write nothing.
     Plan,
     /// Read, plan, check the limits, write.
     Apply,
@@ -31,9 +32,10 @@ pub enum TargetOutcome {
     Invalid(Vec<Diagnostic>),
     /// Reading the target failed; nothing was written.
     ObserveFailed(ObserveError),
-    /// Planned only (plan mode).
+    /// Planned only (plan mode), and the guard accepted the plan.
     Planned,
-    /// A safety rule refused the plan; nothing was written.
+    /// A safety rule refused the plan (in plan mode as in apply mode); nothing was written. The
+    /// plan carries the same refusal.
     Refused(Refusal),
     /// The plan was carried out; see the report for each change.
     Applied(ApplyReport),
@@ -53,14 +55,17 @@ pub struct TargetReport {
 }
 
 impl TargetReport {
-    /// Whether something failed: the read, any change, or (in a plan) the check of a change
-    /// against the target's rules.
+    /// Whether something failed: the read, any change, or (in a plan, refused or not) the check
+    /// of a change against the target's rules. A refusal alone is not a failure: it has its own
+    /// exit code.
     pub fn failed(&self) -> bool {
         match &self.outcome {
             TargetOutcome::ObserveFailed(_) | TargetOutcome::Invalid(_) => true,
             TargetOutcome::Applied(r) => r.failures() > 0,
-            TargetOutcome::Planned => self.plan.as_ref().is_some_and(|p| !p.errors.is_empty()),
-            TargetOutcome::Refused(_) => false,
+            // A refused plan with errors fails too: raising the limit would not make it clean.
+            TargetOutcome::Planned | TargetOutcome::Refused(_) => {
+                self.plan.as_ref().is_some_and(|p| !p.errors.is_empty())
+            }
         }
     }
 }
@@ -141,20 +146,23 @@ pub async fn reconcile<T: Target>(
             errors = plan.errors.len(),
             "planned"
         );
+        // The guard runs in plan mode too, so that `roster plan` shows what `roster apply` would
+        // refuse, and the plan carries the refusal for the renders.
+        if let Err(refusal) = plan::guard(&plan, desired, &observed, policy) {
+            warn!(%refusal, "plan refused by a safety rule; nothing will be written");
+            plan.refusal = Some(refusal.clone());
+            return TargetReport {
+                target: name.clone(),
+                plan: Some(plan),
+                outcome: TargetOutcome::Refused(refusal),
+                durations: durations.clone(),
+            };
+        }
         if mode == Mode::Plan {
             return TargetReport {
                 target: name.clone(),
                 plan: Some(plan),
                 outcome: TargetOutcome::Planned,
-                durations: durations.clone(),
-            };
-        }
-        if let Err(refusal) = plan::guard(&plan, desired, &observed, policy) {
-            warn!(%refusal, "plan refused; nothing will be written");
-            return TargetReport {
-                target: name.clone(),
-                plan: Some(plan),
-                outcome: TargetOutcome::Refused(refusal),
                 durations: durations.clone(),
             };
         }
@@ -251,11 +259,13 @@ mod tests {
         }
     }
 
-    /// Refuses to create groups whose names start with a digit; reads fail when `broken_vet`.
+    /// Refuses to create groups whose names start with a digit; reads fail when `broken_vet`;
+    /// holds `observed`.
     #[derive(Default)]
     struct Picky {
         sent: Mutex<Vec<GroupName>>,
         broken_vet: bool,
+        observed: Observed,
     }
 
     impl Named for Picky {
@@ -281,7 +291,7 @@ mod tests {
             _scope: &Scope,
             _users: &BTreeSet<UserKey>,
         ) -> Result<Observed, ObserveError> {
-            Ok(Observed::default())
+            Ok(self.observed.clone())
         }
 
         async fn vet(
@@ -355,6 +365,7 @@ mod tests {
             membership: MembershipMode::Authoritative,
             prune: false,
             max_deletes: 10,
+            max_group_shrink: crate::plan::Share::DEFAULT,
             allow_empty_source: false,
         }
     }
@@ -422,5 +433,70 @@ mod tests {
         let r = reconcile(&t, "picky", &d, &policy(&d), &executor(), Mode::Plan).await;
         assert!(r.plan.as_ref().unwrap().errors.is_empty());
         assert!(!r.failed());
+    }
+
+    /// A target that holds `eng` with twelve members, of which the desired state keeps two.
+    fn shrinking() -> (Desired, Picky) {
+        let members: Vec<String> = (0..12).map(|i| format!("u{i:02}")).collect();
+        let mut d = Desired::default();
+        let mut want = Group::named("eng");
+        want.members = members[..2]
+            .iter()
+            .map(|m| UserKey::from(m.as_str()))
+            .collect();
+        d.groups.insert("eng".into(), want);
+        let mut have = Group::named("eng");
+        have.members = members.iter().map(|m| UserKey::from(m.as_str())).collect();
+        let mut observed = Observed::default();
+        observed.groups.insert(
+            "eng".into(),
+            crate::model::ObservedGroup {
+                id: "1".to_owned(),
+                group: have,
+                kind: crate::model::GroupKind::Managed,
+            },
+        );
+        let t = Picky {
+            observed,
+            ..Picky::default()
+        };
+        (d, t)
+    }
+
+    #[tokio::test]
+    async fn a_plan_run_reports_the_refusal_an_apply_would_meet_with_its_plan() {
+        let (d, t) = shrinking();
+        for mode in [Mode::Plan, Mode::Apply] {
+            let r = reconcile(&t, "picky", &d, &policy(&d), &executor(), mode).await;
+            let TargetOutcome::Refused(refusal) = &r.outcome else {
+                panic!("{mode:?}: {:?}", r.outcome)
+            };
+            assert_eq!(refusal.kind(), "group_shrink");
+            let plan = r.plan.as_ref().unwrap();
+            assert_eq!(plan.refusal.as_ref(), Some(refusal), "{mode:?}");
+            assert_eq!(plan.summary.remove, 10, "{mode:?}: the plan is shown whole");
+            assert!(!r.failed(), "{mode:?}: a refusal is not a failure");
+        }
+        assert!(t.sent.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_refused_plan_with_errors_has_failed() {
+        let (mut d, t) = shrinking();
+        d.groups.insert("1st".into(), Group::named("1st"));
+        let r = reconcile(&t, "picky", &d, &policy(&d), &executor(), Mode::Plan).await;
+        assert!(matches!(r.outcome, TargetOutcome::Refused(_)), "{r:?}");
+        assert_eq!(r.plan.as_ref().unwrap().errors.len(), 1);
+        assert!(r.failed());
+    }
+
+    #[tokio::test]
+    async fn an_accepted_plan_run_is_planned() {
+        let (d, t) = shrinking();
+        let mut p = policy(&d);
+        p.max_group_shrink = crate::plan::Share::ALL;
+        let r = reconcile(&t, "picky", &d, &p, &executor(), Mode::Plan).await;
+        assert!(matches!(r.outcome, TargetOutcome::Planned), "{r:?}");
+        assert_eq!(r.plan.as_ref().unwrap().refusal, None);
     }
 }

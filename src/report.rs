@@ -15,7 +15,8 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_ERROR: u8 = 1;
 /// Exit code of `plan --detailed-exitcode`: changes are pending.
 pub const EXIT_CHANGES: u8 = 2;
-/// Exit code of `apply`: a safety rule refused a plan; nothing was written to that target.
+/// Exit code of `plan` and `apply`: a safety rule refused a plan; nothing was (or, for `plan`,
+/// would be) written to that target.
 pub const EXIT_REFUSED: u8 = 3;
 
 /// The plans of a run, rendered; targets that could not be read are listed as failed.
@@ -104,10 +105,13 @@ fn invalid(problems: &[crate::config::Diagnostic]) -> String {
     )
 }
 
-/// The exit code of `roster plan`.
+/// The exit code of `roster plan`: 1 if anything failed, else 3 if a safety rule refused a plan
+/// (what `apply` would do), else with `detailed` 2 for pending changes, else 0.
 pub fn plan_exit(report: &RunReport, detailed: bool) -> u8 {
     if report.any_failed() {
         EXIT_ERROR
+    } else if report.any_refused() {
+        EXIT_REFUSED
     } else if detailed && report.any_changes() {
         EXIT_CHANGES
     } else {
@@ -187,4 +191,88 @@ pub fn applied(report: &RunReport) -> String {
         "\nApply complete: {ok} changes applied, {failed} failed."
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    //! The exit codes of `roster plan`: a failure outranks a refusal, which outranks pending
+    //! changes.
+
+    use super::*;
+    use crate::plan::{Change, Plan, PlanError, Refusal, Summary};
+    use crate::reconcile::TargetReport;
+
+    /// A target whose plan has one change, with an error if `error`, and this outcome.
+    fn target(outcome: TargetOutcome, error: bool) -> TargetReport {
+        let changes = vec![Change::RemoveMember {
+            group: "g".into(),
+            member: "bob".into(),
+        }];
+        let errors = if error {
+            vec![PlanError {
+                group: "g".into(),
+                change: Some(0),
+                at: None,
+                message: "no".to_owned(),
+            }]
+        } else {
+            Vec::new()
+        };
+        TargetReport {
+            target: "cms".to_owned(),
+            plan: Some(Plan {
+                target: "cms".to_owned(),
+                summary: Summary::of(&changes),
+                changes,
+                errors,
+                ..Plan::default()
+            }),
+            outcome,
+            durations: Vec::new(),
+        }
+    }
+
+    fn refused() -> TargetOutcome {
+        TargetOutcome::Refused(Refusal::TooManyDeletes {
+            removals: 1,
+            limit: 0,
+        })
+    }
+
+    fn run(targets: Vec<TargetReport>) -> RunReport {
+        RunReport {
+            targets,
+            ..RunReport::default()
+        }
+    }
+
+    #[test]
+    fn plan_exits_3_on_a_refusal_whatever_detailed_says() {
+        let r = run(vec![
+            target(TargetOutcome::Planned, false),
+            target(refused(), false),
+        ]);
+        assert_eq!(plan_exit(&r, false), EXIT_REFUSED);
+        assert_eq!(plan_exit(&r, true), EXIT_REFUSED);
+        assert_eq!(apply_exit(&r), EXIT_REFUSED);
+    }
+
+    #[test]
+    fn plan_exits_1_when_something_failed_even_beside_a_refusal() {
+        let r = run(vec![
+            target(TargetOutcome::Planned, true),
+            target(refused(), false),
+        ]);
+        assert_eq!(plan_exit(&r, true), EXIT_ERROR);
+        // A refused plan that the target's rules also reject has failed itself.
+        let r = run(vec![target(refused(), true)]);
+        assert_eq!(plan_exit(&r, false), EXIT_ERROR);
+    }
+
+    #[test]
+    fn plan_exits_2_or_0_without_a_refusal() {
+        let r = run(vec![target(TargetOutcome::Planned, false)]);
+        assert_eq!(plan_exit(&r, true), EXIT_CHANGES);
+        assert_eq!(plan_exit(&r, false), EXIT_OK);
+    }
 }

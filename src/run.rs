@@ -10,7 +10,7 @@ use tracing::Instrument;
 use crate::config::{Config, TargetConfig, TargetKind};
 use crate::exec::Executor;
 use crate::model::Desired;
-use crate::plan::{Policy, Scope};
+use crate::plan::{Policy, Scope, Share};
 use crate::reconcile::{Mode, TargetOutcome, TargetReport, reconcile};
 use crate::retry::RetryPolicy;
 use crate::source::{self, SourceError};
@@ -26,6 +26,8 @@ pub struct RunOptions {
     pub targets: Vec<String>,
     /// Replaces every selected target's `max_deletes` for this run.
     pub max_deletes: Option<usize>,
+    /// Replaces every selected target's `max_group_shrink` for this run.
+    pub max_group_shrink: Option<Share>,
     /// Show a progress bar on a terminal while applying.
     pub progress: bool,
     /// Cancelled to stop the run: calls not yet started are skipped.
@@ -38,6 +40,7 @@ impl Default for RunOptions {
             mode: Mode::Plan,
             targets: Vec::new(),
             max_deletes: None,
+            max_group_shrink: None,
             progress: false,
             stop: CancellationToken::new(),
         }
@@ -194,7 +197,7 @@ pub fn check_targets(config: &Config, desired: &Desired) -> Vec<crate::config::D
         match AnyTarget::build(cfg) {
             Ok(target) => {
                 let caps = target.capabilities();
-                let policy = policy(cfg, desired, caps.case_insensitive_names, None);
+                let policy = policy(cfg, desired, caps.case_insensitive_names, None, None);
                 if let Err(p) = target.check(desired, &policy.scope) {
                     problems.extend(p.into_iter().map(|mut d| {
                         d.message = format!("target `{}`: {}", cfg.name, d.message);
@@ -213,12 +216,14 @@ pub fn check_targets(config: &Config, desired: &Desired) -> Vec<crate::config::D
     problems
 }
 
-/// The policy of one target for this desired state.
+/// The policy of one target for this desired state; `max_deletes` and `max_group_shrink`, when
+/// given, replace the target's own for this run.
 pub fn policy(
     cfg: &TargetConfig,
     desired: &Desired,
     case_insensitive: bool,
     max_deletes: Option<usize>,
+    max_group_shrink: Option<Share>,
 ) -> Policy {
     // Patterns were checked when the config was loaded, so building the scope cannot fail here;
     // should it, no group is in scope and nothing is touched.
@@ -229,6 +234,7 @@ pub fn policy(
         membership: cfg.membership,
         prune: cfg.prune,
         max_deletes: max_deletes.unwrap_or(cfg.max_deletes),
+        max_group_shrink: max_group_shrink.unwrap_or(cfg.max_group_shrink),
         allow_empty_source: cfg.allow_empty_source,
     }
 }
@@ -296,7 +302,13 @@ async fn run_target(cfg: &TargetConfig, desired: &Desired, opts: &RunOptions) ->
         }
     };
     let caps = target.capabilities();
-    let policy = policy(cfg, desired, caps.case_insensitive_names, opts.max_deletes);
+    let policy = policy(
+        cfg,
+        desired,
+        caps.case_insensitive_names,
+        opts.max_deletes,
+        opts.max_group_shrink,
+    );
     let mut exec = Executor::new(retry_policy(cfg), cfg.concurrency);
     exec.stop = opts.stop.clone();
     if opts.progress && opts.mode == Mode::Apply {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use roster::config::{self, Config, ConfigErrors, SourceConfig, TargetKind, TomlSourceConfig};
 use roster::model::{GroupName, Origin};
+use roster::plan::Share;
 use roster::source::ldap::{Directory, LdapScope, LdapSourceConfig, MemberKind};
 use roster::source::{self, SourceError};
 use roster::target::contensis::config::{ContensisAuth, DEFAULT_SCOPE};
@@ -56,7 +57,8 @@ fn misspelt_key_is_reported_at_the_key_with_a_suggestion() {
         errors(&text),
         "roster.toml:9:1: unknown key `clinet_id` in [[target]] (did you mean `client_id`?); \
          expected one of `name`, `type`, `groups`, `membership`, `prune`, `max_deletes`, \
-         `concurrency`, `timeout`, `retries`, `allow_empty_source`, `ca_file`, `url`, \
+         `max_group_shrink`, `concurrency`, `timeout`, `retries`, `allow_empty_source`, \
+         `ca_file`, `url`, \
          `client_id`, `client_secret_file`, `client_secret_env`, `client_secret`, `username`, \
          `password_file`, `password_env`, `password`, `scope`"
     );
@@ -141,6 +143,75 @@ fn bad_values_of_common_keys() {
         errors(&text),
         "roster.toml:11:19: invalid glob `[a`: unclosed character class; missing ']'"
     );
+}
+
+#[test]
+fn bad_max_group_shrink_values() {
+    for (value, col, message) in [
+        (
+            "\"150%\"",
+            20,
+            "invalid percentage `150%`: it is more than 100%",
+        ),
+        (
+            "\"100.5%\"",
+            20,
+            "invalid percentage `100.5%`: it is more than 100%",
+        ),
+        (
+            "\"50\"",
+            20,
+            "invalid percentage `50`: write it with a % sign, such as \"50%\"",
+        ),
+        (
+            "\"-5%\"",
+            20,
+            "invalid percentage `-5%`: write a number from 0% to 100%, such as \"50%\" or \"12.5%\"",
+        ),
+        (
+            "\"half\"",
+            20,
+            "invalid percentage `half`: write it with a % sign, such as \"50%\"",
+        ),
+        (
+            "\"12.345%\"",
+            20,
+            "invalid percentage `12.345%`: at most two decimals, such as \"12.25%\"",
+        ),
+        (
+            "50",
+            20,
+            "invalid type: integer `50`, expected a percentage in quotes, such as \"50%\"",
+        ),
+        (
+            "0.5",
+            20,
+            "invalid type: floating point `0.5`, expected a percentage in quotes, such as \"50%\"",
+        ),
+    ] {
+        let text = format!("{}max_group_shrink = {value}\n", base_env());
+        assert_eq!(
+            errors(&text),
+            format!("roster.toml:11:{col}: {message}"),
+            "{value}"
+        );
+    }
+}
+
+#[test]
+fn max_group_shrink_takes_0_to_100_percent_and_defaults_to_half() -> TestResult {
+    let config = parse(&base_env())?;
+    assert_eq!(config.targets[0].max_group_shrink, Share::DEFAULT);
+    for (value, shown) in [
+        ("0%", "0%"),
+        ("100%", "100%"),
+        ("12.5%", "12.5%"),
+        ("33.33%", "33.33%"),
+    ] {
+        let config = parse(&format!("{}max_group_shrink = \"{value}\"\n", base_env()))?;
+        assert_eq!(config.targets[0].max_group_shrink.to_string(), shown);
+    }
+    Ok(())
 }
 
 #[test]

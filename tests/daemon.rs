@@ -312,9 +312,10 @@ async fn sigterm_during_a_slow_apply_stops_between_calls_and_the_next_apply_conv
     let users: Vec<String> = (0..40).map(|i| format!("u{i:02}")).collect();
     let seed =
         format!("users = {users:?}\n[[contensis.group]]\nname = \"G\"\nmembers = {users:?}\n");
-    // Once a year: only the start-up run happens.
-    let daemon = "concurrency = 1\nmax_deletes = 100\n\n[daemon]\nschedule = \"0 0 0 1 1 *\"\n\
-                  shutdown_timeout = \"10s\"\n";
+    // Once a year: only the start-up run happens. Emptying G is what max_group_shrink refuses,
+    // so it is off.
+    let daemon = "concurrency = 1\nmax_deletes = 100\nmax_group_shrink = \"100%\"\n\n[daemon]\n\
+                  schedule = \"0 0 0 1 1 *\"\nshutdown_timeout = \"10s\"\n";
     let w = World::new(&seed, &group("G", "", &[], &[]), daemon).await;
     let latency = Duration::from_millis(80);
     w.sim.contensis.set_faults(Faults {
@@ -489,6 +490,63 @@ async fn dry_run_once_writes_nothing_and_exits_2_while_drift_is_pending() {
     w.apply(None).await;
     let out = w.roster(&["run", "--once", "--dry-run"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+/// A world whose group `G` holds ten members and whose desired state keeps four: a plan that
+/// `max_group_shrink` (50%) refuses.
+async fn shrinking(extra: &str) -> World {
+    let ten: Vec<String> = (0..10).map(|i| format!("u{i}")).collect();
+    let seed = format!("users = {ten:?}\n[[contensis.group]]\nname = \"G\"\nmembers = {ten:?}\n");
+    let four: Vec<&str> = ten[..4].iter().map(String::as_str).collect();
+    World::new(&seed, &group("G", "", &four, &[]), extra).await
+}
+
+#[tokio::test]
+async fn once_exits_3_on_a_refused_plan_dry_run_or_not_until_the_limit_is_lifted() {
+    let w = shrinking("").await;
+    for args in [&["run", "--once", "--dry-run"][..], &["run", "--once"][..]] {
+        let out = w.roster(args).await;
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
+        assert!(
+            stdout(&out).contains("\"G\" 10 → 4 members"),
+            "{args:?}: {}",
+            stdout(&out)
+        );
+        assert_eq!(w.sim.contensis.writes(), 0, "{args:?}");
+    }
+    let out = w
+        .roster(&["run", "--once", "--dry-run", "--max-group-shrink", "100%"])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(w.sim.contensis.writes(), 0);
+    let out = w
+        .roster(&["run", "--once", "--max-group-shrink", "60%"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(members(&w, "G"), ["u0", "u1", "u2", "u3"]);
+
+    let out = w
+        .roster(&["run", "--once", "--max-group-shrink", "5"])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "clap's usage error");
+    assert!(
+        stderr(&out).contains("invalid percentage `5`: write it with a % sign"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_daemon_reports_a_refused_plan_as_refused_and_pending() {
+    let w = shrinking(EVERY_SECOND).await;
+    let d = Daemon::start(&w.config_path(), &["--dry-run"], &[]);
+    d.wait_log(
+        "run finished: 1 target, 6 changes pending (dry run); refused: cms",
+        1,
+    )
+    .await;
+    assert_eq!(w.sim.contensis.writes(), 0);
+    d.stop().await;
 }
 
 #[tokio::test]

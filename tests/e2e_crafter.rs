@@ -951,7 +951,8 @@ async fn hundreds_of_removals_go_by_id_in_requests_under_tomcats_limit() {
     let w = v2(
         &seed,
         &group("big", "", &["alice"], &[]),
-        "max_deletes = 600",
+        // The group loses nearly all its members, which max_group_shrink would refuse.
+        "max_deletes = 600\nmax_group_shrink = \"100%\"",
     )
     .await;
     w.sim.crafter.clear_calls();
@@ -1013,7 +1014,13 @@ async fn roster_converges_under_every_setting_of_the_simulators_switches() {
     let groups = group("docs", "new", &["alice", "jane-doe"], &[])
         + &group("dev-team", "Developers", &["jane@corp.com"], &[]);
     for behaviour in variants {
-        let w = v2(&seed, &groups, "max_deletes = 400").await;
+        // `docs` loses 400 of 401 members, which max_group_shrink would refuse.
+        let w = v2(
+            &seed,
+            &groups,
+            "max_deletes = 400\nmax_group_shrink = \"100%\"",
+        )
+        .await;
         w.sim.crafter.set_behaviour(behaviour.clone());
         let report = w.apply(None).await;
         assert_eq!(applied(&report).failures(), 0, "{behaviour:?}: {report:?}");
@@ -1044,7 +1051,8 @@ async fn a_long_token_makes_the_removal_requests_shorter() {
         &seed,
         &Crafter::keys(),
         &group("big", "", &["alice"], &[]),
-        "max_deletes = 600",
+        // The group loses nearly all its members, which max_group_shrink would refuse.
+        "max_deletes = 600\nmax_group_shrink = \"100%\"",
     )
     .await;
     std::fs::write(w.dir.path().join("secret"), format!("{token}\n")).expect("write");

@@ -24,7 +24,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::diag::toml::{RawTable, Resolver, unknown_key};
-use crate::plan::MembershipMode;
+use crate::plan::{MembershipMode, Share};
 
 /// The keys every `[[target]]` table has, whatever its `type`.
 #[derive(Debug, Deserialize)]
@@ -48,10 +48,17 @@ pub(crate) struct TargetFile {
     /// `false`.
     #[serde(default)]
     pub prune: bool,
-    /// An apply whose removals (members, children and groups) exceed this is refused, unless
+    /// A plan whose removals (members, children and groups) exceed this is refused, unless
     /// raised for one run with `--max-deletes`. Default 100.
     #[serde(default = "default_max_deletes")]
     pub max_deletes: usize,
+    /// A plan that removes more than this share of one group's user members is refused: `"0%"`
+    /// to `"100%"`, up to two decimals. It applies to groups of at least 10 members on the
+    /// target, counts the members the plan adds against those it removes, and ignores child
+    /// groups and groups deleted whole (`max_deletes` limits those). `"100%"` turns it off;
+    /// `--max-group-shrink` replaces it for one run. Default `"50%"`.
+    #[serde(default = "default_max_group_shrink")]
+    pub max_group_shrink: Share,
     /// How many API calls may be in flight at once on this target. Default 8.
     #[serde(default = "default_concurrency")]
     pub concurrency: NonZeroUsize,
@@ -78,6 +85,10 @@ pub(crate) const DEFAULT_RETRIES: u32 = 4;
 
 fn default_max_deletes() -> usize {
     DEFAULT_MAX_DELETES
+}
+
+fn default_max_group_shrink() -> Share {
+    Share::DEFAULT
 }
 
 fn default_concurrency() -> NonZeroUsize {

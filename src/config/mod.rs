@@ -28,6 +28,7 @@
 //! membership = "authoritative"   # or "additive"
 //! prune = false
 //! max_deletes = 100
+//! max_group_shrink = "50%"       # refuse a plan that removes more than half of a group of 10+
 //! concurrency = 8
 //! timeout = "30s"
 //! retries = 4
@@ -58,7 +59,7 @@ pub use daemon::DaemonConfig;
 use crate::diag::check::{DEFAULT_TIMEOUT, TargetKeys, ca_file, duration};
 use crate::diag::toml::{RawTable, Reported, Resolver, backticked};
 use crate::model::Origin;
-use crate::plan::MembershipMode;
+use crate::plan::{MembershipMode, Share};
 use crate::source::ldap::LdapSourceConfig;
 use crate::source::ldap::config::LdapSourceFile;
 use file::{RootFile, SourceFile, TargetFile, check_globs};
@@ -129,8 +130,11 @@ pub struct TargetConfig {
     pub membership: MembershipMode,
     /// Whether managed groups absent from the desired state are deleted.
     pub prune: bool,
-    /// Removals above this refuse an apply.
+    /// Removals above this refuse a plan.
     pub max_deletes: usize,
+    /// A plan that removes more than this share of a group's members (groups of at least
+    /// [`crate::plan::SHRINK_MIN_MEMBERS`]) is refused.
+    pub max_group_shrink: Share,
     /// Calls in flight at once.
     pub concurrency: NonZeroUsize,
     /// The time limit of one call.
@@ -411,6 +415,7 @@ fn common_keys(
         membership: t.membership,
         prune: t.prune,
         max_deletes: t.max_deletes,
+        max_group_shrink: t.max_group_shrink,
         concurrency: t.concurrency,
         timeout,
         retries: t.retries,

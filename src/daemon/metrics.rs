@@ -88,7 +88,8 @@ impl Metrics {
     }
 
     /// Records a run that reached the targets. A dry run needs no flag: its targets' outcomes
-    /// are `Planned`, never `Applied`.
+    /// are `Planned` or `Refused`, never `Applied`, and a plan the guard refuses in a dry run is
+    /// the failure it would be in an apply (health, `last_success`, runs by outcome).
     pub fn record_run(&self, report: &RunReport) {
         self.record_run_at(report, SystemTime::now());
     }

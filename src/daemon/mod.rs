@@ -39,6 +39,7 @@ use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
 use crate::config::daemon::DEFAULT_SHUTDOWN_TIMEOUT;
 use crate::config::{self, Config, ConfigErrors, DaemonConfig};
+use crate::plan::Share;
 use crate::plan::render::Format;
 use crate::reconcile::Mode;
 use crate::report;
@@ -61,6 +62,8 @@ pub struct DaemonOptions {
     pub once: bool,
     /// Plan and report drift, never write.
     pub dry_run: bool,
+    /// Replaces every target's `max_group_shrink`, in every run until roster stops.
+    pub max_group_shrink: Option<Share>,
 }
 
 impl DaemonOptions {
@@ -90,8 +93,8 @@ pub enum ReloadError {
 /// Runs the daemon with the config at `config_path`; returns the process exit code.
 ///
 /// With `once`, it reconciles once and returns `apply`'s exit code (with `dry_run`, that of
-/// `plan --detailed-exitcode`: 0 in sync, 2 changes pending, 1 error); no `[daemon]` table is
-/// needed. Otherwise it runs until SIGTERM or SIGINT and returns 0.
+/// `plan --detailed-exitcode`: 0 in sync, 2 changes pending, 1 error, 3 a plan refused); no
+/// `[daemon]` table is needed. Otherwise it runs until SIGTERM or SIGINT and returns 0.
 pub async fn run(config_path: &Path, opts: DaemonOptions) -> anyhow::Result<u8> {
     // First, so that a SIGHUP during start-up is kept for the loop rather than fatal.
     let signals = Signals::install().context("installing the signal handlers")?;
@@ -100,7 +103,7 @@ pub async fn run(config_path: &Path, opts: DaemonOptions) -> anyhow::Result<u8> 
         warn!("{w}");
     }
     if opts.once {
-        return once(config, opts.mode(), signals).await;
+        return once(config, opts, signals).await;
     }
     let Some(daemon) = config.daemon.clone() else {
         bail!(
@@ -126,6 +129,7 @@ pub async fn run(config_path: &Path, opts: DaemonOptions) -> anyhow::Result<u8> 
         config: Arc::new(config),
         daemon,
         mode: opts.mode(),
+        max_group_shrink: opts.max_group_shrink,
         metrics,
         signals,
         watchdog: notify::watchdog_interval().map(|every| {
@@ -146,10 +150,12 @@ pub async fn run(config_path: &Path, opts: DaemonOptions) -> anyhow::Result<u8> 
 
 /// `roster run --once`: one run, its report on standard output, `apply`'s exit code (or `plan
 /// --detailed-exitcode`'s in a dry run). A stop signal stops it as it stops the daemon.
-async fn once(config: Config, mode: Mode, mut signals: Signals) -> anyhow::Result<u8> {
+async fn once(config: Config, d: DaemonOptions, mut signals: Signals) -> anyhow::Result<u8> {
     let stop = CancellationToken::new();
+    let mode = d.mode();
     let opts = RunOptions {
         mode,
+        max_group_shrink: d.max_group_shrink,
         progress: mode == Mode::Apply && std::io::stderr().is_terminal(),
         stop: stop.clone(),
         ..RunOptions::default()
@@ -265,6 +271,8 @@ struct Daemon {
     /// Its `[daemon]` table.
     daemon: DaemonConfig,
     mode: Mode,
+    /// `--max-group-shrink`, for every run.
+    max_group_shrink: Option<Share>,
     metrics: Metrics,
     signals: Signals,
     watchdog: Option<tokio::time::Interval>,
@@ -381,6 +389,7 @@ impl Daemon {
         let stop = CancellationToken::new();
         let opts = RunOptions {
             mode: self.mode,
+            max_group_shrink: self.max_group_shrink,
             stop: stop.clone(),
             ..RunOptions::default()
         };

@@ -22,7 +22,8 @@ pub struct Summary {
     pub skipped: usize,
     /// Targets that could not be read or cannot take the desired state: nothing was written.
     pub unreconciled: Vec<String>,
-    /// Targets whose plan a safety rule refused: nothing was written.
+    /// Targets whose plan a safety rule refused (in a dry run as in an apply): nothing was
+    /// written.
     pub refused: Vec<String>,
 }
 
@@ -39,7 +40,14 @@ impl Summary {
                 TargetOutcome::Invalid(_) | TargetOutcome::ObserveFailed(_) => {
                     s.unreconciled.push(t.target.clone());
                 }
-                TargetOutcome::Refused(_) => s.refused.push(t.target.clone()),
+                TargetOutcome::Refused(_) => {
+                    s.refused.push(t.target.clone());
+                    // A dry run reports drift: a refused plan's changes are still pending. An
+                    // apply applied none of them.
+                    if s.dry_run {
+                        s.changes += t.plan.as_ref().map_or(0, |p| p.changes.len());
+                    }
+                }
                 TargetOutcome::Planned => {
                     s.changes += t.plan.as_ref().map_or(0, |p| p.changes.len());
                 }
@@ -178,6 +186,38 @@ mod tests {
         assert_eq!(
             Summary::of(&report, Mode::Plan).to_string(),
             "1 target, 2 changes pending (dry run)"
+        );
+    }
+
+    #[test]
+    fn a_refused_plan_is_pending_in_a_dry_run_and_not_applied_in_an_apply() {
+        let refusal = crate::plan::Refusal::TooManyDeletes {
+            removals: 1,
+            limit: 0,
+        };
+        let mut t = target("cms", TargetOutcome::Refused(refusal));
+        let changes = vec![Change::RemoveMember {
+            group: "g".into(),
+            member: "bob".into(),
+        }];
+        t.plan = Some(Plan {
+            target: "cms".to_owned(),
+            summary: crate::plan::Summary::of(&changes),
+            changes,
+            ..Plan::default()
+        });
+        let report = RunReport {
+            run_id: "test".to_owned(),
+            targets: vec![t],
+            ..RunReport::default()
+        };
+        assert_eq!(
+            Summary::of(&report, Mode::Plan).to_string(),
+            "1 target, 1 change pending (dry run); refused: cms"
+        );
+        assert_eq!(
+            Summary::of(&report, Mode::Apply).to_string(),
+            "1 target, 0 changes applied, 0 failed; refused: cms"
         );
     }
 }

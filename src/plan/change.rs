@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::model::{Attributes, GroupName, UserKey};
+use crate::plan::guard::Refusal;
 
 /// One field of an update: what the target has and what it will have.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -219,6 +220,11 @@ impl Summary {
 pub struct Plan {
     /// The target's name from the config.
     pub target: String,
+    /// The safety rule that refused the plan, if one did ([`crate::plan::guard`]): nothing of it
+    /// is written until a person has reviewed it and lifted the limit. Set after planning, by
+    /// `reconcile`, in `roster plan` as in `roster apply`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<Refusal>,
     /// The changes, in a deterministic order: group by group, creates and updates first.
     pub changes: Vec<Change>,
     /// Warnings, sorted.

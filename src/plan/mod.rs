@@ -1,11 +1,12 @@
 //! Planning: a pure comparison of the desired state with what a target holds.
 //!
 //! [`plan`] takes values and returns a [`Plan`]; it does no I/O, reads no clock and draws no random
-//! numbers, so the same inputs always give the same plan in the same order. [`guard`] applies the
-//! safety rules that can refuse a plan before anything is written.
+//! numbers, so the same inputs always give the same plan in the same order. [`guard`] (`guard.rs`)
+//! applies the safety rules that can refuse a plan before anything is written.
 
 pub mod change;
 pub mod closure;
+pub mod guard;
 pub mod render;
 
 use std::borrow::Cow;
@@ -19,6 +20,7 @@ use crate::model::{
 };
 
 pub use change::{Change, FieldChange, Plan, PlanError, Summary, Warning, WarningKind};
+pub use guard::{Refusal, SHRINK_MIN_MEMBERS, Share, Shrink, guard};
 
 /// Whether roster removes what the desired state does not name (the `membership` key of a
 /// `[[target]]`).
@@ -113,60 +115,13 @@ pub struct Policy {
     pub membership: MembershipMode,
     /// Whether managed groups absent from the desired state are deleted.
     pub prune: bool,
-    /// Removals above this refuse the apply.
+    /// Removals above this refuse the plan.
     pub max_deletes: usize,
+    /// A plan that takes a group of [`SHRINK_MIN_MEMBERS`] or more below `(1 − share)` of its
+    /// members is refused (see [`guard`]).
+    pub max_group_shrink: Share,
     /// Whether an empty desired state may be applied to a target with managed groups.
     pub allow_empty_source: bool,
-}
-
-/// A safety rule refused the plan; nothing is written to the target.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    /// More removals than `max_deletes` allows.
-    #[error(
-        "the plan removes {removals} members, children or groups, more than max_deletes = {limit}; \
-         review it, then raise the limit for this run with --max-deletes {removals}"
-    )]
-    TooManyDeletes {
-        /// Removals in the plan.
-        removals: usize,
-        /// The configured limit.
-        limit: usize,
-    },
-    /// The source returned no groups while the target has managed groups in scope.
-    #[error(
-        "the source returned no groups, but {managed} managed groups are in scope on the target; \
-         refusing to treat that as the desired state (set allow_empty_source = true if it is)"
-    )]
-    EmptySource {
-        /// Managed groups in scope on the target.
-        managed: usize,
-    },
-}
-
-/// Applies the safety rules that can refuse a whole plan: the deletion limit and the empty-source
-/// guard. Pure.
-pub fn guard(
-    plan: &Plan,
-    desired: &Desired,
-    observed: &Observed,
-    policy: &Policy,
-) -> Result<(), Refusal> {
-    let managed = observed
-        .groups
-        .values()
-        .filter(|g| g.kind == GroupKind::Managed)
-        .count();
-    if desired.groups.is_empty() && managed > 0 && !policy.allow_empty_source {
-        return Err(Refusal::EmptySource { managed });
-    }
-    if plan.removals() > policy.max_deletes {
-        return Err(Refusal::TooManyDeletes {
-            removals: plan.removals(),
-            limit: policy.max_deletes,
-        });
-    }
-    Ok(())
 }
 
 /// Computes the changes that make `observed` match `desired` within the policy's scope.
@@ -514,6 +469,7 @@ impl<'a> Planner<'a> {
         warnings.dedup();
         Plan {
             target: target.to_owned(),
+            refusal: None,
             summary: Summary::of(&changes),
             changes,
             warnings,

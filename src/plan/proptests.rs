@@ -297,6 +297,7 @@ fn policy(scope: Scope, membership: MembershipMode, prune: bool) -> Policy {
         membership,
         prune,
         max_deletes: usize::MAX,
+        max_group_shrink: Share::ALL,
         allow_empty_source: true,
     }
 }

@@ -128,6 +128,14 @@ fn summary_line(plans: &[Plan], failed: &[Failed]) -> String {
         1 => format!("{line} 1 error: the target would refuse it."),
         n => format!("{line} {n} errors: the targets would refuse them."),
     };
+    let refused = plans.iter().filter(|p| p.refusal.is_some()).count();
+    let line = match refused {
+        0 => line,
+        1 => format!("{line} 1 target refused by a safety rule: an apply writes nothing to it."),
+        n => {
+            format!("{line} {n} targets refused by a safety rule: an apply writes nothing to them.")
+        }
+    };
     match failed.len() {
         0 => line,
         1 => format!("{line} 1 target could not be planned."),
@@ -150,10 +158,14 @@ pub fn error_line(plan: &Plan, e: &PlanError) -> String {
 fn text(plans: &[Plan], failed: &[Failed]) -> String {
     let mut out = String::new();
     for p in plans {
-        if p.changes.is_empty() {
+        if p.changes.is_empty() && p.refusal.is_none() {
             let _ = writeln!(out, "{}: in sync", p.target);
         } else {
             let _ = writeln!(out, "{}:", p.target);
+        }
+        // First, so that it is read before the changes it holds back.
+        if let Some(r) = &p.refusal {
+            let _ = writeln!(out, "  refused: {r}");
         }
         for c in &p.changes {
             let _ = writeln!(out, "  {}", line(c));
@@ -204,6 +216,9 @@ fn markdown(plans: &[Plan], failed: &[Failed], reads: &[Read]) -> String {
             "**{}**: {} to add, {} to change, {} to remove\n",
             p.target, s.add, s.change, s.remove
         );
+        if let Some(r) = &p.refusal {
+            let _ = writeln!(out, "⛔ **refused**: {r}\n");
+        }
         if !p.changes.is_empty() {
             out.push_str("```diff\n");
             for c in &p.changes {

@@ -87,13 +87,15 @@ pub(super) fn scope(patterns: Option<&[&str]>, desired: &Desired, ci: bool) -> S
     Scope::new(patterns.as_deref(), desired, ci).unwrap()
 }
 
-/// Authoritative, no prune, `max_deletes = 100`, empty source not allowed.
+/// Authoritative, no prune, `max_deletes = 100`, `max_group_shrink = "50%"`, empty source not
+/// allowed.
 fn policy(scope: Scope) -> Policy {
     Policy {
         scope,
         membership: MembershipMode::Authoritative,
         prune: false,
         max_deletes: 100,
+        max_group_shrink: Share::DEFAULT,
         allow_empty_source: false,
     }
 }
@@ -373,7 +375,11 @@ fn guard_refuses_101_removals_over_limit_100() {
 fn guard_accepts_exactly_the_limit() {
     let (d, o, out) = removals_fixture(100);
     assert_eq!(out.removals(), 100);
-    assert_eq!(guard(&out, &d, &o, &all_groups(&d)), Ok(()));
+    // Emptying one group of 100 is what max_group_shrink refuses; this test is about
+    // max_deletes alone.
+    let mut p = all_groups(&d);
+    p.max_group_shrink = Share::ALL;
+    assert_eq!(guard(&out, &d, &o, &p), Ok(()));
 }
 
 #[test]
@@ -447,6 +453,377 @@ fn empty_source_allowed_when_configured() {
         ["- delete group \"eng\"", "- delete group \"ops\""]
     );
     assert_eq!(guard(&out, &d, &o, &p), Ok(()));
+}
+
+/// `n` user names, `u00`, `u01`, …
+fn users_named(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("u{i:02}")).collect()
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// The guard's verdict on `eng`, held with `before` members `u00`… on the target, where the
+/// desired state keeps the first `kept` of them and adds `added` new ones, under `limit`.
+fn shrink_verdict(before: usize, kept: usize, added: usize, limit: &str) -> Result<(), Refusal> {
+    let held = users_named(before);
+    let mut want: Vec<String> = held[..kept].to_vec();
+    want.extend((0..added).map(|i| format!("new{i:02}")));
+    let d = desired([group("eng", &refs(&want), &[])]);
+    let o = observed([managed(group("eng", &refs(&held), &[]))]);
+    let mut p = all_groups(&d);
+    p.max_group_shrink = limit.parse().unwrap();
+    let out = run(&d, &o, &p, caps(true, false));
+    assert_eq!(out.summary.add, added);
+    assert_eq!(out.summary.remove, before - kept);
+    guard(&out, &d, &o, &p)
+}
+
+fn shrink_of(groups: &[(&str, usize, usize)], limit: &str) -> Result<(), Refusal> {
+    Err(Refusal::GroupShrink {
+        limit: limit.parse().unwrap(),
+        groups: groups
+            .iter()
+            .map(|(g, before, after)| Shrink {
+                group: (*g).into(),
+                before: *before,
+                after: *after,
+            })
+            .collect(),
+    })
+}
+
+#[test]
+fn shrink_to_exactly_the_limit_is_allowed_and_one_fewer_is_refused() {
+    // after < (1 − 50%) × 10 = 5 refuses; 5 itself is allowed.
+    assert_eq!(shrink_verdict(10, 5, 0, "50%"), Ok(()));
+    assert_eq!(
+        shrink_verdict(10, 4, 0, "50%"),
+        shrink_of(&[("eng", 10, 4)], "50%")
+    );
+    assert_eq!(shrink_verdict(10, 6, 0, "50%"), Ok(()));
+}
+
+#[test]
+fn shrink_applies_from_ten_members() {
+    assert_eq!(shrink_verdict(9, 0, 0, "50%"), Ok(()));
+    assert_eq!(
+        shrink_verdict(10, 0, 0, "50%"),
+        shrink_of(&[("eng", 10, 0)], "50%")
+    );
+    assert_eq!(SHRINK_MIN_MEMBERS, 10);
+}
+
+#[test]
+fn shrink_counts_additions_against_removals() {
+    // 7 of 10 removed: 3 left, refused; with 2 added, 5: allowed; with 1 added, 4: refused.
+    assert_eq!(
+        shrink_verdict(10, 3, 0, "50%"),
+        shrink_of(&[("eng", 10, 3)], "50%")
+    );
+    assert_eq!(shrink_verdict(10, 3, 2, "50%"), Ok(()));
+    assert_eq!(
+        shrink_verdict(10, 3, 1, "50%"),
+        shrink_of(&[("eng", 10, 4)], "50%")
+    );
+    // Growing is never refused, even at 0%.
+    assert_eq!(shrink_verdict(10, 10, 5, "0%"), Ok(()));
+}
+
+#[test]
+fn shrink_of_100_percent_is_off_and_0_percent_refuses_any_net_loss() {
+    assert_eq!(shrink_verdict(10, 0, 0, "100%"), Ok(()));
+    assert_eq!(shrink_verdict(50, 0, 0, "100%"), Ok(()));
+    assert_eq!(
+        shrink_verdict(10, 9, 0, "0%"),
+        shrink_of(&[("eng", 10, 9)], "0%")
+    );
+    // One out, one in: the group keeps its size.
+    assert_eq!(shrink_verdict(10, 9, 1, "0%"), Ok(()));
+    assert_eq!(shrink_verdict(9, 0, 0, "0%"), Ok(()));
+}
+
+#[test]
+fn shrink_with_decimals_is_exact() {
+    // (1 − 12.5%) × 16 = 14.
+    assert_eq!(shrink_verdict(16, 14, 0, "12.5%"), Ok(()));
+    assert_eq!(
+        shrink_verdict(16, 13, 0, "12.5%"),
+        shrink_of(&[("eng", 16, 13)], "12.5%")
+    );
+    // (1 − 33.33%) × 12 = 8.0004: 8 is one member short of it.
+    assert_eq!(
+        shrink_verdict(12, 8, 0, "33.33%"),
+        shrink_of(&[("eng", 12, 8)], "33.33%")
+    );
+    assert_eq!(shrink_verdict(12, 8, 0, "33.34%"), Ok(()));
+}
+
+#[test]
+fn shrink_names_every_group_over_the_limit_sorted_with_its_counts() {
+    let (a, b, c) = (users_named(12), users_named(10), users_named(20));
+    let d = desired([
+        group("zeta", &refs(&a[..1]), &[]),
+        group("alpha", &refs(&b[..2]), &[]),
+        group("mid", &refs(&c[..15]), &[]),
+    ]);
+    let o = observed([
+        managed(group("zeta", &refs(&a), &[])),
+        managed(group("alpha", &refs(&b), &[])),
+        managed(group("mid", &refs(&c), &[])),
+    ]);
+    let p = all_groups(&d);
+    let out = run(&d, &o, &p, caps(true, false));
+    let refusal = guard(&out, &d, &o, &p).unwrap_err();
+    assert_eq!(
+        Err(refusal.clone()),
+        shrink_of(&[("alpha", 10, 2), ("zeta", 12, 1)], "50%")
+    );
+    assert_eq!(
+        refusal.to_string(),
+        "the plan shrinks 2 groups by more than max_group_shrink = 50% of their members: \
+         \"alpha\" 10 → 2 members, \"zeta\" 12 → 1 members; review it, then allow it for this \
+         run with --max-group-shrink 100%, or change max_group_shrink for this target"
+    );
+    assert_eq!(refusal.kind(), "group_shrink");
+}
+
+#[test]
+fn shrink_ignores_children_and_groups_deleted_whole() {
+    // Ten children removed from a group of five members: children are not members.
+    let kids = users_named(10);
+    let five = users_named(5);
+    let d = desired([group("eng", &[], &[])]);
+    let mut held: Vec<ObservedGroup> = vec![managed(group("eng", &refs(&five), &refs(&kids)))];
+    held.extend(kids.iter().map(|k| managed(group(k, &[], &[]))));
+    held.push(managed(group("old", &refs(&users_named(20)), &[])));
+    let o = observed(held);
+    let mut p = policy(scope(Some(&["eng", "old"]), &d, false));
+    p.prune = true;
+    let out = run(&d, &o, &p, caps(true, false));
+    assert_eq!(out.summary.remove, 5 + 10 + 1, "{:?}", lines(&out));
+    assert!(lines(&out).contains(&"- delete group \"old\"".to_owned()));
+    // `old` (20 members) is deleted whole: max_deletes governs that, not the shrink limit.
+    assert_eq!(guard(&out, &d, &o, &p), Ok(()));
+    p.max_deletes = 15;
+    assert_eq!(
+        guard(&out, &d, &o, &p),
+        Err(Refusal::TooManyDeletes {
+            removals: 16,
+            limit: 15
+        })
+    );
+}
+
+#[test]
+fn shrink_finds_the_group_under_the_targets_spelling() {
+    let held = users_named(10);
+    let d = desired([group("ENG", &refs(&held[..2]), &[])]);
+    let o = observed([managed(group("eng", &refs(&held), &[]))]);
+    let p = policy(scope(Some(&["*"]), &d, true));
+    let out = run(&d, &o, &p, caps(true, true));
+    assert_eq!(guard(&out, &d, &o, &p), shrink_of(&[("eng", 10, 2)], "50%"));
+}
+
+#[test]
+fn shrink_ignores_new_groups() {
+    let d = desired([group("fresh", &refs(&users_named(12)), &[])]);
+    let o = observed([]);
+    let p = all_groups(&d);
+    let out = run(&d, &o, &p, caps(true, false));
+    assert_eq!(guard(&out, &d, &o, &p), Ok(()));
+}
+
+#[test]
+fn the_empty_source_and_deletion_rules_come_before_the_shrink_limit() {
+    // Emptying a group of 101: all three rules could refuse; max_deletes is reported.
+    let (d, o, out) = removals_fixture(101);
+    assert!(matches!(
+        guard(&out, &d, &o, &all_groups(&d)),
+        Err(Refusal::TooManyDeletes { .. })
+    ));
+    // An empty source that would delete the group, over a limit of 0: the empty source first.
+    let d = Desired::default();
+    let mut p = all_groups(&d);
+    p.prune = true;
+    p.max_deletes = 0;
+    let out = run(&d, &o, &p, caps(true, false));
+    assert_eq!(out.removals(), 1);
+    assert_eq!(
+        guard(&out, &d, &o, &p),
+        Err(Refusal::EmptySource { managed: 1 })
+    );
+}
+
+#[test]
+fn shares_parse_from_0_to_100_percent_with_up_to_two_decimals() {
+    for (text, shown) in [
+        ("0%", "0%"),
+        ("50%", "50%"),
+        ("100%", "100%"),
+        ("12.5%", "12.5%"),
+        ("12.25%", "12.25%"),
+        ("0.05%", "0.05%"),
+        ("100.00%", "100%"),
+        ("007%", "7%"),
+    ] {
+        let share: Share = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(share.to_string(), shown, "{text}");
+    }
+    assert_eq!("50%".parse(), Ok(Share::DEFAULT));
+    assert_eq!("100%".parse(), Ok(Share::ALL));
+    for (text, says) in [
+        ("50", "write it with a % sign"),
+        ("", "write it with a % sign"),
+        ("0.5", "write it with a % sign"),
+        ("%", "write a number from 0% to 100%"),
+        ("-5%", "write a number from 0% to 100%"),
+        ("+5%", "write a number from 0% to 100%"),
+        ("fifty%", "write a number from 0% to 100%"),
+        ("50 %", "write a number from 0% to 100%"),
+        (" 50%", "write a number from 0% to 100%"),
+        (".5%", "write a number from 0% to 100%"),
+        ("5.%", "write a number from 0% to 100%"),
+        ("1e2%", "write a number from 0% to 100%"),
+        ("5.5.5%", "write a number from 0% to 100%"),
+        ("12.345%", "at most two decimals"),
+        ("100.01%", "more than 100%"),
+        ("101%", "more than 100%"),
+        ("99999999999%", "more than 100%"),
+    ] {
+        let err = text.parse::<Share>().unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("invalid percentage `{text}`: ")) && err.contains(says),
+            "{text}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_share_is_exceeded_below_the_part_it_keeps() {
+    let half = Share::DEFAULT;
+    assert!(!half.exceeded(10, 5));
+    assert!(half.exceeded(10, 4));
+    assert!(!half.exceeded(11, 6));
+    assert!(half.exceeded(11, 5));
+    assert!(!Share::ALL.exceeded(10, 0));
+    let none: Share = "0%".parse().unwrap();
+    assert!(!none.exceeded(10, 10));
+    assert!(none.exceeded(10, 9));
+    // Large groups do not overflow.
+    assert!(half.exceeded(usize::MAX, usize::MAX / 2 - 1));
+    assert!(!half.exceeded(usize::MAX, usize::MAX / 2 + 1));
+}
+
+#[test]
+fn refusals_serialize_with_kind_message_and_details() {
+    let shrink = shrink_of(&[("eng", 10, 4)], "12.5%").unwrap_err();
+    assert_eq!(
+        serde_json::to_value(&shrink).unwrap(),
+        json!({
+            "kind": "group_shrink",
+            "message": shrink.to_string(),
+            "details": {
+                "limit": "12.5%",
+                "groups": [{"group": "eng", "before": 10, "after": 4}],
+            },
+        })
+    );
+    let deletes = Refusal::TooManyDeletes {
+        removals: 7,
+        limit: 5,
+    };
+    assert_eq!(
+        serde_json::to_value(&deletes).unwrap(),
+        json!({
+            "kind": "too_many_deletes",
+            "message": deletes.to_string(),
+            "details": {"removals": 7, "limit": 5},
+        })
+    );
+    let empty = Refusal::EmptySource { managed: 3 };
+    assert_eq!(
+        serde_json::to_value(&empty).unwrap(),
+        json!({
+            "kind": "empty_source",
+            "message": empty.to_string(),
+            "details": {"managed": 3},
+        })
+    );
+}
+
+/// A plan removing two of `eng`'s members, refused.
+fn refused_plan() -> Plan {
+    let changes = vec![
+        Change::RemoveMember {
+            group: "eng".into(),
+            member: "u00".into(),
+        },
+        Change::RemoveMember {
+            group: "eng".into(),
+            member: "u01".into(),
+        },
+    ];
+    Plan {
+        target: "prod".to_owned(),
+        refusal: Some(Refusal::TooManyDeletes {
+            removals: 2,
+            limit: 1,
+        }),
+        summary: Summary::of(&changes),
+        changes,
+        ..Plan::default()
+    }
+}
+
+#[test]
+fn a_refused_plan_renders_its_refusal_first_in_text_and_markdown() {
+    let plans = [refused_plan(), in_sync_plan()];
+    let text = render(&plans, &[], &[], Format::Text);
+    let refusal = plans[0].refusal.as_ref().unwrap().to_string();
+    assert_eq!(
+        text,
+        format!(
+            "prod:\n  refused: {refusal}\n  - member \"u00\" in \"eng\"\n  - member \"u01\" in \"eng\"\n\
+             staging: in sync\n\nPlan: 0 to add, 0 to change, 2 to remove. 1 target refused by a \
+             safety rule: an apply writes nothing to it.\n"
+        )
+    );
+    let md = render(&plans[..1], &[], &[], Format::Markdown);
+    assert!(
+        md.contains(&format!(
+            "**prod**: 0 to add, 0 to change, 2 to remove\n\n⛔ **refused**: {refusal}\n\n```diff\n"
+        )),
+        "{md}"
+    );
+    let mut two = refused_plan();
+    two.changes.clear();
+    let text = render(&[refused_plan(), two], &[], &[], Format::Text);
+    assert!(text.contains("prod:\n  refused: "), "{text}");
+    assert!(
+        !text.contains("in sync"),
+        "a refused plan is never in sync: {text}"
+    );
+    assert!(text.contains("2 targets refused by a safety rule: an apply writes nothing to them."));
+}
+
+#[test]
+fn a_refused_plan_carries_its_refusal_in_json() {
+    let json: Value = serde_json::from_str(&render(
+        &[refused_plan(), in_sync_plan()],
+        &[],
+        &[],
+        Format::Json,
+    ))
+    .unwrap();
+    assert_eq!(json["targets"][0]["refusal"]["kind"], "too_many_deletes");
+    assert_eq!(
+        json["targets"][0]["refusal"]["details"],
+        json!({"removals": 2, "limit": 1})
+    );
+    assert_eq!(json["targets"][0]["changes"].as_array().unwrap().len(), 2);
+    assert!(json["targets"][1].get("refusal").is_none(), "{json}");
 }
 
 #[test]

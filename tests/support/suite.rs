@@ -90,9 +90,11 @@ pub async fn failed_read_means_no_writes<H: Harness>(
     assert_no_writes::<H>(&w);
 }
 
-/// More removals than `max_deletes` exit 3 and write nothing; at the raised limit the apply goes
-/// through, in `raised_writes` write calls where the target's count is known. The group `big`
-/// holds `keep` and 101 others, and should hold `keep` only.
+/// More removals than `max_deletes` exit 3 and write nothing, in `roster plan` (which shows the
+/// refusal above the plan) as in `roster apply`; at the raised limit the apply goes through, in
+/// `raised_writes` write calls where the target's count is known. The group `big` holds `keep`
+/// and 101 others, and should hold `keep` only (which `max_group_shrink` would refuse too: it is
+/// off here, so that the deletion limit alone is tested).
 pub async fn too_many_removals_are_refused<H: Harness>(
     keep: &[&str],
     raised_writes: Option<usize>,
@@ -104,9 +106,24 @@ pub async fn too_many_removals_are_refused<H: Harness>(
         &all,
         &[("big", &all)],
         &H::group("big", "", keep, &[]),
-        "max_deletes = 100",
+        "max_deletes = 100\nmax_group_shrink = \"100%\"",
     )
     .await;
+    let out = w.roster(&["plan"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", both(&out));
+    assert!(
+        stdout(&out).starts_with(&format!(
+            "{}:\n  refused: the plan removes 101 members, children or groups, more than \
+             max_deletes = 100; ",
+            w.target_name()
+        )),
+        "{}",
+        stdout(&out)
+    );
+    let out = w.roster(&["plan", "--max-deletes", "101"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    assert_no_writes::<H>(&w);
+
     let out = w.roster(&["apply"]).await;
     assert_eq!(out.status.code(), Some(3), "{}", both(&out));
     assert!(
@@ -128,7 +145,7 @@ pub async fn too_many_removals_are_refused<H: Harness>(
 }
 
 /// An empty desired state against groups roster manages (`groups = ["*"]`, prune) is refused
-/// with exit 3 and no write; `builtin`, a group the target is born with, is still there too.
+/// with exit 3 by `roster plan` and `roster apply`, and nothing is written; `builtin`, a group the target is born with, is still there too.
 pub async fn empty_source_is_refused<H: Harness>(builtin: Option<&str>) {
     let w = world::<H>(
         &USERS,
@@ -137,19 +154,89 @@ pub async fn empty_source_is_refused<H: Harness>(builtin: Option<&str>) {
         "groups = [\"*\"]\nprune = true",
     )
     .await;
-    let out = w.roster(&["apply"]).await;
-    assert_eq!(out.status.code(), Some(3), "{}", both(&out));
-    assert!(
-        stdout(&out).contains("the source returned no groups"),
-        "{}",
-        stdout(&out)
-    );
+    for cmd in ["plan", "apply"] {
+        let out = w.roster(&[cmd]).await;
+        assert_eq!(out.status.code(), Some(3), "{cmd}: {}", both(&out));
+        assert!(
+            stdout(&out).contains("the source returned no groups"),
+            "{cmd}: {}",
+            stdout(&out)
+        );
+    }
     assert_no_writes::<H>(&w);
     assert!(H::members_of(&w, "aaa").is_some());
     assert!(H::members_of(&w, "bbb").is_some());
     if let Some(b) = builtin {
         assert!(H::members_of(&w, b).is_some(), "{b} is gone");
     }
+}
+
+/// A source that drops 6 of a group's 10 members (a filter typo, an old backup) is refused by
+/// `max_group_shrink` (default 50%): `roster plan` and `roster apply` exit 3 and name the group
+/// with its counts, text and JSON, and no write reaches the target; `--max-group-shrink 100%`
+/// lets the apply through.
+pub async fn group_shrink_is_refused<H: Harness>() {
+    let ten: Vec<String> = (0..10).map(|i| format!("u{i:02}")).collect();
+    let ten: Vec<&str> = ten.iter().map(String::as_str).collect();
+    let w = world::<H>(
+        &ten,
+        &[("team", &ten)],
+        &H::group("team", "", &ten[..4], &[]),
+        "",
+    )
+    .await;
+
+    let out = w.roster(&["plan"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", both(&out));
+    let t = stdout(&out);
+    let head = format!(
+        "{}:\n  refused: the plan shrinks 1 group by more than max_group_shrink = 50% of its members: \"team\" 10 → 4 members; ",
+        w.target_name()
+    );
+    assert!(t.starts_with(&head), "{t}");
+    assert!(t.contains("--max-group-shrink 100%"), "{t}");
+    // The plan is shown whole beneath the refusal.
+    assert_eq!(t.matches("  - member ").count(), 6, "{t}");
+
+    let out = w.roster(&["plan", "--format", "json"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", both(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON plan");
+    let refusal = &json["targets"][0]["refusal"];
+    assert_eq!(refusal["kind"], "group_shrink", "{json}");
+    assert_eq!(
+        refusal["details"],
+        serde_json::json!({
+            "limit": "50%",
+            "groups": [{"group": "team", "before": 10, "after": 4}],
+        })
+    );
+    assert!(
+        refusal["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("\"team\" 10 → 4 members")),
+        "{refusal}"
+    );
+    assert_no_writes::<H>(&w);
+
+    let out = w.roster(&["apply"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", both(&out));
+    assert!(
+        stdout(&out).contains("refused, nothing written: the plan shrinks 1 group")
+            && stdout(&out).contains("\"team\" 10 → 4 members"),
+        "{}",
+        stdout(&out)
+    );
+    assert_no_writes::<H>(&w);
+    assert_eq!(H::members(&w, "team"), ten);
+
+    // Reviewed: allowed for this run only.
+    let out = w.roster(&["plan", "--max-group-shrink", "100%"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    assert!(!stdout(&out).contains("refused"), "{}", stdout(&out));
+    let out = w.roster(&["apply", "--max-group-shrink", "100%"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    assert_eq!(H::members(&w, "team"), &ten[..4]);
+    assert!(!w.plan().await.any_changes());
 }
 
 /// A connection dropped after a create landed: the create is rechecked, found done, and not sent
@@ -419,7 +506,7 @@ pub async fn plan_then<H: Harness>(w: &World, between: impl AsyncFnOnce(&World))
     let desired = roster::source::load_desired(&config.sources)
         .await
         .expect("desired");
-    let policy = roster::run::policy(t, &desired, true, None);
+    let policy = roster::run::policy(t, &desired, true, None, None);
     let desired = target
         .prepare(&desired, &policy.scope)
         .expect("prepare")
@@ -596,6 +683,10 @@ pub trait SafetyCase: Harness {
     fn unmanaged_groups() -> Case<()> {
         Case::Run(())
     }
+    /// [`group_shrink_is_refused`].
+    fn group_shrink() -> Case<()> {
+        Case::Run(())
+    }
 }
 
 /// Makes `mod safety`, one `#[tokio::test]` per safety scenario for the [`SafetyCase`] target
@@ -628,6 +719,14 @@ macro_rules! safety_suite {
                         s::too_many_removals_are_refused::<$t>(a.keep, a.raised_writes).await
                     }
                     Case::Skip(why) => skipped("too many removals", why),
+                }
+            }
+
+            #[tokio::test]
+            async fn a_group_shrunk_by_more_than_max_group_shrink_exits_3_and_writes_nothing() {
+                match <$t as SafetyCase>::group_shrink() {
+                    Case::Run(()) => s::group_shrink_is_refused::<$t>().await,
+                    Case::Skip(why) => skipped("group shrink", why),
                 }
             }
 

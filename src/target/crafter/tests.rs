@@ -80,6 +80,7 @@ fn plan_for(t: &CrafterTarget, desired: &Desired, observed: &Observed) -> Plan {
         membership: MembershipMode::Authoritative,
         prune: true,
         max_deletes: usize::MAX,
+        max_group_shrink: crate::plan::Share::ALL,
         allow_empty_source: false,
     };
     crate::plan::plan("studio", TYPE, desired, observed, &policy, t.capabilities())
@@ -142,6 +143,7 @@ fn create_update_and_delete_are_one_call_each_with_the_right_stage() {
         membership: MembershipMode::Authoritative,
         prune: true,
         max_deletes: 100,
+        max_group_shrink: crate::plan::Share::ALL,
         allow_empty_source: false,
     };
     let plan = crate::plan::plan(
@@ -393,6 +395,7 @@ fn vet_refuses_any_change_to_a_group_roster_may_not_change() {
         ],
         warnings: Vec::new(),
         errors: Vec::new(),
+        refusal: None,
         summary: Default::default(),
     };
     let refused: Vec<(Option<usize>, String)> = v2()

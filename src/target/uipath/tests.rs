@@ -79,6 +79,7 @@ fn plan(t: &UiPathTarget, d: &Desired, o: &Observed, prune: bool) -> Plan {
         membership: MembershipMode::Authoritative,
         prune,
         max_deletes: usize::MAX,
+        max_group_shrink: crate::plan::Share::ALL,
         allow_empty_source: true,
     };
     crate::plan::plan("robots", TYPE, d, o, &policy, t.capabilities())

@@ -76,6 +76,7 @@ fn plan_of(t: &VinylDnsTarget, d: &Desired, o: &Observed, prune: bool) -> Plan {
         membership: MembershipMode::Authoritative,
         prune,
         max_deletes: 10_000,
+        max_group_shrink: crate::plan::Share::ALL,
         allow_empty_source: true,
     };
     crate::plan::plan("dns", TYPE, d, o, &policy, t.capabilities())
