@@ -595,10 +595,17 @@ async fn daemon_with_listener(w: &World) -> (Daemon, String) {
         &[("NOTIFY_SOCKET", sock.path.to_str().unwrap())],
     );
     sock.wait(0, "READY=1").await;
+    // READY comes over the notify socket and the log line through a pipe a reader thread
+    // drains: under load the line may land a moment after READY.
+    let line = "serving /healthz and /metrics";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while d.count(line) == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let log = d.log();
     let addr = log
         .lines()
-        .find(|l| l.contains("serving /healthz and /metrics"))
+        .find(|l| l.contains(line))
         .and_then(|l| l.split("listen=").nth(1))
         .unwrap_or_else(|| panic!("no listener address in:\n{log}"))
         .trim()
