@@ -701,6 +701,30 @@ fn shares_parse_from_0_to_100_percent_with_up_to_two_decimals() {
 }
 
 #[test]
+fn a_share_deserializes_from_a_string_and_says_what_it_expects() {
+    assert_eq!(
+        serde_json::from_str::<Share>("\"12.5%\"")
+            .unwrap()
+            .to_string(),
+        "12.5%"
+    );
+    let wrong_type = serde_json::from_str::<Share>("50").unwrap_err().to_string();
+    assert!(
+        wrong_type.starts_with(
+            "invalid type: integer `50`, expected a percentage in quotes, such as \"50%\""
+        ),
+        "{wrong_type}"
+    );
+    let bad = serde_json::from_str::<Share>("\"50\"")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        bad.starts_with("invalid percentage `50`: write it with a % sign"),
+        "{bad}"
+    );
+}
+
+#[test]
 fn a_share_is_exceeded_below_the_part_it_keeps() {
     let half = Share::DEFAULT;
     assert!(!half.exceeded(10, 5));
