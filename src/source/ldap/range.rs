@@ -273,6 +273,13 @@ mod tests {
     }
 
     #[test]
+    fn ranges_read_as_the_server_writes_them() {
+        // Error messages name the last range read in the server's own notation.
+        assert_eq!(Range::Part { lo: 0, hi: 1499 }.to_string(), "0-1499");
+        assert_eq!(Range::Last { lo: 1500 }.to_string(), "1500-*");
+    }
+
+    #[test]
     fn asks_for_sized_or_open_ranges() {
         assert_eq!(ask("member", 1000, Some(1000)), "member;range=1000-1999");
         assert_eq!(ask("member", 0, Some(1)), "member;range=0-0");
