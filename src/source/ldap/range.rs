@@ -268,6 +268,13 @@ mod tests {
         assert_eq!(check_chunk(Range::Last { lo: 1500 }, 1500, 1), Ok(()));
         assert_eq!(check_chunk(Range::Last { lo: 1500 }, 1500, 0), Ok(()));
         assert!(check_chunk(Range::Part { lo: 0, hi: 1499 }, 0, 1499).is_err());
+        // A later chunk holds hi - lo + 1 values, no more and no fewer.
+        assert_eq!(
+            check_chunk(Range::Part { lo: 1500, hi: 2999 }, 1500, 1500),
+            Ok(())
+        );
+        assert!(check_chunk(Range::Part { lo: 1500, hi: 2999 }, 1500, 4500).is_err());
+        assert!(check_chunk(Range::Part { lo: 1500, hi: 2999 }, 1500, 1499).is_err());
         assert!(check_chunk(Range::Part { lo: 1600, hi: 2000 }, 1500, 401).is_err());
         assert!(check_chunk(Range::Last { lo: 1400 }, 1500, 3).is_err());
     }
