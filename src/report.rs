@@ -195,8 +195,8 @@ pub fn applied(report: &RunReport) -> String {
 
 #[cfg(test)]
 mod tests {
-    //! The exit codes of `roster plan`: a failure outranks a refusal, which outranks pending
-    //! changes.
+    //! The exit codes of `roster plan` (a failure outranks a refusal, which outranks pending
+    //! changes), and the read report at the top of a plan.
 
     use super::*;
     use crate::plan::{Change, Plan, PlanError, Refusal, Summary};
@@ -274,5 +274,80 @@ mod tests {
         let r = run(vec![target(TargetOutcome::Planned, false)]);
         assert_eq!(plan_exit(&r, true), EXIT_CHANGES);
         assert_eq!(plan_exit(&r, false), EXIT_OK);
+    }
+
+    /// One read of each kind: a TOML folder, and an LDAP directory with ranges and disabled
+    /// members (words in the singular where a count is 1).
+    fn reads() -> RunReport {
+        RunReport {
+            sources: vec![
+                SourceRead::Toml {
+                    path: "groups".into(),
+                    files: 1,
+                    groups: 3,
+                },
+                SourceRead::Ldap(crate::source::ldap::LdapRead {
+                    server: "ldaps://dc1".to_owned(),
+                    base: "OU=Groups,DC=x".to_owned(),
+                    directory: "ad".to_owned(),
+                    groups: 9,
+                    users: 5054,
+                    pages: 7,
+                    ranged: 2,
+                    range_reads: 4,
+                    disabled: 1,
+                }),
+            ],
+            ..RunReport::default()
+        }
+    }
+
+    #[test]
+    fn a_plan_starts_with_what_each_source_read() {
+        let text = plans(&reads(), Format::Text);
+        assert!(
+            text.starts_with(
+                "Read groups: 3 groups from 1 file\n\
+                 Read ldaps://dc1 (ad), base OU=Groups,DC=x: 9 groups, 5054 users, 7 pages, \
+                 2 ranged attributes continued in 4 reads, 1 disabled member left out\n\n"
+            ),
+            "{text}"
+        );
+        let md = plans(&reads(), Format::Markdown);
+        assert!(
+            md.contains("\n- Read groups: 3 groups from 1 file\n"),
+            "{md}"
+        );
+
+        let json: serde_json::Value =
+            serde_json::from_str(&plans(&reads(), Format::Json)).expect("JSON");
+        assert_eq!(
+            json["sources"],
+            serde_json::json!([
+                {"type": "toml", "path": "groups", "files": 1, "groups": 3},
+                {"type": "ldap", "server": "ldaps://dc1", "base": "OU=Groups,DC=x",
+                 "directory": "ad", "groups": 9, "users": 5054, "pages": 7, "ranged": 2,
+                 "range_reads": 4, "disabled": 1},
+            ])
+        );
+    }
+
+    #[test]
+    fn a_read_without_ranges_or_disabled_members_does_not_mention_them() {
+        let mut report = reads();
+        if let SourceRead::Ldap(l) = &mut report.sources[1] {
+            (l.ranged, l.range_reads, l.disabled, l.pages) = (0, 0, 0, 1);
+        }
+        let text = plans(&report, Format::Text);
+        assert!(
+            text.contains(
+                "Read ldaps://dc1 (ad), base OU=Groups,DC=x: 9 groups, 5054 users, 1 page\n"
+            ),
+            "{text}"
+        );
+        // Without sources, the document has no `sources` key.
+        let json: serde_json::Value =
+            serde_json::from_str(&plans(&RunReport::default(), Format::Json)).expect("JSON");
+        assert!(json.get("sources").is_none(), "{json}");
     }
 }

@@ -261,6 +261,8 @@ async fn a_page_that_repeats_its_cursor_is_an_incomplete_read() {
         );
     };
     assert!(e.to_string().contains("incomplete read"), "{e}");
+    // The first repeated item is named, by its name rather than its id.
+    assert!(e.to_string().contains("listed group \"g000\" twice"), "{e}");
     assert!(writes(&w).is_empty());
 }
 

@@ -159,30 +159,37 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_dry_run_counts_pending_changes() {
-        let mut t = target("cms", TargetOutcome::Planned);
-        let changes = vec![
-            Change::AddMember {
-                group: "g".into(),
-                member: "alice".into(),
-            },
-            Change::RemoveMember {
-                group: "g".into(),
-                member: "bob".into(),
-            },
-        ];
+    /// A run of one target, `cms`, with this outcome and a plan of these changes.
+    fn planned_cms(outcome: TargetOutcome, changes: Vec<Change>) -> RunReport {
+        let mut t = target("cms", outcome);
         t.plan = Some(Plan {
             target: "cms".to_owned(),
             summary: crate::plan::Summary::of(&changes),
             changes,
             ..Plan::default()
         });
-        let report = RunReport {
+        RunReport {
             run_id: "test".to_owned(),
             targets: vec![t],
             ..RunReport::default()
-        };
+        }
+    }
+
+    #[test]
+    fn a_dry_run_counts_pending_changes() {
+        let report = planned_cms(
+            TargetOutcome::Planned,
+            vec![
+                Change::AddMember {
+                    group: "g".into(),
+                    member: "alice".into(),
+                },
+                Change::RemoveMember {
+                    group: "g".into(),
+                    member: "bob".into(),
+                },
+            ],
+        );
         assert_eq!(
             Summary::of(&report, Mode::Plan).to_string(),
             "1 target, 2 changes pending (dry run)"
@@ -195,22 +202,13 @@ mod tests {
             removals: 1,
             limit: 0,
         };
-        let mut t = target("cms", TargetOutcome::Refused(refusal));
-        let changes = vec![Change::RemoveMember {
-            group: "g".into(),
-            member: "bob".into(),
-        }];
-        t.plan = Some(Plan {
-            target: "cms".to_owned(),
-            summary: crate::plan::Summary::of(&changes),
-            changes,
-            ..Plan::default()
-        });
-        let report = RunReport {
-            run_id: "test".to_owned(),
-            targets: vec![t],
-            ..RunReport::default()
-        };
+        let report = planned_cms(
+            TargetOutcome::Refused(refusal),
+            vec![Change::RemoveMember {
+                group: "g".into(),
+                member: "bob".into(),
+            }],
+        );
         assert_eq!(
             Summary::of(&report, Mode::Plan).to_string(),
             "1 target, 1 change pending (dry run); refused: cms"

@@ -65,7 +65,8 @@
 //! (`ldapsearch`, `ldapmodify`); `scripts/test` installs them (Debian: `samba samba-ad-dc
 //! krb5-user winbind ldap-utils`). A missing tool is a panic that says so, never a skipped test.
 //!
-//! Uses the sibling module `ldif` (declare both: `mod ldif; mod samba;`).
+//! Uses the sibling modules `ldif` and `slapd` (for locating tools; declare all three:
+//! `mod ldif; mod samba; mod slapd;`).
 
 #![allow(dead_code)]
 
@@ -455,9 +456,7 @@ impl Samba {
     /// A command for an ldap-utils tool (`ldapsearch`, …) that ignores `ldap.conf`/`.ldaprc`
     /// (`LDAPNOINIT`), so the machine's client settings cannot change a test.
     pub fn tool(&self, name: &str) -> Command {
-        let mut cmd = Command::new(tool(name));
-        cmd.env("LDAPNOINIT", "1");
-        cmd
+        super::slapd::ldap_client(tool(name))
     }
 
     /// Applies LDIF with `ldapmodify` as [`ADMIN_DN`]: records need a `changetype:` (`add`,
@@ -590,8 +589,7 @@ fn wait_ready(
         )
         .is_ok();
         if listening {
-            let ok = Command::new(tool("ldapsearch"))
-                .env("LDAPNOINIT", "1")
+            let ok = super::slapd::ldap_client(tool("ldapsearch"))
                 .args(["-x", "-LLL", "-o", "nettimeout=5", "-H", &url])
                 .args(["-b", "", "-s", "base", "dnsHostName"])
                 .stdout(Stdio::null())
@@ -853,8 +851,7 @@ fn build_template(dir: &Path) {
 
 /// A bind as [`BIND_DN`] that reads the 5,000 members of `size-5000`.
 fn verify_template(addr: Ipv4Addr) -> Result<(), String> {
-    let out = Command::new(tool("ldapsearch"))
-        .env("LDAPNOINIT", "1")
+    let out = super::slapd::ldap_client(tool("ldapsearch"))
         .args(["-x", "-LLL", "-o", "ldif-wrap=no", "-H"])
         .arg(format!("ldap://{addr}:389"))
         .args(["-D", BIND_DN, "-w", BIND_PW, "-s", "base", "-b"])
@@ -950,17 +947,11 @@ fn check_tools() {
 
 /// The path of `name` (PATH, then the sbin directories, which are not always on a root PATH).
 fn tool(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin", "/usr/bin"].map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "`{name}` is not installed: the Active Directory tests need a real Samba AD DC \
-                 and the OpenLDAP clients. Run scripts/test (it installs them), or \
-                 `apt-get install samba samba-ad-dc krb5-user winbind ldap-utils` (with a \
-                 /usr/sbin/policy-rc.d that exits 101, so no system Samba starts)"
-            )
-        })
+    super::slapd::installed(
+        name,
+        "the Active Directory tests need a real Samba AD DC and the OpenLDAP clients. Run \
+         scripts/test (it installs them), or `apt-get install samba samba-ad-dc krb5-user \
+         winbind ldap-utils` (with a /usr/sbin/policy-rc.d that exits 101, so no system Samba \
+         starts)",
+    )
 }

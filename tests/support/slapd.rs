@@ -228,9 +228,7 @@ impl Slapd {
     /// (`LDAPNOINIT`), so the machine's client settings cannot change a test. `LDAPNOINIT` also
     /// makes libldap ignore `LDAPTLS_*` variables: use [`tls_tool`](Self::tls_tool) for TLS.
     pub fn tool(&self, name: &str) -> Command {
-        let mut cmd = Command::new(tool(name));
-        cmd.env("LDAPNOINIT", "1");
-        cmd
+        ldap_client(tool(name))
     }
 
     /// A command for an ldap-utils tool that trusts only `ca` and requires a valid server
@@ -700,18 +698,31 @@ fn finishes_ok_within(cmd: &mut Command, limit: Duration) -> bool {
 /// The path of an OpenLDAP/openssl tool: from `PATH`, else the sbin directories (not on a
 /// non-root user's `PATH` on Debian). Panics when missing.
 fn tool(name: &str) -> PathBuf {
+    installed(
+        name,
+        "the LDAP tests need a real OpenLDAP server. Run scripts/test (it installs slapd, \
+         ldap-utils and openssl), or `apt-get install slapd ldap-utils openssl`",
+    )
+}
+
+/// Where the installed tool `name` is: on `PATH`, or in the `sbin` directories a non-root `PATH`
+/// lacks. A missing tool is a panic that says why it is needed and how to install it (`why`),
+/// never a skipped test. Shared by the test servers (`slapd` here, Samba in `samba.rs`).
+pub fn installed(name: &str, why: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin", "/usr/bin"].map(PathBuf::from))
         .map(|d| d.join(name))
         .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "`{name}` is not installed: the LDAP tests need a real OpenLDAP server. \
-                 Run scripts/test (it installs slapd, ldap-utils and openssl), or \
-                 `apt-get install slapd ldap-utils openssl`"
-            )
-        })
+        .unwrap_or_else(|| panic!("`{name}` is not installed: {why}"))
+}
+
+/// A command for the ldap-utils tool at `path` (`ldapsearch`, …) that ignores
+/// `ldap.conf`/`.ldaprc` (`LDAPNOINIT`), so the machine's client settings cannot change a test.
+pub fn ldap_client(path: PathBuf) -> Command {
+    let mut cmd = Command::new(path);
+    cmd.env("LDAPNOINIT", "1");
+    cmd
 }
 
 /// Runs `cmd`; panics with its output when it fails.

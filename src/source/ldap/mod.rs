@@ -71,6 +71,7 @@ pub struct LdapRead {
 const INVALID_CREDENTIALS: u32 = 49;
 
 impl LdapSourceConfig {
+    /// An error of this source: which server, doing what, what went wrong.
     fn error(&self, server: &str, doing: &str, message: impl Into<String>) -> SourceError {
         SourceError::Ldap {
             server: server.to_owned(),
@@ -175,7 +176,7 @@ fn text_of(text: &str) -> String {
 
 /// Every cause of an LDAP error on one line (a TLS failure is a cause of a connection error).
 fn describe(e: &LdapError) -> String {
-    crate::target::http::error_chain(e)
+    crate::diag::error_chain(e)
 }
 
 /// rustls with the system roots plus `ca_file`; certificates are always verified.

@@ -35,11 +35,7 @@ pub(super) struct At<'a> {
 impl At<'_> {
     /// An error of this search.
     pub fn error(&self, doing: &str, message: impl Into<String>) -> SourceError {
-        SourceError::Ldap {
-            server: self.server.to_owned(),
-            doing: doing.to_owned(),
-            message: message.into(),
-        }
+        self.cfg.error(self.server, doing, message)
     }
 }
 

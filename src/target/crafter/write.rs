@@ -315,24 +315,13 @@ impl CrafterTarget {
             Op::Delete(_) => {
                 let path = api::v1("delete.json");
                 let body = json!({ "group_name": name, "site_id": site });
-                let r = self
-                    .call(
-                        m.clone(),
-                        &path,
-                        &[],
-                        Some(&body),
-                        g,
-                        &[StatusCode::NOT_FOUND],
-                    )
-                    .await?;
-                if r.status != StatusCode::NOT_FOUND {
+                let Some(e) = self.v1_call_or_404(&m, &path, &body, g).await? else {
                     return Ok(Sent::Done);
-                }
-                let e = api::error_of(r.status, &r.body);
+                };
                 if e.message == "Group not found" {
                     Ok(Sent::AlreadyDone("already deleted".into()))
                 } else {
-                    Err(self.status_err(&m, &path, g, r.status, e.message))
+                    Err(self.status_err(&m, &path, g, StatusCode::NOT_FOUND, e.message))
                 }
             }
             Op::AddMember(user) => {
@@ -364,25 +353,14 @@ impl CrafterTarget {
             Op::RemoveMember(user) => {
                 let path = api::v1("remove-user.json");
                 let body = json!({ "username": user, "group_name": name, "site_id": site });
-                let r = self
-                    .call(
-                        m.clone(),
-                        &path,
-                        &[],
-                        Some(&body),
-                        g,
-                        &[StatusCode::NOT_FOUND],
-                    )
-                    .await?;
-                if r.status != StatusCode::NOT_FOUND {
+                let Some(e) = self.v1_call_or_404(&m, &path, &body, g).await? else {
                     return Ok(Sent::Done);
-                }
+                };
                 // "User not found" also means "not a member": done, if the group still exists.
-                let e = api::error_of(r.status, &r.body);
                 if e.message == "User not found" && self.v1_group_exists(&call.group, site).await? {
                     Ok(Sent::AlreadyDone("not a member".into()))
                 } else {
-                    Err(self.status_err(&m, &path, g, r.status, e.message))
+                    Err(self.status_err(&m, &path, g, StatusCode::NOT_FOUND, e.message))
                 }
             }
             Op::AddMembers { .. } | Op::RemoveMembers { .. } => Err(self.err(
@@ -392,5 +370,27 @@ impl CrafterTarget {
                 CallErrorKind::Decode("a bulk call was compiled for API 1".into()),
             )),
         }
+    }
+
+    /// Sends an API 1 write that Studio may answer with 404: `None` when it succeeded, the
+    /// 404's error (whose message says what was not found) otherwise.
+    async fn v1_call_or_404(
+        &self,
+        method: &Method,
+        path: &str,
+        body: &Value,
+        group: Option<&GroupName>,
+    ) -> Result<Option<api::ApiError>, CallError> {
+        let r = self
+            .call(
+                method.clone(),
+                path,
+                &[],
+                Some(body),
+                group,
+                &[StatusCode::NOT_FOUND],
+            )
+            .await?;
+        Ok((r.status == StatusCode::NOT_FOUND).then(|| api::error_of(r.status, &r.body)))
     }
 }

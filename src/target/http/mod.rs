@@ -112,26 +112,10 @@ pub fn transport_error(e: &reqwest::Error) -> CallErrorKind {
     if e.is_timeout() {
         CallErrorKind::Timeout
     } else if e.is_decode() {
-        CallErrorKind::Decode(error_chain(e))
+        CallErrorKind::Decode(crate::diag::error_chain(e))
     } else {
-        CallErrorKind::Connect(error_chain(e))
+        CallErrorKind::Connect(crate::diag::error_chain(e))
     }
-}
-
-/// The error and its causes on one line, so that "connection reset" is not hidden behind
-/// "error sending request".
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let next = c.to_string();
-        if !s.contains(&next) {
-            s.push_str(": ");
-            s.push_str(&next);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 /// The server's `Retry-After`, in its seconds form (the HTTP-date form is treated as absent).

@@ -92,12 +92,19 @@ pub struct Cursored<T> {
 }
 
 /// Every item of a cursored list. `page` reads the page at a cursor (`None`: the first page);
-/// `key` identifies an item, so that an item listed twice is caught; `what` names the list.
-pub async fn cursored<T, E, F, Fut, K>(what: &str, key: K, mut page: F) -> Result<Vec<T>, Paged<E>>
+/// `key` identifies an item, so that an item listed twice is caught, and `label` names it in
+/// that message (`group "ops"`); `what` names the list.
+pub async fn cursored<T, E, F, Fut, K, L>(
+    what: &str,
+    key: K,
+    label: L,
+    mut page: F,
+) -> Result<Vec<T>, Paged<E>>
 where
     F: FnMut(Option<String>) -> Fut,
     Fut: Future<Output = Result<Cursored<T>, Paged<E>>>,
     K: Fn(&T) -> String,
+    L: Fn(&T) -> String,
 {
     let mut items = Vec::new();
     let mut keys = HashSet::new();
@@ -106,9 +113,11 @@ where
     loop {
         let got = page(at.clone()).await?;
         for item in got.items {
-            let k = key(&item);
-            if !keys.insert(k.clone()) {
-                return Err(Paged::Incomplete(format!("{what} listed \"{k}\" twice")));
+            if !keys.insert(key(&item)) {
+                return Err(Paged::Incomplete(format!(
+                    "{what} listed {} twice",
+                    label(&item)
+                )));
             }
             items.push(item);
         }
@@ -133,6 +142,11 @@ mod tests {
     use super::*;
 
     type Pages = Mutex<Vec<(Vec<u32>, u64)>>;
+
+    /// An item's label in messages: the number, in quotes.
+    fn quoted(n: &u32) -> String {
+        format!("\"{n}\"")
+    }
 
     /// Serves pages of a list whose contents are given per read: each read pops the next page.
     async fn serve(pages: &Pages, _offset: u64) -> Result<Counted<u32>, Paged<()>> {
@@ -192,7 +206,7 @@ mod tests {
             })
         };
         assert_eq!(
-            cursored("GET /l", u32::to_string, page).await,
+            cursored("GET /l", u32::to_string, quoted, page).await,
             Ok(vec![1, 2, 3])
         );
         let looping = |_: Option<String>| async move {
@@ -202,7 +216,7 @@ mod tests {
             })
         };
         assert_eq!(
-            cursored("GET /l", u32::to_string, looping).await,
+            cursored("GET /l", u32::to_string, quoted, looping).await,
             Err(Paged::Incomplete(
                 "GET /l returned the cursor a twice".into()
             ))
@@ -214,7 +228,7 @@ mod tests {
             })
         };
         assert_eq!(
-            cursored("GET /l", u32::to_string, twice).await,
+            cursored("GET /l", u32::to_string, quoted, twice).await,
             Err(Paged::Incomplete("GET /l listed \"1\" twice".into()))
         );
     }

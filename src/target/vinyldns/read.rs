@@ -3,7 +3,6 @@
 //! name, a fresh group).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Mutex;
 
 use futures::{StreamExt, TryStreamExt};
 use reqwest::{Method, StatusCode};
@@ -13,7 +12,7 @@ use tracing::debug;
 use super::{Account, CASE_INSENSITIVE, Listing, Read, TYPE, VinylDnsTarget, api, sorted_names};
 use crate::model::{Attributes, Group, GroupKind, GroupName, Observed, ObservedGroup, UserKey};
 use crate::plan::{Scope, fold};
-use crate::target::http::paging::{self, Cursored, Paged};
+use crate::target::http::paging::{self, Cursored};
 use crate::target::{CallError, CallErrorKind, Named, ObserveError, resolve_users};
 
 impl VinylDnsTarget {
@@ -26,44 +25,33 @@ impl VinylDnsTarget {
         retry: bool,
     ) -> Result<Vec<api::Group>, ObserveError> {
         let what = format!("GET {}", api::GROUPS);
-        // Checked here as well as by the paging, so that the message names the group.
-        let ids = Mutex::new(HashSet::new());
         let pages = paging::cursored(
             &what,
             |g: &api::Group| g.id.clone(),
-            |start: Option<String>| {
-                let (what, ids) = (&what, &ids);
-                async move {
-                    let mut q = vec![("maxItems", api::MAX_ITEMS.to_string())];
-                    if listing.all {
-                        q.push(("ignoreAccess", "true".to_owned()));
-                    }
-                    if listing.abridged {
-                        q.push(("abridged", "true".to_owned()));
-                    }
-                    if let Some(f) = listing.filter {
-                        q.push(("groupNameFilter", f.to_owned()));
-                    }
-                    if let Some(s) = start {
-                        q.push(("startFrom", s));
-                    }
-                    let page: api::GroupPage = if retry {
-                        self.read_json(api::GROUPS, &q, None).await?
-                    } else {
-                        self.get_json(api::GROUPS, &q, None).await?
-                    };
-                    let mut seen = ids.lock().unwrap_or_else(|e| e.into_inner());
-                    if let Some(g) = page.groups.iter().find(|g| !seen.insert(g.id.clone())) {
-                        return Err(Paged::Incomplete(format!(
-                            "{what} listed group \"{}\" twice",
-                            g.name
-                        )));
-                    }
-                    Ok(Cursored {
-                        items: page.groups,
-                        next: page.next_id,
-                    })
+            |g: &api::Group| format!("group \"{}\"", g.name),
+            |start: Option<String>| async move {
+                let mut q = vec![("maxItems", api::MAX_ITEMS.to_string())];
+                if listing.all {
+                    q.push(("ignoreAccess", "true".to_owned()));
                 }
+                if listing.abridged {
+                    q.push(("abridged", "true".to_owned()));
+                }
+                if let Some(f) = listing.filter {
+                    q.push(("groupNameFilter", f.to_owned()));
+                }
+                if let Some(s) = start {
+                    q.push(("startFrom", s));
+                }
+                let page: api::GroupPage = if retry {
+                    self.read_json(api::GROUPS, &q, None).await?
+                } else {
+                    self.get_json(api::GROUPS, &q, None).await?
+                };
+                Ok(Cursored {
+                    items: page.groups,
+                    next: page.next_id,
+                })
             },
         )
         .await;
@@ -78,26 +66,18 @@ impl VinylDnsTarget {
     ) -> Result<Vec<api::Member>, ObserveError> {
         let path = api::group_members(id);
         let what = format!("GET {path}");
-        // Checked here as well as by the paging, so that the message names the member.
-        let ids = Mutex::new(HashSet::new());
         let pages = paging::cursored(
             &what,
             |m: &api::Member| m.id.clone(),
+            |m: &api::Member| format!("member \"{}\"", m.user_name),
             |start: Option<String>| {
-                let (what, ids, path) = (&what, &ids, &path);
+                let path = &path;
                 async move {
                     let mut q = vec![("maxItems", api::MAX_ITEMS.to_string())];
                     if let Some(s) = start {
                         q.push(("startFrom", s));
                     }
                     let page: api::MemberPage = self.read_json(path, &q, Some(name)).await?;
-                    let mut seen = ids.lock().unwrap_or_else(|e| e.into_inner());
-                    if let Some(m) = page.members.iter().find(|m| !seen.insert(m.id.clone())) {
-                        return Err(Paged::Incomplete(format!(
-                            "{what} listed member \"{}\" twice",
-                            m.user_name
-                        )));
-                    }
                     Ok(Cursored {
                         items: page.members,
                         next: page.next_id,

@@ -151,6 +151,7 @@ impl VinylDnsTarget {
         let pages = paging::cursored(
             &format!("GET {}", api::ZONES),
             |z: &api::Zone| z.name.clone(),
+            |z: &api::Zone| format!("\"{}\"", z.name),
             |start: Option<String>| async move {
                 let mut q = vec![
                     ("maxItems", "100".to_owned()),
