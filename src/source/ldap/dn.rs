@@ -141,29 +141,117 @@ pub(super) fn first_rdn(dn: &str) -> Option<(String, String)> {
 /// or characters the canonical form escapes. Nearly every DN in a directory is such a DN, and
 /// reading them without allocating per character is what keeps a large load fast.
 pub(super) fn is_plain(dn: &str) -> bool {
-    if dn.trim().is_empty() {
-        return true;
+    shape(dn).plain
+}
+
+/// What one pass over a DN's bytes tells the member path, so that a million member DNs are each
+/// read once rather than once per question.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Shape {
+    /// [`is_plain`].
+    pub plain: bool,
+    /// Whether it contains a space.
+    pub space: bool,
+    /// Whether some RDN starts with `=` (an empty attribute type: not a DN).
+    pub empty_attr: bool,
+    /// Where the first `,` is (the length if nowhere).
+    comma: usize,
+    /// Where the first `=` is (the length if nowhere).
+    eq: usize,
+}
+
+impl Shape {
+    /// [`plain_first_rdn`] of the DN this is the shape of, from the positions found.
+    pub fn first_rdn<'a>(&self, dn: &'a str) -> Option<(&'a str, &'a str)> {
+        (self.eq < self.comma).then(|| (dn[..self.eq].trim(), dn[self.eq + 1..self.comma].trim()))
     }
-    dn.bytes()
-        .all(|b| b.is_ascii() && !matches!(b, b'\\' | b'"' | b'+' | b';' | b'#' | b'<' | b'>'))
-        && dn
-            .split(',')
-            .all(|rdn| rdn.bytes().filter(|b| *b == b'=').count() == 1)
+}
+
+/// What a byte is to [`shape`], as bits: not ASCII or a character the canonical form escapes
+/// (the DN is not plain), a space, a comma, an equals sign.
+const SPECIAL: u8 = 1;
+const SPACE: u8 = 2;
+const COMMA: u8 = 4;
+const EQUALS: u8 = 8;
+
+/// The bits of every byte, looked up rather than matched: the loop over a million DNs is tight,
+/// and only commas and equals signs take a branch.
+const BYTES: [u8; 256] = {
+    let mut t = [0; 256];
+    let mut b = 0x80;
+    while b < 256 {
+        t[b] = SPECIAL;
+        b += 1;
+    }
+    t[b',' as usize] = COMMA;
+    t[b'=' as usize] = EQUALS;
+    t[b' ' as usize] = SPACE;
+    let special = [b'\\', b'"', b'+', b';', b'#', b'<', b'>'];
+    let mut i = 0;
+    while i < special.len() {
+        t[special[i] as usize] = SPECIAL;
+        i += 1;
+    }
+    t
+};
+
+/// [`Shape`] of a DN, in one pass over its bytes.
+pub(super) fn shape(dn: &str) -> Shape {
+    let (mut rdns_ok, mut empty_attr) = (true, false);
+    let (mut comma, mut eq) = (dn.len(), dn.len());
+    // Every bit seen, the `=` signs in the current RDN (a plain DN has exactly one in each),
+    // and where the current RDN starts.
+    let (mut seen, mut eqs, mut rdn_start) = (0u8, 0u32, 0usize);
+    for (i, &b) in dn.as_bytes().iter().enumerate() {
+        let bits = BYTES[usize::from(b)];
+        seen |= bits;
+        if bits == COMMA {
+            rdns_ok &= eqs == 1;
+            eqs = 0;
+            rdn_start = i + 1;
+            comma = comma.min(i);
+        } else if bits == EQUALS {
+            empty_attr |= i == rdn_start;
+            eqs += 1;
+            eq = eq.min(i);
+        }
+    }
+    let plain = rdns_ok && eqs == 1 && seen & SPECIAL == 0;
+    // Blank is plain too: the plain path reads it as the empty DN, as the parser does.
+    Shape {
+        plain: plain || dn.trim().is_empty(),
+        space: seen & SPACE != 0,
+        empty_attr,
+        comma,
+        eq,
+    }
 }
 
 /// The user key of a member DN that is plainly a user's: a plain DN without spaces, whose first
 /// RDN is `key_attr=value`, under `user_base`, and whose first attribute starts no group's DN.
 /// `None` means "ask the full path", never "not a user".
-pub(super) fn quick_user_key<'a>(
+#[cfg(test)]
+fn quick_user_key<'a>(
     dn: &'a str,
     key_attr: &str,
     user_base: &str,
     group_rdn_attrs: &[String],
 ) -> Option<&'a str> {
-    if dn.contains(' ') || !is_plain(dn) {
+    quick_user_key_shaped(dn, shape(dn), key_attr, user_base, group_rdn_attrs)
+}
+
+/// [`quick_user_key`] of a DN whose [`Shape`] is known.
+pub(super) fn quick_user_key_shaped<'a>(
+    dn: &'a str,
+    shape: Shape,
+    key_attr: &str,
+    user_base: &str,
+    group_rdn_attrs: &[String],
+) -> Option<&'a str> {
+    if shape.space || !shape.plain {
         return None;
     }
-    let (attr, value) = plain_first_rdn(dn)?;
+    let (attr, value) = shape.first_rdn(dn)?;
     if !attr.eq_ignore_ascii_case(key_attr)
         || group_rdn_attrs.iter().any(|g| g.eq_ignore_ascii_case(attr))
     {
@@ -180,9 +268,19 @@ pub(super) fn quick_user_key<'a>(
 /// [`normalize_dn`] into a reused buffer, allocating nothing for a plain DN without spaces (whose
 /// normal form is its lowercase). `false` if the DN does not parse.
 pub(super) fn normalize_into(dn: &str, buf: &mut String) -> bool {
-    buf.clear();
     let dn = dn.trim();
-    if !dn.contains(' ') && is_plain(dn) && dn.split(',').all(|rdn| !rdn.starts_with('=')) {
+    normalize_shaped(dn, shape(dn), buf)
+}
+
+/// [`normalize_into`] of a DN whose [`Shape`] is known.
+pub(super) fn normalize_shaped(dn: &str, shape: Shape, buf: &mut String) -> bool {
+    buf.clear();
+    // The shape is of the DN as given; the fast path needs it trimmed, which it nearly always is.
+    let trimmed = dn.trim();
+    if trimmed.len() != dn.len() {
+        return normalize_into(trimmed, buf);
+    }
+    if !shape.space && shape.plain && !shape.empty_attr {
         buf.push_str(dn);
         buf.make_ascii_lowercase();
         return true;
@@ -368,5 +466,36 @@ mod tests {
     fn membership_under_a_base_is_by_whole_rdns() {
         assert!(is_under("uid=a,ou=people,dc=x", "ou=people,dc=x"));
         assert!(!is_under("uid=a,ou=otherpeople,dc=x", "people,dc=x"));
+    }
+
+    /// [`is_plain`] by the letter of its definition: the reference for [`shape`].
+    fn plain_by_the_letter(dn: &str) -> bool {
+        dn.trim().is_empty()
+            || (dn.bytes().all(|b| {
+                b.is_ascii() && !matches!(b, b'\\' | b'"' | b'+' | b';' | b'#' | b'<' | b'>')
+            }) && dn
+                .split(',')
+                .all(|rdn| rdn.bytes().filter(|b| *b == b'=').count() == 1))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn shape_agrees_with_the_questions_it_answers_for_any_string(
+            dn in "[a-cA-C =,\\\\+\"#;<>\t\u{e9}\u{3000}]{0,14}"
+        ) {
+            let s = shape(&dn);
+            proptest::prop_assert_eq!(s.plain, plain_by_the_letter(&dn));
+            proptest::prop_assert_eq!(s.space, dn.contains(' '));
+            proptest::prop_assert_eq!(
+                s.empty_attr,
+                dn.split(',').any(|rdn| rdn.starts_with('='))
+            );
+            if s.plain {
+                proptest::prop_assert_eq!(s.first_rdn(&dn), plain_first_rdn(&dn));
+            }
+            let mut buf = String::new();
+            let ok = normalize_into(&dn, &mut buf);
+            proptest::prop_assert_eq!(ok.then_some(buf), normalize_dn(&dn));
+        }
     }
 }

@@ -14,27 +14,29 @@
 
 pub mod config;
 mod dn;
+mod members;
 mod range;
 mod search;
+mod users;
 
 pub use config::{Directory, LdapScope, LdapSourceConfig, MappedAttribute, MappedKind, MemberKind};
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use serde::Serialize;
 use tracing::{debug, warn};
 
 use crate::diag::Diagnostic;
-use crate::model::{Desired, Group, GroupName, Origin, UserKey};
+use crate::model::{Desired, Group, Origin};
 use crate::source::{ChildRef, Loaded, SourceError};
-use dn::{
-    first_rdn, is_plain, is_under, normalize_dn, normalize_into, plain_first_rdn, quick_user_key,
-};
-use search::At;
+use dn::normalize_dn;
+use members::Groups;
+use search::{At, Paged, Query};
+use users::UserSearch;
 
 /// The OID in a rootDSE's `supportedCapabilities` that says the server is Active Directory
 /// (`LDAP_CAP_ACTIVE_DIRECTORY_OID`; Samba AD sends it too).
@@ -89,8 +91,8 @@ impl LdapSourceConfig {
 pub(crate) async fn read(cfg: &LdapSourceConfig) -> Result<Loaded, SourceError> {
     let owned = cfg.clone();
     let task = tokio::spawn(async move {
-        let (mut ldap, server) = connect(&owned).await?;
-        let result = read_on(&owned, &mut ldap, &server).await;
+        let (mut ldap, server, tls) = connect(&owned).await?;
+        let result = read_on(&owned, &mut ldap, &server, &tls).await;
         let _ = ldap.unbind().await;
         result
     });
@@ -104,59 +106,37 @@ pub(crate) async fn read(cfg: &LdapSourceConfig) -> Result<Loaded, SourceError> 
     }
 }
 
+/// The TLS settings of every connection of one read; `None` when no URL needs TLS (loading the
+/// system's roots takes longer than a small directory's whole read).
+type Tls = Option<Arc<rustls::ClientConfig>>;
+
+/// Whether any connection of the source will speak TLS (or a CA file is to be checked).
+fn needs_tls(cfg: &LdapSourceConfig) -> bool {
+    cfg.starttls
+        || cfg.ca_file.is_some()
+        || cfg.urls.iter().any(|u| {
+            u.get(..8)
+                .is_some_and(|scheme| scheme.eq_ignore_ascii_case("ldaps://"))
+        })
+}
+
 /// Connects to the first URL that answers and binds; a wrong password fails at once.
-async fn connect(cfg: &LdapSourceConfig) -> Result<(Ldap, String), SourceError> {
-    let tls = Arc::new(tls_config(cfg)?);
+async fn connect(cfg: &LdapSourceConfig) -> Result<(Ldap, String, Tls), SourceError> {
+    let tls = if needs_tls(cfg) {
+        Some(Arc::new(tls_config(cfg)?))
+    } else {
+        None
+    };
     let mut failures = Vec::new();
     for url in &cfg.urls {
-        let settings = LdapConnSettings::new()
-            .set_conn_timeout(cfg.timeout)
-            .set_starttls(cfg.starttls)
-            .set_config(tls.clone());
-        let (conn, mut ldap) = match LdapConnAsync::with_settings(settings, url).await {
-            Ok(c) => c,
-            Err(e) => {
+        match connect_to(cfg, &tls, url).await {
+            Ok(ldap) => return Ok((ldap, url.clone(), tls)),
+            Err(Unusable::Unreachable(e)) => {
                 warn!(server = %url, error = %e, "cannot connect; trying the next server");
                 failures.push(format!("{url}: {}", describe(&e)));
-                continue;
             }
-        };
-        ldap3::drive!(conn);
-        let bound = match (&cfg.bind_dn, &cfg.bind_password) {
-            (Some(dn), Some(pw)) => {
-                ldap.with_timeout(cfg.timeout)
-                    .simple_bind(dn, pw.expose())
-                    .await
-            }
-            _ => Ok(ldap3::LdapResult {
-                rc: 0,
-                matched: String::new(),
-                text: String::new(),
-                refs: Vec::new(),
-                ctrls: Vec::new(),
-            }),
-        };
-        match bound {
-            Ok(r) if r.rc == 0 => {
-                debug!(server = %url, "bound");
-                return Ok((ldap, url.clone()));
-            }
-            Ok(r) if r.rc == INVALID_CREDENTIALS => {
-                return Err(cfg.error(
-                    url,
-                    &format!(
-                        "binding as {}",
-                        cfg.bind_dn.as_deref().unwrap_or("anonymous")
-                    ),
-                    format!("invalid credentials (result code 49){}", text_of(&r.text)),
-                ));
-            }
-            Ok(r) => failures.push(format!(
-                "{url}: bind failed with result code {}{}",
-                r.rc,
-                text_of(&r.text)
-            )),
-            Err(e) => failures.push(format!("{url}: bind failed: {}", describe(&e))),
+            Err(Unusable::Refused(why)) => failures.push(why),
+            Err(Unusable::Fatal(e)) => return Err(e),
         }
     }
     Err(cfg.error(
@@ -164,6 +144,67 @@ async fn connect(cfg: &LdapSourceConfig) -> Result<(Ldap, String), SourceError> 
         "connecting",
         format!("no server could be used: {}", failures.join("; ")),
     ))
+}
+
+/// Why a server could not be used.
+enum Unusable {
+    /// No connection: the next server may answer.
+    Unreachable(LdapError),
+    /// The bind failed (other than for a wrong password): the next server may take it.
+    Refused(String),
+    /// A wrong password: no other server will take it either.
+    Fatal(SourceError),
+}
+
+/// Connects to one URL and binds.
+async fn connect_to(cfg: &LdapSourceConfig, tls: &Tls, url: &str) -> Result<Ldap, Unusable> {
+    let mut settings = LdapConnSettings::new()
+        .set_conn_timeout(cfg.timeout)
+        .set_starttls(cfg.starttls);
+    if let Some(tls) = tls {
+        settings = settings.set_config(tls.clone());
+    }
+    let (conn, mut ldap) = LdapConnAsync::with_settings(settings, url)
+        .await
+        .map_err(Unusable::Unreachable)?;
+    ldap3::drive!(conn);
+    let bound = match (&cfg.bind_dn, &cfg.bind_password) {
+        (Some(dn), Some(pw)) => {
+            ldap.with_timeout(cfg.timeout)
+                .simple_bind(dn, pw.expose())
+                .await
+        }
+        _ => Ok(ldap3::LdapResult {
+            rc: 0,
+            matched: String::new(),
+            text: String::new(),
+            refs: Vec::new(),
+            ctrls: Vec::new(),
+        }),
+    };
+    match bound {
+        Ok(r) if r.rc == 0 => {
+            debug!(server = %url, "bound");
+            Ok(ldap)
+        }
+        Ok(r) if r.rc == INVALID_CREDENTIALS => Err(Unusable::Fatal(cfg.error(
+            url,
+            &format!(
+                "binding as {}",
+                cfg.bind_dn.as_deref().unwrap_or("anonymous")
+            ),
+            format!("invalid credentials (result code 49){}", text_of(&r.text)),
+        ))),
+        Ok(r) => Err(Unusable::Refused(format!(
+            "{url}: bind failed with result code {}{}",
+            r.rc,
+            text_of(&r.text)
+        ))),
+        Err(e) => Err(Unusable::Refused(format!(
+            "{url}: bind failed: {}",
+            describe(&e)
+        ))),
+    }
 }
 
 fn text_of(text: &str) -> String {
@@ -219,15 +260,6 @@ fn tls_config(cfg: &LdapSourceConfig) -> Result<rustls::ClientConfig, SourceErro
         .with_no_client_auth())
 }
 
-/// The values of an attribute, whatever the case the server spells its name in.
-fn values<'a>(entry: &'a SearchEntry, attr: &str) -> &'a [String] {
-    entry
-        .attrs
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(attr))
-        .map_or(&[], |(_, v)| v.as_slice())
-}
-
 /// Asks the rootDSE whether the server is Active Directory, unless the config says which it is.
 async fn detect(at: &At<'_>, ldap: &mut Ldap) -> Result<Directory, SourceError> {
     if at.cfg.directory != Directory::Auto {
@@ -238,7 +270,7 @@ async fn detect(at: &At<'_>, ldap: &mut Ldap) -> Result<Directory, SourceError> 
         "reading the rootDSE to tell Active Directory from OpenLDAP (set `directory` to skip this)";
     let root = search::entry(at, ldap, "", &attrs, doing).await?;
     let ad = root.as_ref().is_some_and(|e| {
-        values(e, "supportedCapabilities")
+        e.values("supportedCapabilities")
             .iter()
             .any(|v| v == AD_CAPABILITY)
     });
@@ -247,95 +279,6 @@ async fn detect(at: &At<'_>, ldap: &mut Ldap) -> Result<Directory, SourceError> 
     } else {
         Directory::OpenLdap
     })
-}
-
-/// A group entry as read, its members complete.
-struct GroupEntry {
-    /// The DN as the server wrote it.
-    dn: String,
-    /// The DN normalised.
-    norm: String,
-    /// The group's name.
-    name: GroupName,
-    /// Its description.
-    description: Option<String>,
-    /// Every value of the member attribute.
-    members: Vec<String>,
-    /// The values of each of the config's `attributes`, in its order.
-    mapped: Vec<Vec<String>>,
-}
-
-/// Where a member DN that needs the user search belongs once it is resolved.
-#[derive(Clone, Copy)]
-enum Dest {
-    /// A member of group `i`.
-    Member(usize),
-    /// A value of group `i`'s mapped attribute `k` (a DN-valued one, such as VinylDNS admins).
-    Mapped(usize, usize),
-}
-
-/// What a DN value names, as far as the DN and the groups read can tell.
-enum Named {
-    /// A user, whose key the DN itself gives.
-    User(String),
-    /// One of the groups read.
-    Group(GroupName),
-    /// Only the user search can tell.
-    Lookup,
-    /// Not a DN.
-    Invalid,
-}
-
-/// Tells users from groups among DN values without the user search where the DNs allow it.
-struct Classifier<'a> {
-    by_dn: HashMap<String, GroupName>,
-    /// The attribute types that start a group's DN (`cn`): a member DN starting with another
-    /// type (`uid`) cannot be a group, so it needs neither normalising nor a lookup.
-    group_rdn_attrs: Vec<String>,
-    user_base: String,
-    user_key_attr: &'a str,
-    /// Whether every user must be looked up (to read its `userAccountControl`).
-    lookup_all: bool,
-}
-
-impl Classifier<'_> {
-    fn classify(&self, v: &str, norm: &mut String) -> Named {
-        if !self.lookup_all {
-            if let Some(key) = quick_user_key(
-                v,
-                self.user_key_attr,
-                &self.user_base,
-                &self.group_rdn_attrs,
-            ) {
-                return Named::User(key.to_owned());
-            }
-        }
-        if !normalize_into(v, norm) {
-            return Named::Invalid;
-        }
-        let maybe_group = norm
-            .split_once('=')
-            .is_some_and(|(a, _)| self.group_rdn_attrs.iter().any(|g| g == a));
-        if let Some(child) = maybe_group.then(|| self.by_dn.get(norm.as_str())).flatten() {
-            return Named::Group(child.clone());
-        }
-        if self.lookup_all {
-            return Named::Lookup;
-        }
-        let key = if is_plain(v) {
-            plain_first_rdn(v)
-                .filter(|(attr, _)| attr.eq_ignore_ascii_case(self.user_key_attr))
-                .map(|(_, value)| value.to_owned())
-        } else {
-            first_rdn(v)
-                .filter(|(attr, _)| attr.eq_ignore_ascii_case(self.user_key_attr))
-                .map(|(_, value)| value)
-        };
-        match key {
-            Some(key) if is_under(norm, &self.user_base) => Named::User(key),
-            _ => Named::Lookup,
-        }
-    }
 }
 
 /// Reads the rest of a ranged attribute, from after `first` to the range that ends in `*`,
@@ -394,10 +337,17 @@ async fn continue_ranges(
     Ok(reads)
 }
 
+/// A warning about an entry, logged as it is made.
+fn warn_at(dn: &str, message: String) -> Diagnostic {
+    warn!(dn, "{message}");
+    Diagnostic::at_origin(&Origin::Ldap { dn: dn.to_owned() }, message).warning_level()
+}
+
 async fn read_on(
     cfg: &LdapSourceConfig,
     ldap: &mut Ldap,
     server: &str,
+    tls: &Tls,
 ) -> Result<Loaded, SourceError> {
     let at = At { cfg, server };
     let directory = detect(&at, ldap).await?;
@@ -425,6 +375,8 @@ async fn read_on(
     } else {
         config::DEFAULT_USER_KEY_ATTR
     });
+    let user_base_dn = cfg.user_base_dn.as_deref().unwrap_or(&cfg.base_dn);
+    let user_base = normalize_dn(user_base_dn).unwrap_or_default();
     let mut read = LdapRead {
         server: server.to_owned(),
         base: cfg.base_dn.clone(),
@@ -452,251 +404,105 @@ async fn read_on(
             attrs.push(m.ldap_attr.clone());
         }
     }
-    let found = search::paged(&at, ldap, &cfg.base_dn, scope, group_filter, &attrs).await?;
-    read.pages += found.pages;
-    read.groups = found.entries.len();
-
-    let mut loaded = Loaded::default();
-    let warn_at = |dn: &str, message: String| {
-        warn!(dn, "{message}");
-        Diagnostic::at_origin(&Origin::Ldap { dn: dn.to_owned() }, message).warning_level()
+    let query = Query {
+        base: &cfg.base_dn,
+        scope,
+        filter: group_filter,
+        attrs,
     };
-
-    let mut groups: Vec<GroupEntry> = Vec::with_capacity(found.entries.len());
-    for mut e in found.entries {
-        let doing = format!("reading the members of {}", e.dn);
-        let (mut members, range) =
-            range::take(&mut e, &cfg.member_attr).map_err(|m| at.error(&doing, m))?;
-        if let Some(first) = range {
-            range::check_chunk(first, 0, members.len()).map_err(|m| at.error(&doing, m))?;
-            if matches!(first, range::Range::Part { .. }) {
-                read.range_reads += continue_ranges(
-                    &at,
-                    ldap,
-                    &e.dn,
-                    &cfg.member_attr,
-                    range_size,
-                    &mut members,
-                    first,
-                )
-                .await?;
-                read.ranged += 1;
-            }
-        }
-        let Some(name) = values(&e, &cfg.name_attr).first() else {
-            loaded.diagnostics.push(warn_at(
-                &e.dn,
-                format!("no `{}` value; the entry is skipped", cfg.name_attr),
-            ));
-            continue;
-        };
-        let name = GroupName(name.clone());
-        let Some(norm) = normalize_dn(&e.dn) else {
-            loaded.diagnostics.push(warn_at(
-                &e.dn,
-                "the entry's DN cannot be parsed; skipped".to_owned(),
-            ));
-            continue;
-        };
-        let mut mapped = Vec::with_capacity(cfg.attributes.len());
-        for m in &cfg.attributes {
-            if e.bin_attrs
-                .keys()
-                .any(|k| k.eq_ignore_ascii_case(&m.ldap_attr))
-            {
-                loaded.diagnostics.push(warn_at(
-                    &e.dn,
-                    format!(
-                        "`{}` of `{name}` is not text; `{}.{}` is left as the target has it",
-                        m.ldap_attr,
-                        m.target_type,
-                        m.path.join(".")
-                    ),
-                ));
-                mapped.push(Vec::new());
-                continue;
-            }
-            mapped.push(values(&e, &m.ldap_attr).to_vec());
-        }
-        groups.push(GroupEntry {
-            description: values(&e, &cfg.description_attr).first().cloned(),
-            dn: e.dn,
-            norm,
-            name,
-            members,
-            mapped,
-        });
-    }
-
-    let mut group_rdn_attrs: Vec<String> = groups
-        .iter()
-        .filter_map(|g| Some(g.norm.split_once('=')?.0.to_owned()))
-        .collect();
-    group_rdn_attrs.sort();
-    group_rdn_attrs.dedup();
-    let classifier = Classifier {
-        by_dn: groups
-            .iter()
-            .map(|g| (g.norm.clone(), g.name.clone()))
-            .collect(),
-        group_rdn_attrs,
-        user_base: normalize_dn(cfg.user_base_dn.as_deref().unwrap_or(&cfg.base_dn))
-            .unwrap_or_default(),
-        user_key_attr,
-        lookup_all: cfg.exclude_disabled,
+    let user_search = UserSearch {
+        cfg: cfg.clone(),
+        server: server.to_owned(),
+        base: user_base_dn.to_owned(),
+        filter: user_filter.to_owned(),
+        key_attr: user_key_attr.to_owned(),
     };
+    // With `exclude_disabled` every member is looked up, so the user search starts at once;
+    // otherwise as soon as a value turns up that only it can map.
+    let mut started = cfg
+        .exclude_disabled
+        .then(|| users::spawn(&user_search, tls));
+    let mut spawned = started.is_some();
 
-    // Member DNs (and DN-valued mapped attributes) that need the user search.
-    let mut pending: Vec<(Dest, &str)> = Vec::new();
-    let mut members: Vec<BTreeSet<UserKey>> = vec![BTreeSet::new(); groups.len()];
-    let mut children: Vec<BTreeSet<GroupName>> = vec![BTreeSet::new(); groups.len()];
-    let mut mapped_keys: Vec<Vec<BTreeSet<String>>> =
-        vec![vec![BTreeSet::new(); cfg.attributes.len()]; groups.len()];
-    // One buffer for every normalised member DN: a large directory has a million of them.
-    let mut norm = String::new();
-    for (i, g) in groups.iter().enumerate() {
-        for v in &g.members {
-            // An empty value is how schemas that require a member spell an empty group.
-            if v.trim().is_empty() {
-                continue;
-            }
-            if cfg.member_kind == MemberKind::Uid {
-                members[i].insert(UserKey(v.clone()));
-                continue;
-            }
-            match classifier.classify(v, &mut norm) {
-                Named::User(key) => {
-                    members[i].insert(UserKey(key));
-                }
-                Named::Group(child) if cfg.nested => {
-                    children[i].insert(child);
-                }
-                Named::Group(_) => loaded.diagnostics.push(warn_at(
-                    &g.dn,
-                    format!(
-                        "member `{v}` of `{}` is a group and nested = false; skipped",
-                        g.name
-                    ),
-                )),
-                Named::Lookup => pending.push((Dest::Member(i), v.as_str())),
-                Named::Invalid => loaded.diagnostics.push(warn_at(
-                    &g.dn,
-                    format!("member `{v}` is not a valid DN; skipped"),
-                )),
-            }
+    let mut early = true;
+    let mut carried = None;
+    let mut groups = loop {
+        let mut groups = Groups::new(cfg, user_key_attr, &user_base, early);
+        if let Some(users) = carried.take() {
+            groups.users_in(users);
         }
-        for (k, m) in cfg.attributes.iter().enumerate() {
-            if m.kind != MappedKind::UserDns {
-                continue;
+        let mut paged = Paged::start(&at, ldap, &query).await?;
+        while let Some(page) = paged.next_page().await? {
+            for e in page {
+                let e = e.map_err(|why| paged.incomplete(&why))?;
+                groups.add(&at, e)?;
             }
-            for v in g.mapped[k].iter().filter(|v| !v.trim().is_empty()) {
-                match classifier.classify(v, &mut norm) {
-                    Named::User(key) => {
-                        mapped_keys[i][k].insert(key);
-                    }
-                    Named::Lookup => pending.push((Dest::Mapped(i, k), v.as_str())),
-                    Named::Group(_) | Named::Invalid => loaded.diagnostics.push(warn_at(
-                        &g.dn,
-                        format!(
-                            "`{}` value `{v}` of `{}` is not a user's DN; skipped",
-                            m.ldap_attr, g.name
-                        ),
-                    )),
+            if !spawned && groups.waiting_for_users() {
+                started = Some(users::spawn(&user_search, tls));
+                spawned = true;
+            }
+            // Once the users are in, DNs are mapped as they are decided.
+            if started.as_ref().is_some_and(users::Started::is_finished) {
+                if let Some(s) = started.take()
+                    && let Some(users) = s.join().await?
+                {
+                    groups.users_in(users);
                 }
             }
         }
-    }
+        read.pages += paged.pages();
+        if groups.sound() {
+            break groups;
+        }
+        debug!("a group read late changes what earlier members are: reading the groups again");
+        carried = groups.take_users();
+        early = false;
+    };
+    read.groups = groups.seen;
 
-    if !pending.is_empty() {
-        let mut user_attrs = vec![user_key_attr.to_owned()];
-        if cfg.exclude_disabled {
-            user_attrs.push("userAccountControl".to_owned());
-        }
-        let users = search::paged(
+    // Ranges are continued once the paged search is over: a connection keeps one paged
+    // search, and some servers drop its cookie when another search starts.
+    for (i, first) in std::mem::take(&mut groups.ranged) {
+        let g = &mut groups.entries[i];
+        read.range_reads += continue_ranges(
             &at,
             ldap,
-            cfg.user_base_dn.as_deref().unwrap_or(&cfg.base_dn),
-            Scope::Subtree,
-            user_filter,
-            &user_attrs,
+            &g.dn,
+            &cfg.member_attr,
+            range_size,
+            &mut g.rest,
+            first,
         )
         .await?;
-        read.pages += users.pages;
-        read.users = users.entries.len();
-        // A key that is not text cannot name a user to a target; reading it as "no key" would
-        // empty every group.
-        if let Some(u) = users.entries.iter().find(|u| {
-            u.bin_attrs
-                .keys()
-                .any(|k| k.eq_ignore_ascii_case(user_key_attr))
-        }) {
-            return Err(at.error(
-                "mapping member DNs to user keys",
-                format!(
-                    "`{user_key_attr}` of {} is not text, so it cannot be a user key; set \
-                     `user_key_attr` to a text attribute such as sAMAccountName, \
-                     userPrincipalName or mail",
-                    u.dn
-                ),
-            ));
-        }
-        // Each user's key (if it has one) and whether its account is disabled.
-        let known: HashMap<String, (Option<&String>, bool)> = users
-            .entries
-            .iter()
-            .filter_map(|u| {
-                let disabled = cfg.exclude_disabled
-                    && values(u, "userAccountControl")
-                        .first()
-                        .and_then(|v| v.trim().parse::<i64>().ok())
-                        .is_some_and(|flags| flags & i64::from(ACCOUNT_DISABLE) != 0);
-                Some((
-                    normalize_dn(&u.dn)?,
-                    (values(u, user_key_attr).first(), disabled),
-                ))
-            })
-            .collect();
-        for (dest, written) in pending {
-            let i = match dest {
-                Dest::Member(i) | Dest::Mapped(i, _) => i,
-            };
-            let found = normalize_into(written, &mut norm)
-                .then(|| known.get(norm.as_str()))
-                .flatten();
-            match found {
-                Some((_, true)) => {
-                    debug!(member = written, group = %groups[i].name, "disabled account left out");
-                    read.disabled += 1;
-                }
-                Some((Some(key), false)) => match dest {
-                    Dest::Member(i) => {
-                        members[i].insert(UserKey((*key).clone()));
-                    }
-                    Dest::Mapped(i, k) => {
-                        mapped_keys[i][k].insert((*key).clone());
-                    }
-                },
-                Some((None, false)) => loaded.diagnostics.push(warn_at(
-                    &groups[i].dn,
-                    format!(
-                        "member `{written}` of `{}` has no `{user_key_attr}`; skipped",
-                        groups[i].name
-                    ),
-                )),
-                None => loaded.diagnostics.push(warn_at(
-                    &groups[i].dn,
-                    format!(
-                        "member `{written}` of `{}` is neither a user nor a group in the result; skipped",
-                        groups[i].name
-                    ),
-                )),
-            }
-        }
+        read.ranged += 1;
     }
+    groups.finish();
+    if groups.waiting_for_users() {
+        let users = match started.take() {
+            Some(s) => s.join().await?,
+            None => None,
+        };
+        let users = match users {
+            Some(users) => users,
+            None => users::read(&user_search, ldap).await?,
+        };
+        groups.users_in(users);
+    }
+    // Started for values that turned out to be groups: not needed after all.
+    drop(started);
+    if let Some(users) = groups.take_users() {
+        read.pages += users.pages;
+        read.users = users.entries;
+    }
+    read.disabled = groups.disabled;
 
+    let mut loaded = Loaded {
+        diagnostics: std::mem::take(&mut groups.diagnostics),
+        ..Loaded::default()
+    };
     let mut desired = Desired::default();
-    for (i, g) in groups.iter().enumerate() {
-        let origin = Origin::Ldap { dn: g.dn.clone() };
+    for g in groups.entries {
+        let origin = Origin::Ldap { dn: g.dn };
         if let Some(first) = desired.origins.get(&g.name) {
             loaded.diagnostics.push(Diagnostic::at_origin(
                 &origin,
@@ -705,10 +511,11 @@ async fn read_on(
             continue;
         }
         let mut group = Group::named(g.name.clone());
-        group.description = g.description.clone();
-        group.members = std::mem::take(&mut members[i]);
-        group.children = std::mem::take(&mut children[i]);
-        group.extras = extras(cfg, &g.mapped, &mut mapped_keys[i]);
+        group.description = g.description;
+        group.members = g.keys.into_iter().collect();
+        group.children = g.children;
+        let mut mapped_keys = g.mapped_keys;
+        group.extras = extras(cfg, &g.mapped, &mut mapped_keys);
         for c in &group.children {
             loaded.refs.push(ChildRef {
                 parent: g.name.clone(),
@@ -717,7 +524,7 @@ async fn read_on(
             });
         }
         desired.origins.insert(g.name.clone(), origin);
-        desired.groups.insert(g.name.clone(), group);
+        desired.groups.insert(g.name, group);
     }
     loaded.desired = desired;
     loaded.reads.push(crate::source::SourceRead::Ldap(read));

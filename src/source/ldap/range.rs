@@ -14,7 +14,7 @@
 
 use std::fmt;
 
-use ldap3::SearchEntry;
+use super::search::Entry;
 
 /// A `range=lo-hi` option of an attribute description.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,21 +102,18 @@ fn parse_range(option: &str) -> Option<Range> {
 /// The values of attribute `attr` in `entry`, taken out of it, with their range if the server
 /// ranged them. `Err` says what is wrong: an unknown option, values that are not text, or the
 /// attribute twice.
-pub(super) fn take(
-    entry: &mut SearchEntry,
-    attr: &str,
-) -> Result<(Vec<String>, Option<Range>), String> {
+pub(super) fn take(entry: &mut Entry, attr: &str) -> Result<(Vec<String>, Option<Range>), String> {
     if let Some(key) = entry
-        .bin_attrs
-        .keys()
+        .binary
+        .iter()
         .find(|k| Description::parse(k).name.eq_ignore_ascii_case(attr))
     {
         return Err(format!(
             "attribute `{key}` has values that are not UTF-8 text"
         ));
     }
-    let mut found: Option<(String, Option<Range>)> = None;
-    for key in entry.attrs.keys() {
+    let mut found: Option<(usize, Option<Range>)> = None;
+    for (i, (key, _)) in entry.attrs.iter().enumerate() {
         let d = Description::parse(key);
         if !d.name.eq_ignore_ascii_case(attr) {
             continue;
@@ -127,13 +124,14 @@ pub(super) fn take(
                  understand; refusing to read it as having no values"
             ));
         }
-        if let Some((first, _)) = &found {
+        if let Some((first, _)) = found {
+            let first = &entry.attrs[first].0;
             return Err(format!("the server returned both `{first}` and `{key}`"));
         }
-        found = Some((key.clone(), d.range));
+        found = Some((i, d.range));
     }
     Ok(match found {
-        Some((key, range)) => (entry.attrs.remove(&key).unwrap_or_default(), range),
+        Some((i, range)) => (entry.attrs.remove(i).1, range),
         None => (Vec::new(), None),
     })
 }
@@ -169,18 +167,16 @@ pub(super) fn ask(attr: &str, next: u64, size: Option<u32>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
-    fn entry(attrs: &[(&str, &[&str])]) -> SearchEntry {
-        SearchEntry {
+    fn entry(attrs: &[(&str, &[&str])]) -> Entry {
+        Entry {
             dn: "cn=g,dc=x".into(),
             attrs: attrs
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), v.iter().map(|s| (*s).to_owned()).collect()))
                 .collect(),
-            bin_attrs: HashMap::new(),
+            binary: Vec::new(),
         }
     }
 
@@ -225,7 +221,10 @@ mod tests {
             take(&mut e, "member"),
             Ok((vec!["a".into(), "b".into()], None))
         );
-        assert!(!e.attrs.contains_key("MEMBER"), "taken out of the entry");
+        assert!(
+            e.values("MEMBER").is_empty() && e.attrs.len() == 1,
+            "taken out of the entry"
+        );
 
         let mut e = entry(&[("member;range=0-1", &["a", "b"])]);
         assert_eq!(
@@ -251,7 +250,7 @@ mod tests {
         );
 
         let mut e = entry(&[]);
-        e.bin_attrs.insert("member".into(), vec![vec![0xff]]);
+        e.binary.push("member".into());
         assert!(
             take(&mut e, "member")
                 .expect_err("refused")
