@@ -21,8 +21,7 @@ use tracing::debug;
 
 use super::config::{MappedKind, MemberKind};
 use super::dn::{
-    first_rdn, is_under, normalize_dn, normalize_into, normalize_shaped, quick_user_key_shaped,
-    shape,
+    first_rdn, is_under, normalize_dn, normalize_shaped, quick_user_key_shaped, shape,
 };
 use super::range::{self, Range};
 use super::search::{At, Entry};
@@ -40,9 +39,12 @@ pub(super) struct GroupEntry {
     pub name: GroupName,
     /// Its description.
     pub description: Option<String>,
-    /// User keys decided so far (a set is made of them once, at the end: building a set from a
-    /// sorted run is much cheaper than inserting one by one).
-    pub keys: Vec<UserKey>,
+    /// The members' user keys.
+    pub members: BTreeSet<UserKey>,
+    /// User keys decided and not yet in `members`: a set is made of them in one go, as soon as
+    /// the group has no member left to decide (building a set from a sorted run is much
+    /// cheaper than inserting one by one).
+    keys: Vec<UserKey>,
     /// Child groups.
     pub children: BTreeSet<GroupName>,
     /// Member values left for the end, in the server's order.
@@ -52,6 +54,18 @@ pub(super) struct GroupEntry {
     pub mapped: Vec<Vec<String>>,
     /// The user keys of each DN-valued mapped attribute.
     pub mapped_keys: Vec<BTreeSet<String>>,
+}
+
+impl GroupEntry {
+    /// Makes the keys decided so far part of the members.
+    fn settle(&mut self) {
+        let keys = std::mem::take(&mut self.keys);
+        if self.members.is_empty() {
+            self.members = keys.into_iter().collect();
+        } else {
+            self.members.extend(keys);
+        }
+    }
 }
 
 /// Where a DN value belongs once it is decided.
@@ -116,7 +130,7 @@ pub(super) struct Groups<'a> {
     pub ranged: Vec<(usize, Range)>,
     /// Warnings about entries and values skipped.
     pub diagnostics: Vec<Diagnostic>,
-    /// DN values for the user search, as written, until it is in.
+    /// DN values for the user search, in normal form, until it is in.
     pending: Vec<(Dest, String)>,
     /// Values of DN-valued mapped attributes left for the end.
     deferred: Vec<(Dest, String)>,
@@ -176,13 +190,8 @@ impl<'a> Groups<'a> {
     /// decided.
     pub fn users_in(&mut self, users: Users) {
         self.users = Some(users);
-        for (dest, written) in std::mem::take(&mut self.pending) {
-            if normalize_into(&written, &mut self.norm) {
-                self.resolve(dest, written);
-            } else {
-                // Decided as a DN, so it parses; kept as written should that ever change.
-                self.note_unresolved(dest, &written);
-            }
+        for (dest, norm) in std::mem::take(&mut self.pending) {
+            self.resolve(dest, norm, true);
         }
     }
 
@@ -250,6 +259,7 @@ impl<'a> Groups<'a> {
             description: e.values(&cfg.description_attr).first().cloned(),
             dn: e.dn,
             name,
+            members: BTreeSet::new(),
             keys: Vec::with_capacity(values.len()),
             children: BTreeSet::new(),
             rest: Vec::new(),
@@ -273,6 +283,12 @@ impl<'a> Groups<'a> {
                 }
             }
         }
+        // Settled now, while the server sends the next page, unless some member is still to be
+        // decided (values left for the end or for the user search, ranges to continue).
+        let ranged = self.ranged.last().is_some_and(|(r, _)| *r == g);
+        if self.entries[g].rest.is_empty() && !ranged && self.pending.is_empty() {
+            self.entries[g].settle();
+        }
         Ok(())
     }
 
@@ -285,6 +301,13 @@ impl<'a> Groups<'a> {
         }
         for (dest, v) in std::mem::take(&mut self.deferred) {
             self.value(dest, v, false);
+        }
+    }
+
+    /// Every group's members, once every value is decided and mapped.
+    pub fn settle(&mut self) {
+        for g in &mut self.entries {
+            g.settle();
         }
     }
 
@@ -359,8 +382,9 @@ impl<'a> Groups<'a> {
                 );
                 self.diagnostics.push(warn_at(&g.dn, message));
             }
-            (Named::Lookup, _) if self.users.is_some() => self.resolve(dest, v),
-            (Named::Lookup, _) => self.pending.push((dest, v)),
+            // Until the user search is in, kept in normal form (so it is not normalised
+            // twice; the value's buffer becomes the next one's normal form).
+            (Named::Lookup, _) => self.resolve(dest, v, false),
         }
     }
 
@@ -421,47 +445,49 @@ impl<'a> Groups<'a> {
         })
     }
 
-    /// Maps a DN value through the user search; its normal form is in the buffer.
-    fn resolve(&mut self, dest: Dest, mut written: String) {
+    /// Maps a DN value through the user search. `written` is the value, whose buffer may become
+    /// the key; its normal form is `written` itself when `is_norm`, else in the buffer.
+    fn resolve(&mut self, dest: Dest, mut written: String, is_norm: bool) {
         let Some(users) = &self.users else {
+            if !is_norm {
+                std::mem::swap(&mut written, &mut self.norm);
+            }
             self.pending.push((dest, written));
             return;
         };
+        let norm = if is_norm { &written } else { &self.norm };
+        let found = users.index.get(norm);
         let g = &mut self.entries[dest.group()];
-        match users.index.get(&self.norm) {
+        // Messages name the DN in normal form, however early or late it was mapped.
+        let message = match found {
             Some(Found { disabled: true, .. }) => {
-                debug!(member = written, group = %g.name, "disabled account left out");
+                debug!(member = %norm, group = %g.name, "disabled account left out");
                 self.disabled += 1;
+                return;
             }
-            Some(Found { key: Some(key), .. }) => match dest {
-                Dest::Member(_) => {
-                    // The DN's buffer becomes the key.
-                    written.clear();
-                    written.push_str(key);
-                    g.keys.push(UserKey(written));
+            Some(Found { key: Some(key), .. }) => {
+                match dest {
+                    Dest::Member(_) => {
+                        // The DN's buffer becomes the key.
+                        written.clear();
+                        written.push_str(key);
+                        g.keys.push(UserKey(written));
+                    }
+                    Dest::Mapped(_, k) => {
+                        g.mapped_keys[k].insert(key.to_owned());
+                    }
                 }
-                Dest::Mapped(_, k) => {
-                    g.mapped_keys[k].insert(key.to_owned());
-                }
-            },
-            Some(Found { key: None, .. }) => {
-                let message = format!(
-                    "member `{written}` of `{}` has no `{}`; skipped",
-                    g.name, self.key_attr
-                );
-                self.diagnostics.push(warn_at(&g.dn, message));
+                return;
             }
-            None => self.note_unresolved(dest, &written),
-        }
-    }
-
-    /// A DN value the user search did not find.
-    fn note_unresolved(&mut self, dest: Dest, written: &str) {
-        let g = &self.entries[dest.group()];
-        let message = format!(
-            "member `{written}` of `{}` is neither a user nor a group in the result; skipped",
-            g.name
-        );
+            Some(Found { key: None, .. }) => format!(
+                "member `{norm}` of `{}` has no `{}`; skipped",
+                g.name, self.key_attr
+            ),
+            None => format!(
+                "member `{norm}` of `{}` is neither a user nor a group in the result; skipped",
+                g.name
+            ),
+        };
         self.diagnostics.push(warn_at(&g.dn, message));
     }
 }
@@ -543,7 +569,7 @@ mod tests {
 
     /// Reads `groups` (DN, members, owners) as the source does: early (users in after the first
     /// group, as when the user search ends mid-read) or everything at the end.
-    fn read(cfg: &LdapSourceConfig, groups: &[(&str, &[&str], &[&str])], early: bool) -> Outcome {
+    fn read(cfg: &LdapSourceConfig, groups: &[Group], early: bool) -> Outcome {
         let at = At {
             cfg,
             server: "ldap://test",
@@ -578,15 +604,18 @@ mod tests {
         let out = g
             .entries
             .into_iter()
-            .map(|e| {
-                let keys: BTreeSet<UserKey> = e.keys.into_iter().collect();
-                (keys, e.children, e.mapped_keys)
+            .map(|mut e| {
+                e.settle();
+                (e.members, e.children, e.mapped_keys)
             })
             .collect();
         let mut notes: Vec<String> = g.diagnostics.iter().map(|d| d.to_string()).collect();
         notes.sort();
         (out, notes, sound)
     }
+
+    /// A group entry for [`read`]: its DN, members and owners.
+    type Group<'a> = (&'a str, &'a [&'a str], &'a [&'a str]);
 
     #[test]
     fn members_decided_while_groups_arrive_are_those_decided_after_the_last_group() {
@@ -606,7 +635,7 @@ mod tests {
         // A group whose DN starts with `uid`, read after members starting with `uid` were
         // decided as users; then one starting with `mail`; then two groups with one DN.
         let uid_group: &[&str] = &["uid=ann,ou=people,dc=x"];
-        let cases: Vec<Vec<(&str, &[&str], &[&str])>> = vec![
+        let cases: Vec<Vec<Group>> = vec![
             vec![
                 ("cn=g1,ou=groups,dc=x", g1, owners),
                 ("cn=late,ou=groups,dc=x", late, &[]),

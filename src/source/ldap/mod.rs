@@ -442,12 +442,11 @@ async fn read_on(
                 spawned = true;
             }
             // Once the users are in, DNs are mapped as they are decided.
-            if started.as_ref().is_some_and(users::Started::is_finished) {
-                if let Some(s) = started.take()
-                    && let Some(users) = s.join().await?
-                {
-                    groups.users_in(users);
-                }
+            if started.as_ref().is_some_and(users::Started::is_finished)
+                && let Some(s) = started.take()
+                && let Some(users) = s.join().await?
+            {
+                groups.users_in(users);
             }
         }
         read.pages += paged.pages();
@@ -500,6 +499,7 @@ async fn read_on(
         diagnostics: std::mem::take(&mut groups.diagnostics),
         ..Loaded::default()
     };
+    groups.settle();
     let mut desired = Desired::default();
     for g in groups.entries {
         let origin = Origin::Ldap { dn: g.dn };
@@ -512,7 +512,7 @@ async fn read_on(
         }
         let mut group = Group::named(g.name.clone());
         group.description = g.description;
-        group.members = g.keys.into_iter().collect();
+        group.members = g.members;
         group.children = g.children;
         let mut mapped_keys = g.mapped_keys;
         group.extras = extras(cfg, &g.mapped, &mut mapped_keys);

@@ -56,7 +56,7 @@ pub(super) struct Found<'a> {
 /// hashes. A million member DNs are looked up in it, and in a map of a hundred thousand
 /// separately allocated strings each lookup costs a cache miss or three.
 #[derive(Default)]
-pub(super) struct UserIndex<S = std::collections::hash_map::RandomState> {
+pub(super) struct UserIndex<S = rustc_hash::FxBuildHasher> {
     text: String,
     /// Per user: where its DN ends, where its key ends (its DN starts where the previous
     /// user's key ends), whether it has a key, and whether it is disabled.
