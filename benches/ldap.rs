@@ -65,6 +65,10 @@ use slapd::{BIND_DN, BIND_PW, Slapd, SlapdOptions};
 
 const RUNS: usize = 7;
 
+/// The allocator the `roster` binary uses, so that the load child is timed as roster runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn cfg(url: &str, key: &str) -> LdapSourceConfig {
     LdapSourceConfig {
         user_key_attr: Some(key.to_owned()),

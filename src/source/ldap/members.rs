@@ -126,6 +126,8 @@ pub(super) struct Groups<'a> {
     rdn_attrs: Vec<String>,
     /// Attribute types assumed, by early decisions, to start no group's DN (lowercase).
     assumed: Vec<String>,
+    /// Whether the key's attribute type is among them (noted once, not per member).
+    key_assumed: bool,
     /// Groups (by index) whose members came in ranges still to be continued, with the first.
     pub ranged: Vec<(usize, Range)>,
     /// Warnings about entries and values skipped.
@@ -161,6 +163,7 @@ impl<'a> Groups<'a> {
             twice: false,
             rdn_attrs: Vec::new(),
             assumed: Vec::new(),
+            key_assumed: false,
             ranged: Vec::new(),
             diagnostics: Vec::new(),
             pending: Vec::new(),
@@ -396,8 +399,9 @@ impl<'a> Groups<'a> {
             && let Some(key) =
                 quick_user_key_shaped(v, shape, self.key_attr, self.user_base, &self.rdn_attrs)
         {
-            if early {
+            if early && !self.key_assumed {
                 assume(&mut self.assumed, self.key_attr);
+                self.key_assumed = true;
             }
             let start = key.as_ptr() as usize - v.as_ptr() as usize;
             return Some(Named::User(Key::Within(start..start + key.len())));

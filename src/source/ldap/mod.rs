@@ -436,10 +436,10 @@ async fn read_on(
             for e in page {
                 let e = e.map_err(|why| paged.incomplete(&why))?;
                 groups.add(&at, e)?;
-            }
-            if !spawned && groups.waiting_for_users() {
-                started = Some(users::spawn(&user_search, tls));
-                spawned = true;
+                if !spawned && groups.waiting_for_users() {
+                    started = Some(users::spawn(&user_search, tls));
+                    spawned = true;
+                }
             }
             // Once the users are in, DNs are mapped as they are decided.
             if started.as_ref().is_some_and(users::Started::is_finished)
