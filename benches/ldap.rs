@@ -20,7 +20,8 @@
 //!   re-executes itself with `--load=URL` and the child does nothing but the source load (a
 //!   fresh multi-thread tokio runtime as `roster` builds one, connect, bind, load) and exits
 //!   without freeing what it loaded (its work ends there, as ldapsearch's ends with its output);
-//!   the ratio printed as `x ldapsearch` is child process against ldapsearch process. The time of
+//!   the ratio printed as `x ldapsearch` is child process against ldapsearch process. The child
+//!   allocates with mimalloc, as the `roster` binary does. The time of
 //!   [`roster::source::load_desired`] in this process (no process start, a runtime already
 //!   running, until the desired state is in hand) is printed beside it, as `in-process`.
 //! - roster builds the desired state (member DNs mapped to keys, sets, child groups);
