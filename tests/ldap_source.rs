@@ -456,3 +456,44 @@ async fn per_target_attributes_are_read_from_the_group_entries() {
     // A group without the attributes leaves them to the target.
     assert!(d.groups[&GroupName::from("bare")].extras.is_empty());
 }
+
+#[tokio::test]
+async fn a_group_whose_dn_starts_like_a_users_read_late_is_still_a_child() {
+    // Members `uid=…` are decided as users while the groups arrive, on the assumption that no
+    // group's DN starts with `uid`; a group read later that does start so undoes it, and the
+    // groups are read again with every member decided at the end.
+    let team = format!("uid=team,{GROUPS_DN}");
+    let mut data = ldif::base() + &ldif::user("ann", "Ann");
+    for i in 0..150 {
+        data += &ldif::group_of_names(&format!("g{i:03}"), None, &[&ldif::user_dn("ann"), &team]);
+    }
+    data += &ldif::entry(
+        &team,
+        &[
+            ("objectClass", "groupOfNames"),
+            ("objectClass", "uidObject"),
+            ("cn", "team"),
+            ("uid", "team"),
+            ("member", &ldif::user_dn("ann")),
+        ],
+    );
+    let slapd = Slapd::with_ldif(data);
+    let d = load(cfg(&slapd.url())).await.unwrap();
+    for name in ["g000", "g149"] {
+        let g = &d.groups[&GroupName::from(name)];
+        assert_eq!(keys(&d, name), ["ann"], "{g:?}");
+        assert_eq!(
+            g.children.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+            ["team"],
+            "{g:?}"
+        );
+    }
+    // 151 groups in pages of 100, read twice, and the one page of users the first reading
+    // looked up `uid=team` in (a DN outside the users' base, taken then for a user's).
+    let read = read_report(cfg(&slapd.url())).await;
+    assert_eq!(
+        (read.groups, read.pages, read.users),
+        (151, 5, 1),
+        "{read:?}"
+    );
+}
