@@ -150,13 +150,13 @@ pub struct SimSeedArg {
 /// Runs a parsed command line; returns the exit code.
 pub async fn run(cli: Cli) -> Result<u8> {
     match cli.command {
-        Command::Validate => validate(&config_path(cli.config)).await,
+        Command::Validate => validate(&config_path(cli.config)?).await,
         Command::Plan(a) => {
-            let config = load(&config_path(cli.config))?;
+            let config = load(&config_path(cli.config)?)?;
             plan(&config, a).await
         }
         Command::Apply(a) => {
-            let config = load(&config_path(cli.config))?;
+            let config = load(&config_path(cli.config)?)?;
             apply(&config, a).await
         }
         Command::Run(a) => {
@@ -165,7 +165,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 dry_run: a.dry_run,
                 max_group_shrink: a.max_group_shrink,
             };
-            crate::daemon::run(&config_path(cli.config), opts).await
+            crate::daemon::run(&config_path(cli.config)?, opts).await
         }
         Command::Sim(a) => {
             let seed = seed(a.seed.seed.as_deref())?;
@@ -183,8 +183,17 @@ pub async fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-fn config_path(given: Option<PathBuf>) -> PathBuf {
-    given.unwrap_or_else(config::default_path)
+/// The config given, or the first of the default places that has one.
+fn config_path(given: Option<PathBuf>) -> Result<PathBuf> {
+    match given.or_else(config::default_path) {
+        Some(path) => Ok(path),
+        None => anyhow::bail!(
+            "no config file: looked for ./{} in the current folder, then {}; give one with \
+             --config FILE",
+            config::DEFAULT_PATHS[0],
+            config::DEFAULT_PATHS[1]
+        ),
+    }
 }
 
 fn load(path: &Path) -> Result<Config> {

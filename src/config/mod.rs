@@ -207,15 +207,13 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
-/// The config path to use when none is given: `roster.toml` in the current folder if there is
-/// one, else `/etc/roster/roster.toml`.
-pub fn default_path() -> PathBuf {
-    let local = PathBuf::from("roster.toml");
-    if local.exists() {
-        local
-    } else {
-        PathBuf::from("/etc/roster/roster.toml")
-    }
+/// Where roster looks for its config when none is given, in order.
+pub const DEFAULT_PATHS: [&str; 2] = ["roster.toml", "/etc/roster/roster.toml"];
+
+/// The config path to use when none is given: the first of [`DEFAULT_PATHS`] that exists;
+/// `None` when none does.
+pub fn default_path() -> Option<PathBuf> {
+    DEFAULT_PATHS.iter().map(PathBuf::from).find(|p| p.exists())
 }
 
 /// Reads and checks the config at `path`, with the secret files it names.
