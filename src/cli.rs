@@ -62,7 +62,7 @@ pub struct PlanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Write the plan to this file instead of standard output.
+    /// Also save the plan to this file (JSON), for `roster apply FILE` to apply exactly.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Exit 0 when in sync, 2 when changes are pending, 1 on error (3, a refused plan, either
@@ -81,6 +81,10 @@ pub struct PlanArgs {
 /// Arguments of `roster apply`.
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
+    /// A plan saved by `roster plan --out FILE`: apply exactly its changes, to targets that
+    /// still hold what it was made from (a target that changed since is refused, exit 3).
+    #[arg(value_name = "PLAN")]
+    pub plan: Option<PathBuf>,
     /// Only this target (repeatable).
     #[arg(long = "target", value_name = "NAME")]
     pub targets: Vec<String>,
@@ -146,6 +150,9 @@ pub struct SimSeedArg {
     #[arg(long, value_name = "FILE")]
     pub seed: Option<PathBuf>,
 }
+
+/// roster's version, as a saved plan records it.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Runs a parsed command line; returns the exit code.
 pub async fn run(cli: Cli) -> Result<u8> {
@@ -251,18 +258,40 @@ async fn plan(config: &Config, a: PlanArgs) -> Result<u8> {
         max_group_shrink: a.max_group_shrink,
         ..RunOptions::default()
     };
+    let opts = RunOptions {
+        record: a.out.is_some(),
+        ..opts
+    };
     let run = run_targets(config, &opts).await?;
-    let text = report::plans(&run, a.format);
-    match &a.out {
-        Some(path) => std::fs::write(path, &text)
-            .with_context(|| format!("writing the plan to {}", path.display()))?,
-        None => print!("{text}"),
+    if let Some(path) = &a.out {
+        let plans: Vec<_> = run
+            .targets
+            .iter()
+            .filter_map(|t| Some((t.plan.as_ref()?, t.fingerprint.as_ref()?)))
+            .collect();
+        let text = crate::plan::saved::write(VERSION, &config.settings_hash(), &plans);
+        std::fs::write(path, text)
+            .with_context(|| format!("writing the plan to {}", path.display()))?;
     }
+    print!("{}", report::plans(&run, a.format));
     Ok(report::plan_exit(&run, a.detailed_exitcode))
 }
 
 async fn apply(config: &Config, a: ApplyArgs) -> Result<u8> {
+    // A saved plan is checked whole before anything is read.
+    let saved = match &a.plan {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the plan {}", path.display()))?;
+            let known: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
+            let saved = crate::plan::saved::read(&text, &config.settings_hash(), VERSION, &known)
+                .with_context(|| format!("{}", path.display()))?;
+            Some(saved)
+        }
+        None => None,
+    };
     let opts = RunOptions {
+        saved,
         mode: Mode::Apply,
         targets: a.targets,
         max_deletes: a.max_deletes,
@@ -301,6 +330,7 @@ async fn demo(config_path: &Path, seed_path: Option<&Path>) -> Result<u8> {
     let code = apply(
         &config,
         ApplyArgs {
+            plan: None,
             targets: Vec::new(),
             max_deletes: None,
             max_group_shrink: None,

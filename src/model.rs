@@ -12,12 +12,16 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 /// The name of a group, as the desired state or the target spells it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct GroupName(pub String);
 
 /// A user key: the identifier the desired state names a user by (a username, a uid, an e-mail).
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct UserKey(pub String);
 

@@ -12,7 +12,9 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::config::Diagnostic;
 use crate::exec::{ApplyReport, Executor};
 use crate::model::Desired;
-use crate::plan::{self, Plan, PlanError, Policy, Refusal};
+use crate::plan::fingerprint::Fingerprint;
+use crate::plan::saved::SavedTarget;
+use crate::plan::{self, Plan, PlanError, Policy, Refusal, Summary};
 use crate::target::{ObserveError, Rejection, Target};
 
 /// Whether a run only plans or also writes.
@@ -22,6 +24,20 @@ pub enum Mode {
     Plan,
     /// Read, plan, check the limits, write.
     Apply,
+}
+
+/// What a target's plan is made from.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Basis<'a> {
+    /// The desired state, fresh.
+    #[default]
+    Fresh,
+    /// The desired state, fresh, with a fingerprint of the target's state kept in the report (a
+    /// plan to be saved).
+    Recorded,
+    /// A saved plan's changes, applied only if the target still holds what the plan was made
+    /// from.
+    Saved(&'a SavedTarget),
 }
 
 /// How reconciling one target ended.
@@ -52,6 +68,9 @@ pub struct TargetReport {
     pub outcome: TargetOutcome,
     /// How long each phase took (`observe`, `plan`, `apply`), for those that ran.
     pub durations: Vec<(&'static str, Duration)>,
+    /// The fingerprint of what the target held, when one was asked for (a plan to be saved, or
+    /// a saved plan to be applied).
+    pub fingerprint: Option<Fingerprint>,
 }
 
 impl TargetReport {
@@ -78,6 +97,7 @@ pub async fn reconcile<T: Target>(
     policy: &Policy,
     exec: &Executor,
     mode: Mode,
+    basis: Basis<'_>,
 ) -> TargetReport {
     let name = target.target_name().to_owned();
     let span = info_span!("target", target = %name);
@@ -92,6 +112,7 @@ pub async fn reconcile<T: Target>(
                     "the desired state does not fit this target; nothing will be read or written"
                 );
                 return TargetReport {
+                    fingerprint: None,
                     target: name.clone(),
                     plan: None,
                     outcome: TargetOutcome::Invalid(problems),
@@ -110,6 +131,7 @@ pub async fn reconcile<T: Target>(
             Err(e) => {
                 warn!(error = %e, "could not read the target; nothing will be written to it");
                 return TargetReport {
+                    fingerprint: None,
                     target: name.clone(),
                     plan: None,
                     outcome: TargetOutcome::ObserveFailed(e),
@@ -118,9 +140,47 @@ pub async fn reconcile<T: Target>(
             }
         };
         durations.push(("observe", started.elapsed()));
+        let fingerprint = match basis {
+            Basis::Fresh => None,
+            Basis::Recorded | Basis::Saved(_) => Some(Fingerprint::of(&observed)),
+        };
         let started = Instant::now();
-        let mut plan = info_span!("plan")
-            .in_scope(|| plan::plan(&name, target_type, desired, &observed, policy, caps));
+        let mut plan = match basis {
+            Basis::Saved(saved) => {
+                let now = fingerprint.as_ref().map(|f| f.digest.as_str());
+                if now != Some(saved.fingerprint.digest.as_str()) {
+                    let mut changed = fingerprint
+                        .as_ref()
+                        .map(|f| f.changes_since(&saved.fingerprint))
+                        .unwrap_or_default();
+                    if changed.is_empty() {
+                        changed.push("its groups differ".to_owned());
+                    }
+                    let refusal = Refusal::Stale { changed };
+                    warn!(%refusal, "the saved plan is stale; nothing will be written");
+                    let plan = Plan {
+                        target: name.clone(),
+                        refusal: Some(refusal.clone()),
+                        ..Plan::default()
+                    };
+                    return TargetReport {
+                        target: name.clone(),
+                        plan: Some(plan),
+                        outcome: TargetOutcome::Refused(refusal),
+                        durations: durations.clone(),
+                        fingerprint,
+                    };
+                }
+                Plan {
+                    target: name.clone(),
+                    summary: Summary::of(&saved.changes),
+                    changes: saved.changes.clone(),
+                    ..Plan::default()
+                }
+            }
+            Basis::Fresh | Basis::Recorded => info_span!("plan")
+                .in_scope(|| plan::plan(&name, target_type, desired, &observed, policy, caps)),
+        };
         match target
             .vet(desired, &observed, &plan)
             .instrument(info_span!("vet"))
@@ -130,6 +190,7 @@ pub async fn reconcile<T: Target>(
             Err(e) => {
                 warn!(error = %e, "could not check the plan against the target's rules; nothing will be written to it");
                 return TargetReport {
+                    fingerprint: fingerprint.clone(),
                     target: name.clone(),
                     plan: None,
                     outcome: TargetOutcome::ObserveFailed(e),
@@ -152,6 +213,7 @@ pub async fn reconcile<T: Target>(
             warn!(%refusal, "plan refused by a safety rule; nothing will be written");
             plan.refusal = Some(refusal.clone());
             return TargetReport {
+                fingerprint: fingerprint.clone(),
                 target: name.clone(),
                 plan: Some(plan),
                 outcome: TargetOutcome::Refused(refusal),
@@ -160,6 +222,7 @@ pub async fn reconcile<T: Target>(
         }
         if mode == Mode::Plan {
             return TargetReport {
+                fingerprint: fingerprint.clone(),
                 target: name.clone(),
                 plan: Some(plan),
                 outcome: TargetOutcome::Planned,
@@ -181,6 +244,7 @@ pub async fn reconcile<T: Target>(
             "applied"
         );
         TargetReport {
+            fingerprint: fingerprint.clone(),
             target: name.clone(),
             plan: Some(plan),
             outcome: TargetOutcome::Applied(report),

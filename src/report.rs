@@ -238,6 +238,7 @@ mod tests {
             Vec::new()
         };
         TargetReport {
+            fingerprint: None,
             target: "cms".to_owned(),
             plan: Some(Plan {
                 target: "cms".to_owned(),

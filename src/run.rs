@@ -10,8 +10,9 @@ use tracing::Instrument;
 use crate::config::{Config, TargetConfig, TargetKind};
 use crate::exec::Executor;
 use crate::model::Desired;
+use crate::plan::saved::SavedPlan;
 use crate::plan::{Policy, Scope, Share};
-use crate::reconcile::{Mode, TargetOutcome, TargetReport, reconcile};
+use crate::reconcile::{Basis, Mode, TargetOutcome, TargetReport, reconcile};
 use crate::retry::RetryPolicy;
 use crate::source::{self, SourceError};
 use crate::target::Target;
@@ -32,6 +33,10 @@ pub struct RunOptions {
     pub progress: bool,
     /// Cancelled to stop the run: calls not yet started are skipped.
     pub stop: CancellationToken,
+    /// Keep a fingerprint of each target's state in its report (for `roster plan --out`).
+    pub record: bool,
+    /// Apply this saved plan's changes instead of planning afresh (`roster apply FILE`).
+    pub saved: Option<SavedPlan>,
 }
 
 impl Default for RunOptions {
@@ -43,6 +48,8 @@ impl Default for RunOptions {
             max_group_shrink: None,
             progress: false,
             stop: CancellationToken::new(),
+            record: false,
+            saved: None,
         }
     }
 }
@@ -153,9 +160,10 @@ macro_rules! any_target {
                 policy: &Policy,
                 exec: &Executor,
                 mode: Mode,
+                basis: Basis<'_>,
             ) -> TargetReport {
                 match self {
-                    $(AnyTarget::$variant(t) => reconcile(t, type_name, desired, policy, exec, mode).await,)*
+                    $(AnyTarget::$variant(t) => reconcile(t, type_name, desired, policy, exec, mode, basis).await,)*
                 }
             }
         }
@@ -250,7 +258,19 @@ pub fn retry_policy(cfg: &TargetConfig) -> RetryPolicy {
 
 /// Loads the desired state and reconciles every selected target.
 pub async fn run(config: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
-    let selected: Vec<&TargetConfig> = if opts.targets.is_empty() {
+    if let Some(name) = opts.targets.iter().find(|n| config.target(n).is_none()) {
+        let all: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
+        return Err(RunError::UnknownTarget(name.clone(), all.join(", ")));
+    }
+    let selected: Vec<&TargetConfig> = if let Some(saved) = &opts.saved {
+        // A saved plan's targets (those of them --target names, if it names any).
+        config
+            .targets
+            .iter()
+            .filter(|t| saved.targets.iter().any(|s| s.target == t.name))
+            .filter(|t| opts.targets.is_empty() || opts.targets.contains(&t.name))
+            .collect()
+    } else if opts.targets.is_empty() {
         config.targets.iter().collect()
     } else {
         let mut out = Vec::new();
@@ -291,6 +311,7 @@ async fn run_target(cfg: &TargetConfig, desired: &Desired, opts: &RunOptions) ->
         Ok(t) => t,
         Err(e) => {
             return TargetReport {
+                fingerprint: None,
                 target: cfg.name.clone(),
                 plan: None,
                 outcome: TargetOutcome::ObserveFailed(crate::target::ObserveError::Setup {
@@ -320,8 +341,24 @@ async fn run_target(cfg: &TargetConfig, desired: &Desired, opts: &RunOptions) ->
         }
         exec.progress = bar;
     }
+    let basis = match &opts.saved {
+        Some(saved) => match saved.targets.iter().find(|t| t.target == cfg.name) {
+            Some(t) => Basis::Saved(t),
+            // Not selected by `run` when the plan does not name it.
+            None => Basis::Fresh,
+        },
+        None if opts.record => Basis::Recorded,
+        None => Basis::Fresh,
+    };
     let report = target
-        .reconcile(cfg.kind.type_name(), desired, &policy, &exec, opts.mode)
+        .reconcile(
+            cfg.kind.type_name(),
+            desired,
+            &policy,
+            &exec,
+            opts.mode,
+            basis,
+        )
         .await;
     exec.progress.finish_and_clear();
     report

@@ -87,6 +87,19 @@ impl Config {
     pub fn target(&self, name: &str) -> Option<&TargetConfig> {
         self.targets.iter().find(|t| t.name == name)
     }
+
+    /// A hash (SHA-256, hex) of every target's settings, for a saved plan to tell the config it
+    /// was made with. Secrets are never part of it: their values are not in the settings (only
+    /// where to read them), and their `Debug` is redacted.
+    pub fn settings_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for t in &self.targets {
+            h.update(format!("{t:?}").as_bytes());
+            h.update([0]);
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 /// One `[[source]]`.

@@ -6,8 +6,10 @@
 
 pub mod change;
 pub mod closure;
+pub mod fingerprint;
 pub mod guard;
 pub mod render;
+pub mod saved;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
