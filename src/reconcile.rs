@@ -442,7 +442,16 @@ mod tests {
     async fn a_refused_change_is_a_plan_error_at_its_group() {
         let d = desired();
         let t = Picky::default();
-        let r = reconcile(&t, "picky", &d, &policy(&d), &executor(), Mode::Plan).await;
+        let r = reconcile(
+            &t,
+            "picky",
+            &d,
+            &policy(&d),
+            &executor(),
+            Mode::Plan,
+            Basis::Fresh,
+        )
+        .await;
         let plan = r.plan.as_ref().unwrap();
         assert_eq!(
             plan.errors,
@@ -461,7 +470,16 @@ mod tests {
     async fn an_apply_sends_all_but_the_refused_change() {
         let d = desired();
         let t = Picky::default();
-        let r = reconcile(&t, "picky", &d, &policy(&d), &executor(), Mode::Apply).await;
+        let r = reconcile(
+            &t,
+            "picky",
+            &d,
+            &policy(&d),
+            &executor(),
+            Mode::Apply,
+            Basis::Fresh,
+        )
+        .await;
         assert_eq!(*t.sent.lock().unwrap(), [GroupName::from("eng")]);
         let TargetOutcome::Applied(report) = &r.outcome else {
             panic!("{:?}", r.outcome)
@@ -483,7 +501,16 @@ mod tests {
             broken_vet: true,
             ..Picky::default()
         };
-        let r = reconcile(&t, "picky", &d, &policy(&d), &executor(), Mode::Apply).await;
+        let r = reconcile(
+            &t,
+            "picky",
+            &d,
+            &policy(&d),
+            &executor(),
+            Mode::Apply,
+            Basis::Fresh,
+        )
+        .await;
         assert!(matches!(r.outcome, TargetOutcome::ObserveFailed(_)));
         assert!(r.plan.is_none());
         assert!(t.sent.lock().unwrap().is_empty());
@@ -494,7 +521,16 @@ mod tests {
         let mut d = desired();
         d.groups.remove(&GroupName::from("1st"));
         let t = Picky::default();
-        let r = reconcile(&t, "picky", &d, &policy(&d), &executor(), Mode::Plan).await;
+        let r = reconcile(
+            &t,
+            "picky",
+            &d,
+            &policy(&d),
+            &executor(),
+            Mode::Plan,
+            Basis::Fresh,
+        )
+        .await;
         assert!(r.plan.as_ref().unwrap().errors.is_empty());
         assert!(!r.failed());
     }
@@ -531,7 +567,16 @@ mod tests {
     async fn a_plan_run_reports_the_refusal_an_apply_would_meet_with_its_plan() {
         let (d, t) = shrinking();
         for mode in [Mode::Plan, Mode::Apply] {
-            let r = reconcile(&t, "picky", &d, &policy(&d), &executor(), mode).await;
+            let r = reconcile(
+                &t,
+                "picky",
+                &d,
+                &policy(&d),
+                &executor(),
+                mode,
+                Basis::Fresh,
+            )
+            .await;
             let TargetOutcome::Refused(refusal) = &r.outcome else {
                 panic!("{mode:?}: {:?}", r.outcome)
             };
@@ -548,7 +593,16 @@ mod tests {
     async fn a_refused_plan_with_errors_has_failed() {
         let (mut d, t) = shrinking();
         d.groups.insert("1st".into(), Group::named("1st"));
-        let r = reconcile(&t, "picky", &d, &policy(&d), &executor(), Mode::Plan).await;
+        let r = reconcile(
+            &t,
+            "picky",
+            &d,
+            &policy(&d),
+            &executor(),
+            Mode::Plan,
+            Basis::Fresh,
+        )
+        .await;
         assert!(matches!(r.outcome, TargetOutcome::Refused(_)), "{r:?}");
         assert_eq!(r.plan.as_ref().unwrap().errors.len(), 1);
         assert!(r.failed());
@@ -559,7 +613,7 @@ mod tests {
         let (d, t) = shrinking();
         let mut p = policy(&d);
         p.max_group_shrink = crate::plan::Share::ALL;
-        let r = reconcile(&t, "picky", &d, &p, &executor(), Mode::Plan).await;
+        let r = reconcile(&t, "picky", &d, &p, &executor(), Mode::Plan, Basis::Fresh).await;
         assert!(matches!(r.outcome, TargetOutcome::Planned), "{r:?}");
         assert_eq!(r.plan.as_ref().unwrap().refusal, None);
     }
