@@ -199,3 +199,45 @@ async fn an_edited_foreign_or_other_config_plan_is_refused_before_any_read() {
 
     assert_eq!(calls(&d), before, "nothing was read");
 }
+
+#[tokio::test]
+async fn the_pull_request_workflow_commands_work_against_the_simulators() {
+    // The commands of examples/github-actions/roster.yml, in its order.
+    let d = Demo::start().await;
+    let out = d.roster(&["validate"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let plan = d.dir.path().join("plan.json");
+    let plan_arg = plan.to_str().expect("utf-8");
+    let out = d
+        .roster(&[
+            "plan",
+            "--format",
+            "markdown",
+            "--out",
+            plan_arg,
+            "--detailed-exitcode",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let md = stdout(&out);
+    assert!(md.starts_with("### roster plan\n"), "{md}");
+    assert!(md.contains("| **cms** |") && md.contains("<details>"), "{md}");
+
+    let out = d.roster(&["apply", plan_arg]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = d.roster(&["plan", "--detailed-exitcode"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    // The workflow is the one this test follows.
+    let workflow = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/github-actions/roster.yml"),
+    )
+    .expect("workflow");
+    for command in [
+        "roster --config roster.toml validate",
+        "roster --config roster.toml plan --format markdown --out plan.json --detailed-exitcode",
+        "roster --config roster.toml apply plan.json",
+    ] {
+        assert!(workflow.contains(command), "{command}");
+    }
+}
