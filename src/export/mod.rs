@@ -61,9 +61,10 @@ pub enum ExportError {
          loading them failed (or pass --all):\n{0}"
     )]
     Source(SourceError),
-    /// The target could not be read completely.
+    /// The target could not be read completely (boxed: a read error is large, and the other
+    /// errors are not).
     #[error("{0}; nothing was exported")]
-    Observe(#[from] ObserveError),
+    Observe(Box<ObserveError>),
     /// What would be written does not read back as the groups read (a cycle of child groups,
     /// say, which the desired state cannot hold).
     #[error("the groups of \"{target}\" cannot be written as desired state: {message}")]
@@ -81,6 +82,12 @@ pub enum ExportError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+impl From<ObserveError> for ExportError {
+    fn from(e: ObserveError) -> Self {
+        ExportError::Observe(Box::new(e))
+    }
 }
 
 /// One target's groups as desired-state TOML.
@@ -229,6 +236,10 @@ async fn read(
         if wanted.is_empty() {
             return Ok(selection);
         }
+        tracing::info!(
+            groups = wanted.len(),
+            "exported groups name children outside the scope; reading again with them in it"
+        );
         read_scope = read_scope.including(wanted);
     }
 }

@@ -92,9 +92,12 @@ fn write_group(
         Role::Reference { kind, parent } => {
             let _ = writeln!(
                 out,
-                "# A {} group of the target, written by name only because {} names it as a\n\
+                "# {} group of the target, written by name only because {} names it as a\n\
                  # child: roster never changes it, and its members are not written.",
-                kind_word(*kind),
+                match kind {
+                    GroupKind::External => "An external",
+                    _ => "A system",
+                },
                 quoted(parent.as_str())
             );
             out.push_str("[[group]]\n");
