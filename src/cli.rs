@@ -47,6 +47,8 @@ pub enum Command {
     /// Reconcile on the [daemon] schedule until stopped (or once, with --once).
     #[command(long_about = RUN_ABOUT)]
     Run(RunArgs),
+    /// Write a target's groups as desired-state TOML (to start the files from what it holds).
+    Export(ExportArgs),
     /// Serve the four target simulators on loopback, one port each, until stopped.
     Sim(SimArgs),
     /// Try roster: start the four simulators, plan and apply the example config, and plan again.
@@ -95,6 +97,20 @@ pub struct ApplyArgs {
     /// the limit off), instead of each target's max_group_shrink.
     #[arg(long, value_name = "PCT")]
     pub max_group_shrink: Option<Share>,
+}
+
+/// Arguments of `roster export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The target to read.
+    #[arg(long, value_name = "NAME")]
+    pub target: String,
+    /// Write <DIR>/<target>.toml instead of printing to standard output.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Every group of the target but its system groups, not only those in its managed scope.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// The long help of `roster run`.
@@ -173,6 +189,10 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 max_group_shrink: a.max_group_shrink,
             };
             crate::daemon::run(&config_path(cli.config)?, opts).await
+        }
+        Command::Export(a) => {
+            let config = load(&config_path(cli.config)?)?;
+            export(&config, a).await
         }
         Command::Sim(a) => {
             let seed = seed(a.seed.seed.as_deref())?;
@@ -302,6 +322,26 @@ async fn apply(config: &Config, a: ApplyArgs) -> Result<u8> {
     let run = run_targets(config, &opts).await?;
     print!("{}", report::applied(&run));
     Ok(report::apply_exit(&run))
+}
+
+async fn export(config: &Config, a: ExportArgs) -> Result<u8> {
+    let opts = crate::export::ExportOptions {
+        target: a.target,
+        all: a.all,
+    };
+    let export = crate::export::export(config, &opts).await?;
+    match &a.out {
+        Some(dir) => {
+            let path = export.write_to(dir)?;
+            let groups = match export.groups {
+                1 => "1 group".to_owned(),
+                n => format!("{n} groups"),
+            };
+            eprintln!("{}: {groups} written to {}", export.target, path.display());
+        }
+        None => print!("{}", export.text),
+    }
+    Ok(report::EXIT_OK)
 }
 
 fn seed(path: Option<&Path>) -> Result<crate::sim::Seed> {

@@ -153,6 +153,18 @@ macro_rules! any_target {
                 }
             }
 
+            /// Reads every group in `scope` through the connector (see [`Target::observe`]),
+            /// resolving `users`: the whole state or an error, never part of it.
+            pub async fn observe(
+                &self,
+                scope: &Scope,
+                users: &std::collections::BTreeSet<crate::model::UserKey>,
+            ) -> Result<crate::model::Observed, crate::target::ObserveError> {
+                match self {
+                    $(AnyTarget::$variant(t) => t.observe(scope, users).await,)*
+                }
+            }
+
             async fn reconcile(
                 &self,
                 type_name: &str,

@@ -222,7 +222,10 @@ async fn the_pull_request_workflow_commands_work_against_the_simulators() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let md = stdout(&out);
     assert!(md.starts_with("### roster plan\n"), "{md}");
-    assert!(md.contains("| **cms** |") && md.contains("<details>"), "{md}");
+    assert!(
+        md.contains("| **cms** |") && md.contains("<details>"),
+        "{md}"
+    );
 
     let out = d.roster(&["apply", plan_arg]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
