@@ -61,6 +61,24 @@
 //! - The domain's `maxPwdAge` is "never", so the cached template's passwords (including
 //!   [`ADMIN_DN`]'s) keep working.
 //!
+//! # Other datasets
+//!
+//! [`Samba::start_dataset`] serves other data from a template of its own: a [`Dataset`] names
+//! the data (its cache key), its version and the function that writes its LDIF (which starts
+//! with [`base_ldif`]: the OUs and the bind account). Its template is built and checked as above
+//! (the check counts the `member` values of one group) in `samba-<name>-v<version>`, under a lock
+//! of its own (`samba-<name>.lock`), so building one dataset never holds up a test that copies
+//! another. [`Samba::start`] is `start_dataset(&DEFAULT_DATASET)`, whose template is the
+//! `samba-template-v<TEMPLATE_VERSION>` above.
+//!
+//! Large datasets take long to build and much disk. `benches/ad.rs`'s `biggroup` (100,000 users
+//! and one group with all of them as `member`) took **588 s** to build on this 2-core machine
+//! while other builds kept its load average at ~8 (provision 10.1 s, offline load 575.9 s of
+//! which ~5.3 min was the loader's CPU time, first start and check 1.8 s; `perf` showed the
+//! loader spending most of it in `memmove`, as ldb rewrites growing index records). Its template
+//! is ~825 MB, and each start copies it (1.7 s). Built once, it is reused until its version or
+//! Samba's changes.
+//!
 //! Needs `samba`, `samba-tool` (with the `python3-samba` it runs on) and the OpenLDAP clients
 //! (`ldapsearch`, `ldapmodify`); `scripts/test` installs them (Debian: `samba samba-ad-dc
 //! krb5-user winbind ldap-utils`). A missing tool is a panic that says so, never a skipped test.
@@ -76,8 +94,8 @@ use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::ldif::{attr, escape_dn_value};
@@ -293,24 +311,7 @@ pub fn group(name: &str) -> TestGroup {
 /// `maxPwdAge` is changed with a `modify` record).
 pub fn data_ldif() -> String {
     let mut out = String::with_capacity(2_000_000);
-    // Passwords that never expire: the template is cached for as long as its version holds.
-    out.push_str(&format!(
-        "dn: {BASE_DN}\nchangetype: modify\nreplace: maxPwdAge\nmaxPwdAge: -9223372036854775808\n-\n\n"
-    ));
-    for (dn, ou) in [
-        (PEOPLE_DN, "People"),
-        (GROUPS_DN, "Groups"),
-        (SERVICES_DN, "Services"),
-    ] {
-        out.push_str(&format!(
-            "dn: {dn}\nobjectClass: organizationalUnit\nou: {ou}\n\n"
-        ));
-    }
-    out.push_str(&format!(
-        "dn: {BIND_DN}\nobjectClass: user\nsAMAccountName: {BIND_SAM}\n\
-         userPrincipalName: {BIND_UPN}\ndescription: roster's bind account\n\
-         userAccountControl: {UAC_SERVICE}\n\n"
-    ));
+    out.push_str(&base_ldif());
     for i in 1..=USERS {
         let u = user(i);
         let uac = if u.enabled { UAC_ENABLED } else { UAC_DISABLED };
@@ -352,6 +353,83 @@ pub fn data_ldif() -> String {
     out
 }
 
+/// The LDIF every dataset starts with: the domain's `maxPwdAge` set to "never", the OUs
+/// [`PEOPLE_DN`], [`GROUPS_DN`] and [`SERVICES_DN`], and roster's bind account [`BIND_DN`] (whose
+/// password the loader sets to [`BIND_PW`]).
+pub fn base_ldif() -> String {
+    let mut out = String::new();
+    // Passwords that never expire: the template is cached for as long as its version holds.
+    out.push_str(&format!(
+        "dn: {BASE_DN}\nchangetype: modify\nreplace: maxPwdAge\nmaxPwdAge: -9223372036854775808\n-\n\n"
+    ));
+    for (dn, ou) in [
+        (PEOPLE_DN, "People"),
+        (GROUPS_DN, "Groups"),
+        (SERVICES_DN, "Services"),
+    ] {
+        out.push_str(&format!(
+            "dn: {dn}\nobjectClass: organizationalUnit\nou: {ou}\n\n"
+        ));
+    }
+    out.push_str(&format!(
+        "dn: {BIND_DN}\nobjectClass: user\nsAMAccountName: {BIND_SAM}\n\
+         userPrincipalName: {BIND_UPN}\ndescription: roster's bind account\n\
+         userAccountControl: {UAC_SERVICE}\n\n"
+    ));
+    out
+}
+
+/// A set of test data that gets a cached template of its own (see the module doc, "Other
+/// datasets"). [`DEFAULT_DATASET`] is the data above, which [`Samba::start`] serves.
+#[derive(Clone, Copy, Debug)]
+pub struct Dataset {
+    /// The cache key: the template is `samba-<name>-v<version>` in the cache directory, built
+    /// under `samba-<name>.lock`. Lowercase ASCII letters and digits only (so one dataset's
+    /// name can never be a prefix of another's directory); `template` is [`DEFAULT_DATASET`]'s.
+    pub name: &'static str,
+    /// Bump when the data changes: a cached template of another version is rebuilt.
+    pub version: u32,
+    /// The LDIF loaded into `sam.ldb`: it should start with [`base_ldif`] (the OUs and the bind
+    /// account); records without `changetype` are adds. AD requires every `member` value to
+    /// name an object added before it.
+    pub ldif: fn() -> String,
+    /// The `cn` of a group under [`GROUPS_DN`] whose `member` values the first start counts,
+    /// as [`BIND_DN`], to prove the load.
+    pub check_group: &'static str,
+    /// How many `member` values [`Dataset::check_group`] must have.
+    pub check_members: usize,
+}
+
+/// The data of this module's doc: what [`Samba::start`] serves.
+pub const DEFAULT_DATASET: Dataset = Dataset {
+    name: "template",
+    version: TEMPLATE_VERSION,
+    ldif: data_ldif,
+    check_group: "size-5000",
+    check_members: 5000,
+};
+
+impl Dataset {
+    /// The template directory's name: `samba-<name>-v<version>`.
+    fn dir_name(&self) -> String {
+        format!("samba-{}-v{}", self.name, self.version)
+    }
+
+    /// Panics on a name that is not a valid cache key.
+    fn check_name(&self) {
+        let ok = !self.name.is_empty()
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        assert!(
+            ok,
+            "samba dataset name {:?}: use lowercase ASCII letters and digits only",
+            self.name
+        );
+    }
+}
+
 /// A running Samba AD DC; killed when dropped.
 pub struct Samba {
     /// The instance: `etc/smb.conf`, `private/`, `state/`, `log/samba.log`, ….
@@ -367,13 +445,19 @@ impl Samba {
     /// address. Panics with a clear message (and Samba's log) when anything fails; waits at
     /// most 60 s for LDAP to answer.
     pub fn start() -> Samba {
-        let template = template();
+        Samba::start_dataset(&DEFAULT_DATASET)
+    }
+
+    /// [`Samba::start`] with the data of `dataset`: its own template, built (and cached) the
+    /// first time, possibly for minutes (see [`Dataset`] and the module doc).
+    pub fn start_dataset(dataset: &Dataset) -> Samba {
+        let template = dataset_template(dataset);
         let dir = tempfile::Builder::new()
             .prefix("roster-samba-")
             .tempdir()
             .expect("create a temporary directory for samba");
         {
-            let _shared = TemplateLock::shared();
+            let _shared = TemplateLock::shared(dataset);
             for sub in ["private", "state", "bind-dns"] {
                 copy_tree(&template.join(sub), &dir.path().join(sub));
             }
@@ -672,85 +756,105 @@ fn cache_root() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("roster-samba-cache"))
 }
 
-/// An `flock` on `cache_root()/samba-template.lock`: exclusive while the template is built,
-/// shared while it is copied. Released when dropped (and by the kernel if the process dies).
+/// An `flock` on `cache_root()/samba-<dataset>.lock` (`samba-template.lock` for the default
+/// data): exclusive while the dataset's template is built, shared while it is copied. Released
+/// when dropped (and by the kernel if the process dies). One lock per dataset, so a long build of
+/// one dataset does not hold up the tests that copy another.
 struct TemplateLock(File);
 
 impl TemplateLock {
-    fn open() -> File {
+    fn open(dataset: &Dataset) -> (File, String) {
         let root = cache_root();
         fs::create_dir_all(&root)
             .unwrap_or_else(|e| panic!("create the samba cache dir {}: {e}", root.display()));
-        File::create(root.join("samba-template.lock")).expect("open samba-template.lock")
+        let name = format!("samba-{}.lock", dataset.name);
+        let file = File::create(root.join(&name)).unwrap_or_else(|e| panic!("open {name}: {e}"));
+        (file, name)
     }
 
-    fn exclusive() -> TemplateLock {
-        let file = Self::open();
+    fn exclusive(dataset: &Dataset) -> TemplateLock {
+        let (file, name) = Self::open(dataset);
         rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-            .expect("lock samba-template.lock");
+            .unwrap_or_else(|e| panic!("lock {name}: {e}"));
         TemplateLock(file)
     }
 
-    fn shared() -> TemplateLock {
-        let file = Self::open();
+    fn shared(dataset: &Dataset) -> TemplateLock {
+        let (file, name) = Self::open(dataset);
         rustix::fs::flock(&file, rustix::fs::FlockOperation::LockShared)
-            .expect("lock samba-template.lock");
+            .unwrap_or_else(|e| panic!("lock {name}: {e}"));
         TemplateLock(file)
     }
 }
 
-/// The loaded template, built if missing or stale (once per process; other processes wait on
-/// the lock).
+/// The loaded template of the default data, built if missing or stale (once per process; other
+/// processes wait on the lock).
 pub fn template() -> PathBuf {
-    static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
-    TEMPLATE.get_or_init(build_or_reuse_template).clone()
+    dataset_template(&DEFAULT_DATASET)
 }
 
-/// What makes a template valid: its version and the Samba that built it.
-fn template_stamp() -> String {
+/// The loaded template of `dataset`, built if missing or stale (once per process and dataset;
+/// other processes wait on the dataset's lock).
+pub fn dataset_template(dataset: &Dataset) -> PathBuf {
+    static TEMPLATES: Mutex<Vec<(&'static str, u32, PathBuf)>> = Mutex::new(Vec::new());
+    dataset.check_name();
+    // Held while building: a second thread asking for the same dataset waits for it.
+    let mut known = TEMPLATES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, _, dir)) = known
+        .iter()
+        .find(|(n, v, _)| *n == dataset.name && *v == dataset.version)
+    {
+        return dir.clone();
+    }
+    let dir = build_or_reuse_template(dataset);
+    known.push((dataset.name, dataset.version, dir.clone()));
+    dir
+}
+
+/// What makes a template valid: its dataset, version and the Samba that built it.
+fn template_stamp(dataset: &Dataset) -> String {
     let out = Command::new(tool("samba"))
         .arg("-V")
         .output()
         .unwrap_or_else(|e| panic!("cannot run samba -V: {e}"));
     format!(
-        "template v{TEMPLATE_VERSION}\n{}",
+        "{} v{}\n{}",
+        dataset.name,
+        dataset.version,
         String::from_utf8_lossy(&out.stdout)
     )
 }
 
-fn build_or_reuse_template() -> PathBuf {
+fn build_or_reuse_template(dataset: &Dataset) -> PathBuf {
     check_tools();
     let root = cache_root();
-    let name = format!("samba-template-v{TEMPLATE_VERSION}");
+    let name = dataset.dir_name();
     let dir = root.join(&name);
-    let stamp = template_stamp();
+    let stamp = template_stamp(dataset);
     let is_ready = || fs::read_to_string(dir.join("ready")).is_ok_and(|s| s == stamp);
     {
-        let _shared = TemplateLock::shared();
+        let _shared = TemplateLock::shared(dataset);
         if is_ready() {
             return dir;
         }
     }
-    let _lock = TemplateLock::exclusive();
+    let _lock = TemplateLock::exclusive(dataset);
     if is_ready() {
         return dir;
     }
-    // Old versions and half-built attempts (a test process killed mid-build) go.
+    // Old versions and half-built attempts (a test process killed mid-build) of this dataset go.
+    let prefix = format!("samba-{}-v", dataset.name);
     for entry in fs::read_dir(&root)
         .expect("read the samba cache dir")
         .flatten()
     {
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with("samba-template-v")
-        {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
             let _ = fs::remove_dir_all(entry.path());
         }
     }
     let partial = root.join(format!("{name}.partial"));
     let started = Instant::now();
-    build_template(&partial);
+    build_template(dataset, &partial);
     fs::write(partial.join("ready"), &stamp).expect("write the template stamp");
     fs::rename(&partial, &dir).expect("publish the samba template");
     eprintln!(
@@ -761,8 +865,8 @@ fn build_or_reuse_template() -> PathBuf {
     dir
 }
 
-/// Provisions the domain in `dir`, loads the data offline, then starts Samba once on it.
-fn build_template(dir: &Path) {
+/// Provisions the domain in `dir`, loads `dataset` offline, then starts Samba once on it.
+fn build_template(dataset: &Dataset, dir: &Path) {
     let t0 = Instant::now();
     let out = Command::new(tool("samba-tool"))
         .args(["domain", "provision"])
@@ -799,7 +903,7 @@ fn build_template(dir: &Path) {
     let conf = dir.join("etc/smb.conf");
     fs::write(&conf, smb_conf(dir, Ipv4Addr::LOCALHOST)).expect("write the template smb.conf");
     let ldif = dir.join("data.ldif");
-    fs::write(&ldif, data_ldif()).expect("write data.ldif");
+    fs::write(&ldif, (dataset.ldif)()).expect("write data.ldif");
     let loader = dir.join("load.py");
     fs::write(&loader, LOADER_PY).expect("write load.py");
     let out = Command::new(python())
@@ -825,7 +929,7 @@ fn build_template(dir: &Path) {
     let addr = free_address();
     let (mut child, stdin) = spawn(dir, addr);
     let ready = wait_ready(&mut child, dir, addr, Duration::from_secs(120));
-    let check = ready.and_then(|()| verify_template(addr));
+    let check = ready.and_then(|()| verify_template(dataset, addr));
     // A clean stop: EOF on stdin makes `samba -i` shut down.
     drop(stdin);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -849,21 +953,23 @@ fn build_template(dir: &Path) {
     );
 }
 
-/// A bind as [`BIND_DN`] that reads the 5,000 members of `size-5000`.
-fn verify_template(addr: Ipv4Addr) -> Result<(), String> {
+/// A bind as [`BIND_DN`] that reads the members of the dataset's check group (for the default
+/// data, the 5,000 of `size-5000`).
+fn verify_template(dataset: &Dataset, addr: Ipv4Addr) -> Result<(), String> {
     let out = super::slapd::ldap_client(tool("ldapsearch"))
         .args(["-x", "-LLL", "-o", "ldif-wrap=no", "-H"])
         .arg(format!("ldap://{addr}:389"))
         .args(["-D", BIND_DN, "-w", BIND_PW, "-s", "base", "-b"])
-        .arg(group_dn(&size_group_name(5000)))
+        .arg(group_dn(dataset.check_group))
         .arg("member")
         .output()
         .map_err(|e| format!("cannot run ldapsearch: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let members = text.lines().filter(|l| l.starts_with("member:")).count();
-    if !out.status.success() || members != 5000 {
+    let (want, name) = (dataset.check_members, dataset.check_group);
+    if !out.status.success() || members != want {
         return Err(format!(
-            "expected 5000 members of size-5000 as {BIND_DN}, got {members} ({}):\n{}",
+            "expected {want} members of {name} as {BIND_DN}, got {members} ({}):\n{}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
         ));
