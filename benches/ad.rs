@@ -35,6 +35,24 @@
 //!
 //! Target (issue 11, for the LDAP paths): roster within 1.2× of ldapsearch.
 //!
+//! # Findings (Samba 4.17, ldb 2.6.2; the 2-core machine shared with other builds)
+//!
+//! - roster is at the protocol floor and within the target: medians of per-run ratios 0.82–0.98×
+//!   ldapsearch and 0.90–1.06× ldap3 over two full runs; in CPU (client + Samba) 0.91–0.98×
+//!   ldapsearch and 1.01–1.03× ldap3. The load is Samba's work: roster's own CPU is ~0.4 s of a
+//!   17–30 s load, Samba's 17–19 s for every client alike. For the ranged reads alone Samba spent
+//!   3.1 s on roster's and 3.2–3.4 s on ldapsearch's (67 reads of 1500).
+//! - Samba unpacks a group's whole `member` attribute for every ranged read (`perf`: page faults,
+//!   `memmove`, `strstr`/`memmem` in libc and talloc over all 100,000 values), so each read costs
+//!   the whole group and ranges are quadratic: roster's ranges-only load took 6.8–8.4 s in ranges
+//!   of 1000, 4.2 s of 1500, 1.4 s of 5000, 0.2 s of 100,000; one open-ended read
+//!   (`member;range=0-*`) 0.1–0.2 s.
+//! - The paged user search is the larger part: Samba's paged results cost ~4× an unpaged search
+//!   of the same users (`ldapsearch`: 19–23 s paged, at page sizes 1000 to 100,000 alike, against
+//!   4.8–5.9 s unpaged), and AD requires paging (`MaxPageSize`).
+//! - Peak RSS of roster's load: 89–92 MB, of which ~70 MB is the user search (22 MB without it):
+//!   all 100,000 user entries are kept until the map of DNs to keys is built.
+//!
 //! To profile one load: `ad --serve [SECS]` starts the same Samba and prints its URL for SECS
 //! seconds (600 by default; let it end, a kill leaves Samba's ~825 MB copy in the temp dir),
 //! and `ad --roster-load URL RANGE_SIZE KEY_ATTR` makes one load and prints its time in µs, its
