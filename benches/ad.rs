@@ -13,8 +13,9 @@
 //!   `user_key_attr = "sAMAccountName"`, `page_size = 1000`: connect and bind, the paged group
 //!   search asking for `member;range=0-(size-1)`, the continuation reads until a range ends in
 //!   `*`, then (AD member DNs are `CN=…`, not keys) one paged search of the users to map the DNs.
-//!   Each load runs in a child process of its own, which reports the load's time and its peak RSS
-//!   (`VmHWM`), and asserts that `big` has 100,000 members with the right keys;
+//!   Each load runs in a child process of its own (allocating with mimalloc, as the `roster`
+//!   binary does), which reports the load's time and its peak RSS (`VmHWM`), and asserts that
+//!   `big` has 100,000 members with the right keys;
 //! - **roster, ranges only**: the same with `user_key_attr = "cn"` (the key is the DN's first
 //!   RDN, so no user search), to set against the ranged reads alone;
 //! - **ldapsearch**: one process per range (`ldapsearch -x -LLL -o ldif-wrap=no -s base -b <group>
@@ -91,6 +92,10 @@ const RANGE_SIZES: [u32; 2] = [1000, 1500];
 const AD_USER_FILTER: &str = "(&(objectCategory=person)(objectClass=user))";
 /// The group.
 const GROUP: &str = "big";
+
+/// The allocator the `roster` binary uses, so that the load child is timed as roster runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// 100,000 users and the group `big` of all of them (see the module doc).
 static BIG: Dataset = Dataset {
