@@ -5,7 +5,7 @@
 //! `cargo bench --bench ad` starts Samba from the [`BIG`] dataset of `tests/support/samba.rs`
 //! (100,000 users `CN=Big 000001` … under `OU=People`, `sAMAccountName: big000001` …,
 //! `userAccountControl: 512`, and one group `CN=big,OU=Groups` with all of them as `member`).
-//! Its template is built the first time (about 4 minutes on the 2-core machine, see the module
+//! Its template is built the first time (6.5 to 10 minutes on the 2-core machine, see the module
 //! doc of `samba.rs`) and cached under `target/tmp`. Then, for `range_size` 1000 and 1500, it
 //! times as medians of [`RUNS`] runs, the clients alternated run by run after one warm-up:
 //!
@@ -38,21 +38,38 @@
 //!
 //! # Findings (Samba 4.17, ldb 2.6.2; the 2-core machine shared with other builds)
 //!
-//! - roster is at the protocol floor and within the target: medians of per-run ratios 0.82–0.98×
-//!   ldapsearch and 0.90–1.06× ldap3 over two full runs; in CPU (client + Samba) 0.91–0.98×
-//!   ldapsearch and 1.01–1.03× ldap3. The load is Samba's work: roster's own CPU is ~0.4 s of a
-//!   17–30 s load, Samba's 17–19 s for every client alike. For the ranged reads alone Samba spent
-//!   3.1 s on roster's and 3.2–3.4 s on ldapsearch's (67 reads of 1500).
+//! Five full runs: three before the LDAP source had its own paging loop, one with it (the user
+//! search folded into one index page by page), and one with the user search also started at the
+//! first value that needs it and the load child on mimalloc; that last one at a load average of
+//! 6–7 from other builds, so its wall times are the slowest.
+//!
+//! - roster is at the protocol floor and within the target in every run: medians of per-run
+//!   ratios 0.80–1.04× ldapsearch and 0.88–1.09× ldap3; in CPU (client + Samba) 0.90–1.04×
+//!   ldapsearch and 0.96–1.09× ldap3. The load is Samba's work: roster's own CPU is 0.2–0.3 s
+//!   since the paging loop (0.4–0.6 s before it) of a 17–38 s load, Samba's 16–27 s for every
+//!   client alike. For the ranged reads alone Samba spent 3.1 s on roster's and 3.2–3.4 s on
+//!   ldapsearch's (67 reads of 1500; measured in the first runs).
+//! - In the last three runs roster's ranges-only load took 0.70–0.85× the wall time of
+//!   ldapsearch's ranges, but mostly ran above ldap3's in-process ranges (medians 0.99–1.81×,
+//!   per-run ratios 0.88–2.36×, the highest under the heaviest load). The bench measures no CPU
+//!   for that load, so whether the gap is Samba's or roster's is open.
 //! - Samba unpacks a group's whole `member` attribute for every ranged read (`perf`: page faults,
 //!   `memmove`, `strstr`/`memmem` in libc and talloc over all 100,000 values), so each read costs
-//!   the whole group and ranges are quadratic: roster's ranges-only load took 6.8–8.4 s in ranges
-//!   of 1000, 4.2 s of 1500, 1.4 s of 5000, 0.2 s of 100,000; one open-ended read
+//!   the whole group and ranges are quadratic: roster's ranges-only load took 4.0–13.9 s in
+//!   ranges of 1000, 2.7–7.5 s of 1500, 1.4 s of 5000, 0.2 s of 100,000; one open-ended read
 //!   (`member;range=0-*`) 0.1–0.2 s.
 //! - The paged user search is the larger part: Samba's paged results cost ~4× an unpaged search
-//!   of the same users (`ldapsearch`: 19–23 s paged, at page sizes 1000 to 100,000 alike, against
+//!   of the same users (`ldapsearch`: 13–35 s paged, at page sizes 1000 to 100,000 alike, against
 //!   4.8–5.9 s unpaged), and AD requires paging (`MaxPageSize`).
-//! - Peak RSS of roster's load: 89–92 MB, of which ~70 MB is the user search (22 MB without it):
-//!   all 100,000 user entries are kept until the map of DNs to keys is built.
+//! - Peak RSS of roster's load with the system allocator: 33–37 MB since the paging loop (ranges
+//!   alone 16–17 MB, from `--roster-load` with `cn` keys), the user entries folded into the index
+//!   of DNs page by page; 88–92 MB before it, ~70 MB of it the user search, whose 100,000 entries
+//!   were all kept until the map of DNs to keys was built. On mimalloc, as roster runs, the same
+//!   load peaks at 49–56 MB (ranges alone 30–37 MB; 8 MB before the load against 4 MB): the same
+//!   child built with each allocator and run alternately on one Samba took the same time within
+//!   the noise (ranges alone 6.2–9.9 s against 7.2–9.0 s, the whole load 23–34 s against
+//!   19.5–32 s), so on these loads, which wait on Samba, mimalloc costs 12–20 MB and gains
+//!   nothing measurable.
 //!
 //! To profile one load: `ad --serve [SECS]` starts the same Samba and prints its URL for SECS
 //! seconds (600 by default; let it end, a kill leaves Samba's ~825 MB copy in the temp dir),

@@ -75,9 +75,10 @@
 //! and one group with all of them as `member`) took **588 s** to build on this 2-core machine
 //! while other builds kept its load average at ~8 (provision 10.1 s, offline load 575.9 s of
 //! which ~5.3 min was the loader's CPU time, first start and check 1.8 s; `perf` showed the
-//! loader spending most of it in `memmove`, as ldb rewrites growing index records). Its template
-//! is ~825 MB, and each start copies it (1.7 s). Built once, it is reused until its version or
-//! Samba's changes.
+//! loader spending most of it in `memmove`, as ldb rewrites growing index records); at a load
+//! average of ~3 it took 392 s (provision 3.3 s, offline load 385.7 s, first start and check
+//! 2.5 s). Its template is ~825 MB, and each start copies it (1.7 s). Built once, it is reused
+//! until its version or Samba's changes.
 //!
 //! Needs `samba`, `samba-tool` (with the `python3-samba` it runs on) and the OpenLDAP clients
 //! (`ldapsearch`, `ldapmodify`); `scripts/test` installs them (Debian: `samba samba-ad-dc
