@@ -296,6 +296,7 @@ mod tests {
                     ranged: 2,
                     range_reads: 4,
                     disabled: 1,
+                    context_csn: None,
                 }),
             ],
             ..RunReport::default()
