@@ -3,17 +3,23 @@
 //! This is where the safety rules meet: nothing is compiled, let alone sent, unless the source
 //! load and the observe both succeeded completely and the guard accepted the plan. A plan-only run
 //! stops after the guard, so that it reports the refusals an apply would meet.
+//!
+//! When an earlier run was stopped between sending a write and journalling its outcome, the
+//! target's log says which writes, the groups they were about are handled first, and once the
+//! target has been read afresh the journal records that they were checked. The journal never
+//! decides what is written: the plan comes from the fresh read, as always.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::Diagnostic;
 use crate::exec::{ApplyReport, Executor};
-use crate::model::Desired;
+use crate::journal::{Audit, Line, read};
+use crate::model::{Desired, GroupName};
 use crate::plan::{self, Plan, PlanError, Policy, Refusal};
-use crate::target::{ObserveError, Rejection, Target};
+use crate::target::{Call, ObserveError, Rejection, Target};
 
 /// Whether a run only plans or also writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,7 +76,8 @@ impl TargetReport {
     }
 }
 
-/// Reconciles one target: see the module documentation.
+/// Reconciles one target: see the module documentation. `audit` is the run's journal and the
+/// writes earlier runs left without outcome.
 pub async fn reconcile<T: Target>(
     target: &T,
     target_type: &str,
@@ -78,10 +85,20 @@ pub async fn reconcile<T: Target>(
     policy: &Policy,
     exec: &Executor,
     mode: Mode,
+    audit: &Audit,
 ) -> TargetReport {
     let name = target.target_name().to_owned();
     let span = info_span!("target", target = %name);
     async {
+        let interrupted: Vec<&Line> = audit.pending_for(&name).collect();
+        if !interrupted.is_empty() {
+            warn!(
+                writes = interrupted.len(),
+                unfinished = %unfinished(&interrupted),
+                "an earlier run stopped before it journalled how these writes came out; the \
+                 target is read afresh, and their groups are checked first"
+            );
+        }
         let caps = target.capabilities();
         let mut durations = Vec::new();
         let desired = match target.prepare(desired, &policy.scope) {
@@ -118,6 +135,17 @@ pub async fn reconcile<T: Target>(
             }
         };
         durations.push(("observe", started.elapsed()));
+        if mode == Mode::Apply
+            && let Some(journal) = audit.journal()
+        {
+            // The fresh read settles what those writes came to: record that they were checked,
+            // so that the next run does not report them again.
+            for intent in &interrupted {
+                if let Err(e) = journal.recheck(intent) {
+                    warn!(error = %e, "cannot journal the check of an unfinished write");
+                }
+            }
+        }
         let started = Instant::now();
         let mut plan = info_span!("plan")
             .in_scope(|| plan::plan(&name, target_type, desired, &observed, policy, caps));
@@ -167,8 +195,17 @@ pub async fn reconcile<T: Target>(
             };
         }
         let started = Instant::now();
-        let calls = target.compile(&plan, &observed);
+        let mut calls = target.compile(&plan, &observed);
+        // The groups of unfinished writes go first in each stage: what an interrupted run left
+        // half done is completed before anything new is started.
+        let first: BTreeSet<GroupName> = interrupted
+            .iter()
+            .map(|l| GroupName::from(l.group.as_str()))
+            .collect();
+        calls.sort_by_key(|c| !first.contains(c.group()));
         let refused = refused_changes(&plan);
+        let mut exec = exec.clone();
+        exec.journal = audit.for_target(&name, &plan);
         let report = exec
             .execute_vetted(target, calls, &refused)
             .instrument(info_span!("apply"))
@@ -189,6 +226,24 @@ pub async fn reconcile<T: Target>(
     }
     .instrument(span)
     .await
+}
+
+/// The unfinished writes, for a log line: `create group "eng" (run 1f3a9c2e, 2026-…)`, the
+/// first ten and a count of the rest.
+fn unfinished(intents: &[&Line]) -> String {
+    const SHOWN: usize = 10;
+    let mut parts: Vec<String> = intents
+        .iter()
+        .take(SHOWN)
+        .map(|l| {
+            let run: String = l.run_id.chars().take(8).collect();
+            format!("{} (run {run}, {})", read::describe(l), l.time)
+        })
+        .collect();
+    if intents.len() > SHOWN {
+        parts.push(format!("and {} more", intents.len() - SHOWN));
+    }
+    parts.join("; ")
 }
 
 /// The connector's rejections as plan errors, each pointing at where its group is defined;
@@ -378,7 +433,16 @@ mod tests {
     async fn a_refused_change_is_a_plan_error_at_its_group() {
         let d = desired();
         let t = Picky::default();
-        let r = reconcile(&t, "picky", &d, &policy(&d), &executor(), Mode::Plan).await;
+        let r = reconcile(
+            &t,
+            "picky",
+            &d,
+            &policy(&d),
+            &executor(),
+            Mode::Plan,
+            &Audit::default(),
+        )
+        .await;
         let plan = r.plan.as_ref().unwrap();
         assert_eq!(
             plan.errors,
@@ -397,7 +461,16 @@ mod tests {
     async fn an_apply_sends_all_but_the_refused_change() {
         let d = desired();
         let t = Picky::default();
-        let r = reconcile(&t, "picky", &d, &policy(&d), &executor(), Mode::Apply).await;
+        let r = reconcile(
+            &t,
+            "picky",
+            &d,
+            &policy(&d),
+            &executor(),
+            Mode::Apply,
+            &Audit::default(),
+        )
+        .await;
         assert_eq!(*t.sent.lock().unwrap(), [GroupName::from("eng")]);
         let TargetOutcome::Applied(report) = &r.outcome else {
             panic!("{:?}", r.outcome)
@@ -419,7 +492,16 @@ mod tests {
             broken_vet: true,
             ..Picky::default()
         };
-        let r = reconcile(&t, "picky", &d, &policy(&d), &executor(), Mode::Apply).await;
+        let r = reconcile(
+            &t,
+            "picky",
+            &d,
+            &policy(&d),
+            &executor(),
+            Mode::Apply,
+            &Audit::default(),
+        )
+        .await;
         assert!(matches!(r.outcome, TargetOutcome::ObserveFailed(_)));
         assert!(r.plan.is_none());
         assert!(t.sent.lock().unwrap().is_empty());
@@ -430,7 +512,16 @@ mod tests {
         let mut d = desired();
         d.groups.remove(&GroupName::from("1st"));
         let t = Picky::default();
-        let r = reconcile(&t, "picky", &d, &policy(&d), &executor(), Mode::Plan).await;
+        let r = reconcile(
+            &t,
+            "picky",
+            &d,
+            &policy(&d),
+            &executor(),
+            Mode::Plan,
+            &Audit::default(),
+        )
+        .await;
         assert!(r.plan.as_ref().unwrap().errors.is_empty());
         assert!(!r.failed());
     }
@@ -467,7 +558,16 @@ mod tests {
     async fn a_plan_run_reports_the_refusal_an_apply_would_meet_with_its_plan() {
         let (d, t) = shrinking();
         for mode in [Mode::Plan, Mode::Apply] {
-            let r = reconcile(&t, "picky", &d, &policy(&d), &executor(), mode).await;
+            let r = reconcile(
+                &t,
+                "picky",
+                &d,
+                &policy(&d),
+                &executor(),
+                mode,
+                &Audit::default(),
+            )
+            .await;
             let TargetOutcome::Refused(refusal) = &r.outcome else {
                 panic!("{mode:?}: {:?}", r.outcome)
             };
@@ -484,7 +584,16 @@ mod tests {
     async fn a_refused_plan_with_errors_has_failed() {
         let (mut d, t) = shrinking();
         d.groups.insert("1st".into(), Group::named("1st"));
-        let r = reconcile(&t, "picky", &d, &policy(&d), &executor(), Mode::Plan).await;
+        let r = reconcile(
+            &t,
+            "picky",
+            &d,
+            &policy(&d),
+            &executor(),
+            Mode::Plan,
+            &Audit::default(),
+        )
+        .await;
         assert!(matches!(r.outcome, TargetOutcome::Refused(_)), "{r:?}");
         assert_eq!(r.plan.as_ref().unwrap().errors.len(), 1);
         assert!(r.failed());
@@ -495,7 +604,16 @@ mod tests {
         let (d, t) = shrinking();
         let mut p = policy(&d);
         p.max_group_shrink = crate::plan::Share::ALL;
-        let r = reconcile(&t, "picky", &d, &p, &executor(), Mode::Plan).await;
+        let r = reconcile(
+            &t,
+            "picky",
+            &d,
+            &p,
+            &executor(),
+            Mode::Plan,
+            &Audit::default(),
+        )
+        .await;
         assert!(matches!(r.outcome, TargetOutcome::Planned), "{r:?}");
         assert_eq!(r.plan.as_ref().unwrap().refusal, None);
     }
