@@ -256,15 +256,17 @@ fn journal_verify(dir: &Path) -> Result<u8> {
         );
         return Ok(report::EXIT_OK);
     }
-    let first = v.files.first().map(|f| f.path.display().to_string());
-    let last = v.files.last().map(|f| f.path.display().to_string());
-    println!(
-        "Journal intact: {} lines in {} files ({} to {}).",
-        v.lines,
-        v.files.len(),
-        first.unwrap_or_default(),
-        last.unwrap_or_default()
-    );
+    let files = match v.files.as_slice() {
+        [one] => format!("1 file, {}", one.path.display()),
+        [first, .., last] => format!(
+            "{} files, {} to {}",
+            v.files.len(),
+            first.path.display(),
+            last.path.display()
+        ),
+        [] => String::new(),
+    };
+    println!("Journal intact: {} lines in {files}.", v.lines);
     if v.rotated {
         println!("Older files were rotated away: the first line follows one that is gone.");
     }
