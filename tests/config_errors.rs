@@ -1341,7 +1341,10 @@ fn the_journal_table_sets_rotation() -> TestResult {
          `max_files`"
     );
     assert_eq!(
-        errors(&format!("{}\n[journal]\nmax_file_size = \"1KiB\"\n", base_env())),
+        errors(&format!(
+            "{}\n[journal]\nmax_file_size = \"1KiB\"\n",
+            base_env()
+        )),
         "roster.toml:13:17: `max_file_size` must be at least 4KiB, not `1KiB`"
     );
     Ok(())

@@ -195,9 +195,16 @@ struct Planned {
     kept: Vec<String>,
 }
 
+/// The users, the seeded groups (name, members) and the desired groups of [`big_change`].
+struct BigChange {
+    users: Vec<String>,
+    seeded: Vec<(String, Vec<String>)>,
+    planned: Vec<Planned>,
+}
+
 /// About 1,000 changes: 60 seeded groups of 5 members each keep 3, lose 2 and gain 2 (240
 /// changes), and 150 new groups of 4 members each are created (750).
-fn big_change() -> (Vec<String>, Vec<(String, Vec<String>)>, Vec<Planned>) {
+fn big_change() -> BigChange {
     let users: Vec<String> = (0..300).map(|i| format!("u{i:03}")).collect();
     let mut seeded = Vec::new();
     let mut planned = Vec::new();
@@ -222,7 +229,11 @@ fn big_change() -> (Vec<String>, Vec<(String, Vec<String>)>, Vec<Planned>) {
             kept: Vec::new(),
         });
     }
-    (users, seeded, planned)
+    BigChange {
+        users,
+        seeded,
+        planned,
+    }
 }
 
 /// Starts `roster apply` on the world's config, and kills it with SIGKILL once the simulator has
@@ -281,7 +292,11 @@ fn kept_members_stay<H: Harness>(w: &World, planned: &[Planned], when: &str) {
 }
 
 async fn killed_applies_converge<H: Harness>() {
-    let (users, seeded, planned) = big_change();
+    let BigChange {
+        users,
+        seeded,
+        planned,
+    } = big_change();
     let seeded_refs: Vec<(&str, Vec<&str>)> =
         seeded.iter().map(|(n, m)| (n.as_str(), strs(m))).collect();
     let seeded_refs: Vec<(&str, &[&str])> = seeded_refs
