@@ -515,3 +515,25 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_a_time_a_date_or_how_long_ago() {
+        assert_eq!(
+            since("2026-05-04T12:00:00+02:00").unwrap().to_rfc3339(),
+            "2026-05-04T10:00:00+00:00"
+        );
+        assert_eq!(
+            since("2026-05-04").unwrap().to_rfc3339(),
+            "2026-05-04T00:00:00+00:00"
+        );
+        let ago = chrono::Utc::now() - since("2h").unwrap();
+        assert!((ago.num_minutes() - 120).abs() <= 1, "{ago}");
+        let err = since("yesterday").unwrap_err().to_string();
+        assert!(err.starts_with("--since yesterday: write a time"), "{err}");
+    }
+}

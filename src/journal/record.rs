@@ -53,14 +53,6 @@ impl Audit {
         })
     }
 
-    /// An audit with `journal` open for writing and no intents pending.
-    pub fn writing(journal: Journal) -> Self {
-        Self {
-            journal: Some(Arc::new(journal)),
-            pending: Vec::new(),
-        }
-    }
-
     /// The journal, when this run writes one.
     pub fn journal(&self) -> Option<&Arc<Journal>> {
         self.journal.as_ref()
