@@ -261,8 +261,8 @@ impl<A: Authorizer> Endpoint<A> {
     /// status is a failure carrying the server's message and `Retry-After`.
     ///
     /// A write request (any method but `GET`, `HEAD` and `OPTIONS`) sent during an attempt at a
-    /// call is told to the attempt's [`watch`](crate::target::watch) before it leaves and after
-    /// its answer comes, each time it is sent; when the watch refuses, it is not sent.
+    /// call is told to the attempt's [`watch`] before it leaves and after its answer comes, each
+    /// time it is sent; when the watch refuses, it is not sent.
     pub async fn send(&self, req: &Req<'_>) -> Result<Reply, Failure> {
         let watch = if watch::is_write(&req.method) {
             watch::current()
