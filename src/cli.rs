@@ -48,6 +48,8 @@ pub enum Command {
     /// Reconcile on the [daemon] schedule until stopped (or once, with --once).
     #[command(long_about = RUN_ABOUT)]
     Run(RunArgs),
+    /// Write a target's groups as desired-state TOML (to start the files from what it holds).
+    Export(ExportArgs),
     /// Serve the four target simulators on loopback, one port each, until stopped.
     Sim(SimArgs),
     /// Try roster: start the four simulators, plan and apply the example config, and plan again.
@@ -105,7 +107,7 @@ pub struct PlanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Write the plan to this file instead of standard output.
+    /// Also save the plan to this file (JSON), for `roster apply FILE` to apply exactly.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Exit 0 when in sync, 2 when changes are pending, 1 on error (3, a refused plan, either
@@ -124,6 +126,10 @@ pub struct PlanArgs {
 /// Arguments of `roster apply`.
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
+    /// A plan saved by `roster plan --out FILE`: apply exactly its changes, to targets that
+    /// still hold what it was made from (a target that changed since is refused, exit 3).
+    #[arg(value_name = "PLAN")]
+    pub plan: Option<PathBuf>,
     /// Only this target (repeatable).
     #[arg(long = "target", value_name = "NAME")]
     pub targets: Vec<String>,
@@ -134,6 +140,20 @@ pub struct ApplyArgs {
     /// the limit off), instead of each target's max_group_shrink.
     #[arg(long, value_name = "PCT")]
     pub max_group_shrink: Option<Share>,
+}
+
+/// Arguments of `roster export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The target to read.
+    #[arg(long, value_name = "NAME")]
+    pub target: String,
+    /// Write <DIR>/<target>.toml instead of printing to standard output.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Every group of the target but its system groups, not only those in its managed scope.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// The long help of `roster run`.
@@ -190,16 +210,19 @@ pub struct SimSeedArg {
     pub seed: Option<PathBuf>,
 }
 
+/// roster's version, as a saved plan records it.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// Runs a parsed command line; returns the exit code.
 pub async fn run(cli: Cli) -> Result<u8> {
     match cli.command {
-        Command::Validate => validate(&config_path(cli.config)).await,
+        Command::Validate => validate(&config_path(cli.config)?).await,
         Command::Plan(a) => {
-            let config = load(&config_path(cli.config))?;
+            let config = load(&config_path(cli.config)?)?;
             plan(&config, a, true).await
         }
         Command::Apply(a) => {
-            let config = load(&config_path(cli.config))?;
+            let config = load(&config_path(cli.config)?)?;
             apply(&config, a, true).await
         }
         Command::Run(a) => {
@@ -208,7 +231,11 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 dry_run: a.dry_run,
                 max_group_shrink: a.max_group_shrink,
             };
-            crate::daemon::run(&config_path(cli.config), opts).await
+            crate::daemon::run(&config_path(cli.config)?, opts).await
+        }
+        Command::Export(a) => {
+            let config = load(&config_path(cli.config)?)?;
+            export(&config, a).await
         }
         Command::Sim(a) => {
             let seed = seed(a.seed.seed.as_deref())?;
@@ -237,7 +264,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
 fn state_dir(config: Option<PathBuf>, given: Option<PathBuf>) -> Result<PathBuf> {
     match given {
         Some(dir) => Ok(dir),
-        None => Ok(load(&config_path(config))?.state_dir),
+        None => Ok(load(&config_path(config)?)?.state_dir),
     }
 }
 
@@ -341,8 +368,17 @@ fn since(text: &str) -> Result<chrono::DateTime<chrono::Utc>> {
     )
 }
 
-fn config_path(given: Option<PathBuf>) -> PathBuf {
-    given.unwrap_or_else(config::default_path)
+/// The config given, or the first of the default places that has one.
+fn config_path(given: Option<PathBuf>) -> Result<PathBuf> {
+    match given.or_else(config::default_path) {
+        Some(path) => Ok(path),
+        None => anyhow::bail!(
+            "no config file: looked for ./{} in the current folder, then {}; give one with \
+             --config FILE",
+            config::DEFAULT_PATHS[0],
+            config::DEFAULT_PATHS[1]
+        ),
+    }
 }
 
 fn load(path: &Path) -> Result<Config> {
@@ -403,19 +439,41 @@ async fn plan(config: &Config, a: PlanArgs, journal_kept: bool) -> Result<u8> {
         journal: journal_kept,
         ..RunOptions::default()
     };
+    let opts = RunOptions {
+        record: a.out.is_some(),
+        ..opts
+    };
     let run = run_targets(config, &opts).await?;
-    let text = report::plans(&run, a.format);
-    match &a.out {
-        Some(path) => std::fs::write(path, &text)
-            .with_context(|| format!("writing the plan to {}", path.display()))?,
-        None => print!("{text}"),
+    if let Some(path) = &a.out {
+        let plans: Vec<_> = run
+            .targets
+            .iter()
+            .filter_map(|t| Some((t.plan.as_ref()?, t.fingerprint.as_ref()?)))
+            .collect();
+        let text = crate::plan::saved::write(VERSION, &config.settings_hash(), &plans);
+        std::fs::write(path, text)
+            .with_context(|| format!("writing the plan to {}", path.display()))?;
     }
+    print!("{}", report::plans(&run, a.format));
     Ok(report::plan_exit(&run, a.detailed_exitcode))
 }
 
 /// `journal_kept`: record every write in the journal (see [`plan`] for when it is not).
 async fn apply(config: &Config, a: ApplyArgs, journal_kept: bool) -> Result<u8> {
+    // A saved plan is checked whole before anything is read.
+    let saved = match &a.plan {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the plan {}", path.display()))?;
+            let known: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
+            let saved = crate::plan::saved::read(&text, &config.settings_hash(), VERSION, &known)
+                .with_context(|| format!("{}", path.display()))?;
+            Some(saved)
+        }
+        None => None,
+    };
     let opts = RunOptions {
+        saved,
         mode: Mode::Apply,
         targets: a.targets,
         max_deletes: a.max_deletes,
@@ -427,6 +485,26 @@ async fn apply(config: &Config, a: ApplyArgs, journal_kept: bool) -> Result<u8> 
     let run = run_targets(config, &opts).await?;
     print!("{}", report::applied(&run));
     Ok(report::apply_exit(&run))
+}
+
+async fn export(config: &Config, a: ExportArgs) -> Result<u8> {
+    let opts = crate::export::ExportOptions {
+        target: a.target,
+        all: a.all,
+    };
+    let export = crate::export::export(config, &opts).await?;
+    match &a.out {
+        Some(dir) => {
+            let path = export.write_to(dir)?;
+            let groups = match export.groups {
+                1 => "1 group".to_owned(),
+                n => format!("{n} groups"),
+            };
+            eprintln!("{}: {groups} written to {}", export.target, path.display());
+        }
+        None => print!("{}", export.text),
+    }
+    Ok(report::EXIT_OK)
 }
 
 fn seed(path: Option<&Path>) -> Result<crate::sim::Seed> {
@@ -455,6 +533,7 @@ async fn demo(config_path: &Path, seed_path: Option<&Path>) -> Result<u8> {
     let code = apply(
         &config,
         ApplyArgs {
+            plan: None,
             targets: Vec::new(),
             max_deletes: None,
             max_group_shrink: None,

@@ -20,6 +20,7 @@
 //! - [`journal`]: the audit journal of every write, in the state folder, and its checks.
 //! - [`retry`]: backoff and `Retry-After`, below both the executor and the connectors' reads.
 //! - [`reconcile`], [`run`]: one target, then all targets, for one run.
+//! - [`export`]: one target's groups written as desired-state TOML.
 //! - [`report`]: what people read and the exit codes.
 //! - [`sim`]: `roster sim`, serving the simulators from a seed file.
 //! - [`daemon`]: `roster run`, reconciling on a schedule under systemd, with health and metrics.
@@ -29,6 +30,7 @@ pub mod config;
 pub mod daemon;
 pub mod diag;
 pub mod exec;
+pub mod export;
 pub mod journal;
 pub mod model;
 pub mod plan;

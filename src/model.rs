@@ -12,12 +12,16 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 /// The name of a group, as the desired state or the target spells it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct GroupName(pub String);
 
 /// A user key: the identifier the desired state names a user by (a username, a uid, an e-mail).
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct UserKey(pub String);
 
@@ -161,6 +165,28 @@ pub struct ObservedGroup {
     pub kind: GroupKind,
 }
 
+/// A member of a target's group that is not a plain user the desired state could name: a robot,
+/// an application, a directory group, an id that names no user, roster's own account. roster
+/// leaves such members as they are; the planner never sees them, and `roster export` lists them
+/// as comments so that they are not lost from view.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Unmanaged {
+    /// What the member is, in the reader's words (`"robot"`, `"directory group"`, ...).
+    pub what: String,
+    /// How the target names it: its name, or its id when the target gives no name.
+    pub name: String,
+}
+
+impl Unmanaged {
+    /// A member that is `what`, named `name`.
+    pub fn new(what: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            what: what.into(),
+            name: name.into(),
+        }
+    }
+}
+
 /// What a target holds: every group in scope, completely read, plus what roster needs to address
 /// users.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -175,6 +201,9 @@ pub struct Observed {
     pub users: BTreeMap<UserKey, TargetUserId>,
     /// Desired user keys the target does not know; they are warned about, never added.
     pub unknown_users: BTreeSet<UserKey>,
+    /// Members of groups in scope that are not plain users (see [`Unmanaged`]), by group, where
+    /// the connector can tell; never planned.
+    pub unmanaged: BTreeMap<GroupName, BTreeSet<Unmanaged>>,
 }
 
 /// How a target's API writes membership; the connector compiles changes to fit.

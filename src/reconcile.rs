@@ -18,7 +18,9 @@ use crate::config::Diagnostic;
 use crate::exec::{ApplyReport, Executor};
 use crate::journal::{Audit, Line, read};
 use crate::model::{Desired, GroupName};
-use crate::plan::{self, Plan, PlanError, Policy, Refusal};
+use crate::plan::fingerprint::Fingerprint;
+use crate::plan::saved::SavedTarget;
+use crate::plan::{self, Plan, PlanError, Policy, Refusal, Summary};
 use crate::target::{Call, ObserveError, Rejection, Target};
 
 /// Whether a run only plans or also writes.
@@ -28,6 +30,20 @@ pub enum Mode {
     Plan,
     /// Read, plan, check the limits, write.
     Apply,
+}
+
+/// What a target's plan is made from.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Basis<'a> {
+    /// The desired state, fresh.
+    #[default]
+    Fresh,
+    /// The desired state, fresh, with a fingerprint of the target's state kept in the report (a
+    /// plan to be saved).
+    Recorded,
+    /// A saved plan's changes, applied only if the target still holds what the plan was made
+    /// from.
+    Saved(&'a SavedTarget),
 }
 
 /// How reconciling one target ended.
@@ -58,6 +74,9 @@ pub struct TargetReport {
     pub outcome: TargetOutcome,
     /// How long each phase took (`observe`, `plan`, `apply`), for those that ran.
     pub durations: Vec<(&'static str, Duration)>,
+    /// The fingerprint of what the target held, when one was asked for (a plan to be saved, or
+    /// a saved plan to be applied).
+    pub fingerprint: Option<Fingerprint>,
 }
 
 impl TargetReport {
@@ -76,8 +95,11 @@ impl TargetReport {
     }
 }
 
-/// Reconciles one target: see the module documentation. `audit` is the run's journal and the
-/// writes earlier runs left without outcome.
+/// Reconciles one target: see the module documentation. `basis` says what the plan comes from;
+/// `audit` is the run's journal and the writes earlier runs left without outcome.
+// Each argument is an input of its own that the run hands over as it has it; a struct of them
+// would be built only to be taken apart here.
+#[allow(clippy::too_many_arguments)]
 pub async fn reconcile<T: Target>(
     target: &T,
     target_type: &str,
@@ -85,6 +107,7 @@ pub async fn reconcile<T: Target>(
     policy: &Policy,
     exec: &Executor,
     mode: Mode,
+    basis: Basis<'_>,
     audit: &Audit,
 ) -> TargetReport {
     let name = target.target_name().to_owned();
@@ -109,6 +132,7 @@ pub async fn reconcile<T: Target>(
                     "the desired state does not fit this target; nothing will be read or written"
                 );
                 return TargetReport {
+                    fingerprint: None,
                     target: name.clone(),
                     plan: None,
                     outcome: TargetOutcome::Invalid(problems),
@@ -127,6 +151,7 @@ pub async fn reconcile<T: Target>(
             Err(e) => {
                 warn!(error = %e, "could not read the target; nothing will be written to it");
                 return TargetReport {
+                    fingerprint: None,
                     target: name.clone(),
                     plan: None,
                     outcome: TargetOutcome::ObserveFailed(e),
@@ -146,9 +171,47 @@ pub async fn reconcile<T: Target>(
                 }
             }
         }
+        let fingerprint = match basis {
+            Basis::Fresh => None,
+            Basis::Recorded | Basis::Saved(_) => Some(Fingerprint::of(&observed)),
+        };
         let started = Instant::now();
-        let mut plan = info_span!("plan")
-            .in_scope(|| plan::plan(&name, target_type, desired, &observed, policy, caps));
+        let mut plan = match basis {
+            Basis::Saved(saved) => {
+                let now = fingerprint.as_ref().map(|f| f.digest.as_str());
+                if now != Some(saved.fingerprint.digest.as_str()) {
+                    let mut changed = fingerprint
+                        .as_ref()
+                        .map(|f| f.changes_since(&saved.fingerprint))
+                        .unwrap_or_default();
+                    if changed.is_empty() {
+                        changed.push("its groups differ".to_owned());
+                    }
+                    let refusal = Refusal::Stale { changed };
+                    warn!(%refusal, "the saved plan is stale; nothing will be written");
+                    let plan = Plan {
+                        target: name.clone(),
+                        refusal: Some(refusal.clone()),
+                        ..Plan::default()
+                    };
+                    return TargetReport {
+                        target: name.clone(),
+                        plan: Some(plan),
+                        outcome: TargetOutcome::Refused(refusal),
+                        durations: durations.clone(),
+                        fingerprint,
+                    };
+                }
+                Plan {
+                    target: name.clone(),
+                    summary: Summary::of(&saved.changes),
+                    changes: saved.changes.clone(),
+                    ..Plan::default()
+                }
+            }
+            Basis::Fresh | Basis::Recorded => info_span!("plan")
+                .in_scope(|| plan::plan(&name, target_type, desired, &observed, policy, caps)),
+        };
         match target
             .vet(desired, &observed, &plan)
             .instrument(info_span!("vet"))
@@ -158,6 +221,7 @@ pub async fn reconcile<T: Target>(
             Err(e) => {
                 warn!(error = %e, "could not check the plan against the target's rules; nothing will be written to it");
                 return TargetReport {
+                    fingerprint: fingerprint.clone(),
                     target: name.clone(),
                     plan: None,
                     outcome: TargetOutcome::ObserveFailed(e),
@@ -180,6 +244,7 @@ pub async fn reconcile<T: Target>(
             warn!(%refusal, "plan refused by a safety rule; nothing will be written");
             plan.refusal = Some(refusal.clone());
             return TargetReport {
+                fingerprint: fingerprint.clone(),
                 target: name.clone(),
                 plan: Some(plan),
                 outcome: TargetOutcome::Refused(refusal),
@@ -188,6 +253,7 @@ pub async fn reconcile<T: Target>(
         }
         if mode == Mode::Plan {
             return TargetReport {
+                fingerprint: fingerprint.clone(),
                 target: name.clone(),
                 plan: Some(plan),
                 outcome: TargetOutcome::Planned,
@@ -218,6 +284,7 @@ pub async fn reconcile<T: Target>(
             "applied"
         );
         TargetReport {
+            fingerprint: fingerprint.clone(),
             target: name.clone(),
             plan: Some(plan),
             outcome: TargetOutcome::Applied(report),
@@ -440,6 +507,7 @@ mod tests {
             &policy(&d),
             &executor(),
             Mode::Plan,
+            Basis::Fresh,
             &Audit::default(),
         )
         .await;
@@ -468,6 +536,7 @@ mod tests {
             &policy(&d),
             &executor(),
             Mode::Apply,
+            Basis::Fresh,
             &Audit::default(),
         )
         .await;
@@ -499,6 +568,7 @@ mod tests {
             &policy(&d),
             &executor(),
             Mode::Apply,
+            Basis::Fresh,
             &Audit::default(),
         )
         .await;
@@ -519,6 +589,7 @@ mod tests {
             &policy(&d),
             &executor(),
             Mode::Plan,
+            Basis::Fresh,
             &Audit::default(),
         )
         .await;
@@ -565,6 +636,7 @@ mod tests {
                 &policy(&d),
                 &executor(),
                 mode,
+                Basis::Fresh,
                 &Audit::default(),
             )
             .await;
@@ -591,6 +663,7 @@ mod tests {
             &policy(&d),
             &executor(),
             Mode::Plan,
+            Basis::Fresh,
             &Audit::default(),
         )
         .await;
@@ -611,6 +684,7 @@ mod tests {
             &p,
             &executor(),
             Mode::Plan,
+            Basis::Fresh,
             &Audit::default(),
         )
         .await;

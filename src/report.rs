@@ -134,6 +134,8 @@ pub fn apply_exit(report: &RunReport) -> u8 {
 pub fn applied(report: &RunReport) -> String {
     let mut out = String::new();
     let (mut ok, mut failed) = (0usize, 0usize);
+    // Targets the apply did not happen for, and why, for the last line.
+    let mut not_applied: Vec<String> = Vec::new();
     for t in &report.targets {
         match (&t.outcome, &t.plan) {
             (TargetOutcome::ObserveFailed(e), _) => {
@@ -142,12 +144,15 @@ pub fn applied(report: &RunReport) -> String {
                     "{}: not applied, the target could not be read: {e}",
                     t.target
                 );
+                not_applied.push(format!("{} (could not be read)", t.target));
             }
             (TargetOutcome::Invalid(problems), _) => {
                 let _ = writeln!(out, "{}: not applied, {}", t.target, invalid(problems));
+                not_applied.push(format!("{} (the desired state does not fit it)", t.target));
             }
             (TargetOutcome::Refused(r), _) => {
                 let _ = writeln!(out, "{}: refused, nothing written: {r}", t.target);
+                not_applied.push(format!("{} (refused)", t.target));
             }
             (TargetOutcome::Applied(_), Some(p)) if p.is_empty() => {
                 let _ = writeln!(out, "{}: in sync", t.target);
@@ -186,10 +191,24 @@ pub fn applied(report: &RunReport) -> String {
             (_, _) => {}
         }
     }
-    let _ = writeln!(
-        out,
-        "\nApply complete: {ok} changes applied, {failed} failed."
-    );
+    let _ = if not_applied.is_empty() {
+        writeln!(
+            out,
+            "\nApply complete: {ok} changes applied, {failed} failed."
+        )
+    } else if not_applied.len() == report.targets.len() {
+        writeln!(
+            out,
+            "\nNothing applied: the apply did not happen for {}.",
+            not_applied.join(", ")
+        )
+    } else {
+        writeln!(
+            out,
+            "\nApply incomplete: {ok} changes applied, {failed} failed; not applied to {}.",
+            not_applied.join(", ")
+        )
+    };
     out
 }
 
@@ -219,6 +238,7 @@ mod tests {
             Vec::new()
         };
         TargetReport {
+            fingerprint: None,
             target: "cms".to_owned(),
             plan: Some(Plan {
                 target: "cms".to_owned(),
@@ -267,6 +287,39 @@ mod tests {
         // A refused plan that the target's rules also reject has failed itself.
         let r = run(vec![target(refused(), true)]);
         assert_eq!(plan_exit(&r, false), EXIT_ERROR);
+    }
+
+    #[test]
+    fn the_last_line_of_an_apply_says_which_targets_it_did_not_happen_for() {
+        let done = |outcomes: std::collections::BTreeMap<usize, Outcome>| {
+            TargetOutcome::Applied(crate::exec::ApplyReport {
+                outcomes,
+                attempts: 1,
+            })
+        };
+        let ok = || done([(0, Outcome::Applied)].into_iter().collect());
+        let text = applied(&run(vec![target(ok(), false)]));
+        assert!(
+            text.ends_with("\nApply complete: 1 changes applied, 0 failed.\n"),
+            "{text}"
+        );
+
+        let mut dns = target(refused(), false);
+        dns.target = "dns".to_owned();
+        let text = applied(&run(vec![target(ok(), false), dns]));
+        assert!(
+            text.ends_with(
+                "\nApply incomplete: 1 changes applied, 0 failed; not applied to dns (refused).\n"
+            ),
+            "{text}"
+        );
+
+        let text = applied(&run(vec![target(refused(), false)]));
+        assert!(
+            text.ends_with("\nNothing applied: the apply did not happen for cms (refused).\n"),
+            "{text}"
+        );
+        assert!(!text.contains("Apply complete"), "{text}");
     }
 
     #[test]

@@ -11,8 +11,9 @@ use crate::config::{Config, TargetConfig, TargetKind};
 use crate::exec::Executor;
 use crate::journal::{Audit, JournalError, revision};
 use crate::model::Desired;
+use crate::plan::saved::SavedPlan;
 use crate::plan::{Policy, Scope, Share};
-use crate::reconcile::{Mode, TargetOutcome, TargetReport, reconcile};
+use crate::reconcile::{Basis, Mode, TargetOutcome, TargetReport, reconcile};
 use crate::retry::RetryPolicy;
 use crate::source::{self, SourceError};
 use crate::target::Target;
@@ -33,6 +34,10 @@ pub struct RunOptions {
     pub progress: bool,
     /// Cancelled to stop the run: calls not yet started are skipped.
     pub stop: CancellationToken,
+    /// Keep a fingerprint of each target's state in its report (for `roster plan --out`).
+    pub record: bool,
+    /// Apply this saved plan's changes instead of planning afresh (`roster apply FILE`).
+    pub saved: Option<SavedPlan>,
     /// Keep the audit journal in the config's `state_dir`: an apply records every write in it
     /// (and fails before reading anything when it cannot); a plan only reads it for writes an
     /// earlier run left unfinished.
@@ -48,6 +53,8 @@ impl Default for RunOptions {
             max_group_shrink: None,
             progress: false,
             stop: CancellationToken::new(),
+            record: false,
+            saved: None,
             journal: false,
         }
     }
@@ -155,6 +162,20 @@ macro_rules! any_target {
                 }
             }
 
+            /// Reads every group in `scope` through the connector (see [`Target::observe`]),
+            /// resolving `users`: the whole state or an error, never part of it.
+            pub async fn observe(
+                &self,
+                scope: &Scope,
+                users: &std::collections::BTreeSet<crate::model::UserKey>,
+            ) -> Result<crate::model::Observed, crate::target::ObserveError> {
+                match self {
+                    $(AnyTarget::$variant(t) => t.observe(scope, users).await,)*
+                }
+            }
+
+            // As [`reconcile`]'s own arguments, passed through.
+            #[allow(clippy::too_many_arguments)]
             async fn reconcile(
                 &self,
                 type_name: &str,
@@ -162,10 +183,11 @@ macro_rules! any_target {
                 policy: &Policy,
                 exec: &Executor,
                 mode: Mode,
+                basis: Basis<'_>,
                 audit: &Audit,
             ) -> TargetReport {
                 match self {
-                    $(AnyTarget::$variant(t) => reconcile(t, type_name, desired, policy, exec, mode, audit).await,)*
+                    $(AnyTarget::$variant(t) => reconcile(t, type_name, desired, policy, exec, mode, basis, audit).await,)*
                 }
             }
         }
@@ -260,7 +282,19 @@ pub fn retry_policy(cfg: &TargetConfig) -> RetryPolicy {
 
 /// Loads the desired state and reconciles every selected target.
 pub async fn run(config: &Config, opts: &RunOptions) -> Result<RunReport, RunError> {
-    let selected: Vec<&TargetConfig> = if opts.targets.is_empty() {
+    if let Some(name) = opts.targets.iter().find(|n| config.target(n).is_none()) {
+        let all: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
+        return Err(RunError::UnknownTarget(name.clone(), all.join(", ")));
+    }
+    let selected: Vec<&TargetConfig> = if let Some(saved) = &opts.saved {
+        // A saved plan's targets (those of them --target names, if it names any).
+        config
+            .targets
+            .iter()
+            .filter(|t| saved.targets.iter().any(|s| s.target == t.name))
+            .filter(|t| opts.targets.is_empty() || opts.targets.contains(&t.name))
+            .collect()
+    } else if opts.targets.is_empty() {
         config.targets.iter().collect()
     } else {
         let mut out = Vec::new();
@@ -328,6 +362,7 @@ async fn run_target(
         Ok(t) => t,
         Err(e) => {
             return TargetReport {
+                fingerprint: None,
                 target: cfg.name.clone(),
                 plan: None,
                 outcome: TargetOutcome::ObserveFailed(crate::target::ObserveError::Setup {
@@ -357,6 +392,15 @@ async fn run_target(
         }
         exec.progress = bar;
     }
+    let basis = match &opts.saved {
+        Some(saved) => match saved.targets.iter().find(|t| t.target == cfg.name) {
+            Some(t) => Basis::Saved(t),
+            // Not selected by `run` when the plan does not name it.
+            None => Basis::Fresh,
+        },
+        None if opts.record => Basis::Recorded,
+        None => Basis::Fresh,
+    };
     let report = target
         .reconcile(
             cfg.kind.type_name(),
@@ -364,6 +408,7 @@ async fn run_target(
             &policy,
             &exec,
             opts.mode,
+            basis,
             audit,
         )
         .await;

@@ -229,3 +229,82 @@ async fn an_unknown_target_is_an_error_naming_the_known_ones() {
         assert_eq!(stdout(&out), "", "{command}");
     }
 }
+
+#[tokio::test]
+async fn without_a_config_the_error_names_every_place_roster_looked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = tokio::process::Command::new(BIN)
+        .arg("plan")
+        .current_dir(dir.path())
+        .output()
+        .await
+        .expect("roster runs");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("./roster.toml") && err.contains("/etc/roster/roster.toml"),
+        "{err}"
+    );
+    assert!(
+        err.find("./roster.toml") < err.find("/etc/roster/roster.toml"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_apply_whose_only_target_cannot_be_read_says_nothing_was_applied() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    std::fs::write(
+        dir.path().join("roster.toml"),
+        format!(
+            "[[source]]\ntype = \"toml\"\npath = \"desired.toml\"\n\n[[target]]\nname = \"cms\"\n\
+             type = \"contensis\"\nurl = \"http://127.0.0.1:{port}\"\nclient_id = \"me\"\n\
+             client_secret_env = \"CMS_SECRET\"\nretries = 0\n"
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        dir.path().join("desired.toml"),
+        "[[group]]\nname = \"Team\"\nmembers = [\"ann\"]\n",
+    )
+    .expect("desired");
+    let config = dir.path().join("roster.toml");
+    let out = roster_at(&config, &["apply"], &[("CMS_SECRET", "pw")]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.trim_end()
+            .ends_with("Nothing applied: the apply did not happen for cms (could not be read)."),
+        "{text}"
+    );
+    assert!(!text.contains("Apply complete"), "{text}");
+}
+
+#[tokio::test]
+async fn desired_state_errors_are_printed_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("roster.toml"),
+        "[[source]]\ntype = \"toml\"\npath = \"desired.toml\"\n\n[[target]]\nname = \"cms\"\n\
+         type = \"contensis\"\nurl = \"http://127.0.0.1:9\"\nclient_id = \"me\"\n\
+         client_secret_env = \"CMS_SECRET\"\n",
+    )
+    .expect("config");
+    std::fs::write(
+        dir.path().join("desired.toml"),
+        "[[group]]\nname = \"a\"\nchildren = [\"ghost\"]\n\n[[group]]\nname = \"b\"\nchildren = [\"phantom\"]\n",
+    )
+    .expect("desired");
+    let config = dir.path().join("roster.toml");
+    let out = roster_at(&config, &["plan"], &[("CMS_SECRET", "pw")]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    for child in ["ghost", "phantom"] {
+        assert_eq!(all.matches(&format!("`{child}`")).count(), 1, "{all}");
+    }
+}

@@ -94,6 +94,19 @@ impl Config {
     pub fn target(&self, name: &str) -> Option<&TargetConfig> {
         self.targets.iter().find(|t| t.name == name)
     }
+
+    /// A hash (SHA-256, hex) of every target's settings, for a saved plan to tell the config it
+    /// was made with. Secrets are never part of it: their values are not in the settings (only
+    /// where to read them), and their `Debug` is redacted.
+    pub fn settings_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for t in &self.targets {
+            h.update(format!("{t:?}").as_bytes());
+            h.update([0]);
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 /// One `[[source]]`.
@@ -214,15 +227,13 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
-/// The config path to use when none is given: `roster.toml` in the current folder if there is
-/// one, else `/etc/roster/roster.toml`.
-pub fn default_path() -> PathBuf {
-    let local = PathBuf::from("roster.toml");
-    if local.exists() {
-        local
-    } else {
-        PathBuf::from("/etc/roster/roster.toml")
-    }
+/// Where roster looks for its config when none is given, in order.
+pub const DEFAULT_PATHS: [&str; 2] = ["roster.toml", "/etc/roster/roster.toml"];
+
+/// The config path to use when none is given: the first of [`DEFAULT_PATHS`] that exists;
+/// `None` when none does.
+pub fn default_path() -> Option<PathBuf> {
+    DEFAULT_PATHS.iter().map(PathBuf::from).find(|p| p.exists())
 }
 
 /// Reads and checks the config at `path`, with the secret files it names.

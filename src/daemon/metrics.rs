@@ -408,6 +408,7 @@ mod tests {
 
     fn planned(target: &str, changes: Vec<Change>) -> TargetReport {
         TargetReport {
+            fingerprint: None,
             target: target.to_owned(),
             plan: Some(plan(target, changes)),
             outcome: TargetOutcome::Planned,
@@ -417,6 +418,7 @@ mod tests {
 
     fn applied(target: &str, changes: Vec<Change>, outcomes: Vec<Outcome>) -> TargetReport {
         TargetReport {
+            fingerprint: None,
             target: target.to_owned(),
             plan: Some(plan(target, changes)),
             outcome: TargetOutcome::Applied(ApplyReport {
@@ -429,6 +431,7 @@ mod tests {
 
     fn unreadable(target: &str) -> TargetReport {
         TargetReport {
+            fingerprint: None,
             target: target.to_owned(),
             plan: None,
             outcome: TargetOutcome::ObserveFailed(ObserveError::Setup {

@@ -118,6 +118,7 @@ mod tests {
 
     fn target(name: &str, outcome: TargetOutcome) -> TargetReport {
         TargetReport {
+            fingerprint: None,
             target: name.to_owned(),
             plan: None,
             outcome,

@@ -5,13 +5,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{Attributes, GroupName, UserKey};
 use crate::plan::guard::Refusal;
 
 /// One field of an update: what the target has and what it will have.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldChange {
     /// The target's current value (`null` when unset).
     pub from: serde_json::Value,
@@ -20,7 +20,7 @@ pub struct FieldChange {
 }
 
 /// One change to one target.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Change {
     /// Create a group (its members and children follow as their own changes).
@@ -28,10 +28,10 @@ pub enum Change {
         /// The new group.
         group: GroupName,
         /// Its description, if the desired state sets one.
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         description: Option<String>,
         /// Its target-type attributes, if any.
-        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         attributes: Attributes,
     },
     /// Change fields of an existing group (`name`, `description`, or a target attribute).

@@ -185,6 +185,16 @@ pub enum Refusal {
         /// Each group over it, sorted by name.
         groups: Vec<Shrink>,
     },
+    /// A saved plan's target changed since the plan was made.
+    #[error(
+        "the target changed since the plan was made: {}; nothing was written to it, make a new \
+         plan",
+        .changed.join(", ")
+    )]
+    Stale {
+        /// What changed, one line per group.
+        changed: Vec<String>,
+    },
 }
 
 /// The message of [`Refusal::GroupShrink`]: every group with its counts, then what to do.
@@ -206,12 +216,14 @@ fn shrink_message(limit: Share, groups: &[Shrink]) -> String {
 }
 
 impl Refusal {
-    /// The rule that refused, for machines: `empty_source`, `too_many_deletes`, `group_shrink`.
+    /// The rule that refused, for machines: `empty_source`, `too_many_deletes`, `group_shrink`,
+    /// `stale_plan`.
     pub fn kind(&self) -> &'static str {
         match self {
             Refusal::EmptySource { .. } => "empty_source",
             Refusal::TooManyDeletes { .. } => "too_many_deletes",
             Refusal::GroupShrink { .. } => "group_shrink",
+            Refusal::Stale { .. } => "stale_plan",
         }
     }
 }
@@ -227,6 +239,7 @@ impl Serialize for Refusal {
             EmptySource { managed: usize },
             TooManyDeletes { removals: usize, limit: usize },
             GroupShrink { limit: Share, groups: &'a [Shrink] },
+            Stale { changed: &'a [String] },
         }
         #[derive(Serialize)]
         struct Doc<'a> {
@@ -244,6 +257,7 @@ impl Serialize for Refusal {
                 limit: *limit,
                 groups,
             },
+            Refusal::Stale { changed } => Details::Stale { changed },
         };
         Doc {
             kind: self.kind(),

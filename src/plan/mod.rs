@@ -6,8 +6,10 @@
 
 pub mod change;
 pub mod closure;
+pub mod fingerprint;
 pub mod guard;
 pub mod render;
+pub mod saved;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -40,6 +42,8 @@ pub enum MembershipMode {
 pub struct Scope {
     globs: Option<GlobSet>,
     names: BTreeSet<String>,
+    /// Names added to the patterns or the desired groups (see [`Scope::including`]), folded.
+    extra: BTreeSet<String>,
     case_insensitive: bool,
 }
 
@@ -73,6 +77,7 @@ impl Scope {
         Ok(Self {
             globs,
             names,
+            extra: BTreeSet::new(),
             case_insensitive,
         })
     }
@@ -82,12 +87,29 @@ impl Scope {
         Self {
             globs: None,
             names: BTreeSet::new(),
+            extra: BTreeSet::new(),
             case_insensitive: false,
         }
     }
 
+    /// This scope and the groups named `names` besides (compared as the scope compares names).
+    /// An export widens its read this way to take in the groups its groups name as children.
+    pub fn including<'n>(mut self, names: impl IntoIterator<Item = &'n GroupName>) -> Self {
+        let ci = self.case_insensitive;
+        self.extra
+            .extend(names.into_iter().map(|n| fold(n.as_str(), ci)));
+        self
+    }
+
     /// Whether roster manages the group of this name.
     pub fn contains(&self, name: &GroupName) -> bool {
+        if !self.extra.is_empty()
+            && self
+                .extra
+                .contains(&fold(name.as_str(), self.case_insensitive))
+        {
+            return true;
+        }
         match &self.globs {
             Some(g) => g.is_match(name.as_str()),
             None => self

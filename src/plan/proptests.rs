@@ -209,6 +209,7 @@ impl World {
                 .map(|u| (u.clone(), format!("uid-{u}")))
                 .collect(),
             unknown_users: unknown,
+            ..Observed::default()
         }
     }
 }

@@ -206,39 +206,113 @@ fn json(plans: &[Plan], failed: &[Failed], reads: &[Read]) -> String {
         + "\n"
 }
 
+/// The most a pull-request comment may hold (GitHub takes 65,536 characters); a Markdown plan
+/// longer than this is cut, with a visible note.
+pub const MARKDOWN_LIMIT: usize = 65_000;
+
+/// A plan as a pull-request comment: the summary of every target first, then what needs a
+/// reviewer's eye (refusals, failures, errors, warnings), then each target's changes in a
+/// collapsible section; cut to [`MARKDOWN_LIMIT`] with a note saying so.
 fn markdown(plans: &[Plan], failed: &[Failed], reads: &[Read]) -> String {
-    let mut out = String::from("### roster plan\n\n");
-    out.push_str(&reads_text(reads, "- Read "));
+    markdown_within(plans, failed, reads, MARKDOWN_LIMIT)
+}
+
+fn markdown_within(plans: &[Plan], failed: &[Failed], reads: &[Read], limit: usize) -> String {
+    let mut head = String::from("### roster plan\n\n");
+    head.push_str(&reads_text(reads, "- Read "));
+    if !reads.is_empty() {
+        head.push('\n');
+    }
+    head.push_str("| target | add | change | remove | |\n|---|---:|---:|---:|---|\n");
     for p in plans {
         let s = p.summary;
+        let state = if p.refusal.is_some() {
+            "⛔ refused"
+        } else if !p.errors.is_empty() {
+            "❌ errors"
+        } else if p.changes.is_empty() {
+            "in sync"
+        } else {
+            ""
+        };
         let _ = writeln!(
-            out,
-            "**{}**: {} to add, {} to change, {} to remove\n",
+            head,
+            "| **{}** | {} | {} | {} | {state} |",
             p.target, s.add, s.change, s.remove
         );
+    }
+    for f in failed {
+        let _ = writeln!(head, "| **{}** | | | | ❌ not planned |", f.target);
+    }
+    head.push('\n');
+    // What a reviewer must see, before any list of changes.
+    for p in plans {
         if let Some(r) = &p.refusal {
-            let _ = writeln!(out, "⛔ **refused**: {r}\n");
-        }
-        if !p.changes.is_empty() {
-            out.push_str("```diff\n");
-            for c in &p.changes {
-                let _ = writeln!(out, "{}", line(c));
-            }
-            out.push_str("```\n\n");
-        }
-        for w in &p.warnings {
-            let _ = writeln!(out, "- ⚠️ {}", w.message);
-        }
-        for e in &p.errors {
-            let _ = writeln!(out, "- ❌ {}", error_line(p, e));
-        }
-        if !p.warnings.is_empty() || !p.errors.is_empty() {
-            out.push('\n');
+            let _ = writeln!(head, "⛔ **{} refused**: {r}\n", p.target);
         }
     }
     for f in failed {
-        let _ = writeln!(out, "**{}**: not planned: {}\n", f.target, f.error);
+        let _ = writeln!(head, "❌ **{}**: not planned: {}\n", f.target, f.error);
     }
-    let _ = writeln!(out, "{}", summary_line(plans, failed));
+    let mut notes = false;
+    for p in plans {
+        for e in &p.errors {
+            let _ = writeln!(head, "- ❌ **{}**: {}", p.target, error_line(p, e));
+            notes = true;
+        }
+        for w in &p.warnings {
+            let _ = writeln!(head, "- ⚠️ **{}**: {}", p.target, w.message);
+            notes = true;
+        }
+    }
+    if notes {
+        head.push('\n');
+    }
+    let tail = format!("{}\n", summary_line(plans, failed));
+    let total: usize = plans.iter().map(|p| p.changes.len()).sum();
+    // Room kept for the note on a cut comment.
+    let note_room = 200;
+    let mut body = String::new();
+    let mut shown = 0;
+    let mut cut = false;
+    for p in plans.iter().filter(|p| !p.changes.is_empty()) {
+        let s = p.summary;
+        let open = format!(
+            "<details><summary><b>{}</b>: {} to add, {} to change, {} to remove</summary>\n\n```diff\n",
+            p.target, s.add, s.change, s.remove
+        );
+        let close = "```\n</details>\n\n";
+        let budget = |body: &str, more: usize| {
+            head.len() + body.len() + more + close.len() + tail.len() + note_room <= limit
+        };
+        if !budget(&body, open.len()) {
+            cut = true;
+            break;
+        }
+        body.push_str(&open);
+        for c in &p.changes {
+            let l = format!("{}\n", line(c));
+            if !budget(&body, l.len()) {
+                cut = true;
+                break;
+            }
+            body.push_str(&l);
+            shown += 1;
+        }
+        body.push_str(close);
+        if cut {
+            break;
+        }
+    }
+    let mut out = head;
+    out.push_str(&body);
+    if cut {
+        let _ = writeln!(
+            out,
+            "⚠️ **truncated**: this comment shows {shown} of {total} changes (a comment holds \
+             {limit} characters); the whole plan is in the job's output and its saved plan file.\n"
+        );
+    }
+    out.push_str(&tail);
     out
 }

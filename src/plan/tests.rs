@@ -816,9 +816,15 @@ fn a_refused_plan_renders_its_refusal_first_in_text_and_markdown() {
     );
     let md = render(&plans[..1], &[], &[], Format::Markdown);
     assert!(
-        md.contains(&format!(
-            "**prod**: 0 to add, 0 to change, 2 to remove\n\n⛔ **refused**: {refusal}\n\n```diff\n"
-        )),
+        md.contains("| **prod** | 0 | 0 | 2 | ⛔ refused |\n"),
+        "{md}"
+    );
+    // The refusal comes before the changes.
+    let refused_at = md
+        .find(&format!("⛔ **prod refused**: {refusal}\n"))
+        .expect("refusal shown");
+    assert!(
+        refused_at < md.find("<details>").expect("changes shown"),
         "{md}"
     );
     let mut two = refused_plan();
@@ -1449,7 +1455,7 @@ fn plan_errors_are_rendered_with_their_place() {
     );
     let md = render(std::slice::from_ref(&p), &[], &[], Format::Markdown);
     assert!(
-        md.contains("- ❌ error: groups/eng.toml:7:1: create group \"Platform\""),
+        md.contains("- ❌ **prod**: error: groups/eng.toml:7:1: create group \"Platform\""),
         "{md}"
     );
     let doc: Value = serde_json::from_str(&render(&[p], &[], &[], Format::Json)).unwrap();
@@ -1487,4 +1493,42 @@ fn plan_errors_refuse_exactly_their_changes() {
         .filter(|i| p.refusals_of(*i).next().is_some())
         .collect();
     assert_eq!(refused, [0, 1, 2, 3, 4, 5, 8]);
+}
+
+/// A Markdown plan past the comment limit is cut at a whole line, says so, and stays within it;
+/// the summary table and what needs a reviewer's eye are never cut.
+#[test]
+fn a_markdown_plan_too_long_for_a_comment_is_cut_with_a_note() {
+    let mut big = rich_plan();
+    let group = GroupName::from("Engineering");
+    big.changes = (0..5000)
+        .map(|i| Change::AddMember {
+            group: group.clone(),
+            member: UserKey(format!("user{i:05}")),
+        })
+        .collect();
+    big.summary = Summary::of(&big.changes);
+    let md = render(std::slice::from_ref(&big), &[], &[], Format::Markdown);
+    assert!(md.len() <= super::render::MARKDOWN_LIMIT, "{}", md.len());
+    assert!(
+        md.contains("⚠️ **truncated**: this comment shows "),
+        "{}",
+        &md[md.len() - 600..]
+    );
+    assert!(md.contains(" of 5000 changes"), "{}", &md[md.len() - 600..]);
+    assert!(md.contains("| **prod** | 5000 | 0 | 0 |"), "{}", &md[..400]);
+    // The cut closes the code block and the section it opened.
+    assert_eq!(md.matches("```").count() % 2, 0);
+    assert_eq!(
+        md.matches("<details>").count(),
+        md.matches("</details>").count()
+    );
+    assert!(
+        md.ends_with("Plan: 5000 to add, 0 to change, 0 to remove.\n"),
+        "{}",
+        &md[md.len() - 200..]
+    );
+
+    let small = render(&[rich_plan()], &[], &[], Format::Markdown);
+    assert!(!small.contains("truncated"), "{small}");
 }

@@ -38,6 +38,23 @@ pub fn load(path: &Path) -> Result<Desired, SourceError> {
     read(path)?.finish()
 }
 
+/// The per-target attributes a desired-state file can hold, as (target type, key): the tables
+/// `[group.contensis]` and `[group.vinyldns]` below. `roster export` writes these and no others.
+pub const TARGET_ATTRIBUTES: &[(&str, &str)] = &[
+    ("contensis", "custom"),
+    ("vinyldns", "email"),
+    ("vinyldns", "admins"),
+];
+
+/// Reads desired-state text as the file `path` would be read, with every check [`load`] makes
+/// (child references and cycles included): `roster export` proves with it that what it writes
+/// reads back as the groups it exported.
+pub fn parse(path: &Path, text: &str) -> Result<Desired, SourceError> {
+    let mut loaded = Loaded::default();
+    read_file(path, text, &mut loaded);
+    loaded.finish()
+}
+
 /// Reads desired-state files without the checks that need every source.
 pub(crate) fn read(path: &Path) -> Result<Loaded, SourceError> {
     let io = |path: &Path| {

@@ -137,6 +137,17 @@ impl MemberRef {
     pub fn is_user(&self) -> bool {
         matches!(self.kind, 0 | 2)
     }
+
+    /// What a member that is not a person is, in words.
+    pub fn what(&self) -> String {
+        match self.kind {
+            1 => "robot".to_owned(),
+            3 => "directory group".to_owned(),
+            4 => "robot account".to_owned(),
+            5 => "application".to_owned(),
+            n => format!("member of type {n}"),
+        }
+    }
 }
 
 /// A member of a group.
@@ -163,6 +174,21 @@ impl Member {
         self.object_type
             .as_deref()
             .is_none_or(|t| t.eq_ignore_ascii_case("DirectoryUser"))
+    }
+
+    /// What a member that is not a person is, in words (its `objectType` when it is none
+    /// roster knows).
+    pub fn what(&self) -> String {
+        let t = self.object_type.as_deref().unwrap_or_default();
+        let known = [
+            ("DirectoryRobotUser", "robot account"),
+            ("DirectoryGroup", "directory group"),
+            ("DirectoryApplication", "application"),
+        ];
+        known
+            .iter()
+            .find(|(wire, _)| wire.eq_ignore_ascii_case(t))
+            .map_or_else(|| t.to_owned(), |(_, words)| (*words).to_owned())
     }
 }
 

@@ -9,11 +9,20 @@ use reqwest::{Method, StatusCode};
 use tracing::debug;
 
 use super::{UiPathTarget, api};
-use crate::model::{Group, GroupKind, GroupName, Observed, ObservedGroup, UserKey};
+use crate::model::{Group, GroupKind, GroupName, Observed, ObservedGroup, Unmanaged, UserKey};
 use crate::plan::{Scope, fold};
 use crate::target::http::endpoint::Req;
 use crate::target::http::paging::{self, Counted, Paged};
 use crate::target::{CallError, CallErrorKind, Named, ObserveError};
+
+/// One group as [`UiPathTarget::observe_group`] reads it: the group, its named members' (key,
+/// id), the ids of members known by id only, and its members that are not people.
+type GroupRead = (
+    ObservedGroup,
+    Vec<(String, String)>,
+    Vec<String>,
+    BTreeSet<Unmanaged>,
+);
 
 impl UiPathTarget {
     /// Every group in `scope` with its user members, the other groups' names, and the
@@ -45,14 +54,13 @@ impl UiPathTarget {
                 observed.others.insert(name);
             }
         }
-        type Read = (ObservedGroup, Vec<(String, String)>, Vec<String>);
-        let groups: Vec<Read> = futures::stream::iter(in_scope)
+        let groups: Vec<GroupRead> = futures::stream::iter(in_scope)
             .map(|g| self.observe_group(g))
             .buffer_unordered(self.concurrency.get())
             .try_collect()
             .await?;
         let mut seen_keys: BTreeSet<String> = BTreeSet::new();
-        for (_, ids, _) in &groups {
+        for (_, ids, _, _) in &groups {
             for (key, _) in ids {
                 seen_keys.insert(fold(key, true));
             }
@@ -74,14 +82,17 @@ impl UiPathTarget {
             .collect();
         let mut strangers: Vec<String> = groups
             .iter()
-            .flat_map(|(_, _, anonymous)| anonymous)
+            .flat_map(|(_, _, anonymous, _)| anonymous)
             .filter(|id| !key_of_id.contains_key(&id.to_lowercase()))
             .cloned()
             .collect();
         strangers.sort_by_key(|id| id.to_lowercase());
         strangers.dedup_by_key(|id| id.to_lowercase());
         key_of_id.extend(self.names_of(strangers).await.map_err(ObserveError::from)?);
-        for (mut g, ids, anonymous) in groups {
+        for (mut g, ids, anonymous, unmanaged) in groups {
+            if !unmanaged.is_empty() {
+                observed.unmanaged.insert(g.group.name.clone(), unmanaged);
+            }
             for (key, id) in ids {
                 observed.users.insert(UserKey(key), id);
             }
@@ -108,9 +119,24 @@ impl UiPathTarget {
         Ok(observed)
     }
 
-    /// The user members of a group through its `/Members` call, every page: their ids. A server
-    /// without the call (404) has nothing more to say than the group's own `members`: none.
+    /// The user members of a group through its `/Members` call, every page: their ids.
     async fn member_ids(&self, id: &str, name: &GroupName) -> Result<Vec<String>, CallError> {
+        Ok(self
+            .member_refs(id, name)
+            .await?
+            .into_iter()
+            .filter(api::MemberRef::is_user)
+            .map(|m| m.id)
+            .collect())
+    }
+
+    /// Every member of a group through its `/Members` call, every page, each once. A server
+    /// without the call (404) has nothing more to say than the group's own `members`: none.
+    async fn member_refs(
+        &self,
+        id: &str,
+        name: &GroupName,
+    ) -> Result<Vec<api::MemberRef>, CallError> {
         let path = api::members(&self.identity, &self.partition, id);
         let what = format!("GET {path}");
         let page = |skip: u64| {
@@ -166,8 +192,7 @@ impl UiPathTarget {
         let mut seen = BTreeSet::new();
         Ok(members
             .into_iter()
-            .filter(|m| seen.insert(m.id.to_lowercase()) && m.is_user())
-            .map(|m| m.id)
+            .filter(|m| seen.insert(m.id.to_lowercase()))
             .collect())
     }
 
@@ -353,11 +378,10 @@ impl UiPathTarget {
     }
 
     /// One group as read: the group with the members that came with their names, the named
-    /// members' (key, id), and the ids of members known by id only (from the `/Members` call).
-    async fn observe_group(
-        &self,
-        g: api::GroupSummary,
-    ) -> Result<(ObservedGroup, Vec<(String, String)>, Vec<String>), ObserveError> {
+    /// members' (key, id), the ids of members known by id only (from the `/Members` call), and
+    /// the members that are not people (robots, applications, directory groups), which roster
+    /// leaves alone.
+    async fn observe_group(&self, g: api::GroupSummary) -> Result<GroupRead, ObserveError> {
         let name = GroupName(g.name.clone());
         let kind = if g.kind == api::BUILT_IN {
             GroupKind::System
@@ -367,6 +391,7 @@ impl UiPathTarget {
         let mut group = Group::named(g.name.clone());
         let mut ids = Vec::new();
         let mut anonymous = Vec::new();
+        let mut unmanaged = BTreeSet::new();
         // Built-in groups are never changed, so their members need no read.
         if kind == GroupKind::Managed {
             let detail = self
@@ -382,14 +407,27 @@ impl UiPathTarget {
             }
             let inline = detail.members.unwrap_or_default();
             if inline.is_empty() {
-                // Some servers list members only through the group's `/Members` call.
-                anonymous = self
+                // Some servers list members only through the group's `/Members` call, which
+                // gives ids and kinds but no names.
+                let refs = self
                     .endpoint
                     .reads()
-                    .retry_idempotent(|| self.member_ids(&g.id, &name))
+                    .retry_idempotent(|| self.member_refs(&g.id, &name))
                     .await?;
+                for m in refs {
+                    if m.is_user() {
+                        anonymous.push(m.id);
+                    } else {
+                        unmanaged.insert(Unmanaged::new(m.what(), m.id));
+                    }
+                }
             }
-            for m in inline.iter().filter(|m| m.is_user()) {
+            for m in &inline {
+                if !m.is_user() {
+                    let name = m.name.as_deref().filter(|n| !n.is_empty());
+                    unmanaged.insert(Unmanaged::new(m.what(), name.unwrap_or(&m.identifier)));
+                    continue;
+                }
                 let key = self.member_key(m);
                 ids.push((key.clone(), m.identifier.clone()));
                 group.members.insert(UserKey(key));
@@ -403,6 +441,7 @@ impl UiPathTarget {
             },
             ids,
             anonymous,
+            unmanaged,
         ))
     }
 }

@@ -10,7 +10,9 @@ use serde_json::Value;
 use tracing::debug;
 
 use super::{Account, CASE_INSENSITIVE, Listing, Read, TYPE, VinylDnsTarget, api, sorted_names};
-use crate::model::{Attributes, Group, GroupKind, GroupName, Observed, ObservedGroup, UserKey};
+use crate::model::{
+    Attributes, Group, GroupKind, GroupName, Observed, ObservedGroup, Unmanaged, UserKey,
+};
 use crate::plan::{Scope, fold};
 use crate::target::http::paging::{self, Cursored};
 use crate::target::{CallError, CallErrorKind, Named, ObserveError, resolve_users};
@@ -386,6 +388,12 @@ impl VinylDnsTarget {
             if !r.orphans.is_empty() {
                 orphans.insert(r.group.id.clone(), r.orphans.clone());
             }
+            let unmanaged = unmanaged(&r, hide.as_deref());
+            if !unmanaged.is_empty() {
+                observed
+                    .unmanaged
+                    .insert(GroupName(r.group.name.clone()), unmanaged);
+            }
             let g = self.build_group(r, hide.as_deref(), &spelling);
             for m in &g.group.members {
                 if let Some(Some(id)) = self
@@ -410,4 +418,26 @@ impl VinylDnsTarget {
         .await?;
         Ok(observed)
     }
+}
+
+/// The members of a group read that the desired state does not name: roster's own account where
+/// it is hidden (`hide`), and ids the group holds that name no user. Both stay as they are.
+fn unmanaged(read: &Read, hide: Option<&str>) -> BTreeSet<Unmanaged> {
+    let own = read
+        .members
+        .iter()
+        .filter(|m| hide == Some(m.id.as_str()))
+        .map(|m| {
+            let what = if m.is_admin {
+                "roster's own account, an admin"
+            } else {
+                "roster's own account"
+            };
+            Unmanaged::new(what, m.user_name.clone())
+        });
+    let orphans = read
+        .orphans
+        .iter()
+        .map(|id| Unmanaged::new("id that names no user", id.clone()));
+    own.chain(orphans).collect()
 }
