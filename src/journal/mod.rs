@@ -231,7 +231,8 @@ pub struct Line {
     /// Recheck: the write's number in that run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub of_call: Option<u64>,
-    /// Intent: the SHA-256 of the config's sources and targets (secrets left out).
+    /// Intent: the config's settings hash (every target's settings, secrets left out), as a
+    /// saved plan records it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
     /// Intent: where the desired state came from, and at which revision.

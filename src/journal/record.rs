@@ -40,12 +40,7 @@ impl Audit {
                 pending,
             });
         }
-        let journal = Journal::open(
-            dir,
-            &config.journal,
-            run_id,
-            &super::revision::config_hash(config),
-        )?;
+        let journal = Journal::open(dir, &config.journal, run_id, &config.settings_hash())?;
         let pending = read::pending(dir)?;
         Ok(Self {
             journal: Some(Arc::new(journal)),

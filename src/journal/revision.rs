@@ -1,6 +1,7 @@
-//! What an intent records of where its change came from: a hash of the config, and each
-//! source's revision (the git commit of a TOML folder kept in git; an LDAP server and its
-//! `contextCSN` when the server lets roster read it).
+//! What an intent records of where its change came from, besides the config's settings hash
+//! ([`Config::settings_hash`], as a saved plan records it): each source's revision (the git
+//! commit of a TOML folder kept in git; an LDAP server and its `contextCSN` when the server lets
+//! roster read it).
 //!
 //! The commit is read from the repository's files (`HEAD`, then the branch's ref, loose or
 //! packed) rather than by running git: under systemd, roster runs as a user that does not own
@@ -60,12 +61,6 @@ pub fn of_sources(config: &Config, reads: &[SourceRead]) -> Vec<SourceRevision> 
             },
         })
         .collect()
-}
-
-/// The SHA-256 of the config's sources and targets as roster read them (secrets print as
-/// `[redacted]`, so they are left out); what an intent records as `config`.
-pub fn config_hash(config: &Config) -> String {
-    super::sha256_hex(format!("{:?}\n{:?}", config.sources, config.targets).as_bytes())
 }
 
 /// The commit checked out in the git work tree that holds `path`, if any.
