@@ -9,6 +9,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Config};
+use crate::journal;
 use crate::plan::Share;
 use crate::plan::render::Format;
 use crate::reconcile::Mode;
@@ -53,6 +54,48 @@ pub enum Command {
     Sim(SimArgs),
     /// Try roster: start the four simulators, plan and apply the example config, and plan again.
     Demo(SimSeedArg),
+    /// Check the audit journal, or show what roster wrote.
+    #[command(subcommand)]
+    Journal(JournalCommand),
+}
+
+/// `roster journal` commands.
+#[derive(Debug, Subcommand)]
+pub enum JournalCommand {
+    /// Check that no line of the journal was edited, removed or reordered: exit 0 when it is
+    /// intact, 1 naming the file and line where it is not.
+    Verify(StateDirArg),
+    /// Print the writes roster made, oldest first: to a target, a group or a member, or since a
+    /// time.
+    Show(ShowArgs),
+}
+
+/// Where the journal is.
+#[derive(Debug, Args)]
+pub struct StateDirArg {
+    /// The state folder holding the journal [default: the config's state_dir].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Arguments of `roster journal show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    dir: StateDirArg,
+    /// Only writes to this target.
+    #[arg(long, value_name = "NAME")]
+    pub target: Option<String>,
+    /// Only writes to this group (or naming it as a child).
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+    /// Only writes naming this member.
+    #[arg(long, value_name = "KEY")]
+    pub member: Option<String>,
+    /// Only writes from this time on: RFC 3339 (2026-05-04T10:00:00Z), a date (2026-05-04, UTC),
+    /// or how long ago (2h, 7days).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
 }
 
 /// Arguments of `roster plan`.
@@ -176,11 +219,11 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Validate => validate(&config_path(cli.config)?).await,
         Command::Plan(a) => {
             let config = load(&config_path(cli.config)?)?;
-            plan(&config, a).await
+            plan(&config, a, true).await
         }
         Command::Apply(a) => {
             let config = load(&config_path(cli.config)?)?;
-            apply(&config, a).await
+            apply(&config, a, true).await
         }
         Command::Run(a) => {
             let opts = crate::daemon::DaemonOptions {
@@ -207,7 +250,122 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 .unwrap_or_else(|| PathBuf::from("config/roster.toml"));
             demo(&path, a.seed.as_deref()).await
         }
+        Command::Journal(JournalCommand::Verify(a)) => {
+            journal_verify(&state_dir(cli.config, a.state_dir)?)
+        }
+        Command::Journal(JournalCommand::Show(a)) => {
+            let dir = state_dir(cli.config, a.dir.state_dir.clone())?;
+            journal_show(&dir, &a)
+        }
     }
+}
+
+/// The state folder a journal command reads: `--state-dir`, else the config's.
+fn state_dir(config: Option<PathBuf>, given: Option<PathBuf>) -> Result<PathBuf> {
+    match given {
+        Some(dir) => Ok(dir),
+        None => Ok(load(&config_path(config)?)?.state_dir),
+    }
+}
+
+fn journal_verify(dir: &Path) -> Result<u8> {
+    let v = match journal::read::verify(dir) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("roster: the journal is damaged: {e}");
+            return Ok(report::EXIT_ERROR);
+        }
+    };
+    if v.files.is_empty() {
+        println!(
+            "No journal in {}: nothing was applied with this state_dir.",
+            dir.display()
+        );
+        return Ok(report::EXIT_OK);
+    }
+    let files = match v.files.as_slice() {
+        [one] => format!("1 file, {}", one.path.display()),
+        [first, .., last] => format!(
+            "{} files, {} to {}",
+            v.files.len(),
+            first.path.display(),
+            last.path.display()
+        ),
+        [] => String::new(),
+    };
+    println!("Journal intact: {} lines in {files}.", v.lines);
+    if v.rotated {
+        println!("Older files were rotated away: the first line follows one that is gone.");
+    }
+    if v.head_behind {
+        println!(
+            "The head is one line behind: a run stopped between writing a line and the head; the \
+             next apply brings it up to date."
+        );
+    }
+    if !v.open.is_empty() {
+        println!(
+            "{} writes have no outcome (their run stopped before the answer was journalled):",
+            v.open.len()
+        );
+        let writes: Vec<journal::read::Write> = v
+            .open
+            .into_iter()
+            .map(|(intent, recheck)| journal::read::Write {
+                intent,
+                outcome: None,
+                recheck,
+            })
+            .collect();
+        print!("{}", journal::read::render(&writes));
+    }
+    Ok(report::EXIT_OK)
+}
+
+fn journal_show(dir: &Path, a: &ShowArgs) -> Result<u8> {
+    let filter = journal::read::Filter {
+        target: a.target.clone(),
+        group: a.group.clone(),
+        member: a.member.clone(),
+        since: a.since.as_deref().map(since).transpose()?,
+    };
+    let writes = journal::read::history(dir, &filter)
+        .with_context(|| format!("reading the journal in {}", dir.display()))?;
+    if writes.is_empty() {
+        println!(
+            "No writes journalled{}.",
+            if a.target.is_some() || a.group.is_some() || a.member.is_some() || a.since.is_some() {
+                " that match"
+            } else {
+                ""
+            }
+        );
+    }
+    print!("{}", journal::read::render(&writes));
+    Ok(report::EXIT_OK)
+}
+
+/// `--since`: an RFC 3339 time, a date (midnight UTC), or a duration before now.
+fn since(text: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    use chrono::{DateTime, NaiveDate, Utc};
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        && let Some(t) = d.and_hms_opt(0, 0, 0)
+    {
+        return Ok(t.and_utc());
+    }
+    if let Ok(ago) = humantime::parse_duration(text)
+        && let Ok(ago) = chrono::Duration::from_std(ago)
+        && let Some(t) = Utc::now().checked_sub_signed(ago)
+    {
+        return Ok(t);
+    }
+    bail!(
+        "--since {text}: write a time (2026-05-04T10:00:00Z), a date (2026-05-04) or how long ago \
+         (2h, 7days)"
+    )
 }
 
 /// The config given, or the first of the default places that has one.
@@ -270,12 +428,15 @@ async fn validate(path: &Path) -> Result<u8> {
     }
 }
 
-async fn plan(config: &Config, a: PlanArgs) -> Result<u8> {
+/// `journal_kept`: read the journal for writes an earlier run left unfinished (a plan writes
+/// nothing to it); `roster demo`, whose simulators live only as long as it does, keeps none.
+async fn plan(config: &Config, a: PlanArgs, journal_kept: bool) -> Result<u8> {
     let opts = RunOptions {
         mode: Mode::Plan,
         targets: a.targets,
         max_deletes: a.max_deletes,
         max_group_shrink: a.max_group_shrink,
+        journal: journal_kept,
         ..RunOptions::default()
     };
     let opts = RunOptions {
@@ -297,7 +458,8 @@ async fn plan(config: &Config, a: PlanArgs) -> Result<u8> {
     Ok(report::plan_exit(&run, a.detailed_exitcode))
 }
 
-async fn apply(config: &Config, a: ApplyArgs) -> Result<u8> {
+/// `journal_kept`: record every write in the journal (see [`plan`] for when it is not).
+async fn apply(config: &Config, a: ApplyArgs, journal_kept: bool) -> Result<u8> {
     // A saved plan is checked whole before anything is read.
     let saved = match &a.plan {
         Some(path) => {
@@ -317,6 +479,7 @@ async fn apply(config: &Config, a: ApplyArgs) -> Result<u8> {
         max_deletes: a.max_deletes,
         max_group_shrink: a.max_group_shrink,
         progress: std::io::stderr().is_terminal(),
+        journal: journal_kept,
         ..RunOptions::default()
     };
     let run = run_targets(config, &opts).await?;
@@ -362,7 +525,7 @@ async fn demo(config_path: &Path, seed_path: Option<&Path>) -> Result<u8> {
     println!();
     sim.point_at(&mut config);
     println!("$ roster plan");
-    let code = plan(&config, plan_args()).await?;
+    let code = plan(&config, plan_args(), false).await?;
     if code == report::EXIT_ERROR {
         bail!("the first plan failed");
     }
@@ -375,6 +538,7 @@ async fn demo(config_path: &Path, seed_path: Option<&Path>) -> Result<u8> {
             max_deletes: None,
             max_group_shrink: None,
         },
+        false,
     )
     .await?;
     if code != report::EXIT_OK {
@@ -387,6 +551,7 @@ async fn demo(config_path: &Path, seed_path: Option<&Path>) -> Result<u8> {
             detailed_exitcode: true,
             ..plan_args()
         },
+        false,
     )
     .await?;
     sim.shutdown().await;
@@ -427,5 +592,27 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_a_time_a_date_or_how_long_ago() {
+        assert_eq!(
+            since("2026-05-04T12:00:00+02:00").unwrap().to_rfc3339(),
+            "2026-05-04T10:00:00+00:00"
+        );
+        assert_eq!(
+            since("2026-05-04").unwrap().to_rfc3339(),
+            "2026-05-04T00:00:00+00:00"
+        );
+        let ago = chrono::Utc::now() - since("2h").unwrap();
+        assert!((ago.num_minutes() - 120).abs() <= 1, "{ago}");
+        let err = since("yesterday").unwrap_err().to_string();
+        assert!(err.starts_with("--since yesterday: write a time"), "{err}");
     }
 }

@@ -17,6 +17,7 @@
 //! - [`target`]: the connector seam and the connectors (Contensis, VinylDNS, Crafter Studio,
 //!   UiPath Identity), each with its simulator.
 //! - [`exec`]: order, concurrency and retries of calls; knows no API.
+//! - [`journal`]: the audit journal of every write, in the state folder, and its checks.
 //! - [`retry`]: backoff and `Retry-After`, below both the executor and the connectors' reads.
 //! - [`reconcile`], [`run`]: one target, then all targets, for one run.
 //! - [`export`]: one target's groups written as desired-state TOML.
@@ -30,6 +31,7 @@ pub mod daemon;
 pub mod diag;
 pub mod exec;
 pub mod export;
+pub mod journal;
 pub mod model;
 pub mod plan;
 pub mod reconcile;

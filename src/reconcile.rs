@@ -3,19 +3,25 @@
 //! This is where the safety rules meet: nothing is compiled, let alone sent, unless the source
 //! load and the observe both succeeded completely and the guard accepted the plan. A plan-only run
 //! stops after the guard, so that it reports the refusals an apply would meet.
+//!
+//! When an earlier run was stopped between sending a write and journalling its outcome, the
+//! target's log says which writes, the groups they were about are handled first, and once the
+//! target has been read afresh the journal records that they were checked. The journal never
+//! decides what is written: the plan comes from the fresh read, as always.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::Diagnostic;
 use crate::exec::{ApplyReport, Executor};
-use crate::model::Desired;
+use crate::journal::{Audit, Line, read};
+use crate::model::{Desired, GroupName};
 use crate::plan::fingerprint::Fingerprint;
 use crate::plan::saved::SavedTarget;
 use crate::plan::{self, Plan, PlanError, Policy, Refusal, Summary};
-use crate::target::{ObserveError, Rejection, Target};
+use crate::target::{Call, ObserveError, Rejection, Target};
 
 /// Whether a run only plans or also writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,7 +95,11 @@ impl TargetReport {
     }
 }
 
-/// Reconciles one target: see the module documentation.
+/// Reconciles one target: see the module documentation. `basis` says what the plan comes from;
+/// `audit` is the run's journal and the writes earlier runs left without outcome.
+// Each argument is an input of its own that the run hands over as it has it; a struct of them
+// would be built only to be taken apart here.
+#[allow(clippy::too_many_arguments)]
 pub async fn reconcile<T: Target>(
     target: &T,
     target_type: &str,
@@ -98,10 +108,20 @@ pub async fn reconcile<T: Target>(
     exec: &Executor,
     mode: Mode,
     basis: Basis<'_>,
+    audit: &Audit,
 ) -> TargetReport {
     let name = target.target_name().to_owned();
     let span = info_span!("target", target = %name);
     async {
+        let interrupted: Vec<&Line> = audit.pending_for(&name).collect();
+        if !interrupted.is_empty() {
+            warn!(
+                writes = interrupted.len(),
+                unfinished = %unfinished(&interrupted),
+                "an earlier run stopped before it journalled how these writes came out; the \
+                 target is read afresh, and their groups are checked first"
+            );
+        }
         let caps = target.capabilities();
         let mut durations = Vec::new();
         let desired = match target.prepare(desired, &policy.scope) {
@@ -140,6 +160,17 @@ pub async fn reconcile<T: Target>(
             }
         };
         durations.push(("observe", started.elapsed()));
+        if mode == Mode::Apply
+            && let Some(journal) = audit.journal()
+        {
+            // The fresh read settles what those writes came to: record that they were checked,
+            // so that the next run does not report them again.
+            for intent in &interrupted {
+                if let Err(e) = journal.recheck(intent) {
+                    warn!(error = %e, "cannot journal the check of an unfinished write");
+                }
+            }
+        }
         let fingerprint = match basis {
             Basis::Fresh => None,
             Basis::Recorded | Basis::Saved(_) => Some(Fingerprint::of(&observed)),
@@ -230,8 +261,17 @@ pub async fn reconcile<T: Target>(
             };
         }
         let started = Instant::now();
-        let calls = target.compile(&plan, &observed);
+        let mut calls = target.compile(&plan, &observed);
+        // The groups of unfinished writes go first in each stage: what an interrupted run left
+        // half done is completed before anything new is started.
+        let first: BTreeSet<GroupName> = interrupted
+            .iter()
+            .map(|l| GroupName::from(l.group.as_str()))
+            .collect();
+        calls.sort_by_key(|c| !first.contains(c.group()));
         let refused = refused_changes(&plan);
+        let mut exec = exec.clone();
+        exec.journal = audit.for_target(&name, &plan);
         let report = exec
             .execute_vetted(target, calls, &refused)
             .instrument(info_span!("apply"))
@@ -253,6 +293,24 @@ pub async fn reconcile<T: Target>(
     }
     .instrument(span)
     .await
+}
+
+/// The unfinished writes, for a log line: `create group "eng" (run 1f3a9c2e, 2026-…)`, the
+/// first ten and a count of the rest.
+fn unfinished(intents: &[&Line]) -> String {
+    const SHOWN: usize = 10;
+    let mut parts: Vec<String> = intents
+        .iter()
+        .take(SHOWN)
+        .map(|l| {
+            let run: String = l.run_id.chars().take(8).collect();
+            format!("{} (run {run}, {})", read::describe(l), l.time)
+        })
+        .collect();
+    if intents.len() > SHOWN {
+        parts.push(format!("and {} more", intents.len() - SHOWN));
+    }
+    parts.join("; ")
 }
 
 /// The connector's rejections as plan errors, each pointing at where its group is defined;
@@ -450,6 +508,7 @@ mod tests {
             &executor(),
             Mode::Plan,
             Basis::Fresh,
+            &Audit::default(),
         )
         .await;
         let plan = r.plan.as_ref().unwrap();
@@ -478,6 +537,7 @@ mod tests {
             &executor(),
             Mode::Apply,
             Basis::Fresh,
+            &Audit::default(),
         )
         .await;
         assert_eq!(*t.sent.lock().unwrap(), [GroupName::from("eng")]);
@@ -509,6 +569,7 @@ mod tests {
             &executor(),
             Mode::Apply,
             Basis::Fresh,
+            &Audit::default(),
         )
         .await;
         assert!(matches!(r.outcome, TargetOutcome::ObserveFailed(_)));
@@ -529,6 +590,7 @@ mod tests {
             &executor(),
             Mode::Plan,
             Basis::Fresh,
+            &Audit::default(),
         )
         .await;
         assert!(r.plan.as_ref().unwrap().errors.is_empty());
@@ -575,6 +637,7 @@ mod tests {
                 &executor(),
                 mode,
                 Basis::Fresh,
+                &Audit::default(),
             )
             .await;
             let TargetOutcome::Refused(refusal) = &r.outcome else {
@@ -601,6 +664,7 @@ mod tests {
             &executor(),
             Mode::Plan,
             Basis::Fresh,
+            &Audit::default(),
         )
         .await;
         assert!(matches!(r.outcome, TargetOutcome::Refused(_)), "{r:?}");
@@ -613,7 +677,17 @@ mod tests {
         let (d, t) = shrinking();
         let mut p = policy(&d);
         p.max_group_shrink = crate::plan::Share::ALL;
-        let r = reconcile(&t, "picky", &d, &p, &executor(), Mode::Plan, Basis::Fresh).await;
+        let r = reconcile(
+            &t,
+            "picky",
+            &d,
+            &p,
+            &executor(),
+            Mode::Plan,
+            Basis::Fresh,
+            &Audit::default(),
+        )
+        .await;
         assert!(matches!(r.outcome, TargetOutcome::Planned), "{r:?}");
         assert_eq!(r.plan.as_ref().unwrap().refusal, None);
     }

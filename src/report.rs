@@ -349,6 +349,7 @@ mod tests {
                     ranged: 2,
                     range_reads: 4,
                     disabled: 1,
+                    context_csn: None,
                 }),
             ],
             ..RunReport::default()

@@ -9,6 +9,7 @@ use tracing::Instrument;
 
 use crate::config::{Config, TargetConfig, TargetKind};
 use crate::exec::Executor;
+use crate::journal::{Audit, JournalError, revision};
 use crate::model::Desired;
 use crate::plan::saved::SavedPlan;
 use crate::plan::{Policy, Scope, Share};
@@ -37,6 +38,10 @@ pub struct RunOptions {
     pub record: bool,
     /// Apply this saved plan's changes instead of planning afresh (`roster apply FILE`).
     pub saved: Option<SavedPlan>,
+    /// Keep the audit journal in the config's `state_dir`: an apply records every write in it
+    /// (and fails before reading anything when it cannot); a plan only reads it for writes an
+    /// earlier run left unfinished.
+    pub journal: bool,
 }
 
 impl Default for RunOptions {
@@ -50,6 +55,7 @@ impl Default for RunOptions {
             stop: CancellationToken::new(),
             record: false,
             saved: None,
+            journal: false,
         }
     }
 }
@@ -65,6 +71,9 @@ pub enum RunError {
     /// `--target` named a target the config does not have.
     #[error("no target named \"{0}\" in the config (targets: {1})")]
     UnknownTarget(String, String),
+    /// The audit journal cannot be written, so nothing is: every write must be journalled.
+    #[error("cannot keep the audit journal; nothing was read or written: {0}")]
+    Journal(#[from] JournalError),
 }
 
 impl From<SourceError> for RunError {
@@ -165,6 +174,8 @@ macro_rules! any_target {
                 }
             }
 
+            // As [`reconcile`]'s own arguments, passed through.
+            #[allow(clippy::too_many_arguments)]
             async fn reconcile(
                 &self,
                 type_name: &str,
@@ -173,9 +184,10 @@ macro_rules! any_target {
                 exec: &Executor,
                 mode: Mode,
                 basis: Basis<'_>,
+                audit: &Audit,
             ) -> TargetReport {
                 match self {
-                    $(AnyTarget::$variant(t) => reconcile(t, type_name, desired, policy, exec, mode, basis).await,)*
+                    $(AnyTarget::$variant(t) => reconcile(t, type_name, desired, policy, exec, mode, basis, audit).await,)*
                 }
             }
         }
@@ -299,14 +311,36 @@ pub async fn run(config: &Config, opts: &RunOptions) -> Result<RunReport, RunErr
     };
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     async {
+        // Before the sources are read: a run that cannot journal its writes stops first thing.
+        let audit = if opts.journal {
+            Audit::open(config, opts.mode == Mode::Apply, &run_id)?
+        } else {
+            Audit::default()
+        };
+        let elsewhere = audit
+            .pending()
+            .iter()
+            .filter(|l| config.target(&l.target).is_none())
+            .count();
+        if elsewhere > 0 {
+            tracing::warn!(
+                writes = elsewhere,
+                "the journal holds writes an earlier run left unfinished on targets this config \
+                 no longer has; `roster journal show` lists them"
+            );
+        }
         let started = std::time::Instant::now();
         let source::Load { desired, reads } = source::load(&config.sources)
             .instrument(tracing::info_span!("source"))
             .await?;
         let source_duration = started.elapsed();
+        if let Some(journal) = audit.journal() {
+            journal.set_sources(revision::of_sources(config, &reads));
+        }
+        let audit = &audit;
         let futures = selected
             .into_iter()
-            .map(|cfg| run_target(cfg, &desired, opts));
+            .map(|cfg| run_target(cfg, &desired, opts, audit));
         Ok(RunReport {
             targets: futures::future::join_all(futures).await,
             source_duration,
@@ -318,7 +352,12 @@ pub async fn run(config: &Config, opts: &RunOptions) -> Result<RunReport, RunErr
     .await
 }
 
-async fn run_target(cfg: &TargetConfig, desired: &Desired, opts: &RunOptions) -> TargetReport {
+async fn run_target(
+    cfg: &TargetConfig,
+    desired: &Desired,
+    opts: &RunOptions,
+    audit: &Audit,
+) -> TargetReport {
     let target = match AnyTarget::build(cfg) {
         Ok(t) => t,
         Err(e) => {
@@ -370,6 +409,7 @@ async fn run_target(cfg: &TargetConfig, desired: &Desired, opts: &RunOptions) ->
             &exec,
             opts.mode,
             basis,
+            audit,
         )
         .await;
     exec.progress.finish_and_clear();

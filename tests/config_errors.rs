@@ -1203,7 +1203,8 @@ fn daemon_unknown_and_missing_keys() {
             "schedule = \"* * * * *\"\nrun_on_strat = false\n"
         )),
         "roster.toml:14:1: unknown key `run_on_strat` in [daemon] (did you mean `run_on_start`?); \
-         expected one of `schedule`, `jitter`, `run_on_start`, `listen`, `shutdown_timeout`"
+         expected one of `schedule`, `jitter`, `run_on_start`, `listen`, `shutdown_timeout`, \
+         `state_dir`"
     );
     assert_eq!(
         errors(&with_daemon("jitter = \"1s\"\n")),
@@ -1284,4 +1285,67 @@ fn ldap_binary_attributes_cannot_be_user_keys() {
         "roster.toml:7:17: `objectGUID` is binary, so it cannot be a user key; use a text \
          attribute such as sAMAccountName, userPrincipalName, mail or uid"
     );
+}
+
+#[test]
+fn state_dir_is_relative_to_the_config_and_given_once() -> TestResult {
+    let config = config::parse(
+        &format!("state_dir = \"state\"\n{}", base_env()),
+        Path::new("/etc/roster/roster.toml"),
+    )?;
+    assert_eq!(config.state_dir, PathBuf::from("/etc/roster/state"));
+    let config = config::parse(
+        &with_daemon("schedule = \"* * * * *\"\nstate_dir = \"/var/lib/roster\"\n"),
+        Path::new("/etc/roster/roster.toml"),
+    )?;
+    assert_eq!(config.state_dir, PathBuf::from("/var/lib/roster"));
+    assert_eq!(
+        errors(&format!(
+            "state_dir = \"a\"\n{}",
+            with_daemon("schedule = \"* * * * *\"\nstate_dir = \"b\"\n")
+        )),
+        "roster.toml:15:13: `state_dir` is set twice, here and at the top level (1:13); keep one: \
+         roster keeps one journal per config"
+    );
+    assert_eq!(
+        errors(&format!("state_dir = 7\n{}", base_env())),
+        "roster.toml:1:13: `state_dir` must be a string: the path of a folder"
+    );
+    assert_eq!(
+        errors(&format!("state_dir = \"Cargo.toml\"\n{}", base_env())),
+        "roster.toml:1:13: `state_dir` Cargo.toml exists and is not a folder"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_journal_table_sets_rotation() -> TestResult {
+    let config = parse(&base_env())?;
+    assert_eq!(config.journal.max_file_size, 16 << 20);
+    assert_eq!(config.journal.max_files.get(), 8);
+    let config = parse(&format!(
+        "{}\n[journal]\nmax_file_size = \"1 MB\"\nmax_files = 3\n",
+        base_env()
+    ))?;
+    assert_eq!(config.journal.max_file_size, 1_000_000);
+    assert_eq!(config.journal.max_files.get(), 3);
+    assert_eq!(
+        errors(&format!(
+            "{}\n[journal]\nmax_file_size = \"1k\"\nmax_files = 0\nkeep = 2\n",
+            base_env()
+        )),
+        "roster.toml:13:17: invalid size `1k`: write a whole number with a unit, such as \"16MiB\" \
+         or \"500KB\"\n\
+         roster.toml:14:13: `max_files` must be 1 or more (the file being written counts), not 0\n\
+         roster.toml:15:1: unknown key `keep` in [journal]; expected one of `max_file_size`, \
+         `max_files`"
+    );
+    assert_eq!(
+        errors(&format!(
+            "{}\n[journal]\nmax_file_size = \"1KiB\"\n",
+            base_env()
+        )),
+        "roster.toml:13:17: `max_file_size` must be at least 4KiB, not `1KiB`"
+    );
+    Ok(())
 }

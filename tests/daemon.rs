@@ -80,6 +80,10 @@ impl Daemon {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        // The journal of a config without `state_dir` goes to `./.roster`: the test's folder.
+        if let Some(dir) = config.parent() {
+            cmd.current_dir(dir);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -497,3 +497,27 @@ async fn a_group_whose_dn_starts_like_a_users_read_late_is_still_a_child() {
         "{read:?}"
     );
 }
+
+#[tokio::test]
+async fn the_read_records_the_directorys_context_csn_where_there_is_one() {
+    // Without a sync provider slapd keeps no contextCSN: the read goes on without one.
+    let plain = Slapd::with_ldif(ldif::directory(5, 2, 2));
+    assert_eq!(read_report(cfg(&plain.url())).await.context_csn, None);
+    // A directory restored from a provider's backup carries its contextCSN on the suffix entry,
+    // one value per provider.
+    let csns = [
+        "20260504101502.113000Z#000000#002#000000",
+        "20260504101502.113000Z#000000#001#000000",
+    ];
+    let suffix = format!("dn: {}\n", ldif::BASE_DN);
+    let with_csn = ldif::directory(5, 2, 2).replacen(
+        &suffix,
+        &format!("{suffix}contextCSN: {}\ncontextCSN: {}\n", csns[0], csns[1]),
+        1,
+    );
+    let restored = Slapd::with_ldif(with_csn);
+    assert_eq!(
+        read_report(cfg(&restored.url())).await.context_csn,
+        Some(format!("{} {}", csns[1], csns[0]))
+    );
+}

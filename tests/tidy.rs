@@ -9,6 +9,9 @@
 //! 5. `module-doc`: every file under `src/` starts with a `//!` doc.
 //! 6. `file-size`: no source file is longer than 1,000 lines (`tests.rs` and `proptests.rs` are
 //!    test files, and exempt).
+//! 7. `journal-records-only`: nothing under `src/plan/`, `src/target/` or `src/exec/` imports
+//!    `crate::journal`: the planner never reads the journal, and the executor and the connectors
+//!    reach it only through the watch they are given.
 //!
 //! The scan is textual: comments and string literals are blanked out before the import rules look
 //! at the code, and paths match on whole words.
@@ -323,6 +326,24 @@ fn file_size(f: &SourceFile) -> Vec<Violation> {
     vec![f.violation("file-size", format!("{lines} lines, more than {MAX_LINES}"))]
 }
 
+/// Rule 7: the journal records what is written and never decides it.
+fn journal_records_only(f: &SourceFile) -> Vec<Violation> {
+    let below = ["plan/", "target/", "exec/"];
+    if !below.iter().any(|b| f.rel.starts_with(b)) {
+        return Vec::new();
+    }
+    let code = code_only(&f.text);
+    find_path(&code, "crate::journal")
+        .map(|line| {
+            f.violation(
+                "journal-records-only",
+                format!("line {line} imports `crate::journal`"),
+            )
+        })
+        .into_iter()
+        .collect()
+}
+
 fn is_test_file(rel: &str) -> bool {
     let name = rel.rsplit('/').next().unwrap_or(rel);
     name == "tests.rs" || name == "proptests.rs"
@@ -344,6 +365,7 @@ fn check(files: &[SourceFile]) -> Vec<Violation> {
         found.extend(retries_below_everyone(f));
         found.extend(module_doc(f));
         found.extend(file_size(f));
+        found.extend(journal_records_only(f));
     }
     found
 }
@@ -529,4 +551,21 @@ fn comments_and_strings_are_not_code() {
     }
     assert_eq!(code.lines().count(), 3);
     assert!(code.contains("fn f<'a>()"), "{code}");
+}
+
+#[test]
+fn the_planner_executor_and_connectors_do_not_read_the_journal() {
+    for rel in [
+        "plan/mod.rs",
+        "exec/mod.rs",
+        "target/alpha/write.rs",
+        "target/watch.rs",
+    ] {
+        let bad = SourceFile::new(rel, "//! x\nuse crate::journal::read;\n");
+        assert_eq!(journal_records_only(&bad).len(), 1, "{rel}");
+    }
+    let clean = SourceFile::new("reconcile.rs", "//! x\nuse crate::journal::Audit;\n");
+    assert_eq!(journal_records_only(&clean), Vec::new());
+    let mention = SourceFile::new("exec/mod.rs", "//! Written to [`crate::journal`].\n");
+    assert_eq!(journal_records_only(&mention), Vec::new());
 }

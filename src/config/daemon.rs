@@ -8,6 +8,7 @@
 //! run_on_start = true            # reconcile once at start, before the first tick
 //! listen = "127.0.0.1:9464"      # /healthz and /metrics; absent: no listener
 //! shutdown_timeout = "30s"       # how long a stop waits for the run in flight
+//! state_dir = "/var/lib/roster"  # or at the top level (see `config::state`), not both
 //! ```
 //!
 //! The day of the week is read as crontab reads it (0 to 7, Sunday being 0 and 7, or `MON` ...),
@@ -61,6 +62,9 @@ pub(crate) struct DaemonFile {
     /// How long a stop (SIGTERM) waits for the run in flight before giving up (humantime).
     /// Default `"30s"`.
     shutdown_timeout: Option<Spanned<String>>,
+    /// Where roster keeps its state (the audit journal); the same key as at the top level,
+    /// which it may replace but not repeat. Read apart by the config loader.
+    pub(crate) state_dir: Option<Spanned<String>>,
 }
 
 fn yes() -> bool {

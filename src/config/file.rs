@@ -131,10 +131,14 @@ pub(crate) struct RootFile<'i> {
     pub has_target_key: bool,
     /// The `[daemon]` table, if any.
     pub daemon: Option<RawTable<'i>>,
+    /// The `[journal]` table, if any.
+    pub journal: Option<RawTable<'i>>,
+    /// The top-level `state_dir`, if given (a string; anything else is reported).
+    pub state_dir: Option<Spanned<String>>,
 }
 
 /// The top-level keys of `roster.toml`.
-const ROOT_KEYS: &[&str] = &["source", "target", "daemon"];
+const ROOT_KEYS: &[&str] = &["source", "target", "daemon", "journal", "state_dir"];
 
 impl<'i> RootFile<'i> {
     /// Splits the parsed document into its `[[source]]` and `[[target]]` tables, recording an
@@ -152,12 +156,30 @@ impl<'i> RootFile<'i> {
                     out.has_target_key = true;
                     &mut out.targets
                 }
-                "daemon" => {
+                "daemon" | "journal" => {
                     let span = value.span();
                     match value.into_inner() {
-                        DeValue::Table(table) => out.daemon = Some(RawTable { span, table }),
+                        DeValue::Table(table) if name == "daemon" => {
+                            out.daemon = Some(RawTable { span, table });
+                        }
+                        DeValue::Table(table) => out.journal = Some(RawTable { span, table }),
                         _ => {
-                            r.error(span, "`daemon` must be a table: write a [daemon] section");
+                            r.error(
+                                span,
+                                format!("`{name}` must be a table: write a [{name}] section"),
+                            );
+                        }
+                    }
+                    continue;
+                }
+                "state_dir" => {
+                    let span = value.span();
+                    match value.into_inner() {
+                        DeValue::String(s) => {
+                            out.state_dir = Some(Spanned::new(span, s.into_owned()));
+                        }
+                        _ => {
+                            r.error(span, "`state_dir` must be a string: the path of a folder");
                         }
                     }
                     continue;

@@ -39,6 +39,7 @@
 
 pub mod daemon;
 pub(crate) mod file;
+pub mod state;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -55,6 +56,7 @@ pub use crate::diag;
 pub use crate::diag::{Diagnostic, Severity, TextFile, locate};
 pub use crate::secret::Secret;
 pub use daemon::DaemonConfig;
+pub use state::JournalConfig;
 
 use crate::diag::check::{DEFAULT_TIMEOUT, TargetKeys, ca_file, duration};
 use crate::diag::toml::{RawTable, Reported, Resolver, backticked};
@@ -78,6 +80,11 @@ pub struct Config {
     pub targets: Vec<TargetConfig>,
     /// The `[daemon]` table: `roster run`'s schedule and listener.
     pub daemon: Option<DaemonConfig>,
+    /// Where roster keeps its state (the audit journal): `state_dir` at the top level or in
+    /// `[daemon]`, else `$STATE_DIRECTORY`, else `./.roster`.
+    pub state_dir: PathBuf,
+    /// The `[journal]` table: how the audit journal rotates.
+    pub journal: JournalConfig,
     /// Problems that do not prevent running (a secret written in the file, say).
     pub warnings: Vec<Diagnostic>,
 }
@@ -292,23 +299,36 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         targets.push(target);
     }
 
+    let mut daemon_state_dir = None;
     let daemon = root.daemon.and_then(|table| {
         table
             .read::<daemon::DaemonFile>("[daemon]", &mut r)
-            .and_then(|d| d.resolve(&mut r))
+            .and_then(|mut d| {
+                daemon_state_dir = d.state_dir.take();
+                d.resolve(&mut r)
+            })
             .ok()
     });
+    let state_dir = state::state_dir(root.state_dir, daemon_state_dir, &mut r);
+    let journal = match root.journal {
+        Some(table) => table
+            .read::<state::JournalFile>("[journal]", &mut r)
+            .and_then(|j| j.resolve(&mut r)),
+        None => Ok(JournalConfig::default()),
+    };
 
     let failed = r.has_errors();
     let diagnostics = r.into_diagnostics();
-    if failed {
+    let (Ok(state_dir), Ok(journal), false) = (state_dir, journal, failed) else {
         return Err(ConfigErrors(diagnostics));
-    }
+    };
     Ok(Config {
         path: path.to_path_buf(),
         sources,
         targets,
         daemon,
+        state_dir,
+        journal,
         warnings: diagnostics,
     })
 }

@@ -32,6 +32,9 @@ use crate::run::{RunError, RunReport};
 /// The health name of a run that could not load the desired state (it fails every target).
 const SOURCE: &str = "source";
 
+/// The health name of a run that could not keep its audit journal (it writes to no target).
+const JOURNAL: &str = "journal";
+
 /// The daemon's metrics and health; clones share them.
 #[derive(Clone, Debug, Default)]
 pub struct Metrics {
@@ -132,7 +135,8 @@ impl Metrics {
         s.runs[outcome] += 1;
     }
 
-    /// Records a run that could not start (the desired state could not be loaded).
+    /// Records a run that could not start (the desired state could not be loaded, or the
+    /// journal kept).
     pub fn record_run_error(&self, error: &RunError) {
         let mut s = self.state();
         s.runs[2] += 1;
@@ -141,6 +145,7 @@ impl Metrics {
         s.failing = vec![match error {
             RunError::Source(_) => SOURCE.to_owned(),
             RunError::UnknownTarget(name, _) => name.clone(),
+            RunError::Journal(_) => JOURNAL.to_owned(),
         }];
     }
 

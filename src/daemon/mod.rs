@@ -158,6 +158,7 @@ async fn once(config: Config, d: DaemonOptions, mut signals: Signals) -> anyhow:
         max_group_shrink: d.max_group_shrink,
         progress: mode == Mode::Apply && std::io::stderr().is_terminal(),
         stop: stop.clone(),
+        journal: true,
         ..RunOptions::default()
     };
     let timeout = config
@@ -391,6 +392,7 @@ impl Daemon {
             mode: self.mode,
             max_group_shrink: self.max_group_shrink,
             stop: stop.clone(),
+            journal: true,
             ..RunOptions::default()
         };
         let config = Arc::clone(&self.config);

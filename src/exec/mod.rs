@@ -5,9 +5,16 @@
 //! need them, deletes last), runs up to `concurrency` calls at once, retries only what
 //! [`RetrySafety`] and [`CallError::is_transient`] allow, and skips calls that need a group whose
 //! creation failed. One failed call never stops independent ones.
+//!
+//! With a [`CallJournal`], every attempt at a call (each send, each recheck) runs under a
+//! [`CallWatch`] the journal gives, which the endpoint tells of each write request before it
+//! leaves and after its answer comes; the executor then tells it how the attempt ended. The
+//! executor neither reads the journal nor decides anything from it.
 
 use std::collections::{BTreeMap, HashSet};
+use std::fmt;
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -16,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::model::GroupName;
+use crate::target::watch::{self, CallWatch};
 use crate::target::{Call, CallError, RetrySafety, Sent, Stage, Target};
 
 pub use crate::retry::RetryPolicy;
@@ -57,6 +65,13 @@ impl ApplyReport {
     }
 }
 
+/// Where the executor records the calls it sends (the audit journal, in a run that keeps one).
+pub trait CallJournal: fmt::Debug + Send + Sync {
+    /// The watch of one attempt at a call that writes to `group` and carries out the plan's
+    /// changes `covers`, about to start.
+    fn attempt(&self, group: &GroupName, covers: &[usize]) -> Arc<dyn CallWatch>;
+}
+
 /// Carries out calls against one target. See the module documentation.
 #[derive(Clone, Debug)]
 pub struct Executor {
@@ -68,6 +83,8 @@ pub struct Executor {
     pub stop: CancellationToken,
     /// Advanced once per call finished; hidden unless a terminal shows it.
     pub progress: ProgressBar,
+    /// Told of every write request, when the run keeps a journal.
+    pub journal: Option<Arc<dyn CallJournal>>,
 }
 
 impl Executor {
@@ -78,6 +95,7 @@ impl Executor {
             concurrency,
             stop: CancellationToken::new(),
             progress: ProgressBar::hidden(),
+            journal: None,
         }
     }
 
@@ -176,7 +194,7 @@ impl Executor {
                 && e.is_ambiguous()
             {
                 attempts += 1;
-                match target.recheck(call).await {
+                match self.recheck(target, call).await {
                     Ok(Some(sent)) => return (outcome_of(sent), attempts),
                     Ok(None) => {}
                     Err(e) => {
@@ -191,7 +209,7 @@ impl Executor {
                 }
             }
             attempts += 1;
-            match target.send(call).await {
+            match self.send(target, call).await {
                 Ok(sent) => return (outcome_of(sent), attempts),
                 Err(e) => {
                     if !e.is_transient() || !self.wait(&e, &mut delays, start).await {
@@ -203,6 +221,33 @@ impl Executor {
                 }
             }
         }
+    }
+
+    /// Sends `call` once, under a watch of its own when there is a journal.
+    async fn send<T: Target>(&self, target: &T, call: &T::Call) -> Result<Sent, CallError> {
+        let Some(journal) = &self.journal else {
+            return target.send(call).await;
+        };
+        let watch = journal.attempt(call.group(), call.covers());
+        let result = watch::watched(Arc::clone(&watch), target.send(call)).await;
+        watch.finish(result.as_ref().map(Some));
+        result
+    }
+
+    /// Rechecks `call` once, under a watch of its own when there is a journal (adopting a group
+    /// may write to it).
+    async fn recheck<T: Target>(
+        &self,
+        target: &T,
+        call: &T::Call,
+    ) -> Result<Option<Sent>, CallError> {
+        let Some(journal) = &self.journal else {
+            return target.recheck(call).await;
+        };
+        let watch = journal.attempt(call.group(), call.covers());
+        let result = watch::watched(Arc::clone(&watch), target.recheck(call)).await;
+        watch.finish(result.as_ref().map(Option::as_ref));
+        result
     }
 
     /// Waits before the next attempt; `false` when no attempt is left (count, time or stop).

@@ -206,6 +206,15 @@ impl Target for FakeTarget {
 
     async fn send(&self, call: &FakeCall) -> Result<Sent, CallError> {
         self.push(&call.id, Event::Send);
+        // As the endpoint does for each write request it sends.
+        if let Some(w) = crate::target::watch::current() {
+            let path = format!("/calls/{}", call.id);
+            w.before(crate::target::watch::WriteRequest {
+                method: "POST",
+                path: &path,
+            })
+            .map_err(|why| Self::error(call, CallErrorKind::NotSent(why)))?;
+        }
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         if let Some(d) = self.delays.get(&call.id) {
@@ -689,4 +698,96 @@ async fn a_change_refused_at_plan_time_is_never_sent() {
     );
     assert_eq!(outcome(&report, 5), &Outcome::Applied);
     assert_eq!(report.failures(), 5);
+}
+
+/// A journal that records each attempt it is asked to watch, what the fake target reported to
+/// its watch, and how the attempt finished.
+#[derive(Debug, Default)]
+struct RecordingJournal {
+    log: Arc<Mutex<Vec<String>>>,
+    refuse: bool,
+}
+
+struct RecordingWatch {
+    name: String,
+    log: Arc<Mutex<Vec<String>>>,
+    refuse: bool,
+}
+
+impl CallJournal for RecordingJournal {
+    fn attempt(&self, group: &GroupName, covers: &[usize]) -> Arc<dyn CallWatch> {
+        Arc::new(RecordingWatch {
+            name: format!("{group}{covers:?}"),
+            log: Arc::clone(&self.log),
+            refuse: self.refuse,
+        })
+    }
+}
+
+impl CallWatch for RecordingWatch {
+    fn before(&self, r: crate::target::watch::WriteRequest<'_>) -> Result<(), String> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("{}: intent {} {}", self.name, r.method, r.path));
+        if self.refuse {
+            return Err("the disk is full".to_owned());
+        }
+        Ok(())
+    }
+    fn after(&self, _answer: crate::target::watch::WriteAnswer) {}
+    fn finish(&self, result: Result<Option<&Sent>, &CallError>) {
+        let how = match result {
+            Ok(Some(s)) => format!("{s:?}"),
+            Ok(None) => "not landed".to_owned(),
+            Err(e) => format!("error {}", e.kind),
+        };
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("{}: finish {how}", self.name));
+    }
+}
+
+#[tokio::test]
+async fn every_attempt_runs_under_a_watch_of_its_own_and_is_told_how_it_ended() {
+    let target = FakeTarget::default()
+        .on_send("create-A", vec![Err(connect()), Ok(Sent::Done)])
+        .on_recheck("create-A", vec![Ok(None)]);
+    let journal = RecordingJournal::default();
+    let log = Arc::clone(&journal.log);
+    let mut exec = executor(2, 2);
+    exec.journal = Some(Arc::new(journal));
+    let calls = vec![FakeCall::new("create-A", "A", Stage::CreateGroup, 0).after_recheck()];
+    let report = exec.execute(&target, calls).await;
+    assert_eq!(*outcome(&report, 0), Outcome::Applied);
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            "A[0]: intent POST /calls/create-A",
+            "A[0]: finish error connection failed: connection reset",
+            "A[0]: finish not landed",
+            "A[0]: intent POST /calls/create-A",
+            "A[0]: finish Done",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_write_the_journal_cannot_record_is_not_sent() {
+    let target = FakeTarget::default();
+    let journal = RecordingJournal {
+        refuse: true,
+        ..RecordingJournal::default()
+    };
+    let mut exec = executor(3, 1);
+    exec.journal = Some(Arc::new(journal));
+    let calls = vec![FakeCall::new("create-A", "A", Stage::CreateGroup, 0)];
+    let report = exec.execute(&target, calls).await;
+    let Outcome::Failed(why) = outcome(&report, 0) else {
+        panic!("{report:?}")
+    };
+    assert!(why.contains("not sent: the disk is full"), "{why}");
+    // Refused for good: not retried, and never past the journal.
+    assert_eq!(target.events("create-A"), [Event::Send]);
 }

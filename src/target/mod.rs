@@ -11,6 +11,7 @@ pub mod http;
 pub mod oauth;
 pub mod uipath;
 pub mod vinyldns;
+pub mod watch;
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -105,6 +106,9 @@ pub enum CallErrorKind {
     /// Authentication with the target failed.
     #[error("authentication failed: {0}")]
     Auth(String),
+    /// roster did not send the request (its intent could not be journalled, say).
+    #[error("not sent: {0}")]
+    NotSent(String),
 }
 
 /// A failed call, with where it went: target, group, method and path.
@@ -132,7 +136,7 @@ impl CallErrorKind {
                 matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
             }
             CallErrorKind::Timeout | CallErrorKind::Connect(_) => true,
-            CallErrorKind::Decode(_) | CallErrorKind::Auth(_) => false,
+            CallErrorKind::Decode(_) | CallErrorKind::Auth(_) | CallErrorKind::NotSent(_) => false,
         }
     }
 
@@ -157,7 +161,7 @@ impl CallError {
         match &self.kind {
             CallErrorKind::Status { status, .. } => *status >= 500 || *status == 408,
             CallErrorKind::Timeout | CallErrorKind::Connect(_) | CallErrorKind::Decode(_) => true,
-            CallErrorKind::Auth(_) => false,
+            CallErrorKind::Auth(_) | CallErrorKind::NotSent(_) => false,
         }
     }
 

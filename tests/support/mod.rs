@@ -147,10 +147,15 @@ impl World {
     }
 }
 
-/// Runs the built `roster` binary with `--config path` and `args`, with extra environment.
+/// Runs the built `roster` binary with `--config path` and `args`, with extra environment, in
+/// the config's folder: a config without `state_dir` keeps its journal in `./.roster`, which
+/// is then the test's own, not the repository's.
 pub async fn roster_at(path: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_roster"));
     cmd.arg("--config").arg(path).args(args);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        cmd.current_dir(dir);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }

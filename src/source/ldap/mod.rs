@@ -67,6 +67,12 @@ pub struct LdapRead {
     pub range_reads: usize,
     /// Members left out because their account is disabled (`exclude_disabled`).
     pub disabled: usize,
+    /// The directory's revision when the read ended, where the server lets it be read: the
+    /// `contextCSN` of the naming context holding the base (OpenLDAP), else the rootDSE's
+    /// `highestCommittedUSN` (Active Directory). The audit journal records it; the plan does
+    /// not show it.
+    #[serde(skip)]
+    pub context_csn: Option<String>,
 }
 
 /// LDAP result code 49: the bind DN or password is wrong (failing over would not help).
@@ -527,8 +533,43 @@ async fn read_on(
         desired.groups.insert(g.name, group);
     }
     loaded.desired = desired;
+    // Last, so that a server that refuses these reads cannot disturb the load itself.
+    read.context_csn = revision(&at, ldap).await;
     loaded.reads.push(crate::source::SourceRead::Ldap(read));
     Ok(loaded)
+}
+
+/// The directory's revision (see [`LdapRead::context_csn`]), or `None` when it cannot be read:
+/// it is recorded where there is one, never required.
+async fn revision(at: &At<'_>, ldap: &mut Ldap) -> Option<String> {
+    let doing = "reading the directory's revision";
+    let attrs = [
+        "namingContexts".to_owned(),
+        "highestCommittedUSN".to_owned(),
+    ];
+    let root = search::entry(at, ldap, "", &attrs, doing).await.ok()??;
+    let base = normalize_dn(&at.cfg.base_dn)?;
+    // The naming context that holds the base: the longest one the base ends with.
+    let context = root
+        .values("namingContexts")
+        .iter()
+        .filter(|c| {
+            normalize_dn(c)
+                .is_some_and(|c| base == c || c.is_empty() || base.ends_with(&format!(",{c}")))
+        })
+        .max_by_key(|c| c.len());
+    if let Some(context) = context {
+        let attrs = ["contextCSN".to_owned()];
+        if let Ok(Some(entry)) = search::entry(at, ldap, context, &attrs, doing).await {
+            // One value per server of a replicated directory.
+            let mut csns = entry.values("contextCSN").to_vec();
+            if !csns.is_empty() {
+                csns.sort();
+                return Some(csns.join(" "));
+            }
+        }
+    }
+    root.values("highestCommittedUSN").first().cloned()
 }
 
 /// A group's per-target attributes from its mapped LDAP attributes: text attributes take their

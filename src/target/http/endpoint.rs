@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use super::{retry_after, retry_after_in, send_built, server_message, transport_error};
 use crate::retry::{RetryPolicy, Transient};
 use crate::target::CallErrorKind;
+use crate::target::watch::{self, CallWatch, WriteAnswer, WriteRequest};
 
 /// A failed request: its method and path (the token endpoint's, when a grant failed), and what
 /// went wrong, for the connector to wrap in a [`CallError`](crate::target::CallError).
@@ -258,7 +259,24 @@ impl<A: Authorizer> Endpoint<A> {
     /// Sends `req` once (once more with a fresh credential after a 401, when the authorizer
     /// renews). Returns the answer when its status is a 2xx or one `req` accepts; any other
     /// status is a failure carrying the server's message and `Retry-After`.
+    ///
+    /// A write request (any method but `GET`, `HEAD` and `OPTIONS`) sent during an attempt at a
+    /// call is told to the attempt's [`watch`] before it leaves and after its answer comes, each
+    /// time it is sent; when the watch refuses, it is not sent.
     pub async fn send(&self, req: &Req<'_>) -> Result<Reply, Failure> {
+        let watch = if watch::is_write(&req.method) {
+            watch::current()
+        } else {
+            None
+        };
+        self.send_watched(req, watch.as_deref()).await
+    }
+
+    async fn send_watched(
+        &self,
+        req: &Req<'_>,
+        watch: Option<&dyn CallWatch>,
+    ) -> Result<Reply, Failure> {
         let mut credential = self.auth.credential(&self.transport, None).await?;
         let mut renewed = false;
         loop {
@@ -266,11 +284,33 @@ impl<A: Authorizer> Endpoint<A> {
             self.auth
                 .authorize(&credential, &mut request)
                 .map_err(|k| req.fail(k))?;
-            let resp = send_built(&self.transport.target, &self.transport.http, request)
-                .await
-                .map_err(|e| req.fail(transport_error(&e)))?;
+            if let Some(w) = watch {
+                let write = WriteRequest {
+                    method: req.method.as_str(),
+                    path: request.url().path(),
+                };
+                w.before(write)
+                    .map_err(|why| req.fail(CallErrorKind::NotSent(why)))?;
+            }
+            let resp = match send_built(&self.transport.target, &self.transport.http, request).await
+            {
+                Ok(resp) => resp,
+                Err(e) => {
+                    let kind = transport_error(&e);
+                    if let Some(w) = watch {
+                        w.after(WriteAnswer::None(kind.to_string()));
+                    }
+                    return Err(req.fail(kind));
+                }
+            };
             let status = resp.status();
             if status == StatusCode::UNAUTHORIZED && !renewed && self.auth.renews() {
+                if let Some(w) = watch {
+                    w.after(WriteAnswer::Status {
+                        status: status.as_u16(),
+                        message: Some("credential refused; sent again with a fresh one".into()),
+                    });
+                }
                 credential = self
                     .auth
                     .credential(&self.transport, Some(&credential))
@@ -280,10 +320,28 @@ impl<A: Authorizer> Endpoint<A> {
             }
             let headers = resp.headers().clone();
             let retry_after = retry_after(&resp);
-            let body = resp
-                .text()
-                .await
-                .map_err(|e| req.fail(transport_error(&e)))?;
+            let body = match resp.text().await {
+                Ok(body) => body,
+                Err(e) => {
+                    let kind = transport_error(&e);
+                    if let Some(w) = watch {
+                        // The status came, so the server took the request; only its body broke.
+                        w.after(WriteAnswer::Status {
+                            status: status.as_u16(),
+                            message: Some(kind.to_string()),
+                        });
+                    }
+                    return Err(req.fail(kind));
+                }
+            };
+            let message =
+                (!status.is_success()).then(|| self.auth.message(status, &headers, &body));
+            if let Some(w) = watch {
+                w.after(WriteAnswer::Status {
+                    status: status.as_u16(),
+                    message: message.clone(),
+                });
+            }
             if status.is_success() || req.accept.contains(&status) {
                 return Ok(Reply {
                     status,
@@ -291,7 +349,7 @@ impl<A: Authorizer> Endpoint<A> {
                     body,
                 });
             }
-            let message = self.auth.message(status, &headers, &body);
+            let message = message.unwrap_or_default();
             if status == StatusCode::UNAUTHORIZED {
                 return Err(req.fail(self.auth.refused(&message)));
             }
@@ -304,11 +362,12 @@ impl<A: Authorizer> Endpoint<A> {
     }
 
     /// Sends a read and decodes its JSON answer, sending it again after transient failures as
-    /// the read policy allows.
+    /// the read policy allows. A read is never watched, whatever its method (a `POST` that
+    /// looks users up writes nothing).
     pub async fn read<T: DeserializeOwned>(&self, req: &Req<'_>) -> Result<T, Failure> {
         self.reads
             .retry_idempotent(|| async {
-                let reply = self.send(req).await?;
+                let reply = self.send_watched(req, None).await?;
                 reply.json().map_err(|k| req.fail(k))
             })
             .await

@@ -1,0 +1,617 @@
+//! The audit journal: every write roster sends, recorded in the state folder before it leaves
+//! and after its answer comes, as chained JSON lines that `roster journal verify` checks.
+//!
+//! Each write request is two lines (see [`Line`]): an **intent**, written and flushed to disk
+//! (`fsync`) before the request is sent, and an **outcome** once its answer came (`applied`,
+//! `already_done`, `failed` with the status and the server's message, or `unknown` when no answer
+//! came). A run killed between the two leaves an intent without outcome; the next run that reads
+//! that target again says so in its log, checks those groups first, and records a **recheck**
+//! line pointing at the intent, so that it is reported once, not by every run after.
+//!
+//! Every line carries `prev`, the SHA-256 of the line before it (of the very first line, 64
+//! zeros), and `journal.head` keeps the hash of the newest line: an edited, removed or reordered
+//! line breaks the chain at the line after it, and lines removed at the end no longer match the
+//! head. The chain is a check against mistakes and careless edits, not against someone who can
+//! rewrite the files, who can recompute it.
+//!
+//! Files (`journal-000001.jsonl`, `journal-000002.jsonl`, ...) rotate by size: a line that would
+//! take the file being written past `max_file_size` starts the next one, and only the newest
+//! `max_files` are kept. One process writes a journal at a time (`journal.lock`); the head is
+//! written after each line, so a process killed between the two leaves the head one line behind,
+//! which [`Journal::open`] brings up to date and `verify` accepts.
+//!
+//! The journal records; it never decides what is written: every run still plans from a fresh,
+//! complete read of each target.
+
+pub mod read;
+mod record;
+pub mod revision;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tracing::info;
+
+use crate::config::JournalConfig;
+
+pub use record::{Audit, TargetJournal};
+pub use revision::SourceRevision;
+
+/// The name of the file that keeps the newest line's hash.
+pub const HEAD_FILE: &str = "journal.head";
+
+/// The name of the file a writing process holds locked.
+pub const LOCK_FILE: &str = "journal.lock";
+
+/// The `prev` of the journal's first line.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The name of journal file `number`: `journal-000001.jsonl`.
+pub fn file_name(number: u64) -> String {
+    format!("journal-{number:06}.jsonl")
+}
+
+/// The SHA-256 of `bytes`, in lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Why the journal could not be opened, read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// A file or folder could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Another process holds the journal.
+    #[error(
+        "{}: another roster is writing this journal (it holds {LOCK_FILE}); wait for it to \
+         finish, or give this config its own state_dir",
+        dir.display()
+    )]
+    Busy {
+        /// The state folder.
+        dir: PathBuf,
+    },
+    /// The journal is not as roster left it: a line edited, removed or reordered, a file
+    /// missing, the head not matching.
+    #[error("{at}: {message}")]
+    Damaged {
+        /// Where: a file, or `file:line`.
+        at: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An earlier write of this run failed, so nothing more is written (a gap would break the
+    /// chain).
+    #[error("the journal could not be written earlier in this run, so no more writes are sent")]
+    Broken,
+}
+
+impl JournalError {
+    fn io(path: &Path, source: io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// What a line records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A write is about to be sent.
+    #[default]
+    Intent,
+    /// How a write came back.
+    Outcome,
+    /// A later run read the target of an intent that has no outcome.
+    Recheck,
+}
+
+/// How a write came back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteOutcome {
+    /// The server did what was asked.
+    Applied,
+    /// The server said it was done already (an existing group adopted, a member already gone).
+    AlreadyDone,
+    /// The server refused or failed it (`status` and `message` say how).
+    Failed,
+    /// No answer came (a timeout, a broken connection): the write may or may not have landed.
+    Unknown,
+}
+
+impl WriteOutcome {
+    /// The word a journal line uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteOutcome::Applied => "applied",
+            WriteOutcome::AlreadyDone => "already_done",
+            WriteOutcome::Failed => "failed",
+            WriteOutcome::Unknown => "unknown",
+        }
+    }
+}
+
+/// One planned change a write carries out, when a write carries several.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeRef {
+    /// The plan's name for the change (`add_member`, ...).
+    pub op: String,
+    /// The member added or removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    /// The child added or removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<String>,
+}
+
+/// What a write is about: the same on its intent and its outcome.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Subject {
+    /// The plan's name for the change (`create_group`, `add_member`, ...); the names joined
+    /// with `+` when one write carries changes of several kinds.
+    pub op: String,
+    /// The group written to.
+    pub group: String,
+    /// The member, when the write carries one change and it has one.
+    pub member: Option<String>,
+    /// The child group, when the write carries one change and it has one.
+    pub child: Option<String>,
+    /// Each change, when the write carries more than one.
+    pub changes: Option<Vec<ChangeRef>>,
+}
+
+/// One line of the journal. Fields that do not apply to a kind are left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Line {
+    /// `intent`, `outcome` or `recheck`.
+    pub kind: Kind,
+    /// The run that wrote the line (the `run_id` of its log lines).
+    pub run_id: String,
+    /// The write's number in its run, shared by its intent and its outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<u64>,
+    /// When, in UTC (RFC 3339).
+    pub time: String,
+    /// The target's name.
+    pub target: String,
+    /// See [`Subject::op`].
+    pub op: String,
+    /// The group written to.
+    pub group: String,
+    /// See [`Subject::member`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    /// See [`Subject::child`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<String>,
+    /// See [`Subject::changes`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Vec<ChangeRef>>,
+    /// Intent: the HTTP method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Intent: the path as sent, without the query string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Outcome: how the write came back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<WriteOutcome>,
+    /// Outcome: the HTTP status; 0 when no answer came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Outcome: the server's message when it failed, why it was already done, or why no answer
+    /// came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Recheck: the run of the intent without outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub of_run_id: Option<String>,
+    /// Recheck: the write's number in that run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub of_call: Option<u64>,
+    /// Intent: the config's settings hash (every target's settings, secrets left out), as a
+    /// saved plan records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+    /// Intent: where the desired state came from, and at which revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Vec<SourceRevision>>,
+    /// The SHA-256 of the line before this one, in hex.
+    pub prev: String,
+}
+
+impl Line {
+    /// A line of `kind` about `subject`, with no time or chain yet.
+    fn about(kind: Kind, run_id: &str, target: &str, subject: &Subject) -> Self {
+        Self {
+            kind,
+            run_id: run_id.to_owned(),
+            target: target.to_owned(),
+            op: subject.op.clone(),
+            group: subject.group.clone(),
+            member: subject.member.clone(),
+            child: subject.child.clone(),
+            changes: subject.changes.clone(),
+            ..Self::default()
+        }
+    }
+
+    /// What the line is about.
+    pub fn subject(&self) -> Subject {
+        Subject {
+            op: self.op.clone(),
+            group: self.group.clone(),
+            member: self.member.clone(),
+            child: self.child.clone(),
+            changes: self.changes.clone(),
+        }
+    }
+
+    /// The members it names: its `member`, or those of its `changes`.
+    pub fn members(&self) -> impl Iterator<Item = &str> {
+        let many = self
+            .changes
+            .iter()
+            .flatten()
+            .filter_map(|c| c.member.as_deref());
+        self.member.as_deref().into_iter().chain(many)
+    }
+
+    /// The child groups it names: its `child`, or those of its `changes`.
+    pub fn children(&self) -> impl Iterator<Item = &str> {
+        let many = self
+            .changes
+            .iter()
+            .flatten()
+            .filter_map(|c| c.child.as_deref());
+        self.child.as_deref().into_iter().chain(many)
+    }
+}
+
+/// The journal, open for writing by one run. See the module documentation.
+#[derive(Debug)]
+pub struct Journal {
+    dir: PathBuf,
+    rotation: JournalConfig,
+    run_id: String,
+    config: String,
+    sources: Mutex<Vec<SourceRevision>>,
+    calls: AtomicU64,
+    files: Mutex<Files>,
+    /// Held for as long as the journal is open; the lock goes with it (and with the process).
+    _lock: File,
+}
+
+/// The file being written, and the end of the chain.
+#[derive(Debug)]
+struct Files {
+    /// The number of the file being written (or to be started).
+    number: u64,
+    /// The file, once opened for this run.
+    file: Option<File>,
+    /// Its size.
+    size: u64,
+    /// The hash of the newest line.
+    prev: String,
+    /// The head file, once opened.
+    head: Option<File>,
+    /// Whether a write failed, so that nothing more is written.
+    broken: bool,
+}
+
+impl Journal {
+    /// Opens the journal in `dir` (created if need be) for run `run_id`, whose config hashes to
+    /// `config`. Fails when another process holds it, or when it is not as roster left it (its
+    /// head not matching its newest line, an incomplete last line): writing on would bury that.
+    pub fn open(
+        dir: &Path,
+        rotation: &JournalConfig,
+        run_id: &str,
+        config: &str,
+    ) -> Result<Self, JournalError> {
+        create_dir(dir)?;
+        let lock = lock(dir)?;
+        let files = read::list(dir)?;
+        let head = read::head(dir)?;
+        let tail = read::tail(&files)?;
+        let head_path = dir.join(HEAD_FILE);
+        let shown = |p: &Path| p.display().to_string();
+        match (&head, &tail.last) {
+            (None, None) => {}
+            (Some(h), Some(last)) if *h == last.hash => {}
+            (Some(h), Some(last)) if Some(h) == tail.before_last.as_ref() => {
+                info!(
+                    file = %last.at,
+                    "the journal's head was one line behind (a run stopped between writing a \
+                     line and the head); brought up to date"
+                );
+                write_head(&mut None, dir, &last.hash)?;
+            }
+            (None, Some(last)) => {
+                return Err(JournalError::Damaged {
+                    at: shown(&head_path),
+                    message: format!(
+                        "missing, while the journal holds lines (the newest at {}); run `roster \
+                         journal verify`, and move the journal files aside to start a new journal",
+                        last.at
+                    ),
+                });
+            }
+            (Some(_), None) => {
+                return Err(JournalError::Damaged {
+                    at: shown(&head_path),
+                    message: "names a line, but no journal file holds one: the journal files \
+                              were removed; move the head aside to start a new journal"
+                        .into(),
+                });
+            }
+            (Some(_), Some(last)) => {
+                return Err(JournalError::Damaged {
+                    at: shown(&head_path),
+                    message: format!(
+                        "does not match the newest line ({}): lines were removed or edited; run \
+                         `roster journal verify`",
+                        last.at
+                    ),
+                });
+            }
+        }
+        let (number, size) = match files.last() {
+            Some(f) => (
+                f.number,
+                fs::metadata(&f.path)
+                    .map_err(|e| JournalError::io(&f.path, e))?
+                    .len(),
+            ),
+            None => (1, 0),
+        };
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            rotation: rotation.clone(),
+            run_id: run_id.to_owned(),
+            config: config.to_owned(),
+            sources: Mutex::new(Vec::new()),
+            calls: AtomicU64::new(0),
+            files: Mutex::new(Files {
+                number,
+                file: None,
+                size,
+                prev: tail.last.map_or_else(|| GENESIS.to_owned(), |l| l.hash),
+                head: None,
+                broken: false,
+            }),
+            _lock: lock,
+        })
+    }
+
+    /// The state folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The run writing it.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// Records where the desired state came from, for the intents that follow.
+    pub fn set_sources(&self, sources: Vec<SourceRevision>) {
+        *lock_ignoring_poison(&self.sources) = sources;
+    }
+
+    /// Records that write `subject` to `target` is about to be sent as `method path`, flushed to
+    /// disk before it returns; returns the write's number, for its outcome.
+    pub fn intent(
+        &self,
+        target: &str,
+        subject: &Subject,
+        method: &str,
+        path: &str,
+    ) -> Result<u64, JournalError> {
+        let call = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut line = Line::about(Kind::Intent, &self.run_id, target, subject);
+        line.call = Some(call);
+        line.method = Some(method.to_owned());
+        line.path = Some(path.to_owned());
+        line.config = Some(self.config.clone());
+        line.source = Some(lock_ignoring_poison(&self.sources).clone());
+        self.append(line, true)?;
+        Ok(call)
+    }
+
+    /// Records how write `call` came back.
+    pub fn outcome(
+        &self,
+        target: &str,
+        subject: &Subject,
+        call: u64,
+        outcome: WriteOutcome,
+        status: u16,
+        message: Option<String>,
+    ) -> Result<(), JournalError> {
+        let mut line = Line::about(Kind::Outcome, &self.run_id, target, subject);
+        line.call = Some(call);
+        line.outcome = Some(outcome);
+        line.status = Some(status);
+        line.message = message;
+        self.append(line, false)
+    }
+
+    /// Records that this run read the target of `intent`, an intent without outcome of an
+    /// earlier run, afresh.
+    pub fn recheck(&self, intent: &Line) -> Result<(), JournalError> {
+        let mut line = Line::about(
+            Kind::Recheck,
+            &self.run_id,
+            &intent.target,
+            &intent.subject(),
+        );
+        line.of_run_id = Some(intent.run_id.clone());
+        line.of_call = intent.call;
+        self.append(line, false)
+    }
+
+    /// Chains `line` to the newest one and appends it, starting the next file when this one is
+    /// full; `sync` flushes it to disk before returning.
+    fn append(&self, mut line: Line, sync: bool) -> Result<(), JournalError> {
+        line.time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let mut files = lock_ignoring_poison(&self.files);
+        if files.broken {
+            return Err(JournalError::Broken);
+        }
+        let result = files.append(&self.dir, &self.rotation, line, sync);
+        if result.is_err() {
+            // A line may be half written: anything after it would read as damage.
+            files.broken = true;
+        }
+        result
+    }
+}
+
+impl Files {
+    fn append(
+        &mut self,
+        dir: &Path,
+        rotation: &JournalConfig,
+        mut line: Line,
+        sync: bool,
+    ) -> Result<(), JournalError> {
+        line.prev = self.prev.clone();
+        let mut text = serde_json::to_string(&line).map_err(|e| JournalError::Damaged {
+            at: dir.display().to_string(),
+            message: format!("cannot encode a journal line: {e}"),
+        })?;
+        let hash = sha256_hex(text.as_bytes());
+        text.push('\n');
+        let len = text.len() as u64;
+        if self.size > 0 && self.size + len > rotation.max_file_size {
+            self.rotate(dir, rotation)?;
+        }
+        let path = dir.join(file_name(self.number));
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => self.file.insert(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|e| JournalError::io(&path, e))?,
+            ),
+        };
+        // One write of the whole line, so that a process killed around it leaves the line
+        // whole or absent.
+        file.write_all(text.as_bytes())
+            .map_err(|e| JournalError::io(&path, e))?;
+        if sync {
+            file.sync_data().map_err(|e| JournalError::io(&path, e))?;
+        }
+        self.size += len;
+        write_head(&mut self.head, dir, &hash)?;
+        self.prev = hash;
+        Ok(())
+    }
+
+    /// Starts the next file, and removes those beyond `max_files`.
+    fn rotate(&mut self, dir: &Path, rotation: &JournalConfig) -> Result<(), JournalError> {
+        self.number += 1;
+        self.file = None;
+        self.size = 0;
+        let keep_from = (self.number + 1).saturating_sub(rotation.max_files.get() as u64);
+        for old in read::list(dir)? {
+            if old.number < keep_from {
+                fs::remove_file(&old.path).map_err(|e| JournalError::io(&old.path, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes `hash` into the head file, in place: one small write at its start, which a killed
+/// process leaves whole or not done.
+fn write_head(head: &mut Option<File>, dir: &Path, hash: &str) -> Result<(), JournalError> {
+    let path = dir.join(HEAD_FILE);
+    let file = match head {
+        Some(f) => f,
+        None => head.insert(
+            OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| JournalError::io(&path, e))?,
+        ),
+    };
+    let text = format!("{hash}\n");
+    file.seek(SeekFrom::Start(0))
+        .and_then(|_| file.write_all(text.as_bytes()))
+        .and_then(|()| file.set_len(text.len() as u64))
+        .map_err(|e| JournalError::io(&path, e))
+}
+
+fn create_dir(dir: &Path) -> Result<(), JournalError> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        // The journal names groups, members and paths: not for every local user to read.
+        builder.mode(0o750);
+    }
+    builder.create(dir).map_err(|e| JournalError::io(dir, e))
+}
+
+/// Takes the journal's lock, without waiting: a second writer would fork the chain.
+fn lock(dir: &Path) -> Result<File, JournalError> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| JournalError::io(&path, e))?;
+    #[cfg(unix)]
+    {
+        use rustix::fs::{FlockOperation, flock};
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+                return Err(JournalError::Busy {
+                    dir: dir.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(JournalError::io(&path, e.into())),
+        }
+    }
+    Ok(file)
+}
+
+/// Locks a mutex, taking it over when a panicking thread poisoned it: the journal's state is a
+/// file position and a hash, left consistent by every step that can fail.
+fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests;

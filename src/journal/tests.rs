@@ -1,0 +1,426 @@
+//! The journal's chain and its checks: lines written through [`Journal`], then the files edited
+//! the ways a person or a failing disk would (a line changed, removed, moved; the newest lines
+//! cut off; a file gone), each of which `verify` must name by file and line; and what a killed
+//! run leaves, which it must accept.
+
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn subject(group: &str, member: Option<&str>) -> Subject {
+    Subject {
+        op: if member.is_some() {
+            "add_member"
+        } else {
+            "create_group"
+        }
+        .to_owned(),
+        group: group.to_owned(),
+        member: member.map(str::to_owned),
+        ..Subject::default()
+    }
+}
+
+fn open(dir: &Path, run: &str) -> Journal {
+    Journal::open(dir, &JournalConfig::default(), run, "cfg").unwrap()
+}
+
+/// A journal of `n` writes, each an intent and an outcome: 2n lines in one file.
+fn journal(n: usize) -> (tempfile::TempDir, PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("state");
+    let j = open(&dir, "run1");
+    for i in 0..n {
+        let s = subject("eng", Some(&format!("u{i}")));
+        let call = j
+            .intent("cms", &s, "POST", "/api/groups/eng/users")
+            .unwrap();
+        j.outcome("cms", &s, call, WriteOutcome::Applied, 204, None)
+            .unwrap();
+    }
+    (d, dir)
+}
+
+fn file(dir: &Path) -> PathBuf {
+    dir.join(file_name(1))
+}
+
+fn lines(dir: &Path) -> Vec<String> {
+    fs::read_to_string(file(dir))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn rewrite(dir: &Path, lines: &[String]) {
+    fs::write(file(dir), lines.join("\n") + "\n").unwrap();
+}
+
+fn damage(dir: &Path) -> (String, String) {
+    match read::verify(dir) {
+        Err(JournalError::Damaged { at, message }) => (at, message),
+        other => panic!("not found damaged: {other:?}"),
+    }
+}
+
+#[test]
+fn lines_chain_from_zeros_and_the_head_keeps_the_newest() {
+    let (_d, dir) = journal(3);
+    let all = lines(&dir);
+    assert_eq!(all.len(), 6);
+    let first: Line = serde_json::from_str(&all[0]).unwrap();
+    assert_eq!(first.prev, GENESIS);
+    assert_eq!(first.kind, Kind::Intent);
+    assert_eq!(first.call, Some(1));
+    assert_eq!(first.config.as_deref(), Some("cfg"));
+    assert_eq!(first.method.as_deref(), Some("POST"));
+    for pair in all.windows(2) {
+        let next: Line = serde_json::from_str(&pair[1]).unwrap();
+        assert_eq!(next.prev, sha256_hex(pair[0].as_bytes()));
+    }
+    let head = fs::read_to_string(dir.join(HEAD_FILE)).unwrap();
+    assert_eq!(head.trim(), sha256_hex(all[5].as_bytes()));
+    let v = read::verify(&dir).unwrap();
+    assert_eq!((v.lines, v.files.len(), v.head_behind), (6, 1, false));
+    assert!(v.open.is_empty());
+}
+
+#[test]
+fn a_line_holds_the_names_the_format_promises() {
+    let (_d, dir) = journal(1);
+    let all = lines(&dir);
+    let intent: serde_json::Value = serde_json::from_str(&all[0]).unwrap();
+    let outcome: serde_json::Value = serde_json::from_str(&all[1]).unwrap();
+    for key in [
+        "kind", "run_id", "time", "target", "op", "group", "member", "prev", "config", "source",
+        "method", "path", "call",
+    ] {
+        assert!(intent.get(key).is_some(), "intent lacks {key}: {intent}");
+    }
+    for key in [
+        "kind", "run_id", "time", "target", "op", "group", "member", "outcome", "status", "prev",
+    ] {
+        assert!(outcome.get(key).is_some(), "outcome lacks {key}: {outcome}");
+    }
+    assert_eq!(outcome["kind"], "outcome");
+    assert_eq!(outcome["outcome"], "applied");
+    assert_eq!(outcome["status"], 204);
+    assert_eq!(outcome["call"], intent["call"]);
+}
+
+#[test]
+fn an_edited_line_is_named_by_the_line_after_it() {
+    let (_d, dir) = journal(3);
+    let mut all = lines(&dir);
+    all[2] = all[2].replace("\"u1\"", "\"mallory\"");
+    rewrite(&dir, &all);
+    let (at, message) = damage(&dir);
+    assert_eq!(at, "journal-000001.jsonl:4");
+    assert!(message.contains("journal-000001.jsonl:3"), "{message}");
+    assert!(message.contains("edited"), "{message}");
+}
+
+#[test]
+fn a_removed_line_is_found() {
+    let (_d, dir) = journal(3);
+    let mut all = lines(&dir);
+    all.remove(2);
+    rewrite(&dir, &all);
+    let (at, message) = damage(&dir);
+    assert_eq!(at, "journal-000001.jsonl:3");
+    assert!(message.contains("removed"), "{message}");
+}
+
+#[test]
+fn reordered_lines_are_found() {
+    let (_d, dir) = journal(3);
+    let mut all = lines(&dir);
+    all.swap(2, 3);
+    rewrite(&dir, &all);
+    let (at, message) = damage(&dir);
+    assert_eq!(at, "journal-000001.jsonl:3");
+    assert!(message.contains("reordered"), "{message}");
+}
+
+#[test]
+fn lines_cut_off_the_end_no_longer_match_the_head() {
+    let (_d, dir) = journal(3);
+    let mut all = lines(&dir);
+    all.truncate(3);
+    rewrite(&dir, &all);
+    let (at, message) = damage(&dir);
+    assert_eq!(at, "journal-000001.jsonl:3");
+    assert!(message.contains("head"), "{message}");
+    assert!(message.contains("removed"), "{message}");
+}
+
+#[test]
+fn an_edited_last_line_no_longer_matches_the_head() {
+    let (_d, dir) = journal(2);
+    let mut all = lines(&dir);
+    let last = all.len() - 1;
+    all[last] = all[last].replace("applied", "failed");
+    rewrite(&dir, &all);
+    let (at, message) = damage(&dir);
+    assert_eq!(at, "journal-000001.jsonl:4");
+    assert!(message.contains("head"), "{message}");
+}
+
+#[test]
+fn the_first_line_must_follow_none() {
+    let (_d, dir) = journal(2);
+    let mut all = lines(&dir);
+    all.remove(0);
+    rewrite(&dir, &all);
+    let (at, message) = damage(&dir);
+    assert_eq!(at, "journal-000001.jsonl:1");
+    assert!(message.contains("first line"), "{message}");
+}
+
+#[test]
+fn a_removed_head_or_an_incomplete_line_is_found() {
+    let (_d, dir) = journal(1);
+    let all = lines(&dir);
+    fs::write(file(&dir), all.join("\n")).unwrap();
+    let (at, message) = damage(&dir);
+    assert_eq!(at, "journal-000001.jsonl:2");
+    assert!(message.contains("incomplete"), "{message}");
+    rewrite(&dir, &all);
+    fs::remove_file(dir.join(HEAD_FILE)).unwrap();
+    let (at, message) = damage(&dir);
+    assert!(at.ends_with(HEAD_FILE), "{at}");
+    assert!(message.contains("missing"), "{message}");
+}
+
+#[test]
+fn a_head_one_line_behind_is_what_a_kill_leaves_and_the_next_run_mends_it() {
+    let (_d, dir) = journal(2);
+    let all = lines(&dir);
+    fs::write(
+        dir.join(HEAD_FILE),
+        format!("{}\n", sha256_hex(all[2].as_bytes())),
+    )
+    .unwrap();
+    assert!(read::verify(&dir).unwrap().head_behind);
+    let j = open(&dir, "run2");
+    drop(j);
+    let v = read::verify(&dir).unwrap();
+    assert!(!v.head_behind);
+    // Two lines behind is two lines removed, not a kill.
+    fs::write(
+        dir.join(HEAD_FILE),
+        format!("{}\n", sha256_hex(all[1].as_bytes())),
+    )
+    .unwrap();
+    damage(&dir);
+    assert!(matches!(
+        Journal::open(&dir, &JournalConfig::default(), "run3", "cfg"),
+        Err(JournalError::Damaged { .. })
+    ));
+}
+
+#[test]
+fn a_damaged_journal_is_not_written_on() {
+    let (_d, dir) = journal(2);
+    let mut all = lines(&dir);
+    all.pop();
+    rewrite(&dir, &all);
+    let err = Journal::open(&dir, &JournalConfig::default(), "run2", "cfg").unwrap_err();
+    assert!(err.to_string().contains("does not match"), "{err}");
+}
+
+#[test]
+fn files_rotate_by_size_keep_their_number_and_chain_across() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("state");
+    let rotation = JournalConfig {
+        max_file_size: 4096,
+        max_files: NonZeroUsize::new(3).unwrap(),
+    };
+    let j = Journal::open(&dir, &rotation, "run1", "cfg").unwrap();
+    for i in 0..60 {
+        let s = subject(&format!("g{i}"), None);
+        let call = j.intent("cms", &s, "POST", "/api/groups").unwrap();
+        j.outcome("cms", &s, call, WriteOutcome::Applied, 201, None)
+            .unwrap();
+    }
+    drop(j);
+    let files = read::list(&dir).unwrap();
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert!(files[0].number > 1);
+    for f in &files {
+        assert!(fs::metadata(&f.path).unwrap().len() <= 4096);
+    }
+    let v = read::verify(&dir).unwrap();
+    assert!(v.rotated);
+    // A file missing between two others is a gap.
+    fs::remove_file(&files[1].path).unwrap();
+    let (at, message) = damage(&dir);
+    assert!(at.ends_with(&file_name(files[1].number)), "{at}");
+    assert!(message.contains("missing"), "{message}");
+}
+
+#[test]
+fn a_line_removed_across_a_file_boundary_is_found() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("state");
+    let rotation = JournalConfig {
+        max_file_size: 4096,
+        max_files: NonZeroUsize::new(10).unwrap(),
+    };
+    let j = Journal::open(&dir, &rotation, "run1", "cfg").unwrap();
+    for i in 0..30 {
+        let s = subject(&format!("g{i}"), None);
+        j.intent("cms", &s, "POST", "/api/groups").unwrap();
+    }
+    drop(j);
+    let second = dir.join(file_name(2));
+    let text = fs::read_to_string(&second).unwrap();
+    let rest: Vec<&str> = text.lines().skip(1).collect();
+    fs::write(&second, rest.join("\n") + "\n").unwrap();
+    let (at, _) = damage(&dir);
+    assert_eq!(at, "journal-000002.jsonl:1");
+}
+
+#[test]
+fn intents_without_outcome_are_pending_until_a_later_run_rechecks_them() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("state");
+    let j = open(&dir, "run1");
+    let a = subject("eng", None);
+    let b = subject("ops", Some("alice"));
+    let call = j.intent("cms", &a, "POST", "/api/groups").unwrap();
+    j.outcome("cms", &a, call, WriteOutcome::Applied, 201, None)
+        .unwrap();
+    j.intent("cms", &b, "POST", "/api/groups/ops/users")
+        .unwrap();
+    drop(j);
+    let pending = read::pending(&dir).unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].group, "ops");
+    assert_eq!(pending[0].member.as_deref(), Some("alice"));
+
+    let j = open(&dir, "run2");
+    j.recheck(&pending[0]).unwrap();
+    drop(j);
+    assert!(read::pending(&dir).unwrap().is_empty());
+    // Still an intent without outcome for verify and show: only its recheck is added.
+    let v = read::verify(&dir).unwrap();
+    assert_eq!(v.open.len(), 1);
+    assert_eq!(
+        v.open[0].1.as_ref().map(|r| r.run_id.as_str()),
+        Some("run2")
+    );
+    let shown = read::render(&read::history(&dir, &read::Filter::default()).unwrap());
+    assert!(shown.contains("add member \"alice\" to \"ops\""), "{shown}");
+    assert!(shown.contains("no outcome recorded"), "{shown}");
+}
+
+#[test]
+fn show_filters_by_target_group_member_and_time() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("state");
+    let j = open(&dir, "run1");
+    for (target, group, member) in [
+        ("cms", "eng", Some("alice")),
+        ("cms", "ops", Some("bob")),
+        ("dns", "eng", None),
+    ] {
+        let s = subject(group, member);
+        let call = j.intent(target, &s, "PUT", "/x").unwrap();
+        j.outcome(
+            target,
+            &s,
+            call,
+            WriteOutcome::Failed,
+            409,
+            Some("conflict".into()),
+        )
+        .unwrap();
+    }
+    drop(j);
+    let take = |f: read::Filter| read::history(&dir, &f).unwrap().len();
+    assert_eq!(take(read::Filter::default()), 3);
+    let f = |target: Option<&str>, group: Option<&str>, member: Option<&str>| read::Filter {
+        target: target.map(str::to_owned),
+        group: group.map(str::to_owned),
+        member: member.map(str::to_owned),
+        since: None,
+    };
+    assert_eq!(take(f(Some("cms"), None, None)), 2);
+    assert_eq!(take(f(None, Some("eng"), None)), 2);
+    assert_eq!(take(f(None, None, Some("bob"))), 1);
+    assert_eq!(take(f(Some("dns"), None, Some("bob"))), 0);
+    let later = read::Filter {
+        since: Some(chrono::Utc::now() + chrono::Duration::hours(1)),
+        ..read::Filter::default()
+    };
+    assert_eq!(take(later), 0);
+    let text = read::render(&read::history(&dir, &f(None, None, Some("bob"))).unwrap());
+    assert!(
+        text.contains(
+            "cms  run run1  add member \"bob\" to \"ops\"  PUT /x  → failed (409): conflict"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_bulk_write_names_each_member() {
+    let line = Line {
+        op: "add_member+remove_member".into(),
+        group: "eng".into(),
+        changes: Some(vec![
+            ChangeRef {
+                op: "add_member".into(),
+                member: Some("a".into()),
+                child: None,
+            },
+            ChangeRef {
+                op: "add_member".into(),
+                member: Some("b".into()),
+                child: None,
+            },
+            ChangeRef {
+                op: "remove_member".into(),
+                member: Some("c".into()),
+                child: None,
+            },
+        ]),
+        ..Line::default()
+    };
+    assert_eq!(
+        read::describe(&line),
+        "add members \"a\", \"b\" to \"eng\"; remove member \"c\" from \"eng\""
+    );
+    assert_eq!(line.members().collect::<Vec<_>>(), ["a", "b", "c"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn one_process_writes_a_journal_at_a_time() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("state");
+    let first = open(&dir, "run1");
+    // flock locks belong to the open file, so a second open in this process is refused too.
+    let second = Journal::open(&dir, &JournalConfig::default(), "run2", "cfg");
+    assert!(
+        matches!(second, Err(JournalError::Busy { .. })),
+        "{second:?}"
+    );
+    drop(first);
+    open(&dir, "run3");
+}
+
+#[test]
+fn no_journal_verifies_as_empty() {
+    let d = tempfile::tempdir().unwrap();
+    let v = read::verify(&d.path().join("nothing-here")).unwrap();
+    assert_eq!(v.lines, 0);
+    assert!(v.files.is_empty());
+}
