@@ -187,27 +187,31 @@ pub(super) async fn read(s: &UserSearch, ldap: &mut Ldap) -> Result<Users, Sourc
 }
 
 /// Aborts a task when dropped: a user search started alongside the groups ends with them.
-pub(super) struct Started(tokio::task::JoinHandle<Result<Option<Users>, SourceError>>);
+pub(super) struct Started {
+    task: tokio::task::JoinHandle<Result<Option<Users>, SourceError>>,
+    /// The server searched, for the message should the task itself fail.
+    server: String,
+}
 
 impl Drop for Started {
     fn drop(&mut self) {
-        self.0.abort();
+        self.task.abort();
     }
 }
 
 impl Started {
     /// Whether the search is over (so [`join`](Self::join) will not wait).
     pub fn is_finished(&self) -> bool {
-        self.0.is_finished()
+        self.task.is_finished()
     }
 
     /// The users, once read; `Ok(None)` if the second connection could not be opened (then
     /// the search is to be made on the first).
     pub async fn join(mut self) -> Result<Option<Users>, SourceError> {
-        match (&mut self.0).await {
+        match (&mut self.task).await {
             Ok(read) => read,
             Err(e) => Err(SourceError::Ldap {
-                server: String::new(),
+                server: self.server.clone(),
                 doing: "searching users".to_owned(),
                 message: format!("the search stopped ({e}); {}", super::search::INCOMPLETE),
             }),
@@ -217,8 +221,9 @@ impl Started {
 
 /// Starts the user search on a task of its own, over a second connection to the same server.
 pub(super) fn spawn(s: &UserSearch, tls: &Tls) -> Started {
+    let server = s.server.clone();
     let (s, tls) = (s.clone(), tls.clone());
-    Started(tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut ldap = match connect_to(&s.cfg, &tls, &s.server).await {
             Ok(ldap) => ldap,
             Err(_) => {
@@ -229,7 +234,8 @@ pub(super) fn spawn(s: &UserSearch, tls: &Tls) -> Started {
         let read = read(&s, &mut ldap).await;
         let _ = ldap.unbind().await;
         read.map(Some)
-    }))
+    });
+    Started { task, server }
 }
 
 #[cfg(test)]
