@@ -445,6 +445,23 @@ async fn plan(config: &Config, a: PlanArgs, journal_kept: bool) -> Result<u8> {
     };
     let run = run_targets(config, &opts).await?;
     if let Some(path) = &a.out {
+        // A saved plan is whole or not written: `roster apply FILE` would otherwise pass over
+        // a target that could not be planned without a word.
+        let unplanned: Vec<&str> = run
+            .targets
+            .iter()
+            .filter(|t| t.plan.is_none() || t.fingerprint.is_none())
+            .map(|t| t.target.as_str())
+            .collect();
+        if !unplanned.is_empty() {
+            print!("{}", report::plans(&run, a.format));
+            eprintln!(
+                "roster: the plan was not saved to {}: {} could not be planned",
+                path.display(),
+                unplanned.join(", ")
+            );
+            return Ok(report::EXIT_ERROR);
+        }
         let plans: Vec<_> = run
             .targets
             .iter()

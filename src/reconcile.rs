@@ -20,7 +20,7 @@ use crate::journal::{Audit, Line, read};
 use crate::model::{Desired, GroupName};
 use crate::plan::fingerprint::Fingerprint;
 use crate::plan::saved::SavedTarget;
-use crate::plan::{self, Plan, PlanError, Policy, Refusal, Summary};
+use crate::plan::{self, Change, Plan, PlanError, Policy, Refusal, Summary};
 use crate::target::{Call, ObserveError, Rejection, Target};
 
 /// Whether a run only plans or also writes.
@@ -188,6 +188,34 @@ pub async fn reconcile<T: Target>(
                         changed.push("its groups differ".to_owned());
                     }
                     let refusal = Refusal::Stale { changed };
+                    warn!(%refusal, "the saved plan is stale; nothing will be written");
+                    let plan = Plan {
+                        target: name.clone(),
+                        refusal: Some(refusal.clone()),
+                        ..Plan::default()
+                    };
+                    return TargetReport {
+                        target: name.clone(),
+                        plan: Some(plan),
+                        outcome: TargetOutcome::Refused(refusal),
+                        durations: durations.clone(),
+                        fingerprint,
+                    };
+                }
+                // The scope is the config's and the desired state's of now: a change to a group
+                // that left it since the plan (a group dropped from the files by a later merge)
+                // would be a write roster no longer manages.
+                let mut outside: Vec<String> = saved
+                    .changes
+                    .iter()
+                    .map(Change::group)
+                    .filter(|g| !policy.scope.contains(g))
+                    .map(|g| format!("\"{g}\" is no longer in the managed scope"))
+                    .collect();
+                outside.sort();
+                outside.dedup();
+                if !outside.is_empty() {
+                    let refusal = Refusal::Stale { changed: outside };
                     warn!(%refusal, "the saved plan is stale; nothing will be written");
                     let plan = Plan {
                         target: name.clone(),

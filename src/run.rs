@@ -71,6 +71,9 @@ pub enum RunError {
     /// `--target` named a target the config does not have.
     #[error("no target named \"{0}\" in the config (targets: {1})")]
     UnknownTarget(String, String),
+    /// `--target` names a target the saved plan does not have.
+    #[error("the saved plan has no target \"{0}\" (its targets: {1})")]
+    NotInPlan(String, String),
     /// The audit journal cannot be written, so nothing is: every write must be journalled.
     #[error("cannot keep the audit journal; nothing was read or written: {0}")]
     Journal(#[from] JournalError),
@@ -285,6 +288,15 @@ pub async fn run(config: &Config, opts: &RunOptions) -> Result<RunReport, RunErr
     if let Some(name) = opts.targets.iter().find(|n| config.target(n).is_none()) {
         let all: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
         return Err(RunError::UnknownTarget(name.clone(), all.join(", ")));
+    }
+    if let Some(saved) = &opts.saved
+        && let Some(name) = opts
+            .targets
+            .iter()
+            .find(|n| !saved.targets.iter().any(|t| &t.target == *n))
+    {
+        let all: Vec<&str> = saved.targets.iter().map(|t| t.target.as_str()).collect();
+        return Err(RunError::NotInPlan(name.clone(), all.join(", ")));
     }
     let selected: Vec<&TargetConfig> = if let Some(saved) = &opts.saved {
         // A saved plan's targets (those of them --target names, if it names any).

@@ -244,3 +244,85 @@ async fn the_pull_request_workflow_commands_work_against_the_simulators() {
         assert!(workflow.contains(command), "{command}");
     }
 }
+
+#[tokio::test]
+async fn a_saved_change_to_a_group_no_longer_managed_is_refused_and_a_target_not_in_the_plan_is_an_error()
+ {
+    let d = Demo::start().await;
+    let out = d.roster(&["apply"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // A pull request adds a group; before its merge, another removes it again.
+    let extra = d.dir.path().join("groups/newcomers.toml");
+    std::fs::write(
+        &extra,
+        "[[group]]\nname = \"newcomers\"\nmembers = [\"bob\"]\n[group.vinyldns]\n\
+         email = \"new@example.org\"\nadmins = [\"bob\"]\n",
+    )
+    .expect("file");
+    let plan = d.dir.path().join("plan.json");
+    let plan_arg = plan.to_str().expect("utf-8");
+    let out = d.roster(&["plan", "--out", plan_arg]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    std::fs::remove_file(&extra).expect("remove");
+
+    let (cms, dns) = (d.writes(SimKind::Contensis), d.writes(SimKind::VinylDns));
+    let out = d.roster(&["apply", plan_arg]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("\"newcomers\" is no longer in the managed scope"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        (d.writes(SimKind::Contensis), d.writes(SimKind::VinylDns)),
+        (cms, dns),
+        "nothing written"
+    );
+
+    // --target naming a target of the config that the plan lacks.
+    let out = d
+        .roster(&["plan", "--target", "cms", "--out", plan_arg])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = d.roster(&["apply", plan_arg, "--target", "dns"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("the saved plan has no target \"dns\""),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn a_plan_with_a_target_that_could_not_be_read_is_not_saved() {
+    let d = Demo::start().await;
+    let config = std::fs::read_to_string(d.config()).expect("config");
+    // Point `dns` at a port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let dns_url = d.sim.url_of(SimKind::VinylDns);
+    std::fs::write(
+        d.config(),
+        config.replacen(&dns_url, &format!("http://127.0.0.1:{port}"), 1) + "",
+    )
+    .expect("config");
+    let plan = d.dir.path().join("plan.json");
+    let out = d
+        .roster(&["plan", "--out", plan.to_str().expect("utf-8")])
+        .await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the plan was not saved"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!plan.exists());
+}

@@ -144,7 +144,7 @@ impl Metrics {
         // it; only the health changes: the whole run failed at its source.
         s.failing = vec![match error {
             RunError::Source(_) => SOURCE.to_owned(),
-            RunError::UnknownTarget(name, _) => name.clone(),
+            RunError::UnknownTarget(name, _) | RunError::NotInPlan(name, _) => name.clone(),
             RunError::Journal(_) => JOURNAL.to_owned(),
         }];
     }
