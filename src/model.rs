@@ -230,3 +230,15 @@ pub struct Capabilities {
     /// name that differs only in case is warned about and left as it is.
     pub renames: bool,
 }
+
+/// Bytes as lower-case hex: how roster writes every hash (plan fingerprints and checksums, the
+/// config's settings hash, the journal's chain).
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}

@@ -105,7 +105,7 @@ impl Config {
             h.update(format!("{t:?}").as_bytes());
             h.update([0]);
         }
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        crate::model::hex(&h.finalize())
     }
 }
 

@@ -58,15 +58,7 @@ pub fn file_name(number: u64) -> String {
 
 /// The SHA-256 of `bytes`, in lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    crate::model::hex(&Sha256::digest(bytes))
 }
 
 /// Why the journal could not be opened, read or written.
@@ -341,13 +333,16 @@ impl Journal {
         match (&head, &tail.last) {
             (None, None) => {}
             (Some(h), Some(last)) if *h == last.hash => {}
-            (Some(h), Some(last)) if Some(h) == tail.before_last.as_ref() => {
+            // One line behind; for the journal's first line, no head at all.
+            (Some(_), Some(last)) | (None, Some(last))
+                if head.as_ref() == tail.before_last.as_ref() =>
+            {
                 info!(
                     file = %last.at,
                     "the journal's head was one line behind (a run stopped between writing a \
                      line and the head); brought up to date"
                 );
-                write_head(&mut None, dir, &last.hash)?;
+                write_head(&mut None, dir, &last.hash, true)?;
             }
             (None, Some(last)) => {
                 return Err(JournalError::Damaged {
@@ -513,9 +508,7 @@ impl Files {
         let file = match &mut self.file {
             Some(f) => f,
             None => self.file.insert(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
+                private(OpenOptions::new().create(true).append(true))
                     .open(&path)
                     .map_err(|e| JournalError::io(&path, e))?,
             ),
@@ -528,7 +521,7 @@ impl Files {
             file.sync_data().map_err(|e| JournalError::io(&path, e))?;
         }
         self.size += len;
-        write_head(&mut self.head, dir, &hash)?;
+        write_head(&mut self.head, dir, &hash, sync)?;
         self.prev = hash;
         Ok(())
     }
@@ -549,16 +542,18 @@ impl Files {
 }
 
 /// Writes `hash` into the head file, in place: one small write at its start, which a killed
-/// process leaves whole or not done.
-fn write_head(head: &mut Option<File>, dir: &Path, hash: &str) -> Result<(), JournalError> {
+/// process leaves whole or not done; synced with the line it names when that line is.
+fn write_head(
+    head: &mut Option<File>,
+    dir: &Path,
+    hash: &str,
+    sync: bool,
+) -> Result<(), JournalError> {
     let path = dir.join(HEAD_FILE);
     let file = match head {
         Some(f) => f,
         None => head.insert(
-            OpenOptions::new()
-                .create(true)
-                .write(true)
-                .truncate(false)
+            private(OpenOptions::new().create(true).write(true).truncate(false))
                 .open(&path)
                 .map_err(|e| JournalError::io(&path, e))?,
         ),
@@ -567,7 +562,19 @@ fn write_head(head: &mut Option<File>, dir: &Path, hash: &str) -> Result<(), Jou
     file.seek(SeekFrom::Start(0))
         .and_then(|_| file.write_all(text.as_bytes()))
         .and_then(|()| file.set_len(text.len() as u64))
+        .and_then(|()| if sync { file.sync_data() } else { Ok(()) })
         .map_err(|e| JournalError::io(&path, e))
+}
+
+/// Files the journal creates are for the service's user and group alone: they name groups,
+/// members and paths (a state folder that systemd creates is readable by all by default).
+fn private(options: &mut OpenOptions) -> &mut OpenOptions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o640);
+    }
+    options
 }
 
 fn create_dir(dir: &Path) -> Result<(), JournalError> {

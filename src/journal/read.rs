@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use super::{GENESIS, HEAD_FILE, JournalError, Kind, Line, WriteOutcome, file_name, hex};
+use super::{GENESIS, HEAD_FILE, JournalError, Kind, Line, WriteOutcome, file_name};
+use crate::model::hex;
 
 /// One journal file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,6 +53,8 @@ pub fn list(dir: &Path) -> Result<Vec<JournalFile>, JournalError> {
 pub fn head(dir: &Path) -> Result<Option<String>, JournalError> {
     let path = dir.join(HEAD_FILE);
     match fs::read_to_string(&path) {
+        // Empty: created, and the process stopped before its first write; as good as absent.
+        Ok(text) if text.trim().is_empty() => Ok(None),
         Ok(text) => Ok(Some(text.trim().to_owned())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(JournalError::io(&path, e)),
@@ -258,6 +261,8 @@ pub fn verify(dir: &Path) -> Result<Verified, JournalError> {
     let mut head_behind = false;
     match (&head, &prev) {
         (None, None) => {}
+        // The journal's first line, the head not written yet: the head is one line behind.
+        (None, Some(_)) if before_last.is_none() => head_behind = true,
         (None, Some((_, at))) => {
             return Err(JournalError::Damaged {
                 at: head_path,

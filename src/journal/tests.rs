@@ -424,3 +424,39 @@ fn no_journal_verifies_as_empty() {
     assert_eq!(v.lines, 0);
     assert!(v.files.is_empty());
 }
+
+#[test]
+fn a_kill_after_the_first_line_and_before_its_head_leaves_a_journal_the_next_run_mends() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("state");
+    let j = open(&dir, "run1");
+    let s = subject("eng", Some("u1"));
+    j.intent("cms", &s, "POST", "/api/groups/eng/users")
+        .unwrap();
+    drop(j);
+    // The head not written yet: missing, or created and still empty.
+    for head in [None, Some("")] {
+        match head {
+            None => fs::remove_file(dir.join(HEAD_FILE)).unwrap(),
+            Some(text) => fs::write(dir.join(HEAD_FILE), text).unwrap(),
+        }
+        assert!(read::verify(&dir).unwrap().head_behind);
+    }
+    drop(open(&dir, "run2"));
+    assert!(!read::verify(&dir).unwrap().head_behind);
+    // With two lines, a missing head is still two lines' worth missing: damage.
+    let (_d2, dir2) = journal(1);
+    fs::remove_file(dir2.join(HEAD_FILE)).unwrap();
+    damage(&dir2);
+}
+
+#[cfg(unix)]
+#[test]
+fn journal_files_are_for_the_service_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_d, dir) = journal(1);
+    for path in [file(&dir), dir.join(HEAD_FILE)] {
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o007, 0, "{} is {mode:o}", path.display());
+    }
+}

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::{GroupName, Observed, ObservedGroup};
+use crate::model::{GroupName, Observed, ObservedGroup, hex};
 
 /// The fingerprint of a target's observed state.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,11 +121,6 @@ fn group_digest(name: &GroupName, g: &ObservedGroup) -> String {
     );
     field(format!("{:?}", g.kind).as_bytes());
     hex(&h.finalize()[..16])
-}
-
-/// Lowercase hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::fingerprint::{Fingerprint, hex};
+use super::fingerprint::Fingerprint;
 use super::{Change, Plan};
+use crate::model::hex;
 
 /// The value of the `format` field that marks a saved plan.
 pub const FORMAT: &str = "roster-saved-plan/1";
