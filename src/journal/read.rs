@@ -190,7 +190,33 @@ pub struct Verified {
 /// Checks the journal in `dir`: every line whole, a journal line, and chained to the one before
 /// it; the files numbered without a gap; the head matching the newest line. The first problem is
 /// an error naming its file and line.
+///
+/// A run may be writing while it is checked (a daemon keeps its journal open). When no run
+/// holds the journal, the check holds its lock, so none starts meanwhile, and the head must name
+/// the newest line. While a run holds it, lines after the head are that run's, written since the
+/// head was read: they must chain like any other, and the head may name an earlier line.
 pub fn verify(dir: &Path) -> Result<Verified, JournalError> {
+    if !dir.is_dir() {
+        return verify_once(dir, false);
+    }
+    match super::lock(dir) {
+        Ok(_held) => verify_once(dir, false),
+        Err(JournalError::Busy { .. }) => {
+            // A rotation may remove a file as it is read: read again.
+            let mut result = verify_once(dir, true);
+            for _ in 0..5 {
+                match &result {
+                    Err(JournalError::Io { .. }) => result = verify_once(dir, true),
+                    _ => break,
+                }
+            }
+            result
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn verify_once(dir: &Path, writing: bool) -> Result<Verified, JournalError> {
     let files = list(dir)?;
     let head = head(dir)?;
     let head_path = dir.join(HEAD_FILE).display().to_string();
@@ -281,7 +307,7 @@ pub fn verify(dir: &Path) -> Result<Verified, JournalError> {
         (Some(h), Some((digest, at))) => {
             let h = decode(h);
             if h == *digest {
-            } else if Some(h) == before_last {
+            } else if Some(h) == before_last || (writing && seen.contains_key(&h)) {
                 head_behind = true;
             } else {
                 let message = match seen.get(&h) {

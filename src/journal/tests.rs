@@ -460,3 +460,39 @@ fn journal_files_are_for_the_service_alone() {
         assert_eq!(mode & 0o007, 0, "{} is {mode:o}", path.display());
     }
 }
+
+#[test]
+fn verify_while_a_run_writes_never_takes_its_new_lines_for_tampering() {
+    // Long enough that a check takes a while, so that writes land during it.
+    let (_d, dir) = journal(3000);
+    let j = open(&dir, "run2");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut i = 0;
+            // Bursts with pauses, as a run's calls come.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for _ in 0..40 {
+                    let s = subject("eng", Some(&format!("w{i}")));
+                    let call = j
+                        .intent("cms", &s, "POST", "/api/groups/eng/users")
+                        .unwrap();
+                    j.outcome("cms", &s, call, WriteOutcome::Applied, 204, None)
+                        .unwrap();
+                    i += 1;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(150));
+            }
+        })
+    };
+    for _ in 0..10 {
+        if let Err(e) = read::verify(&dir) {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            panic!("a journal being written was found damaged: {e}");
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    read::verify(&dir).unwrap();
+}
