@@ -177,17 +177,9 @@ pub async fn reconcile<T: Target>(
         };
         let started = Instant::now();
         let mut plan = match basis {
-            Basis::Saved(saved) => {
-                let now = fingerprint.as_ref().map(|f| f.digest.as_str());
-                if now != Some(saved.fingerprint.digest.as_str()) {
-                    let mut changed = fingerprint
-                        .as_ref()
-                        .map(|f| f.changes_since(&saved.fingerprint))
-                        .unwrap_or_default();
-                    if changed.is_empty() {
-                        changed.push("its groups differ".to_owned());
-                    }
-                    let refusal = Refusal::Stale { changed };
+            Basis::Saved(saved) => match saved_plan(&name, saved, fingerprint.as_ref(), policy) {
+                Ok(plan) => plan,
+                Err(refusal) => {
                     warn!(%refusal, "the saved plan is stale; nothing will be written");
                     let plan = Plan {
                         target: name.clone(),
@@ -202,41 +194,7 @@ pub async fn reconcile<T: Target>(
                         fingerprint,
                     };
                 }
-                // The scope is the config's and the desired state's of now: a change to a group
-                // that left it since the plan (a group dropped from the files by a later merge)
-                // would be a write roster no longer manages.
-                let mut outside: Vec<String> = saved
-                    .changes
-                    .iter()
-                    .map(Change::group)
-                    .filter(|g| !policy.scope.contains(g))
-                    .map(|g| format!("\"{g}\" is no longer in the managed scope"))
-                    .collect();
-                outside.sort();
-                outside.dedup();
-                if !outside.is_empty() {
-                    let refusal = Refusal::Stale { changed: outside };
-                    warn!(%refusal, "the saved plan is stale; nothing will be written");
-                    let plan = Plan {
-                        target: name.clone(),
-                        refusal: Some(refusal.clone()),
-                        ..Plan::default()
-                    };
-                    return TargetReport {
-                        target: name.clone(),
-                        plan: Some(plan),
-                        outcome: TargetOutcome::Refused(refusal),
-                        durations: durations.clone(),
-                        fingerprint,
-                    };
-                }
-                Plan {
-                    target: name.clone(),
-                    summary: Summary::of(&saved.changes),
-                    changes: saved.changes.clone(),
-                    ..Plan::default()
-                }
-            }
+            },
             Basis::Fresh | Basis::Recorded => info_span!("plan")
                 .in_scope(|| plan::plan(&name, target_type, desired, &observed, policy, caps)),
         };
@@ -339,6 +297,46 @@ fn unfinished(intents: &[&Line]) -> String {
         parts.push(format!("and {} more", intents.len() - SHOWN));
     }
     parts.join("; ")
+}
+
+/// A saved plan's changes as this target's plan, if the target still holds what the plan was
+/// made from (`now`, its fingerprint) and every group they change is still in the managed
+/// scope (the config's and the desired state's of now: a group a later merge dropped from the
+/// files would be a write roster no longer manages); else the refusal saying what moved.
+fn saved_plan(
+    name: &str,
+    saved: &SavedTarget,
+    now: Option<&Fingerprint>,
+    policy: &Policy,
+) -> Result<Plan, Refusal> {
+    let mut changed = match now {
+        Some(now) if now.digest == saved.fingerprint.digest => Vec::new(),
+        Some(now) => now.changes_since(&saved.fingerprint),
+        None => Vec::new(),
+    };
+    if changed.is_empty() && now.map(|f| &f.digest) != Some(&saved.fingerprint.digest) {
+        changed.push("its groups differ".to_owned());
+    }
+    if changed.is_empty() {
+        changed = saved
+            .changes
+            .iter()
+            .map(Change::group)
+            .filter(|g| !policy.scope.contains(g))
+            .map(|g| format!("\"{g}\" is no longer in the managed scope"))
+            .collect();
+        changed.sort();
+        changed.dedup();
+    }
+    if !changed.is_empty() {
+        return Err(Refusal::Stale { changed });
+    }
+    Ok(Plan {
+        target: name.to_owned(),
+        summary: Summary::of(&saved.changes),
+        changes: saved.changes.clone(),
+        ..Plan::default()
+    })
 }
 
 /// The connector's rejections as plan errors, each pointing at where its group is defined;
