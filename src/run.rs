@@ -1,6 +1,7 @@
 //! A whole run: load the desired state once, reconcile every selected target on its own, and
 //! collect the reports. One target's failure never stops the others.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -8,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{Config, TargetConfig, TargetKind};
-use crate::exec::Executor;
+use crate::exec::{Executor, Fence};
 use crate::journal::{Audit, JournalError, revision};
 use crate::model::Desired;
 use crate::plan::saved::SavedPlan;
@@ -42,6 +43,9 @@ pub struct RunOptions {
     /// (and fails before reading anything when it cannot); a plan only reads it for writes an
     /// earlier run left unfinished.
     pub journal: bool,
+    /// Asked before every write whether this run may still write (the active daemon's lease);
+    /// `None`: it always may.
+    pub fence: Option<Arc<dyn Fence>>,
 }
 
 impl Default for RunOptions {
@@ -56,6 +60,7 @@ impl Default for RunOptions {
             record: false,
             saved: None,
             journal: false,
+            fence: None,
         }
     }
 }
@@ -395,6 +400,7 @@ async fn run_target(
     );
     let mut exec = Executor::new(retry_policy(cfg), cfg.concurrency);
     exec.stop = opts.stop.clone();
+    exec.fence.clone_from(&opts.fence);
     if opts.progress && opts.mode == Mode::Apply {
         let bar = ProgressBar::new(0).with_prefix(cfg.name.clone());
         if let Ok(style) =

@@ -300,14 +300,18 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
     }
 
     let mut daemon_state_dir = None;
-    let daemon = root.daemon.and_then(|table| {
-        table
+    let daemon = root.daemon.and_then(|mut table| {
+        let lease = daemon::take_lease(&mut table, &mut r);
+        let daemon = table
             .read::<daemon::DaemonFile>("[daemon]", &mut r)
             .and_then(|mut d| {
                 daemon_state_dir = d.state_dir.take();
                 d.resolve(&mut r)
-            })
-            .ok()
+            });
+        match (daemon, lease) {
+            (Ok(d), Ok(lease)) => Some(DaemonConfig { lease, ..d }),
+            _ => None,
+        }
     });
     let state_dir = state::state_dir(root.state_dir, daemon_state_dir, &mut r);
     let journal = match root.journal {

@@ -257,16 +257,26 @@ pub(crate) fn duration_or_zero(
 
 /// A `ca_file`: resolved against the config file's folder, and required to be a readable file.
 pub(crate) fn ca_file(file: &Spanned<PathBuf>, r: &mut Resolver<'_>) -> Result<PathBuf, Reported> {
+    existing_file(file, "CA file", r)
+}
+
+/// A file key's path, resolved against the config file's folder; an error at the key when it is
+/// not a file that can be read. `what` names the file in messages ("CA file").
+pub(crate) fn existing_file(
+    file: &Spanned<PathBuf>,
+    what: &str,
+    r: &mut Resolver<'_>,
+) -> Result<PathBuf, Reported> {
     let path = r.path(file.get_ref());
     match std::fs::metadata(&path) {
         Ok(m) if m.is_file() => Ok(path),
         Ok(_) => Err(r.error(
             file.span(),
-            format!("CA file {} is not a file", path.display()),
+            format!("{what} {} is not a file", path.display()),
         )),
         Err(e) => Err(r.error(
             file.span(),
-            format!("cannot read CA file {}: {e}", path.display()),
+            format!("cannot read {what} {}: {e}", path.display()),
         )),
     }
 }

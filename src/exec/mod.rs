@@ -10,6 +10,12 @@
 //! [`CallWatch`] the journal gives, which the endpoint tells of each write request before it
 //! leaves and after its answer comes; the executor then tells it how the attempt ended. The
 //! executor neither reads the journal nor decides anything from it.
+//!
+//! With a [`Fence`] (the active daemon's lease), the executor asks it for a fresh proof that
+//! this run may still write before each stage, and before each attempt at a call it asks again,
+//! which the fence answers from its last proof while that is recent enough. Once the fence says
+//! no, no call is started any more: the ones in flight finish, the rest are skipped with the
+//! fence's reason.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -18,6 +24,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use indicatif::ProgressBar;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -72,6 +79,14 @@ pub trait CallJournal: fmt::Debug + Send + Sync {
     fn attempt(&self, group: &GroupName, covers: &[usize]) -> Arc<dyn CallWatch>;
 }
 
+/// Whether this run may still write: the proof the active daemon gives that it still holds its
+/// lease. A "no" is for good: once given, every later answer is no.
+pub trait Fence: fmt::Debug + Send + Sync {
+    /// `Ok` while the run may write; `Err` says why not. With `fresh`, the answer comes from a
+    /// proof made now (a stage starts); without, a recent proof will do.
+    fn confirm(&self, fresh: bool) -> BoxFuture<'_, Result<(), String>>;
+}
+
 /// Carries out calls against one target. See the module documentation.
 #[derive(Clone, Debug)]
 pub struct Executor {
@@ -85,6 +100,8 @@ pub struct Executor {
     pub progress: ProgressBar,
     /// Told of every write request, when the run keeps a journal.
     pub journal: Option<Arc<dyn CallJournal>>,
+    /// Asked before every stage and every attempt whether the run may still write.
+    pub fence: Option<Arc<dyn Fence>>,
 }
 
 impl Executor {
@@ -96,6 +113,7 @@ impl Executor {
             stop: CancellationToken::new(),
             progress: ProgressBar::hidden(),
             journal: None,
+            fence: None,
         }
     }
 
@@ -139,6 +157,15 @@ impl Executor {
             .set_length(stages.values().map(Vec::len).sum::<usize>() as u64);
 
         for (stage, calls) in stages {
+            // A stage proves the lease afresh before its first call: a long stage before it may
+            // have outlived the last proof by far.
+            if let Err(why) = self.fenced(true).await {
+                for call in calls {
+                    record(&mut report, &call, Outcome::Skipped(why.clone()));
+                    self.progress.inc(1);
+                }
+                continue;
+            }
             let mut runnable = Vec::new();
             for call in calls {
                 let blocked = call
@@ -187,6 +214,13 @@ impl Executor {
                 };
                 return (Outcome::Skipped(why), attempts);
             }
+            if let Err(why) = self.fenced(false).await {
+                let why = match &last {
+                    Some(e) => format!("{why}; last attempt: {e}"),
+                    None => why,
+                };
+                return (Outcome::Skipped(why), attempts);
+            }
             // A call that may have landed although it failed is checked before it is sent again,
             // so that a create is never made twice.
             if let Some(e) = &last
@@ -220,6 +254,14 @@ impl Executor {
                     last = Some(e);
                 }
             }
+        }
+    }
+
+    /// What the fence says, if there is one.
+    async fn fenced(&self, fresh: bool) -> Result<(), String> {
+        match &self.fence {
+            Some(f) => f.confirm(fresh).await,
+            None => Ok(()),
         }
     }
 

@@ -791,3 +791,139 @@ async fn a_write_the_journal_cannot_record_is_not_sent() {
     // Refused for good: not retried, and never past the journal.
     assert_eq!(target.events("create-A"), [Event::Send]);
 }
+
+/// A fence that answers yes a given number of times, then no for good, and logs what it was
+/// asked (`true`: a fresh proof).
+#[derive(Debug, Default)]
+struct CountedFence {
+    /// How many confirmations it gives before it says no.
+    yes: usize,
+    asked: Mutex<Vec<bool>>,
+}
+
+impl CountedFence {
+    fn allowing(yes: usize) -> Arc<Self> {
+        Arc::new(Self {
+            yes,
+            asked: Mutex::default(),
+        })
+    }
+
+    fn asked(&self) -> Vec<bool> {
+        self.asked.lock().unwrap().clone()
+    }
+}
+
+impl Fence for CountedFence {
+    fn confirm(&self, fresh: bool) -> BoxFuture<'_, Result<(), String>> {
+        let mut asked = self.asked.lock().unwrap();
+        asked.push(fresh);
+        let n = asked.len();
+        Box::pin(async move {
+            if n <= self.yes {
+                Ok(())
+            } else {
+                Err("the lease was lost".to_owned())
+            }
+        })
+    }
+}
+
+fn fenced(fence: &Arc<CountedFence>, concurrency: usize) -> Executor {
+    let mut ex = executor(3, concurrency);
+    ex.fence = Some(Arc::clone(fence) as Arc<dyn Fence>);
+    ex
+}
+
+#[tokio::test]
+async fn each_stage_proves_afresh_and_each_attempt_asks_the_fence() {
+    let target = FakeTarget::default().on_send("member-A", vec![Err(connect()), Ok(Sent::Done)]);
+    let calls = vec![
+        FakeCall::new("create-A", "A", Stage::CreateGroup, 0),
+        FakeCall::new("member-A", "A", Stage::Members, 1),
+        FakeCall::new("member-B", "B", Stage::Members, 2),
+        FakeCall::new("delete-Z", "Z", Stage::DeleteGroup, 3),
+    ];
+    let fence = CountedFence::allowing(usize::MAX);
+    let report = fenced(&fence, 1).execute(&target, calls).await;
+
+    assert_eq!(report.failures(), 0, "{report:?}");
+    assert_eq!(report.attempts, 5);
+    // Three stages, each opened by a fresh proof; then one question per attempt (member-A is
+    // sent twice).
+    assert_eq!(
+        fence.asked(),
+        [true, false, true, false, false, false, true, false]
+    );
+}
+
+#[tokio::test]
+async fn a_fence_that_fails_between_stages_stops_every_later_call() {
+    let target = FakeTarget::default();
+    let calls = vec![
+        FakeCall::new("create-A", "A", Stage::CreateGroup, 0),
+        FakeCall::new("create-B", "B", Stage::CreateGroup, 1),
+        FakeCall::new("member-A", "A", Stage::Members, 2),
+        FakeCall::new("delete-Z", "Z", Stage::DeleteGroup, 3),
+    ];
+    // The creates' stage proof and both creates' questions pass; the members' stage proof fails.
+    let fence = CountedFence::allowing(3);
+    let report = fenced(&fence, 4).execute(&target, calls).await;
+
+    assert_eq!(outcome(&report, 0), &Outcome::Applied);
+    assert_eq!(outcome(&report, 1), &Outcome::Applied);
+    for i in [2, 3] {
+        assert_eq!(
+            outcome(&report, i),
+            &Outcome::Skipped("the lease was lost".to_owned())
+        );
+    }
+    assert_eq!(report.attempts, 2);
+    let sent: Vec<String> = target.log().into_iter().map(|(id, _)| id).collect();
+    assert!(
+        sent.iter().all(|id| id.starts_with("create-")),
+        "a call was sent after the fence said no: {sent:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_fence_that_fails_within_a_stage_stops_the_calls_not_yet_started() {
+    let target = FakeTarget::default();
+    let calls: Vec<FakeCall> = (0..6)
+        .map(|i| FakeCall::new(&format!("member-{i}"), "A", Stage::Members, i))
+        .collect();
+    // The stage's proof and two calls' questions pass; the third call's question fails.
+    let fence = CountedFence::allowing(3);
+    let report = fenced(&fence, 1).execute(&target, calls).await;
+
+    assert_eq!(report.attempts, 2);
+    let applied = report.outcomes.values().filter(|o| o.is_ok()).count();
+    assert_eq!(applied, 2, "{report:?}");
+    assert_eq!(report.failures(), 4);
+    let sends = target
+        .log()
+        .iter()
+        .filter(|(_, e)| *e == Event::Send)
+        .count();
+    assert_eq!(sends, 2);
+}
+
+#[tokio::test]
+async fn a_retry_asks_the_fence_again() {
+    let target = FakeTarget::default().on_send("member-A", vec![Err(connect()), Ok(Sent::Done)]);
+    let calls = vec![FakeCall::new("member-A", "A", Stage::Members, 0)];
+    // The stage's proof and the first attempt pass; the retry is refused.
+    let fence = CountedFence::allowing(2);
+    let report = fenced(&fence, 1).execute(&target, calls).await;
+
+    assert_eq!(report.attempts, 1);
+    match outcome(&report, 0) {
+        Outcome::Skipped(why) => {
+            assert!(
+                why.starts_with("the lease was lost; last attempt:"),
+                "{why}"
+            );
+        }
+        other => panic!("expected a skip, got {other:?}"),
+    }
+}
