@@ -601,7 +601,7 @@ async fn daemon_with_listener(w: &World) -> (Daemon, String) {
     sock.wait(0, "READY=1").await;
     // READY comes over the notify socket and the log line through a pipe a reader thread
     // drains: under load the line may land a moment after READY.
-    let line = "serving /healthz and /metrics";
+    let line = "serving /healthz, /metrics and /trigger";
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while d.count(line) == 0 && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -778,5 +778,109 @@ async fn metrics_parse_and_move_and_healthz_turns_503_while_the_target_fails() {
         _ => Err("healthz did not recover".to_owned()),
     })
     .await;
+    d.stop().await;
+}
+
+/// A `[daemon]` table whose schedule never comes in a test (once a year), with a listener and
+/// the given extra keys: only triggers start runs.
+fn triggered_only(extra: &str) -> String {
+    format!(
+        "\n[daemon]\nschedule = \"0 0 1 1 *\"\nrun_on_start = false\nlisten = \"127.0.0.1:0\"\n{extra}"
+    )
+}
+
+/// The value of the sample `series` in the daemon's `/metrics`, 0 when absent.
+async fn metric(base: &str, series: &str) -> f64 {
+    let text = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    sample(&parse_prometheus(&text), series).unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn post_trigger_starts_a_run_and_a_burst_of_a_hundred_makes_one() {
+    let w = World::new(
+        USERS,
+        &group("G", "", &["alice"], &[]),
+        &triggered_only("watch = false\ndebounce = \"300ms\"\n"),
+    )
+    .await;
+    let (d, base) = daemon_with_listener(&w).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(members(&w, "G").is_empty(), "a run started untriggered");
+
+    let r = http.post(format!("{base}/trigger")).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    eventually("the triggered run creates G", || members(&w, "G") == ["alice"]).await;
+    d.wait_log("run finished", 1).await;
+
+    // A hundred triggers within a second: one run (the burst may straddle a run's start, and
+    // then exactly one more follows).
+    w.write_groups(&group("G", "", &["alice", "bob"], &[]));
+    let start = Instant::now();
+    for _ in 0..100 {
+        let r = http.post(format!("{base}/trigger")).send().await.unwrap();
+        assert_eq!(r.status(), 202);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(start.elapsed() < Duration::from_secs(2));
+    eventually("the burst's run adds bob", || {
+        members(&w, "G") == ["alice", "bob"]
+    })
+    .await;
+    // Long enough for any queued follow-up to have run.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let runs = d.count("run finished");
+    assert!(
+        (2..=3).contains(&runs),
+        "{runs} runs for two bursts; the log:\n{}",
+        d.log()
+    );
+    assert_eq!(
+        metric(&base, r#"roster_triggers_total{source="http",kind="http"}"#).await,
+        101.0
+    );
+    let waits = metric(&base, "roster_trigger_to_apply_seconds_count").await;
+    assert!(waits >= 101.0, "{waits} trigger-to-apply observations");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_trigger_token_is_required_once_configured() {
+    let w = World::new(USERS, &group("G", "", &["alice"], &[]), "").await;
+    let token = w.dir.path().join("trigger-token");
+    std::fs::write(&token, "t0ken\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    w.write_config(&triggered_only(&format!(
+        "watch = false\ndebounce = \"0s\"\ntrigger_token_file = {:?}\n",
+        token.display().to_string()
+    )));
+    let (d, base) = daemon_with_listener(&w).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let r = http.post(format!("{base}/trigger")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(members(&w, "G").is_empty(), "an unauthenticated trigger ran");
+    let r = http
+        .post(format!("{base}/trigger"))
+        .bearer_auth("t0ken")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    eventually("the triggered run creates G", || members(&w, "G") == ["alice"]).await;
     d.stop().await;
 }

@@ -216,6 +216,30 @@ impl<S: Store> Lease<S> {
     }
 }
 
+/// The lease as the daemon holds it, whatever its store.
+pub trait LeaseHandle: Send + Sync {
+    /// The role, to watch for changes.
+    fn role(&self) -> watch::Receiver<Role>;
+    /// A fence for a run started in `tenure`.
+    fn fence(&self, tenure: Tenure) -> Arc<dyn Fence>;
+    /// Gives the lease up and ends its task.
+    fn release(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+impl<S: Store> LeaseHandle for Lease<S> {
+    fn role(&self) -> watch::Receiver<Role> {
+        Lease::role(self)
+    }
+
+    fn fence(&self, tenure: Tenure) -> Arc<dyn Fence> {
+        Lease::fence(self, tenure)
+    }
+
+    fn release(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(Lease::release(*self))
+    }
+}
+
 /// The holding task: see the module documentation.
 async fn hold<S: Store>(
     shared: Arc<Shared<S>>,

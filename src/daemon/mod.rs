@@ -54,6 +54,8 @@ use crate::run::{self, RunError, RunOptions, RunReport};
 use metrics::Metrics;
 use signals::{Request, Signals};
 use summary::Summary;
+use crate::config::daemon::LeaseConfig;
+use lease::{Holder, Lease, LeaseHandle, LeaseSettings, Role};
 use trigger::{Burst, Debounce, Trigger};
 
 /// The longest the loop sleeps before it looks at the wall clock again (see
@@ -140,6 +142,20 @@ pub async fn run(config_path: &Path, opts: DaemonOptions) -> anyhow::Result<u8> 
         None => None,
     };
     let debounce = Debounce::new(daemon.debounce, daemon.debounce_max);
+    let lease = match (&daemon.lease, opts.dry_run) {
+        (Some(_), true) => {
+            info!("dry run: not taking part in the lease; this daemon never writes");
+            None
+        }
+        (Some(l), false) => {
+            let lease = open_lease(l, &config).context("[daemon.lease]")?;
+            metrics.set_lease(metrics::LeaseState::default());
+            info!(key = %l.key, ttl = %humantime::format_duration(l.ttl), "standby until this daemon holds the lease");
+            Some(lease)
+        }
+        (None, _) => None,
+    };
+    let role = lease.as_ref().map(|l| l.role());
     let mut d = Daemon {
         path: config_path.to_path_buf(),
         config: Arc::new(config),
@@ -159,9 +175,14 @@ pub async fn run(config_path: &Path, opts: DaemonOptions) -> anyhow::Result<u8> 
         gate,
         debounce,
         watchers: None,
+        lease,
+        role,
     };
     let code = d.serve().await;
     d.stop_watchers();
+    if let Some(lease) = d.lease.take() {
+        lease.release().await;
+    }
     stop_listener.cancel();
     if let Some(task) = listener {
         close_listener(task).await;
@@ -292,6 +313,8 @@ enum Event {
     Trigger(Trigger),
     /// The pending burst of triggers is due.
     Settled,
+    /// The lease's role changed.
+    Role(Role),
     Finished(Result<RunReport, RunError>),
 }
 
@@ -326,6 +349,10 @@ struct Daemon {
     debounce: Debounce,
     /// The sources' watchers, with `watch = true`.
     watchers: Option<Watchers>,
+    /// With `[daemon.lease]` (and not a dry run): the lease that decides whether runs write.
+    lease: Option<Box<dyn LeaseHandle>>,
+    /// The lease's role as it changes.
+    role: Option<tokio::sync::watch::Receiver<Role>>,
 }
 
 impl Daemon {
@@ -360,12 +387,14 @@ impl Daemon {
                         () = tokio::time::sleep(sleep) => Event::Wake,
                         Some(t) = self.triggers.recv() => Event::Trigger(t),
                         () = trigger::until(settled) => Event::Settled,
+                        role = role_change(&mut self.role) => Event::Role(role),
                     }
                 }
                 State::Running(r) => tokio::select! {
                     s = self.signals.next() => Event::Signal(s),
                     () = watchdog_tick(&mut self.watchdog) => Event::Watchdog,
                     Some(t) = self.triggers.recv() => Event::Trigger(t),
+                    role = role_change(&mut self.role) => Event::Role(role),
                     out = &mut r.run => Event::Finished(out),
                 },
             };
@@ -378,6 +407,10 @@ impl Daemon {
                     self.metrics.record_trigger(&t.source, t.kind);
                     debug!(source = %t.source, kind = t.kind, "trigger");
                     self.debounce.add(&t);
+                    s
+                }
+                (Event::Role(role), s) => {
+                    self.role_changed(&role);
                     s
                 }
                 (Event::Settled, State::Idle(_)) => State::Running(self.start(Utc::now(), false)),
@@ -453,13 +486,14 @@ impl Daemon {
     /// source afresh.
     fn start(&mut self, tick: DateTime<Utc>, scheduled: bool) -> Running {
         let stop = CancellationToken::new();
-        let mode = self.mode;
+        let (mode, fence) = self.mode_now();
         let burst = self.debounce.take();
         let opts = RunOptions {
             mode,
             max_group_shrink: self.max_group_shrink,
             stop: stop.clone(),
             journal: true,
+            fence,
             ..RunOptions::default()
         };
         let config = Arc::clone(&self.config);
@@ -582,6 +616,49 @@ impl Daemon {
         }
     }
 
+    /// How the next run goes: a dry run plans; with a lease, the active daemon applies under a
+    /// fence for its tenure and a standby plans; without, the daemon applies.
+    fn mode_now(&self) -> (Mode, Option<Arc<dyn crate::exec::Fence>>) {
+        if self.mode == Mode::Plan {
+            return (Mode::Plan, None);
+        }
+        match (&self.lease, &self.role) {
+            (Some(lease), Some(role)) => match &*role.borrow() {
+                Role::Active(tenure) => (Mode::Apply, Some(lease.fence(*tenure))),
+                Role::Standby { .. } => (Mode::Plan, None),
+            },
+            _ => (Mode::Apply, None),
+        }
+    }
+
+    /// The lease's role changed: metrics, status, and a run at once for a daemon that just
+    /// became active (it may have changes to catch up on that the standby only planned).
+    fn role_changed(&mut self, role: &Role) {
+        let (active, skew) = match role {
+            Role::Active(_) => (true, false),
+            Role::Standby { skew, .. } => (false, *skew),
+        };
+        self.metrics
+            .set_lease(metrics::LeaseState { active, skew });
+        if active {
+            let t = Trigger {
+                urgent: true,
+                ..Trigger::now("lease", "acquired")
+            };
+            self.metrics.record_trigger(&t.source, t.kind);
+            self.debounce.add(&t);
+            self.status = "active: holds the lease".to_owned();
+        } else {
+            self.status = match role {
+                Role::Standby {
+                    holder: Some(h), ..
+                } => format!("standby: {h} holds the lease"),
+                _ => "standby: the lease is not proven".to_owned(),
+            };
+        }
+        notify::status(&self.status);
+    }
+
     /// Starts a watcher per source, when the config asks for them.
     fn start_watchers(&mut self) {
         if !self.daemon.watch {
@@ -629,6 +706,44 @@ impl Daemon {
             }
         }
     }
+}
+
+/// Waits for the lease's role to change; never, without a lease (or once its task has ended).
+async fn role_change(role: &mut Option<tokio::sync::watch::Receiver<Role>>) -> Role {
+    if let Some(r) = role {
+        if r.changed().await.is_ok() {
+            return r.borrow_and_update().clone();
+        }
+        // The lease's task is gone: its last word stands.
+        *role = None;
+    }
+    std::future::pending().await
+}
+
+/// Opens the lease on etcd and starts trying for it.
+fn open_lease(l: &LeaseConfig, config: &Config) -> anyhow::Result<Box<dyn LeaseHandle>> {
+    let etcd = crate::lease::etcd::Etcd::new(&crate::lease::etcd::EtcdSettings {
+        endpoints: l.endpoints.clone(),
+        ca_file: l.ca_file.clone(),
+        cert_file: l.cert_file.clone(),
+        key_file: l.key_file.clone(),
+        username: l.username.clone(),
+        password: l.password.clone(),
+        timeout: l.ttl / 3,
+    })?;
+    let name = l
+        .name
+        .clone()
+        .unwrap_or_else(|| crate::instance::id().to_owned());
+    let settings = LeaseSettings {
+        key: l.key.clone(),
+        ttl: l.ttl,
+        holder: Holder {
+            name,
+            config: config.settings_hash(),
+        },
+    };
+    Ok(Box::new(Lease::start(etcd, settings)))
 }
 
 /// Starts the watchers of the config's sources; their changes become triggers on `tx`.
