@@ -12,6 +12,7 @@
 
 pub mod ldap;
 pub mod toml;
+pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

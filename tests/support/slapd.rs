@@ -58,6 +58,16 @@ pub struct SlapdOptions {
     /// More schemas to load after core, cosine, inetorgperson and nis: a name in the system
     /// schema directory (`"misc"`, `"dyngroup"`) or a path to an `.ldif` schema.
     pub extra_schemas: Vec<String>,
+    /// Configure the `syncprov` overlay on the database (`moduleload syncprov`, `overlay
+    /// syncprov`, `index entryCSN,entryUUID eq`): the server then offers RFC 4533 persistent
+    /// searches, lists the Sync Request control in its rootDSE and keeps `contextCSN` current.
+    /// Default false.
+    pub syncprov: bool,
+    /// Make this server a read-only syncrepl consumer (`refreshAndPersist`, as the root DN) of
+    /// the provider at this URL, which needs [`syncprov`](Self::syncprov). Its data then comes
+    /// from the provider: leave [`ldif`](Self::ldif) empty. A consumer without `syncprov` keeps
+    /// `contextCSN` current yet offers no persistent search. Default none.
+    pub consumer_of: Option<String>,
 }
 
 impl Default for SlapdOptions {
@@ -68,6 +78,8 @@ impl Default for SlapdOptions {
             size_limit: 500,
             memberof: false,
             extra_schemas: Vec::new(),
+            syncprov: false,
+            consumer_of: None,
         }
     }
 }
@@ -271,6 +283,26 @@ impl Slapd {
             CONFIG_ADMIN_DN,
             "set_limits (ldapmodify on cn=config)",
         );
+    }
+
+    /// Starts slapd again on the same ports and data, after [`stop`](Self::stop) (or a crash):
+    /// for tests of clients that must reconnect. Panics when it does not answer within 10 s.
+    pub fn restart(&mut self) {
+        self.stop();
+        let root = self.dir.path().to_path_buf();
+        // The listening sockets of the killed process are gone at once (SO_REUSEADDR), but
+        // retry briefly in case the kernel still holds them.
+        let mut attempt = 0;
+        self.child = loop {
+            attempt += 1;
+            match spawn_and_wait(&root, self.port, self.ldaps_port) {
+                Ok(child) => break child,
+                Err(log) if attempt < 20 && log.contains("Address already in use") => {
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                Err(log) => panic!("slapd did not restart (port {}):\n{log}", self.port),
+            }
+        };
     }
 
     /// Kills slapd (SIGKILL) and reaps it. Safe to call twice.
@@ -559,6 +591,9 @@ fn config_ldif(root: &Path, tls: &TlsPaths, opts: &SlapdOptions) -> String {
         if opts.memberof {
             out.push_str("olcModuleLoad: memberof\n");
         }
+        if opts.syncprov {
+            out.push_str("olcModuleLoad: syncprov\n");
+        }
         out.push('\n');
     }
     out.push_str("dn: cn=schema,cn=config\nobjectClass: olcSchemaConfig\ncn: schema\n\n");
@@ -591,6 +626,17 @@ fn config_ldif(root: &Path, tls: &TlsPaths, opts: &SlapdOptions) -> String {
          olcAccess: {{1}}to * by users read by * none\n",
         opts.olc_limits()
     ));
+    if opts.syncprov || opts.consumer_of.is_some() {
+        // What syncprov and syncrepl look entries up by.
+        out.push_str("olcDbIndex: entryCSN,entryUUID eq\n");
+    }
+    if let Some(provider) = &opts.consumer_of {
+        out.push_str(&format!(
+            "olcSyncrepl: rid=001 provider={provider} bindmethod=simple binddn=\"{ADMIN_DN}\" \
+             credentials={ADMIN_PW} searchbase=\"{BASE_DN}\" type=refreshAndPersist \
+             retry=\"1 +\" timeout=1\n"
+        ));
+    }
     if opts.memberof {
         // Maintained by ldapadd/ldapmodify only: slapadd does not run overlays.
         out.push_str(&format!(
@@ -598,6 +644,13 @@ fn config_ldif(root: &Path, tls: &TlsPaths, opts: &SlapdOptions) -> String {
              objectClass: olcMemberOf\nolcOverlay: {{0}}memberof\nolcMemberOfRefInt: TRUE\n\
              olcMemberOfGroupOC: groupOfNames\nolcMemberOfMemberAD: member\n\
              olcMemberOfMemberOfAD: memberOf\n"
+        ));
+    }
+    if opts.syncprov {
+        let n = usize::from(opts.memberof);
+        out.push_str(&format!(
+            "\ndn: olcOverlay={{{n}}}syncprov,{DATABASE_CONFIG_DN}\nobjectClass: olcOverlayConfig\n\
+             objectClass: olcSyncProvConfig\nolcOverlay: {{{n}}}syncprov\n"
         ));
     }
     out

@@ -18,6 +18,7 @@ mod members;
 mod range;
 mod search;
 mod users;
+pub mod watch;
 
 pub use config::{Directory, LdapScope, LdapSourceConfig, MappedAttribute, MappedKind, MemberKind};
 
@@ -548,17 +549,7 @@ async fn revision(at: &At<'_>, ldap: &mut Ldap) -> Option<String> {
         "highestCommittedUSN".to_owned(),
     ];
     let root = search::entry(at, ldap, "", &attrs, doing).await.ok()??;
-    let base = normalize_dn(&at.cfg.base_dn)?;
-    // The naming context that holds the base: the longest one the base ends with.
-    let context = root
-        .values("namingContexts")
-        .iter()
-        .filter(|c| {
-            normalize_dn(c)
-                .is_some_and(|c| base == c || c.is_empty() || base.ends_with(&format!(",{c}")))
-        })
-        .max_by_key(|c| c.len());
-    if let Some(context) = context {
+    if let Some(context) = naming_context(&at.cfg.base_dn, root.values("namingContexts")) {
         let attrs = ["contextCSN".to_owned()];
         if let Ok(Some(entry)) = search::entry(at, ldap, context, &attrs, doing).await {
             // One value per server of a replicated directory.
@@ -570,6 +561,19 @@ async fn revision(at: &At<'_>, ldap: &mut Ldap) -> Option<String> {
         }
     }
     root.values("highestCommittedUSN").first().cloned()
+}
+
+/// Of a rootDSE's `namingContexts`, the one that holds `base_dn`: the longest one the base ends
+/// with (where OpenLDAP keeps the `contextCSN` that changes with every write under it).
+fn naming_context<'a>(base_dn: &str, contexts: &'a [String]) -> Option<&'a String> {
+    let base = normalize_dn(base_dn)?;
+    contexts
+        .iter()
+        .filter(|c| {
+            normalize_dn(c)
+                .is_some_and(|c| base == c || c.is_empty() || base.ends_with(&format!(",{c}")))
+        })
+        .max_by_key(|c| c.len())
 }
 
 /// A group's per-target attributes from its mapped LDAP attributes: text attributes take their
