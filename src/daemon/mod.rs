@@ -753,8 +753,24 @@ fn watch_sources(
     tx: UnboundedSender<Trigger>,
     stop: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
-    let _ = (config, daemon, tx, stop);
-    Vec::new()
+    use crate::source::watch::{self, WatchOptions};
+    let (changes_tx, mut changes) = unbounded_channel();
+    let opts = WatchOptions {
+        poll: daemon.poll_interval,
+        ..WatchOptions::default()
+    };
+    let mut tasks = watch::spawn_all(&config.sources, &opts, changes_tx, stop.clone());
+    // Changes become triggers; the forwarder ends with the watchers (their senders dropped) or
+    // with the loop (its receiver dropped).
+    tasks.push(tokio::spawn(async move {
+        while let Some(c) = changes.recv().await {
+            debug!(source = %c.source, kind = c.kind.as_str(), "source changed");
+            if tx.send(Trigger::now(c.source, c.kind.as_str())).is_err() {
+                break;
+            }
+        }
+    }));
+    tasks
 }
 
 /// Waits for the watchdog's next beat; never, when there is no watchdog.
