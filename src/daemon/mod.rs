@@ -23,6 +23,7 @@ pub mod notify;
 pub mod schedule;
 pub mod signals;
 pub mod summary;
+pub mod webhook;
 
 use std::future::Future;
 use std::io::IsTerminal as _;
