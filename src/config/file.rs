@@ -125,6 +125,8 @@ pub(crate) struct RootFile<'i> {
     pub sources: Vec<RawTable<'i>>,
     /// The `[[target]]` tables, in file order.
     pub targets: Vec<RawTable<'i>>,
+    /// The `[[notify]]` tables, in file order.
+    pub notify: Vec<RawTable<'i>>,
     /// Whether the document has a `source` key at all (even a malformed one).
     pub has_source_key: bool,
     /// Whether the document has a `target` key at all (even a malformed one).
@@ -138,11 +140,19 @@ pub(crate) struct RootFile<'i> {
 }
 
 /// The top-level keys of `roster.toml`.
-const ROOT_KEYS: &[&str] = &["source", "target", "daemon", "journal", "state_dir"];
+const ROOT_KEYS: &[&str] = &[
+    "source",
+    "target",
+    "daemon",
+    "journal",
+    "state_dir",
+    "notify",
+];
 
 impl<'i> RootFile<'i> {
-    /// Splits the parsed document into its `[[source]]` and `[[target]]` tables, recording an
-    /// error for any other key and for a `source` or `target` that is not an array of tables.
+    /// Splits the parsed document into its `[[source]]`, `[[target]]` and `[[notify]]` tables and
+    /// its other top-level keys, recording an error for an unknown key and for a `source`,
+    /// `target` or `notify` that is not an array of tables.
     pub fn split(root: DeTable<'i>, r: &mut Resolver<'_>) -> Self {
         let mut out = Self::default();
         for (key, value) in root {
@@ -156,6 +166,7 @@ impl<'i> RootFile<'i> {
                     out.has_target_key = true;
                     &mut out.targets
                 }
+                "notify" => &mut out.notify,
                 "daemon" | "journal" => {
                     let span = value.span();
                     match value.into_inner() {

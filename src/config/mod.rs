@@ -39,6 +39,7 @@
 
 pub mod daemon;
 pub(crate) mod file;
+pub mod notify;
 pub mod state;
 
 use std::collections::BTreeMap;
@@ -56,6 +57,7 @@ pub use crate::diag;
 pub use crate::diag::{Diagnostic, Severity, TextFile, locate};
 pub use crate::secret::Secret;
 pub use daemon::DaemonConfig;
+pub use notify::NotifyConfig;
 pub use state::JournalConfig;
 
 use crate::diag::check::{DEFAULT_TIMEOUT, TargetKeys, ca_file, duration};
@@ -85,6 +87,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// The `[journal]` table: how the audit journal rotates.
     pub journal: JournalConfig,
+    /// The `[[notify]]` tables: where runs' refusals, failures and applies are reported.
+    pub notify: Vec<NotifyConfig>,
     /// Problems that do not prevent running (a secret written in the file, say).
     pub warnings: Vec<Diagnostic>,
 }
@@ -320,6 +324,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
             .and_then(|j| j.resolve(&mut r)),
         None => Ok(JournalConfig::default()),
     };
+    let notify = notify::read_all(root.notify, &mut r);
 
     let failed = r.has_errors();
     let diagnostics = r.into_diagnostics();
@@ -333,6 +338,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         daemon,
         state_dir,
         journal,
+        notify,
         warnings: diagnostics,
     })
 }

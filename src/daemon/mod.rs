@@ -28,6 +28,7 @@ pub mod schedule;
 pub mod signals;
 pub mod summary;
 pub mod trigger;
+pub mod webhook;
 
 use std::future::Future;
 use std::io::IsTerminal as _;
