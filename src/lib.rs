@@ -24,6 +24,7 @@
 //! - [`report`]: what people read and the exit codes.
 //! - [`sim`]: `roster sim`, serving the simulators from a seed file.
 //! - [`daemon`]: `roster run`, reconciling on a schedule under systemd, with health and metrics.
+//! - [`instance`]: which roster process this is, sent in every request's `User-Agent`.
 
 pub mod cli;
 pub mod config;
@@ -31,6 +32,7 @@ pub mod daemon;
 pub mod diag;
 pub mod exec;
 pub mod export;
+pub mod instance;
 pub mod journal;
 pub mod model;
 pub mod plan;
