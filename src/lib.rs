@@ -24,6 +24,8 @@
 //! - [`report`]: what people read and the exit codes.
 //! - [`sim`]: `roster sim`, serving the simulators from a seed file.
 //! - [`daemon`]: `roster run`, reconciling on a schedule under systemd, with health and metrics.
+//! - [`lease`]: the etcd lease that makes one of two daemons the active one.
+//! - [`instance`]: which roster process this is, sent in every request's `User-Agent`.
 
 pub mod cli;
 pub mod config;
@@ -31,7 +33,9 @@ pub mod daemon;
 pub mod diag;
 pub mod exec;
 pub mod export;
+pub mod instance;
 pub mod journal;
+pub mod lease;
 pub mod model;
 pub mod plan;
 pub mod reconcile;

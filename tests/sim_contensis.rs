@@ -957,6 +957,73 @@ async fn latency_calls_and_control_endpoints() {
     env.sim.shutdown().await;
 }
 
+/// The call log tells which roster instance sent each call (two daemons, one simulator): with
+/// `?agent=true` each line carries the request's `User-Agent`, and roster's own client names its
+/// instance there.
+#[tokio::test]
+async fn the_call_log_records_each_call_s_user_agent() {
+    let env = Env::new("").await;
+    env.sim.contensis.clear_calls();
+    let token = env.token.clone();
+    let get_as = |agent: &str| {
+        let agent = agent.to_owned();
+        let req = Client::builder()
+            .user_agent(agent)
+            .build()
+            .unwrap()
+            .get(env.url("/api/security/groups?q=x"))
+            .bearer_auth(&token);
+        async move { assert_eq!(req.send().await.unwrap().status(), StatusCode::OK) }
+    };
+    get_as("roster/0.1.0 (db1:41)").await;
+    get_as("roster/0.1.0 (db2:42)").await;
+    // roster's client, as every connector builds it.
+    let roster_http = roster::target::http::client(Duration::from_secs(5), None).unwrap();
+    let resp = roster_http
+        .get(env.url("/api/security/groups"))
+        .bearer_auth(&env.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    let calls = |query: &'static str| {
+        let req = env.http.get(env.url(&format!("/_sim/calls{query}")));
+        async move {
+            req.send()
+                .await
+                .unwrap()
+                .json::<Vec<String>>()
+                .await
+                .unwrap()
+        }
+    };
+    let ours = roster::instance::user_agent();
+    assert!(ours.contains(roster::instance::id()), "{ours}");
+    assert_eq!(
+        calls("?agent=true").await,
+        [
+            "GET /api/security/groups?q=x\troster/0.1.0 (db1:41)".to_owned(),
+            "GET /api/security/groups?q=x\troster/0.1.0 (db2:42)".to_owned(),
+            format!("GET /api/security/groups\t{ours}"),
+        ]
+    );
+    // The plain form is unchanged, and so is the handle's.
+    let plain = [
+        "GET /api/security/groups?q=x",
+        "GET /api/security/groups?q=x",
+        "GET /api/security/groups",
+    ];
+    assert_eq!(calls("").await, plain);
+    assert_eq!(calls("?agent=false").await, plain);
+    assert_eq!(env.sim.contensis.calls(), plain);
+    assert_eq!(
+        env.sim.contensis.calls_with_agent()[2],
+        format!("GET /api/security/groups\t{ours}")
+    );
+    env.sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn seed_file_errors_have_positions() {
     let dir = tempfile::tempdir().unwrap();

@@ -12,7 +12,9 @@
 //! * `GET /_sim/state`: [`SimControl::state_json`].
 //! * `GET|PUT /_sim/faults`: the [`Faults`] in force (counters show what is left of them).
 //! * `GET|PUT /_sim/behaviour`: the simulator's behaviour switches.
-//! * `GET /_sim/calls`: the call log, as `"METHOD /path?query"` lines in arrival order.
+//! * `GET /_sim/calls`: the call log, as `"METHOD /path?query"` lines in arrival order;
+//!   `GET /_sim/calls?agent=true`: the same lines, each followed by a tab and the request's
+//!   `User-Agent`, which names the roster instance that sent it (two daemons, one simulator).
 //!
 //! They sit outside the call log and the fault layer: steering a simulator must neither show in
 //! the calls a test checks nor fail because of the faults it sets.
@@ -23,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequest, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Json, Response};
@@ -79,20 +82,39 @@ impl<St> SimCore<St> {
 }
 
 /// The requests a simulator received, as `"METHOD /path?query"` lines (path and query as sent,
-/// still percent-encoded), in arrival order. It has a lock of its own so that logging a call never
-/// waits on a handler holding the state.
+/// still percent-encoded), in arrival order, each with the `User-Agent` it came with. It has a
+/// lock of its own so that logging a call never waits on a handler holding the state.
 #[derive(Debug, Default)]
-pub struct CallLog(Mutex<Vec<String>>);
+pub struct CallLog(Mutex<Vec<Logged>>);
+
+/// One entry of a [`CallLog`].
+#[derive(Clone, Debug)]
+struct Logged {
+    line: String,
+    agent: String,
+}
 
 impl CallLog {
-    /// Adds a line at the end.
-    pub fn push(&self, line: String) {
-        lock(&self.0).push(line);
+    /// Adds a call at the end: its [`Call::line`] and its user agent.
+    pub fn push(&self, call: &Call) {
+        lock(&self.0).push(Logged {
+            line: call.line(),
+            agent: call.agent.clone(),
+        });
     }
 
     /// Every line so far.
     pub fn lines(&self) -> Vec<String> {
-        lock(&self.0).clone()
+        lock(&self.0).iter().map(|c| c.line.clone()).collect()
+    }
+
+    /// Every line so far, each as `"METHOD /path?query\t<user-agent>"` (the agent empty when the
+    /// request had none), so that a test can tell which roster instance sent which call.
+    pub fn lines_with_agent(&self) -> Vec<String> {
+        lock(&self.0)
+            .iter()
+            .map(|c| format!("{}\t{}", c.line, c.agent))
+            .collect()
     }
 
     /// Forgets every line.
@@ -156,6 +178,9 @@ pub struct Call {
     pub path: String,
     /// The path and query, as sent (the path alone when there is no query).
     pub target: String,
+    /// The `User-Agent` header (lossily decoded; empty when absent). roster's names the
+    /// instance that sent the request (`roster/<version> (<instance>)`).
+    pub agent: String,
 }
 
 impl Call {
@@ -165,10 +190,16 @@ impl Call {
             .uri()
             .path_and_query()
             .map_or_else(|| path.clone(), |pq| pq.as_str().to_owned());
+        let agent = req
+            .headers()
+            .get(header::USER_AGENT)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default();
         Self {
             method: req.method().clone(),
             path,
             target,
+            agent,
         }
     }
 
@@ -223,6 +254,11 @@ pub trait SimControl: FaultHost {
         self.core().calls().lines()
     }
 
+    /// [`SimControl::calls`], each line followed by a tab and the request's `User-Agent`.
+    fn calls_with_agent(&self) -> Vec<String> {
+        self.core().calls().lines_with_agent()
+    }
+
     /// Forgets the calls logged so far.
     fn clear_calls(&self) {
         self.core().calls().clear();
@@ -252,7 +288,7 @@ pub trait SimControl: FaultHost {
     /// every one goes into the call log; a simulator that logs only some, or counts some apart,
     /// says so here.
     fn log_call(&self, call: &Call) {
-        self.core().calls().push(call.line());
+        self.core().calls().push(call);
     }
 
     /// Sees the status of the answer to a call [`SimControl::log_call`] recorded (faults
@@ -332,8 +368,26 @@ async fn put_behaviour<S: SimControl>(State(sim): State<S>, req: Request) -> Res
     .await
 }
 
-async fn get_calls<S: SimControl>(State(sim): State<S>) -> Response {
-    ok(to_json(&sim.calls()))
+/// The query of `GET /_sim/calls`.
+#[derive(Debug, Default, serde::Deserialize)]
+struct CallsQuery {
+    /// With each call's user agent.
+    #[serde(default)]
+    agent: bool,
+}
+
+async fn get_calls<S: SimControl>(
+    State(sim): State<S>,
+    query: Result<Query<CallsQuery>, QueryRejection>,
+) -> Response {
+    // A query that does not parse (`agent=yes`) gets the plain form rather than a rejection:
+    // the control endpoints are for people poking at a simulator as much as for tests.
+    let query = query.map(|Query(q)| q).unwrap_or_default();
+    if query.agent {
+        ok(to_json(&sim.calls_with_agent()))
+    } else {
+        ok(to_json(&sim.calls()))
+    }
 }
 
 /// A control `PUT` of a `T` named `what`, answered as `style` says.

@@ -347,7 +347,7 @@ impl SimControl for UiPathSim {
         if call.path.ends_with("/connect/token") {
             self.lock().token_calls += 1;
         } else if self.is_api_call(&call.path) {
-            self.core().calls().push(call.line());
+            self.core().calls().push(call);
         }
     }
 }

@@ -37,7 +37,7 @@ pub fn client(timeout: Duration, ca_file: Option<&Path>) -> Result<reqwest::Clie
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("roster/", env!("CARGO_PKG_VERSION")));
+        .user_agent(crate::instance::user_agent());
     if let Some(path) = ca_file {
         let pem = std::fs::read(path).map_err(|e| ClientError {
             what: format!("ca_file {}", path.display()),
