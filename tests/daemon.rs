@@ -584,7 +584,9 @@ async fn ready_comes_once_the_listener_is_up_and_a_taken_address_is_fatal() {
     let out = roster_at(&w.config_path(), &["run"], &[]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains(&format!("listening on {addr} for /healthz and /metrics")),
+        stderr(&out).contains(&format!(
+            "listening on {addr} for /healthz, /metrics and /trigger"
+        )),
         "{}",
         stderr(&out)
     );
@@ -820,7 +822,10 @@ async fn post_trigger_starts_a_run_and_a_burst_of_a_hundred_makes_one() {
 
     let r = http.post(format!("{base}/trigger")).send().await.unwrap();
     assert_eq!(r.status(), 202);
-    eventually("the triggered run creates G", || members(&w, "G") == ["alice"]).await;
+    eventually("the triggered run creates G", || {
+        members(&w, "G") == ["alice"]
+    })
+    .await;
     d.wait_log("run finished", 1).await;
 
     // A hundred triggers within a second: one run (the burst may straddle a run's start, and
@@ -873,7 +878,10 @@ async fn a_trigger_token_is_required_once_configured() {
     let r = http.post(format!("{base}/trigger")).send().await.unwrap();
     assert_eq!(r.status(), 401);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(members(&w, "G").is_empty(), "an unauthenticated trigger ran");
+    assert!(
+        members(&w, "G").is_empty(),
+        "an unauthenticated trigger ran"
+    );
     let r = http
         .post(format!("{base}/trigger"))
         .bearer_auth("t0ken")
@@ -881,6 +889,9 @@ async fn a_trigger_token_is_required_once_configured() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    eventually("the triggered run creates G", || members(&w, "G") == ["alice"]).await;
+    eventually("the triggered run creates G", || {
+        members(&w, "G") == ["alice"]
+    })
+    .await;
     d.stop().await;
 }

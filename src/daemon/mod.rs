@@ -21,7 +21,6 @@
 //! roster restarts.
 
 pub mod http;
-pub mod lease;
 pub mod metrics;
 pub mod notify;
 pub mod schedule;
@@ -46,7 +45,9 @@ use tracing::{Instrument as _, debug, error, info, info_span, warn};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::config::daemon::DEFAULT_SHUTDOWN_TIMEOUT;
+use crate::config::daemon::LeaseConfig;
 use crate::config::{self, Config, ConfigErrors, DaemonConfig};
+use crate::lease::{Holder, Lease, LeaseHandle, LeaseSettings, Role};
 use crate::plan::Share;
 use crate::plan::render::Format;
 use crate::reconcile::Mode;
@@ -55,13 +56,15 @@ use crate::run::{self, RunError, RunOptions, RunReport};
 use metrics::Metrics;
 use signals::{Request, Signals};
 use summary::Summary;
-use crate::config::daemon::LeaseConfig;
-use lease::{Holder, Lease, LeaseHandle, LeaseSettings, Role};
 use trigger::{Burst, Debounce, Trigger};
+use webhook::Notifier;
 
 /// The longest the loop sleeps before it looks at the wall clock again (see
 /// [`schedule::sleep_for`]).
 const CLOCK_CHECK: Duration = Duration::from_secs(60);
+
+/// How long `--once` and a stopping daemon wait for notifications still being sent.
+const NOTIFY_FLUSH: Duration = Duration::from_secs(10);
 
 /// How long the listener is given to close after the loop has ended.
 const LISTENER_CLOSE: Duration = Duration::from_secs(2);
@@ -157,6 +160,7 @@ pub async fn run(config_path: &Path, opts: DaemonOptions) -> anyhow::Result<u8> 
         (None, _) => None,
     };
     let role = lease.as_ref().map(|l| l.role());
+    let notifier = Notifier::new(&config.notify);
     let mut d = Daemon {
         path: config_path.to_path_buf(),
         config: Arc::new(config),
@@ -178,9 +182,11 @@ pub async fn run(config_path: &Path, opts: DaemonOptions) -> anyhow::Result<u8> 
         watchers: None,
         lease,
         role,
+        notifier,
     };
     let code = d.serve().await;
     d.stop_watchers();
+    d.notifier.flush(NOTIFY_FLUSH).await;
     if let Some(lease) = d.lease.take() {
         lease.release().await;
     }
@@ -223,6 +229,9 @@ async fn once(config: Config, d: DaemonOptions, mut signals: Signals) -> anyhow:
             }
         }
     };
+    let notifier = Notifier::new(&config.notify);
+    notifier.run_finished(result.as_ref(), mode);
+    notifier.flush(NOTIFY_FLUSH).await;
     let report = result?;
     log_summary(&report, mode, started.elapsed());
     Ok(match mode {
@@ -354,6 +363,8 @@ struct Daemon {
     lease: Option<Box<dyn LeaseHandle>>,
     /// The lease's role as it changes.
     role: Option<tokio::sync::watch::Receiver<Role>>,
+    /// `[[notify]]`: told of every run's outcome.
+    notifier: Notifier,
 }
 
 impl Daemon {
@@ -529,6 +540,10 @@ impl Daemon {
             self.metrics
                 .record_trigger_to_apply(b.arrivals.iter().map(|a| end.duration_since(*a)));
         }
+        // A standby's plans are the active daemon's to report: one notification per run, not two.
+        if r.mode == self.mode {
+            self.notifier.run_finished(out.as_ref(), r.mode);
+        }
         match out {
             Ok(report) => {
                 self.metrics.record_run(&report);
@@ -559,12 +574,21 @@ impl Daemon {
                 if daemon.listen != self.daemon.listen {
                     warn!("`listen` changed; the listener stays where it is until roster restarts");
                 }
+                if daemon.lease != self.daemon.lease {
+                    warn!("[daemon.lease] changed; the lease stays as it is until roster restarts");
+                }
                 let listen = self.daemon.listen;
-                self.daemon = DaemonConfig { listen, ..daemon };
+                let lease = self.daemon.lease.take();
+                self.daemon = DaemonConfig {
+                    listen,
+                    lease,
+                    ..daemon
+                };
                 self.config = Arc::new(config);
                 self.debounce
                     .set(self.daemon.debounce, self.daemon.debounce_max);
                 self.gate.set_token(self.daemon.trigger_token.clone());
+                self.notifier = Notifier::new(&self.config.notify);
                 // The sources may have changed: watch the new ones.
                 self.stop_watchers();
                 self.start_watchers();
@@ -639,8 +663,7 @@ impl Daemon {
             Role::Active(_) => (true, false),
             Role::Standby { skew, .. } => (false, *skew),
         };
-        self.metrics
-            .set_lease(metrics::LeaseState { active, skew });
+        self.metrics.set_lease(metrics::LeaseState { active, skew });
         if active {
             let t = Trigger {
                 urgent: true,

@@ -20,7 +20,7 @@
 //! so no write starts once the lease could have passed to another daemon.
 //!
 //! The store is a trait so that the state machine does not depend on how etcd is reached; the
-//! daemon uses etcd ([`crate::lease::etcd`]).
+//! daemon uses etcd ([`super::etcd`]).
 
 use std::fmt;
 use std::future::Future;
