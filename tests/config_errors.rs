@@ -1204,7 +1204,8 @@ fn daemon_unknown_and_missing_keys() {
         )),
         "roster.toml:14:1: unknown key `run_on_strat` in [daemon] (did you mean `run_on_start`?); \
          expected one of `schedule`, `jitter`, `run_on_start`, `listen`, `shutdown_timeout`, \
-         `state_dir`"
+         `state_dir`, `watch`, `debounce`, `debounce_max`, `poll_interval`, `trigger_token_file`, \
+         `trigger_token_env`, `lease`"
     );
     assert_eq!(
         errors(&with_daemon("jitter = \"1s\"\n")),
@@ -1346,6 +1347,126 @@ fn the_journal_table_sets_rotation() -> TestResult {
             base_env()
         )),
         "roster.toml:13:17: `max_file_size` must be at least 4KiB, not `1KiB`"
+    );
+    Ok(())
+}
+
+#[test]
+fn daemon_trigger_keys_have_defaults_and_are_checked() -> TestResult {
+    let config = parse(&with_daemon("schedule = \"0 * * * *\"\n"))?;
+    let d = config.daemon.ok_or("no [daemon]")?;
+    assert!(d.watch);
+    assert_eq!(d.debounce, std::time::Duration::from_secs(2));
+    assert_eq!(d.debounce_max, std::time::Duration::from_secs(30));
+    assert_eq!(d.poll_interval, std::time::Duration::from_secs(60));
+    assert!(d.trigger_token.is_none() && d.lease.is_none());
+
+    let config = parse(&with_daemon(
+        "schedule = \"0 * * * *\"\nwatch = false\ndebounce = \"0s\"\ndebounce_max = \"5s\"\n\
+         poll_interval = \"10s\"\ntrigger_token_env = \"PATH\"\n",
+    ))?;
+    let d = config.daemon.ok_or("no [daemon]")?;
+    assert!(!d.watch);
+    assert_eq!(d.debounce, std::time::Duration::ZERO);
+    assert_eq!(d.debounce_max, std::time::Duration::from_secs(5));
+    assert_eq!(d.poll_interval, std::time::Duration::from_secs(10));
+    let token = d.trigger_token.ok_or("no token")?;
+    assert_eq!(token.expose(), std::env::var("PATH")?);
+    assert_eq!(format!("{token:?}"), "[redacted]");
+
+    assert_eq!(
+        errors(&with_daemon(
+            "schedule = \"0 * * * *\"\ndebounce_max = \"0s\"\npoll_interval = \"soon\"\n\
+             trigger_token_file = \"no/such/file\"\n"
+        )),
+        "roster.toml:14:16: `debounce_max` must be longer than zero\nroster.toml:15:17: invalid \
+         duration `soon`: expected number at 0; write it like \"30s\" or \"2m\"\n\
+         roster.toml:16:22: cannot read secret file no/such/file: No such file or directory (os \
+         error 2)"
+    );
+    let config = parse(&with_daemon(
+        "schedule = \"0 * * * *\"\ndebounce = \"10s\"\ndebounce_max = \"5s\"\n",
+    ))?;
+    let warnings: Vec<String> = config.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "roster.toml:15:16: warning: `debounce_max` is shorter than `debounce`: runs start \
+          `debounce_max` after the first change"
+        ]
+    );
+    Ok(())
+}
+
+/// `with_daemon` plus a `[daemon.lease]` table of these lines (the table starts at line 15).
+fn with_lease(lines: &str) -> String {
+    with_daemon(&format!(
+        "schedule = \"0 * * * *\"\n\n[daemon.lease]\n{lines}"
+    ))
+}
+
+#[test]
+fn daemon_lease_is_read_with_its_defaults() -> TestResult {
+    let config = parse(&with_lease(
+        "backend = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\", \"https://etcd2:2379/\"]\n",
+    ))?;
+    let lease = config
+        .daemon
+        .and_then(|d| d.lease)
+        .ok_or("no [daemon.lease]")?;
+    assert_eq!(
+        lease.endpoints,
+        ["http://127.0.0.1:2379", "https://etcd2:2379"]
+    );
+    assert_eq!(lease.key, "/roster/leader");
+    assert_eq!(lease.ttl, std::time::Duration::from_secs(15));
+    assert_eq!(lease.name, None);
+    assert!(lease.username.is_none() && lease.password.is_none());
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    Ok(())
+}
+
+#[test]
+fn daemon_lease_errors_point_at_their_keys() {
+    // Every problem at once, the unknown key's too.
+    assert_eq!(
+        errors(&with_lease(
+            "backend = \"consul\"\nendpoints = [\"etcd1:2379\"]\nttl = \"2500ms\"\nkye = \"/x\"\n"
+        )),
+        "roster.toml:16:11: unknown lease backend `consul`: the one backend is `etcd`\n\
+         roster.toml:17:14: invalid etcd endpoint `etcd1:2379`: it must start with https:// or \
+         http://\nroster.toml:18:7: `ttl` must be whole seconds, at least 3s\n\
+         roster.toml:19:1: unknown key `kye` in [daemon.lease] (did you mean `key`?); expected \
+         one of `backend`, `endpoints`, `key`, `ttl`, `ca_file`, `cert_file`, `key_file`, \
+         `username`, `password_file`, `password_env`, `name`"
+    );
+    assert_eq!(
+        errors(&with_lease(
+            "backend = \"etcd\"\nendpoints = []\nusername = \"roster\"\ncert_file = \"no.pem\"\n"
+        )),
+        "roster.toml:17:13: `endpoints` is empty: list etcd's client URLs\n\
+         roster.toml:18:12: `username` needs `password_file` or `password_env`\n\
+         roster.toml:19:13: cannot read certificate file no.pem: No such file or directory (os \
+         error 2)"
+    );
+    assert_eq!(
+        errors(&with_daemon("schedule = \"0 * * * *\"\nlease = \"etcd\"\n")),
+        "roster.toml:14:9: `lease` must be a table: write a [daemon.lease] section"
+    );
+}
+
+#[test]
+fn daemon_lease_over_plain_http_off_loopback_is_warned_about() -> TestResult {
+    let config = parse(&with_lease(
+        "backend = \"etcd\"\nendpoints = [\"http://etcd1:2379\"]\n",
+    ))?;
+    let warnings: Vec<String> = config.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "roster.toml:17:14: warning: `http://etcd1:2379` is plain http: the lease's proofs \
+          cross the network unencrypted"
+        ]
     );
     Ok(())
 }
