@@ -1470,3 +1470,15 @@ fn daemon_lease_over_plain_http_off_loopback_is_warned_about() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn daemon_lease_client_certificate_needs_its_key() {
+    // Any readable file passes the existence check; the pairing is what is checked here.
+    assert_eq!(
+        errors(&with_lease(
+            "backend = \"etcd\"\nendpoints = [\"https://etcd1:2379\"]\ncert_file = \"Cargo.toml\"\n"
+        )),
+        "roster.toml:15:1: `cert_file` and `key_file` go together: give both for mutual TLS, or \
+         neither"
+    );
+}

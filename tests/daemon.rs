@@ -895,3 +895,52 @@ async fn a_trigger_token_is_required_once_configured() {
     .await;
     d.stop().await;
 }
+
+#[tokio::test]
+async fn an_edited_desired_state_file_starts_a_run_within_seconds() {
+    let w = World::new(
+        USERS,
+        &group("G", "", &["alice"], &[]),
+        &triggered_only("run_on_start = true\ndebounce = \"200ms\"\n")
+            .replace("run_on_start = false\n", ""),
+    )
+    .await;
+    let (d, base) = daemon_with_listener(&w).await;
+    eventually("the start-up run creates G", || {
+        members(&w, "G") == ["alice"]
+    })
+    .await;
+    d.wait_log("run finished", 1).await;
+
+    let edited = Instant::now();
+    w.write_groups(&group("G", "", &["alice", "bob"], &[]));
+    eventually("the edit is applied without a tick or a signal", || {
+        members(&w, "G") == ["alice", "bob"]
+    })
+    .await;
+    let took = edited.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "{took:?} from the edit to the apply"
+    );
+    let text = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let files: f64 = parse_prometheus(&text)
+        .iter()
+        .filter(|(series, _)| {
+            series.starts_with("roster_triggers_total{") && series.contains("kind=\"files\"")
+        })
+        .map(|(_, v)| v)
+        .sum();
+    assert!(files >= 1.0, "no file trigger counted:\n{text}");
+    d.stop().await;
+}
