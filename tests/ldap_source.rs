@@ -521,3 +521,76 @@ async fn the_read_records_the_directorys_context_csn_where_there_is_one() {
         Some(format!("{} {}", csns[1], csns[0]))
     );
 }
+
+/// `roster run` on an OpenLDAP with `syncprov`: a member added in the directory reaches the
+/// Contensis simulator within seconds, with no tick and no signal (the persistent search starts a
+/// run), counted as a `syncrepl` trigger.
+#[tokio::test]
+async fn the_daemon_applies_a_directory_change_within_seconds() {
+    let slapd = Slapd::start(SlapdOptions {
+        syncprov: true,
+        ..SlapdOptions::with_ldif(ldif::directory(10, 5, 2))
+    });
+    let users: Vec<String> = (0..10).map(|i| format!("\"user{i:05}\"")).collect();
+    let seed = format!(
+        "[contensis]\nclient_id = \"roster\"\nclient_secret = \"cms-secret\"\nusers = [{}]\n",
+        users.join(", ")
+    );
+    let sim = roster::sim::start(
+        roster::sim::parse_seed(&seed, "seed").unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &slapd, &sim.url());
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    // A schedule that never comes within the test: only the directory's changes start runs.
+    text.push_str("\n[daemon]\nschedule = \"0 0 1 1 *\"\ndebounce = \"500ms\"\n");
+    std::fs::write(&config, text).unwrap();
+    let mut daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .current_dir(dir.path())
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let members = |g: &str| -> Vec<String> {
+        sim.contensis
+            .group(g)
+            .map(|g| g.members.into_iter().collect())
+            .unwrap_or_default()
+    };
+    let wait = async |what: &str, ok: &dyn Fn() -> bool| {
+        let until = Instant::now() + Duration::from_secs(20);
+        while !ok() {
+            assert!(Instant::now() < until, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    };
+    wait("the start-up run", &|| members("group0001").len() == 2).await;
+    assert!(!members("group0001").contains(&"user00009".to_owned()));
+
+    // Let the watcher finish its refresh, then change the directory.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let changed = Instant::now();
+    slapd.ldapmodify(&format!(
+        "dn: {}\nchangetype: modify\nadd: member\nmember: {}\n",
+        ldif::directory_group_dn(1),
+        ldif::directory_user_dn(9)
+    ));
+    wait("the change applied", &|| {
+        members("group0001").contains(&"user00009".to_owned())
+    })
+    .await;
+    let took = changed.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "{took:?} from the LDAP write to the apply"
+    );
+    daemon.kill().await.unwrap();
+}

@@ -348,9 +348,7 @@ fn a_failed_target_keeps_its_last_success_time() {
     m.record_run_at(&report(vec![unreadable("cms")]), at(T0 + 60));
     let text = m.render_with(&[]);
     let lines = samples(&text);
-    assert!(
-        lines.contains(&r#"roster_last_success_timestamp_seconds{target="cms"} 1700000000"#)
-    );
+    assert!(lines.contains(&r#"roster_last_success_timestamp_seconds{target="cms"} 1700000000"#));
     // Unreadable: its drift is unknown, and its phases are those of the failed run (none).
     assert!(!text.contains("roster_drift_changes{"), "{text}");
     assert!(!text.contains(r#"target="cms",phase"#), "{text}");
@@ -381,9 +379,7 @@ fn label_values_are_escaped() {
         "{text}"
     );
     assert!(
-        lines.contains(
-            &r#"roster_api_calls_total{target="we\"ird\\name\nnext",status="200"} 1"#
-        )
+        lines.contains(&r#"roster_api_calls_total{target="we\"ird\\name\nnext",status="200"} 1"#)
     );
     assert_eq!(parse(&text).len(), lines.len());
 }
