@@ -944,3 +944,40 @@ async fn an_edited_desired_state_file_starts_a_run_within_seconds() {
     assert!(files >= 1.0, "no file trigger counted:\n{text}");
     d.stop().await;
 }
+
+#[tokio::test]
+async fn triggers_during_a_run_make_exactly_one_run_after_it() {
+    let w = World::new(
+        USERS,
+        &group("G", "", &["alice"], &[]),
+        &triggered_only("watch = false\ndebounce = \"100ms\"\n"),
+    )
+    .await;
+    // Every call takes 400 ms: a run lasts well over a second.
+    w.sim.contensis.set_faults(Faults {
+        latency: Some(Duration::from_millis(400)),
+        ..Faults::default()
+    });
+    let (d, base) = daemon_with_listener(&w).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    http.post(format!("{base}/trigger")).send().await.unwrap();
+    d.wait_log("changes settled: starting a run", 1).await;
+    // Ten triggers while that run reads and writes.
+    for _ in 0..10 {
+        let r = http.post(format!("{base}/trigger")).send().await.unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    assert_eq!(
+        d.count("run finished"),
+        0,
+        "the first run ended too soon to test"
+    );
+    d.wait_log("run finished", 2).await;
+    d.wait_log("changes arrived during the run: one more run follows", 1)
+        .await;
+    // Time for a third run, were one coming.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(d.count("changes settled: starting a run"), 2, "{}", d.log());
+    assert_eq!(d.count("run finished"), 2, "{}", d.log());
+    d.stop().await;
+}

@@ -154,7 +154,11 @@ pub async fn run(config_path: &Path, opts: DaemonOptions) -> anyhow::Result<u8> 
         (Some(l), false) => {
             let lease = open_lease(l, &config).context("[daemon.lease]")?;
             metrics.set_lease(metrics::LeaseState::default());
-            info!(key = %l.key, ttl = %humantime::format_duration(l.ttl), "standby until this daemon holds the lease");
+            info!(
+                key = %l.key,
+                ttl = %humantime::format_duration(l.ttl),
+                "standby until this daemon holds the lease"
+            );
             Some(lease)
         }
         (None, _) => None,

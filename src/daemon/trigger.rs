@@ -213,6 +213,18 @@ mod tests {
     }
 
     #[test]
+    fn new_settings_apply_to_the_pending_burst() {
+        let base = Instant::now();
+        let mut d = Debounce::new(secs(2), secs(30));
+        d.add(&at(base, 0));
+        d.set(secs(5), secs(3));
+        assert_eq!(d.due(), Some(base + secs(3)));
+        d.set(secs(1), secs(30));
+        assert_eq!(d.due(), Some(base + secs(1)));
+        assert!(d.is_pending(), "a reload keeps the triggers");
+    }
+
+    #[test]
     fn arrivals_kept_are_bounded() {
         let base = Instant::now();
         let mut d = Debounce::new(secs(2), secs(30));
