@@ -791,8 +791,8 @@ fn triggered_only(extra: &str) -> String {
     )
 }
 
-/// The value of the sample `series` in the daemon's `/metrics`, 0 when absent.
-async fn metric(base: &str, series: &str) -> f64 {
+/// The samples of the daemon's `/metrics`.
+async fn metrics_of(base: &str) -> Vec<(String, f64)> {
     let text = reqwest::Client::builder()
         .no_proxy()
         .build()
@@ -804,7 +804,12 @@ async fn metric(base: &str, series: &str) -> f64 {
         .text()
         .await
         .unwrap();
-    sample(&parse_prometheus(&text), series).unwrap_or(0.0)
+    parse_prometheus(&text)
+}
+
+/// The value of the sample `series` in the daemon's `/metrics`, 0 when absent.
+async fn metric(base: &str, series: &str) -> f64 {
+    sample(&metrics_of(base).await, series).unwrap_or(0.0)
 }
 
 #[tokio::test]
@@ -923,25 +928,15 @@ async fn an_edited_desired_state_file_starts_a_run_within_seconds() {
         took < Duration::from_secs(5),
         "{took:?} from the edit to the apply"
     );
-    let text = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let files: f64 = parse_prometheus(&text)
+    let samples = metrics_of(&base).await;
+    let files: f64 = samples
         .iter()
         .filter(|(series, _)| {
             series.starts_with("roster_triggers_total{") && series.contains("kind=\"files\"")
         })
         .map(|(_, v)| v)
         .sum();
-    assert!(files >= 1.0, "no file trigger counted:\n{text}");
+    assert!(files >= 1.0, "no file trigger counted: {samples:?}");
     d.stop().await;
 }
 

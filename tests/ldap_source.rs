@@ -277,6 +277,21 @@ async fn a_group_defined_by_ldap_and_by_a_toml_file_is_an_error_naming_both() {
     );
 }
 
+/// The simulators, with a Contensis that knows the generated users `user00000`.. (`n` of them).
+async fn contensis_with_users(n: usize) -> roster::sim::RunningSim {
+    let users: Vec<String> = (0..n).map(|i| format!("\"user{i:05}\"")).collect();
+    let seed = format!(
+        "[contensis]\nclient_id = \"roster\"\nclient_secret = \"cms-secret\"\nusers = [{}]\n",
+        users.join(", ")
+    );
+    roster::sim::start(
+        roster::sim::parse_seed(&seed, "seed").unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
 /// A config folder with an LDAP source and the Contensis simulator as target.
 fn write_config(dir: &std::path::Path, slapd: &Slapd, sim_url: &str) -> std::path::PathBuf {
     std::fs::write(dir.join("ldap-pw"), format!("{BIND_PW}\n")).unwrap();
@@ -299,17 +314,7 @@ fn write_config(dir: &std::path::Path, slapd: &Slapd, sim_url: &str) -> std::pat
 #[tokio::test]
 async fn ldap_to_contensis_end_to_end_converges_and_a_partial_read_writes_nothing() {
     let slapd = Slapd::start(SlapdOptions::with_ldif(ldif::directory(40, 600, 4)));
-    let users: Vec<String> = (0..40).map(|i| format!("\"user{i:05}\"")).collect();
-    let seed = format!(
-        "[contensis]\nclient_id = \"roster\"\nclient_secret = \"cms-secret\"\nusers = [{}]\n",
-        users.join(", ")
-    );
-    let sim = roster::sim::start(
-        roster::sim::parse_seed(&seed, "seed").unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    let sim = contensis_with_users(40).await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &slapd, &sim.url());
 
@@ -531,17 +536,7 @@ async fn the_daemon_applies_a_directory_change_within_seconds() {
         syncprov: true,
         ..SlapdOptions::with_ldif(ldif::directory(10, 5, 2))
     });
-    let users: Vec<String> = (0..10).map(|i| format!("\"user{i:05}\"")).collect();
-    let seed = format!(
-        "[contensis]\nclient_id = \"roster\"\nclient_secret = \"cms-secret\"\nusers = [{}]\n",
-        users.join(", ")
-    );
-    let sim = roster::sim::start(
-        roster::sim::parse_seed(&seed, "seed").unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    let sim = contensis_with_users(10).await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &slapd, &sim.url());
     let mut text = std::fs::read_to_string(&config).unwrap();
