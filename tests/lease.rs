@@ -723,3 +723,43 @@ async fn config_skew_is_reported_not_fought() {
     // Said once, not at every try.
     assert_eq!(b.count("roster_lease_config_skew"), 1, "{}", b.log());
 }
+
+/// The standby's own lease lapses while etcd hangs (it renews it only between tries for the
+/// key, and every try fails meanwhile). Once etcd answers again with the active one gone, the
+/// standby must not go on trying for the key with that dead lease, which etcd refuses for as
+/// long as it is tried: it takes a new one and becomes active.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_left_alone_after_etcd_hung_past_its_lease_takes_over() {
+    let _serial = SERIAL.lock().await;
+    let etcd = start_etcd().await;
+    let desired = desired(5);
+    let w = World::new(&users_seed(), &groups_toml(&desired), "").await;
+    let mut ds = pair(&w, &etcd, "").await;
+    let first = one_active(&ds, PATIENCE).await;
+    converge(&w, &desired, &[&ds[0], &ds[1]]).await;
+
+    etcd.pause();
+    // The outage must outlast every lease: a fixed wait is the point here.
+    tokio::time::sleep(TTL + 2 * IN_FLIGHT).await;
+    ds[first].kill9().await;
+    etcd.resume();
+    let back = Instant::now();
+    let survivor = &ds[1 - first];
+    loop {
+        if survivor.role().await.as_deref() == Some("active") {
+            break;
+        }
+        assert!(
+            back.elapsed() < 3 * TTL,
+            "{} was not active within 3 × TTL of etcd's return; its log:\n{}",
+            survivor.name,
+            survivor.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "etcd resumed with the active gone: {} active {:?} later",
+        survivor.name,
+        back.elapsed()
+    );
+}
