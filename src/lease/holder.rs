@@ -6,7 +6,9 @@
 //! daemon dies its key goes within the TTL and a standby creates it at its next try (a third of
 //! the TTL later at most): a takeover within 4/3 of the TTL. The key's value says who holds it
 //! and a hash of its config, so a standby whose config differs says so (`roster_lease_config_skew`)
-//! instead of fighting.
+//! instead of fighting. A standby's own lease is renewed between its tries; one that went a whole
+//! TTL without a renewal (the store unreachable meanwhile) is given up for a new one, since the
+//! key cannot be created with a lease the store has let expire.
 //!
 //! Holding the key is not enough to write: the store may say otherwise at any moment (the lease
 //! expired while this daemon was paused, an operator deleted the key). So every run that writes
@@ -257,6 +259,10 @@ async fn hold<S: Store>(
         }
     };
     let mut lease: Option<i64> = None;
+    // When the lease was last granted or renewed (on the answer). A lease not renewed within its
+    // TTL is gone, whatever the store says later; the key cannot be created with it (etcd refuses
+    // a put with an unknown lease), so trying on with it would keep this daemon standby for good.
+    let mut renewed = Instant::now();
     let mut last_error: Option<String> = None;
     while !stop.is_cancelled() {
         let id = match lease {
@@ -264,6 +270,7 @@ async fn hold<S: Store>(
             None => match within(third, shared.store.grant(s.ttl)).await {
                 Ok(id) => {
                     lease = Some(id);
+                    renewed = Instant::now();
                     id
                 }
                 Err(e) => {
@@ -320,13 +327,21 @@ async fn hold<S: Store>(
                 });
                 pause(third, &stop).await;
                 match within(third, shared.store.keep_alive(id)).await {
-                    Ok(true) => {}
+                    Ok(true) => renewed = Instant::now(),
                     Ok(false) => lease = None,
-                    Err(e) => unreachable_store(&role, &mut last_error, &e),
+                    Err(e) => {
+                        unreachable_store(&role, &mut last_error, &e);
+                        if renewed.elapsed() >= s.ttl {
+                            lease = None;
+                        }
+                    }
                 }
             }
             Err(e) => {
                 unreachable_store(&role, &mut last_error, &e);
+                if renewed.elapsed() >= s.ttl {
+                    lease = None;
+                }
                 pause(third, &stop).await;
             }
         }
