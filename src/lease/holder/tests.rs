@@ -85,19 +85,19 @@ impl Store for MemStore {
     async fn acquire(&self, key: &str, value: &[u8], id: i64) -> Result<Claim, String> {
         self.with(|i| {
             if let Some((v, _, _)) = i.keys.get(key) {
-                return Claim::Held { value: v.clone() };
+                return Ok(Claim::Held { value: v.clone() });
             }
             if !i.leases.contains_key(&id) {
-                // etcd refuses a put with an unknown lease; the caller grants a new one.
-                return Claim::Held { value: Vec::new() };
+                // As etcd refuses a put with an unknown lease.
+                return Err("etcdserver: requested lease not found".to_owned());
             }
             i.revision += 1;
             let rev = i.revision;
             i.keys.insert(key.to_owned(), (value.to_vec(), id, rev));
-            Claim::Created {
+            Ok(Claim::Created {
                 create_revision: rev,
-            }
-        })
+            })
+        })?
     }
 
     async fn holds(&self, key: &str, id: i64, create_revision: i64) -> Result<bool, String> {
@@ -295,4 +295,31 @@ async fn a_store_down_longer_than_the_ttl_ends_the_tenure() {
         "a lease that expired cannot be the same tenure"
     );
     a.release().await;
+}
+
+#[tokio::test]
+async fn a_standby_whose_lease_expired_in_an_outage_takes_a_new_one_and_the_free_key() {
+    let store = MemStore::default();
+    let a = Lease::start(store.clone(), settings("a", "h"));
+    until(&mut a.role(), TTL, Role::is_active).await;
+    let b = Lease::start(store.clone(), settings("b", "h"));
+    let mut rb = b.role();
+    until(&mut rb, TTL, |r| {
+        matches!(
+            r,
+            Role::Standby {
+                holder: Some(_),
+                ..
+            }
+        )
+    })
+    .await;
+    // The store goes away for longer than the TTL, and the holder dies meanwhile.
+    store.down.store(true, Ordering::SeqCst);
+    a.task.abort();
+    tokio::time::sleep(TTL * 2).await;
+    store.down.store(false, Ordering::SeqCst);
+    // Both leases expired in the outage; the standby must not go on trying with its dead one.
+    until(&mut rb, TTL * 3, Role::is_active).await;
+    b.release().await;
 }
