@@ -19,6 +19,7 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,9 +30,11 @@ const START_LIMIT: Duration = Duration::from_secs(20);
 
 /// A running (or stopped) etcd; killed when dropped.
 pub struct Etcd {
-    /// The client port on 127.0.0.1 (the gRPC gateway, `/health`).
+    /// The loopback address of this instance alone (`127.x.y.z`, see [`own_host`]).
+    pub host: Ipv4Addr,
+    /// The client port on `host` (the gRPC gateway, `/health`).
     pub client_port: u16,
-    /// The peer port on 127.0.0.1 (raft; unused by a single member but bound).
+    /// The peer port on `host` (raft; unused by a single member but bound).
     pub peer_port: u16,
     /// `data/` (etcd's data directory) and `etcd.log` (its output, appended across restarts).
     pub dir: tempfile::TempDir,
@@ -57,10 +60,12 @@ impl Etcd {
         // Free ports are picked by binding port 0 and letting go, so another process can take
         // one before etcd binds it: start again with new ports when that happens.
         let mut attempt = 0;
+        let host = own_host();
         loop {
             attempt += 1;
-            let (client_port, peer_port) = free_ports();
+            let (client_port, peer_port) = free_ports(host);
             let mut etcd = Etcd {
+                host,
                 client_port,
                 peer_port,
                 dir,
@@ -80,9 +85,9 @@ impl Etcd {
         }
     }
 
-    /// `http://127.0.0.1:PORT`, the client URL.
+    /// `http://HOST:PORT`, the client URL.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("http://{}:{}", self.host, self.client_port)
     }
 
     /// etcd's process id, while it runs.
@@ -212,7 +217,7 @@ impl Etcd {
             .open(self.log_path())
             .expect("open etcd.log");
         let client = self.endpoint();
-        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let peer = format!("http://{}:{}", self.host, self.peer_port);
         let mut cmd = Command::new(&etcd);
         // etcd reads every flag from ETCD_* variables too: the machine's must not change a test.
         for (k, _) in std::env::vars_os() {
@@ -247,7 +252,7 @@ impl Etcd {
                     self.log()
                 ));
             }
-            if healthy(self.client_port) {
+            if healthy(self.host, self.client_port) {
                 self.child = Some(child);
                 return Ok(());
             }
@@ -275,8 +280,8 @@ impl Drop for Etcd {
 /// Whether `GET /health` on the client port answers `{"health":"true"}` (etcd says so only once
 /// it has a leader and can serve requests). A plain blocking HTTP/1.0 request: the harness needs
 /// no runtime.
-fn healthy(port: u16) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+fn healthy(host: Ipv4Addr, port: u16) -> bool {
+    let addr = SocketAddr::from((host, port));
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
     };
@@ -293,17 +298,28 @@ fn healthy(port: u16) -> bool {
     answer.starts_with("HTTP/1.0 200") && answer.contains(r#""health":"true""#)
 }
 
-/// Two distinct free TCP ports on 127.0.0.1 (both held until both are chosen).
-fn free_ports() -> (u16, u16) {
-    let bind = || TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+/// Two distinct free TCP ports on `host` (both held until both are chosen).
+fn free_ports(host: Ipv4Addr) -> (u16, u16) {
+    let bind = || TcpListener::bind((host, 0)).expect("bind a loopback port");
     let (a, b) = (bind(), bind());
     let port = |l: &TcpListener| l.local_addr().expect("local address").port();
     (port(&a), port(&b))
 }
 
+/// A loopback address for one etcd of this process, none other's (Linux answers on all of
+/// 127.0.0.0/8). A port let go while an etcd is stopped for a restart could otherwise be taken by
+/// another test's etcd, whose `/health` would then pass for this one's.
+fn own_host() -> Ipv4Addr {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    let [_, _, p1, p0] = pid.to_be_bytes();
+    Ipv4Addr::new(127, 100 + p1 % 100, p0, 2 + u8::try_from(n % 250).unwrap_or(0))
+}
+
 /// A free port nothing listens on (bound and let go): an endpoint that refuses connections.
 pub fn dead_port() -> u16 {
-    free_ports().0
+    free_ports(Ipv4Addr::LOCALHOST).0
 }
 
 /// The path of `etcd` or `etcdctl`. Panics when missing.
