@@ -19,9 +19,9 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a start may take before the harness gives up (an election on a loaded machine
@@ -314,7 +314,12 @@ fn own_host() -> Ipv4Addr {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let pid = std::process::id();
     let [_, _, p1, p0] = pid.to_be_bytes();
-    Ipv4Addr::new(127, 100 + p1 % 100, p0, 2 + u8::try_from(n % 250).unwrap_or(0))
+    Ipv4Addr::new(
+        127,
+        100 + p1 % 100,
+        p0,
+        2 + u8::try_from(n % 250).unwrap_or(0),
+    )
 }
 
 /// A free port nothing listens on (bound and let go): an endpoint that refuses connections.
