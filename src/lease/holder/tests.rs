@@ -141,6 +141,27 @@ async fn until(
     start.elapsed()
 }
 
+/// `a` active, then `b` standby naming a holder, on `store`; `b`'s role to watch.
+async fn active_and_standby(
+    store: &MemStore,
+) -> (Lease<MemStore>, Lease<MemStore>, watch::Receiver<Role>) {
+    let a = Lease::start(store.clone(), settings("a", "h"));
+    until(&mut a.role(), TTL, Role::is_active).await;
+    let b = Lease::start(store.clone(), settings("b", "h"));
+    let mut rb = b.role();
+    until(&mut rb, TTL, |r| {
+        matches!(
+            r,
+            Role::Standby {
+                holder: Some(_),
+                ..
+            }
+        )
+    })
+    .await;
+    (a, b, rb)
+}
+
 fn tenure(role: &watch::Receiver<Role>) -> Tenure {
     match &*role.borrow() {
         Role::Active(t) => *t,
@@ -174,20 +195,8 @@ async fn one_of_two_is_active_and_the_other_names_it_and_its_config_skew() {
 #[tokio::test]
 async fn a_released_lease_passes_to_the_standby_at_its_next_try() {
     let store = MemStore::default();
-    let a = Lease::start(store.clone(), settings("a", "h"));
-    until(&mut a.role(), TTL, Role::is_active).await;
-    let b = Lease::start(store.clone(), settings("b", "h"));
-    let mut rb = b.role();
-    until(&mut rb, TTL, |r| {
-        matches!(
-            r,
-            Role::Standby {
-                holder: Some(_),
-                skew: false
-            }
-        )
-    })
-    .await;
+    let (a, b, mut rb) = active_and_standby(&store).await;
+    assert!(matches!(*rb.borrow(), Role::Standby { skew: false, .. }));
     a.release().await;
     // Revoked, not expired: the standby's next try (a third of the TTL) finds the key free.
     let took = until(&mut rb, TTL, Role::is_active).await;
@@ -198,20 +207,7 @@ async fn a_released_lease_passes_to_the_standby_at_its_next_try() {
 #[tokio::test]
 async fn a_dead_holder_is_replaced_within_two_ttls() {
     let store = MemStore::default();
-    let a = Lease::start(store.clone(), settings("a", "h"));
-    until(&mut a.role(), TTL, Role::is_active).await;
-    let b = Lease::start(store.clone(), settings("b", "h"));
-    let mut rb = b.role();
-    until(&mut rb, TTL, |r| {
-        matches!(
-            r,
-            Role::Standby {
-                holder: Some(_),
-                ..
-            }
-        )
-    })
-    .await;
+    let (a, b, mut rb) = active_and_standby(&store).await;
     // As kill -9: the task stops renewing and never revokes.
     a.task.abort();
     let took = until(&mut rb, TTL * 3, Role::is_active).await;
@@ -300,20 +296,7 @@ async fn a_store_down_longer_than_the_ttl_ends_the_tenure() {
 #[tokio::test]
 async fn a_standby_whose_lease_expired_in_an_outage_takes_a_new_one_and_the_free_key() {
     let store = MemStore::default();
-    let a = Lease::start(store.clone(), settings("a", "h"));
-    until(&mut a.role(), TTL, Role::is_active).await;
-    let b = Lease::start(store.clone(), settings("b", "h"));
-    let mut rb = b.role();
-    until(&mut rb, TTL, |r| {
-        matches!(
-            r,
-            Role::Standby {
-                holder: Some(_),
-                ..
-            }
-        )
-    })
-    .await;
+    let (a, b, mut rb) = active_and_standby(&store).await;
     // The store goes away for longer than the TTL, and the holder dies meanwhile.
     store.down.store(true, Ordering::SeqCst);
     a.task.abort();
