@@ -8,15 +8,15 @@ mod support;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use roster::report;
 use roster::sim::control::SimControl as _;
 use roster::sim::faults::Faults;
+use support::daemon::RosterProcess;
 use support::{World, group, roster_at, stderr, stdout};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 const USERS: &str = r#"users = ["alice", "bob", "carol"]"#;
 
@@ -59,60 +59,25 @@ fn members(w: &World, name: &str) -> Vec<String> {
 }
 
 /// A running `roster run`, with its standard error collected line by line.
-struct Daemon {
-    child: tokio::process::Child,
-    pid: u32,
-    log: Arc<Mutex<Vec<String>>>,
+struct Daemon(RosterProcess);
+
+impl std::ops::Deref for Daemon {
+    type Target = RosterProcess;
+    fn deref(&self) -> &RosterProcess {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut RosterProcess {
+        &mut self.0
+    }
 }
 
 impl Daemon {
     /// Starts `roster --config CONFIG run ARGS` with extra environment.
     fn start(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_roster"));
-        cmd.arg("--config")
-            .arg(config)
-            .arg("run")
-            .args(args)
-            .env("RUST_LOG", "info")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("WATCHDOG_PID")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        // The journal of a config without `state_dir` goes to `./.roster`: the test's folder.
-        if let Some(dir) = config.parent() {
-            cmd.current_dir(dir);
-        }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let pid = child.id().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let sink = Arc::clone(&log);
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Daemon { child, pid, log }
-    }
-
-    /// Everything logged so far.
-    fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    /// How many log lines contain `text`.
-    fn count(&self, text: &str) -> usize {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(text))
-            .count()
+        Daemon(RosterProcess::spawn(config, args, env))
     }
 
     /// Waits until `n` log lines contain `text`.

@@ -21,7 +21,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,8 +28,8 @@ use std::time::{Duration, Instant};
 use roster::sim::control::SimControl as _;
 use roster::sim::faults::Faults;
 use support::World;
+use support::daemon::RosterProcess;
 use support::etcd::Etcd;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 /// The lease's TTL in every test: the smallest roster accepts, so that the bounds are short.
 const TTL: Duration = Duration::from_secs(3);
@@ -97,8 +96,7 @@ fn config(w: &World, etcd: &Etcd, name: &str, target_extra: &str) -> PathBuf {
 struct Daemon {
     /// Its `ROSTER_INSTANCE` and lease name.
     name: &'static str,
-    child: tokio::process::Child,
-    log: Arc<Mutex<Vec<String>>>,
+    process: RosterProcess,
     /// `http://127.0.0.1:PORT`, its listener.
     url: String,
 }
@@ -106,62 +104,24 @@ struct Daemon {
 impl Daemon {
     /// Starts `roster --config CONFIG run` as instance `name`; returns once it listens.
     async fn start(name: &'static str, config: PathBuf) -> Daemon {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_roster"));
-        cmd.arg("--config")
-            .arg(&config)
-            .arg("run")
-            .current_dir(config.parent().unwrap())
-            .env("RUST_LOG", "info")
-            .env("ROSTER_INSTANCE", name)
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("WATCHDOG_PID")
-            .env_remove("STATE_DIRECTORY")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let sink = Arc::clone(&log);
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let mut d = Daemon {
-            name,
-            child,
-            log,
-            url: String::new(),
-        };
+        let process = RosterProcess::spawn(&config, &[], &[("ROSTER_INSTANCE", name)]);
         let serving = "serving /healthz, /metrics and /trigger";
-        let line = poll(&format!("{name} to listen"), || {
-            d.log
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains(serving))
-                .cloned()
-        })
-        .await;
+        let line = poll(&format!("{name} to listen"), || process.line(serving)).await;
         let addr = line.split("listen=").nth(1).unwrap().trim().to_owned();
-        d.url = format!("http://{addr}");
-        d
+        Daemon {
+            name,
+            process,
+            url: format!("http://{addr}"),
+        }
     }
 
     fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
+        self.process.log()
     }
 
     /// How many log lines contain `text`.
     fn count(&self, text: &str) -> usize {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(text))
-            .count()
+        self.process.count(text)
     }
 
     /// The `role` of `/healthz` (`active` or `standby`); `None` when it does not answer.
@@ -192,8 +152,8 @@ impl Daemon {
 
     /// `kill -9`, and waits until the process is gone.
     async fn kill9(&mut self) {
-        self.child.start_kill().unwrap();
-        self.child.wait().await.unwrap();
+        self.process.child.start_kill().unwrap();
+        self.process.child.wait().await.unwrap();
     }
 }
 

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod adproxy;
+pub mod daemon;
 pub mod etcd;
 pub mod harness;
 pub mod ldif;
