@@ -1,11 +1,15 @@
 //! When a failed call is sent again: only transient failures, with exponential backoff and jitter,
 //! never sooner than the server's `Retry-After`, bounded in count and in time.
 //!
+//! [`Rate`] is how fast calls may go: an API's quota, as a simulator enforces it.
+//!
 //! This module sits below every layer that sends: the executor retries writes with it, and the
 //! connectors retry the reads of an observe with it. It knows no error type of theirs: an error
 //! says whether it is worth another try through [`Transient`].
 
+use std::fmt;
 use std::future::Future;
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -143,5 +147,93 @@ mod tests {
         assert!(d.iter().all(|x| *x >= Duration::from_millis(100)));
         // backon's jitter adds up to one more delay on top of the capped one.
         assert!(d.iter().all(|x| *x <= Duration::from_millis(500)), "{d:?}");
+    }
+}
+
+/// A rate of calls: `calls` per `per`, written `"20/s"`, `"1200/m"` or `"50000/h"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    /// How many calls...
+    pub calls: u32,
+    /// ...per this long.
+    pub per: Duration,
+}
+
+impl Rate {
+    /// The time one call takes of the rate: `per / calls`.
+    pub fn interval(&self) -> Duration {
+        self.per / self.calls.max(1)
+    }
+}
+
+impl FromStr for Rate {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "invalid rate `{text}`: write calls per unit, such as \"20/s\", \"1200/m\" or \"50000/h\""
+            )
+        };
+        let (calls, unit) = text.trim().split_once('/').ok_or_else(bad)?;
+        let calls: u32 = calls.trim().parse().map_err(|_| bad())?;
+        let per = match unit.trim() {
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            _ => return Err(bad()),
+        };
+        if calls == 0 {
+            return Err(format!(
+                "invalid rate `{text}`: it must allow at least one call"
+            ));
+        }
+        Ok(Rate { calls, per })
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.per.as_secs() {
+            60 => "m",
+            3600 => "h",
+            _ => "s",
+        };
+        write!(f, "{}/{unit}", self.calls)
+    }
+}
+
+impl serde::Serialize for Rate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Rate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod rate_tests {
+    use super::*;
+
+    #[test]
+    fn rates_read_and_write_as_calls_per_unit() {
+        let r: Rate = "20/s".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.interval(), Duration::from_millis(50));
+        assert_eq!(r.to_string(), "20/s");
+        let m: Rate = " 1200 / m ".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((m.calls, m.per), (1200, Duration::from_secs(60)));
+        assert_eq!(m.to_string(), "1200/m");
+        assert_eq!(
+            "3600/h".parse::<Rate>().map(|r| r.interval()),
+            Ok(Duration::from_secs(1))
+        );
+        for bad in ["20", "20/d", "x/s", "0/s", "-1/s"] {
+            assert!(bad.parse::<Rate>().is_err(), "{bad}");
+        }
     }
 }

@@ -826,3 +826,38 @@ async fn group_bodies_contensis_would_refuse_fail_the_plan_at_their_origin() {
         assert_eq!(w.sim.contensis.writes(), 0, "{bad}");
     }
 }
+
+#[tokio::test]
+async fn an_apply_under_a_quota_waits_as_told_and_converges() {
+    // Twelve groups of two members: 24 changes, more calls than the quota allows at once.
+    let groups: String = (0..12)
+        .map(|i| group(&format!("Q{i:02}"), "", &["alice", "bob"], &[]))
+        .collect();
+    let w = World::new(USERS, &groups, "concurrency = 4").await;
+    w.sim.contensis.set_faults(Faults {
+        quota: Some(roster::sim::faults::Quota {
+            rate: "20/s".parse().expect("a rate"),
+            burst: 4,
+        }),
+        ..Faults::default()
+    });
+    let start = std::time::Instant::now();
+    let report = w.apply(None).await;
+    // Retry-After (one second) was honoured: the retries waited rather than failed.
+    assert_eq!(applied(&report).failures(), 0, "{report:?}");
+    for i in 0..12 {
+        let g = w.sim.contensis.group(&format!("Q{i:02}")).expect("created");
+        assert_eq!(g.members.len(), 2);
+    }
+    assert!(
+        start.elapsed() >= std::time::Duration::from_secs(1),
+        "the quota never pushed back"
+    );
+    let throttled: u64 = roster::target::http::api_calls()
+        .iter()
+        .filter(|(t, s, _)| t == w.target_name() && *s == 429)
+        .map(|(_, _, n)| n)
+        .sum();
+    assert!(throttled > 0, "no call met the quota");
+    assert!(!w.plan().await.any_changes());
+}

@@ -885,6 +885,50 @@ async fn throttling_and_errors() {
 }
 
 #[tokio::test]
+async fn a_quota_set_at_run_time_answers_429_beyond_it_and_frees_up_with_time() {
+    let env = Env::new("").await;
+    // As a user sets it on a running simulator: JSON on the control endpoint.
+    let r = env
+        .http
+        .put(env.url("/_sim/faults"))
+        .json(&json!({"quota": {"rate": "10/s", "burst": 4}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let resp = env
+            .http
+            .get(env.url("/api/security/groups"))
+            .bearer_auth(&env.token)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(resp.headers()["retry-after"], "1");
+            let body: Value = resp.json().await.unwrap();
+            assert_envelope(&body, "Too Many Requests");
+        }
+        statuses.push(status.as_u16());
+    }
+    // The burst passes; what follows at once is over the quota (a call frees up every 100 ms,
+    // so one more may pass on a slow machine).
+    assert_eq!(&statuses[..4], [200; 4], "{statuses:?}");
+    assert!(
+        statuses[4..].contains(&429),
+        "nothing was over the quota: {statuses:?}"
+    );
+    // Token calls are not counted.
+    client_token(&env.http, &env.sim.url(), "roster", "roster-secret")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(env.get("/api/security/groups").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn latency_calls_and_control_endpoints() {
     let env = Env::new("").await;
     let sim = &env.sim.contensis;

@@ -1,6 +1,7 @@
 //! Fault injection shared by every simulator: slow answers, error statuses, throttling with
-//! `Retry-After`, failed writes, responses lost after a write was applied, and access tokens
-//! that stop working in the middle of a run.
+//! `Retry-After`, a quota (a token bucket: calls beyond it are answered 429 with the wait until
+//! the next call is allowed), failed writes, responses lost after a write was applied, and access
+//! tokens that stop working in the middle of a run.
 //!
 //! A simulator that only ever answers correctly cannot show that roster survives the failures a
 //! real API has, so every simulator wraps its API routes in [`inject`], an axum middleware that is
@@ -13,7 +14,7 @@
 //! they fire, so a test that sets the same faults sees the same failures in the same places.
 
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -23,6 +24,8 @@ use axum::response::Response;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
+
+use crate::retry::Rate;
 
 /// The faults a simulator injects, as written in a seed file (`[contensis.faults]`) or sent as
 /// JSON to a simulator's `PUT /_sim/faults`. Every field is optional; the default injects nothing.
@@ -53,6 +56,25 @@ pub struct Faults {
     pub expire_tokens_after: u32,
     /// Seed of the random numbers behind the rates, so that a run can be repeated exactly.
     pub seed: u64,
+    /// A quota on API calls (reads and writes; not token calls), as APIs shared by many clients
+    /// have: `{ rate = "20/s", burst = 20 }`. A call beyond it is answered 429 with
+    /// `Retry-After` (the wait until the next call is allowed, in whole seconds, at least 1).
+    pub quota: Option<Quota>,
+}
+
+/// A token bucket: `rate` calls on average, `burst` at once from a full bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    /// The average rate allowed.
+    pub rate: Rate,
+    /// How many calls a full bucket allows at once. Default 1.
+    #[serde(default = "one")]
+    pub burst: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Default for Faults {
@@ -68,6 +90,7 @@ impl Default for Faults {
             fail_path: None,
             expire_tokens_after: 0,
             seed: 0,
+            quota: None,
         }
     }
 }
@@ -114,6 +137,10 @@ struct FaultState {
     rng: StdRng,
     api_calls: u64,
     tokens_expired: bool,
+    /// The quota's bucket, as the generic cell rate algorithm keeps it: when the next call
+    /// would be due were calls spaced evenly (a call is allowed while that is at most
+    /// `burst - 1` intervals ahead). Exact in integer time, unlike a count of tokens.
+    due: Instant,
 }
 
 impl FaultState {
@@ -123,6 +150,25 @@ impl FaultState {
             faults,
             api_calls: 0,
             tokens_expired: false,
+            due: Instant::now(),
+        }
+    }
+
+    /// Takes one call from the quota's bucket at `now`; `Err` with the wait until one is there
+    /// when it is empty. Always `Ok` without a quota.
+    fn take_quota(&mut self, now: Instant) -> Result<(), Duration> {
+        let Some(q) = self.faults.quota else {
+            return Ok(());
+        };
+        let interval = q.rate.interval();
+        let tolerance = interval * (q.burst.max(1) - 1);
+        let due = self.due.max(now);
+        let ahead = due.saturating_duration_since(now);
+        if ahead <= tolerance {
+            self.due = due + interval;
+            Ok(())
+        } else {
+            Err(ahead - tolerance)
         }
     }
 
@@ -181,7 +227,15 @@ impl FaultInjector {
 
     /// Decides whether an API call is throttled or failed before it is handled.
     fn before(&self, path_and_query: &str, is_write: bool) -> Verdict {
+        self.before_at(path_and_query, is_write, Instant::now())
+    }
+
+    fn before_at(&self, path_and_query: &str, is_write: bool, now: Instant) -> Verdict {
         let mut st = self.lock();
+        // A quota counts every API call, whatever `fail_path` says: it is the API's, not a fault's.
+        if let Err(wait) = st.take_quota(now) {
+            return Verdict::Throttle(HeaderValue::from(whole_secs_up(wait).max(1)));
+        }
         if !st.applies_to(path_and_query) {
             return Verdict::Pass;
         }
@@ -369,6 +423,55 @@ mod tests {
         let first = run();
         assert_eq!(first, run());
         assert!(first.iter().any(|p| *p) && first.iter().any(|p| !*p));
+    }
+
+    #[test]
+    fn a_quota_lets_a_burst_through_then_one_call_per_interval() {
+        let faults: Faults = toml::from_str("quota = { rate = \"20/s\", burst = 3 }").unwrap();
+        assert_eq!(
+            faults.quota,
+            Some(Quota {
+                rate: "20/s".parse().unwrap(),
+                burst: 3
+            })
+        );
+        let inj = FaultInjector::new(faults);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(inj.before_at("/api/x", false, t0), Verdict::Pass);
+        }
+        // Empty: the next call is 50 ms away, asked for as the one second `Retry-After` allows.
+        assert_eq!(
+            inj.before_at("/api/x", true, t0),
+            Verdict::Throttle(HeaderValue::from(1u64))
+        );
+        let ms = Duration::from_millis;
+        assert_eq!(
+            inj.before_at("/api/x", false, t0 + ms(40)),
+            Verdict::Throttle(HeaderValue::from(1u64))
+        );
+        assert_eq!(inj.before_at("/api/x", false, t0 + ms(50)), Verdict::Pass);
+        assert_eq!(
+            inj.before_at("/api/x", false, t0 + ms(60)),
+            Verdict::Throttle(HeaderValue::from(1u64))
+        );
+        // A long pause refills the bucket to its burst, never beyond.
+        let later = t0 + Duration::from_secs(10);
+        for _ in 0..3 {
+            assert_eq!(inj.before_at("/api/x", false, later), Verdict::Pass);
+        }
+        assert_ne!(inj.before_at("/api/x", false, later), Verdict::Pass);
+        // Over a second, the rate: 20 calls.
+        let start = t0 + Duration::from_secs(20);
+        let passed = (0..1000)
+            .filter(|i| inj.before_at("/api/x", false, start + ms(*i)) == Verdict::Pass)
+            .count();
+        assert!(
+            (20..=23).contains(&passed),
+            "{passed} calls passed in a second"
+        );
+        assert!(toml::from_str::<Faults>("quota = { rate = \"20\" }").is_err());
+        assert!(toml::from_str::<Faults>("quota = { rate = \"1/m\", bust = 2 }").is_err());
     }
 
     #[test]
