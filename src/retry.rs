@@ -166,6 +166,15 @@ impl Rate {
     }
 }
 
+/// A declared rate limit: `rate` on average, `burst` calls at once after a quiet spell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// The average rate.
+    pub rate: Rate,
+    /// How many calls may start at once (at least 1).
+    pub burst: u32,
+}
+
 impl FromStr for Rate {
     type Err = String;
 

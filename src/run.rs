@@ -142,10 +142,14 @@ macro_rules! any_target {
             pub fn build(cfg: &TargetConfig) -> Result<Self, http::ClientError> {
                 let client = http::client(cfg.timeout, cfg.ca_file.as_deref())?;
                 let retry = retry_policy(cfg);
+                let pacer = cfg.rate_limit.map(|l| {
+                    std::sync::Arc::new(http::pace::Pacer::new(l.rate, l.burst))
+                });
                 Ok(match &cfg.kind {
                     $(TargetKind::$variant(c) => AnyTarget::$variant(
                         crate::target::$tm::$conn::new(&cfg.name, c, client, cfg.concurrency)
-                            .with_read_retries(retry),
+                            .with_read_retries(retry)
+                            .with_pacer(pacer),
                     ),)*
                 })
             }

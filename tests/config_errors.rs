@@ -58,7 +58,7 @@ fn misspelt_key_is_reported_at_the_key_with_a_suggestion() {
         "roster.toml:9:1: unknown key `clinet_id` in [[target]] (did you mean `client_id`?); \
          expected one of `name`, `type`, `groups`, `membership`, `prune`, `max_deletes`, \
          `max_group_shrink`, `concurrency`, `timeout`, `retries`, `allow_empty_source`, \
-         `ca_file`, `url`, \
+         `ca_file`, `rate_limit`, `burst`, `url`, \
          `client_id`, `client_secret_file`, `client_secret_env`, `client_secret`, `username`, \
          `password_file`, `password_env`, `password`, `scope`"
     );
@@ -1481,4 +1481,32 @@ fn daemon_lease_client_certificate_needs_its_key() {
         "roster.toml:15:1: `cert_file` and `key_file` go together: give both for mutual TLS, or \
          neither"
     );
+}
+
+#[test]
+fn a_target_rate_limit_is_read_and_checked() -> TestResult {
+    let config = parse(&format!(
+        "{}rate_limit = \"1200/m\"\nburst = 5\n",
+        base_env()
+    ))?;
+    let limit = config.targets[0].rate_limit.ok_or("no rate_limit")?;
+    assert_eq!(limit.rate.to_string(), "1200/m");
+    assert_eq!(limit.rate.interval(), std::time::Duration::from_millis(50));
+    assert_eq!(limit.burst, 5);
+    let config = parse(&format!("{}rate_limit = \"20/s\"\n", base_env()))?;
+    assert_eq!(config.targets[0].rate_limit.map(|l| l.burst), Some(1));
+    assert!(parse(&base_env())?.targets[0].rate_limit.is_none());
+    assert_eq!(
+        errors(&format!(
+            "{}rate_limit = \"20 per second\"\nburst = 0\n",
+            base_env()
+        )),
+        "roster.toml:11:14: invalid rate `20 per second`: write calls per unit, such as \
+         \"20/s\", \"1200/m\" or \"50000/h\"\nroster.toml:12:9: `burst` must be at least 1"
+    );
+    assert_eq!(
+        errors(&format!("{}burst = 3\n", base_env())),
+        "roster.toml:11:9: `burst` needs a `rate_limit`"
+    );
+    Ok(())
 }

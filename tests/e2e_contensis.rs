@@ -853,11 +853,47 @@ async fn an_apply_under_a_quota_waits_as_told_and_converges() {
         start.elapsed() >= std::time::Duration::from_secs(1),
         "the quota never pushed back"
     );
-    let throttled: u64 = roster::target::http::api_calls()
-        .iter()
-        .filter(|(t, s, _)| t == w.target_name() && *s == 429)
-        .map(|(_, _, n)| n)
-        .sum();
-    assert!(throttled > 0, "no call met the quota");
+    assert!(w.sim.contensis.throttled() > 0, "no call met the quota");
+    assert!(!w.plan().await.any_changes());
+}
+
+#[tokio::test]
+async fn a_declared_rate_within_the_quota_meets_no_429_and_keeps_near_its_pace() {
+    let groups: String = (0..40)
+        .map(|i| group(&format!("R{i:02}"), "", &["alice"], &[]))
+        .collect();
+    // The API allows 40 calls a second, 5 at once; roster is told 40/s, 4 at once.
+    let w = World::new(
+        USERS,
+        &groups,
+        "concurrency = 8\nrate_limit = \"40/s\"\nburst = 4",
+    )
+    .await;
+    w.sim.contensis.set_faults(Faults {
+        quota: Some(roster::sim::faults::Quota {
+            rate: "40/s".parse().expect("a rate"),
+            burst: 5,
+        }),
+        ..Faults::default()
+    });
+    let start = std::time::Instant::now();
+    let report = w.apply(None).await;
+    let took = start.elapsed();
+    assert_eq!(applied(&report).failures(), 0, "{report:?}");
+    assert_eq!(
+        w.sim.contensis.throttled(),
+        0,
+        "a paced call went over the quota"
+    );
+    // The pace held: the API calls made, at 40 a second, take at least their share of time,
+    // and not much more (0.9 of the quota's throughput at least).
+    let calls = w.sim.contensis.calls().len();
+    let bound = std::time::Duration::from_millis(25) * u32::try_from(calls).expect("calls");
+    assert!(calls >= 80, "{calls} calls");
+    assert!(
+        took >= bound.mul_f64(0.8)
+            && took <= bound.mul_f64(1.0 / 0.9) + std::time::Duration::from_millis(500),
+        "{calls} calls in {took:?}; at 40/s: {bound:?}"
+    );
     assert!(!w.plan().await.any_changes());
 }

@@ -74,6 +74,12 @@ pub(crate) struct TargetFile {
     /// A PEM file of CA certificates to trust, in addition to the system's, relative to the
     /// config file.
     pub ca_file: Option<Spanned<PathBuf>>,
+    /// The API's quota for roster, as calls per second, minute or hour (`"20/s"`, `"1200/m"`):
+    /// every API call (reads too) waits its turn, so that roster never goes over it. Default:
+    /// no pacing beyond `concurrency`.
+    pub rate_limit: Option<Spanned<String>>,
+    /// How many calls may start at once under `rate_limit` after a quiet spell. Default 1.
+    pub burst: Option<Spanned<u32>>,
 }
 
 /// The default of [`TargetFile::max_deletes`].

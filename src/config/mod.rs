@@ -64,6 +64,7 @@ use crate::diag::check::{DEFAULT_TIMEOUT, TargetKeys, ca_file, duration};
 use crate::diag::toml::{RawTable, Reported, Resolver, backticked};
 use crate::model::Origin;
 use crate::plan::{MembershipMode, Share};
+use crate::retry::{Rate, RateLimit};
 use crate::source::ldap::LdapSourceConfig;
 use crate::source::ldap::config::LdapSourceFile;
 use file::{RootFile, SourceFile, TargetFile, check_globs};
@@ -169,6 +170,8 @@ pub struct TargetConfig {
     pub allow_empty_source: bool,
     /// Extra CA certificates (PEM) to trust, resolved against the config file's folder.
     pub ca_file: Option<PathBuf>,
+    /// The declared quota every API call keeps to (`rate_limit`, `burst`).
+    pub rate_limit: Option<RateLimit>,
     /// The connector and its settings.
     pub kind: TargetKind,
 }
@@ -444,7 +447,8 @@ fn common_keys(
              anything, groups included",
         );
     }
-    let (kind, timeout, ca_file) = (kind?, timeout?, ca_file?);
+    let rate_limit = rate_limit(t.rate_limit.as_ref(), t.burst.as_ref(), r);
+    let (kind, timeout, ca_file, rate_limit) = (kind?, timeout?, ca_file?, rate_limit?);
     if !ok {
         return Err(Reported);
     }
@@ -462,8 +466,35 @@ fn common_keys(
         retries: t.retries,
         allow_empty_source: t.allow_empty_source,
         ca_file,
+        rate_limit,
         kind,
     })
+}
+
+/// A target's `rate_limit` and `burst`: a rate such as `"20/s"`; `burst` only with a rate, at
+/// least 1 (default 1).
+fn rate_limit(
+    rate: Option<&Spanned<String>>,
+    burst: Option<&Spanned<u32>>,
+    r: &mut Resolver<'_>,
+) -> Result<Option<RateLimit>, Reported> {
+    let Some(rate) = rate else {
+        return match burst {
+            Some(b) => Err(r.error(b.span(), "`burst` needs a `rate_limit`")),
+            None => Ok(None),
+        };
+    };
+    let parsed: Result<Rate, String> = rate.get_ref().parse();
+    let rate_value = parsed.map_err(|e| r.error(rate.span(), e));
+    let burst_value = match burst {
+        Some(b) if *b.get_ref() == 0 => Err(r.error(b.span(), "`burst` must be at least 1")),
+        Some(b) => Ok(*b.get_ref()),
+        None => Ok(1),
+    };
+    Ok(Some(RateLimit {
+        rate: rate_value?,
+        burst: burst_value?,
+    }))
 }
 
 #[cfg(test)]

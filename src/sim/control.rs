@@ -274,6 +274,12 @@ pub trait SimControl: FaultHost {
         self.core().faults().get()
     }
 
+    /// How many calls were answered 429 (over the quota or by `throttle_rate`) since the faults
+    /// were last set.
+    fn throttled(&self) -> u64 {
+        self.core().faults().throttled()
+    }
+
     /// The behaviour switches in force.
     fn behaviour(&self) -> Self::Behaviour {
         Self::behaviour_in(&mut self.core().lock()).clone()

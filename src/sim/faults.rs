@@ -141,6 +141,8 @@ struct FaultState {
     /// would be due were calls spaced evenly (a call is allowed while that is at most
     /// `burst - 1` intervals ahead). Exact in integer time, unlike a count of tokens.
     due: Instant,
+    /// How many calls were answered 429 (over the quota, or by `throttle_rate`).
+    throttled: u64,
 }
 
 impl FaultState {
@@ -151,6 +153,7 @@ impl FaultState {
             api_calls: 0,
             tokens_expired: false,
             due: Instant::now(),
+            throttled: 0,
         }
     }
 
@@ -206,6 +209,11 @@ impl FaultInjector {
         self.lock().faults.clone()
     }
 
+    /// How many calls were answered 429 since the faults were last set.
+    pub fn throttled(&self) -> u64 {
+        self.lock().throttled
+    }
+
     /// The delay to apply before handling any request.
     fn latency(&self) -> Option<Duration> {
         self.lock().faults.latency
@@ -234,6 +242,7 @@ impl FaultInjector {
         let mut st = self.lock();
         // A quota counts every API call, whatever `fail_path` says: it is the API's, not a fault's.
         if let Err(wait) = st.take_quota(now) {
+            st.throttled += 1;
             return Verdict::Throttle(HeaderValue::from(whole_secs_up(wait).max(1)));
         }
         if !st.applies_to(path_and_query) {
@@ -241,6 +250,7 @@ impl FaultInjector {
         }
         let throttle_rate = st.faults.throttle_rate;
         if st.draw(throttle_rate) {
+            st.throttled += 1;
             return Verdict::Throttle(st.faults.retry_after_header());
         }
         let error_rate = st.faults.error_rate;

@@ -168,6 +168,15 @@ impl ContensisTarget {
         self
     }
 
+    /// Paces every API call at `pacer` (the target's `rate_limit`).
+    pub fn with_pacer(
+        mut self,
+        pacer: Option<std::sync::Arc<crate::target::http::pace::Pacer>>,
+    ) -> Self {
+        self.endpoint = self.endpoint.with_pacer(pacer);
+        self
+    }
+
     /// A failed request of this target, about `group`.
     fn failed(&self, f: Failure, group: Option<&GroupName>) -> CallError {
         // Every group call needs the same right; say which, since the server's 403 message may

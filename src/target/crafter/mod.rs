@@ -279,6 +279,15 @@ impl CrafterTarget {
         self
     }
 
+    /// Paces every API call at `pacer` (the target's `rate_limit`).
+    pub fn with_pacer(
+        mut self,
+        pacer: Option<std::sync::Arc<crate::target::http::pace::Pacer>>,
+    ) -> Self {
+        self.endpoint = self.endpoint.with_pacer(pacer);
+        self
+    }
+
     fn v1_site(&self) -> Option<&str> {
         match &self.api {
             CrafterApi::V1 { site_id, .. } => Some(site_id),

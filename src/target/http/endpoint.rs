@@ -9,6 +9,7 @@
 //! a 403 lacks, say).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
@@ -16,6 +17,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::pace::Pacer;
 use super::{retry_after, retry_after_in, send_built, server_message, transport_error};
 use crate::retry::{RetryPolicy, Transient};
 use crate::target::CallErrorKind;
@@ -53,6 +55,17 @@ pub struct Transport {
     pub base: String,
     /// The client (verified TLS, timeouts, no redirects: see [`super::client`]).
     pub http: reqwest::Client,
+    /// The target's declared `rate_limit`, kept by every request sent through here.
+    pub pace: Option<Arc<Pacer>>,
+}
+
+impl Transport {
+    /// Waits for the declared rate, if any, before a request is sent.
+    pub async fn paced(&self) {
+        if let Some(p) = &self.pace {
+            p.wait().await;
+        }
+    }
 }
 
 /// What a connector's API differs in: how a request is authorised, and how its answers read.
@@ -224,6 +237,7 @@ impl<A: Authorizer> Endpoint<A> {
                 target: target.to_owned(),
                 base: base.trim_end_matches('/').to_owned(),
                 http,
+                pace: None,
             },
             auth,
             reads: RetryPolicy::default(),
@@ -233,6 +247,12 @@ impl<A: Authorizer> Endpoint<A> {
     /// Retries transient failures of [`Endpoint::read`] under `policy`.
     pub fn with_read_retries(mut self, policy: RetryPolicy) -> Self {
         self.reads = policy;
+        self
+    }
+
+    /// Paces every request at `pacer` (the target's `rate_limit`).
+    pub fn with_pacer(mut self, pacer: Option<Arc<Pacer>>) -> Self {
+        self.transport.pace = pacer;
         self
     }
 
@@ -292,6 +312,7 @@ impl<A: Authorizer> Endpoint<A> {
                 w.before(write)
                     .map_err(|why| req.fail(CallErrorKind::NotSent(why)))?;
             }
+            self.transport.paced().await;
             let resp = match send_built(&self.transport.target, &self.transport.http, request).await
             {
                 Ok(resp) => resp,

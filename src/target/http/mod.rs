@@ -4,6 +4,7 @@
 //! paged lists whole.
 
 pub mod endpoint;
+pub mod pace;
 pub mod paging;
 
 use std::collections::BTreeMap;

@@ -190,6 +190,15 @@ impl UiPathTarget {
         self
     }
 
+    /// Paces every API call at `pacer` (the target's `rate_limit`).
+    pub fn with_pacer(
+        mut self,
+        pacer: Option<std::sync::Arc<crate::target::http::pace::Pacer>>,
+    ) -> Self {
+        self.endpoint = self.endpoint.with_pacer(pacer);
+        self
+    }
+
     /// A failed request of this target, about `group`.
     fn failed(&self, f: Failure, group: Option<&GroupName>) -> CallError {
         self.err(&f.method, &f.path, group, f.kind)

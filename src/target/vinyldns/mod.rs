@@ -287,6 +287,15 @@ impl VinylDnsTarget {
         self
     }
 
+    /// Paces every API call at `pacer` (the target's `rate_limit`).
+    pub fn with_pacer(
+        mut self,
+        pacer: Option<std::sync::Arc<crate::target::http::pace::Pacer>>,
+    ) -> Self {
+        self.endpoint = self.endpoint.with_pacer(pacer);
+        self
+    }
+
     /// Sends one signed request. Returns the answer when its status is a success or listed in
     /// `accept`; a 401 is an authentication failure, any other status an error with the server's
     /// message.
