@@ -127,17 +127,49 @@ impl ContensisSim {
                 extra: extra_fields(None, &BTreeMap::new()),
             },
         );
+        // A large seed names each user many times: look names up in indexes built as the seed
+        // is read, with the lookups' own rules (a user by username or email, ignoring case; a
+        // group by name, then by the name rules in force), rather than scanning every time.
+        let mut user_index: HashMap<String, Uuid> = HashMap::new();
+        for u in st.users.values() {
+            for name in std::iter::once(&u.username).chain(&u.email) {
+                user_index.entry(name.to_lowercase()).or_insert(u.id);
+            }
+        }
+        let mut ensure_user = |st: &mut SimState, name: &str| -> Uuid {
+            if let Some(id) = user_index.get(&name.to_lowercase()) {
+                return *id;
+            }
+            let id = st.ensure_user(name);
+            if let Some(u) = st.users.get(&id) {
+                for n in std::iter::once(&u.username).chain(&u.email) {
+                    user_index.entry(n.to_lowercase()).or_insert(id);
+                }
+            }
+            id
+        };
         for name in seed
             .users
             .iter()
             .chain(seed.logins.iter().map(|l| &l.username))
         {
-            st.ensure_user(name);
+            ensure_user(&mut st, name);
+        }
+        let mut exact: HashMap<String, Uuid> = HashMap::new();
+        let mut by_key: HashMap<String, Uuid> = HashMap::new();
+        for g in st.groups.values() {
+            exact.entry(g.name.clone()).or_insert(g.id);
+            by_key.entry(st.key(&g.name)).or_insert(g.id);
         }
         let mut made = Vec::new();
         for g in &seed.groups {
-            let members: BTreeSet<Uuid> = g.members.iter().map(|m| st.ensure_user(m)).collect();
-            let id = match st.group_by_name(&g.name) {
+            let members: BTreeSet<Uuid> =
+                g.members.iter().map(|m| ensure_user(&mut st, m)).collect();
+            let found = exact
+                .get(&g.name)
+                .or_else(|| by_key.get(&st.key(&g.name)))
+                .copied();
+            let id = match found {
                 Some(id) => {
                     if let Some(rec) = st.groups.get_mut(&id) {
                         if g.description.is_some() {
@@ -168,6 +200,8 @@ impl ContensisSim {
                             extra: extra_fields(g.auto_membership_email_domains.as_ref(), &g.extra),
                         },
                     );
+                    exact.entry(g.name.clone()).or_insert(id);
+                    by_key.entry(st.key(&g.name)).or_insert(id);
                     id
                 }
             };
@@ -176,7 +210,12 @@ impl ContensisSim {
         for (id, children) in made {
             let kids: Vec<Uuid> = children
                 .iter()
-                .filter_map(|c| st.group_by_name(c))
+                .filter_map(|c| {
+                    exact
+                        .get(c.as_str())
+                        .or_else(|| by_key.get(&st.key(c)))
+                        .copied()
+                })
                 .filter(|c| *c != id)
                 .collect();
             if let Some(rec) = st.groups.get_mut(&id) {

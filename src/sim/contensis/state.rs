@@ -87,7 +87,7 @@ pub struct SimState {
 }
 
 impl SimState {
-    fn key(&self, name: &str) -> String {
+    pub(super) fn key(&self, name: &str) -> String {
         name_key(name, self.behaviour.case_insensitive_names)
     }
 
