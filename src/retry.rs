@@ -50,11 +50,8 @@ impl RetryPolicy {
     /// A fresh sequence of backoff delays for one call (jittered, so that calls that failed
     /// together do not come back together).
     pub fn delays(&self) -> impl Iterator<Item = Duration> + Send + use<> {
-        ExponentialBuilder::default()
-            .with_min_delay(self.min_delay)
-            .with_max_delay(self.max_delay)
+        exponential(self.min_delay, self.max_delay)
             .with_max_times(self.max_retries as usize)
-            .with_jitter()
             .build()
     }
 
@@ -99,55 +96,22 @@ impl RetryPolicy {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Delays from `min` doubling to `max`, with jitter and without end, never above `max`: for a
+/// watch that must come back however long its server is away.
+pub fn endless_backoff(min: Duration, max: Duration) -> impl Iterator<Item = Duration> + Send {
+    exponential(min, max)
+        .without_max_times()
+        .build()
+        // backon's jitter may add up to one delay more.
+        .map(move |d| d.min(max))
+}
 
-    #[test]
-    fn retry_after_wins_over_a_shorter_backoff() {
-        let p = RetryPolicy::default();
-        let w = p.next_wait(
-            Some(Duration::from_millis(200)),
-            Some(Duration::from_secs(3)),
-            Duration::ZERO,
-        );
-        assert_eq!(w, Some(Duration::from_secs(3)));
-    }
-
-    #[test]
-    fn the_budget_bounds_the_wait() {
-        let p = RetryPolicy {
-            budget: Duration::from_secs(5),
-            ..RetryPolicy::default()
-        };
-        assert_eq!(
-            p.next_wait(
-                Some(Duration::from_secs(1)),
-                Some(Duration::from_secs(10)),
-                Duration::ZERO
-            ),
-            None
-        );
-        assert_eq!(
-            p.next_wait(Some(Duration::from_secs(1)), None, Duration::from_secs(4)),
-            Some(Duration::from_secs(1))
-        );
-    }
-
-    #[test]
-    fn attempts_are_bounded_and_jittered_within_limits() {
-        let p = RetryPolicy {
-            max_retries: 3,
-            min_delay: Duration::from_millis(100),
-            max_delay: Duration::from_millis(250),
-            budget: Duration::from_secs(60),
-        };
-        let d: Vec<Duration> = p.delays().collect();
-        assert_eq!(d.len(), 3);
-        assert!(d.iter().all(|x| *x >= Duration::from_millis(100)));
-        // backon's jitter adds up to one more delay on top of the capped one.
-        assert!(d.iter().all(|x| *x <= Duration::from_millis(500)), "{d:?}");
-    }
+/// The one backoff schedule: exponential from `min` to `max`, with jitter.
+fn exponential(min: Duration, max: Duration) -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(min)
+        .with_max_delay(max)
+        .with_jitter()
 }
 
 /// A rate of calls: `calls` per `per`, written `"20/s"`, `"1200/m"` or `"50000/h"`.
@@ -166,13 +130,20 @@ impl Rate {
     }
 }
 
-/// A declared rate limit: `rate` on average, `burst` calls at once after a quiet spell.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A rate limit: `rate` on average, `burst` calls at once after a quiet spell. A target's
+/// declared `rate_limit`, and a simulator's quota (`{ rate = "20/s", burst = 20 }`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct RateLimit {
     /// The average rate.
     pub rate: Rate,
-    /// How many calls may start at once (at least 1).
+    /// How many calls may start at once (at least 1). Default 1.
+    #[serde(default = "one")]
     pub burst: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl FromStr for Rate {
@@ -226,8 +197,54 @@ impl<'de> serde::Deserialize<'de> for Rate {
 }
 
 #[cfg(test)]
-mod rate_tests {
+mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_wins_over_a_shorter_backoff() {
+        let p = RetryPolicy::default();
+        let w = p.next_wait(
+            Some(Duration::from_millis(200)),
+            Some(Duration::from_secs(3)),
+            Duration::ZERO,
+        );
+        assert_eq!(w, Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn the_budget_bounds_the_wait() {
+        let p = RetryPolicy {
+            budget: Duration::from_secs(5),
+            ..RetryPolicy::default()
+        };
+        assert_eq!(
+            p.next_wait(
+                Some(Duration::from_secs(1)),
+                Some(Duration::from_secs(10)),
+                Duration::ZERO
+            ),
+            None
+        );
+        assert_eq!(
+            p.next_wait(Some(Duration::from_secs(1)), None, Duration::from_secs(4)),
+            Some(Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn attempts_are_bounded_and_jittered_within_limits() {
+        let p = RetryPolicy {
+            max_retries: 3,
+            min_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(250),
+            budget: Duration::from_secs(60),
+        };
+        let d: Vec<Duration> = p.delays().collect();
+        assert_eq!(d.len(), 3);
+        assert!(d.iter().all(|x| *x >= Duration::from_millis(100)));
+        // backon's jitter adds up to one more delay on top of the capped one.
+        assert!(d.iter().all(|x| *x <= Duration::from_millis(500)), "{d:?}");
+    }
 
     #[test]
     fn rates_read_and_write_as_calls_per_unit() {

@@ -148,8 +148,7 @@ macro_rules! any_target {
                 Ok(match &cfg.kind {
                     $(TargetKind::$variant(c) => AnyTarget::$variant(
                         crate::target::$tm::$conn::new(&cfg.name, c, client, cfg.concurrency)
-                            .with_read_retries(retry)
-                            .with_pacer(pacer),
+                            .with_calls(retry, pacer),
                     ),)*
                 })
             }

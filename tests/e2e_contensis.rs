@@ -835,7 +835,7 @@ async fn an_apply_under_a_quota_waits_as_told_and_converges() {
         .collect();
     let w = World::new(USERS, &groups, "concurrency = 4").await;
     w.sim.contensis.set_faults(Faults {
-        quota: Some(roster::sim::faults::Quota {
+        quota: Some(roster::retry::RateLimit {
             rate: "20/s".parse().expect("a rate"),
             burst: 4,
         }),
@@ -870,7 +870,7 @@ async fn a_declared_rate_within_the_quota_meets_no_429_and_keeps_near_its_pace()
     )
     .await;
     w.sim.contensis.set_faults(Faults {
-        quota: Some(roster::sim::faults::Quota {
+        quota: Some(roster::retry::RateLimit {
             rate: "40/s".parse().expect("a rate"),
             burst: 5,
         }),

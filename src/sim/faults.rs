@@ -25,7 +25,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::retry::Rate;
+use crate::retry::RateLimit;
 
 /// The faults a simulator injects, as written in a seed file (`[contensis.faults]`) or sent as
 /// JSON to a simulator's `PUT /_sim/faults`. Every field is optional; the default injects nothing.
@@ -59,22 +59,7 @@ pub struct Faults {
     /// A quota on API calls (reads and writes; not token calls), as APIs shared by many clients
     /// have: `{ rate = "20/s", burst = 20 }`. A call beyond it is answered 429 with
     /// `Retry-After` (the wait until the next call is allowed, in whole seconds, at least 1).
-    pub quota: Option<Quota>,
-}
-
-/// A token bucket: `rate` calls on average, `burst` at once from a full bucket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Quota {
-    /// The average rate allowed.
-    pub rate: Rate,
-    /// How many calls a full bucket allows at once. Default 1.
-    #[serde(default = "one")]
-    pub burst: u32,
-}
-
-fn one() -> u32 {
-    1
+    pub quota: Option<RateLimit>,
 }
 
 impl Default for Faults {
@@ -440,7 +425,7 @@ mod tests {
         let faults: Faults = toml::from_str("quota = { rate = \"20/s\", burst = 3 }").unwrap();
         assert_eq!(
             faults.quota,
-            Some(Quota {
+            Some(RateLimit {
                 rate: "20/s".parse().unwrap(),
                 burst: 3
             })

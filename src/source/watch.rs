@@ -28,7 +28,6 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -239,14 +238,7 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 /// The backoff between attempts: 1 s doubling to 60 s, with jitter so that watchers of one
 /// server that fail together do not retry together.
 fn backoff() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_secs(1))
-        .with_max_delay(Duration::from_secs(60))
-        .with_jitter()
-        .without_max_times()
-        .build()
-        // backon's jitter may add up to one delay more: keep the cap at about a minute.
-        .map(|d| d.min(Duration::from_secs(60)))
+    crate::retry::endless_backoff(Duration::from_secs(1), Duration::from_secs(60))
 }
 
 /// Runs `work` until `stop`, starting it again (after a backoff) whenever it ends or panics.

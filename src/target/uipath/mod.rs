@@ -36,7 +36,7 @@ pub(crate) use config::UiPathKeys;
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::num::NonZeroUsize;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -48,6 +48,7 @@ use crate::plan::Scope;
 use crate::plan::change::Plan;
 use crate::retry::RetryPolicy;
 use crate::target::http::endpoint::{Endpoint, Failure, Reply, Req};
+use crate::target::http::pace::Pacer;
 use crate::target::oauth::{BearerSession, FormValue};
 use crate::target::{
     Call, CallError, Named, ObserveError, Rejection, RetrySafety, Sent, Stage, Target, problem,
@@ -184,18 +185,10 @@ impl UiPathTarget {
         }
     }
 
-    /// Retries transient read failures of an observe under `policy`.
-    pub fn with_read_retries(mut self, policy: RetryPolicy) -> Self {
-        self.endpoint = self.endpoint.with_read_retries(policy);
-        self
-    }
-
-    /// Paces every API call at `pacer` (the target's `rate_limit`).
-    pub fn with_pacer(
-        mut self,
-        pacer: Option<std::sync::Arc<crate::target::http::pace::Pacer>>,
-    ) -> Self {
-        self.endpoint = self.endpoint.with_pacer(pacer);
+    /// Retries transient read failures of an observe under `reads`, and paces every API call at
+    /// `pacer` (the target's `rate_limit`).
+    pub fn with_calls(mut self, reads: RetryPolicy, pacer: Option<Arc<Pacer>>) -> Self {
+        self.endpoint = self.endpoint.with_read_retries(reads).with_pacer(pacer);
         self
     }
 
