@@ -11,6 +11,10 @@ pub(super) fn is_under(dn: &str, base: &str) -> bool {
             && dn.as_bytes()[dn.len() - base.len() - 1] == b',')
 }
 
+/// The only character a DN treats as insignificant around its separators (RFC 4514): a tab or
+/// any other Unicode space is part of a value or type, so every trim here is of this alone.
+const SPACE_CHAR: char = ' ';
+
 /// One RDN component: attribute type and value, unescaped.
 type Ava = (String, String);
 
@@ -18,7 +22,7 @@ type Ava = (String, String);
 pub(super) fn parse_dn(dn: &str) -> Option<Vec<Vec<Ava>>> {
     let mut rdns = Vec::new();
     let mut rdn = Vec::new();
-    let mut chars = dn.trim().chars().peekable();
+    let mut chars = dn.trim_matches(SPACE_CHAR).chars().peekable();
     if chars.peek().is_none() {
         return Some(rdns);
     }
@@ -33,7 +37,7 @@ pub(super) fn parse_dn(dn: &str) -> Option<Vec<Vec<Ava>>> {
             }
             attr.push(c);
         }
-        let attr = attr.trim().to_owned();
+        let attr = attr.trim_matches(SPACE_CHAR).to_owned();
         if attr.is_empty() || !has_value {
             return None;
         }
@@ -163,7 +167,12 @@ pub(super) struct Shape {
 impl Shape {
     /// [`plain_first_rdn`] of the DN this is the shape of, from the positions found.
     pub fn first_rdn<'a>(&self, dn: &'a str) -> Option<(&'a str, &'a str)> {
-        (self.eq < self.comma).then(|| (dn[..self.eq].trim(), dn[self.eq + 1..self.comma].trim()))
+        (self.eq < self.comma).then(|| {
+            (
+                dn[..self.eq].trim_matches(SPACE_CHAR),
+                dn[self.eq + 1..self.comma].trim_matches(SPACE_CHAR),
+            )
+        })
     }
 }
 
@@ -219,7 +228,7 @@ pub(super) fn shape(dn: &str) -> Shape {
     let plain = rdns_ok && eqs == 1 && seen & SPECIAL == 0;
     // Blank is plain too: the plain path reads it as the empty DN, as the parser does.
     Shape {
-        plain: plain || dn.trim().is_empty(),
+        plain: plain || dn.trim_matches(SPACE_CHAR).is_empty(),
         space: seen & SPACE != 0,
         empty_attr,
         comma,
@@ -268,7 +277,7 @@ pub(super) fn quick_user_key_shaped<'a>(
 /// [`normalize_dn`] into a reused buffer, allocating nothing for a plain DN without spaces (whose
 /// normal form is its lowercase). `false` if the DN does not parse.
 pub(super) fn normalize_into(dn: &str, buf: &mut String) -> bool {
-    let dn = dn.trim();
+    let dn = dn.trim_matches(SPACE_CHAR);
     normalize_shaped(dn, shape(dn), buf)
 }
 
@@ -276,7 +285,7 @@ pub(super) fn normalize_into(dn: &str, buf: &mut String) -> bool {
 pub(super) fn normalize_shaped(dn: &str, shape: Shape, buf: &mut String) -> bool {
     buf.clear();
     // The shape is of the DN as given; the fast path needs it trimmed, which it nearly always is.
-    let trimmed = dn.trim();
+    let trimmed = dn.trim_matches(SPACE_CHAR);
     if trimmed.len() != dn.len() {
         return normalize_into(trimmed, buf);
     }
@@ -297,12 +306,12 @@ pub(super) fn normalize_shaped(dn: &str, shape: Shape, buf: &mut String) -> bool
 /// [`first_rdn`] of a DN for which [`is_plain`] holds, borrowed.
 pub(super) fn plain_first_rdn(dn: &str) -> Option<(&str, &str)> {
     let (a, v) = dn.split(',').next()?.split_once('=')?;
-    Some((a.trim(), v.trim()))
+    Some((a.trim_matches(SPACE_CHAR), v.trim_matches(SPACE_CHAR)))
 }
 
 /// [`normalize_dn`] of a DN for which [`is_plain`] holds: the same result, without the parser.
 fn normalize_plain(dn: &str) -> Option<String> {
-    let dn = dn.trim();
+    let dn = dn.trim_matches(SPACE_CHAR);
     // Without spaces there is nothing to trim: lowercasing is the whole work.
     if !dn.contains(' ') && !dn.is_empty() {
         return dn
@@ -316,7 +325,7 @@ fn normalize_plain(dn: &str) -> Option<String> {
     }
     for (i, rdn) in dn.split(',').enumerate() {
         let (a, v) = rdn.split_once('=')?;
-        let a = a.trim();
+        let a = a.trim_matches(SPACE_CHAR);
         if a.is_empty() {
             return None;
         }
@@ -325,7 +334,11 @@ fn normalize_plain(dn: &str) -> Option<String> {
         }
         out.extend(a.chars().map(|c| c.to_ascii_lowercase()));
         out.push('=');
-        out.extend(v.trim().chars().map(|c| c.to_ascii_lowercase()));
+        out.extend(
+            v.trim_matches(SPACE_CHAR)
+                .chars()
+                .map(|c| c.to_ascii_lowercase()),
+        );
     }
     Some(out)
 }
@@ -455,6 +468,16 @@ mod tests {
     }
 
     #[test]
+    fn only_a_space_is_insignificant_around_separators() {
+        // A tab or an ideographic space is part of the type or value, on every path alike.
+        assert_eq!(normalize_dn("a\t=b"), Some("a\t=b".to_owned()));
+        assert_eq!(normalize_dn(" a = B "), Some("a=b".to_owned()));
+        let mut buf = String::new();
+        assert!(normalize_into("\u{3000}a\t=", &mut buf));
+        assert_eq!(Some(buf), normalize_dn("\u{3000}a\t="));
+    }
+
+    #[test]
     fn multi_valued_rdns_compare_in_any_order() {
         assert_eq!(
             normalize_dn("cn=a+uid=b,dc=x"),
@@ -470,7 +493,7 @@ mod tests {
 
     /// [`is_plain`] by the letter of its definition: the reference for [`shape`].
     fn plain_by_the_letter(dn: &str) -> bool {
-        dn.trim().is_empty()
+        dn.trim_matches(SPACE_CHAR).is_empty()
             || (dn.bytes().all(|b| {
                 b.is_ascii() && !matches!(b, b'\\' | b'"' | b'+' | b';' | b'#' | b'<' | b'>')
             }) && dn
