@@ -142,9 +142,10 @@ macro_rules! any_target {
             pub fn build(cfg: &TargetConfig) -> Result<Self, http::ClientError> {
                 let client = http::client(cfg.timeout, cfg.ca_file.as_deref())?;
                 let retry = retry_policy(cfg);
-                let pacer = cfg.rate_limit.map(|l| {
-                    std::sync::Arc::new(http::pace::Pacer::new(l.rate, l.burst))
-                });
+                let pacer = http::pace::Pacer::shared(
+                    &format!("{}\n{:?}", cfg.name, cfg.kind),
+                    cfg.rate_limit,
+                );
                 Ok(match &cfg.kind {
                     $(TargetKind::$variant(c) => AnyTarget::$variant(
                         crate::target::$tm::$conn::new(&cfg.name, c, client, cfg.concurrency)

@@ -897,3 +897,56 @@ async fn a_declared_rate_within_the_quota_meets_no_429_and_keeps_near_its_pace()
     );
     assert!(!w.plan().await.any_changes());
 }
+
+#[tokio::test]
+async fn without_a_declared_rate_the_pace_adapts_to_the_quota_with_few_429s() {
+    // 300 groups gain 10 members each: about 900 calls (the read, then one bulk add per group),
+    // 8 at once, against an API that allows 150 calls a second, 10 at once, and says nothing of
+    // it beforehand.
+    let users: Vec<String> = (0..10).map(|u| format!("u{u:02}")).collect();
+    let names: Vec<&str> = users.iter().map(String::as_str).collect();
+    let mut seed = format!("users = {users:?}\n");
+    let mut groups = String::new();
+    for g in 0..300 {
+        seed.push_str(&format!("[[contensis.group]]\nname = \"A{g:03}\"\n"));
+        groups.push_str(&group(&format!("A{g:03}"), "", &names, &[]));
+    }
+    let w = World::new(&seed, &groups, "concurrency = 8").await;
+    let quota = 150.0;
+    w.sim.contensis.set_faults(Faults {
+        quota: Some(roster::retry::RateLimit {
+            rate: "150/s".parse().expect("a rate"),
+            burst: 10,
+        }),
+        ..Faults::default()
+    });
+    let start = std::time::Instant::now();
+    let report = w.apply(None).await;
+    let took = start.elapsed().as_secs_f64();
+    assert_eq!(applied(&report).failures(), 0, "{report:?}");
+    let calls = w.sim.contensis.calls().len();
+    let throttled = usize::try_from(w.sim.contensis.throttled()).expect("a count");
+    let served = calls - throttled;
+    assert!(served >= 900, "{served} calls served");
+    assert!(
+        throttled > 0,
+        "the quota never pushed back: nothing adapted"
+    );
+    assert!(
+        (throttled as f64) < 0.02 * calls as f64,
+        "{throttled} of {calls} calls answered 429"
+    );
+    // The run's pace: most of what the quota allows over its length (the first burst
+    // included). A run this short pays its first second of learning and each refused call's
+    // whole-second Retry-After in full; `cargo bench --bench quota` measures the long-run share.
+    let allowed = quota * took + 10.0;
+    eprintln!(
+        "{served} served, {throttled} of {calls} answered 429, in {took:.2} s: {:.2} of the quota",
+        served as f64 / allowed
+    );
+    assert!(
+        served as f64 >= 0.7 * allowed,
+        "{served} calls served in {took:.2} s; the quota allowed {allowed:.0}"
+    );
+    assert!(!w.plan().await.any_changes());
+}

@@ -17,7 +17,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::pace::Pacer;
+use super::pace::{Pacer, Signal};
 use super::{retry_after, retry_after_in, send_built, server_message, transport_error};
 use crate::retry::{RetryPolicy, Transient};
 use crate::target::CallErrorKind;
@@ -55,17 +55,9 @@ pub struct Transport {
     pub base: String,
     /// The client (verified TLS, timeouts, no redirects: see [`super::client`]).
     pub http: reqwest::Client,
-    /// The target's declared `rate_limit`, kept by every request sent through here.
-    pub pace: Option<Arc<Pacer>>,
-}
-
-impl Transport {
-    /// Waits for the declared rate, if any, before a request is sent.
-    pub async fn paced(&self) {
-        if let Some(p) = &self.pace {
-            p.wait().await;
-        }
-    }
+    /// The target's pace (its declared `rate_limit` and the adaptive limit), kept by every
+    /// request sent through [`Endpoint`].
+    pub pace: Arc<Pacer>,
 }
 
 /// What a connector's API differs in: how a request is authorised, and how its answers read.
@@ -237,7 +229,7 @@ impl<A: Authorizer> Endpoint<A> {
                 target: target.to_owned(),
                 base: base.trim_end_matches('/').to_owned(),
                 http,
-                pace: None,
+                pace: Arc::default(),
             },
             auth,
             reads: RetryPolicy::default(),
@@ -250,8 +242,8 @@ impl<A: Authorizer> Endpoint<A> {
         self
     }
 
-    /// Paces every request at `pacer` (the target's `rate_limit`).
-    pub fn with_pacer(mut self, pacer: Option<Arc<Pacer>>) -> Self {
+    /// Paces every request with `pacer` (the target's, shared by all its connections).
+    pub fn with_pacer(mut self, pacer: Arc<Pacer>) -> Self {
         self.transport.pace = pacer;
         self
     }
@@ -312,9 +304,15 @@ impl<A: Authorizer> Endpoint<A> {
                 w.before(write)
                     .map_err(|why| req.fail(CallErrorKind::NotSent(why)))?;
             }
-            self.transport.paced().await;
-            let resp = match send_built(&self.transport.target, &self.transport.http, request).await
-            {
+            let admission = self.transport.pace.admit().await;
+            let sent = send_built(&self.transport.target, &self.transport.http, request).await;
+            match &sent {
+                Ok(resp) => admission.answered(Signal::of_status(resp.status().as_u16())),
+                Err(e) if e.is_timeout() => admission.answered(Signal::Overload),
+                // A refused connection says nothing about the server's load.
+                Err(_) => drop(admission),
+            }
+            let resp = match sent {
                 Ok(resp) => resp,
                 Err(e) => {
                     let kind = transport_error(&e);

@@ -284,7 +284,7 @@ impl VinylDnsTarget {
 
     /// Retries transient read failures of an observe under `reads`, and paces every API call at
     /// `pacer` (the target's `rate_limit`).
-    pub fn with_calls(mut self, reads: RetryPolicy, pacer: Option<Arc<Pacer>>) -> Self {
+    pub fn with_calls(mut self, reads: RetryPolicy, pacer: Arc<Pacer>) -> Self {
         self.endpoint = self.endpoint.with_read_retries(reads).with_pacer(pacer);
         self
     }
