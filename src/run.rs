@@ -423,8 +423,20 @@ async fn run_target(
         None if opts.record => Basis::Recorded,
         None => Basis::Fresh,
     };
-    let report = target
-        .reconcile(
+    let read_bar = if opts.progress {
+        let bar = ProgressBar::new(0).with_prefix(cfg.name.clone());
+        if let Ok(style) =
+            ProgressStyle::with_template("{prefix}: [{bar:30}] {pos}/{len} groups read {elapsed}")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let report = crate::target::progress::reading(
+        read_bar.clone(),
+        target.reconcile(
             cfg.kind.type_name(),
             desired,
             &policy,
@@ -432,8 +444,10 @@ async fn run_target(
             opts.mode,
             basis,
             audit,
-        )
-        .await;
+        ),
+    )
+    .await;
+    read_bar.finish_and_clear();
     exec.progress.finish_and_clear();
     report
 }

@@ -212,3 +212,33 @@ async fn roster_demo_reconciles_the_example_into_all_four_simulators() {
         assert!(stdout.contains(&format!("{target}: in sync")), "{stdout}");
     }
 }
+
+#[tokio::test]
+async fn each_target_read_advances_a_bar_to_the_groups_in_scope() {
+    let (_sim, config) = example().await;
+    let desired = roster::model::Desired::default();
+    for cfg in &config.targets {
+        let target = roster::run::AnyTarget::build(cfg).unwrap();
+        let scope = roster::plan::Scope::new(
+            Some(&["*".to_owned()]),
+            &desired,
+            target.capabilities().case_insensitive_names,
+        )
+        .unwrap();
+        let bar = indicatif::ProgressBar::hidden();
+        let observed = roster::target::progress::reading(
+            bar.clone(),
+            target.observe(&scope, &Default::default()),
+        )
+        .await
+        .unwrap();
+        let groups = observed.groups.len() as u64;
+        assert!(groups > 0, "{}: no group read", cfg.name);
+        assert_eq!(
+            (bar.position(), bar.length()),
+            (groups, Some(groups)),
+            "{}",
+            cfg.name
+        );
+    }
+}

@@ -9,6 +9,7 @@ pub mod contensis;
 pub mod crafter;
 pub mod http;
 pub mod oauth;
+pub mod progress;
 pub mod uipath;
 pub mod vinyldns;
 pub mod watch;

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use futures::{StreamExt, TryStreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -12,6 +11,7 @@ use super::{ContensisTarget, PAGE_SIZE, TYPE, api};
 use crate::model::{Group, GroupKind, GroupName, Observed, ObservedGroup, UserKey};
 use crate::plan::{Scope, fold};
 use crate::target::http::endpoint::Req;
+use crate::target::progress;
 use crate::target::{CallError, CallErrorKind, Named, ObserveError, resolve_users};
 
 impl ContensisTarget {
@@ -39,11 +39,9 @@ impl ContensisTarget {
                 observed.others.insert(name);
             }
         }
-        let groups: Vec<(ObservedGroup, Vec<(UserKey, String)>)> = futures::stream::iter(in_scope)
-            .map(|g| self.observe_group(g))
-            .buffer_unordered(self.concurrency.get())
-            .try_collect()
-            .await?;
+        let groups: Vec<(ObservedGroup, Vec<(UserKey, String)>)> =
+            progress::read_each(in_scope, self.concurrency.get(), |g| self.observe_group(g))
+                .await?;
         let mut members: HashSet<String> = HashSet::new();
         for (g, ids) in groups {
             members.extend(g.group.members.iter().map(|m| fold(m.as_str(), true)));

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use futures::{StreamExt, TryStreamExt};
 use reqwest::{Method, StatusCode};
 
 use super::{CASE_INSENSITIVE, CrafterTarget, PAGE_SIZE, USER_PAGE_SIZE, api};
@@ -12,6 +11,7 @@ use crate::model::{Group, GroupKind, GroupName, Observed, ObservedGroup, UserKey
 use crate::plan::{Scope, fold};
 use crate::target::http::endpoint::Req;
 use crate::target::http::paging::{Counted, Paged};
+use crate::target::progress;
 use crate::target::{CallError, CallErrorKind, Named, ObserveError};
 
 impl CrafterTarget {
@@ -99,10 +99,10 @@ impl CrafterTarget {
                 observed.others.insert(name);
             }
         }
-        let groups: Vec<(ObservedGroup, Vec<api::User>)> = futures::stream::iter(in_scope)
-            .map(|g| self.observe_group_v2(g))
-            .buffer_unordered(self.concurrency.get())
-            .try_collect()
+        let groups: Vec<(ObservedGroup, Vec<api::User>)> =
+            progress::read_each(in_scope, self.concurrency.get(), |g| {
+                self.observe_group_v2(g)
+            })
             .await?;
         let mut members: HashSet<String> = HashSet::new();
         for (g, users) in groups {

@@ -13,6 +13,7 @@ use crate::model::{Group, GroupKind, GroupName, Observed, ObservedGroup, Unmanag
 use crate::plan::{Scope, fold};
 use crate::target::http::endpoint::Req;
 use crate::target::http::paging::{self, Counted, Paged};
+use crate::target::progress;
 use crate::target::{CallError, CallErrorKind, Named, ObserveError};
 
 /// One group as [`UiPathTarget::observe_group`] reads it: the group, its named members' (key,
@@ -54,11 +55,9 @@ impl UiPathTarget {
                 observed.others.insert(name);
             }
         }
-        let groups: Vec<GroupRead> = futures::stream::iter(in_scope)
-            .map(|g| self.observe_group(g))
-            .buffer_unordered(self.concurrency.get())
-            .try_collect()
-            .await?;
+        let groups: Vec<GroupRead> =
+            progress::read_each(in_scope, self.concurrency.get(), |g| self.observe_group(g))
+                .await?;
         let mut seen_keys: BTreeSet<String> = BTreeSet::new();
         for (_, ids, _, _) in &groups {
             for (key, _) in ids {

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use futures::{StreamExt, TryStreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tracing::debug;
@@ -15,6 +14,7 @@ use crate::model::{
 };
 use crate::plan::{Scope, fold};
 use crate::target::http::paging::{self, Cursored};
+use crate::target::progress;
 use crate::target::{CallError, CallErrorKind, Named, ObserveError, resolve_users};
 
 impl VinylDnsTarget {
@@ -358,11 +358,8 @@ impl VinylDnsTarget {
                 observed.others.insert(name);
             }
         }
-        let reads: Vec<Read> = futures::stream::iter(in_scope)
-            .map(|g| self.read_group(g))
-            .buffer_unordered(self.concurrency.get())
-            .try_collect()
-            .await?;
+        let reads: Vec<Read> =
+            progress::read_each(in_scope, self.concurrency.get(), |g| self.read_group(g)).await?;
         let spelling: HashMap<String, &UserKey> = users
             .iter()
             .map(|u| (fold(u.as_str(), CASE_INSENSITIVE), u))

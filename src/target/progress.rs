@@ -1,0 +1,94 @@
+//! Progress of a target's read: groups read of the groups in scope, on the run's terminal bar.
+//!
+//! The run sets a bar around a target's reconcile ([`reading`]), and every connector reads its
+//! groups through [`read_each`], which sets the bar's length once the list says how many groups
+//! are in scope and advances it as each group is read. It is a task-local value, as the call
+//! watch is, so that the connectors, which decide how many requests a group takes, pass nothing
+//! along for it. Outside [`reading`] nothing is shown.
+
+use std::future::Future;
+
+use futures::{StreamExt, TryStreamExt};
+use indicatif::ProgressBar;
+
+tokio::task_local! {
+    static READ: ProgressBar;
+}
+
+/// Runs `f` with `bar` as the bar its group reads advance.
+pub async fn reading<F: Future>(bar: ProgressBar, f: F) -> F::Output {
+    READ.scope(bar, f).await
+}
+
+/// Reads each of `groups` with `read`, up to `concurrency` at once, advancing the read bar as
+/// each is read. The first failure fails the whole read (and drops the reads in flight).
+pub async fn read_each<G, R, E, F, Fut>(
+    groups: Vec<G>,
+    concurrency: usize,
+    read: F,
+) -> Result<Vec<R>, E>
+where
+    F: FnMut(G) -> Fut,
+    Fut: Future<Output = Result<R, E>>,
+{
+    let bar = READ.try_with(ProgressBar::clone).ok();
+    if let Some(bar) = &bar {
+        bar.set_length(groups.len() as u64);
+        bar.set_position(0);
+    }
+    futures::stream::iter(groups)
+        .map(read)
+        .buffer_unordered(concurrency.max(1))
+        .inspect_ok(|_| {
+            if let Some(bar) = &bar {
+                bar.inc(1);
+            }
+        })
+        .try_collect()
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_bar_counts_the_groups_read_of_those_in_scope() {
+        let bar = ProgressBar::hidden();
+        let read = reading(
+            bar.clone(),
+            read_each((0..7).collect(), 3, |g: u32| async move {
+                Ok::<_, String>(g * 2)
+            }),
+        )
+        .await;
+        let mut read = read.expect("all read");
+        read.sort_unstable();
+        assert_eq!(read, [0, 2, 4, 6, 8, 10, 12]);
+        assert_eq!((bar.position(), bar.length()), (7, Some(7)));
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_stops_the_bar_where_it_failed() {
+        let bar = ProgressBar::hidden();
+        let read = reading(
+            bar.clone(),
+            read_each((0..7).collect(), 1, |g: u32| async move {
+                if g == 3 {
+                    Err(format!("group {g}"))
+                } else {
+                    Ok(g)
+                }
+            }),
+        )
+        .await;
+        assert_eq!(read, Err("group 3".to_owned()));
+        assert_eq!((bar.position(), bar.length()), (3, Some(7)));
+    }
+
+    #[tokio::test]
+    async fn outside_a_read_bar_groups_are_read_all_the_same() {
+        let read = read_each(vec![1, 2], 8, |g: u32| async move { Ok::<_, ()>(g) }).await;
+        assert_eq!(read.map(|r| r.len()), Ok(2));
+    }
+}
