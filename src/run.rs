@@ -426,7 +426,7 @@ async fn run_target(
     let read_bar = if opts.progress {
         let bar = ProgressBar::new(0).with_prefix(cfg.name.clone());
         if let Ok(style) =
-            ProgressStyle::with_template("{prefix}: [{bar:30}] {pos}/{len} groups read {elapsed}")
+            ProgressStyle::with_template("{prefix}: [{bar:30}] {pos}/{len} {msg} read {elapsed}")
         {
             bar.set_style(style.progress_chars("=> "));
         }

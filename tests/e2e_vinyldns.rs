@@ -58,7 +58,14 @@ impl SafetyCase for VinylDns {
     fn failed_read() -> Case<FailedRead> {
         Case::Run(FailedRead {
             groups: 150,
-            fail_path: |_| "startFrom=".into(),
+            // An older server's page limit (roster falls back to it), so that the list takes
+            // two pages and the second one fails.
+            fail_path: |w| {
+                let mut b = w.sim.vinyldns.behaviour();
+                b.group_page_limit = 100;
+                w.sim.vinyldns.set_behaviour(b);
+                "startFrom=".into()
+            },
             says: &["dns: GET /groups: 500"],
         })
     }
@@ -252,6 +259,8 @@ async fn a_page_that_repeats_its_cursor_is_an_incomplete_read() {
     .await;
     let mut b = w.sim.vinyldns.behaviour();
     b.repeat_group_pages = true;
+    // An older server's page limit, which roster falls back to: 121 groups are two pages.
+    b.group_page_limit = 100;
     w.sim.vinyldns.set_behaviour(b);
     let report = w.apply(None).await;
     let TargetOutcome::ObserveFailed(e) = &report.targets[0].outcome else {
@@ -774,4 +783,55 @@ async fn a_server_that_ignores_abridged_lists_is_told_the_account_by_the_config(
         let out = w.roster(&["plan", "--detailed-exitcode"]).await;
         assert_eq!(out.status.code(), Some(0), "{extra}: {}", suite::both(&out));
     }
+}
+
+#[tokio::test]
+async fn groups_sharing_their_members_are_read_with_one_lookup_per_member() {
+    let names: Vec<String> = (0..6).map(|i| format!("team{i}")).collect();
+    let seeded: String = names
+        .iter()
+        .map(|n| seed_group(n, &["alice", "bob"], &["alice"]))
+        .collect();
+    let desired: String = names
+        .iter()
+        .map(|n| group(n, &["alice", "bob", "carol"], &[], &["alice"]))
+        .collect();
+    let w = world(&seed(&["alice", "bob", "carol"], &seeded), &desired, "").await;
+    // An admin id that names no user: the list holds it, no lookup finds it.
+    assert!(
+        w.sim
+            .vinyldns
+            .add_unknown_admin("team0", "0e1f-no-such-user")
+    );
+    let before = w.sim.vinyldns.calls().len();
+    let plan = text(&w.plan().await);
+    let read = &w.sim.vinyldns.calls()[before..];
+    for n in &names {
+        assert!(
+            plan.contains(&format!("+ member \"carol\" in \"{n}\"")),
+            "{plan}"
+        );
+    }
+    assert_eq!(plan.matches("+ member").count(), 6, "{plan}");
+    // Six groups, three distinct ids among them (alice, bob, the unknown one) and roster's
+    // own: no group's members are read, each id is looked up once.
+    assert!(
+        !read.iter().any(|c| c.contains("/members")),
+        "a members read: {read:?}"
+    );
+    let lookups = read.iter().filter(|c| c.starts_with("GET /users/")).count();
+    assert!(lookups <= 5, "{lookups} user lookups: {read:?}");
+    let report = w.apply(None).await;
+    assert_eq!(applied(&report).failures(), 0, "{report:?}");
+    for n in &names {
+        assert_eq!(
+            w.sim.vinyldns.member_names(n),
+            ["alice", "bob", "carol"],
+            "{n}"
+        );
+    }
+    let g = w.sim.vinyldns.group("team0").expect("team0");
+    assert!(g.admins.contains("0e1f-no-such-user"), "left alone: {g:?}");
+    let again = w.plan().await;
+    assert!(!again.any_changes(), "{}", text(&again));
 }

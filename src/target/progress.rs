@@ -20,10 +20,12 @@ pub async fn reading<F: Future>(bar: ProgressBar, f: F) -> F::Output {
     READ.scope(bar, f).await
 }
 
-/// Reads each of `groups` with `read`, up to `concurrency` at once, advancing the read bar as
-/// each is read. The first failure fails the whole read (and drops the reads in flight).
+/// Reads each of `items` (`what`: "groups", or "users" when a connector reads the groups' members
+/// by user) with `read`, up to `concurrency` at once, advancing the read bar as each is read.
+/// The first failure fails the whole read (and drops the reads in flight).
 pub async fn read_each<G, R, E, F, Fut>(
-    groups: Vec<G>,
+    what: &'static str,
+    items: Vec<G>,
     concurrency: usize,
     read: F,
 ) -> Result<Vec<R>, E>
@@ -33,10 +35,11 @@ where
 {
     let bar = READ.try_with(ProgressBar::clone).ok();
     if let Some(bar) = &bar {
-        bar.set_length(groups.len() as u64);
+        bar.set_message(what);
+        bar.set_length(items.len() as u64);
         bar.set_position(0);
     }
-    futures::stream::iter(groups)
+    futures::stream::iter(items)
         .map(read)
         .buffer_unordered(concurrency.max(1))
         .inspect_ok(|_| {
@@ -57,7 +60,7 @@ mod tests {
         let bar = ProgressBar::hidden();
         let read = reading(
             bar.clone(),
-            read_each((0..7).collect(), 3, |g: u32| async move {
+            read_each("groups", (0..7).collect(), 3, |g: u32| async move {
                 Ok::<_, String>(g * 2)
             }),
         )
@@ -66,6 +69,7 @@ mod tests {
         read.sort_unstable();
         assert_eq!(read, [0, 2, 4, 6, 8, 10, 12]);
         assert_eq!((bar.position(), bar.length()), (7, Some(7)));
+        assert_eq!(bar.message(), "groups");
     }
 
     #[tokio::test]
@@ -73,7 +77,7 @@ mod tests {
         let bar = ProgressBar::hidden();
         let read = reading(
             bar.clone(),
-            read_each((0..7).collect(), 1, |g: u32| async move {
+            read_each("groups", (0..7).collect(), 1, |g: u32| async move {
                 if g == 3 {
                     Err(format!("group {g}"))
                 } else {
@@ -88,7 +92,13 @@ mod tests {
 
     #[tokio::test]
     async fn outside_a_read_bar_groups_are_read_all_the_same() {
-        let read = read_each(vec![1, 2], 8, |g: u32| async move { Ok::<_, ()>(g) }).await;
+        let read = read_each(
+            "groups",
+            vec![1, 2],
+            8,
+            |g: u32| async move { Ok::<_, ()>(g) },
+        )
+        .await;
         assert_eq!(read.map(|r| r.len()), Ok(2));
     }
 }

@@ -171,7 +171,8 @@ pub(super) async fn list_groups(
     Extension(caller): Extension<Caller>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Answer {
-    let max = max_items(&q, 3000)?;
+    let limit = sim.lock().behaviour.group_page_limit;
+    let max = max_items(&q, i64::from(limit))?;
     let ignore_access = flag(&q, "ignoreAccess")?;
     let abridged = flag(&q, "abridged")? && sim.lock().behaviour.abridged_lists;
     let st = sim.lock();

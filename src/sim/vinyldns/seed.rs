@@ -115,6 +115,10 @@ pub struct Behaviour {
     /// A broken server for tests: `GET /groups` ignores `startFrom`, so every page repeats the
     /// first one and its cursor.
     pub repeat_group_pages: bool,
+    /// The most groups `GET /groups` lists a page (`maxItems` above it is a 400): 3000 on
+    /// current servers (`MembershipRouting`); 100 shows an older server as its documentation
+    /// described it.
+    pub group_page_limit: u32,
 }
 
 impl Default for Behaviour {
@@ -125,6 +129,7 @@ impl Default for Behaviour {
             abridged_lists: true,
             case_insensitive_names: true,
             repeat_group_pages: false,
+            group_page_limit: 3000,
         }
     }
 }

@@ -40,8 +40,10 @@ impl ContensisTarget {
             }
         }
         let groups: Vec<(ObservedGroup, Vec<(UserKey, String)>)> =
-            progress::read_each(in_scope, self.concurrency.get(), |g| self.observe_group(g))
-                .await?;
+            progress::read_each("groups", in_scope, self.concurrency.get(), |g| {
+                self.observe_group(g)
+            })
+            .await?;
         let mut members: HashSet<String> = HashSet::new();
         for (g, ids) in groups {
             members.extend(g.group.members.iter().map(|m| fold(m.as_str(), true)));

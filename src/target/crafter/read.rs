@@ -100,7 +100,7 @@ impl CrafterTarget {
             }
         }
         let groups: Vec<(ObservedGroup, Vec<api::User>)> =
-            progress::read_each(in_scope, self.concurrency.get(), |g| {
+            progress::read_each("groups", in_scope, self.concurrency.get(), |g| {
                 self.observe_group_v2(g)
             })
             .await?;

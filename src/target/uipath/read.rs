@@ -56,8 +56,10 @@ impl UiPathTarget {
             }
         }
         let groups: Vec<GroupRead> =
-            progress::read_each(in_scope, self.concurrency.get(), |g| self.observe_group(g))
-                .await?;
+            progress::read_each("groups", in_scope, self.concurrency.get(), |g| {
+                self.observe_group(g)
+            })
+            .await?;
         let mut seen_keys: BTreeSet<String> = BTreeSet::new();
         for (_, ids, _, _) in &groups {
             for (key, _) in ids {

@@ -25,9 +25,14 @@ pub fn segment(s: &str) -> String {
 /// The group collection (list, create).
 pub const GROUPS: &str = "/groups";
 
-/// The items a list page asks for: within every server version's range (current servers allow up
-/// to 3000 groups and 1000 members a page; older ones documented 100).
-pub const MAX_ITEMS: u32 = 100;
+/// The groups a list page asks for: the most current servers allow (`maxItems` 1 to 3000), so
+/// that a list of 20,000 groups is 7 calls rather than 200.
+pub const GROUPS_PAGE: u32 = 3000;
+/// The members a page asks for: the most current servers allow (1 to 1000).
+pub const MEMBERS_PAGE: u32 = 1000;
+/// The page size every server version takes (older ones documented at most 100): what a list
+/// asks for after a server refuses a larger `maxItems`.
+pub const LEGACY_PAGE: u32 = 100;
 
 /// `/groups/{id}` (get, update, delete).
 pub fn group(id: &str) -> String {
@@ -130,12 +135,16 @@ pub struct MemberPage {
     pub next_id: Option<String>,
 }
 
-/// A user as `GET /users/{key}` returns it (only its id: the key it was looked up by is the
-/// name roster matches on).
+/// A user as `GET /users/{key}` returns it: its id, and its name (what roster matches on, when
+/// it was looked up by id).
 #[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct User {
     /// The user's id.
     pub id: String,
+    /// The user's name.
+    #[serde(default)]
+    pub user_name: String,
 }
 
 /// An admin as `GET /groups/{id}/admins` lists it.

@@ -38,7 +38,7 @@ pub(crate) use config::VinylDnsKeys;
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use reqwest::{Method, StatusCode};
@@ -223,6 +223,9 @@ pub struct VinylDnsTarget {
     /// Whether a signed request succeeded in this run: then the keys are right, and a 401 is
     /// about the request, not the keys.
     authenticated: AtomicBool,
+    /// The groups a list page asks for: [`api::GROUPS_PAGE`], or [`api::LEGACY_PAGE`] once the
+    /// server refused that.
+    page_size: AtomicU32,
 }
 
 impl std::fmt::Debug for VinylDnsTarget {
@@ -279,6 +282,7 @@ impl VinylDnsTarget {
             account: Mutex::new(Account::default()),
             orphans: Mutex::new(HashMap::new()),
             authenticated: AtomicBool::new(false),
+            page_size: AtomicU32::new(api::GROUPS_PAGE),
         }
     }
 

@@ -3,6 +3,7 @@
 //! name, a fresh group).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::Ordering;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -26,13 +27,36 @@ impl VinylDnsTarget {
         listing: Listing<'_>,
         retry: bool,
     ) -> Result<Vec<api::Group>, ObserveError> {
+        let size = self.page_size.load(Ordering::Relaxed);
+        match self.list_groups_by(listing, retry, size).await {
+            Err(ObserveError::Call(e)) if size > api::LEGACY_PAGE && refuses_page_size(&e) => {
+                tracing::info!(
+                    target = %self.name,
+                    asked = size,
+                    "the server refuses pages this large; listing {} at a time",
+                    api::LEGACY_PAGE
+                );
+                self.page_size.store(api::LEGACY_PAGE, Ordering::Relaxed);
+                self.list_groups_by(listing, retry, api::LEGACY_PAGE).await
+            }
+            r => r,
+        }
+    }
+
+    /// [`Self::list_groups`] with `size` groups a page.
+    async fn list_groups_by(
+        &self,
+        listing: Listing<'_>,
+        retry: bool,
+        size: u32,
+    ) -> Result<Vec<api::Group>, ObserveError> {
         let what = format!("GET {}", api::GROUPS);
         let pages = paging::cursored(
             &what,
             |g: &api::Group| g.id.clone(),
             |g: &api::Group| format!("group \"{}\"", g.name),
             |start: Option<String>| async move {
-                let mut q = vec![("maxItems", api::MAX_ITEMS.to_string())];
+                let mut q = vec![("maxItems", size.to_string())];
                 if listing.all {
                     q.push(("ignoreAccess", "true".to_owned()));
                 }
@@ -75,7 +99,11 @@ impl VinylDnsTarget {
             |start: Option<String>| {
                 let path = &path;
                 async move {
-                    let mut q = vec![("maxItems", api::MAX_ITEMS.to_string())];
+                    let size = self
+                        .page_size
+                        .load(Ordering::Relaxed)
+                        .min(api::MEMBERS_PAGE);
+                    let mut q = vec![("maxItems", size.to_string())];
                     if let Some(s) = start {
                         q.push(("startFrom", s));
                     }
@@ -112,7 +140,7 @@ impl VinylDnsTarget {
         }
         let mut orphans = BTreeSet::new();
         for id in listed.difference(&read) {
-            if self.user_exists(id, &name).await? {
+            if self.user_named(id, Some(&name)).await?.is_some() {
                 return Err(changed());
             }
             orphans.insert((*id).to_owned());
@@ -130,8 +158,12 @@ impl VinylDnsTarget {
         })
     }
 
-    /// Whether a user id names a user (`GET /users/{id}`, 404 when not).
-    async fn user_exists(&self, id: &str, group: &GroupName) -> Result<bool, CallError> {
+    /// The name of the user an id names (`GET /users/{id}`); `None` when it names none (404).
+    async fn user_named(
+        &self,
+        id: &str,
+        group: Option<&GroupName>,
+    ) -> Result<Option<String>, CallError> {
         let path = api::user(id);
         self.endpoint
             .reads()
@@ -142,13 +174,73 @@ impl VinylDnsTarget {
                         &path,
                         &[],
                         None,
-                        Some(group),
+                        group,
                         &[StatusCode::NOT_FOUND],
                     )
                     .await?;
-                Ok(resp.status != StatusCode::NOT_FOUND)
+                if resp.status == StatusCode::NOT_FOUND {
+                    return Ok(None);
+                }
+                let user: api::User = self.decode(&resp, &Method::GET, &path, group)?;
+                Ok(Some(user.user_name))
             })
             .await
+    }
+
+    /// Every group of `groups` read from what the list gave (member and admin ids) and one
+    /// lookup per distinct member id: fewer calls than a members read per group whenever the
+    /// groups share their members. Ids that name no user are the groups' orphans, as
+    /// [`Self::read_group`] finds them.
+    async fn read_by_user_ids(&self, groups: Vec<api::Group>) -> Result<Vec<Read>, ObserveError> {
+        let ids: BTreeSet<String> = groups
+            .iter()
+            .flat_map(|g| &g.members)
+            .map(|m| m.id.clone())
+            .collect();
+        let named = progress::read_each(
+            "users",
+            ids.into_iter().collect(),
+            self.concurrency.get(),
+            |id| async move {
+                let name = self.user_named(&id, None).await?;
+                Ok::<_, CallError>((id, name))
+            },
+        )
+        .await?;
+        let names: HashMap<String, Option<String>> = named.into_iter().collect();
+        {
+            let mut cache = self.users.lock().unwrap_or_else(|e| e.into_inner());
+            for (id, name) in &names {
+                if let Some(name) = name {
+                    cache.insert(fold(name, CASE_INSENSITIVE), Some(id.clone()));
+                }
+            }
+        }
+        Ok(groups
+            .into_iter()
+            .map(|g| {
+                let admins: HashSet<&str> = g.admins.iter().map(|a| a.id.as_str()).collect();
+                let mut members = Vec::new();
+                let mut orphans = BTreeSet::new();
+                for m in &g.members {
+                    match names.get(&m.id) {
+                        Some(Some(name)) => members.push(api::Member {
+                            id: m.id.clone(),
+                            user_name: name.clone(),
+                            is_admin: admins.contains(m.id.as_str()),
+                        }),
+                        _ => {
+                            orphans.insert(m.id.clone());
+                        }
+                    }
+                }
+                Read {
+                    group: g,
+                    members,
+                    orphans,
+                }
+            })
+            .collect())
     }
 
     /// The observed group: its members by user name; admins spelt as the desired state spells
@@ -358,8 +450,21 @@ impl VinylDnsTarget {
                 observed.others.insert(name);
             }
         }
-        let reads: Vec<Read> =
-            progress::read_each(in_scope, self.concurrency.get(), |g| self.read_group(g)).await?;
+        // The list carries each group's member ids: when the groups share their members, a
+        // lookup per distinct id takes fewer calls than a members read per group.
+        let distinct: HashSet<&str> = in_scope
+            .iter()
+            .flat_map(|g| &g.members)
+            .map(|m| m.id.as_str())
+            .collect();
+        let reads: Vec<Read> = if distinct.len() < in_scope.len() {
+            self.read_by_user_ids(in_scope).await?
+        } else {
+            progress::read_each("groups", in_scope, self.concurrency.get(), |g| {
+                self.read_group(g)
+            })
+            .await?
+        };
         let spelling: HashMap<String, &UserKey> = users
             .iter()
             .map(|u| (fold(u.as_str(), CASE_INSENSITIVE), u))
@@ -437,4 +542,10 @@ fn unmanaged(read: &Read, hide: Option<&str>) -> BTreeSet<Unmanaged> {
         .iter()
         .map(|id| Unmanaged::new("id that names no user", id.clone()));
     own.chain(orphans).collect()
+}
+
+/// Whether a failed list call is the server refusing the page size asked for (older servers
+/// take at most 100 items a page, and say so naming `maxItems`).
+fn refuses_page_size(e: &CallError) -> bool {
+    matches!(&e.kind, CallErrorKind::Status { status: 400, message, .. } if message.contains("maxItems"))
 }
