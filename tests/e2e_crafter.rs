@@ -49,8 +49,9 @@ safety_suite!(Crafter);
 impl SafetyCase for Crafter {
     fn failed_read() -> Case<FailedRead> {
         Case::Run(FailedRead {
-            groups: 150,
-            fail_path: |_| "offset=100".into(),
+            // Two pages of the group list (1,000 a page); the second fails.
+            groups: 1_050,
+            fail_path: |_| "offset=1000".into(),
             says: &["studio: GET /api/2/groups: 500"],
         })
     }

@@ -157,35 +157,56 @@ pub fn locate(text: &str, byte_offset: usize) -> (usize, usize) {
 /// A text file being checked: its path (as it should appear in messages) and its content.
 ///
 /// It turns byte spans, and toml errors that carry one, into [`Diagnostic`]s.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct TextFile<'a> {
     /// The path printed in diagnostics.
     pub path: &'a Path,
     /// The file's content, which spans index into.
     pub text: &'a str,
+    /// Where each line starts: a file of 20,000 groups gives each its origin, and finding
+    /// each line by counting from the top would make reading it quadratic.
+    line_starts: Vec<usize>,
 }
 
 impl<'a> TextFile<'a> {
     /// A file at `path` with this content.
     pub fn new(path: &'a Path, text: &'a str) -> Self {
-        Self { path, text }
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Self {
+            path,
+            text,
+            line_starts,
+        }
+    }
+
+    /// [`locate`], by the line index.
+    fn locate(&self, byte_offset: usize) -> (usize, usize) {
+        let mut offset = byte_offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.line_starts.partition_point(|start| *start <= offset);
+        let start = self.line_starts[line - 1];
+        (line, self.text[start..offset].chars().count() + 1)
     }
 
     /// An error at the start of `span`.
     pub fn error(&self, span: Range<usize>, message: impl Into<String>) -> Diagnostic {
-        let (line, col) = locate(self.text, span.start);
+        let (line, col) = self.locate(span.start);
         Diagnostic::error(self.path, line, col, message)
     }
 
     /// A warning at the start of `span`.
     pub fn warning(&self, span: Range<usize>, message: impl Into<String>) -> Diagnostic {
-        let (line, col) = locate(self.text, span.start);
+        let (line, col) = self.locate(span.start);
         Diagnostic::warning(self.path, line, col, message)
     }
 
     /// Where the start of `span` is, as the [`Origin`] of something defined there.
     pub fn origin(&self, span: Range<usize>) -> Origin {
-        let (line, col) = locate(self.text, span.start);
+        let (line, col) = self.locate(span.start);
         Origin::File {
             path: self.path.to_path_buf(),
             line,
@@ -233,6 +254,13 @@ mod tests {
         // Past the end: after the last newline.
         assert_eq!(locate(text, 999), (3, 1));
         assert_eq!(locate("", 0), (1, 1));
+        // The line index agrees with counting from the top, everywhere.
+        for text in [text, "", "\n\n", "é\nx\n\ny"] {
+            let file = TextFile::new(Path::new("x"), text);
+            for at in 0..text.len() + 3 {
+                assert_eq!(file.locate(at), locate(text, at), "{text:?} at {at}");
+            }
+        }
     }
 
     #[test]

@@ -40,8 +40,8 @@ impl<'a> Resolver<'a> {
     }
 
     /// The file being read.
-    pub fn file(&self) -> TextFile<'a> {
-        self.file
+    pub fn file(&self) -> &TextFile<'a> {
+        &self.file
     }
 
     /// Records an error at `span`.

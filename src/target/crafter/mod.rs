@@ -77,8 +77,12 @@ const CASE_INSENSITIVE: bool = true;
 const V1_BEYOND_BMP: &str = "Studio 3.0 stores text as MySQL `utf8`, which holds no character \
                              beyond the Basic Multilingual Plane (such as an emoji)";
 
-/// Groups or members asked for per page of a list.
+/// Members asked for per page of a group's members (and groups per page of API 1's list).
 const PAGE_SIZE: u32 = 100;
+
+/// Groups asked for per page of API 2's group list (Studio sets no maximum; a group is about 150
+/// bytes of JSON): 20,000 groups are 20 calls.
+const GROUP_PAGE_SIZE: u32 = 1000;
 
 /// Users asked for per page of the user list (Studio sets no maximum; a user is about 200
 /// bytes of JSON).

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use reqwest::{Method, StatusCode};
 
-use super::{CASE_INSENSITIVE, CrafterTarget, PAGE_SIZE, USER_PAGE_SIZE, api};
+use super::{CASE_INSENSITIVE, CrafterTarget, GROUP_PAGE_SIZE, PAGE_SIZE, USER_PAGE_SIZE, api};
 use crate::model::{Group, GroupKind, GroupName, Observed, ObservedGroup, UserKey};
 use crate::plan::{Scope, fold};
 use crate::target::http::endpoint::Req;
@@ -28,7 +28,7 @@ impl CrafterTarget {
             q.push(("keyword", k.to_owned()));
         }
         q.push(("offset", offset.to_string()));
-        q.push(("limit", PAGE_SIZE.to_string()));
+        q.push(("limit", GROUP_PAGE_SIZE.to_string()));
         let req = Req::get(api::GROUPS).query(&q);
         let p: api::GroupPage = if retry {
             self.read(&req, None).await?

@@ -1,0 +1,273 @@
+//! A large estate on every target: 20,000 groups × 50 members (1,000 users) on its simulator,
+//! 20 ms added to every request, concurrency 8. For each target, one plan (the read) and one
+//! apply of 5,000 member changes (100 groups each losing 25 members and gaining 25), each phase
+//! side by side with its bound, (calls × latency ÷ concurrency), and the calls made side by side
+//! with the fewest the API allows.
+//!
+//! `cargo bench --bench scale` runs every target; `cargo bench --bench scale -- vinyldns` one.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use roster::config;
+use roster::reconcile::Mode;
+use roster::run::{RunOptions, RunReport, run};
+use roster::sim::{self, SimKind, faults::Faults};
+
+const GROUPS: usize = 20_000;
+const MEMBERS: usize = 50;
+const USERS: usize = 1_000;
+/// Groups that change, each losing 25 members and gaining 25: 5,000 member changes.
+const CHANGED: usize = 100;
+const LATENCY: Duration = Duration::from_millis(20);
+const CONCURRENCY: u32 = 8;
+
+fn user(u: usize) -> String {
+    format!("u{u:04}")
+}
+
+/// The `k`th member of group `g`: 13 is prime to 1,000, so a group's 50 are distinct.
+fn member(g: usize, k: usize) -> String {
+    user((g * 7 + k * 13) % USERS)
+}
+
+fn quoted(names: impl Iterator<Item = String>) -> String {
+    names
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The simulator's seed: every group with members 0..50.
+fn seed(kind: SimKind) -> String {
+    let users = quoted((0..USERS).map(user));
+    let mut s = match kind {
+        SimKind::Contensis => format!(
+            "[contensis]\nclient_id = \"roster\"\nclient_secret = \"bench\"\nusers = [{users}]\n"
+        ),
+        SimKind::VinylDns => format!(
+            "[vinyldns]\nusers = [{users}]\nsuper_users = [\"roster\"]\n\
+             [[vinyldns.credentials]]\naccess_key = \"bench-access\"\nsecret_key = \"bench\"\n\
+             user = \"roster\"\n"
+        ),
+        SimKind::Crafter => format!("[crafter]\ntoken = \"bench\"\nusers = [{users}]\n"),
+        SimKind::UiPath => format!("[uipath]\nclient_secret = \"bench\"\nusers = [{users}]\n"),
+    };
+    let kind_name = kind.type_name();
+    for g in 0..GROUPS {
+        let members = quoted((0..MEMBERS).map(|k| member(g, k)));
+        let _ = write!(
+            s,
+            "[[{kind_name}.group]]\nname = \"g{g:05}\"\nmembers = [{members}]\n"
+        );
+        if kind == SimKind::VinylDns {
+            let _ = write!(
+                s,
+                "email = \"g{g:05}@example.com\"\nadmins = [\"{}\"]\n",
+                member(g, MEMBERS - 1)
+            );
+        }
+    }
+    s
+}
+
+/// The desired groups: the first [`CHANGED`] lose members 0..25 and gain 50..75.
+fn desired(kind: SimKind) -> String {
+    let mut s = String::new();
+    for g in 0..GROUPS {
+        let ks: Vec<usize> = if g < CHANGED {
+            (25..MEMBERS + 25).collect()
+        } else {
+            (0..MEMBERS).collect()
+        };
+        let members = quoted(ks.into_iter().map(|k| member(g, k)));
+        let _ = write!(s, "[[group]]\nname = \"g{g:05}\"\nmembers = [{members}]\n");
+        if kind == SimKind::VinylDns {
+            let _ = write!(
+                s,
+                "[group.vinyldns]\nemail = \"g{g:05}@example.com\"\nadmins = [\"{}\"]\n",
+                member(g, MEMBERS - 1)
+            );
+        }
+    }
+    s
+}
+
+fn config(kind: SimKind) -> String {
+    let target = match kind {
+        SimKind::Contensis => {
+            "url = \"http://127.0.0.1:1\"\nclient_id = \"roster\"\nclient_secret = \"bench\""
+        }
+        SimKind::VinylDns => {
+            "url = \"http://127.0.0.1:1\"\naccess_key = \"bench-access\"\nsecret_key = \"bench\""
+        }
+        SimKind::Crafter => "url = \"http://127.0.0.1:1/studio\"\ntoken = \"bench\"",
+        SimKind::UiPath => {
+            "url = \"http://127.0.0.1:1/roster\"\n\
+             partition_global_id = \"3fa85f64-5717-4562-b3fc-2c963f66afa6\"\n\
+             client_id = \"roster\"\nclient_secret = \"bench\""
+        }
+    };
+    format!(
+        "[[source]]\ntype = \"toml\"\npath = \"groups.toml\"\n\n[[target]]\nname = \"{0}\"\n\
+         type = \"{0}\"\nconcurrency = {CONCURRENCY}\ntimeout = \"60s\"\n{target}\n",
+        kind.type_name()
+    )
+}
+
+/// The fewest reads the API allows for the estate, and what they are.
+fn fewest_reads(kind: SimKind) -> (usize, &'static str) {
+    let g = GROUPS;
+    match kind {
+        // No list carries members or children: the list (100 a page; the largest page size is
+        // unconfirmed), then each group's direct members and direct children.
+        SimKind::Contensis => (g.div_ceil(100) + 2 * g, "list at 100 a page + 2 per group"),
+        // The list carries each group's member ids: 3,000 a page, then one lookup per user.
+        SimKind::VinylDns => (
+            g.div_ceil(3000) + USERS,
+            "list at 3,000 a page + 1 per user",
+        ),
+        // No list carries members: the list (1,000 a page), then each group's members.
+        SimKind::Crafter => (g.div_ceil(1000) + g, "list at 1,000 a page + 1 per group"),
+        // The list carries no members: the list, then each group's members (1,000 a page).
+        SimKind::UiPath => (1 + g, "list + 1 per group"),
+    }
+}
+
+/// The fewest writes the API allows for 5,000 member changes over [`CHANGED`] groups.
+fn fewest_writes(kind: SimKind) -> (usize, &'static str) {
+    let c = CHANGED;
+    match kind {
+        // One bulk add per group; one DELETE per member removed.
+        SimKind::Contensis => (c + c * 25, "1 bulk add per group + 1 per removal"),
+        // One full-replace PUT per group, after the fresh GET the design requires.
+        SimKind::VinylDns => (2 * c, "GET + PUT per group"),
+        // One bulk add and one bulk remove per group.
+        SimKind::Crafter => (2 * c, "bulk add + bulk remove per group"),
+        // One PUT per group carrying its additions and removals.
+        SimKind::UiPath => (c, "1 PUT per group"),
+    }
+}
+
+fn is_auth(call: &str) -> bool {
+    call.contains("/token") || call.contains("/login") || call.contains("/authenticate")
+}
+
+fn phase(report: &RunReport, name: &str) -> Duration {
+    report.targets[0]
+        .durations
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(Duration::ZERO, |(_, d)| *d)
+}
+
+fn bound(calls: usize) -> Duration {
+    LATENCY * u32::try_from(calls).unwrap_or(u32::MAX) / CONCURRENCY
+}
+
+async fn once(kind: SimKind) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("roster.toml"), config(kind)).expect("config");
+    std::fs::write(dir.path().join("groups.toml"), desired(kind)).expect("groups");
+    let text = seed(kind);
+    let loading = Instant::now();
+    let seed = sim::parse_seed(&text, "bench seed").expect("seed");
+    let running = sim::start(seed, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("simulators");
+    let loaded = loading.elapsed();
+    running.set_faults_all(&Faults {
+        latency: Some(LATENCY),
+        ..Faults::default()
+    });
+    let mut cfg = config::load(&dir.path().join("roster.toml")).expect("config");
+    running.point_at(&mut cfg);
+
+    let calls = |from: usize| -> Vec<String> {
+        running.calls_of(kind)[from..]
+            .iter()
+            .filter(|c| !is_auth(c))
+            .cloned()
+            .collect()
+    };
+    let before = running.calls_of(kind).len();
+    let plan = run(
+        &cfg,
+        &RunOptions {
+            mode: Mode::Plan,
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .expect("plan");
+    assert!(!plan.any_failed(), "{kind:?}: the plan failed");
+    let changes = plan.targets[0].plan.as_ref().map_or(0, |p| p.changes.len());
+    let reads = calls(before);
+    let read_took = phase(&plan, "observe");
+    let after_plan = running.calls_of(kind).len();
+
+    let apply = run(
+        &cfg,
+        &RunOptions {
+            mode: Mode::Apply,
+            max_deletes: Some(usize::MAX),
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .expect("apply");
+    assert!(!apply.any_failed(), "{kind:?}: a change failed");
+    let apply_calls = calls(after_plan).len().saturating_sub(reads.len());
+    let apply_took = phase(&apply, "apply");
+    running.shutdown().await;
+
+    let (min_reads, how_reads) = fewest_reads(kind);
+    let (min_writes, how_writes) = fewest_writes(kind);
+    let ratio = |took: Duration, b: Duration| took.as_secs_f64() / b.as_secs_f64().max(1e-9);
+    println!(
+        "{:<10} seed of {GROUPS} × {MEMBERS} loaded in {:.2} s; {changes} changes planned",
+        kind.type_name(),
+        loaded.as_secs_f64()
+    );
+    println!(
+        "           read  {:>7.2} s for {:>6} calls; bound {:>7.2} s: {:.3}×  (fewest {} = {})",
+        read_took.as_secs_f64(),
+        reads.len(),
+        bound(reads.len()).as_secs_f64(),
+        ratio(read_took, bound(reads.len())),
+        min_reads,
+        how_reads
+    );
+    println!(
+        "           apply {:>7.2} s for {:>6} calls; bound {:>7.2} s: {:.3}×  (fewest {} = {})",
+        apply_took.as_secs_f64(),
+        apply_calls,
+        bound(apply_calls).as_secs_f64(),
+        ratio(apply_took, bound(apply_calls)),
+        min_writes,
+        how_writes
+    );
+}
+
+fn main() {
+    // `cargo bench` passes --bench; anything else (cargo test's listing) runs nothing.
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--bench") {
+        return;
+    }
+    let only: Vec<&str> = args[1..]
+        .iter()
+        .filter(|a| !a.starts_with("--"))
+        .map(String::as_str)
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for kind in SimKind::ALL {
+        if only.is_empty() || only.contains(&kind.type_name()) {
+            rt.block_on(once(kind));
+        }
+    }
+}
