@@ -2,7 +2,7 @@
 //! against the Contensis simulator enforcing a quota of 20 calls a second (a bucket of 20), 20 ms
 //! added to every request, concurrency 8, twice:
 //!
-//! * with `rate_limit = "20/s"` and `burst = 20` declared: the 429s the server answered (bound:
+//! * with `rate_limit = "20/s"` and `burst = 10` declared: the 429s the server answered (bound:
 //!   none) and the throughput against the quota (bound: at least 0.9);
 //! * with no rate declared, the pace adapting: the share of calls answered 429 (bound: under 2 %)
 //!   and the throughput against the quota (bound: at least 0.8).
@@ -26,6 +26,9 @@ const GROUPS: usize = 10;
 const MEMBERS: usize = 100;
 const RATE: f64 = 20.0;
 const BURST: u32 = 20;
+/// The burst roster is told: below the API's own, as the README advises, so that the jitter
+/// between a call leaving and arriving never crosses the server's bucket.
+const DECLARED_BURST: u32 = 10;
 
 fn users() -> String {
     (0..MEMBERS)
@@ -56,7 +59,7 @@ fn desired() -> String {
 
 fn config(declared: bool) -> String {
     let rate = if declared {
-        format!("rate_limit = \"{RATE}/s\"\nburst = {BURST}\n")
+        format!("rate_limit = \"{RATE}/s\"\nburst = {DECLARED_BURST}\n")
     } else {
         String::new()
     };
@@ -152,6 +155,12 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(once(true));
-    rt.block_on(once(false));
+    // `-- declared` or `-- adaptive` runs one of the two.
+    let only = std::env::args().find(|a| a == "declared" || a == "adaptive");
+    if only.as_deref() != Some("adaptive") {
+        rt.block_on(once(true));
+    }
+    if only.as_deref() != Some("declared") {
+        rt.block_on(once(false));
+    }
 }

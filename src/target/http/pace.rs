@@ -33,8 +33,10 @@ use crate::retry::{Rate, RateLimit};
 
 /// The share of the sustained rate the pace drops to after an overload.
 const BETA: f64 = 0.7;
-/// How fast the cubic grows, in calls per second per second cubed (the AWS SDKs' constant).
-const CUBIC_C: f64 = 0.4;
+/// How fast the cubic grows, in calls per second per second cubed: a quarter of the AWS SDKs'
+/// 0.4, so that the pace stays near the sustained rate for longer before probing past it (each
+/// probe that finds the quota costs a 429 or two).
+const CUBIC_C: f64 = 0.1;
 /// The slowest pace the adaptive limit drops to, in calls per second.
 const MIN_RATE: f64 = 0.5;
 /// The most calls in flight the adaptive limit counts up to (the connector's `concurrency`
