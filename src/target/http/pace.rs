@@ -141,13 +141,6 @@ impl Pacer {
         }
         Admission { pacer: self, epoch }
     }
-
-    /// The adaptive pace now, in calls per second (`None`: unpaced), and the calls it lets be
-    /// in flight.
-    pub fn adaptive_now(&self) -> (Option<f64>, u32) {
-        let a = self.state();
-        (a.rate_at(Instant::now()), a.limit)
-    }
 }
 
 /// One admitted call; dropping it frees its slot.
