@@ -1246,3 +1246,124 @@ async fn bulk_adds_answer_an_existing_or_unknown_id_as_switched() {
         (BulkExisting::BadRequest, BulkUnknown::Ignore, false)
     );
 }
+
+/// Puts the name switch in force over the control endpoint, as a test harness would.
+async fn names_ignore_case(env: &Env, on: bool) {
+    let resp = env
+        .http
+        .put(env.url("/_sim/behaviour"))
+        .json(&json!({ "case_insensitive_names": on }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn names_follow_renames_deletes_and_the_case_switch_flipped_at_run_time() {
+    let env = Env::new("[[contensis.group]]\nname = \"Ops\"\n").await;
+    let (s, g) = env.get("/api/security/groups/ops").await;
+    assert_eq!(s, StatusCode::OK);
+    let id = g["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/security/groups/{id}");
+    let (s, _) = env
+        .call(Method::PUT, &path, Some(json!({"name": "Platform"})))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        env.get("/api/security/groups/Ops").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(env.get("/api/security/groups/PLATFORM").await.1["id"], id);
+
+    // Exact names from now on: a name differing by case is another group's.
+    names_ignore_case(&env, false).await;
+    assert_eq!(
+        env.get("/api/security/groups/PLATFORM").await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (s, other) = env
+        .call(
+            Method::POST,
+            "/api/security/groups",
+            Some(json!({"name": "PLATFORM"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{other}");
+    assert_eq!(env.get("/api/security/groups/Platform").await.1["id"], id);
+    assert_eq!(
+        env.get("/api/security/groups/PLATFORM").await.1["id"],
+        other["id"]
+    );
+    let (_, list) = env.get("/api/security/groups").await;
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["PLATFORM", "Platform", "System Administrators"]);
+
+    // Back to ignoring case: an exact match still wins.
+    names_ignore_case(&env, true).await;
+    assert_eq!(env.get("/api/security/groups/Platform").await.1["id"], id);
+    assert_eq!(
+        env.get("/api/security/groups/PLATFORM").await.1["id"],
+        other["id"]
+    );
+
+    // Deleted, then created again under the same name: the name finds the new group.
+    for gone in [
+        path,
+        format!("/api/security/groups/{}", other["id"].as_str().unwrap()),
+    ] {
+        assert_eq!(
+            env.call(Method::DELETE, &gone, None).await.0,
+            StatusCode::NO_CONTENT
+        );
+    }
+    assert_eq!(
+        env.get("/api/security/groups/platform").await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (s, again) = env
+        .call(
+            Method::POST,
+            "/api/security/groups",
+            Some(json!({"name": "Platform"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_ne!(again["id"], id);
+    assert_eq!(
+        env.get("/api/security/groups/Platform").await.1["id"],
+        again["id"]
+    );
+}
+
+#[tokio::test]
+async fn pages_are_written_as_a_json_value_would_write_them() {
+    let env = Env::new(
+        "[contensis]\nusers = [\"alice\", \"bob\"]\n\
+         [[contensis.group]]\nname = \"Ops\"\nmembers = [\"alice\", \"bob\"]\n",
+    )
+    .await;
+    let id = env.sim.contensis.group("Ops").unwrap().id;
+    for path in [
+        "/api/security/groups?pageSize=1".to_owned(),
+        format!("/api/security/groups/{id}/users"),
+        "/api/security/users".to_owned(),
+    ] {
+        let resp = env
+            .http
+            .get(env.url(&path))
+            .bearer_auth(&env.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let text = resp.text().await.unwrap();
+        let value: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(text, value.to_string(), "{path}: fields in a map's order");
+    }
+}

@@ -1318,3 +1318,90 @@ async fn api_1_refuses_what_its_utf8_columns_cannot_hold_with_500() {
         "six built in, docs, and the last"
     );
 }
+
+/// Puts the name switch in force over the control endpoint, as a test harness would.
+async fn names_ignore_case(env: &Env, on: bool) {
+    let base = format!("http://{}", env.sim.addr(SimKind::Crafter));
+    let resp = env
+        .http
+        .put(format!("{base}/_sim/behaviour"))
+        .json(&json!({ "case_insensitive_names": on }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+/// The names the group list shows for `query`.
+async fn listed(env: &Env, query: &str) -> Vec<String> {
+    let (s, v) = env
+        .call(
+            Method::GET,
+            &format!("/api/2/groups?limit=100{query}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn names_follow_renames_deletes_and_the_case_switch_flipped_at_run_time() {
+    let env = Env::new(
+        "[crafter]\n[crafter.behaviour]\npatch = \"whole_group\"\n\
+         [[crafter.group]]\nname = \"ops\"\n",
+    )
+    .await;
+    let id = env.sim.crafter.group("OPS").unwrap().id;
+    let (s, _) = env
+        .call(
+            Method::PATCH,
+            "/api/2/groups",
+            Some(json!({"id": id, "name": "platform", "desc": null})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(env.sim.crafter.group("ops").is_none());
+    assert_eq!(listed(&env, "&keyword=PLAT").await, ["platform"]);
+    assert!(listed(&env, "&keyword=ops").await.is_empty());
+    // The old name is free, the new one taken.
+    let create = |name: &str| Some(json!({ "name": name }));
+    let (s, _) = env
+        .call(Method::POST, "/api/2/groups", create("Platform"))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+
+    // Exact names from now on: a name differing by case is another group.
+    names_ignore_case(&env, false).await;
+    assert!(listed(&env, "&keyword=PLAT").await.is_empty());
+    let (s, _) = env
+        .call(Method::POST, "/api/2/groups", create("Platform"))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(
+        listed(&env, "&keyword=latform").await,
+        ["platform", "Platform"]
+    );
+    names_ignore_case(&env, true).await;
+    // Listed by lower-case name, then id.
+    assert_eq!(
+        listed(&env, "&keyword=PLATFORM").await,
+        ["platform", "Platform"]
+    );
+
+    // Deleted, then created again under the same name.
+    let (s, _) = env
+        .call(Method::DELETE, &format!("/api/2/groups?id={id}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(listed(&env, "&keyword=platform").await, ["Platform"]);
+    let (s, v) = env.call(Method::POST, "/api/2/groups", create("ops")).await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_ne!(v["group"]["id"], json!(id));
+    assert_eq!(env.sim.crafter.group("OPS").unwrap().id, v["group"]["id"]);
+}

@@ -922,3 +922,84 @@ async fn control_endpoints_show_and_switch_state() {
         .expect("send");
     assert_eq!(f.status(), 400, "unknown fault keys are refused");
 }
+
+#[tokio::test]
+async fn names_follow_renames_deletes_and_the_case_switch_flipped_at_run_time() {
+    let s = start("[[uipath.group]]\nname = \"Ops\"\n").await;
+    let t = s.token().await;
+    let id = s.id("ops");
+    let create = |name: &str| {
+        Some(json!({"id": uuid::Uuid::new_v4().to_string(), "partitionGlobalId": P, "name": name}))
+    };
+    let rename = |name: &str| Some(json!({"partitionGlobalId": P, "name": name}));
+    let (status, _) = s
+        .json(M::PUT, &format!("/api/Group/{id}"), &t, rename("Platform"))
+        .await;
+    assert_eq!(status, 200);
+    assert!(s.run.uipath.group("Ops").is_none());
+    assert_eq!(s.id("PLATFORM"), id);
+    // The new name is taken, the old one free.
+    let (status, _) = s.json(M::POST, "/api/Group", &t, create("platform")).await;
+    assert_eq!(status, 409);
+    let (status, _) = s.json(M::POST, "/api/Group", &t, create("OPS")).await;
+    assert_eq!(status, 201);
+
+    // Exact names from now on: a name differing by case is another group's.
+    let base = format!("http://{}", s.run.addr(SimKind::UiPath));
+    let flip = |on: bool| {
+        s.http
+            .put(format!("{base}/_sim/behaviour"))
+            .json(&json!({ "case_insensitive_names": on }))
+            .send()
+    };
+    assert_eq!(flip(false).await.expect("send").status(), 200);
+    assert!(s.run.uipath.group("PLATFORM").is_none());
+    let (status, other) = s.json(M::POST, "/api/Group", &t, create("PLATFORM")).await;
+    assert_eq!(status, 201);
+    assert_eq!(s.id("Platform"), id);
+    assert_eq!(s.id("PLATFORM"), other["id"].as_str().expect("id"));
+    let (_, list) = s.json(M::GET, &format!("/api/Group/{P}"), &t, None).await;
+    let names: Vec<&str> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|g| g["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["Administrators", "Everyone", "OPS", "PLATFORM", "Platform"]
+    );
+    assert_eq!(flip(true).await.expect("send").status(), 200);
+    assert_eq!(s.id("Platform"), id, "an exact match still wins");
+
+    // Deleted (with PLATFORM, which holds the name too while names ignore case), then created
+    // again under the same name.
+    let other = other["id"].as_str().expect("id").to_owned();
+    for gone in [&id, &other] {
+        let (status, _, _) = s
+            .call(M::DELETE, &format!("/api/Group/{P}/{gone}"), Some(&t), None)
+            .await;
+        assert_eq!(status, 204);
+    }
+    assert!(s.run.uipath.group("platform").is_none());
+    let (status, _) = s
+        .json(M::GET, &format!("/api/Group/{P}/{id}"), &t, None)
+        .await;
+    assert_eq!(status, 404);
+    let (status, again) = s.json(M::POST, "/api/Group", &t, create("Platform")).await;
+    assert_eq!(status, 201);
+    assert_eq!(s.id("Platform"), again["id"].as_str().expect("id"));
+}
+
+#[tokio::test]
+async fn the_group_list_is_written_as_a_json_value_would_write_it() {
+    let s = start("[[uipath.group]]\nname = \"Ops\"\n").await;
+    let t = s.token().await;
+    let (status, _, text) = s
+        .call(M::GET, &format!("/api/Group/{P}"), Some(&t), None)
+        .await;
+    assert_eq!(status, 200);
+    let value: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(text, value.to_string(), "fields in a map's order");
+    assert_eq!(value.as_array().expect("list").len(), 3);
+}

@@ -949,3 +949,118 @@ async fn a_group_that_administers_a_zone_or_is_named_in_one_cannot_be_deleted() 
         .await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test]
+async fn names_follow_updates_deletes_and_the_case_switch_flipped_at_run_time() {
+    let api = start(SEED).await;
+    let alice = api.id("alice");
+    let ops = api.sim.group("ops").expect("ops").id;
+    let body = |id: Option<&str>, name: &str| {
+        let mut b = json!({
+            "name": name,
+            "email": "team@example.com",
+            "members": [{"id": alice}],
+            "admins": [{"id": alice}],
+        });
+        if let Some(id) = id {
+            b["id"] = json!(id);
+        }
+        Some(b)
+    };
+    let names = |v: &Value| -> Vec<String> {
+        v["groups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .map(|g| g["name"].as_str().expect("name").to_owned())
+            .collect()
+    };
+    let (status, _) = api
+        .send(
+            "PUT",
+            &format!("/groups/{ops}"),
+            &[],
+            body(Some(&ops), "platform"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let found = api
+        .json("GET", "/groups", &q(&[("groupNameFilter", "PLAT")]), None)
+        .await;
+    assert_eq!(names(&found), ["platform"]);
+    // The new name is taken (regardless of case), the old one free.
+    let (status, _) = api
+        .send("POST", "/groups", &[], body(None, "Platform"))
+        .await;
+    assert_eq!(status, 409);
+    let (status, _) = api.send("POST", "/groups", &[], body(None, "OPS")).await;
+    assert_eq!(status, 200);
+
+    // Exact names from now on: a name differing by case is another group.
+    let url = format!("http://{}/_sim/behaviour", api.addr);
+    let flip = |on: bool| {
+        api.http
+            .put(&url)
+            .json(&json!({ "case_insensitive_names": on }))
+            .send()
+    };
+    assert!(flip(false).await.expect("send").status().is_success());
+    let (status, _) = api
+        .send("POST", "/groups", &[], body(None, "Platform"))
+        .await;
+    assert_eq!(status, 200);
+    assert!(flip(true).await.expect("send").status().is_success());
+    let found = api
+        .json(
+            "GET",
+            "/groups",
+            &q(&[("groupNameFilter", "platform")]),
+            None,
+        )
+        .await;
+    let mut both = names(&found);
+    both.sort();
+    assert_eq!(both, ["Platform", "platform"]);
+    // The user's groups follow its memberships.
+    let user = api.json("GET", "/users/ALICE", &[], None).await;
+    assert_eq!(user["groupId"].as_array().expect("groups").len(), 3);
+
+    // Deleted, then created again under the same name.
+    let (status, _) = api
+        .send("DELETE", &format!("/groups/{ops}"), &[], None)
+        .await;
+    assert_eq!(status, 200);
+    let user = api.json("GET", "/users/alice", &[], None).await;
+    assert_eq!(user["groupId"].as_array().expect("groups").len(), 2);
+    let (status, _) = api.send("POST", "/groups", &[], body(None, "ops")).await;
+    assert_eq!(
+        status, 409,
+        "OPS, made above, holds the name regardless of case"
+    );
+    let (status, _) = api
+        .send(
+            "DELETE",
+            &format!("/groups/{}", api.sim.group("OPS").expect("OPS").id),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, again) = api.send("POST", "/groups", &[], body(None, "ops")).await;
+    assert_eq!(status, 200, "{again}");
+    assert_ne!(api.sim.group("ops").expect("ops").id, ops);
+}
+
+#[tokio::test]
+async fn group_pages_are_written_as_a_json_value_would_write_them() {
+    let api = start(SEED).await;
+    for query in [
+        q(&[("groupNameFilter", "o"), ("maxItems", "1")]),
+        q(&[("abridged", "true")]),
+    ] {
+        let (status, text) = api.send("GET", "/groups", &query, None).await;
+        assert_eq!(status, 200, "{text}");
+        let value: Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(text, value.to_string(), "fields in a map's order");
+    }
+}

@@ -32,6 +32,7 @@ pub mod contensis;
 pub mod control;
 pub mod crafter;
 pub mod faults;
+pub mod index;
 pub mod uipath;
 pub mod vinyldns;
 

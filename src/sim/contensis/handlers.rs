@@ -95,8 +95,7 @@ pub(super) async fn list_groups(
 ) -> ApiResult {
     let mut st = sim.lock();
     st.admin(&headers)?;
-    let ids: Vec<Uuid> = st.groups.keys().copied().collect();
-    Ok(json_ok(StatusCode::OK, st.group_page(ids, &q)?))
+    Ok(json_ok(StatusCode::OK, st.all_groups_page(&q)?))
 }
 
 /// `GET /api/security/groups/{group}`.
@@ -138,19 +137,16 @@ pub(super) async fn create_group(
         return Err(ApiError::Conflict);
     }
     let id = id.unwrap_or_else(Uuid::new_v4);
-    st.groups.insert(
+    st.put_group(GroupRec {
         id,
-        GroupRec {
-            id,
-            name,
-            description,
-            kind: GroupKind::Contensis,
-            custom,
-            members: BTreeSet::new(),
-            children: BTreeSet::new(),
-            extra: BTreeMap::from([(AUTO_DOMAINS.to_owned(), domains)]),
-        },
-    );
+        name,
+        description,
+        kind: GroupKind::Contensis,
+        custom,
+        members: BTreeSet::new(),
+        children: BTreeSet::new(),
+        extra: BTreeMap::from([(AUTO_DOMAINS.to_owned(), domains)]),
+    });
     st.writes += 1;
     Ok(json_ok(StatusCode::CREATED, st.group_json(id)))
 }
@@ -203,15 +199,16 @@ pub(super) async fn update_group(
         })
         .collect();
     st.check_name(&name, Some(id))?;
+    let renamed = st.groups.get(&id).is_some_and(|g| g.name != name);
+    if renamed {
+        st.rename_group(id, name);
+    }
     let changed = {
         let Some(rec) = st.groups.get_mut(&id) else {
             return Err(ApiError::NotFound(GROUP_NOT_FOUND));
         };
-        let changed = rec.name != name
-            || rec.description != description
-            || rec.custom != custom
-            || rec.extra != extra;
-        rec.name = name;
+        let changed =
+            renamed || rec.description != description || rec.custom != custom || rec.extra != extra;
         rec.description = description;
         rec.custom = custom;
         rec.extra = extra;
@@ -233,7 +230,7 @@ pub(super) async fn delete_group(
     st.admin(&headers)?;
     let id = st.group_id(&group)?;
     st.protect(id, false)?;
-    st.groups.remove(&id);
+    st.remove_group(id);
     for g in st.groups.values_mut() {
         g.children.remove(&id);
     }
@@ -557,18 +554,7 @@ pub(super) async fn user_groups(
     let caller = st.admin_or_self(&headers, &user)?;
     let user = st.user_id(&user, caller)?;
     let inherited = q.flag("includeInherited")?;
-    let ids: Vec<Uuid> = st
-        .groups
-        .values()
-        .filter(|g| {
-            if inherited {
-                st.all_members(g.id).contains(&user)
-            } else {
-                g.members.contains(&user)
-            }
-        })
-        .map(|g| g.id)
-        .collect();
+    let ids = st.groups_of(user, inherited);
     Ok(json_ok(StatusCode::OK, st.group_page(ids, &q)?))
 }
 

@@ -100,76 +100,41 @@ impl ContensisSim {
             tokens: Tokens::default(),
             refresh_tokens: HashMap::new(),
             writes: 0,
+            indexes: Indexes::default(),
         };
-        st.users.insert(
-            api_key_user,
-            User {
-                id: api_key_user,
-                username: seed.client_id,
-                email: None,
-                api_key: true,
-            },
-        );
+        st.put_user(User {
+            id: api_key_user,
+            username: seed.client_id,
+            email: None,
+            api_key: true,
+        });
         let mut admins = BTreeSet::new();
         if seed.client_is_admin {
             admins.insert(api_key_user);
         }
-        st.groups.insert(
-            sys_admins,
-            GroupRec {
-                id: sys_admins,
-                name: SYSTEM_ADMINISTRATORS.into(),
-                description: Some("Members administer the whole environment".into()),
-                kind: GroupKind::Sys,
-                custom: BTreeMap::new(),
-                members: admins,
-                children: BTreeSet::new(),
-                extra: extra_fields(None, &BTreeMap::new()),
-            },
-        );
-        // A large seed names each user many times: look names up in indexes built as the seed
-        // is read, with the lookups' own rules (a user by username or email, ignoring case; a
-        // group by name, then by the name rules in force), rather than scanning every time.
-        let mut user_index: HashMap<String, Uuid> = HashMap::new();
-        for u in st.users.values() {
-            for name in std::iter::once(&u.username).chain(&u.email) {
-                user_index.entry(name.to_lowercase()).or_insert(u.id);
-            }
-        }
-        let mut ensure_user = |st: &mut SimState, name: &str| -> Uuid {
-            if let Some(id) = user_index.get(&name.to_lowercase()) {
-                return *id;
-            }
-            let id = st.ensure_user(name);
-            if let Some(u) = st.users.get(&id) {
-                for n in std::iter::once(&u.username).chain(&u.email) {
-                    user_index.entry(n.to_lowercase()).or_insert(id);
-                }
-            }
-            id
-        };
+        st.put_group(GroupRec {
+            id: sys_admins,
+            name: SYSTEM_ADMINISTRATORS.into(),
+            description: Some("Members administer the whole environment".into()),
+            kind: GroupKind::Sys,
+            custom: BTreeMap::new(),
+            members: admins,
+            children: BTreeSet::new(),
+            extra: extra_fields(None, &BTreeMap::new()),
+        });
+        // A large seed names each user many times: every lookup below goes through the state's
+        // indexes, so the load is linear in the seed.
         for name in seed
             .users
             .iter()
             .chain(seed.logins.iter().map(|l| &l.username))
         {
-            ensure_user(&mut st, name);
-        }
-        let mut exact: HashMap<String, Uuid> = HashMap::new();
-        let mut by_key: HashMap<String, Uuid> = HashMap::new();
-        for g in st.groups.values() {
-            exact.entry(g.name.clone()).or_insert(g.id);
-            by_key.entry(st.key(&g.name)).or_insert(g.id);
+            st.ensure_user(name);
         }
         let mut made = Vec::new();
         for g in &seed.groups {
-            let members: BTreeSet<Uuid> =
-                g.members.iter().map(|m| ensure_user(&mut st, m)).collect();
-            let found = exact
-                .get(&g.name)
-                .or_else(|| by_key.get(&st.key(&g.name)))
-                .copied();
-            let id = match found {
+            let members: BTreeSet<Uuid> = g.members.iter().map(|m| st.ensure_user(m)).collect();
+            let id = match st.group_by_name(&g.name) {
                 Some(id) => {
                     if let Some(rec) = st.groups.get_mut(&id) {
                         if g.description.is_some() {
@@ -187,21 +152,16 @@ impl ContensisSim {
                 None => {
                     let id = g.id.filter(|id| !st.groups.contains_key(id));
                     let id = id.unwrap_or_else(Uuid::new_v4);
-                    st.groups.insert(
+                    st.put_group(GroupRec {
                         id,
-                        GroupRec {
-                            id,
-                            name: g.name.clone(),
-                            description: g.description.clone(),
-                            kind: g.kind,
-                            custom: g.custom.clone(),
-                            members,
-                            children: BTreeSet::new(),
-                            extra: extra_fields(g.auto_membership_email_domains.as_ref(), &g.extra),
-                        },
-                    );
-                    exact.entry(g.name.clone()).or_insert(id);
-                    by_key.entry(st.key(&g.name)).or_insert(id);
+                        name: g.name.clone(),
+                        description: g.description.clone(),
+                        kind: g.kind,
+                        custom: g.custom.clone(),
+                        members,
+                        children: BTreeSet::new(),
+                        extra: extra_fields(g.auto_membership_email_domains.as_ref(), &g.extra),
+                    });
                     id
                 }
             };
@@ -210,12 +170,7 @@ impl ContensisSim {
         for (id, children) in made {
             let kids: Vec<Uuid> = children
                 .iter()
-                .filter_map(|c| {
-                    exact
-                        .get(c.as_str())
-                        .or_else(|| by_key.get(&st.key(c)))
-                        .copied()
-                })
+                .filter_map(|c| st.group_by_name(c))
                 .filter(|c| *c != id)
                 .collect();
             if let Some(rec) = st.groups.get_mut(&id) {
@@ -344,7 +299,7 @@ impl ContensisSim {
     pub fn remove_user(&self, username: &str) {
         let mut st = self.lock();
         if let Some(id) = st.user_by_name(username) {
-            st.users.remove(&id);
+            st.remove_user(id);
             for g in st.groups.values_mut() {
                 g.members.remove(&id);
             }

@@ -263,10 +263,28 @@ impl ContensisSeed {
             }
         }
         if problems.is_empty() && self.behaviour.reject_cycles {
-            let sim = ContensisSim::new(self.clone());
-            let st = sim.lock();
-            for g in st.groups.values() {
-                if st.descendants(g.id).contains(&g.id) {
+            // Every name is known and unique here, so a child's name is its group's key. A
+            // group is on a cycle when its strongly connected component has more than one
+            // group (no group is its own child): one pass over the links, where a walk of
+            // every group's descendants is quadratic in a deep hierarchy.
+            let node: BTreeMap<String, usize> = self
+                .groups
+                .iter()
+                .enumerate()
+                .map(|(i, g)| (key(&g.name), i))
+                .collect();
+            let links: Vec<Vec<usize>> = self
+                .groups
+                .iter()
+                .map(|g| {
+                    g.children
+                        .iter()
+                        .filter_map(|c| node.get(&key(c)).copied())
+                        .collect()
+                })
+                .collect();
+            for (g, cyclic) in self.groups.iter().zip(on_cycles(&links)) {
+                if cyclic {
                     problems.push(format!(
                         "contensis.group {:?}: child groups form a cycle",
                         g.name
@@ -288,5 +306,83 @@ impl ContensisSeed {
         } else {
             Err(problems)
         }
+    }
+}
+
+/// Which nodes of a directed graph (`links[i]`: the nodes node `i` links to) lie on a cycle of
+/// two nodes or more: those whose strongly connected component has more than one node (Tarjan's
+/// algorithm, with an explicit stack so that a deep hierarchy cannot overflow the thread's).
+fn on_cycles(links: &[Vec<usize>]) -> Vec<bool> {
+    let mut t = Tarjan {
+        index: vec![None; links.len()],
+        low: vec![0; links.len()],
+        on_stack: vec![false; links.len()],
+        stack: Vec::new(),
+        walk: Vec::new(),
+        next: 0,
+    };
+    let mut cyclic = vec![false; links.len()];
+    for root in 0..links.len() {
+        if t.index[root].is_some() {
+            continue;
+        }
+        t.visit(root);
+        while let Some(&(v, at)) = t.walk.last() {
+            if let Some(&w) = links[v].get(at) {
+                if let Some(top) = t.walk.last_mut() {
+                    top.1 += 1;
+                }
+                match t.index[w] {
+                    None => t.visit(w),
+                    Some(iw) if t.on_stack[w] => t.low[v] = t.low[v].min(iw),
+                    Some(_) => {}
+                }
+                continue;
+            }
+            t.walk.pop();
+            if let Some(&(parent, _)) = t.walk.last() {
+                t.low[parent] = t.low[parent].min(t.low[v]);
+            }
+            if Some(t.low[v]) == t.index[v] {
+                let mut component = Vec::new();
+                while let Some(w) = t.stack.pop() {
+                    t.on_stack[w] = false;
+                    component.push(w);
+                    if w == v {
+                        break;
+                    }
+                }
+                if component.len() > 1 {
+                    for w in component {
+                        cyclic[w] = true;
+                    }
+                }
+            }
+        }
+    }
+    cyclic
+}
+
+/// The state of [`on_cycles`]'s walk.
+struct Tarjan {
+    /// The order each node was first met in.
+    index: Vec<Option<usize>>,
+    /// The earliest node on the stack each node reaches.
+    low: Vec<usize>,
+    on_stack: Vec<bool>,
+    stack: Vec<usize>,
+    /// The path walked: each node with the position of the next link to follow.
+    walk: Vec<(usize, usize)>,
+    next: usize,
+}
+
+impl Tarjan {
+    fn visit(&mut self, v: usize) {
+        self.index[v] = Some(self.next);
+        self.low[v] = self.next;
+        self.next += 1;
+        self.stack.push(v);
+        self.on_stack[v] = true;
+        self.walk.push((v, 0));
     }
 }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::sim::control::{self, Tokens};
-use crate::sim::name_key;
+use crate::sim::index::{Fold, NameIndex, Tie};
 
 use super::*;
 
@@ -69,6 +69,112 @@ pub(super) fn extra_fields(
     extra
 }
 
+/// A user as the API shows it, written straight to the answer: a page of a group's users is
+/// the call an observe makes most (one per group), and building each user as JSON values
+/// first cost more than the rest of the call. The fields are in the order a JSON value's map
+/// writes them, so the text is the same either way.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct UserOut<'a> {
+    created: &'static str,
+    credentials: Credentials,
+    custom: Empty,
+    email: Option<&'a str>,
+    expiry: Option<()>,
+    failed_login_attempts: u32,
+    failed_login_attempts_since_last_success: u32,
+    first_name: String,
+    id: Uuid,
+    language: &'static str,
+    last_failed_login: Option<()>,
+    last_login: Option<()>,
+    last_name: &'static str,
+    modified: &'static str,
+    opt_out_of_notifications: bool,
+    password_changed: Option<()>,
+    status: Status,
+    successful_login_attempts: u32,
+    timezone: &'static str,
+    username: &'a str,
+}
+
+/// An empty JSON object.
+#[derive(Debug, Serialize)]
+pub(super) struct Empty {}
+
+/// A user's `credentials`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Credentials {
+    password_change_frequency: u32,
+    provider: Provider,
+}
+
+/// A user's credentials' `provider`.
+#[derive(Debug, Serialize)]
+pub(super) struct Provider {
+    name: Option<()>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// A user's `status`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Status {
+    locked: bool,
+    password_reset_required: bool,
+    suspended: bool,
+}
+
+impl<'a> UserOut<'a> {
+    /// How `u` is shown: an API key by its name, a person with a made-up first and last name.
+    pub(super) fn of(u: &'a User) -> Self {
+        let (first_name, last_name) = if u.api_key {
+            (u.username.clone(), "API key")
+        } else {
+            let mut chars = u.username.chars();
+            let first = chars
+                .next()
+                .map(|c| c.to_uppercase().chain(chars).collect())
+                .unwrap_or_default();
+            (first, "Example")
+        };
+        Self {
+            created: FIXED_TIME,
+            credentials: Credentials {
+                password_change_frequency: 0,
+                provider: Provider {
+                    name: None,
+                    kind: "Contensis",
+                },
+            },
+            custom: Empty {},
+            email: u.email.as_deref(),
+            expiry: None,
+            failed_login_attempts: 0,
+            failed_login_attempts_since_last_success: 0,
+            first_name,
+            id: u.id,
+            language: "en-GB",
+            last_failed_login: None,
+            last_login: None,
+            last_name,
+            modified: FIXED_TIME,
+            opt_out_of_notifications: false,
+            password_changed: None,
+            status: Status {
+                locked: false,
+                password_reset_required: false,
+                suspended: false,
+            },
+            successful_login_attempts: 0,
+            timezone: "Europe/London",
+            username: &u.username,
+        }
+    }
+}
+
 /// The simulator's state behind its handles (opaque: only its handles reach inside).
 #[derive(Debug)]
 pub struct SimState {
@@ -84,21 +190,107 @@ pub struct SimState {
     pub(super) tokens: Tokens<Uuid>,
     pub(super) refresh_tokens: HashMap<String, Uuid>,
     pub(super) writes: usize,
+    /// The indexes below answer lookups without a pass over every record (issue 14: a seed of
+    /// 20,000 groups names each user many times; every request looks a group or user up; a
+    /// list page must not sort every group). They are kept by [`SimState::put_group`],
+    /// [`SimState::rename_group`], [`SimState::remove_group`], [`SimState::put_user`] and
+    /// [`SimState::remove_user`], the only ways records come, go or change names.
+    pub(super) indexes: Indexes,
+}
+
+/// The lookups of [`SimState`], each kept by the same rules as a scan of the records in id order
+/// would apply.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Indexes {
+    /// Group names → ids, by lower-case name (whether names ignore case is applied at lookup
+    /// time, so a flipped [`Behaviour::case_insensitive_names`] needs no rebuild); in the order
+    /// the group list is sorted in (lower-case name, then name, then id).
+    pub(super) group_names: NameIndex<Uuid>,
+    /// Usernames and e-mails → user ids, by lower-case form.
+    user_names: NameIndex<Uuid>,
+}
+
+impl Default for Indexes {
+    fn default() -> Self {
+        Self {
+            group_names: NameIndex::new(Fold::Unicode, Tie::Name),
+            user_names: NameIndex::new(Fold::Unicode, Tie::Id),
+        }
+    }
 }
 
 impl SimState {
-    pub(super) fn key(&self, name: &str) -> String {
-        name_key(name, self.behaviour.case_insensitive_names)
-    }
-
     /// The group of that name: an exact match first, then one by the name rules in force.
     pub(super) fn group_by_name(&self, name: &str) -> Option<Uuid> {
-        let key = self.key(name);
-        self.groups
-            .values()
-            .find(|g| g.name == name)
-            .or_else(|| self.groups.values().find(|g| self.key(&g.name) == key))
-            .map(|g| g.id)
+        self.indexes
+            .group_names
+            .find(name, self.behaviour.case_insensitive_names)
+            .copied()
+    }
+
+    /// Stores a group, replacing the one of the same id, and indexes it.
+    pub(super) fn put_group(&mut self, rec: GroupRec) {
+        let names = &mut self.indexes.group_names;
+        if let Some(old) = self.groups.get(&rec.id) {
+            names.remove(&old.name, &old.id);
+        }
+        names.insert(&rec.name, rec.id);
+        self.groups.insert(rec.id, rec);
+    }
+
+    /// Renames a group, keeping the index of names true.
+    pub(super) fn rename_group(&mut self, id: Uuid, name: String) {
+        if let Some(g) = self.groups.get_mut(&id) {
+            self.indexes.group_names.remove(&g.name, &id);
+            self.indexes.group_names.insert(&name, id);
+            g.name = name;
+        }
+    }
+
+    /// Removes a group and its index entry (not the links to it).
+    pub(super) fn remove_group(&mut self, id: Uuid) -> Option<GroupRec> {
+        let g = self.groups.remove(&id)?;
+        self.indexes.group_names.remove(&g.name, &id);
+        Some(g)
+    }
+
+    fn user_entries(names: &mut NameIndex<Uuid>, u: &User, add: bool) {
+        for name in std::iter::once(&u.username).chain(&u.email) {
+            if add {
+                names.insert(name, u.id);
+            } else {
+                names.remove(name, &u.id);
+            }
+        }
+    }
+
+    /// Stores a user, replacing the one of the same id, and indexes it.
+    pub(super) fn put_user(&mut self, u: User) {
+        if let Some(old) = self.users.get(&u.id) {
+            Self::user_entries(&mut self.indexes.user_names, old, false);
+        }
+        Self::user_entries(&mut self.indexes.user_names, &u, true);
+        self.users.insert(u.id, u);
+    }
+
+    /// Removes a user (not its memberships) and its index entries.
+    pub(super) fn remove_user(&mut self, id: Uuid) -> Option<User> {
+        let u = self.users.remove(&id)?;
+        Self::user_entries(&mut self.indexes.user_names, &u, false);
+        Some(u)
+    }
+
+    /// Panics unless the indexes say what indexes built afresh from the records would.
+    #[cfg(test)]
+    pub(super) fn assert_indexes(&self) {
+        let mut fresh = Indexes::default();
+        for g in self.groups.values() {
+            fresh.group_names.insert(&g.name, g.id);
+        }
+        for u in self.users.values() {
+            Self::user_entries(&mut fresh.user_names, u, true);
+        }
+        assert_eq!(self.indexes, fresh);
     }
 
     /// A group by path identifier: a GUID-shaped string is an id, anything else a name.
@@ -114,17 +306,10 @@ impl SimState {
             .ok_or(ApiError::NotFound(GROUP_NOT_FOUND))
     }
 
+    /// The user whose username or e-mail is `name`, regardless of case; the first in id order
+    /// when several are.
     pub(super) fn user_by_name(&self, name: &str) -> Option<Uuid> {
-        let lower = name.to_lowercase();
-        self.users
-            .values()
-            .find(|u| {
-                u.username.to_lowercase() == lower
-                    || u.email
-                        .as_deref()
-                        .is_some_and(|e| e.to_lowercase() == lower)
-            })
-            .map(|u| u.id)
+        self.indexes.user_names.first(name, true).copied()
     }
 
     /// A user by path identifier: `@current`, a GUID, a username or an email.
@@ -148,15 +333,12 @@ impl SimState {
             return id;
         }
         let id = Uuid::new_v4();
-        self.users.insert(
+        self.put_user(User {
             id,
-            User {
-                id,
-                username: username.to_owned(),
-                email: Some(format!("{username}@example.com")),
-                api_key: false,
-            },
-        );
+            username: username.to_owned(),
+            email: Some(format!("{username}@example.com")),
+            api_key: false,
+        });
         id
     }
 
@@ -165,20 +347,46 @@ impl SimState {
             return id;
         }
         let id = Uuid::new_v4();
-        self.groups.insert(
+        self.put_group(GroupRec {
             id,
-            GroupRec {
-                id,
-                name: name.to_owned(),
-                description: None,
-                kind: GroupKind::Contensis,
-                custom: BTreeMap::new(),
-                members: BTreeSet::new(),
-                children: BTreeSet::new(),
-                extra: extra_fields(None, &BTreeMap::new()),
-            },
-        );
+            name: name.to_owned(),
+            description: None,
+            kind: GroupKind::Contensis,
+            custom: BTreeMap::new(),
+            members: BTreeSet::new(),
+            children: BTreeSet::new(),
+            extra: extra_fields(None, &BTreeMap::new()),
+        });
         id
+    }
+
+    /// The groups `user` belongs to: directly, or when `inherited` also through child groups
+    /// (a group whose descendants hold the user). One pass over the groups and their child
+    /// links, rather than every group's members gathered with its descendants'.
+    pub(super) fn groups_of(&self, user: Uuid, inherited: bool) -> BTreeSet<Uuid> {
+        let mut found: BTreeSet<Uuid> = self
+            .groups
+            .values()
+            .filter(|g| g.members.contains(&user))
+            .map(|g| g.id)
+            .collect();
+        if inherited {
+            let mut parents: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+            for g in self.groups.values() {
+                for c in &g.children {
+                    parents.entry(*c).or_default().push(g.id);
+                }
+            }
+            let mut stack: Vec<Uuid> = found.iter().copied().collect();
+            while let Some(id) = stack.pop() {
+                for p in parents.get(&id).into_iter().flatten() {
+                    if found.insert(*p) {
+                        stack.push(*p);
+                    }
+                }
+            }
+        }
+        found
     }
 
     /// Every group reachable through child links from `root` (`root` itself only via a cycle).
@@ -316,71 +524,61 @@ impl SimState {
     }
 
     pub(super) fn user_json(&self, id: Uuid) -> Value {
-        let Some(u) = self.users.get(&id) else {
-            return Value::Null;
-        };
-        let (first, last) = if u.api_key {
-            (u.username.clone(), "API key".to_owned())
-        } else {
-            let mut chars = u.username.chars();
-            let first = chars
-                .next()
-                .map(|c| c.to_uppercase().chain(chars).collect())
-                .unwrap_or_default();
-            (first, "Example".to_owned())
-        };
-        json!({
-            "id": u.id,
-            "username": u.username,
-            "email": u.email,
-            "firstName": first,
-            "lastName": last,
-            "timezone": "Europe/London",
-            "language": "en-GB",
-            "custom": {},
-            "credentials": {
-                "provider": {"type": "Contensis", "name": null},
-                "passwordChangeFrequency": 0
-            },
-            "status": {"suspended": false, "locked": false, "passwordResetRequired": false},
-            "created": FIXED_TIME,
-            "modified": FIXED_TIME,
-            "lastLogin": null,
-            "lastFailedLogin": null,
-            "expiry": null,
-            "passwordChanged": null,
-            "optOutOfNotifications": false,
-            "failedLoginAttempts": 0,
-            "failedLoginAttemptsSinceLastSuccess": 0,
-            "successfulLoginAttempts": 0,
-        })
+        self.users
+            .get(&id)
+            .and_then(|u| serde_json::to_value(UserOut::of(u)).ok())
+            .unwrap_or(Value::Null)
     }
 
-    /// Groups as a sorted, filtered, paged list.
+    /// Every group as a sorted (by name, ignoring case), filtered, paged list. The index of
+    /// names is kept in that order, so a page is a walk to it, not a sort of every group.
+    pub(super) fn all_groups_page(&self, q: &Params) -> Result<PageOut<Value>, ApiError> {
+        let page = q.page(self.behaviour.max_page_size)?;
+        let needle = q.get("q").map(str::to_lowercase);
+        let names = &self.indexes.group_names;
+        let wanted = |lower: &str| needle.as_deref().is_none_or(|n| lower.contains(n));
+        let total = if needle.is_some() {
+            names.iter().filter(|(l, _, _)| wanted(l)).count()
+        } else {
+            names.len()
+        };
+        let ids = names
+            .iter()
+            .filter(|(l, _, _)| wanted(l))
+            .map(|(_, _, id)| *id);
+        let items: Vec<Value> = if page.descending {
+            page.of(ids.rev()).map(|id| self.group_json(id)).collect()
+        } else {
+            page.of(ids).map(|id| self.group_json(id)).collect()
+        };
+        Ok(page.wrap(total, items))
+    }
+
+    /// Some groups (in id order) as a sorted, filtered, paged list.
     pub(super) fn group_page(
         &self,
         ids: impl IntoIterator<Item = Uuid>,
         q: &Params,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<PageOut<Value>, ApiError> {
         let page = q.page(self.behaviour.max_page_size)?;
         let needle = q.get("q").map(str::to_lowercase);
-        let mut groups: Vec<&GroupRec> = ids
+        let mut groups: Vec<(String, &GroupRec)> = ids
             .into_iter()
             .filter_map(|id| self.groups.get(&id))
-            .filter(|g| {
-                needle
-                    .as_deref()
-                    .is_none_or(|n| g.name.to_lowercase().contains(n))
-            })
+            .map(|g| (g.name.to_lowercase(), g))
+            .filter(|(lower, _)| needle.as_deref().is_none_or(|n| lower.contains(n)))
             .collect();
-        groups.sort_by(|a, b| {
-            (a.name.to_lowercase(), &a.name).cmp(&(b.name.to_lowercase(), &b.name))
-        });
+        // Stable: names equal in every way stay in id order.
+        groups.sort_by(|a, b| (&a.0, &a.1.name).cmp(&(&b.0, &b.1.name)));
         if page.descending {
             groups.reverse();
         }
-        let items = groups.iter().map(|g| self.group_json(g.id)).collect();
-        Ok(page.wrap(items))
+        let total = groups.len();
+        let items = page
+            .of(groups.iter())
+            .map(|(_, g)| self.group_json(g.id))
+            .collect();
+        Ok(page.wrap(total, items))
     }
 
     /// Users as a sorted, filtered, paged list.
@@ -388,10 +586,10 @@ impl SimState {
         &self,
         ids: impl IntoIterator<Item = Uuid>,
         q: &Params,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<PageOut<UserOut<'_>>, ApiError> {
         let page = q.page(self.behaviour.max_page_size)?;
         let needle = q.get("q").map(str::to_lowercase);
-        let mut users: Vec<&User> = ids
+        let mut users: Vec<(String, &User)> = ids
             .into_iter()
             .filter_map(|id| self.users.get(&id))
             .filter(|u| {
@@ -402,15 +600,16 @@ impl SimState {
                             .is_some_and(|e| e.to_lowercase().contains(n))
                 })
             })
+            .map(|u| (u.username.to_lowercase(), u))
             .collect();
-        users.sort_by(|a, b| {
-            (a.username.to_lowercase(), &a.username).cmp(&(b.username.to_lowercase(), &b.username))
-        });
+        // Each username lowered once, not at every comparison; stable, as before.
+        users.sort_by(|a, b| (&a.0, &a.1.username).cmp(&(&b.0, &b.1.username)));
         if page.descending {
             users.reverse();
         }
-        let items = users.iter().map(|u| self.user_json(u.id)).collect();
-        Ok(page.wrap(items))
+        let total = users.len();
+        let items = page.of(users.iter()).map(|(_, u)| UserOut::of(u)).collect();
+        Ok(page.wrap(total, items))
     }
 
     // --- group bodies ---

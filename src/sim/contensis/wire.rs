@@ -7,6 +7,7 @@ use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -112,6 +113,19 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
     }
 }
 
+/// A page of a list as the API answers it, its fields in the order a JSON value's map writes
+/// them (the text is the same either way).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct PageOut<T> {
+    /// The page's items.
+    pub(super) items: Vec<T>,
+    page_count: usize,
+    page_index: usize,
+    page_size: usize,
+    total_count: usize,
+}
+
 /// One page request.
 pub(super) struct Page {
     index: usize,
@@ -166,20 +180,22 @@ impl Params {
 }
 
 impl Page {
-    pub(super) fn wrap(&self, items: Vec<Value>) -> Value {
-        let total = items.len();
-        let page: Vec<Value> = items
-            .into_iter()
+    /// This page's items out of all of them, in order: a walk to the page, not a copy of all.
+    pub(super) fn of<T>(&self, items: impl Iterator<Item = T>) -> impl Iterator<Item = T> {
+        items
             .skip(self.index.saturating_mul(self.size))
             .take(self.size)
-            .collect();
-        json!({
-            "pageIndex": self.index,
-            "pageSize": self.size,
-            "totalCount": total,
-            "pageCount": total.div_ceil(self.size),
-            "items": page,
-        })
+    }
+
+    /// The answer carrying this page's items, out of `total`.
+    pub(super) fn wrap<T: Serialize>(&self, total: usize, items: Vec<T>) -> PageOut<T> {
+        PageOut {
+            items,
+            page_count: total.div_ceil(self.size),
+            page_index: self.index,
+            page_size: self.size,
+            total_count: total,
+        }
     }
 }
 
@@ -278,7 +294,7 @@ impl GroupBody {
     }
 }
 
-pub(super) fn json_ok(status: StatusCode, body: Value) -> Response {
+pub(super) fn json_ok(status: StatusCode, body: impl Serialize) -> Response {
     (status, Json(body)).into_response()
 }
 

@@ -211,7 +211,7 @@ pub(super) async fn v1_script(
                 let Some(id) = found else {
                     return Ok(v1_message(StatusCode::NOT_FOUND, "Group not found"));
                 };
-                st.groups.remove(&id);
+                st.remove_group(id);
                 Ok(StatusCode::NO_CONTENT.into_response())
             }
             (true, "add-user.json") | (true, "remove-user.json") => {
@@ -265,15 +265,14 @@ pub(super) async fn v1_script(
                     return Ok(v1_message(StatusCode::NOT_FOUND, "Site not found"));
                 }
                 let (start, number) = page(&q)?;
-                let mut groups: Vec<&GroupRec> = st
-                    .groups
-                    .values()
-                    .filter(|g| g.site.as_deref() == Some(site.as_str()))
-                    .collect();
-                groups.sort_by_key(|g| g.name.to_lowercase());
-                let total = groups.len();
-                let list: Vec<Value> = groups
+                // The site's index of names is in the list's order (lower-case name, then
+                // id): a page is a walk to it, not a sort of every group.
+                let names = st.names(Some(site));
+                let total = names.map_or(0, |n| n.len());
+                let list: Vec<Value> = names
                     .into_iter()
+                    .flat_map(|n| n.iter())
+                    .filter_map(|(_, _, id)| st.groups.get(id))
                     .skip(start)
                     .take(number)
                     .map(|g| {

@@ -56,26 +56,46 @@ pub(super) async fn a1_list(
     let keyword = param(&q, "keyword")
         .filter(|_| st.api == SimApi::V2)
         .map(|k| st.key(k));
-    let mut groups: Vec<&GroupRec> = st
-        .groups
-        .values()
-        .filter(|g| g.site.is_none())
-        .filter(|g| {
-            keyword
-                .as_ref()
-                .is_none_or(|k| st.key(&g.name).contains(k.as_str()))
+    let ci = st.behaviour.case_insensitive_names;
+    // `group_name LIKE %keyword%`, against the index's lower-case name when names ignore case
+    // (the key the switch makes), so that no name is lowered per call.
+    let wanted = |lower: &str, name: &str| {
+        keyword.as_deref().is_none_or(|k| {
+            if ci {
+                lower.contains(k)
+            } else {
+                name.contains(k)
+            }
         })
-        .collect();
-    if st.api == SimApi::V2 {
-        groups.sort_by_key(|g| (g.name.to_lowercase(), g.id));
-    }
-    let total = groups.len();
-    let page: Vec<Value> = groups
-        .into_iter()
-        .skip(as_index(offset))
-        .take(as_index(limit))
-        .map(|g| st.group_json(g))
-        .collect();
+    };
+    let (total, page): (usize, Vec<Value>) = if st.api == SimApi::V2 {
+        // 4.x sorts by name: the index is kept in that order (lower-case name, then id), so a
+        // page is a walk to it, not a sort of every group.
+        let names = &st.global_names;
+        let page = names
+            .iter()
+            .filter(|(lower, name, _)| wanted(lower, name))
+            .skip(as_index(offset))
+            .take(as_index(limit))
+            .filter_map(|(_, _, id)| st.groups.get(id))
+            .map(|g| st.group_json(g))
+            .collect();
+        let total = if keyword.is_some() {
+            names.iter().filter(|(l, n, _)| wanted(l, n)).count()
+        } else {
+            names.len()
+        };
+        (total, page)
+    } else {
+        // 3.1 lists in id order, the map's.
+        let global = || st.groups.values().filter(|g| g.site.is_none());
+        let page = global()
+            .skip(as_index(offset))
+            .take(as_index(limit))
+            .map(|g| st.group_json(g))
+            .collect();
+        (st.global_names.len(), page)
+    };
     Ok(v2_ok(
         StatusCode::OK,
         0,
@@ -217,7 +237,7 @@ pub(super) async fn a3_update(
     };
     g.desc = desc;
     if let Some(n) = new_name {
-        g.name = n;
+        st.rename_group(id, n);
     }
     let v = st.group_json(&st.groups[&id]);
     Ok(v2_ok(StatusCode::OK, 0, "OK", json!({ "group": v })))
@@ -253,7 +273,7 @@ pub(super) async fn a4_delete(
         }
     }
     for id in ids {
-        st.groups.remove(&id);
+        st.remove_group(id);
     }
     Ok(v2_ok(StatusCode::OK, 2, "Deleted", json!({})))
 }

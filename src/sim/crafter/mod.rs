@@ -97,6 +97,9 @@ impl CrafterSim {
             next_group: 1,
             sessions: HashSet::new(),
             writes: 0,
+            global_names: name_index(),
+            site_names: BTreeMap::new(),
+            usernames: name_index(),
         };
         let admin = st.ensure_user(&seed.username);
         for name in BUILT_IN {
@@ -223,8 +226,7 @@ impl CrafterSim {
     pub fn purge_user(&self, username: &str) {
         let mut st = self.lock();
         if let Some(id) = st.user_id(username) {
-            st.users.remove(&id);
-            st.deleted.remove(&id);
+            st.purge_user(id);
             for g in st.groups.values_mut() {
                 g.members.remove(&id);
             }
@@ -255,7 +257,7 @@ impl CrafterSim {
     pub fn remove_group(&self, name: &str, site: Option<&str>) {
         let mut st = self.lock();
         if let Some(id) = st.find(name, site) {
-            st.groups.remove(&id);
+            st.remove_group(id);
         }
     }
 

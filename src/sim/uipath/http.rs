@@ -148,10 +148,16 @@ pub(super) async fn list_groups(
     let mut st = sim.lock();
     st.require(&headers, READ)?;
     st.check_partition(&partition)?;
-    let mut groups: Vec<&GroupRec> = st.groups.values().collect();
-    groups.sort_by(|a, b| (a.name.to_lowercase(), &a.name).cmp(&(b.name.to_lowercase(), &b.name)));
-    let items: Vec<Value> = groups.iter().map(|g| st.group_json(&g.id, false)).collect();
-    Ok((StatusCode::OK, Json(Value::Array(items))).into_response())
+    // The index of names is kept in the list's order (lower-case name, then name), so the list
+    // is one pass rather than a sort per call.
+    let items: Vec<GroupSummary<'_>> = st
+        .indexes
+        .group_names
+        .iter()
+        .filter_map(|(_, _, id)| st.groups.get(id))
+        .map(|g| st.summary(g))
+        .collect();
+    Ok((StatusCode::OK, Json(items)).into_response())
 }
 
 /// `GET …/api/Group/{partitionGlobalId}/{groupId}`: one group with its members.
@@ -259,7 +265,7 @@ pub(super) fn body_ids(
                 format!("{key} must be an array of strings"),
             ));
         };
-        let found = st.users.keys().find(|k| k.eq_ignore_ascii_case(s)).cloned();
+        let found = st.user_key(s);
         let message = || format!("Directory user {s} was not found");
         match (found, st.behaviour.unknown_user) {
             (Some(id), _) => ids.push(id),
@@ -289,16 +295,13 @@ pub(super) async fn create_group(
     }
     st.check_name(&name, None)?;
     let modified = st.touch();
-    st.groups.insert(
-        id.clone(),
-        GroupRec {
-            id: id.clone(),
-            name,
-            kind: 1,
-            members: members.into_iter().collect(),
-            modified,
-        },
-    );
+    st.put_group(GroupRec {
+        id: id.clone(),
+        name,
+        kind: 1,
+        members: members.into_iter().collect(),
+        modified,
+    });
     st.writes += 1;
     Ok((StatusCode::CREATED, Json(st.group_json(&id, true))).into_response())
 }
@@ -350,17 +353,20 @@ pub(super) fn update(sim: &UiPathSim, headers: &HeaderMap, group: &str, body: &[
         )));
     }
     let modified = st.touch();
+    let renamed = st.groups.get(&id).is_some_and(|g| g.name != name);
+    if renamed {
+        st.rename_group(&id, name);
+    }
     let changed = {
         let Some(g) = st.groups.get_mut(&id) else {
             return Err(ApiError::NotFound(format!("Group {group} was not found")));
         };
-        let before = (g.name.clone(), g.members.clone());
-        g.name = name;
+        let before = g.members.clone();
         g.members.extend(add);
         for r in &remove {
             g.members.remove(r);
         }
-        let changed = before != (g.name.clone(), g.members.clone());
+        let changed = renamed || before != g.members;
         if changed {
             g.modified = modified;
         }
@@ -383,7 +389,7 @@ pub(super) async fn delete_group(
     st.check_partition(&partition)?;
     let id = st.group_id(&group)?;
     st.protect(&id)?;
-    st.groups.remove(&id);
+    st.remove_group(&id);
     st.writes += 1;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -476,7 +482,17 @@ pub(super) async fn search(
         }
     }
     if want_groups && has("LocalGroups") {
-        for g in st.groups.values().filter(|g| starts(&g.name)) {
+        // The index holds the names in lower case, in order: the groups that match are one
+        // range of it. Among names equal in lower case, the stable sort below keeps the order
+        // they are pushed in, which was id order (the map's): sorted by id here too.
+        let mut groups: Vec<(&str, &String)> = st
+            .indexes
+            .group_names
+            .starting_with(prefix)
+            .map(|(lower, _, id)| (lower, id))
+            .collect();
+        groups.sort();
+        for g in groups.iter().filter_map(|(_, id)| st.groups.get(*id)) {
             found.push((
                 g.name.to_lowercase(),
                 json!({
@@ -588,26 +604,21 @@ pub(super) async fn bulk_resolve_by_name(
         )));
     }
     let ignore_case = st.behaviour.bulk_resolve_ignores_case;
-    let same = |a: &str, b: &str| {
-        if ignore_case {
-            a.to_lowercase() == b.to_lowercase()
-        } else {
-            a == b
-        }
-    };
     let mut out = serde_json::Map::new();
     for name in names {
+        // The first match in id order, as the directory's own scan would find it.
         let entity = if kind.eq_ignore_ascii_case("User") {
-            st.users
-                .values()
-                .find(|u| {
-                    u.kind == AccountKind::User
-                        && (same(&u.name, &name)
-                            || u.email.as_deref().is_some_and(|e| same(e, &name)))
+            st.users_named(&name, ignore_case)
+                .filter(|id| {
+                    st.users
+                        .get(*id)
+                        .is_some_and(|u| u.kind == AccountKind::User)
                 })
-                .map(|u| st.user_json(&u.identifier))
+                .min()
+                .map(|id| st.user_json(id))
         } else if kind.eq_ignore_ascii_case("Group") {
-            st.groups.values().find(|g| same(&g.name, &name)).map(|g| {
+            let first = st.groups_named(&name, ignore_case).min();
+            first.and_then(|id| st.groups.get(id)).map(|g| {
                 json!({
                     "objectType": "DirectoryGroup",
                     "source": "local",
@@ -671,10 +682,7 @@ pub(super) async fn bulk_resolve(
     let mut out = serde_json::Map::new();
     for (id, kind) in ids.into_iter().zip(types) {
         let entity = if kind.eq_ignore_ascii_case("User") {
-            st.users
-                .keys()
-                .find(|k| k.eq_ignore_ascii_case(&id))
-                .map(|k| st.user_json(k))
+            st.user_key(&id).map(|k| st.user_json(&k))
         } else if kind.eq_ignore_ascii_case("Group") || kind.eq_ignore_ascii_case("Application") {
             None
         } else {

@@ -117,36 +117,29 @@ impl UiPathSim {
             token_calls: 0,
             writes: 0,
             clock: 0,
+            indexes: Indexes::default(),
         };
         for name in BUILT_IN {
-            let id = Uuid::new_v4().to_string();
-            st.groups.insert(
-                id.clone(),
-                GroupRec {
-                    id,
-                    name: name.to_owned(),
-                    kind: 0,
-                    members: BTreeSet::new(),
-                    modified: FIXED_TIME.to_owned(),
-                },
-            );
+            st.put_group(GroupRec {
+                id: Uuid::new_v4().to_string(),
+                name: name.to_owned(),
+                kind: 0,
+                members: BTreeSet::new(),
+                modified: FIXED_TIME.to_owned(),
+            });
         }
         for u in &seed.users {
             st.ensure_user(u);
         }
         for u in seed.user_details {
-            let identifier = u.identifier.unwrap_or_else(|| Uuid::new_v4().to_string());
-            st.users.insert(
-                identifier.clone(),
-                User {
-                    identifier,
-                    email: Some(u.email.unwrap_or_else(|| format!("{}@example.com", u.name))),
-                    display_name: u.display_name.unwrap_or_else(|| u.name.clone()),
-                    source: u.source.unwrap_or_else(|| "local".to_owned()),
-                    kind: u.kind,
-                    name: u.name,
-                },
-            );
+            st.put_user(User {
+                identifier: u.identifier.unwrap_or_else(|| Uuid::new_v4().to_string()),
+                email: Some(u.email.unwrap_or_else(|| format!("{}@example.com", u.name))),
+                display_name: u.display_name.unwrap_or_else(|| u.name.clone()),
+                source: u.source.unwrap_or_else(|| "local".to_owned()),
+                kind: u.kind,
+                name: u.name,
+            });
         }
         for g in seed.groups {
             let members = g.members.iter().map(|m| st.ensure_user(m)).collect();
@@ -154,16 +147,13 @@ impl UiPathSim {
                 Some(id) => id,
                 None => g.id.clone().unwrap_or_else(|| Uuid::new_v4().to_string()),
             };
-            st.groups.insert(
-                id.clone(),
-                GroupRec {
-                    id,
-                    name: g.name,
-                    kind: g.kind,
-                    members,
-                    modified: FIXED_TIME.to_owned(),
-                },
-            );
+            st.put_group(GroupRec {
+                id,
+                name: g.name,
+                kind: g.kind,
+                members,
+                modified: FIXED_TIME.to_owned(),
+            });
         }
         Self {
             inner: Arc::new(SimCore::new(st, seed.faults)),
@@ -258,16 +248,13 @@ impl UiPathSim {
         let id = st
             .group_by_name(name)
             .unwrap_or_else(|| Uuid::new_v4().to_string());
-        st.groups.insert(
-            id.clone(),
-            GroupRec {
-                id: id.clone(),
-                name: name.to_owned(),
-                kind: 1,
-                members,
-                modified: FIXED_TIME.to_owned(),
-            },
-        );
+        st.put_group(GroupRec {
+            id: id.clone(),
+            name: name.to_owned(),
+            kind: 1,
+            members,
+            modified: FIXED_TIME.to_owned(),
+        });
         id
     }
 
@@ -278,7 +265,7 @@ impl UiPathSim {
         let Some(id) = st.user_by_name(name) else {
             return false;
         };
-        st.users.remove(&id);
+        st.remove_user(&id);
         for g in st.groups.values_mut() {
             g.members.remove(&id);
         }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::sim::control::{self, Tokens};
-use crate::sim::name_key;
+use crate::sim::index::{Fold, NameIndex, Tie};
 
 use super::*;
 
@@ -48,6 +48,21 @@ pub(super) struct GroupRec {
     pub(super) modified: String,
 }
 
+/// A group as the group list shows it, written straight to the answer: the list carries every
+/// group (20,000 at scale), which is too many to build as JSON values first. The fields are in
+/// the order a JSON value's map writes them, so the text is the same either way.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct GroupSummary<'a> {
+    creation_time: &'static str,
+    display_name: &'a str,
+    id: &'a str,
+    last_modification_time: &'a str,
+    name: &'a str,
+    #[serde(rename = "type")]
+    kind: u8,
+}
+
 /// The simulator's state behind its handles (opaque: only its handles reach inside).
 #[derive(Debug)]
 pub struct SimState {
@@ -63,33 +78,152 @@ pub struct SimState {
     pub(super) token_calls: usize,
     pub(super) writes: usize,
     pub(super) clock: u64,
+    /// The indexes below answer lookups without a pass over every record (a seed of 20,000
+    /// groups names each user many times; each request looks a group up). They are kept by
+    /// [`SimState::put_group`], [`SimState::rename_group`], [`SimState::remove_group`],
+    /// [`SimState::put_user`] and [`SimState::remove_user`], the only ways records change
+    /// names or come and go.
+    pub(super) indexes: Indexes,
+}
+
+/// The lookups of [`SimState`], each kept by the same rules as a scan of the records in id order
+/// would apply.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Indexes {
+    /// Group names → ids, by lower-case name (the name rules are applied at lookup time, so a
+    /// flipped [`Behaviour::case_insensitive_names`] needs no rebuild); in the order the group
+    /// list is sorted in (lower-case name, then name, then id).
+    pub(super) group_names: NameIndex<String>,
+    /// Group ids by their lower-case form: a path's id matches regardless of case.
+    group_ids: NameIndex<String>,
+    /// Users' names and e-mails → identifiers, by lower-case form.
+    user_names: NameIndex<String>,
+    /// User identifiers by their ASCII lower-case form, as member ids are matched.
+    user_ids: NameIndex<String>,
+}
+
+impl Default for Indexes {
+    fn default() -> Self {
+        Self {
+            group_names: NameIndex::new(Fold::Unicode, Tie::Name),
+            group_ids: NameIndex::new(Fold::Unicode, Tie::Id),
+            user_names: NameIndex::new(Fold::Unicode, Tie::Id),
+            user_ids: NameIndex::new(Fold::Ascii, Tie::Id),
+        }
+    }
 }
 
 impl SimState {
-    fn key(&self, name: &str) -> String {
-        name_key(name, self.behaviour.case_insensitive_names)
-    }
-
+    /// The group of that name: an exact match first, then one by the name rules in force.
     pub(super) fn group_by_name(&self, name: &str) -> Option<String> {
-        let key = self.key(name);
-        self.groups
-            .values()
-            .find(|g| g.name == name)
-            .or_else(|| self.groups.values().find(|g| self.key(&g.name) == key))
-            .map(|g| g.id.clone())
+        self.indexes
+            .group_names
+            .find(name, self.behaviour.case_insensitive_names)
+            .cloned()
     }
 
+    /// The groups named `name`, exactly or when `ignore_case` regardless of case.
+    pub(super) fn groups_named<'a>(
+        &'a self,
+        name: &str,
+        ignore_case: bool,
+    ) -> impl Iterator<Item = &'a String> + 'a {
+        self.indexes.group_names.matching(name, ignore_case)
+    }
+
+    /// The user whose name or e-mail is `name`, regardless of case.
     pub(super) fn user_by_name(&self, name: &str) -> Option<String> {
-        let lower = name.to_lowercase();
-        self.users
-            .values()
-            .find(|u| {
-                u.name.to_lowercase() == lower
-                    || u.email
-                        .as_deref()
-                        .is_some_and(|e| e.to_lowercase() == lower)
-            })
-            .map(|u| u.identifier.clone())
+        self.indexes.user_names.first(name, true).cloned()
+    }
+
+    /// The users whose name or e-mail is `name`, exactly or when `ignore_case` regardless of
+    /// case (a user may come twice).
+    pub(super) fn users_named<'a>(
+        &'a self,
+        name: &str,
+        ignore_case: bool,
+    ) -> impl Iterator<Item = &'a String> + 'a {
+        self.indexes.user_names.matching(name, ignore_case)
+    }
+
+    /// The identifier of the user whose identifier is `id` regardless of ASCII case.
+    pub(super) fn user_key(&self, id: &str) -> Option<String> {
+        self.indexes.user_ids.first(id, true).cloned()
+    }
+
+    /// Stores a group, replacing the one of the same id, and indexes it.
+    pub(super) fn put_group(&mut self, rec: GroupRec) {
+        let ix = &mut self.indexes;
+        if let Some(old) = self.groups.get(&rec.id) {
+            ix.group_names.remove(&old.name, &old.id);
+        } else {
+            ix.group_ids.insert(&rec.id, rec.id.clone());
+        }
+        ix.group_names.insert(&rec.name, rec.id.clone());
+        self.groups.insert(rec.id.clone(), rec);
+    }
+
+    /// Renames a group, keeping the index of names true.
+    pub(super) fn rename_group(&mut self, id: &str, name: String) {
+        if let Some(g) = self.groups.get_mut(id) {
+            self.indexes.group_names.remove(&g.name, &g.id);
+            self.indexes.group_names.insert(&name, g.id.clone());
+            g.name = name;
+        }
+    }
+
+    /// Removes a group and its index entries.
+    pub(super) fn remove_group(&mut self, id: &str) -> Option<GroupRec> {
+        let g = self.groups.remove(id)?;
+        self.indexes.group_names.remove(&g.name, &g.id);
+        self.indexes.group_ids.remove(&g.id, &g.id);
+        Some(g)
+    }
+
+    fn user_entries(ix: &mut Indexes, u: &User, add: bool) {
+        for name in std::iter::once(&u.name).chain(&u.email) {
+            if add {
+                ix.user_names.insert(name, u.identifier.clone());
+            } else {
+                ix.user_names.remove(name, &u.identifier);
+            }
+        }
+    }
+
+    /// Stores a user, replacing the one of the same identifier, and indexes it.
+    pub(super) fn put_user(&mut self, u: User) {
+        if let Some(old) = self.users.get(&u.identifier) {
+            Self::user_entries(&mut self.indexes, old, false);
+        } else {
+            self.indexes
+                .user_ids
+                .insert(&u.identifier, u.identifier.clone());
+        }
+        Self::user_entries(&mut self.indexes, &u, true);
+        self.users.insert(u.identifier.clone(), u);
+    }
+
+    /// Removes a user (not its memberships) and its index entries.
+    pub(super) fn remove_user(&mut self, id: &str) -> Option<User> {
+        let u = self.users.remove(id)?;
+        Self::user_entries(&mut self.indexes, &u, false);
+        self.indexes.user_ids.remove(&u.identifier, &u.identifier);
+        Some(u)
+    }
+
+    /// Panics unless the indexes say what indexes built afresh from the records would.
+    #[cfg(test)]
+    pub(super) fn assert_indexes(&self) {
+        let mut fresh = Indexes::default();
+        for g in self.groups.values() {
+            fresh.group_names.insert(&g.name, g.id.clone());
+            fresh.group_ids.insert(&g.id, g.id.clone());
+        }
+        for u in self.users.values() {
+            Self::user_entries(&mut fresh, u, true);
+            fresh.user_ids.insert(&u.identifier, u.identifier.clone());
+        }
+        assert_eq!(self.indexes, fresh);
     }
 
     pub(super) fn ensure_user(&mut self, name: &str) -> String {
@@ -97,17 +231,14 @@ impl SimState {
             return id;
         }
         let identifier = Uuid::new_v4().to_string();
-        self.users.insert(
-            identifier.clone(),
-            User {
-                identifier: identifier.clone(),
-                name: name.to_owned(),
-                email: Some(format!("{name}@example.com")),
-                display_name: name.to_owned(),
-                source: "local".to_owned(),
-                kind: AccountKind::User,
-            },
-        );
+        self.put_user(User {
+            identifier: identifier.clone(),
+            name: name.to_owned(),
+            email: Some(format!("{name}@example.com")),
+            display_name: name.to_owned(),
+            source: "local".to_owned(),
+            kind: AccountKind::User,
+        });
         identifier
     }
 
@@ -168,11 +299,11 @@ impl SimState {
         }
     }
 
+    /// The group of a path's id, which matches regardless of case.
     pub(super) fn group_id(&self, id: &str) -> Result<String, ApiError> {
-        let lower = id.to_lowercase();
-        self.groups
-            .keys()
-            .find(|k| k.to_lowercase() == lower)
+        self.indexes
+            .group_ids
+            .first(id, true)
             .cloned()
             .ok_or_else(|| ApiError::NotFound(format!("Group {id} was not found")))
     }
@@ -235,18 +366,23 @@ impl SimState {
         })
     }
 
+    /// A group as the list shows it (and a single group, before its members).
+    pub(super) fn summary<'a>(&self, g: &'a GroupRec) -> GroupSummary<'a> {
+        GroupSummary {
+            creation_time: FIXED_TIME,
+            display_name: &g.name,
+            id: &g.id,
+            last_modification_time: &g.modified,
+            name: &g.name,
+            kind: g.kind,
+        }
+    }
+
     pub(super) fn group_json(&self, id: &str, members: bool) -> Value {
         let Some(g) = self.groups.get(id) else {
             return Value::Null;
         };
-        let mut v = json!({
-            "id": g.id,
-            "name": g.name,
-            "displayName": g.name,
-            "type": g.kind,
-            "creationTime": FIXED_TIME,
-            "lastModificationTime": g.modified,
-        });
+        let mut v = serde_json::to_value(self.summary(g)).unwrap_or(Value::Null);
         if members {
             v["members"] = if self.behaviour.members_inline {
                 g.members.iter().map(|m| self.user_json(m)).collect()

@@ -45,7 +45,7 @@
 //! email_dots = 2
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, MutexGuard};
 
 use axum::Router;
@@ -84,6 +84,7 @@ impl VinylDnsSim {
             groups: BTreeMap::new(),
             zones: Vec::new(),
             behaviour: seed.behaviour.clone(),
+            indexes: Indexes::default(),
         };
         for u in &seed.users {
             st.user_or_new(u, false);
@@ -102,24 +103,37 @@ impl VinylDnsSim {
             st.keys
                 .insert(c.access_key.clone(), (c.secret_key.clone(), id));
         }
+        // A large seed names each user many times: its ids by name, as they are made.
+        fn id_of<'s>(
+            st: &mut SimState,
+            ids: &mut HashMap<&'s str, String>,
+            name: &'s str,
+        ) -> String {
+            ids.entry(name)
+                .or_insert_with(|| st.user_or_new(name, false))
+                .clone()
+        }
+        let mut ids = HashMap::new();
         for g in &seed.group {
-            let admins: BTreeSet<String> =
-                g.admins.iter().map(|u| st.user_or_new(u, false)).collect();
-            let mut members: BTreeSet<String> =
-                g.members.iter().map(|u| st.user_or_new(u, false)).collect();
+            let admins: BTreeSet<String> = g
+                .admins
+                .iter()
+                .map(|u| id_of(&mut st, &mut ids, u))
+                .collect();
+            let mut members: BTreeSet<String> = g
+                .members
+                .iter()
+                .map(|u| id_of(&mut st, &mut ids, u))
+                .collect();
             members.extend(admins.iter().cloned());
-            let id = Uuid::new_v4().to_string();
-            st.groups.insert(
-                id.clone(),
-                SimGroup {
-                    id,
-                    name: g.name.clone(),
-                    email: g.email.clone(),
-                    description: g.description.clone(),
-                    members,
-                    admins,
-                },
-            );
+            st.put_group(SimGroup {
+                id: Uuid::new_v4().to_string(),
+                name: g.name.clone(),
+                email: g.email.clone(),
+                description: g.description.clone(),
+                members,
+                admins,
+            });
         }
         for z in &seed.zone {
             let id_of = |name: &str| {
@@ -190,11 +204,9 @@ impl VinylDnsSim {
 
     /// A group by exact name.
     pub fn group(&self, name: &str) -> Option<SimGroup> {
-        self.lock()
-            .groups
-            .values()
-            .find(|g| g.name == name)
-            .cloned()
+        let st = self.lock();
+        st.group_named(name)
+            .and_then(|id| st.groups.get(&id).cloned())
     }
 
     /// The member names of a group, sorted (admins included).
@@ -209,7 +221,7 @@ impl VinylDnsSim {
 
     fn names_of(&self, group: &str, ids: impl Fn(&SimGroup) -> &BTreeSet<String>) -> Vec<String> {
         let st = self.lock();
-        let Some(g) = st.groups.values().find(|g| g.name == group) else {
+        let Some(g) = st.group_named(group).and_then(|id| st.groups.get(&id)) else {
             return Vec::new();
         };
         let mut names: Vec<String> = ids(g)
@@ -224,34 +236,24 @@ impl VinylDnsSim {
     pub fn add_member(&self, group: &str, user: &str) -> bool {
         let mut st = self.lock();
         let id = st.user_or_new(user, false);
-        match st.groups.values_mut().find(|g| g.name == group) {
-            Some(g) => {
-                g.members.insert(id);
-                true
-            }
-            None => false,
-        }
+        st.group_named(group)
+            .is_some_and(|g| st.add_to_group(&g, &id, false))
     }
 
     /// Stores an id that names no user among a group's admins (and so its members), as the
     /// server's PUT does with an unknown admin id (no call is logged).
     pub fn add_unknown_admin(&self, group: &str, id: &str) -> bool {
         let mut st = self.lock();
-        match st.groups.values_mut().find(|g| g.name == group) {
-            Some(g) => {
-                g.admins.insert(id.to_owned());
-                g.members.insert(id.to_owned());
-                true
-            }
-            None => false,
-        }
+        st.group_named(group)
+            .is_some_and(|g| st.add_to_group(&g, id, true))
     }
 
     /// Sets a group's e-mail directly, as if the server's rules had changed since it was stored
     /// (no call is logged).
     pub fn set_email(&self, group: &str, email: &str) -> bool {
         let mut st = self.lock();
-        match st.groups.values_mut().find(|g| g.name == group) {
+        let found = st.group_named(group);
+        match found.and_then(|id| st.groups.get_mut(&id)) {
             Some(g) => {
                 g.email = email.to_owned();
                 true
@@ -270,17 +272,14 @@ impl VinylDnsSim {
         let mut st = self.lock();
         let admin = st.user_or_new(admin, false);
         let id = Uuid::new_v4().to_string();
-        st.groups.insert(
-            id.clone(),
-            SimGroup {
-                id: id.clone(),
-                name: name.to_owned(),
-                email: email.to_owned(),
-                description: None,
-                members: BTreeSet::from([admin.clone()]),
-                admins: BTreeSet::from([admin]),
-            },
-        );
+        st.put_group(SimGroup {
+            id: id.clone(),
+            name: name.to_owned(),
+            email: email.to_owned(),
+            description: None,
+            members: BTreeSet::from([admin.clone()]),
+            admins: BTreeSet::from([admin]),
+        });
         id
     }
 }
@@ -349,3 +348,7 @@ impl crate::sim::Simulator for VinylDnsSim {
         VinylDnsSim::base_path(self)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

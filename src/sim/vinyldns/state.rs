@@ -1,7 +1,7 @@
 //! The VinylDNS simulator's state and rules: its users, zones and groups, how they are shown,
 //! and the server's checks on a group (e-mail, description, members and admins, who may write).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::sim::name_key;
+use crate::sim::index::{Fold, NameIndex, Tie};
 
 use super::*;
 
@@ -58,6 +58,91 @@ pub struct SimGroup {
     pub admins: BTreeSet<String>,
 }
 
+/// A group as the server shows it: whole, or abridged (`GET /groups?abridged=true`: no dates or
+/// status, and of its member and admin ids only the caller's own). Serialized without building
+/// JSON values first, for the pages of the group list; the fields are in the order a JSON
+/// value's map writes them, so the text is the same either way.
+#[derive(Debug, Serialize)]
+pub(super) struct GroupInfo<'a> {
+    admins: Ids<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    email: &'a str,
+    id: &'a str,
+    members: Ids<'a>,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'static str>,
+}
+
+impl<'a> GroupInfo<'a> {
+    /// The whole group.
+    pub(super) fn full(g: &'a SimGroup) -> Self {
+        Self {
+            admins: Ids {
+                ids: &g.admins,
+                only: None,
+            },
+            created: Some("2025-01-01T00:00:00Z"),
+            description: g.description.as_deref(),
+            email: &g.email,
+            id: &g.id,
+            members: Ids {
+                ids: &g.members,
+                only: None,
+            },
+            name: &g.name,
+            status: Some("Active"),
+        }
+    }
+
+    /// The group abridged for `caller`.
+    pub(super) fn abridged(g: &'a SimGroup, caller: &'a str) -> Self {
+        Self {
+            admins: Ids {
+                ids: &g.admins,
+                only: Some(caller),
+            },
+            created: None,
+            description: g.description.as_deref(),
+            email: &g.email,
+            id: &g.id,
+            members: Ids {
+                ids: &g.members,
+                only: Some(caller),
+            },
+            name: &g.name,
+            status: None,
+        }
+    }
+}
+
+/// A group's member or admin ids, written as `[{"id": …}]`; only `only` when set.
+#[derive(Debug)]
+pub(super) struct Ids<'a> {
+    ids: &'a BTreeSet<String>,
+    only: Option<&'a str>,
+}
+
+impl Serialize for Ids<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        #[derive(Serialize)]
+        struct Id<'a> {
+            id: &'a str,
+        }
+        let mut seq = s.serialize_seq(None)?;
+        for id in self.ids {
+            if self.only.is_none_or(|o| o == id) {
+                seq.serialize_element(&Id { id })?;
+            }
+        }
+        seq.end()
+    }
+}
+
 /// The simulator's state behind its handles (opaque: only its handles reach inside).
 #[derive(Debug)]
 pub struct SimState {
@@ -66,27 +151,68 @@ pub struct SimState {
     pub(super) groups: BTreeMap<String, SimGroup>,
     pub(super) zones: Vec<SimZone>,
     pub(super) behaviour: Behaviour,
+    /// The indexes below answer lookups without a pass over every group or user (issue 14:
+    /// 20,000 groups, answers within 1 ms). They are kept by [`SimState::put_group`],
+    /// [`SimState::remove_group`], [`SimState::add_to_group`] and [`SimState::user_or_new`],
+    /// the only ways groups and users come and go, change names or gain members.
+    pub(super) indexes: Indexes,
+}
+
+/// The lookups of [`SimState`], each kept by the same rules as a scan of the records in id order
+/// would apply.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Indexes {
+    /// Group names → ids, by lower-case name (whether names ignore case is applied at lookup
+    /// time, so a flipped [`Behaviour::case_insensitive_names`] needs no rebuild); in the order
+    /// the group list is sorted in (lower-case name, then id).
+    pub(super) names: NameIndex<String>,
+    /// Users' ids and names → ids, by lower-case form (`GET /users/{id or name}`).
+    user_keys: NameIndex<String>,
+    /// Member id → the ids of the groups holding it (admins included, as `members` holds
+    /// them), whether or not a user stands behind the id: a user's groups, and the groups a
+    /// caller may list.
+    pub(super) member_of: HashMap<String, BTreeSet<String>>,
+}
+
+impl Default for Indexes {
+    fn default() -> Self {
+        Self {
+            names: NameIndex::new(Fold::Unicode, Tie::Id),
+            user_keys: NameIndex::new(Fold::Unicode, Tie::Id),
+            member_of: HashMap::new(),
+        }
+    }
 }
 
 impl SimState {
     pub(super) fn user_by_name(&self, name: &str) -> Option<&SimUser> {
-        self.users.values().find(|u| u.user_name == name)
+        self.indexes
+            .user_keys
+            .matching(name, false)
+            .filter_map(|id| self.users.get(id))
+            .filter(|u| u.user_name == name)
+            .min_by(|a, b| a.id.cmp(&b.id))
     }
 
-    /// A user by id or name, without regard to case (the server's lookup).
+    /// A user by id or name, without regard to case (the server's lookup); the first in id
+    /// order when several match.
     pub(super) fn user_by_key(&self, key: &str) -> Option<&SimUser> {
-        let key = key.to_lowercase();
-        self.users
-            .values()
-            .find(|u| u.id.to_lowercase() == key || u.user_name.to_lowercase() == key)
+        self.indexes
+            .user_keys
+            .first(key, true)
+            .and_then(|id| self.users.get(id))
     }
 
     pub(super) fn user_or_new(&mut self, name: &str, is_super: bool) -> String {
-        if let Some(u) = self.users.values_mut().find(|u| u.user_name == name) {
-            u.is_super |= is_super;
-            return u.id.clone();
+        if let Some(id) = self.user_by_name(name).map(|u| u.id.clone()) {
+            if let Some(u) = self.users.get_mut(&id) {
+                u.is_super |= is_super;
+            }
+            return id;
         }
         let id = Uuid::new_v4().to_string();
+        self.indexes.user_keys.insert(&id, id.clone());
+        self.indexes.user_keys.insert(name, id.clone());
         self.users.insert(
             id.clone(),
             SimUser {
@@ -99,32 +225,94 @@ impl SimState {
         id
     }
 
-    fn name_key(&self, name: &str) -> String {
-        name_key(name, self.behaviour.case_insensitive_names)
+    /// A group of that name other than `except`, by the name rules in force; the first in id
+    /// order when several match.
+    pub(super) fn same_name(&self, name: &str, except: Option<&str>) -> Option<&SimGroup> {
+        let ci = self.behaviour.case_insensitive_names;
+        self.indexes
+            .names
+            .matching(name, ci)
+            .filter(|id| Some(id.as_str()) != except)
+            .min()
+            .and_then(|id| self.groups.get(id))
     }
 
-    /// A group of that name other than `except`.
-    pub(super) fn same_name(&self, name: &str, except: Option<&str>) -> Option<&SimGroup> {
-        let key = self.name_key(name);
-        self.groups
-            .values()
-            .find(|g| Some(g.id.as_str()) != except && self.name_key(&g.name) == key)
+    /// The id of the group of exactly that name; the first in id order when several have it.
+    pub(super) fn group_named(&self, name: &str) -> Option<String> {
+        self.indexes.names.first(name, false).cloned()
+    }
+
+    /// Stores a group, replacing the one of the same id, and indexes it.
+    pub(super) fn put_group(&mut self, g: SimGroup) {
+        self.remove_group(&g.id);
+        let ix = &mut self.indexes;
+        ix.names.insert(&g.name, g.id.clone());
+        for m in &g.members {
+            ix.member_of
+                .entry(m.clone())
+                .or_default()
+                .insert(g.id.clone());
+        }
+        self.groups.insert(g.id.clone(), g);
+    }
+
+    /// Removes a group and its index entries.
+    pub(super) fn remove_group(&mut self, id: &str) -> Option<SimGroup> {
+        let g = self.groups.remove(id)?;
+        let ix = &mut self.indexes;
+        ix.names.remove(&g.name, &g.id);
+        for m in &g.members {
+            if let Some(groups) = ix.member_of.get_mut(m) {
+                groups.remove(&g.id);
+                if groups.is_empty() {
+                    ix.member_of.remove(m);
+                }
+            }
+        }
+        Some(g)
+    }
+
+    /// Panics unless the indexes say what indexes built afresh from the records would.
+    #[cfg(test)]
+    pub(super) fn assert_indexes(&self) {
+        let mut fresh = Indexes::default();
+        for g in self.groups.values() {
+            fresh.names.insert(&g.name, g.id.clone());
+            for m in &g.members {
+                fresh
+                    .member_of
+                    .entry(m.clone())
+                    .or_default()
+                    .insert(g.id.clone());
+            }
+        }
+        for u in self.users.values() {
+            fresh.user_keys.insert(&u.id, u.id.clone());
+            fresh.user_keys.insert(&u.user_name, u.id.clone());
+        }
+        assert_eq!(self.indexes, fresh);
+    }
+
+    /// Adds `member` to a group's members (and to its admins when `admin`); says whether there
+    /// was such a group.
+    pub(super) fn add_to_group(&mut self, group: &str, member: &str, admin: bool) -> bool {
+        let Some(g) = self.groups.get_mut(group) else {
+            return false;
+        };
+        if admin {
+            g.admins.insert(member.to_owned());
+        }
+        g.members.insert(member.to_owned());
+        self.indexes
+            .member_of
+            .entry(member.to_owned())
+            .or_default()
+            .insert(group.to_owned());
+        true
     }
 
     pub(super) fn info(&self, g: &SimGroup) -> Value {
-        let mut v = json!({
-            "id": g.id,
-            "name": g.name,
-            "email": g.email,
-            "created": "2025-01-01T00:00:00Z",
-            "status": "Active",
-            "members": g.members.iter().map(|id| json!({ "id": id })).collect::<Vec<_>>(),
-            "admins": g.admins.iter().map(|id| json!({ "id": id })).collect::<Vec<_>>(),
-        });
-        if let (Some(d), Some(o)) = (&g.description, v.as_object_mut()) {
-            o.insert("description".into(), d.clone().into());
-        }
-        v
+        serde_json::to_value(GroupInfo::full(g)).unwrap_or(Value::Null)
     }
 
     pub(super) fn user_info(&self, u: &SimUser) -> Value {
