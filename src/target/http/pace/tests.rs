@@ -229,3 +229,28 @@ fn an_overload_after_a_spell_the_pace_held_nothing_back_starts_over() {
     assert!(close(r, 12.0 * BETA), "{r}");
     assert!(matches!(a.phase, Phase::SlowStart { .. }), "{:?}", a.phase);
 }
+
+#[tokio::test(start_paused = true)]
+async fn after_a_cut_calls_leave_one_turn_apart_at_the_new_pace() {
+    let pacer = Pacer::default();
+    {
+        let now = Instant::now();
+        let mut a = pacer.state();
+        for i in 0..10 {
+            a.answered(Signal::Fine, 0, now - Duration::from_millis(10 * i));
+        }
+        a.answered(Signal::Overload, 0, now);
+    }
+    // 7 a second after the cut: the first call waits one turn, the second two.
+    let t0 = Instant::now();
+    let mut starts = Vec::new();
+    for _ in 0..2 {
+        let admitted = tokio::time::timeout(Duration::from_secs(5), pacer.admit())
+            .await
+            .expect("admitted");
+        starts.push(t0.elapsed().as_secs_f64());
+        admitted.answered(Signal::Fine);
+    }
+    assert!((starts[0] - 1.0 / 7.0).abs() < 0.002, "{starts:?}");
+    assert!(starts[1] > 1.9 / 7.0 && starts[1] < 2.1 / 7.0, "{starts:?}");
+}
