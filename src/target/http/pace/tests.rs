@@ -1,3 +1,6 @@
+//! The pacer: the declared rate on paused time, the adaptive state machine step by step, and
+//! admission (slots, turns reserved again after a cut).
+
 use std::sync::Arc;
 
 use super::*;
