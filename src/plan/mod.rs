@@ -605,4 +605,6 @@ fn same_attr(have: &Value, want: &Value) -> bool {
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
+mod reference;
+#[cfg(test)]
 mod tests;
