@@ -41,6 +41,8 @@ pub enum MembershipMode {
 #[derive(Clone, Debug)]
 pub struct Scope {
     globs: Option<GlobSet>,
+    /// Whether a pattern is `*`, which matches every name: the glob set need not be asked.
+    everything: bool,
     names: BTreeSet<String>,
     /// Names added to the patterns or the desired groups (see [`Scope::including`]), folded.
     extra: BTreeSet<String>,
@@ -74,8 +76,13 @@ impl Scope {
             .keys()
             .map(|n| fold(n.as_str(), case_insensitive))
             .collect();
+        // `*` is `.*` with no literal separator and `.` matching any byte, as globset compiles
+        // it; a planner asks for every group, and the glob set costs as much as the rest of
+        // planning a small group (issue 14).
+        let everything = patterns.is_some_and(|p| p.iter().any(|p| p == "*"));
         Ok(Self {
             globs,
+            everything,
             names,
             extra: BTreeSet::new(),
             case_insensitive,
@@ -86,6 +93,7 @@ impl Scope {
     pub fn empty() -> Self {
         Self {
             globs: None,
+            everything: false,
             names: BTreeSet::new(),
             extra: BTreeSet::new(),
             case_insensitive: false,
@@ -111,6 +119,7 @@ impl Scope {
             return true;
         }
         match &self.globs {
+            Some(_) if self.everything => true,
             Some(g) => g.is_match(name.as_str()),
             None => self
                 .names
