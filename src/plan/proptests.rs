@@ -11,6 +11,7 @@ use proptest::sample::subsequence;
 use proptest::test_runner::TestCaseError;
 use serde_json::{Value, json};
 
+use super::sets::{cmp_plain, is_folded};
 use super::tests::{caps, scope};
 use super::*;
 use crate::model::{Group, UserKey};
@@ -1167,5 +1168,34 @@ proptest! {
         let got = run(&d, &o, &p, c);
         let want = super::reference::plan("t", TT, &d, &o, &p, c);
         prop_assert_eq!(got, want);
+    }
+}
+
+/// Strings of ASCII (upper case included, the letters' neighbours `@`, `[`, `` ` ``, `{`), of
+/// non-ASCII letters that fold or not, and of zero bytes, short and long, often sharing a prefix.
+fn name_like() -> impl Strategy<Value = String> {
+    proptest::string::string_regex("(group-|user)?[a-zA-Z@\\[`{0-9 ._\\x00äÄσΣςİ数]{0,20}")
+        .expect("regex")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The merge's comparison orders as `str` does, and calls equal strings plain exactly when
+    /// they are ASCII without an upper-case letter.
+    #[test]
+    fn cmp_plain_orders_as_str_and_tells_plain_strings(x in name_like(), y in name_like()) {
+        for (a, b) in [(&x, &y), (&x, &x), (&y, &y)] {
+            let (order, plain) = cmp_plain(a.as_bytes(), b.as_bytes());
+            prop_assert_eq!(order, a.as_str().cmp(b.as_str()));
+            let ascii_lower = a.is_ascii() && !a.bytes().any(|c| c.is_ascii_uppercase());
+            prop_assert_eq!(plain, order == std::cmp::Ordering::Equal && ascii_lower);
+        }
+    }
+
+    /// `is_folded` is lowercasing leaving the string as it is.
+    #[test]
+    fn is_folded_is_lowercasing_changing_nothing(x in name_like()) {
+        prop_assert_eq!(is_folded(&x), x.to_lowercase() == x);
     }
 }
