@@ -41,17 +41,19 @@ fn word(c: &[u8]) -> u64 {
     u64::from_be_bytes(a)
 }
 
+/// Eight one bytes.
+const ONES: u64 = u64::from_ne_bytes([1; 8]);
+/// The high bit of each of eight bytes.
+const HIGH: u64 = ONES * 0x80;
+/// Added to a word of ASCII bytes, sets the high bit of each byte from `A` up (no byte carries
+/// into the next).
+const FROM_A: u64 = ONES * (0x80 - b'A' as u64);
+/// Added to a word of ASCII bytes, sets the high bit of each byte from `[`, past `Z`, up.
+const PAST_Z: u64 = ONES * (0x80 - b'[' as u64);
+
 /// Whether the eight bytes of `w` are ASCII without an upper-case letter.
 fn plain_word(w: u64) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([1; 8]);
-    const HIGH: u64 = ONES * 0x80;
-    // In a word of ASCII bytes, adding 0x80 − b'A' to each sets its high bit from 'A' up, and
-    // adding 0x80 − b'[' from past 'Z' up; no byte carries into the next.
-    w & HIGH == 0
-        && w.wrapping_add(ONES * (0x80 - u64::from(b'A')))
-            & !w.wrapping_add(ONES * (0x80 - u64::from(b'[')))
-            & HIGH
-            == 0
+    w & HIGH == 0 && w.wrapping_add(FROM_A) & !w.wrapping_add(PAST_Z) & HIGH == 0
 }
 
 /// How `x` and `y` order (as `str`s order, byte by byte) and, when they are equal, whether they
@@ -61,7 +63,17 @@ fn plain_word(w: u64) -> bool {
 pub(super) fn cmp_plain(x: &[u8], y: &[u8]) -> (Ordering, bool) {
     let n = x.len().min(y.len());
     let mut plain = true;
-    if n >= 8 {
+    // Words of a length known here, so that they are single loads: fewer than eight bytes are
+    // compared one by one; else eight at a time, then the last eight, overlapping bytes already
+    // found equal, where the length is not a multiple of eight.
+    if n < 8 {
+        for (&a, &b) in x.iter().zip(y) {
+            if a != b {
+                return (a.cmp(&b), false);
+            }
+            plain &= a.is_ascii() && !a.is_ascii_uppercase();
+        }
+    } else {
         let mut i = 0;
         while i + 8 <= n {
             let (a, b) = (word(&x[i..i + 8]), word(&y[i..i + 8]));
@@ -72,19 +84,11 @@ pub(super) fn cmp_plain(x: &[u8], y: &[u8]) -> (Ordering, bool) {
             i += 8;
         }
         if i < n {
-            // The last eight bytes, overlapping bytes already found equal.
             let (a, b) = (word(&x[n - 8..n]), word(&y[n - 8..n]));
             if a != b {
                 return (a.cmp(&b), false);
             }
             plain &= plain_word(a);
-        }
-    } else {
-        for (&a, &b) in x.iter().zip(y) {
-            if a != b {
-                return (a.cmp(&b), false);
-            }
-            plain &= a.is_ascii() && !a.is_ascii_uppercase();
         }
     }
     match x.len().cmp(&y.len()) {
