@@ -10,8 +10,10 @@ pub mod fingerprint;
 pub mod guard;
 pub mod render;
 pub mod saved;
+mod sets;
 
 use std::borrow::Cow;
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
@@ -19,10 +21,12 @@ use serde_json::Value;
 
 use crate::model::{
     Attributes, Capabilities, Desired, Group, GroupKind, GroupName, Observed, ObservedGroup,
+    UserKey,
 };
 
 pub use change::{Change, FieldChange, Plan, PlanError, Summary, Warning, WarningKind};
 pub use guard::{Refusal, SHRINK_MIN_MEMBERS, Share, Shrink, guard};
+use sets::{folded, is_folded, set_diff};
 
 /// Whether roster removes what the desired state does not name (the `membership` key of a
 /// `[[target]]`).
@@ -41,6 +45,8 @@ pub enum MembershipMode {
 #[derive(Clone, Debug)]
 pub struct Scope {
     globs: Option<GlobSet>,
+    /// Whether a pattern is `*`, which matches every name: the glob set need not be asked.
+    everything: bool,
     names: BTreeSet<String>,
     /// Names added to the patterns or the desired groups (see [`Scope::including`]), folded.
     extra: BTreeSet<String>,
@@ -74,8 +80,13 @@ impl Scope {
             .keys()
             .map(|n| fold(n.as_str(), case_insensitive))
             .collect();
+        // `*` is `.*` with no literal separator and `.` matching any byte, as globset compiles
+        // it; a planner asks for every group, and the glob set costs as much as the rest of
+        // planning a small group (issue 14).
+        let everything = patterns.is_some_and(|p| p.iter().any(|p| p == "*"));
         Ok(Self {
             globs,
+            everything,
             names,
             extra: BTreeSet::new(),
             case_insensitive,
@@ -86,6 +97,7 @@ impl Scope {
     pub fn empty() -> Self {
         Self {
             globs: None,
+            everything: false,
             names: BTreeSet::new(),
             extra: BTreeSet::new(),
             case_insensitive: false,
@@ -106,15 +118,16 @@ impl Scope {
         if !self.extra.is_empty()
             && self
                 .extra
-                .contains(&fold(name.as_str(), self.case_insensitive))
+                .contains(&*folded(name.as_str(), self.case_insensitive))
         {
             return true;
         }
         match &self.globs {
+            Some(_) if self.everything => true,
             Some(g) => g.is_match(name.as_str()),
             None => self
                 .names
-                .contains(&fold(name.as_str(), self.case_insensitive)),
+                .contains(&*folded(name.as_str(), self.case_insensitive)),
         }
     }
 }
@@ -196,8 +209,43 @@ struct InScope<'a> {
     have: Option<&'a ObservedGroup>,
 }
 
+/// How the planner finds, for a name on one side, the name the target takes for the same on the
+/// other.
+enum Index<'a> {
+    /// Every name compares as itself (the target tells case apart, or folding changes no desired
+    /// and no observed group name) and every observed group is filed under its own name: a
+    /// group's counterpart has the same name, found by walking both sides in name order, with no
+    /// index to build (issue 14).
+    Aligned {
+        /// The target's groups that no desired group names, in name order: step 5's candidates.
+        unmatched: Vec<&'a ObservedGroup>,
+    },
+    /// Otherwise, the names folded into hash maps.
+    Folded {
+        /// The target's groups in scope, by folded name; of two that fold alike, the later one.
+        by_key: HashMap<Cow<'a, str>, &'a ObservedGroup>,
+        /// The folded names of the desired groups, each with the first desired name (in name
+        /// order) that folds to it: the one planned where several differ only in case.
+        desired_keys: HashMap<Cow<'a, str>, &'a GroupName>,
+    },
+}
+
+/// What step 2 finds for a desired group on the target.
+enum Counterpart<'a> {
+    /// An earlier desired group differs from this one only in case, and the target ignores case.
+    Clash(&'a GroupName),
+    /// The target's group of the same name, if any.
+    Have(Option<&'a ObservedGroup>),
+}
+
 /// One plan in the making: its inputs, their names folded as the target compares them, and the
 /// changes and warnings found so far.
+///
+/// A plan of a million memberships must cost about what walking the sorted member sets costs
+/// (issue 14): where names compare as themselves both sides are walked in name order with no
+/// index to build (see [`Index`]), sets are merged (see `sets::set_diff`), a name is copied to be
+/// folded only where folding changes it, and changes go straight into one list, sorted at the end
+/// only when they were not made in order.
 struct Planner<'a> {
     /// Which of a group's `extras` apply.
     target_type: &'a str,
@@ -213,24 +261,33 @@ struct Planner<'a> {
     ci: bool,
     /// Whether membership is additive: nothing is ever removed.
     additive: bool,
-    /// The target's groups in scope, by folded name.
-    by_key: HashMap<String, &'a ObservedGroup>,
+    /// How names are matched across the two sides.
+    index: Index<'a>,
+    /// Each desired group's counterpart on the target, in desired name order; taken by step 3.
+    counterparts: Vec<Counterpart<'a>>,
     /// The folded names of the target's groups out of scope.
-    others: HashSet<String>,
+    others: HashSet<Cow<'a, str>>,
     /// The folded desired user keys the target does not know.
-    unknown: HashSet<String>,
-    /// The folded names of the desired groups.
-    desired_keys: HashSet<String>,
-    /// Each group's changes, keyed by the name shown in the plan, so the output is sorted by
-    /// group.
-    per_group: BTreeMap<GroupName, Vec<Change>>,
+    unknown: HashSet<Cow<'a, str>>,
+    /// The changes so far, group by group.
+    changes: Vec<Change>,
+    /// The group of the last change in `changes`.
+    last_group: Option<&'a GroupName>,
+    /// Whether `changes` is still in group order. Groups are planned in desired name order, so it
+    /// stays so unless the target spells a name in another case or a group is deleted.
+    in_order: bool,
+    /// Reused for each group's set differences: members to add and to remove.
+    members: (Vec<&'a UserKey>, Vec<&'a UserKey>),
+    /// Reused for each group's set differences: children to add and to remove.
+    children: (Vec<&'a GroupName>, Vec<&'a GroupName>),
     /// The warnings so far, in no particular order.
     warnings: Vec<Warning>,
 }
 
 impl<'a> Planner<'a> {
-    /// Step 2: indexes both sides by name as the target compares names (folded where it ignores
-    /// case), starting from the warnings of step 1.
+    /// Step 2: pairs each desired group with the target's group of the same name, as the target
+    /// compares names (folded where it ignores case; see [`Index`]), and folds the names of the
+    /// target's other groups and unknown users, starting from the warnings of step 1.
     fn new(
         target_type: &'a str,
         desired: &'a Desired,
@@ -240,6 +297,7 @@ impl<'a> Planner<'a> {
         warnings: Vec<Warning>,
     ) -> Self {
         let ci = caps.case_insensitive_names;
+        let (index, counterparts) = Index::new(desired, observed, ci);
         Self {
             target_type,
             desired,
@@ -248,27 +306,23 @@ impl<'a> Planner<'a> {
             caps,
             ci,
             additive: policy.membership == MembershipMode::Additive,
-            by_key: observed
-                .groups
-                .values()
-                .map(|o| (fold(o.group.name.as_str(), ci), o))
-                .collect(),
+            index,
+            counterparts,
             others: observed
                 .others
                 .iter()
-                .map(|n| fold(n.as_str(), ci))
+                .map(|n| folded(n.as_str(), ci))
                 .collect(),
             unknown: observed
                 .unknown_users
                 .iter()
-                .map(|u| fold(u.as_str(), ci))
+                .map(|u| folded(u.as_str(), ci))
                 .collect(),
-            desired_keys: desired
-                .groups
-                .keys()
-                .map(|n| fold(n.as_str(), ci))
-                .collect(),
-            per_group: BTreeMap::new(),
+            changes: Vec::new(),
+            last_group: None,
+            in_order: true,
+            members: (Vec::new(), Vec::new()),
+            children: (Vec::new(), Vec::new()),
             warnings,
         }
     }
@@ -279,20 +333,22 @@ impl<'a> Planner<'a> {
     /// the target owns (system, external).
     fn scope(&mut self) -> Vec<InScope<'a>> {
         let desired = self.desired;
-        let mut seen: HashMap<String, &GroupName> = HashMap::new();
-        let mut planned = Vec::new();
-        for (name, want) in &desired.groups {
-            if let Some(first) = seen.insert(fold(name.as_str(), self.ci), name) {
-                self.warnings.push(Warning {
-                    kind: WarningKind::NameClash,
-                    group: name.clone(),
-                    message: format!(
-                        "\"{name}\" and \"{first}\" differ only in case, which this target does not tell apart; \"{name}\" is left alone"
-                    ),
-                });
-                seen.insert(fold(name.as_str(), self.ci), first);
-                continue;
-            }
+        let mut planned = Vec::with_capacity(desired.groups.len());
+        let counterparts = std::mem::take(&mut self.counterparts);
+        for ((name, want), counterpart) in desired.groups.iter().zip(counterparts) {
+            let have = match counterpart {
+                Counterpart::Have(have) => have,
+                Counterpart::Clash(first) => {
+                    self.warnings.push(Warning {
+                        kind: WarningKind::NameClash,
+                        group: name.clone(),
+                        message: format!(
+                            "\"{name}\" and \"{first}\" differ only in case, which this target does not tell apart; \"{name}\" is left alone"
+                        ),
+                    });
+                    continue;
+                }
+            };
             if !self.policy.scope.contains(name) {
                 self.warnings.push(Warning {
                     kind: WarningKind::OutOfScope,
@@ -303,7 +359,6 @@ impl<'a> Planner<'a> {
                 });
                 continue;
             }
-            let have = self.by_key.get(&fold(name.as_str(), self.ci)).copied();
             if let Some(have) = have
                 && have.kind != GroupKind::Managed
             {
@@ -315,19 +370,31 @@ impl<'a> Planner<'a> {
         planned
     }
 
+    /// Notes that the changes just added are filed under `group`, to know whether `changes`
+    /// needs sorting at the end.
+    fn filed_under(&mut self, group: &'a GroupName) {
+        if self.last_group.is_some_and(|last| last > group) {
+            self.in_order = false;
+        }
+        self.last_group = Some(group);
+    }
+
     /// Step 4: one desired group's changes, in the order they apply: the group itself, then its
     /// members, then its children. They are filed under the target's spelling of the name when
     /// the target has the group.
     fn diff(&mut self, g: InScope<'a>) {
-        let shown = g.have.map_or(g.name, |h| &h.group.name).clone();
-        let mut out: Vec<Change> = self.group_change(&g, &shown).into_iter().collect();
-        out.extend(self.member_changes(&g, &shown));
+        let shown: &'a GroupName = g.have.map_or(g.name, |h| &h.group.name);
+        let before = self.changes.len();
+        if let Some(change) = self.group_change(&g, shown) {
+            self.changes.push(change);
+        }
+        self.member_changes(&g, shown);
         // Children only where the target nests; otherwise step 1 flattened them into members.
         if self.caps.nested_groups {
-            out.extend(self.child_changes(&g, &shown));
+            self.child_changes(&g, shown);
         }
-        if !out.is_empty() {
-            self.per_group.entry(shown).or_default().extend(out);
+        if self.changes.len() > before {
+            self.filed_under(shown);
         }
     }
 
@@ -389,11 +456,18 @@ impl<'a> Planner<'a> {
 
     /// Step 4b: the members to add, except users the target does not know (warned about), and,
     /// unless membership is additive, the members to remove.
-    fn member_changes(&mut self, g: &InScope<'a>, shown: &GroupName) -> Vec<Change> {
-        let mut out = Vec::new();
-        let (add, remove) = set_diff(g.have.map(|h| &h.group.members), &g.want.members, self.ci);
-        for m in add {
-            if self.unknown.contains(&fold(m.as_str(), self.ci)) {
+    fn member_changes(&mut self, g: &InScope<'a>, shown: &GroupName) {
+        // Taken out for the loop, which pushes onto `self`, and put back to be reused.
+        let (mut add, mut remove) = std::mem::take(&mut self.members);
+        set_diff(
+            g.have.map(|h| &h.group.members),
+            &g.want.members,
+            self.ci,
+            &mut add,
+            &mut remove,
+        );
+        for &m in &add {
+            if !self.unknown.is_empty() && self.unknown.contains(&*folded(m.as_str(), self.ci)) {
                 self.warnings.push(Warning {
                     kind: WarningKind::UnknownUser,
                     group: g.name.clone(),
@@ -404,26 +478,33 @@ impl<'a> Planner<'a> {
                 });
                 continue;
             }
-            out.push(Change::AddMember {
+            self.changes.push(Change::AddMember {
                 group: shown.clone(),
                 member: m.clone(),
             });
         }
         if !self.additive {
-            out.extend(remove.into_iter().map(|m| Change::RemoveMember {
-                group: shown.clone(),
-                member: m.clone(),
-            }));
+            self.changes
+                .extend(remove.iter().map(|&m| Change::RemoveMember {
+                    group: shown.clone(),
+                    member: m.clone(),
+                }));
         }
-        out
+        self.members = (add, remove);
     }
 
     /// Step 4c: the children to add, except those that will not exist on the target (warned
     /// about), and, unless membership is additive, the children to remove.
-    fn child_changes(&mut self, g: &InScope<'a>, shown: &GroupName) -> Vec<Change> {
-        let mut out = Vec::new();
-        let (add, remove) = set_diff(g.have.map(|h| &h.group.children), &g.want.children, self.ci);
-        for c in add {
+    fn child_changes(&mut self, g: &InScope<'a>, shown: &GroupName) {
+        let (mut add, mut remove) = std::mem::take(&mut self.children);
+        set_diff(
+            g.have.map(|h| &h.group.children),
+            &g.want.children,
+            self.ci,
+            &mut add,
+            &mut remove,
+        );
+        for &c in &add {
             if !self.will_exist(c) {
                 self.warnings.push(Warning {
                     kind: WarningKind::UnknownChild,
@@ -435,36 +516,57 @@ impl<'a> Planner<'a> {
                 });
                 continue;
             }
-            out.push(Change::AddChild {
+            self.changes.push(Change::AddChild {
                 group: shown.clone(),
                 child: c.clone(),
             });
         }
         if !self.additive {
-            out.extend(remove.into_iter().map(|c| Change::RemoveChild {
-                group: shown.clone(),
-                child: c.clone(),
-            }));
+            self.changes
+                .extend(remove.iter().map(|&c| Change::RemoveChild {
+                    group: shown.clone(),
+                    child: c.clone(),
+                }));
         }
-        out
+        self.children = (add, remove);
     }
 
     /// Whether a group will be on the target once the plan is applied, so that it can be made a
     /// child: a desired group in scope (created if need be), or a group the target has.
     fn will_exist(&self, name: &GroupName) -> bool {
-        let k = fold(name.as_str(), self.ci);
-        (self.desired_keys.contains(&k) && self.policy.scope.contains(name))
-            || self.by_key.contains_key(&k)
-            || self.others.contains(&k)
+        let k = folded(name.as_str(), self.ci);
+        let (desired, observed) = match &self.index {
+            Index::Aligned { .. } => {
+                let k = GroupName::from(&*k);
+                (
+                    self.desired.groups.contains_key(&k),
+                    self.observed.groups.contains_key(&k),
+                )
+            }
+            Index::Folded {
+                by_key,
+                desired_keys,
+            } => (desired_keys.contains_key(&*k), by_key.contains_key(&*k)),
+        };
+        (desired && self.policy.scope.contains(name)) || observed || self.others.contains(&*k)
     }
 
     /// Step 5: the target's groups in scope that the desired state no longer names. With `prune`
     /// they are deleted, except in additive mode, which never removes (and deleting a group
     /// removes all its members); the target's own groups are warned about and left alone.
     fn prune(&mut self) {
-        for have in self.observed.groups.values() {
-            let k = fold(have.group.name.as_str(), self.ci);
-            if self.desired_keys.contains(&k) || !self.policy.scope.contains(&have.group.name) {
+        let observed = self.observed;
+        let ci = self.ci;
+        let unwanted = match &mut self.index {
+            Index::Aligned { unmatched } => std::mem::take(unmatched),
+            Index::Folded { desired_keys, .. } => observed
+                .groups
+                .values()
+                .filter(|o| !desired_keys.contains_key(&*folded(o.group.name.as_str(), ci)))
+                .collect(),
+        };
+        for have in unwanted {
+            if !self.policy.scope.contains(&have.group.name) {
                 continue;
             }
             if have.kind != GroupKind::Managed {
@@ -472,12 +574,10 @@ impl<'a> Planner<'a> {
                 continue;
             }
             if self.policy.prune && !self.additive {
-                self.per_group
-                    .entry(have.group.name.clone())
-                    .or_default()
-                    .push(Change::DeleteGroup {
-                        group: have.group.name.clone(),
-                    });
+                self.changes.push(Change::DeleteGroup {
+                    group: have.group.name.clone(),
+                });
+                self.filed_under(&have.group.name);
             }
         }
     }
@@ -485,7 +585,12 @@ impl<'a> Planner<'a> {
     /// Step 6: the plan: the changes group by group in name order, and the warnings sorted, each
     /// once.
     fn finish(self, target: &str) -> Plan {
-        let changes: Vec<Change> = self.per_group.into_values().flatten().collect();
+        let mut changes = self.changes;
+        if !self.in_order {
+            // Stable, so that each group's changes keep their order, and the changes of two
+            // entries under one name (a degenerate observed state) follow each other as planned.
+            changes.sort_by(|a, b| a.group().cmp(b.group()));
+        }
         let mut warnings = self.warnings;
         warnings.sort();
         warnings.dedup();
@@ -497,6 +602,94 @@ impl<'a> Planner<'a> {
             warnings,
             errors: Vec::new(),
         }
+    }
+}
+
+impl<'a> Index<'a> {
+    /// The aligned index where it holds, else the folded one; with each desired group's
+    /// counterpart, in desired name order.
+    fn new(desired: &'a Desired, observed: &'a Observed, ci: bool) -> (Self, Vec<Counterpart<'a>>) {
+        Self::aligned(desired, observed, ci).unwrap_or_else(|| Self::folded(desired, observed, ci))
+    }
+
+    /// Walks both sides in name order, pairing equal names; `None` at the first name that
+    /// folding changes where the target ignores case, or the first observed group filed under
+    /// another name than its own, for then equal names need not be the target's pairs.
+    fn aligned(
+        desired: &'a Desired,
+        observed: &'a Observed,
+        ci: bool,
+    ) -> Option<(Self, Vec<Counterpart<'a>>)> {
+        let as_is = |name: &GroupName| !ci || is_folded(name.as_str());
+        let mut entries = observed.groups.iter();
+        // Each observed entry is checked once, as it comes up.
+        let mut checked = || match entries.next() {
+            Some((key, o)) if *key != o.group.name || !as_is(key) => Err(()),
+            next => Ok(next),
+        };
+        let mut counterparts = Vec::with_capacity(desired.groups.len());
+        let mut unmatched = Vec::new();
+        let mut next = checked().ok()?;
+        for name in desired.groups.keys() {
+            if !as_is(name) {
+                return None;
+            }
+            let mut have = None;
+            while let Some((key, o)) = next {
+                match key.cmp(name) {
+                    Ordering::Less => unmatched.push(o),
+                    Ordering::Equal => have = Some(o),
+                    Ordering::Greater => break,
+                }
+                next = checked().ok()?;
+                if have.is_some() {
+                    break;
+                }
+            }
+            counterparts.push(Counterpart::Have(have));
+        }
+        while let Some((_, o)) = next {
+            unmatched.push(o);
+            next = checked().ok()?;
+        }
+        Some((Index::Aligned { unmatched }, counterparts))
+    }
+
+    /// Folds the names of both sides into hash maps.
+    fn folded(
+        desired: &'a Desired,
+        observed: &'a Observed,
+        ci: bool,
+    ) -> (Self, Vec<Counterpart<'a>>) {
+        let mut desired_keys = HashMap::with_capacity(desired.groups.len());
+        for name in desired.groups.keys() {
+            desired_keys
+                .entry(folded(name.as_str(), ci))
+                .or_insert(name);
+        }
+        let by_key: HashMap<Cow<'a, str>, &'a ObservedGroup> = observed
+            .groups
+            .values()
+            .map(|o| (folded(o.group.name.as_str(), ci), o))
+            .collect();
+        let counterparts = desired
+            .groups
+            .keys()
+            .map(|name| {
+                let key = folded(name.as_str(), ci);
+                match desired_keys.get(&*key) {
+                    Some(&first) if first != name => Counterpart::Clash(first),
+                    _ => Counterpart::Have(by_key.get(&*key).copied()),
+                }
+            })
+            .collect();
+        (
+            Index::Folded {
+                by_key,
+                desired_keys,
+            },
+            counterparts,
+        )
     }
 }
 
@@ -558,29 +751,6 @@ fn attribute_changes(
     }
 }
 
-/// What to add to and remove from `have` to make it `want`, comparing names as the target does.
-/// Both lists come out sorted: additions in `want`'s order, removals in `have`'s.
-fn set_diff<'a, T: AsRef<str> + Ord>(
-    have: Option<&'a BTreeSet<T>>,
-    want: &'a BTreeSet<T>,
-    ci: bool,
-) -> (Vec<&'a T>, Vec<&'a T>) {
-    let Some(have) = have else {
-        return (want.iter().collect(), Vec::new());
-    };
-    let have_keys: HashSet<String> = have.iter().map(|x| fold(x.as_ref(), ci)).collect();
-    let want_keys: HashSet<String> = want.iter().map(|x| fold(x.as_ref(), ci)).collect();
-    let add = want
-        .iter()
-        .filter(|x| !have_keys.contains(&fold(x.as_ref(), ci)))
-        .collect();
-    let remove = have
-        .iter()
-        .filter(|x| !want_keys.contains(&fold(x.as_ref(), ci)))
-        .collect();
-    (add, remove)
-}
-
 /// How a group the target owns is called in messages.
 fn kind_word(kind: GroupKind) -> &'static str {
     match kind {
@@ -604,5 +774,7 @@ fn same_attr(have: &Value, want: &Value) -> bool {
 
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod reference;
 #[cfg(test)]
 mod tests;

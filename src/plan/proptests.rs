@@ -11,6 +11,7 @@ use proptest::sample::subsequence;
 use proptest::test_runner::TestCaseError;
 use serde_json::{Value, json};
 
+use super::sets::{cmp_plain, is_folded};
 use super::tests::{caps, scope};
 use super::*;
 use crate::model::{Group, UserKey};
@@ -947,5 +948,254 @@ proptest! {
             prop_assert_eq!(&got.members, &reach, "group g{}", i);
             prop_assert!(got.children.is_empty());
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The planner against the reference planner (`reference.rs`): the same plan for the same inputs.
+
+/// Group names that fold alike in twos and threes, and names folding changes in other ways
+/// (`Σ` to `σ`, `İ` to two characters), so that both the merge and the folded comparison of
+/// `set_diff` run, and names clash.
+const WILD_GROUPS: [&str; 16] = [
+    "a",
+    "A",
+    "ab",
+    "Ab",
+    "AB",
+    "eng",
+    "Eng",
+    "ENG",
+    "zeta",
+    "ärzte",
+    "Ärzte",
+    "ΣΑΣ",
+    "σας",
+    "数据 组",
+    "İx",
+    "ix",
+];
+/// User keys: lower-case ones (merged) and their variants in other cases (folded).
+const WILD_USERS: [&str; 20] = [
+    "alice", "Alice", "ALICE", "bob", "Bob", "carol", "dave", "eve", "frank", "grace", "heidi",
+    "zoë", "Zoë", "ZOË", "o'brien", "Σ", "σ", "ς", "ivan", "judy",
+];
+/// Patterns for the wild scopes, `None` for the desired groups.
+const WILD_SCOPES: [Option<&[&str]>; 5] = [
+    Some(&["*"]),
+    Some(&["a*", "e*"]),
+    Some(&["[aeσ]*", "数*"]),
+    Some(&["?"]),
+    None,
+];
+
+fn wild_names<'a>(pool: &[&'a str], mask: u32) -> impl Iterator<Item = &'a str> {
+    pool.iter()
+        .enumerate()
+        .filter(move |(i, _)| mask & (1 << i) != 0)
+        .map(|(_, n)| *n)
+        .collect::<Vec<_>>()
+        .into_iter()
+}
+
+/// One group of a wild world: members, children, description and attributes by index.
+fn wild_group(
+    name: &str,
+    (members, children, desc, attr): (u32, u32, Option<usize>, Option<usize>),
+) -> Group {
+    Group {
+        name: GroupName::from(name),
+        description: desc.map(|i| DESCRIPTIONS[i].to_owned()),
+        members: wild_names(&WILD_USERS, members)
+            .map(UserKey::from)
+            .collect(),
+        children: wild_names(&WILD_GROUPS, children)
+            .filter(|c| *c != name)
+            .map(GroupName::from)
+            .collect(),
+        extras: attrs(attr),
+    }
+}
+
+fn wild_group_spec() -> impl Strategy<Value = (u32, u32, Option<usize>, Option<usize>)> {
+    (
+        any::<u32>(),
+        prop_oneof![3 => Just(0u32), 1 => any::<u32>()],
+        proptest::option::of(0..DESCRIPTIONS.len()),
+        proptest::option::of(0..4usize),
+    )
+}
+
+/// A desired and an observed state over the wild pools; at times every name in lower case (where
+/// the planner pairs names without folding them). An observed group is at times filed under
+/// another name than its own, as no connector files it, to hold the two planners to the same
+/// answer there too.
+fn wild_states() -> impl Strategy<Value = (Desired, Observed)> {
+    (
+        proptest::collection::btree_map(0..WILD_GROUPS.len(), wild_group_spec(), 0..8),
+        proptest::collection::btree_map(
+            0..WILD_GROUPS.len(),
+            (
+                wild_group_spec(),
+                kind(),
+                prop_oneof![
+                    6 => Just(None),
+                    1 => (0..WILD_GROUPS.len()).prop_map(Some),
+                ],
+            ),
+            0..8,
+        ),
+        any::<u32>(),
+        any::<u32>(),
+        proptest::bool::weighted(0.3),
+    )
+        .prop_map(|(d, o, others, unknown, lower)| {
+            let groups = d
+                .into_iter()
+                .map(|(i, spec)| {
+                    (
+                        GroupName::from(WILD_GROUPS[i]),
+                        wild_group(WILD_GROUPS[i], spec),
+                    )
+                })
+                .collect();
+            let desired = Desired {
+                groups,
+                origins: BTreeMap::new(),
+            };
+            let mut observed = Observed {
+                others: wild_names(&WILD_GROUPS, others)
+                    .map(GroupName::from)
+                    .collect(),
+                unknown_users: wild_names(&WILD_USERS, unknown)
+                    .map(UserKey::from)
+                    .collect(),
+                ..Observed::default()
+            };
+            for (i, (spec, kind, filed_as)) in o {
+                let key = WILD_GROUPS[filed_as.unwrap_or(i)];
+                observed.groups.insert(
+                    GroupName::from(key),
+                    ObservedGroup {
+                        id: format!("id-{i}"),
+                        group: wild_group(WILD_GROUPS[i], spec),
+                        kind,
+                    },
+                );
+            }
+            if lower {
+                (lowered_desired(desired), lowered_observed(observed))
+            } else {
+                (desired, observed)
+            }
+        })
+}
+
+/// Every name in lower case, so that folding changes none.
+fn lowered_group(g: Group) -> Group {
+    Group {
+        name: GroupName(g.name.0.to_lowercase()),
+        members: g
+            .members
+            .iter()
+            .map(|m| UserKey(m.0.to_lowercase()))
+            .collect(),
+        children: g
+            .children
+            .iter()
+            .map(|c| GroupName(c.0.to_lowercase()))
+            .collect(),
+        ..g
+    }
+}
+
+fn lowered_desired(d: Desired) -> Desired {
+    Desired {
+        groups: d
+            .groups
+            .into_iter()
+            .map(|(k, g)| (GroupName(k.0.to_lowercase()), lowered_group(g)))
+            .collect(),
+        origins: d.origins,
+    }
+}
+
+fn lowered_observed(o: Observed) -> Observed {
+    Observed {
+        groups: o
+            .groups
+            .into_iter()
+            .map(|(k, g)| {
+                let group = lowered_group(g.group);
+                (GroupName(k.0.to_lowercase()), ObservedGroup { group, ..g })
+            })
+            .collect(),
+        others: o
+            .others
+            .iter()
+            .map(|n| GroupName(n.0.to_lowercase()))
+            .collect(),
+        unknown_users: o
+            .unknown_users
+            .iter()
+            .map(|u| UserKey(u.0.to_lowercase()))
+            .collect(),
+        ..o
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Whatever the inputs, the policy and the target, the planner makes the reference planner's
+    /// plan: the same changes in the same order, the same warnings.
+    #[test]
+    fn plan_is_the_reference_plan(
+        (d, o) in wild_states(),
+        scope_at in 0..WILD_SCOPES.len(),
+        scope_ci in any::<bool>(),
+        including in prop_oneof![3 => Just(0u32), 1 => any::<u32>()],
+        mode in membership(),
+        prune in any::<bool>(),
+        nested in any::<bool>(),
+        ci in any::<bool>(),
+        renames in any::<bool>(),
+    ) {
+        let names: Vec<GroupName> = wild_names(&WILD_GROUPS, including).map(GroupName::from).collect();
+        let s = scope(WILD_SCOPES[scope_at], &d, scope_ci).including(&names);
+        let p = policy(s, mode, prune);
+        let c = Capabilities { renames, ..caps(nested, ci) };
+        let got = run(&d, &o, &p, c);
+        let want = super::reference::plan("t", TT, &d, &o, &p, c);
+        prop_assert_eq!(got, want);
+    }
+}
+
+/// Strings of ASCII (upper case included, the letters' neighbours `@`, `[`, `` ` ``, `{`), of
+/// non-ASCII letters that fold or not, and of zero bytes, short and long, often sharing a prefix.
+fn name_like() -> impl Strategy<Value = String> {
+    proptest::string::string_regex("(group-|user)?[a-zA-Z@\\[`{0-9 ._\\x00äÄσΣςİ数]{0,20}")
+        .expect("regex")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The merge's comparison orders as `str` does, and calls equal strings plain exactly when
+    /// they are ASCII without an upper-case letter.
+    #[test]
+    fn cmp_plain_orders_as_str_and_tells_plain_strings(x in name_like(), y in name_like()) {
+        for (a, b) in [(&x, &y), (&x, &x), (&y, &y)] {
+            let (order, plain) = cmp_plain(a.as_bytes(), b.as_bytes());
+            prop_assert_eq!(order, a.as_str().cmp(b.as_str()));
+            let ascii_lower = a.is_ascii() && !a.bytes().any(|c| c.is_ascii_uppercase());
+            prop_assert_eq!(plain, order == std::cmp::Ordering::Equal && ascii_lower);
+        }
+    }
+
+    /// `is_folded` is lowercasing leaving the string as it is.
+    #[test]
+    fn is_folded_is_lowercasing_changing_nothing(x in name_like()) {
+        prop_assert_eq!(is_folded(&x), x.to_lowercase() == x);
     }
 }

@@ -898,6 +898,39 @@ fn default_scope_is_the_desired_groups() {
     assert_eq!(lines(&out), ["+ member \"alice\" in \"eng\""]);
 }
 
+/// A scope with the pattern `*` contains every name without asking its glob set, which is right
+/// only because globset's `*` matches every name: here it is asked.
+#[test]
+fn star_scope_contains_every_name_as_the_glob_does() {
+    let names = [
+        "",
+        "eng",
+        "Eng Team",
+        "a/b",
+        "a\nb",
+        "ärzte",
+        "数据 组",
+        "\0",
+        ".x",
+        "[*]",
+    ];
+    for ci in [false, true] {
+        let glob = globset::GlobBuilder::new("*")
+            .case_insensitive(ci)
+            .literal_separator(false)
+            .build()
+            .unwrap()
+            .compile_matcher();
+        let star = scope(Some(&["eng", "*"]), &desired([]), ci);
+        let eng = scope(Some(&["eng"]), &desired([]), ci);
+        for n in names {
+            assert!(glob.is_match(n), "{n:?}");
+            assert!(star.contains(&n.into()), "{n:?}");
+            assert_eq!(eng.contains(&n.into()), n == "eng", "{n:?}");
+        }
+    }
+}
+
 #[test]
 fn out_of_scope_desired_group_is_warned() {
     let d = desired([
