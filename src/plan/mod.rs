@@ -132,13 +132,10 @@ impl Scope {
     }
 }
 
-/// A name as compared on a target: lowercased where the target ignores case.
+/// A name as compared on a target: lowercased where the target ignores case (the one rule, in
+/// [`sets::folded`], owned).
 pub fn fold(name: &str, case_insensitive: bool) -> String {
-    if case_insensitive {
-        name.to_lowercase()
-    } else {
-        name.to_owned()
-    }
+    sets::folded(name, case_insensitive).into_owned()
 }
 
 /// The rules one target is reconciled under, from its `[[target]]` table.
@@ -269,13 +266,9 @@ struct Planner<'a> {
     others: HashSet<Cow<'a, str>>,
     /// The folded desired user keys the target does not know.
     unknown: HashSet<Cow<'a, str>>,
-    /// The changes so far, group by group.
+    /// The changes so far, group by group. Groups are planned in desired name order, so they
+    /// stay in group order unless the target spells a name in another case or a group is deleted.
     changes: Vec<Change>,
-    /// The group of the last change in `changes`.
-    last_group: Option<&'a GroupName>,
-    /// Whether `changes` is still in group order. Groups are planned in desired name order, so it
-    /// stays so unless the target spells a name in another case or a group is deleted.
-    in_order: bool,
     /// Reused for each group's set differences: members to add and to remove.
     members: (Vec<&'a UserKey>, Vec<&'a UserKey>),
     /// Reused for each group's set differences: children to add and to remove.
@@ -319,8 +312,6 @@ impl<'a> Planner<'a> {
                 .map(|u| folded(u.as_str(), ci))
                 .collect(),
             changes: Vec::new(),
-            last_group: None,
-            in_order: true,
             members: (Vec::new(), Vec::new()),
             children: (Vec::new(), Vec::new()),
             warnings,
@@ -370,21 +361,11 @@ impl<'a> Planner<'a> {
         planned
     }
 
-    /// Notes that the changes just added are filed under `group`, to know whether `changes`
-    /// needs sorting at the end.
-    fn filed_under(&mut self, group: &'a GroupName) {
-        if self.last_group.is_some_and(|last| last > group) {
-            self.in_order = false;
-        }
-        self.last_group = Some(group);
-    }
-
     /// Step 4: one desired group's changes, in the order they apply: the group itself, then its
     /// members, then its children. They are filed under the target's spelling of the name when
     /// the target has the group.
     fn diff(&mut self, g: InScope<'a>) {
         let shown: &'a GroupName = g.have.map_or(g.name, |h| &h.group.name);
-        let before = self.changes.len();
         if let Some(change) = self.group_change(&g, shown) {
             self.changes.push(change);
         }
@@ -392,9 +373,6 @@ impl<'a> Planner<'a> {
         // Children only where the target nests; otherwise step 1 flattened them into members.
         if self.caps.nested_groups {
             self.child_changes(&g, shown);
-        }
-        if self.changes.len() > before {
-            self.filed_under(shown);
         }
     }
 
@@ -577,7 +555,6 @@ impl<'a> Planner<'a> {
                 self.changes.push(Change::DeleteGroup {
                     group: have.group.name.clone(),
                 });
-                self.filed_under(&have.group.name);
             }
         }
     }
@@ -586,7 +563,7 @@ impl<'a> Planner<'a> {
     /// once.
     fn finish(self, target: &str) -> Plan {
         let mut changes = self.changes;
-        if !self.in_order {
+        if !changes.is_sorted_by(|a, b| a.group() <= b.group()) {
             // Stable, so that each group's changes keep their order, and the changes of two
             // entries under one name (a degenerate observed state) follow each other as planned.
             changes.sort_by(|a, b| a.group().cmp(b.group()));

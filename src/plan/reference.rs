@@ -1,18 +1,20 @@
-//! The planner as it was before it was made to scale (issue 14), kept verbatim as the reference
-//! the differential property test (`proptests::plan_is_the_reference_plan`) compares [`super::plan`]
-//! with: the same inputs must give the same plan, change for change and warning for warning.
+//! The planner as it was before it was made to scale (issue 14, as of commit 81b5b5a), kept as the
+//! reference the differential property test (`proptests::plan_is_the_reference_plan`) compares
+//! [`super::plan`] with: the same inputs must give the same plan, change for change and warning
+//! for warning.
+//!
+//! Only what the scaling rewrote is kept here (pairing names, the set differences, the order of
+//! changes, pruning); the steps it left alone (`as_target_holds`, `skipped`, the description and
+//! attribute changes) and [`super::Scope`] are the planner's own, shared, and tested on their own
+//! in `tests.rs`: the property test does not vouch for them.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use serde_json::Value;
-
 use super::{
-    Change, FieldChange, MembershipMode, Plan, Policy, Summary, Warning, WarningKind, closure, fold,
+    Change, FieldChange, InScope, MembershipMode, Plan, Policy, Summary, Warning, WarningKind,
+    as_target_holds, attribute_changes, description_change, fold, skipped,
 };
-use crate::model::{
-    Attributes, Capabilities, Desired, Group, GroupKind, GroupName, Observed, ObservedGroup,
-};
+use crate::model::{Capabilities, Desired, GroupKind, GroupName, Observed, ObservedGroup};
 
 /// Computes the changes that make `observed` match `desired` within the policy's scope.
 ///
@@ -41,27 +43,6 @@ pub fn plan(
     }
     planner.prune();
     planner.finish(target)
-}
-
-/// Step 1: the desired state as the target can hold it. Where the target cannot nest groups, each
-/// group's children are folded into its members (with a warning for each cycle met on the way).
-fn as_target_holds(desired: &Desired, caps: Capabilities) -> (Cow<'_, Desired>, Vec<Warning>) {
-    if caps.nested_groups {
-        (Cow::Borrowed(desired), Vec::new())
-    } else {
-        let (flattened, warnings) = closure::flatten(desired);
-        (Cow::Owned(flattened), warnings)
-    }
-}
-
-/// One desired group this plan may change, with the target's group of the same name, if any.
-struct InScope<'a> {
-    /// The group's name in the desired state.
-    name: &'a GroupName,
-    /// The group as the desired state wants it.
-    want: &'a Group,
-    /// The target's group of the same name (as the target compares names), if it has one.
-    have: Option<&'a ObservedGroup>,
 }
 
 /// One plan in the making: its inputs, their names folded as the target compares them, and the
@@ -368,64 +349,6 @@ impl<'a> Planner<'a> {
     }
 }
 
-/// The warning for a group the target owns (system, external), which roster never changes.
-fn skipped(have: &ObservedGroup) -> Warning {
-    Warning {
-        kind: WarningKind::SkippedGroup,
-        group: have.group.name.clone(),
-        message: format!(
-            "\"{}\" is a {} group of the target; roster does not change it",
-            have.group.name,
-            kind_word(have.kind)
-        ),
-    }
-}
-
-/// The description, where the desired state gives one and the target's differs (a missing
-/// description on the target counts as empty).
-fn description_change(
-    want: &Group,
-    have: &ObservedGroup,
-    fields: &mut BTreeMap<String, FieldChange>,
-) {
-    if let Some(d) = &want.description
-        && have.group.description.as_deref().unwrap_or("") != d
-    {
-        fields.insert(
-            "description".to_owned(),
-            FieldChange {
-                from: have
-                    .group
-                    .description
-                    .clone()
-                    .map_or(Value::Null, Value::from),
-                to: d.as_str().into(),
-            },
-        );
-    }
-}
-
-/// The attributes the desired state gives for this target type whose values on the target differ
-/// (see `same_attr`); attributes it does not give are left as they are.
-fn attribute_changes(
-    want: Option<&Attributes>,
-    have: Option<&Attributes>,
-    fields: &mut BTreeMap<String, FieldChange>,
-) {
-    for (k, v) in want.into_iter().flatten() {
-        let cur = have.and_then(|a| a.get(k)).unwrap_or(&Value::Null);
-        if !same_attr(cur, v) {
-            fields.insert(
-                k.clone(),
-                FieldChange {
-                    from: cur.clone(),
-                    to: v.clone(),
-                },
-            );
-        }
-    }
-}
-
 /// What to add to and remove from `have` to make it `want`, comparing names as the target does.
 /// Both lists come out sorted: additions in `want`'s order, removals in `have`'s.
 fn set_diff<'a, T: AsRef<str> + Ord>(
@@ -447,25 +370,4 @@ fn set_diff<'a, T: AsRef<str> + Ord>(
         .filter(|x| !want_keys.contains(&fold(x.as_ref(), ci)))
         .collect();
     (add, remove)
-}
-
-/// How a group the target owns is called in messages.
-fn kind_word(kind: GroupKind) -> &'static str {
-    match kind {
-        GroupKind::Managed => "managed",
-        GroupKind::System => "system",
-        GroupKind::External => "external",
-    }
-}
-
-/// Attribute values compare as JSON, except that a missing value and an empty object or string are
-/// the same thing to a target such as Contensis (`custom: {}`).
-fn same_attr(have: &Value, want: &Value) -> bool {
-    let empty = |v: &Value| match v {
-        Value::Null => true,
-        Value::Object(m) => m.is_empty(),
-        Value::String(s) => s.is_empty(),
-        _ => false,
-    };
-    have == want || (empty(have) && empty(want))
 }

@@ -8,7 +8,8 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashSet};
 
-/// [`super::fold`], borrowing the name where folding leaves it as it is.
+/// A name as a target compares it (lowercased where the target ignores case), borrowed where
+/// folding leaves it as it is; [`super::fold`] is its owned form.
 pub(super) fn folded(name: &str, case_insensitive: bool) -> Cow<'_, str> {
     if !case_insensitive || is_folded(name) {
         Cow::Borrowed(name)

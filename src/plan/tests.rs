@@ -1565,3 +1565,85 @@ fn a_markdown_plan_too_long_for_a_comment_is_cut_with_a_note() {
     let small = render(&[rich_plan()], &[], &[], Format::Markdown);
     assert!(!small.contains("truncated"), "{small}");
 }
+
+#[test]
+fn a_widened_scope_takes_in_the_extra_names_compared_as_it_compares_names() {
+    let n = |s: &str| GroupName::from(s);
+    let d = desired([group("eng-a", &[], &[])]);
+    for ci in [false, true] {
+        let by_glob = scope(Some(&["eng*"]), &d, ci);
+        assert!(!by_glob.contains(&n("Ops")), "not widened yet");
+        let by_glob = by_glob.including(&[n("Ops")]);
+        assert!(by_glob.contains(&n("Ops")));
+        assert_eq!(by_glob.contains(&n("OPS")), ci, "ci = {ci}");
+        assert!(by_glob.contains(&n("eng-a")));
+        assert!(by_glob.contains(&n("eng-b")), "the patterns still hold");
+        assert!(!by_glob.contains(&n("hr")));
+
+        let by_desired = scope(None, &d, ci).including(&[n("Ops")]);
+        assert!(by_desired.contains(&n("Ops")));
+        assert_eq!(by_desired.contains(&n("OPS")), ci, "ci = {ci}");
+        assert!(by_desired.contains(&n("eng-a")));
+        assert_eq!(by_desired.contains(&n("ENG-A")), ci, "ci = {ci}");
+        assert!(!by_desired.contains(&n("eng-b")));
+        assert!(!by_desired.contains(&n("hr")));
+    }
+    let nothing = Scope::empty();
+    assert!(!nothing.contains(&n("Ops")));
+    assert!(nothing.including(&[n("Ops")]).contains(&n("Ops")));
+    // `*` anywhere among the patterns is every name; a pattern merely containing `*` is not.
+    assert!(scope(Some(&["eng*", "*"]), &d, false).contains(&n("hr")));
+    assert!(!scope(Some(&["eng*", "h*x"]), &d, false).contains(&n("hr")));
+}
+
+/// Which index the planner builds: the name-order walk only where equal names are the target's
+/// pairs, and there the same counterparts the folded index finds.
+#[test]
+fn the_name_order_walk_is_taken_only_where_names_compare_as_themselves() {
+    let aligned = |d: &Desired, o: &Observed, ci: bool| {
+        matches!(Index::new(d, o, ci).0, Index::Aligned { .. })
+    };
+    let d = desired([
+        group("a", &[], &[]),
+        group("c", &[], &[]),
+        group("e", &[], &[]),
+    ]);
+    let o = observed(["b", "c", "d", "f"].map(|n| managed(group(n, &[], &[]))));
+    for ci in [false, true] {
+        let (index, counterparts) = Index::new(&d, &o, ci);
+        let Index::Aligned { unmatched } = index else {
+            panic!("lowercase names compare as themselves (ci = {ci})");
+        };
+        let unmatched: Vec<&str> = unmatched.iter().map(|g| g.group.name.as_str()).collect();
+        assert_eq!(unmatched, ["b", "d", "f"]);
+        let found: Vec<Option<&str>> = counterparts
+            .iter()
+            .map(|c| match c {
+                Counterpart::Have(h) => h.map(|g| g.group.name.as_str()),
+                Counterpart::Clash(_) => panic!("no names clash"),
+            })
+            .collect();
+        assert_eq!(found, [None, Some("c"), None]);
+    }
+
+    let upper_desired = desired([group("Eng", &[], &[])]);
+    assert!(aligned(&upper_desired, &o, false));
+    assert!(!aligned(&upper_desired, &o, true));
+    let upper_observed = observed([managed(group("Eng", &[], &[]))]);
+    assert!(aligned(&d, &upper_observed, false));
+    assert!(!aligned(&d, &upper_observed, true));
+    // An observed group filed under another name than its own (a target's id order, say).
+    let mut misfiled = observed([managed(group("c", &[], &[]))]);
+    let g = misfiled.groups.remove(&GroupName::from("c")).unwrap();
+    misfiled.groups.insert(GroupName::from("zz"), g);
+    assert!(!aligned(&d, &misfiled, false));
+    let (_, counterparts) = Index::new(&d, &misfiled, false);
+    assert!(matches!(counterparts[1], Counterpart::Have(Some(g)) if g.group.name.as_str() == "c"));
+
+    // Two desired names that differ only in case clash on a target that ignores case.
+    let twins = desired([group("Ops", &[], &[]), group("ops", &[], &[])]);
+    let none = Observed::default();
+    let (_, counterparts) = Index::new(&twins, &none, true);
+    assert!(matches!(counterparts[0], Counterpart::Have(None)));
+    assert!(matches!(counterparts[1], Counterpart::Clash(first) if first.as_str() == "Ops"));
+}
