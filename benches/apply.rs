@@ -17,6 +17,8 @@ use roster::target::Target;
 use roster::target::contensis::ContensisTarget;
 use roster::target::contensis::config::{ContensisAuth, ContensisConfig};
 
+mod support;
+
 const GROUPS: usize = 100;
 
 fn seed() -> String {
@@ -108,14 +110,9 @@ async fn once(rt_label: usize) {
 }
 
 fn main() {
-    // `cargo bench` passes --bench; anything else (cargo test's listing) runs nothing.
-    if !std::env::args().any(|a| a == "--bench") {
+    let Some(rt) = support::benching() else {
         return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    };
     for i in 1..=3 {
         rt.block_on(once(i));
     }

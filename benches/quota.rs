@@ -16,11 +16,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use roster::config;
-use roster::reconcile::Mode;
 use roster::retry::RateLimit;
-use roster::run::{RunOptions, run};
 use roster::sim::control::SimControl as _;
 use roster::sim::{self, faults::Faults};
+
+mod support;
 
 const GROUPS: usize = 10;
 const MEMBERS: usize = 100;
@@ -99,16 +99,7 @@ async fn once(declared: bool) {
     let mut cfg = config::load(&dir.path().join("roster.toml")).expect("config");
     running.point_at(&mut cfg);
     let roster_before = roster_429s();
-    let report = run(
-        &cfg,
-        &RunOptions {
-            mode: Mode::Apply,
-            max_deletes: Some(usize::MAX),
-            ..RunOptions::default()
-        },
-    )
-    .await
-    .expect("apply");
+    let report = support::apply(&cfg).await;
     assert!(!report.any_failed(), "a change failed");
     let changes = report.targets[0]
         .plan
@@ -147,14 +138,9 @@ async fn once(declared: bool) {
 }
 
 fn main() {
-    // `cargo bench` passes --bench; anything else (cargo test's listing) runs nothing.
-    if !std::env::args().any(|a| a == "--bench") {
+    let Some(rt) = support::benching() else {
         return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    };
     // `-- declared` or `-- adaptive` runs one of the two.
     let only = std::env::args().find(|a| a == "declared" || a == "adaptive");
     if only.as_deref() != Some("adaptive") {

@@ -15,6 +15,8 @@ use roster::reconcile::Mode;
 use roster::run::{RunOptions, RunReport, run};
 use roster::sim::{self, SimKind, faults::Faults};
 
+mod support;
+
 const GROUPS: usize = 20_000;
 const MEMBERS: usize = 50;
 const USERS: usize = 1_000;
@@ -207,16 +209,7 @@ async fn once(kind: SimKind) {
     let read_took = phase(&plan, "observe");
     let after_plan = running.calls_of(kind).len();
 
-    let apply = run(
-        &cfg,
-        &RunOptions {
-            mode: Mode::Apply,
-            max_deletes: Some(usize::MAX),
-            ..RunOptions::default()
-        },
-    )
-    .await
-    .expect("apply");
+    let apply = support::apply(&cfg).await;
     assert!(!apply.any_failed(), "{kind:?}: a change failed");
     let apply_calls = calls(after_plan).len().saturating_sub(reads.len());
     let apply_took = phase(&apply, "apply");
@@ -251,20 +244,15 @@ async fn once(kind: SimKind) {
 }
 
 fn main() {
-    // `cargo bench` passes --bench; anything else (cargo test's listing) runs nothing.
-    let args: Vec<String> = std::env::args().collect();
-    if !args.iter().any(|a| a == "--bench") {
+    let Some(rt) = support::benching() else {
         return;
-    }
+    };
+    let args: Vec<String> = std::env::args().collect();
     let only: Vec<&str> = args[1..]
         .iter()
         .filter(|a| !a.starts_with("--"))
         .map(String::as_str)
         .collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
     for kind in SimKind::ALL {
         if only.is_empty() || only.contains(&kind.type_name()) {
             rt.block_on(once(kind));

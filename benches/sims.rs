@@ -6,8 +6,9 @@
 //!    simulator measured; the others start empty). Bound: 2 s.
 //! 2. **Latency overhead**: with `latency = 20 ms` in force (`Faults::latency`, as a seed's
 //!    `[<sim>.faults]` or `PUT /_sim/faults` sets it), [`STREAMS`] concurrent streams issue the
-//!    read calls roster's connector makes for [`SPAN`]: a page of 100 of the group list at a
-//!    random place, and one group's members (a random group; UiPath's group with its members
+//!    read calls roster's connector makes for [`SPAN`]: a page of the group list at a random
+//!    place, as large as the connector asks for (Contensis 100, Crafter 1,000, VinylDNS 3,000
+//!    groups), and one group's members (a random group; UiPath's group with its members
 //!    inline, as the connector reads it). Each call's time, from sending to the last byte of
 //!    the answer, less the 20 ms, is its overhead. Bound: 1 ms, judged on p99.
 //!    UiPath's group list has no paging (a bare array of every group, `targets/uipath.md`), so
@@ -54,7 +55,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use roster::sim::{self, RunningSim, SimKind, faults::Faults};
-use roster::target::vinyldns::sigv4;
+use roster::target::vinyldns::{api, sigv4};
 
 /// The allocator the `roster` binary uses, so that the simulators are timed as `roster sim`
 /// runs them.
@@ -89,8 +90,19 @@ const STREAMS: usize = 8;
 const SPAN: Duration = Duration::from_secs(2);
 /// Groups in the floor's seed.
 const FLOOR_GROUPS: usize = 10;
-/// The page size the connectors ask for (Contensis, Crafter and VinylDNS all use 100).
-const PAGE: usize = 100;
+/// The members a members page asks for (Contensis, Crafter; VinylDNS asks for
+/// [`api::MEMBERS_PAGE`]): more than a group of the seed holds, so one page is the whole group.
+const MEMBERS_PAGE: usize = 100;
+
+/// The groups a list page asks for, as the connector asks: Contensis 100 (its `pageSize`),
+/// Crafter 1,000 (Studio sets no maximum), VinylDNS [`api::GROUPS_PAGE`].
+fn list_page(kind: SimKind) -> usize {
+    match kind {
+        SimKind::Crafter => 1000,
+        SimKind::VinylDns => api::GROUPS_PAGE as usize,
+        SimKind::Contensis | SimKind::UiPath => 100,
+    }
+}
 
 const SECRET: &str = "bench";
 const VINYL_ACCESS: &str = "bench-access";
@@ -237,14 +249,15 @@ impl Caller {
 
     /// The path and query of one call, as roster's connector makes it.
     fn target(&self, call: Call, rng: &mut StdRng) -> String {
-        let page = rng.random_range(0..self.groups.div_ceil(PAGE));
+        let size = list_page(self.kind);
+        let page = rng.random_range(0..self.groups.div_ceil(size));
         let id = &self.ids[rng.random_range(0..self.ids.len())];
         match (self.kind, call) {
             (SimKind::Contensis, Call::ListPage) => {
-                format!("/api/security/groups?pageIndex={page}&pageSize={PAGE}")
+                format!("/api/security/groups?pageIndex={page}&pageSize={size}")
             }
             (SimKind::Contensis, Call::Members) => {
-                format!("/api/security/groups/{id}/users?pageIndex=0&pageSize={PAGE}")
+                format!("/api/security/groups/{id}/users?pageIndex=0&pageSize={MEMBERS_PAGE}")
             }
             // The whole list: UiPath does not page it.
             (SimKind::UiPath, Call::ListPage) => format!("/{ORG}/identity_/api/Group/{PARTITION}"),
@@ -253,17 +266,17 @@ impl Caller {
                 format!("/{ORG}/identity_/api/Group/{PARTITION}/{id}")
             }
             (SimKind::Crafter, Call::ListPage) => {
-                format!("/studio/api/2/groups?offset={}&limit={PAGE}", page * PAGE)
+                format!("/studio/api/2/groups?offset={}&limit={size}", page * size)
             }
             (SimKind::Crafter, Call::Members) => {
-                format!("/studio/api/2/groups/{id}/members?offset=0&limit={PAGE}")
+                format!("/studio/api/2/groups/{id}/members?offset=0&limit={MEMBERS_PAGE}")
             }
             // A page from a random cursor (the cursor is the last group's id of a page).
             (SimKind::VinylDns, Call::ListPage) => {
-                format!("/groups?maxItems={PAGE}&ignoreAccess=true&startFrom={id}")
+                format!("/groups?maxItems={size}&ignoreAccess=true&startFrom={id}")
             }
             (SimKind::VinylDns, Call::Members) => {
-                format!("/groups/{id}/members?maxItems={PAGE}")
+                format!("/groups/{id}/members?maxItems={}", api::MEMBERS_PAGE)
             }
         }
     }

@@ -13,6 +13,8 @@ use roster::reconcile::Mode;
 use roster::run::{RunOptions, run};
 use roster::sim::{self, SimKind, faults::Faults};
 
+mod support;
+
 const GROUPS: usize = 10;
 const LATENCY: Duration = Duration::from_millis(20);
 
@@ -157,17 +159,12 @@ async fn once(dir: &std::path::Path, kind: SimKind) {
 }
 
 fn main() {
-    // `cargo bench` passes --bench; anything else (cargo test's listing) runs nothing.
-    if !std::env::args().any(|a| a == "--bench") {
+    let Some(rt) = support::benching() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("roster.toml"), CONFIG).expect("config");
     std::fs::write(dir.path().join("groups.toml"), desired()).expect("groups");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
     for kind in SimKind::ALL {
         rt.block_on(once(dir.path(), kind));
     }
