@@ -373,6 +373,16 @@ pub async fn run(config: &Config, opts: &RunOptions) -> Result<RunReport, RunErr
     .await
 }
 
+/// A target's progress bar on the terminal: `name: [===>  ] pos/len <counted> elapsed`.
+fn terminal_bar(name: &str, counted: &str) -> ProgressBar {
+    let bar = ProgressBar::new(0).with_prefix(name.to_owned());
+    let template = format!("{{prefix}}: [{{bar:30}}] {{pos}}/{{len}} {counted} {{elapsed}}");
+    if let Ok(style) = ProgressStyle::with_template(&template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
 async fn run_target(
     cfg: &TargetConfig,
     desired: &Desired,
@@ -406,13 +416,7 @@ async fn run_target(
     exec.stop = opts.stop.clone();
     exec.fence.clone_from(&opts.fence);
     if opts.progress && opts.mode == Mode::Apply {
-        let bar = ProgressBar::new(0).with_prefix(cfg.name.clone());
-        if let Ok(style) =
-            ProgressStyle::with_template("{prefix}: [{bar:30}] {pos}/{len} calls {elapsed}")
-        {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        exec.progress = bar;
+        exec.progress = terminal_bar(&cfg.name, "calls");
     }
     let basis = match &opts.saved {
         Some(saved) => match saved.targets.iter().find(|t| t.target == cfg.name) {
@@ -424,13 +428,7 @@ async fn run_target(
         None => Basis::Fresh,
     };
     let read_bar = if opts.progress {
-        let bar = ProgressBar::new(0).with_prefix(cfg.name.clone());
-        if let Ok(style) =
-            ProgressStyle::with_template("{prefix}: [{bar:30}] {pos}/{len} {msg} read {elapsed}")
-        {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar
+        terminal_bar(&cfg.name, "{msg} read")
     } else {
         ProgressBar::hidden()
     };

@@ -913,6 +913,14 @@ async fn without_a_declared_rate_the_pace_adapts_to_the_quota_with_few_429s() {
     }
     let w = World::new(&seed, &groups, "concurrency = 8").await;
     let quota = 150.0;
+    let counted_429s = || -> u64 {
+        roster::target::http::api_calls()
+            .iter()
+            .filter(|(t, status, _)| t == w.target_name() && *status == 429)
+            .map(|(_, _, n)| n)
+            .sum()
+    };
+    let before = counted_429s();
     w.sim.contensis.set_faults(Faults {
         quota: Some(roster::retry::RateLimit {
             rate: "150/s".parse().expect("a rate"),
@@ -931,6 +939,12 @@ async fn without_a_declared_rate_the_pace_adapts_to_the_quota_with_few_429s() {
     assert!(
         throttled > 0,
         "the quota never pushed back: nothing adapted"
+    );
+    // `roster_api_calls_total{status="429"}` saw them (other tests of this binary may add to
+    // the same target name, never take away).
+    assert!(
+        counted_429s() - before >= throttled as u64,
+        "the 429s are not counted for the metrics"
     );
     assert!(
         (throttled as f64) < 0.02 * calls as f64,

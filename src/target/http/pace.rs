@@ -7,7 +7,7 @@
 //! * **The declared rate** (`rate_limit`, `burst`): calls spaced `interval` apart on average, up
 //!   to `burst` at once after a quiet spell (the generic cell rate algorithm). A reservation is
 //!   made under a lock and waited for outside it, so concurrent calls queue in order and the
-//!   lock is never held across a sleep.
+//!   lock is never held across a sleep (or any await).
 //! * **An adaptive limit**, for quotas nobody declared. Calls go unpaced until the server
 //!   answers 429 or 503, or a call times out. Then the pacer shrinks: the calls in flight are
 //!   halved, and calls are paced at β (0.7) of the rate that succeeded in the last second. The
@@ -311,7 +311,7 @@ struct Gcra {
     /// `(burst - 1) × interval`.
     tolerance: Duration,
     /// When the next call would be due were calls evenly spaced.
-    due: tokio::sync::Mutex<Instant>,
+    due: Mutex<Instant>,
 }
 
 impl Gcra {
@@ -320,13 +320,13 @@ impl Gcra {
         Self {
             interval,
             tolerance: interval * (burst.max(1) - 1),
-            due: tokio::sync::Mutex::new(Instant::now()),
+            due: Mutex::new(Instant::now()),
         }
     }
 
     async fn wait(&self) {
         let start = {
-            let mut due = self.due.lock().await;
+            let mut due = self.due.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
             let next = (*due).max(now);
             *due = next + self.interval;
