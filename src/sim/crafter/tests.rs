@@ -107,6 +107,9 @@ fn usernames_are_found_until_purged() {
     sim.purge_user("Ann");
     assert_eq!(sim.user_id("ann"), None);
     sim.add_user("ann");
-    assert_ne!(sim.user_id("ann"), Some(ann));
+    let again = sim
+        .user_id("ann")
+        .expect("the name is free again once purged");
+    assert_ne!(again, ann, "a new user, not the purged one back");
     sim.lock().assert_indexes();
 }

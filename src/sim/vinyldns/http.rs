@@ -203,34 +203,19 @@ pub(super) async fn list_groups(
     };
     // The groups sorted by lower-case name, then id, from the one after `startFrom`; one more
     // than a page, to know whether there is a next. The index of names is in that order, so a
-    // page is a walk to it rather than a sort of every group; a caller who belongs to few of
-    // the groups has just those sorted instead, rather than every group walked past.
-    let mut rest: Vec<&SimGroup> = Vec::new();
-    let own = mine.map_or(0, BTreeSet::len);
-    if !everyone && own * 4 < st.groups.len() {
-        let mut sorted: Vec<(String, &SimGroup)> = mine
-            .into_iter()
-            .flatten()
-            .filter_map(|id| st.groups.get(id))
-            .map(|g| (g.name.to_lowercase(), g))
-            .filter(|(lower, _)| wanted(lower))
-            .collect();
-        sorted.sort_by(|a, b| (&a.0, &a.1.id).cmp(&(&b.0, &b.1.id)));
-        rest.extend(sorted.into_iter().take(max + 1).map(|(_, g)| g));
-    } else {
-        let names = &st.indexes.names;
-        let walk: Box<dyn Iterator<Item = (&str, &str, &String)>> = match &after {
-            Some(a) => Box::new(names.after(a)),
-            None => Box::new(names.iter()),
-        };
-        rest.extend(
-            walk.filter(|(lower, _, id)| {
-                wanted(lower) && (everyone || mine.is_some_and(|m| m.contains(*id)))
-            })
-            .filter_map(|(_, _, id)| st.groups.get(id))
-            .take(max + 1),
-        );
-    }
+    // page is a walk to it rather than a sort of every group.
+    let names = &st.indexes.names;
+    let walk: Box<dyn Iterator<Item = (&str, &str, &String)>> = match &after {
+        Some(a) => Box::new(names.after(a)),
+        None => Box::new(names.iter()),
+    };
+    let rest: Vec<&SimGroup> = walk
+        .filter(|(lower, _, id)| {
+            wanted(lower) && (everyone || mine.is_some_and(|m| m.contains(*id)))
+        })
+        .filter_map(|(_, _, id)| st.groups.get(id))
+        .take(max + 1)
+        .collect();
     let next_id = (rest.len() > max).then(|| rest[max - 1].id.as_str());
     // Written straight to the answer: a page of 100 groups of 50 members is thousands of JSON
     // values, too many to build first while every other request waits for the state.
