@@ -129,10 +129,10 @@ pub struct Desired {
 impl Desired {
     /// Every user key named as a member of any desired group.
     pub fn user_keys(&self) -> BTreeSet<UserKey> {
-        self.groups
-            .values()
-            .flat_map(|g| g.members.iter().cloned())
-            .collect()
+        // Users are members of many groups each: each key is cloned once, not once a membership.
+        let distinct: std::collections::HashSet<&UserKey> =
+            self.groups.values().flat_map(|g| &g.members).collect();
+        distinct.into_iter().cloned().collect()
     }
 }
 

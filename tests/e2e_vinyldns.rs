@@ -835,3 +835,58 @@ async fn groups_sharing_their_members_are_read_with_one_lookup_per_member() {
     let again = w.plan().await;
     assert!(!again.any_changes(), "{}", text(&again));
 }
+
+/// The member ids a page names are looked up while the next pages are read, within the read's
+/// calls in flight; the super-user check reads no more than it needs.
+#[tokio::test]
+async fn members_are_looked_up_while_the_list_is_still_being_paged() {
+    let names: Vec<String> = (0..250).map(|i| format!("t{i:03}")).collect();
+    let seeded: String = names
+        .iter()
+        .map(|n| seed_group(n, &["alice", "bob"], &["alice"]))
+        .collect();
+    let desired: String = names
+        .iter()
+        .map(|n| group(n, &["alice", "bob"], &[], &["alice"]))
+        .collect();
+    let w = world(&seed(&["alice", "bob"], &seeded), &desired, "").await;
+    let mut b = w.sim.vinyldns.behaviour();
+    // An older server's page limit, which roster falls back to: 250 groups are three pages.
+    b.group_page_limit = 100;
+    w.sim.vinyldns.set_behaviour(b);
+    w.sim.vinyldns.set_faults(roster::sim::faults::Faults {
+        latency: Some(std::time::Duration::from_millis(20)),
+        ..Default::default()
+    });
+    let before = w.sim.vinyldns.calls().len();
+    let plan = text(&w.plan().await);
+    // Every member read as it is: the plan only adds the descriptions the seed left out.
+    assert_eq!(plan.matches("~ update group").count(), 250, "{plan}");
+    assert!(!plan.contains("member"), "{plan}");
+    let read = &w.sim.vinyldns.calls()[before..];
+    let full_pages: Vec<usize> = (0..read.len())
+        .filter(|&i| {
+            read[i].starts_with("GET /groups?")
+                && read[i].contains("ignoreAccess=true")
+                && !read[i].contains("abridged")
+        })
+        .collect();
+    // The refused 3,000, then three pages of 100.
+    assert_eq!(full_pages.len(), 4, "{read:?}");
+    let first_lookup = read
+        .iter()
+        .position(|c| c.starts_with("GET /users/"))
+        .expect("the members are looked up");
+    assert!(
+        first_lookup < full_pages[3],
+        "the lookups waited for the whole list: {read:?}"
+    );
+    assert!(!read.iter().any(|c| c.contains("/members")), "{read:?}");
+    // Whether roster's account is a super user: one listing without `ignoreAccess` answers it
+    // (it lists more groups than the account's own, none), not the whole list again.
+    let own: Vec<&String> = read
+        .iter()
+        .filter(|c| c.starts_with("GET /groups?") && !c.contains("ignoreAccess"))
+        .collect();
+    assert_eq!(own, ["GET /groups?abridged=true&maxItems=1"], "{read:?}");
+}

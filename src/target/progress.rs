@@ -8,7 +8,7 @@
 
 use std::future::Future;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use indicatif::ProgressBar;
 
 tokio::task_local! {
@@ -39,7 +39,51 @@ where
         bar.set_length(items.len() as u64);
         bar.set_position(0);
     }
-    futures::stream::iter(items)
+    read_all(bar, futures::stream::iter(items), concurrency, read).await
+}
+
+/// [`read_each`] for items that arrive while they are read (the ids a list's pages name, looked
+/// up as each page comes): the bar's length grows with each item, and the read ends when the
+/// stream does.
+pub async fn read_streamed<G, R, E, F, Fut>(
+    what: &'static str,
+    items: impl Stream<Item = G>,
+    concurrency: usize,
+    read: F,
+) -> Result<Vec<R>, E>
+where
+    F: FnMut(G) -> Fut,
+    Fut: Future<Output = Result<R, E>>,
+{
+    let bar = READ.try_with(ProgressBar::clone).ok();
+    if let Some(bar) = &bar {
+        bar.set_message(what);
+        bar.set_length(0);
+        bar.set_position(0);
+    }
+    let counted = {
+        let bar = bar.clone();
+        items.inspect(move |_| {
+            if let Some(bar) = &bar {
+                bar.inc_length(1);
+            }
+        })
+    };
+    read_all(bar, counted, concurrency, read).await
+}
+
+/// Reads every item of `items`, up to `concurrency` at once, advancing `bar` as each is read.
+async fn read_all<G, R, E, F, Fut>(
+    bar: Option<ProgressBar>,
+    items: impl Stream<Item = G>,
+    concurrency: usize,
+    read: F,
+) -> Result<Vec<R>, E>
+where
+    F: FnMut(G) -> Fut,
+    Fut: Future<Output = Result<R, E>>,
+{
+    items
         .map(read)
         .buffer_unordered(concurrency.max(1))
         .inspect_ok(|_| {
@@ -88,6 +132,28 @@ mod tests {
         .await;
         assert_eq!(read, Err("group 3".to_owned()));
         assert_eq!((bar.position(), bar.length()), (3, Some(7)));
+    }
+
+    #[tokio::test]
+    async fn a_streamed_read_grows_the_bar_as_items_arrive() {
+        let bar = ProgressBar::hidden();
+        let (tx, rx) = futures::channel::mpsc::unbounded::<u32>();
+        let feed = async move {
+            for i in 0..5 {
+                tx.unbounded_send(i).expect("the reader listens");
+                tokio::task::yield_now().await;
+            }
+        };
+        let reads = reading(
+            bar.clone(),
+            read_streamed("users", rx, 2, |i: u32| async move { Ok::<_, ()>(i + 10) }),
+        );
+        let ((), read) = tokio::join!(feed, reads);
+        let mut read = read.expect("all read");
+        read.sort_unstable();
+        assert_eq!(read, [10, 11, 12, 13, 14]);
+        assert_eq!((bar.position(), bar.length()), (5, Some(5)));
+        assert_eq!(bar.message(), "users");
     }
 
     #[tokio::test]

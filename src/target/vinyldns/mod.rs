@@ -194,6 +194,12 @@ struct Listing<'a> {
     abridged: bool,
     /// `ignoreAccess=true`: every group, not only the caller's.
     all: bool,
+    /// Stop once more than this many groups are listed (a question the first groups answer).
+    beyond: Option<usize>,
+    /// Told each page's groups as it comes (to look their members up while the list goes on).
+    feed: Option<&'a read::Feed<'a>>,
+    /// Each page is sent holding one of these (the calls in flight of a read shared with others).
+    permits: Option<&'a tokio::sync::Semaphore>,
 }
 
 /// One group as read: the group, its members that are users, and the ids it holds that name no

@@ -3,8 +3,10 @@
 //! name, a fresh group).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tracing::debug;
@@ -51,6 +53,10 @@ impl VinylDnsTarget {
         size: u32,
     ) -> Result<Vec<api::Group>, ObserveError> {
         let what = format!("GET {}", api::GROUPS);
+        let listed = &AtomicUsize::new(0);
+        let size = listing
+            .beyond
+            .map_or(size, |n| size.min(u32::try_from(n + 1).unwrap_or(u32::MAX)));
         let pages = paging::cursored(
             &what,
             |g: &api::Group| g.id.clone(),
@@ -69,14 +75,25 @@ impl VinylDnsTarget {
                 if let Some(s) = start {
                     q.push(("startFrom", s));
                 }
+                // The semaphore is never closed; were it, the page would go without a permit.
+                let _permit = match listing.permits {
+                    Some(p) => p.acquire().await.ok(),
+                    None => None,
+                };
                 let page: api::GroupPage = if retry {
                     self.read_json(api::GROUPS, &q, None).await?
                 } else {
                     self.get_json(api::GROUPS, &q, None).await?
                 };
+                if let Some(feed) = listing.feed {
+                    feed.page(&page.groups);
+                }
+                let so_far =
+                    listed.fetch_add(page.groups.len(), Ordering::Relaxed) + page.groups.len();
+                let enough = listing.beyond.is_some_and(|n| so_far > n);
                 Ok(Cursored {
                     items: page.groups,
-                    next: page.next_id,
+                    next: page.next_id.filter(|_| !enough),
                 })
             },
         )
@@ -187,36 +204,15 @@ impl VinylDnsTarget {
             .await
     }
 
-    /// Every group of `groups` read from what the list gave (member and admin ids) and one
-    /// lookup per distinct member id: fewer calls than a members read per group whenever the
-    /// groups share their members. Ids that name no user are the groups' orphans, as
-    /// [`Self::read_group`] finds them.
-    async fn read_by_user_ids(&self, groups: Vec<api::Group>) -> Result<Vec<Read>, ObserveError> {
-        let ids: BTreeSet<String> = groups
-            .iter()
-            .flat_map(|g| &g.members)
-            .map(|m| m.id.clone())
-            .collect();
-        let named = progress::read_each(
-            "users",
-            ids.into_iter().collect(),
-            self.concurrency.get(),
-            |id| async move {
-                let name = self.user_named(&id, None).await?;
-                Ok::<_, CallError>((id, name))
-            },
-        )
-        .await?;
-        let names: HashMap<String, Option<String>> = named.into_iter().collect();
-        {
-            let mut cache = self.users.lock().unwrap_or_else(|e| e.into_inner());
-            for (id, name) in &names {
-                if let Some(name) = name {
-                    cache.insert(fold(name, CASE_INSENSITIVE), Some(id.clone()));
-                }
-            }
-        }
-        Ok(groups
+    /// Every group of `groups` read from what the list gave (member and admin ids) and the
+    /// names of those ids, looked up one per distinct id while the list was read (`names`):
+    /// fewer calls than a members read per group whenever the groups share their members. Ids
+    /// that name no user are the groups' orphans, as [`Self::read_group`] finds them.
+    fn read_by_user_ids(
+        groups: Vec<api::Group>,
+        names: &HashMap<String, Option<String>>,
+    ) -> Vec<Read> {
+        groups
             .into_iter()
             .map(|g| {
                 let admins: HashSet<&str> = g.admins.iter().map(|a| a.id.as_str()).collect();
@@ -240,7 +236,17 @@ impl VinylDnsTarget {
                     orphans,
                 }
             })
-            .collect())
+            .collect()
+    }
+
+    /// Keeps the names the lookups found in the run's cache of user ids.
+    fn cache_names(&self, names: &HashMap<String, Option<String>>) {
+        let mut cache = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, name) in names {
+            if let Some(name) = name {
+                cache.insert(fold(name, CASE_INSENSITIVE), Some(id.clone()));
+            }
+        }
     }
 
     /// The observed group: its members by user name; admins spelt as the desired state spells
@@ -256,11 +262,11 @@ impl VinylDnsTarget {
         let mut group = Group::named(g.name.clone());
         group.description = g.description.clone().filter(|d| !d.is_empty());
         let mut admins = Vec::new();
-        for m in &read.members {
+        let mut members = Vec::with_capacity(read.members.len());
+        for m in read.members {
             if hide == Some(m.id.as_str()) {
                 continue;
             }
-            group.members.insert(UserKey(m.user_name.clone()));
             if m.is_admin {
                 let key = fold(&m.user_name, CASE_INSENSITIVE);
                 let shown = spelling
@@ -268,7 +274,11 @@ impl VinylDnsTarget {
                     .map_or_else(|| m.user_name.clone(), |k| k.as_str().to_owned());
                 admins.push(shown);
             }
+            members.push(UserKey(m.user_name));
         }
+        // Collected at once: the set sorts them and builds itself in one pass, rather than a
+        // search for each insert.
+        group.members = members.into_iter().collect();
         let admins: Vec<Value> = sorted_names(admins).into_iter().map(Value::from).collect();
         group.extras.insert(
             TYPE.to_owned(),
@@ -284,18 +294,16 @@ impl VinylDnsTarget {
         }
     }
 
-    /// Learns roster's own account from one abridged listing of every group (each group's lists
-    /// hold only the caller's id): its id, the groups it administers, how many it belongs to.
-    /// `full` is the same listing unabridged: the abridged answer counts as one only where it
-    /// holds fewer ids than `full` somewhere (an older server ignores `abridged` and lists
-    /// everyone, which must never be taken for the caller).
-    pub(super) async fn learn_account(&self, full: &[api::Group]) -> Result<(), ObserveError> {
-        let listing = Listing {
-            abridged: true,
-            all: true,
-            ..Listing::default()
-        };
-        let groups = self.list_groups(listing, true).await?;
+    /// Learns roster's own account from `groups`, an abridged listing of every group (each
+    /// group's lists hold only the caller's id): its id, the groups it administers, how many it
+    /// belongs to. `full` is the same listing unabridged: the abridged answer counts as one only
+    /// where it holds fewer ids than `full` somewhere (an older server ignores `abridged` and
+    /// lists everyone, which must never be taken for the caller).
+    async fn learn_account(
+        &self,
+        full: &[api::Group],
+        groups: &[api::Group],
+    ) -> Result<(), ObserveError> {
         let sizes: HashMap<&str, usize> = full
             .iter()
             .map(|g| (g.id.as_str(), g.members.len() + g.admins.len()))
@@ -433,12 +441,42 @@ impl VinylDnsTarget {
     ) -> Result<Observed, ObserveError> {
         let mut observed = Observed::default();
         let mut in_scope = Vec::new();
-        let all = Listing {
-            all: true,
-            ..Listing::default()
+        let concurrency = self.concurrency.get();
+        // The list, the abridged list that tells roster's own account, and the lookups of the
+        // ids the list names share the read's calls in flight.
+        let permits = tokio::sync::Semaphore::new(concurrency);
+        let (feed, ids) = Feed::new(scope);
+        let listing = async {
+            let full = Listing {
+                all: true,
+                feed: Some(&feed),
+                permits: Some(&permits),
+                ..Listing::default()
+            };
+            let own = Listing {
+                all: true,
+                abridged: true,
+                permits: Some(&permits),
+                ..Listing::default()
+            };
+            let listed =
+                tokio::try_join!(self.list_groups(full, true), self.list_groups(own, true));
+            // Ended whatever the outcome, so that the lookups end too.
+            let by_user = feed.finish();
+            listed.map(|(full, own)| (full, own, by_user))
         };
-        let listed = self.list_groups(all, true).await?;
-        self.learn_account(&listed).await?;
+        let lookups = progress::read_streamed("users", ids, concurrency, |id| {
+            let permits = &permits;
+            async move {
+                let _permit = permits.acquire().await.ok();
+                let name = self.user_named(&id, None).await?;
+                Ok::<_, ObserveError>((id, name))
+            }
+        });
+        let ((listed, own, by_user), named) = tokio::try_join!(listing, lookups)?;
+        let names: HashMap<String, Option<String>> = named.into_iter().collect();
+        self.cache_names(&names);
+        self.learn_account(&listed, &own).await?;
         for g in listed {
             if g.is_deleted() {
                 continue;
@@ -450,20 +488,10 @@ impl VinylDnsTarget {
                 observed.others.insert(name);
             }
         }
-        // The list carries each group's member ids: when the groups share their members, a
-        // lookup per distinct id takes fewer calls than a members read per group.
-        let distinct: HashSet<&str> = in_scope
-            .iter()
-            .flat_map(|g| &g.members)
-            .map(|m| m.id.as_str())
-            .collect();
-        let reads: Vec<Read> = if distinct.len() < in_scope.len() {
-            self.read_by_user_ids(in_scope).await?
+        let reads: Vec<Read> = if by_user {
+            Self::read_by_user_ids(in_scope, &names)
         } else {
-            progress::read_each("groups", in_scope, self.concurrency.get(), |g| {
-                self.read_group(g)
-            })
-            .await?
+            progress::read_each("groups", in_scope, concurrency, |g| self.read_group(g)).await?
         };
         let spelling: HashMap<String, &UserKey> = users
             .iter()
@@ -486,28 +514,30 @@ impl VinylDnsTarget {
             if a.desired { None } else { a.id.clone() }
         };
         let mut orphans = HashMap::new();
-        for r in reads {
-            if !r.orphans.is_empty() {
-                orphans.insert(r.group.id.clone(), r.orphans.clone());
-            }
-            let unmanaged = unmanaged(&r, hide.as_deref());
-            if !unmanaged.is_empty() {
-                observed
-                    .unmanaged
-                    .insert(GroupName(r.group.name.clone()), unmanaged);
-            }
-            let g = self.build_group(r, hide.as_deref(), &spelling);
-            for m in &g.group.members {
-                if let Some(Some(id)) = self
-                    .users
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&fold(m.as_str(), CASE_INSENSITIVE))
-                {
-                    observed.users.insert(m.clone(), id.clone());
+        {
+            let cache = self.users.lock().unwrap_or_else(|e| e.into_inner());
+            for r in reads {
+                if !r.orphans.is_empty() {
+                    orphans.insert(r.group.id.clone(), r.orphans.clone());
                 }
+                let unmanaged = unmanaged(&r, hide.as_deref());
+                if !unmanaged.is_empty() {
+                    observed
+                        .unmanaged
+                        .insert(GroupName(r.group.name.clone()), unmanaged);
+                }
+                let g = self.build_group(r, hide.as_deref(), &spelling);
+                for m in &g.group.members {
+                    // Each user once, however many groups hold it.
+                    if observed.users.contains_key(m) {
+                        continue;
+                    }
+                    if let Some(Some(id)) = cache.get(&fold(m.as_str(), CASE_INSENSITIVE)) {
+                        observed.users.insert(m.clone(), id.clone());
+                    }
+                }
+                observed.groups.insert(g.group.name.clone(), g);
             }
-            observed.groups.insert(g.group.name.clone(), g);
         }
         *self.orphans.lock().unwrap_or_else(|e| e.into_inner()) = orphans;
         // Desired users not seen as members: one lookup each, cached for the run.
@@ -519,6 +549,92 @@ impl VinylDnsTarget {
         )
         .await?;
         Ok(observed)
+    }
+}
+
+/// The member ids of the groups in scope, as the list's pages name them, sent to be looked up
+/// while the list is still being read. An id is sent once the groups listed so far share their
+/// members (at most half as many distinct ids as groups): a list whose groups do not share is
+/// read group by group, and its ids are never looked up.
+#[derive(Debug)]
+pub(super) struct Feed<'s> {
+    scope: &'s Scope,
+    state: Mutex<FeedState>,
+}
+
+/// What a [`Feed`] has seen.
+#[derive(Debug)]
+struct FeedState {
+    /// Where ids go to be looked up; `None` once the feed is finished.
+    send: Option<UnboundedSender<String>>,
+    /// The ids of the live groups in scope listed so far (a page read again counts once).
+    groups: HashSet<String>,
+    /// The distinct member ids of those groups.
+    ids: HashSet<String>,
+    /// Ids seen and not yet sent.
+    pending: Vec<String>,
+}
+
+impl FeedState {
+    fn send_pending(&mut self) {
+        if let Some(send) = &self.send {
+            for id in self.pending.drain(..) {
+                // The lookups stop only when the read fails, and then nothing is looked up.
+                let _ = send.unbounded_send(id);
+            }
+        }
+    }
+}
+
+impl<'s> Feed<'s> {
+    /// A feed of the groups in `scope`, and the ids it sends.
+    pub(super) fn new(scope: &'s Scope) -> (Self, UnboundedReceiver<String>) {
+        let (send, ids) = futures::channel::mpsc::unbounded();
+        let state = FeedState {
+            send: Some(send),
+            groups: HashSet::new(),
+            ids: HashSet::new(),
+            pending: Vec::new(),
+        };
+        let feed = Self {
+            scope,
+            state: Mutex::new(state),
+        };
+        (feed, ids)
+    }
+
+    /// Takes in one page of the list.
+    pub(super) fn page(&self, groups: &[api::Group]) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for g in groups {
+            if g.is_deleted()
+                || !self.scope.contains(&GroupName(g.name.clone()))
+                || !st.groups.insert(g.id.clone())
+            {
+                continue;
+            }
+            for m in &g.members {
+                if !st.ids.contains(&m.id) {
+                    st.ids.insert(m.id.clone());
+                    st.pending.push(m.id.clone());
+                }
+            }
+        }
+        if st.ids.len() * 2 <= st.groups.len() {
+            st.send_pending();
+        }
+    }
+
+    /// Ends the feed once the list is read (or failed): whether the groups are read by user
+    /// (fewer distinct member ids than groups), in which case every id is sent.
+    pub(super) fn finish(&self) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let by_user = st.ids.len() < st.groups.len();
+        if by_user {
+            st.send_pending();
+        }
+        st.send = None;
+        by_user
     }
 }
 

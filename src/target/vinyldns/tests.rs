@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::num::NonZeroUsize;
 
+use futures::channel::mpsc::{TryRecvError, UnboundedReceiver};
 use serde_json::json;
 
 use super::*;
@@ -282,4 +283,85 @@ fn long_descriptions_and_unknown_admins_are_named() {
     assert!(description_rule(&"x".repeat(256)).is_none());
     assert!(description_rule(&"é".repeat(257)).is_some_and(|m| m.contains("257 characters")));
     assert!(no_admin(&["ghost".into()]).contains("(ghost)"));
+}
+
+/// A group of the list as a page gives it: `members` by id.
+fn listed(id: &str, name: &str, members: &[&str]) -> api::Group {
+    api::Group {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        email: format!("{name}@example.com"),
+        description: None,
+        status: None,
+        members: members
+            .iter()
+            .map(|m| api::IdRef {
+                id: (*m).to_owned(),
+            })
+            .collect(),
+        admins: Vec::new(),
+    }
+}
+
+/// Drains what the feed has sent so far.
+fn sent(ids: &mut UnboundedReceiver<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Ok(id) = ids.try_recv() {
+        out.push(id);
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn the_feed_sends_ids_only_once_the_groups_share_them() {
+    let desired = Desired::default();
+    let scope = Scope::new(Some(&["t*".to_owned()]), &desired, true).expect("scope");
+    let (feed, mut ids) = read::Feed::new(&scope);
+    // Two groups, three distinct ids: no sharing yet, nothing sent.
+    feed.page(&[
+        listed("1", "t1", &["a", "b"]),
+        listed("2", "t2", &["b", "c"]),
+    ]);
+    assert!(sent(&mut ids).is_empty());
+    // Out of scope, deleted or read again: not counted.
+    let mut gone = listed("4", "t4", &["z"]);
+    gone.status = Some("Deleted".to_owned());
+    feed.page(&[
+        listed("3", "other", &["y"]),
+        gone,
+        listed("1", "t1", &["a", "b"]),
+    ]);
+    assert!(sent(&mut ids).is_empty());
+    // Six groups of the same three ids: half as many ids as groups, all sent, each once.
+    feed.page(&[
+        listed("5", "t5", &["a"]),
+        listed("6", "t6", &["a", "c"]),
+        listed("7", "t7", &["b"]),
+        listed("8", "t8", &["c"]),
+    ]);
+    assert_eq!(sent(&mut ids), ["a", "b", "c"]);
+    feed.page(&[listed("9", "t9", &["a", "d"])]);
+    assert!(sent(&mut ids).is_empty(), "4 ids of 7 groups: d waits");
+    // Fewer ids than groups: read by user, and what waited is sent.
+    assert!(feed.finish());
+    assert_eq!(sent(&mut ids), ["d"]);
+    assert!(
+        matches!(ids.try_recv(), Err(TryRecvError::Closed)),
+        "the feed is closed"
+    );
+}
+
+#[test]
+fn a_feed_whose_groups_do_not_share_is_read_group_by_group() {
+    let desired = Desired::default();
+    let scope = Scope::new(Some(&["*".to_owned()]), &desired, true).expect("scope");
+    let (feed, mut ids) = read::Feed::new(&scope);
+    feed.page(&[listed("1", "t1", &["a"]), listed("2", "t2", &["b"])]);
+    assert!(!feed.finish(), "as many ids as groups");
+    assert!(sent(&mut ids).is_empty());
+    assert!(
+        matches!(ids.try_recv(), Err(TryRecvError::Closed)),
+        "the feed is closed"
+    );
 }

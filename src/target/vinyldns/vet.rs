@@ -114,8 +114,10 @@ impl VinylDnsTarget {
             // A server that ignores `abridged`, or an account in every group: no read tells.
             _ if !a.identified || a.member_of >= a.groups => None,
             _ => {
+                // Only whether it lists more than the account's own: its first groups tell.
                 let mine = Listing {
                     abridged: true,
+                    beyond: Some(a.member_of),
                     ..Listing::default()
                 };
                 let seen = self.list_groups(mine, true).await?;
