@@ -840,16 +840,23 @@ async fn groups_sharing_their_members_are_read_with_one_lookup_per_member() {
 /// calls in flight; the super-user check reads no more than it needs.
 #[tokio::test]
 async fn members_are_looked_up_while_the_list_is_still_being_paged() {
+    // 40 users, two in each group: every id is on the first page, and more lookups than the
+    // calls the read may have in flight.
+    let users: Vec<String> = (0..40).map(|u| format!("u{u:02}")).collect();
+    let pair = |i: usize| [users[i % 40].as_str(), users[(i + 1) % 40].as_str()];
     let names: Vec<String> = (0..250).map(|i| format!("t{i:03}")).collect();
     let seeded: String = names
         .iter()
-        .map(|n| seed_group(n, &["alice", "bob"], &["alice"]))
+        .enumerate()
+        .map(|(i, n)| seed_group(n, &pair(i), &pair(i)[..1]))
         .collect();
     let desired: String = names
         .iter()
-        .map(|n| group(n, &["alice", "bob"], &[], &["alice"]))
+        .enumerate()
+        .map(|(i, n)| group(n, &pair(i), &[], &pair(i)[..1]))
         .collect();
-    let w = world(&seed(&["alice", "bob"], &seeded), &desired, "").await;
+    let all: Vec<&str> = users.iter().map(String::as_str).collect();
+    let w = world(&seed(&all, &seeded), &desired, "").await;
     let mut b = w.sim.vinyldns.behaviour();
     // An older server's page limit, which roster falls back to: 250 groups are three pages.
     b.group_page_limit = 100;
@@ -882,6 +889,9 @@ async fn members_are_looked_up_while_the_list_is_still_being_paged() {
         "the lookups waited for the whole list: {read:?}"
     );
     assert!(!read.iter().any(|c| c.contains("/members")), "{read:?}");
+    // Two lists and 40 lookups at once, within the target's `concurrency` (8).
+    let peak = w.sim.vinyldns.peak_in_flight();
+    assert!((5..=8).contains(&peak), "{peak} calls in flight at once");
     // Whether roster's account is a super user: one listing without `ignoreAccess` answers it
     // (it lists more groups than the account's own, none), not the whole list again.
     let own: Vec<&String> = read

@@ -966,6 +966,23 @@ async fn latency_calls_and_control_endpoints() {
         ["GET /api/security/groups?q=x", "POST /api/security/groups"]
     );
     assert_eq!(sim.writes(), 1);
+    // Three calls at once, each held by the latency: the peak the stats report.
+    let (a, b, c) = tokio::join!(
+        env.get("/api/security/groups?q=a"),
+        env.get("/api/security/groups?q=b"),
+        env.get("/api/security/groups?q=c"),
+    );
+    assert_eq!([a.0, b.0, c.0], [StatusCode::OK; 3]);
+    let stats: Value = env
+        .http
+        .get(env.url("/_sim/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats, json!({"throttled": 0, "peak_in_flight": 3}));
 
     let state: Value = env
         .http
@@ -992,7 +1009,8 @@ async fn latency_calls_and_control_endpoints() {
         .json()
         .await
         .unwrap();
-    assert_eq!(calls.as_array().unwrap().len(), 2);
+    // The two above and the three at once.
+    assert_eq!(calls.as_array().unwrap().len(), 5);
 
     // Unknown API paths answer with the envelope.
     let (status, body) = env.get("/api/security/nothing").await;

@@ -12,6 +12,9 @@
 //! * `GET /_sim/state`: [`SimControl::state_json`].
 //! * `GET|PUT /_sim/faults`: the [`Faults`] in force (counters show what is left of them).
 //! * `GET|PUT /_sim/behaviour`: the simulator's behaviour switches.
+//! * `GET /_sim/stats`: since the faults were last set, the calls answered 429 (`throttled`)
+//!   and the most API calls answered at once (`peak_in_flight`: what a client's concurrency
+//!   came to).
 //! * `GET /_sim/calls`: the call log, as `"METHOD /path?query"` lines in arrival order;
 //!   `GET /_sim/calls?agent=true`: the same lines, each followed by a tab and the request's
 //!   `User-Agent`, which names the roster instance that sent it (two daemons, one simulator).
@@ -280,6 +283,11 @@ pub trait SimControl: FaultHost {
         self.core().faults().throttled()
     }
 
+    /// The most API calls answered at once since the faults were last set.
+    fn peak_in_flight(&self) -> usize {
+        self.core().faults().peak_in_flight()
+    }
+
     /// The behaviour switches in force.
     fn behaviour(&self) -> Self::Behaviour {
         Self::behaviour_in(&mut self.core().lock()).clone()
@@ -324,6 +332,7 @@ pub fn wrap_api<S: SimControl>(sim: &S, api: Router) -> Router {
             get(get_behaviour::<S>).put(put_behaviour::<S>),
         )
         .route("/_sim/calls", get(get_calls::<S>))
+        .route("/_sim/stats", get(get_stats::<S>))
         .with_state(sim.clone());
     api.layer(from_fn_with_state(sim.clone(), faults::inject::<S>))
         .layer(from_fn_with_state(sim.clone(), log_call::<S>))
@@ -342,6 +351,13 @@ fn to_json(v: &impl Serialize) -> Value {
 
 async fn get_state<S: SimControl>(State(sim): State<S>) -> Response {
     ok(sim.state_json())
+}
+
+async fn get_stats<S: SimControl>(State(sim): State<S>) -> Response {
+    ok(serde_json::json!({
+        "throttled": sim.throttled(),
+        "peak_in_flight": sim.peak_in_flight(),
+    }))
 }
 
 async fn get_faults<S: SimControl>(State(sim): State<S>) -> Response {

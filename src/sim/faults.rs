@@ -128,6 +128,10 @@ struct FaultState {
     due: Instant,
     /// How many calls were answered 429 (over the quota, or by `throttle_rate`).
     throttled: u64,
+    /// API calls being answered now (their latency included).
+    in_flight: usize,
+    /// The most API calls answered at once since the faults were last set.
+    peak_in_flight: usize,
 }
 
 impl FaultState {
@@ -139,6 +143,8 @@ impl FaultState {
             tokens_expired: false,
             due: Instant::now(),
             throttled: 0,
+            in_flight: 0,
+            peak_in_flight: 0,
         }
     }
 
@@ -186,7 +192,26 @@ impl FaultInjector {
 
     /// Replaces the faults, refilling the counters and reseeding the random numbers.
     pub fn set(&self, faults: Faults) {
-        *self.lock() = FaultState::new(faults);
+        let mut st = self.lock();
+        // The calls in flight go on: the peak starts again from them.
+        let in_flight = st.in_flight;
+        *st = FaultState::new(faults);
+        st.in_flight = in_flight;
+        st.peak_in_flight = in_flight;
+    }
+
+    /// The most API calls the simulator answered at once since the faults were last set: what
+    /// a client's `concurrency` came to.
+    pub fn peak_in_flight(&self) -> usize {
+        self.lock().peak_in_flight
+    }
+
+    /// Counts an API call in flight until the returned guard is dropped.
+    fn enter(&self) -> InFlight<'_> {
+        let mut st = self.lock();
+        st.in_flight += 1;
+        st.peak_in_flight = st.peak_in_flight.max(st.in_flight);
+        InFlight(self)
     }
 
     /// The faults as they stand now (the counters show what is left of them).
@@ -262,6 +287,16 @@ impl FaultInjector {
     }
 }
 
+/// One API call in flight, counted until it is dropped (however its handling ends).
+struct InFlight<'a>(&'a FaultInjector);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.in_flight = st.in_flight.saturating_sub(1);
+    }
+}
+
 /// What a simulator tells [`inject`] about itself.
 pub trait FaultHost: Clone + Send + Sync + 'static {
     /// The simulator's fault state.
@@ -285,11 +320,13 @@ pub trait FaultHost: Clone + Send + Sync + 'static {
 /// `axum::middleware::from_fn_with_state(host, inject::<Host>)`.
 pub async fn inject<H: FaultHost>(State(host): State<H>, req: Request, next: Next) -> Response {
     let faults = host.injector();
+    let path = req.uri().path().to_owned();
+    let api_call = host.is_api_call(&path);
+    let _in_flight = api_call.then(|| faults.enter());
     if let Some(delay) = faults.latency() {
         sleep_precisely(delay).await;
     }
-    let path = req.uri().path().to_owned();
-    if !host.is_api_call(&path) {
+    if !api_call {
         return next.run(req).await;
     }
     let path_and_query = req
@@ -409,6 +446,30 @@ pub mod duration {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_peak_of_calls_in_flight_is_kept_until_the_faults_are_set() {
+        let f = FaultInjector::new(Faults::default());
+        let a = f.enter();
+        let b = f.enter();
+        drop(a);
+        let c = f.enter();
+        assert_eq!(f.peak_in_flight(), 2);
+        drop((b, c));
+        assert_eq!(f.peak_in_flight(), 2, "the peak stays");
+        let d = f.enter();
+        f.set(Faults::default());
+        assert_eq!(
+            f.peak_in_flight(),
+            1,
+            "starts again from the calls in flight"
+        );
+        let e = f.enter();
+        assert_eq!(f.peak_in_flight(), 2);
+        drop((d, e));
+        let _g = f.enter();
+        assert_eq!(f.peak_in_flight(), 2);
+    }
 
     #[test]
     fn defaults_and_humantime() {
