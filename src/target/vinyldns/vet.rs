@@ -214,11 +214,6 @@ impl VinylDnsTarget {
             .changes
             .iter()
             .any(|c| !matches!(c, Change::DeleteGroup { .. }));
-        let domains = if writes {
-            self.valid_domains().await?
-        } else {
-            Vec::new()
-        };
         let existing: BTreeSet<&GroupName> = plan
             .changes
             .iter()
@@ -236,20 +231,35 @@ impl VinylDnsTarget {
                 .get(g)
                 .is_some_and(|o| account.admin_of.contains(&o.id))
         };
-        let is_super = if existing.iter().all(|g| admin_of(g)) {
-            account.is_super
-        } else {
-            self.super_status().await?
-        };
-        let zones = if plan
+        let needs_super = !existing.iter().all(|g| admin_of(g));
+        let deletes = plan
             .changes
             .iter()
-            .any(|c| matches!(c, Change::DeleteGroup { .. }))
-        {
-            self.list_zones().await?
-        } else {
-            Vec::new()
-        };
+            .any(|c| matches!(c, Change::DeleteGroup { .. }));
+        // Three independent reads, at once: each is a call's latency before the first write.
+        let (domains, is_super, zones) = tokio::try_join!(
+            async {
+                if writes {
+                    self.valid_domains().await
+                } else {
+                    Ok(Vec::new())
+                }
+            },
+            async {
+                if needs_super {
+                    self.super_status().await
+                } else {
+                    Ok(account.is_super)
+                }
+            },
+            async {
+                if deletes {
+                    self.list_zones().await
+                } else {
+                    Ok(Vec::new())
+                }
+            },
+        )?;
         let who = account.describe();
         // The right to change each existing group: one rejection covers all its changes.
         for g in &existing {
