@@ -26,21 +26,21 @@
 //! `cargo bench --bench sims` prints one line per figure with its bound and ratio; the machine is
 //! shared, so the load average is printed too.
 //!
-//! # Findings (2 shared cores, load average 4.5-5.6 from other work during the run)
+//! # Findings (2 shared cores, load average 0.9-1.6)
 //!
-//! - **Load**: Contensis 0.73 s, VinylDNS 0.66 s, Crafter 0.37 s, UiPath 0.41 s (0.19-0.36x the
+//! - **Load**: Contensis 0.34 s, VinylDNS 0.55 s, Crafter 0.30 s, UiPath 0.38 s (0.15-0.27x the
 //!   bound), where a scan per lookup took 0.54 s, 2.10 s, 17.6 s and 29.1 s. About 0.3 s of each
 //!   is parsing the 9 MB of TOML.
-//! - **Overhead at 8 concurrent calls** (p50 / p95 / p99, list page then one group's members):
-//!   Contensis 1.15 / 4.19 / 5.65 and 0.94 / 3.95 / 6.45 ms; VinylDNS 2.18 / 3.32 / 4.33 and
-//!   2.07 / 2.99 / 3.80 ms; Crafter 0.99 / 1.46 / 2.01 and 0.98 / 1.48 / 2.59 ms; UiPath (groups
-//!   only) 0.58 / 0.96 / 3.34 ms. Before the indexes, a call waited 15-270 ms (p50), every one
-//!   sorting or scanning all 20,000 groups under the state's lock. Over the bound at p99, as the
-//!   floor rows are (p99 2.7-5.1 ms with 10 groups): the tail is the shared machine's. Without
-//!   the latency, one call at a time, a call takes 0.1-0.3 ms at 20,000 groups: what is left at
-//!   the median is 8 calls queueing for one state lock, a VinylDNS page (100 groups with their
-//!   50 members, 250 kB) the longest to write.
-//! - **UiPath's whole list**: 12.0 ms p50 (3 MB, 20,000 groups), once per observe.
+//! - **Overhead at 8 concurrent calls** (p50 / p99, list page then one group's members):
+//!   Contensis 0.53 / 1.51 and 0.42 / 1.69 ms; Crafter 0.62 / 1.26 and 0.55 / 1.17 ms; UiPath
+//!   (groups only) 0.51 / 1.20 ms; VinylDNS 1.66 / 3.16 and 1.48 / 3.06 ms, its 100-group page
+//!   carrying every member and admin id (250 kB to write and parse; 1.94 and 1.78 ms at p50
+//!   while the page was written under the state's lock). The floor rows (10 groups) are p50
+//!   0.38-0.44 ms and p99 0.8-1.1 ms: the p99 bound is about what this machine, its HTTP stack
+//!   and the client in the same process cost a call before any state is touched. Before the
+//!   indexes, a call waited 15-270 ms (p50), every one sorting or scanning all 20,000 groups
+//!   under the state's lock.
+//! - **UiPath's whole list**: 8.3 ms p50 (3 MB, 20,000 groups), once per observe.
 //! - The simulated latency itself was 1.3 ms long at the median before `faults.rs` stopped
 //!   trusting tokio's millisecond timer for its last 2 ms: the floor of every row.
 

@@ -216,12 +216,14 @@ pub(super) async fn list_groups(
         .filter_map(|(_, _, id)| st.groups.get(id))
         .take(max + 1)
         .collect();
-    let next_id = (rest.len() > max).then(|| rest[max - 1].id.as_str());
-    // Written straight to the answer: a page of 100 groups of 50 members is thousands of JSON
-    // values, too many to build first while every other request waits for the state.
-    let groups: Vec<GroupInfo<'_>> = rest
+    let next_id = (rest.len() > max).then(|| rest[max - 1].id.clone());
+    // A copy of the page's groups, so that the state is free while the answer is written: a
+    // page of groups with 50 members each is hundreds of kilobytes of JSON, longer to write than
+    // to copy, and every other request waits for the state meanwhile.
+    let page_groups: Vec<SimGroup> = rest.into_iter().take(max).cloned().collect();
+    drop(st);
+    let groups: Vec<GroupInfo<'_>> = page_groups
         .iter()
-        .take(max)
         .map(|g| {
             if abridged {
                 GroupInfo::abridged(g, &caller.id)
@@ -235,7 +237,7 @@ pub(super) async fn list_groups(
         groups,
         ignore_access,
         max_items: max,
-        next_id,
+        next_id: next_id.as_deref(),
         start_from: q.get("startFrom").map(String::as_str),
     };
     Ok((StatusCode::OK, Json(page)).into_response())
