@@ -900,3 +900,39 @@ async fn members_are_looked_up_while_the_list_is_still_being_paged() {
         .collect();
     assert_eq!(own, ["GET /groups?abridged=true&maxItems=1"], "{read:?}");
 }
+
+/// The super-user check lists groups without `ignoreAccess` only until it sees more than the
+/// account's own: here the account belongs to exactly one page of them (100, an older server's
+/// page), so the answer is on the second page, not the first.
+#[tokio::test]
+async fn a_super_user_in_exactly_a_page_of_groups_is_known_as_one() {
+    let mut seeded: String = (0..100)
+        .map(|i| seed_group(&format!("m{i:03}"), &["roster", "alice"], &["alice"]))
+        .collect();
+    seeded += &seed_group("x", &["alice"], &["alice"]);
+    let w = world(
+        &seed(&["alice", "bob"], &seeded),
+        &group("x", &["alice", "bob"], &[], &["alice"]),
+        "",
+    )
+    .await;
+    let mut b = w.sim.vinyldns.behaviour();
+    b.group_page_limit = 100;
+    w.sim.vinyldns.set_behaviour(b);
+    let (code, out) = plan_out(&w).await;
+    assert_ne!(code, Some(1), "no plan error: {out}");
+    assert!(out.contains("+ member \"bob\" in \"x\""), "{out}");
+    assert!(!out.contains("may not change this group"), "{out}");
+    let own: Vec<String> = w
+        .sim
+        .vinyldns
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("GET /groups?") && !c.contains("ignoreAccess"))
+        .collect();
+    assert_eq!(
+        own.len(),
+        2,
+        "a page of its own 100, then one beyond: {own:?}"
+    );
+}
