@@ -555,7 +555,9 @@ impl VinylDnsTarget {
 /// The member ids of the groups in scope, as the list's pages name them, sent to be looked up
 /// while the list is still being read. An id is sent once the groups listed so far share their
 /// members (at most half as many distinct ids as groups): a list whose groups do not share is
-/// read group by group, and its ids are never looked up.
+/// read group by group, and its ids are never looked up. Should later pages stop sharing (as
+/// many distinct ids as groups in the end), the groups are read group by group after all and
+/// the lookups already made, fewer than half the groups listed when they were sent, are spent.
 #[derive(Debug)]
 pub(super) struct Feed<'s> {
     scope: &'s Scope,
