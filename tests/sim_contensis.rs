@@ -973,26 +973,12 @@ async fn latency_calls_and_control_endpoints() {
         env.get("/api/security/groups?q=c"),
     );
     assert_eq!([a.0, b.0, c.0], [StatusCode::OK; 3]);
-    let stats: Value = env
-        .http
-        .get(env.url("/_sim/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, stats) = env.get("/_sim/stats").await;
+    assert_eq!(status, StatusCode::OK);
     assert_eq!(stats, json!({"throttled": 0, "peak_in_flight": 3}));
 
-    let state: Value = env
-        .http
-        .get(env.url("/_sim/state"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, state) = env.get("/_sim/state").await;
+    assert_eq!(status, StatusCode::OK);
     let names: Vec<&str> = state["groups"]
         .as_array()
         .unwrap()
@@ -1000,15 +986,8 @@ async fn latency_calls_and_control_endpoints() {
         .map(|g| g["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["N", "System Administrators"]);
-    let calls: Value = env
-        .http
-        .get(env.url("/_sim/calls"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, calls) = env.get("/_sim/calls").await;
+    assert_eq!(status, StatusCode::OK);
     // The two above and the three at once.
     assert_eq!(calls.as_array().unwrap().len(), 5);
 

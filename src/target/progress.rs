@@ -33,12 +33,7 @@ where
     F: FnMut(G) -> Fut,
     Fut: Future<Output = Result<R, E>>,
 {
-    let bar = READ.try_with(ProgressBar::clone).ok();
-    if let Some(bar) = &bar {
-        bar.set_message(what);
-        bar.set_length(items.len() as u64);
-        bar.set_position(0);
-    }
+    let bar = read_bar(what, items.len());
     read_all(bar, futures::stream::iter(items), concurrency, read).await
 }
 
@@ -55,12 +50,7 @@ where
     F: FnMut(G) -> Fut,
     Fut: Future<Output = Result<R, E>>,
 {
-    let bar = READ.try_with(ProgressBar::clone).ok();
-    if let Some(bar) = &bar {
-        bar.set_message(what);
-        bar.set_length(0);
-        bar.set_position(0);
-    }
+    let bar = read_bar(what, 0);
     let counted = {
         let bar = bar.clone();
         items.inspect(move |_| {
@@ -70,6 +60,17 @@ where
         })
     };
     read_all(bar, counted, concurrency, read).await
+}
+
+/// The read bar of the present target, if any, set to count `total` of `what` from nothing.
+fn read_bar(what: &'static str, total: usize) -> Option<ProgressBar> {
+    let bar = READ.try_with(ProgressBar::clone).ok();
+    if let Some(bar) = &bar {
+        bar.set_message(what);
+        bar.set_length(total as u64);
+        bar.set_position(0);
+    }
+    bar
 }
 
 /// Reads every item of `items`, up to `concurrency` at once, advancing `bar` as each is read.
