@@ -202,14 +202,6 @@ struct Listing<'a> {
     permits: Option<&'a tokio::sync::Semaphore>,
 }
 
-/// One group as read: the group, its members that are users, and the ids it holds that name no
-/// user.
-struct Read {
-    group: api::Group,
-    members: Vec<api::Member>,
-    orphans: BTreeSet<String>,
-}
-
 /// The VinylDNS connector for one `[[target]]`.
 pub struct VinylDnsTarget {
     name: String,

@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tracing::debug;
 
-use super::{Account, CASE_INSENSITIVE, Listing, Read, TYPE, VinylDnsTarget, api, sorted_names};
+use super::{Account, CASE_INSENSITIVE, Listing, TYPE, VinylDnsTarget, api, sorted_names};
 use crate::model::{
     Attributes, Group, GroupKind, GroupName, Observed, ObservedGroup, Unmanaged, UserKey,
 };
@@ -139,8 +139,11 @@ impl VinylDnsTarget {
     /// Reads one group's members. The members read must be the ids the group holds, less ids
     /// that name no user (the members list leaves those out; each is confirmed with a lookup):
     /// any other difference means the group changed between the reads, and it is not observed
-    /// half-way.
-    async fn read_group(&self, g: api::Group) -> Result<Read, ObserveError> {
+    /// half-way. The ids left out are the group's orphans: they name no user.
+    async fn read_group(
+        &self,
+        g: api::Group,
+    ) -> Result<(api::Group, Vec<api::Member>), ObserveError> {
         let name = GroupName(g.name.clone());
         let members = self.list_members(&g.id, &name).await?;
         let listed: BTreeSet<&str> = g.members.iter().map(|m| m.id.as_str()).collect();
@@ -155,24 +158,12 @@ impl VinylDnsTarget {
         if !read.is_subset(&listed) {
             return Err(changed());
         }
-        let mut orphans = BTreeSet::new();
         for id in listed.difference(&read) {
             if self.user_named(id, Some(&name)).await?.is_some() {
                 return Err(changed());
             }
-            orphans.insert((*id).to_owned());
         }
-        {
-            let mut cache = self.users.lock().unwrap_or_else(|e| e.into_inner());
-            for m in &members {
-                cache.insert(fold(&m.user_name, CASE_INSENSITIVE), Some(m.id.clone()));
-            }
-        }
-        Ok(Read {
-            group: g,
-            members,
-            orphans,
-        })
+        Ok((g, members))
     }
 
     /// The name of the user an id names (`GET /users/{id}`); `None` when it names none (404).
@@ -204,41 +195,6 @@ impl VinylDnsTarget {
             .await
     }
 
-    /// Every group of `groups` read from what the list gave (member and admin ids) and the
-    /// names of those ids, looked up one per distinct id while the list was read (`names`):
-    /// fewer calls than a members read per group whenever the groups share their members. Ids
-    /// that name no user are the groups' orphans, as [`Self::read_group`] finds them.
-    fn read_by_user_ids(
-        groups: Vec<api::Group>,
-        names: &HashMap<String, Option<String>>,
-    ) -> Vec<Read> {
-        groups
-            .into_iter()
-            .map(|g| {
-                let admins: HashSet<&str> = g.admins.iter().map(|a| a.id.as_str()).collect();
-                let mut members = Vec::new();
-                let mut orphans = BTreeSet::new();
-                for m in &g.members {
-                    match names.get(&m.id) {
-                        Some(Some(name)) => members.push(api::Member {
-                            id: m.id.clone(),
-                            user_name: name.clone(),
-                            is_admin: admins.contains(m.id.as_str()),
-                        }),
-                        _ => {
-                            orphans.insert(m.id.clone());
-                        }
-                    }
-                }
-                Read {
-                    group: g,
-                    members,
-                    orphans,
-                }
-            })
-            .collect()
-    }
-
     /// Keeps the names the lookups found in the run's cache of user ids.
     fn cache_names(&self, names: &HashMap<String, Option<String>>) {
         let mut cache = self.users.lock().unwrap_or_else(|e| e.into_inner());
@@ -249,32 +205,50 @@ impl VinylDnsTarget {
         }
     }
 
-    /// The observed group: its members by user name; admins spelt as the desired state spells
-    /// them (VinylDNS user names match without regard to case) and sorted as [`Target::prepare`]
-    /// sorts the desired ones; roster's own entry left out when `hide` is its id.
+    /// The observed group: its members by user name (`names`: the user each id names, `None`
+    /// or absent when it names none); admins spelt as the desired state spells them (VinylDNS
+    /// user names match without regard to case) and sorted as [`Target::prepare`] sorts the
+    /// desired ones; roster's own entry left out when `hide` is its id. Beside it, what the group
+    /// holds that roster leaves alone: its ids that name no user, and roster's own entry where
+    /// hidden.
     fn build_group(
-        &self,
-        read: Read,
+        g: api::Group,
+        names: &HashMap<String, Option<String>>,
         hide: Option<&str>,
         spelling: &HashMap<String, &UserKey>,
-    ) -> ObservedGroup {
-        let g = read.group;
-        let mut group = Group::named(g.name.clone());
-        group.description = g.description.clone().filter(|d| !d.is_empty());
+    ) -> (ObservedGroup, BTreeSet<String>, BTreeSet<Unmanaged>) {
+        let mut group = Group::named(g.name);
+        group.description = g.description.filter(|d| !d.is_empty());
+        // A group has few admins: a sorted list answers "is this one an admin" without hashing.
+        let mut admin_ids: Vec<&str> = g.admins.iter().map(|a| a.id.as_str()).collect();
+        admin_ids.sort_unstable();
+        let is_admin = |id: &str| admin_ids.binary_search(&id).is_ok();
         let mut admins = Vec::new();
-        let mut members = Vec::with_capacity(read.members.len());
-        for m in read.members {
+        let mut members = Vec::with_capacity(g.members.len());
+        let mut orphans = BTreeSet::new();
+        let mut unmanaged = BTreeSet::new();
+        for m in &g.members {
+            let Some(Some(name)) = names.get(m.id.as_str()) else {
+                orphans.insert(m.id.clone());
+                unmanaged.insert(Unmanaged::new("id that names no user", m.id.clone()));
+                continue;
+            };
             if hide == Some(m.id.as_str()) {
+                let what = if is_admin(&m.id) {
+                    "roster's own account, an admin"
+                } else {
+                    "roster's own account"
+                };
+                unmanaged.insert(Unmanaged::new(what, name.clone()));
                 continue;
             }
-            if m.is_admin {
-                let key = fold(&m.user_name, CASE_INSENSITIVE);
+            if is_admin(&m.id) {
                 let shown = spelling
-                    .get(&key)
-                    .map_or_else(|| m.user_name.clone(), |k| k.as_str().to_owned());
+                    .get(&fold(name, CASE_INSENSITIVE))
+                    .map_or_else(|| name.clone(), |k| k.as_str().to_owned());
                 admins.push(shown);
             }
-            members.push(UserKey(m.user_name));
+            members.push(UserKey(name.clone()));
         }
         // Collected at once: the set sorts them and builds itself in one pass, rather than a
         // search for each insert.
@@ -283,15 +257,16 @@ impl VinylDnsTarget {
         group.extras.insert(
             TYPE.to_owned(),
             Attributes::from([
-                ("email".to_owned(), Value::from(g.email.clone())),
+                ("email".to_owned(), Value::from(g.email)),
                 ("admins".to_owned(), Value::from(admins)),
             ]),
         );
-        ObservedGroup {
+        let observed = ObservedGroup {
             id: g.id,
             group,
             kind: GroupKind::Managed,
-        }
+        };
+        (observed, orphans, unmanaged)
     }
 
     /// Learns roster's own account from `groups`, an abridged listing of every group (each
@@ -475,7 +450,6 @@ impl VinylDnsTarget {
         });
         let ((listed, own, by_user), named) = tokio::try_join!(listing, lookups)?;
         let names: HashMap<String, Option<String>> = named.into_iter().collect();
-        self.cache_names(&names);
         self.learn_account(&listed, &own).await?;
         for g in listed {
             if g.is_deleted() {
@@ -488,11 +462,20 @@ impl VinylDnsTarget {
                 observed.others.insert(name);
             }
         }
-        let reads: Vec<Read> = if by_user {
-            Self::read_by_user_ids(in_scope, &names)
-        } else {
-            progress::read_each("groups", in_scope, concurrency, |g| self.read_group(g)).await?
-        };
+        let mut names = names;
+        if !by_user {
+            let reads =
+                progress::read_each("groups", in_scope, concurrency, |g| self.read_group(g))
+                    .await?;
+            in_scope = Vec::with_capacity(reads.len());
+            for (g, members) in reads {
+                for m in members {
+                    names.insert(m.id, Some(m.user_name));
+                }
+                in_scope.push(g);
+            }
+        }
+        self.cache_names(&names);
         let spelling: HashMap<String, &UserKey> = users
             .iter()
             .map(|u| (fold(u.as_str(), CASE_INSENSITIVE), u))
@@ -501,11 +484,8 @@ impl VinylDnsTarget {
         let hide = {
             let mut a = self.account.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(id) = a.id.clone() {
-                a.name = reads
-                    .iter()
-                    .flat_map(|r| &r.members)
-                    .find(|m| m.id == id)
-                    .map(|m| m.user_name.clone());
+                // `names` holds the ids of the groups in scope alone.
+                a.name = names.get(&id).cloned().flatten();
             }
             a.desired = a
                 .name
@@ -513,31 +493,22 @@ impl VinylDnsTarget {
                 .is_some_and(|n| spelling.contains_key(&fold(n, CASE_INSENSITIVE)));
             if a.desired { None } else { a.id.clone() }
         };
+        // Each user that a group in scope holds, once, however many groups hold it.
+        observed.users = names
+            .iter()
+            .filter(|(id, _)| hide.as_deref() != Some(id.as_str()))
+            .filter_map(|(id, name)| Some((UserKey(name.clone()?), id.clone())))
+            .collect();
         let mut orphans = HashMap::new();
-        {
-            let cache = self.users.lock().unwrap_or_else(|e| e.into_inner());
-            for r in reads {
-                if !r.orphans.is_empty() {
-                    orphans.insert(r.group.id.clone(), r.orphans.clone());
-                }
-                let unmanaged = unmanaged(&r, hide.as_deref());
-                if !unmanaged.is_empty() {
-                    observed
-                        .unmanaged
-                        .insert(GroupName(r.group.name.clone()), unmanaged);
-                }
-                let g = self.build_group(r, hide.as_deref(), &spelling);
-                for m in &g.group.members {
-                    // Each user once, however many groups hold it.
-                    if observed.users.contains_key(m) {
-                        continue;
-                    }
-                    if let Some(Some(id)) = cache.get(&fold(m.as_str(), CASE_INSENSITIVE)) {
-                        observed.users.insert(m.clone(), id.clone());
-                    }
-                }
-                observed.groups.insert(g.group.name.clone(), g);
+        for g in in_scope {
+            let (g, orphaned, unmanaged) = Self::build_group(g, &names, hide.as_deref(), &spelling);
+            if !orphaned.is_empty() {
+                orphans.insert(g.id.clone(), orphaned);
             }
+            if !unmanaged.is_empty() {
+                observed.unmanaged.insert(g.group.name.clone(), unmanaged);
+            }
+            observed.groups.insert(g.group.name.clone(), g);
         }
         *self.orphans.lock().unwrap_or_else(|e| e.into_inner()) = orphans;
         // Desired users not seen as members: one lookup each, cached for the run.
@@ -638,28 +609,6 @@ impl<'s> Feed<'s> {
         st.send = None;
         by_user
     }
-}
-
-/// The members of a group read that the desired state does not name: roster's own account where
-/// it is hidden (`hide`), and ids the group holds that name no user. Both stay as they are.
-fn unmanaged(read: &Read, hide: Option<&str>) -> BTreeSet<Unmanaged> {
-    let own = read
-        .members
-        .iter()
-        .filter(|m| hide == Some(m.id.as_str()))
-        .map(|m| {
-            let what = if m.is_admin {
-                "roster's own account, an admin"
-            } else {
-                "roster's own account"
-            };
-            Unmanaged::new(what, m.user_name.clone())
-        });
-    let orphans = read
-        .orphans
-        .iter()
-        .map(|id| Unmanaged::new("id that names no user", id.clone()));
-    own.chain(orphans).collect()
 }
 
 /// Whether a failed list call is the server refusing the page size asked for (older servers
