@@ -362,15 +362,26 @@ pub async fn inject<H: FaultHost>(State(host): State<H>, req: Request, next: Nex
 const TIMER_SLACK: Duration = Duration::from_millis(2);
 
 /// Sleeps for `delay`, to within tens of microseconds rather than tokio's milliseconds: on
-/// tokio's timer until [`TIMER_SLACK`] before the end, then the rest on a thread of the blocking
-/// pool, whose sleep is the operating system's (it holds that thread for at most the slack).
+/// tokio's timer until [`TIMER_SLACK`] before the end, then the rest in the operating system's
+/// sleep. On a multi-threaded runtime the request's own thread sleeps it, its other tasks handed
+/// to another thread meanwhile (`block_in_place`): a sleep on the blocking pool must wake the
+/// request from outside the runtime, and that wake-up waited 1.2 ms at the median with two
+/// busy workers (measured in `benches/scale.rs`), more than the sleep saved. A single-threaded
+/// runtime (tests) cannot lend its thread, and uses the blocking pool.
 async fn sleep_precisely(delay: Duration) {
     let end = Instant::now() + delay;
     if let Some(coarse) = delay.checked_sub(TIMER_SLACK) {
         tokio::time::sleep(coarse).await;
     }
     let rest = end.saturating_duration_since(Instant::now());
-    if !rest.is_zero() {
+    if rest.is_zero() {
+        return;
+    }
+    if tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread
+    {
+        tokio::task::block_in_place(|| std::thread::sleep(rest));
+    } else {
         // The sleep cannot panic, so the join cannot fail.
         let _slept = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
     }

@@ -533,18 +533,31 @@ pub(super) async fn valid_domains(State(sim): State<VinylDnsSim>) -> Response {
 
 /// `GET /users/{id or name}`, without regard to case.
 pub(super) async fn get_user(State(sim): State<VinylDnsSim>, Path(key): Path<String>) -> Response {
+    /// The answer: the user and the groups holding it (`UserResponseInfo`).
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct UserInfo<'a> {
+        id: &'a str,
+        user_name: &'a str,
+        group_id: Vec<&'a String>,
+    }
     let st = sim.lock();
     match st.user_by_key(&key) {
         Some(u) => {
-            // The groups holding the user, in id order (the index's), without a pass over all.
-            let groups: Vec<&String> = st
-                .indexes
-                .member_of
-                .get(&u.id)
-                .into_iter()
-                .flatten()
-                .collect();
-            ok(json!({ "id": u.id, "userName": u.user_name, "groupId": groups }))
+            // The groups holding the user, in id order (the index's), without a pass over all;
+            // written straight from the state: a user in a thousand groups is 40 kB of ids.
+            let info = UserInfo {
+                id: &u.id,
+                user_name: &u.user_name,
+                group_id: st
+                    .indexes
+                    .member_of
+                    .get(&u.id)
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            };
+            (StatusCode::OK, Json(info)).into_response()
         }
         None => text(StatusCode::NOT_FOUND, format!("User {key} was not found")),
     }
