@@ -365,9 +365,10 @@ const TIMER_SLACK: Duration = Duration::from_millis(2);
 /// tokio's timer until [`TIMER_SLACK`] before the end, then the rest in the operating system's
 /// sleep. On a multi-threaded runtime the request's own thread sleeps it, its other tasks handed
 /// to another thread meanwhile (`block_in_place`): a sleep on the blocking pool must wake the
-/// request from outside the runtime, and that wake-up waited 1.2 ms at the median with two
-/// busy workers (measured in `benches/scale.rs`), more than the sleep saved. A single-threaded
-/// runtime (tests) cannot lend its thread, and uses the blocking pool.
+/// request from outside the runtime, and with two busy workers that wake-up waited 1.2 ms at
+/// the median, more than the sleep saved (`benches/sims.rs`, VinylDNS floor rows: p50 1.3-1.4 ms
+/// over the latency that way, 0.5 ms this way). A single-threaded runtime (tests) cannot lend
+/// its thread, and uses the blocking pool.
 async fn sleep_precisely(delay: Duration) {
     let end = Instant::now() + delay;
     if let Some(coarse) = delay.checked_sub(TIMER_SLACK) {
