@@ -836,6 +836,58 @@ async fn groups_sharing_their_members_are_read_with_one_lookup_per_member() {
     assert!(!again.any_changes(), "{}", text(&again));
 }
 
+/// Groups that do not share their members are read group by group; an id one of them holds that
+/// names no user is found all the same, reported as what roster leaves alone, and kept.
+#[tokio::test]
+async fn groups_that_do_not_share_are_read_one_by_one_and_their_orphans_kept() {
+    let seeded = seed_group("red", &["alice", "bob"], &["alice"])
+        + &seed_group("blue", &["carol", "dave"], &["carol"]);
+    let desired = group("red", &["alice", "bob", "erin"], &[], &["alice"])
+        + &group("blue", &["carol", "dave"], &[], &["carol"]);
+    let w = world(
+        &seed(&["alice", "bob", "carol", "dave", "erin"], &seeded),
+        &desired,
+        "",
+    )
+    .await;
+    assert!(
+        w.sim
+            .vinyldns
+            .add_unknown_admin("blue", "0e1f-no-such-user")
+    );
+    let before = w.sim.vinyldns.calls().len();
+    let plan = text(&w.plan().await);
+    let read = &w.sim.vinyldns.calls()[before..];
+    assert_eq!(
+        read.iter().filter(|c| c.contains("/members")).count(),
+        2,
+        "one members read per group: {read:?}"
+    );
+    assert!(plan.contains("+ member \"erin\" in \"red\""), "{plan}");
+    assert_eq!(plan.matches("+ member").count(), 1, "{plan}");
+    assert!(!plan.contains("- "), "nothing removed: {plan}");
+
+    let o = w.export(&[]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", suite::both(&o));
+    let file = w.export_dir().join(format!("{}.toml", w.target_name()));
+    let exported = std::fs::read_to_string(file).expect("the export");
+    assert!(
+        exported.contains("#   id that names no user \"0e1f-no-such-user\"\n"),
+        "{exported}"
+    );
+
+    let report = w.apply(None).await;
+    assert_eq!(applied(&report).failures(), 0, "{report:?}");
+    assert_eq!(w.sim.vinyldns.member_names("red"), ["alice", "bob", "erin"]);
+    let blue = w.sim.vinyldns.group("blue").expect("blue");
+    assert!(
+        blue.admins.contains("0e1f-no-such-user"),
+        "left alone: {blue:?}"
+    );
+    let again = w.plan().await;
+    assert!(!again.any_changes(), "{}", text(&again));
+}
+
 /// The member ids a page names are looked up while the next pages are read, within the read's
 /// calls in flight; the super-user check reads no more than it needs.
 #[tokio::test]

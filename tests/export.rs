@@ -190,7 +190,7 @@ fn all_four() -> [Case; 4] {
 
 /// The folder `--out` writes to in a world.
 fn out_dir(w: &World) -> PathBuf {
-    w.dir.path().join("exported")
+    w.export_dir()
 }
 
 /// The file an export of the world's target is written to.
@@ -200,16 +200,7 @@ fn out_file(w: &World) -> PathBuf {
 
 /// Runs `roster export --target <the world's target> --out <dir> [args]`; returns the file.
 async fn export_to_dir(w: &World, args: &[&str]) -> String {
-    let dir = out_dir(w);
-    let mut all = vec![
-        "export",
-        "--target",
-        w.target_name(),
-        "--out",
-        dir.to_str().unwrap(),
-    ];
-    all.extend_from_slice(args);
-    let o = w.roster(&all).await;
+    let o = w.export(args).await;
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     std::fs::read_to_string(out_file(w)).unwrap()
 }
@@ -430,15 +421,7 @@ async fn a_read_that_fails_part_way_exits_1_and_writes_no_file() {
             _ => w.sim.uipath.set_faults(faults),
         }
         // Nothing there yet: the folder is not even made.
-        let o = w
-            .roster(&[
-                "export",
-                "--target",
-                w.target_name(),
-                "--out",
-                out_dir(&w).to_str().unwrap(),
-            ])
-            .await;
+        let o = w.export(&[]).await;
         assert_eq!(o.status.code(), Some(1), "{:?}: {}", case.kind, stderr(&o));
         assert!(
             stderr(&o).contains("nothing was exported"),
@@ -458,15 +441,7 @@ async fn a_read_that_fails_part_way_exits_1_and_writes_no_file() {
         // An earlier export stays as it was, and nothing else is left beside it.
         std::fs::create_dir_all(out_dir(&w)).unwrap();
         std::fs::write(out_file(&w), "# an earlier export\n").unwrap();
-        let o = w
-            .roster(&[
-                "export",
-                "--target",
-                w.target_name(),
-                "--out",
-                out_dir(&w).to_str().unwrap(),
-            ])
-            .await;
+        let o = w.export(&[]).await;
         assert_eq!(o.status.code(), Some(1), "{:?}", case.kind);
         assert_eq!(
             std::fs::read_to_string(out_file(&w)).unwrap(),

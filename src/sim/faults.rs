@@ -459,6 +459,30 @@ pub mod duration {
 mod tests {
     use super::*;
 
+    /// The whole latency is slept on either kind of runtime: the multi-threaded one lends the
+    /// request's thread for the last of it, the single-threaded one cannot and uses the pool.
+    async fn sleeps_at_least(delay: Duration) {
+        let started = Instant::now();
+        sleep_precisely(delay).await;
+        let slept = started.elapsed();
+        assert!(slept >= delay, "{slept:?} < {delay:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_latency_is_slept_whole_on_a_multi_threaded_runtime() {
+        let sleeps = (0..4).map(|_| tokio::spawn(sleeps_at_least(Duration::from_millis(5))));
+        for s in sleeps {
+            s.await.expect("no panic");
+        }
+        sleeps_at_least(Duration::from_micros(500)).await;
+    }
+
+    #[tokio::test]
+    async fn a_latency_is_slept_whole_on_a_single_threaded_runtime() {
+        sleeps_at_least(Duration::from_millis(5)).await;
+        sleeps_at_least(Duration::from_micros(500)).await;
+    }
+
     #[test]
     fn the_peak_of_calls_in_flight_is_kept_until_the_faults_are_set() {
         let f = FaultInjector::new(Faults::default());

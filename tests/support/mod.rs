@@ -147,6 +147,20 @@ impl World {
     pub async fn roster(&self, args: &[&str]) -> Output {
         roster_at(&self.config_path(), args, &[]).await
     }
+
+    /// The folder [`Self::export`] writes to (made by the export, not here).
+    pub fn export_dir(&self) -> PathBuf {
+        self.dir.path().join("exported")
+    }
+
+    /// Runs `roster export --target <the world's target> --out <export_dir> [args]`.
+    pub async fn export(&self, args: &[&str]) -> Output {
+        let dir = self.export_dir();
+        let out = dir.to_str().expect("a UTF-8 path");
+        let mut all = vec!["export", "--target", self.target_name(), "--out", out];
+        all.extend_from_slice(args);
+        self.roster(&all).await
+    }
 }
 
 /// Runs the built `roster` binary with `--config path` and `args`, with extra environment, in

@@ -449,7 +449,7 @@ impl VinylDnsTarget {
             }
         });
         let ((listed, own, by_user), named) = tokio::try_join!(listing, lookups)?;
-        let names: HashMap<String, Option<String>> = named.into_iter().collect();
+        let mut names: HashMap<String, Option<String>> = named.into_iter().collect();
         self.learn_account(&listed, &own).await?;
         for g in listed {
             if g.is_deleted() {
@@ -462,7 +462,6 @@ impl VinylDnsTarget {
                 observed.others.insert(name);
             }
         }
-        let mut names = names;
         if !by_user {
             let reads =
                 progress::read_each("groups", in_scope, concurrency, |g| self.read_group(g))
