@@ -998,6 +998,58 @@ async fn latency_calls_and_control_endpoints() {
     env.sim.shutdown().await;
 }
 
+/// A latency is the server's whole answer time: the request reaches it half way through, so a
+/// client that gives up before then has written nothing, and one that gives up after has a
+/// write that landed and was never answered (as a remote server's would).
+#[tokio::test]
+async fn a_write_reaches_the_server_half_way_through_the_latency() {
+    let env = Env::new("").await;
+    let sim = &env.sim.contensis;
+    sim.set_faults(Faults {
+        latency: Some(Duration::from_millis(600)),
+        ..Faults::default()
+    });
+    let create = |name: &'static str, give_up: u64| {
+        env.http
+            .post(env.url("/api/security/groups"))
+            .bearer_auth(&env.token)
+            .timeout(Duration::from_millis(give_up))
+            .json(&json!({ "name": name }))
+            .send()
+    };
+    let early = create("Early", 100).await;
+    assert!(early.is_err_and(|e| e.is_timeout()));
+    let late = create("Late", 450).await;
+    assert!(late.is_err_and(|e| e.is_timeout()));
+    // The early request was dropped on its way; let the late one's handling finish for sure.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sim.set_faults(Faults::default());
+    let (status, state) = env.get("/_sim/state").await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = state["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Late", "System Administrators"]);
+    // A call that waits gets its answer no sooner than the whole latency.
+    sim.set_faults(Faults {
+        latency: Some(Duration::from_millis(200)),
+        ..Faults::default()
+    });
+    let started = Instant::now();
+    let (status, _) = env
+        .call(
+            Method::POST,
+            "/api/security/groups",
+            Some(json!({"name": "Whole"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    env.sim.shutdown().await;
+}
 /// The call log tells which roster instance sent each call (two daemons, one simulator): with
 /// `?agent=true` each line carries the request's `User-Agent`, and roster's own client names its
 /// instance there.

@@ -32,7 +32,9 @@ use crate::retry::RateLimit;
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Faults {
-    /// Delay before every request is handled, token calls included (humantime, e.g. `"20ms"`).
+    /// How long every request takes to answer, token calls included (humantime, e.g.
+    /// `"20ms"`): the request is handled half way through, and its answer leaves once the whole
+    /// latency has passed (or the handling is done, if that takes longer). See [`inject`].
     #[serde(with = "duration::option")]
     pub latency: Option<Duration>,
     /// Fraction (0.0 to 1.0) of API calls (not token calls) answered with `error_status`.
@@ -318,17 +320,36 @@ pub trait FaultHost: Clone + Send + Sync + 'static {
 
 /// The fault middleware: wrap a simulator's API routes with
 /// `axum::middleware::from_fn_with_state(host, inject::<Host>)`.
+///
+/// A latency is the time the simulated server takes to answer, its own work included, as a
+/// remote server's answer time is: the request reaches the server half way through it (so a
+/// client that gives up earlier leaves nothing written, and one that gives up later leaves its
+/// write landed and unanswered), and the answer leaves when the whole latency has passed since
+/// the request came, or when the handling is done if that takes longer.
 pub async fn inject<H: FaultHost>(State(host): State<H>, req: Request, next: Next) -> Response {
     let faults = host.injector();
-    let path = req.uri().path().to_owned();
-    let api_call = host.is_api_call(&path);
+    let arrived = Instant::now();
+    let latency = faults.latency();
+    let api_call = host.is_api_call(req.uri().path());
     let _in_flight = api_call.then(|| faults.enter());
-    if let Some(delay) = faults.latency() {
-        sleep_precisely(delay).await;
+    if let Some(delay) = latency {
+        tokio::time::sleep(delay / 2).await;
     }
+    let resp = answer(&host, api_call, req, next).await;
+    if let Some(delay) = latency {
+        sleep_precisely_until(arrived + delay).await;
+    }
+    resp
+}
+
+/// What the server answers once the request has reached it: the faults' verdict, or the
+/// simulator's own answer.
+async fn answer<H: FaultHost>(host: &H, api_call: bool, req: Request, next: Next) -> Response {
     if !api_call {
         return next.run(req).await;
     }
+    let faults = host.injector();
+    let path = req.uri().path().to_owned();
     let path_and_query = req
         .uri()
         .path_and_query()
@@ -361,18 +382,17 @@ pub async fn inject<H: FaultHost>(State(host): State<H>, req: Request, next: Nex
 /// more than the 1 ms a simulator may add to its latency (issue 14).
 const TIMER_SLACK: Duration = Duration::from_millis(2);
 
-/// Sleeps for `delay`, to within tens of microseconds rather than tokio's milliseconds: on
-/// tokio's timer until [`TIMER_SLACK`] before the end, then the rest in the operating system's
+/// Sleeps until `end`, to within tens of microseconds rather than tokio's milliseconds: on
+/// tokio's timer until [`TIMER_SLACK`] before it, then the rest in the operating system's
 /// sleep. On a multi-threaded runtime the request's own thread sleeps it, its other tasks handed
 /// to another thread meanwhile (`block_in_place`): a sleep on the blocking pool must wake the
 /// request from outside the runtime, and with two busy workers that wake-up waited 1.2 ms at
 /// the median, more than the sleep saved (`benches/sims.rs`, VinylDNS floor rows: p50 1.3-1.4 ms
 /// over the latency that way, 0.5 ms this way). A single-threaded runtime (tests) cannot lend
 /// its thread, and uses the blocking pool.
-async fn sleep_precisely(delay: Duration) {
-    let end = Instant::now() + delay;
-    if let Some(coarse) = delay.checked_sub(TIMER_SLACK) {
-        tokio::time::sleep(coarse).await;
+async fn sleep_precisely_until(end: Instant) {
+    if let Some(coarse) = end.checked_sub(TIMER_SLACK) {
+        tokio::time::sleep_until(coarse.into()).await;
     }
     let rest = end.saturating_duration_since(Instant::now());
     if rest.is_zero() {
@@ -463,7 +483,7 @@ mod tests {
     /// request's thread for the last of it, the single-threaded one cannot and uses the pool.
     async fn sleeps_at_least(delay: Duration) {
         let started = Instant::now();
-        sleep_precisely(delay).await;
+        sleep_precisely_until(started + delay).await;
         let slept = started.elapsed();
         assert!(slept >= delay, "{slept:?} < {delay:?}");
     }
