@@ -197,7 +197,12 @@ impl VinylDnsSim {
 
     /// Every group, sorted by name.
     pub fn groups(&self) -> Vec<SimGroup> {
-        let mut g: Vec<SimGroup> = self.lock().groups.values().cloned().collect();
+        let mut g: Vec<SimGroup> = self
+            .lock()
+            .groups
+            .values()
+            .map(|g| SimGroup::clone(g))
+            .collect();
         g.sort_by(|a, b| a.name.cmp(&b.name));
         g
     }
@@ -206,7 +211,7 @@ impl VinylDnsSim {
     pub fn group(&self, name: &str) -> Option<SimGroup> {
         let st = self.lock();
         st.group_named(name)
-            .and_then(|id| st.groups.get(&id).cloned())
+            .and_then(|id| st.groups.get(&id).map(|g| SimGroup::clone(g)))
     }
 
     /// The member names of a group, sorted (admins included).
@@ -253,9 +258,12 @@ impl VinylDnsSim {
     pub fn set_email(&self, group: &str, email: &str) -> bool {
         let mut st = self.lock();
         let found = st.group_named(group);
-        match found.and_then(|id| st.groups.get_mut(&id)) {
+        match found
+            .and_then(|id| st.groups.get_mut(&id))
+            .map(Arc::make_mut)
+        {
             Some(g) => {
-                g.email = email.to_owned();
+                g.edit(|g| g.email = email.to_owned());
                 true
             }
             None => false,
@@ -323,7 +331,7 @@ impl SimControl for VinylDnsSim {
         let st = self.lock();
         json!({
             "users": st.users.values().collect::<Vec<_>>(),
-            "groups": st.groups.values().collect::<Vec<_>>(),
+            "groups": st.groups.values().map(|g| &***g).collect::<Vec<&SimGroup>>(),
             "zones": st.zones,
         })
     }

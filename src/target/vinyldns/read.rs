@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use reqwest::{Method, StatusCode};
+use rustc_hash::FxHashMap;
 use serde_json::Value;
 use tracing::debug;
 
@@ -205,17 +206,14 @@ impl VinylDnsTarget {
         }
     }
 
-    /// The observed group: its members by user name (`names`: the user each id names, `None`
-    /// or absent when it names none); admins spelt as the desired state spells them (VinylDNS
-    /// user names match without regard to case) and sorted as [`Target::prepare`] sorts the
-    /// desired ones; roster's own entry left out when `hide` is its id. Beside it, what the group
-    /// holds that roster leaves alone: its ids that name no user, and roster's own entry where
-    /// hidden.
+    /// The observed group: its members by user name (what each id stands for in `seen`);
+    /// admins spelt as the desired state spells them (VinylDNS user names match without regard
+    /// to case) and sorted as [`Target::prepare`] sorts the desired ones; roster's own entry
+    /// left out when hidden. Beside it, what the group holds that roster leaves alone: its ids
+    /// that name no user, and roster's own entry where hidden.
     fn build_group(
         g: api::Group,
-        names: &HashMap<String, Option<String>>,
-        hide: Option<&str>,
-        spelling: &HashMap<String, &UserKey>,
+        seen: &Seen<'_>,
     ) -> (ObservedGroup, BTreeSet<String>, BTreeSet<Unmanaged>) {
         let mut group = Group::named(g.name);
         group.description = g.description.filter(|d| !d.is_empty());
@@ -224,35 +222,39 @@ impl VinylDnsTarget {
         admin_ids.sort_unstable();
         let is_admin = |id: &str| admin_ids.binary_search(&id).is_ok();
         let mut admins = Vec::new();
-        let mut members = Vec::with_capacity(g.members.len());
+        let mut ranks = Vec::with_capacity(g.members.len());
         let mut orphans = BTreeSet::new();
         let mut unmanaged = BTreeSet::new();
         for m in &g.members {
-            let Some(Some(name)) = names.get(m.id.as_str()) else {
-                orphans.insert(m.id.clone());
-                unmanaged.insert(Unmanaged::new("id that names no user", m.id.clone()));
-                continue;
-            };
-            if hide == Some(m.id.as_str()) {
-                let what = if is_admin(&m.id) {
-                    "roster's own account, an admin"
-                } else {
-                    "roster's own account"
-                };
-                unmanaged.insert(Unmanaged::new(what, name.clone()));
-                continue;
+            match seen.by_id.get(m.id.as_str()) {
+                Some(Standing::User(rank)) => {
+                    if is_admin(&m.id) {
+                        admins.push(seen.shown[*rank as usize].clone());
+                    }
+                    ranks.push(*rank);
+                }
+                Some(Standing::Own(name)) => {
+                    let what = if is_admin(&m.id) {
+                        "roster's own account, an admin"
+                    } else {
+                        "roster's own account"
+                    };
+                    unmanaged.insert(Unmanaged::new(what, *name));
+                }
+                None => {
+                    orphans.insert(m.id.clone());
+                    unmanaged.insert(Unmanaged::new("id that names no user", m.id.clone()));
+                }
             }
-            if is_admin(&m.id) {
-                let shown = spelling
-                    .get(&fold(name, CASE_INSENSITIVE))
-                    .map_or_else(|| name.clone(), |k| k.as_str().to_owned());
-                admins.push(shown);
-            }
-            members.push(UserKey(name.clone()));
         }
-        // Collected at once: the set sorts them and builds itself in one pass, rather than a
-        // search for each insert.
-        group.members = members.into_iter().collect();
+        // Ranks follow the names' order: sorted, the members go into the set already in order,
+        // which it builds in one pass.
+        ranks.sort_unstable();
+        ranks.dedup();
+        group.members = ranks
+            .iter()
+            .map(|r| seen.keys[*r as usize].clone())
+            .collect();
         let admins: Vec<Value> = sorted_names(admins).into_iter().map(Value::from).collect();
         group.extras.insert(
             TYPE.to_owned(),
@@ -498,9 +500,10 @@ impl VinylDnsTarget {
             .filter(|(id, _)| hide.as_deref() != Some(id.as_str()))
             .filter_map(|(id, name)| Some((UserKey(name.clone()?), id.clone())))
             .collect();
+        let seen = Seen::new(&names, hide.as_deref(), &spelling);
         let mut orphans = HashMap::new();
         for g in in_scope {
-            let (g, orphaned, unmanaged) = Self::build_group(g, &names, hide.as_deref(), &spelling);
+            let (g, orphaned, unmanaged) = Self::build_group(g, &seen);
             if !orphaned.is_empty() {
                 orphans.insert(g.id.clone(), orphaned);
             }
@@ -519,6 +522,66 @@ impl VinylDnsTarget {
         )
         .await?;
         Ok(observed)
+    }
+}
+
+/// What each member id of the groups in scope stands for, worked out once per id rather than
+/// once per membership (20,000 groups of 50 are a million memberships and a thousand ids).
+struct Seen<'a> {
+    by_id: FxHashMap<&'a str, Standing<'a>>,
+    /// The users, in the order of their names: a user's rank is its place here.
+    keys: Vec<UserKey>,
+    /// Each user's name as an admin list shows it, by rank.
+    shown: Vec<String>,
+}
+
+/// What a member id stands for; an id absent from [`Seen`] names no user.
+enum Standing<'a> {
+    /// A user, by rank.
+    User(u32),
+    /// roster's own account, hidden, by name.
+    Own(&'a str),
+}
+
+impl<'a> Seen<'a> {
+    /// `names`: the user each id names (`None` when it names none); `hide`: roster's own id,
+    /// when hidden; `spelling`: the desired state's spelling of each user, by folded name.
+    fn new(
+        names: &'a HashMap<String, Option<String>>,
+        hide: Option<&str>,
+        spelling: &HashMap<String, &UserKey>,
+    ) -> Self {
+        let mut users: Vec<&str> = names
+            .iter()
+            .filter(|(id, _)| hide != Some(id.as_str()))
+            .filter_map(|(_, name)| name.as_deref())
+            .collect();
+        users.sort_unstable();
+        users.dedup();
+        let by_id = names
+            .iter()
+            .filter_map(|(id, name)| {
+                let name = name.as_deref()?;
+                let standing = if hide == Some(id.as_str()) {
+                    Standing::Own(name)
+                } else {
+                    // Every name not hidden is in `users`, so the search finds it.
+                    let rank = users.binary_search(&name).unwrap_or_default();
+                    Standing::User(u32::try_from(rank).unwrap_or(u32::MAX))
+                };
+                Some((id.as_str(), standing))
+            })
+            .collect();
+        let shown = users
+            .iter()
+            .map(|n| {
+                spelling
+                    .get(&fold(n, CASE_INSENSITIVE))
+                    .map_or_else(|| (*n).to_owned(), |k| k.as_str().to_owned())
+            })
+            .collect();
+        let keys = users.into_iter().map(|n| UserKey(n.to_owned())).collect();
+        Self { by_id, keys, shown }
     }
 }
 
