@@ -9,7 +9,9 @@
 //!    read calls roster's connector makes for [`SPAN`]: a page of [`LIST_PAGE`] groups of the
 //!    group list at a random place, and one group's members (a random group; UiPath's group with its members
 //!    inline, as the connector reads it). Each call's time, from sending to the last byte of
-//!    the answer, less the 20 ms, is its overhead. Bound: 1 ms, judged on p99.
+//!    the answer, less the 20 ms, is its overhead (the latency is the whole answer time, the
+//!    simulator's work in it; work that outlasts the latency's second half shows here). Bound:
+//!    1 ms, judged on p99.
 //!    UiPath's group list has no paging (a bare array of every group, `targets/uipath.md`), so
 //!    one list call carries all 20,000 groups (3 MB) and the connector makes it once per
 //!    observe, before it reads the groups 8 at a time: the 8 streams read groups only, and the

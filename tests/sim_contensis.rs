@@ -68,6 +68,18 @@ impl Env {
         (status, value)
     }
 
+    /// The names of the groups the simulator's state holds, as `/_sim/state` lists them.
+    async fn state_group_names(&self) -> Vec<String> {
+        let (status, state) = self.get("/_sim/state").await;
+        assert_eq!(status, StatusCode::OK);
+        state["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.call(Method::GET, path, None).await
     }
@@ -977,15 +989,10 @@ async fn latency_calls_and_control_endpoints() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(stats, json!({"throttled": 0, "peak_in_flight": 3}));
 
-    let (status, state) = env.get("/_sim/state").await;
-    assert_eq!(status, StatusCode::OK);
-    let names: Vec<&str> = state["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["N", "System Administrators"]);
+    assert_eq!(
+        env.state_group_names().await,
+        ["N", "System Administrators"]
+    );
     let (status, calls) = env.get("/_sim/calls").await;
     assert_eq!(status, StatusCode::OK);
     // The two above and the three at once.
@@ -1024,15 +1031,10 @@ async fn a_write_reaches_the_server_half_way_through_the_latency() {
     // The early request was dropped on its way; let the late one's handling finish for sure.
     tokio::time::sleep(Duration::from_millis(300)).await;
     sim.set_faults(Faults::default());
-    let (status, state) = env.get("/_sim/state").await;
-    assert_eq!(status, StatusCode::OK);
-    let names: Vec<&str> = state["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["Late", "System Administrators"]);
+    assert_eq!(
+        env.state_group_names().await,
+        ["Late", "System Administrators"]
+    );
     // A call that waits gets its answer no sooner than the whole latency.
     sim.set_faults(Faults {
         latency: Some(Duration::from_millis(200)),

@@ -201,7 +201,7 @@ impl VinylDnsSim {
             .lock()
             .groups
             .values()
-            .map(|g| SimGroup::clone(g))
+            .map(|g| g.group().clone())
             .collect();
         g.sort_by(|a, b| a.name.cmp(&b.name));
         g
@@ -211,7 +211,7 @@ impl VinylDnsSim {
     pub fn group(&self, name: &str) -> Option<SimGroup> {
         let st = self.lock();
         st.group_named(name)
-            .and_then(|id| st.groups.get(&id).map(|g| SimGroup::clone(g)))
+            .and_then(|id| st.groups.get(&id).map(|g| g.group().clone()))
     }
 
     /// The member names of a group, sorted (admins included).
@@ -331,7 +331,7 @@ impl SimControl for VinylDnsSim {
         let st = self.lock();
         json!({
             "users": st.users.values().collect::<Vec<_>>(),
-            "groups": st.groups.values().map(|g| &***g).collect::<Vec<&SimGroup>>(),
+            "groups": st.groups.values().map(|g| g.group()).collect::<Vec<_>>(),
             "zones": st.zones,
         })
     }

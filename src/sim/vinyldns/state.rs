@@ -76,6 +76,11 @@ impl Stored {
         Self { group, listed }
     }
 
+    /// The group.
+    pub(super) fn group(&self) -> &SimGroup {
+        &self.group
+    }
+
     /// The group's entry in a full page of the list.
     pub(super) fn listed(&self) -> &RawValue {
         &self.listed
@@ -280,7 +285,7 @@ impl SimState {
             .filter(|id| Some(id.as_str()) != except)
             .min()
             .and_then(|id| self.groups.get(id))
-            .map(|g| &***g)
+            .map(|g| g.group())
     }
 
     /// The id of the group of exactly that name; the first in id order when several have it.

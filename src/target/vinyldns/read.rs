@@ -229,7 +229,7 @@ impl VinylDnsTarget {
             match seen.by_id.get(m.id.as_str()) {
                 Some(Standing::User(rank)) => {
                     if is_admin(&m.id) {
-                        admins.push(seen.shown[*rank as usize].clone());
+                        admins.push(seen.shown[*rank].clone());
                     }
                     ranks.push(*rank);
                 }
@@ -251,10 +251,7 @@ impl VinylDnsTarget {
         // which it builds in one pass.
         ranks.sort_unstable();
         ranks.dedup();
-        group.members = ranks
-            .iter()
-            .map(|r| seen.keys[*r as usize].clone())
-            .collect();
+        group.members = ranks.iter().map(|r| seen.keys[*r].clone()).collect();
         let admins: Vec<Value> = sorted_names(admins).into_iter().map(Value::from).collect();
         group.extras.insert(
             TYPE.to_owned(),
@@ -494,13 +491,16 @@ impl VinylDnsTarget {
                 .is_some_and(|n| spelling.contains_key(&fold(n, CASE_INSENSITIVE)));
             if a.desired { None } else { a.id.clone() }
         };
-        // Each user that a group in scope holds, once, however many groups hold it.
-        observed.users = names
-            .iter()
-            .filter(|(id, _)| hide.as_deref() != Some(id.as_str()))
-            .filter_map(|(id, name)| Some((UserKey(name.clone()?), id.clone())))
-            .collect();
         let seen = Seen::new(&names, hide.as_deref(), &spelling);
+        // Each user that a group in scope holds, once, however many groups hold it.
+        observed.users = seen
+            .by_id
+            .iter()
+            .filter_map(|(id, standing)| match standing {
+                Standing::User(rank) => Some((seen.keys[*rank].clone(), (*id).to_owned())),
+                Standing::Own(_) => None,
+            })
+            .collect();
         let mut orphans = HashMap::new();
         for g in in_scope {
             let (g, orphaned, unmanaged) = Self::build_group(g, &seen);
@@ -538,7 +538,7 @@ struct Seen<'a> {
 /// What a member id stands for; an id absent from [`Seen`] names no user.
 enum Standing<'a> {
     /// A user, by rank.
-    User(u32),
+    User(usize),
     /// roster's own account, hidden, by name.
     Own(&'a str),
 }
@@ -566,8 +566,7 @@ impl<'a> Seen<'a> {
                     Standing::Own(name)
                 } else {
                     // Every name not hidden is in `users`, so the search finds it.
-                    let rank = users.binary_search(&name).unwrap_or_default();
-                    Standing::User(u32::try_from(rank).unwrap_or(u32::MAX))
+                    Standing::User(users.binary_search(&name).unwrap_or_default())
                 };
                 Some((id.as_str(), standing))
             })
