@@ -141,9 +141,11 @@ pub async fn reconcile<T: Target>(
             }
         };
         let desired = desired.as_ref();
+        // The users the desired state names are the desired state's, not the read's.
+        let users = desired.user_keys();
         let started = Instant::now();
         let observed = match target
-            .observe(&policy.scope, &desired.user_keys())
+            .observe(&policy.scope, &users)
             .instrument(info_span!("observe"))
             .await
         {

@@ -115,19 +115,18 @@ impl Scope {
 
     /// Whether roster manages the group of this name.
     pub fn contains(&self, name: &GroupName) -> bool {
-        if !self.extra.is_empty()
-            && self
-                .extra
-                .contains(&*folded(name.as_str(), self.case_insensitive))
-        {
+        self.contains_str(name.as_str())
+    }
+
+    /// [`Self::contains`] for a name as a wire type holds it (no [`GroupName`] made to ask).
+    pub fn contains_str(&self, name: &str) -> bool {
+        if !self.extra.is_empty() && self.extra.contains(&*folded(name, self.case_insensitive)) {
             return true;
         }
         match &self.globs {
             Some(_) if self.everything => true,
-            Some(g) => g.is_match(name.as_str()),
-            None => self
-                .names
-                .contains(&*folded(name.as_str(), self.case_insensitive)),
+            Some(g) => g.is_match(name),
+            None => self.names.contains(&*folded(name, self.case_insensitive)),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::body::{Bytes, to_bytes};
 use axum::extract::{Path, Query, Request, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -224,6 +224,13 @@ pub(super) async fn list_groups(
     // JSON, and every other request waits for the state meanwhile.
     let page_groups: Vec<Arc<Stored>> = rest.into_iter().take(max).cloned().collect();
     drop(st);
+    // The answer's size is known before it is written: one buffer of that size, rather than
+    // one doubled from 128 bytes to 8 MB through a dozen copies.
+    let size = if abridged {
+        page_groups.len() * 256
+    } else {
+        page_groups.iter().map(|g| g.listed().get().len() + 1).sum()
+    };
     let groups = if abridged {
         Listed::Abridged(
             page_groups
@@ -242,7 +249,20 @@ pub(super) async fn list_groups(
         next_id: next_id.as_deref(),
         start_from: q.get("startFrom").map(String::as_str),
     };
-    Ok((StatusCode::OK, Json(page)).into_response())
+    let mut body = Vec::with_capacity(size + 1024);
+    // A page of strings and numbers always serializes.
+    if serde_json::to_writer(&mut body, &page).is_err() {
+        return Err(text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "There was an internal server error.",
+        ));
+    }
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 /// The answer to `GET /groups`, its fields in the order a JSON value's map writes them, so the

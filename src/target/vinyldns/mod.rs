@@ -200,6 +200,8 @@ struct Listing<'a> {
     feed: Option<&'a read::Feed<'a>>,
     /// Each page is sent holding one of these (the calls in flight of a read shared with others).
     permits: Option<&'a tokio::sync::Semaphore>,
+    /// Parses the pages, holding each user id they name once.
+    interner: Option<&'a Arc<api::Interner>>,
 }
 
 /// The VinylDNS connector for one `[[target]]`.
@@ -393,32 +395,41 @@ impl VinylDnsTarget {
         reply.json().map_err(|k| self.err(method, path, group, k))
     }
 
-    /// A read, sent once.
-    async fn get_json<T: DeserializeOwned>(
+    /// A GET's answer, sent once.
+    async fn get(
         &self,
         path: &str,
         query: &[(&str, String)],
         group: Option<&GroupName>,
-    ) -> Result<T, CallError> {
-        let reply = self
-            .request(Method::GET, path, query, None, group, &[])
-            .await?;
-        self.decode(&reply, &Method::GET, path, group)
+    ) -> Result<Reply, CallError> {
+        self.request(Method::GET, path, query, None, group, &[])
+            .await
     }
 
-    /// A read of an observe, sent again after transient failures as the endpoint's read policy
-    /// allows. Each try goes through [`Self::request`], which notes every success for the
+    /// A GET's answer in an observe, sent again after transient failures as the endpoint's read
+    /// policy allows. Each try goes through [`Self::request`], which notes every success for the
     /// meaning of a later 401.
+    async fn read(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        group: Option<&GroupName>,
+    ) -> Result<Reply, CallError> {
+        self.endpoint
+            .reads()
+            .retry_idempotent(|| self.get(path, query, group))
+            .await
+    }
+
+    /// A read of an observe, as [`Self::read`] sends it, decoded.
     async fn read_json<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, String)],
         group: Option<&GroupName>,
     ) -> Result<T, CallError> {
-        self.endpoint
-            .reads()
-            .retry_idempotent(|| self.get_json(path, query, group))
-            .await
+        let reply = self.read(path, query, group).await?;
+        self.decode(&reply, &Method::GET, path, group)
     }
 
     /// A paged list read whole, or the error that it was not.

@@ -3,12 +3,12 @@
 //! name, a fresh group).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use reqwest::{Method, StatusCode};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value;
 use tracing::debug;
 
@@ -76,16 +76,27 @@ impl VinylDnsTarget {
                 if let Some(s) = start {
                     q.push(("startFrom", s));
                 }
-                // The semaphore is never closed; were it, the page would go without a permit.
-                let _permit = match listing.permits {
-                    Some(p) => p.acquire().await.ok(),
-                    None => None,
+                let reply = {
+                    // The semaphore is never closed; were it, the page would go without a
+                    // permit. The permit is the call's alone: the parse gives it back.
+                    let _permit = match listing.permits {
+                        Some(p) => p.acquire().await.ok(),
+                        None => None,
+                    };
+                    if retry {
+                        self.read(api::GROUPS, &q, None).await?
+                    } else {
+                        self.get(api::GROUPS, &q, None).await?
+                    }
                 };
-                let page: api::GroupPage = if retry {
-                    self.read_json(api::GROUPS, &q, None).await?
-                } else {
-                    self.get_json(api::GROUPS, &q, None).await?
+                let page: Result<api::GroupPage, _> = match listing.interner {
+                    Some(ids) => {
+                        let ids = Arc::clone(ids);
+                        reply.parse_apart(move |body| ids.parse(body)).await
+                    }
+                    None => reply.json_apart().await,
                 };
+                let page = page.map_err(|k| self.err(&Method::GET, api::GROUPS, None, k))?;
                 if let Some(feed) = listing.feed {
                     feed.page(&page.groups);
                 }
@@ -147,8 +158,8 @@ impl VinylDnsTarget {
     ) -> Result<(api::Group, Vec<api::Member>), ObserveError> {
         let name = GroupName(g.name.clone());
         let members = self.list_members(&g.id, &name).await?;
-        let listed: BTreeSet<&str> = g.members.iter().map(|m| m.id.as_str()).collect();
-        let read: BTreeSet<&str> = members.iter().map(|m| m.id.as_str()).collect();
+        let listed: BTreeSet<&str> = g.members.iter().map(|m| &*m.id).collect();
+        let read: BTreeSet<&str> = members.iter().map(|m| &*m.id).collect();
         let changed = || {
             self.incomplete(format!(
                 "the members of \"{name}\" changed while they were read ({} listed, {} read)",
@@ -212,29 +223,33 @@ impl VinylDnsTarget {
     /// left out when hidden. Beside it, what the group holds that roster leaves alone: its ids
     /// that name no user, and roster's own entry where hidden.
     fn build_group(
-        g: api::Group,
+        kept: Kept,
         seen: &Seen<'_>,
     ) -> (ObservedGroup, BTreeSet<String>, BTreeSet<Unmanaged>) {
+        let Kept {
+            group: g,
+            members,
+            mut admins,
+        } = kept;
         let mut group = Group::named(g.name);
         group.description = g.description.filter(|d| !d.is_empty());
         // A group has few admins: a sorted list answers "is this one an admin" without hashing.
-        let mut admin_ids: Vec<&str> = g.admins.iter().map(|a| a.id.as_str()).collect();
-        admin_ids.sort_unstable();
-        let is_admin = |id: &str| admin_ids.binary_search(&id).is_ok();
-        let mut admins = Vec::new();
-        let mut ranks = Vec::with_capacity(g.members.len());
+        admins.sort_unstable();
+        let is_admin = |at: usize| admins.binary_search(&at).is_ok();
+        let mut shown = Vec::new();
+        let mut ranks = Vec::with_capacity(members.len());
         let mut orphans = BTreeSet::new();
         let mut unmanaged = BTreeSet::new();
-        for m in &g.members {
-            match seen.by_id.get(m.id.as_str()) {
+        for at in members {
+            match seen.standing.get(at).and_then(Option::as_ref) {
                 Some(Standing::User(rank)) => {
-                    if is_admin(&m.id) {
-                        admins.push(seen.shown[*rank].clone());
+                    if is_admin(at) {
+                        shown.push(seen.shown[*rank].clone());
                     }
                     ranks.push(*rank);
                 }
                 Some(Standing::Own(name)) => {
-                    let what = if is_admin(&m.id) {
+                    let what = if is_admin(at) {
                         "roster's own account, an admin"
                     } else {
                         "roster's own account"
@@ -242,8 +257,12 @@ impl VinylDnsTarget {
                     unmanaged.insert(Unmanaged::new(what, *name));
                 }
                 None => {
-                    orphans.insert(m.id.clone());
-                    unmanaged.insert(Unmanaged::new("id that names no user", m.id.clone()));
+                    let id = seen
+                        .ids
+                        .get(at)
+                        .map_or_else(String::new, |id| id.to_string());
+                    orphans.insert(id.clone());
+                    unmanaged.insert(Unmanaged::new("id that names no user", id));
                 }
             }
         }
@@ -252,7 +271,7 @@ impl VinylDnsTarget {
         ranks.sort_unstable();
         ranks.dedup();
         group.members = ranks.iter().map(|r| seen.keys[*r].clone()).collect();
-        let admins: Vec<Value> = sorted_names(admins).into_iter().map(Value::from).collect();
+        let admins: Vec<Value> = sorted_names(shown).into_iter().map(Value::from).collect();
         group.extras.insert(
             TYPE.to_owned(),
             Attributes::from([
@@ -289,7 +308,7 @@ impl VinylDnsTarget {
             a.groups += 1;
             let n = g.members.len() + g.admins.len();
             cut |= sizes.get(g.id.as_str()).is_some_and(|full| n < *full);
-            seen.extend(g.members.iter().chain(&g.admins).map(|m| m.id.as_str()));
+            seen.extend(g.members.iter().chain(&g.admins).map(|m| &*m.id));
             if !g.members.is_empty() {
                 a.member_of += 1;
             }
@@ -313,7 +332,7 @@ impl VinylDnsTarget {
                     .iter()
                     .filter(|g| {
                         a.id.as_ref()
-                            .is_some_and(|id| g.admins.iter().any(|r| &r.id == id))
+                            .is_some_and(|id| g.admins.iter().any(|r| &*r.id == id.as_str()))
                     })
                     .map(|g| g.id.clone())
                     .collect();
@@ -321,7 +340,7 @@ impl VinylDnsTarget {
                     .iter()
                     .filter(|g| {
                         a.id.as_ref()
-                            .is_some_and(|id| g.members.iter().any(|r| &r.id == id))
+                            .is_some_and(|id| g.members.iter().any(|r| &*r.id == id.as_str()))
                     })
                     .count();
                 a.identified = a.id.is_some();
@@ -414,17 +433,18 @@ impl VinylDnsTarget {
         users: &BTreeSet<UserKey>,
     ) -> Result<Observed, ObserveError> {
         let mut observed = Observed::default();
-        let mut in_scope = Vec::new();
         let concurrency = self.concurrency.get();
         // The list, the abridged list that tells roster's own account, and the lookups of the
         // ids the list names share the read's calls in flight.
         let permits = tokio::sync::Semaphore::new(concurrency);
         let (feed, ids) = Feed::new(scope);
+        let interner = Arc::new(api::Interner::default());
         let listing = async {
             let full = Listing {
                 all: true,
                 feed: Some(&feed),
                 permits: Some(&permits),
+                interner: Some(&interner),
                 ..Listing::default()
             };
             let own = Listing {
@@ -437,7 +457,22 @@ impl VinylDnsTarget {
                 tokio::try_join!(self.list_groups(full, true), self.list_groups(own, true));
             // Ended whatever the outcome, so that the lookups end too.
             let by_user = feed.finish();
-            listed.map(|(full, own)| (full, own, by_user))
+            let (full, own) = listed?;
+            self.learn_account(&full, &own).await?;
+            // The groups split by scope and, read by user, their ids indexed, off the task:
+            // the lookups go on meanwhile, and the build after them asks no hash of an id.
+            let scope = scope.clone();
+            let split = off_task(move || {
+                let (in_scope, others) = split(full, &scope);
+                let kept = if by_user {
+                    Ok(Indexed::new(in_scope))
+                } else {
+                    Err(in_scope)
+                };
+                (kept, others)
+            })
+            .await;
+            Ok::<_, ObserveError>(split)
         };
         let lookups = progress::read_streamed("users", ids, concurrency, |id| {
             let permits = &permits;
@@ -447,32 +482,25 @@ impl VinylDnsTarget {
                 Ok::<_, ObserveError>((id, name))
             }
         });
-        let ((listed, own, by_user), named) = tokio::try_join!(listing, lookups)?;
+        let ((kept, others), named) = tokio::try_join!(listing, lookups)?;
+        observed.others = others;
         let mut names: HashMap<String, Option<String>> = named.into_iter().collect();
-        self.learn_account(&listed, &own).await?;
-        for g in listed {
-            if g.is_deleted() {
-                continue;
-            }
-            let name = GroupName(g.name.clone());
-            if scope.contains(&name) {
-                in_scope.push(g);
-            } else {
-                observed.others.insert(name);
-            }
-        }
-        if !by_user {
-            let reads =
-                progress::read_each("groups", in_scope, concurrency, |g| self.read_group(g))
-                    .await?;
-            in_scope = Vec::with_capacity(reads.len());
-            for (g, members) in reads {
-                for m in members {
-                    names.insert(m.id, Some(m.user_name));
+        let indexed = match kept {
+            Ok(indexed) => indexed,
+            Err(in_scope) => {
+                let reads =
+                    progress::read_each("groups", in_scope, concurrency, |g| self.read_group(g))
+                        .await?;
+                let mut in_scope = Vec::with_capacity(reads.len());
+                for (g, members) in reads {
+                    for m in members {
+                        names.insert(m.id, Some(m.user_name));
+                    }
+                    in_scope.push(g);
                 }
-                in_scope.push(g);
+                Indexed::new(in_scope)
             }
-        }
+        };
         self.cache_names(&names);
         let spelling: HashMap<String, &UserKey> = users
             .iter()
@@ -491,19 +519,19 @@ impl VinylDnsTarget {
                 .is_some_and(|n| spelling.contains_key(&fold(n, CASE_INSENSITIVE)));
             if a.desired { None } else { a.id.clone() }
         };
-        let seen = Seen::new(&names, hide.as_deref(), &spelling);
+        let seen = Seen::new(&indexed.ids, &names, hide.as_deref(), &spelling);
         // Each user that a group in scope holds, once, however many groups hold it.
         observed.users = seen
-            .by_id
+            .ids
             .iter()
+            .zip(&seen.standing)
             .filter_map(|(id, standing)| match standing {
-                Standing::User(rank) => Some((seen.keys[*rank].clone(), (*id).to_owned())),
-                Standing::Own(_) => None,
+                Some(Standing::User(rank)) => Some((seen.keys[*rank].clone(), id.to_string())),
+                _ => None,
             })
             .collect();
         let mut orphans = HashMap::new();
-        for g in in_scope {
-            let (g, orphaned, unmanaged) = Self::build_group(g, &seen);
+        for (g, orphaned, unmanaged) in build_groups(indexed.groups, &seen) {
             if !orphaned.is_empty() {
                 orphans.insert(g.id.clone(), orphaned);
             }
@@ -525,17 +553,144 @@ impl VinylDnsTarget {
     }
 }
 
+/// The live groups of a list: those in `scope`, and the names of the others.
+fn split(groups: Vec<api::Group>, scope: &Scope) -> (Vec<api::Group>, BTreeSet<GroupName>) {
+    let mut in_scope = Vec::new();
+    let mut others = BTreeSet::new();
+    for g in groups {
+        if g.is_deleted() {
+            continue;
+        }
+        if scope.contains_str(&g.name) {
+            in_scope.push(g);
+        } else {
+            others.insert(GroupName(g.name));
+        }
+    }
+    (in_scope, others)
+}
+
+/// Runs `work` on the blocking pool: an observe's calls in flight share its task, and work of
+/// tens of milliseconds there would hold all their answers back. A panic in `work` is resumed.
+async fn off_task<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> R {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(r) => r,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Only a runtime shutting down cancels blocking work, and then nothing awaits this.
+            Err(e) => panic!("blocking work cancelled: {e}"),
+        },
+    }
+}
+
+/// The groups in scope with their member and admin ids as places in `ids`, the distinct ids
+/// they name: worked out while the lookups go on, so that the build after them looks each id
+/// up once, not once per membership.
+struct Indexed {
+    groups: Vec<Kept>,
+    ids: Vec<api::UserId>,
+}
+
+/// A group of an [`Indexed`] list: the group as listed, its lists emptied into `members` and
+/// `admins`, places in the list's ids.
+struct Kept {
+    group: api::Group,
+    members: Vec<usize>,
+    admins: Vec<usize>,
+}
+
+impl Indexed {
+    fn new(groups: Vec<api::Group>) -> Self {
+        let mut at: FxHashMap<api::UserId, usize> = FxHashMap::default();
+        let mut ids = Vec::new();
+        let mut place = |r: api::IdRef| {
+            *at.entry(r.id).or_insert_with_key(|id| {
+                ids.push(Arc::clone(id));
+                ids.len() - 1
+            })
+        };
+        let groups = groups
+            .into_iter()
+            .map(|mut group| {
+                let members = std::mem::take(&mut group.members)
+                    .into_iter()
+                    .map(&mut place)
+                    .collect();
+                let admins = std::mem::take(&mut group.admins)
+                    .into_iter()
+                    .map(&mut place)
+                    .collect();
+                Kept {
+                    group,
+                    members,
+                    admins,
+                }
+            })
+            .collect();
+        Self { groups, ids }
+    }
+}
+
+/// Builds each group read (see [`VinylDnsTarget::build_group`]). A large read is built on the
+/// machine's cores at once: 20,000 groups of 50 are a million member names written afresh, and
+/// the read's answer waits for them after its last call.
+fn build_groups(
+    groups: Vec<Kept>,
+    seen: &Seen<'_>,
+) -> Vec<(ObservedGroup, BTreeSet<String>, BTreeSet<Unmanaged>)> {
+    let build = |part: Vec<Kept>| -> Vec<_> {
+        part.into_iter()
+            .map(|g| VinylDnsTarget::build_group(g, seen))
+            .collect()
+    };
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let memberships: usize = groups.iter().map(|g| g.members.len()).sum();
+    if cores < 2 || memberships < BUILT_APART {
+        return build(groups);
+    }
+    let mut parts = Vec::with_capacity(cores);
+    let mut rest = groups;
+    let each = rest.len().div_ceil(cores);
+    while rest.len() > each {
+        let tail = rest.split_off(each);
+        parts.push(std::mem::replace(&mut rest, tail));
+    }
+    parts.push(rest);
+    // Scoped threads rather than the blocking pool: the parts borrow `seen`. The task's thread
+    // builds the first part itself, as it would have built the whole.
+    std::thread::scope(|s| {
+        let mut parts = parts.into_iter();
+        let first = parts.next().unwrap_or_default();
+        let others: Vec<_> = parts.map(|p| s.spawn(move || build(p))).collect();
+        let mut built = build(first);
+        for other in others {
+            match other.join() {
+                Ok(b) => built.extend(b),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        built
+    })
+}
+
+/// The memberships from which [`build_groups`] builds on several cores: below it, a thread
+/// costs more than it saves.
+const BUILT_APART: usize = 100_000;
+
 /// What each member id of the groups in scope stands for, worked out once per id rather than
 /// once per membership (20,000 groups of 50 are a million memberships and a thousand ids).
 struct Seen<'a> {
-    by_id: FxHashMap<&'a str, Standing<'a>>,
+    /// The distinct ids, as [`Indexed`] places them.
+    ids: &'a [api::UserId],
+    /// What each of `ids` stands for, by place; `None` for an id that names no user.
+    standing: Vec<Option<Standing<'a>>>,
     /// The users, in the order of their names: a user's rank is its place here.
     keys: Vec<UserKey>,
     /// Each user's name as an admin list shows it, by rank.
     shown: Vec<String>,
 }
 
-/// What a member id stands for; an id absent from [`Seen`] names no user.
+/// What a member id stands for.
 enum Standing<'a> {
     /// A user, by rank.
     User(usize),
@@ -544,31 +699,39 @@ enum Standing<'a> {
 }
 
 impl<'a> Seen<'a> {
-    /// `names`: the user each id names (`None` when it names none); `hide`: roster's own id,
-    /// when hidden; `spelling`: the desired state's spelling of each user, by folded name.
+    /// `ids`: the distinct ids of the groups in scope; `names`: the user each id names (`None`
+    /// when it names none); `hide`: roster's own id, when hidden; `spelling`: the desired
+    /// state's spelling of each user, by folded name.
     fn new(
+        ids: &'a [api::UserId],
         names: &'a HashMap<String, Option<String>>,
         hide: Option<&str>,
         spelling: &HashMap<String, &UserKey>,
     ) -> Self {
-        let mut users: Vec<&str> = names
+        let named: Vec<Option<&'a str>> = ids
             .iter()
-            .filter(|(id, _)| hide != Some(id.as_str()))
-            .filter_map(|(_, name)| name.as_deref())
+            .map(|id| names.get(&**id).and_then(Option::as_deref))
+            .collect();
+        let hidden = |id: &api::UserId| hide == Some(&**id);
+        let mut users: Vec<&str> = ids
+            .iter()
+            .zip(&named)
+            .filter(|(id, _)| !hidden(id))
+            .filter_map(|(_, name)| *name)
             .collect();
         users.sort_unstable();
         users.dedup();
-        let by_id = names
+        let standing = ids
             .iter()
-            .filter_map(|(id, name)| {
-                let name = name.as_deref()?;
-                let standing = if hide == Some(id.as_str()) {
+            .zip(&named)
+            .map(|(id, name)| {
+                let name = (*name)?;
+                Some(if hidden(id) {
                     Standing::Own(name)
                 } else {
                     // Every name not hidden is in `users`, so the search finds it.
                     Standing::User(users.binary_search(&name).unwrap_or_default())
-                };
-                Some((id.as_str(), standing))
+                })
             })
             .collect();
         let shown = users
@@ -580,7 +743,12 @@ impl<'a> Seen<'a> {
             })
             .collect();
         let keys = users.into_iter().map(|n| UserKey(n.to_owned())).collect();
-        Self { by_id, keys, shown }
+        Self {
+            ids,
+            standing,
+            keys,
+            shown,
+        }
     }
 }
 
@@ -602,9 +770,10 @@ struct FeedState {
     /// Where ids go to be looked up; `None` once the feed is finished.
     send: Option<UnboundedSender<String>>,
     /// The ids of the live groups in scope listed so far (a page read again counts once).
-    groups: HashSet<String>,
-    /// The distinct member ids of those groups.
-    ids: HashSet<String>,
+    groups: FxHashSet<String>,
+    /// The distinct member ids of those groups (a page of 3,000 groups names 150,000: hashed
+    /// with FxHash, not SipHash, as the page is fed between the read's answers).
+    ids: FxHashSet<api::UserId>,
     /// Ids seen and not yet sent.
     pending: Vec<String>,
 }
@@ -626,8 +795,8 @@ impl<'s> Feed<'s> {
         let (send, ids) = futures::channel::mpsc::unbounded();
         let state = FeedState {
             send: Some(send),
-            groups: HashSet::new(),
-            ids: HashSet::new(),
+            groups: FxHashSet::default(),
+            ids: FxHashSet::default(),
             pending: Vec::new(),
         };
         let feed = Self {
@@ -641,16 +810,14 @@ impl<'s> Feed<'s> {
     pub(super) fn page(&self, groups: &[api::Group]) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         for g in groups {
-            if g.is_deleted()
-                || !self.scope.contains(&GroupName(g.name.clone()))
-                || !st.groups.insert(g.id.clone())
-            {
+            if g.is_deleted() || !self.scope.contains_str(&g.name) || st.groups.contains(&g.id) {
                 continue;
             }
+            st.groups.insert(g.id.clone());
             for m in &g.members {
                 if !st.ids.contains(&m.id) {
                     st.ids.insert(m.id.clone());
-                    st.pending.push(m.id.clone());
+                    st.pending.push(m.id.to_string());
                 }
             }
         }
@@ -676,4 +843,128 @@ impl<'s> Feed<'s> {
 /// take at most 100 items a page, and say so naming `maxItems`).
 fn refuses_page_size(e: &CallError) -> bool {
     matches!(&e.kind, CallErrorKind::Status { status: 400, message, .. } if message.contains("maxItems"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A listed group of `members` (ids), its admins `admins`.
+    fn listed(name: &str, members: &[String], admins: &[String]) -> api::Group {
+        let refs = |ids: &[String]| {
+            ids.iter()
+                .map(|id| api::IdRef {
+                    id: api::UserId::from(id.as_str()),
+                })
+                .collect()
+        };
+        api::Group {
+            id: format!("id-{name}"),
+            name: name.to_owned(),
+            email: "g@corp.com".to_owned(),
+            description: None,
+            status: None,
+            members: refs(members),
+            admins: refs(admins),
+        }
+    }
+
+    #[test]
+    fn groups_built_on_several_cores_are_those_built_on_one() {
+        // Enough memberships that the build is split across threads where there are cores.
+        let groups = 2_100;
+        let per = 50;
+        let id = |u: usize| format!("user-id-{u:04}");
+        let mut names = HashMap::new();
+        for u in 0..1_000 {
+            // Every seventh id names no user; id 3 is roster's own account.
+            let name = (u % 7 != 0).then(|| format!("user{u:04}"));
+            names.insert(id(u), name);
+        }
+        let listing: Vec<api::Group> = (0..groups)
+            .map(|g| {
+                let members: Vec<String> =
+                    (0..per).map(|m| id((g * 37 + m * 11) % 1_000)).collect();
+                let admins = vec![members[1].clone(), id(3)];
+                listed(&format!("g{g:05}"), &members, &admins)
+            })
+            .collect();
+        assert!(groups * per >= BUILT_APART);
+        let spelling = HashMap::new();
+        let indexed = Indexed::new(listing.clone());
+        let hide = id(3);
+        let seen = Seen::new(&indexed.ids, &names, Some(&hide), &spelling);
+        let built = build_groups(indexed.groups, &seen);
+        assert_eq!(built.len(), groups);
+        for ((observed, orphans, unmanaged), g) in built.iter().zip(&listing) {
+            assert_eq!(observed.id, g.id, "the groups keep their order");
+            let want: BTreeSet<UserKey> = g
+                .members
+                .iter()
+                .filter(|m| *m.id != *hide)
+                .filter_map(|m| names[&*m.id].clone())
+                .map(UserKey)
+                .collect();
+            assert_eq!(observed.group.members, want, "{}", g.name);
+            let want_orphans: BTreeSet<String> = g
+                .members
+                .iter()
+                .filter(|m| names[&*m.id].is_none())
+                .map(|m| m.id.to_string())
+                .collect();
+            assert_eq!(*orphans, want_orphans, "{}", g.name);
+            assert_eq!(
+                unmanaged.len(),
+                want_orphans.len() + usize::from(g.members.iter().any(|m| *m.id == *hide)),
+                "{}",
+                g.name
+            );
+            let admin = Some(&g.admins[0].id)
+                .filter(|a| ***a != *hide)
+                .and_then(|a| names[&**a].clone());
+            let admins = &observed.group.extras[TYPE]["admins"];
+            assert_eq!(
+                admins.as_array().map(Vec::len),
+                Some(usize::from(admin.is_some())),
+                "{}: the admin named, roster's own seat hidden",
+                g.name
+            );
+        }
+        // Each user once, by the id it has, roster's own account not among them.
+        let users: BTreeSet<&str> = names
+            .iter()
+            .filter(|(i, n)| n.is_some() && **i != hide)
+            .filter(|(i, _)| {
+                listing
+                    .iter()
+                    .any(|g| g.members.iter().any(|m| *m.id == ***i))
+            })
+            .map(|(i, _)| i.as_str())
+            .collect();
+        let seen_users: BTreeSet<&str> = seen
+            .ids
+            .iter()
+            .zip(&seen.standing)
+            .filter(|(_, s)| matches!(s, Some(Standing::User(_))))
+            .map(|(i, _)| &**i)
+            .collect();
+        assert_eq!(seen_users, users);
+    }
+
+    #[test]
+    fn the_split_keeps_live_groups_in_scope_and_names_the_others() {
+        let scope = Scope::new(
+            Some(&["team-*".to_owned()]),
+            &crate::model::Desired::default(),
+            true,
+        )
+        .expect("scope");
+        let mut gone = listed("team-gone", &[], &[]);
+        gone.status = Some("Deleted".to_owned());
+        let groups = vec![listed("Team-A", &[], &[]), listed("other", &[], &[]), gone];
+        let (in_scope, others) = split(groups, &scope);
+        let kept: Vec<&str> = in_scope.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(kept, ["Team-A"]);
+        assert_eq!(others, BTreeSet::from([GroupName::from("other")]));
+    }
 }

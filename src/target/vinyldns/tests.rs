@@ -295,9 +295,7 @@ fn listed(id: &str, name: &str, members: &[&str]) -> api::Group {
         status: None,
         members: members
             .iter()
-            .map(|m| api::IdRef {
-                id: (*m).to_owned(),
-            })
+            .map(|m| api::IdRef { id: (*m).into() })
             .collect(),
         admins: Vec::new(),
     }

@@ -73,15 +73,15 @@ impl VinylDnsTarget {
             let extra: Vec<&api::IdRef> = have
                 .admins
                 .iter()
-                .filter(|r| !new.admins.contains(&r.id))
+                .filter(|r| !new.admins.contains(&*r.id))
                 .collect();
             if let ([own], None, true) = (extra.as_slice(), &a.id, a.keeps_own_seat()) {
-                keep.insert(own.id.clone());
+                keep.insert(own.id.to_string());
             }
         }
         let held = |refs: &[api::IdRef]| -> BTreeSet<String> {
             refs.iter()
-                .map(|r| r.id.clone())
+                .map(|r| r.id.to_string())
                 .filter(|id| keep.contains(id))
                 .collect()
         };
@@ -106,7 +106,7 @@ impl VinylDnsTarget {
         name: &GroupName,
     ) -> Result<(), CallError> {
         let ids = |refs: &[api::IdRef]| -> BTreeSet<String> {
-            refs.iter().map(|r| r.id.clone()).collect()
+            refs.iter().map(|r| r.id.to_string()).collect()
         };
         let admins: BTreeSet<String> = ids(&have.admins).union(&new.admins).cloned().collect();
         let members: BTreeSet<String> = ids(&have.members)
@@ -201,22 +201,23 @@ impl VinylDnsTarget {
         new: &NewGroup,
         name: &GroupName,
     ) -> Result<(), CallError> {
-        let members: BTreeSet<&String> = created.members.iter().map(|m| &m.id).collect();
-        let admins: BTreeSet<&String> = created.admins.iter().map(|m| &m.id).collect();
+        let members: BTreeSet<&str> = created.members.iter().map(|m| &*m.id).collect();
+        let admins: BTreeSet<&str> = created.admins.iter().map(|m| &*m.id).collect();
         let own = {
             let mut a = self.account.lock().unwrap_or_else(|e| e.into_inner());
             // The creator's seat is the only one the answer adds: learn the account from it.
-            let added: Vec<&&String> = admins
+            let added: Vec<&&str> = admins
                 .iter()
                 .filter(|id| !new.admins.contains(**id))
                 .collect();
             if let ([id], None) = (added.as_slice(), &a.id) {
-                a.id = Some((**id).clone());
+                a.id = Some((**id).to_owned());
             }
             a.id.clone().filter(|_| a.keeps_own_seat())
         };
-        let mut want_members: BTreeSet<&String> = new.members.union(&new.admins).collect();
-        let mut want_admins: BTreeSet<&String> = new.admins.iter().collect();
+        let mut want_members: BTreeSet<&str> =
+            new.members.union(&new.admins).map(String::as_str).collect();
+        let mut want_admins: BTreeSet<&str> = new.admins.iter().map(String::as_str).collect();
         if let Some(id) = &own {
             want_members.insert(id);
             want_admins.insert(id);
@@ -236,10 +237,10 @@ impl VinylDnsTarget {
         d: &Delta,
     ) -> Result<Sent, CallError> {
         let have = self.get_group(id, &call.group).await?;
-        let mut members: BTreeSet<String> = have.members.iter().map(|m| m.id.clone()).collect();
+        let mut members: BTreeSet<String> = have.members.iter().map(|m| m.id.to_string()).collect();
         let mut admins: BTreeSet<String> = match &d.admins {
             Some(a) => a.clone(),
-            None => have.admins.iter().map(|m| m.id.clone()).collect(),
+            None => have.admins.iter().map(|m| m.id.to_string()).collect(),
         };
         members.extend(d.add.iter().cloned());
         for r in &d.remove {
@@ -251,8 +252,8 @@ impl VinylDnsTarget {
         admins.extend(
             have.admins
                 .iter()
-                .filter(|m| keep.contains(&m.id))
-                .map(|m| m.id.clone()),
+                .filter(|m| keep.contains(&*m.id))
+                .map(|m| m.id.to_string()),
         );
         // VinylDNS makes every admin a member.
         members.extend(admins.iter().cloned());
