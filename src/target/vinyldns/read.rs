@@ -2,7 +2,7 @@
 //! account, the ids of the desired users) and the lookups a send or recheck makes (a group by
 //! name, a fresh group).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -530,16 +530,13 @@ impl VinylDnsTarget {
                 _ => None,
             })
             .collect();
-        let mut orphans = HashMap::new();
-        for (g, orphaned, unmanaged) in build_groups(indexed.groups, &seen) {
-            if !orphaned.is_empty() {
-                orphans.insert(g.id.clone(), orphaned);
-            }
-            if !unmanaged.is_empty() {
-                observed.unmanaged.insert(g.group.name.clone(), unmanaged);
-            }
-            observed.groups.insert(g.group.name.clone(), g);
-        }
+        let Built {
+            groups,
+            orphans,
+            unmanaged,
+        } = build_groups(indexed.groups, &seen);
+        observed.groups = groups;
+        observed.unmanaged = unmanaged;
         *self.orphans.lock().unwrap_or_else(|e| e.into_inner()) = orphans;
         // Desired users not seen as members: one lookup each, cached for the run.
         resolve_users(
@@ -631,22 +628,48 @@ impl Indexed {
     }
 }
 
+/// The groups a read built, by name; beside them, the ids that name no user by group id, and
+/// what roster leaves alone in each group.
+#[derive(Default)]
+struct Built {
+    groups: BTreeMap<GroupName, ObservedGroup>,
+    orphans: HashMap<String, BTreeSet<String>>,
+    unmanaged: BTreeMap<GroupName, BTreeSet<Unmanaged>>,
+}
+
+impl Built {
+    /// Builds each of `groups`.
+    fn of(groups: Vec<Kept>, seen: &Seen<'_>) -> Self {
+        let mut built = Self::default();
+        for g in groups {
+            let (g, orphans, unmanaged) = VinylDnsTarget::build_group(g, seen);
+            if !orphans.is_empty() {
+                built.orphans.insert(g.id.clone(), orphans);
+            }
+            if !unmanaged.is_empty() {
+                built.unmanaged.insert(g.group.name.clone(), unmanaged);
+            }
+            built.groups.insert(g.group.name.clone(), g);
+        }
+        built
+    }
+
+    /// Takes in what another part built (maps merged in one pass each, not entry by entry).
+    fn merge(&mut self, mut other: Self) {
+        self.groups.append(&mut other.groups);
+        self.orphans.extend(other.orphans);
+        self.unmanaged.append(&mut other.unmanaged);
+    }
+}
+
 /// Builds each group read (see [`VinylDnsTarget::build_group`]). A large read is built on the
 /// machine's cores at once: 20,000 groups of 50 are a million member names written afresh, and
 /// the read's answer waits for them after its last call.
-fn build_groups(
-    groups: Vec<Kept>,
-    seen: &Seen<'_>,
-) -> Vec<(ObservedGroup, BTreeSet<String>, BTreeSet<Unmanaged>)> {
-    let build = |part: Vec<Kept>| -> Vec<_> {
-        part.into_iter()
-            .map(|g| VinylDnsTarget::build_group(g, seen))
-            .collect()
-    };
+fn build_groups(groups: Vec<Kept>, seen: &Seen<'_>) -> Built {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let memberships: usize = groups.iter().map(|g| g.members.len()).sum();
     if cores < 2 || memberships < BUILT_APART {
-        return build(groups);
+        return Built::of(groups, seen);
     }
     let mut parts = Vec::with_capacity(cores);
     let mut rest = groups;
@@ -661,11 +684,11 @@ fn build_groups(
     std::thread::scope(|s| {
         let mut parts = parts.into_iter();
         let first = parts.next().unwrap_or_default();
-        let others: Vec<_> = parts.map(|p| s.spawn(move || build(p))).collect();
-        let mut built = build(first);
+        let others: Vec<_> = parts.map(|p| s.spawn(move || Built::of(p, seen))).collect();
+        let mut built = Built::of(first, seen);
         for other in others {
             match other.join() {
-                Ok(b) => built.extend(b),
+                Ok(b) => built.merge(b),
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
@@ -870,7 +893,7 @@ mod tests {
     }
 
     #[test]
-    fn groups_built_on_several_cores_are_those_built_on_one() {
+    fn groups_built_on_several_cores_are_each_built_whole() {
         // Enough memberships that the build is split across threads where there are cores.
         let groups = 2_100;
         let per = 50;
@@ -895,9 +918,10 @@ mod tests {
         let hide = id(3);
         let seen = Seen::new(&indexed.ids, &names, Some(&hide), &spelling);
         let built = build_groups(indexed.groups, &seen);
-        assert_eq!(built.len(), groups);
-        for ((observed, orphans, unmanaged), g) in built.iter().zip(&listing) {
-            assert_eq!(observed.id, g.id, "the groups keep their order");
+        assert_eq!(built.groups.len(), groups);
+        for g in &listing {
+            let observed = &built.groups[&GroupName::from(g.name.as_str())];
+            assert_eq!(observed.id, g.id);
             let want: BTreeSet<UserKey> = g
                 .members
                 .iter()
@@ -912,9 +936,14 @@ mod tests {
                 .filter(|m| names[&*m.id].is_none())
                 .map(|m| m.id.to_string())
                 .collect();
-            assert_eq!(*orphans, want_orphans, "{}", g.name);
+            let orphans = built.orphans.get(&g.id).cloned().unwrap_or_default();
+            assert_eq!(orphans, want_orphans, "{}", g.name);
+            let unmanaged = built
+                .unmanaged
+                .get(&observed.group.name)
+                .map_or(0, BTreeSet::len);
             assert_eq!(
-                unmanaged.len(),
+                unmanaged,
                 want_orphans.len() + usize::from(g.members.iter().any(|m| *m.id == *hide)),
                 "{}",
                 g.name
