@@ -45,7 +45,7 @@
 //! email_dots = 2
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, MutexGuard};
 
 use axum::Router;
@@ -53,6 +53,7 @@ use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
 use axum::response::Response;
 use axum::routing::get;
+use rustc_hash::FxHashMap;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -106,14 +107,14 @@ impl VinylDnsSim {
         // A large seed names each user many times: its ids by name, as they are made.
         fn id_of<'s>(
             st: &mut SimState,
-            ids: &mut HashMap<&'s str, String>,
+            ids: &mut rustc_hash::FxHashMap<&'s str, String>,
             name: &'s str,
         ) -> String {
             ids.entry(name)
                 .or_insert_with(|| st.user_or_new(name, false))
                 .clone()
         }
-        let mut ids = HashMap::new();
+        let mut ids = FxHashMap::default();
         for g in &seed.group {
             let admins: BTreeSet<String> = g
                 .admins

@@ -1,12 +1,13 @@
 //! The VinylDNS simulator's state and rules: its users, zones and groups, how they are shown,
 //! and the server's checks on a group (e-mail, description, members and admins, who may write).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Deref;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::response::Response;
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -221,7 +222,7 @@ pub(super) struct Indexes {
     /// Member id → the ids of the groups holding it (admins included, as `members` holds
     /// them), whether or not a user stands behind the id: a user's groups, and the groups a
     /// caller may list.
-    pub(super) member_of: HashMap<String, BTreeSet<String>>,
+    pub(super) member_of: FxHashMap<String, BTreeSet<String>>,
 }
 
 impl Default for Indexes {
@@ -229,7 +230,7 @@ impl Default for Indexes {
         Self {
             names: NameIndex::new(Fold::Unicode, Tie::Id),
             user_keys: NameIndex::new(Fold::Unicode, Tie::Id),
-            member_of: HashMap::new(),
+            member_of: FxHashMap::default(),
         }
     }
 }
@@ -299,10 +300,14 @@ impl SimState {
         let ix = &mut self.indexes;
         ix.names.insert(&g.name, g.id.clone());
         for m in &g.members {
-            ix.member_of
-                .entry(m.clone())
-                .or_default()
-                .insert(g.id.clone());
+            // A user holds many groups: its entry is there after its first, and its id is
+            // copied for the key once, not once a group.
+            if let Some(groups) = ix.member_of.get_mut(m) {
+                groups.insert(g.id.clone());
+            } else {
+                ix.member_of
+                    .insert(m.clone(), BTreeSet::from([g.id.clone()]));
+            }
         }
         self.groups.insert(g.id.clone(), Arc::new(Stored::new(g)));
     }
