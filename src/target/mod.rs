@@ -238,6 +238,20 @@ pub trait Named {
     }
 }
 
+/// Runs `work` on the blocking pool: a read's calls in flight share its task, and work of tens
+/// of milliseconds there (parsing a 7.5 MB page, indexing 20,000 groups) would hold all their
+/// answers back. A panic in `work` is resumed in the caller.
+pub async fn off_task<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> R {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(r) => r,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Only a runtime shutting down cancels blocking work, and then nothing awaits this.
+            Err(e) => panic!("blocking work cancelled: {e}"),
+        },
+    }
+}
+
 /// A problem with desired group `group` that a target cannot take, at the place the group is
 /// defined (for [`Target::prepare`]).
 pub fn problem(desired: &Desired, group: &GroupName, message: String) -> Diagnostic {

@@ -226,9 +226,7 @@ impl Reply {
         if self.body.len() < PARSED_APART {
             return decode(&self.body);
         }
-        tokio::task::spawn_blocking(move || decode(&self.body))
-            .await
-            .map_err(|e| CallErrorKind::Decode(format!("the parse of the answer ended: {e}")))?
+        crate::target::off_task(move || decode(&self.body)).await
     }
 
     /// An answer the caller accepted but refuses after all (a 404 or a 409 it looked at) as the

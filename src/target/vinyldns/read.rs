@@ -19,7 +19,7 @@ use crate::model::{
 use crate::plan::{Scope, fold};
 use crate::target::http::paging::{self, Cursored};
 use crate::target::progress;
-use crate::target::{CallError, CallErrorKind, Named, ObserveError, resolve_users};
+use crate::target::{CallError, CallErrorKind, Named, ObserveError, off_task, resolve_users};
 
 impl VinylDnsTarget {
     /// Every live group, every page. A page that repeats a cursor or a group is an incomplete
@@ -565,19 +565,6 @@ fn split(groups: Vec<api::Group>, scope: &Scope) -> (Vec<api::Group>, BTreeSet<G
         }
     }
     (in_scope, others)
-}
-
-/// Runs `work` on the blocking pool: an observe's calls in flight share its task, and work of
-/// tens of milliseconds there would hold all their answers back. A panic in `work` is resumed.
-async fn off_task<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> R {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(r) => r,
-        Err(e) => match e.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            // Only a runtime shutting down cancels blocking work, and then nothing awaits this.
-            Err(e) => panic!("blocking work cancelled: {e}"),
-        },
-    }
 }
 
 /// The groups in scope with their member and admin ids as places in `ids`, the distinct ids
