@@ -626,6 +626,8 @@ fn bench() {
 }
 
 fn main() {
+    // As the `roster` binary runs (`roster::memory`).
+    roster::memory::small_pages_only();
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--roster-load") {
         let size = args[i + 2].parse().unwrap();

@@ -350,6 +350,8 @@ fn sizes(name: &str) -> (usize, usize, usize) {
 }
 
 fn main() {
+    // As the `roster` binary runs (`roster::memory`).
+    roster::memory::small_pages_only();
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| args.iter().find_map(|a| a.strip_prefix(name));
     if let Some(url) = arg("--load=") {

@@ -450,6 +450,8 @@ fn peak_line(i: usize) -> String {
 }
 
 fn main() {
+    // As the `roster` binary runs (`roster::memory`).
+    roster::memory::small_pages_only();
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().find_map(|a| a.strip_prefix("--peak=")) {
         peak_child(i.parse().expect("shape index"));

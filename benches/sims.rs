@@ -503,6 +503,8 @@ fn load_average() -> String {
 }
 
 fn main() {
+    // As the `roster` binary runs (`roster::memory`).
+    roster::memory::small_pages_only();
     // `cargo bench` passes --bench; anything else (cargo test's listing) runs nothing.
     if !std::env::args().any(|a| a == "--bench") {
         return;

@@ -26,6 +26,7 @@
 //! - [`daemon`]: `roster run`, reconciling on a schedule under systemd, with health and metrics.
 //! - [`lease`]: the etcd lease that makes one of two daemons the active one.
 //! - [`instance`]: which roster process this is, sent in every request's `User-Agent`.
+//! - [`memory`]: how the process takes memory from the kernel (small pages only).
 
 pub mod cli;
 pub mod config;
@@ -36,6 +37,7 @@ pub mod export;
 pub mod instance;
 pub mod journal;
 pub mod lease;
+pub mod memory;
 pub mod model;
 pub mod plan;
 pub mod reconcile;

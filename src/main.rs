@@ -10,6 +10,7 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    roster::memory::small_pages_only();
     let cli = roster::cli::Cli::parse();
     roster::telemetry::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

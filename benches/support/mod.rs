@@ -20,6 +20,8 @@ pub fn benching() -> Option<tokio::runtime::Runtime> {
     if !std::env::args().any(|a| a == "--bench") {
         return None;
     }
+    // As the `roster` binary runs (`roster::memory`).
+    roster::memory::small_pages_only();
     Some(
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
