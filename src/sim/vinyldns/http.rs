@@ -582,34 +582,27 @@ pub(super) async fn get_user(State(sim): State<VinylDnsSim>, Path(key): Path<Str
 }
 
 /// The answer to `GET /users/{key}`: the user and the groups holding it (`UserResponseInfo`),
-/// `{"id":…,"userName":…,"groupId":[…]}`. A user in a thousand groups is 40 kB of ids, a thousand
-/// lookups 40 MB: written into a buffer of its size, the ids (which need no escaping) copied as
-/// they are, the same text serde writes.
+/// `{"id":…,"userName":…,"groupId":[…]}`. A user in a thousand groups is 40 kB of ids: written
+/// into a buffer of its size rather than one doubled from 128 bytes.
 fn user_info(id: &str, name: &str, groups: Option<&BTreeSet<String>>) -> Vec<u8> {
-    fn string(out: &mut Vec<u8>, s: &str) {
-        if s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-            out.push(b'"');
-            out.extend_from_slice(s.as_bytes());
-            out.push(b'"');
-        } else {
-            // A string always serializes.
-            let _ = serde_json::to_writer(&mut *out, s);
-        }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct UserInfo<'a> {
+        id: &'a str,
+        user_name: &'a str,
+        group_id: Vec<&'a String>,
     }
-    let mut out =
-        Vec::with_capacity(48 + id.len() + name.len() + groups.map_or(0, BTreeSet::len) * 40);
-    out.extend_from_slice(b"{\"id\":");
-    string(&mut out, id);
-    out.extend_from_slice(b",\"userName\":");
-    string(&mut out, name);
-    out.extend_from_slice(b",\"groupId\":[");
-    for (i, g) in groups.into_iter().flatten().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        string(&mut out, g);
-    }
-    out.extend_from_slice(b"]}");
+    let group_id: Vec<&String> = groups.into_iter().flatten().collect();
+    let mut out = Vec::with_capacity(48 + id.len() + name.len() + group_id.len() * 40);
+    // Strings always serialize.
+    let _ = serde_json::to_writer(
+        &mut out,
+        &UserInfo {
+            id,
+            user_name: name,
+            group_id,
+        },
+    );
     out
 }
 
@@ -679,35 +672,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_user_is_written_as_serde_writes_it() {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct UserInfo<'a> {
-            id: &'a str,
-            user_name: &'a str,
-            group_id: Vec<&'a String>,
-        }
+    fn a_user_is_written_with_its_groups_in_id_order() {
         let two = BTreeSet::from([
             "7642229b-9c17-4f83-bffd-f5044c7a4b67".to_owned(),
             "a \"quoted\" id\\ é\n".to_owned(),
         ]);
-        let one = BTreeSet::from(["7642229b-9c17-4f83-bffd-f5044c7a4b67".to_owned()]);
-        for (id, name, groups) in [
-            ("u-1", "jane@corp.com", Some(&two)),
-            ("u\"2", "o'neil \u{7}", Some(&one)),
-            ("u3", "bob", None),
+        for (id, name, groups, want) in [
+            (
+                "u-1",
+                "jane@corp.com",
+                Some(&two),
+                json!({"id": "u-1", "userName": "jane@corp.com", "groupId": [
+                    "7642229b-9c17-4f83-bffd-f5044c7a4b67", "a \"quoted\" id\\ é\n"]}),
+            ),
+            (
+                "u\"2",
+                "o'neil \u{7}",
+                None,
+                json!({"id": "u\"2", "userName": "o'neil \u{7}", "groupId": []}),
+            ),
         ] {
-            let want = serde_json::to_vec(&UserInfo {
-                id,
-                user_name: name,
-                group_id: groups.into_iter().flatten().collect(),
-            })
-            .expect("json");
-            let got = user_info(id, name, groups);
-            assert_eq!(
-                String::from_utf8_lossy(&got),
-                String::from_utf8_lossy(&want)
-            );
+            let got: Value = serde_json::from_slice(&user_info(id, name, groups)).expect("json");
+            assert_eq!(got, want);
         }
     }
 }

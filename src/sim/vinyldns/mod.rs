@@ -107,7 +107,7 @@ impl VinylDnsSim {
         // A large seed names each user many times: its ids by name, as they are made.
         fn id_of<'s>(
             st: &mut SimState,
-            ids: &mut rustc_hash::FxHashMap<&'s str, String>,
+            ids: &mut FxHashMap<&'s str, String>,
             name: &'s str,
         ) -> String {
             ids.entry(name)
