@@ -183,9 +183,18 @@ impl Serialize for Ids<'_> {
             id: &'a str,
         }
         let mut seq = s.serialize_seq(None)?;
-        for id in self.ids {
-            if self.only.is_none_or(|o| o == id) {
-                seq.serialize_element(&Id { id })?;
+        match self.only {
+            // An abridged page asks this of each of 3,000 groups: a search, not a walk of the
+            // group's members.
+            Some(only) => {
+                if let Some(id) = self.ids.get(only) {
+                    seq.serialize_element(&Id { id })?;
+                }
+            }
+            None => {
+                for id in self.ids {
+                    seq.serialize_element(&Id { id })?;
+                }
             }
         }
         seq.end()
