@@ -44,7 +44,9 @@ fn desired() -> Desired {
     let mut d = Desired::default();
     for g in 0..GROUPS {
         let mut group = Group::named(format!("g{g:03}"));
-        group.members = (10..20).map(|u| UserKey(format!("u{u:02}"))).collect();
+        group.members = (10..20)
+            .map(|u| UserKey::from(format!("u{u:02}")))
+            .collect();
         d.groups.insert(GroupName(format!("g{g:03}")), group);
     }
     d

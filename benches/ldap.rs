@@ -128,7 +128,7 @@ fn summary(d: &Desired) -> (usize, usize, u64) {
         name.0.hash(&mut h);
         g.description.hash(&mut h);
         for m in &g.members {
-            m.0.hash(&mut h);
+            m.as_str().hash(&mut h);
         }
         0xffu8.hash(&mut h);
         for c in &g.children {

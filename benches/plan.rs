@@ -95,13 +95,15 @@ impl Shape {
             let mut want = Group::named(name.clone());
             want.description = Some(format!("Group number {g}"));
             for m in 0..self.members {
-                want.members
-                    .insert(UserKey(format!("user{:05}", (g * 37 + m * 11) % USERS)));
+                want.members.insert(UserKey::from(format!(
+                    "user{:05}",
+                    (g * 37 + m * 11) % USERS
+                )));
             }
             let mut have = want.clone();
             if let Some(first) = have.members.iter().next().cloned() {
                 have.members.remove(&first);
-                have.members.insert(UserKey(format!("stale{g:06}")));
+                have.members.insert(UserKey::from(format!("stale{g:06}")));
             }
             observed.groups.insert(
                 name.clone(),

@@ -163,7 +163,7 @@ fn members(d: &Desired, name: &str) -> BTreeSet<String> {
         .groups
         .get(&GroupName::from(name))
         .unwrap_or_else(|| panic!("no group {name:?} in the desired state"));
-    g.members.iter().map(|k| k.0.clone()).collect()
+    g.members.iter().map(|k| k.as_str().to_owned()).collect()
 }
 
 /// The child group names roster read for `name`.

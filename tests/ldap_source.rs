@@ -27,7 +27,7 @@ fn keys(d: &Desired, group: &str) -> Vec<String> {
     d.groups[&GroupName::from(group)]
         .members
         .iter()
-        .map(|u| u.0.clone())
+        .map(|u| u.as_str().to_owned())
         .collect()
 }
 

@@ -170,7 +170,7 @@ impl World {
                 .map(|u| {
                     let upper = USERS.iter().position(|x| *x == u.as_str()).unwrap();
                     if opts.ci_spelling && s.member_case & (1 << upper) != 0 {
-                        UserKey(u.as_str().to_uppercase())
+                        UserKey::from(u.as_str().to_uppercase())
                     } else {
                         u
                     }
@@ -1098,7 +1098,7 @@ fn lowered_group(g: Group) -> Group {
         members: g
             .members
             .iter()
-            .map(|m| UserKey(m.0.to_lowercase()))
+            .map(|m| UserKey::from(m.as_str().to_lowercase()))
             .collect(),
         children: g
             .children
@@ -1138,7 +1138,7 @@ fn lowered_observed(o: Observed) -> Observed {
         unknown_users: o
             .unknown_users
             .iter()
-            .map(|u| UserKey(u.0.to_lowercase()))
+            .map(|u| UserKey::from(u.as_str().to_lowercase()))
             .collect(),
         ..o
     }

@@ -1537,7 +1537,7 @@ fn a_markdown_plan_too_long_for_a_comment_is_cut_with_a_note() {
     big.changes = (0..5000)
         .map(|i| Change::AddMember {
             group: group.clone(),
-            member: UserKey(format!("user{i:05}")),
+            member: UserKey::from(format!("user{i:05}")),
         })
         .collect();
     big.summary = Summary::of(&big.changes);

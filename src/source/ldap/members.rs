@@ -320,7 +320,7 @@ impl<'a> Groups<'a> {
             let keys = values
                 .into_iter()
                 .filter(|v| !v.trim().is_empty())
-                .map(UserKey);
+                .map(UserKey::from);
             self.entries[g].keys.extend(keys);
             return;
         }
@@ -355,7 +355,7 @@ impl<'a> Groups<'a> {
                     }
                     Key::Owned(key) => key,
                 };
-                g.keys.push(UserKey(key));
+                g.keys.push(UserKey::from(key));
             }
             (Named::User(key), Dest::Mapped(_, k)) => {
                 let key = match key {
@@ -475,7 +475,7 @@ impl<'a> Groups<'a> {
                         // The DN's buffer becomes the key.
                         written.clear();
                         written.push_str(key);
-                        g.keys.push(UserKey(written));
+                        g.keys.push(UserKey::from(written));
                     }
                     Dest::Mapped(_, k) => {
                         g.mapped_keys[k].insert(key.to_owned());

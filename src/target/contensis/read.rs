@@ -118,8 +118,9 @@ impl ContensisTarget {
             for u in self.get_all(&api::group_users(&g.id), Some(&name)).await? {
                 let u: api::User = serde_json::from_value(u)
                     .map_err(|e| self.incomplete(format!("a member of \"{name}\": {e}")))?;
-                group.members.insert(UserKey(u.username.clone()));
-                ids.push((UserKey(u.username), u.id));
+                let key = UserKey::from(u.username);
+                group.members.insert(key.clone());
+                ids.push((key, u.id));
             }
             for c in self
                 .get_all(&api::group_children(&g.id), Some(&name))

@@ -27,7 +27,7 @@ fn target() -> ContensisTarget {
 #[test]
 fn adds_are_one_call_per_group_and_removals_one_per_member() {
     let g = |n: &str| GroupName(n.to_owned());
-    let u = |n: &str| UserKey(n.to_owned());
+    let u = |n: &str| UserKey::from(n.to_owned());
     let mut observed = Observed::default();
     for name in ["G", "H"] {
         observed.groups.insert(

@@ -109,7 +109,9 @@ impl CrafterTarget {
             members.extend(g.group.members.iter().map(|m| fold(m.as_str(), true)));
             // Members are removed by id.
             for u in users {
-                observed.users.insert(UserKey(u.username), u.id.to_string());
+                observed
+                    .users
+                    .insert(UserKey::from(u.username), u.id.to_string());
             }
             observed.groups.insert(g.group.name.clone(), g);
         }
@@ -222,7 +224,7 @@ impl CrafterTarget {
                         u.username
                     )));
                 }
-                group.members.insert(UserKey(u.username.clone()));
+                group.members.insert(UserKey::from(u.username.as_str()));
                 listed.push(u);
             }
         }
@@ -281,7 +283,11 @@ impl CrafterTarget {
             };
             let mut group = Group::named(g.group_name.clone());
             group.description = g.description;
-            group.members = g.users.into_iter().map(|u| UserKey(u.username)).collect();
+            group.members = g
+                .users
+                .into_iter()
+                .map(|u| UserKey::from(u.username))
+                .collect();
             observed.groups.insert(
                 name,
                 ObservedGroup {

@@ -56,19 +56,20 @@ fn thousand() -> (Desired, Observed) {
         let new: Vec<String> = (0..50).map(|u| format!("new{g}_{u}")).collect();
         let olds: Vec<&str> = old.iter().map(String::as_str).collect();
         for (u, name) in old.iter().enumerate() {
-            observed
-                .users
-                .insert(UserKey(name.clone()), (1000 + g * 100 + u).to_string());
+            observed.users.insert(
+                UserKey::from(name.clone()),
+                (1000 + g * 100 + u).to_string(),
+            );
         }
         observed.groups.insert(
             GroupName(name.clone()),
             observed_group(&(g + 10).to_string(), &name, &olds),
         );
         let mut want = Group::named(name.as_str());
-        want.members = new.iter().map(|u| UserKey(u.clone())).collect();
+        want.members = new.iter().map(|u| UserKey::from(u.clone())).collect();
         desired.groups.insert(GroupName(name), want);
         for u in new {
-            observed.users.insert(UserKey(u), "1".into());
+            observed.users.insert(UserKey::from(u), "1".into());
         }
     }
     (desired, observed)
@@ -192,7 +193,7 @@ fn removals_past_one_request_line_are_split_into_the_fewest_calls() {
     for (u, name) in olds.iter().enumerate() {
         observed
             .users
-            .insert(UserKey(name.clone()), (100_000 + u).to_string());
+            .insert(UserKey::from(name.clone()), (100_000 + u).to_string());
     }
     observed
         .groups

@@ -95,13 +95,13 @@ impl UiPathTarget {
                 observed.unmanaged.insert(g.group.name.clone(), unmanaged);
             }
             for (key, id) in ids {
-                observed.users.insert(UserKey(key), id);
+                observed.users.insert(UserKey::from(key), id);
             }
             for id in anonymous {
                 let key = key_of_id
                     .get(&id.to_lowercase())
                     .cloned()
-                    .unwrap_or_else(|| UserKey(id.clone()));
+                    .unwrap_or_else(|| UserKey::from(id.as_str()));
                 g.group.members.insert(key.clone());
                 observed.users.insert(key, id);
             }
@@ -338,7 +338,7 @@ impl UiPathTarget {
             .flatten()
             .filter_map(|(id, m)| {
                 let m = m.filter(api::Member::is_user)?;
-                Some((id.to_lowercase(), UserKey(self.member_key(&m))))
+                Some((id.to_lowercase(), UserKey::from(self.member_key(&m))))
             })
             .collect())
     }
@@ -431,7 +431,7 @@ impl UiPathTarget {
                 }
                 let key = self.member_key(m);
                 ids.push((key.clone(), m.identifier.clone()));
-                group.members.insert(UserKey(key));
+                group.members.insert(UserKey::from(key));
             }
         }
         Ok((

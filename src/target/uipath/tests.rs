@@ -68,7 +68,7 @@ fn observed(groups: &[(&str, &[&str])], users: usize) -> Observed {
     }
     for i in 0..users {
         o.users
-            .insert(UserKey(format!("u{i}")), format!("uid-u{i}"));
+            .insert(UserKey::from(format!("u{i}")), format!("uid-u{i}"));
     }
     o
 }

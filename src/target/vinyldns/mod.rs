@@ -502,8 +502,7 @@ impl Target for VinylDnsTarget {
             if !missing.is_empty() {
                 let d = adapted.get_or_insert_with(|| desired.clone());
                 if let Some(dg) = d.groups.get_mut(name) {
-                    dg.members
-                        .extend(missing.into_iter().map(|a| UserKey(a.to_owned())));
+                    dg.members.extend(missing.into_iter().map(UserKey::from));
                 }
             }
             let sorted = sorted_names(admins.iter().map(|a| (*a).to_owned()));

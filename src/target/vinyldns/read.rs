@@ -325,7 +325,7 @@ impl VinylDnsTarget {
                 ..Account::default()
             };
             if let Some(user) = &self.own_user {
-                let key = UserKey(user.clone());
+                let key = UserKey::from(user.as_str());
                 let (_, id) = self.resolve_user(key).await?;
                 a.id = id;
                 a.admin_of = full
@@ -752,7 +752,7 @@ impl<'a> Seen<'a> {
                     .map_or_else(|| (*n).to_owned(), |k| k.as_str().to_owned())
             })
             .collect();
-        let keys = users.into_iter().map(|n| UserKey(n.to_owned())).collect();
+        let keys = users.into_iter().map(UserKey::from).collect();
         Self {
             ids,
             standing,
@@ -906,15 +906,27 @@ mod tests {
         let seen = Seen::new(&indexed.ids, &names, Some(&hide), &spelling);
         let built = build_groups(indexed.groups, &seen);
         assert_eq!(built.groups.len(), groups);
+        // Every member is one of the read's keys, shared: a million memberships, a thousand
+        // copies of the names.
+        let keys: HashSet<*const u8> = seen.keys.iter().map(|k| k.as_str().as_ptr()).collect();
         for g in &listing {
             let observed = &built.groups[&GroupName::from(g.name.as_str())];
             assert_eq!(observed.id, g.id);
+            assert!(
+                observed
+                    .group
+                    .members
+                    .iter()
+                    .all(|k| keys.contains(&k.as_str().as_ptr())),
+                "{}: a member's name was copied",
+                g.name
+            );
             let want: BTreeSet<UserKey> = g
                 .members
                 .iter()
                 .filter(|m| *m.id != *hide)
                 .filter_map(|m| names[&*m.id].clone())
-                .map(UserKey)
+                .map(UserKey::from)
                 .collect();
             assert_eq!(observed.group.members, want, "{}", g.name);
             let want_orphans: BTreeSet<String> = g

@@ -85,7 +85,7 @@ fn plan_of(t: &VinylDnsTarget, d: &Desired, o: &Observed, prune: bool) -> Plan {
 
 fn users(o: &mut Observed, names: impl IntoIterator<Item = String>) {
     for n in names {
-        o.users.insert(UserKey(n.clone()), format!("u-{n}"));
+        o.users.insert(UserKey::from(n.clone()), format!("u-{n}"));
     }
 }
 
