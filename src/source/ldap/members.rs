@@ -331,7 +331,7 @@ impl<'a> Groups<'a> {
 
     /// Decides one DN value (or, early, leaves it for the end when a later group could change
     /// the decision).
-    fn value(&mut self, dest: Dest, mut v: String, early: bool) {
+    fn value(&mut self, dest: Dest, v: String, early: bool) {
         // An empty value is how schemas that require a member spell an empty group.
         if v.trim().is_empty() {
             return;
@@ -346,16 +346,11 @@ impl<'a> Groups<'a> {
         let g = &mut self.entries[dest.group()];
         match (named, dest) {
             (Named::User(key), Dest::Member(_)) => {
-                let key = match key {
-                    Key::Within(span) => {
-                        // The value's buffer becomes the key.
-                        v.truncate(span.end);
-                        v.drain(..span.start);
-                        v
-                    }
-                    Key::Owned(key) => key,
-                };
-                g.keys.push(UserKey::from(key));
+                // The key is copied once, into its shared text.
+                g.keys.push(match key {
+                    Key::Within(span) => UserKey::from(&v[span]),
+                    Key::Owned(key) => UserKey::from(key),
+                });
             }
             (Named::User(key), Dest::Mapped(_, k)) => {
                 let key = match key {
@@ -449,8 +444,8 @@ impl<'a> Groups<'a> {
         })
     }
 
-    /// Maps a DN value through the user search. `written` is the value, whose buffer may become
-    /// the key; its normal form is `written` itself when `is_norm`, else in the buffer.
+    /// Maps a DN value through the user search. `written` is the value; its normal form is
+    /// `written` itself when `is_norm`, else in `self.norm`.
     fn resolve(&mut self, dest: Dest, mut written: String, is_norm: bool) {
         let Some(users) = &self.users else {
             if !is_norm {
@@ -471,12 +466,7 @@ impl<'a> Groups<'a> {
             }
             Some(Found { key: Some(key), .. }) => {
                 match dest {
-                    Dest::Member(_) => {
-                        // The DN's buffer becomes the key.
-                        written.clear();
-                        written.push_str(key);
-                        g.keys.push(UserKey::from(written));
-                    }
+                    Dest::Member(_) => g.keys.push(UserKey::from(key)),
                     Dest::Mapped(_, k) => {
                         g.mapped_keys[k].insert(key.to_owned());
                     }
