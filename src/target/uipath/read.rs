@@ -20,7 +20,7 @@ use crate::target::{CallError, CallErrorKind, Named, ObserveError};
 /// id), the ids of members known by id only, and its members that are not people.
 type GroupRead = (
     ObservedGroup,
-    Vec<(String, String)>,
+    Vec<(UserKey, String)>,
     Vec<String>,
     BTreeSet<Unmanaged>,
 );
@@ -63,7 +63,7 @@ impl UiPathTarget {
         let mut seen_keys: BTreeSet<String> = BTreeSet::new();
         for (_, ids, _, _) in &groups {
             for (key, _) in ids {
-                seen_keys.insert(fold(key, true));
+                seen_keys.insert(fold(key.as_str(), true));
             }
         }
         let unresolved: Vec<UserKey> = users
@@ -95,7 +95,7 @@ impl UiPathTarget {
                 observed.unmanaged.insert(g.group.name.clone(), unmanaged);
             }
             for (key, id) in ids {
-                observed.users.insert(UserKey::from(key), id);
+                observed.users.insert(key, id);
             }
             for id in anonymous {
                 let key = key_of_id
@@ -429,9 +429,9 @@ impl UiPathTarget {
                     unmanaged.insert(Unmanaged::new(m.what(), name.unwrap_or(&m.identifier)));
                     continue;
                 }
-                let key = self.member_key(m);
+                let key = UserKey::from(self.member_key(m));
                 ids.push((key.clone(), m.identifier.clone()));
-                group.members.insert(UserKey::from(key));
+                group.members.insert(key);
             }
         }
         Ok((
