@@ -5,6 +5,35 @@
 //! with the fewest the API allows.
 //!
 //! `cargo bench --bench scale` runs every target; `cargo bench --bench scale -- vinyldns` one.
+//!
+//! # Findings: where VinylDNS's read spends its time over the bound (2 shared cores)
+//!
+//! The read is 1,016 calls, 2.54 s at the bound; it takes 2.73-2.90 s (1.08-1.14×, with the
+//! machine's day). Timed inside one process (the simulator's arrival and answer, roster's call
+//! and its answer's head and body, kept in memory and written out after the run: temporary
+//! instrumentation, not kept; printing each event instead made the read itself 2-4 % slower):
+//!
+//! - **Before the first lookup, 55-65 ms**: the lookups need the ids of the list's first page
+//!   (3,000 groups, 7.5 MB), which arrives about 35 ms in and is parsed in about 20 ms.
+//! - **Each lookup's hand-over, about 0.5 ms at the median and 0.8-1.2 ms on average** over
+//!   the simulator's 20 ms: from roster's call to the simulator's arrival 0.14-0.20 ms (p50),
+//!   the simulator's own lateness 0.12-0.15 ms, from its answer leaving to roster holding the
+//!   head 0.18-0.30 ms, the 40 kB body and its decoding 0.05 ms; the averages are the tails'
+//!   (p99 1-6 ms each), which are the scheduler's on this machine. 1,000 lookups 8 at a time
+//!   make that 100-150 ms of the read.
+//! - **The build after the last lookup, 41-72 ms**: 20,000 observed groups, their member sets
+//!   and attributes, on both cores; about a third of it (`perf`) the kernel's first touch of fresh memory.
+//!
+//! Tried and not kept (no change in the read's ratio over interleaved runs):
+//! - building, during the lookups' last round, the groups none of whose members is still being
+//!   looked up (89-94 % of them): that build took 60-76 ms itself, as long as the whole build
+//!   after the last lookup, so the read ended no sooner;
+//! - the allocator keeping freed memory longer (`MIMALLOC_PURGE_DELAY` of 1 s, 10 s or never):
+//!   the build 10-15 ms shorter when never returned, the read's ratio the same;
+//! - running the read on a runtime worker rather than on the thread that blocks on it (so an
+//!   answer's head reaches the waiting call without waking another thread): the head 20-50 µs
+//!   sooner at the median, the read's ratio the same;
+//! - the guest's halt polling (`guest_halt_poll_ns` 200 µs against 0): no change.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
