@@ -297,6 +297,14 @@ async fn a_409_on_create_adopts_the_group_someone_else_made() {
         "{report:?}"
     );
     assert_eq!(w.sim.vinyldns.groups().len(), 1);
+    // Found by one listing filtered by its name, across every group (not only the account's).
+    let calls = w.sim.vinyldns.calls();
+    assert!(
+        calls.iter().any(|c| c.starts_with("GET /groups?")
+            && c.contains("groupNameFilter=ops")
+            && c.contains("ignoreAccess=true")),
+        "{calls:?}"
+    );
     // Adopting adds and removes nobody: the plan never saw zed.
     assert_eq!(w.sim.vinyldns.member_names("OPS"), ["alice", "bob", "zed"]);
     assert_eq!(w.sim.vinyldns.admin_names("OPS"), ["alice", "zed"]);
@@ -987,4 +995,43 @@ async fn a_super_user_in_exactly_a_page_of_groups_is_known_as_one() {
         2,
         "a page of its own 100, then one beyond: {own:?}"
     );
+}
+
+/// roster lists 100 groups a page only when the server refuses a larger page by naming
+/// `maxItems`, as older servers do: a list refused for any other reason is a failed read, and
+/// nothing is read again at another size.
+#[tokio::test]
+async fn a_list_refused_for_another_reason_is_a_failed_read_not_a_smaller_page() {
+    let w = world(
+        &seed(&["alice"], &seed_group("g", &["alice"], &["alice"])),
+        &group("g", &["alice"], &[], &["alice"]),
+        "",
+    )
+    .await;
+    w.sim.vinyldns.set_faults(roster::sim::faults::Faults {
+        error_rate: 1.0,
+        error_status: 400,
+        fail_path: Some("maxItems=3000".into()),
+        ..Default::default()
+    });
+    let before = w.sim.vinyldns.calls().len();
+    let report = w.plan().await;
+    let TargetOutcome::ObserveFailed(e) = &report.targets[0].outcome else {
+        panic!(
+            "expected a failed read, got {:?}",
+            report.targets[0].outcome
+        );
+    };
+    assert!(e.to_string().contains("400"), "{e}");
+    let read = &w.sim.vinyldns.calls()[before..];
+    assert!(
+        read.iter().any(|c| c.contains("maxItems=3000")),
+        "the list was asked for: {read:?}"
+    );
+    let smaller = read
+        .iter()
+        .filter(|c| c.starts_with("GET /groups?"))
+        .filter(|c| c.split(['?', '&']).any(|kv| kv == "maxItems=100"))
+        .count();
+    assert_eq!(smaller, 0, "read again 100 a page: {read:?}");
 }
