@@ -52,6 +52,16 @@ fn writes(w: &World) -> Vec<String> {
     VinylDns::write_calls(w)
 }
 
+/// Makes the simulator answer `status` to every call whose path and query contain `path`.
+fn fail_every(w: &World, status: u16, path: &str) {
+    w.sim.vinyldns.set_faults(roster::sim::faults::Faults {
+        error_rate: 1.0,
+        error_status: status,
+        fail_path: Some(path.into()),
+        ..Default::default()
+    });
+}
+
 safety_suite!(VinylDns);
 
 impl SafetyCase for VinylDns {
@@ -487,12 +497,7 @@ async fn a_401_on_one_path_after_others_passed_names_the_signed_path_not_the_key
         "",
     )
     .await;
-    w.sim.vinyldns.set_faults(roster::sim::faults::Faults {
-        error_rate: 1.0,
-        error_status: 401,
-        fail_path: Some("/users/jane@".into()),
-        ..Default::default()
-    });
+    fail_every(&w, 401, "/users/jane@");
     let (code, out) = plan_out(&w).await;
     assert_eq!(code, Some(1), "{out}");
     assert!(
@@ -1008,12 +1013,7 @@ async fn a_list_refused_for_another_reason_is_a_failed_read_not_a_smaller_page()
         "",
     )
     .await;
-    w.sim.vinyldns.set_faults(roster::sim::faults::Faults {
-        error_rate: 1.0,
-        error_status: 400,
-        fail_path: Some("maxItems=3000".into()),
-        ..Default::default()
-    });
+    fail_every(&w, 400, "maxItems=3000");
     let before = w.sim.vinyldns.calls().len();
     let report = w.plan().await;
     let TargetOutcome::ObserveFailed(e) = &report.targets[0].outcome else {

@@ -99,7 +99,7 @@ impl CrafterTarget {
                 observed.others.insert(name);
             }
         }
-        let groups: Vec<(ObservedGroup, Vec<api::User>)> =
+        let groups: Vec<(ObservedGroup, Vec<(UserKey, String)>)> =
             progress::read_each("groups", in_scope, self.concurrency.get(), |g| {
                 self.observe_group_v2(g)
             })
@@ -108,11 +108,7 @@ impl CrafterTarget {
         for (g, users) in groups {
             members.extend(g.group.members.iter().map(|m| fold(m.as_str(), true)));
             // Members are removed by id.
-            for u in users {
-                observed
-                    .users
-                    .insert(UserKey::from(u.username), u.id.to_string());
-            }
+            observed.users.extend(users);
             observed.groups.insert(g.group.name.clone(), g);
         }
 
@@ -179,7 +175,7 @@ impl CrafterTarget {
     async fn observe_group_v2(
         &self,
         g: api::Group,
-    ) -> Result<(ObservedGroup, Vec<api::User>), ObserveError> {
+    ) -> Result<(ObservedGroup, Vec<(UserKey, String)>), ObserveError> {
         let name = GroupName(g.name.clone());
         let kind = if api::BUILT_IN_GROUPS
             .iter()
@@ -224,8 +220,9 @@ impl CrafterTarget {
                         u.username
                     )));
                 }
-                group.members.insert(UserKey::from(u.username.as_str()));
-                listed.push(u);
+                let key = UserKey::from(u.username);
+                group.members.insert(key.clone());
+                listed.push((key, u.id.to_string()));
             }
         }
         Ok((
