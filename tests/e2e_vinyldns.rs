@@ -446,6 +446,57 @@ async fn thousand_member_changes_take_the_fewest_calls() {
     assert!(!w.plan().await.any_changes());
 }
 
+/// An update reads its group afresh and then replaces it: two requests. The apply runs the
+/// last of them all at once, so their requests fill what the calls before leave idle, but the
+/// server never has more than `concurrency` of roster's requests at once, and each group is
+/// still read just before it is replaced.
+#[tokio::test]
+async fn chained_updates_never_have_more_requests_out_than_the_concurrency() {
+    let mut users: Vec<String> = vec!["admin".into()];
+    let mut extra = String::new();
+    let mut groups = String::new();
+    for g in 0..10 {
+        let old = format!("old{g}");
+        let new = format!("new{g}");
+        extra += &seed_group(&format!("g{g}"), &[&old, "admin"], &["admin"]);
+        groups += &group(&format!("g{g}"), &[&new, "admin"], &[], &["admin"]);
+        users.extend([old, new]);
+    }
+    let u: Vec<&str> = users.iter().map(String::as_str).collect();
+    let w = world(
+        &seed(&u, &extra),
+        &groups,
+        "concurrency = 4\nmax_deletes = 10",
+    )
+    .await;
+    let plan = text(&w.plan().await);
+    assert_eq!(plan.matches("+ member \"new").count(), 10, "{plan}");
+    w.sim.vinyldns.set_faults(roster::sim::faults::Faults {
+        latency: Some(std::time::Duration::from_millis(20)),
+        ..Default::default()
+    });
+    let before = w.sim.vinyldns.calls().len();
+    let report = w.apply(None).await;
+    assert_eq!(applied(&report).failures(), 0, "{report:?}");
+    let peak = w.sim.vinyldns.peak_in_flight();
+    assert_eq!(peak, 4, "{peak} requests at once, at concurrency 4");
+    let sent = &w.sim.vinyldns.calls()[before..];
+    for g in 0..10 {
+        let id = w.sim.vinyldns.group(&format!("g{g}")).expect("seeded").id;
+        let mine: Vec<&String> = sent
+            .iter()
+            .filter(|c| c.ends_with(&format!("/groups/{id}")))
+            .collect();
+        assert_eq!(
+            mine,
+            [&format!("GET /groups/{id}"), &format!("PUT /groups/{id}")],
+            "{sent:?}"
+        );
+        assert_eq!(w.sim.vinyldns.member_names(&format!("g{g}")).len(), 2);
+    }
+    assert!(!w.plan().await.any_changes());
+}
+
 /// Plan output and exit code of `roster plan`.
 async fn plan_out(w: &World) -> (Option<i32>, String) {
     let out = w.roster(&["plan"]).await;

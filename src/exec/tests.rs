@@ -2,8 +2,8 @@
 //!
 //! The fake target answers each call from a script kept per call id (successive sends take
 //! successive entries; the last entry repeats), logs every send and recheck in order, and counts
-//! the sends in flight. The crate's tokio has no `test-util` feature, so time cannot be paused:
-//! retry delays are kept to a few milliseconds and only the `Retry-After` test really waits.
+//! the sends and requests in flight. Retry delays are kept to a few milliseconds and only the
+//! `Retry-After` test really waits; the test of chained requests runs in paused time.
 
 #![allow(clippy::unwrap_used)]
 
@@ -28,6 +28,8 @@ struct FakeCall {
     retry: RetrySafety,
     covers: Vec<usize>,
     needs: Vec<GroupName>,
+    /// Requests each send makes one after another, each taking a slot and the call's delay.
+    requests: usize,
 }
 
 impl FakeCall {
@@ -44,7 +46,14 @@ impl FakeCall {
             } else {
                 vec![group.into()]
             },
+            requests: 1,
         }
+    }
+
+    /// Each send makes `n` requests one after another.
+    fn chaining(mut self, n: usize) -> Self {
+        self.requests = n;
+        self
     }
 
     fn after_recheck(mut self) -> Self {
@@ -74,6 +83,9 @@ impl Call for FakeCall {
     fn needs(&self) -> Vec<&GroupName> {
         self.needs.iter().collect()
     }
+    fn requests(&self) -> usize {
+        self.requests
+    }
 }
 
 /// What the fake target saw, in order.
@@ -99,8 +111,14 @@ struct FakeTarget {
     rechecks: Script<Option<Sent>>,
     delays: HashMap<String, Duration>,
     log: Mutex<Vec<(String, Event)>>,
+    /// Requests out at once, each holding a slot as the endpoint's do.
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// Sends under way at once.
+    calls: AtomicUsize,
+    max_calls: AtomicUsize,
+    /// The longest wait of a call's request after the one before it came back.
+    max_gap: Mutex<Duration>,
 }
 
 impl FakeTarget {
@@ -215,15 +233,28 @@ impl Target for FakeTarget {
             })
             .map_err(|why| Self::error(call, CallErrorKind::NotSent(why)))?;
         }
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        if let Some(d) = self.delays.get(&call.id) {
-            tokio::time::sleep(*d).await;
-        } else {
-            tokio::task::yield_now().await;
+        let calls = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_calls.fetch_max(calls, Ordering::SeqCst);
+        let mut came_back: Option<tokio::time::Instant> = None;
+        for _ in 0..call.requests {
+            let slot = crate::target::slots::take().await;
+            if let Some(t) = came_back {
+                let mut gap = self.max_gap.lock().unwrap();
+                *gap = (*gap).max(t.elapsed());
+            }
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+            if let Some(d) = self.delays.get(&call.id) {
+                tokio::time::sleep(*d).await;
+            } else {
+                tokio::task::yield_now().await;
+            }
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            drop(slot);
+            came_back = Some(tokio::time::Instant::now());
         }
         let answer = next(&mut self.sends.lock().unwrap(), &call.id);
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.calls.fetch_sub(1, Ordering::SeqCst);
         self.push(&call.id, Event::SendEnd);
         match answer {
             None => Ok(Sent::Done),
@@ -350,6 +381,42 @@ async fn at_most_concurrency_calls_are_in_flight() {
     assert!(report.outcomes.values().all(|o| *o == Outcome::Applied));
     assert_eq!(report.attempts, 50);
     assert_eq!(target.max_in_flight.load(Ordering::SeqCst), 4);
+    assert_eq!(target.max_calls.load(Ordering::SeqCst), 4);
+}
+
+/// 100 calls of two requests each (a read, then a replace), 8 requests at once: 200 requests
+/// fill 25 rounds of the latency, where running 8 calls at once takes 26 (the last 4 calls run
+/// with half the slots idle), and no call's second request waits more than one round.
+#[tokio::test(start_paused = true)]
+async fn chained_requests_fill_every_slot_and_never_exceed_it() {
+    let latency = Duration::from_millis(20);
+    let mut target = FakeTarget::default();
+    let mut calls = Vec::new();
+    for i in 0..100 {
+        let id = format!("update-{i}");
+        target = target.with_delay(&id, latency);
+        calls.push(FakeCall::new(&id, "G", Stage::Members, i).chaining(2));
+    }
+    let start = tokio::time::Instant::now();
+    let report = executor(0, 8).execute(&target, calls).await;
+    let took = start.elapsed();
+
+    assert_eq!(report.failures(), 0, "{report:?}");
+    assert_eq!(target.max_in_flight.load(Ordering::SeqCst), 8);
+    assert!(
+        target.max_calls.load(Ordering::SeqCst) > 8,
+        "only {} calls ran at once",
+        target.max_calls.load(Ordering::SeqCst)
+    );
+    assert!(
+        took >= latency * 25 && took < latency * 26,
+        "200 requests, 8 at a time, took {took:?}: not 25 rounds of {latency:?}"
+    );
+    let gap = *target.max_gap.lock().unwrap();
+    assert!(
+        gap <= latency,
+        "a call's second request waited {gap:?} after its first"
+    );
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ pub mod crafter;
 pub mod http;
 pub mod oauth;
 pub mod progress;
+pub mod slots;
 pub mod uipath;
 pub mod vinyldns;
 pub mod watch;
@@ -68,6 +69,13 @@ pub trait Call: fmt::Debug + Send + Sync {
     /// by default the group it writes to.
     fn needs(&self) -> Vec<&GroupName> {
         vec![self.group()]
+    }
+    /// How many requests the call sends one after another when all goes well: by default one.
+    /// The executor runs more calls at once when they chain requests, and holds the requests
+    /// to its concurrency with [`slots`]; a call that sends more than one must send them all
+    /// through the [`http::endpoint::Endpoint`], which takes a slot for each.
+    fn requests(&self) -> usize {
+        1
     }
 }
 

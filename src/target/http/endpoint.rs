@@ -21,6 +21,7 @@ use super::pace::{Pacer, Signal};
 use super::{retry_after, retry_after_in, send_built, server_message, transport_error};
 use crate::retry::{RetryPolicy, Transient};
 use crate::target::CallErrorKind;
+use crate::target::slots;
 use crate::target::watch::{self, CallWatch, WriteAnswer, WriteRequest};
 
 /// A failed request: its method and path (the token endpoint's, when a grant failed), and what
@@ -302,7 +303,8 @@ impl<A: Authorizer> Endpoint<A> {
     ///
     /// A write request (any method but `GET`, `HEAD` and `OPTIONS`) sent during an attempt at a
     /// call is told to the attempt's [`watch`] before it leaves and after its answer comes, each
-    /// time it is sent; when the watch refuses, it is not sent.
+    /// time it is sent; when the watch refuses, it is not sent. During an attempt, each request
+    /// holds one of the executor's [`slots`] while it is out.
     pub async fn send(&self, req: &Req<'_>) -> Result<Reply, Failure> {
         let watch = if watch::is_write(&req.method) {
             watch::current()
@@ -320,6 +322,9 @@ impl<A: Authorizer> Endpoint<A> {
         let mut credential = self.auth.credential(&self.transport, None).await?;
         let mut renewed = false;
         loop {
+            // Taken after the credential, whose own requests take no slot, and held until the
+            // body is in: the slot stands for the request being out at the server.
+            let _slot = slots::take().await;
             let mut request = self.build(req)?;
             self.auth
                 .authorize(&credential, &mut request)

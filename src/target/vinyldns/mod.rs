@@ -143,6 +143,13 @@ impl Call for VinylDnsCall {
     fn covers(&self) -> &[usize] {
         &self.covers
     }
+    fn requests(&self) -> usize {
+        match self.op {
+            // The group read afresh, then replaced whole.
+            Op::Update(..) => 2,
+            Op::Create(_) | Op::Delete(_) => 1,
+        }
+    }
 }
 
 /// What a run learned about roster's own account.
