@@ -849,6 +849,40 @@ async fn a_server_that_ignores_abridged_lists_is_told_the_account_by_the_config(
     }
 }
 
+/// On a server that ignores `abridged`, the config's user name tells roster its account. When it
+/// administers no group, listing its own groups tells whether it is a super user (more than it is
+/// a member of) or not; one that is not may change no group it does not administer, and a plan
+/// to change one is refused before anything is sent, as on a server that abridges.
+#[tokio::test]
+async fn an_account_named_by_the_config_to_a_server_that_does_not_abridge_is_known_no_super_user()
+{
+    let s = seed_as(
+        &["alice", "bob"],
+        &(seed_group("ops", &["alice", "roster"], &["alice"])
+            + &seed_group("dev", &["bob"], &["bob"])),
+        false,
+    );
+    let groups = group("ops", &["alice", "roster"], &[], &["alice"])
+        + &group("dev", &["bob", "alice"], &[], &["bob"]);
+    let w = world(&s, &groups, "user = \"roster\"").await;
+    let mut b = w.sim.vinyldns.behaviour();
+    b.abridged_lists = false;
+    w.sim.vinyldns.set_behaviour(b);
+    let (code, out) = plan_out(&w).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(
+            "roster's account (user \"roster\") may not change this group: VinylDNS lets only a \
+             super user or an admin of the group change it"
+        ),
+        "{out}"
+    );
+    w.sim.vinyldns.clear_calls();
+    let _ = w.apply(None).await;
+    assert!(writes(&w).is_empty(), "{:?}", writes(&w));
+    assert_eq!(w.sim.vinyldns.member_names("dev"), ["bob"]);
+}
+
 #[tokio::test]
 async fn groups_sharing_their_members_are_read_with_one_lookup_per_member() {
     let names: Vec<String> = (0..6).map(|i| format!("team{i}")).collect();
