@@ -854,8 +854,7 @@ async fn a_server_that_ignores_abridged_lists_is_told_the_account_by_the_config(
 /// a member of) or not; one that is not may change no group it does not administer, and a plan
 /// to change one is refused before anything is sent, as on a server that abridges.
 #[tokio::test]
-async fn an_account_named_by_the_config_to_a_server_that_does_not_abridge_is_known_no_super_user()
-{
+async fn an_account_named_by_the_config_to_a_server_that_does_not_abridge_is_known_no_super_user() {
     let s = seed_as(
         &["alice", "bob"],
         &(seed_group("ops", &["alice", "roster"], &["alice"])

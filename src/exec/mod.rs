@@ -218,9 +218,7 @@ impl Executor {
         let mut running = FuturesUnordered::new();
         let mut results = Vec::with_capacity(waiting.len());
         loop {
-            while waiting.len() > 0
-                && (running.len() < concurrency || (chained && waiting.len() <= concurrency))
-            {
+            while running.len() < concurrency || (chained && waiting.len() <= concurrency) {
                 let Some(call) = waiting.next() else { break };
                 let slots = Arc::clone(slots);
                 running.push(async move {
