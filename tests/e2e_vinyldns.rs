@@ -380,26 +380,40 @@ async fn a_group_without_an_email_is_a_validation_error_at_its_origin() {
     assert!(w.sim.vinyldns.calls().is_empty(), "the target was read");
 }
 
+/// `n` groups `g0`.. of `members` users each plus an admin, and a desired state that swaps
+/// every member for another (`old{g}-{i}` for `new{g}-{i}`): the users, the seeded groups and the
+/// desired groups.
+fn swapping(n: usize, members: usize) -> (Vec<String>, String, String) {
+    let mut users: Vec<String> = vec!["admin".into()];
+    let (mut seeded, mut desired) = (String::new(), String::new());
+    for g in 0..n {
+        let old: Vec<String> = (0..members).map(|i| format!("old{g}-{i:02}")).collect();
+        let new: Vec<String> = (0..members).map(|i| format!("new{g}-{i:02}")).collect();
+        let with_admin = |names: &[String]| -> Vec<String> {
+            names.iter().cloned().chain(["admin".to_owned()]).collect()
+        };
+        seeded += &seed_group(&format!("g{g}"), &as_strs(&with_admin(&old)), &["admin"]);
+        desired += &group(
+            &format!("g{g}"),
+            &as_strs(&with_admin(&new)),
+            &[],
+            &["admin"],
+        );
+        users.extend(old.into_iter().chain(new));
+    }
+    (users, seeded, desired)
+}
+
+fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 #[tokio::test]
 async fn thousand_member_changes_take_the_fewest_calls() {
     // 10 existing groups of 50 members plus an admin; the desired state swaps all 50 members of
     // each: 500 additions + 500 removals = 1,000 member changes.
-    let mut users: Vec<String> = vec!["admin".into()];
-    let mut extra = String::new();
-    let mut groups = String::new();
-    for g in 0..10 {
-        let old: Vec<String> = (0..50).map(|i| format!("old{g}-{i:02}")).collect();
-        let new: Vec<String> = (0..50).map(|i| format!("new{g}-{i:02}")).collect();
-        let mut have: Vec<&str> = old.iter().map(String::as_str).collect();
-        have.push("admin");
-        let mut want: Vec<&str> = new.iter().map(String::as_str).collect();
-        want.push("admin");
-        extra += &seed_group(&format!("g{g}"), &have, &["admin"]);
-        groups += &group(&format!("g{g}"), &want, &[], &["admin"]);
-        users.extend(old.into_iter().chain(new));
-    }
-    let u: Vec<&str> = users.iter().map(String::as_str).collect();
-    let w = world(&seed(&u, &extra), &groups, "max_deletes = 1000").await;
+    let (u, extra, groups) = swapping(10, 50);
+    let w = world(&seed(&as_strs(&u), &extra), &groups, "max_deletes = 1000").await;
     // Descriptions differ from the seed's; set them so the plan holds member changes only.
     let plan = w.plan().await;
     let p = plan.targets[0].plan.as_ref().expect("plan");
@@ -452,19 +466,9 @@ async fn thousand_member_changes_take_the_fewest_calls() {
 /// still read just before it is replaced.
 #[tokio::test]
 async fn chained_updates_never_have_more_requests_out_than_the_concurrency() {
-    let mut users: Vec<String> = vec!["admin".into()];
-    let mut extra = String::new();
-    let mut groups = String::new();
-    for g in 0..10 {
-        let old = format!("old{g}");
-        let new = format!("new{g}");
-        extra += &seed_group(&format!("g{g}"), &[&old, "admin"], &["admin"]);
-        groups += &group(&format!("g{g}"), &[&new, "admin"], &[], &["admin"]);
-        users.extend([old, new]);
-    }
-    let u: Vec<&str> = users.iter().map(String::as_str).collect();
+    let (u, extra, groups) = swapping(10, 1);
     let w = world(
-        &seed(&u, &extra),
+        &seed(&as_strs(&u), &extra),
         &groups,
         "concurrency = 4\nmax_deletes = 10",
     )
