@@ -43,10 +43,11 @@
 //! best. The executor now holds requests, not calls, to the concurrency and starts the last 8
 //! updates together once no more are left, so their GETs take the slots the PUTs before them
 //! free: 25 rounds (`exec::tests::chained_requests_fill_every_slot_and_never_exceed_it` checks it
-//! in paused time). Ten interleaved pairs of the binary before and after on this machine: the
-//! apply's fastest run from 1.075× to 1.041×, 7 pairs faster (the median pair by 0.019×, the best
-//! by 0.045×, one round of 25); the few tenths of a millisecond of work per round, and the
-//! machine's busier spells, show on top and decide the rest.
+//! in paused time). Interleaved runs of the binary before and after on this machine, nine pairs
+//! in a quiet spell: the apply 1.049-1.111× after against 1.086-1.135× before, every pair faster,
+//! the median pair by 0.042× (one round of 25); ten pairs in a busier spell: 1.041-1.183× against
+//! 1.075-1.161×, 7 pairs faster. The few tenths of a millisecond of work per round, and the
+//! machine's busier spells, show on top.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;

@@ -3,9 +3,9 @@
 //!
 //! It knows no API. It orders calls by [`Stage`] (creates before the member and child calls that
 //! need them, deletes last), runs up to `concurrency` requests at once (each holding one of
-//! `concurrency` [`slots`], so that calls chaining requests can fill the end of a stage), retries only what
-//! [`RetrySafety`] and [`CallError::is_transient`] allow, and skips calls that need a group whose
-//! creation failed. One failed call never stops independent ones.
+//! `concurrency` [`slots`], so that calls chaining requests can fill the end of a stage),
+//! retries only what [`RetrySafety`] and [`CallError::is_transient`] allow, and skips calls that
+//! need a group whose creation failed. One failed call never stops independent ones.
 //!
 //! With a [`CallJournal`], every attempt at a call (each send, each recheck) runs under a
 //! [`CallWatch`] the journal gives, which the endpoint tells of each write request before it

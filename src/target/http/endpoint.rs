@@ -324,7 +324,7 @@ impl<A: Authorizer> Endpoint<A> {
         loop {
             // Taken after the credential, whose own requests take no slot, and held until the
             // body is in: the slot stands for the request being out at the server.
-            let _slot = slots::take().await;
+            let slot = slots::take().await;
             let mut request = self.build(req)?;
             self.auth
                 .authorize(&credential, &mut request)
@@ -363,6 +363,8 @@ impl<A: Authorizer> Endpoint<A> {
                         message: Some("credential refused; sent again with a fresh one".into()),
                     });
                 }
+                // No request of this call is out while a fresh credential is fetched.
+                drop(slot);
                 credential = self
                     .auth
                     .credential(&self.transport, Some(&credential))
