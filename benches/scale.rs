@@ -8,8 +8,8 @@
 //!
 //! # Findings: where VinylDNS's read spends its time over the bound (2 shared cores)
 //!
-//! The read is 1,016 calls, 2.54 s at the bound; it takes 2.73-2.90 s (1.08-1.14×, with the
-//! machine's day). Timed inside one process (the simulator's arrival and answer, roster's call
+//! The read is 1,016 calls, 2.54 s at the bound; it takes 2.73-2.90 s (1.08-1.14×) on a quiet
+//! day, up to 3.2 s (1.26×) on a busy one. Timed inside one process (the simulator's arrival and answer, roster's call
 //! and its answer's head and body, kept in memory and written out after the run: temporary
 //! instrumentation, not kept; printing each event instead made the read itself 2-4 % slower):
 //!

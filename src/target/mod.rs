@@ -71,9 +71,9 @@ pub trait Call: fmt::Debug + Send + Sync {
         vec![self.group()]
     }
     /// How many requests the call sends one after another when all goes well: by default one.
-    /// The executor runs more calls at once when they chain requests, and holds the requests
-    /// to its concurrency with [`slots`]; a call that sends more than one must send them all
-    /// through the [`http::endpoint::Endpoint`], which takes a slot for each.
+    /// The executor starts the last calls of a stage together when they chain requests, and
+    /// holds the requests to its concurrency with [`slots`]; a call that sends more than one
+    /// must send them all through the [`http::endpoint::Endpoint`], which takes a slot for each.
     fn requests(&self) -> usize {
         1
     }

@@ -4,8 +4,8 @@
 //! A call may chain requests (VinylDNS reads a group afresh before it replaces it whole), so
 //! `concurrency` calls at once leave slots idle: while one call waits on its first answer, no
 //! other call may use the slot its second request will need, and the last wave of calls runs
-//! part-empty. The executor therefore runs more calls at once than `concurrency` when they chain
-//! requests, and holds the requests themselves to `concurrency` with these slots: it sets them
+//! part-empty. The executor therefore starts the last `concurrency` calls of such a stage
+//! together, and holds the requests themselves to `concurrency` with these slots: it sets them
 //! around each attempt at a call, and [`Endpoint::send`] takes one for each request it sends,
 //! for as long as the request is out (answer and body). Slots are handed out in the order they
 //! were asked for, so a call's second request waits behind at most the requests asked for
