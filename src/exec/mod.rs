@@ -14,9 +14,11 @@
 //!
 //! With a [`Fence`] (the active daemon's lease), the executor asks it for a fresh proof that
 //! this run may still write before each stage, and before each attempt at a call it asks again,
-//! which the fence answers from its last proof while that is recent enough. Once the fence says
-//! no, no call is started any more: the ones in flight finish, the rest are skipped with the
-//! fence's reason.
+//! which the fence answers from its last proof while that is recent enough; so does each write
+//! request, as the [`slots`]' gate, once it has its slot, just before it leaves. Once the fence
+//! says no, no call is started and no write request leaves any more: the requests out finish,
+//! the calls not started and those whose write was held back are skipped with the fence's
+//! reason.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -28,13 +30,13 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use indicatif::ProgressBar;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::model::GroupName;
+use crate::target::slots::{self, Gate, Slots};
 use crate::target::watch::{self, CallWatch};
-use crate::target::{Call, CallError, RetrySafety, Sent, Stage, Target, slots};
+use crate::target::{Call, CallError, CallErrorKind, RetrySafety, Sent, Stage, Target};
 
 pub use crate::retry::RetryPolicy;
 
@@ -105,7 +107,8 @@ pub struct Executor {
     pub progress: ProgressBar,
     /// Told of every write request, when the run keeps a journal.
     pub journal: Option<Arc<dyn CallJournal>>,
-    /// Asked before every stage and every attempt whether the run may still write.
+    /// Asked before every stage, every attempt and every write request whether the run may
+    /// still write.
     pub fence: Option<Arc<dyn Fence>>,
 }
 
@@ -160,7 +163,11 @@ impl Executor {
         }
         self.progress
             .set_length(stages.values().map(Vec::len).sum::<usize>() as u64);
-        let slots = Arc::new(Semaphore::new(self.concurrency.get()));
+        let gate = self
+            .fence
+            .clone()
+            .map(|f| Arc::new(FenceGate(f)) as Arc<dyn Gate>);
+        let slots = Slots::new(self.concurrency.get(), gate);
 
         for (stage, calls) in stages {
             // A stage proves the lease afresh before its first call: a long stage before it may
@@ -210,7 +217,7 @@ impl Executor {
         &self,
         target: &T,
         calls: Vec<T::Call>,
-        slots: &Arc<Semaphore>,
+        slots: &Slots,
     ) -> Vec<(T::Call, Outcome, usize)> {
         let concurrency = self.concurrency.get();
         let chained = calls.iter().any(|c| c.requests() > 1);
@@ -220,7 +227,7 @@ impl Executor {
         loop {
             while running.len() < concurrency || (chained && waiting.len() <= concurrency) {
                 let Some(call) = waiting.next() else { break };
-                let slots = Arc::clone(slots);
+                let slots = slots.clone();
                 running.push(async move {
                     let (outcome, attempts) =
                         slots::within(slots, self.run_one(target, &call)).await;
@@ -273,7 +280,7 @@ impl Executor {
                         if e.is_transient() && self.wait(&e, &mut delays, start).await {
                             continue;
                         }
-                        return (Outcome::Failed(e.to_string()), attempts);
+                        return (self.failed(&e).await, attempts);
                     }
                 }
             }
@@ -283,13 +290,25 @@ impl Executor {
                 Err(e) => {
                     if !e.is_transient() || !self.wait(&e, &mut delays, start).await {
                         warn!(error = %e, attempts, "call failed");
-                        return (Outcome::Failed(e.to_string()), attempts);
+                        return (self.failed(&e).await, attempts);
                     }
                     debug!(error = %e, attempts, "call failed; retrying");
                     last = Some(e);
                 }
             }
         }
+    }
+
+    /// How a call that failed for good ends: skipped, with the fence's reason, when a write of
+    /// it was held back because the fence said no (a write waiting for its slot when the lease
+    /// was lost), as the calls not yet started are; failed otherwise.
+    async fn failed(&self, e: &CallError) -> Outcome {
+        if matches!(e.kind, CallErrorKind::NotSent(_))
+            && let Err(why) = self.fenced(false).await
+        {
+            return Outcome::Skipped(why);
+        }
+        Outcome::Failed(e.to_string())
     }
 
     /// What the fence says, if there is one.
@@ -344,6 +363,15 @@ impl Executor {
             () = tokio::time::sleep(wait) => true,
             () = self.stop.cancelled() => false,
         }
+    }
+}
+
+/// The fence, asked as the gate every write request of an attempt passes.
+struct FenceGate(Arc<dyn Fence>);
+
+impl Gate for FenceGate {
+    fn open(&self) -> BoxFuture<'_, Result<(), String>> {
+        self.0.confirm(false)
     }
 }
 

@@ -10,7 +10,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::*;
@@ -119,6 +119,8 @@ struct FakeTarget {
     max_calls: AtomicUsize,
     /// The longest wait of a call's request after the one before it came back.
     max_gap: Mutex<Duration>,
+    /// The calls whose write request (each send's last) left.
+    writes: Mutex<Vec<String>>,
 }
 
 impl FakeTarget {
@@ -168,6 +170,50 @@ impl FakeTarget {
 
     fn push(&self, id: &str, e: Event) {
         self.log.lock().unwrap().push((id.to_owned(), e));
+    }
+
+    /// Sends the requests of one send of `call` one after another, as a connector does through
+    /// the endpoint: each holds a slot while it is out, and the last, the write, leaves only
+    /// past the attempt's gate and its watch.
+    async fn requests(&self, call: &FakeCall) -> Result<(), CallError> {
+        let mut came_back: Option<tokio::time::Instant> = None;
+        for r in 1..=call.requests {
+            let slot = crate::target::slots::take().await;
+            if let Some(t) = came_back {
+                let mut gap = self.max_gap.lock().unwrap();
+                *gap = (*gap).max(t.elapsed());
+            }
+            if r == call.requests {
+                crate::target::slots::open()
+                    .await
+                    .map_err(|why| Self::error(call, CallErrorKind::NotSent(why)))?;
+                if let Some(w) = crate::target::watch::current() {
+                    let path = format!("/calls/{}", call.id);
+                    w.before(crate::target::watch::WriteRequest {
+                        method: "POST",
+                        path: &path,
+                    })
+                    .map_err(|why| Self::error(call, CallErrorKind::NotSent(why)))?;
+                }
+                self.writes.lock().unwrap().push(call.id.clone());
+            }
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+            if let Some(d) = self.delays.get(&call.id) {
+                tokio::time::sleep(*d).await;
+            } else {
+                tokio::task::yield_now().await;
+            }
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            drop(slot);
+            came_back = Some(tokio::time::Instant::now());
+        }
+        Ok(())
+    }
+
+    /// The calls whose write request left, in the order they left.
+    fn writes(&self) -> Vec<String> {
+        self.writes.lock().unwrap().clone()
     }
 
     /// The error the fake reports for `call`.
@@ -224,37 +270,12 @@ impl Target for FakeTarget {
 
     async fn send(&self, call: &FakeCall) -> Result<Sent, CallError> {
         self.push(&call.id, Event::Send);
-        // As the endpoint does for each write request it sends.
-        if let Some(w) = crate::target::watch::current() {
-            let path = format!("/calls/{}", call.id);
-            w.before(crate::target::watch::WriteRequest {
-                method: "POST",
-                path: &path,
-            })
-            .map_err(|why| Self::error(call, CallErrorKind::NotSent(why)))?;
-        }
         let calls = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_calls.fetch_max(calls, Ordering::SeqCst);
-        let mut came_back: Option<tokio::time::Instant> = None;
-        for _ in 0..call.requests {
-            let slot = crate::target::slots::take().await;
-            if let Some(t) = came_back {
-                let mut gap = self.max_gap.lock().unwrap();
-                *gap = (*gap).max(t.elapsed());
-            }
-            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-            self.max_in_flight.fetch_max(now, Ordering::SeqCst);
-            if let Some(d) = self.delays.get(&call.id) {
-                tokio::time::sleep(*d).await;
-            } else {
-                tokio::task::yield_now().await;
-            }
-            self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            drop(slot);
-            came_back = Some(tokio::time::Instant::now());
-        }
-        let answer = next(&mut self.sends.lock().unwrap(), &call.id);
+        let sent = self.requests(call).await;
         self.calls.fetch_sub(1, Ordering::SeqCst);
+        sent?;
+        let answer = next(&mut self.sends.lock().unwrap(), &call.id);
         self.push(&call.id, Event::SendEnd);
         match answer {
             None => Ok(Sent::Done),
@@ -865,6 +886,8 @@ async fn a_write_the_journal_cannot_record_is_not_sent() {
 struct CountedFence {
     /// How many confirmations it gives before it says no.
     yes: usize,
+    /// Set when the lease is lost before that.
+    lost: AtomicBool,
     asked: Mutex<Vec<bool>>,
 }
 
@@ -872,8 +895,14 @@ impl CountedFence {
     fn allowing(yes: usize) -> Arc<Self> {
         Arc::new(Self {
             yes,
+            lost: AtomicBool::new(false),
             asked: Mutex::default(),
         })
+    }
+
+    /// From now on, says no.
+    fn lose(&self) {
+        self.lost.store(true, Ordering::SeqCst);
     }
 
     fn asked(&self) -> Vec<bool> {
@@ -887,7 +916,7 @@ impl Fence for CountedFence {
         asked.push(fresh);
         let n = asked.len();
         Box::pin(async move {
-            if n <= self.yes {
+            if n <= self.yes && !self.lost.load(Ordering::SeqCst) {
                 Ok(())
             } else {
                 Err("the lease was lost".to_owned())
@@ -916,11 +945,15 @@ async fn each_stage_proves_afresh_and_each_attempt_asks_the_fence() {
 
     assert_eq!(report.failures(), 0, "{report:?}");
     assert_eq!(report.attempts, 5);
-    // Three stages, each opened by a fresh proof; then one question per attempt (member-A is
-    // sent twice).
+    // Three stages, each opened by a fresh proof; then one question per attempt and one per
+    // write request (member-A is sent twice).
     assert_eq!(
         fence.asked(),
-        [true, false, true, false, false, false, true, false]
+        [
+            true, false, false, // creates
+            true, false, false, false, false, false, false, // members
+            true, false, false, // deletes
+        ]
     );
 }
 
@@ -933,8 +966,9 @@ async fn a_fence_that_fails_between_stages_stops_every_later_call() {
         FakeCall::new("member-A", "A", Stage::Members, 2),
         FakeCall::new("delete-Z", "Z", Stage::DeleteGroup, 3),
     ];
-    // The creates' stage proof and both creates' questions pass; the members' stage proof fails.
-    let fence = CountedFence::allowing(3);
+    // The creates' stage proof and both creates' questions and writes pass; the members' stage
+    // proof fails.
+    let fence = CountedFence::allowing(5);
     let report = fenced(&fence, 4).execute(&target, calls).await;
 
     assert_eq!(outcome(&report, 0), &Outcome::Applied);
@@ -959,8 +993,9 @@ async fn a_fence_that_fails_within_a_stage_stops_the_calls_not_yet_started() {
     let calls: Vec<FakeCall> = (0..6)
         .map(|i| FakeCall::new(&format!("member-{i}"), "A", Stage::Members, i))
         .collect();
-    // The stage's proof and two calls' questions pass; the third call's question fails.
-    let fence = CountedFence::allowing(3);
+    // The stage's proof and two calls' questions and writes pass; the third call's question
+    // fails.
+    let fence = CountedFence::allowing(5);
     let report = fenced(&fence, 1).execute(&target, calls).await;
 
     assert_eq!(report.attempts, 2);
@@ -979,8 +1014,8 @@ async fn a_fence_that_fails_within_a_stage_stops_the_calls_not_yet_started() {
 async fn a_retry_asks_the_fence_again() {
     let target = FakeTarget::default().on_send("member-A", vec![Err(connect()), Ok(Sent::Done)]);
     let calls = vec![FakeCall::new("member-A", "A", Stage::Members, 0)];
-    // The stage's proof and the first attempt pass; the retry is refused.
-    let fence = CountedFence::allowing(2);
+    // The stage's proof and the first attempt and its write pass; the retry is refused.
+    let fence = CountedFence::allowing(3);
     let report = fenced(&fence, 1).execute(&target, calls).await;
 
     assert_eq!(report.attempts, 1);
@@ -992,5 +1027,55 @@ async fn a_retry_asks_the_fence_again() {
             );
         }
         other => panic!("expected a skip, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_waiting_for_its_slot_when_the_fence_says_no_is_not_sent() {
+    // Three calls of a read and a write, 20 ms each, two slots: the third call starts with the
+    // others (the stage's end) and its read takes the first slot free, so the second call's
+    // write waits for a slot until 40 ms, as the third's does. The lease is lost at 30 ms.
+    let latency = Duration::from_millis(20);
+    let mut target = FakeTarget::default();
+    let mut calls = Vec::new();
+    for i in 0..3 {
+        let id = format!("member-{i}");
+        target = target.with_delay(&id, latency);
+        calls.push(FakeCall::new(&id, "A", Stage::Members, i).chaining(2));
+    }
+    let fence = CountedFence::allowing(usize::MAX);
+    let ex = fenced(&fence, 2);
+    let lose = async {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        fence.lose();
+    };
+    let (report, ()) = tokio::join!(ex.execute(&target, calls), lose);
+
+    // The first call's write left at 20 ms, before the lease was lost.
+    assert_eq!(target.writes(), ["member-0"]);
+    assert_eq!(outcome(&report, 0), &Outcome::Applied);
+    for i in [1, 2] {
+        assert_eq!(
+            outcome(&report, i),
+            &Outcome::Skipped("the lease was lost".to_owned()),
+            "{report:?}"
+        );
+    }
+    // Each call was attempted once: a write held back is not tried again.
+    assert_eq!(report.attempts, 3);
+}
+
+#[tokio::test]
+async fn a_call_the_server_refused_fails_though_the_fence_said_no_since() {
+    let target = FakeTarget::default().on_send("member-A", vec![Err(status(422))]);
+    let calls = vec![FakeCall::new("member-A", "A", Stage::Members, 0)];
+    // The stage's proof, the attempt and its write pass; then the lease is lost.
+    let fence = CountedFence::allowing(3);
+    let report = fenced(&fence, 1).execute(&target, calls).await;
+
+    assert_eq!(target.writes(), ["member-A"]);
+    match outcome(&report, 0) {
+        Outcome::Failed(why) => assert!(why.contains("status 422"), "{why}"),
+        other => panic!("the write was sent and refused, so the call failed: {other:?}"),
     }
 }

@@ -115,7 +115,8 @@ pub enum CallErrorKind {
     /// Authentication with the target failed.
     #[error("authentication failed: {0}")]
     Auth(String),
-    /// roster did not send the request (its intent could not be journalled, say).
+    /// roster did not send the request: its intent could not be journalled, or the run may
+    /// write no more.
     #[error("not sent: {0}")]
     NotSent(String),
 }

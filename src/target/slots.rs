@@ -1,5 +1,6 @@
-//! The request slots of an apply: at most `concurrency` requests of a target's calls are out at
-//! once, however many requests each call sends.
+//! The request slots of an apply, and the gate its writes pass: at most `concurrency` requests
+//! of a target's calls are out at once, however many requests each call sends, and no write
+//! leaves once the run may write no more.
 //!
 //! A call may chain requests (VinylDNS reads a group afresh before it replaces it whole), so
 //! `concurrency` calls at once leave slots idle: while one call waits on its first answer, no
@@ -11,33 +12,74 @@
 //! were asked for, so a call's second request waits behind at most the requests asked for
 //! before it, not behind every call still to start.
 //!
+//! A request may wait for its slot (and its pace) well after its call started, so the executor
+//! also sets a [`Gate`] (the active daemon's lease, when there is one) that the endpoint asks
+//! once a write request holds its slot and its turn, just before it leaves: a write refused
+//! there is not sent, and its attempt fails with
+//! [`CallErrorKind::NotSent`](crate::target::CallErrorKind::NotSent).
+//!
 //! Like the [`watch`](super::watch), the slots are a task-local value rather than an argument:
 //! the connectors decide how many requests a call takes, and every request passes through the
-//! endpoint. Requests sent outside an attempt (an observe, a vet) take no slot; those reads
-//! bound their own concurrency. Token and login requests do not pass through the endpoint and
-//! take none either, so a request never waits for a slot while holding another.
+//! endpoint. Requests sent outside an attempt (an observe, a vet) take no slot and pass no gate;
+//! those reads bound their own concurrency. Token and login requests do not pass through the
+//! endpoint and take none either, so a request never waits for a slot while holding another.
 //!
 //! [`Endpoint::send`]: super::http::endpoint::Endpoint::send
 
 use std::future::Future;
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-tokio::task_local! {
-    static SLOTS: Arc<Semaphore>;
+/// Whether a write may still leave: asked for each write request of an attempt just before it
+/// is sent. A "no" is for good.
+pub trait Gate: Send + Sync {
+    /// `Ok` while writes may leave; `Err` says why not.
+    fn open(&self) -> BoxFuture<'_, Result<(), String>>;
 }
 
-/// Runs `attempt` with each request it sends through the endpoint holding one of `slots`.
-pub async fn within<F: Future>(slots: Arc<Semaphore>, attempt: F) -> F::Output {
+/// The slots an apply's requests share, and the gate its writes pass.
+#[derive(Clone)]
+pub struct Slots {
+    permits: Arc<Semaphore>,
+    gate: Option<Arc<dyn Gate>>,
+}
+
+impl Slots {
+    /// `concurrency` slots, and `gate` (if any) for every write request.
+    pub fn new(concurrency: usize, gate: Option<Arc<dyn Gate>>) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(concurrency)),
+            gate,
+        }
+    }
+}
+
+tokio::task_local! {
+    static SLOTS: Slots;
+}
+
+/// Runs `attempt` with each request it sends through the endpoint holding one of `slots`, and
+/// each write passing their gate.
+pub async fn within<F: Future>(slots: Slots, attempt: F) -> F::Output {
     SLOTS.scope(slots, attempt).await
 }
 
 /// Waits for a slot for one request of the attempt being carried out, and holds it until the
 /// permit is dropped. `None` outside an attempt, where no slots apply.
 pub async fn take() -> Option<OwnedSemaphorePermit> {
-    let slots = SLOTS.try_with(Arc::clone).ok()?;
+    let permits = SLOTS.try_with(|s| Arc::clone(&s.permits)).ok()?;
     // The executor never closes its slots; were they closed, the request would go unheld
     // rather than never.
-    slots.acquire_owned().await.ok()
+    permits.acquire_owned().await.ok()
+}
+
+/// Asks the gate of the attempt being carried out whether a write may leave now. `Ok` outside
+/// an attempt and when no gate is set.
+pub async fn open() -> Result<(), String> {
+    match SLOTS.try_with(|s| s.gate.clone()).ok().flatten() {
+        Some(gate) => gate.open().await,
+        None => Ok(()),
+    }
 }

@@ -22,7 +22,7 @@ use super::{retry_after, retry_after_in, send_built, server_message, transport_e
 use crate::retry::{RetryPolicy, Transient};
 use crate::target::CallErrorKind;
 use crate::target::slots;
-use crate::target::watch::{self, CallWatch, WriteAnswer, WriteRequest};
+use crate::target::watch::{self, WriteAnswer, WriteRequest};
 
 /// A failed request: its method and path (the token endpoint's, when a grant failed), and what
 /// went wrong, for the connector to wrap in a [`CallError`](crate::target::CallError).
@@ -304,21 +304,16 @@ impl<A: Authorizer> Endpoint<A> {
     /// A write request (any method but `GET`, `HEAD` and `OPTIONS`) sent during an attempt at a
     /// call is told to the attempt's [`watch`] before it leaves and after its answer comes, each
     /// time it is sent; when the watch refuses, it is not sent. During an attempt, each request
-    /// holds one of the executor's [`slots`] while it is out.
+    /// holds one of the executor's [`slots`] while it is out, and a write leaves only when their
+    /// gate, asked once the write has its slot and its turn, is open.
     pub async fn send(&self, req: &Req<'_>) -> Result<Reply, Failure> {
-        let watch = if watch::is_write(&req.method) {
-            watch::current()
-        } else {
-            None
-        };
-        self.send_watched(req, watch.as_deref()).await
+        self.send_once(req, watch::is_write(&req.method)).await
     }
 
-    async fn send_watched(
-        &self,
-        req: &Req<'_>,
-        watch: Option<&dyn CallWatch>,
-    ) -> Result<Reply, Failure> {
+    /// Sends `req`; a `write` passes the attempt's gate and is told to its watch.
+    async fn send_once(&self, req: &Req<'_>, write: bool) -> Result<Reply, Failure> {
+        let watch = if write { watch::current() } else { None };
+        let watch = watch.as_deref();
         let mut credential = self.auth.credential(&self.transport, None).await?;
         let mut renewed = false;
         loop {
@@ -329,15 +324,21 @@ impl<A: Authorizer> Endpoint<A> {
             self.auth
                 .authorize(&credential, &mut request)
                 .map_err(|k| req.fail(k))?;
-            if let Some(w) = watch {
-                let write = WriteRequest {
-                    method: req.method.as_str(),
-                    path: request.url().path(),
-                };
-                w.before(write)
+            let admission = self.transport.pace.admit().await;
+            // Asked as late as can be: the slot and the pace may have kept the write waiting
+            // for a while since its call started, and a closed gate means no write may leave.
+            if write {
+                slots::open()
+                    .await
                     .map_err(|why| req.fail(CallErrorKind::NotSent(why)))?;
             }
-            let admission = self.transport.pace.admit().await;
+            if let Some(w) = watch {
+                w.before(WriteRequest {
+                    method: req.method.as_str(),
+                    path: request.url().path(),
+                })
+                .map_err(|why| req.fail(CallErrorKind::NotSent(why)))?;
+            }
             let sent = send_built(&self.transport.target, &self.transport.http, request).await;
             match &sent {
                 Ok(resp) => admission.answered(Signal::of_status(resp.status().as_u16())),
@@ -416,12 +417,12 @@ impl<A: Authorizer> Endpoint<A> {
     }
 
     /// Sends a read and decodes its JSON answer, sending it again after transient failures as
-    /// the read policy allows. A read is never watched, whatever its method (a `POST` that
-    /// looks users up writes nothing).
+    /// the read policy allows. A read is never watched nor held at the gate, whatever its
+    /// method (a `POST` that looks users up writes nothing).
     pub async fn read<T: DeserializeOwned>(&self, req: &Req<'_>) -> Result<T, Failure> {
         self.reads
             .retry_idempotent(|| async {
-                let reply = self.send_watched(req, None).await?;
+                let reply = self.send_once(req, false).await?;
                 reply.json().map_err(|k| req.fail(k))
             })
             .await
@@ -499,6 +500,63 @@ mod tests {
             .await
             .expect_err("trailing characters");
         assert!(matches!(e, CallErrorKind::Decode(m) if m.contains("trailing")));
+    }
+
+    /// A gate that is shut.
+    struct Shut;
+
+    impl slots::Gate for Shut {
+        fn open(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
+            Box::pin(async { Err("the lease was lost".to_owned()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_shut_gate_holds_back_an_attempts_writes_and_nothing_else() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let log = Arc::clone(&seen);
+        let app = axum::Router::new().fallback(move |method: Method, uri: axum::http::Uri| {
+            let log = Arc::clone(&log);
+            async move {
+                log.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(format!("{method} {}", uri.path()));
+                "{}"
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(axum::serve(listener, app).into_future());
+        let e = Endpoint::new("t", &format!("http://{addr}"), reqwest::Client::new(), Open);
+        let body = serde_json::json!({"name": "a"});
+        let put = Req::new(Method::PUT, "/groups/a").json(&body);
+        let lookup = Req::new(Method::POST, "/users/lookup").json(&body);
+
+        let shut = slots::Slots::new(1, Some(Arc::new(Shut)));
+        let (get, write, read) = slots::within(shut, async {
+            let get = e.send(&Req::get("/groups/a")).await;
+            let write = e.send(&put).await;
+            let read: Result<serde_json::Value, Failure> = e.read(&lookup).await;
+            (get, write, read)
+        })
+        .await;
+        assert!(get.is_ok(), "{get:?}");
+        assert!(read.is_ok(), "{read:?}");
+        let refused = write.expect_err("a write past a shut gate");
+        assert_eq!(
+            refused.kind,
+            CallErrorKind::NotSent("the lease was lost".to_owned())
+        );
+        // Outside an attempt there is no gate: the same write leaves.
+        e.send(&put).await.expect("sent");
+        assert_eq!(
+            *seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            ["GET /groups/a", "POST /users/lookup", "PUT /groups/a"]
+        );
     }
 
     #[test]
