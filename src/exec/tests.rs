@@ -405,19 +405,26 @@ async fn at_most_concurrency_calls_are_in_flight() {
     assert_eq!(target.max_calls.load(Ordering::SeqCst), 4);
 }
 
+/// `n` calls (`member-0`, ...) of group "G" of two requests each, a read and then a write,
+/// each request taking `latency`.
+fn chained(n: usize, latency: Duration) -> (FakeTarget, Vec<FakeCall>) {
+    let mut target = FakeTarget::default();
+    let mut calls = Vec::new();
+    for i in 0..n {
+        let id = format!("member-{i}");
+        target = target.with_delay(&id, latency);
+        calls.push(FakeCall::new(&id, "G", Stage::Members, i).chaining(2));
+    }
+    (target, calls)
+}
+
 /// 100 calls of two requests each (a read, then a replace), 8 requests at once: 200 requests
 /// fill 25 rounds of the latency, where running 8 calls at once takes 26 (the last 4 calls run
 /// with half the slots idle), and no call's second request waits more than one round.
 #[tokio::test(start_paused = true)]
 async fn chained_requests_fill_every_slot_and_never_exceed_it() {
     let latency = Duration::from_millis(20);
-    let mut target = FakeTarget::default();
-    let mut calls = Vec::new();
-    for i in 0..100 {
-        let id = format!("update-{i}");
-        target = target.with_delay(&id, latency);
-        calls.push(FakeCall::new(&id, "G", Stage::Members, i).chaining(2));
-    }
+    let (target, calls) = chained(100, latency);
     let start = tokio::time::Instant::now();
     let report = executor(0, 8).execute(&target, calls).await;
     let took = start.elapsed();
@@ -1035,14 +1042,7 @@ async fn a_write_waiting_for_its_slot_when_the_fence_says_no_is_not_sent() {
     // Three calls of a read and a write, 20 ms each, two slots: the third call starts with the
     // others (the stage's end) and its read takes the first slot free, so the second call's
     // write waits for a slot until 40 ms, as the third's does. The lease is lost at 30 ms.
-    let latency = Duration::from_millis(20);
-    let mut target = FakeTarget::default();
-    let mut calls = Vec::new();
-    for i in 0..3 {
-        let id = format!("member-{i}");
-        target = target.with_delay(&id, latency);
-        calls.push(FakeCall::new(&id, "A", Stage::Members, i).chaining(2));
-    }
+    let (target, calls) = chained(3, Duration::from_millis(20));
     let fence = CountedFence::allowing(usize::MAX);
     let ex = fenced(&fence, 2);
     let lose = async {
