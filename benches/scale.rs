@@ -33,7 +33,13 @@
 //! - running the read on a runtime worker rather than on the thread that blocks on it (so an
 //!   answer's head reaches the waiting call without waking another thread): the head 20-50 µs
 //!   sooner at the median, the read's ratio the same;
-//! - the guest's halt polling (`guest_halt_poll_ns` 200 µs against 0): no change.
+//! - the guest's halt polling (`guest_halt_poll_ns` 200 µs against 0): no change;
+//! - a first page of 100 groups, so that the lookups start about 35 ms sooner (one call more):
+//!   2.77-2.79 s against 2.74-2.78 s, three interleaved pairs: the read ended no sooner (why
+//!   not is not found: the start may not be on the read's longest path);
+//! - the simulators' latency ending on a kernel timer (`timerfd`) rather than a thread's sleep:
+//!   2.77-2.78 s against 2.78-2.82 s, three pairs, within the day's noise;
+//! - `TCP_NODELAY` on the simulators' sockets: 2.75-2.79 s against 2.76-2.78 s, three pairs.
 //!
 //! # Findings: VinylDNS's apply
 //!

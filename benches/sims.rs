@@ -59,6 +59,12 @@
 //!   and 0.6-6.8 ms at p99: the tail is the scheduler's on this machine, inside the simulator as
 //!   outside it. A clock thread waking every sleeper instead of the request's own thread's sleep
 //!   was tried and measured no better (p50 0.49-0.60 ms); not kept.
+//! - Also tried and not kept, VinylDNS rows, five or six interleaved runs each against the code
+//!   as it is (load average 0.9-1.9): the rest of the latency slept on a kernel timer (`timerfd`)
+//!   the runtime's reactor waits on, with no thread of its own: p50 0.24-0.50 ms against
+//!   0.30-0.63, p95 0.84-1.33 against 0.73-1.43, p99 1.42-3.38 against 1.23-3.39 (no better where
+//!   the bound judges, and it needs `unsafe` to register the descriptor); `TCP_NODELAY` on the
+//!   simulators' sockets: p99 1.03-2.60 ms against 0.89-4.14, no difference.
 
 #![allow(clippy::unwrap_used)]
 
