@@ -17,8 +17,8 @@
 //! which the fence answers from its last proof while that is recent enough; so does each write
 //! request, as the [`slots`]' gate, once it has its slot, just before it leaves. Once the fence
 //! says no, no call is started and no write request leaves any more: the requests out finish,
-//! the calls not started and those whose write was held back are skipped with the fence's
-//! reason.
+//! the calls not started and those held back before their first write are skipped with the
+//! fence's reason; a call held back after a write of it left fails.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -227,7 +227,7 @@ impl Executor {
         loop {
             while running.len() < concurrency || (chained && waiting.len() <= concurrency) {
                 let Some(call) = waiting.next() else { break };
-                let slots = slots.clone();
+                let slots = slots.for_call();
                 running.push(async move {
                     let (outcome, attempts) =
                         slots::within(slots, self.run_one(target, &call)).await;
@@ -299,11 +299,13 @@ impl Executor {
         }
     }
 
-    /// How a call that failed for good ends: skipped, with the fence's reason, when a write of
-    /// it was held back because the fence said no (a write waiting for its slot when the lease
-    /// was lost), as the calls not yet started are; failed otherwise.
+    /// How a call that failed for good ends: skipped, with the fence's reason, when its first
+    /// write was held back because the fence said no (a write waiting for its slot when the
+    /// lease was lost), as the calls not yet started are; failed otherwise, a call held back
+    /// after a write of it left included (that write may have changed the target).
     async fn failed(&self, e: &CallError) -> Outcome {
         if matches!(e.kind, CallErrorKind::NotSent(_))
+            && slots::passed() == 0
             && let Err(why) = self.fenced(false).await
         {
             return Outcome::Skipped(why);

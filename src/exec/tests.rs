@@ -1079,3 +1079,20 @@ async fn a_call_the_server_refused_fails_though_the_fence_said_no_since() {
         other => panic!("the write was sent and refused, so the call failed: {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_call_held_back_after_a_write_of_it_left_fails_not_skipped() {
+    let target = FakeTarget::default().on_send("member-A", vec![Err(connect()), Ok(Sent::Done)]);
+    let calls = vec![FakeCall::new("member-A", "A", Stage::Members, 0)];
+    // The stage's proof, the first attempt, its write and the retry's question pass; the
+    // retry's write is held back. The first write's connection broke: it may have landed.
+    let fence = CountedFence::allowing(4);
+    let report = fenced(&fence, 1).execute(&target, calls).await;
+
+    assert_eq!(target.writes(), ["member-A"]);
+    assert_eq!(report.attempts, 2);
+    match outcome(&report, 0) {
+        Outcome::Failed(why) => assert!(why.contains("not sent: the lease was lost"), "{why}"),
+        other => panic!("a write of the call left, so it is not \"not written\": {other:?}"),
+    }
+}

@@ -14,9 +14,11 @@
 //!
 //! A request may wait for its slot (and its pace) well after its call started, so the executor
 //! also sets a [`Gate`] (the active daemon's lease, when there is one) that the endpoint asks
-//! once a write request holds its slot and its turn, just before it leaves: a write refused
+//! once a write request holds its slot, just before it is journalled and sent: a write refused
 //! there is not sent, and its attempt fails with
-//! [`CallErrorKind::NotSent`](crate::target::CallErrorKind::NotSent).
+//! [`CallErrorKind::NotSent`](crate::target::CallErrorKind::NotSent). The slots count the writes
+//! of each call the gate let through, so that the executor can tell a call held back before it
+//! wrote anything from one held back half-way.
 //!
 //! Like the [`watch`](super::watch), the slots are a task-local value rather than an argument:
 //! the connectors decide how many requests a call takes, and every request passes through the
@@ -28,6 +30,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::future::BoxFuture;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -44,6 +47,8 @@ pub trait Gate: Send + Sync {
 pub struct Slots {
     permits: Arc<Semaphore>,
     gate: Option<Arc<dyn Gate>>,
+    /// The writes of one call the gate has let through, over all its attempts.
+    passed: Arc<AtomicUsize>,
 }
 
 impl Slots {
@@ -52,6 +57,16 @@ impl Slots {
         Self {
             permits: Arc::new(Semaphore::new(concurrency)),
             gate,
+            passed: Arc::default(),
+        }
+    }
+
+    /// The same slots and gate, for one call: [`passed`] counts its writes alone.
+    pub fn for_call(&self) -> Self {
+        Self {
+            permits: Arc::clone(&self.permits),
+            gate: self.gate.clone(),
+            passed: Arc::default(),
         }
     }
 }
@@ -78,8 +93,21 @@ pub async fn take() -> Option<OwnedSemaphorePermit> {
 /// Asks the gate of the attempt being carried out whether a write may leave now. `Ok` outside
 /// an attempt and when no gate is set.
 pub async fn open() -> Result<(), String> {
-    match SLOTS.try_with(|s| s.gate.clone()).ok().flatten() {
-        Some(gate) => gate.open().await,
-        None => Ok(()),
+    let Ok((gate, passed)) = SLOTS.try_with(|s| (s.gate.clone(), Arc::clone(&s.passed))) else {
+        return Ok(());
+    };
+    if let Some(gate) = gate {
+        gate.open().await?;
     }
+    passed.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// How many writes of the call being carried out the gate has let through so far, over all
+/// its attempts: those may have changed the target, though the call then failed. 0 outside
+/// an attempt.
+pub fn passed() -> usize {
+    SLOTS
+        .try_with(|s| s.passed.load(Ordering::Relaxed))
+        .unwrap_or(0)
 }

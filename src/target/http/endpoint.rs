@@ -305,7 +305,7 @@ impl<A: Authorizer> Endpoint<A> {
     /// call is told to the attempt's [`watch`] before it leaves and after its answer comes, each
     /// time it is sent; when the watch refuses, it is not sent. During an attempt, each request
     /// holds one of the executor's [`slots`] while it is out, and a write leaves only when their
-    /// gate, asked once the write has its slot and its turn, is open.
+    /// gate, asked once the write has its slot, is open.
     pub async fn send(&self, req: &Req<'_>) -> Result<Reply, Failure> {
         self.send_once(req, watch::is_write(&req.method)).await
     }
@@ -324,9 +324,11 @@ impl<A: Authorizer> Endpoint<A> {
             self.auth
                 .authorize(&credential, &mut request)
                 .map_err(|k| req.fail(k))?;
-            let admission = self.transport.pace.admit().await;
-            // Asked as late as can be: the slot and the pace may have kept the write waiting
-            // for a while since its call started, and a closed gate means no write may leave.
+            // Asked once the slot is held: waiting for it may have kept the write a while since
+            // its call started, and a closed gate means no write may leave. Before the pace, so
+            // that a refused write spends no turn and turns are not held while the gate proves
+            // itself (a write's wait for its turn is short beside the gate's own tolerance: a
+            // proof a third of the lease's TTL old will do).
             if write {
                 slots::open()
                     .await
@@ -339,6 +341,7 @@ impl<A: Authorizer> Endpoint<A> {
                 })
                 .map_err(|why| req.fail(CallErrorKind::NotSent(why)))?;
             }
+            let admission = self.transport.pace.admit().await;
             let sent = send_built(&self.transport.target, &self.transport.http, request).await;
             match &sent {
                 Ok(resp) => admission.answered(Signal::of_status(resp.status().as_u16())),
@@ -361,7 +364,9 @@ impl<A: Authorizer> Endpoint<A> {
                 if let Some(w) = watch {
                     w.after(WriteAnswer::Status {
                         status: status.as_u16(),
-                        message: Some("credential refused; sent again with a fresh one".into()),
+                        message: Some(
+                            "credential refused; to be sent again with a fresh one".into(),
+                        ),
                     });
                 }
                 // No request of this call is out while a fresh credential is fetched.
@@ -511,16 +516,44 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_shut_gate_holds_back_an_attempts_writes_and_nothing_else() {
+    /// An open gate that notes when it was asked.
+    #[derive(Default)]
+    struct Noting(std::sync::Mutex<Vec<std::time::Instant>>);
+
+    impl slots::Gate for Noting {
+        fn open(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
+            lock(&self.0).push(std::time::Instant::now());
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    /// A watch that notes the write requests it is told of before they leave.
+    #[derive(Default)]
+    struct Intents(std::sync::Mutex<Vec<String>>);
+
+    impl watch::CallWatch for Intents {
+        fn before(&self, request: WriteRequest<'_>) -> Result<(), String> {
+            lock(&self.0).push(format!("{} {}", request.method, request.path));
+            Ok(())
+        }
+        fn after(&self, _: WriteAnswer) {}
+        fn finish(&self, _: Result<Option<&crate::target::Sent>, &crate::target::CallError>) {}
+    }
+
+    fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A server on a port of its own that answers `{}` to everything after `delay`, noting
+    /// each request's method and path; and an endpoint at it.
+    async fn server(delay: Duration) -> (Endpoint<Open>, Arc<std::sync::Mutex<Vec<String>>>) {
         let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let log = Arc::clone(&seen);
         let app = axum::Router::new().fallback(move |method: Method, uri: axum::http::Uri| {
             let log = Arc::clone(&log);
             async move {
-                log.lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .push(format!("{method} {}", uri.path()));
+                lock(&log).push(format!("{method} {}", uri.path()));
+                tokio::time::sleep(delay).await;
                 "{}"
             }
         });
@@ -530,18 +563,25 @@ mod tests {
         let addr = listener.local_addr().expect("address");
         tokio::spawn(axum::serve(listener, app).into_future());
         let e = Endpoint::new("t", &format!("http://{addr}"), reqwest::Client::new(), Open);
+        (e, seen)
+    }
+
+    #[tokio::test]
+    async fn a_shut_gate_holds_back_an_attempts_writes_and_nothing_else() {
+        let (e, seen) = server(Duration::ZERO).await;
         let body = serde_json::json!({"name": "a"});
         let put = Req::new(Method::PUT, "/groups/a").json(&body);
         let lookup = Req::new(Method::POST, "/users/lookup").json(&body);
+        let intents = Arc::new(Intents::default());
 
         let shut = slots::Slots::new(1, Some(Arc::new(Shut)));
-        let (get, write, read) = slots::within(shut, async {
+        let attempt = slots::within(shut, async {
             let get = e.send(&Req::get("/groups/a")).await;
             let write = e.send(&put).await;
             let read: Result<serde_json::Value, Failure> = e.read(&lookup).await;
             (get, write, read)
-        })
-        .await;
+        });
+        let (get, write, read) = watch::watched(intents.clone(), attempt).await;
         assert!(get.is_ok(), "{get:?}");
         assert!(read.is_ok(), "{read:?}");
         let refused = write.expect_err("a write past a shut gate");
@@ -549,14 +589,42 @@ mod tests {
             refused.kind,
             CallErrorKind::NotSent("the lease was lost".to_owned())
         );
+        // Held back before its intent was journalled: no intent without an outcome.
+        assert!(lock(&intents.0).is_empty(), "{:?}", lock(&intents.0));
         // Outside an attempt there is no gate: the same write leaves.
         e.send(&put).await.expect("sent");
         assert_eq!(
-            *seen
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            *lock(&seen),
             ["GET /groups/a", "POST /users/lookup", "PUT /groups/a"]
         );
+    }
+
+    #[tokio::test]
+    async fn the_gate_is_asked_once_the_write_holds_its_slot() {
+        let latency = Duration::from_millis(50);
+        let (e, seen) = server(latency).await;
+        let body = serde_json::json!({"name": "a"});
+        let put = Req::new(Method::PUT, "/groups/a").json(&body);
+        let gate = Arc::new(Noting::default());
+        let intents = Arc::new(Intents::default());
+
+        // One slot: the second write waits for the first's answer before the gate is asked.
+        let one = slots::Slots::new(1, Some(gate.clone() as Arc<dyn slots::Gate>));
+        let start = std::time::Instant::now();
+        let attempt = slots::within(one, async { tokio::join!(e.send(&put), e.send(&put)) });
+        let (first, second) = watch::watched(intents.clone(), attempt).await;
+        first.expect("sent");
+        second.expect("sent");
+        let asked = lock(&gate.0).clone();
+        assert_eq!(asked.len(), 2);
+        assert!(
+            asked[1].duration_since(start) >= latency,
+            "the second write asked the gate {:?} in, before the slot was free",
+            asked[1].duration_since(start)
+        );
+        // Each write passed the gate, then was journalled, then left.
+        assert_eq!(lock(&intents.0).len(), 2);
+        assert_eq!(lock(&seen).len(), 2);
     }
 
     #[test]
