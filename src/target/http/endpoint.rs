@@ -544,31 +544,112 @@ mod tests {
         m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A server on a port of its own that answers `{}` to everything after `delay`, noting
-    /// each request's method and path; and an endpoint at it.
-    async fn server(delay: Duration) -> (Endpoint<Open>, Arc<std::sync::Mutex<Vec<String>>>) {
+    /// Credentials that run out: the first is refused, each renewal is the next number.
+    struct Renewing;
+
+    impl Authorizer for Renewing {
+        type Credential = u32;
+
+        async fn credential(&self, _: &Transport, stale: Option<&u32>) -> Result<u32, Failure> {
+            Ok(stale.map_or(1, |n| n + 1))
+        }
+
+        fn authorize(&self, c: &u32, request: &mut reqwest::Request) -> Result<(), CallErrorKind> {
+            request
+                .headers_mut()
+                .insert(CREDENTIAL, HeaderValue::from(*c));
+            Ok(())
+        }
+
+        fn renews(&self) -> bool {
+            true
+        }
+    }
+
+    /// The header [`Renewing`] sends its credential in.
+    const CREDENTIAL: &str = "x-credential";
+
+    /// A server on a port of its own that answers `{}` to everything after `delay` (a 401 to a
+    /// request carrying credential 1), noting each request's method and path; and an endpoint
+    /// at it, with `auth`.
+    async fn server<A: Authorizer>(
+        delay: Duration,
+        auth: A,
+    ) -> (Endpoint<A>, Arc<std::sync::Mutex<Vec<String>>>) {
         let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let log = Arc::clone(&seen);
-        let app = axum::Router::new().fallback(move |method: Method, uri: axum::http::Uri| {
-            let log = Arc::clone(&log);
-            async move {
-                lock(&log).push(format!("{method} {}", uri.path()));
-                tokio::time::sleep(delay).await;
-                "{}"
-            }
-        });
+        let app = axum::Router::new().fallback(
+            move |method: Method, uri: axum::http::Uri, headers: HeaderMap| {
+                let log = Arc::clone(&log);
+                async move {
+                    lock(&log).push(format!("{method} {}", uri.path()));
+                    tokio::time::sleep(delay).await;
+                    let status = if headers.get(CREDENTIAL).is_some_and(|c| c == "1") {
+                        StatusCode::UNAUTHORIZED
+                    } else {
+                        StatusCode::OK
+                    };
+                    (status, "{}")
+                }
+            },
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binds");
         let addr = listener.local_addr().expect("address");
         tokio::spawn(axum::serve(listener, app).into_future());
-        let e = Endpoint::new("t", &format!("http://{addr}"), reqwest::Client::new(), Open);
+        let e = Endpoint::new("t", &format!("http://{addr}"), reqwest::Client::new(), auth);
         (e, seen)
     }
 
     #[tokio::test]
+    async fn a_resend_after_a_refused_credential_asks_the_gate_again() {
+        let (e, seen) = server(Duration::ZERO, Renewing).await;
+        let body = serde_json::json!({"name": "a"});
+        let put = Req::new(Method::PUT, "/groups/a").json(&body);
+        let gate = Arc::new(OpenOnce::default());
+        let intents = Arc::new(Intents::default());
+
+        // The gate lets the first send through; by the resend the lease is lost.
+        let attempt = slots::within(
+            slots::Slots::new(1, Some(gate.clone() as Arc<dyn slots::Gate>)),
+            e.send(&put),
+        );
+        let resent = watch::watched(intents.clone(), attempt).await;
+        let refused = resent.expect_err("the resend was held back");
+        assert_eq!(
+            refused.kind,
+            CallErrorKind::NotSent("the lease was lost".to_owned())
+        );
+        assert_eq!(*lock(&gate.0), 2, "asked for the send and the resend");
+        assert_eq!(*lock(&seen), ["PUT /groups/a"]);
+        assert_eq!(*lock(&intents.0), ["PUT /groups/a"]);
+    }
+
+    /// A gate open for its first question only; it counts the questions.
+    #[derive(Default)]
+    struct OpenOnce(std::sync::Mutex<usize>);
+
+    impl slots::Gate for OpenOnce {
+        fn open(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
+            let first = {
+                let mut asked = lock(&self.0);
+                *asked += 1;
+                *asked == 1
+            };
+            Box::pin(async move {
+                if first {
+                    Ok(())
+                } else {
+                    Err("the lease was lost".to_owned())
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
     async fn a_shut_gate_holds_back_an_attempts_writes_and_nothing_else() {
-        let (e, seen) = server(Duration::ZERO).await;
+        let (e, seen) = server(Duration::ZERO, Open).await;
         let body = serde_json::json!({"name": "a"});
         let put = Req::new(Method::PUT, "/groups/a").json(&body);
         let lookup = Req::new(Method::POST, "/users/lookup").json(&body);
@@ -602,7 +683,7 @@ mod tests {
     #[tokio::test]
     async fn the_gate_is_asked_once_the_write_holds_its_slot() {
         let latency = Duration::from_millis(50);
-        let (e, seen) = server(latency).await;
+        let (e, seen) = server(latency, Open).await;
         let body = serde_json::json!({"name": "a"});
         let put = Req::new(Method::PUT, "/groups/a").json(&body);
         let gate = Arc::new(Noting::default());
