@@ -708,6 +708,49 @@ mod tests {
         assert_eq!(lock(&seen).len(), 2);
     }
 
+    /// Sends one write through `e` and then asks its pacer for the next turn: whether that turn
+    /// came at once (the pace was not cut) or was held back.
+    async fn next_turn_at_once(e: &Endpoint<Open>, pacer: &Pacer) -> bool {
+        let body = serde_json::json!({"name": "a"});
+        let failed = e
+            .send(&Req::new(Method::PUT, "/groups/a").json(&body))
+            .await;
+        assert!(failed.is_err(), "{failed:?}");
+        tokio::time::timeout(Duration::from_millis(300), pacer.admit())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_request_that_times_out_cuts_the_pace_and_a_refused_connection_does_not() {
+        // A server slower than the client's patience: no answer in time is an overload.
+        let (slow, _seen) = server(Duration::from_secs(5), Open).await;
+        let pacer = Arc::new(Pacer::default());
+        let impatient = reqwest::Client::builder()
+            .timeout(Duration::from_millis(100))
+            .build()
+            .expect("client");
+        let e = Endpoint::new("t", slow.base(), impatient, Open).with_pacer(Arc::clone(&pacer));
+        assert!(
+            !next_turn_at_once(&e, &pacer).await,
+            "a timeout must cut the pace"
+        );
+
+        // Nobody listening: a refused connection says nothing of the server's load.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let addr = closed.local_addr().expect("address");
+        drop(closed);
+        let pacer = Arc::new(Pacer::default());
+        let e = Endpoint::new("t", &format!("http://{addr}"), reqwest::Client::new(), Open)
+            .with_pacer(Arc::clone(&pacer));
+        assert!(
+            next_turn_at_once(&e, &pacer).await,
+            "a refused connection must not cut the pace"
+        );
+    }
+
     #[test]
     fn requests_carry_path_query_and_body_as_given() {
         let e = Endpoint::new("t", "http://h.invalid/api/", reqwest::Client::new(), Open);
