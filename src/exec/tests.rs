@@ -1017,13 +1017,20 @@ async fn a_fence_that_fails_within_a_stage_stops_the_calls_not_yet_started() {
     assert_eq!(sends, 2);
 }
 
-#[tokio::test]
-async fn a_retry_asks_the_fence_again() {
+/// One call whose first send's connection breaks and whose second succeeds, at concurrency 1
+/// under a fence that says yes `yes` times: the target and the report.
+async fn retried_under_fence(yes: usize) -> (FakeTarget, ApplyReport) {
     let target = FakeTarget::default().on_send("member-A", vec![Err(connect()), Ok(Sent::Done)]);
     let calls = vec![FakeCall::new("member-A", "A", Stage::Members, 0)];
-    // The stage's proof and the first attempt and its write pass; the retry is refused.
-    let fence = CountedFence::allowing(3);
+    let fence = CountedFence::allowing(yes);
     let report = fenced(&fence, 1).execute(&target, calls).await;
+    (target, report)
+}
+
+#[tokio::test]
+async fn a_retry_asks_the_fence_again() {
+    // The stage's proof and the first attempt and its write pass; the retry is refused.
+    let (_, report) = retried_under_fence(3).await;
 
     assert_eq!(report.attempts, 1);
     match outcome(&report, 0) {
@@ -1082,12 +1089,9 @@ async fn a_call_the_server_refused_fails_though_the_fence_said_no_since() {
 
 #[tokio::test]
 async fn a_call_held_back_after_a_write_of_it_left_fails_not_skipped() {
-    let target = FakeTarget::default().on_send("member-A", vec![Err(connect()), Ok(Sent::Done)]);
-    let calls = vec![FakeCall::new("member-A", "A", Stage::Members, 0)];
     // The stage's proof, the first attempt, its write and the retry's question pass; the
     // retry's write is held back. The first write's connection broke: it may have landed.
-    let fence = CountedFence::allowing(4);
-    let report = fenced(&fence, 1).execute(&target, calls).await;
+    let (target, report) = retried_under_fence(4).await;
 
     assert_eq!(target.writes(), ["member-A"]);
     assert_eq!(report.attempts, 2);
