@@ -567,6 +567,7 @@ async fn an_ambiguous_failure_that_landed_is_not_sent_again() {
         [Event::Send, Event::SendEnd, Event::Recheck]
     );
     assert_eq!(target.sends_of("create"), 1);
+    assert_eq!(report.attempts, 2, "the send and the recheck are attempts");
 }
 
 #[tokio::test]
