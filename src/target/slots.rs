@@ -12,7 +12,7 @@
 //! were asked for, so a call's second request waits behind at most the requests asked for
 //! before it, not behind every call still to start.
 //!
-//! A request may wait for its slot (and its pace) well after its call started, so the executor
+//! A request may wait for its slot well after its call started, so the executor
 //! also sets a [`Gate`] (the active daemon's lease, when there is one) that the endpoint asks
 //! once a write request holds its slot, just before it is journalled and sent: a write refused
 //! there is not sent, and its attempt fails with
