@@ -64,9 +64,8 @@ impl Slots {
     /// The same slots and gate, for one call: [`passed`] counts its writes alone.
     pub fn for_call(&self) -> Self {
         Self {
-            permits: Arc::clone(&self.permits),
-            gate: self.gate.clone(),
             passed: Arc::default(),
+            ..self.clone()
         }
     }
 }

@@ -507,23 +507,39 @@ mod tests {
         assert!(matches!(e, CallErrorKind::Decode(m) if m.contains("trailing")));
     }
 
-    /// A gate that is shut.
-    struct Shut;
+    /// A gate open for its first `open_for` questions, noting when each was asked.
+    struct Gate {
+        open_for: usize,
+        asked: std::sync::Mutex<Vec<std::time::Instant>>,
+    }
 
-    impl slots::Gate for Shut {
-        fn open(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
-            Box::pin(async { Err("the lease was lost".to_owned()) })
+    impl Gate {
+        fn open_for(n: usize) -> Arc<Self> {
+            Arc::new(Self {
+                open_for: n,
+                asked: std::sync::Mutex::default(),
+            })
+        }
+
+        fn asked(&self) -> Vec<std::time::Instant> {
+            lock(&self.asked).clone()
         }
     }
 
-    /// An open gate that notes when it was asked.
-    #[derive(Default)]
-    struct Noting(std::sync::Mutex<Vec<std::time::Instant>>);
-
-    impl slots::Gate for Noting {
+    impl slots::Gate for Gate {
         fn open(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
-            lock(&self.0).push(std::time::Instant::now());
-            Box::pin(async { Ok(()) })
+            let open = {
+                let mut asked = lock(&self.asked);
+                asked.push(std::time::Instant::now());
+                asked.len() <= self.open_for
+            };
+            Box::pin(async move {
+                if open {
+                    Ok(())
+                } else {
+                    Err("the lease was lost".to_owned())
+                }
+            })
         }
     }
 
@@ -607,7 +623,7 @@ mod tests {
         let (e, seen) = server(Duration::ZERO, Renewing).await;
         let body = serde_json::json!({"name": "a"});
         let put = Req::new(Method::PUT, "/groups/a").json(&body);
-        let gate = Arc::new(OpenOnce::default());
+        let gate = Gate::open_for(1);
         let intents = Arc::new(Intents::default());
 
         // The gate lets the first send through; by the resend the lease is lost.
@@ -621,30 +637,9 @@ mod tests {
             refused.kind,
             CallErrorKind::NotSent("the lease was lost".to_owned())
         );
-        assert_eq!(*lock(&gate.0), 2, "asked for the send and the resend");
+        assert_eq!(gate.asked().len(), 2, "asked for the send and the resend");
         assert_eq!(*lock(&seen), ["PUT /groups/a"]);
         assert_eq!(*lock(&intents.0), ["PUT /groups/a"]);
-    }
-
-    /// A gate open for its first question only; it counts the questions.
-    #[derive(Default)]
-    struct OpenOnce(std::sync::Mutex<usize>);
-
-    impl slots::Gate for OpenOnce {
-        fn open(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
-            let first = {
-                let mut asked = lock(&self.0);
-                *asked += 1;
-                *asked == 1
-            };
-            Box::pin(async move {
-                if first {
-                    Ok(())
-                } else {
-                    Err("the lease was lost".to_owned())
-                }
-            })
-        }
     }
 
     #[tokio::test]
@@ -655,7 +650,7 @@ mod tests {
         let lookup = Req::new(Method::POST, "/users/lookup").json(&body);
         let intents = Arc::new(Intents::default());
 
-        let shut = slots::Slots::new(1, Some(Arc::new(Shut)));
+        let shut = slots::Slots::new(1, Some(Gate::open_for(0) as Arc<dyn slots::Gate>));
         let attempt = slots::within(shut, async {
             let get = e.send(&Req::get("/groups/a")).await;
             let write = e.send(&put).await;
@@ -686,7 +681,7 @@ mod tests {
         let (e, seen) = server(latency, Open).await;
         let body = serde_json::json!({"name": "a"});
         let put = Req::new(Method::PUT, "/groups/a").json(&body);
-        let gate = Arc::new(Noting::default());
+        let gate = Gate::open_for(usize::MAX);
         let intents = Arc::new(Intents::default());
 
         // One slot: the second write waits for the first's answer before the gate is asked.
@@ -696,7 +691,7 @@ mod tests {
         let (first, second) = watch::watched(intents.clone(), attempt).await;
         first.expect("sent");
         second.expect("sent");
-        let asked = lock(&gate.0).clone();
+        let asked = gate.asked();
         assert_eq!(asked.len(), 2);
         assert!(
             asked[1].duration_since(start) >= latency,
