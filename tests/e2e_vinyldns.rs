@@ -398,16 +398,17 @@ fn swapping(n: usize, members: usize) -> (Vec<String>, String, String) {
     (users, seeded, desired)
 }
 
-fn as_strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
-
 #[tokio::test]
 async fn thousand_member_changes_take_the_fewest_calls() {
     // 10 existing groups of 50 members plus an admin; the desired state swaps all 50 members of
     // each: 500 additions + 500 removals = 1,000 member changes.
     let (u, extra, groups) = swapping(10, 50);
-    let w = world(&seed(&as_strs(&u), &extra), &groups, "max_deletes = 1000").await;
+    let w = world(
+        &seed(&support::strs(&u), &extra),
+        &groups,
+        "max_deletes = 1000",
+    )
+    .await;
     // Descriptions differ from the seed's; set them so the plan holds member changes only.
     let plan = w.plan().await;
     let p = plan.targets[0].plan.as_ref().expect("plan");
@@ -462,7 +463,7 @@ async fn thousand_member_changes_take_the_fewest_calls() {
 async fn chained_updates_never_have_more_requests_out_than_the_concurrency() {
     let (u, extra, groups) = swapping(10, 1);
     let w = world(
-        &seed(&as_strs(&u), &extra),
+        &seed(&support::strs(&u), &extra),
         &groups,
         "concurrency = 4\nmax_deletes = 10",
     )

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use roster::journal::{Kind, Line};
 use roster::sim::faults::Faults;
 use support::harness::{Contensis, Crafter, Harness, UiPath, VinylDns, world};
-use support::{World, stderr, stdout};
+use support::{World, stderr, stdout, strs};
 
 /// The journal folder of a world whose config names no `state_dir`: `./.roster` in the folder
 /// roster runs in, which the support functions make the config's.
@@ -69,11 +69,6 @@ fn logged_writes<H: Harness>(w: &World) -> Vec<String> {
         .collect();
     writes.sort();
     writes
-}
-
-/// `members` as TOML-ready `&str`s.
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
 }
 
 async fn one_outcome_line_per_logged_write<H: Harness>() {

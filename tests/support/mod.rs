@@ -188,6 +188,11 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Owned names borrowed as the `&str`s the seed and desired-state builders take.
+pub fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 /// A desired-state file of one group.
 pub fn group(name: &str, description: &str, members: &[&str], children: &[&str]) -> String {
     let q = |v: &[&str]| {
