@@ -69,6 +69,20 @@
 //!   client in this one, four runs interleaved with the usual layout: 10 groups p50 0.37-0.50
 //!   ms, p99 1.19-1.96 ms; 20,000 groups p50 0.44-0.60 ms, p99 1.36-2.18 ms; against p50
 //!   0.28-0.56 ms and p99 0.95-2.40 ms in one process. Not the layout: the machine's tail.
+//! - **Most of that tail was the allocator** (an idle machine, load average 0.1-0.4): mimalloc
+//!   hands freed memory back to the kernel a second after the free, in whichever thread next
+//!   allocates. A seed's parsed TOML (40-240 MB of garbage once the state is built), and in
+//!   this bench the state of the simulator measured before, were handed back that way while
+//!   the calls were timed: one stall of 3-15 ms for the 8 calls in flight, 1 % of a row's calls,
+//!   its p99 (Contensis and Crafter rows at 3.1-12.7 ms in 8 of 10 runs, floor rows too).
+//!   Without any purge (`MIMALLOC_PURGE_DELAY=-1`) no row went past 1.41 ms in 9 runs; with
+//!   every free purged at once (`=0`) neither, but the planner bench's 100,000 × 10 took 69 ms
+//!   against 57. So `sim::start` hands the seed's garbage back before it listens
+//!   (`roster::memory::release_freed`, 3-18 ms added to the load): five runs interleaved with
+//!   the code before, p99 at scale 0.69-1.56 ms against 0.70-11.61, floor rows 0.54-1.59
+//!   against 0.51-11.47, p50 0.18-0.49 ms, seed loads 0.54-0.92 s (0.52-1.00 before). What
+//!   stays over 1 ms is VinylDNS's list page (p99 1.18-1.56 ms: 100 groups with every member
+//!   id, about 250 kB to write and read) and the machine's floor on a busy moment.
 
 #![allow(clippy::unwrap_used)]
 

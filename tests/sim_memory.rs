@@ -30,7 +30,9 @@ fn seed(groups: usize) -> String {
     let users: Vec<String> = (0..1_000).map(|u| format!("\"u{u:04}\"")).collect();
     let mut s = format!("[crafter]\ntoken = \"t\"\nusers = [{}]\n", users.join(", "));
     for g in 0..groups {
-        let members: Vec<&str> = (0..50).map(|k| users[(g + k * 20) % 1_000].as_str()).collect();
+        let members: Vec<&str> = (0..50)
+            .map(|k| users[(g + k * 20) % 1_000].as_str())
+            .collect();
         let _ = write!(
             s,
             "[[crafter.group]]\nname = \"g{g:05}\"\nmembers = [{}]\n",
