@@ -2,8 +2,8 @@
 //!
 //! mimalloc hands memory freed in bulk back to the kernel a while after the free (its purge
 //! delay, 1 s by default), and does it in whichever thread next calls into it once that time
-//! is up. After a load that leaves hundreds of megabytes behind (a simulator's seed: the parsed
-//! TOML document, freed once the state is built), that thread is one answering requests, and
+//! is up. After a load that leaves tens or hundreds of megabytes behind (a simulator's seed:
+//! the parsed TOML document, freed once the state is built), that thread is one answering requests, and
 //! the requests on it wait the milliseconds the purge takes. [`release_freed_memory`] lets
 //! the code that made the garbage pay for it at once, where it chooses.
 //!
