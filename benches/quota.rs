@@ -99,7 +99,7 @@ async fn once(declared: bool) {
     let mut cfg = config::load(&dir.path().join("roster.toml")).expect("config");
     running.point_at(&mut cfg);
     let roster_before = roster_429s();
-    let report = support::apply(&cfg).await;
+    let report = support::apply(&cfg, false).await;
     assert!(!report.any_failed(), "a change failed");
     let changes = report.targets[0]
         .plan

@@ -278,17 +278,7 @@ async fn once(kind: SimKind) {
     let read_took = phase(&plan, "observe");
     let after_plan = running.calls_of(kind).len();
 
-    let apply = run(
-        &cfg,
-        &RunOptions {
-            mode: Mode::Apply,
-            max_deletes: Some(usize::MAX),
-            journal: journal(),
-            ..RunOptions::default()
-        },
-    )
-    .await
-    .expect("apply");
+    let apply = support::apply(&cfg, journal()).await;
     assert!(!apply.any_failed(), "{kind:?}: a change failed");
     let apply_calls = calls(after_plan).len().saturating_sub(reads.len());
     let apply_took = phase(&apply, "apply");

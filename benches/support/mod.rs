@@ -30,13 +30,15 @@ pub fn benching() -> Option<tokio::runtime::Runtime> {
     )
 }
 
-/// `roster apply` of every target of `cfg`, with no limit on deletions.
-pub async fn apply(cfg: &Config) -> RunReport {
+/// `roster apply` of every target of `cfg`, with no limit on deletions; `journal` keeps the
+/// audit journal in the config's `state_dir`, as `roster apply` does.
+pub async fn apply(cfg: &Config, journal: bool) -> RunReport {
     run(
         cfg,
         &RunOptions {
             mode: Mode::Apply,
             max_deletes: Some(usize::MAX),
+            journal,
             ..RunOptions::default()
         },
     )
