@@ -162,6 +162,17 @@ pub enum GroupKind {
     External,
 }
 
+impl GroupKind {
+    /// How the kind is called in messages and comments: `managed`, `system`, `external`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Managed => "managed",
+            Self::System => "system",
+            Self::External => "external",
+        }
+    }
+}
+
 /// One group as a target reported it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObservedGroup {

@@ -964,3 +964,87 @@ async fn without_a_declared_rate_the_pace_adapts_to_the_quota_with_few_429s() {
     );
     assert!(!w.plan().await.any_changes());
 }
+
+#[tokio::test]
+async fn an_external_group_is_warned_and_neither_read_nor_changed() {
+    // Contensis keeps an external group's members in its identity provider: roster must not
+    // read them as drift, nor send a change it would refuse.
+    let seed = format!(
+        "{USERS}\n[[contensis.group]]\nname = \"Staff\"\ntype = \"external\"\nmembers = [\"bob\"]\n\
+         [contensis.behaviour]\nprotect_system_groups = true\n"
+    );
+    let w = World::new(&seed, &group("Staff", "", &["alice"], &[]), "").await;
+    w.sim.contensis.clear_calls();
+    let plan = w.plan().await;
+    let warnings = &plan.targets[0].plan.as_ref().expect("plan").warnings;
+    assert!(!plan.any_changes(), "{plan:?}");
+    assert!(
+        warnings
+            .iter()
+            .any(|x| x.message.contains("\"Staff\" is an external group")),
+        "{warnings:?}"
+    );
+    let id = w.sim.contensis.group("Staff").expect("Staff").id;
+    assert!(
+        !w.sim.contensis.calls().iter().any(|c| c.contains(&id)),
+        "an external group's members were read: {:?}",
+        w.sim.contensis.calls()
+    );
+    let report = w.apply(None).await;
+    assert_eq!(applied(&report).failures(), 0, "{report:?}");
+    let staff = w.sim.contensis.group("Staff").expect("Staff");
+    assert_eq!(staff.members.iter().cloned().collect::<Vec<_>>(), ["bob"]);
+}
+
+/// The user reads a plan makes to find the GUIDs of `wanted` desired users that no member list
+/// names, on a Contensis of `users` users (and the API key's own): `GET /api/security/users...`
+/// lines, in order.
+async fn user_reads(users: usize, wanted: usize) -> Vec<String> {
+    let all: Vec<String> = (0..users).map(|i| format!("u{i:03}")).collect();
+    let quoted: Vec<String> = all.iter().map(|s| format!("{s:?}")).collect();
+    let seed = format!(
+        "users = [{}]\n[[contensis.group]]\nname = \"G\"\nmembers = [\"u000\"]\n",
+        quoted.join(", ")
+    );
+    let want: Vec<&str> = all[..=wanted].iter().map(String::as_str).collect();
+    let w = World::new(&seed, &group("G", "", &want, &[]), "").await;
+    w.sim.contensis.clear_calls();
+    let plan = w.plan().await;
+    assert_eq!(
+        plan.any_changes(),
+        wanted > 0,
+        "{users} users, {wanted} to find: {plan:?}"
+    );
+    w.sim
+        .contensis
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("GET /api/security/users"))
+        .collect()
+}
+
+#[tokio::test]
+async fn desired_users_are_found_by_the_list_only_when_it_takes_fewer_calls_than_lookups() {
+    let first = "GET /api/security/users?pageIndex=0&pageSize=100";
+    let second = "GET /api/security/users?pageIndex=1&pageSize=100";
+    // Every desired user a member already: nothing to find.
+    assert_eq!(user_reads(10, 0).await, Vec::<String>::new());
+    // One to find: one lookup beats reading the list.
+    assert_eq!(user_reads(10, 1).await, ["GET /api/security/users/u001"]);
+    // Two, and the list fits one page: that page alone, read once.
+    assert_eq!(user_reads(10, 2).await, [first]);
+    // 101 users take 2 pages: for 2 users, as many calls as the lookups, so the lookups (after
+    // the first page that told the count).
+    let two = user_reads(100, 2).await;
+    assert_eq!(
+        two,
+        [
+            first,
+            "GET /api/security/users/u001",
+            "GET /api/security/users/u002"
+        ],
+        "{two:?}"
+    );
+    // For 3, the 2 pages are fewer.
+    assert_eq!(user_reads(100, 3).await, [first, first, second]);
+}

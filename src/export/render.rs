@@ -60,12 +60,7 @@ fn intro(header: &Header, sel: &Selection) -> String {
     if !sel.left_out.is_empty() {
         out.push_str("#\n# Not written: groups of the target that roster never changes.\n");
         for (name, kind) in &sel.left_out {
-            let _ = writeln!(
-                out,
-                "#   {} group {}",
-                kind_word(*kind),
-                quoted(name.as_str())
-            );
+            let _ = writeln!(out, "#   {} group {}", kind.word(), quoted(name.as_str()));
         }
     }
     out
@@ -248,13 +243,4 @@ fn quoted(s: &str) -> String {
     let mut out = String::new();
     let _ = out.value(toml_writer::TomlStringBuilder::new(s).as_basic());
     out
-}
-
-/// How a group roster never changes is called in a comment.
-fn kind_word(kind: GroupKind) -> &'static str {
-    match kind {
-        GroupKind::Managed => "managed",
-        GroupKind::System => "system",
-        GroupKind::External => "external",
-    }
 }

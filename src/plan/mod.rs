@@ -675,9 +675,14 @@ fn skipped(have: &ObservedGroup) -> Warning {
         kind: WarningKind::SkippedGroup,
         group: have.group.name.clone(),
         message: format!(
-            "\"{}\" is a {} group of the target; roster does not change it",
+            "\"{}\" is {} {} group of the target; roster does not change it",
             have.group.name,
-            kind_word(have.kind)
+            if have.kind == GroupKind::External {
+                "an"
+            } else {
+                "a"
+            },
+            have.kind.word()
         ),
     }
 }
@@ -724,15 +729,6 @@ fn attribute_changes(
                 },
             );
         }
-    }
-}
-
-/// How a group the target owns is called in messages.
-fn kind_word(kind: GroupKind) -> &'static str {
-    match kind {
-        GroupKind::Managed => "managed",
-        GroupKind::System => "system",
-        GroupKind::External => "external",
     }
 }
 

@@ -309,7 +309,7 @@ fn system_groups_are_warned_and_untouched() {
         "\"sys-admins\" is a system group of the target; roster does not change it"
     );
     assert!(out.warnings.iter().any(|w| w.message
-        == "\"ext-staff\" is a external group of the target; roster does not change it"));
+        == "\"ext-staff\" is an external group of the target; roster does not change it"));
 }
 
 #[test]
