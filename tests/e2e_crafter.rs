@@ -534,7 +534,7 @@ async fn system_and_externally_managed_groups_are_left_alone_with_warnings() {
     let out = w.roster(&["plan", "--detailed-exitcode"]).await;
     let t = stdout(&out);
     assert!(t.contains("\"system_admin\" is a system group"), "{t}");
-    assert!(t.contains("\"ldap_editors\" is a external group"), "{t}");
+    assert!(t.contains("\"ldap_editors\" is an external group"), "{t}");
     assert_eq!(out.status.code(), Some(0), "{t}");
     let out = w.roster(&["apply"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", suite::both(&out));
