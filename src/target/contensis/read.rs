@@ -144,7 +144,7 @@ impl ContensisTarget {
     /// Every user (`GET /api/security/users`, paged), when listing them takes fewer calls than
     /// `wanted` lookups; `None` when it would not. The first page tells how many pages there
     /// are.
-    async fn all_users_if_cheaper(
+    pub(super) async fn all_users_if_cheaper(
         &self,
         wanted: usize,
     ) -> Result<Option<Vec<api::User>>, ObserveError> {

@@ -12,8 +12,13 @@ use crate::plan::change::Change;
 use crate::secret::Secret;
 
 fn target() -> ContensisTarget {
+    at("http://127.0.0.1:9")
+}
+
+/// The connector for a Contensis at `url`.
+fn at(url: &str) -> ContensisTarget {
     let config = ContensisConfig {
-        url: "http://127.0.0.1:9".into(),
+        url: url.into(),
         auth: ContensisAuth::ClientCredentials {
             client_id: "roster".into(),
             client_secret: Secret::new("s"),
@@ -135,4 +140,49 @@ async fn vet_refuses_bodies_contensis_would_refuse_and_only_those() {
         "{refused:?}"
     );
     assert!(refused[1].message.contains("custom.n is 1"), "{refused:?}");
+}
+
+/// A Contensis that hands out a token and answers every `GET /api/security/users` with `page`.
+async fn users_answering(page: Value) -> ContensisTarget {
+    use axum::routing::{get, post};
+    let app = axum::Router::new()
+        .route(
+            api::TOKEN,
+            post(|| async {
+                axum::Json(serde_json::json!({"access_token": "t", "expires_in": 3600}))
+            }),
+        )
+        .route(
+            api::USERS,
+            get(move || {
+                let page = page.clone();
+                async move { axum::Json(page) }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    at(&format!("http://{addr}"))
+}
+
+#[tokio::test]
+async fn a_user_list_whose_one_page_holds_fewer_users_than_its_total_is_not_taken_whole() {
+    let user = |n: &str| serde_json::json!({"id": format!("uid-{n}"), "username": n});
+    // One page, by its count, that holds 2 of the 3 users it says there are: taking it whole
+    // would call the third user unknown.
+    let short = serde_json::json!({
+        "pageIndex": 0, "pageSize": 100, "pageCount": 1, "totalCount": 3,
+        "items": [user("alice"), user("bob")],
+    });
+    let t = users_answering(short).await;
+    let err = t.all_users_if_cheaper(2).await.unwrap_err();
+    assert!(err.to_string().contains("/api/security/users"), "{err}");
+    // The same page holding every user it counts is taken as it is.
+    let whole = serde_json::json!({
+        "pageIndex": 0, "pageSize": 100, "pageCount": 1, "totalCount": 2,
+        "items": [user("alice"), user("bob")],
+    });
+    let t = users_answering(whole).await;
+    let all = t.all_users_if_cheaper(2).await.unwrap().unwrap();
+    assert_eq!(all.len(), 2);
 }
