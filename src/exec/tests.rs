@@ -193,6 +193,7 @@ impl FakeTarget {
                         method: "POST",
                         path: &path,
                     })
+                    .await
                     .map_err(|why| Self::error(call, CallErrorKind::NotSent(why)))?;
                 }
                 self.writes.lock().unwrap().push(call.id.clone());
@@ -821,15 +822,21 @@ impl CallJournal for RecordingJournal {
 }
 
 impl CallWatch for RecordingWatch {
-    fn before(&self, r: crate::target::watch::WriteRequest<'_>) -> Result<(), String> {
+    fn before<'a>(
+        &'a self,
+        r: crate::target::watch::WriteRequest<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<(), String>> {
         self.log
             .lock()
             .unwrap()
             .push(format!("{}: intent {} {}", self.name, r.method, r.path));
-        if self.refuse {
-            return Err("the disk is full".to_owned());
-        }
-        Ok(())
+        let refuse = self.refuse;
+        Box::pin(async move {
+            if refuse {
+                return Err("the disk is full".to_owned());
+            }
+            Ok(())
+        })
     }
     fn after(&self, _answer: crate::target::watch::WriteAnswer) {}
     fn finish(&self, result: Result<Option<&Sent>, &CallError>) {

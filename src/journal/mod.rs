@@ -20,6 +20,12 @@
 //! written after each line, so a process killed between the two leaves the head one line behind,
 //! which [`Journal::open`] brings up to date and `verify` accepts.
 //!
+//! Intents are flushed together: concurrent writes append their intents one after another, and
+//! one flush of the file and the head (`fdatasync` of each) covers every line written when it
+//! starts, so that eight writes waiting at once pay for two flushes, not eight. Each intent still
+//! returns only once a flush that began after it was written has finished; the head is still
+//! written after every line, so what a killed process leaves is as above.
+//!
 //! The journal records; it never decides what is written: every run still plans from a fresh,
 //! complete read of each target.
 
@@ -31,7 +37,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -292,6 +298,13 @@ pub struct Journal {
     sources: Mutex<Vec<SourceRevision>>,
     calls: AtomicU64,
     files: Mutex<Files>,
+    /// How many of this run's lines are on disk: every line up to this number is flushed.
+    flushed: AtomicU64,
+    /// Taken by the one task flushing at a time; the others wait on it, and most find their
+    /// line flushed once they have it.
+    flushing: tokio::sync::Mutex<()>,
+    /// How many times this run has flushed a journal file or the head to disk.
+    syncs: AtomicU64,
     /// Held for as long as the journal is open; the lock goes with it (and with the process).
     _lock: File,
 }
@@ -301,14 +314,16 @@ pub struct Journal {
 struct Files {
     /// The number of the file being written (or to be started).
     number: u64,
-    /// The file, once opened for this run.
-    file: Option<File>,
+    /// The file, once opened for this run (shared with a flush under way).
+    file: Option<Arc<File>>,
     /// Its size.
     size: u64,
     /// The hash of the newest line.
     prev: String,
-    /// The head file, once opened.
-    head: Option<File>,
+    /// How many lines this run has written.
+    written: u64,
+    /// The head file, once opened (shared with a flush under way).
+    head: Option<Arc<File>>,
     /// Whether a write failed, so that nothing more is written.
     broken: bool,
 }
@@ -394,9 +409,13 @@ impl Journal {
                 file: None,
                 size,
                 prev: tail.last.map_or_else(|| GENESIS.to_owned(), |l| l.hash),
+                written: 0,
                 head: None,
                 broken: false,
             }),
+            flushed: AtomicU64::new(0),
+            flushing: tokio::sync::Mutex::new(()),
+            syncs: AtomicU64::new(0),
             _lock: lock,
         })
     }
@@ -411,6 +430,12 @@ impl Journal {
         &self.run_id
     }
 
+    /// How many times this run has flushed a journal file or the head to disk (`fdatasync`):
+    /// what its intents cost, flushed together.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
+    }
+
     /// Records where the desired state came from, for the intents that follow.
     pub fn set_sources(&self, sources: Vec<SourceRevision>) {
         *lock_ignoring_poison(&self.sources) = sources;
@@ -418,7 +443,7 @@ impl Journal {
 
     /// Records that write `subject` to `target` is about to be sent as `method path`, flushed to
     /// disk before it returns; returns the write's number, for its outcome.
-    pub fn intent(
+    pub async fn intent(
         &self,
         target: &str,
         subject: &Subject,
@@ -432,8 +457,52 @@ impl Journal {
         line.path = Some(path.to_owned());
         line.config = Some(self.config.clone());
         line.source = Some(lock_ignoring_poison(&self.sources).clone());
-        self.append(line, true)?;
+        let written = self.append(line)?;
+        self.flush(written).await?;
         Ok(call)
+    }
+
+    /// Returns once this run's first `line` lines are on disk: at once when a flush has covered
+    /// them, else after the flush that does, which the first task to need one runs for every
+    /// line written by the time it starts.
+    async fn flush(&self, line: u64) -> Result<(), JournalError> {
+        if self.flushed.load(Ordering::Acquire) >= line {
+            return Ok(());
+        }
+        let _turn = self.flushing.lock().await;
+        if self.flushed.load(Ordering::Acquire) >= line {
+            return Ok(());
+        }
+        let (upto, number, file, head) = {
+            let files = lock_ignoring_poison(&self.files);
+            if files.broken {
+                return Err(JournalError::Broken);
+            }
+            let file = files.file.clone();
+            (files.written, files.number, file, files.head.clone())
+        };
+        // The file first, then the head that names its newest line. A file rotated away since
+        // was flushed as it was closed, so `file` holds every line not yet on disk. Flushed on
+        // this thread, outside the files' lock: lines are appended meanwhile, and a hand-over
+        // to the blocking pool and back cost more than the flush (`benches/scale.rs`).
+        let sync = |f: &File, path: PathBuf| {
+            self.syncs.fetch_add(1, Ordering::Relaxed);
+            f.sync_data().map_err(|e| JournalError::io(&path, e))
+        };
+        let synced = file
+            .map_or(Ok(()), |f| sync(&f, self.dir.join(file_name(number))))
+            .and_then(|()| head.map_or(Ok(()), |h| sync(&h, self.dir.join(HEAD_FILE))));
+        match synced {
+            Ok(()) => {
+                self.flushed.store(upto, Ordering::Release);
+                Ok(())
+            }
+            Err(e) => {
+                // Lines not known to be on disk: an intent after them would claim too much.
+                lock_ignoring_poison(&self.files).broken = true;
+                Err(e)
+            }
+        }
     }
 
     /// Records how write `call` came back.
@@ -451,7 +520,7 @@ impl Journal {
         line.outcome = Some(outcome);
         line.status = Some(status);
         line.message = message;
-        self.append(line, false)
+        self.append(line).map(drop)
     }
 
     /// Records that this run read the target of `intent`, an intent without outcome of an
@@ -465,18 +534,18 @@ impl Journal {
         );
         line.of_run_id = Some(intent.run_id.clone());
         line.of_call = intent.call;
-        self.append(line, false)
+        self.append(line).map(drop)
     }
 
     /// Chains `line` to the newest one and appends it, starting the next file when this one is
-    /// full; `sync` flushes it to disk before returning.
-    fn append(&self, mut line: Line, sync: bool) -> Result<(), JournalError> {
+    /// full; returns how many lines this run has written, for [`Journal::flush`].
+    fn append(&self, mut line: Line) -> Result<u64, JournalError> {
         line.time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let mut files = lock_ignoring_poison(&self.files);
         if files.broken {
             return Err(JournalError::Broken);
         }
-        let result = files.append(&self.dir, &self.rotation, line, sync);
+        let result = files.append(&self.dir, &self.rotation, line, &self.syncs);
         if result.is_err() {
             // A line may be half written: anything after it would read as damage.
             files.broken = true;
@@ -491,8 +560,8 @@ impl Files {
         dir: &Path,
         rotation: &JournalConfig,
         mut line: Line,
-        sync: bool,
-    ) -> Result<(), JournalError> {
+        syncs: &AtomicU64,
+    ) -> Result<u64, JournalError> {
         line.prev = self.prev.clone();
         let mut text = serde_json::to_string(&line).map_err(|e| JournalError::Damaged {
             at: dir.display().to_string(),
@@ -502,34 +571,43 @@ impl Files {
         text.push('\n');
         let len = text.len() as u64;
         if self.size > 0 && self.size + len > rotation.max_file_size {
-            self.rotate(dir, rotation)?;
+            self.rotate(dir, rotation, syncs)?;
         }
         let path = dir.join(file_name(self.number));
         let file = match &mut self.file {
             Some(f) => f,
-            None => self.file.insert(
+            None => self.file.insert(Arc::new(
                 private(OpenOptions::new().create(true).append(true))
                     .open(&path)
                     .map_err(|e| JournalError::io(&path, e))?,
-            ),
+            )),
         };
         // One write of the whole line, so that a process killed around it leaves the line
         // whole or absent.
-        file.write_all(text.as_bytes())
+        (&**file)
+            .write_all(text.as_bytes())
             .map_err(|e| JournalError::io(&path, e))?;
-        if sync {
-            file.sync_data().map_err(|e| JournalError::io(&path, e))?;
-        }
         self.size += len;
-        write_head(&mut self.head, dir, &hash, sync)?;
+        self.written += 1;
+        write_head(&mut self.head, dir, &hash, false)?;
         self.prev = hash;
-        Ok(())
+        Ok(self.written)
     }
 
     /// Starts the next file, and removes those beyond `max_files`.
-    fn rotate(&mut self, dir: &Path, rotation: &JournalConfig) -> Result<(), JournalError> {
+    fn rotate(
+        &mut self,
+        dir: &Path,
+        rotation: &JournalConfig,
+        syncs: &AtomicU64,
+    ) -> Result<(), JournalError> {
+        // Lines of this file may wait for a flush, which will flush the next file only.
+        if let Some(f) = self.file.take() {
+            let path = dir.join(file_name(self.number));
+            syncs.fetch_add(1, Ordering::Relaxed);
+            f.sync_data().map_err(|e| JournalError::io(&path, e))?;
+        }
         self.number += 1;
-        self.file = None;
         self.size = 0;
         let keep_from = (self.number + 1).saturating_sub(rotation.max_files.get() as u64);
         for old in read::list(dir)? {
@@ -542,25 +620,27 @@ impl Files {
 }
 
 /// Writes `hash` into the head file, in place: one small write at its start, which a killed
-/// process leaves whole or not done; synced with the line it names when that line is.
+/// process leaves whole or not done; `sync` flushes it (else the next intent's flush does).
 fn write_head(
-    head: &mut Option<File>,
+    head: &mut Option<Arc<File>>,
     dir: &Path,
     hash: &str,
     sync: bool,
 ) -> Result<(), JournalError> {
     let path = dir.join(HEAD_FILE);
-    let file = match head {
+    let file: &File = match head {
         Some(f) => f,
-        None => head.insert(
+        None => head.insert(Arc::new(
             private(OpenOptions::new().create(true).write(true).truncate(false))
                 .open(&path)
                 .map_err(|e| JournalError::io(&path, e))?,
-        ),
+        )),
     };
     let text = format!("{hash}\n");
-    file.seek(SeekFrom::Start(0))
-        .and_then(|_| file.write_all(text.as_bytes()))
+    let mut writer = file;
+    writer
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| writer.write_all(text.as_bytes()))
         .and_then(|()| file.set_len(text.len() as u64))
         .and_then(|()| if sync { file.sync_data() } else { Ok(()) })
         .map_err(|e| JournalError::io(&path, e))

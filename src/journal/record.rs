@@ -5,6 +5,8 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+use futures::future::BoxFuture;
+
 use tracing::warn;
 
 use super::{ChangeRef, Journal, JournalError, Line, Subject, WriteOutcome, read};
@@ -182,18 +184,21 @@ impl Attempt {
 }
 
 impl CallWatch for Attempt {
-    fn before(&self, request: WriteRequest<'_>) -> Result<(), String> {
-        // A connector that sends a second write in one call (a fresh token after a 401, what a
-        // refused bulk add left out) has settled what the first one came to.
-        if let Some((call, answer)) = self.take_open() {
-            self.write_outcome(call, classify(answer.as_ref(), None));
-        }
-        let call = self
-            .journal
-            .intent(&self.target, &self.subject, request.method, request.path)
-            .map_err(|e| format!("cannot journal the write, so it was not sent: {e}"))?;
-        *self.open.lock().unwrap_or_else(|e| e.into_inner()) = Some((call, None));
-        Ok(())
+    fn before<'a>(&'a self, request: WriteRequest<'a>) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            // A connector that sends a second write in one call (a fresh token after a 401,
+            // what a refused bulk add left out) has settled what the first one came to.
+            if let Some((call, answer)) = self.take_open() {
+                self.write_outcome(call, classify(answer.as_ref(), None));
+            }
+            let call = self
+                .journal
+                .intent(&self.target, &self.subject, request.method, request.path)
+                .await
+                .map_err(|e| format!("cannot journal the write, so it was not sent: {e}"))?;
+            *self.open.lock().unwrap_or_else(|e| e.into_inner()) = Some((call, None));
+            Ok(())
+        })
     }
 
     fn after(&self, answer: WriteAnswer) {

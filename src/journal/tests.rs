@@ -36,13 +36,20 @@ fn journal(n: usize) -> (tempfile::TempDir, PathBuf) {
     let j = open(&dir, "run1");
     for i in 0..n {
         let s = subject("eng", Some(&format!("u{i}")));
-        let call = j
-            .intent("cms", &s, "POST", "/api/groups/eng/users")
-            .unwrap();
+        let call = intent(&j, "cms", &s, "POST", "/api/groups/eng/users");
         j.outcome("cms", &s, call, WriteOutcome::Applied, 204, None)
             .unwrap();
     }
     (d, dir)
+}
+
+/// Records an intent as a run's write request does, returning once it is on disk.
+fn intent(j: &Journal, target: &str, s: &Subject, method: &str, path: &str) -> u64 {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(j.intent(target, s, method, path))
+        .unwrap()
 }
 
 fn file(dir: &Path) -> PathBuf {
@@ -245,10 +252,15 @@ fn files_rotate_by_size_keep_their_number_and_chain_across() {
     let j = Journal::open(&dir, &rotation, "run1", "cfg").unwrap();
     for i in 0..60 {
         let s = subject(&format!("g{i}"), None);
-        let call = j.intent("cms", &s, "POST", "/api/groups").unwrap();
+        let call = intent(&j, "cms", &s, "POST", "/api/groups");
         j.outcome("cms", &s, call, WriteOutcome::Applied, 201, None)
             .unwrap();
     }
+    // Each intent flushed the file and the head, and each file rotated away was flushed as it
+    // was closed (lines of it may still have waited for a flush).
+    let rotations = read::list(&dir).unwrap().last().unwrap().number - 1;
+    assert!(rotations > 3, "{rotations}");
+    assert_eq!(j.syncs(), 2 * 60 + rotations);
     drop(j);
     let files = read::list(&dir).unwrap();
     assert_eq!(files.len(), 3, "{files:?}");
@@ -276,7 +288,7 @@ fn a_line_removed_across_a_file_boundary_is_found() {
     let j = Journal::open(&dir, &rotation, "run1", "cfg").unwrap();
     for i in 0..30 {
         let s = subject(&format!("g{i}"), None);
-        j.intent("cms", &s, "POST", "/api/groups").unwrap();
+        intent(&j, "cms", &s, "POST", "/api/groups");
     }
     drop(j);
     let second = dir.join(file_name(2));
@@ -294,11 +306,10 @@ fn intents_without_outcome_are_pending_until_a_later_run_rechecks_them() {
     let j = open(&dir, "run1");
     let a = subject("eng", None);
     let b = subject("ops", Some("alice"));
-    let call = j.intent("cms", &a, "POST", "/api/groups").unwrap();
+    let call = intent(&j, "cms", &a, "POST", "/api/groups");
     j.outcome("cms", &a, call, WriteOutcome::Applied, 201, None)
         .unwrap();
-    j.intent("cms", &b, "POST", "/api/groups/ops/users")
-        .unwrap();
+    intent(&j, "cms", &b, "POST", "/api/groups/ops/users");
     drop(j);
     let pending = read::pending(&dir).unwrap();
     assert_eq!(pending.len(), 1);
@@ -332,7 +343,7 @@ fn show_filters_by_target_group_member_and_time() {
         ("dns", "eng", None),
     ] {
         let s = subject(group, member);
-        let call = j.intent(target, &s, "PUT", "/x").unwrap();
+        let call = intent(&j, target, &s, "PUT", "/x");
         j.outcome(
             target,
             &s,
@@ -431,8 +442,7 @@ fn a_kill_after_the_first_line_and_before_its_head_leaves_a_journal_the_next_run
     let dir = d.path().join("state");
     let j = open(&dir, "run1");
     let s = subject("eng", Some("u1"));
-    j.intent("cms", &s, "POST", "/api/groups/eng/users")
-        .unwrap();
+    intent(&j, "cms", &s, "POST", "/api/groups/eng/users");
     drop(j);
     // The head not written yet: missing, or created and still empty.
     for head in [None, Some("")] {
@@ -475,9 +485,7 @@ fn verify_while_a_run_writes_never_takes_its_new_lines_for_tampering() {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 for _ in 0..40 {
                     let s = subject("eng", Some(&format!("w{i}")));
-                    let call = j
-                        .intent("cms", &s, "POST", "/api/groups/eng/users")
-                        .unwrap();
+                    let call = intent(&j, "cms", &s, "POST", "/api/groups/eng/users");
                     j.outcome("cms", &s, call, WriteOutcome::Applied, 204, None)
                         .unwrap();
                     i += 1;
@@ -495,4 +503,66 @@ fn verify_while_a_run_writes_never_takes_its_new_lines_for_tampering() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
     read::verify(&dir).unwrap();
+}
+
+#[test]
+fn intents_waiting_together_share_a_flush_and_each_returns_only_once_it_is_on_disk() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("state");
+    let j = open(&dir, "run1");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // Eight writes, as a target's concurrency sends them, while a flush is under way: they
+        // append their intents and wait, and the first to flush after it takes all eight.
+        let under_way = j.flushing.lock().await;
+        let each = (0..8).map(|i| {
+            let j = &j;
+            async move {
+                let s = subject("eng", Some(&format!("u{i}")));
+                let call = j
+                    .intent("cms", &s, "POST", "/api/groups/eng/users")
+                    .await
+                    .unwrap();
+                // Every line is an intent here: the write's number is its line's.
+                let flushed = j.flushed.load(Ordering::Acquire);
+                assert!(
+                    flushed >= call,
+                    "intent {call} returned with {flushed} lines on disk"
+                );
+                call
+            }
+        });
+        let all = futures::future::join_all(each);
+        tokio::pin!(all);
+        assert!(futures::poll!(&mut all).is_pending());
+        assert_eq!(lock_ignoring_poison(&j.files).written, 8);
+        assert_eq!(j.syncs(), 0);
+        drop(under_way);
+        let mut calls = all.await;
+        calls.sort_unstable();
+        assert_eq!(calls, (1..=8).collect::<Vec<u64>>());
+        assert_eq!(j.syncs(), 2, "one flush of the file and the head");
+    });
+    // One alone flushes its own line.
+    intent(&j, "cms", &subject("ops", None), "POST", "/api/groups");
+    assert_eq!(j.syncs(), 2 * 2);
+    assert_eq!(j.flushed.load(Ordering::Acquire), 9);
+    // Outcomes are not flushed on their own: the next intent's flush takes them along.
+    j.outcome(
+        "cms",
+        &subject("ops", None),
+        9,
+        WriteOutcome::Applied,
+        201,
+        None,
+    )
+    .unwrap();
+    assert_eq!(j.syncs(), 2 * 2);
+    intent(&j, "cms", &subject("qa", None), "POST", "/api/groups");
+    assert_eq!(j.flushed.load(Ordering::Acquire), 11);
+    drop(j);
+    let v = read::verify(&dir).unwrap();
+    assert_eq!(v.open.len(), 9);
 }

@@ -22,6 +22,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
+
 use crate::target::{CallError, Sent};
 
 /// One write request as it is about to leave.
@@ -49,9 +51,10 @@ pub enum WriteAnswer {
 
 /// Watches one attempt at a call. See the module documentation.
 pub trait CallWatch: Send + Sync {
-    /// A write request is about to be sent. An error keeps it from being sent: the request fails
-    /// with [`CallErrorKind::NotSent`](crate::target::CallErrorKind::NotSent) and this reason.
-    fn before(&self, request: WriteRequest<'_>) -> Result<(), String>;
+    /// A write request is about to be sent, once this resolves (a journal waits for its intent
+    /// to be on disk). An error keeps it from being sent: the request fails with
+    /// [`CallErrorKind::NotSent`](crate::target::CallErrorKind::NotSent) and this reason.
+    fn before<'a>(&'a self, request: WriteRequest<'a>) -> BoxFuture<'a, Result<(), String>>;
 
     /// The write request sent last came back (or did not).
     fn after(&self, answer: WriteAnswer);
@@ -94,12 +97,12 @@ mod tests {
     struct Log(Mutex<Vec<String>>);
 
     impl CallWatch for Log {
-        fn before(&self, r: WriteRequest<'_>) -> Result<(), String> {
+        fn before<'a>(&'a self, r: WriteRequest<'a>) -> BoxFuture<'a, Result<(), String>> {
             self.0
                 .lock()
                 .unwrap()
                 .push(format!("{} {}", r.method, r.path));
-            Ok(())
+            Box::pin(async { Ok(()) })
         }
         fn after(&self, _answer: WriteAnswer) {}
         fn finish(&self, _result: Result<Option<&Sent>, &CallError>) {}
@@ -117,6 +120,7 @@ mod tests {
                     method: "POST",
                     path,
                 })
+                .await
                 .unwrap();
             }
         };

@@ -339,6 +339,7 @@ impl<A: Authorizer> Endpoint<A> {
                     method: req.method.as_str(),
                     path: request.url().path(),
                 })
+                .await
                 .map_err(|why| req.fail(CallErrorKind::NotSent(why)))?;
             }
             let admission = self.transport.pace.admit().await;
@@ -548,9 +549,12 @@ mod tests {
     struct Intents(std::sync::Mutex<Vec<String>>);
 
     impl watch::CallWatch for Intents {
-        fn before(&self, request: WriteRequest<'_>) -> Result<(), String> {
+        fn before<'a>(
+            &'a self,
+            request: WriteRequest<'a>,
+        ) -> futures::future::BoxFuture<'a, Result<(), String>> {
             lock(&self.0).push(format!("{} {}", request.method, request.path));
-            Ok(())
+            Box::pin(async { Ok(()) })
         }
         fn after(&self, _: WriteAnswer) {}
         fn finish(&self, _: Result<Option<&crate::target::Sent>, &crate::target::CallError>) {}
