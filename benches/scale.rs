@@ -11,14 +11,23 @@
 //! # Findings: the journal's share of an apply
 //!
 //! Each write request's intent is written and flushed (the line, then the head: two
-//! `fdatasync`s, 0.10 ms at the median on this machine's disk) before the request leaves, under
-//! the journal's lock, so the 8 requests of a round wait for each other's flushes. Interleaved
-//! runs, journal then none: VinylDNS's apply 1.058 and 1.065× against 1.032 and 1.035×, UiPath's
-//! 1.121 and 1.125× against 1.074 and 1.102×; in one full run with it, Contensis 1.046×
-//! (1.014-1.022× without), Crafter 1.078× (1.038-1.049×). What would take most of it back: one
-//! flush for every intent waiting at that moment (a group commit); the head would then trail a
-//! killed run by as many lines as were flushed together, where `Journal::open` and `roster
-//! journal verify` accept one today, so the two change together.
+//! `fdatasync`s, 0.10 ms at the median on this machine's disk) before the request leaves.
+//! Interleaved runs, journal then none: VinylDNS's apply 1.058 and 1.065× against 1.032 and
+//! 1.035×, UiPath's 1.121 and 1.125× against 1.074 and 1.102×; in one full run with it,
+//! Contensis 1.046× (1.014-1.022× without), Crafter 1.078× (1.038-1.049×).
+//!
+//! The flushes were made under the journal's lock, so an outcome line (appended on a runtime
+//! worker) waited behind another write's flush, holding a second worker. Now they are made
+//! outside it, and the intents waiting at one moment share one flush. Four interleaved
+//! triples of VinylDNS's apply (load average 0.6-1.8): before 1.057-1.080×, flushed on the
+//! blocking pool 1.056-1.101× (the hand-over there and back cost more than it saved: not
+//! kept), flushed on the worker outside the lock 1.047-1.066×. UiPath's, two pairs: before
+//! 1.112 and 1.108×, after 1.135 and 1.097×, within the day's noise. Counted (temporary
+//! instrumentation): both applies still made one flush per intent (100 for 100), since the 8
+//! requests of a round do not leave together: each leaves when its own call's previous answer
+//! came, further apart than a flush takes. Sharing flushes pays where writes do coincide (the
+//! first round, several targets applied at once); the rest of the journal's share is the
+//! flush itself, which an intent must wait for.
 //!
 //! # Findings: where VinylDNS's read spends its time over the bound (2 shared cores)
 //!
