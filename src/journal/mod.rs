@@ -420,16 +420,6 @@ impl Journal {
         })
     }
 
-    /// The state folder.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// The run writing it.
-    pub fn run_id(&self) -> &str {
-        &self.run_id
-    }
-
     /// How many times this run has flushed a journal file or the head to disk (`fdatasync`):
     /// what its intents cost, flushed together.
     pub fn syncs(&self) -> u64 {

@@ -6,7 +6,6 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
-
 use tracing::warn;
 
 use super::{ChangeRef, Journal, JournalError, Line, Subject, WriteOutcome, read};

@@ -382,6 +382,53 @@ fn show_filters_by_target_group_member_and_time() {
 }
 
 #[test]
+fn intents_and_outcomes_carry_the_child_or_every_change_they_write() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("state");
+    let j = open(&dir, "run1");
+    let child = Subject {
+        op: "add_child".into(),
+        group: "eng".into(),
+        child: Some("ops".into()),
+        ..Subject::default()
+    };
+    let bulk = Subject {
+        op: "add_member".into(),
+        group: "eng".into(),
+        changes: Some(vec![
+            ChangeRef {
+                op: "add_member".into(),
+                member: Some("a".into()),
+                child: None,
+            },
+            ChangeRef {
+                op: "add_member".into(),
+                member: Some("b".into()),
+                child: None,
+            },
+        ]),
+        ..Subject::default()
+    };
+    for s in [&child, &bulk] {
+        let call = intent(&j, "cms", s, "POST", "/api/groups/eng");
+        j.outcome("cms", s, call, WriteOutcome::Applied, 204, None)
+            .unwrap();
+    }
+    drop(j);
+    let read: Vec<Line> = lines(&dir)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(read.len(), 4);
+    for (line, want) in read.iter().zip([&child, &child, &bulk, &bulk]) {
+        assert_eq!(line.subject(), *want, "{line:?}");
+        assert_eq!(line.run_id, "run1");
+    }
+    assert_eq!(read[0].children().collect::<Vec<_>>(), ["ops"]);
+    assert_eq!(read[3].members().collect::<Vec<_>>(), ["a", "b"]);
+}
+
+#[test]
 fn a_bulk_write_names_each_member() {
     let line = Line {
         op: "add_member+remove_member".into(),
