@@ -429,6 +429,35 @@ fn intents_and_outcomes_carry_the_child_or_every_change_they_write() {
 }
 
 #[test]
+fn intents_name_the_sources_read_for_the_run_that_sends_them() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("state");
+    let j = open(&dir, "run1");
+    let s = subject("eng", None);
+    intent(&j, "cms", &s, "POST", "/api/groups");
+    let sources = vec![
+        SourceRevision::Toml {
+            path: "groups".into(),
+            commit: Some("abc123".into()),
+        },
+        SourceRevision::Ldap {
+            server: "ldap://dc1".into(),
+            context_csn: None,
+        },
+    ];
+    j.set_sources(sources.clone());
+    intent(&j, "cms", &s, "POST", "/api/groups");
+    drop(j);
+    let read: Vec<Line> = lines(&dir)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(read[0].source, Some(Vec::new()));
+    assert_eq!(read[1].source, Some(sources));
+    assert_eq!(read[1].config.as_deref(), Some("cfg"));
+}
+
+#[test]
 fn a_bulk_write_names_each_member() {
     let line = Line {
         op: "add_member+remove_member".into(),
