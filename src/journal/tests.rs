@@ -278,6 +278,31 @@ fn files_rotate_by_size_keep_their_number_and_chain_across() {
 }
 
 #[test]
+fn a_line_longer_than_a_file_may_be_starts_the_next_file_only_when_this_one_holds_a_line() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("state");
+    let rotation = JournalConfig {
+        max_file_size: 16,
+        max_files: NonZeroUsize::new(10).unwrap(),
+    };
+    let j = Journal::open(&dir, &rotation, "run1", "cfg").unwrap();
+    for i in 0..3 {
+        intent(
+            &j,
+            "cms",
+            &subject(&format!("g{i}"), None),
+            "POST",
+            "/api/groups",
+        );
+    }
+    drop(j);
+    let files = read::list(&dir).unwrap();
+    let numbers: Vec<u64> = files.iter().map(|f| f.number).collect();
+    assert_eq!(numbers, [1, 2, 3], "one line in each file, from the first");
+    read::verify(&dir).unwrap();
+}
+
+#[test]
 fn a_line_removed_across_a_file_boundary_is_found() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().join("state");
