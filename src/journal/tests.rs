@@ -303,6 +303,39 @@ fn a_line_longer_than_a_file_may_be_starts_the_next_file_only_when_this_one_hold
 }
 
 #[test]
+fn a_file_is_filled_to_exactly_its_size_before_the_next_is_started() {
+    let one = {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("state");
+        let j = open(&dir, "run1");
+        intent(&j, "cms", &subject("g0", None), "POST", "/api/groups");
+        drop(j);
+        fs::metadata(file(&dir)).unwrap().len()
+    };
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("state");
+    let rotation = JournalConfig {
+        max_file_size: 2 * one,
+        max_files: NonZeroUsize::new(10).unwrap(),
+    };
+    let j = Journal::open(&dir, &rotation, "run1", "cfg").unwrap();
+    for i in 0..3 {
+        intent(
+            &j,
+            "cms",
+            &subject(&format!("g{i}"), None),
+            "POST",
+            "/api/groups",
+        );
+    }
+    drop(j);
+    // Lines of one length: two fill the first file to its size exactly, the third starts the
+    // second.
+    assert_eq!(fs::metadata(file(&dir)).unwrap().len(), 2 * one);
+    assert_eq!(read::list(&dir).unwrap().len(), 2);
+}
+
+#[test]
 fn a_line_removed_across_a_file_boundary_is_found() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().join("state");
