@@ -22,8 +22,9 @@
 //! triples of VinylDNS's apply (load average 0.6-1.8): before 1.057-1.080×, flushed on the
 //! blocking pool 1.056-1.101× (the hand-over there and back cost more than it saved: not
 //! kept), flushed on the worker outside the lock 1.047-1.066×. UiPath's, two pairs: before
-//! 1.112 and 1.108×, after 1.135 and 1.097×, within the day's noise. Counted (temporary
-//! instrumentation): both applies still made one flush per intent (100 for 100), since the 8
+//! 1.112 and 1.108×, after 1.135 and 1.097×, within the day's noise. Counted (`strace -f -c -e
+//! trace=fdatasync <bench> --bench vinyldns`: 200 `fdatasync`s, before as after): both applies
+//! still made one flush per intent (100 for 100), since the 8
 //! requests of a round do not leave together: each leaves when its own call's previous answer
 //! came, further apart than a flush takes. Sharing flushes pays where writes do coincide (the
 //! first round, several targets applied at once); the rest of the journal's share is the
