@@ -205,6 +205,22 @@ fn a_removed_head_or_an_incomplete_line_is_found() {
 }
 
 #[test]
+fn the_head_holds_the_newest_hash_alone_whatever_it_held_before() {
+    let (_d, dir) = journal(1);
+    // A head with more after its hash (an editor's blank lines) still names the newest line.
+    let head = dir.join(HEAD_FILE);
+    let mut text = fs::read_to_string(&head).unwrap();
+    text.push_str("\n\n\n");
+    fs::write(&head, &text).unwrap();
+    let j = open(&dir, "run2");
+    intent(&j, "cms", &subject("ops", None), "POST", "/api/groups");
+    drop(j);
+    let newest = sha256_hex(lines(&dir).last().unwrap().as_bytes());
+    assert_eq!(fs::read_to_string(&head).unwrap(), format!("{newest}\n"));
+    read::verify(&dir).unwrap();
+}
+
+#[test]
 fn a_head_one_line_behind_is_what_a_kill_leaves_and_the_next_run_mends_it() {
     let (_d, dir) = journal(2);
     let all = lines(&dir);
