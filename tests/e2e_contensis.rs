@@ -11,7 +11,7 @@ use support::suite::{
     self, Case, DroppedCreate, EmptySource, Expiring, FailedRead, FaultyRun, OneFailure,
     RetryAfter, SafetyCase, TooManyRemovals, Warnings, WrongSecret, applied, nothing,
 };
-use support::{SECRET, World, group, stderr, stdout};
+use support::{SECRET, World, group, stderr, stdout, strs, toml_list};
 
 const USERS: &str = r#"users = ["alice", "bob", "carol", "dave", "erin"]"#;
 
@@ -479,19 +479,13 @@ async fn thousand_member_changes_take_the_fewest_calls() {
     // 10 groups of users u000..u049 that should hold u050..u099 instead: 50 adds and 50 removes
     // each, 1,000 member changes in all.
     let all: Vec<String> = (0..100).map(|i| format!("u{i:03}")).collect();
-    let q = |v: &[String]| {
-        v.iter()
-            .map(|s| format!("{s:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let mut seed = format!("users = [{}]\n", q(&all));
+    let mut seed = format!("users = [{}]\n", toml_list(&all));
     let mut groups = String::new();
-    let want: Vec<&str> = all[50..].iter().map(String::as_str).collect();
+    let want = strs(&all[50..]);
     for i in 0..10 {
         seed += &format!(
             "[[contensis.group]]\nname = \"team{i}\"\nmembers = [{}]\n",
-            q(&all[..50])
+            toml_list(&all[..50])
         );
         groups += &group(&format!("team{i}"), "", &want, &[]);
     }
@@ -1001,13 +995,11 @@ async fn an_external_group_is_warned_and_neither_read_nor_changed() {
 /// lines, in order.
 async fn user_reads(users: usize, wanted: usize) -> Vec<String> {
     let all: Vec<String> = (0..users).map(|i| format!("u{i:03}")).collect();
-    let quoted: Vec<String> = all.iter().map(|s| format!("{s:?}")).collect();
     let seed = format!(
         "users = [{}]\n[[contensis.group]]\nname = \"G\"\nmembers = [\"u000\"]\n",
-        quoted.join(", ")
+        toml_list(&all)
     );
-    let want: Vec<&str> = all[..=wanted].iter().map(String::as_str).collect();
-    let w = World::new(&seed, &group("G", "", &want, &[]), "").await;
+    let w = World::new(&seed, &group("G", "", &strs(&all[..=wanted]), &[]), "").await;
     w.sim.contensis.clear_calls();
     let plan = w.plan().await;
     assert_eq!(

@@ -20,11 +20,11 @@
 //! written after each line, so a process killed between the two leaves the head one line behind,
 //! which [`Journal::open`] brings up to date and `verify` accepts.
 //!
-//! Intents are flushed together: concurrent writes append their intents one after another, and
-//! one flush of the file and the head (`fdatasync` of each) covers every line written when it
-//! starts, so that eight writes waiting at once pay for two flushes, not eight. Each intent still
-//! returns only once a flush that began after it was written has finished; the head is still
-//! written after every line, so what a killed process leaves is as above.
+//! Flushes are shared: a flush of the file and the head (`fdatasync` of each) covers every line
+//! written when it starts, and it is made outside the lock that appends lines, so the intents
+//! written while one flush is under way wait for the next, one flush for all of them. Each
+//! intent still returns only once a flush that began after it was written has finished; the
+//! head is still written after every line, so what a killed process leaves is as above.
 //!
 //! The journal records; it never decides what is written: every run still plans from a fresh,
 //! complete read of each target.
@@ -41,7 +41,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::config::JournalConfig;
 
@@ -422,7 +422,7 @@ impl Journal {
 
     /// How many times this run has flushed a journal file or the head to disk (`fdatasync`):
     /// what its intents cost, flushed together.
-    pub fn syncs(&self) -> u64 {
+    fn syncs(&self) -> u64 {
         self.syncs.load(Ordering::Relaxed)
     }
 
@@ -468,8 +468,12 @@ impl Journal {
             if files.broken {
                 return Err(JournalError::Broken);
             }
-            let file = files.file.clone();
-            (files.written, files.number, file, files.head.clone())
+            (
+                files.written,
+                files.number,
+                files.file.clone(),
+                files.head.clone(),
+            )
         };
         // The file first, then the head that names its newest line. A file rotated away since
         // was flushed as it was closed, so `file` holds every line not yet on disk. Flushed on
@@ -541,6 +545,13 @@ impl Journal {
             files.broken = true;
         }
         result
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        let lines = lock_ignoring_poison(&self.files).written;
+        debug!(lines, syncs = self.syncs(), "journal closed");
     }
 }
 

@@ -29,10 +29,33 @@ fn open(dir: &Path, run: &str) -> Journal {
     Journal::open(dir, &JournalConfig::default(), run, "cfg").unwrap()
 }
 
-/// A journal of `n` writes, each an intent and an outcome: 2n lines in one file.
-fn journal(n: usize) -> (tempfile::TempDir, PathBuf) {
+/// A fresh state folder (not yet created) in a temporary folder that lives as long as the first.
+fn state() -> (tempfile::TempDir, PathBuf) {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().join("state");
+    (d, dir)
+}
+
+/// A change of `op` naming `member`, as a bulk write carries it.
+fn member_change(op: &str, member: &str) -> ChangeRef {
+    ChangeRef {
+        op: op.to_owned(),
+        member: Some(member.to_owned()),
+        child: None,
+    }
+}
+
+/// Every line of the first journal file, decoded.
+fn parsed(dir: &Path) -> Vec<Line> {
+    lines(dir)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A journal of `n` writes, each an intent and an outcome: 2n lines in one file.
+fn journal(n: usize) -> (tempfile::TempDir, PathBuf) {
+    let (d, dir) = state();
     let j = open(&dir, "run1");
     for i in 0..n {
         let s = subject("eng", Some(&format!("u{i}")));
@@ -259,8 +282,7 @@ fn a_damaged_journal_is_not_written_on() {
 
 #[test]
 fn files_rotate_by_size_keep_their_number_and_chain_across() {
-    let d = tempfile::tempdir().unwrap();
-    let dir = d.path().join("state");
+    let (_d, dir) = state();
     let rotation = JournalConfig {
         max_file_size: 4096,
         max_files: NonZeroUsize::new(3).unwrap(),
@@ -295,8 +317,7 @@ fn files_rotate_by_size_keep_their_number_and_chain_across() {
 
 #[test]
 fn a_line_longer_than_a_file_may_be_starts_the_next_file_only_when_this_one_holds_a_line() {
-    let d = tempfile::tempdir().unwrap();
-    let dir = d.path().join("state");
+    let (_d, dir) = state();
     let rotation = JournalConfig {
         max_file_size: 16,
         max_files: NonZeroUsize::new(10).unwrap(),
@@ -321,15 +342,13 @@ fn a_line_longer_than_a_file_may_be_starts_the_next_file_only_when_this_one_hold
 #[test]
 fn a_file_is_filled_to_exactly_its_size_before_the_next_is_started() {
     let one = {
-        let d = tempfile::tempdir().unwrap();
-        let dir = d.path().join("state");
+        let (_d, dir) = state();
         let j = open(&dir, "run1");
         intent(&j, "cms", &subject("g0", None), "POST", "/api/groups");
         drop(j);
         fs::metadata(file(&dir)).unwrap().len()
     };
-    let d = tempfile::tempdir().unwrap();
-    let dir = d.path().join("state");
+    let (_d, dir) = state();
     let rotation = JournalConfig {
         max_file_size: 2 * one,
         max_files: NonZeroUsize::new(10).unwrap(),
@@ -353,8 +372,7 @@ fn a_file_is_filled_to_exactly_its_size_before_the_next_is_started() {
 
 #[test]
 fn a_line_removed_across_a_file_boundary_is_found() {
-    let d = tempfile::tempdir().unwrap();
-    let dir = d.path().join("state");
+    let (_d, dir) = state();
     let rotation = JournalConfig {
         max_file_size: 4096,
         max_files: NonZeroUsize::new(10).unwrap(),
@@ -375,8 +393,7 @@ fn a_line_removed_across_a_file_boundary_is_found() {
 
 #[test]
 fn intents_without_outcome_are_pending_until_a_later_run_rechecks_them() {
-    let d = tempfile::tempdir().unwrap();
-    let dir = d.path().join("state");
+    let (_d, dir) = state();
     let j = open(&dir, "run1");
     let a = subject("eng", None);
     let b = subject("ops", Some("alice"));
@@ -408,8 +425,7 @@ fn intents_without_outcome_are_pending_until_a_later_run_rechecks_them() {
 
 #[test]
 fn show_filters_by_target_group_member_and_time() {
-    let d = tempfile::tempdir().unwrap();
-    let dir = d.path().join("state");
+    let (_d, dir) = state();
     let j = open(&dir, "run1");
     for (target, group, member) in [
         ("cms", "eng", Some("alice")),
@@ -457,8 +473,7 @@ fn show_filters_by_target_group_member_and_time() {
 
 #[test]
 fn intents_and_outcomes_carry_the_child_or_every_change_they_write() {
-    let d = tempfile::tempdir().unwrap();
-    let dir = d.path().join("state");
+    let (_d, dir) = state();
     let j = open(&dir, "run1");
     let child = Subject {
         op: "add_child".into(),
@@ -470,16 +485,8 @@ fn intents_and_outcomes_carry_the_child_or_every_change_they_write() {
         op: "add_member".into(),
         group: "eng".into(),
         changes: Some(vec![
-            ChangeRef {
-                op: "add_member".into(),
-                member: Some("a".into()),
-                child: None,
-            },
-            ChangeRef {
-                op: "add_member".into(),
-                member: Some("b".into()),
-                child: None,
-            },
+            member_change("add_member", "a"),
+            member_change("add_member", "b"),
         ]),
         ..Subject::default()
     };
@@ -489,10 +496,7 @@ fn intents_and_outcomes_carry_the_child_or_every_change_they_write() {
             .unwrap();
     }
     drop(j);
-    let read: Vec<Line> = lines(&dir)
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let read = parsed(&dir);
     assert_eq!(read.len(), 4);
     for (line, want) in read.iter().zip([&child, &child, &bulk, &bulk]) {
         assert_eq!(line.subject(), *want, "{line:?}");
@@ -504,8 +508,7 @@ fn intents_and_outcomes_carry_the_child_or_every_change_they_write() {
 
 #[test]
 fn intents_name_the_sources_read_for_the_run_that_sends_them() {
-    let d = tempfile::tempdir().unwrap();
-    let dir = d.path().join("state");
+    let (_d, dir) = state();
     let j = open(&dir, "run1");
     let s = subject("eng", None);
     intent(&j, "cms", &s, "POST", "/api/groups");
@@ -522,10 +525,7 @@ fn intents_name_the_sources_read_for_the_run_that_sends_them() {
     j.set_sources(sources.clone());
     intent(&j, "cms", &s, "POST", "/api/groups");
     drop(j);
-    let read: Vec<Line> = lines(&dir)
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let read = parsed(&dir);
     assert_eq!(read[0].source, Some(Vec::new()));
     assert_eq!(read[1].source, Some(sources));
     assert_eq!(read[1].config.as_deref(), Some("cfg"));
@@ -537,21 +537,9 @@ fn a_bulk_write_names_each_member() {
         op: "add_member+remove_member".into(),
         group: "eng".into(),
         changes: Some(vec![
-            ChangeRef {
-                op: "add_member".into(),
-                member: Some("a".into()),
-                child: None,
-            },
-            ChangeRef {
-                op: "add_member".into(),
-                member: Some("b".into()),
-                child: None,
-            },
-            ChangeRef {
-                op: "remove_member".into(),
-                member: Some("c".into()),
-                child: None,
-            },
+            member_change("add_member", "a"),
+            member_change("add_member", "b"),
+            member_change("remove_member", "c"),
         ]),
         ..Line::default()
     };
@@ -565,8 +553,7 @@ fn a_bulk_write_names_each_member() {
 #[cfg(unix)]
 #[test]
 fn one_process_writes_a_journal_at_a_time() {
-    let d = tempfile::tempdir().unwrap();
-    let dir = d.path().join("state");
+    let (_d, dir) = state();
     let first = open(&dir, "run1");
     // flock locks belong to the open file, so a second open in this process is refused too.
     let second = Journal::open(&dir, &JournalConfig::default(), "run2", "cfg");
@@ -588,8 +575,7 @@ fn no_journal_verifies_as_empty() {
 
 #[test]
 fn a_kill_after_the_first_line_and_before_its_head_leaves_a_journal_the_next_run_mends() {
-    let d = tempfile::tempdir().unwrap();
-    let dir = d.path().join("state");
+    let (_d, dir) = state();
     let j = open(&dir, "run1");
     let s = subject("eng", Some("u1"));
     intent(&j, "cms", &s, "POST", "/api/groups/eng/users");
@@ -657,8 +643,7 @@ fn verify_while_a_run_writes_never_takes_its_new_lines_for_tampering() {
 
 #[test]
 fn intents_waiting_together_share_a_flush_and_each_returns_only_once_it_is_on_disk() {
-    let d = tempfile::tempdir().unwrap();
-    let dir = d.path().join("state");
+    let (_d, dir) = state();
     let j = open(&dir, "run1");
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()

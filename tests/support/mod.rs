@@ -193,18 +193,20 @@ pub fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
+/// The inside of a TOML array of these strings: `"a", "b"`.
+pub fn toml_list<S: AsRef<str>>(v: &[S]) -> String {
+    v.iter()
+        .map(|s| format!("{:?}", s.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A desired-state file of one group.
 pub fn group(name: &str, description: &str, members: &[&str], children: &[&str]) -> String {
-    let q = |v: &[&str]| {
-        v.iter()
-            .map(|s| format!("{s:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     format!(
         "[[group]]\nname = {name:?}\ndescription = {description:?}\nmembers = [{}]\nchildren = [{}]\n\n",
-        q(members),
-        q(children)
+        toml_list(members),
+        toml_list(children)
     )
 }
 
