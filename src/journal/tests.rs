@@ -315,24 +315,24 @@ fn files_rotate_by_size_keep_their_number_and_chain_across() {
     assert!(message.contains("missing"), "{message}");
 }
 
+/// A journal in `dir` whose files hold `max_file_size` bytes, of `n` intents to create groups
+/// `g0`, `g1`, ... (lines of one length while `n` is 10 or less).
+fn creates(dir: &Path, max_file_size: u64, n: usize) {
+    let rotation = JournalConfig {
+        max_file_size,
+        max_files: NonZeroUsize::new(10).unwrap(),
+    };
+    let j = Journal::open(dir, &rotation, "run1", "cfg").unwrap();
+    for i in 0..n {
+        let s = subject(&format!("g{i}"), None);
+        intent(&j, "cms", &s, "POST", "/api/groups");
+    }
+}
+
 #[test]
 fn a_line_longer_than_a_file_may_be_starts_the_next_file_only_when_this_one_holds_a_line() {
     let (_d, dir) = state();
-    let rotation = JournalConfig {
-        max_file_size: 16,
-        max_files: NonZeroUsize::new(10).unwrap(),
-    };
-    let j = Journal::open(&dir, &rotation, "run1", "cfg").unwrap();
-    for i in 0..3 {
-        intent(
-            &j,
-            "cms",
-            &subject(&format!("g{i}"), None),
-            "POST",
-            "/api/groups",
-        );
-    }
-    drop(j);
+    creates(&dir, 16, 3);
     let files = read::list(&dir).unwrap();
     let numbers: Vec<u64> = files.iter().map(|f| f.number).collect();
     assert_eq!(numbers, [1, 2, 3], "one line in each file, from the first");
@@ -343,27 +343,11 @@ fn a_line_longer_than_a_file_may_be_starts_the_next_file_only_when_this_one_hold
 fn a_file_is_filled_to_exactly_its_size_before_the_next_is_started() {
     let one = {
         let (_d, dir) = state();
-        let j = open(&dir, "run1");
-        intent(&j, "cms", &subject("g0", None), "POST", "/api/groups");
-        drop(j);
+        creates(&dir, u64::MAX, 1);
         fs::metadata(file(&dir)).unwrap().len()
     };
     let (_d, dir) = state();
-    let rotation = JournalConfig {
-        max_file_size: 2 * one,
-        max_files: NonZeroUsize::new(10).unwrap(),
-    };
-    let j = Journal::open(&dir, &rotation, "run1", "cfg").unwrap();
-    for i in 0..3 {
-        intent(
-            &j,
-            "cms",
-            &subject(&format!("g{i}"), None),
-            "POST",
-            "/api/groups",
-        );
-    }
-    drop(j);
+    creates(&dir, 2 * one, 3);
     // Lines of one length: two fill the first file to its size exactly, the third starts the
     // second.
     assert_eq!(fs::metadata(file(&dir)).unwrap().len(), 2 * one);
