@@ -32,14 +32,7 @@ fn state(w: &World) -> PathBuf {
 
 /// Every journal line, oldest first.
 fn journal(w: &World) -> Vec<Line> {
-    let files = roster::journal::read::list(&state(w)).unwrap();
-    let mut lines = Vec::new();
-    for f in files {
-        for l in std::fs::read_to_string(&f.path).unwrap().lines() {
-            lines.push(serde_json::from_str(l).unwrap());
-        }
-    }
-    lines
+    support::journal_lines(&state(w))
 }
 
 /// The intents without an outcome line, as `(run_id, call)` with the intent.

@@ -594,6 +594,7 @@ async fn etcd_outage_during_an_apply(outage: Outage) {
         "writes during the outage not from {writer}: {strays:#?}"
     );
     drop(arrivals);
+    held_back_writes_are_journalled_not_sent(&w, writer);
 
     // etcd back: one active again within a few TTLs, and the state converges.
     let at_return = w.sim.contensis.calls().len();
@@ -626,6 +627,44 @@ async fn etcd_outage_during_an_apply(outage: Outage) {
         "writes after etcd came back not from {}: {strays:#?}",
         ds[again].name
     );
+}
+
+/// The writes `writer` held back when its lease was lost: calls under way ahead of their turn
+/// had their intents written while they waited for a slot, and each such intent has the outcome
+/// `not_sent`; no intent is left without an outcome. At most twice the concurrency (two at a
+/// time) were under way.
+fn held_back_writes_are_journalled_not_sent(w: &World, writer: &str) {
+    use roster::journal::{Kind, WriteOutcome};
+    let lines = support::journal_lines(&w.dir.path().join(format!("state-{writer}")));
+    let mut open = BTreeMap::new();
+    let mut not_sent = Vec::new();
+    for l in &lines {
+        let key = (l.run_id.clone(), l.call);
+        match l.kind {
+            Kind::Intent => {
+                open.insert(key, l);
+            }
+            Kind::Outcome => {
+                open.remove(&key);
+                if l.outcome == Some(WriteOutcome::NotSent) {
+                    not_sent.push(l);
+                }
+            }
+            Kind::Recheck => {}
+        }
+    }
+    assert!(open.is_empty(), "intents without an outcome: {open:#?}");
+    assert!(
+        (1..=4).contains(&not_sent.len()),
+        "{} writes held back after their intents: {not_sent:#?}",
+        not_sent.len()
+    );
+    for l in not_sent {
+        assert!(
+            l.status == Some(0) && l.message.as_deref().is_some_and(|m| !m.is_empty()),
+            "{l:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -205,7 +205,12 @@ impl Executor {
         report
     }
 
-    /// Runs one stage's calls, `concurrency` at once, each attempt's requests holding `slots`.
+    /// Runs one stage's calls, each attempt's requests holding `slots`.
+    ///
+    /// Calls of one request each run `concurrency` at once and as many again ahead of their
+    /// turn: a call under way before a slot is free does what must come before its request
+    /// leaves (the journal's flush of its intent) while it waits for the slot, so that work is
+    /// not on the path from one request's answer to the next request.
     ///
     /// When the calls chain requests (a read, then a write), the last `concurrency` of them all
     /// start as soon as there are no more left than that: their requests then fill the slots
@@ -224,8 +229,11 @@ impl Executor {
         let mut waiting = calls.into_iter();
         let mut running = FuturesUnordered::new();
         let mut results = Vec::with_capacity(waiting.len());
+        // Chained calls are not started ahead: a call's second request would wait behind the
+        // first requests of the calls started after it.
+        let ahead = if chained { 0 } else { concurrency };
         loop {
-            while running.len() < concurrency || (chained && waiting.len() <= concurrency) {
+            while running.len() < concurrency + ahead || (chained && waiting.len() <= concurrency) {
                 let Some(call) = waiting.next() else { break };
                 let slots = slots.for_call();
                 running.push(async move {

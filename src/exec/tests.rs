@@ -173,28 +173,33 @@ impl FakeTarget {
     }
 
     /// Sends the requests of one send of `call` one after another, as a connector does through
-    /// the endpoint: each holds a slot while it is out, and the last, the write, leaves only
-    /// past the attempt's gate and its watch.
+    /// the endpoint: each holds a slot while it is out, and the last, the write, is told to the
+    /// attempt's watch before it waits for its slot and leaves only past the attempt's gate.
     async fn requests(&self, call: &FakeCall) -> Result<(), CallError> {
         let mut came_back: Option<tokio::time::Instant> = None;
         for r in 1..=call.requests {
+            let write = r == call.requests;
+            let watch = crate::target::watch::current().filter(|_| write);
+            if let Some(w) = &watch {
+                let path = format!("/calls/{}", call.id);
+                w.before(crate::target::watch::WriteRequest {
+                    method: "POST",
+                    path: &path,
+                })
+                .await
+                .map_err(|why| Self::error(call, CallErrorKind::NotSent(why)))?;
+            }
             let slot = crate::target::slots::take().await;
             if let Some(t) = came_back {
                 let mut gap = self.max_gap.lock().unwrap();
                 *gap = (*gap).max(t.elapsed());
             }
-            if r == call.requests {
-                crate::target::slots::open()
-                    .await
-                    .map_err(|why| Self::error(call, CallErrorKind::NotSent(why)))?;
-                if let Some(w) = crate::target::watch::current() {
-                    let path = format!("/calls/{}", call.id);
-                    w.before(crate::target::watch::WriteRequest {
-                        method: "POST",
-                        path: &path,
-                    })
-                    .await
-                    .map_err(|why| Self::error(call, CallErrorKind::NotSent(why)))?;
+            if write {
+                if let Err(why) = crate::target::slots::open().await {
+                    if let Some(w) = &watch {
+                        w.after(crate::target::watch::WriteAnswer::NotSent(why.clone()));
+                    }
+                    return Err(Self::error(call, CallErrorKind::NotSent(why)));
                 }
                 self.writes.lock().unwrap().push(call.id.clone());
             }
@@ -388,8 +393,10 @@ async fn stages_run_in_order() {
     }
 }
 
+/// At most `concurrency` requests are out; as many calls again are under way, waiting for a
+/// slot with their intents journalled.
 #[tokio::test]
-async fn at_most_concurrency_calls_are_in_flight() {
+async fn at_most_concurrency_requests_are_in_flight_and_as_many_calls_wait_ahead() {
     let mut target = FakeTarget::default();
     let mut calls = Vec::new();
     for i in 0..50 {
@@ -403,7 +410,7 @@ async fn at_most_concurrency_calls_are_in_flight() {
     assert!(report.outcomes.values().all(|o| *o == Outcome::Applied));
     assert_eq!(report.attempts, 50);
     assert_eq!(target.max_in_flight.load(Ordering::SeqCst), 4);
-    assert_eq!(target.max_calls.load(Ordering::SeqCst), 4);
+    assert_eq!(target.max_calls.load(Ordering::SeqCst), 8);
 }
 
 /// `n` calls (`member-0`, ...) of group "G" of two requests each, a read and then a write,
@@ -872,6 +879,36 @@ async fn every_attempt_runs_under_a_watch_of_its_own_and_is_told_how_it_ended() 
             "A[0]: finish not landed",
             "A[0]: intent POST /calls/create-A",
             "A[0]: finish Done",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_next_calls_intent_is_journalled_while_the_call_before_it_holds_the_slot() {
+    let mut target = FakeTarget::default();
+    let mut calls = Vec::new();
+    for i in 0..3 {
+        let id = format!("member-{i}");
+        target = target.with_delay(&id, Duration::from_millis(10));
+        calls.push(FakeCall::new(&id, "G", Stage::Members, i));
+    }
+    let journal = RecordingJournal::default();
+    let log = Arc::clone(&journal.log);
+    let mut exec = executor(0, 1);
+    exec.journal = Some(Arc::new(journal));
+    let report = exec.execute(&target, calls).await;
+    assert_eq!(report.failures(), 0, "{report:?}");
+    assert_eq!(target.max_in_flight.load(Ordering::SeqCst), 1);
+    // One slot: each call's intent is written while the call before it is out, not after.
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            "G[0]: intent POST /calls/member-0",
+            "G[1]: intent POST /calls/member-1",
+            "G[0]: finish Done",
+            "G[2]: intent POST /calls/member-2",
+            "G[1]: finish Done",
+            "G[2]: finish Done",
         ]
     );
 }

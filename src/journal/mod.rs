@@ -4,7 +4,8 @@
 //! Each write request is two lines (see [`Line`]): an **intent**, written and flushed to disk
 //! (`fsync`) before the request is sent, and an **outcome** once its answer came (`applied`,
 //! `already_done`, `failed` with the status and the server's message, or `unknown` when no answer
-//! came). A run killed between the two leaves an intent without outcome; the next run that reads
+//! came), or once it was held back after all (`not_sent`: the intent is written while the request
+//! waits for its turn, and the lease may be lost, or the run stopped, meanwhile). A run killed between the two leaves an intent without outcome; the next run that reads
 //! that target again says so in its log, checks those groups first, and records a **recheck**
 //! line pointing at the intent, so that it is reported once, not by every run after.
 //!
@@ -125,6 +126,15 @@ pub enum Kind {
     Recheck,
 }
 
+/// An intent written to the journal, perhaps not yet on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Intent {
+    /// The write's number in its run, which its outcome names.
+    pub call: u64,
+    /// How many lines this run had written with it: on disk once a flush covers as many.
+    line: u64,
+}
+
 /// How a write came back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -137,6 +147,9 @@ pub enum WriteOutcome {
     Failed,
     /// No answer came (a timeout, a broken connection): the write may or may not have landed.
     Unknown,
+    /// The write was not sent after its intent was written (the lease was lost, the run gave up
+    /// on it before its turn): it cannot have landed.
+    NotSent,
 }
 
 impl WriteOutcome {
@@ -147,6 +160,7 @@ impl WriteOutcome {
             WriteOutcome::AlreadyDone => "already_done",
             WriteOutcome::Failed => "failed",
             WriteOutcome::Unknown => "unknown",
+            WriteOutcome::NotSent => "not_sent",
         }
     }
 }
@@ -431,15 +445,15 @@ impl Journal {
         *lock_ignoring_poison(&self.sources) = sources;
     }
 
-    /// Records that write `subject` to `target` is about to be sent as `method path`, flushed to
-    /// disk before it returns; returns the write's number, for its outcome.
-    pub async fn intent(
+    /// Records that write `subject` to `target` is about to be sent as `method path`. The write
+    /// may leave only once [`Journal::on_disk`] says its intent is on disk.
+    pub fn intent(
         &self,
         target: &str,
         subject: &Subject,
         method: &str,
         path: &str,
-    ) -> Result<u64, JournalError> {
+    ) -> Result<Intent, JournalError> {
         let call = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
         let mut line = Line::about(Kind::Intent, &self.run_id, target, subject);
         line.call = Some(call);
@@ -447,9 +461,13 @@ impl Journal {
         line.path = Some(path.to_owned());
         line.config = Some(self.config.clone());
         line.source = Some(lock_ignoring_poison(&self.sources).clone());
-        let written = self.append(line)?;
-        self.flush(written).await?;
-        Ok(call)
+        let line = self.append(line)?;
+        Ok(Intent { call, line })
+    }
+
+    /// Returns once `intent` is on disk.
+    pub async fn on_disk(&self, intent: &Intent) -> Result<(), JournalError> {
+        self.flush(intent.line).await
     }
 
     /// Returns once this run's first `line` lines are on disk: at once when a flush has covered

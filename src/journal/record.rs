@@ -190,13 +190,16 @@ impl CallWatch for Attempt {
             if let Some((call, answer)) = self.take_open() {
                 self.write_outcome(call, classify(answer.as_ref(), None));
             }
-            let call = self
+            let refused =
+                |e: JournalError| format!("cannot journal the write, so it was not sent: {e}");
+            let intent = self
                 .journal
                 .intent(&self.target, &self.subject, request.method, request.path)
-                .await
-                .map_err(|e| format!("cannot journal the write, so it was not sent: {e}"))?;
-            *self.open.lock().unwrap_or_else(|e| e.into_inner()) = Some((call, None));
-            Ok(())
+                .map_err(refused)?;
+            // Open before the flush is waited for: an attempt given up meanwhile still records
+            // what came of this write.
+            *self.open.lock().unwrap_or_else(|e| e.into_inner()) = Some((intent.call, None));
+            self.journal.on_disk(&intent).await.map_err(refused)
         })
     }
 
@@ -243,6 +246,7 @@ fn classify(
             (WriteOutcome::Failed, *status, message.clone())
         }
         (Some(WriteAnswer::None(why)), _) => (WriteOutcome::Unknown, 0, Some(why.clone())),
+        (Some(WriteAnswer::NotSent(why)), _) => (WriteOutcome::NotSent, 0, Some(why.clone())),
         (None, Some(Err(e))) => (WriteOutcome::Unknown, 0, Some(e.to_string())),
         (None, _) => (
             WriteOutcome::Unknown,
@@ -256,6 +260,7 @@ fn classify(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::journal::tests;
     use crate::target::CallErrorKind;
 
     fn status(s: u16, message: Option<&str>) -> WriteAnswer {
@@ -305,5 +310,46 @@ mod tests {
             (WriteOutcome::Applied, 201, None)
         );
         assert_eq!(classify(None, None).0, WriteOutcome::Unknown);
+        assert_eq!(
+            classify(
+                Some(&WriteAnswer::NotSent("the lease was lost".into())),
+                Some(Err(&err))
+            ),
+            (WriteOutcome::NotSent, 0, Some("the lease was lost".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_given_up_while_its_intent_waits_for_a_flush_is_recorded_not_sent() {
+        let (_d, dir) = tests::state();
+        let journal = Arc::new(tests::open(&dir, "run1"));
+        let target = TargetJournal {
+            journal: Arc::clone(&journal),
+            target: "cms".to_owned(),
+            changes: Vec::new(),
+        };
+        let watch = target.attempt(&GroupName("eng".to_owned()), &[]);
+        {
+            // A flush is under way: the intent is written and waits for the next.
+            let _under_way = journal.flushing.lock().await;
+            let before = watch.before(WriteRequest {
+                method: "POST",
+                path: "/api/groups",
+            });
+            tokio::pin!(before);
+            assert!(futures::poll!(&mut before).is_pending());
+            // Given up there, and told so by the endpoint.
+            watch.after(WriteAnswer::NotSent("gave up".to_owned()));
+        }
+        drop(watch);
+        drop(target);
+        drop(journal);
+
+        let lines = tests::parsed(&dir);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[1].call, lines[0].call);
+        assert_eq!(lines[1].outcome, Some(WriteOutcome::NotSent));
+        assert_eq!(lines[1].message.as_deref(), Some("gave up"));
+        assert!(read::verify(&dir).unwrap().open.is_empty());
     }
 }

@@ -25,12 +25,12 @@ fn subject(group: &str, member: Option<&str>) -> Subject {
     }
 }
 
-fn open(dir: &Path, run: &str) -> Journal {
+pub(super) fn open(dir: &Path, run: &str) -> Journal {
     Journal::open(dir, &JournalConfig::default(), run, "cfg").unwrap()
 }
 
 /// A fresh state folder (not yet created) in a temporary folder that lives as long as the first.
-fn state() -> (tempfile::TempDir, PathBuf) {
+pub(super) fn state() -> (tempfile::TempDir, PathBuf) {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().join("state");
     (d, dir)
@@ -46,7 +46,7 @@ fn member_change(op: &str, member: &str) -> ChangeRef {
 }
 
 /// Every line of the first journal file, decoded.
-fn parsed(dir: &Path) -> Vec<Line> {
+pub(super) fn parsed(dir: &Path) -> Vec<Line> {
     lines(dir)
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -68,11 +68,13 @@ fn journal(n: usize) -> (tempfile::TempDir, PathBuf) {
 
 /// Records an intent as a run's write request does, returning once it is on disk.
 fn intent(j: &Journal, target: &str, s: &Subject, method: &str, path: &str) -> u64 {
+    let written = j.intent(target, s, method, path).unwrap();
     tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap()
-        .block_on(j.intent(target, s, method, path))
-        .unwrap()
+        .block_on(j.on_disk(&written))
+        .unwrap();
+    written.call
 }
 
 fn file(dir: &Path) -> PathBuf {
@@ -640,10 +642,11 @@ fn intents_waiting_together_share_a_flush_and_each_returns_only_once_it_is_on_di
             let j = &j;
             async move {
                 let s = subject("eng", Some(&format!("u{i}")));
-                let call = j
+                let written = j
                     .intent("cms", &s, "POST", "/api/groups/eng/users")
-                    .await
                     .unwrap();
+                j.on_disk(&written).await.unwrap();
+                let call = written.call;
                 // Every line is an intent here: the write's number is its line's.
                 let flushed = j.flushed.load(Ordering::Acquire);
                 assert!(

@@ -47,6 +47,9 @@ pub enum WriteAnswer {
     },
     /// No answer came (a timeout, a broken connection): whether the write took effect is unknown.
     None(String),
+    /// The request was not sent (the attempt's gate closed, or the attempt was given up before
+    /// the request left), for this reason: it cannot have taken effect.
+    NotSent(String),
 }
 
 /// Watches one attempt at a call. See the module documentation.
@@ -56,7 +59,7 @@ pub trait CallWatch: Send + Sync {
     /// [`CallErrorKind::NotSent`](crate::target::CallErrorKind::NotSent) and this reason.
     fn before<'a>(&'a self, request: WriteRequest<'a>) -> BoxFuture<'a, Result<(), String>>;
 
-    /// The write request sent last came back (or did not).
+    /// The write request told last came back, or did not, or was not sent after all.
     fn after(&self, answer: WriteAnswer);
 
     /// The attempt ended: what the connector made of its answers (`Ok(None)`: a recheck found

@@ -163,6 +163,19 @@ impl World {
     }
 }
 
+/// Every line of the journal in state folder `dir`, oldest first.
+pub fn journal_lines(dir: &Path) -> Vec<roster::journal::Line> {
+    let files = roster::journal::read::list(dir).expect("the journal's files");
+    let mut lines = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f.path).expect("a journal file");
+        for l in text.lines() {
+            lines.push(serde_json::from_str(l).expect("a journal line"));
+        }
+    }
+    lines
+}
+
 /// Runs the built `roster` binary with `--config path` and `args`, with extra environment, in
 /// the config's folder: a config without `state_dir` keeps its journal in `./.roster`, which
 /// is then the test's own, not the repository's.

@@ -249,6 +249,30 @@ pub struct Endpoint<A> {
     reads: RetryPolicy,
 }
 
+/// A write request told to its watch and not yet sent: dropped before [`Unsent::leaves`], it
+/// tells the watch the request was not sent, so that its intent gets an outcome that says so.
+struct Unsent<'a>(Option<&'a dyn watch::CallWatch>);
+
+impl Unsent<'_> {
+    /// The request was held back for `why`.
+    fn because(&mut self, why: &str) {
+        if let Some(w) = self.0.take() {
+            w.after(WriteAnswer::NotSent(why.to_owned()));
+        }
+    }
+
+    /// The request is about to leave: what comes of it is told by its answer.
+    fn leaves(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unsent<'_> {
+    fn drop(&mut self) {
+        self.because("roster gave up on the write before it was sent");
+    }
+}
+
 impl<A: Authorizer> Endpoint<A> {
     /// An endpoint of the target named `target` at `base` (no trailing slash), sending with
     /// `http`, authorised by `auth`, retrying reads under the default policy.
@@ -302,10 +326,10 @@ impl<A: Authorizer> Endpoint<A> {
     /// status is a failure carrying the server's message and `Retry-After`.
     ///
     /// A write request (any method but `GET`, `HEAD` and `OPTIONS`) sent during an attempt at a
-    /// call is told to the attempt's [`watch`] before it leaves and after its answer comes, each
-    /// time it is sent; when the watch refuses, it is not sent. During an attempt, each request
-    /// holds one of the executor's [`slots`] while it is out, and a write leaves only when their
-    /// gate, asked once the write has its slot, is open.
+    /// call is told to the attempt's [`watch`] before it waits for its slot, and after its answer
+    /// comes (or that it was not sent), each time it is sent; when the watch refuses, it is not
+    /// sent. During an attempt, each request holds one of the executor's [`slots`] while it is
+    /// out, and a write leaves only when their gate, asked once the write has its slot, is open.
     pub async fn send(&self, req: &Req<'_>) -> Result<Reply, Failure> {
         self.send_once(req, watch::is_write(&req.method)).await
     }
@@ -317,32 +341,41 @@ impl<A: Authorizer> Endpoint<A> {
         let mut credential = self.auth.credential(&self.transport, None).await?;
         let mut renewed = false;
         loop {
-            // Taken after the credential, whose own requests take no slot, and held until the
-            // body is in: the slot stands for the request being out at the server.
-            let slot = slots::take().await;
             let mut request = self.build(req)?;
             self.auth
                 .authorize(&credential, &mut request)
                 .map_err(|k| req.fail(k))?;
+            // Until the request leaves, a write whose intent is journalled is recorded as not
+            // sent, however its send ends (a closed gate, an attempt given up).
+            let mut unsent = Unsent(watch);
+            if let Some(w) = watch {
+                // Before the slot: a call waiting for one has its intent flushed meanwhile, so
+                // the flush is not on the path from one answer to the next request.
+                let told = w
+                    .before(WriteRequest {
+                        method: req.method.as_str(),
+                        path: request.url().path(),
+                    })
+                    .await;
+                if let Err(why) = told {
+                    unsent.because(&why);
+                    return Err(req.fail(CallErrorKind::NotSent(why)));
+                }
+            }
+            // Taken after the credential, whose own requests take no slot, and held until the
+            // body is in: the slot stands for the request being out at the server.
+            let slot = slots::take().await;
             // Asked once the slot is held: waiting for it may have kept the write a while since
             // its call started, and a closed gate means no write may leave. Before the pace, so
             // that a refused write spends no turn and turns are not held while the gate proves
             // itself (a write's wait for its turn is short beside the gate's own tolerance: a
             // proof a third of the lease's TTL old will do).
-            if write {
-                slots::open()
-                    .await
-                    .map_err(|why| req.fail(CallErrorKind::NotSent(why)))?;
-            }
-            if let Some(w) = watch {
-                w.before(WriteRequest {
-                    method: req.method.as_str(),
-                    path: request.url().path(),
-                })
-                .await
-                .map_err(|why| req.fail(CallErrorKind::NotSent(why)))?;
+            if write && let Err(why) = slots::open().await {
+                unsent.because(&why);
+                return Err(req.fail(CallErrorKind::NotSent(why)));
             }
             let admission = self.transport.pace.admit().await;
+            unsent.leaves();
             let sent = send_built(&self.transport.target, &self.transport.http, request).await;
             match &sent {
                 Ok(resp) => admission.answered(Signal::of_status(resp.status().as_u16())),
@@ -544,19 +577,36 @@ mod tests {
         }
     }
 
-    /// A watch that notes the write requests it is told of before they leave.
+    /// A watch that notes the write requests it is told of before they leave, and what it is
+    /// told of them after; and wakes `told` at each request.
     #[derive(Default)]
-    struct Intents(std::sync::Mutex<Vec<String>>);
+    struct Intents {
+        intents: std::sync::Mutex<Vec<String>>,
+        answers: std::sync::Mutex<Vec<WriteAnswer>>,
+        told: tokio::sync::Notify,
+    }
+
+    impl Intents {
+        fn intents(&self) -> Vec<String> {
+            lock(&self.intents).clone()
+        }
+        fn answers(&self) -> Vec<WriteAnswer> {
+            lock(&self.answers).clone()
+        }
+    }
 
     impl watch::CallWatch for Intents {
         fn before<'a>(
             &'a self,
             request: WriteRequest<'a>,
         ) -> futures::future::BoxFuture<'a, Result<(), String>> {
-            lock(&self.0).push(format!("{} {}", request.method, request.path));
+            lock(&self.intents).push(format!("{} {}", request.method, request.path));
+            self.told.notify_waiters();
             Box::pin(async { Ok(()) })
         }
-        fn after(&self, _: WriteAnswer) {}
+        fn after(&self, answer: WriteAnswer) {
+            lock(&self.answers).push(answer);
+        }
         fn finish(&self, _: Result<Option<&crate::target::Sent>, &crate::target::CallError>) {}
     }
 
@@ -643,7 +693,17 @@ mod tests {
         );
         assert_eq!(gate.asked().len(), 2, "asked for the send and the resend");
         assert_eq!(*lock(&seen), ["PUT /groups/a"]);
-        assert_eq!(*lock(&intents.0), ["PUT /groups/a"]);
+        // The resend was journalled before it waited for its slot, and then held back.
+        assert_eq!(intents.intents(), ["PUT /groups/a", "PUT /groups/a"]);
+        let answers = intents.answers();
+        assert!(
+            matches!(answers[0], WriteAnswer::Status { status: 401, .. }),
+            "{answers:?}"
+        );
+        assert_eq!(
+            answers[1..],
+            [WriteAnswer::NotSent("the lease was lost".to_owned())]
+        );
     }
 
     #[tokio::test]
@@ -669,8 +729,12 @@ mod tests {
             refused.kind,
             CallErrorKind::NotSent("the lease was lost".to_owned())
         );
-        // Held back before its intent was journalled: no intent without an outcome.
-        assert!(lock(&intents.0).is_empty(), "{:?}", lock(&intents.0));
+        // Its intent was told before it waited for its slot; that it was not sent, after.
+        assert_eq!(intents.intents(), ["PUT /groups/a"]);
+        assert_eq!(
+            intents.answers(),
+            [WriteAnswer::NotSent("the lease was lost".to_owned())]
+        );
         // Outside an attempt there is no gate: the same write leaves.
         e.send(&put).await.expect("sent");
         assert_eq!(
@@ -702,9 +766,95 @@ mod tests {
             "the second write asked the gate {:?} in, before the slot was free",
             asked[1].duration_since(start)
         );
-        // Each write passed the gate, then was journalled, then left.
-        assert_eq!(lock(&intents.0).len(), 2);
+        // Each write was journalled, then passed the gate, then left.
+        assert_eq!(intents.intents().len(), 2);
         assert_eq!(lock(&seen).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_write_is_told_to_its_watch_while_it_waits_for_its_slot() {
+        // The server holds the first write until the second has been told to the watch: were
+        // a write told only once it held its slot, the second would wait for the first's slot
+        // and the first would never be answered.
+        let intents = Arc::new(Intents::default());
+        let second_told = {
+            let intents = Arc::clone(&intents);
+            async move {
+                loop {
+                    let told = intents.told.notified();
+                    if intents.intents().len() >= 2 {
+                        return;
+                    }
+                    told.await;
+                }
+            }
+        };
+        let second_told = futures::future::FutureExt::shared(Box::pin(second_told));
+        let app = axum::Router::new().fallback(move || {
+            let second_told = second_told.clone();
+            async move {
+                second_told.await;
+                "{}"
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(axum::serve(listener, app).into_future());
+        let e = Endpoint::new("t", &format!("http://{addr}"), reqwest::Client::new(), Open);
+        let body = serde_json::json!({"name": "a"});
+        let put = Req::new(Method::PUT, "/groups/a").json(&body);
+
+        let one = slots::Slots::new(1, None);
+        let attempt = slots::within(one, async { tokio::join!(e.send(&put), e.send(&put)) });
+        let (first, second) = tokio::time::timeout(
+            Duration::from_secs(10),
+            watch::watched(intents.clone(), attempt),
+        )
+        .await
+        .expect("the second write was told to its watch only once the first was answered");
+        first.expect("sent");
+        second.expect("sent");
+        assert_eq!(intents.intents(), ["PUT /groups/a", "PUT /groups/a"]);
+    }
+
+    #[tokio::test]
+    async fn a_write_given_up_while_it_waits_for_its_slot_is_told_it_was_not_sent() {
+        let (e, seen) = server(Duration::ZERO, Open).await;
+        let body = serde_json::json!({"name": "a"});
+        let put = Req::new(Method::PUT, "/groups/a").json(&body);
+        let intents = Arc::new(Intents::default());
+
+        let one = slots::Slots::new(1, None);
+        let attempt = slots::within(one, async {
+            // The one slot is held elsewhere: the write waits for it, and is given up.
+            let _held = slots::take().await;
+            tokio::time::timeout(Duration::from_millis(50), e.send(&put)).await
+        });
+        let given_up = watch::watched(intents.clone(), attempt).await;
+        assert!(given_up.is_err(), "{given_up:?}");
+        assert_eq!(intents.intents(), ["PUT /groups/a"]);
+        assert_eq!(
+            intents.answers(),
+            [WriteAnswer::NotSent(
+                "roster gave up on the write before it was sent".to_owned()
+            )]
+        );
+        assert!(lock(&seen).is_empty(), "{:?}", lock(&seen));
+
+        // A write that leaves is told its answer, and nothing of not being sent.
+        let intents = Arc::new(Intents::default());
+        watch::watched(intents.clone(), e.send(&put))
+            .await
+            .expect("sent");
+        assert_eq!(
+            intents.answers(),
+            [WriteAnswer::Status {
+                status: 200,
+                message: None
+            }]
+        );
     }
 
     /// Sends one write through `e` and then asks its pacer for the next turn: whether that turn
