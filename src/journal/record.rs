@@ -319,6 +319,37 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_writes_subject_names_its_group_and_the_kinds_of_the_changes_it_carries() {
+        let (_d, dir) = tests::state();
+        let change = |op: &str, member: &str| ChangeRef {
+            op: op.to_owned(),
+            member: Some(member.to_owned()),
+            child: None,
+        };
+        let target = TargetJournal {
+            journal: Arc::new(tests::open(&dir, "run1")),
+            target: "cms".to_owned(),
+            changes: vec![
+                change("add_member", "alice"),
+                change("remove_member", "bob"),
+                change("add_member", "carol"),
+            ],
+        };
+        let many = target.subject(&GroupName("eng".to_owned()), &[0, 1, 2]);
+        assert_eq!(many.op, "add_member+remove_member");
+        assert_eq!(many.group, "eng");
+        assert_eq!(many.member, None);
+        assert_eq!(many.changes.as_ref().map(Vec::len), Some(3));
+        let one = target.subject(&GroupName("ops".to_owned()), &[1]);
+        assert_eq!(
+            (one.op.as_str(), one.group.as_str(), one.member.as_deref()),
+            ("remove_member", "ops", Some("bob"))
+        );
+        let none = target.subject(&GroupName("qa".to_owned()), &[]);
+        assert_eq!((none.op.as_str(), none.group.as_str()), ("write", "qa"));
+    }
+
     #[tokio::test]
     async fn a_write_given_up_while_its_intent_waits_for_a_flush_is_recorded_not_sent() {
         let (_d, dir) = tests::state();
