@@ -397,13 +397,7 @@ async fn stages_run_in_order() {
 /// slot with their intents journalled.
 #[tokio::test]
 async fn at_most_concurrency_requests_are_in_flight_and_as_many_calls_wait_ahead() {
-    let mut target = FakeTarget::default();
-    let mut calls = Vec::new();
-    for i in 0..50 {
-        let id = format!("member-{i}");
-        target = target.with_delay(&id, Duration::from_millis(10));
-        calls.push(FakeCall::new(&id, "G", Stage::Members, i));
-    }
+    let (target, calls) = slow_calls(50, 1, Duration::from_millis(10));
     let report = executor(0, 4).execute(&target, calls).await;
 
     assert_eq!(report.outcomes.len(), 50);
@@ -413,17 +407,22 @@ async fn at_most_concurrency_requests_are_in_flight_and_as_many_calls_wait_ahead
     assert_eq!(target.max_calls.load(Ordering::SeqCst), 8);
 }
 
-/// `n` calls (`member-0`, ...) of group "G" of two requests each, a read and then a write,
-/// each request taking `latency`.
-fn chained(n: usize, latency: Duration) -> (FakeTarget, Vec<FakeCall>) {
+/// `n` calls (`member-0`, ...) of group "G" of `requests` requests each (a read and then a
+/// write, when two), each request taking `latency`.
+fn slow_calls(n: usize, requests: usize, latency: Duration) -> (FakeTarget, Vec<FakeCall>) {
     let mut target = FakeTarget::default();
     let mut calls = Vec::new();
     for i in 0..n {
         let id = format!("member-{i}");
         target = target.with_delay(&id, latency);
-        calls.push(FakeCall::new(&id, "G", Stage::Members, i).chaining(2));
+        calls.push(FakeCall::new(&id, "G", Stage::Members, i).chaining(requests));
     }
     (target, calls)
+}
+
+/// `n` calls of two requests each, a read and then a write, each request taking `latency`.
+fn chained(n: usize, latency: Duration) -> (FakeTarget, Vec<FakeCall>) {
+    slow_calls(n, 2, latency)
 }
 
 /// 100 calls of two requests each (a read, then a replace), 8 requests at once: 200 requests
@@ -885,13 +884,7 @@ async fn every_attempt_runs_under_a_watch_of_its_own_and_is_told_how_it_ended() 
 
 #[tokio::test]
 async fn the_next_calls_intent_is_journalled_while_the_call_before_it_holds_the_slot() {
-    let mut target = FakeTarget::default();
-    let mut calls = Vec::new();
-    for i in 0..3 {
-        let id = format!("member-{i}");
-        target = target.with_delay(&id, Duration::from_millis(10));
-        calls.push(FakeCall::new(&id, "G", Stage::Members, i));
-    }
+    let (target, calls) = slow_calls(3, 1, Duration::from_millis(10));
     let journal = RecordingJournal::default();
     let log = Arc::clone(&journal.log);
     let mut exec = executor(0, 1);

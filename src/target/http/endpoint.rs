@@ -663,13 +663,17 @@ mod tests {
                 }
             },
         );
+        (serving(app, auth).await, seen)
+    }
+
+    /// An endpoint, with `auth`, at `app` served on a port of its own.
+    async fn serving<A: Authorizer>(app: axum::Router, auth: A) -> Endpoint<A> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binds");
         let addr = listener.local_addr().expect("address");
         tokio::spawn(axum::serve(listener, app).into_future());
-        let e = Endpoint::new("t", &format!("http://{addr}"), reqwest::Client::new(), auth);
-        (e, seen)
+        Endpoint::new("t", &format!("http://{addr}"), reqwest::Client::new(), auth)
     }
 
     #[tokio::test]
@@ -797,12 +801,7 @@ mod tests {
                 "{}"
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binds");
-        let addr = listener.local_addr().expect("address");
-        tokio::spawn(axum::serve(listener, app).into_future());
-        let e = Endpoint::new("t", &format!("http://{addr}"), reqwest::Client::new(), Open);
+        let e = serving(app, Open).await;
         let body = serde_json::json!({"name": "a"});
         let put = Req::new(Method::PUT, "/groups/a").json(&body);
 
