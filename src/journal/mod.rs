@@ -5,9 +5,10 @@
 //! (`fsync`) before the request is sent, and an **outcome** once its answer came (`applied`,
 //! `already_done`, `failed` with the status and the server's message, or `unknown` when no answer
 //! came), or once it was held back after all (`not_sent`: the intent is written while the request
-//! waits for its turn, and the lease may be lost, or the run stopped, meanwhile). A run killed between the two leaves an intent without outcome; the next run that reads
-//! that target again says so in its log, checks those groups first, and records a **recheck**
-//! line pointing at the intent, so that it is reported once, not by every run after.
+//! waits for its turn, and the lease may be lost, or the run stopped, meanwhile). A run killed
+//! between the two leaves an intent without outcome; the next run that reads that target again
+//! says so in its log, checks those groups first, and records a **recheck** line pointing at the
+//! intent, so that it is reported once, not by every run after.
 //!
 //! Every line carries `prev`, the SHA-256 of the line before it (of the very first line, 64
 //! zeros), and `journal.head` keeps the hash of the newest line: an edited, removed or reordered

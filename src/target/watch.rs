@@ -54,9 +54,12 @@ pub enum WriteAnswer {
 
 /// Watches one attempt at a call. See the module documentation.
 pub trait CallWatch: Send + Sync {
-    /// A write request is about to be sent, once this resolves (a journal waits for its intent
-    /// to be on disk). An error keeps it from being sent: the request fails with
-    /// [`CallErrorKind::NotSent`](crate::target::CallErrorKind::NotSent) and this reason.
+    /// A write request will be sent once this resolves and the request has its slot (a journal
+    /// waits for its intent to be on disk, meanwhile the requests before it are out). An error
+    /// keeps it from being sent: the request fails with
+    /// [`CallErrorKind::NotSent`](crate::target::CallErrorKind::NotSent) and this reason. A
+    /// request told here and then held back is told to [`CallWatch::after`] as
+    /// [`WriteAnswer::NotSent`].
     fn before<'a>(&'a self, request: WriteRequest<'a>) -> BoxFuture<'a, Result<(), String>>;
 
     /// The write request told last came back, or did not, or was not sent after all.
