@@ -635,25 +635,14 @@ async fn etcd_outage_during_an_apply(outage: Outage) {
 /// time) were under way.
 fn held_back_writes_are_journalled_not_sent(w: &World, writer: &str) {
     use roster::journal::{Kind, WriteOutcome};
-    let lines = support::journal_lines(&w.dir.path().join(format!("state-{writer}")));
-    let mut open = BTreeMap::new();
-    let mut not_sent = Vec::new();
-    for l in &lines {
-        let key = (l.run_id.clone(), l.call);
-        match l.kind {
-            Kind::Intent => {
-                open.insert(key, l);
-            }
-            Kind::Outcome => {
-                open.remove(&key);
-                if l.outcome == Some(WriteOutcome::NotSent) {
-                    not_sent.push(l);
-                }
-            }
-            Kind::Recheck => {}
-        }
-    }
+    let state = w.dir.path().join(format!("state-{writer}"));
+    let open = roster::journal::read::pending(&state).expect("the journal reads");
     assert!(open.is_empty(), "intents without an outcome: {open:#?}");
+    let lines = support::journal_lines(&state);
+    let not_sent: Vec<_> = lines
+        .iter()
+        .filter(|l| l.kind == Kind::Outcome && l.outcome == Some(WriteOutcome::NotSent))
+        .collect();
     assert!(
         (1..=4).contains(&not_sent.len()),
         "{} writes held back after their intents: {not_sent:#?}",
