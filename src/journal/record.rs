@@ -322,11 +322,7 @@ mod tests {
     #[test]
     fn a_writes_subject_names_its_group_and_the_kinds_of_the_changes_it_carries() {
         let (_d, dir) = tests::state();
-        let change = |op: &str, member: &str| ChangeRef {
-            op: op.to_owned(),
-            member: Some(member.to_owned()),
-            child: None,
-        };
+        let change = tests::member_change;
         let target = TargetJournal {
             journal: Arc::new(tests::open(&dir, "run1")),
             target: "cms".to_owned(),

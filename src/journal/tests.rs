@@ -37,7 +37,7 @@ pub(super) fn state() -> (tempfile::TempDir, PathBuf) {
 }
 
 /// A change of `op` naming `member`, as a bulk write carries it.
-fn member_change(op: &str, member: &str) -> ChangeRef {
+pub(super) fn member_change(op: &str, member: &str) -> ChangeRef {
     ChangeRef {
         op: op.to_owned(),
         member: Some(member.to_owned()),
