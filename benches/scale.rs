@@ -6,7 +6,8 @@
 //!
 //! `cargo bench --bench scale` runs every target; `cargo bench --bench scale -- vinyldns` one.
 //! The apply keeps the audit journal, as `roster apply` does; `ROSTER_BENCH_JOURNAL=0` times it
-//! without.
+//! without. `ROSTER_BENCH_GROUPS=2000` seeds fewer groups: the same apply after a read a tenth
+//! as long, for comparing applies side by side.
 //!
 //! # Findings: the journal's share of an apply
 //!
@@ -98,7 +99,13 @@ use roster::sim::{self, SimKind, faults::Faults};
 
 mod support;
 
-const GROUPS: usize = 20_000;
+/// The groups on the simulator: 20,000, or `ROSTER_BENCH_GROUPS` (at least [`CHANGED`]).
+fn groups() -> usize {
+    std::env::var("ROSTER_BENCH_GROUPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(20_000, |g: usize| g.max(CHANGED))
+}
 const MEMBERS: usize = 50;
 const USERS: usize = 1_000;
 /// Groups that change, each losing 25 members and gaining 25: 5,000 member changes.
@@ -138,7 +145,7 @@ fn seed(kind: SimKind) -> String {
         SimKind::UiPath => format!("[uipath]\nclient_secret = \"bench\"\nusers = [{users}]\n"),
     };
     let kind_name = kind.type_name();
-    for g in 0..GROUPS {
+    for g in 0..groups() {
         let members = quoted((0..MEMBERS).map(|k| member(g, k)));
         let _ = write!(
             s,
@@ -158,7 +165,7 @@ fn seed(kind: SimKind) -> String {
 /// The desired groups: the first [`CHANGED`] lose members 0..25 and gain 50..75.
 fn desired(kind: SimKind) -> String {
     let mut s = String::new();
-    for g in 0..GROUPS {
+    for g in 0..groups() {
         let ks: Vec<usize> = if g < CHANGED {
             (25..MEMBERS + 25).collect()
         } else {
@@ -201,7 +208,7 @@ fn config(kind: SimKind) -> String {
 
 /// The fewest reads the API allows for the estate, and what they are.
 fn fewest_reads(kind: SimKind) -> (usize, &'static str) {
-    let g = GROUPS;
+    let g = groups();
     match kind {
         // No list carries members or children: the list (100 a page; the largest page size is
         // unconfirmed), then each group's direct members and direct children.
@@ -306,8 +313,9 @@ async fn once(kind: SimKind) {
     let (min_writes, how_writes) = fewest_writes(kind);
     let ratio = |took: Duration, b: Duration| took.as_secs_f64() / b.as_secs_f64().max(1e-9);
     println!(
-        "{:<10} seed of {GROUPS} × {MEMBERS} loaded in {:.2} s; {changes} changes planned",
+        "{:<10} seed of {} × {MEMBERS} loaded in {:.2} s; {changes} changes planned",
         kind.type_name(),
+        groups(),
         loaded.as_secs_f64()
     );
     println!(
