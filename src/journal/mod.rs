@@ -23,10 +23,14 @@
 //! which [`Journal::open`] brings up to date and `verify` accepts.
 //!
 //! Flushes are shared: a flush of the file and the head (`fdatasync` of each) covers every line
-//! written when it starts, and it is made outside the lock that appends lines, so the intents
-//! written while one flush is under way wait for the next, one flush for all of them. Each
-//! intent still returns only once a flush that began after it was written has finished; the
-//! head is still written after every line, so what a killed process leaves is as above.
+//! written when it starts, and it is made outside the lock that appends lines, on the blocking
+//! pool, so the intents written while one flush is under way wait for the next, one flush for
+//! all of them, and no runtime worker waits on the disk. Each intent still returns only once a
+//! flush that began after it was written has finished; the head is still written after every
+//! line, so what a killed process leaves is as above. A file the journal creates is named in
+//! its folder on disk too before an intent in it returns: [`Journal::open`] creates and
+//! flushes a new journal's file and head and their folder, and the flush after a rotation
+//! flushes the folder along.
 //!
 //! The journal records; it never decides what is written: every run still plans from a fresh,
 //! complete read of each target.
@@ -339,6 +343,9 @@ struct Files {
     written: u64,
     /// The head file, once opened (shared with a flush under way).
     head: Option<Arc<File>>,
+    /// Whether a file was created since the last flush, so that the next flush makes its name
+    /// in the folder durable too.
+    created: bool,
     /// Whether a write failed, so that nothing more is written.
     broken: bool,
 }
@@ -412,6 +419,18 @@ impl Journal {
             ),
             None => (1, 0),
         };
+        let syncs = AtomicU64::new(0);
+        let mut files = Files {
+            number,
+            file: None,
+            size,
+            prev: tail.last.map_or_else(|| GENESIS.to_owned(), |l| l.hash),
+            written: 0,
+            head: None,
+            created: false,
+            broken: false,
+        };
+        files.prepare(dir, &syncs)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             rotation: rotation.clone(),
@@ -419,18 +438,10 @@ impl Journal {
             config: config.to_owned(),
             sources: Mutex::new(Vec::new()),
             calls: AtomicU64::new(0),
-            files: Mutex::new(Files {
-                number,
-                file: None,
-                size,
-                prev: tail.last.map_or_else(|| GENESIS.to_owned(), |l| l.hash),
-                written: 0,
-                head: None,
-                broken: false,
-            }),
+            files: Mutex::new(files),
             flushed: AtomicU64::new(0),
             flushing: tokio::sync::Mutex::new(()),
-            syncs: AtomicU64::new(0),
+            syncs,
             _lock: lock,
         })
     }
@@ -482,8 +493,8 @@ impl Journal {
         if self.flushed.load(Ordering::Acquire) >= line {
             return Ok(());
         }
-        let (upto, number, file, head) = {
-            let files = lock_ignoring_poison(&self.files);
+        let (upto, number, file, head, created) = {
+            let mut files = lock_ignoring_poison(&self.files);
             if files.broken {
                 return Err(JournalError::Broken);
             }
@@ -492,19 +503,38 @@ impl Journal {
                 files.number,
                 files.file.clone(),
                 files.head.clone(),
+                std::mem::take(&mut files.created),
             )
         };
-        // The file first, then the head that names its newest line. A file rotated away since
-        // was flushed as it was closed, so `file` holds every line not yet on disk. Flushed on
-        // this thread, outside the files' lock: lines are appended meanwhile, and a hand-over
-        // to the blocking pool and back cost more than the flush (`benches/scale.rs`).
-        let sync = |f: &File, path: PathBuf| {
-            self.syncs.fetch_add(1, Ordering::Relaxed);
-            f.sync_data().map_err(|e| JournalError::io(&path, e))
-        };
-        let synced = file
-            .map_or(Ok(()), |f| sync(&f, self.dir.join(file_name(number))))
-            .and_then(|()| head.map_or(Ok(()), |h| sync(&h, self.dir.join(HEAD_FILE))));
+        // The file first, then the head that names its newest line, then the folder when a
+        // file was created: a line on disk in a file the folder does not name is lost all the
+        // same. A file rotated away since was flushed as it was closed, so `file` holds every
+        // line not yet on disk. Flushed on the blocking pool, outside the files' lock: lines
+        // are appended meanwhile, and a runtime worker held by the disk would hold up every
+        // answer queued on it (the intents are flushed while their writes wait for a slot, so
+        // the hand-over is not on a write's path).
+        let dir = self.dir.clone();
+        let file = file.map(|f| (f, dir.join(file_name(number))));
+        let head = head.map(|h| (h, dir.join(HEAD_FILE)));
+        let (synced, done) = tokio::task::spawn_blocking(move || {
+            let mut done = 0;
+            for (f, path) in file.into_iter().chain(head) {
+                done += 1;
+                if let Err(e) = f.sync_data() {
+                    return (Err(JournalError::io(&path, e)), done);
+                }
+            }
+            if created {
+                done += 1;
+                if let Err(e) = sync_dir(&dir) {
+                    return (Err(e), done);
+                }
+            }
+            (Ok(()), done)
+        })
+        .await
+        .unwrap_or_else(|e| (Err(JournalError::io(&self.dir, io::Error::other(e))), 0));
+        self.syncs.fetch_add(done, Ordering::Relaxed);
         match synced {
             Ok(()) => {
                 self.flushed.store(upto, Ordering::Release);
@@ -575,6 +605,31 @@ impl Drop for Journal {
 }
 
 impl Files {
+    /// Opens the file being written and the head, creating what is missing. What it creates
+    /// is flushed here, its folder too, so that the run's first intent waits for its own line
+    /// only, and a journal that exists is found after a crash.
+    fn prepare(&mut self, dir: &Path, syncs: &AtomicU64) -> Result<(), JournalError> {
+        let path = dir.join(file_name(self.number));
+        let head_path = dir.join(HEAD_FILE);
+        let missing = !path.exists() || !head_path.exists();
+        let file = private(OpenOptions::new().create(true).append(true))
+            .open(&path)
+            .map_err(|e| JournalError::io(&path, e))?;
+        let head = private(OpenOptions::new().create(true).write(true).truncate(false))
+            .open(&head_path)
+            .map_err(|e| JournalError::io(&head_path, e))?;
+        if missing {
+            file.sync_all().map_err(|e| JournalError::io(&path, e))?;
+            head.sync_all()
+                .map_err(|e| JournalError::io(&head_path, e))?;
+            sync_dir(dir)?;
+            syncs.fetch_add(3, Ordering::Relaxed);
+        }
+        self.file = Some(Arc::new(file));
+        self.head = Some(Arc::new(head));
+        Ok(())
+    }
+
     fn append(
         &mut self,
         dir: &Path,
@@ -596,11 +651,15 @@ impl Files {
         let path = dir.join(file_name(self.number));
         let file = match &mut self.file {
             Some(f) => f,
-            None => self.file.insert(Arc::new(
-                private(OpenOptions::new().create(true).append(true))
-                    .open(&path)
-                    .map_err(|e| JournalError::io(&path, e))?,
-            )),
+            None => {
+                // The next file after a rotation: new, so the next flush syncs the folder too.
+                self.created = true;
+                self.file.insert(Arc::new(
+                    private(OpenOptions::new().create(true).append(true))
+                        .open(&path)
+                        .map_err(|e| JournalError::io(&path, e))?,
+                ))
+            }
         };
         // One write of the whole line, so that a process killed around it leaves the line
         // whole or absent.
@@ -675,6 +734,13 @@ fn private(options: &mut OpenOptions) -> &mut OpenOptions {
         options.mode(0o640);
     }
     options
+}
+
+/// Flushes the folder `dir`, so that the names of the files created in it are on disk.
+fn sync_dir(dir: &Path) -> Result<(), JournalError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| JournalError::io(dir, e))
 }
 
 fn create_dir(dir: &Path) -> Result<(), JournalError> {

@@ -296,11 +296,13 @@ fn files_rotate_by_size_keep_their_number_and_chain_across() {
         j.outcome("cms", &s, call, WriteOutcome::Applied, 201, None)
             .unwrap();
     }
-    // Each intent flushed the file and the head, and each file rotated away was flushed as it
-    // was closed (lines of it may still have waited for a flush).
+    // The new journal's file, head and folder were flushed as they were created; each intent
+    // flushed the file and the head; each file rotated away was flushed as it was closed
+    // (lines of it may still have waited for a flush), and the folder naming the next file
+    // with the next intent.
     let rotations = read::list(&dir).unwrap().last().unwrap().number - 1;
     assert!(rotations > 3, "{rotations}");
-    assert_eq!(j.syncs(), 2 * 60 + rotations);
+    assert_eq!(j.syncs(), 3 + 2 * 60 + 2 * rotations);
     drop(j);
     let files = read::list(&dir).unwrap();
     assert_eq!(files.len(), 3, "{files:?}");
@@ -628,9 +630,31 @@ fn verify_while_a_run_writes_never_takes_its_new_lines_for_tampering() {
 }
 
 #[test]
+fn a_new_journal_is_on_disk_when_opened_and_one_that_exists_is_not_flushed_again() {
+    let (_d, dir) = state();
+    let j = open(&dir, "run1");
+    // The file, the head and the folder naming them: the first intent waits for itself only.
+    assert_eq!(j.syncs(), 3);
+    assert!(dir.join(file_name(1)).exists());
+    assert!(dir.join(HEAD_FILE).exists());
+    drop(j);
+    // Empty, they are an empty journal.
+    assert_eq!(read::verify(&dir).unwrap().lines, 0);
+    let j = open(&dir, "run2");
+    assert_eq!(j.syncs(), 0);
+    intent(&j, "cms", &subject("ops", None), "POST", "/api/groups");
+    assert_eq!(j.syncs(), 2, "the file and the head, not the folder");
+    drop(j);
+    assert_eq!(read::verify(&dir).unwrap().lines, 1);
+}
+
+#[test]
 fn intents_waiting_together_share_a_flush_and_each_returns_only_once_it_is_on_disk() {
     let (_d, dir) = state();
     let j = open(&dir, "run1");
+    // The new journal's file, head and folder, flushed as they were created.
+    assert_eq!(j.syncs(), 3);
+    let syncs = || j.syncs() - 3;
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -660,16 +684,16 @@ fn intents_waiting_together_share_a_flush_and_each_returns_only_once_it_is_on_di
         tokio::pin!(all);
         assert!(futures::poll!(&mut all).is_pending());
         assert_eq!(lock_ignoring_poison(&j.files).written, 8);
-        assert_eq!(j.syncs(), 0);
+        assert_eq!(syncs(), 0);
         drop(under_way);
         let mut calls = all.await;
         calls.sort_unstable();
         assert_eq!(calls, (1..=8).collect::<Vec<u64>>());
-        assert_eq!(j.syncs(), 2, "one flush of the file and the head");
+        assert_eq!(syncs(), 2, "one flush of the file and the head");
     });
     // One alone flushes its own line.
     intent(&j, "cms", &subject("ops", None), "POST", "/api/groups");
-    assert_eq!(j.syncs(), 2 * 2);
+    assert_eq!(syncs(), 2 * 2);
     assert_eq!(j.flushed.load(Ordering::Acquire), 9);
     // Outcomes are not flushed on their own: the next intent's flush takes them along.
     j.outcome(
@@ -681,7 +705,7 @@ fn intents_waiting_together_share_a_flush_and_each_returns_only_once_it_is_on_di
         None,
     )
     .unwrap();
-    assert_eq!(j.syncs(), 2 * 2);
+    assert_eq!(syncs(), 2 * 2);
     intent(&j, "cms", &subject("qa", None), "POST", "/api/groups");
     assert_eq!(j.flushed.load(Ordering::Acquire), 11);
     drop(j);
