@@ -26,7 +26,8 @@ use crate::model::{
 
 pub use change::{Change, FieldChange, Plan, PlanError, Summary, Warning, WarningKind};
 pub use guard::{Refusal, SHRINK_MIN_MEMBERS, Share, Shrink, guard};
-use sets::{folded, is_folded, set_diff};
+pub use sets::folded;
+use sets::{is_folded, set_diff};
 
 /// Whether roster removes what the desired state does not name (the `membership` key of a
 /// `[[target]]`).

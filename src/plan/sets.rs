@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashSet};
 
 /// A name as a target compares it (lowercased where the target ignores case), borrowed where
 /// folding leaves it as it is; [`super::fold`] is its owned form.
-pub(super) fn folded(name: &str, case_insensitive: bool) -> Cow<'_, str> {
+pub fn folded(name: &str, case_insensitive: bool) -> Cow<'_, str> {
     if !case_insensitive || is_folded(name) {
         Cow::Borrowed(name)
     } else {

@@ -24,10 +24,11 @@ use std::time::Duration;
 
 use crate::config::Diagnostic;
 use futures::{StreamExt, TryStreamExt};
+use rustc_hash::FxHashMap;
 
 use crate::model::{Capabilities, Desired, GroupName, Observed, TargetUserId, UserKey};
-use crate::plan::Scope;
 use crate::plan::change::Plan;
+use crate::plan::{Scope, folded};
 
 /// The phase of an apply a call belongs to; the executor finishes one stage before the next, so
 /// that a group exists before members are added to it and is emptied before it is deleted.
@@ -303,6 +304,33 @@ impl Rejection {
     }
 }
 
+/// The target ids of the observed users, by key as the target compares keys (folded where it
+/// ignores case): built once for a compile, and looked up for every member without a copy of
+/// the key, so that a member spelled in another case still finds its id.
+pub struct UserIds<'a> {
+    ids: FxHashMap<Cow<'a, str>, &'a TargetUserId>,
+    case_insensitive: bool,
+}
+
+impl<'a> UserIds<'a> {
+    /// The ids of `observed`'s users, on a target that ignores the case of keys or not.
+    pub fn of(observed: &'a Observed, case_insensitive: bool) -> Self {
+        Self {
+            ids: observed
+                .users
+                .iter()
+                .map(|(k, v)| (folded(k.as_str(), case_insensitive), v))
+                .collect(),
+            case_insensitive,
+        }
+    }
+
+    /// The id of the user `key`.
+    pub fn get(&self, key: &str) -> Option<&'a TargetUserId> {
+        self.ids.get(&folded(key, self.case_insensitive)).copied()
+    }
+}
+
 /// Looks up `keys` with `resolve` (one call each, up to `concurrency` at once) and records each
 /// in `observed`: its target id in `users`, or in `unknown_users` when the target has no such
 /// user. The first failed lookup fails the whole observe.
@@ -392,4 +420,26 @@ pub trait Target: Named + Send + Sync {
         &self,
         call: &Self::Call,
     ) -> impl Future<Output = Result<Option<Sent>, CallError>> + Send;
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_users_id_is_found_however_its_key_is_spelled_where_the_target_ignores_case() {
+        let mut observed = Observed::default();
+        observed.users.insert(UserKey::from("Alice"), "id-a".into());
+        observed.users.insert(UserKey::from("bob"), "id-b".into());
+        let ids = UserIds::of(&observed, true);
+        assert_eq!(ids.get("ALICE").map(String::as_str), Some("id-a"));
+        assert_eq!(ids.get("alice").map(String::as_str), Some("id-a"));
+        assert_eq!(ids.get("Bob").map(String::as_str), Some("id-b"));
+        assert_eq!(ids.get("carol"), None);
+        let exact = UserIds::of(&observed, false);
+        assert_eq!(exact.get("Alice").map(String::as_str), Some("id-a"));
+        assert_eq!(exact.get("alice"), None);
+        assert_eq!(exact.get("Bob"), None);
+    }
 }

@@ -2,7 +2,7 @@
 //! new members and one for its new children, one removal per member or child), and sending each
 //! call with the reads that settle what an ambiguous or refused answer means.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value};
@@ -10,8 +10,7 @@ use serde_json::{Map, Value};
 use super::{ContensisCall, ContensisTarget, GroupRef, Op, api, with_note};
 use crate::model::{GroupName, Observed, UserKey};
 use crate::plan::change::{Change, Plan};
-use crate::plan::fold;
-use crate::target::{CallError, CallErrorKind, Named, Sent};
+use crate::target::{CallError, CallErrorKind, Named, Sent, UserIds};
 
 /// The calls that carry out `plan`, given what was `observed`.
 pub(super) fn compile(plan: &Plan, observed: &Observed) -> Vec<ContensisCall> {
@@ -20,16 +19,8 @@ pub(super) fn compile(plan: &Plan, observed: &Observed) -> Vec<ContensisCall> {
         None => GroupRef::Name(name.clone()),
     };
     // Users by folded key, so that a member spelled differently still finds its GUID.
-    let user_ids: HashMap<String, &String> = observed
-        .users
-        .iter()
-        .map(|(k, v)| (fold(k.as_str(), true), v))
-        .collect();
-    let user_id = |u: &UserKey| {
-        user_ids
-            .get(&fold(u.as_str(), true))
-            .map(|id| (*id).clone())
-    };
+    let user_ids = UserIds::of(observed, true);
+    let user_id = |u: &UserKey| user_ids.get(u.as_str()).cloned();
     let user_slot = |u: &UserKey| user_id(u).unwrap_or_else(|| u.as_str().to_owned());
     let call = |i: usize, op: Op, group: &GroupName| ContensisCall {
         op,

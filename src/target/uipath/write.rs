@@ -9,33 +9,27 @@ use uuid::Uuid;
 use super::{Op, UiPathCall, UiPathTarget, api};
 use crate::model::{GroupName, Observed, UserKey};
 use crate::plan::change::{Change, Plan};
-use crate::plan::fold;
-use crate::target::{CallError, CallErrorKind, Named, Sent};
+use crate::target::{CallError, CallErrorKind, Named, Sent, UserIds};
 
 /// The calls that carry out `plan`, given what was `observed`: one per changed group.
 pub(super) fn compile(plan: &Plan, observed: &Observed) -> Vec<UiPathCall> {
-    let ids: HashMap<String, &String> = observed
-        .users
-        .iter()
-        .map(|(k, v)| (fold(k.as_str(), true), v))
-        .collect();
-    // The changes of each group, in plan order (the plan is already grouped by group).
-    let mut order: Vec<GroupName> = Vec::new();
-    let mut by_group: HashMap<GroupName, Vec<(usize, &Change)>> = HashMap::new();
+    let ids = UserIds::of(observed, true);
+    // The changes of each group, groups in plan order (the plan is already grouped by group).
+    let mut index: HashMap<&GroupName, usize> = HashMap::new();
+    let mut groups: Vec<(&GroupName, Vec<(usize, &Change)>)> = Vec::new();
     for (i, c) in plan.changes.iter().enumerate() {
-        let g = c.group().clone();
-        if !by_group.contains_key(&g) {
-            order.push(g.clone());
-        }
-        by_group.entry(g).or_default().push((i, c));
+        let at = *index.entry(c.group()).or_insert_with(|| {
+            groups.push((c.group(), Vec::new()));
+            groups.len() - 1
+        });
+        groups[at].1.push((i, c));
     }
     let mut calls = Vec::new();
-    for group in order {
-        let changes = by_group.remove(&group).unwrap_or_default();
+    for (group, changes) in groups {
         let covers: Vec<usize> = changes.iter().map(|(i, _)| *i).collect();
         let mut missing = Vec::new();
-        let mut id_of = |u: &UserKey| match ids.get(&fold(u.as_str(), true)) {
-            Some(id) => Some((*id).clone()),
+        let mut id_of = |u: &UserKey| match ids.get(u.as_str()) {
+            Some(id) => Some(id.clone()),
             None => {
                 missing.push(u.clone());
                 None
@@ -58,7 +52,7 @@ pub(super) fn compile(plan: &Plan, observed: &Observed) -> Vec<UiPathCall> {
                 Change::AddChild { .. } | Change::RemoveChild { .. } => {}
             }
         }
-        let have = observed.groups.get(&group);
+        let have = observed.groups.get(group);
         let op = if create {
             // The id is drawn here, once, so that every resend of this create and its
             // recheck name the same group.
@@ -82,7 +76,7 @@ pub(super) fn compile(plan: &Plan, observed: &Observed) -> Vec<UiPathCall> {
         };
         calls.push(UiPathCall {
             op,
-            group,
+            group: group.clone(),
             covers,
             missing,
         });

@@ -2,7 +2,7 @@
 //! description and admin rules, the account's right to change each group, and the zones that
 //! keep a group from deletion.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -12,7 +12,7 @@ use crate::model::{GroupName, Observed};
 use crate::plan::change::{Change, Plan};
 use crate::plan::fold;
 use crate::target::http::paging::{self, Cursored};
-use crate::target::{ObserveError, Rejection};
+use crate::target::{ObserveError, Rejection, UserIds};
 
 /// The server's rule for a group's e-mail, as an error message when it fails: one `@`, a local
 /// part of letters, digits and `. _ + ! & -`, a domain of dot-separated labels (letters, digits,
@@ -189,11 +189,7 @@ impl VinylDnsTarget {
         if plan.changes.is_empty() {
             return Ok(out);
         }
-        let ids: HashMap<String, &String> = observed
-            .users
-            .iter()
-            .map(|(k, v)| (fold(k.as_str(), CASE_INSENSITIVE), v))
-            .collect();
+        let ids = UserIds::of(observed, CASE_INSENSITIVE);
         let known = |names: &Value| -> (Vec<String>, usize) {
             let names: Vec<String> = names
                 .as_array()
@@ -204,10 +200,7 @@ impl VinylDnsTarget {
                         .collect()
                 })
                 .unwrap_or_default();
-            let n = names
-                .iter()
-                .filter(|n| ids.contains_key(&fold(n, CASE_INSENSITIVE)))
-                .count();
+            let n = names.iter().filter(|n| ids.get(n).is_some()).count();
             (names, n)
         };
         let writes = plan

@@ -2,7 +2,7 @@
 //! that adopts a group someone else made, an update applied to a fresh read, the creating
 //! account's seat put right).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -11,8 +11,7 @@ use tracing::debug;
 use super::{CASE_INSENSITIVE, Delta, NewGroup, Op, VinylDnsCall, VinylDnsTarget, api, attrs};
 use crate::model::{GroupName, Observed};
 use crate::plan::change::{Change, Plan};
-use crate::plan::fold;
-use crate::target::{CallError, CallErrorKind, Named, Sent};
+use crate::target::{CallError, CallErrorKind, Named, Sent, UserIds};
 
 impl VinylDnsTarget {
     /// The ids a write to group `group_id` keeps whatever the desired state says: the ids without
@@ -271,12 +270,8 @@ impl VinylDnsTarget {
 
     /// The calls that carry out `plan`: one per group.
     pub(super) fn compile_calls(&self, plan: &Plan, observed: &Observed) -> Vec<VinylDnsCall> {
-        let ids: HashMap<String, &String> = observed
-            .users
-            .iter()
-            .map(|(k, v)| (fold(k.as_str(), CASE_INSENSITIVE), v))
-            .collect();
-        let id_of = |k: &str| ids.get(&fold(k, CASE_INSENSITIVE)).map(|v| (*v).clone());
+        let ids = UserIds::of(observed, CASE_INSENSITIVE);
+        let id_of = |k: &str| ids.get(k).cloned();
         // One call per group, in the plan's (group-sorted) order.
         let mut calls: Vec<VinylDnsCall> = Vec::new();
         let mut index: BTreeMap<GroupName, usize> = BTreeMap::new();
