@@ -649,6 +649,31 @@ fn a_new_journal_is_on_disk_when_opened_and_one_that_exists_is_not_flushed_again
 }
 
 #[test]
+fn a_journal_file_left_without_its_head_is_completed_and_flushed_when_opened() {
+    // A first run stopped between creating the journal's file and its head.
+    let (_d, dir) = state();
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join(file_name(1)), "").unwrap();
+    let j = open(&dir, "run1");
+    assert_eq!(
+        j.syncs(),
+        3,
+        "the file, the head it created, and the folder"
+    );
+    assert!(dir.join(HEAD_FILE).exists());
+}
+
+#[test]
+fn a_folder_is_flushed_or_the_error_names_it() {
+    let (_d, dir) = state();
+    fs::create_dir_all(&dir).unwrap();
+    sync_dir(&dir).unwrap();
+    let missing = dir.join("gone");
+    let err = sync_dir(&missing).unwrap_err();
+    assert!(err.to_string().contains("gone"), "{err}");
+}
+
+#[test]
 fn intents_waiting_together_share_a_flush_and_each_returns_only_once_it_is_on_disk() {
     let (_d, dir) = state();
     let j = open(&dir, "run1");
