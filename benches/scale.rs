@@ -39,6 +39,25 @@
 //! pair, 1.151× against 1.126×. Within the day's noise on 2 shared cores, the medians a round's
 //! flush apart.
 //!
+//! Where UiPath's apply spends its time over the bound, timed inside one process (temporary
+//! instrumentation, not kept; `ROSTER_BENCH_GROUPS=2000`, the same apply after a shorter read):
+//! 100 PUTs 8 at a time are 13 rounds of the latency where the bound counts 12.5 (1.04× at
+//! best). Each round was 20.8-21.1 ms at the median: from a request leaving roster to its
+//! arrival at the simulator 0.17-0.24 ms, the simulator's own lateness 0.11-0.14 ms, from its
+//! answer leaving to roster holding the head 0.18-0.37 ms, from the head to the next request
+//! leaving 0.09-0.26 ms; with the tails, 13-15 ms of the apply. Before the first request, 4-7
+//! ms: the compile of 5,000 changes 1.8-2.3 ms, and the first intents' flush 2.9-3.3 ms, the
+//! journal's new file and head created and made durable on the apply's path. The flushes
+//! themselves, two `fdatasync`s, took 0.5-0.6 ms at the median on a runtime worker, 100 of
+//! them, and a worker held by the disk holds up the answers queued on it. So now the flushes
+//! run on the blocking pool (the intents are flushed while their writes wait for a slot, so
+//! the hand-over is off the path; 33-47 flushes for 100 intents, more of them shared), the
+//! journal's file and head are created and flushed, with their folder, when it is opened
+//! (before the read), and the compiles look users up without copying keys: before the first
+//! request 3.0-4.9 ms. Twelve interleaved pairs, the binary before and after (load average
+//! 0.5-1.7): after, median 1.115×, mean 1.113×, highest 1.126×; before, 1.116×, 1.118× and
+//! 1.148×: the tail narrower, the median within the day's noise.
+//!
 //! # Findings: where VinylDNS's read spends its time over the bound (2 shared cores)
 //!
 //! The read is 1,016 calls, 2.54 s at the bound; it takes 2.73-2.90 s (1.08-1.14×) on a quiet
