@@ -25,12 +25,14 @@
 //! Flushes are shared: a flush of the file and the head (`fdatasync` of each) covers every line
 //! written when it starts, and it is made outside the lock that appends lines, on the blocking
 //! pool, so the intents written while one flush is under way wait for the next, one flush for
-//! all of them, and no runtime worker waits on the disk. Each intent still returns only once a
-//! flush that began after it was written has finished; the head is still written after every
-//! line, so what a killed process leaves is as above. A file the journal creates is named in
-//! its folder on disk too before an intent in it returns: [`Journal::open`] creates and
-//! flushes a new journal's file and head and their folder, and the flush after a rotation
-//! flushes the folder along.
+//! all of them, and no runtime worker waits on an intent's flush (a file rotated away is still
+//! flushed as it is closed, and a new journal as it is opened). A flush holds its turn until it
+//! ends and records its own end, even when the write that started it is given up meanwhile.
+//! Each intent still returns only once a flush that began after it was written has finished;
+//! the head is still written after every line, so what a killed process leaves is as above. A
+//! file the journal creates is named in its folder on disk too before an intent in it returns:
+//! [`Journal::open`] creates and flushes a new journal's file and head (or a head it brings up
+//! to date) and their folder, and the flush after a rotation flushes the folder along.
 //!
 //! The journal records; it never decides what is written: every run still plans from a fresh,
 //! complete read of each target.
@@ -316,14 +318,16 @@ pub struct Journal {
     config: String,
     sources: Mutex<Vec<SourceRevision>>,
     calls: AtomicU64,
-    files: Mutex<Files>,
+    /// Shared with a flush under way, which records its end itself.
+    files: Arc<Mutex<Files>>,
     /// How many of this run's lines are on disk: every line up to this number is flushed.
-    flushed: AtomicU64,
-    /// Taken by the one task flushing at a time; the others wait on it, and most find their
-    /// line flushed once they have it.
-    flushing: tokio::sync::Mutex<()>,
-    /// How many times this run has flushed a journal file or the head to disk.
-    syncs: AtomicU64,
+    flushed: Arc<AtomicU64>,
+    /// Taken for the one flush under way, and held until it ends, even when the write that
+    /// started it was given up meanwhile; the others wait on it, and most find their line
+    /// flushed once they have it.
+    flushing: Arc<tokio::sync::Mutex<()>>,
+    /// How many times this run has flushed a journal file, the head or the folder to disk.
+    syncs: Arc<AtomicU64>,
     /// Held for as long as the journal is open; the lock goes with it (and with the process).
     _lock: File,
 }
@@ -366,6 +370,8 @@ impl Journal {
         let head = read::head(dir)?;
         let tail = read::tail(&files)?;
         let head_path = dir.join(HEAD_FILE);
+        // Before the head may be brought up to date below, which creates it if it is missing.
+        let head_was_there = head_path.exists();
         let shown = |p: &Path| p.display().to_string();
         match (&head, &tail.last) {
             (None, None) => {}
@@ -419,7 +425,7 @@ impl Journal {
             ),
             None => (1, 0),
         };
-        let syncs = AtomicU64::new(0);
+        let syncs = Arc::new(AtomicU64::new(0));
         let mut files = Files {
             number,
             file: None,
@@ -430,7 +436,7 @@ impl Journal {
             created: false,
             broken: false,
         };
-        files.prepare(dir, &syncs)?;
+        files.prepare(dir, head_was_there, &syncs)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             rotation: rotation.clone(),
@@ -438,15 +444,15 @@ impl Journal {
             config: config.to_owned(),
             sources: Mutex::new(Vec::new()),
             calls: AtomicU64::new(0),
-            files: Mutex::new(files),
-            flushed: AtomicU64::new(0),
-            flushing: tokio::sync::Mutex::new(()),
+            files: Arc::new(Mutex::new(files)),
+            flushed: Arc::new(AtomicU64::new(0)),
+            flushing: Arc::new(tokio::sync::Mutex::new(())),
             syncs,
             _lock: lock,
         })
     }
 
-    /// How many times this run has flushed a journal file or the head to disk (`fdatasync`):
+    /// How many times this run has flushed a journal file, the head or the folder to disk:
     /// what its intents cost, flushed together.
     fn syncs(&self) -> u64 {
         self.syncs.load(Ordering::Relaxed)
@@ -489,7 +495,7 @@ impl Journal {
         if self.flushed.load(Ordering::Acquire) >= line {
             return Ok(());
         }
-        let _turn = self.flushing.lock().await;
+        let turn = Arc::clone(&self.flushing).lock_owned().await;
         if self.flushed.load(Ordering::Acquire) >= line {
             return Ok(());
         }
@@ -512,40 +518,45 @@ impl Journal {
         // line not yet on disk. Flushed on the blocking pool, outside the files' lock: lines
         // are appended meanwhile, and a runtime worker held by the disk would hold up every
         // answer queued on it (the intents are flushed while their writes wait for a slot, so
-        // the hand-over is not on a write's path).
+        // the hand-over is not on a write's path). The flush records its own end and holds the
+        // turn until then: a write given up while it waits must not let the next flush claim
+        // lines before this one is done, nor its failure go unseen.
         let dir = self.dir.clone();
         let file = file.map(|f| (f, dir.join(file_name(number))));
         let head = head.map(|h| (h, dir.join(HEAD_FILE)));
-        let (synced, done) = tokio::task::spawn_blocking(move || {
-            let mut done = 0;
-            for (f, path) in file.into_iter().chain(head) {
-                done += 1;
-                if let Err(e) = f.sync_data() {
-                    return (Err(JournalError::io(&path, e)), done);
-                }
-            }
-            if created {
-                done += 1;
-                if let Err(e) = sync_dir(&dir) {
-                    return (Err(e), done);
-                }
-            }
-            (Ok(()), done)
-        })
-        .await
-        .unwrap_or_else(|e| (Err(JournalError::io(&self.dir, io::Error::other(e))), 0));
-        self.syncs.fetch_add(done, Ordering::Relaxed);
-        match synced {
-            Ok(()) => {
-                self.flushed.store(upto, Ordering::Release);
-                Ok(())
-            }
-            Err(e) => {
+        let (files, flushed, syncs) = (
+            Arc::clone(&self.files),
+            Arc::clone(&self.flushed),
+            Arc::clone(&self.syncs),
+        );
+        let flush = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            let synced = file
+                .into_iter()
+                .chain(head)
+                .try_for_each(|(f, path)| {
+                    syncs.fetch_add(1, Ordering::Relaxed);
+                    f.sync_data().map_err(|e| JournalError::io(&path, e))
+                })
+                .and_then(|()| {
+                    if created {
+                        syncs.fetch_add(1, Ordering::Relaxed);
+                        sync_dir(&dir)
+                    } else {
+                        Ok(())
+                    }
+                });
+            match &synced {
+                Ok(()) => flushed.store(upto, Ordering::Release),
                 // Lines not known to be on disk: an intent after them would claim too much.
-                lock_ignoring_poison(&self.files).broken = true;
-                Err(e)
+                Err(_) => lock_ignoring_poison(&files).broken = true,
             }
-        }
+            synced
+        });
+        flush.await.unwrap_or_else(|e| {
+            lock_ignoring_poison(&self.files).broken = true;
+            Err(JournalError::io(&self.dir, io::Error::other(e)))
+        })
     }
 
     /// Records how write `call` came back.
@@ -607,11 +618,17 @@ impl Drop for Journal {
 impl Files {
     /// Opens the file being written and the head, creating what is missing. What it creates
     /// is flushed here, its folder too, so that the run's first intent waits for its own line
-    /// only, and a journal that exists is found after a crash.
-    fn prepare(&mut self, dir: &Path, syncs: &AtomicU64) -> Result<(), JournalError> {
+    /// only, and a journal that exists is found after a crash. `head_was_there`: whether the
+    /// head existed before [`Journal::open`] brought it up to date, which creates it if need be.
+    fn prepare(
+        &mut self,
+        dir: &Path,
+        head_was_there: bool,
+        syncs: &AtomicU64,
+    ) -> Result<(), JournalError> {
         let path = dir.join(file_name(self.number));
         let head_path = dir.join(HEAD_FILE);
-        let missing = !path.exists() || !head_path.exists();
+        let missing = !path.exists() || !head_was_there;
         let file = private(OpenOptions::new().create(true).append(true))
             .open(&path)
             .map_err(|e| JournalError::io(&path, e))?;

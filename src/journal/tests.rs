@@ -664,6 +664,48 @@ fn a_journal_file_left_without_its_head_is_completed_and_flushed_when_opened() {
 }
 
 #[test]
+fn a_head_made_when_the_journal_is_brought_up_to_date_is_flushed_with_its_folder() {
+    // A first run stopped between writing its first line and creating the head.
+    let (_d, dir) = state();
+    let j = open(&dir, "run1");
+    intent(&j, "cms", &subject("ops", None), "POST", "/api/groups");
+    drop(j);
+    fs::remove_file(dir.join(HEAD_FILE)).unwrap();
+    let j = open(&dir, "run2");
+    assert_eq!(
+        j.syncs(),
+        3,
+        "the file, the head it created, and the folder"
+    );
+    drop(j);
+    assert_eq!(read::verify(&dir).unwrap().lines, 1);
+}
+
+#[test]
+fn a_flush_whose_write_was_given_up_ends_and_is_recorded_before_the_next_begins() {
+    let (_d, dir) = state();
+    let j = open(&dir, "run1");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let written = j
+            .intent("cms", &subject("ops", None), "POST", "/api/groups")
+            .unwrap();
+        {
+            let flush = j.on_disk(&written);
+            tokio::pin!(flush);
+            // Polled once, the flush is under way on the blocking pool; then given up.
+            let _ = futures::poll!(&mut flush);
+        }
+        // The next flush's turn comes once that flush has ended and recorded its lines.
+        let _turn = j.flushing.lock().await;
+        assert!(j.flushed.load(Ordering::Acquire) >= written.line);
+        assert_eq!(j.syncs(), 3 + 2);
+    });
+}
+
+#[test]
 fn a_folder_is_flushed_or_the_error_names_it() {
     let (_d, dir) = state();
     fs::create_dir_all(&dir).unwrap();
