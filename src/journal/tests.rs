@@ -695,14 +695,45 @@ fn a_flush_whose_write_was_given_up_ends_and_is_recorded_before_the_next_begins(
         {
             let flush = j.on_disk(&written);
             tokio::pin!(flush);
-            // Polled once, the flush is under way on the blocking pool; then given up.
-            let _ = futures::poll!(&mut flush);
+            // Polled until it holds the turn, the flush is under way on the blocking pool (the
+            // first poll yields to let other intents join it); then given up.
+            while j.flushing.try_lock().is_ok() {
+                assert!(futures::poll!(&mut flush).is_pending());
+            }
         }
         // The next flush's turn comes once that flush has ended and recorded its lines.
         let _turn = j.flushing.lock().await;
         assert!(j.flushed.load(Ordering::Acquire) >= written.line);
         assert_eq!(j.syncs(), 3 + 2);
     });
+}
+
+#[test]
+fn intents_written_together_share_the_first_flush() {
+    let (_d, dir) = state();
+    let j = open(&dir, "run1");
+    let syncs = || j.syncs() - 3;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // Eight writes started together, as an apply starts its first calls, with no flush
+        // under way: the first to need a flush lets the others write their intents before it
+        // takes its turn, so one flush covers all eight.
+        let each = (0..8).map(|i| {
+            let j = &j;
+            async move {
+                let s = subject("eng", Some(&format!("u{i}")));
+                let written = j
+                    .intent("cms", &s, "POST", "/api/groups/eng/users")
+                    .unwrap();
+                j.on_disk(&written).await.unwrap();
+            }
+        });
+        futures::future::join_all(each).await;
+    });
+    assert_eq!(j.flushed.load(Ordering::Acquire), 8);
+    assert_eq!(syncs(), 2, "one flush of the file and the head");
 }
 
 #[test]

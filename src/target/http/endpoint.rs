@@ -428,6 +428,15 @@ impl<A: Authorizer> Endpoint<A> {
                     return Err(req.fail(kind));
                 }
             };
+            if let Some(slot) = slot {
+                // The request is done at the server. The calls of an apply are futures of one
+                // task, so the request waiting for this slot would otherwise leave only once
+                // this call's bookkeeping (its outcome journalled, its answer decoded, the next
+                // call started) is done: yielding lets it leave first, and this call's work
+                // overlaps its latency instead of adding to it.
+                drop(slot);
+                tokio::task::yield_now().await;
+            }
             let message =
                 (!status.is_success()).then(|| self.auth.message(status, &headers, &body));
             if let Some(w) = watch {
@@ -773,6 +782,51 @@ mod tests {
         // Each write was journalled, then passed the gate, then left.
         assert_eq!(intents.intents().len(), 2);
         assert_eq!(lock(&seen).len(), 2);
+    }
+
+    /// The order in which writes passed the gate and their answers were told to the watch.
+    #[derive(Default)]
+    struct Order(std::sync::Mutex<Vec<&'static str>>);
+
+    impl slots::Gate for Order {
+        fn open(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
+            lock(&self.0).push("gate");
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    impl watch::CallWatch for Order {
+        fn before<'a>(
+            &'a self,
+            _: WriteRequest<'a>,
+        ) -> futures::future::BoxFuture<'a, Result<(), String>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn after(&self, _: WriteAnswer) {
+            lock(&self.0).push("answered");
+        }
+        fn finish(&self, _: Result<Option<&crate::target::Sent>, &crate::target::CallError>) {}
+    }
+
+    #[tokio::test]
+    async fn a_request_waiting_for_a_slot_leaves_before_the_answered_call_goes_on() {
+        // Two writes of one task, as the executor runs its calls, and one slot: once the first
+        // answer's body is in, the second write takes the slot and passes the gate before the
+        // first call goes on to tell its answer (the rest of its work comes after too).
+        let (e, _seen) = server(Duration::from_millis(5), Open).await;
+        let body = serde_json::json!({"name": "a"});
+        let put = Req::new(Method::PUT, "/groups/a").json(&body);
+        let order = Arc::new(Order::default());
+        let one = slots::Slots::new(1, Some(order.clone() as Arc<dyn slots::Gate>));
+        let attempt = slots::within(one, async {
+            let mut running: futures::stream::FuturesUnordered<_> =
+                [e.send(&put), e.send(&put)].into_iter().collect();
+            while let Some(sent) = futures::StreamExt::next(&mut running).await {
+                sent.expect("sent");
+            }
+        });
+        watch::watched(order.clone(), attempt).await;
+        assert_eq!(*lock(&order.0), ["gate", "gate", "answered", "answered"]);
     }
 
     #[tokio::test]
