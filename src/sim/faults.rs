@@ -401,10 +401,26 @@ async fn sleep_precisely_until(end: Instant) {
     if tokio::runtime::Handle::current().runtime_flavor()
         == tokio::runtime::RuntimeFlavor::MultiThread
     {
-        tokio::task::block_in_place(|| std::thread::sleep(rest));
+        tokio::task::block_in_place(|| sleep_on_this_thread(rest));
     } else {
         // The sleep cannot panic, so the join cannot fail.
-        let _slept = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
+        let _slept = tokio::task::spawn_blocking(move || sleep_on_this_thread(rest)).await;
+    }
+}
+
+/// The operating system's sleep, ending within microseconds of `rest`: Linux lets a thread's
+/// sleep run late by its timer slack (50 µs by default) to group wake-ups, and that would add to
+/// every answer's latency. The slack is set for the sleep alone, since the thread is the
+/// runtime's, and goes back to the thread's default after it.
+fn sleep_on_this_thread(rest: Duration) {
+    #[cfg(target_os = "linux")]
+    let slack = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1)).is_ok();
+    std::thread::sleep(rest);
+    #[cfg(target_os = "linux")]
+    if slack {
+        // Zero is the thread's default slack; failing to restore it only makes the thread's
+        // later timers more precise.
+        let _restored = rustix::thread::set_current_timer_slack(None);
     }
 }
 
@@ -501,6 +517,17 @@ mod tests {
     async fn a_latency_is_slept_whole_on_a_single_threaded_runtime() {
         sleeps_at_least(Duration::from_millis(5)).await;
         sleeps_at_least(Duration::from_micros(500)).await;
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_sleep_leaves_its_threads_timer_slack_as_it_found_it() {
+        let before = rustix::thread::current_timer_slack().expect("slack");
+        sleep_on_this_thread(Duration::from_micros(100));
+        assert_eq!(
+            rustix::thread::current_timer_slack().expect("slack"),
+            before
+        );
     }
 
     #[test]
