@@ -987,7 +987,17 @@ async fn latency_calls_and_control_endpoints() {
     assert_eq!([a.0, b.0, c.0], [StatusCode::OK; 3]);
     let (status, stats) = env.get("/_sim/stats").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(stats, json!({"throttled": 0, "peak_in_flight": 3}));
+    assert_eq!(stats["throttled"], 0);
+    assert_eq!(stats["peak_in_flight"], 3);
+    // The five API calls since the faults were set, as the simulator timed its answers: each
+    // left once its latency had passed, and not another latency later.
+    let late = &stats["late"];
+    assert_eq!(late["answers"], 5, "{stats}");
+    let ms = |k: &str| late[k].as_f64().unwrap();
+    assert!(
+        ms("p50_ms") <= ms("p99_ms") && ms("p99_ms") <= ms("max_ms") && ms("max_ms") < 60.0,
+        "{stats}"
+    );
 
     assert_eq!(
         env.state_group_names().await,

@@ -14,7 +14,9 @@
 //! * `GET|PUT /_sim/behaviour`: the simulator's behaviour switches.
 //! * `GET /_sim/stats`: since the faults were last set, the calls answered 429 (`throttled`)
 //!   and the most API calls answered at once (`peak_in_flight`: what a client's concurrency
-//!   came to).
+//!   came to), and how late the API calls' answers left, over the latency, as the simulator
+//!   timed them itself (`late`: `answers`, `p50_ms`, `p99_ms`, `max_ms`; see
+//!   [`faults::Lateness`]).
 //! * `GET /_sim/calls`: the call log, as `"METHOD /path?query"` lines in arrival order;
 //!   `GET /_sim/calls?agent=true`: the same lines, each followed by a tab and the request's
 //!   `User-Agent`, which names the roster instance that sent it (two daemons, one simulator).
@@ -288,6 +290,11 @@ pub trait SimControl: FaultHost {
         self.core().faults().peak_in_flight()
     }
 
+    /// How late the API calls' answers left, over the latency, since the faults were last set.
+    fn lateness(&self) -> faults::Lateness {
+        self.core().faults().lateness()
+    }
+
     /// The behaviour switches in force.
     fn behaviour(&self) -> Self::Behaviour {
         Self::behaviour_in(&mut self.core().lock()).clone()
@@ -354,9 +361,17 @@ async fn get_state<S: SimControl>(State(sim): State<S>) -> Response {
 }
 
 async fn get_stats<S: SimControl>(State(sim): State<S>) -> Response {
+    let late = sim.lateness();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     ok(serde_json::json!({
         "throttled": sim.throttled(),
         "peak_in_flight": sim.peak_in_flight(),
+        "late": {
+            "answers": late.answers,
+            "p50_ms": ms(late.p50),
+            "p99_ms": ms(late.p99),
+            "max_ms": ms(late.max),
+        },
     }))
 }
 

@@ -134,6 +134,8 @@ struct FaultState {
     in_flight: usize,
     /// The most API calls answered at once since the faults were last set.
     peak_in_flight: usize,
+    /// How late the API calls' answers left since the faults were last set.
+    late: LateCounts,
 }
 
 impl FaultState {
@@ -147,6 +149,7 @@ impl FaultState {
             throttled: 0,
             in_flight: 0,
             peak_in_flight: 0,
+            late: LateCounts::default(),
         }
     }
 
@@ -206,6 +209,16 @@ impl FaultInjector {
     /// a client's `concurrency` came to.
     pub fn peak_in_flight(&self) -> usize {
         self.lock().peak_in_flight
+    }
+
+    /// How late the API calls' answers left since the faults were last set.
+    pub fn lateness(&self) -> Lateness {
+        self.lock().late.summary()
+    }
+
+    /// Records that an API call's answer left `late` after its latency had passed.
+    fn answered_late(&self, late: Duration) {
+        self.lock().late.add(late);
     }
 
     /// Counts an API call in flight until the returned guard is dropped.
@@ -339,7 +352,92 @@ pub async fn inject<H: FaultHost>(State(host): State<H>, req: Request, next: Nex
     if let Some(delay) = latency {
         sleep_precisely_until(arrived + delay).await;
     }
+    if api_call {
+        faults.answered_late(
+            arrived
+                .elapsed()
+                .saturating_sub(latency.unwrap_or_default()),
+        );
+    }
     resp
+}
+
+/// How far past their latency a simulator's answers left, as it timed them itself: from a
+/// request's arrival to its answer handed to the connection, less the latency (with none set,
+/// the time the answer took). What a client sees on top of that is its own and the network's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lateness {
+    /// The answers timed.
+    pub answers: u64,
+    /// Half the answers were no later than this, to within [`LATE_STEP`].
+    pub p50: Duration,
+    /// 99 answers in 100 were no later than this, to within [`LATE_STEP`].
+    pub p99: Duration,
+    /// The latest answer's lateness.
+    pub max: Duration,
+}
+
+/// The resolution of [`Lateness`]: answers are counted in steps of this.
+pub const LATE_STEP: Duration = Duration::from_micros(10);
+
+/// Steps counted apart: up to 10 ms late; later answers share the last step.
+const LATE_STEPS: usize = 1_000;
+
+/// The answers' lateness as counts per [`LATE_STEP`]: a fixed size however long a simulator
+/// runs.
+#[derive(Debug)]
+struct LateCounts {
+    steps: Vec<u64>,
+    answers: u64,
+    max: Duration,
+}
+
+impl Default for LateCounts {
+    fn default() -> Self {
+        Self {
+            steps: vec![0; LATE_STEPS + 1],
+            answers: 0,
+            max: Duration::ZERO,
+        }
+    }
+}
+
+impl LateCounts {
+    fn add(&mut self, late: Duration) {
+        let step = usize::try_from(late.as_nanos() / LATE_STEP.as_nanos())
+            .map_or(LATE_STEPS, |s| s.min(LATE_STEPS));
+        self.steps[step] += 1;
+        self.answers += 1;
+        self.max = self.max.max(late);
+    }
+
+    /// The lateness no more than `per_mille` of the answers exceed: the upper end of the step
+    /// that holds the answer of that rank, or the latest answer's where that is sooner.
+    fn quantile(&self, per_mille: u64) -> Duration {
+        let rank = (self.answers * per_mille).div_ceil(1_000).max(1);
+        let mut seen = 0;
+        for (step, n) in self.steps.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                let end = u32::try_from(step + 1).map_or(Duration::MAX, |s| LATE_STEP * s);
+                return if step == LATE_STEPS {
+                    self.max
+                } else {
+                    end.min(self.max)
+                };
+            }
+        }
+        self.max
+    }
+
+    fn summary(&self) -> Lateness {
+        Lateness {
+            answers: self.answers,
+            p50: self.quantile(500),
+            p99: self.quantile(990),
+            max: self.max,
+        }
+    }
 }
 
 /// What the server answers once the request has reached it: the faults' verdict, or the
@@ -528,6 +626,50 @@ mod tests {
             rustix::thread::current_timer_slack().expect("slack"),
             before
         );
+    }
+
+    #[test]
+    fn lateness_is_told_by_rank_to_its_step_and_never_past_the_latest() {
+        let us = Duration::from_micros;
+        let mut late = LateCounts::default();
+        assert_eq!(late.summary(), Lateness::default());
+        // 98 answers 15 µs late, in the second step (which ends at 20 µs, after the latest).
+        for _ in 0..98 {
+            late.add(us(15));
+        }
+        assert_eq!(late.summary().p99, us(15));
+        // Then two 5 ms late: half are still in the second step, the 99th in the 501st.
+        late.add(us(5_000));
+        late.add(us(5_000));
+        let s = late.summary();
+        assert_eq!((s.answers, s.p50, s.max), (100, us(20), us(5_000)));
+        // The 99th answer is 5 ms late: its step ends at 5.01 ms, past the latest answer.
+        assert_eq!(s.p99, us(5_000));
+        // Later than the steps reach: counted in the last, told as the latest.
+        let mut late = LateCounts::default();
+        late.add(Duration::from_millis(20));
+        late.add(Duration::from_millis(30));
+        let s = late.summary();
+        assert_eq!(
+            (s.p50, s.p99),
+            (Duration::from_millis(30), Duration::from_millis(30))
+        );
+        // One answer: it is every quantile, to its step.
+        let mut late = LateCounts::default();
+        late.add(us(123));
+        assert_eq!(late.summary().p50, us(123));
+        late.add(us(0));
+        assert_eq!(late.summary().p50, us(10));
+    }
+
+    #[test]
+    fn lateness_is_counted_again_from_when_the_faults_are_set() {
+        let f = FaultInjector::new(Faults::default());
+        f.answered_late(Duration::from_micros(250));
+        assert_eq!(f.lateness().answers, 1);
+        // Setting the faults starts the count again.
+        f.set(Faults::default());
+        assert_eq!(f.lateness(), Lateness::default());
     }
 
     #[test]

@@ -175,6 +175,14 @@ macro_rules! simulators {
                 }
             }
 
+            /// How late one simulator's answers left, over its latency, since its faults were
+            /// last set (see [`control::SimControl::lateness`]).
+            pub fn lateness_of(&self, kind: SimKind) -> faults::Lateness {
+                match kind {
+                    $(SimKind::$variant => control::SimControl::lateness(&self.$field),)*
+                }
+            }
+
             /// Puts the same faults in force on every simulator.
             pub fn set_faults_all(&self, faults: &faults::Faults) {
                 $(control::SimControl::set_faults(&self.$field, faults.clone());)*
