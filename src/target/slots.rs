@@ -89,6 +89,16 @@ pub async fn take() -> Option<OwnedSemaphorePermit> {
     permits.acquire_owned().await.ok()
 }
 
+/// Gives a request's slot back once its answer is in; whether a request waiting for a slot took
+/// it. The calls of an apply are futures of one task, so nothing else takes or gives back one of
+/// its slots between the two counts.
+pub fn give_back(slot: OwnedSemaphorePermit) -> bool {
+    let permits = Arc::clone(slot.semaphore());
+    let free = permits.available_permits();
+    drop(slot);
+    permits.available_permits() == free
+}
+
 /// Asks the gate of the attempt being carried out whether a write may leave now. `Ok` outside
 /// an attempt and when no gate is set.
 pub async fn open() -> Result<(), String> {
@@ -109,4 +119,24 @@ pub fn passed() -> usize {
     SLOTS
         .try_with(|s| s.passed.load(Ordering::Relaxed))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_slot_given_back_says_whether_a_request_waiting_for_one_took_it() {
+        within(Slots::new(1, None), async {
+            let alone = take().await.expect("a slot");
+            assert!(!give_back(alone), "no request was waiting");
+            let held = take().await.expect("a slot");
+            let waiting = take();
+            tokio::pin!(waiting);
+            assert!(futures::poll!(&mut waiting).is_pending());
+            assert!(give_back(held), "the waiting request took it");
+            assert!(waiting.await.is_some());
+        })
+        .await;
+    }
 }
