@@ -58,6 +58,19 @@
 //! 0.5-1.7): after, median 1.115×, mean 1.113×, highest 1.126×; before, 1.116×, 1.118× and
 //! 1.148×: the tail narrower, the median within the day's noise.
 //!
+//! An apply's calls are futures of one task: when an answer came, the request waiting for its
+//! slot left only once the answered call had journalled its outcome, decoded its answer and
+//! started the next call (its intent written, its flush handed to the blocking pool). The
+//! endpoint now gives the slot back once the body is in and, when a request was waiting for
+//! it, yields once, so that request leaves first; and the first flush yields once before it
+//! takes its turn, so the 16 intents written as the apply starts share it (one flush, not two
+//! in turn). At 2,000 groups, ten interleaved pairs each: median 1.097× before, 1.088× after
+//! the first; 1.092× before, 1.088× after the second. At 100 groups (`ROSTER_BENCH_GROUPS=100`,
+//! a one-second run: the same apply), twelve interleaved triples on a busier spell: median
+//! 1.107× before this stop, 1.098× after. Full estate, the same spell: 1.094-1.111×. A
+//! simulator on a runtime of its own, as a server elsewhere is, measured no different (ten
+//! pairs at 100 groups, medians 1.091× and 1.086×): not kept.
+//!
 //! # Findings: where VinylDNS's read spends its time over the bound (2 shared cores)
 //!
 //! The read is 1,016 calls, 2.54 s at the bound; it takes 2.73-2.90 s (1.08-1.14×) on a quiet
