@@ -708,6 +708,16 @@ fn a_flush_whose_write_was_given_up_ends_and_is_recorded_before_the_next_begins(
     });
 }
 
+/// Writes the intent of adding user `u{i}` to "eng"; its write's number, once it is on disk.
+async fn intent_on_disk(j: &Journal, i: usize) -> u64 {
+    let s = subject("eng", Some(&format!("u{i}")));
+    let written = j
+        .intent("cms", &s, "POST", "/api/groups/eng/users")
+        .unwrap();
+    j.on_disk(&written).await.unwrap();
+    written.call
+}
+
 #[test]
 fn intents_written_together_share_the_first_flush() {
     let (_d, dir) = state();
@@ -720,17 +730,7 @@ fn intents_written_together_share_the_first_flush() {
         // Eight writes started together, as an apply starts its first calls, with no flush
         // under way: the first to need a flush lets the others write their intents before it
         // takes its turn, so one flush covers all eight.
-        let each = (0..8).map(|i| {
-            let j = &j;
-            async move {
-                let s = subject("eng", Some(&format!("u{i}")));
-                let written = j
-                    .intent("cms", &s, "POST", "/api/groups/eng/users")
-                    .unwrap();
-                j.on_disk(&written).await.unwrap();
-            }
-        });
-        futures::future::join_all(each).await;
+        futures::future::join_all((0..8).map(|i| intent_on_disk(&j, i))).await;
     });
     assert_eq!(j.flushed.load(Ordering::Acquire), 8);
     assert_eq!(syncs(), 2, "one flush of the file and the head");
@@ -763,12 +763,7 @@ fn intents_waiting_together_share_a_flush_and_each_returns_only_once_it_is_on_di
         let each = (0..8).map(|i| {
             let j = &j;
             async move {
-                let s = subject("eng", Some(&format!("u{i}")));
-                let written = j
-                    .intent("cms", &s, "POST", "/api/groups/eng/users")
-                    .unwrap();
-                j.on_disk(&written).await.unwrap();
-                let call = written.call;
+                let call = intent_on_disk(j, i).await;
                 // Every line is an intent here: the write's number is its line's.
                 let flushed = j.flushed.load(Ordering::Acquire);
                 assert!(
