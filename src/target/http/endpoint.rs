@@ -428,15 +428,6 @@ impl<A: Authorizer> Endpoint<A> {
                     return Err(req.fail(kind));
                 }
             };
-            // The request is done at the server. The calls of an apply are futures of one task,
-            // so a request waiting for this slot would otherwise leave only once this call's
-            // bookkeeping (its outcome journalled, its answer decoded, the next call started)
-            // is done: yielding lets it leave first, and this call's work overlaps its latency.
-            // With none waiting this call goes on at once: a yield would put its next request
-            // (VinylDNS's PUT after its GET) behind whatever else the runtime has queued.
-            if slot.is_some_and(slots::give_back) {
-                tokio::task::yield_now().await;
-            }
             let message =
                 (!status.is_success()).then(|| self.auth.message(status, &headers, &body));
             if let Some(w) = watch {
@@ -444,6 +435,16 @@ impl<A: Authorizer> Endpoint<A> {
                     status: status.as_u16(),
                     message: message.clone(),
                 });
+            }
+            // The request is done at the server, and its answer told (an attempt given up from
+            // here on still records it). The calls of an apply are futures of one task, so a
+            // request waiting for this slot would otherwise leave only once this call's own
+            // work (its outcome journalled, its answer decoded, the next call started) is done:
+            // yielding lets it leave first, and that work overlaps its latency. With none
+            // waiting this call goes on at once: a yield would put its next request (VinylDNS's
+            // PUT after its GET) behind whatever else the runtime has queued.
+            if slot.is_some_and(slots::give_back) {
+                tokio::task::yield_now().await;
             }
             if status.is_success() || req.accept.contains(&status) {
                 return Ok(Reply {
@@ -811,22 +812,29 @@ mod tests {
     #[tokio::test]
     async fn a_request_waiting_for_a_slot_leaves_before_the_answered_call_goes_on() {
         // Two writes of one task, as the executor runs its calls, and one slot: once the first
-        // answer's body is in, the second write takes the slot and passes the gate before the
-        // first call goes on to tell its answer (the rest of its work comes after too).
+        // answer is in and told, the second write takes the slot and passes the gate before
+        // the first call's send returns and its call goes on.
         let (e, _seen) = server(Duration::from_millis(5), Open).await;
         let body = serde_json::json!({"name": "a"});
         let put = Req::new(Method::PUT, "/groups/a").json(&body);
         let order = Arc::new(Order::default());
+        let send = || async {
+            e.send(&put).await.expect("sent");
+            lock(&order.0).push("returned");
+        };
         let one = slots::Slots::new(1, Some(order.clone() as Arc<dyn slots::Gate>));
         let attempt = slots::within(one, async {
             let mut running: futures::stream::FuturesUnordered<_> =
-                [e.send(&put), e.send(&put)].into_iter().collect();
-            while let Some(sent) = futures::StreamExt::next(&mut running).await {
-                sent.expect("sent");
-            }
+                [send(), send()].into_iter().collect();
+            while futures::StreamExt::next(&mut running).await.is_some() {}
         });
         watch::watched(order.clone(), attempt).await;
-        assert_eq!(*lock(&order.0), ["gate", "gate", "answered", "answered"]);
+        assert_eq!(
+            *lock(&order.0),
+            [
+                "gate", "answered", "gate", "returned", "answered", "returned"
+            ]
+        );
     }
 
     #[tokio::test]
