@@ -478,14 +478,16 @@ fn concurrency() -> usize {
 
 /// Every call's overhead against one simulator: the connector's read calls over the concurrent
 /// streams, except UiPath's whole list, which is read one call at a time. Beside them, how the
-/// simulator timed its own answers to the streams (`faults` set again after, for UiPath, so that
-/// its whole list is not counted with them).
+/// simulator timed its own answers to the streams: `faults` are set again before them (so that
+/// the caller's own setup calls are not counted) and, for UiPath, after them (so that its whole
+/// list is not either).
 async fn timed(
     caller: Arc<Caller>,
     running: &RunningSim,
     faults: &Faults,
 ) -> (Vec<(Call, Duration)>, Lateness) {
     let kind = caller.kind;
+    running.set_faults_all(faults);
     if kind == SimKind::UiPath {
         let mut all = streams(Arc::clone(&caller), &[Call::Members], concurrency()).await;
         let late = running.lateness_of(kind);
@@ -545,8 +547,9 @@ async fn measure(kind: SimKind, rows: &mut Vec<Row>) {
     running.shutdown().await;
 }
 
-/// The concurrent streams' calls as the simulator timed its own answers (`GET /_sim/stats`):
-/// from each request's arrival to its answer handed to the connection, less the latency. The
+/// The concurrent streams' calls as the simulator timed its own answers (what `GET
+/// /_sim/stats` gives as `late`): from each request's arrival to its answer handed to the
+/// connection, less the latency. The
 /// rest of a call's overhead is the client's, the HTTP stack's and the machine's.
 fn own_timing_row(kind: SimKind, figure: &str, late: Lateness, rows: &mut Vec<Row>) {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;

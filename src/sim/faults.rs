@@ -416,17 +416,14 @@ impl LateCounts {
     fn quantile(&self, per_mille: u64) -> Duration {
         let rank = (self.answers * per_mille).div_ceil(1_000).max(1);
         let mut seen = 0;
-        for (step, n) in self.steps.iter().enumerate() {
+        for (step, n) in self.steps[..LATE_STEPS].iter().enumerate() {
             seen += n;
             if seen >= rank {
                 let end = u32::try_from(step + 1).map_or(Duration::MAX, |s| LATE_STEP * s);
-                return if step == LATE_STEPS {
-                    self.max
-                } else {
-                    end.min(self.max)
-                };
+                return end.min(self.max);
             }
         }
+        // In the last step, which holds every answer later than the others reach.
         self.max
     }
 
